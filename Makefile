@@ -1,0 +1,90 @@
+# hakmem: one build for everything.  `make`, `make test`, `make run`,
+# `make bench`, `make install` (PREFIX, DESTDIR).
+BUILD   ?= build
+CC      ?= gcc
+CXX     ?= g++
+PREFIX  ?= /usr/local
+DESTDIR ?=
+
+WARN      := -Wall -Wextra -Werror
+CSTD      := -std=gnu17
+OPT       ?= -O2 -g
+CFLAGS    ?=
+# The allocator must never let the compiler turn its own code into calls to
+# malloc/calloc (e.g. malloc+memset folded into calloc would recurse).
+LIB_CFLAGS := $(CSTD) $(OPT) $(WARN) -fPIC -fvisibility=hidden -Iinclude -Ilibclient \
+              -fno-builtin-malloc -fno-builtin-calloc -fno-builtin-realloc -fno-builtin-free \
+              -ftls-model=initial-exec -fno-plt -D_GNU_SOURCE $(CFLAGS)
+TOOL_CFLAGS := $(CSTD) $(OPT) $(WARN) -Iinclude -D_GNU_SOURCE $(CFLAGS)
+
+LIB_SRCS := $(sort $(wildcard libclient/*.c))
+LIB_HDRS := $(wildcard libclient/*.h include/*.h)
+
+# Variants of the client library: the real one (standard names) and builds with
+# prefixed names (hak_malloc, ...) for sanitizers, which replace malloc themselves.
+OBJ_lib      := $(patsubst libclient/%.c,$(BUILD)/obj/lib/%.o,$(LIB_SRCS))
+OBJ_prefixed := $(patsubst libclient/%.c,$(BUILD)/obj/prefixed/%.o,$(LIB_SRCS))
+OBJ_asan     := $(patsubst libclient/%.c,$(BUILD)/obj/asan/%.o,$(LIB_SRCS))
+OBJ_tsan     := $(patsubst libclient/%.c,$(BUILD)/obj/tsan/%.o,$(LIB_SRCS))
+FLAGS_lib      :=
+FLAGS_prefixed := -DHAKMEM_PREFIX
+FLAGS_asan     := -DHAKMEM_PREFIX -fsanitize=address,undefined -fno-sanitize-recover=all
+FLAGS_tsan     := -DHAKMEM_PREFIX -fsanitize=thread
+
+LIB_SO := $(BUILD)/libhakmem.so
+LIB_A  := $(BUILD)/libhakmem.a
+LIB_PREFIXED_A := $(BUILD)/libhakmem-prefixed.a
+LIB_ASAN_A := $(BUILD)/libhakmem-asan.a
+LIB_TSAN_A := $(BUILD)/libhakmem-tsan.a
+
+.PHONY: all lib deps test run bench install clean
+all: lib
+
+lib: $(LIB_SO) $(LIB_A) $(LIB_PREFIXED_A)
+
+deps:
+	@bash scripts/deps.sh
+
+define variant_rule
+$(BUILD)/obj/$(1)/%.o: libclient/%.c $(LIB_HDRS) | $(BUILD)/obj/$(1)
+	$$(CC) $$(LIB_CFLAGS) $$(FLAGS_$(1)) -c $$< -o $$@
+$(BUILD)/obj/$(1):
+	@mkdir -p $$@
+endef
+$(foreach v,lib prefixed asan tsan,$(eval $(call variant_rule,$(v))))
+
+$(LIB_SO): $(OBJ_lib)
+	$(CC) -shared -Wl,-soname,libhakmem.so -Wl,-z,now -o $@ $^ -lpthread
+$(LIB_A): $(OBJ_lib)
+	@rm -f $@; ar rcs $@ $^
+$(LIB_PREFIXED_A): $(OBJ_prefixed)
+	@rm -f $@; ar rcs $@ $^
+$(LIB_ASAN_A): $(OBJ_asan)
+	@rm -f $@; ar rcs $@ $^
+$(LIB_TSAN_A): $(OBJ_tsan)
+	@rm -f $@; ar rcs $@ $^
+
+# Each area owns its fragment; they may add to these.
+TEST_BINS :=
+BENCH_BINS :=
+TOOL_BINS :=
+-include daemon/daemon.mk
+-include tests/tests.mk
+-include bench/bench.mk
+
+all: $(TOOL_BINS) $(TEST_BINS) $(BENCH_BINS)
+
+test: deps
+	@$(MAKE) --no-print-directory all $(LIB_ASAN_A) $(LIB_TSAN_A)
+	@bash tests/run_all.sh $(BUILD)
+
+run: deps
+	@$(MAKE) --no-print-directory all
+	@bash scripts/run_demo.sh $(BUILD)
+
+bench: deps
+	@$(MAKE) --no-print-directory all
+	@bash bench/run.sh --build $(BUILD) $(BENCH_ARGS)
+
+clean:
+	rm -rf $(BUILD)

@@ -1,0 +1,94 @@
+/* The daemon core as the control server sees it.
+ *
+ * hakmemd's core (segment owner, collector, learner, publisher, persistence)
+ * implements these; the control server (ctl_server.c) and metrics writer use
+ * only these.  Readers may run on other threads than the learner: every
+ * function here is safe to call concurrently with a learning interval (the
+ * core reads its RCU-protected tables inside rcu_read_lock; callers must have
+ * registered their thread with liburcu: hkd_reader_thread_enter/leave).
+ *
+ * Errors are negative errno values. */
+#ifndef HAKMEMD_CORE_API_H
+#define HAKMEMD_CORE_API_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#define HKD_ARM_NAME_MAX 32
+#define HKD_MAX_ARMS 16
+#define HKD_MODULE_MAX 64
+#define HKD_EXE_MAX 64
+
+typedef struct hkd_site_key {
+    uint64_t module_hash;          /* hash of build-id (or path when none) */
+    uint64_t offset;               /* return address minus module load base */
+} hkd_site_key;
+
+typedef struct hkd_thresholds {
+    uint32_t large_threshold;      /* bytes; allocations >= go to mmap + BigCache */
+    uint16_t bigcache_slots;       /* 0 disables BigCache for the site */
+    uint8_t  thp;                  /* 1: madvise(MADV_HUGEPAGE) on 2 MiB-aligned blocks */
+} hkd_thresholds;
+
+typedef struct hkd_arm_stats {
+    char     name[HKD_ARM_NAME_MAX];   /* e.g. "large=256K,slots=4,thp=on" */
+    uint64_t pulls;
+    double   mean_reward;
+} hkd_arm_stats;
+
+typedef struct hkd_site_info {
+    hkd_site_key key;
+    char     module[HKD_MODULE_MAX];   /* module path as a client reported it */
+    uint32_t processes;                /* live processes reporting the site */
+    uint64_t allocs, frees, bytes, live_bytes;
+    uint64_t size_hist[32];            /* log2 size histogram, merged */
+    uint64_t bigcache_hits, bigcache_misses, bigcache_evictions;
+    uint64_t thp_blocks, slow_ns;
+    hkd_thresholds thresholds;         /* as last published */
+    int      pinned_arm;               /* -1 when not pinned */
+    uint32_t n_arms;
+    hkd_arm_stats arms[HKD_MAX_ARMS];
+} hkd_site_info;
+
+typedef struct hkd_proc_info {
+    pid_t    pid;
+    char     exe[HKD_EXE_MAX];
+    uint32_t sites;
+    uint64_t bytes;                    /* bytes allocated, all sites */
+    uint64_t rss_bytes, page_faults;
+    uint64_t last_heartbeat_ms_ago;
+} hkd_proc_info;
+
+typedef struct hkd_status {
+    char     version[16];
+    uint64_t uptime_ms;
+    char     shm_name[64];
+    uint64_t generation;
+    uint32_t processes, sites;
+    uint32_t interval_ms;
+    uint64_t intervals;
+    uint64_t last_interval_ns;         /* collect+learn+publish, last interval */
+    int      learning;                 /* 0 in baseline mode */
+} hkd_status;
+
+void hkd_reader_thread_enter(void);
+void hkd_reader_thread_leave(void);
+
+int  hkd_get_status(hkd_status *out);
+/* Calls fn once per live process / known site, inside one read-side section. */
+int  hkd_for_each_proc(int (*fn)(const hkd_proc_info *, void *), void *arg);
+int  hkd_for_each_site(int (*fn)(const hkd_site_info *, void *), void *arg);
+
+/* The learned policy as a serialized protobuf (proto/policy.proto).
+ * export: *out is malloc'd, caller frees.  import: merges into the learner
+ * and republishes; returns the number of sites imported or -errno. */
+int  hkd_policy_export(uint8_t **out, size_t *len);
+int  hkd_policy_import(const uint8_t *buf, size_t len);
+
+/* Forgets what was learned: one site, or all when key is NULL. */
+int  hkd_reset(const hkd_site_key *key);
+/* Forces (arm >= 0) or releases (arm < 0) a site's arm. */
+int  hkd_pin(const hkd_site_key *key, int arm);
+
+#endif

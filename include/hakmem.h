@@ -1,0 +1,54 @@
+/* hakmem: the public extension API.
+ *
+ * libhakmem replaces malloc under the standard names (malloc, free, ...,
+ * and the C++ operator new/delete family).  Built with -DHAKMEM_PREFIX it
+ * exports the same functions as hak_malloc, hak_free, ... instead, so that
+ * sanitizers (which replace malloc themselves) can test it.
+ *
+ * The functions below exist in both builds. */
+#ifndef HAKMEM_H
+#define HAKMEM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define HAKMEM_VERSION "0.1.0"
+
+/* Prefixed entry points (only in the -DHAKMEM_PREFIX build). */
+void  *hak_malloc(size_t size);
+void   hak_free(void *ptr);
+void  *hak_calloc(size_t n, size_t size);
+void  *hak_realloc(void *ptr, size_t size);
+void  *hak_reallocarray(void *ptr, size_t n, size_t size);
+int    hak_posix_memalign(void **out, size_t alignment, size_t size);
+void  *hak_aligned_alloc(size_t alignment, size_t size);
+void  *hak_memalign(size_t alignment, size_t size);
+void  *hak_valloc(size_t size);
+void  *hak_pvalloc(size_t size);
+size_t hak_malloc_usable_size(void *ptr);
+
+/* Statistics of one process, as the exit report shows them. */
+typedef struct hakmem_stats {
+    uint64_t bigcache_hits, bigcache_misses, bigcache_puts, bigcache_evictions;
+    uint64_t large_allocs, large_frees, large_mapped_bytes;
+    uint64_t segments_mapped, segment_bytes_mapped;
+    uint64_t bytes_purged;          /* returned to the OS while idle */
+    uint64_t remote_frees_collected;
+    uint32_t sites;                 /* distinct call sites seen */
+    uint32_t threads_live;
+} hakmem_stats;
+
+void hakmem_get_stats(hakmem_stats *out);
+/* Writes the report (as HAKMEM_STATS=1 does at exit) to fd. */
+void hakmem_report(int fd);
+/* Returns idle memory to the OS now (what malloc_trim(0) also does). */
+void hakmem_collect(void);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

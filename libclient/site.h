@@ -1,0 +1,75 @@
+/* Call-site profiler: which line of code allocates what.
+ *
+ * A site is the return address of the public entry point.  Medium and large
+ * allocations are always attributed; small ones are sampled by a per-thread
+ * byte countdown (the fast path pays one subtraction).  Counters are kept per
+ * thread and merged into the process-wide table on the slow path.  Each site
+ * resolves once, lazily, to a fleet-wide key (module build-id hash, offset in
+ * module) that is the same in every process of one binary despite ASLR.
+ *
+ * The per-site policy (large threshold, BigCache slots, THP) starts from the
+ * process defaults (options.h) and may be replaced by what the daemon
+ * publishes (hk_site_set_policy). */
+#ifndef HK_SITE_H
+#define HK_SITE_H
+
+#include <stdint.h>
+#include <stddef.h>
+
+#define HK_SITE_MAX 1024            /* process-wide distinct sites */
+#define HK_SITE_HIST 32             /* log2 size buckets */
+#define HK_SITE_MODULE_MAX 64
+
+typedef struct hk_site_policy {
+    uint32_t large_threshold;       /* bytes; >= goes to mmap + BigCache */
+    uint16_t bigcache_slots;        /* 0: BigCache off for this site */
+    uint8_t  thp;                   /* 1: MADV_HUGEPAGE on 2 MiB-aligned blocks */
+    uint8_t  from_daemon;           /* 1 once a published policy was applied */
+} hk_site_policy;
+
+typedef struct hk_site_counters {
+    uint64_t allocs, frees, bytes, live_bytes;
+    uint64_t size_hist[HK_SITE_HIST];
+    uint64_t bigcache_hits, bigcache_misses, bigcache_evictions;
+    uint64_t thp_blocks;
+    uint64_t slow_ns;               /* nanoseconds spent in large/medium slow paths */
+} hk_site_counters;
+
+typedef struct hk_site_view {
+    uint32_t index;                 /* stable for the process's lifetime */
+    uintptr_t address;              /* return address in this process */
+    uint64_t module_hash, offset;   /* fleet-wide key */
+    char     module[HK_SITE_MODULE_MAX];
+    hk_site_counters counters;      /* merged so far (sampled counts scaled) */
+    hk_site_policy policy;
+} hk_site_view;
+
+typedef struct hk_heap hk_heap;
+
+/* Site index for a return address; registers it on first sight. Returns
+ * UINT32_MAX when the table is full (then nothing is attributed). */
+uint32_t hk_site_of(hk_heap *heap, uintptr_t ra);
+/* The policy of a site (defaults when unknown). */
+const hk_site_policy *hk_site_policy_of(uint32_t site);
+
+/* Counting, all on slow paths.  weight scales sampled small allocations. */
+void hk_site_note_alloc(hk_heap *heap, uint32_t site, size_t size, uint64_t weight);
+void hk_site_note_free(uint32_t site, size_t size);
+void hk_site_note_bigcache(uint32_t site, int hit, int evicted);
+void hk_site_note_thp(uint32_t site);
+void hk_site_note_slow_ns(uint32_t site, uint64_t ns);
+/* Sample taken by the small-allocation countdown. */
+void hk_site_sample(hk_heap *heap, uintptr_t ra, size_t size);
+
+/* Merges a thread's pending counters into the process table. */
+void hk_site_flush_thread(hk_heap *heap);
+
+uint32_t hk_site_count(void);
+/* Snapshot of each site (keys resolved on first call for a new site). */
+void hk_site_for_each(void (*fn)(const hk_site_view *, void *), void *arg);
+/* Applies a published policy to a site; bumps the policy epoch. */
+void hk_site_set_policy(uint32_t site, const hk_site_policy *policy);
+/* Forgets published policies: every site back to the process defaults. */
+void hk_site_reset_policies(void);
+
+#endif

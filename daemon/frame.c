@@ -1,0 +1,119 @@
+/* Framing for the control socket.  The deadline covers the whole frame, not
+ * each read, so a peer that trickles one byte at a time is still cut off. */
+#include "frame.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Waits until fd is ready for events or the deadline passes. */
+static int wait_ready(int fd, short events, int64_t deadline)
+{
+    for (;;) {
+        int left = -1;
+        if (deadline >= 0) {
+            int64_t d = deadline - now_ms();
+            if (d <= 0)
+                return -ETIMEDOUT;
+            left = d > 60000 ? 60000 : (int)d;
+        }
+        struct pollfd p = { .fd = fd, .events = events };
+        int r = poll(&p, 1, left);
+        if (r > 0)
+            return 0;
+        if (r < 0 && errno != EINTR)
+            return -errno;
+    }
+}
+
+static int write_all(int fd, const uint8_t *p, size_t n, int64_t deadline)
+{
+    while (n > 0) {
+        int r = wait_ready(fd, POLLOUT, deadline);
+        if (r < 0)
+            return r;
+        ssize_t w = send(fd, p, n, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (w < 0) {
+            if (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK)
+                continue;
+            return -errno;
+        }
+        p += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+/* Returns bytes read (< n only at EOF) or -errno. */
+static ssize_t read_all(int fd, uint8_t *p, size_t n, int64_t deadline)
+{
+    size_t got = 0;
+    while (got < n) {
+        int r = wait_ready(fd, POLLIN, deadline);
+        if (r < 0)
+            return r;
+        ssize_t k = recv(fd, p + got, n - got, MSG_DONTWAIT);
+        if (k < 0) {
+            if (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK)
+                continue;
+            return -errno;
+        }
+        if (k == 0)
+            break;
+        got += (size_t)k;
+    }
+    return (ssize_t)got;
+}
+
+int hkc_frame_write(int fd, const uint8_t *buf, size_t len, int timeout_ms)
+{
+    if (len > UINT32_MAX)
+        return -EMSGSIZE;
+    int64_t deadline = timeout_ms < 0 ? -1 : now_ms() + timeout_ms;
+    uint8_t hdr[4] = { (uint8_t)(len >> 24), (uint8_t)(len >> 16),
+                       (uint8_t)(len >> 8), (uint8_t)len };
+    int r = write_all(fd, hdr, sizeof hdr, deadline);
+    if (r == 0 && len > 0)
+        r = write_all(fd, buf, len, deadline);
+    return r;
+}
+
+int hkc_frame_read(int fd, uint8_t **out, size_t *len, size_t max, int timeout_ms)
+{
+    *out = NULL;
+    *len = 0;
+    int64_t deadline = timeout_ms < 0 ? -1 : now_ms() + timeout_ms;
+    uint8_t hdr[4];
+    ssize_t k = read_all(fd, hdr, sizeof hdr, deadline);
+    if (k < 0)
+        return (int)k;
+    if (k == 0)
+        return -ENODATA;
+    if (k < (ssize_t)sizeof hdr)
+        return -EPROTO;
+    size_t n = (size_t)hdr[0] << 24 | (size_t)hdr[1] << 16 | (size_t)hdr[2] << 8 | hdr[3];
+    *len = n;
+    if (n > max)
+        return -EMSGSIZE;
+    /* One extra byte so an empty frame still yields a non-NULL buffer. */
+    uint8_t *buf = malloc(n + 1);
+    if (!buf)
+        return -ENOMEM;
+    k = read_all(fd, buf, n, deadline);
+    if (k < 0 || (size_t)k < n) {
+        free(buf);
+        return k < 0 ? (int)k : -EPROTO;
+    }
+    *out = buf;
+    return 0;
+}

@@ -1,0 +1,289 @@
+/* Collector.
+ *
+ * The daemon only reads a slot while its owner may be writing, so it copies
+ * under the slot's sequence number and retries a few times; a slot that is
+ * always mid-write (its owner died inside a flush) is skipped until reaped.
+ * Per process it remembers the last counters of each site to turn the
+ * client's cumulative totals into per-interval differences. */
+#include "collector.h"
+
+#include <errno.h>
+#include <sched.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/types.h>
+
+#include "segment.h"
+
+#define VERIFY_EVERY 8              /* intervals between /proc start-time checks */
+#define CLAIM_PATIENCE 50           /* intervals a slot may stay half-claimed */
+
+typedef struct site_prev {
+    uint64_t module_hash, offset;
+    uint64_t allocs, frees, bytes, hits, misses, evictions, thp, slow_ns;
+    uint32_t hist[HKSHM_HIST];
+    void *cookie;
+} site_prev;
+
+typedef struct slot_track {
+    uint32_t pid;
+    uint64_t start_time;
+    int      valid;
+    uint64_t flushes;
+    uint64_t faults;
+    uint32_t n_prev;
+    uint32_t claiming;
+    uint64_t next_verify;
+    site_prev *prev;                 /* HKSHM_SLOT_SITES, allocated on first use */
+} slot_track;
+
+struct hkd_collector {
+    uint64_t passes;
+    slot_track tracks[HKSHM_MAX_SLOTS];
+    hkshm_slot scratch;
+    uint64_t bytes_by_site[HKSHM_SLOT_SITES];
+};
+
+hkd_collector *hkd_collector_new(void)
+{
+    return calloc(1, sizeof(hkd_collector));
+}
+
+void hkd_collector_free(hkd_collector *c)
+{
+    if (!c)
+        return;
+    for (uint32_t i = 0; i < HKSHM_MAX_SLOTS; i++)
+        free(c->tracks[i].prev);
+    free(c);
+}
+
+static uint64_t ld64(const uint64_t *p)
+{
+    return __atomic_load_n(p, __ATOMIC_RELAXED);
+}
+
+int hkd_slot_snapshot(const hkshm_slot *s, hkshm_slot *out, int max_tries)
+{
+    for (int tries = 0; tries < max_tries; tries++) {
+        uint64_t s1 = atomic_load_explicit(&((hkshm_slot *)s)->seq, memory_order_acquire);
+        if (s1 & 1) {
+            sched_yield();
+            continue;
+        }
+        /* Word-wise relaxed loads: the copy may race with the owner, and the
+         * sequence check below throws away any torn result. */
+        const uint64_t *src = (const uint64_t *)s;
+        uint64_t *dst = (uint64_t *)out;
+        size_t head = offsetof(hkshm_slot, sites) / 8;
+        for (size_t i = 0; i < head; i++)
+            dst[i] = ld64(&src[i]);
+        uint32_t n = out->n_sites;
+        if (n > HKSHM_SLOT_SITES)
+            n = HKSHM_SLOT_SITES;
+        size_t words = (size_t)n * sizeof(hkshm_site) / 8;
+        for (size_t i = 0; i < words; i++)
+            dst[head + i] = ld64(&src[head + i]);
+        atomic_thread_fence(memory_order_acquire);
+        uint64_t s2 = atomic_load_explicit(&((hkshm_slot *)s)->seq, memory_order_relaxed);
+        if (s1 == s2) {
+            out->n_sites = n;
+            if (out->n_modules > HKSHM_SLOT_MODULES)
+                out->n_modules = HKSHM_SLOT_MODULES;
+            out->exe[HKSHM_EXE_MAX - 1] = 0;
+            return 0;
+        }
+    }
+    return -EBUSY;
+}
+
+int hkd_slot_reap(hkshm_slot *s, uint32_t pid)
+{
+    uint32_t expect = pid;
+    if (!atomic_compare_exchange_strong(&s->pid, &expect, HKSHM_PID_RESERVED))
+        return -EBUSY;
+    atomic_store(&s->state, HKSHM_SLOT_FREE);
+    s->start_time = 0;
+    atomic_store(&s->read_gen, 0);
+    atomic_store(&s->gen_seen, 0);
+    atomic_store(&s->heartbeat_ns, 0);
+    atomic_store(&s->seq, 0);
+    s->flushes = 0;
+    s->rss_bytes = s->page_faults = 0;
+    s->n_sites = s->n_modules = s->sites_applied = 0;
+    s->build_id_len = 0;
+    memset(s->exe, 0, sizeof s->exe);
+    atomic_store_explicit(&s->pid, 0, memory_order_release);
+    return 0;
+}
+
+static void forget(slot_track *t)
+{
+    t->valid = 0;
+    t->n_prev = 0;
+    t->claiming = 0;
+}
+
+/* Differences of one snapshot against the track; reports them unless quiet. */
+static void diff_and_report(hkd_collector *c, slot_track *t, const hkshm_slot *snap, int quiet,
+                            const hkd_collect_ops *ops, void *arg, hkd_collect_stats *st)
+{
+    uint32_t n = snap->n_sites;
+    uint64_t faults_now = snap->page_faults;
+    uint64_t dfaults = faults_now >= t->faults ? faults_now - t->faults : 0;
+    t->faults = faults_now;
+    uint64_t total_bytes = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        const hkshm_site *s = &snap->sites[i];
+        site_prev *p = &t->prev[i];
+        if (i >= t->n_prev || p->module_hash != s->module_hash || p->offset != s->offset) {
+            memset(p, 0, sizeof *p);
+            p->module_hash = s->module_hash;
+            p->offset = s->offset;
+        }
+        c->bytes_by_site[i] = s->bytes >= p->bytes ? s->bytes - p->bytes : 0;
+        total_bytes += c->bytes_by_site[i];
+    }
+    if (n > t->n_prev)
+        t->n_prev = n;
+
+    for (uint32_t i = 0; i < n; i++) {
+        const hkshm_site *s = &snap->sites[i];
+        site_prev *p = &t->prev[i];
+        if (s->module_hash == 0 && s->offset == 0)
+            continue;               /* not resolved yet */
+        hkd_site_delta d;
+        d.key.module_hash = s->module_hash;
+        d.key.offset = s->offset;
+        d.module = s->module < snap->n_modules ? snap->modules[s->module].path : "";
+#define DELTA(f, pf) d.f = s->f >= p->pf ? s->f - p->pf : 0; p->pf = s->f
+        DELTA(allocs, allocs);
+        DELTA(frees, frees);
+        DELTA(bytes, bytes);
+        DELTA(bigcache_hits, hits);
+        DELTA(bigcache_misses, misses);
+        DELTA(bigcache_evictions, evictions);
+        DELTA(thp_blocks, thp);
+        DELTA(slow_ns, slow_ns);
+#undef DELTA
+        for (uint32_t b = 0; b < HKSHM_HIST; b++) {
+            d.hist[b] = s->size_hist[b] - p->hist[b];   /* modulo 2^32 by design */
+            p->hist[b] = s->size_hist[b];
+        }
+        d.live_bytes = s->live_bytes;
+        d.faults = total_bytes ? (double)dfaults * (double)c->bytes_by_site[i] / (double)total_bytes : 0.0;
+        if (quiet) {
+            memset(&d.allocs, 0, offsetof(hkd_site_delta, live_bytes) - offsetof(hkd_site_delta, allocs));
+            d.faults = 0.0;
+        }
+        st->site_records++;
+        if (ops->site)
+            ops->site(&d, &p->cookie, arg);
+    }
+}
+
+static void report_proc(const hkshm_slot *snap, uint64_t now, const hkd_collect_ops *ops, void *arg)
+{
+    if (!ops->proc)
+        return;
+    hkd_proc_info pi;
+    memset(&pi, 0, sizeof pi);
+    pi.pid = (pid_t)snap->pid;
+    memcpy(pi.exe, snap->exe, sizeof pi.exe < sizeof snap->exe ? sizeof pi.exe : sizeof snap->exe);
+    pi.exe[sizeof pi.exe - 1] = 0;
+    for (uint32_t i = 0; i < snap->n_sites; i++) {
+        if (snap->sites[i].module_hash || snap->sites[i].offset) {
+            pi.sites++;
+            pi.bytes += snap->sites[i].bytes;
+        }
+    }
+    pi.rss_bytes = snap->rss_bytes;
+    pi.page_faults = snap->page_faults;
+    uint64_t hb = snap->heartbeat_ns;
+    pi.last_heartbeat_ms_ago = hb && now > hb ? (now - hb) / 1000000 : 0;
+    ops->proc(&pi, arg);
+}
+
+int hkd_collect(hkd_collector *c, hkshm_header *h, const hkd_collect_ops *ops, void *arg,
+                hkd_collect_stats *st)
+{
+    hkd_collect_stats local;
+    if (!st)
+        st = &local;
+    memset(st, 0, sizeof *st);
+    uint64_t now = hkd_now_ns();
+    uint64_t stale_ns = 2000000000ull + 2ull * atomic_load(&h->flush_interval_ms) * 1000000ull;
+    int first = c->passes == 0;
+    c->passes++;
+
+    for (uint32_t i = 0; i < HKSHM_MAX_SLOTS; i++) {
+        hkshm_slot *s = hkshm_slot_at(h, i);
+        slot_track *t = &c->tracks[i];
+        uint32_t pid = atomic_load_explicit(&s->pid, memory_order_acquire);
+        if (pid == 0 || pid == HKSHM_PID_RESERVED) {
+            forget(t);
+            continue;
+        }
+        uint32_t state = atomic_load_explicit(&s->state, memory_order_acquire);
+        if (state == HKSHM_SLOT_CLAIMING || state == HKSHM_SLOT_FREE) {
+            /* Identity not written yet, or the claimer died before writing it. */
+            if (!hkd_proc_alive((pid_t)pid, 0) || ++t->claiming > CLAIM_PATIENCE) {
+                if (hkd_slot_reap(s, pid) == 0)
+                    st->reaped++;
+                forget(t);
+            }
+            continue;
+        }
+        if (hkd_slot_snapshot(s, &c->scratch, 8) < 0) {
+            st->skipped_busy++;
+            if (!hkd_proc_alive((pid_t)pid, s->start_time) && hkd_slot_reap(s, pid) == 0) {
+                st->reaped++;
+                forget(t);
+            }
+            continue;
+        }
+        hkshm_slot *snap = &c->scratch;
+        if (snap->pid != pid) {       /* changed hands during the copy */
+            forget(t);
+            continue;
+        }
+        int newproc = !t->valid || t->pid != pid || t->start_time != snap->start_time;
+        if (newproc) {
+            if (!t->prev && !(t->prev = calloc(HKSHM_SLOT_SITES, sizeof(site_prev))))
+                return -ENOMEM;
+            t->valid = 1;
+            t->pid = pid;
+            t->start_time = snap->start_time;
+            t->flushes = UINT64_MAX;
+            t->n_prev = 0;
+            t->faults = 0;
+            t->claiming = 0;
+            t->next_verify = c->passes + VERIFY_EVERY;
+        }
+
+        /* Liveness: exited by its own word, or gone (possibly with its pid reused). */
+        int dead = state == HKSHM_SLOT_EXITED;
+        if (!dead) {
+            uint64_t hb = snap->heartbeat_ns;
+            int stale = hb == 0 || now < hb || now - hb > stale_ns;
+            int verify = stale && c->passes >= t->next_verify;
+            if (verify)
+                t->next_verify = c->passes + VERIFY_EVERY;
+            dead = !hkd_proc_alive((pid_t)pid, verify ? snap->start_time : 0);
+        }
+
+        /* Unchanged processes still report their sites (zero deltas) so
+         * the merged view knows who uses a site. */
+        diff_and_report(c, t, snap, first, ops, arg, st);
+        t->flushes = snap->flushes;
+        if (dead) {
+            if (hkd_slot_reap(s, pid) == 0)
+                st->reaped++;
+            forget(t);
+            continue;
+        }
+        st->live++;
+        report_proc(snap, now, ops, arg);
+    }
+    return 0;
+}

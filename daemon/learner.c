@@ -1,0 +1,168 @@
+/* UCB1 over a fixed arm set per site.
+ *
+ * A pull is a stretch of intervals during which one arm is published for a
+ * site.  Its cost is what the fleet paid per allocation under that arm:
+ * slow-path nanoseconds, page faults (priced at a fixed ns each) and memory
+ * BigCache keeps idle (priced per MiB-second).  Costs become rewards in
+ * [0,1] on a log scale around the site's reference cost, so rewards are
+ * comparable across sites of very different size and UCB1's bounds hold. */
+#include "learner.h"
+
+#include <math.h>
+#include <string.h>
+
+#define PAGE_FAULT_NS      500.0    /* one minor fault: trap + zeroing a page */
+#define IDLE_NS_PER_MIB_S  2000.0   /* what holding 1 MiB idle for 1 s is worth */
+#define COST_FLOOR_NS      1.0
+
+/* Arm 0 is the allocator's default (1 MiB, 4 slots, THP on). */
+const hkd_arm hkd_arms[HKD_N_ARMS] = {
+    { 1u << 20,   4, 1, "large=1M,slots=4,thp=on" },
+    { 1u << 20,   4, 0, "large=1M,slots=4,thp=off" },
+    { 1u << 20,   0, 1, "large=1M,slots=0,thp=on" },
+    { 1u << 20,   0, 0, "large=1M,slots=0,thp=off" },
+    { 256u << 10, 4, 1, "large=256K,slots=4,thp=on" },
+    { 256u << 10, 4, 0, "large=256K,slots=4,thp=off" },
+    { 256u << 10, 0, 1, "large=256K,slots=0,thp=on" },
+    { 256u << 10, 0, 0, "large=256K,slots=0,thp=off" },
+};
+
+const hkd_learn_cfg hkd_learn_default_cfg = {
+    .min_allocs = 64,
+    .settle_intervals = 1,
+    .max_pull_intervals = 30,
+    .explore = 1.0,
+    .window = 4096,
+};
+
+void hkd_learn_init(hkd_learn *l)
+{
+    memset(l, 0, sizeof *l);
+    l->current = HKD_DEFAULT_ARM;
+    l->pinned = -1;
+}
+
+int hkd_arm_by_name(const char *name)
+{
+    for (int i = 0; i < HKD_N_ARMS; i++)
+        if (strcmp(hkd_arms[i].name, name) == 0)
+            return i;
+    return -1;
+}
+
+double hkd_learn_cost(const hkd_learn *l, int arm)
+{
+    if (l->acc_allocs == 0)
+        return 0.0;
+    double allocs = (double)l->acc_allocs;
+    double idle_ns = 0.0;
+    if (l->acc_large > 0 && arm >= 0 && arm < HKD_N_ARMS) {
+        /* A full ring of blocks of the site's mean size sits idle between uses. */
+        double mean = (double)l->acc_bytes / allocs;
+        double mib = hkd_arms[arm].bigcache_slots * mean / (1024.0 * 1024.0);
+        idle_ns = mib * IDLE_NS_PER_MIB_S * l->acc_seconds;
+    }
+    double cost = ((double)l->acc_slow_ns + l->acc_faults * PAGE_FAULT_NS + idle_ns) / allocs;
+    return cost < COST_FLOOR_NS ? COST_FLOOR_NS : cost;
+}
+
+double hkd_reward_from_cost(double cost, double ref)
+{
+    if (!(cost > COST_FLOOR_NS))
+        cost = COST_FLOOR_NS;
+    if (!(ref > COST_FLOOR_NS))
+        ref = COST_FLOOR_NS;
+    double r = 0.5 - 0.25 * log2(cost / ref);
+    return r < 0.0 ? 0.0 : r > 1.0 ? 1.0 : r;
+}
+
+int hkd_ucb_select(const hkd_learn *l, double explore)
+{
+    for (int i = 0; i < HKD_N_ARMS; i++)
+        if (l->pulls[i] == 0)
+            return i;
+    double logn = log((double)l->total_pulls);
+    int best = 0;
+    double best_score = -1.0;
+    for (int i = 0; i < HKD_N_ARMS; i++) {
+        double n = (double)l->pulls[i];
+        double score = l->reward_sum[i] / n + explore * sqrt(2.0 * logn / n);
+        if (score > best_score) {
+            best_score = score;
+            best = i;
+        }
+    }
+    return best;
+}
+
+void hkd_ucb_update(hkd_learn *l, int arm, double reward, uint64_t window)
+{
+    if (arm < 0 || arm >= HKD_N_ARMS)
+        return;
+    l->pulls[arm]++;
+    l->reward_sum[arm] += reward;
+    l->total_pulls++;
+    if (window && l->total_pulls > window) {
+        /* Halving keeps every mean and lets the site follow a changed workload. */
+        l->total_pulls = 0;
+        for (int i = 0; i < HKD_N_ARMS; i++) {
+            uint64_t p = (l->pulls[i] + 1) / 2;
+            l->reward_sum[i] = p ? l->reward_sum[i] * (double)p / (double)l->pulls[i] : 0.0;
+            l->pulls[i] = p;
+            l->total_pulls += p;
+        }
+    }
+}
+
+static void reset_pull(hkd_learn *l, uint32_t settle)
+{
+    l->settle = settle;
+    l->pull_intervals = 0;
+    l->acc_allocs = l->acc_bytes = l->acc_slow_ns = l->acc_large = 0;
+    l->acc_faults = l->acc_seconds = 0.0;
+}
+
+int hkd_learn_observe(hkd_learn *l, const hkd_learn_cfg *cfg, const hkd_obs *obs)
+{
+    if (l->settle > 0) {
+        l->settle--;
+        return 0;
+    }
+    if (obs->allocs == 0 && l->acc_allocs == 0)
+        return 0;                       /* an idle site teaches nothing */
+    l->pull_intervals++;
+    l->acc_allocs += obs->allocs;
+    l->acc_bytes += obs->bytes;
+    l->acc_slow_ns += obs->slow_ns;
+    l->acc_large += obs->large_allocs;
+    l->acc_faults += obs->faults;
+    l->acc_seconds += obs->interval_s;
+    if (l->acc_allocs < cfg->min_allocs && l->pull_intervals < cfg->max_pull_intervals)
+        return 0;
+    if (l->acc_allocs == 0)
+        return 0;
+
+    int arm = hkd_learn_arm(l);
+    double cost = hkd_learn_cost(l, arm);
+    if (l->ref_cost <= 0.0)
+        l->ref_cost = cost;
+    hkd_ucb_update(l, arm, hkd_reward_from_cost(cost, l->ref_cost), cfg->window);
+
+    int next = l->pinned >= 0 ? l->pinned : hkd_ucb_select(l, cfg->explore);
+    int changed = next != l->current;
+    l->current = next;
+    reset_pull(l, changed ? cfg->settle_intervals : 0);
+    return changed;
+}
+
+int hkd_learn_pin(hkd_learn *l, int arm)
+{
+    int before = hkd_learn_arm(l);
+    l->pinned = arm >= 0 && arm < HKD_N_ARMS ? arm : -1;
+    if (l->pinned >= 0)
+        l->current = l->pinned;
+    int changed = hkd_learn_arm(l) != before;
+    if (changed)
+        reset_pull(l, 1);
+    return changed;
+}

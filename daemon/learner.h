@@ -1,0 +1,75 @@
+/* UCB1 learner: which policy arm a site should run.
+ *
+ * Pure and deterministic: no clocks, no randomness, no globals beyond the
+ * constant arm set.  The core feeds it one observation per site per
+ * interval; a pull ends only at an interval boundary once it has seen
+ * enough allocations, so noise cannot make it thrash. */
+#ifndef HAKMEMD_LEARNER_H
+#define HAKMEMD_LEARNER_H
+
+#include <stdint.h>
+
+#define HKD_N_ARMS 8
+#define HKD_DEFAULT_ARM 0               /* the allocator's built-in defaults */
+
+typedef struct hkd_arm {
+    uint32_t large_threshold;
+    uint16_t bigcache_slots;
+    uint8_t  thp;
+    const char *name;
+} hkd_arm;
+
+extern const hkd_arm hkd_arms[HKD_N_ARMS];
+
+typedef struct hkd_learn_cfg {
+    uint64_t min_allocs;                /* allocations before a pull may end */
+    uint32_t settle_intervals;          /* ignored after a switch: clients lag a tick */
+    uint32_t max_pull_intervals;        /* a thin site's pull ends after this many anyway */
+    double   explore;                   /* UCB exploration coefficient (1.0 = UCB1) */
+    uint64_t window;                    /* halve all counts past this many pulls; 0 = never */
+} hkd_learn_cfg;
+
+extern const hkd_learn_cfg hkd_learn_default_cfg;
+
+/* What one interval cost a site, merged over processes. */
+typedef struct hkd_obs {
+    uint64_t allocs, bytes;
+    uint64_t slow_ns;
+    double   faults;                    /* page faults attributed to the site */
+    uint64_t large_allocs;              /* allocations at or above the arm's threshold */
+    double   interval_s;
+} hkd_obs;
+
+typedef struct hkd_learn {
+    uint64_t pulls[HKD_N_ARMS];
+    double   reward_sum[HKD_N_ARMS];
+    uint64_t total_pulls;
+    int32_t  current;                   /* arm being pulled (and published) */
+    int32_t  pinned;                    /* -1: learning */
+    double   ref_cost;                  /* ns/alloc that scores 0.5; 0 until known */
+    /* the pull in progress */
+    uint32_t settle;
+    uint32_t pull_intervals;
+    uint64_t acc_allocs, acc_bytes, acc_slow_ns, acc_large;
+    double   acc_faults, acc_seconds;
+} hkd_learn;
+
+void   hkd_learn_init(hkd_learn *l);
+/* Cost of one allocation in ns, from what a pull accumulated under `arm`. */
+double hkd_learn_cost(const hkd_learn *l, int arm);
+/* Cost -> reward in [0,1]: 0.5 at ref, +0.25 per halving, -0.25 per doubling. */
+double hkd_reward_from_cost(double cost, double ref);
+/* UCB1 choice given the statistics so far (lowest index wins ties). */
+int    hkd_ucb_select(const hkd_learn *l, double explore);
+/* Records a finished pull of `arm`. */
+void   hkd_ucb_update(hkd_learn *l, int arm, double reward, uint64_t window);
+/* Feeds one interval; returns 1 when the current arm changed (republish). */
+int    hkd_learn_observe(hkd_learn *l, const hkd_learn_cfg *cfg, const hkd_obs *obs);
+/* Pins (arm >= 0) or releases (arm < 0).  Returns 1 when the arm changed. */
+int    hkd_learn_pin(hkd_learn *l, int arm);
+/* The arm to publish now. */
+static inline int hkd_learn_arm(const hkd_learn *l) { return l->pinned >= 0 ? l->pinned : l->current; }
+/* Index of `name` in hkd_arms, or -1. */
+int    hkd_arm_by_name(const char *name);
+
+#endif

@@ -1,0 +1,38 @@
+# Stress tests of the allocator through its public API (tests/stress/suite.sh).
+#   stress         standard names, linked to nothing: run with LD_PRELOAD
+#   stress-linked  standard names, linked against libhakmem.so
+#   stress-asan    hak_* names, ASan+UBSan, the prefixed ASan library
+#   stress-tsan    hak_* names, TSan, the prefixed TSan library
+#   stress-badfree invalid-free checks (standard names, run with LD_PRELOAD)
+STRESS_SRC  := tests/stress/stress.c
+STRESS_DEPS := $(STRESS_SRC) include/hakmem.h
+STRESS_OUT  := $(BUILD)/tests
+STRESS_SAN  := -fno-omit-frame-pointer -fno-sanitize-recover=all
+STRESS_LIBS := -lpthread -lrt -ldl
+
+$(STRESS_OUT)/stress: $(STRESS_DEPS)
+	@mkdir -p $(@D)
+	$(CC) $(TOOL_CFLAGS) -pthread -o $@ $(STRESS_SRC) $(STRESS_LIBS)
+
+# $ORIGIN keeps the binary pointing at the library of its own build tree.
+$(STRESS_OUT)/stress-linked: $(STRESS_DEPS) $(LIB_SO)
+	@mkdir -p $(@D)
+	$(CC) $(TOOL_CFLAGS) -pthread -o $@ $(STRESS_SRC) $(LIB_SO) \
+	    -Wl,-rpath,'$$ORIGIN/..' $(STRESS_LIBS)
+
+$(STRESS_OUT)/stress-asan: $(STRESS_DEPS) $(LIB_ASAN_A)
+	@mkdir -p $(@D)
+	$(CC) $(TOOL_CFLAGS) -DSTRESS_PREFIXED -fsanitize=address,undefined $(STRESS_SAN) \
+	    -pthread -o $@ $(STRESS_SRC) $(LIB_ASAN_A) $(STRESS_LIBS)
+
+$(STRESS_OUT)/stress-tsan: $(STRESS_DEPS) $(LIB_TSAN_A)
+	@mkdir -p $(@D)
+	$(CC) $(TOOL_CFLAGS) -DSTRESS_PREFIXED -fsanitize=thread $(STRESS_SAN) \
+	    -pthread -o $@ $(STRESS_SRC) $(LIB_TSAN_A) $(STRESS_LIBS)
+
+$(STRESS_OUT)/stress-badfree: tests/stress/badfree.c
+	@mkdir -p $(@D)
+	$(CC) $(TOOL_CFLAGS) -o $@ $<
+
+TEST_BINS += $(STRESS_OUT)/stress $(STRESS_OUT)/stress-linked $(STRESS_OUT)/stress-asan \
+             $(STRESS_OUT)/stress-tsan $(STRESS_OUT)/stress-badfree

@@ -1,0 +1,447 @@
+#!/usr/bin/python3
+"""Turns bench/run.sh's results.csv into table.md and the gnuplot input.
+
+usage: analyze.py OUTDIR   (reads OUTDIR/results.csv, meta.txt, failures.txt;
+                            writes OUTDIR/table.md, chart-*.dat, chart.gp)
+
+Every figure is a median over the measured runs of one configuration; ratios
+are taken between configurations measured in the same, alternating, run.
+"""
+import csv
+import math
+import os
+import statistics
+import sys
+
+SCENARIOS = ["JSON", "MIR", "VM", "MIXED"]
+PATTERN = {
+    "JSON": "small frequent: 1000 x ~64 KB, one site",
+    "MIR": "medium: 100 x ~256 KB, one site",
+    "VM": "large: one 2 MB block, touched, reused",
+    "MIXED": "all three sites interleaved",
+}
+# DESIGN.md's published reference: system -> hakmem medians, and the margin
+# hakmem must at least match (time saved relative to system).
+PUBLISHED = {
+    "JSON": (341.0, 332.5, 2.5),
+    "MIR": (2052.5, 1855.0, 9.6),
+    "VM": (63720.0, 42050.0, 34.0),
+    "MIXED": (1004.5, 798.0, 20.6),
+}
+PUBLISHED_FAULTS = {"VM": (1026, 513), "MIXED": (1091, 642)}
+WORKLOADS = ["churn", "prodcons", "server", "realloc", "aligned"]
+WORKLOAD_TEXT = {
+    "churn": "random 8 B-1 KB per thread",
+    "prodcons": "every block freed by another thread",
+    "server": "mixed lifetimes, objects outlive their thread",
+    "realloc": "string and vector growth",
+    "aligned": "posix_memalign / aligned_alloc 16 B-64 KB",
+}
+ORDER = ["hakmem-baseline", "hakmem-evolving", "system", "jemalloc", "mimalloc", "tcmalloc"]
+HAKMEM = ["hakmem-baseline", "hakmem-evolving"]
+PEERS = ["jemalloc", "mimalloc", "tcmalloc"]
+
+
+def read_meta(path):
+    meta = {}
+    if os.path.exists(path):
+        with open(path) as f:
+            for line in f:
+                if "=" in line:
+                    k, v = line.rstrip("\n").split("=", 1)
+                    meta[k] = v
+    return meta
+
+
+def num(s):
+    try:
+        return float(s) if s not in ("", None) else None
+    except ValueError:
+        return None
+
+
+def med(values):
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else None
+
+
+def fmt(v, digits=1):
+    if v is None:
+        return "—"
+    if abs(v) >= 100000:
+        return f"{v:,.0f}"
+    return f"{v:,.{digits}f}"
+
+
+def pct(v):
+    return "—" if v is None else f"{v:+.1f}%"
+
+
+def margin(system, x):
+    """Time saved relative to system, in percent (the published margins)."""
+    if system is None or x is None or system == 0:
+        return None
+    return (system - x) / system * 100.0
+
+
+def ratio(a, b):
+    if a is None or b is None or b == 0:
+        return None
+    return a / b
+
+
+def main():
+    out = sys.argv[1]
+    meta = read_meta(os.path.join(out, "meta.txt"))
+    rows = []
+    with open(os.path.join(out, "results.csv")) as f:
+        rows = list(csv.DictReader(f))
+    failures = []
+    fpath = os.path.join(out, "failures.txt")
+    if os.path.exists(fpath):
+        with open(fpath) as f:
+            for line in f:
+                parts = line.rstrip("\n").split("\t")
+                if len(parts) == 7:
+                    failures.append(parts)
+
+    configs_run = sorted({r["config"] for r in rows}, key=lambda c: ORDER.index(c) if c in ORDER else 99)
+    measured = [r for r in rows if r["phase"] == "measured"]
+
+    # (bench, config) -> list of ok rows; and counts of failures
+    ok, failed = {}, {}
+    for r in measured:
+        key = (r["bench"], r["config"])
+        if r["status"] == "ok":
+            ok.setdefault(key, []).append(r)
+        else:
+            failed.setdefault(key, []).append(r["status"])
+
+    def stat(bench, config, field):
+        return med([num(r[field]) for r in ok.get((bench, config), [])])
+
+    def cell_status(bench, config):
+        if (bench, config) in failed and (bench, config) not in ok:
+            return "failed: " + failed[(bench, config)][0]
+        return None
+
+    def hit_rate(bench, config):
+        rs = ok.get((bench, config), [])
+        h = sum(num(r["bigcache_hits"]) or 0 for r in rs)
+        m = sum(num(r["bigcache_misses"]) or 0 for r in rs)
+        if h + m > 0:
+            return 100.0 * h / (h + m)
+        return med([num(r["bigcache_hit_pct"]) for r in rs])
+
+    hakmems = [c for c in HAKMEM if c in configs_run]
+    L = []
+    runs, warm = meta.get("runs", "?"), meta.get("warmup", "?")
+    L.append("# hakmem benchmark results")
+    L.append("")
+    L.append(
+        f"{meta.get('date', '?')} · {meta.get('cores', '?')} cores, {meta.get('cpu', '?')}"
+        f" (Linux {meta.get('kernel', '?')}) · `{meta.get('command', '?')}`"
+    )
+    L.append("")
+    L.append(
+        f"{runs} measured runs after {warm} warm-ups per configuration, run in alternation; "
+        f"figures are medians over the runs. Mode: {meta.get('mode', '?')}."
+    )
+    unavailable = {k[len("unavailable."):]: v for k, v in meta.items() if k.startswith("unavailable.")}
+    for c, why in unavailable.items():
+        L.append(f"- **{c} not available**: {why}")
+    if "hakmem-evolving" in configs_run:
+        L.append(f"- hakmem-evolving: hakmemd running, {meta.get('learn', '?')} unmeasured learning "
+                 "pass(es) over all benchmarks before measuring.")
+    L.append("")
+
+    # ---- published scenarios ----
+    scen = [s for s in SCENARIOS if any(r["bench"] == s for r in rows)]
+    if scen:
+        L.append("## Published scenarios")
+        L.append("")
+        L.append("ns per operation (malloc, touch every 4 KiB page, free); page faults: "
+                 "getrusage minor+major over the run's measured loop.")
+        L.append("")
+        L.append("| scenario | config | median ns | p95 ns | p99 ns | page faults | vs system (median) | BigCache hit | sites |")
+        L.append("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+        for s in scen:
+            sysm = stat(s, "system", "median_ns")
+            best = min(((stat(s, c, "median_ns"), c) for c in configs_run if stat(s, c, "median_ns") is not None),
+                       default=(None, None))
+            for c in configs_run:
+                st = cell_status(s, c)
+                if st:
+                    L.append(f"| {s} | {c} | {st} | | | | | | |")
+                    continue
+                m = stat(s, c, "median_ns")
+                name = f"**{c}**" if c == best[1] else c
+                hr = hit_rate(s, c) if c in HAKMEM else None
+                sites = stat(s, c, "sites") if c in HAKMEM else None
+                L.append(
+                    f"| {s} | {name} | {fmt(m)} | {fmt(stat(s, c, 'p95_ns'))} | {fmt(stat(s, c, 'p99_ns'))} | "
+                    f"{fmt(stat(s, c, 'faults'), 0)} | {'—' if c == 'system' else pct(margin(sysm, m))} | "
+                    f"{'' if hr is None else f'{hr:.1f}%'} | {'' if sites is None else f'{sites:.0f}'} |"
+                )
+        L.append("")
+        L.append("### Winner per scenario")
+        L.append("")
+        L.append("| scenario | winner | median ns | margin vs system | " +
+                 " | ".join(f"{h} margin" for h in hakmems) + (" | " if hakmems else "") + "published hakmem margin |")
+        L.append("|---|---|---:|---:|" + "---:|" * len(hakmems) + "---:|")
+        for s in scen:
+            sysm = stat(s, "system", "median_ns")
+            cands = [(stat(s, c, "median_ns"), c) for c in configs_run if stat(s, c, "median_ns") is not None]
+            if not cands:
+                continue
+            bm, bc = min(cands)
+            hk = " | ".join(pct(margin(sysm, stat(s, h, "median_ns"))) for h in hakmems)
+            L.append(f"| {s} | {bc} | {fmt(bm)} | {pct(margin(sysm, bm))} | {hk}{' | ' if hakmems else ''}"
+                     f"{PUBLISHED[s][2]:+.1f}% |")
+        L.append("")
+        for h in hakmems:
+            L.append(f"### Reference layout ({h})")
+            L.append("")
+            L.append("| scenario | pattern | result (system -> hakmem) | margin | published |")
+            L.append("|---|---|---|---:|---|")
+            for s in scen:
+                sm, hm = stat(s, "system", "median_ns"), stat(s, h, "median_ns")
+                res = f"{fmt(sm)} -> {fmt(hm)} ns median"
+                pub = f"{PUBLISHED[s][0]} -> {PUBLISHED[s][1]} ns ({PUBLISHED[s][2]:+.1f}%)"
+                if s in PUBLISHED_FAULTS:
+                    res += f"; page faults {fmt(stat(s, 'system', 'faults'), 0)} -> {fmt(stat(s, h, 'faults'), 0)}"
+                    pub += f"; page faults {PUBLISHED_FAULTS[s][0]} -> {PUBLISHED_FAULTS[s][1]}"
+                if s == "VM":
+                    hr = hit_rate(s, h)
+                    res += f"; BigCache hit {'—' if hr is None else f'{hr:.1f}%'}"
+                    pub += "; BigCache hit 90%"
+                L.append(f"| {s} | {PATTERN[s]} | {res} | {pct(margin(sm, hm))} | {pub} |")
+            L.append("")
+        peers_here = [p for p in ["system"] + PEERS if p in configs_run]
+        if hakmems and peers_here:
+            L.append("### Ratios against each peer (peer median ns / hakmem median ns; > 1: hakmem faster)")
+            L.append("")
+            L.append("| scenario | hakmem config | " + " | ".join(peers_here) + " |")
+            L.append("|---|---|" + "---:|" * len(peers_here))
+            for s in scen:
+                for h in hakmems:
+                    hm = stat(s, h, "median_ns")
+                    cells = []
+                    for p in peers_here:
+                        rv = ratio(stat(s, p, "median_ns"), hm)
+                        cells.append("—" if rv is None else f"{rv:.3f}")
+                    L.append(f"| {s} | {h} | " + " | ".join(cells) + " |")
+            L.append("")
+
+    # ---- multi-threaded workloads ----
+    wls = [w for w in WORKLOADS if any(r["bench"] == w for r in rows)]
+    if wls:
+        L.append(f"## Multi-threaded workloads ({meta.get('threads', '?')} threads)")
+        L.append("")
+        L.append("| workload | config | ops/s | peak RSS MiB | throughput vs system | RSS vs best peer |")
+        L.append("|---|---|---:|---:|---:|---:|")
+        for w in wls:
+            syst = stat(w, "system", "ops_per_sec")
+            peer_rss = [stat(w, p, "maxrss_kb") for p in ["system"] + PEERS if stat(w, p, "maxrss_kb") is not None]
+            best_rss = min(peer_rss) if peer_rss else None
+            best_tp = max(((stat(w, c, "ops_per_sec"), c) for c in configs_run
+                           if stat(w, c, "ops_per_sec") is not None), default=(None, None))
+            for c in configs_run:
+                st = cell_status(w, c)
+                if st:
+                    L.append(f"| {w} | {c} | {st} | | | |")
+                    continue
+                tp, rss = stat(w, c, "ops_per_sec"), stat(w, c, "maxrss_kb")
+                name = f"**{c}**" if c == best_tp[1] else c
+                rv = ratio(tp, syst)
+                rr = ratio(rss, best_rss)
+                L.append(f"| {w} | {name} | {fmt(tp, 0)} | {fmt(None if rss is None else rss / 1024)} | "
+                         f"{'—' if rv is None else f'{rv:.3f}x'} | {'—' if rr is None else f'{rr:.2f}x'} |")
+        L.append("")
+        peers_here = [p for p in ["system"] + PEERS if p in configs_run]
+        if hakmems and peers_here:
+            L.append("### Throughput ratios (hakmem ops/s / peer ops/s; > 1: hakmem faster)")
+            L.append("")
+            L.append("| workload | hakmem config | " + " | ".join(peers_here) + " |")
+            L.append("|---|---|" + "---:|" * len(peers_here))
+            for h in hakmems:
+                logs = {p: [] for p in peers_here}
+                for w in wls:
+                    cells = []
+                    for p in peers_here:
+                        rv = ratio(stat(w, h, "ops_per_sec"), stat(w, p, "ops_per_sec"))
+                        cells.append("—" if rv is None else f"{rv:.3f}")
+                        if rv:
+                            logs[p].append(math.log(rv))
+                    L.append(f"| {w} | {h} | " + " | ".join(cells) + " |")
+                gm = []
+                for p in peers_here:
+                    n_ok = len(logs[p])
+                    g = math.exp(sum(logs[p]) / n_ok) if n_ok else None
+                    note = "" if n_ok == len(wls) else f" ({n_ok}/{len(wls)})"
+                    gm.append("—" if g is None else f"**{g:.3f}**{note}")
+                L.append(f"| geometric mean | {h} | " + " | ".join(gm) + " |")
+            L.append("")
+            L.append("Geometric means cover the workloads where both configurations ran; "
+                     "(k/n) marks a mean over fewer workloads because one of them failed.")
+            L.append("")
+
+    # ---- fast path ----
+    fp = sorted({r["bench"] for r in rows if r["kind"] == "fastpath" and r["bench"] != "fastpath"},
+                key=lambda b: int(b.split("-")[1]))
+    fp_configs = [c for c in configs_run if any(r["kind"] == "fastpath" and r["config"] == c for r in rows)]
+    if fp_configs:
+        L.append("## Fast path: instructions per malloc/free pair (valgrind --tool=callgrind)")
+        L.append("")
+        L.append("Inclusive instructions of a loop of `p = malloc(SIZE); sink = p; free(p);` minus the same "
+                 "loop without the two calls, divided by the iterations: the call, PLT jump and all of "
+                 "malloc and free. Size is a compile-time constant, as in most real calls; one block of each "
+                 "size stays live so the page in use never empties.")
+        L.append("")
+        L.append("| size | " + " | ".join(fp_configs) + " |")
+        L.append("|---:|" + "---:|" * len(fp_configs))
+        for b in fp:
+            cells = []
+            for c in fp_configs:
+                v = [num(r["insn_per_pair"]) for r in rows if r["bench"] == b and r["config"] == c]
+                cells.append(fmt(v[0]) if v and v[0] is not None else "—")
+            L.append(f"| {b.split('-')[1]} B | " + " | ".join(cells) + " |")
+        for c in fp_configs:
+            bad = [r["status"] for r in rows if r["bench"] == "fastpath" and r["config"] == c]
+            if bad:
+                L.append(f"| {c} failed: {bad[0]} |")
+        L.append("")
+
+    # ---- targets ----
+    if hakmems:
+        L.append("## Targets (issue 3)")
+        L.append("")
+
+        def mark(good):
+            return "—" if good is None else ("PASS" if good else "**MISS**")
+
+        for h in hakmems:
+            for s in scen:
+                sm, hm = stat(s, "system", "median_ns"), stat(s, h, "median_ns")
+                mg = margin(sm, hm)
+                L.append(f"- {mark(None if mg is None else mg >= PUBLISHED[s][2])} {h} {s}: margin over system "
+                         f"{pct(mg)} (target >= {PUBLISHED[s][2]:+.1f}%)")
+                for p in PEERS:
+                    pm = stat(s, p, "median_ns")
+                    if pm is None or hm is None:
+                        continue
+                    L.append(f"- {mark(hm < pm)} {h} {s}: faster than {p} ({fmt(hm)} vs {fmt(pm)} ns)")
+            if "VM" in scen:
+                sf, hf = stat("VM", "system", "faults"), stat("VM", h, "faults")
+                good = None if sf is None or hf is None else hf <= sf / 2
+                L.append(f"- {mark(good)} {h} VM page faults at most half of system's ({fmt(hf, 0)} vs {fmt(sf, 0)})")
+                hr = hit_rate("VM", h)
+                L.append(f"- {mark(None if hr is None else hr >= 90)} {h} VM BigCache hit rate >= 90% "
+                         f"({'not reported' if hr is None else f'{hr:.1f}%'})")
+            if wls:
+                for p in PEERS:
+                    if p not in configs_run:
+                        continue
+                    lg = [math.log(x) for x in (ratio(stat(w, h, "ops_per_sec"), stat(w, p, "ops_per_sec"))
+                                                for w in wls) if x]
+                    g = math.exp(sum(lg) / len(lg)) if lg else None
+                    L.append(f"- {mark(None if g is None else g > 1)} {h} MT geometric mean faster than {p} "
+                             f"({'—' if g is None else f'{g:.3f}x'})")
+                for w in wls:
+                    peer_rss = [stat(w, p, "maxrss_kb") for p in ["system"] + PEERS
+                                if stat(w, p, "maxrss_kb") is not None]
+                    hr = stat(w, h, "maxrss_kb")
+                    if not peer_rss or hr is None:
+                        L.append(f"- {mark(None)} {h} {w}: peak RSS within 10% of best peer (no data)")
+                        continue
+                    b = min(peer_rss)
+                    L.append(f"- {mark(hr <= 1.10 * b)} {h} {w}: peak RSS within 10% of best peer "
+                             f"({hr / 1024:.1f} vs {b / 1024:.1f} MiB)")
+            if "mimalloc" in fp_configs and h in fp_configs:
+                for b in fp:
+                    hv = [num(r["insn_per_pair"]) for r in rows if r["bench"] == b and r["config"] == h]
+                    mv = [num(r["insn_per_pair"]) for r in rows if r["bench"] == b and r["config"] == "mimalloc"]
+                    if hv and mv and hv[0] is not None and mv[0] is not None:
+                        L.append(f"- {mark(hv[0] <= mv[0])} {h} fast path {b.split('-')[1]} B: no more "
+                                 f"instructions than mimalloc ({hv[0]:.1f} vs {mv[0]:.1f})")
+        L.append("")
+
+    # ---- failures ----
+    if failures:
+        L.append("## Failed runs")
+        L.append("")
+        L.append("| config | benchmark | phase | runs | status | first line of stderr |")
+        L.append("|---|---|---|---:|---|---|")
+        groups = {}
+        for run, phase, bench, config, status, first, cmd in failures:
+            g = groups.setdefault((config, bench, phase, status), [0, first, cmd])
+            g[0] += 1
+        for (config, bench, phase, status), (n, first, cmd) in sorted(groups.items()):
+            first = first.replace("|", "\\|")
+            L.append(f"| {config} | {bench} | {phase} | {n} | {status} | {first} |")
+        L.append("")
+        L.append("Reproduce:")
+        L.append("")
+        seen = set()
+        for (config, bench, phase, status), (n, first, cmd) in sorted(groups.items()):
+            if cmd not in seen:
+                seen.add(cmd)
+                L.append(f"    {cmd}")
+        L.append("")
+
+    with open(os.path.join(out, "table.md"), "w") as f:
+        f.write("\n".join(L))
+
+    # ---- chart data: medians relative to system ----
+    def write_dat(name, benches, field, invert):
+        path = os.path.join(out, name)
+        with open(path, "w") as f:
+            f.write("bench " + " ".join(configs_run) + "\n")
+            for b in benches:
+                base = stat(b, "system", field)
+                vals = []
+                for c in configs_run:
+                    v = stat(b, c, field)
+                    if v is None or base is None or v == 0:
+                        vals.append("NaN")
+                    else:
+                        vals.append(f"{(base / v) if invert else (v / base):.4f}")
+                f.write(b + " " + " ".join(vals) + "\n")
+        return len(benches)
+
+    n1 = write_dat("chart-scenarios.dat", scen, "median_ns", True)
+    n2 = write_dat("chart-workloads.dat", wls, "ops_per_sec", False)
+    panels = [(p, t) for p, t, n in [
+        ("chart-scenarios.dat", "Published scenarios: speed vs system (system ns / config ns, median)", n1),
+        ("chart-workloads.dat", "MT workloads: throughput vs system (config ops/s / system ops/s)", n2)] if n]
+    ncols = len(configs_run)
+    gp = [
+        "set terminal pngcairo size 1400,560 font 'sans,10'",
+        f"set output '{os.path.join(out, 'chart.png')}'",
+        "set style data histograms",
+        "set style histogram clustered gap 1",
+        "set style fill solid 0.85 border -1",
+        "set boxwidth 0.9",
+        "set key top left",
+        "set grid ytics",
+        "set yrange [0:*]",
+        "set ylabel 'relative to system (higher is better)'",
+        "set datafile missing 'NaN'",
+    ]
+    if panels:
+        gp.append(f"set multiplot layout 1,{len(panels)} title \"hakmem benchmarks - {meta.get('date', '')}, "
+                  f"{meta.get('cores', '?')} cores, {meta.get('cpu', '')}\"")
+        for path, title in panels:
+            gp.append(f"set title '{title}'")
+            gp.append(f"plot for [i=2:{ncols + 1}] '{os.path.join(out, path)}' using i:xtic(1) title columnheader(i), "
+                      "1 with lines lc rgb 'black' dt 2 notitle")
+        gp.append("unset multiplot")
+    else:
+        gp.append("set title 'no timed benchmark ran'")
+        gp.append("plot 1 notitle")
+    with open(os.path.join(out, "chart.gp"), "w") as f:
+        f.write("\n".join(gp) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,20 @@
+# Benchmark programs (bench/).  They link against glibc only: the allocator
+# under test is swapped in with LD_PRELOAD by bench/run.sh.  -fno-builtin-*
+# keeps the compiler from folding or deleting the malloc/free calls that are
+# the very thing being measured.
+BENCH_CFLAGS := $(TOOL_CFLAGS) -Ibench -fno-builtin-malloc -fno-builtin-free \
+                -fno-builtin-calloc -fno-builtin-realloc -fno-optimize-sibling-calls
+BENCH_PROGS  := scenarios workloads fastpath
+BENCH_UTIL_O := $(BUILD)/bench/bench_util.o
+
+BENCH_BINS += $(addprefix $(BUILD)/bench/,$(BENCH_PROGS))
+
+$(BUILD)/bench/%.o: bench/%.c bench/bench_util.h include/hakmem.h
+	@mkdir -p $(@D)
+	$(CC) $(BENCH_CFLAGS) -c $< -o $@
+
+$(addprefix $(BUILD)/bench/,$(BENCH_PROGS)): $(BUILD)/bench/%: $(BUILD)/bench/%.o $(BENCH_UTIL_O)
+	$(CC) -o $@ $^ -pthread -ldl
+
+.PHONY: bench-programs
+bench-programs: $(addprefix $(BUILD)/bench/,$(BENCH_PROGS))

@@ -1,0 +1,429 @@
+#!/usr/bin/env bash
+# hakmem benchmark runner: `make bench` calls `bash bench/run.sh --build BUILD ...`.
+#
+# Runs the published scenarios (bench/scenarios), the multi-threaded workloads
+# (bench/workloads) and the fast-path microbenchmark (bench/fastpath under
+# callgrind) under every configuration: hakmem-baseline, hakmem-evolving,
+# system, jemalloc, mimalloc, tcmalloc.  Allocators are swapped with
+# LD_PRELOAD; the programs themselves only link glibc.
+#
+# Runs alternate (run 1 of every benchmark under every configuration, then
+# run 2, ...; the configuration order rotates from one run to the next) so
+# that drift on a shared machine falls on all configurations alike.
+#
+# A configuration that crashes, hangs or prints nothing usable is recorded as
+# failed for that run and the runner carries on.  Everything it starts (the
+# daemon, its segment, temp files) is removed on exit, whatever the exit.
+#
+# Writes to --out: results.csv (every run), table.md, chart.png, failures.txt,
+# logs/ (stderr of every run, per configuration; hakmemd's log).
+set -uo pipefail
+
+usage() {
+    cat <<'EOF'
+usage: bash bench/run.sh [options]
+  --build DIR      build directory holding bench/ programs, libhakmem.so, hakmemd (default build)
+  --runs N         measured runs of every benchmark per configuration (default 10)
+  --warmup N       unmeasured runs before them (default 2)
+  --learn N        hakmem-evolving only: unmeasured passes over the benchmarks with the
+                   daemon running, before measuring (default 3)
+  --filter REGEX   only benchmarks whose name matches (extended regex, case-insensitive);
+                   names: JSON MIR VM MIXED churn prodcons server realloc aligned fastpath
+  --configs LIST   comma-separated subset of: hakmem-baseline,hakmem-evolving,system,
+                   jemalloc,mimalloc,tcmalloc (default all)
+  --out DIR        output directory (default bench/results)
+  --threads N      threads of the multi-threaded workloads (default 4)
+  --interval MS    hakmemd collection interval for hakmem-evolving (default 200)
+  --timeout S      a single run taking longer is killed and recorded as failed (default 120)
+  --quick          3 runs, 1 warm-up, 1 learning pass, smaller workloads: under 2 minutes
+  --smoke          1 run, no warm-up, tiny sizes: checks the pipeline end to end (tests)
+  -h, --help       this text
+EOF
+}
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT" || exit 1
+
+BUILD=build RUNS=10 WARMUP=2 LEARN=3 FILTER='' OUT=bench/results THREADS=4
+INTERVAL=200 TIMEOUT=120 MODE=full
+CONFIGS_ALL=(hakmem-baseline hakmem-evolving system jemalloc mimalloc tcmalloc)
+CONFIGS_ARG=''
+runs_set='' warmup_set='' learn_set=''
+ARGV_TEXT="bash bench/run.sh $*"
+
+need() { [ $# -ge 2 ] && [ -n "$2" ] || { echo "run.sh: $1 needs a value" >&2; exit 64; }; }
+posint() { [[ $2 =~ ^[0-9]+$ ]] || { echo "run.sh: $1 needs a non-negative integer, got '$2'" >&2; exit 64; }; }
+while [ $# -gt 0 ]; do
+    case $1 in
+        --build)    need "$@"; BUILD=$2; shift 2 ;;
+        --runs)     need "$@"; posint "$1" "$2"; RUNS=$2; runs_set=1; shift 2 ;;
+        --warmup)   need "$@"; posint "$1" "$2"; WARMUP=$2; warmup_set=1; shift 2 ;;
+        --learn)    need "$@"; posint "$1" "$2"; LEARN=$2; learn_set=1; shift 2 ;;
+        --filter)   need "$@"; FILTER=$2; shift 2 ;;
+        --configs)  need "$@"; CONFIGS_ARG=$2; shift 2 ;;
+        --out)      need "$@"; OUT=$2; shift 2 ;;
+        --threads)  need "$@"; posint "$1" "$2"; THREADS=$2; shift 2 ;;
+        --interval) need "$@"; posint "$1" "$2"; INTERVAL=$2; shift 2 ;;
+        --timeout)  need "$@"; posint "$1" "$2"; TIMEOUT=$2; shift 2 ;;
+        --quick)    MODE=quick; shift ;;
+        --smoke)    MODE=smoke; shift ;;
+        -h|--help)  usage; exit 0 ;;
+        *)          echo "run.sh: unknown option '$1'" >&2; usage >&2; exit 64 ;;
+    esac
+done
+[ "$RUNS" -ge 1 ] || { echo "run.sh: --runs must be at least 1" >&2; exit 64; }
+
+# Sizes of each mode.  Explicit --runs/--warmup/--learn win over the mode.
+case $MODE in
+    full)  SC_OPS=() ; WL_DIV=1;   FP_ITERS=200000 ;;
+    quick) [ -z "$runs_set" ] && RUNS=3; [ -z "$warmup_set" ] && WARMUP=1
+           [ -z "$learn_set" ] && LEARN=1
+           SC_OPS=() ; WL_DIV=4;   FP_ITERS=50000 ;;
+    smoke) [ -z "$runs_set" ] && RUNS=1; [ -z "$warmup_set" ] && WARMUP=0
+           [ -z "$learn_set" ] && LEARN=1
+           SC_OPS=(--ops 20); WL_DIV=500; FP_ITERS=2000 ;;
+esac
+
+PY=/usr/bin/python3
+[ -x "$PY" ] || PY=$(command -v python3) || { echo "run.sh: python3 is needed" >&2; exit 69; }
+
+BIN=$BUILD/bench
+for p in scenarios workloads fastpath; do
+    [ -x "$BIN/$p" ] || { echo "run.sh: $BIN/$p is missing: build it first (make bench-programs)" >&2; exit 69; }
+done
+LIBHAKMEM=$(cd "$(dirname "$BUILD/libhakmem.so")" && pwd)/libhakmem.so
+HAKMEMD=$BUILD/hakmemd
+
+# ---- peers: Debian's packages, installed when missing ----
+LIBDIR=/usr/lib/x86_64-linux-gnu
+declare -A PEER_LIB=([jemalloc]=$LIBDIR/libjemalloc.so.2 [mimalloc]=$LIBDIR/libmimalloc.so.2
+                     [tcmalloc]=$LIBDIR/libtcmalloc_minimal.so.4)
+declare -A PEER_PKG=([jemalloc]=libjemalloc2 [mimalloc]=libmimalloc2.0 [tcmalloc]=libtcmalloc-minimal4)
+
+# ---- which configurations run ----
+if [ -n "$CONFIGS_ARG" ]; then
+    IFS=, read -r -a CONFIGS <<<"$CONFIGS_ARG"
+    for c in "${CONFIGS[@]}"; do
+        [[ " ${CONFIGS_ALL[*]} " == *" $c "* ]] || { echo "run.sh: unknown configuration '$c'" >&2; exit 64; }
+    done
+else
+    CONFIGS=("${CONFIGS_ALL[@]}")
+fi
+
+declare -A UNAVAILABLE=()
+missing_pkgs=()
+for c in "${CONFIGS[@]}"; do
+    if [ -n "${PEER_LIB[$c]:-}" ] && [ ! -e "${PEER_LIB[$c]}" ]; then
+        missing_pkgs+=("${PEER_PKG[$c]}")
+    fi
+done
+if [ ${#missing_pkgs[@]} -gt 0 ]; then
+    if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
+        echo "run.sh: installing ${missing_pkgs[*]}"
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+            "${missing_pkgs[@]}" >/dev/null 2>&1 ||
+            { apt-get update -qq >/dev/null 2>&1 &&
+              DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+                  "${missing_pkgs[@]}" >/dev/null 2>&1; }
+    fi
+fi
+for c in "${CONFIGS[@]}"; do
+    case $c in
+        hakmem-baseline|hakmem-evolving)
+            [ -e "$LIBHAKMEM" ] || UNAVAILABLE[$c]="$BUILD/libhakmem.so does not exist (make lib)" ;;
+    esac
+    if [ -n "${PEER_LIB[$c]:-}" ] && [ ! -e "${PEER_LIB[$c]}" ]; then
+        UNAVAILABLE[$c]="${PEER_LIB[$c]} missing (apt-get install ${PEER_PKG[$c]})"
+    fi
+done
+if [[ " ${CONFIGS[*]} " == *" hakmem-evolving "* ]] && [ -z "${UNAVAILABLE[hakmem-evolving]:-}" ] &&
+   [ ! -x "$HAKMEMD" ]; then
+    UNAVAILABLE[hakmem-evolving]="$HAKMEMD does not exist yet: the daemon is not built"
+fi
+
+mkdir -p "$OUT/logs" || exit 73
+OUT=$(cd "$OUT" && pwd)
+TMP=$(mktemp -d /tmp/hakmem-bench.XXXXXX) || exit 73
+SHM_NAME=/hakmem-bench-$$
+DAEMON_PID=''
+
+stop_daemon() {
+    if [ -n "$DAEMON_PID" ]; then
+        kill -TERM "$DAEMON_PID" 2>/dev/null
+        for _ in $(seq 50); do kill -0 "$DAEMON_PID" 2>/dev/null || break; sleep 0.1; done
+        kill -KILL "$DAEMON_PID" 2>/dev/null
+        wait "$DAEMON_PID" 2>/dev/null
+        DAEMON_PID=''
+    fi
+    rm -f "/dev/shm${SHM_NAME}"
+}
+cleanup() {
+    stop_daemon
+    rm -rf "$TMP"
+}
+trap cleanup EXIT
+trap 'echo "run.sh: interrupted" >&2; exit 130' INT TERM
+
+start_daemon() {
+    mkdir -p "$TMP/state"
+    rm -f "/dev/shm${SHM_NAME}"
+    "$HAKMEMD" --foreground --shm "$SHM_NAME" --socket "$TMP/ctl.sock" --state-dir "$TMP/state" \
+        --interval "$INTERVAL" >"$OUT/logs/hakmemd.log" 2>&1 &
+    DAEMON_PID=$!
+    for _ in $(seq 100); do
+        kill -0 "$DAEMON_PID" 2>/dev/null || break
+        [ -e "/dev/shm${SHM_NAME}" ] && return 0
+        sleep 0.1
+    done
+    local why="did not create /dev/shm${SHM_NAME} within 10 s"
+    kill -0 "$DAEMON_PID" 2>/dev/null || why="exited at start: $(tail -n 1 "$OUT/logs/hakmemd.log")"
+    stop_daemon
+    UNAVAILABLE[hakmem-evolving]="hakmemd $why"
+    return 1
+}
+
+# ---- environment of each configuration ----
+config_env() {
+    case $1 in
+        hakmem-baseline)
+            # A segment nobody creates as well: no daemon can steer a baseline run.
+            echo "LD_PRELOAD=$LIBHAKMEM HAKMEM_MODE=baseline HAKMEM_SHM=/hakmem-bench-none-$$ HAKMEM_STATS=1" ;;
+        hakmem-evolving) echo "LD_PRELOAD=$LIBHAKMEM HAKMEM_SHM=$SHM_NAME HAKMEM_STATS=1" ;;
+        system)          echo "LD_PRELOAD=" ;;
+        *)               echo "LD_PRELOAD=${PEER_LIB[$1]}" ;;
+    esac
+}
+
+# ---- benchmarks ----
+wl_ops() { echo $(( $1 / WL_DIV > 100 ? $1 / WL_DIV : 100 )); }
+declare -A CMD KIND
+BENCHES=()
+add_bench() { # name kind command...
+    local name=$1 kind=$2; shift 2
+    if [ -n "$FILTER" ] && ! grep -qiE -- "$FILTER" <<<"$name"; then return; fi
+    BENCHES+=("$name"); KIND[$name]=$kind; CMD[$name]="$*"
+}
+for s in JSON MIR VM MIXED; do
+    add_bench "$s" scenario "$BIN/scenarios --scenario ${s,,} ${SC_OPS[*]}"
+done
+add_bench churn    mt "$BIN/workloads --workload churn --threads $THREADS --ops $(wl_ops 1000000)"
+add_bench prodcons mt "$BIN/workloads --workload prodcons --threads $(( THREADS < 2 ? 2 : THREADS / 2 * 2 )) --ops $(wl_ops 2000000)"
+add_bench server   mt "$BIN/workloads --workload server --threads $THREADS --ops $(wl_ops 1200000)"
+add_bench realloc  mt "$BIN/workloads --workload realloc --threads $THREADS --ops $(wl_ops 1000000)"
+add_bench aligned  mt "$BIN/workloads --workload aligned --threads $THREADS --ops $(wl_ops 400000)"
+FASTPATH=0
+if [ -z "$FILTER" ] || grep -qiE -- "$FILTER" <<<fastpath; then FASTPATH=1; fi
+[ ${#BENCHES[@]} -gt 0 ] || [ $FASTPATH = 1 ] || { echo "run.sh: --filter '$FILTER' matches no benchmark" >&2; exit 64; }
+
+# ---- recording ----
+CSV=$OUT/results.csv
+FAILS=$OUT/failures.txt
+echo "run,phase,bench,kind,config,status,median_ns,p95_ns,p99_ns,mean_ns,faults,ops_per_sec,maxrss_kb,bigcache_hits,bigcache_misses,bigcache_hit_pct,sites,insn_per_pair,wall_ms" >"$CSV"
+: >"$FAILS"
+rm -f "$OUT"/logs/*.log
+
+kv() { # key line -> value or empty
+    local k=$1 line=$2 w
+    for w in $line; do [ "${w%%=*}" = "$k" ] && { echo "${w#*=}"; return; }; done
+}
+
+# Status of a finished command from its exit code, in words.
+status_of() {
+    local rc=$1
+    if [ "$rc" -eq 0 ]; then echo ok
+    elif [ "$rc" -eq 124 ]; then echo "timeout after ${TIMEOUT}s"
+    elif [ "$rc" -gt 128 ]; then echo "killed by SIG$(kill -l $((rc - 128)) 2>/dev/null || echo $((rc - 128)))"
+    else echo "exit $rc"
+    fi
+}
+
+record_failure() { # run phase bench config errfile status command
+    local first
+    first=$(grep -v '^\s*$' "$5" 2>/dev/null | grep -vi '^hakmem' | head -n 1 | cut -c1-200)
+    [ -n "$first" ] || first=$(grep -v '^\s*$' "$5" 2>/dev/null | head -n 1 | cut -c1-200)
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$4" "$6" "$first" "$7" >>"$FAILS"
+}
+
+# BigCache hit rate from hakmem's exit report, when the program could not
+# read the counters itself.  Accepts "hits=N misses=M" or "hit rate N%" on a
+# line that mentions bigcache.
+bigcache_from_report() {
+    local line
+    line=$(grep -i bigcache "$1" 2>/dev/null | head -n 1)
+    [ -n "$line" ] || return 0
+    local h m pct
+    h=$(grep -oiE 'hits?[=: ]+[0-9]+' <<<"$line" | head -n 1 | grep -oE '[0-9]+$')
+    m=$(grep -oiE 'miss(es)?[=: ]+[0-9]+' <<<"$line" | head -n 1 | grep -oE '[0-9]+$')
+    pct=$(grep -oiE 'hit[ _-]?rate[=: ]+[0-9.]+' <<<"$line" | head -n 1 | grep -oE '[0-9.]+$')
+    echo "${h:-} ${m:-} ${pct:-}"
+}
+
+run_one() { # run phase bench config
+    local run=$1 phase=$2 bench=$3 config=$4
+    local out=$TMP/out err=$TMP/err envs t0 t1 rc status line
+    if [ "$config" = hakmem-evolving ] && { [ -z "$DAEMON_PID" ] || ! kill -0 "$DAEMON_PID" 2>/dev/null; }; then
+        echo "daemon not running" >"$err"
+        status="hakmemd died"
+        record_failure "$run" "$phase" "$bench" "$config" "$err" "$status" "(hakmemd, see logs/hakmemd.log)"
+        echo "$run,$phase,$bench,${KIND[$bench]},$config,$status,,,,,,,,,,,,," >>"$CSV"
+        return
+    fi
+    read -r -a envs <<<"$(config_env "$config")"
+    t0=$(date +%s%N)
+    # timeout runs outside the preloaded allocator; env applies it to the program only.
+    timeout -k 5 "$TIMEOUT" env "${envs[@]}" ${CMD[$bench]} >"$out" 2>"$err"
+    rc=$?
+    t1=$(date +%s%N)
+    status=$(status_of $rc)
+    line=$(grep -m1 -E '^(scenario|workload)=' "$out")
+    if [ "$status" = ok ] && [ -z "$line" ]; then status="no result line"; fi
+    if grep -q 'cannot be preloaded' "$err"; then status="preload ignored by ld.so"; fi
+    { echo "=== run=$run phase=$phase bench=$bench status=$status"; cat "$err"; } >>"$OUT/logs/$config.log"
+    if [ "$status" != ok ]; then
+        record_failure "$run" "$phase" "$bench" "$config" "$err" "$status" \
+            "cd $ROOT && $(config_env "$config") ${CMD[$bench]}"
+        echo "$run,$phase,$bench,${KIND[$bench]},$config,$status,,,,,,,,,,,,,$(( (t1 - t0) / 1000000 ))" >>"$CSV"
+        return
+    fi
+    local hits misses pct=''
+    hits=$(kv bigcache_hits "$line"); misses=$(kv bigcache_misses "$line")
+    if [[ $config == hakmem-* ]] && [ -z "$hits" ]; then
+        read -r hits misses pct <<<"$(bigcache_from_report "$err")"
+    fi
+    if [ -z "$pct" ] && [ -n "$hits" ] && [ -n "$misses" ] && [ $((hits + misses)) -gt 0 ]; then
+        pct=$(awk -v h="$hits" -v m="$misses" 'BEGIN { printf "%.1f", 100 * h / (h + m) }')
+    fi
+    echo "$run,$phase,$bench,${KIND[$bench]},$config,ok,$(kv median_ns "$line"),$(kv p95_ns "$line"),$(kv p99_ns "$line"),$(kv mean_ns "$line"),$(kv faults "$line"),$(kv ops_per_sec "$line"),$(kv maxrss_kb "$line"),$hits,$misses,$pct,$(kv sites "$line"),,$(( (t1 - t0) / 1000000 ))" >>"$CSV"
+}
+
+# ---- fast path under callgrind ----
+run_fastpath() { # config
+    local config=$1 envs cg=$TMP/callgrind.out ann=$TMP/annotate err=$TMP/err rc status
+    read -r -a envs <<<"$(config_env "$config")"
+    rm -f "$cg"
+    # Callgrind does not replace malloc (only memcheck-like tools do); the
+    # synonym setting makes sure no malloc redirection applies either way.
+    timeout -k 5 $((TIMEOUT * 3)) env "${envs[@]}" valgrind --tool=callgrind \
+        --soname-synonyms=somalloc=NONE --callgrind-out-file="$cg" \
+        "$BIN/fastpath" --iters "$FP_ITERS" >"$TMP/out" 2>"$err"
+    rc=$?
+    status=$(status_of $rc)
+    { echo "=== fastpath status=$status"; cat "$err"; } >>"$OUT/logs/$config.log"
+    if [ "$status" = ok ]; then
+        callgrind_annotate --inclusive=yes --threshold=100 --auto=no "$cg" >"$ann" 2>>"$err" || status="callgrind_annotate failed"
+    fi
+    # The allocator under test must be the one that ran: its object must carry
+    # at least one instruction per iteration.
+    local obj
+    case $config in
+        system) obj=libc.so.6 ;;
+        hakmem-*) obj=libhakmem.so ;;
+        *) obj=$(basename "$(readlink -f "${PEER_LIB[$config]}")") ;;
+    esac
+    if [ "$status" = ok ]; then
+        local seen
+        seen=$(awk -v obj="$obj" -v n="$FP_ITERS" '
+            index($0, "/" obj "]") { c = $1; gsub(",", "", c); if (c + 0 >= n) found = 1 }
+            END { print found ? "yes" : "no" }' "$ann")
+        [ "$seen" = yes ] || status="allocator $obj not seen in callgrind profile"
+    fi
+    if [ "$status" != ok ]; then
+        record_failure 1 measured fastpath "$config" "$err" "$status" \
+            "cd $ROOT && $(config_env "$config") valgrind --tool=callgrind $BIN/fastpath --iters $FP_ITERS"
+        echo "1,measured,fastpath,fastpath,$config,$status,,,,,,,,,,,,," >>"$CSV"
+        return
+    fi
+    cp "$ann" "$OUT/logs/callgrind-$config.txt"
+    awk -v n="$FP_ITERS" -v cfg="$config" '
+        function cost(s) { gsub(",", "", s); return s + 0 }
+        /:fp_empty \[/ { empty = cost($1) }
+        match($0, /:fp_loop_[0-9]+ \[/) {
+            sz = substr($0, RSTART + 9, RLENGTH - 11); loop[sz] = cost($1)
+        }
+        END {
+            for (sz in loop)
+                printf "1,measured,fastpath-%s,fastpath,%s,ok,,,,,,,,,,,,%.1f,\n", sz, cfg, (loop[sz] - empty) / n
+        }' "$ann" | sort -t- -k2 -n >>"$CSV"
+}
+
+# ---- the run ----
+START=$(date +%s)
+CPU=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')
+[ -n "$CPU" ] || CPU=$(uname -m)
+{
+    echo "date=$(date -u '+%Y-%m-%d %H:%M UTC')"
+    echo "cores=$(nproc)"
+    echo "cpu=$CPU"
+    echo "kernel=$(uname -r)"
+    echo "command=${BENCH_COMMAND:-$ARGV_TEXT}"
+    echo "runs=$RUNS"
+    echo "warmup=$WARMUP"
+    echo "learn=$LEARN"
+    echo "threads=$THREADS"
+    echo "mode=$MODE"
+    echo "configs=${CONFIGS[*]}"
+    for c in "${CONFIGS[@]}"; do
+        [ -n "${UNAVAILABLE[$c]:-}" ] && echo "unavailable.$c=${UNAVAILABLE[$c]}"
+    done
+} >"$OUT/meta.txt"
+
+ACTIVE=()
+for c in "${CONFIGS[@]}"; do
+    if [ -n "${UNAVAILABLE[$c]:-}" ]; then
+        echo "run.sh: $c is not available: ${UNAVAILABLE[$c]}"
+    else
+        ACTIVE+=("$c")
+    fi
+done
+
+if [[ " ${ACTIVE[*]} " == *" hakmem-evolving "* ]]; then
+    if start_daemon; then
+        echo "run.sh: hakmemd running (pid $DAEMON_PID, segment $SHM_NAME); $LEARN learning pass(es)"
+        for ((l = 1; l <= LEARN; l++)); do
+            for b in "${BENCHES[@]}"; do run_one "$l" learn "$b" hakmem-evolving; done
+        done
+    else
+        echo "run.sh: hakmem-evolving is not available: ${UNAVAILABLE[hakmem-evolving]}"
+        ACTIVE=("${ACTIVE[@]/hakmem-evolving/}")
+        read -r -a ACTIVE <<<"${ACTIVE[*]}"
+        echo "unavailable.hakmem-evolving=${UNAVAILABLE[hakmem-evolving]}" >>"$OUT/meta.txt"
+    fi
+fi
+[ ${#ACTIVE[@]} -gt 0 ] || { echo "run.sh: no configuration is available" >&2; exit 69; }
+echo "run.sh: configurations: ${ACTIVE[*]}; benchmarks: ${BENCHES[*]}$([ $FASTPATH = 1 ] && echo ' fastpath')"
+echo "run.sh: $WARMUP warm-up + $RUNS measured runs each, $THREADS threads, output $OUT"
+
+total=$((WARMUP + RUNS))
+n=${#ACTIVE[@]}
+for ((r = 1; r <= total; r++)); do
+    if [ "$r" -le "$WARMUP" ]; then phase=warmup; run=$r; else phase=measured; run=$((r - WARMUP)); fi
+    for b in "${BENCHES[@]}"; do
+        for ((k = 0; k < n; k++)); do
+            run_one "$run" "$phase" "$b" "${ACTIVE[$(( (k + r) % n ))]}"
+        done
+    done
+    printf 'run.sh: %-8s run %d/%d done (%ds)\n' "$phase" "$run" \
+        "$([ $phase = warmup ] && echo "$WARMUP" || echo "$RUNS")" $(( $(date +%s) - START ))
+done
+
+if [ $FASTPATH = 1 ]; then
+    if command -v valgrind >/dev/null && command -v callgrind_annotate >/dev/null; then
+        for c in "${ACTIVE[@]}"; do run_fastpath "$c"; done
+        echo "run.sh: fast path measured ($(( $(date +%s) - START ))s)"
+    else
+        echo "run.sh: valgrind is missing: no fast-path numbers (apt-get install valgrind)"
+        echo "unavailable.fastpath=valgrind is not installed" >>"$OUT/meta.txt"
+    fi
+fi
+stop_daemon
+
+echo "elapsed_s=$(( $(date +%s) - START ))" >>"$OUT/meta.txt"
+"$PY" "$ROOT/bench/analyze.py" "$OUT" || { echo "run.sh: analysis failed" >&2; exit 1; }
+if command -v gnuplot >/dev/null; then
+    gnuplot "$OUT/chart.gp" 2>"$OUT/logs/gnuplot.log" || { echo "run.sh: gnuplot failed, see $OUT/logs/gnuplot.log" >&2; exit 1; }
+else
+    echo "run.sh: gnuplot is missing: no chart (apt-get install gnuplot-nox)" >&2
+    exit 1
+fi
+nfail=$(wc -l <"$FAILS")
+echo "run.sh: wrote $OUT/results.csv, $OUT/table.md, $OUT/chart.png ($nfail failed runs) in $(( $(date +%s) - START ))s"

@@ -1,0 +1,722 @@
+/* The daemon core: the merged site table and the interval loop body.
+ *
+ * The site table is a cds_lfht of site records keyed by the fleet key,
+ * written by one thread (the learner, which runs the interval) and read by
+ * control-server threads inside rcu_read_lock.  Records are never removed
+ * while the daemon runs, so the learner updates them in place; each record
+ * carries a sequence count so a reader copies a consistent view without
+ * ever making the learner wait.  Operations that change learned state from
+ * other threads (reset, pin, import) take `g.lock`, which the interval also
+ * holds: they wait for the learner, never the other way round.
+ *
+ * The process list is an RCU-protected array rebuilt each interval. */
+#include "core.h"
+#include "core_api.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <urcu.h>
+#include <urcu/rculfhash.h>
+
+#include "collector.h"
+#include "log.h"
+#include "persist.h"
+#include "publisher.h"
+#include "segment.h"
+
+#define HKD_VERSION "0.1.0"
+#define MAX_SITES (1u << 20)
+
+typedef struct site_rec {
+    struct cds_lfht_node node;
+    hkd_site_key key;
+    _Atomic uint32_t seq;            /* odd while the learner writes */
+    char module[HKD_MODULE_MAX];
+    /* merged view: lifetime totals since the daemon started */
+    uint32_t processes;
+    uint64_t allocs, frees, bytes, live_bytes;
+    uint64_t hist[HKSHM_HIST];
+    uint64_t hits, misses, evictions, thp, slow_ns;
+    hkd_thresholds published;
+    hkd_learn learn;
+    /* this interval, learner only */
+    uint32_t iv_procs;
+    uint64_t iv_live;
+    hkd_obs iv;
+} site_rec;
+
+typedef struct proc_list {
+    struct rcu_head rcu;
+    uint32_t n;
+    hkd_proc_info procs[];
+} proc_list;
+
+static struct {
+    pthread_mutex_t lock;
+    hkd_core_cfg cfg;
+    char state_dir[1024];
+    hkd_segment seg;
+    hkd_collector *col;
+    struct cds_lfht *ht;
+    site_rec **all;                  /* every record, sorted by key when !unsorted */
+    uint32_t n_all, cap_all;
+    int unsorted;
+    int dirty;                       /* republish wanted */
+    hkshm_policy *entries;
+    proc_list *procs;                /* RCU */
+    proc_list *building;
+    uint32_t building_cap;
+    uint64_t last_ns, start_ns;
+    _Atomic uint64_t intervals, last_interval_ns, generation;
+    _Atomic uint32_t n_procs, n_sites;
+    int ready;
+} g = { .lock = PTHREAD_MUTEX_INITIALIZER };
+
+/* ---- site records ---- */
+
+static unsigned long key_hash(const hkd_site_key *k)
+{
+    uint64_t x = k->module_hash ^ (k->offset * 0x9E3779B97F4A7C15ull);
+    x ^= x >> 31;
+    x *= 0xBF58476D1CE4E5B9ull;
+    x ^= x >> 29;
+    return (unsigned long)x;
+}
+
+static int key_match(struct cds_lfht_node *node, const void *key)
+{
+    const site_rec *r = caa_container_of(node, site_rec, node);
+    const hkd_site_key *k = key;
+    return r->key.module_hash == k->module_hash && r->key.offset == k->offset;
+}
+
+static site_rec *lookup(const hkd_site_key *k)
+{
+    struct cds_lfht_iter it;
+    cds_lfht_lookup(g.ht, key_hash(k), key_match, k, &it);
+    struct cds_lfht_node *n = cds_lfht_iter_get_node(&it);
+    return n ? caa_container_of(n, site_rec, node) : NULL;
+}
+
+static void wbegin(site_rec *r)
+{
+    atomic_store_explicit(&r->seq, r->seq + 1, memory_order_relaxed);
+    atomic_thread_fence(memory_order_release);
+}
+
+static void wend(site_rec *r)
+{
+    atomic_store_explicit(&r->seq, r->seq + 1, memory_order_release);
+}
+
+static void set_published(site_rec *r)
+{
+    const hkd_arm *a = &hkd_arms[hkd_learn_arm(&r->learn)];
+    r->published.large_threshold = a->large_threshold;
+    r->published.bigcache_slots = a->bigcache_slots;
+    r->published.thp = a->thp;
+}
+
+/* Learner thread only, inside rcu_read_lock. */
+static site_rec *get_or_add(const hkd_site_key *k, const char *module)
+{
+    site_rec *r = lookup(k);
+    if (r)
+        return r;
+    if (g.n_all >= MAX_SITES)
+        return NULL;
+    if (g.n_all == g.cap_all) {
+        uint32_t cap = g.cap_all ? g.cap_all * 2 : 1024;
+        site_rec **n = realloc(g.all, cap * sizeof *n);
+        if (!n)
+            return NULL;
+        g.all = n;
+        g.cap_all = cap;
+    }
+    r = calloc(1, sizeof *r);
+    if (!r)
+        return NULL;
+    r->key = *k;
+    snprintf(r->module, sizeof r->module, "%s", module ? module : "");
+    hkd_learn_init(&r->learn);
+    set_published(r);
+    cds_lfht_node_init(&r->node);
+    cds_lfht_add(g.ht, key_hash(k), &r->node);
+    g.all[g.n_all++] = r;
+    g.unsorted = 1;
+    g.dirty = 1;
+    return r;
+}
+
+static int rec_cmp(const void *a, const void *b)
+{
+    const site_rec *x = *(site_rec *const *)a, *y = *(site_rec *const *)b;
+    return hkshm_key_cmp(x->key.module_hash, x->key.offset, y->key.module_hash, y->key.offset);
+}
+
+/* ---- collection callbacks ---- */
+
+static int log2_floor(uint32_t v)
+{
+    return v ? 31 - __builtin_clz(v) : 0;
+}
+
+static void on_site(const hkd_site_delta *d, void **cookie, void *arg)
+{
+    (void)arg;
+    site_rec *r = *cookie;
+    if (!r || r->key.module_hash != d->key.module_hash || r->key.offset != d->key.offset) {
+        r = get_or_add(&d->key, d->module);
+        *cookie = r;
+        if (!r)
+            return;
+    }
+    if (!r->module[0] && d->module[0])
+        snprintf(r->module, sizeof r->module, "%s", d->module);
+    wbegin(r);
+    r->allocs += d->allocs;
+    r->frees += d->frees;
+    r->bytes += d->bytes;
+    r->hits += d->bigcache_hits;
+    r->misses += d->bigcache_misses;
+    r->evictions += d->bigcache_evictions;
+    r->thp += d->thp_blocks;
+    r->slow_ns += d->slow_ns;
+    uint64_t large = 0;
+    int lb = log2_floor(r->published.large_threshold);
+    for (uint32_t b = 0; b < HKSHM_HIST; b++) {
+        r->hist[b] += d->hist[b];
+        if ((int)b >= lb)
+            large += d->hist[b];
+    }
+    wend(r);
+    r->iv_procs++;
+    r->iv_live += d->live_bytes;
+    r->iv.allocs += d->allocs;
+    r->iv.bytes += d->bytes;
+    r->iv.slow_ns += d->slow_ns;
+    r->iv.faults += d->faults;
+    r->iv.large_allocs += large;
+}
+
+static void on_proc(const hkd_proc_info *p, void *arg)
+{
+    (void)arg;
+    proc_list *b = g.building;
+    if (!b || b->n == g.building_cap)
+        return;
+    b->procs[b->n++] = *p;
+}
+
+static void free_procs(struct rcu_head *h)
+{
+    free(caa_container_of(h, proc_list, rcu));
+}
+
+/* ---- publishing ---- */
+
+static int publish_locked(void)
+{
+    if (!g.cfg.learning) {
+        g.dirty = 0;
+        return 0;
+    }
+    if (g.unsorted) {
+        qsort(g.all, g.n_all, sizeof *g.all, rec_cmp);
+        g.unsorted = 0;
+    }
+    uint32_t n = g.n_all < HKSHM_TABLE_CAP ? g.n_all : HKSHM_TABLE_CAP;
+    for (uint32_t i = 0; i < n; i++) {
+        const site_rec *r = g.all[i];
+        hkshm_policy *e = &g.entries[i];
+        e->module_hash = r->key.module_hash;
+        e->offset = r->key.offset;
+        e->large_threshold = r->published.large_threshold;
+        e->bigcache_slots = r->published.bigcache_slots;
+        e->thp = r->published.thp;
+        e->arm = (uint8_t)hkd_learn_arm(&r->learn);
+    }
+    uint64_t gen = 0;
+    int rc = hkd_publish(g.seg.hdr, g.entries, n, &gen);
+    if (rc == 0) {
+        g.dirty = 0;
+        atomic_store(&g.generation, gen);
+    } else if (rc == -EAGAIN) {
+        hkd_log(HKD_LOG_DEBUG, "publish deferred: a client is still reading the old table");
+    }
+    return rc;
+}
+
+/* ---- state ---- */
+
+static hkd_site_state *snapshot_states(size_t *n)
+{
+    hkd_site_state *s = calloc(g.n_all ? g.n_all : 1, sizeof *s);
+    if (!s)
+        return NULL;
+    for (uint32_t i = 0; i < g.n_all; i++) {
+        s[i].key = g.all[i]->key;
+        memcpy(s[i].module, g.all[i]->module, sizeof s[i].module);
+        s[i].learn = g.all[i]->learn;
+    }
+    *n = g.n_all;
+    return s;
+}
+
+/* Merges decoded state into the table.  With replace, a site takes the
+ * incoming statistics; otherwise pulls and rewards are added. */
+static int merge_states(const hkd_site_state *in, size_t n, int replace)
+{
+    int count = 0;
+    rcu_read_lock();
+    for (size_t i = 0; i < n; i++) {
+        site_rec *r = get_or_add(&in[i].key, in[i].module);
+        if (!r)
+            continue;
+        wbegin(r);
+        hkd_learn *l = &r->learn;
+        const hkd_learn *src = &in[i].learn;
+        if (replace || l->total_pulls == 0) {
+            *l = *src;
+        } else {
+            for (int a = 0; a < HKD_N_ARMS; a++) {
+                l->pulls[a] += src->pulls[a];
+                l->reward_sum[a] += src->reward_sum[a];
+                l->total_pulls += src->pulls[a];
+            }
+            if (src->pinned >= 0)
+                l->pinned = src->pinned;
+            if (l->ref_cost <= 0.0)
+                l->ref_cost = src->ref_cost;
+            /* What the fleet learned picks the arm; the pull restarts. */
+            l->current = hkd_ucb_select(l, 0.0);
+        }
+        l->settle = 1;
+        l->pull_intervals = 0;
+        l->acc_allocs = l->acc_bytes = l->acc_slow_ns = l->acc_large = 0;
+        l->acc_faults = l->acc_seconds = 0.0;
+        set_published(r);
+        wend(r);
+        count++;
+    }
+    rcu_read_unlock();
+    g.dirty = 1;
+    return count;
+}
+
+static void load_state(void)
+{
+    if (!g.cfg.state_dir)
+        return;
+    uint8_t *buf;
+    size_t len;
+    char aside[4200] = "";
+    int rc = hkd_state_load(g.state_dir, &buf, &len, aside, sizeof aside);
+    if (rc == -ENOENT) {
+        hkd_log(HKD_LOG_INFO, "no learned state in %s yet: starting cold", g.state_dir);
+        return;
+    }
+    if (rc == -EBADMSG) {
+        hkd_log(HKD_LOG_WARNING, "state file in %s is corrupt or truncated; set aside as %s, starting cold",
+                g.state_dir, aside);
+        return;
+    }
+    if (rc < 0) {
+        hkd_log(HKD_LOG_WARNING, "cannot read state in %s: %s; starting cold", g.state_dir, strerror(-rc));
+        return;
+    }
+    hkd_site_state *st;
+    size_t n;
+    uint64_t gen;
+    rc = hkd_policy_decode(buf, len, &st, &n, &gen);
+    free(buf);
+    if (rc < 0) {
+        hkd_state_set_aside(g.state_dir, aside, sizeof aside);
+        hkd_log(HKD_LOG_WARNING, "state file in %s is not a hakmem policy; set aside as %s, starting cold",
+                g.state_dir, aside);
+        return;
+    }
+    merge_states(st, n, 1);
+    free(st);
+    hkd_log(HKD_LOG_INFO, "loaded learned state: %zu sites", n);
+}
+
+int hkd_core_save(void)
+{
+    if (!g.cfg.state_dir)
+        return 0;
+    pthread_mutex_lock(&g.lock);
+    size_t n = 0;
+    hkd_site_state *st = snapshot_states(&n);
+    uint64_t gen = atomic_load(&g.generation);
+    pthread_mutex_unlock(&g.lock);
+    if (!st)
+        return -ENOMEM;
+    uint8_t *buf;
+    size_t len;
+    int rc = hkd_policy_encode(st, n, gen, &buf, &len);
+    free(st);
+    if (rc < 0)
+        return rc;
+    rc = hkd_state_save(g.state_dir, buf, len);
+    free(buf);
+    if (rc < 0)
+        hkd_log(HKD_LOG_WARNING, "saving learned state to %s failed: %s", g.state_dir, strerror(-rc));
+    return rc;
+}
+
+/* ---- lifecycle ---- */
+
+int hkd_core_init(const hkd_core_cfg *cfg)
+{
+    g.cfg = *cfg;
+    if (cfg->state_dir) {
+        snprintf(g.state_dir, sizeof g.state_dir, "%s", cfg->state_dir);
+        g.cfg.state_dir = g.state_dir;
+    }
+    if (g.cfg.interval_ms == 0)
+        g.cfg.interval_ms = 1000;
+    g.ht = cds_lfht_new(1024, 1024, 0, CDS_LFHT_AUTO_RESIZE | CDS_LFHT_ACCOUNTING, NULL);
+    g.col = hkd_collector_new();
+    g.entries = malloc(HKSHM_TABLE_CAP * sizeof *g.entries);
+    if (!g.ht || !g.col || !g.entries)
+        return -ENOMEM;
+    int rc = hkd_segment_open(&g.seg, cfg->shm_name);
+    if (rc < 0)
+        return rc;
+    hkshm_header *h = g.seg.hdr;
+    if (g.seg.adopted)
+        hkd_log(HKD_LOG_INFO, "adopted segment %s (generation %llu)", cfg->shm_name,
+                (unsigned long long)atomic_load(&h->generation));
+    else if (g.seg.why_recreated[0])
+        hkd_log(HKD_LOG_NOTICE, "replaced incompatible segment %s (%s)", cfg->shm_name, g.seg.why_recreated);
+    else
+        hkd_log(HKD_LOG_INFO, "created segment %s (%llu bytes)", cfg->shm_name,
+                (unsigned long long)HKSHM_SEGMENT_SIZE);
+    uint32_t flush = g.cfg.interval_ms / 4;
+    atomic_store(&h->flush_interval_ms, flush < 1 ? 1 : flush > 1000 ? 1000 : flush);
+    atomic_store(&h->learning, g.cfg.learning ? 1u : 0u);
+    atomic_store(&g.generation, atomic_load(&h->generation));
+    pthread_mutex_lock(&g.lock);
+    load_state();
+    if (g.n_all)
+        publish_locked();
+    pthread_mutex_unlock(&g.lock);
+    g.start_ns = g.last_ns = hkd_now_ns();
+    g.ready = 1;
+    return 0;
+}
+
+int hkd_core_interval(void)
+{
+    pthread_mutex_lock(&g.lock);
+    uint64_t t0 = hkd_now_ns();
+    double seconds = (double)(t0 - g.last_ns) / 1e9;
+    g.last_ns = t0;
+
+    uint32_t cap = HKSHM_MAX_SLOTS;
+    proc_list *b = malloc(sizeof *b + cap * sizeof(hkd_proc_info));
+    if (b) {
+        b->n = 0;
+        g.building = b;
+        g.building_cap = cap;
+    }
+    hkd_collect_ops ops = { .site = on_site, .proc = on_proc };
+    hkd_collect_stats st;
+    rcu_read_lock();
+    int rc = hkd_collect(g.col, g.seg.hdr, &ops, NULL, &st);
+    rcu_read_unlock();
+    g.building = NULL;
+
+    for (uint32_t i = 0; i < g.n_all; i++) {
+        site_rec *r = g.all[i];
+        r->iv.interval_s = seconds;
+        int changed = 0;
+        wbegin(r);
+        if (g.cfg.learning) {
+            changed = hkd_learn_observe(&r->learn, &g.cfg.learn, &r->iv);
+            if (changed)
+                set_published(r);
+        }
+        r->processes = r->iv_procs;
+        r->live_bytes = r->iv_live;
+        wend(r);
+        g.dirty |= changed;
+        r->iv_procs = 0;
+        r->iv_live = 0;
+        memset(&r->iv, 0, sizeof r->iv);
+    }
+    if (g.dirty)
+        publish_locked();
+
+    if (b) {
+        proc_list *old = g.procs;
+        rcu_assign_pointer(g.procs, b);
+        if (old)
+            call_rcu(&old->rcu, free_procs);
+    }
+    atomic_store(&g.seg.hdr->daemon_heartbeat_ns, hkd_now_ns());
+    atomic_store(&g.n_procs, st.live);
+    atomic_store(&g.n_sites, g.n_all);
+    atomic_fetch_add(&g.intervals, 1);
+    atomic_store(&g.last_interval_ns, hkd_now_ns() - t0);
+    pthread_mutex_unlock(&g.lock);
+    if (st.reaped)
+        hkd_log(HKD_LOG_DEBUG, "reaped %u slots of exited processes", st.reaped);
+    return rc;
+}
+
+static int site_bytes_desc(const void *a, const void *b)
+{
+    const site_rec *x = *(site_rec *const *)a, *y = *(site_rec *const *)b;
+    return x->bytes < y->bytes ? 1 : x->bytes > y->bytes ? -1 : rec_cmp(a, b);
+}
+
+void hkd_core_log_summary(int max_sites)
+{
+    pthread_mutex_lock(&g.lock);
+    hkd_log(HKD_LOG_DEBUG, "interval %llu: %u processes, %u sites, generation %llu, %llu us",
+            (unsigned long long)atomic_load(&g.intervals), atomic_load(&g.n_procs), g.n_all,
+            (unsigned long long)atomic_load(&g.generation),
+            (unsigned long long)atomic_load(&g.last_interval_ns) / 1000);
+    site_rec **v = malloc((g.n_all ? g.n_all : 1) * sizeof *v);
+    if (v) {
+        memcpy(v, g.all, g.n_all * sizeof *v);
+        qsort(v, g.n_all, sizeof *v, site_bytes_desc);
+        for (uint32_t i = 0; i < g.n_all && (int)i < max_sites; i++) {
+            const site_rec *r = v[i];
+            int arm = hkd_learn_arm(&r->learn);
+            hkd_log(HKD_LOG_DEBUG,
+                    "site %016llx:%llx module=%s procs=%u allocs=%llu bytes=%llu arm=%d(%s) pulls=%llu",
+                    (unsigned long long)r->key.module_hash, (unsigned long long)r->key.offset,
+                    r->module, r->processes, (unsigned long long)r->allocs,
+                    (unsigned long long)r->bytes, arm, hkd_arms[arm].name,
+                    (unsigned long long)r->learn.total_pulls);
+        }
+        free(v);
+    }
+    pthread_mutex_unlock(&g.lock);
+}
+
+void hkd_core_shutdown(void)
+{
+    if (!g.ready)
+        return;
+    g.ready = 0;
+    hkd_segment_close(&g.seg);
+    rcu_read_lock();
+    for (uint32_t i = 0; i < g.n_all; i++)
+        cds_lfht_del(g.ht, &g.all[i]->node);
+    rcu_read_unlock();
+    synchronize_rcu();
+    for (uint32_t i = 0; i < g.n_all; i++)
+        free(g.all[i]);
+    free(g.all);
+    g.all = NULL;
+    g.n_all = g.cap_all = 0;
+    cds_lfht_destroy(g.ht, NULL);
+    g.ht = NULL;
+    proc_list *p = g.procs;
+    rcu_assign_pointer(g.procs, NULL);
+    synchronize_rcu();
+    free(p);
+    rcu_barrier();
+    hkd_collector_free(g.col);
+    g.col = NULL;
+    free(g.entries);
+    g.entries = NULL;
+}
+
+/* ---- core_api.h ---- */
+
+void hkd_reader_thread_enter(void)
+{
+    rcu_register_thread();
+}
+
+void hkd_reader_thread_leave(void)
+{
+    rcu_unregister_thread();
+}
+
+int hkd_get_status(hkd_status *out)
+{
+    if (!out)
+        return -EINVAL;
+    memset(out, 0, sizeof *out);
+    snprintf(out->version, sizeof out->version, "%s", HKD_VERSION);
+    out->uptime_ms = (hkd_now_ns() - g.start_ns) / 1000000;
+    snprintf(out->shm_name, sizeof out->shm_name, "%s", g.seg.name);
+    out->generation = atomic_load(&g.generation);
+    out->processes = atomic_load(&g.n_procs);
+    out->sites = atomic_load(&g.n_sites);
+    out->interval_ms = g.cfg.interval_ms;
+    out->intervals = atomic_load(&g.intervals);
+    out->last_interval_ns = atomic_load(&g.last_interval_ns);
+    out->learning = g.cfg.learning;
+    return 0;
+}
+
+int hkd_for_each_proc(int (*fn)(const hkd_proc_info *, void *), void *arg)
+{
+    if (!fn)
+        return -EINVAL;
+    int rc = 0;
+    rcu_read_lock();
+    proc_list *p = rcu_dereference(g.procs);
+    for (uint32_t i = 0; p && i < p->n && rc == 0; i++)
+        rc = fn(&p->procs[i], arg);
+    rcu_read_unlock();
+    return rc;
+}
+
+static void read_site(site_rec *r, hkd_site_info *o)
+{
+    for (int tries = 0;; tries++) {
+        uint32_t s1 = atomic_load_explicit(&r->seq, memory_order_acquire);
+        if (s1 & 1) {
+            if (tries > 1000)
+                sched_yield();
+            continue;
+        }
+        memset(o, 0, sizeof *o);
+        o->key = r->key;
+        memcpy(o->module, r->module, sizeof o->module);
+        o->module[sizeof o->module - 1] = 0;
+        o->processes = r->processes;
+        o->allocs = r->allocs;
+        o->frees = r->frees;
+        o->bytes = r->bytes;
+        o->live_bytes = r->live_bytes;
+        memcpy(o->size_hist, r->hist, sizeof o->size_hist);
+        o->bigcache_hits = r->hits;
+        o->bigcache_misses = r->misses;
+        o->bigcache_evictions = r->evictions;
+        o->thp_blocks = r->thp;
+        o->slow_ns = r->slow_ns;
+        o->thresholds = r->published;
+        o->pinned_arm = r->learn.pinned;
+        o->n_arms = HKD_N_ARMS;
+        for (int a = 0; a < HKD_N_ARMS; a++) {
+            snprintf(o->arms[a].name, sizeof o->arms[a].name, "%s", hkd_arms[a].name);
+            o->arms[a].pulls = r->learn.pulls[a];
+            o->arms[a].mean_reward = r->learn.pulls[a] ? r->learn.reward_sum[a] / (double)r->learn.pulls[a] : 0.0;
+        }
+        atomic_thread_fence(memory_order_acquire);
+        if (atomic_load_explicit(&r->seq, memory_order_relaxed) == s1)
+            return;
+    }
+}
+
+int hkd_for_each_site(int (*fn)(const hkd_site_info *, void *), void *arg)
+{
+    if (!fn)
+        return -EINVAL;
+    if (!g.ht)
+        return 0;
+    hkd_site_info *info = malloc(sizeof *info);
+    if (!info)
+        return -ENOMEM;
+    int rc = 0;
+    struct cds_lfht_iter it;
+    site_rec *r;
+    rcu_read_lock();
+    cds_lfht_for_each_entry(g.ht, &it, r, node) {
+        read_site(r, info);
+        if ((rc = fn(info, arg)) != 0)
+            break;
+    }
+    rcu_read_unlock();
+    free(info);
+    return rc;
+}
+
+int hkd_policy_export(uint8_t **out, size_t *len)
+{
+    if (!out || !len)
+        return -EINVAL;
+    pthread_mutex_lock(&g.lock);
+    size_t n = 0;
+    hkd_site_state *st = snapshot_states(&n);
+    uint64_t gen = atomic_load(&g.generation);
+    pthread_mutex_unlock(&g.lock);
+    if (!st)
+        return -ENOMEM;
+    int rc = hkd_policy_encode(st, n, gen, out, len);
+    free(st);
+    return rc;
+}
+
+int hkd_policy_import(const uint8_t *buf, size_t len)
+{
+    if (!buf && len)
+        return -EINVAL;
+    hkd_site_state *st;
+    size_t n;
+    int rc = hkd_policy_decode(buf, len, &st, &n, NULL);
+    if (rc < 0)
+        return rc;
+    pthread_mutex_lock(&g.lock);
+    int count = merge_states(st, n, 0);
+    publish_locked();
+    pthread_mutex_unlock(&g.lock);
+    free(st);
+    return count;
+}
+
+int hkd_reset(const hkd_site_key *key)
+{
+    pthread_mutex_lock(&g.lock);
+    int found = 0;
+    rcu_read_lock();
+    for (uint32_t i = 0; i < g.n_all; i++) {
+        site_rec *r = g.all[i];
+        if (key && (r->key.module_hash != key->module_hash || r->key.offset != key->offset))
+            continue;
+        wbegin(r);
+        hkd_learn_init(&r->learn);
+        set_published(r);
+        wend(r);
+        found++;
+    }
+    rcu_read_unlock();
+    int rc = key && !found ? -ENOENT : 0;
+    if (found) {
+        g.dirty = 1;
+        publish_locked();
+    }
+    pthread_mutex_unlock(&g.lock);
+    return rc;
+}
+
+int hkd_pin(const hkd_site_key *key, int arm)
+{
+    if (!key)
+        return -EINVAL;
+    if (arm >= HKD_N_ARMS)
+        return -EINVAL;
+    pthread_mutex_lock(&g.lock);
+    rcu_read_lock();
+    site_rec *r = lookup(key);
+    rcu_read_unlock();
+    int rc = -ENOENT;
+    if (r) {
+        wbegin(r);
+        int changed = hkd_learn_pin(&r->learn, arm);
+        set_published(r);
+        wend(r);
+        if (changed) {
+            g.dirty = 1;
+            publish_locked();
+        }
+        rc = 0;
+    }
+    pthread_mutex_unlock(&g.lock);
+    return rc;
+}

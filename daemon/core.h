@@ -1,0 +1,30 @@
+/* The daemon core as main() drives it: one interval = collect, learn,
+ * publish.  What the control server may call is in core_api.h. */
+#ifndef HAKMEMD_CORE_H
+#define HAKMEMD_CORE_H
+
+#include <stdint.h>
+
+#include "learner.h"
+
+typedef struct hkd_core_cfg {
+    const char *shm_name;
+    const char *state_dir;           /* NULL: no persistence */
+    uint32_t interval_ms;
+    int learning;                    /* 0: collect only, publish nothing */
+    hkd_learn_cfg learn;
+} hkd_core_cfg;
+
+/* The calling thread becomes the learner; it must have called
+ * hkd_reader_thread_enter().  Opens/adopts the segment and loads state. */
+int  hkd_core_init(const hkd_core_cfg *cfg);
+/* One interval.  Returns 0 or -errno. */
+int  hkd_core_interval(void);
+/* Writes the learned state now (atomically). */
+int  hkd_core_save(void);
+/* Logs what the core knows (debug level): processes, sites, arms. */
+void hkd_core_log_summary(int max_sites);
+/* Saves nothing by itself; leaves the segment for the clients. */
+void hkd_core_shutdown(void);
+
+#endif

@@ -1,0 +1,62 @@
+# hakmemd and its tools.  Included by the top-level Makefile.
+#
+# HKD_CORE_OBJS: the learning core (also linked into tests and benches).
+# HKD_OBJS:      everything hakmemd links.  Other daemon pieces append their
+#                objects to HKD_OBJS / HKD_CTL_OBJS in their own lines below.
+HKD_GEN    := $(BUILD)/gen
+HKD_OBJDIR := $(BUILD)/obj/daemon
+HKD_CFLAGS := $(TOOL_CFLAGS) -Idaemon -I$(HKD_GEN) -pthread -MMD -MP
+HKD_LIBS   := -lurcu -lurcu-cds -lprotobuf-c -lsystemd -lm -lrt -pthread
+
+HKD_PROTOS   := $(wildcard proto/*.proto)
+HKD_GEN_HDRS := $(patsubst proto/%.proto,$(HKD_GEN)/%.pb-c.h,$(HKD_PROTOS))
+
+HKD_CORE_OBJS := $(addprefix $(HKD_OBJDIR)/,learner.o persist.o segment.o collector.o publisher.o core.o policy.pb-c.o)
+HKD_OBJS := $(HKD_CORE_OBJS) $(addprefix $(HKD_OBJDIR)/,main.o log.o sdnotify.o ctl_server.o)
+
+# Operations engineer's objects (control server dependencies, hakmemctl):
+HKD_OBJS += $(addprefix $(HKD_OBJDIR)/,frame.o metrics.o control.pb-c.o)
+
+$(HKD_GEN)/%.pb-c.c $(HKD_GEN)/%.pb-c.h: proto/%.proto
+	@mkdir -p $(HKD_GEN)
+	protoc-c --c_out=$(HKD_GEN) -Iproto $<
+
+$(HKD_OBJDIR)/%.o: daemon/%.c | $(HKD_GEN_HDRS)
+	@mkdir -p $(HKD_OBJDIR)
+	$(CC) $(HKD_CFLAGS) -c $< -o $@
+
+$(HKD_OBJDIR)/%.pb-c.o: $(HKD_GEN)/%.pb-c.c $(HKD_GEN)/%.pb-c.h
+	@mkdir -p $(HKD_OBJDIR)
+	$(CC) $(TOOL_CFLAGS) -I$(HKD_GEN) -c $< -o $@
+
+$(BUILD)/hakmemd: $(HKD_OBJS)
+	$(CC) -o $@ $^ $(HKD_LIBS)
+
+.PRECIOUS: $(HKD_GEN)/%.pb-c.c $(HKD_GEN)/%.pb-c.h
+
+TOOL_BINS += $(BUILD)/hakmemd
+
+-include $(wildcard $(HKD_OBJDIR)/*.d)
+
+# ---- operations (appended by the ops engineer: hakmemctl, unit files) ----
+HKC_OBJS := $(addprefix $(HKD_OBJDIR)/,hakmemctl.o ctl_client.o frame.o jsonw.o symbolize.o control.pb-c.o)
+$(BUILD)/hakmemctl: $(HKC_OBJS)
+	$(CC) -o $@ $^ -lprotobuf-c
+# Unit files and snippets for this build tree: ExecStart points into $(BUILD)
+# so tests (systemd-analyze verify, the container boot) use the fresh build.
+# scripts/install.sh renders the same templates for PREFIX.
+HKD_UNIT_FILES := $(BUILD)/hakmemd.service $(BUILD)/hakmemd.socket \
+                  $(BUILD)/hakmem-sysusers.conf $(BUILD)/hakmem-tmpfiles.conf
+$(BUILD)/hakmemd.service: systemd/hakmemd.service.in
+	@mkdir -p $(BUILD)
+	sed 's|@BINDIR@|$(abspath $(BUILD))|g' $< > $@
+$(BUILD)/hakmemd.socket: systemd/hakmemd.socket
+	@mkdir -p $(BUILD)
+	cp $< $@
+$(BUILD)/hakmem-sysusers.conf: systemd/sysusers.d/hakmem.conf
+	@mkdir -p $(BUILD)
+	cp $< $@
+$(BUILD)/hakmem-tmpfiles.conf: systemd/tmpfiles.d/hakmem.conf
+	@mkdir -p $(BUILD)
+	cp $< $@
+TOOL_BINS += $(BUILD)/hakmemctl $(HKD_UNIT_FILES)

@@ -1,0 +1,185 @@
+/* hakmemd: collects allocation statistics from every hakmem process on the
+ * host, learns per-site policy, publishes it back.  The loop: wait for the
+ * next interval (or a signal), run one core interval, tell systemd. */
+#include <errno.h>
+#include <getopt.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "core.h"
+#include "core_api.h"
+#include "ctl_server.h"
+#include "log.h"
+#include "sdnotify.h"
+#include "segment.h"
+
+#define SAVE_EVERY 10               /* intervals between state saves */
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: hakmemd [--foreground] [--shm NAME] [--socket PATH] [--state-dir DIR]\n"
+            "               [--interval MS] [--no-learn] [--no-socket] [--debug]\n"
+            "  --shm NAME       shared-memory segment (default %s)\n"
+            "  --socket PATH    control socket (default /run/hakmem/ctl.sock)\n"
+            "  --state-dir DIR  where learned state is kept (default /var/lib/hakmem)\n"
+            "  --interval MS    collection interval (default 1000)\n"
+            "  --no-learn       collect and report only; publish nothing\n"
+            "  --debug          log a summary of the merged view every interval\n"
+            "hakmemd always runs in the foreground; --foreground is accepted for clarity.\n",
+            HKSHM_DEFAULT_NAME);
+}
+
+int main(int argc, char **argv)
+{
+    const char *shm = HKSHM_DEFAULT_NAME, *sock = "/run/hakmem/ctl.sock", *state = "/var/lib/hakmem";
+    long interval = 1000;
+    int learning = 1, debug = 0, use_socket = 1;
+    static const struct option opts[] = {
+        { "foreground", no_argument, 0, 'f' },
+        { "shm", required_argument, 0, 's' },
+        { "socket", required_argument, 0, 'S' },
+        { "state-dir", required_argument, 0, 'd' },
+        { "interval", required_argument, 0, 'i' },
+        { "no-learn", no_argument, 0, 'n' },
+        { "no-socket", no_argument, 0, 'N' },
+        { "debug", no_argument, 0, 'D' },
+        { "help", no_argument, 0, 'h' },
+        { 0, 0, 0, 0 },
+    };
+    int c;
+    while ((c = getopt_long(argc, argv, "fs:S:d:i:nNDh", opts, NULL)) != -1) {
+        switch (c) {
+        case 'f': break;
+        case 's': shm = optarg; break;
+        case 'S': sock = optarg; break;
+        case 'd': state = optarg; break;
+        case 'i': {
+            char *end;
+            interval = strtol(optarg, &end, 10);
+            if (*end || interval < 10 || interval > 3600000) {
+                fprintf(stderr, "hakmemd: --interval must be 10..3600000 ms\n");
+                return 2;
+            }
+            break;
+        }
+        case 'n': learning = 0; break;
+        case 'N': use_socket = 0; break;
+        case 'D': debug = 1; break;
+        case 'h': usage(stdout); return 0;
+        default: usage(stderr); return 2;
+        }
+    }
+    if (optind < argc) {
+        usage(stderr);
+        return 2;
+    }
+    hkd_log_init("hakmemd", debug ? HKD_LOG_DEBUG : HKD_LOG_INFO);
+
+    /* Signals arrive through a descriptor so the wait cannot miss one; the
+     * control-server threads inherit the mask. */
+    sigset_t mask;
+    sigemptyset(&mask);
+    sigaddset(&mask, SIGTERM);
+    sigaddset(&mask, SIGINT);
+    sigaddset(&mask, SIGHUP);
+    sigprocmask(SIG_BLOCK, &mask, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    int sfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
+    if (sfd < 0) {
+        hkd_log(HKD_LOG_ERR, "signalfd: %s", strerror(errno));
+        return 1;
+    }
+
+    struct stat st;
+    if (state && stat(state, &st) < 0 && mkdir(state, 0750) < 0 && errno != EEXIST)
+        hkd_log(HKD_LOG_WARNING, "cannot create state directory %s: %s (learned state will not persist)",
+                state, strerror(errno));
+
+    hkd_reader_thread_enter();
+    hkd_core_cfg cfg = {
+        .shm_name = shm,
+        .state_dir = state,
+        .interval_ms = (uint32_t)interval,
+        .learning = learning,
+        .learn = hkd_learn_default_cfg,
+    };
+    int rc = hkd_core_init(&cfg);
+    if (rc < 0) {
+        if (rc == -EBUSY)
+            hkd_log(HKD_LOG_ERR, "another hakmemd already owns %s", shm);
+        else
+            hkd_log(HKD_LOG_ERR, "cannot set up segment %s: %s", shm, strerror(-rc));
+        return 1;
+    }
+    int ctl = 0;
+    if (use_socket) {
+        rc = hkd_ctl_start(sock, hkd_sd_listen_fd(NULL));
+        if (rc < 0)
+            hkd_log(HKD_LOG_WARNING, "control socket %s unavailable: %s (continuing without it)", sock,
+                    strerror(-rc));
+        else
+            ctl = 1;
+    }
+    hkd_log(HKD_LOG_INFO, "running: shm %s, interval %ld ms, learning %s, state %s", shm, interval,
+            learning ? "on" : "off", state ? state : "(none)");
+    hkd_sd_ready();
+
+    uint64_t period = (uint64_t)interval * 1000000ull;
+    uint64_t next = hkd_now_ns() + period;
+    uint64_t wd_ns = hkd_sd_watchdog_usec() * 1000ull / 2;
+    uint64_t count = 0;
+    int stop = 0;
+    while (!stop) {
+        uint64_t now = hkd_now_ns();
+        if (now >= next) {
+            hkd_core_interval();
+            /* A slow interval does not cause a burst of catch-up intervals. */
+            next += period;
+            if (next <= now)
+                next = now + period;
+            hkd_status s;
+            hkd_get_status(&s);
+            hkd_sd_status("%u processes, %u sites, generation %llu", s.processes, s.sites,
+                          (unsigned long long)s.generation);
+            if (debug)
+                hkd_core_log_summary(32);
+            if (++count % SAVE_EVERY == 0)
+                hkd_core_save();
+            now = hkd_now_ns();
+        }
+        hkd_sd_watchdog();
+        uint64_t wait = next > now ? next - now : 0;
+        if (wd_ns && wait > wd_ns)
+            wait = wd_ns;
+        struct pollfd pfd = { .fd = sfd, .events = POLLIN };
+        int timeout = (int)((wait + 999999) / 1000000);
+        if (poll(&pfd, 1, timeout) > 0) {
+            struct signalfd_siginfo si;
+            while (read(sfd, &si, sizeof si) == (ssize_t)sizeof si) {
+                if (si.ssi_signo == SIGHUP) {
+                    hkd_log(HKD_LOG_INFO, "SIGHUP: saving learned state");
+                    hkd_core_save();
+                } else {
+                    hkd_log(HKD_LOG_INFO, "signal %u: shutting down", si.ssi_signo);
+                    stop = 1;
+                }
+            }
+        }
+    }
+    hkd_sd_stopping();
+    if (ctl)
+        hkd_ctl_stop();
+    hkd_core_save();
+    hkd_core_shutdown();
+    hkd_reader_thread_leave();
+    close(sfd);
+    hkd_log(HKD_LOG_INFO, "stopped; segment %s left for its clients", shm);
+    return 0;
+}

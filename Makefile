@@ -47,7 +47,8 @@ deps:
 
 define variant_rule
 $(BUILD)/obj/$(1)/%.o: libclient/%.c $(LIB_HDRS) | $(BUILD)/obj/$(1)
-	$$(CC) $$(LIB_CFLAGS) $$(FLAGS_$(1)) -c $$< -o $$@
+	@echo "  CC [$(1)] $$<"
+	@$$(CC) $$(LIB_CFLAGS) $$(FLAGS_$(1)) -c $$< -o $$@
 $(BUILD)/obj/$(1):
 	@mkdir -p $$@
 endef

@@ -49,12 +49,14 @@ typedef struct hk_heap hk_heap;
 /* Site index for a return address; registers it on first sight. Returns
  * UINT32_MAX when the table is full (then nothing is attributed). */
 uint32_t hk_site_of(hk_heap *heap, uintptr_t ra);
-/* The policy of a site (defaults when unknown). */
-const hk_site_policy *hk_site_policy_of(uint32_t site);
+/* The policy of a site (the process defaults until one is published). */
+hk_site_policy hk_site_policy_get(uint32_t site);
 
 /* Counting, all on slow paths.  weight scales sampled small allocations. */
 void hk_site_note_alloc(hk_heap *heap, uint32_t site, size_t size, uint64_t weight);
 void hk_site_note_free(uint32_t site, size_t size);
+/* Live bytes are tracked for large blocks, whose frees are attributed. */
+void hk_site_note_large_live(uint32_t site, size_t size, int alloc);
 void hk_site_note_bigcache(uint32_t site, int hit, int evicted);
 void hk_site_note_thp(uint32_t site);
 void hk_site_note_slow_ns(uint32_t site, uint64_t ns);

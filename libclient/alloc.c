@@ -1,0 +1,293 @@
+/* Public entry points.  The whole cost of a small malloc and free is in the
+ * two inline functions at the top of this file; everything else is out of
+ * line.
+ *
+ * malloc: thread heap (one TLS load), page for the size (direct table up to
+ * 1 KiB), pop its free list, count, sample-countdown.  free: chunk map says
+ * "segment", mask to the segment, slot to the page, owner check, push. */
+#include "alloc.h"
+#include "bigcache.h"
+#include "chunk_map.h"
+#include "hakmem.h"
+#include "heap.h"
+#include "internal.h"
+#include "large.h"
+#include "options.h"
+#include "os.h"
+#include "segment.h"
+#include "site.h"
+#include "size_class.h"
+
+#include <errno.h>
+#include <string.h>
+#include <unistd.h>
+
+#ifdef HAKMEM_PREFIX
+#define API(name) hak_##name
+#else
+#define API(name) name
+#endif
+#define EXPORT __attribute__((visibility("default")))
+#define RA() ((uintptr_t)__builtin_return_address(0))
+
+#define MAX_REQUEST ((size_t)PTRDIFF_MAX)
+
+static void *malloc_medium(size_t size, uintptr_t ra, int *zeroed);
+static void free_other(void *p, const char *fn);
+
+/* ---- the fast paths ---------------------------------------------------- */
+
+static inline __attribute__((always_inline)) void *alloc_inline(size_t size, uintptr_t ra)
+{
+    hk_heap *heap = hk_tls_heap;
+    hk_page *page;
+    if (likely(size <= HK_DIRECT_MAX)) page = heap->direct[(size + HK_ALIGN - 1) / HK_ALIGN];
+    else if (likely(size <= HK_SAMPLED_MAX)) page = heap->current[hk_size_class(size)];
+    else return malloc_medium(size, ra, NULL);
+    hk_block *b = page->free;
+    if (unlikely(b == NULL)) return hk_heap_malloc_slow(size, ra);
+    page->free = b->next;
+    page->used++;
+    if (unlikely((heap->sample_left -= (int64_t)size) < 0)) hk_site_sample(heap, ra, size);
+    return b;
+}
+
+static inline __attribute__((always_inline)) void free_inline(void *p, const char *fn)
+{
+    uintptr_t a = (uintptr_t)p;
+    if (likely(hk_chunk_kind(a) == HK_CHUNK_SEGMENT)) {
+        hk_segment *seg = hk_segment_of(p);
+        hk_page *page = seg->slot_page[(a >> HK_SLOT_SHIFT) & (HK_SLOTS - 1)];
+        hk_heap *heap = hk_tls_heap;
+        if (likely(atomic_load_explicit(&page->heap, memory_order_relaxed) == heap)) {
+            hk_block *b = p;
+            b->next = page->free;
+            page->free = b;
+            if (unlikely(--page->used == 0)) hk_heap_page_emptied(heap, page);
+            return;
+        }
+        hk_heap_free_slow(page, p, fn);
+        return;
+    }
+    free_other(p, fn);
+}
+
+void *hk_alloc(size_t size, uintptr_t ra) { return alloc_inline(size, ra); }
+void hk_free(void *p, const char *fn) { free_inline(p, fn); }
+
+/* ---- slow paths -------------------------------------------------------- */
+
+/* Medium and large sizes: always attributed to their site, whose policy
+ * decides between a segment block and a large mapping. */
+static HK_NOINLINE void *malloc_medium(size_t size, uintptr_t ra, int *zeroed)
+{
+    if (size > MAX_REQUEST) { errno = ENOMEM; return NULL; }
+    hk_heap *heap = hk_heap_for_thread();
+    if (heap == NULL) { errno = ENOMEM; return NULL; }
+    uint32_t site = hk_site_of(heap, ra);
+    hk_site_policy pol = hk_site_policy_get(site);
+    void *p;
+    int fresh = 0;
+    if (size >= pol.large_threshold || size > HK_CLASS_MAX) {
+        uint64_t t0 = hk_now_ns();
+        p = hk_large_alloc(size, 0, site, &pol, &fresh);
+        hk_site_note_slow_ns(site, hk_now_ns() - t0);
+    } else {
+        p = hk_heap_alloc_class(heap, hk_size_class(size));
+        if (p == NULL) errno = ENOMEM;
+    }
+    if (p) hk_site_note_alloc(heap, site, size, 1);
+    if (zeroed) *zeroed = fresh;
+    return p;
+}
+
+static HK_NOINLINE void free_other(void *p, const char *fn)
+{
+    if (p == NULL) return;
+    if (hk_chunk_kind((uintptr_t)p) == HK_CHUNK_LARGE) {
+        hk_large_free(p, fn);
+        return;
+    }
+    hk_fatal_pointer(fn, "invalid pointer", p);
+}
+
+void *hk_alloc_aligned(size_t align, size_t size, uintptr_t ra)
+{
+    if (align <= HK_ALIGN) return alloc_inline(size, ra);
+    if (size > MAX_REQUEST || align > MAX_REQUEST / 2) { errno = ENOMEM; return NULL; }
+    hk_heap *heap = hk_heap_for_thread();
+    if (heap == NULL) { errno = ENOMEM; return NULL; }
+    uint32_t site = UINT32_MAX;
+    hk_site_policy pol;
+    if (size > HK_SAMPLED_MAX) {
+        site = hk_site_of(heap, ra);
+        pol = hk_site_policy_get(site);
+    } else {
+        pol = hk_site_policy_get(UINT32_MAX);
+    }
+    void *p = NULL;
+    if (align <= HK_SLOT_SIZE && size < pol.large_threshold) {
+        /* A class whose blocks are multiples of align: pages start 64 KiB-
+         * aligned, so every block of it is aligned. */
+        unsigned cls = hk_aligned_class(size, align);
+        if (cls < HK_CLASSES) {
+            p = hk_heap_alloc_class(heap, cls);
+            if (p == NULL) { errno = ENOMEM; return NULL; }
+        }
+    }
+    if (p == NULL) {
+        int fresh;
+        p = hk_large_alloc(size, align, site, &pol, &fresh);
+        if (p == NULL) return NULL;
+    }
+    if (site != UINT32_MAX) hk_site_note_alloc(heap, site, size, 1);
+    return p;
+}
+
+static size_t usable_size(void *p, const char *fn)
+{
+    uintptr_t a = (uintptr_t)p;
+    unsigned kind = hk_chunk_kind(a);
+    if (kind == HK_CHUNK_SEGMENT) {
+        hk_page *page = hk_segment_of(p)->slot_page[(a >> HK_SLOT_SHIFT) & (HK_SLOTS - 1)];
+        hk_heap_check_block(page, p, fn);
+        return page->block_size;
+    }
+    if (kind == HK_CHUNK_LARGE) return hk_large_usable(p, fn);
+    hk_fatal_pointer(fn, "invalid pointer", p);
+}
+
+static inline int is_pow2(size_t x) { return x && (x & (x - 1)) == 0; }
+
+/* ---- the standard API ---------------------------------------------------- */
+
+EXPORT void *API(malloc)(size_t size)
+{
+    return alloc_inline(size, RA());
+}
+
+EXPORT void API(free)(void *p)
+{
+    free_inline(p, "free()");
+}
+
+EXPORT void *API(calloc)(size_t n, size_t size)
+{
+    size_t total;
+    if (__builtin_mul_overflow(n, size, &total)) { errno = ENOMEM; return NULL; }
+    void *p;
+    int zeroed = 0;
+    if (total > HK_SAMPLED_MAX) p = malloc_medium(total, RA(), &zeroed);
+    else p = alloc_inline(total, RA());
+    if (p && !zeroed) memset(p, 0, total);
+    return p;
+}
+
+static void *realloc_impl(void *p, size_t size, uintptr_t ra)
+{
+    const char *fn = "realloc()";
+    if (p == NULL) return alloc_inline(size, ra);
+    if (size == 0) {                      /* glibc: frees and returns NULL */
+        free_inline(p, fn);
+        return NULL;
+    }
+    uintptr_t a = (uintptr_t)p;
+    unsigned kind = hk_chunk_kind(a);
+    size_t old;
+    if (kind == HK_CHUNK_SEGMENT) {
+        hk_page *page = hk_segment_of(p)->slot_page[(a >> HK_SLOT_SHIFT) & (HK_SLOTS - 1)];
+        hk_heap_check_block(page, p, fn);
+        old = page->block_size;
+        /* Stays put while it fits and would not waste more than half. */
+        if (size <= old && (size >= old / 2 || old <= 64)) return p;
+    } else if (kind == HK_CHUNK_LARGE) {
+        void *q = hk_large_try_realloc(p, size, fn);
+        if (q) return q;
+        old = hk_large_usable(p, fn);
+    } else {
+        hk_fatal_pointer(fn, "invalid pointer", p);
+    }
+    void *q = alloc_inline(size, ra);
+    if (q == NULL) return NULL;           /* the old block is left untouched */
+    memcpy(q, p, old < size ? old : size);
+    free_inline(p, fn);
+    return q;
+}
+
+EXPORT void *API(realloc)(void *p, size_t size)
+{
+    return realloc_impl(p, size, RA());
+}
+
+EXPORT void *API(reallocarray)(void *p, size_t n, size_t size)
+{
+    size_t total;
+    if (__builtin_mul_overflow(n, size, &total)) { errno = ENOMEM; return NULL; }
+    return realloc_impl(p, total, RA());
+}
+
+EXPORT int API(posix_memalign)(void **out, size_t align, size_t size)
+{
+    if (!is_pow2(align) || align % sizeof(void *) != 0) return EINVAL;
+    int saved = errno;
+    void *p = hk_alloc_aligned(align, size, RA());
+    if (p == NULL) { errno = saved; return ENOMEM; }
+    *out = p;
+    return 0;
+}
+
+EXPORT void *API(aligned_alloc)(size_t align, size_t size)
+{
+    if (!is_pow2(align)) { errno = EINVAL; return NULL; }
+    return hk_alloc_aligned(align, size, RA());
+}
+
+/* glibc's memalign rounds a non-power-of-two alignment up. */
+static void *memalign_impl(size_t align, size_t size, uintptr_t ra)
+{
+    if (align > MAX_REQUEST / 2 + 1) { errno = EINVAL; return NULL; }
+    if (!is_pow2(align)) align = align ? (size_t)1 << (64 - __builtin_clzl(align)) : 1;
+    return hk_alloc_aligned(align, size, ra);
+}
+
+EXPORT void *API(memalign)(size_t align, size_t size)
+{
+    return memalign_impl(align, size, RA());
+}
+
+EXPORT void *API(valloc)(size_t size)
+{
+    return memalign_impl((size_t)getpagesize(), size, RA());
+}
+
+EXPORT void *API(pvalloc)(size_t size)
+{
+    size_t page = (size_t)getpagesize();
+    size_t rounded;
+    if (__builtin_add_overflow(size, page - 1, &rounded)) { errno = ENOMEM; return NULL; }
+    rounded &= ~(page - 1);
+    if (rounded == 0) rounded = page;
+    return memalign_impl(page, rounded, RA());
+}
+
+EXPORT size_t API(malloc_usable_size)(void *p)
+{
+    return p ? usable_size(p, "malloc_usable_size()") : 0;
+}
+
+#ifndef HAKMEM_PREFIX
+/* glibc extension: give memory back now. */
+EXPORT int malloc_trim(size_t pad)
+{
+    (void)pad;
+    hakmem_collect();
+    return 1;
+}
+#endif
+
+EXPORT void hakmem_collect(void)
+{
+    hk_heap *heap = hk_tls_heap;
+    if (heap != &hk_empty_heap) hk_heap_collect(heap, 1);
+    hk_bigcache_trim(0, 0);
+}

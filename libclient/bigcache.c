@@ -1,0 +1,122 @@
+/* BigCache box.  64 rings of 4 slots; a site maps to ring site % 64.  Each
+ * ring has its own lock (large allocations are rare enough that one
+ * uncontended lock costs nothing next to the mmap it saves). */
+#include "bigcache.h"
+#include "internal.h"
+#include "lock.h"
+#include "os.h"
+
+typedef struct cache_slot {
+    void *block;
+    size_t size;
+    uint64_t freed_ns;
+} cache_slot;
+
+typedef struct ring {
+    hk_lock lock;
+    uint32_t next;                /* slot the next put overwrites (circular) */
+    cache_slot slot[HK_BIGCACHE_SLOTS];
+} __attribute__((aligned(64))) ring;
+
+static ring rings[HK_BIGCACHE_SITES];
+static hk_bigcache_evict_fn evict_cb;
+static _Atomic uint64_t n_hits, n_misses, n_puts, n_evictions, n_cached_bytes;
+
+void hk_bigcache_init(hk_bigcache_evict_fn evict) { evict_cb = evict; }
+
+void *hk_bigcache_get(uint32_t site, size_t size)
+{
+    ring *r = &rings[site % HK_BIGCACHE_SITES];
+    void *found = NULL;
+    hk_lock_acquire(&r->lock);
+    for (unsigned i = 0; i < HK_BIGCACHE_SLOTS; i++) {
+        /* newest first: it is the most likely to be hot in cache and TLB */
+        unsigned k = (r->next + HK_BIGCACHE_SLOTS - 1 - i) % HK_BIGCACHE_SLOTS;
+        if (r->slot[k].block && r->slot[k].size == size) {
+            found = r->slot[k].block;
+            r->slot[k].block = NULL;
+            break;
+        }
+    }
+    hk_lock_release(&r->lock);
+    if (found) {
+        atomic_fetch_add_explicit(&n_hits, 1, memory_order_relaxed);
+        atomic_fetch_sub_explicit(&n_cached_bytes, size, memory_order_relaxed);
+    } else {
+        atomic_fetch_add_explicit(&n_misses, 1, memory_order_relaxed);
+    }
+    return found;
+}
+
+int hk_bigcache_put(uint32_t site, void *block, size_t size, unsigned slots, int *evicted)
+{
+    *evicted = 0;
+    if (slots == 0) return 0;
+    if (slots > HK_BIGCACHE_SLOTS) slots = HK_BIGCACHE_SLOTS;
+    ring *r = &rings[site % HK_BIGCACHE_SITES];
+    cache_slot old = { 0 };
+    hk_lock_acquire(&r->lock);
+    /* An empty slot among the site's first `slots` if any, else the next in
+     * circular order. */
+    unsigned k = r->next % slots;
+    for (unsigned i = 0; i < slots; i++) {
+        if (r->slot[i].block == NULL) { k = i; break; }
+    }
+    old = r->slot[k];
+    r->slot[k] = (cache_slot){ block, size, hk_coarse_ns() };
+    r->next = (k + 1) % slots;
+    hk_lock_release(&r->lock);
+    atomic_fetch_add_explicit(&n_puts, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&n_cached_bytes, size, memory_order_relaxed);
+    if (old.block) {
+        atomic_fetch_add_explicit(&n_evictions, 1, memory_order_relaxed);
+        atomic_fetch_sub_explicit(&n_cached_bytes, old.size, memory_order_relaxed);
+        evict_cb(old.block, old.size);
+        *evicted = 1;
+    }
+    return 1;
+}
+
+void hk_bigcache_trim(uint64_t now_ns, uint64_t max_idle_ns)
+{
+    for (unsigned s = 0; s < HK_BIGCACHE_SITES; s++) {
+        ring *r = &rings[s];
+        for (unsigned i = 0; i < HK_BIGCACHE_SLOTS; i++) {
+            if (r->slot[i].block == NULL) continue;       /* racy peek; rechecked below */
+            cache_slot old = { 0 };
+            hk_lock_acquire(&r->lock);
+            if (r->slot[i].block && (max_idle_ns == 0 || now_ns - r->slot[i].freed_ns > max_idle_ns)) {
+                old = r->slot[i];
+                r->slot[i].block = NULL;
+            }
+            hk_lock_release(&r->lock);
+            if (old.block) {
+                atomic_fetch_add_explicit(&n_evictions, 1, memory_order_relaxed);
+                atomic_fetch_sub_explicit(&n_cached_bytes, old.size, memory_order_relaxed);
+                evict_cb(old.block, old.size);
+            }
+        }
+    }
+}
+
+void hk_bigcache_get_stats(hk_bigcache_stats *out)
+{
+    out->hits = atomic_load(&n_hits);
+    out->misses = atomic_load(&n_misses);
+    out->puts = atomic_load(&n_puts);
+    out->evictions = atomic_load(&n_evictions);
+    out->cached_bytes = atomic_load(&n_cached_bytes);
+}
+
+void hk_bigcache_fork_prepare(void)
+{
+    for (unsigned s = 0; s < HK_BIGCACHE_SITES; s++) hk_lock_acquire(&rings[s].lock);
+}
+void hk_bigcache_fork_parent(void)
+{
+    for (unsigned s = 0; s < HK_BIGCACHE_SITES; s++) hk_lock_release(&rings[s].lock);
+}
+void hk_bigcache_fork_child(void)
+{
+    for (unsigned s = 0; s < HK_BIGCACHE_SITES; s++) hk_lock_reinit(&rings[s].lock);
+}

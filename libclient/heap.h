@@ -1,0 +1,37 @@
+/* Thread heaps: the owner-only page queues behind the fast path, and every
+ * slow path of small and medium allocation and free. */
+#ifndef HK_HEAP_H
+#define HK_HEAP_H
+
+#include "internal.h"
+
+/* The calling thread's heap, created (and the process initialised) on first
+ * use; NULL only when the OS refuses memory. */
+hk_heap *hk_heap_for_thread(void);
+
+/* The fast path found no free block (or no heap yet). */
+void *hk_heap_malloc_slow(size_t size, uintptr_t ra);
+/* A block of class cls, fast or slow; NULL when out of memory. */
+void *hk_heap_alloc_class(hk_heap *heap, unsigned cls);
+/* free() of a segment pointer that the calling thread does not own, or that
+ * may be invalid: validates, then frees locally or remotely. */
+void hk_heap_free_slow(hk_page *page, void *p, const char *fn);
+/* A local free made the page empty. */
+void hk_heap_page_emptied(hk_heap *heap, hk_page *page);
+/* Collects remote frees, retires empty pages, purges idle memory;
+ * force: everything free goes back to the OS now. */
+void hk_heap_collect(hk_heap *heap, int force);
+
+/* Validates p as a block of page (page may be the invalid page); aborts
+ * with a message naming fn otherwise. */
+void hk_heap_check_block(const hk_page *page, const void *p, const char *fn);
+
+void hk_heap_process_init(void);
+unsigned hk_heap_live_count(void);
+uint64_t hk_heap_remote_collected(void);
+
+void hk_heap_fork_prepare(void);
+void hk_heap_fork_parent(void);
+void hk_heap_fork_child(void);
+
+#endif

@@ -1,0 +1,144 @@
+/* hakmem client internals: every data structure the boxes share, with its
+ * invariants.  Boxes include this and their own neighbours' small headers.
+ *
+ * Memory layout
+ * -------------
+ * Small and medium blocks (up to 1 MiB) live in segments: 4 MiB regions
+ * aligned to 4 MiB, split into 64 slots of 64 KiB.  Slot 0 holds the segment
+ * header (this struct) and is never handed out.  A page is a span of one or
+ * more consecutive slots carved into blocks of a single size class.  Because
+ * segments are aligned, free() finds the segment by masking the pointer and
+ * the page through slot_page[].
+ *
+ * Large blocks (>= the site's large threshold, 1 MiB by default) are mapped
+ * one by one, 4 MiB-aligned, with a 64-byte header just below the user
+ * pointer.
+ *
+ * The chunk map has one byte per 4 MiB of the 47-bit address space and says
+ * what starts there: nothing we own, a segment, or the chunk holding a large
+ * block's user pointer.  It is how free() tells our pointers from foreign
+ * ones without any system call.
+ *
+ * Ownership
+ * ---------
+ * Each thread has a heap (hk_heap); a segment and all its pages belong to one
+ * heap.  Only the owning thread touches a page's `free` list, `used`,
+ * `capacity` and queue links, so the local paths take no lock and no atomic
+ * read-modify-write.  Other threads free into `remote` with a CAS push; the
+ * owner collects those lazily on its slow path.  When a thread exits, its
+ * segments are abandoned (heap = NULL) and adopted later by a thread that
+ * needs a segment.
+ */
+#ifndef HK_INTERNAL_H
+#define HK_INTERNAL_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define likely(x)   __builtin_expect(!!(x), 1)
+#define unlikely(x) __builtin_expect(!!(x), 0)
+#define HK_NOINLINE __attribute__((noinline))
+#define HK_COLD     __attribute__((cold, noinline))
+#define HK_HIDDEN   __attribute__((visibility("hidden")))
+
+#define HK_SEGMENT_SHIFT 22
+#define HK_SEGMENT_SIZE  ((size_t)1 << HK_SEGMENT_SHIFT)          /* 4 MiB */
+#define HK_SEGMENT_MASK  (HK_SEGMENT_SIZE - 1)
+#define HK_SLOT_SHIFT    16
+#define HK_SLOT_SIZE     ((size_t)1 << HK_SLOT_SHIFT)             /* 64 KiB */
+#define HK_SLOTS         (HK_SEGMENT_SIZE / HK_SLOT_SIZE)         /* 64 */
+#define HK_ADDR_BITS     47
+#define HK_CHUNKS        ((size_t)1 << (HK_ADDR_BITS - HK_SEGMENT_SHIFT))
+
+#define HK_ALIGN         16          /* every block is at least this aligned */
+#define HK_DIRECT_MAX    1024        /* sizes served through heap->direct[] */
+#define HK_SAMPLED_MAX   (16 * 1024) /* above: "medium", always attributed */
+#define HK_CLASS_MAX     ((size_t)1 << 20)  /* largest segment block */
+#define HK_CLASSES       60
+
+#define HK_LARGE_MAGIC   0x48414B4Du /* "HAKM": a live large block */
+#define HK_LARGE_FREED   0x46524545u /* "FREE": large block sitting in BigCache */
+#define HK_LARGE_HDR     64
+
+typedef struct hk_block { struct hk_block *next; } hk_block;
+typedef struct hk_heap hk_heap;
+
+/* A page: a span of slots carved into equal blocks.
+ * Invariants (owner thread only, except `heap` and `remote`):
+ *  - blocks [0, capacity) have been carved; capacity <= reserved;
+ *  - a carved block is either handed out, on `free`, or on `remote`;
+ *  - used = carved - on `free` (so blocks on `remote` still count as used
+ *    until the owner collects them);
+ *  - heap is the owner, NULL when abandoned or when the span is not a page.
+ */
+typedef struct hk_page {
+    hk_block *free;
+    uint32_t used;
+    uint32_t capacity;
+    uint32_t reserved;
+    uint32_t block_size;
+    _Atomic(hk_heap *) heap;
+    _Atomic(hk_block *) remote;
+    uint8_t *start;
+    struct hk_page *next, *prev;     /* in the owner's class queue */
+    uint8_t cls;
+    uint8_t span;                    /* slots in this span (page or free span) */
+    uint8_t in_use;                  /* 1: a page; 0: a free span head */
+    uint8_t dirty;                   /* free span whose memory is still resident */
+    uint64_t idle_since_ns;          /* free span: when it became free */
+} hk_page;
+
+/* Segment header, at the start of slot 0. */
+typedef struct hk_segment {
+    uint64_t magic;
+    hk_heap *heap;                   /* owner; NULL while abandoned */
+    struct hk_segment *next, *prev;  /* in the owner's segment list */
+    uint64_t free_slots;             /* bit i: slot i is free */
+    uint64_t dirty_slots;            /* free slots still resident (not purged) */
+    uint32_t pages_in_use;
+    hk_page *slot_page[HK_SLOTS];    /* span head of each slot, or the invalid page */
+    hk_page pages[HK_SLOTS];         /* descriptors; only span heads are meaningful */
+} hk_segment;
+
+#define HK_SEGMENT_MAGIC 0x48414B4D53454721ull
+
+/* Per-thread site cache entry (site.c owns the meaning of the counters). */
+typedef struct hk_site_local {
+    uintptr_t ra;
+    uint32_t site;
+    uint32_t pending;
+    uint64_t allocs, bytes;
+    uint64_t hist[32];
+} hk_site_local;
+#define HK_SITE_LOCAL 32
+
+/* A thread heap.  direct[] and current[] always point at a valid page (the
+ * empty page when there is none) so the fast path never tests for NULL. */
+struct hk_heap {
+    hk_page *direct[HK_DIRECT_MAX / HK_ALIGN + 1];
+    hk_page *current[HK_CLASSES];
+    int64_t sample_left;             /* bytes until the next sampled allocation */
+    hk_page *queue[HK_CLASSES];      /* all pages of a class, current first */
+    hk_segment *segments;            /* segments this heap owns */
+    uint64_t slow_calls;
+    uint64_t last_maintenance_ns;
+    struct hk_heap *next_heap, *prev_heap;  /* global list of live heaps */
+    struct hk_heap *next_free;       /* free pool */
+    hk_site_local *last_site;        /* entry of the last hk_site_of() */
+    hk_site_local sites[HK_SITE_LOCAL];
+};
+
+extern hk_heap hk_empty_heap;
+extern hk_page hk_empty_page;
+extern hk_page hk_invalid_page;
+extern __thread hk_heap *hk_tls_heap __attribute__((tls_model("initial-exec")));
+
+/* Fail-fast: one line on stderr, then abort. */
+__attribute__((noreturn, cold)) void hk_fatal_pointer(const char *fn, const char *what, const void *p);
+__attribute__((noreturn, cold)) void hk_fatal(const char *fmt, ...);
+/* Verbose diagnostics (HAKMEM_VERBOSE >= level), one line, no malloc. */
+void hk_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+#endif

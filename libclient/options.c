@@ -1,0 +1,51 @@
+/* Environment knobs.  getenv() does not allocate, so this may run from the
+ * very first malloc call; when the environment is not set up yet (inside the
+ * dynamic loader) the defaults stand and the constructor reads again. */
+#include "options.h"
+#include "internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+hk_options hk_opt = {
+    .stats = 0, .verbose = 0, .bigcache = 1, .thp = 1, .baseline = 0,
+    .large_threshold = 1u << 20, .bigcache_slots = 4,
+    .sample_bytes = 256 * 1024, .purge_delay_ms = 100,
+    .shm_name = "/hakmem",
+};
+
+static long env_long(const char *name, long fallback, long lo, long hi)
+{
+    const char *s = getenv(name);
+    if (!s || !*s) return fallback;
+    char *end;
+    long v = strtol(s, &end, 0);
+    if (*end == 'k' || *end == 'K') { v <<= 10; end++; }
+    else if (*end == 'm' || *end == 'M') { v <<= 20; end++; }
+    if (*end != '\0' || v < lo || v > hi) {
+        hk_log(0, "ignoring %s=%s (expected %ld..%ld)", name, s, lo, hi);
+        return fallback;
+    }
+    return v;
+}
+
+void hk_options_load(void)
+{
+    hk_opt.stats = (int)env_long("HAKMEM_STATS", hk_opt.stats, 0, 1);
+    hk_opt.verbose = (int)env_long("HAKMEM_VERBOSE", hk_opt.verbose, 0, 3);
+    hk_opt.bigcache = (int)env_long("HAKMEM_BIGCACHE", hk_opt.bigcache, 0, 1);
+    hk_opt.thp = (int)env_long("HAKMEM_THP", hk_opt.thp, 0, 1);
+    hk_opt.bigcache_slots = (uint32_t)env_long("HAKMEM_BIGCACHE_SLOTS", hk_opt.bigcache_slots, 0, 4);
+    hk_opt.large_threshold = (uint32_t)env_long("HAKMEM_LARGE_THRESHOLD", hk_opt.large_threshold,
+                                                64 * 1024, 1 << 20);
+    hk_opt.sample_bytes = (uint32_t)env_long("HAKMEM_SAMPLE_BYTES", hk_opt.sample_bytes,
+                                             4096, 1 << 30);
+    hk_opt.purge_delay_ms = (uint32_t)env_long("HAKMEM_PURGE_DELAY_MS", hk_opt.purge_delay_ms,
+                                               0, 60000);
+    const char *mode = getenv("HAKMEM_MODE");
+    if (mode) hk_opt.baseline = strcmp(mode, "baseline") == 0;
+    const char *shm = getenv("HAKMEM_SHM");
+    if (shm && *shm && strlen(shm) < sizeof hk_opt.shm_name) {
+        strcpy(hk_opt.shm_name, shm);
+    }
+}

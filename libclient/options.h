@@ -1,0 +1,25 @@
+/* Environment knobs, read once at start (HAKMEM_*).  See README. */
+#ifndef HK_OPTIONS_H
+#define HK_OPTIONS_H
+
+#include <stdint.h>
+
+typedef struct hk_options {
+    int stats;                  /* HAKMEM_STATS: report to stderr at exit */
+    int verbose;                /* HAKMEM_VERBOSE: 0..3 */
+    int bigcache;               /* HAKMEM_BIGCACHE: 0 turns BigCache off */
+    int thp;                    /* HAKMEM_THP: 0 turns MADV_HUGEPAGE off */
+    int baseline;               /* HAKMEM_MODE=baseline: ignore the daemon */
+    uint32_t large_threshold;   /* HAKMEM_LARGE_THRESHOLD: default 1 MiB */
+    uint32_t bigcache_slots;    /* HAKMEM_BIGCACHE_SLOTS: ring size per site, <= 4 */
+    uint32_t sample_bytes;      /* HAKMEM_SAMPLE_BYTES: small-allocation sampling period */
+    uint32_t purge_delay_ms;    /* HAKMEM_PURGE_DELAY_MS: idle time before memory goes back */
+    char shm_name[64];          /* HAKMEM_SHM */
+} hk_options;
+
+extern hk_options hk_opt;
+
+/* Reads the environment; safe before main and inside malloc (no allocation). */
+void hk_options_load(void);
+
+#endif

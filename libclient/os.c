@@ -1,0 +1,128 @@
+/* OS layer.  Aligned mappings first try a hinted address that is already
+ * aligned (one system call); only when the kernel places it elsewhere do we
+ * over-map and trim. */
+#include "os.h"
+#include "internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <time.h>
+#include <unistd.h>
+
+#define HK_HINT_BASE ((uintptr_t)0x200000000000ull)   /* 32 TiB: far from brk and libraries */
+#define HK_HINT_END  ((uintptr_t)0x600000000000ull)
+static _Atomic uintptr_t hk_hint = HK_HINT_BASE;
+
+static void *map_at(void *hint, size_t size)
+{
+    void *p = mmap(hint, size, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    return p == MAP_FAILED ? NULL : p;
+}
+
+static void *hinted_address(size_t size, size_t align)
+{
+    size_t step = (size + align - 1) & ~(align - 1);
+    uintptr_t h = atomic_fetch_add_explicit(&hk_hint, step, memory_order_relaxed);
+    h = (h + align - 1) & ~(uintptr_t)(align - 1);
+    if (h + step > HK_HINT_END) {           /* wrap: old ranges are mostly free again */
+        atomic_store_explicit(&hk_hint, HK_HINT_BASE, memory_order_relaxed);
+        return NULL;
+    }
+    return (void *)h;
+}
+
+void *hk_os_map_aligned(size_t size, size_t align)
+{
+    void *hint = hinted_address(size, align);
+    if (hint) {
+        void *p = map_at(hint, size);
+        if (p == NULL) return NULL;
+        if (((uintptr_t)p & (align - 1)) == 0) return p;
+        munmap(p, size);
+    }
+    size_t over = size + align;
+    uint8_t *raw = map_at(NULL, over);
+    if (raw == NULL) return NULL;
+    uintptr_t start = ((uintptr_t)raw + align - 1) & ~(uintptr_t)(align - 1);
+    size_t head = start - (uintptr_t)raw;
+    size_t tail = over - head - size;
+    if (head) munmap(raw, head);
+    if (tail) munmap((uint8_t *)start + size, tail);
+    return (void *)start;
+}
+
+void hk_os_unmap(void *p, size_t size)
+{
+    if (munmap(p, size) != 0) hk_log(1, "munmap(%p, %zu) failed: errno %d", p, size, errno);
+}
+
+void hk_os_purge(void *p, size_t size)
+{
+    madvise(p, size, MADV_DONTNEED);
+}
+
+void *hk_os_remap_aligned(void *p, size_t old_size, size_t new_size, size_t align)
+{
+    void *dest = hk_os_map_aligned(new_size, align);
+    if (dest == NULL) return NULL;
+    void *moved = mremap(p, old_size, new_size, MREMAP_MAYMOVE | MREMAP_FIXED, dest);
+    if (moved == MAP_FAILED) {
+        munmap(dest, new_size);
+        return NULL;
+    }
+    return moved;
+}
+
+int hk_os_advise_huge(void *p, size_t size)
+{
+    return madvise(p, size, MADV_HUGEPAGE);
+}
+
+uint64_t hk_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+uint64_t hk_coarse_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+int hk_os_thp_mode(void)
+{
+    static int mode = -1;
+    if (mode >= 0) return mode;
+    int m = 0;
+    int fd = open("/sys/kernel/mm/transparent_hugepage/enabled", O_RDONLY | O_CLOEXEC);
+    if (fd >= 0) {
+        char buf[128];
+        ssize_t n = read(fd, buf, sizeof buf - 1);
+        close(fd);
+        if (n > 0) {
+            buf[n] = 0;
+            /* The active mode is the bracketed word. */
+            for (ssize_t i = 0; i + 1 < n; i++) {
+                if (buf[i] != '[') continue;
+                if (buf[i + 1] == 'a') m = 2;
+                else if (buf[i + 1] == 'm') m = 1;
+                break;
+            }
+        }
+    }
+    mode = m;
+    return m;
+}
+
+uint64_t hk_os_page_faults(void)
+{
+    struct rusage ru;
+    if (getrusage(RUSAGE_SELF, &ru) != 0) return 0;
+    return (uint64_t)ru.ru_minflt + (uint64_t)ru.ru_majflt;
+}

@@ -1,0 +1,28 @@
+/* The operating system, as the allocator needs it: aligned mappings, giving
+ * memory back, time, and what the kernel says about huge pages and faults.
+ * Nothing here allocates. */
+#ifndef HK_OS_H
+#define HK_OS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* A fresh zeroed mapping of size bytes whose start is aligned to `align`
+ * (a power of two >= the page size); NULL on failure. */
+void *hk_os_map_aligned(size_t size, size_t align);
+void  hk_os_unmap(void *p, size_t size);
+/* Gives the pages back (contents become zero on next touch). */
+void  hk_os_purge(void *p, size_t size);
+/* Moves a mapping to a fresh aligned place of new_size bytes without copying
+ * the pages; NULL when the kernel refuses. */
+void *hk_os_remap_aligned(void *p, size_t old_size, size_t new_size, size_t align);
+int   hk_os_advise_huge(void *p, size_t size);
+
+uint64_t hk_now_ns(void);            /* CLOCK_MONOTONIC */
+uint64_t hk_coarse_ns(void);         /* CLOCK_MONOTONIC_COARSE: cheap, ~4 ms resolution */
+/* Transparent huge pages: 0 never, 1 madvise, 2 always (from sysfs, once). */
+int   hk_os_thp_mode(void);
+/* Minor + major faults of this process so far. */
+uint64_t hk_os_page_faults(void);
+
+#endif

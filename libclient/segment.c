@@ -1,0 +1,229 @@
+/* Segment box.  Free space inside a segment is a bitmap of slots; dirty_slots
+ * marks free slots whose memory is still resident, stamped in the slot's
+ * descriptor with the time it became free. */
+#include "segment.h"
+#include "chunk_map.h"
+#include "lock.h"
+#include "options.h"
+#include "os.h"
+#include "size_class.h"
+
+#include <string.h>
+
+#define ALL_SLOTS   (~(uint64_t)1)      /* slot 0 is the header */
+#define MAX_EMPTY_SEGMENTS 2            /* kept mapped per heap, purged */
+
+static hk_lock abandoned_lock = HK_LOCK_INIT;
+static hk_segment *abandoned;           /* singly linked through ->next */
+static _Atomic uint64_t segments_live, bytes_purged;
+
+uint64_t hk_segment_mapped_count(void) { return atomic_load(&segments_live); }
+uint64_t hk_segment_purged_bytes(void) { return atomic_load(&bytes_purged); }
+
+
+static void link_segment(hk_heap *heap, hk_segment *s)
+{
+    s->heap = heap;
+    s->prev = NULL;
+    s->next = heap->segments;
+    if (heap->segments) heap->segments->prev = s;
+    heap->segments = s;
+}
+
+static void unlink_segment(hk_heap *heap, hk_segment *s)
+{
+    if (s->prev) s->prev->next = s->next; else heap->segments = s->next;
+    if (s->next) s->next->prev = s->prev;
+    s->next = s->prev = NULL;
+}
+
+static hk_segment *segment_new(hk_heap *heap)
+{
+    hk_segment *s = hk_os_map_aligned(HK_SEGMENT_SIZE, HK_SEGMENT_SIZE);
+    if (s == NULL) return NULL;
+    s->magic = HK_SEGMENT_MAGIC;
+    s->free_slots = ALL_SLOTS;
+    s->dirty_slots = 0;
+    for (unsigned i = 0; i < HK_SLOTS; i++) s->slot_page[i] = &hk_invalid_page;
+    atomic_fetch_add(&segments_live, 1);
+    hk_chunk_set((uintptr_t)s, HK_CHUNK_SEGMENT);
+    link_segment(heap, s);
+    return s;
+}
+
+static void segment_unmap(hk_segment *s)
+{
+    hk_chunk_set((uintptr_t)s, HK_CHUNK_NONE);
+    s->magic = 0;
+    atomic_fetch_sub(&segments_live, 1);
+    hk_os_unmap(s, HK_SEGMENT_SIZE);
+}
+
+static void segment_release(hk_heap *heap, hk_segment *s)
+{
+    unlink_segment(heap, s);
+    segment_unmap(s);
+}
+
+/* First slot of a run of n free slots, or -1. */
+static int find_run(uint64_t free, unsigned n)
+{
+    uint64_t m = free;
+    for (unsigned i = 1; i < n && m; i++) m &= free >> i;
+    return m ? __builtin_ctzll(m) : -1;
+}
+
+static inline uint64_t run_mask(unsigned first, unsigned n)
+{
+    return (n >= 64 ? ~(uint64_t)0 : (((uint64_t)1 << n) - 1)) << first;
+}
+
+/* Registers an abandoned segment's live pages with the adopting heap. */
+void hk_heap_adopt_page(hk_heap *heap, hk_page *page);
+
+static hk_segment *adopt_abandoned(hk_heap *heap)
+{
+    if (atomic_load_explicit((_Atomic(hk_segment *) *)&abandoned, memory_order_relaxed) == NULL)
+        return NULL;
+    hk_lock_acquire(&abandoned_lock);
+    hk_segment *s = abandoned;
+    if (s) abandoned = s->next;
+    hk_lock_release(&abandoned_lock);
+    if (s == NULL) return NULL;
+    link_segment(heap, s);
+    for (unsigned i = 1; i < HK_SLOTS;) {
+        hk_page *pg = s->slot_page[i];
+        if (pg == &s->pages[i]) {
+            hk_heap_adopt_page(heap, pg);
+            i += pg->span;
+        } else {
+            i++;
+        }
+    }
+    return s;
+}
+
+hk_page *hk_segment_page_alloc(hk_heap *heap, unsigned cls)
+{
+    const hk_class_info *ci = &hk_classes[cls];
+    unsigned n = ci->span;
+    hk_segment *s;
+    int first = -1;
+    /* Prefer resident (dirty) free slots: no page faults. */
+    for (s = heap->segments; s; s = s->next) {
+        first = find_run(s->dirty_slots & s->free_slots, n);
+        if (first >= 0) break;
+    }
+    if (first < 0) {
+        for (s = heap->segments; s; s = s->next) {
+            first = find_run(s->free_slots, n);
+            if (first >= 0) break;
+        }
+    }
+    while (first < 0) {
+        s = adopt_abandoned(heap);
+        if (s == NULL) break;
+        first = find_run(s->free_slots, n);
+    }
+    if (first < 0) {
+        s = segment_new(heap);
+        if (s == NULL) return NULL;
+        first = 1;
+    }
+    uint64_t mask = run_mask((unsigned)first, n);
+    s->free_slots &= ~mask;
+    s->dirty_slots &= ~mask;
+    s->pages_in_use++;
+
+    hk_page *pg = &s->pages[first];
+    pg->free = NULL;
+    pg->used = 0;
+    pg->capacity = 0;
+    pg->reserved = ci->blocks;
+    pg->block_size = ci->block_size;
+    atomic_store_explicit(&pg->remote, NULL, memory_order_relaxed);
+    pg->start = (uint8_t *)s + (size_t)first * HK_SLOT_SIZE;
+    pg->next = pg->prev = NULL;
+    pg->cls = (uint8_t)cls;
+    pg->span = (uint8_t)n;
+    pg->in_use = 1;
+    for (unsigned i = 0; i < n; i++) s->slot_page[first + i] = pg;
+    atomic_store_explicit(&pg->heap, heap, memory_order_release);
+    return pg;
+}
+
+void hk_segment_page_free(hk_heap *heap, hk_page *page)
+{
+    hk_segment *s = hk_segment_of(page);
+    unsigned first = (unsigned)(page - s->pages);
+    unsigned n = page->span;
+    atomic_store_explicit(&page->heap, NULL, memory_order_relaxed);
+    page->in_use = 0;
+    page->free = NULL;
+    page->block_size = 0;
+    for (unsigned i = 0; i < n; i++) s->slot_page[first + i] = &hk_invalid_page;
+    uint64_t now = hk_coarse_ns();
+    for (unsigned i = 0; i < n; i++) s->pages[first + i].idle_since_ns = now;
+    uint64_t mask = run_mask(first, n);
+    s->free_slots |= mask;
+    s->dirty_slots |= mask;
+    s->pages_in_use--;
+    (void)heap;
+}
+
+static void purge_segment(hk_segment *s, uint64_t now, uint64_t delay, int force)
+{
+    uint64_t dirty = s->dirty_slots & s->free_slots;
+    while (dirty) {
+        unsigned i = (unsigned)__builtin_ctzll(dirty);
+        unsigned j = i;
+        while (j < HK_SLOTS && (dirty & ((uint64_t)1 << j)) &&
+               (force || now - s->pages[j].idle_since_ns >= delay)) j++;
+        if (j == i) { dirty &= ~((uint64_t)1 << i); continue; }
+        hk_os_purge((uint8_t *)s + (size_t)i * HK_SLOT_SIZE, (size_t)(j - i) * HK_SLOT_SIZE);
+        atomic_fetch_add_explicit(&bytes_purged, (uint64_t)(j - i) * HK_SLOT_SIZE, memory_order_relaxed);
+        uint64_t m = run_mask(i, j - i);
+        s->dirty_slots &= ~m;
+        dirty &= ~m;
+    }
+}
+
+void hk_segment_maintain(hk_heap *heap, uint64_t now, int force)
+{
+    uint64_t delay = (uint64_t)hk_opt.purge_delay_ms * 1000000u;
+    unsigned empty = 0;
+    hk_segment *next;
+    for (hk_segment *s = heap->segments; s; s = next) {
+        next = s->next;
+        if (s->dirty_slots & s->free_slots) purge_segment(s, now, delay, force);
+        if (s->free_slots == ALL_SLOTS && (s->dirty_slots & ALL_SLOTS) == 0) {
+            if (++empty > MAX_EMPTY_SEGMENTS || force) segment_release(heap, s);
+        }
+    }
+}
+
+void hk_segment_abandon_all(hk_heap *heap)
+{
+    hk_segment *s;
+    while ((s = heap->segments) != NULL) {
+        unlink_segment(heap, s);
+        if (s->free_slots == ALL_SLOTS) {
+            segment_unmap(s);
+            continue;
+        }
+        purge_segment(s, 0, 0, 1);
+        s->heap = NULL;
+        for (unsigned i = 1; i < HK_SLOTS; i++) {
+            hk_page *pg = s->slot_page[i];
+            if (pg != &hk_invalid_page) atomic_store_explicit(&pg->heap, NULL, memory_order_release);
+        }
+        hk_lock_acquire(&abandoned_lock);
+        s->next = abandoned;
+        abandoned = s;
+        hk_lock_release(&abandoned_lock);
+    }
+}
+
+void hk_segment_fork_prepare(void) { hk_lock_acquire(&abandoned_lock); }
+void hk_segment_fork_parent(void)  { hk_lock_release(&abandoned_lock); }
+void hk_segment_fork_child(void)   { hk_lock_reinit(&abandoned_lock); }

@@ -1,0 +1,36 @@
+/* Segments: 4 MiB aligned regions owned by one thread heap, handing out
+ * spans of 64 KiB slots for pages, taking them back, and returning idle
+ * memory to the OS after a delay (so a program that frees and reallocates
+ * does not pay page faults each time, but one that stays small shrinks). */
+#ifndef HK_SEGMENT_H
+#define HK_SEGMENT_H
+
+#include "internal.h"
+
+/* A span of `slots` slots for a page of class cls, from the heap's segments,
+ * an abandoned segment, or a new one.  Returns the initialised page (in use,
+ * empty, owned by heap), or NULL when out of memory. */
+hk_page *hk_segment_page_alloc(hk_heap *heap, unsigned cls);
+/* The page's blocks are all free: its slots become a free span. */
+void hk_segment_page_free(hk_heap *heap, hk_page *page);
+/* Purges spans idle for longer than the delay and unmaps surplus empty
+ * segments; force: purge everything free now. */
+void hk_segment_maintain(hk_heap *heap, uint64_t now_ns, int force);
+/* Thread exit: empty segments go back to the OS, the rest are abandoned
+ * for another thread to adopt. */
+void hk_segment_abandon_all(hk_heap *heap);
+
+/* Statistics. */
+uint64_t hk_segment_mapped_count(void);
+uint64_t hk_segment_purged_bytes(void);
+
+void hk_segment_fork_prepare(void);
+void hk_segment_fork_parent(void);
+void hk_segment_fork_child(void);
+
+static inline hk_segment *hk_segment_of(const void *p)
+{
+    return (hk_segment *)((uintptr_t)p & ~(uintptr_t)HK_SEGMENT_MASK);
+}
+
+#endif

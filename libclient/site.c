@@ -1,0 +1,308 @@
+/* Site profiler box.  The process table is open-addressed on the return
+ * address and claimed with one CAS, so registering a site takes no lock and
+ * survives fork.  Each thread keeps a small direct-mapped cache of the sites
+ * it uses, accumulating counts locally and adding them to the table every
+ * 64 events or when the entry is displaced. */
+#include "site.h"
+#include "internal.h"
+#include "lock.h"
+#include "options.h"
+
+#include <link.h>
+#include <string.h>
+#include <unistd.h>
+
+typedef struct site_entry {
+    _Atomic uintptr_t ra;
+    _Atomic uint64_t policy;         /* packed hk_site_policy; 0: defaults */
+    _Atomic uint64_t allocs, frees, bytes, live_bytes;
+    _Atomic uint64_t hist[HK_SITE_HIST];
+    _Atomic uint64_t bc_hits, bc_misses, bc_evictions, thp_blocks, slow_ns;
+    _Atomic int resolved;            /* 0 no, 1 in progress, 2 done */
+    uint64_t module_hash, offset;
+    char module[HK_SITE_MODULE_MAX];
+} site_entry;
+
+static site_entry table[HK_SITE_MAX];
+static _Atomic uint32_t n_sites;
+
+static inline uint32_t hash_ra(uintptr_t ra)
+{
+    uint64_t h = (uint64_t)ra * 0x9E3779B97F4A7C15ull;
+    return (uint32_t)(h >> 40);
+}
+
+static inline unsigned log2_bucket(size_t size)
+{
+    unsigned b = size ? 63u - (unsigned)__builtin_clzl(size) : 0;
+    return b < HK_SITE_HIST ? b : HK_SITE_HIST - 1;
+}
+
+static uint32_t global_lookup(uintptr_t ra)
+{
+    uint32_t i = hash_ra(ra) & (HK_SITE_MAX - 1);
+    for (uint32_t probe = 0; probe < HK_SITE_MAX; probe++, i = (i + 1) & (HK_SITE_MAX - 1)) {
+        uintptr_t cur = atomic_load_explicit(&table[i].ra, memory_order_acquire);
+        if (cur == ra) return i;
+        if (cur == 0) {
+            uintptr_t expected = 0;
+            if (atomic_compare_exchange_strong(&table[i].ra, &expected, ra)) {
+                atomic_fetch_add(&n_sites, 1);
+                return i;
+            }
+            if (expected == ra) return i;
+        }
+    }
+    return UINT32_MAX;
+}
+
+static void flush_local(hk_site_local *l)
+{
+    if (l->ra == 0 || l->site == UINT32_MAX || l->pending == 0) return;
+    site_entry *e = &table[l->site];
+    atomic_fetch_add_explicit(&e->allocs, l->allocs, memory_order_relaxed);
+    atomic_fetch_add_explicit(&e->bytes, l->bytes, memory_order_relaxed);
+    for (unsigned b = 0; b < HK_SITE_HIST; b++) {
+        if (l->hist[b]) atomic_fetch_add_explicit(&e->hist[b], l->hist[b], memory_order_relaxed);
+    }
+    l->allocs = l->bytes = 0;
+    memset(l->hist, 0, sizeof l->hist);
+    l->pending = 0;
+}
+
+uint32_t hk_site_of(hk_heap *heap, uintptr_t ra)
+{
+    if (heap == NULL || heap == &hk_empty_heap) return global_lookup(ra);
+    hk_site_local *l = &heap->sites[hash_ra(ra) & (HK_SITE_LOCAL - 1)];
+    if (l->ra != ra) {
+        flush_local(l);
+        l->ra = ra;
+        l->site = global_lookup(ra);
+    }
+    heap->last_site = l;
+    return l->site;
+}
+
+static hk_site_policy defaults(void)
+{
+    return (hk_site_policy){
+        .large_threshold = hk_opt.large_threshold,
+        .bigcache_slots = (uint16_t)(hk_opt.bigcache ? hk_opt.bigcache_slots : 0),
+        .thp = (uint8_t)hk_opt.thp,
+        .from_daemon = 0,
+    };
+}
+
+hk_site_policy hk_site_policy_get(uint32_t site)
+{
+    if (site >= HK_SITE_MAX) return defaults();
+    uint64_t w = atomic_load_explicit(&table[site].policy, memory_order_relaxed);
+    if (w == 0) return defaults();
+    return (hk_site_policy){
+        .large_threshold = (uint32_t)w,
+        .bigcache_slots = (uint16_t)(w >> 32),
+        .thp = (uint8_t)(w >> 48),
+        .from_daemon = 1,
+    };
+}
+
+void hk_site_set_policy(uint32_t site, const hk_site_policy *p)
+{
+    if (site >= HK_SITE_MAX) return;
+    uint32_t thr = p->large_threshold;
+    if (thr < 64 * 1024) thr = 64 * 1024;
+    if (thr > HK_CLASS_MAX) thr = HK_CLASS_MAX;
+    uint64_t slots = p->bigcache_slots > 4 ? 4 : p->bigcache_slots;
+    uint64_t w = (uint64_t)thr | slots << 32 | (uint64_t)(p->thp ? 1 : 0) << 48 | (uint64_t)1 << 56;
+    atomic_store_explicit(&table[site].policy, w, memory_order_relaxed);
+}
+
+void hk_site_reset_policies(void)
+{
+    for (uint32_t i = 0; i < HK_SITE_MAX; i++) atomic_store_explicit(&table[i].policy, 0, memory_order_relaxed);
+}
+
+void hk_site_note_alloc(hk_heap *heap, uint32_t site, size_t size, uint64_t weight)
+{
+    if (site >= HK_SITE_MAX) return;
+    hk_site_local *l = heap ? heap->last_site : NULL;
+    if (l && l->site == site) {
+        l->allocs += weight;
+        l->bytes += (uint64_t)size * weight;
+        l->hist[log2_bucket(size)] += weight;
+        if (++l->pending >= 64) flush_local(l);
+        return;
+    }
+    site_entry *e = &table[site];
+    atomic_fetch_add_explicit(&e->allocs, weight, memory_order_relaxed);
+    atomic_fetch_add_explicit(&e->bytes, (uint64_t)size * weight, memory_order_relaxed);
+    atomic_fetch_add_explicit(&e->hist[log2_bucket(size)], weight, memory_order_relaxed);
+}
+
+void hk_site_note_large_live(uint32_t site, size_t size, int alloc)
+{
+    if (site >= HK_SITE_MAX) return;
+    if (alloc) atomic_fetch_add_explicit(&table[site].live_bytes, size, memory_order_relaxed);
+    else atomic_fetch_sub_explicit(&table[site].live_bytes, size, memory_order_relaxed);
+}
+
+void hk_site_note_free(uint32_t site, size_t size)
+{
+    if (site >= HK_SITE_MAX) return;
+    atomic_fetch_add_explicit(&table[site].frees, 1, memory_order_relaxed);
+    hk_site_note_large_live(site, size, 0);
+}
+
+void hk_site_note_bigcache(uint32_t site, int hit, int evicted)
+{
+    if (site >= HK_SITE_MAX) return;
+    site_entry *e = &table[site];
+    if (evicted) atomic_fetch_add_explicit(&e->bc_evictions, 1, memory_order_relaxed);
+    else if (hit) atomic_fetch_add_explicit(&e->bc_hits, 1, memory_order_relaxed);
+    else atomic_fetch_add_explicit(&e->bc_misses, 1, memory_order_relaxed);
+}
+
+void hk_site_note_thp(uint32_t site)
+{
+    if (site < HK_SITE_MAX) atomic_fetch_add_explicit(&table[site].thp_blocks, 1, memory_order_relaxed);
+}
+
+void hk_site_note_slow_ns(uint32_t site, uint64_t ns)
+{
+    if (site < HK_SITE_MAX) atomic_fetch_add_explicit(&table[site].slow_ns, ns, memory_order_relaxed);
+}
+
+void hk_site_sample(hk_heap *heap, uintptr_t ra, size_t size)
+{
+    int64_t period = (int64_t)hk_opt.sample_bytes;
+    /* Each sample stands for `period` bytes of this size: count accordingly. */
+    uint64_t weight = size >= (size_t)period ? 1 : (uint64_t)period / (size ? size : 1);
+    while (heap->sample_left < 0) heap->sample_left += period;
+    uint32_t site = hk_site_of(heap, ra);
+    hk_site_note_alloc(heap, site, size, weight);
+}
+
+void hk_site_flush_thread(hk_heap *heap)
+{
+    for (unsigned i = 0; i < HK_SITE_LOCAL; i++) flush_local(&heap->sites[i]);
+}
+
+uint32_t hk_site_count(void) { return atomic_load(&n_sites); }
+
+/* ---- resolving a site to its fleet-wide key ---------------------------- */
+
+typedef struct resolve_ctx {
+    uintptr_t ra;
+    int found;
+    uint64_t hash, offset;
+    char module[HK_SITE_MODULE_MAX];
+} resolve_ctx;
+
+static uint64_t fnv1a(const void *data, size_t n, uint64_t h)
+{
+    const uint8_t *p = data;
+    for (size_t i = 0; i < n; i++) { h ^= p[i]; h *= 0x100000001b3ull; }
+    return h;
+}
+
+static int build_id_hash(const struct dl_phdr_info *info, uint64_t *out)
+{
+    for (int i = 0; i < info->dlpi_phnum; i++) {
+        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+        if (ph->p_type != PT_NOTE) continue;
+        const uint8_t *p = (const uint8_t *)(info->dlpi_addr + ph->p_vaddr);
+        const uint8_t *end = p + ph->p_memsz;
+        while (p + sizeof(ElfW(Nhdr)) <= end) {
+            const ElfW(Nhdr) *nh = (const ElfW(Nhdr) *)p;
+            const uint8_t *name = p + sizeof *nh;
+            const uint8_t *desc = name + ((nh->n_namesz + 3) & ~3u);
+            const uint8_t *next = desc + ((nh->n_descsz + 3) & ~3u);
+            if (next > end) break;
+            if (nh->n_type == NT_GNU_BUILD_ID && nh->n_namesz == 4 && memcmp(name, "GNU", 4) == 0) {
+                *out = fnv1a(desc, nh->n_descsz, 0xcbf29ce484222325ull);
+                return 1;
+            }
+            p = next;
+        }
+    }
+    return 0;
+}
+
+static int find_module(struct dl_phdr_info *info, size_t size, void *arg)
+{
+    (void)size;
+    resolve_ctx *c = arg;
+    for (int i = 0; i < info->dlpi_phnum; i++) {
+        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+        if (ph->p_type != PT_LOAD) continue;
+        uintptr_t lo = info->dlpi_addr + ph->p_vaddr;
+        if (c->ra < lo || c->ra >= lo + ph->p_memsz) continue;
+        const char *name = info->dlpi_name;
+        char exe[HK_SITE_MODULE_MAX];
+        if (name == NULL || name[0] == '\0') {
+            ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+            exe[n > 0 ? n : 0] = '\0';
+            name = exe;
+        }
+        size_t len = strlen(name);
+        if (len >= sizeof c->module) { name += len - (sizeof c->module - 1); len = sizeof c->module - 1; }
+        memcpy(c->module, name, len);
+        c->module[len] = '\0';
+        if (!build_id_hash(info, &c->hash)) c->hash = fnv1a(c->module, len, 0xcbf29ce484222325ull);
+        c->offset = c->ra - info->dlpi_addr;
+        c->found = 1;
+        return 1;
+    }
+    return 0;
+}
+
+static void resolve(site_entry *e)
+{
+    int expected = 0;
+    if (!atomic_compare_exchange_strong(&e->resolved, &expected, 1)) return;
+    resolve_ctx c = { .ra = atomic_load(&e->ra) };
+    dl_iterate_phdr(find_module, &c);
+    if (c.found) {
+        e->module_hash = c.hash;
+        e->offset = c.offset;
+        memcpy(e->module, c.module, sizeof e->module);
+    } else {
+        /* Code outside any module (JIT): only meaningful in this process. */
+        e->module_hash = 0;
+        e->offset = c.ra;
+        strcpy(e->module, "?");
+    }
+    atomic_store_explicit(&e->resolved, 2, memory_order_release);
+}
+
+void hk_site_for_each(void (*fn)(const hk_site_view *, void *), void *arg)
+{
+    hk_heap *heap = hk_tls_heap;
+    if (heap != &hk_empty_heap) hk_site_flush_thread(heap);
+    for (uint32_t i = 0; i < HK_SITE_MAX; i++) {
+        site_entry *e = &table[i];
+        uintptr_t ra = atomic_load_explicit(&e->ra, memory_order_acquire);
+        if (ra == 0) continue;
+        if (atomic_load_explicit(&e->resolved, memory_order_acquire) != 2) resolve(e);
+        if (atomic_load_explicit(&e->resolved, memory_order_acquire) != 2) continue;
+        hk_site_view v;
+        v.index = i;
+        v.address = ra;
+        v.module_hash = e->module_hash;
+        v.offset = e->offset;
+        memcpy(v.module, e->module, sizeof v.module);
+        v.counters.allocs = atomic_load_explicit(&e->allocs, memory_order_relaxed);
+        v.counters.frees = atomic_load_explicit(&e->frees, memory_order_relaxed);
+        v.counters.bytes = atomic_load_explicit(&e->bytes, memory_order_relaxed);
+        v.counters.live_bytes = atomic_load_explicit(&e->live_bytes, memory_order_relaxed);
+        for (unsigned b = 0; b < HK_SITE_HIST; b++)
+            v.counters.size_hist[b] = atomic_load_explicit(&e->hist[b], memory_order_relaxed);
+        v.counters.bigcache_hits = atomic_load_explicit(&e->bc_hits, memory_order_relaxed);
+        v.counters.bigcache_misses = atomic_load_explicit(&e->bc_misses, memory_order_relaxed);
+        v.counters.bigcache_evictions = atomic_load_explicit(&e->bc_evictions, memory_order_relaxed);
+        v.counters.thp_blocks = atomic_load_explicit(&e->thp_blocks, memory_order_relaxed);
+        v.counters.slow_ns = atomic_load_explicit(&e->slow_ns, memory_order_relaxed);
+        v.policy = hk_site_policy_get(i);
+        fn(&v, arg);
+    }
+}

@@ -1,0 +1,51 @@
+/* The class table is computed at compile time by a generator-free rule: the
+ * span of a class is the smallest number of slots that holds at least eight
+ * blocks (or one block, for blocks over 128 KiB), widened by up to a quarter
+ * when that wastes less of the span's tail. */
+#include "size_class.h"
+
+#define KB(x) ((uint32_t)(x) * 1024u)
+
+static uint32_t class_size(unsigned c)
+{
+    if (c < 4) return 16u * (c + 1);
+    unsigned q = c - 4;              /* 0..55 */
+    unsigned w = 7 + q / 4;          /* power-of-two bracket (2^(w-1), 2^w] */
+    unsigned k = q % 4 + 1;
+    return (1u << (w - 1)) + k * (1u << (w - 3));
+}
+
+static void fill_table(hk_class_info *t)
+{
+    for (unsigned c = 0; c < HK_CLASSES; c++) {
+        uint32_t bs = class_size(c);
+        uint64_t want = bs > KB(128) ? bs : 8ull * bs;
+        unsigned min_span = (unsigned)((want + HK_SLOT_SIZE - 1) / HK_SLOT_SIZE);
+        unsigned best = min_span;
+        uint64_t best_waste = (uint64_t)best * HK_SLOT_SIZE % bs;
+        for (unsigned n = min_span + 1; n <= min_span + min_span / 4 && n < HK_SLOTS; n++) {
+            uint64_t waste = (uint64_t)n * HK_SLOT_SIZE % bs;
+            /* compare waste fractions: waste/n against best_waste/best */
+            if (waste * best < best_waste * n) { best = n; best_waste = waste; }
+        }
+        t[c].block_size = bs;
+        t[c].span = (uint8_t)best;
+        t[c].blocks = (uint32_t)((uint64_t)best * HK_SLOT_SIZE / bs);
+    }
+}
+
+/* Filled by the process-wide init, which every first malloc goes through. */
+hk_class_info hk_classes[HK_CLASSES];
+
+void hk_size_class_init(void)
+{
+    if (hk_classes[0].block_size == 0) fill_table(hk_classes);
+}
+
+unsigned hk_aligned_class(size_t size, size_t align)
+{
+    for (unsigned c = hk_size_class(size < align ? align : size); c < HK_CLASSES; c++) {
+        if (hk_classes[c].block_size % align == 0) return c;
+    }
+    return HK_CLASSES;
+}

@@ -1,0 +1,33 @@
+/* Size classes: 16, 32, 48, 64, then four per power of two (80, 96, 112,
+ * 128, 160, ...) up to 1 MiB, so no class wastes more than a quarter.
+ * Each class also fixes how many 64 KiB slots its pages span. */
+#ifndef HK_SIZE_CLASS_H
+#define HK_SIZE_CLASS_H
+
+#include "internal.h"
+
+typedef struct hk_class_info {
+    uint32_t block_size;
+    uint8_t  span;          /* slots per page */
+    uint32_t blocks;        /* blocks per page */
+} hk_class_info;
+
+extern hk_class_info hk_classes[HK_CLASSES];
+/* Fills the table; idempotent, allocation-free. */
+void hk_size_class_init(void);
+
+/* Class of a size in 1..HK_CLASS_MAX (0 counts as 1). */
+static inline unsigned hk_size_class(size_t size)
+{
+    if (size <= 64) return size <= 16 ? 0 : (unsigned)((size - 1) >> 4);
+    size_t s = size - 1;
+    unsigned w = 64u - (unsigned)__builtin_clzl(s);          /* s in [2^(w-1), 2^w) */
+    unsigned k = (unsigned)(s >> (w - 3)) - 3u;              /* 1..4 */
+    return 3u + (w - 7u) * 4u + k;
+}
+
+/* Smallest class whose block size is a multiple of align (a power of two
+ * <= 64 KiB) and holds size; HK_CLASSES when none. */
+unsigned hk_aligned_class(size_t size, size_t align);
+
+#endif

@@ -1,0 +1,167 @@
+#!/usr/bin/env bash
+# Smoke test of the benchmarks: every benchmark program runs once in a tiny
+# configuration under glibc and under build/libhakmem.so (LD_PRELOAD), and
+# must exit 0 and print a result line that parses; then bench/run.sh --smoke
+# must produce its CSV, Markdown table and PNG, and clean up after itself.
+# No timing decides anything here.
+# usage (from the repo root): bash tests/bench/suite.sh BUILD
+set -u
+
+BUILD=${1:-build}
+if [ ! -d "$BUILD/bench" ]; then
+    echo "FAIL - bench: $BUILD/bench missing (make all builds the benchmark programs)"
+    exit 1
+fi
+BUILD=$(cd "$BUILD" && pwd)
+BIN=$BUILD/bench
+LIB=$BUILD/libhakmem.so
+WORK=$(mktemp -d /tmp/hakmem-bench-suite.XXXXXX)
+SHM=/hakmem-bench-suite-$$
+fails=0
+RUNNER_PID=''
+
+cleanup() {
+    [ -n "$RUNNER_PID" ] && kill -TERM "$RUNNER_PID" 2>/dev/null
+    rm -f "/dev/shm${SHM}"
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# Clients in this suite talk to no daemon: a segment name nobody serves.
+export HAKMEM_SHM=$SHM
+unset LD_PRELOAD HAKMEM_MODE HAKMEM_STATS
+
+ok()   { echo "ok - $1"; }
+fail() { echo "FAIL - $1: $2"; fails=$((fails + 1)); }
+
+NUM='[0-9]+(\.[0-9]+)?'
+
+# run_check NAME REGEX PRELOAD COMMAND...: COMMAND must exit 0 within 60 s and
+# print a line matching REGEX.
+run_check() {
+    local name=$1 re=$2 preload=$3
+    shift 3
+    local out=$WORK/out err=$WORK/err rc
+    timeout -k 5 60 env LD_PRELOAD="$preload" "$@" >"$out" 2>"$err"
+    rc=$?
+    if [ $rc -eq 124 ]; then
+        fail "$name" "timed out after 60 s"
+    elif [ $rc -ne 0 ]; then
+        fail "$name" "exit $rc: $(grep -v '^\s*$' "$err" | head -n 1)"
+    elif grep -q 'cannot be preloaded' "$err"; then
+        fail "$name" "ld.so ignored LD_PRELOAD=$preload"
+    elif ! grep -qE "$re" "$out"; then
+        fail "$name" "output does not parse: $(head -c 200 "$out")"
+    else
+        ok "$name"
+        return 0
+    fi
+    return 1
+}
+
+ALLOCS=(glibc)
+if [ -e "$LIB" ]; then
+    ALLOCS+=(hakmem)
+else
+    fail "bench: libhakmem.so" "$LIB does not exist"
+fi
+
+for a in "${ALLOCS[@]}"; do
+    pre=''
+    [ "$a" = hakmem ] && pre=$LIB
+    for s in json mir vm mixed; do
+        S=${s^^}
+        re="^scenario=$S ops=20 median_ns=$NUM p95_ns=$NUM p99_ns=$NUM mean_ns=$NUM faults=[0-9]+ minor=[0-9]+ major=[0-9]+ maxrss_kb=[0-9]+"
+        # Under hakmem the program must find hakmem's own counters: that is
+        # the proof that the preloaded library is the allocator that ran.
+        [ "$a" = hakmem ] && re="$re bigcache_hits=[0-9]+ bigcache_misses=[0-9]+ sites=[0-9]+"
+        run_check "bench: scenarios $S under $a" "$re\$" "$pre" "$BIN/scenarios" --scenario "$s" --ops 20
+    done
+    for w in churn prodcons server realloc aligned; do
+        re="^workload=$w threads=4 ops=[1-9][0-9]* seconds=$NUM ops_per_sec=[0-9]+ maxrss_kb=[1-9][0-9]*\$"
+        run_check "bench: workloads $w under $a" "$re" "$pre" \
+            "$BIN/workloads" --workload "$w" --threads 4 --ops 3000 --rounds 2
+    done
+    if run_check "bench: fastpath under $a" "^fastpath baseline fn=fp_empty iters=1000\$" "$pre" \
+        "$BIN/fastpath" --iters 1000; then
+        n=$(grep -cE "^fastpath size=[0-9]+ iters=1000 fn=fp_loop_[0-9]+ ns_per_pair=-?$NUM\$" "$WORK/out")
+        [ "$n" -eq 7 ] && ok "bench: fastpath under $a reports 7 sizes" ||
+            fail "bench: fastpath under $a reports 7 sizes" "got $n result lines"
+    fi
+done
+
+# The programs reject bad arguments instead of running something else.
+if "$BIN/scenarios" --scenario nosuch >/dev/null 2>&1; then
+    fail "bench: scenarios rejects an unknown scenario" "exit 0"
+else
+    ok "bench: scenarios rejects an unknown scenario"
+fi
+if "$BIN/workloads" --workload prodcons --threads 3 >/dev/null 2>&1; then
+    fail "bench: workloads rejects prodcons with odd threads" "exit 0"
+else
+    ok "bench: workloads rejects prodcons with odd threads"
+fi
+
+# The runner, end to end, in its tiny mode (a few seconds).
+configs=system
+[ -e "$LIB" ] && configs=system,hakmem-baseline
+[ -e "$LIB" ] && [ -x "$BUILD/hakmemd" ] && configs=$configs,hakmem-evolving
+RES=$WORK/results
+shm_before=$(ls /dev/shm 2>/dev/null | grep -E '^hakmem-bench-[0-9]+$' | sort)
+daemons_before=$(pgrep -f -- '--state-dir /tmp/hakmem-bench\.' | sort)
+timeout -k 5 240 bash bench/run.sh --build "$BUILD" --smoke --configs "$configs" --out "$RES" \
+    >"$WORK/runner.log" 2>&1 &
+RUNNER_PID=$!
+wait "$RUNNER_PID"
+rc=$?
+RUNNER_PID=''
+if [ $rc -ne 0 ]; then
+    fail "bench: run.sh --smoke" "exit $rc: $(tail -n 1 "$WORK/runner.log")"
+else
+    ok "bench: run.sh --smoke ($configs)"
+fi
+if [ -s "$RES/results.csv" ] && head -n 1 "$RES/results.csv" | grep -q '^run,phase,bench,kind,config,status,'; then
+    ok "bench: run.sh wrote results.csv"
+    IFS=, read -r -a want <<<"$configs"
+    for c in "${want[@]}"; do
+        for b in JSON MIR VM MIXED churn prodcons server realloc aligned; do
+            if ! grep -q "^1,measured,$b,[a-z]*,$c,ok," "$RES/results.csv"; then
+                got=$(grep "^1,measured,$b,[a-z]*,$c," "$RES/results.csv" | cut -d, -f6 | head -n 1)
+                fail "bench: run.sh $b under $c" "${got:-no row}"
+                continue 2
+            fi
+        done
+        ok "bench: run.sh ran every benchmark under $c"
+    done
+    if command -v valgrind >/dev/null; then
+        n=$(grep -cE '^1,measured,fastpath-[0-9]+,fastpath,[a-z-]+,ok,' "$RES/results.csv")
+        [ "$n" -eq $((7 * ${#want[@]})) ] && ok "bench: run.sh measured the fast path under callgrind" ||
+            fail "bench: run.sh measured the fast path under callgrind" "$n of $((7 * ${#want[@]})) rows"
+    fi
+else
+    fail "bench: run.sh wrote results.csv" "missing or without header"
+fi
+if [ -s "$RES/table.md" ] && grep -q '^## Published scenarios' "$RES/table.md" &&
+   grep -q '^## Multi-threaded workloads' "$RES/table.md"; then
+    ok "bench: run.sh wrote table.md"
+else
+    fail "bench: run.sh wrote table.md" "missing or incomplete"
+fi
+if [ "$(head -c 8 "$RES/chart.png" 2>/dev/null | od -An -tx1 | tr -d ' \n')" = 89504e470d0a1a0a ]; then
+    ok "bench: run.sh wrote chart.png"
+else
+    fail "bench: run.sh wrote chart.png" "missing or not a PNG"
+fi
+# Whatever the runner started must be gone: daemon, its segment, temp dir.
+left=$(comm -13 <(echo "$shm_before") <(ls /dev/shm 2>/dev/null | grep -E '^hakmem-bench-[0-9]+$' | sort))
+stray=$(comm -13 <(echo "$daemons_before") <(pgrep -f -- '--state-dir /tmp/hakmem-bench\.' | sort))
+if [ -n "$left" ]; then
+    fail "bench: run.sh cleaned up" "shm segment left behind: $left"
+elif [ -n "$stray" ]; then
+    fail "bench: run.sh cleaned up" "a benchmark hakmemd is still running"
+else
+    ok "bench: run.sh cleaned up"
+fi
+
+[ $fails -eq 0 ]

@@ -325,25 +325,32 @@ if [ ! -e "$PRELOAD" ]; then
 fi
 echo "# preloading $PRELOAD; temp dir $TMP"
 
+# Seconds per check as a comment line, to keep the suite's runtime in view.
+timed() {
+    local t0=$SECONDS
+    "$@"
+    echo "#   ($2: $((SECONDS - t0))s)"
+}
+
 declare -A made=()
 need() { [ -n "${made[$1]:-}" ] || { make_inputs "$1"; made[$1]=1; }; }
 
 if wanted python; then
-    compare_check python w_python
-    compare_check python-regrtest w_python_regrtest
-    loaded_check python l_python
+    timed compare_check python w_python
+    timed compare_check python-regrtest w_python_regrtest
+    timed loaded_check python l_python
 fi
-if wanted git; then need git; compare_check git w_git; loaded_check git l_git; fi
-if wanted gcc; then need gcc; compare_check gcc w_gcc; loaded_check gcc l_gcc; fi
-if wanted sqlite; then need sqlite; compare_check sqlite w_sqlite; loaded_check sqlite l_sqlite; fi
-if wanted perl; then need perl; compare_check perl w_perl; loaded_check perl l_perl; fi
-if wanted sort; then need sort; need perl; compare_check sort w_sort; maps_check sort; fi
+if wanted git; then need git; timed compare_check git w_git; timed loaded_check git l_git; fi
+if wanted gcc; then need gcc; timed compare_check gcc w_gcc; timed loaded_check gcc l_gcc; fi
+if wanted sqlite; then need sqlite; timed compare_check sqlite w_sqlite; timed loaded_check sqlite l_sqlite; fi
+if wanted perl; then need perl; timed compare_check perl w_perl; timed loaded_check perl l_perl; fi
+if wanted sort; then need sort; need perl; timed compare_check sort w_sort; timed maps_check sort; fi
 if wanted cxx; then
     if [ ! -x "$CXX_BIN" ]; then
         fail cxx "$CXX_BIN is missing (make all builds it from tests/programs/suite.mk)"
     else
-        compare_check cxx w_cxx
-        loaded_check cxx l_cxx
+        timed compare_check cxx w_cxx
+        timed loaded_check cxx l_cxx
     fi
 fi
 

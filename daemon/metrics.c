@@ -71,7 +71,7 @@ static void put_double(FILE *f, double v)
     else if (isinf(v))
         fputs(v > 0 ? "+Inf" : "-Inf", f);
     else
-        fprintf(f, "%.17g", v);
+        fprintf(f, "%.10g", v);
 }
 
 static void site_labels(FILE *f, const hkd_site_info *s)

@@ -1,0 +1,304 @@
+/* TEST ONLY: a fake of daemon/core_api.h, so the control server, metrics
+ * and hakmemctl can be tested with rich, predictable data (three sites with
+ * arms, two processes) without a shared segment or client processes.  The
+ * end-to-end tests use the real hakmemd; this exercises the protocol.
+ *
+ * Sites live in the fake daemon's own binary, at offsets inside the
+ * functions fake_site_json/mir/vm, so hakmemctl's symbolization is checked
+ * too.  A thread plays "learner": every 20 ms it pulls one arm per site
+ * (the pinned one, if any) and republishes that arm's thresholds. */
+#include "core_api.h"
+
+#include <dlfcn.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define NSITES 3
+#define NARMS 3
+
+__attribute__((noinline, used)) void *fake_site_json(void) { return malloc(64 << 10); }
+__attribute__((noinline, used)) void *fake_site_mir(void) { return malloc(256 << 10); }
+__attribute__((noinline, used)) void *fake_site_vm(void) { return malloc(2 << 20); }
+
+static const hkd_thresholds arm_cfg[NARMS] = {
+    { 256 << 10, 4, 0 }, { 1 << 20, 4, 1 }, { 1 << 20, 0, 0 },
+};
+static const char *arm_name[NARMS] = {
+    "large=256K,slots=4,thp=off", "large=1M,slots=4,thp=on", "large=1M,slots=0,thp=off",
+};
+/* Fixed rewards per (site, arm) so the best arm is known in advance. */
+static const double reward[NSITES][NARMS] = {
+    { 0.9, 0.5, 0.2 }, { 0.3, 0.8, 0.1 }, { 0.2, 0.4, 0.95 },
+};
+
+static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+static hkd_site_info sites[NSITES];
+static uint64_t generation, intervals;
+static struct timespec started;
+static pthread_t learner;
+static int stop_learner;
+static int registered;
+
+static uint64_t ms_since(const struct timespec *t)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (uint64_t)(now.tv_sec - t->tv_sec) * 1000 + (uint64_t)((now.tv_nsec - t->tv_nsec) / 1000000);
+}
+
+static void publish(hkd_site_info *s, int site)
+{
+    int arm = s->pinned_arm;
+    if (arm < 0) {
+        arm = 0;
+        for (int a = 1; a < NARMS; a++)
+            if (s->arms[a].pulls && s->arms[a].mean_reward > s->arms[arm].mean_reward)
+                arm = a;
+    }
+    (void)site;
+    s->thresholds = arm_cfg[arm];
+}
+
+static void *learner_main(void *arg)
+{
+    (void)arg;
+    for (;;) {
+        pthread_mutex_lock(&mu);
+        if (stop_learner) {
+            pthread_mutex_unlock(&mu);
+            return NULL;
+        }
+        for (int i = 0; i < NSITES; i++) {
+            hkd_site_info *s = &sites[i];
+            int a = s->pinned_arm >= 0 ? s->pinned_arm : (int)(intervals % NARMS);
+            hkd_arm_stats *st = &s->arms[a];
+            st->pulls++;
+            st->mean_reward += (reward[i][a] - st->mean_reward) / (double)st->pulls;
+            s->allocs += 10 * (uint64_t)(i + 1);
+            s->frees += 10 * (uint64_t)(i + 1);
+            uint64_t size = i == 0 ? 64 << 10 : i == 1 ? 256 << 10 : 2 << 20;
+            s->bytes += 10 * (uint64_t)(i + 1) * size;
+            s->size_hist[__builtin_ctzll(size)] += 10 * (uint64_t)(i + 1);
+            if (i == 2) {
+                s->bigcache_hits += 9;
+                s->bigcache_misses += 1;
+            }
+            publish(s, i);
+        }
+        intervals++;
+        generation++;
+        pthread_mutex_unlock(&mu);
+        struct timespec ts = { 0, 20 * 1000000 };
+        nanosleep(&ts, NULL);
+    }
+}
+
+/* The module path and load base of this binary, to make site keys that
+ * name real functions in it. */
+static void init_sites(void)
+{
+    void *fns[NSITES] = { (void *)fake_site_json, (void *)fake_site_mir, (void *)fake_site_vm };
+    for (int i = 0; i < NSITES; i++) {
+        hkd_site_info *s = &sites[i];
+        memset(s, 0, sizeof *s);
+        Dl_info di;
+        uintptr_t base = 0;
+        if (dladdr(fns[i], &di) && di.dli_fbase)
+            base = (uintptr_t)di.dli_fbase;
+        char exe[4096];
+        ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+        exe[n > 0 ? n : 0] = '\0';
+        /* core_api.h carries at most 63 bytes of path; the suite runs
+         * the fake from a short directory so nothing is cut. */
+        size_t len = strnlen(exe, sizeof s->module - 1);
+        memcpy(s->module, exe, len);
+        s->module[len] = '\0';
+        s->key.module_hash = 0x5eed000000000000ull | (uint64_t)0xabc;
+        /* A return address a few bytes into the function, as a real call
+         * site inside it would be. */
+        s->key.offset = (uint64_t)((uintptr_t)fns[i] - base) + 4;
+        s->processes = 1 + (uint32_t)i;
+        s->pinned_arm = -1;
+        s->n_arms = NARMS;
+        for (int a = 0; a < NARMS; a++)
+            snprintf(s->arms[a].name, sizeof s->arms[a].name, "%s", arm_name[a]);
+        s->thresholds = arm_cfg[0];
+    }
+}
+
+__attribute__((constructor)) static void fake_core_start(void)
+{
+    clock_gettime(CLOCK_MONOTONIC, &started);
+    init_sites();
+    if (!getenv("FAKE_CORE_FROZEN"))
+        pthread_create(&learner, NULL, learner_main, NULL);
+}
+
+void fake_core_stop(void)
+{
+    pthread_mutex_lock(&mu);
+    stop_learner = 1;
+    pthread_mutex_unlock(&mu);
+    if (!getenv("FAKE_CORE_FROZEN"))
+        pthread_join(learner, NULL);
+}
+
+void hkd_reader_thread_enter(void) { __atomic_add_fetch(&registered, 1, __ATOMIC_RELAXED); }
+void hkd_reader_thread_leave(void) { __atomic_sub_fetch(&registered, 1, __ATOMIC_RELAXED); }
+
+int hkd_get_status(hkd_status *out)
+{
+    memset(out, 0, sizeof *out);
+    pthread_mutex_lock(&mu);
+    snprintf(out->version, sizeof out->version, "0.1.0-fake");
+    out->uptime_ms = ms_since(&started);
+    snprintf(out->shm_name, sizeof out->shm_name, "/fake");
+    out->generation = generation;
+    out->processes = 2;
+    out->sites = NSITES;
+    out->interval_ms = 20;
+    out->intervals = intervals;
+    out->last_interval_ns = 12345;
+    out->learning = 1;
+    pthread_mutex_unlock(&mu);
+    return 0;
+}
+
+int hkd_for_each_proc(int (*fn)(const hkd_proc_info *, void *), void *arg)
+{
+    hkd_proc_info p[2];
+    memset(p, 0, sizeof p);
+    p[0].pid = getpid();
+    snprintf(p[0].exe, sizeof p[0].exe, "%s", sites[0].module);
+    p[0].sites = NSITES;
+    p[0].bytes = 123456789;
+    p[0].rss_bytes = 4 << 20;
+    p[0].page_faults = 1026;
+    p[0].last_heartbeat_ms_ago = 250;
+    p[1].pid = getppid();
+    snprintf(p[1].exe, sizeof p[1].exe, "/usr/bin/other \"quoted\"");
+    p[1].sites = 0;
+    for (int i = 0; i < 2; i++) {
+        int r = fn(&p[i], arg);
+        if (r < 0)
+            return r;
+    }
+    return 0;
+}
+
+int hkd_for_each_site(int (*fn)(const hkd_site_info *, void *), void *arg)
+{
+    hkd_site_info copy[NSITES];
+    pthread_mutex_lock(&mu);
+    memcpy(copy, sites, sizeof copy);
+    pthread_mutex_unlock(&mu);
+    for (int i = 0; i < NSITES; i++) {
+        int r = fn(&copy[i], arg);
+        if (r < 0)
+            return r;
+    }
+    return 0;
+}
+
+static hkd_site_info *find(const hkd_site_key *k)
+{
+    for (int i = 0; i < NSITES; i++)
+        if (sites[i].key.module_hash == k->module_hash && sites[i].key.offset == k->offset)
+            return &sites[i];
+    return NULL;
+}
+
+/* The fake's own policy format (the real core uses proto/policy.proto):
+ * "FAKEPOL1", then per site: key, thresholds, and each arm's pulls/mean. */
+typedef struct rec {
+    hkd_site_key key;
+    hkd_thresholds th;
+    uint64_t pulls[NARMS];
+    double mean[NARMS];
+} rec;
+
+int hkd_policy_export(uint8_t **out, size_t *len)
+{
+    size_t n = 8 + NSITES * sizeof(rec);
+    uint8_t *buf = calloc(1, n);
+    if (!buf)
+        return -ENOMEM;
+    memcpy(buf, "FAKEPOL1", 8);
+    pthread_mutex_lock(&mu);
+    for (int i = 0; i < NSITES; i++) {
+        rec r = { .key = sites[i].key, .th = sites[i].thresholds };
+        for (int a = 0; a < NARMS; a++)
+            r.pulls[a] = sites[i].arms[a].pulls, r.mean[a] = sites[i].arms[a].mean_reward;
+        memcpy(buf + 8 + (size_t)i * sizeof r, &r, sizeof r);
+    }
+    pthread_mutex_unlock(&mu);
+    *out = buf;
+    *len = n;
+    return 0;
+}
+
+int hkd_policy_import(const uint8_t *buf, size_t len)
+{
+    if (len < 8 || memcmp(buf, "FAKEPOL1", 8) != 0 || (len - 8) % sizeof(rec) != 0)
+        return -EINVAL;
+    int n = 0;
+    pthread_mutex_lock(&mu);
+    for (size_t off = 8; off < len; off += sizeof(rec)) {
+        rec r;
+        memcpy(&r, buf + off, sizeof r);
+        hkd_site_info *s = find(&r.key);
+        if (!s)
+            continue;
+        for (int a = 0; a < NARMS; a++)
+            s->arms[a].pulls = r.pulls[a], s->arms[a].mean_reward = r.mean[a];
+        s->thresholds = r.th;
+        n++;
+    }
+    generation++;
+    pthread_mutex_unlock(&mu);
+    return n;
+}
+
+int hkd_reset(const hkd_site_key *key)
+{
+    pthread_mutex_lock(&mu);
+    hkd_site_info *one = key ? find(key) : NULL;
+    if (key && !one) {
+        pthread_mutex_unlock(&mu);
+        return -ENOENT;
+    }
+    for (int i = 0; i < NSITES; i++) {
+        if (one && one != &sites[i])
+            continue;
+        for (int a = 0; a < NARMS; a++)
+            sites[i].arms[a].pulls = 0, sites[i].arms[a].mean_reward = 0;
+        sites[i].pinned_arm = -1;
+        sites[i].thresholds = arm_cfg[0];
+    }
+    generation++;
+    pthread_mutex_unlock(&mu);
+    return 0;
+}
+
+int hkd_pin(const hkd_site_key *key, int arm)
+{
+    pthread_mutex_lock(&mu);
+    hkd_site_info *s = find(key);
+    int r = 0;
+    if (!s)
+        r = -ENOENT;
+    else if (arm >= NARMS)
+        r = -EINVAL;
+    else {
+        s->pinned_arm = arm < 0 ? -1 : arm;
+        publish(s, 0);
+        generation++;
+    }
+    pthread_mutex_unlock(&mu);
+    return r;
+}

@@ -35,6 +35,13 @@
 static void *malloc_medium(size_t size, uintptr_t ra, int *zeroed);
 static void free_other(void *p, const char *fn);
 
+/* Out of line so that the fast path keeps no register across a call. */
+static HK_NOINLINE void *sampled(hk_heap *heap, uintptr_t ra, size_t size, void *block)
+{
+    hk_site_sample(heap, ra, size);
+    return block;
+}
+
 /* ---- the fast paths ---------------------------------------------------- */
 
 static inline __attribute__((always_inline)) void *alloc_inline(size_t size, uintptr_t ra)
@@ -48,7 +55,7 @@ static inline __attribute__((always_inline)) void *alloc_inline(size_t size, uin
     if (unlikely(b == NULL)) return hk_heap_malloc_slow(size, ra);
     page->free = b->next;
     page->used++;
-    if (unlikely((heap->sample_left -= (int64_t)size) < 0)) hk_site_sample(heap, ra, size);
+    if (unlikely((heap->sample_left -= (int64_t)size) < 0)) return sampled(heap, ra, size, b);
     return b;
 }
 

@@ -90,12 +90,22 @@ static void queue_insert(hk_heap *heap, hk_page *pg, int as_head)
     if (as_head) *q = pg;
 }
 
+static void retire(hk_heap *heap, hk_page *pg);
+
+/* The current page of a class holds one phantom use, so that freeing its
+ * last real block does not make it look empty: a malloc/free pair on an
+ * otherwise idle class stays entirely on the fast path.  The phantom moves
+ * with the current page; dropping it may retire the old page. */
 static void set_current(hk_heap *heap, unsigned cls, hk_page *pg)
 {
+    hk_page *old = heap->current[cls];
+    if (old == pg) return;
+    if (pg != &hk_empty_page) pg->used++;
     heap->current[cls] = pg;
     if (direct_lo[cls] != 0xff) {
         for (unsigned b = direct_lo[cls]; b <= direct_hi[cls]; b++) heap->direct[b] = pg;
     }
+    if (old != &hk_empty_page && --old->used == 0) retire(heap, old);
 }
 
 void hk_heap_adopt_page(hk_heap *heap, hk_page *pg)
@@ -139,10 +149,10 @@ static void extend(hk_page *pg)
     pg->capacity += n;
 }
 
+/* pg has no block in use and is not current: its span goes back. */
 static void retire(hk_heap *heap, hk_page *pg)
 {
     queue_remove(heap, pg);
-    if (heap->current[pg->cls] == pg) set_current(heap, pg->cls, &hk_empty_page);
     hk_segment_page_free(heap, pg);
 }
 
@@ -210,8 +220,7 @@ void *hk_heap_malloc_slow(size_t size, uintptr_t ra)
 
 void hk_heap_page_emptied(hk_heap *heap, hk_page *pg)
 {
-    if (heap->current[pg->cls] == pg) return;    /* keep one page per class warm */
-    retire(heap, pg);
+    retire(heap, pg);                            /* never current: see set_current */
     if ((++heap->slow_calls % 16) == 0) maintain(heap);
 }
 
@@ -247,6 +256,7 @@ void hk_heap_free_slow(hk_page *pg, void *p, const char *fn)
 void hk_heap_collect(hk_heap *heap, int force)
 {
     for (unsigned c = 0; c < HK_CLASSES; c++) {
+        if (force) set_current(heap, c, &hk_empty_page);
         unsigned n = 0;
         hk_page *pg = heap->queue[c];
         if (pg == NULL) continue;
@@ -254,7 +264,7 @@ void hk_heap_collect(hk_heap *heap, int force)
         for (; n > 0; n--) {
             hk_page *next = pg->next;
             collect_remote(pg);
-            if (pg->used == 0 && (force || heap->current[c] != pg)) retire(heap, pg);
+            if (pg->used == 0) retire(heap, pg);
             pg = next;
         }
     }

@@ -16,6 +16,7 @@
 #include "core_api.h"
 #include "ctl_server.h"
 #include "log.h"
+#include "metrics.h"
 #include "sdnotify.h"
 #include "segment.h"
 
@@ -32,6 +33,7 @@ static void usage(FILE *f)
             "  --interval MS    collection interval (default 1000)\n"
             "  --no-learn       collect and report only; publish nothing\n"
             "  --debug          log a summary of the merged view every interval\n"
+            "  --metrics-file PATH  rewrite Prometheus metrics to PATH (atomically) every interval\n"
             "hakmemd always runs in the foreground; --foreground is accepted for clarity.\n",
             HKSHM_DEFAULT_NAME);
 }
@@ -41,6 +43,8 @@ int main(int argc, char **argv)
     const char *shm = HKSHM_DEFAULT_NAME, *sock = "/run/hakmem/ctl.sock", *state = "/var/lib/hakmem";
     long interval = 1000;
     int learning = 1, debug = 0, use_socket = 1;
+    const char *metrics_file = NULL;  /* ops: --metrics-file */
+    int metrics_failing = 0;
     static const struct option opts[] = {
         { "foreground", no_argument, 0, 'f' },
         { "shm", required_argument, 0, 's' },
@@ -50,6 +54,7 @@ int main(int argc, char **argv)
         { "no-learn", no_argument, 0, 'n' },
         { "no-socket", no_argument, 0, 'N' },
         { "debug", no_argument, 0, 'D' },
+        { "metrics-file", required_argument, 0, 'M' },
         { "help", no_argument, 0, 'h' },
         { 0, 0, 0, 0 },
     };
@@ -72,6 +77,7 @@ int main(int argc, char **argv)
         case 'n': learning = 0; break;
         case 'N': use_socket = 0; break;
         case 'D': debug = 1; break;
+        case 'M': metrics_file = optarg; break;  /* ops: --metrics-file */
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }
@@ -150,6 +156,16 @@ int main(int argc, char **argv)
                           (unsigned long long)s.generation);
             if (debug)
                 hkd_core_log_summary(32);
+            /* ops: --metrics-file, for node_exporter's textfile collector;
+             * one warning when writing starts failing, one when it recovers. */
+            if (metrics_file) {
+                int mr = hkd_metrics_write_file(metrics_file);
+                if (mr < 0 && !metrics_failing)
+                    hkd_log(HKD_LOG_WARNING, "cannot write metrics to %s: %s", metrics_file, strerror(-mr));
+                else if (mr == 0 && metrics_failing)
+                    hkd_log(HKD_LOG_INFO, "writing metrics to %s again", metrics_file);
+                metrics_failing = mr < 0;
+            }
             if (++count % SAVE_EVERY == 0)
                 hkd_core_save();
             now = hkd_now_ns();

@@ -160,8 +160,11 @@ def main():
     if scen:
         L.append("## Published scenarios")
         L.append("")
+        res = med([num(r.get("timer_res_ns")) for r in measured if r["kind"] == "scenario"])
         L.append("ns per operation (malloc, touch every 4 KiB page, free); page faults: "
-                 "getrusage minor+major over the run's measured loop.")
+                 "getrusage minor+major over the run's measured loop."
+                 + ("" if res is None else
+                    f" Timer resolution on this machine: {res:.1f} ns; medians closer than that are a tie."))
         L.append("")
         L.append("| scenario | config | median ns | p95 ns | p99 ns | page faults | vs system (median) | BigCache hit | sites |")
         L.append("|---|---|---:|---:|---:|---:|---:|---:|---:|")

@@ -218,7 +218,7 @@ if [ -z "$FILTER" ] || grep -qiE -- "$FILTER" <<<fastpath; then FASTPATH=1; fi
 # ---- recording ----
 CSV=$OUT/results.csv
 FAILS=$OUT/failures.txt
-echo "run,phase,bench,kind,config,status,median_ns,p95_ns,p99_ns,mean_ns,faults,ops_per_sec,maxrss_kb,bigcache_hits,bigcache_misses,bigcache_hit_pct,sites,insn_per_pair,wall_ms" >"$CSV"
+echo "run,phase,bench,kind,config,status,median_ns,p95_ns,p99_ns,mean_ns,faults,ops_per_sec,maxrss_kb,bigcache_hits,bigcache_misses,bigcache_hit_pct,sites,insn_per_pair,wall_ms,timer_res_ns" >"$CSV"
 : >"$FAILS"
 rm -f "$OUT"/logs/*.log
 
@@ -265,7 +265,7 @@ run_one() { # run phase bench config
         echo "daemon not running" >"$err"
         status="hakmemd died"
         record_failure "$run" "$phase" "$bench" "$config" "$err" "$status" "(hakmemd, see logs/hakmemd.log)"
-        echo "$run,$phase,$bench,${KIND[$bench]},$config,$status,,,,,,,,,,,,," >>"$CSV"
+        echo "$run,$phase,$bench,${KIND[$bench]},$config,$status,,,,,,,,,,,,,," >>"$CSV"
         return
     fi
     read -r -a envs <<<"$(config_env "$config")"
@@ -282,7 +282,7 @@ run_one() { # run phase bench config
     if [ "$status" != ok ]; then
         record_failure "$run" "$phase" "$bench" "$config" "$err" "$status" \
             "cd $ROOT && $(config_env "$config") ${CMD[$bench]}"
-        echo "$run,$phase,$bench,${KIND[$bench]},$config,$status,,,,,,,,,,,,,$(( (t1 - t0) / 1000000 ))" >>"$CSV"
+        echo "$run,$phase,$bench,${KIND[$bench]},$config,$status,,,,,,,,,,,,,$(( (t1 - t0) / 1000000 ))," >>"$CSV"
         return
     fi
     local hits misses pct=''
@@ -293,7 +293,7 @@ run_one() { # run phase bench config
     if [ -z "$pct" ] && [ -n "$hits" ] && [ -n "$misses" ] && [ $((hits + misses)) -gt 0 ]; then
         pct=$(awk -v h="$hits" -v m="$misses" 'BEGIN { printf "%.1f", 100 * h / (h + m) }')
     fi
-    echo "$run,$phase,$bench,${KIND[$bench]},$config,ok,$(kv median_ns "$line"),$(kv p95_ns "$line"),$(kv p99_ns "$line"),$(kv mean_ns "$line"),$(kv faults "$line"),$(kv ops_per_sec "$line"),$(kv maxrss_kb "$line"),$hits,$misses,$pct,$(kv sites "$line"),,$(( (t1 - t0) / 1000000 ))" >>"$CSV"
+    echo "$run,$phase,$bench,${KIND[$bench]},$config,ok,$(kv median_ns "$line"),$(kv p95_ns "$line"),$(kv p99_ns "$line"),$(kv mean_ns "$line"),$(kv faults "$line"),$(kv ops_per_sec "$line"),$(kv maxrss_kb "$line"),$hits,$misses,$pct,$(kv sites "$line"),,$(( (t1 - t0) / 1000000 )),$(kv timer_res_ns "$line")" >>"$CSV"
 }
 
 # ---- fast path under callgrind ----
@@ -330,7 +330,7 @@ run_fastpath() { # config
     if [ "$status" != ok ]; then
         record_failure 1 measured fastpath "$config" "$err" "$status" \
             "cd $ROOT && $(config_env "$config") valgrind --tool=callgrind $BIN/fastpath --iters $FP_ITERS"
-        echo "1,measured,fastpath,fastpath,$config,$status,,,,,,,,,,,,," >>"$CSV"
+        echo "1,measured,fastpath,fastpath,$config,$status,,,,,,,,,,,,,," >>"$CSV"
         return
     fi
     cp "$ann" "$OUT/logs/callgrind-$config.txt"
@@ -342,7 +342,7 @@ run_fastpath() { # config
         }
         END {
             for (sz in loop)
-                printf "1,measured,fastpath-%s,fastpath,%s,ok,,,,,,,,,,,,%.1f,\n", sz, cfg, (loop[sz] - empty) / n
+                printf "1,measured,fastpath-%s,fastpath,%s,ok,,,,,,,,,,,,%.1f,,\n", sz, cfg, (loop[sz] - empty) / n
         }' "$ann" | sort -t- -k2 -n >>"$CSV"
 }
 

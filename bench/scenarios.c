@@ -177,7 +177,7 @@ int main(int argc, char **argv)
      * timed loop does the same work under every allocator. */
     size_t *sizes = bench_map(ops * sizeof *sizes);
     unsigned char *order = bench_map(ops);
-    uint64_t *ns = bench_map(ops * sizeof *ns);
+    uint64_t *ns = bench_map(ops * sizeof *ns);   /* ticks until converted */
     for (uint64_t i = 0; i < ops; i++) {
         enum site s = only;
         if (mixed) {
@@ -196,12 +196,23 @@ int main(int argc, char **argv)
     unsigned char live_tag[NSITES] = {0};
     uint64_t min0, maj0, min1, maj1;
     bench_faults(&min0, &maj0);
-    uint64_t start = bench_now_ns();
+    /* Effective timer resolution: the smallest difference between two
+     * back-to-back counter reads (on this project's VM the counter moves in
+     * ~10 ns steps).  Medians closer than this cannot be told apart. */
+    uint64_t step = UINT64_MAX;
+    for (int k = 0; k < 256; k++) {
+        uint64_t a = bench_ticks_unfenced(), b = bench_ticks_unfenced();
+        if (b > a && b - a < step)
+            step = b - a;
+    }
+    if (step == UINT64_MAX)
+        step = 0;
+    uint64_t start = bench_now_ns(), tick0 = bench_ticks();
     for (uint64_t i = 0; i < ops; i++) {
         enum site s = (enum site)order[i];
         size_t size = sizes[i];
         unsigned char tag = (unsigned char)(i * 7 + 1);
-        uint64_t t0 = bench_now_ns();
+        uint64_t t0 = bench_ticks();
         if (mixed && live[s]) {
             if (!intact(live[s], live_size[s], s, live_tag[s]))
                 corrupt(s, live_size[s]);
@@ -218,9 +229,11 @@ int main(int argc, char **argv)
                 corrupt(s, size);
             free(p);
         }
-        ns[i] = bench_now_ns() - t0;
+        ns[i] = bench_ticks() - t0;
     }
-    uint64_t elapsed = bench_now_ns() - start;
+    uint64_t tick1 = bench_ticks(), end = bench_now_ns();
+    uint64_t elapsed = end - start;
+    double ns_per_tick = bench_tick_rate(tick0, start, tick1, end);
     bench_faults(&min1, &maj1);
     for (int s = 0; s < NSITES; s++) {
         if (live[s]) {
@@ -232,12 +245,16 @@ int main(int argc, char **argv)
 
     double med, p95, p99;
     bench_percentiles(ns, ops, &med, &p95, &p99);
+    med *= ns_per_tick;
+    p95 *= ns_per_tick;
+    p99 *= ns_per_tick;
     uint64_t minor = min1 - min0, major = maj1 - maj0;
     printf("scenario=%s ops=%llu median_ns=%.1f p95_ns=%.1f p99_ns=%.1f mean_ns=%.1f "
-           "faults=%llu minor=%llu major=%llu maxrss_kb=%ld",
+           "faults=%llu minor=%llu major=%llu maxrss_kb=%ld timer_res_ns=%.1f",
            mixed ? "MIXED" : site_names[only], (unsigned long long)ops, med, p95, p99,
            (double)elapsed / (double)ops, (unsigned long long)(minor + major),
-           (unsigned long long)minor, (unsigned long long)major, bench_maxrss_kb());
+           (unsigned long long)minor, (unsigned long long)major, bench_maxrss_kb(),
+           (double)step * ns_per_tick);
     if (on_hakmem && bench_hakmem_stats(&after)) {
         printf(" bigcache_hits=%llu bigcache_misses=%llu sites=%u",
                (unsigned long long)(after.bigcache_hits - before.bigcache_hits),

@@ -31,7 +31,7 @@ const hkd_learn_cfg hkd_learn_default_cfg = {
     .min_allocs = 64,
     .settle_intervals = 1,
     .max_pull_intervals = 30,
-    .explore = 1.0,
+    .explore = 0.25,
     .window = 4096,
 };
 

@@ -1,0 +1,193 @@
+/* UCB1 learner: synthetic reward streams on fixed seeds. */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "learner.h"
+
+static uint64_t rng_state;
+
+static double uniform(void)
+{
+    /* xorshift64*: fixed seed, same stream on every machine. */
+    rng_state ^= rng_state >> 12;
+    rng_state ^= rng_state << 25;
+    rng_state ^= rng_state >> 27;
+    return (double)((rng_state * 0x2545F4914F6CDD1Dull) >> 11) / 9007199254740992.0;
+}
+
+/* Bernoulli arms; returns the pseudo-regret after T pulls. */
+static double run_bandit(const double *means, uint64_t seed, uint64_t T, uint64_t *best_pulls)
+{
+    hkd_learn l;
+    hkd_learn_init(&l);
+    rng_state = seed;
+    int best = 0;
+    for (int i = 1; i < HKD_N_ARMS; i++)
+        if (means[i] > means[best])
+            best = i;
+    double regret = 0.0;
+    for (uint64_t t = 0; t < T; t++) {
+        int arm = hkd_ucb_select(&l, 1.0);
+        double r = uniform() < means[arm] ? 1.0 : 0.0;
+        hkd_ucb_update(&l, arm, r, 0);
+        regret += means[best] - means[arm];
+    }
+    *best_pulls = l.pulls[best];
+    return regret;
+}
+
+static const double means[HKD_N_ARMS] = { 0.50, 0.45, 0.40, 0.55, 0.70, 0.30, 0.52, 0.20 };
+
+static void ucb_finds_best_arm(void **state)
+{
+    (void)state;
+    uint64_t seeds[] = { 1, 42, 0xC0FFEE };
+    for (size_t s = 0; s < sizeof seeds / sizeof *seeds; s++) {
+        uint64_t best;
+        run_bandit(means, seeds[s], 20000, &best);
+        assert_true(best > 20000 * 9 / 10);
+    }
+}
+
+static void ucb_regret_is_logarithmic(void **state)
+{
+    (void)state;
+    uint64_t seeds[] = { 7, 1234567 };
+    for (size_t s = 0; s < sizeof seeds / sizeof *seeds; s++) {
+        uint64_t b;
+        double r1 = run_bandit(means, seeds[s], 2000, &b);
+        double r2 = run_bandit(means, seeds[s], 20000, &b);
+        double r3 = run_bandit(means, seeds[s], 200000, &b);
+        /* Linear regret would grow 10x per decade; logarithmic grows by
+         * about ln(10T)/ln(T).  Also below the UCB1 bound sum 8 ln T / gap. */
+        assert_true(r2 < 3.0 * r1);
+        assert_true(r3 < 2.0 * r2);
+        double bound = 0.0;
+        for (int i = 0; i < HKD_N_ARMS; i++)
+            if (means[i] < 0.70)
+                bound += 8.0 * log(200000.0) / (0.70 - means[i]);
+        assert_true(r3 < bound);
+        assert_true(r3 > 0.0);
+    }
+}
+
+static void ucb_is_deterministic(void **state)
+{
+    (void)state;
+    uint64_t b1, b2;
+    double r1 = run_bandit(means, 99, 5000, &b1);
+    double r2 = run_bandit(means, 99, 5000, &b2);
+    assert_true(r1 == r2);
+    assert_int_equal(b1, b2);
+}
+
+static void reward_scale(void **state)
+{
+    (void)state;
+    assert_true(fabs(hkd_reward_from_cost(100, 100) - 0.5) < 1e-9);
+    assert_true(fabs(hkd_reward_from_cost(50, 100) - 0.75) < 1e-9);
+    assert_true(fabs(hkd_reward_from_cost(200, 100) - 0.25) < 1e-9);
+    assert_true(hkd_reward_from_cost(1e9, 100) == 0.0);
+    assert_true(hkd_reward_from_cost(0.001, 100) == 1.0);
+    assert_true(hkd_reward_from_cost(80, 100) > hkd_reward_from_cost(90, 100));
+}
+
+/* Cost per allocation as a function of the arm: arm 5 is cheapest. */
+static hkd_obs obs_for(int arm, uint64_t allocs)
+{
+    hkd_obs o = { 0 };
+    o.allocs = allocs;
+    o.bytes = allocs * 4096;
+    o.slow_ns = allocs * (uint64_t)(arm == 5 ? 200 : 1000 + 100 * arm);
+    o.interval_s = 1.0;
+    return o;
+}
+
+static void learner_converges_and_never_switches_without_data(void **state)
+{
+    (void)state;
+    hkd_learn l;
+    hkd_learn_init(&l);
+    hkd_learn_cfg cfg = hkd_learn_default_cfg;
+    cfg.max_pull_intervals = 1000;
+    /* Too few allocations: no pull completes, the arm never moves. */
+    for (int i = 0; i < 50; i++) {
+        hkd_obs o = obs_for(hkd_learn_arm(&l), 1);
+        assert_int_equal(hkd_learn_observe(&l, &cfg, &o), 0);
+    }
+    assert_int_equal(l.total_pulls, 0);
+    assert_int_equal(hkd_learn_arm(&l), HKD_DEFAULT_ARM);
+
+    int switches = 0;
+    for (int i = 0; i < 3000; i++) {
+        hkd_obs o = obs_for(hkd_learn_arm(&l), 1000);
+        switches += hkd_learn_observe(&l, &cfg, &o);
+    }
+    int most = 0;
+    for (int a = 1; a < HKD_N_ARMS; a++)
+        if (l.pulls[a] > l.pulls[most])
+            most = a;
+    assert_int_equal(most, 5);
+    print_message("pulls per arm:");
+    for (int a = 0; a < HKD_N_ARMS; a++)
+        print_message(" %llu", (unsigned long long)l.pulls[a]);
+    print_message("; %d switches in 3000 intervals\n", switches);
+    assert_true(l.pulls[5] > l.total_pulls * 8 / 10);
+    /* Exploration is bounded: every other arm was tried, none kept. */
+    for (int a = 0; a < HKD_N_ARMS; a++)
+        assert_true(l.pulls[a] >= 1);
+    assert_true(switches < 400);
+}
+
+static void learner_pin_and_release(void **state)
+{
+    (void)state;
+    hkd_learn l;
+    hkd_learn_init(&l);
+    hkd_learn_cfg cfg = hkd_learn_default_cfg;
+    assert_int_equal(hkd_learn_pin(&l, 3), 1);
+    for (int i = 0; i < 200; i++) {
+        hkd_obs o = obs_for(hkd_learn_arm(&l), 1000);
+        hkd_learn_observe(&l, &cfg, &o);
+        assert_int_equal(hkd_learn_arm(&l), 3);
+    }
+    assert_int_equal(l.total_pulls, l.pulls[3]);
+    hkd_learn_pin(&l, -1);
+    uint64_t before = l.pulls[5];
+    for (int i = 0; i < 500; i++) {
+        hkd_obs o = obs_for(hkd_learn_arm(&l), 1000);
+        hkd_learn_observe(&l, &cfg, &o);
+    }
+    assert_true(l.pulls[5] - before > 150);
+}
+
+static void window_keeps_means(void **state)
+{
+    (void)state;
+    hkd_learn l;
+    hkd_learn_init(&l);
+    for (int i = 0; i < 100; i++)
+        hkd_ucb_update(&l, i % 2, i % 2 ? 0.8 : 0.2, 64);
+    assert_true(l.total_pulls <= 64);
+    assert_true(fabs(l.reward_sum[1] / (double)l.pulls[1] - 0.8) < 1e-9);
+    assert_true(fabs(l.reward_sum[0] / (double)l.pulls[0] - 0.2) < 1e-9);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(ucb_finds_best_arm),
+        cmocka_unit_test(ucb_regret_is_logarithmic),
+        cmocka_unit_test(ucb_is_deterministic),
+        cmocka_unit_test(reward_scale),
+        cmocka_unit_test(learner_converges_and_never_switches_without_data),
+        cmocka_unit_test(learner_pin_and_release),
+        cmocka_unit_test(window_keeps_means),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

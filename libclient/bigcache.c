@@ -28,20 +28,23 @@ void *hk_bigcache_get(uint32_t site, size_t size)
 {
     ring *r = &rings[site % HK_BIGCACHE_SITES];
     void *found = NULL;
+    size_t found_size = 0;
     hk_lock_acquire(&r->lock);
-    for (unsigned i = 0; i < HK_BIGCACHE_SLOTS; i++) {
-        /* newest first: it is the most likely to be hot in cache and TLB */
-        unsigned k = (r->next + HK_BIGCACHE_SLOTS - 1 - i) % HK_BIGCACHE_SLOTS;
-        if (r->slot[k].block && r->slot[k].size == size) {
-            found = r->slot[k].block;
-            r->slot[k].block = NULL;
-            break;
-        }
+    int best = -1;
+    for (unsigned k = 0; k < HK_BIGCACHE_SLOTS; k++) {
+        size_t s = r->slot[k].size;
+        if (r->slot[k].block && s >= size && s / 2 < size && (best < 0 || s < r->slot[best].size))
+            best = (int)k;
+    }
+    if (best >= 0) {
+        found = r->slot[best].block;
+        found_size = r->slot[best].size;
+        r->slot[best].block = NULL;
     }
     hk_lock_release(&r->lock);
     if (found) {
         atomic_fetch_add_explicit(&n_hits, 1, memory_order_relaxed);
-        atomic_fetch_sub_explicit(&n_cached_bytes, size, memory_order_relaxed);
+        atomic_fetch_sub_explicit(&n_cached_bytes, found_size, memory_order_relaxed);
     } else {
         atomic_fetch_add_explicit(&n_misses, 1, memory_order_relaxed);
     }

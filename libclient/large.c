@@ -89,6 +89,7 @@ void *hk_large_alloc(size_t size, size_t align, uint32_t site, const hk_site_pol
         hk_large_hdr *h = hk_bigcache_get(site, map_size);
         hk_site_note_bigcache(site, h != NULL, 0);
         if (h) {
+            /* The block may be somewhat bigger than asked: it keeps its mapping. */
             h->site = site;
             h->size = size;
             if (!h->thp && pol->thp) advise_huge(h);

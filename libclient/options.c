@@ -8,7 +8,7 @@
 #include <string.h>
 
 hk_options hk_opt = {
-    .stats = 0, .verbose = 0, .bigcache = 1, .thp = 1, .baseline = 0,
+    .stats = 0, .verbose = 0, .bigcache = 1, .thp = 1, .thp_default = 0, .baseline = 0,
     .large_threshold = 1u << 20, .bigcache_slots = 4,
     .sample_bytes = 256 * 1024, .purge_delay_ms = 100,
     .shm_name = "/hakmem",
@@ -34,7 +34,11 @@ void hk_options_load(void)
     hk_opt.stats = (int)env_long("HAKMEM_STATS", hk_opt.stats, 0, 1);
     hk_opt.verbose = (int)env_long("HAKMEM_VERBOSE", hk_opt.verbose, 0, 3);
     hk_opt.bigcache = (int)env_long("HAKMEM_BIGCACHE", hk_opt.bigcache, 0, 1);
-    hk_opt.thp = (int)env_long("HAKMEM_THP", hk_opt.thp, 0, 1);
+    if (getenv("HAKMEM_THP")) {
+        int thp = (int)env_long("HAKMEM_THP", 1, 0, 1);
+        hk_opt.thp = thp;
+        hk_opt.thp_default = thp;
+    }
     hk_opt.bigcache_slots = (uint32_t)env_long("HAKMEM_BIGCACHE_SLOTS", hk_opt.bigcache_slots, 0, 4);
     hk_opt.large_threshold = (uint32_t)env_long("HAKMEM_LARGE_THRESHOLD", hk_opt.large_threshold,
                                                 64 * 1024, 1 << 20);

@@ -8,7 +8,8 @@ typedef struct hk_options {
     int stats;                  /* HAKMEM_STATS: report to stderr at exit */
     int verbose;                /* HAKMEM_VERBOSE: 0..3 */
     int bigcache;               /* HAKMEM_BIGCACHE: 0 turns BigCache off */
-    int thp;                    /* HAKMEM_THP: 0 turns MADV_HUGEPAGE off */
+    int thp;                    /* HAKMEM_THP=0: never MADV_HUGEPAGE */
+    int thp_default;            /* HAKMEM_THP=1: on for every site; unset: off until learned */
     int baseline;               /* HAKMEM_MODE=baseline: ignore the daemon */
     uint32_t large_threshold;   /* HAKMEM_LARGE_THRESHOLD: default 1 MiB */
     uint32_t bigcache_slots;    /* HAKMEM_BIGCACHE_SLOTS: ring size per site, <= 4 */

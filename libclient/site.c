@@ -88,7 +88,7 @@ static hk_site_policy defaults(void)
     return (hk_site_policy){
         .large_threshold = hk_opt.large_threshold,
         .bigcache_slots = (uint16_t)(hk_opt.bigcache ? hk_opt.bigcache_slots : 0),
-        .thp = (uint8_t)hk_opt.thp,
+        .thp = (uint8_t)hk_opt.thp_default,
         .from_daemon = 0,
     };
 }

@@ -1,0 +1,235 @@
+/* Scale bench for the daemon core (not a test: it reports, it does not judge).
+ *
+ * Part 1: P simulated processes x S sites each in a private segment; every
+ * interval each site's counters move (so every pull completes and the
+ * learner republishes: the worst case), then one core interval (collect,
+ * learn, publish) is timed.  Run twice: sites shared by 16 binaries, and
+ * every process a different binary (P*S distinct keys).
+ *
+ * Part 2: the daemon's CPU share with N real client processes (forked, each
+ * flushing S sites at the flush interval the daemon asks for) at the
+ * default 1 s interval.
+ *
+ *   bench_daemon_scale [procs sites intervals cpu_clients cpu_seconds] */
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core.h"
+#include "core_api.h"
+#include "hakmem_shm.h"
+#include "log.h"
+#include "segment.h"
+
+static char shm_name[64];
+
+static hkshm_header *map_segment(void)
+{
+    int fd = shm_open(shm_name, O_RDWR, 0);
+    if (fd < 0)
+        return NULL;
+    void *p = mmap(NULL, HKSHM_SEGMENT_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    close(fd);
+    return p == MAP_FAILED ? NULL : p;
+}
+
+static hkshm_slot *claim(hkshm_header *h, uint32_t pid, uint64_t start)
+{
+    for (uint32_t i = 0; i < HKSHM_MAX_SLOTS; i++) {
+        hkshm_slot *s = hkshm_slot_at(h, i);
+        uint32_t zero = 0;
+        if (atomic_compare_exchange_strong(&s->pid, &zero, pid)) {
+            atomic_store(&s->state, HKSHM_SLOT_CLAIMING);
+            s->start_time = start;
+            snprintf(s->exe, sizeof s->exe, "/usr/bin/sim%u", i);
+            atomic_store(&s->heartbeat_ns, hkd_now_ns());
+            atomic_store(&s->state, HKSHM_SLOT_LIVE);
+            return s;
+        }
+    }
+    return NULL;
+}
+
+/* What a client's flush does: cumulative counters under the slot's seq. */
+static void flush(hkshm_slot *s, uint32_t sites, uint64_t binary, uint64_t round)
+{
+    uint64_t seq = atomic_load_explicit(&s->seq, memory_order_relaxed);
+    atomic_store_explicit(&s->seq, seq | 1, memory_order_relaxed);
+    atomic_thread_fence(memory_order_release);
+    s->n_modules = 1;
+    s->modules[0].hash = 0x5000 + binary;
+    snprintf(s->modules[0].path, sizeof s->modules[0].path, "/usr/bin/sim%llu", (unsigned long long)binary);
+    for (uint32_t i = 0; i < sites; i++) {
+        hkshm_site *d = &s->sites[i];
+        uint64_t a = (round + 1) * (100 + i % 7);
+        d->module_hash = 0x5000 + binary;
+        d->offset = 0x1000 + 16 * i;
+        d->module = 0;
+        d->allocs = a;
+        d->frees = a - 1;
+        d->bytes = a * (4096u << (i % 10));
+        d->slow_ns = a * (300 + (i * 37 + round * 11) % 500);
+        d->bigcache_hits = a / 2;
+        d->bigcache_misses = a / 2;
+        d->size_hist[12 + i % 10] = (uint32_t)a;
+    }
+    s->n_sites = sites;
+    s->page_faults = round * 50;
+    s->flushes++;
+    atomic_store_explicit(&s->seq, (seq | 1) + 1, memory_order_release);
+    atomic_store(&s->heartbeat_ns, hkd_now_ns());
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+static int part1(uint32_t procs, uint32_t sites, uint32_t intervals, uint32_t binaries, const char *what)
+{
+    snprintf(shm_name, sizeof shm_name, "/hkd-scale-%d", (int)getpid());
+    shm_unlink(shm_name);
+    char dir[] = "/tmp/hkd-scale-XXXXXX";
+    if (!mkdtemp(dir))
+        return 1;
+    hkd_core_cfg cfg = { .shm_name = shm_name, .state_dir = dir, .interval_ms = 1000, .learning = 1,
+                         .learn = hkd_learn_default_cfg };
+    if (hkd_core_init(&cfg) < 0) {
+        fprintf(stderr, "core init failed\n");
+        return 1;
+    }
+    hkshm_header *h = map_segment();
+    hkshm_slot *slot[HKSHM_MAX_SLOTS];
+    uint64_t start = hkd_proc_start_time(getpid());
+    for (uint32_t p = 0; p < procs; p++)
+        slot[p] = claim(h, (uint32_t)getpid(), start);
+    uint64_t *t = calloc(intervals, sizeof *t);
+    for (uint32_t r = 0; r < intervals; r++) {
+        for (uint32_t p = 0; p < procs; p++)
+            flush(slot[p], sites, p % binaries, r);
+        hkd_core_interval();
+        hkd_status st;
+        hkd_get_status(&st);
+        t[r] = st.last_interval_ns;
+    }
+    hkd_status st;
+    hkd_get_status(&st);
+    uint64_t t0 = hkd_now_ns();
+    hkd_core_save();
+    uint64_t save_ns = hkd_now_ns() - t0;
+    /* The first interval only records history (a restart's view). */
+    qsort(t + 1, intervals - 1, sizeof *t, cmp_u64);
+    uint32_t n = intervals - 1;
+    printf("%-34s %3u procs x %3u sites = %6u records, %6u keys: interval median %.2f ms, p95 %.2f ms, max %.2f ms; "
+           "generation %llu; state save %.1f ms\n",
+           what, procs, sites, procs * sites, st.sites, t[1 + n / 2] / 1e6, t[1 + n * 95 / 100] / 1e6,
+           t[intervals - 1] / 1e6, (unsigned long long)st.generation, save_ns / 1e6);
+    free(t);
+    munmap(h, HKSHM_SEGMENT_SIZE);
+    hkd_core_shutdown();
+    shm_unlink(shm_name);
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    if (system(cmd) != 0)
+        return 1;
+    return 0;
+}
+
+static void client(uint32_t sites, uint64_t binary, double seconds)
+{
+    hkshm_header *h = map_segment();
+    if (!h)
+        _exit(1);
+    hkshm_slot *s = claim(h, (uint32_t)getpid(), hkd_proc_start_time(getpid()));
+    if (!s)
+        _exit(1);
+    uint64_t end = hkd_now_ns() + (uint64_t)(seconds * 1e9);
+    for (uint64_t r = 0; hkd_now_ns() < end; r++) {
+        flush(s, sites, binary, r);
+        uint32_t ms = atomic_load(&h->flush_interval_ms);
+        struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
+        nanosleep(&ts, NULL);
+    }
+    atomic_store(&s->state, HKSHM_SLOT_EXITED);
+    _exit(0);
+}
+
+static double cpu_s(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return ru.ru_utime.tv_sec + ru.ru_stime.tv_sec + (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+}
+
+static int part2(uint32_t clients, uint32_t sites, double seconds)
+{
+    snprintf(shm_name, sizeof shm_name, "/hkd-scale-cpu-%d", (int)getpid());
+    shm_unlink(shm_name);
+    hkd_core_cfg cfg = { .shm_name = shm_name, .state_dir = NULL, .interval_ms = 1000, .learning = 1,
+                         .learn = hkd_learn_default_cfg };
+    if (hkd_core_init(&cfg) < 0)
+        return 1;
+    pid_t *kids = calloc(clients, sizeof *kids);
+    for (uint32_t i = 0; i < clients; i++) {
+        kids[i] = fork();
+        if (kids[i] == 0)
+            client(sites, i % 8, seconds + 1.0);
+    }
+    double c0 = cpu_s();
+    uint64_t w0 = hkd_now_ns();
+    uint64_t next = w0;
+    uint32_t n = 0;
+    while (hkd_now_ns() - w0 < (uint64_t)(seconds * 1e9)) {
+        next += 1000000000ull;
+        hkd_core_interval();
+        n++;
+        uint64_t now = hkd_now_ns();
+        if (next > now) {
+            uint64_t d = next - now;
+            struct timespec ts = { (time_t)(d / 1000000000ull), (long)(d % 1000000000ull) };
+            nanosleep(&ts, NULL);
+        }
+    }
+    double cpu = cpu_s() - c0;
+    double wall = (hkd_now_ns() - w0) / 1e9;
+    hkd_status st;
+    hkd_get_status(&st);
+    printf("daemon CPU with %u clients x %u sites at 1 s interval: %.3f%% of one core "
+           "(%.1f ms CPU over %.1f s, %u intervals, %u processes seen, %u sites)\n",
+           clients, sites, 100.0 * cpu / wall, cpu * 1e3, wall, n, st.processes, st.sites);
+    for (uint32_t i = 0; i < clients; i++)
+        waitpid(kids[i], NULL, 0);
+    free(kids);
+    hkd_core_shutdown();
+    shm_unlink(shm_name);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    uint32_t procs = argc > 1 ? (uint32_t)atoi(argv[1]) : 256;
+    uint32_t sites = argc > 2 ? (uint32_t)atoi(argv[2]) : 256;
+    uint32_t intervals = argc > 3 ? (uint32_t)atoi(argv[3]) : 30;
+    uint32_t cpu_clients = argc > 4 ? (uint32_t)atoi(argv[4]) : 64;
+    double cpu_seconds = argc > 5 ? atof(argv[5]) : 20.0;
+    if (procs > HKSHM_MAX_SLOTS || sites > HKSHM_SLOT_SITES || intervals < 3 || cpu_clients > HKSHM_MAX_SLOTS) {
+        fprintf(stderr, "usage: bench_daemon_scale [procs<=256 sites<=256 intervals>=3 cpu_clients cpu_seconds]\n");
+        return 2;
+    }
+    hkd_log_init("bench_daemon_scale", HKD_LOG_WARNING);
+    hkd_reader_thread_enter();
+    int rc = part1(procs, sites, intervals, 16, "16 binaries (keys shared):");
+    rc |= part1(procs, sites, intervals, procs, "every process its own binary:");
+    if (cpu_clients && cpu_seconds > 0)
+        rc |= part2(cpu_clients, sites, cpu_seconds);
+    hkd_reader_thread_leave();
+    return rc;
+}

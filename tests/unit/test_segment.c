@@ -1,0 +1,350 @@
+/* Segment box: spans of 64 KiB slots for pages, first-fit runs preferring
+ * resident slots, purging after the idle delay, release of empty segments,
+ * abandonment and adoption.  Driven through its own API on private heaps. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "chunk_map.h"
+#include "options.h"
+#include "os.h"
+#include "segment.h"
+#include "size_class.h"
+#include "unit_util.h"
+
+#define ALL_FREE (~(uint64_t)1)
+#define MS 1000000ull
+#define FAR_FUTURE ((uint64_t)1 << 62)
+
+static uint64_t baseline_segments;
+static hk_options saved_opt;
+
+/* The first class whose pages span n slots. */
+static unsigned class_with_span(unsigned n)
+{
+    for (unsigned c = 0; c < HK_CLASSES; c++) if (hk_classes[c].span == n) return c;
+    fail_msg("no class spans %u slots", n);
+    return 0;
+}
+
+static unsigned slot_of(const hk_page *pg)
+{
+    return (unsigned)(((uintptr_t)pg->start & HK_SEGMENT_MASK) >> HK_SLOT_SHIFT);
+}
+
+static int setup(void **state)
+{
+    hk_heap *h = ut_heap_new();
+    saved_opt = hk_opt;
+    baseline_segments = hk_segment_mapped_count();
+    *state = h;
+    return 0;
+}
+
+/* Every test leaves its heap without pages; a forced pass must then give
+ * every segment back. */
+static int teardown(void **state)
+{
+    hk_heap *h = *state;
+    hk_segment_maintain(h, hk_coarse_ns(), 1);
+    int leaked = h->segments != NULL || hk_segment_mapped_count() != baseline_segments;
+    ut_heap_free(h);
+    hk_opt = saved_opt;
+    return leaked ? -1 : 0;
+}
+
+static void test_first_page_maps_segment(void **state)
+{
+    hk_heap *h = *state;
+    unsigned cls = class_with_span(2);
+    hk_page *pg = hk_segment_page_alloc(h, cls);
+    assert_non_null(pg);
+    assert_int_equal(hk_segment_mapped_count(), baseline_segments + 1);
+    hk_segment *s = hk_segment_of(pg->start);
+    assert_ptr_equal(h->segments, s);
+    assert_true(s->magic == HK_SEGMENT_MAGIC);
+    assert_ptr_equal(s->heap, h);
+    assert_int_equal(hk_chunk_kind((uintptr_t)s), HK_CHUNK_SEGMENT);
+    /* Slot 0 is the header: the first page starts at slot 1. */
+    assert_ptr_equal(pg, &s->pages[1]);
+    assert_ptr_equal(pg->start, (uint8_t *)s + HK_SLOT_SIZE);
+    assert_int_equal(pg->span, 2);
+    assert_int_equal(pg->cls, cls);
+    assert_int_equal(pg->block_size, hk_classes[cls].block_size);
+    assert_int_equal(pg->reserved, hk_classes[cls].blocks);
+    assert_int_equal(pg->capacity, 0);
+    assert_int_equal(pg->used, 0);
+    assert_null(pg->free);
+    assert_null(atomic_load(&pg->remote));
+    assert_int_equal(pg->in_use, 1);
+    assert_ptr_equal(atomic_load(&pg->heap), h);
+    assert_ptr_equal(s->slot_page[1], pg);
+    assert_ptr_equal(s->slot_page[2], pg);
+    assert_ptr_equal(s->slot_page[3], &hk_invalid_page);
+    assert_ptr_equal(s->slot_page[0], &hk_invalid_page);
+    assert_true(s->free_slots == (ALL_FREE & ~(uint64_t)6));
+    assert_int_equal(s->pages_in_use, 1);
+
+    hk_segment_page_free(h, pg);
+    assert_int_equal(pg->in_use, 0);
+    assert_null(atomic_load(&pg->heap));
+    assert_ptr_equal(s->slot_page[1], &hk_invalid_page);
+    assert_ptr_equal(s->slot_page[2], &hk_invalid_page);
+    assert_true(s->free_slots == ALL_FREE);
+    assert_true((s->dirty_slots & 6) == 6);          /* freed, still resident */
+    assert_int_equal(s->pages_in_use, 0);
+
+    hk_segment_maintain(h, hk_coarse_ns(), 1);
+    assert_null(h->segments);
+    assert_int_equal(hk_segment_mapped_count(), baseline_segments);
+    assert_int_equal(hk_chunk_kind((uintptr_t)s), HK_CHUNK_NONE);
+}
+
+/* First fit over runs of free slots: pages pack, a full segment spills into
+ * a new one, a hole takes a span only if it is long enough. */
+static void test_find_run(void **state)
+{
+    hk_heap *h = *state;
+    unsigned c1 = class_with_span(1), c2 = class_with_span(2), c3 = class_with_span(3);
+    hk_page *pg[HK_SLOTS];
+    for (unsigned i = 1; i < HK_SLOTS; i++) {
+        pg[i] = hk_segment_page_alloc(h, c1);
+        assert_non_null(pg[i]);
+        assert_int_equal(slot_of(pg[i]), i);
+    }
+    hk_segment *a = hk_segment_of(pg[1]->start);
+    for (unsigned i = 1; i < HK_SLOTS; i++) assert_ptr_equal(hk_segment_of(pg[i]->start), a);
+    assert_true(a->free_slots == 0);
+    assert_int_equal(hk_segment_mapped_count(), baseline_segments + 1);
+
+    /* Segment full: the next page comes from a new segment. */
+    hk_page *spill = hk_segment_page_alloc(h, c1);
+    assert_non_null(spill);
+    hk_segment *b = hk_segment_of(spill->start);
+    assert_ptr_not_equal(b, a);
+    assert_int_equal(slot_of(spill), 1);
+    assert_int_equal(hk_segment_mapped_count(), baseline_segments + 2);
+
+    /* A two-slot hole in a takes a two-slot page. */
+    hk_segment_page_free(h, pg[5]);
+    hk_segment_page_free(h, pg[6]);
+    hk_page *two = hk_segment_page_alloc(h, c2);
+    assert_ptr_equal(hk_segment_of(two->start), a);
+    assert_int_equal(slot_of(two), 5);
+    assert_int_equal(two->span, 2);
+
+    /* Two separate one-slot holes cannot. */
+    hk_segment_page_free(h, pg[10]);
+    hk_segment_page_free(h, pg[12]);
+    hk_page *two_b = hk_segment_page_alloc(h, c2);
+    assert_ptr_equal(hk_segment_of(two_b->start), b);
+    assert_true(a->free_slots == (((uint64_t)1 << 10) | ((uint64_t)1 << 12)));
+
+    /* Joined into a run of three, they take a three-slot page. */
+    hk_segment_page_free(h, pg[11]);
+    hk_page *three = hk_segment_page_alloc(h, c3);
+    assert_ptr_equal(hk_segment_of(three->start), a);
+    assert_int_equal(slot_of(three), 10);
+    assert_true(a->free_slots == 0);
+    for (unsigned i = 10; i < 13; i++) assert_ptr_equal(a->slot_page[i], three);
+
+    hk_segment_page_free(h, three);
+    hk_segment_page_free(h, two_b);
+    hk_segment_page_free(h, two);
+    hk_segment_page_free(h, spill);
+    for (unsigned i = 1; i < HK_SLOTS; i++) {
+        if (i == 5 || i == 6 || (i >= 10 && i <= 12)) continue;
+        hk_segment_page_free(h, pg[i]);
+    }
+    assert_true(a->free_slots == ALL_FREE);
+    assert_true(b->free_slots == ALL_FREE);
+}
+
+/* Resident free slots are reused before purged ones, even when a purged
+ * slot comes first. */
+static void test_resident_slots_preferred(void **state)
+{
+    hk_heap *h = *state;
+    unsigned c1 = class_with_span(1);
+    hk_page *pg[11];
+    for (unsigned i = 1; i <= 10; i++) pg[i] = hk_segment_page_alloc(h, c1);
+    hk_segment *s = hk_segment_of(pg[1]->start);
+    hk_segment_page_free(h, pg[2]);
+    hk_segment_maintain(h, FAR_FUTURE, 0);            /* slot 2: free and purged */
+    assert_true((s->dirty_slots & 4) == 0);
+    assert_true((s->free_slots & 4) == 4);
+    hk_segment_page_free(h, pg[8]);                   /* slot 8: free and resident */
+    hk_page *again = hk_segment_page_alloc(h, c1);
+    assert_int_equal(slot_of(again), 8);
+    hk_page *next = hk_segment_page_alloc(h, c1);     /* then the lowest free one */
+    assert_int_equal(slot_of(next), 2);
+    hk_segment_page_free(h, again);
+    hk_segment_page_free(h, next);
+    for (unsigned i = 1; i <= 10; i++) if (i != 2 && i != 8) hk_segment_page_free(h, pg[i]);
+}
+
+static int all_bytes(const uint8_t *p, size_t n, uint8_t v)
+{
+    for (size_t i = 0; i < n; i += 512) if (p[i] != v) return 0;
+    return p[n - 1] == v;
+}
+
+/* HAKMEM_PURGE_DELAY_MS: a freed span stays resident until it has been idle
+ * that long, then its pages go back to the OS (and read as zero). */
+static void test_purge_after_delay(void **state)
+{
+    hk_heap *h = *state;
+    setenv("HAKMEM_PURGE_DELAY_MS", "50", 1);
+    hk_options_load();
+    unsetenv("HAKMEM_PURGE_DELAY_MS");
+    assert_int_equal(hk_opt.purge_delay_ms, 50);
+
+    unsigned c4 = class_with_span(4);
+    hk_page *keep = hk_segment_page_alloc(h, class_with_span(1));   /* keeps the segment busy */
+    hk_page *pg = hk_segment_page_alloc(h, c4);
+    hk_segment *s = hk_segment_of(pg->start);
+    size_t len = 4 * HK_SLOT_SIZE;
+    memset(pg->start, 0xA5, len);
+    uint8_t *mem = pg->start;
+    unsigned first = slot_of(pg);
+    uint64_t mask = (uint64_t)0xF << first;
+    uint64_t purged0 = hk_segment_purged_bytes();
+
+    hk_segment_page_free(h, pg);
+    uint64_t t = s->pages[first].idle_since_ns;
+    assert_true(t != 0);
+
+    hk_segment_maintain(h, t + 49 * MS, 0);
+    assert_true((s->dirty_slots & mask) == mask);
+    assert_int_equal(hk_segment_purged_bytes(), purged0);
+    assert_true(all_bytes(mem, len, 0xA5));
+
+    hk_segment_maintain(h, t + 51 * MS, 0);
+    assert_true((s->dirty_slots & mask) == 0);
+    assert_int_equal(hk_segment_purged_bytes(), purged0 + len);
+    assert_true(all_bytes(mem, len, 0));
+    assert_ptr_equal(h->segments, s);                 /* not empty: stays mapped */
+
+    /* Delay 0: purged on the first pass. */
+    hk_opt.purge_delay_ms = 0;
+    hk_page *pg2 = hk_segment_page_alloc(h, c4);
+    memset(pg2->start, 0x5A, len);
+    hk_segment_page_free(h, pg2);
+    hk_segment_maintain(h, hk_coarse_ns(), 0);
+    assert_int_equal(hk_segment_purged_bytes(), purged0 + 2 * len);
+    assert_true(all_bytes(pg2->start, len, 0));
+
+    /* force purges however recent. */
+    hk_opt.purge_delay_ms = 60000;
+    hk_page *pg3 = hk_segment_page_alloc(h, c4);
+    hk_segment_page_free(h, pg3);
+    hk_segment_maintain(h, hk_coarse_ns(), 0);
+    assert_int_equal(hk_segment_purged_bytes(), purged0 + 2 * len);
+    hk_segment_page_free(h, keep);
+    hk_segment_maintain(h, hk_coarse_ns(), 1);
+    assert_int_equal(hk_segment_purged_bytes(), purged0 + 3 * len + HK_SLOT_SIZE);
+    assert_null(h->segments);
+}
+
+/* Empty segments: kept while their memory is still fresh, the surplus
+ * unmapped once purged, all of them unmapped by a forced pass. */
+static void test_release_empty_segments(void **state)
+{
+    hk_heap *h = *state;
+    hk_opt.purge_delay_ms = 50;
+    unsigned c1 = class_with_span(1);
+    enum { N = 3 * (HK_SLOTS - 1) + 1 };              /* four segments */
+    hk_page **pg = calloc(N, sizeof *pg);
+    hk_segment *segs[4];
+    unsigned nseg = 0;
+    for (unsigned i = 0; i < N; i++) {
+        pg[i] = hk_segment_page_alloc(h, c1);
+        assert_non_null(pg[i]);
+        hk_segment *s = hk_segment_of(pg[i]->start);
+        if (nseg == 0 || segs[nseg - 1] != s) { assert_true(nseg < 4); segs[nseg++] = s; }
+    }
+    assert_int_equal(nseg, 4);
+    assert_int_equal(hk_segment_mapped_count(), baseline_segments + 4);
+    for (unsigned i = 0; i < N; i++) hk_segment_page_free(h, pg[i]);
+    free(pg);
+    uint64_t t = hk_coarse_ns();
+
+    hk_segment_maintain(h, t, 0);                     /* too fresh: nothing goes */
+    assert_int_equal(hk_segment_mapped_count(), baseline_segments + 4);
+
+    hk_segment_maintain(h, t + 1000 * MS, 0);
+    uint64_t left = hk_segment_mapped_count() - baseline_segments;
+    assert_true(left <= 2);
+    unsigned listed = 0;
+    for (hk_segment *s = h->segments; s; s = s->next, listed++) {
+        assert_true(s->free_slots == ALL_FREE);
+        assert_true((s->dirty_slots & s->free_slots) == 0);
+    }
+    assert_int_equal(listed, left);
+
+    hk_segment_maintain(h, t + 1000 * MS, 1);
+    assert_null(h->segments);
+    assert_int_equal(hk_segment_mapped_count(), baseline_segments);
+    for (unsigned i = 0; i < 4; i++) assert_int_equal(hk_chunk_kind((uintptr_t)segs[i]), HK_CHUNK_NONE);
+}
+
+/* Abandoning: empty segments go back to the OS, the others wait (purged)
+ * for another heap, which adopts them with their live pages. */
+static void test_abandon_and_adopt(void **state)
+{
+    hk_heap *h2 = *state;
+    hk_heap *h1 = ut_heap_new();
+    unsigned c1 = class_with_span(1);
+    hk_page *pg[HK_SLOTS];
+    for (unsigned i = 1; i < HK_SLOTS; i++) pg[i] = hk_segment_page_alloc(h1, c1);
+    hk_page *in_b = hk_segment_page_alloc(h1, c1);
+    hk_segment *a = hk_segment_of(pg[1]->start), *b = hk_segment_of(in_b->start);
+    assert_ptr_not_equal(a, b);
+    assert_int_equal(hk_segment_mapped_count(), baseline_segments + 2);
+    hk_segment_page_free(h1, in_b);                  /* b: empty */
+    for (unsigned i = 1; i < HK_SLOTS; i++) if (i != 3) hk_segment_page_free(h1, pg[i]);
+    hk_page *live = pg[3];
+    uint64_t purged0 = hk_segment_purged_bytes();
+
+    hk_segment_abandon_all(h1);
+    assert_null(h1->segments);
+    assert_int_equal(hk_segment_mapped_count(), baseline_segments + 1);
+    assert_int_equal(hk_chunk_kind((uintptr_t)b), HK_CHUNK_NONE);
+    assert_null(a->heap);
+    assert_null(atomic_load(&live->heap));
+    assert_int_equal(live->in_use, 1);
+    assert_true((a->dirty_slots & a->free_slots) == 0);
+    assert_int_equal(hk_segment_purged_bytes(), purged0 + (HK_SLOTS - 2) * HK_SLOT_SIZE);
+    ut_heap_free(h1);
+
+    /* h2 has no segment: it adopts a rather than mapping a new one. */
+    hk_page *np = hk_segment_page_alloc(h2, c1);
+    assert_non_null(np);
+    assert_ptr_equal(hk_segment_of(np->start), a);
+    assert_int_equal(hk_segment_mapped_count(), baseline_segments + 1);
+    assert_ptr_equal(a->heap, h2);
+    assert_ptr_equal(h2->segments, a);
+    assert_ptr_equal(atomic_load(&live->heap), h2);
+    assert_ptr_equal(h2->queue[live->cls], live);     /* the live page joins its queue */
+
+    hk_segment_page_free(h2, np);
+    hk_segment_page_free(h2, live);
+    h2->queue[live->cls] = NULL;
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_first_page_maps_segment, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_find_run, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_resident_slots_preferred, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_purge_after_delay, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_release_empty_segments, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_abandon_and_adopt, setup, teardown),
+    };
+    return cmocka_run_group_tests_name("segment", tests, NULL, NULL);
+}

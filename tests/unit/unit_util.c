@@ -1,0 +1,87 @@
+#include "unit_util.h"
+#include "init.h"
+#include "options.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+hk_heap *ut_heap_new(void)
+{
+    hk_process_init();
+    hk_heap *h = calloc(1, sizeof *h);
+    if (h == NULL) abort();
+    for (unsigned b = 0; b <= HK_DIRECT_MAX / HK_ALIGN; b++) h->direct[b] = &hk_empty_page;
+    for (unsigned c = 0; c < HK_CLASSES; c++) h->current[c] = &hk_empty_page;
+    h->sample_left = (int64_t)hk_opt.sample_bytes;
+    return h;
+}
+
+void ut_heap_free(hk_heap *h) { free(h); }
+
+void ut_run_child(void (*fn)(void *), void *arg, ut_child *out)
+{
+    memset(out, 0, sizeof *out);
+    int fds[2];
+    if (pipe(fds) != 0) abort();
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid < 0) abort();
+    if (pid == 0) {
+        close(fds[0]);
+        dup2(fds[1], STDERR_FILENO);
+        close(fds[1]);
+        signal(SIGABRT, SIG_DFL);
+        signal(SIGSEGV, SIG_DFL);
+        alarm(20);                 /* a hung child must not hang the suite */
+        fn(arg);
+        _exit(0);
+    }
+    close(fds[1]);
+    size_t len = 0;
+    for (;;) {
+        ssize_t n = read(fds[0], out->err + len, sizeof out->err - 1 - len);
+        if (n <= 0) break;
+        len += (size_t)n;
+        if (len == sizeof out->err - 1) break;
+    }
+    out->err[len] = '\0';
+    close(fds[0]);
+    int status;
+    while (waitpid(pid, &status, 0) < 0) {}
+    if (WIFEXITED(status)) { out->exited = 1; out->exit_code = WEXITSTATUS(status); }
+    if (WIFSIGNALED(status)) out->signo = WTERMSIG(status);
+}
+
+int ut_module_of(uintptr_t addr, char *path, size_t path_len, uintptr_t *bias)
+{
+    FILE *f = fopen("/proc/self/maps", "r");
+    if (f == NULL) return -1;
+    char line[4096];
+    int rc = -1;
+    while (fgets(line, sizeof line, f)) {
+        unsigned long lo, hi, off;
+        int name_at = 0;
+        if (sscanf(line, "%lx-%lx %*s %lx %*s %*s %n", &lo, &hi, &off, &name_at) < 3) continue;
+        if (addr < lo || addr >= hi) continue;
+        char *name = line + name_at;
+        name[strcspn(name, "\n")] = '\0';
+        if (name[0] != '/') break;
+        snprintf(path, path_len, "%s", name);
+        *bias = lo - off;
+        rc = 0;
+        break;
+    }
+    fclose(f);
+    return rc;
+}
+
+unsigned ut_count_lines(const char *s)
+{
+    unsigned n = 0;
+    for (; *s; s++) n += *s == '\n';
+    return n;
+}

@@ -1,0 +1,36 @@
+/* Helpers shared by the allocator's unit tests: private heaps that do not
+ * disturb the thread's own, child processes whose death and stderr can be
+ * examined, and an oracle for "which module holds this address" that reads
+ * /proc/self/maps instead of trusting the code under test. */
+#ifndef UNIT_UTIL_H
+#define UNIT_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "internal.h"
+
+/* A heap no thread owns, set up the way a thread heap starts out, so a test
+ * can drive the segment and site boxes without touching the thread's heap. */
+hk_heap *ut_heap_new(void);
+void ut_heap_free(hk_heap *h);
+
+typedef struct ut_child {
+    int exited;            /* 1: exited normally with exit_code */
+    int exit_code;
+    int signo;             /* signal that killed it, 0 if none */
+    char err[2048];        /* everything it wrote to stderr */
+} ut_child;
+
+/* Runs fn(arg) in a forked child whose stderr goes into out->err; the child
+ * exits 0 if fn returns.  SIGABRT is reset to its default first. */
+void ut_run_child(void (*fn)(void *), void *arg, ut_child *out);
+
+/* From /proc/self/maps: the file mapped at addr and its load bias (mapping
+ * start minus file offset).  0 on success, -1 when addr is not file-backed. */
+int ut_module_of(uintptr_t addr, char *path, size_t path_len, uintptr_t *bias);
+
+/* Number of newline-terminated lines in s. */
+unsigned ut_count_lines(const char *s);
+
+#endif

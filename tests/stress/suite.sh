@@ -108,6 +108,7 @@ if need "stress under ASan" "$BIN/stress-asan"; then
   check "asan remote frees 8 threads"            120 "$S" remote -t 8 -r 6 -i 5000 -s 22
   check "asan aligned allocation 4 threads"      120 "$S" align -t 4 -i 1 -s 23
   check "asan fork from 8 threads"               120 "$S" fork -t 8 -i 4 -s 24
+  check "asan RSS falls after free+collect"       60 "$S" rssfall -t 0 -m 200 -s 25
 fi
 
 # ---- (c) prefixed library under TSan: the cross-thread free path -----------

@@ -37,7 +37,7 @@ LIB_PREFIXED_A := $(BUILD)/libhakmem-prefixed.a
 LIB_ASAN_A := $(BUILD)/libhakmem-asan.a
 LIB_TSAN_A := $(BUILD)/libhakmem-tsan.a
 
-.PHONY: all lib deps test run bench install clean
+.PHONY: all lib programs deps test run bench install clean
 all: lib
 
 lib: $(LIB_SO) $(LIB_A) $(LIB_PREFIXED_A)
@@ -73,18 +73,20 @@ TOOL_BINS :=
 -include tests/tests.mk
 -include bench/bench.mk
 
-all: $(TOOL_BINS) $(TEST_BINS) $(BENCH_BINS)
+# What `make run` and `make bench` need; `make all` adds the tests.
+programs: lib $(TOOL_BINS) $(BENCH_BINS)
+all: programs $(TEST_BINS)
 
 test: deps
 	@$(MAKE) --no-print-directory all $(LIB_ASAN_A) $(LIB_TSAN_A)
 	@bash tests/run_all.sh $(BUILD)
 
 run: deps
-	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory programs
 	@bash scripts/run_demo.sh $(BUILD)
 
 bench: deps
-	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory programs
 	@bash bench/run.sh --build $(BUILD) $(BENCH_ARGS)
 
 clean:

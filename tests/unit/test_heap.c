@@ -1,0 +1,329 @@
+/* Thread heap box: free lists behind hk_heap_alloc_class, lazy page
+ * extension, the current page's phantom use, remote frees collected by the
+ * owner, and what happens to a heap's memory when its thread exits. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "chunk_map.h"
+#include "hakmem.h"
+#include "heap.h"
+#include "segment.h"
+#include "size_class.h"
+#include "unit_util.h"
+
+static hk_heap *heap;
+static uint64_t baseline_segments;
+
+static hk_page *page_of(const void *p)
+{
+    uintptr_t a = (uintptr_t)p;
+    return hk_segment_of(p)->slot_page[(a >> HK_SLOT_SHIFT) & (HK_SLOTS - 1)];
+}
+
+static unsigned segments_of_heap(const hk_heap *h)
+{
+    unsigned n = 0;
+    for (const hk_segment *s = h->segments; s; s = s->next) n++;
+    return n;
+}
+
+/* Each test starts with a heap that owns no segment and must leave it so:
+ * after a forced collection everything it allocated has gone back. */
+static int setup(void **state)
+{
+    (void)state;
+    heap = hk_heap_for_thread();
+    if (heap == NULL) return -1;
+    hakmem_collect();
+    baseline_segments = hk_segment_mapped_count();
+    return heap->segments == NULL ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    hakmem_collect();
+    return heap->segments == NULL && hk_segment_mapped_count() == baseline_segments ? 0 : -1;
+}
+
+static void test_alloc_class_blocks(void **state)
+{
+    (void)state;
+    unsigned cls = hk_size_class(96);
+    uint32_t bs = hk_classes[cls].block_size;
+    enum { N = 40 };
+    void *p[N];
+    for (unsigned i = 0; i < N; i++) {
+        p[i] = hk_heap_alloc_class(heap, cls);
+        assert_non_null(p[i]);
+        assert_int_equal(hk_chunk_kind((uintptr_t)p[i]), HK_CHUNK_SEGMENT);
+        hk_page *pg = page_of(p[i]);
+        assert_int_equal(pg->cls, cls);
+        assert_ptr_equal(atomic_load(&pg->heap), heap);
+        assert_int_equal(((uint8_t *)p[i] - pg->start) % bs, 0);
+        assert_int_equal((uintptr_t)p[i] % HK_ALIGN, 0);
+        assert_int_equal(hak_malloc_usable_size(p[i]), bs);
+        for (unsigned j = 0; j < i; j++) assert_ptr_not_equal(p[i], p[j]);
+    }
+    hk_page *pg = page_of(p[0]);
+    assert_ptr_equal(heap->current[cls], pg);
+    /* Every direct bucket of the class serves from the current page. */
+    for (unsigned b = 0; b <= HK_DIRECT_MAX / HK_ALIGN; b++) {
+        if (hk_size_class(b * HK_ALIGN) == cls) assert_ptr_equal(heap->direct[b], pg);
+    }
+    assert_int_equal(pg->used, N + 1);                /* + the current page's phantom */
+    /* The free list is LIFO: the last freed block is the next one out. */
+    hak_free(p[7]);
+    assert_ptr_equal(pg->free, p[7]);
+    assert_ptr_equal(hk_heap_alloc_class(heap, cls), p[7]);
+    hak_free(p[3]);
+    hak_free(p[9]);
+    assert_ptr_equal(hak_malloc(90), p[9]);           /* malloc takes the same list */
+    assert_ptr_equal(hk_heap_alloc_class(heap, cls), p[3]);
+    for (unsigned i = 0; i < N; i++) hak_free(p[i]);
+    assert_int_equal(pg->used, 1);
+}
+
+/* Blocks are carved lazily, about an OS page at a time, in address order;
+ * a page never carves past its reservation, and a full page hands over to
+ * a new current page. */
+static void test_page_extension(void **state)
+{
+    (void)state;
+    unsigned cls = hk_size_class(1024);
+    uint32_t bs = hk_classes[cls].block_size, reserved = hk_classes[cls].blocks;
+    assert_true(reserved * bs > 4096);
+    void **p = calloc(reserved + 1, sizeof *p);
+    p[0] = hk_heap_alloc_class(heap, cls);
+    hk_page *pg = page_of(p[0]);
+    assert_ptr_equal(p[0], pg->start);
+    assert_true(pg->capacity >= 1 && pg->capacity < reserved);
+    assert_true((size_t)(pg->capacity - 1) * bs < 4096);
+    uint32_t grows = 0, last_cap = pg->capacity;
+    for (uint32_t i = 1; i < reserved; i++) {
+        p[i] = hk_heap_alloc_class(heap, cls);
+        assert_ptr_equal(p[i], pg->start + (size_t)i * bs);
+        assert_true(pg->capacity >= i + 1 && pg->capacity <= reserved);
+        if (pg->capacity != last_cap) { grows++; last_cap = pg->capacity; }
+    }
+    assert_true(grows >= 1);
+    assert_int_equal(pg->capacity, reserved);
+    assert_null(pg->free);
+    assert_int_equal(pg->used, reserved + 1);
+
+    p[reserved] = hk_heap_alloc_class(heap, cls);
+    hk_page *pg2 = page_of(p[reserved]);
+    assert_ptr_not_equal(pg2, pg);
+    assert_ptr_equal(heap->current[cls], pg2);
+    assert_ptr_equal(heap->direct[1024 / HK_ALIGN], pg2);
+    assert_int_equal(pg->used, reserved);             /* the phantom moved on */
+    assert_int_equal(pg2->used, 2);
+    for (uint32_t i = 0; i <= reserved; i++) hak_free(p[i]);
+    free(p);
+}
+
+/* The current page keeps one phantom use: freeing its last block leaves it
+ * in place (the next malloc needs no slow path); a page that is no longer
+ * current goes back to its segment as soon as its last block is freed. */
+static void test_phantom_use_of_current_page(void **state)
+{
+    (void)state;
+    unsigned cls = hk_size_class(256 * 1024);
+    assert_int_equal(hk_classes[cls].blocks, 1);
+    void *a = hk_heap_alloc_class(heap, cls);
+    hk_page *pa = page_of(a);
+    hk_segment *seg = hk_segment_of(a);
+    unsigned slot = (unsigned)(((uintptr_t)pa->start & HK_SEGMENT_MASK) >> HK_SLOT_SHIFT);
+    assert_int_equal(pa->used, 2);
+    hak_free(a);
+    assert_int_equal(pa->used, 1);
+    assert_int_equal(pa->in_use, 1);
+    assert_ptr_equal(heap->current[cls], pa);
+    assert_true((seg->free_slots >> slot & 1) == 0);
+    assert_ptr_equal(hk_heap_alloc_class(heap, cls), a);   /* same block again */
+
+    void *b = hk_heap_alloc_class(heap, cls);        /* pa is full: a second page */
+    hk_page *pb = page_of(b);
+    assert_ptr_not_equal(pb, pa);
+    assert_ptr_equal(heap->current[cls], pb);
+    assert_int_equal(pa->used, 1);
+    assert_int_equal(pb->used, 2);
+    hak_free(a);                                      /* last block of a non-current page */
+    assert_int_equal(pa->in_use, 0);
+    assert_ptr_equal(seg->slot_page[slot], &hk_invalid_page);
+    assert_true((seg->free_slots >> slot & 1) == 1);
+    hak_free(b);
+    assert_int_equal(pb->in_use, 1);
+    assert_int_equal(pb->used, 1);
+    assert_ptr_equal(heap->current[cls], pb);
+    /* A forced collection drops the phantom, retires the page and, the
+     * segment now being empty, unmaps it. */
+    hakmem_collect();
+    assert_ptr_equal(heap->current[cls], &hk_empty_page);
+    assert_null(heap->segments);
+    assert_int_equal(hk_chunk_kind((uintptr_t)b), HK_CHUNK_NONE);
+}
+
+typedef struct free_job { void **p; unsigned n; } free_job;
+
+static void *free_all(void *arg)
+{
+    free_job *j = arg;
+    for (unsigned i = 0; i < j->n; i++) hak_free(j->p[i]);
+    return NULL;
+}
+
+static void free_from_other_thread(void **p, unsigned n)
+{
+    pthread_t t;
+    free_job j = { p, n };
+    assert_int_equal(pthread_create(&t, NULL, free_all, &j), 0);
+    assert_int_equal(pthread_join(t, NULL), 0);
+}
+
+static int contains(void *const *set, unsigned n, const void *p)
+{
+    for (unsigned i = 0; i < n; i++) if (set[i] == p) return 1;
+    return 0;
+}
+
+static void test_remote_free_collected(void **state)
+{
+    (void)state;
+    unsigned cls = hk_size_class(48);
+    enum { N = 50 };
+    void *p[N];
+    for (unsigned i = 0; i < N; i++) p[i] = hk_heap_alloc_class(heap, cls);
+    hk_page *pg = page_of(p[0]);
+    for (unsigned i = 0; i < N; i++) assert_ptr_equal(page_of(p[i]), pg);
+    uint64_t collected0 = hk_heap_remote_collected();
+    unsigned live0 = hk_heap_live_count();
+
+    free_from_other_thread(p, N);
+    /* Pushed onto the page's remote list, not yet the owner's business. */
+    assert_non_null(atomic_load(&pg->remote));
+    assert_int_equal(pg->used, N + 1);
+    assert_int_equal(hk_heap_remote_collected(), collected0);
+    assert_int_equal(hk_heap_live_count(), live0);   /* freeing made no heap */
+
+    hk_heap_collect(heap, 0);
+    assert_null(atomic_load(&pg->remote));
+    assert_int_equal(pg->used, 1);
+    assert_int_equal(hk_heap_remote_collected(), collected0 + N);
+    /* The collected blocks are the next ones handed out. */
+    void *q[N];
+    for (unsigned i = 0; i < N; i++) {
+        q[i] = hk_heap_alloc_class(heap, cls);
+        assert_true(contains(p, N, q[i]));
+        for (unsigned j = 0; j < i; j++) assert_ptr_not_equal(q[i], q[j]);
+    }
+    for (unsigned i = 0; i < N; i++) hak_free(q[i]);
+}
+
+/* The owner also finds remote frees by itself when its page runs dry. */
+static void test_remote_free_on_slow_path(void **state)
+{
+    (void)state;
+    unsigned cls = hk_size_class(8192);
+    uint32_t n = hk_classes[cls].blocks;
+    void *p[64];
+    assert_true(n <= 64);
+    for (uint32_t i = 0; i < n; i++) p[i] = hk_heap_alloc_class(heap, cls);
+    hk_page *pg = page_of(p[0]);
+    assert_null(pg->free);
+    assert_int_equal(pg->capacity, pg->reserved);
+    uint64_t collected0 = hk_heap_remote_collected();
+    free_from_other_thread(p, n);
+    void *again = hk_heap_alloc_class(heap, cls);
+    assert_ptr_equal(page_of(again), pg);             /* no new page was needed */
+    assert_true(contains(p, n, again));
+    assert_int_equal(hk_heap_remote_collected(), collected0 + n);
+    assert_int_equal(segments_of_heap(heap), 1);
+    hak_free(again);
+}
+
+typedef struct exit_job {
+    unsigned keep;              /* blocks handed back to the main thread */
+    void *kept[16];
+    uint64_t segments_seen;
+} exit_job;
+
+static void *alloc_and_exit(void *arg)
+{
+    exit_job *j = arg;
+    void *p[300];
+    for (unsigned i = 0; i < 300; i++) {
+        p[i] = hak_malloc(16 + (i * 37) % 3000);
+        if (p[i] == NULL) abort();
+    }
+    void *medium = hak_malloc(300 * 1024);
+    j->segments_seen = hk_segment_mapped_count();
+    for (unsigned i = 0; i < j->keep; i++) j->kept[i] = hak_malloc(4096);
+    for (unsigned i = 0; i < 300; i++) hak_free(p[i]);
+    hak_free(medium);
+    return NULL;
+}
+
+static void test_thread_exit_returns_memory(void **state)
+{
+    (void)state;
+    unsigned live0 = hk_heap_live_count();
+    exit_job j = { .keep = 0 };
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, alloc_and_exit, &j), 0);
+    assert_int_equal(pthread_join(t, NULL), 0);
+    assert_true(j.segments_seen > baseline_segments);
+    assert_int_equal(hk_segment_mapped_count(), baseline_segments);
+    assert_int_equal(hk_heap_live_count(), live0);
+}
+
+/* A thread that exits with blocks still live abandons their segment; the
+ * next thread that needs a segment adopts it, live pages and all. */
+static void test_thread_exit_abandons_for_adoption(void **state)
+{
+    (void)state;
+    exit_job j = { .keep = 10 };
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, alloc_and_exit, &j), 0);
+    assert_int_equal(pthread_join(t, NULL), 0);
+    hk_segment *seg = hk_segment_of(j.kept[0]);
+    hk_page *pg = page_of(j.kept[0]);
+    for (unsigned i = 0; i < j.keep; i++) assert_ptr_equal(hk_segment_of(j.kept[i]), seg);
+    assert_int_equal(hk_segment_mapped_count(), baseline_segments + 1);
+    assert_null(seg->heap);
+    assert_null(atomic_load(&pg->heap));
+    assert_int_equal(pg->in_use, 1);
+    assert_int_equal(pg->used, j.keep);               /* no phantom on an abandoned page */
+
+    hak_free(j.kept[0]);                              /* nobody owns it: a remote free */
+    assert_ptr_equal(atomic_load(&pg->remote), j.kept[0]);
+
+    void *mine = hk_heap_alloc_class(heap, hk_size_class(200));
+    assert_ptr_equal(hk_segment_of(mine), seg);       /* adopted, not a new mapping */
+    assert_int_equal(hk_segment_mapped_count(), baseline_segments + 1);
+    assert_ptr_equal(seg->heap, heap);
+    assert_ptr_equal(heap->segments, seg);
+    assert_ptr_equal(atomic_load(&pg->heap), heap);
+    for (unsigned i = 1; i < j.keep; i++) hak_free(j.kept[i]);
+    hak_free(mine);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_alloc_class_blocks, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_page_extension, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_phantom_use_of_current_page, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_remote_free_collected, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_remote_free_on_slow_path, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_thread_exit_returns_memory, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_thread_exit_abandons_for_adoption, setup, teardown),
+    };
+    return cmocka_run_group_tests_name("heap", tests, NULL, NULL);
+}

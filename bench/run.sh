@@ -50,6 +50,11 @@ CONFIGS_ALL=(hakmem-baseline hakmem-evolving system jemalloc mimalloc tcmalloc)
 CONFIGS_ARG=''
 runs_set='' warmup_set='' learn_set=''
 ARGV_TEXT="bash bench/run.sh $*"
+# Under `make bench` the command worth printing is make's, not this script's.
+if [ -n "${MAKELEVEL:-}" ]; then
+    rest=$(sed -E 's/^ *--build +[^ ]+ *//' <<<"$*")
+    ARGV_TEXT="make bench${rest:+ BENCH_ARGS='$rest'}"
+fi
 
 need() { [ $# -ge 2 ] && [ -n "$2" ] || { echo "run.sh: $1 needs a value" >&2; exit 64; }; }
 posint() { [[ $2 =~ ^[0-9]+$ ]] || { echo "run.sh: $1 needs a non-negative integer, got '$2'" >&2; exit 64; }; }

@@ -103,6 +103,10 @@ void *hk_large_alloc(size_t size, size_t align, uint32_t site, const hk_site_pol
     uint8_t *base = hk_os_map_aligned(map_size, map_align);
     if (base == NULL) { errno = ENOMEM; return NULL; }
     uint8_t *p = base + off;
+    /* Advise before the header write faults in the first page: once a small
+     * page sits in the range, the kernel will not fault a huge one there. */
+    size_t huge = pol->thp ? hk_thp_advice((uintptr_t)base, map_size, 1) : 0;
+    int got_huge = huge && hk_os_advise_huge(base, huge) == 0;
     hk_large_hdr *h = hdr_of(p);
     h->site = site;
     h->base = base;
@@ -110,8 +114,11 @@ void *hk_large_alloc(size_t size, size_t align, uint32_t site, const hk_site_pol
     h->size = size;
     h->self = p;
     h->cacheable = (uint32_t)plain;
-    h->thp = 0;
-    if (pol->thp) advise_huge(h);
+    h->thp = (uint32_t)got_huge;
+    if (got_huge) {
+        atomic_fetch_add_explicit(&n_thp, 1, memory_order_relaxed);
+        hk_site_note_thp(site);
+    }
     atomic_store_explicit(&h->magic, HK_LARGE_MAGIC, memory_order_release);
     hk_chunk_set((uintptr_t)p, HK_CHUNK_LARGE);
     atomic_fetch_add_explicit(&n_allocs, 1, memory_order_relaxed);

@@ -120,6 +120,24 @@ def main():
     def stat(bench, config, field):
         return med([num(r[field]) for r in ok.get((bench, config), [])])
 
+    def spread(bench, config, field):
+        """Interquartile range over the runs, relative to the median, in percent."""
+        v = sorted(x for x in (num(r[field]) for r in ok.get((bench, config), [])) if x is not None)
+        if len(v) < 4:
+            return None
+        q = statistics.quantiles(v, n=4)
+        m = statistics.median(v)
+        return (q[2] - q[0]) / m * 100.0 if m else None
+
+    def paired(bench, a, b, field):
+        """Median over runs of a/b, each ratio taken within one run: the runs
+        alternate, so load that comes and goes on a shared machine hits both
+        sides of a ratio alike even when it moves the absolute numbers."""
+        va = {r["run"]: num(r[field]) for r in ok.get((bench, a), [])}
+        vb = {r["run"]: num(r[field]) for r in ok.get((bench, b), [])}
+        rs = [va[k] / vb[k] for k in va if k in vb and va[k] and vb[k]]
+        return statistics.median(rs) if rs else None
+
     def cell_status(bench, config):
         if (bench, config) in failed and (bench, config) not in ok:
             return "failed: " + failed[(bench, config)][0]
@@ -222,7 +240,7 @@ def main():
             L.append("")
         peers_here = [p for p in ["system"] + PEERS if p in configs_run]
         if hakmems and peers_here:
-            L.append("### Ratios against each peer (peer median ns / hakmem median ns; > 1: hakmem faster)")
+            L.append("### Ratios against each peer (peer ns / hakmem ns, median of per-run ratios; > 1: hakmem faster)")
             L.append("")
             L.append("| scenario | hakmem config | " + " | ".join(peers_here) + " |")
             L.append("|---|---|" + "---:|" * len(peers_here))
@@ -231,7 +249,7 @@ def main():
                     hm = stat(s, h, "median_ns")
                     cells = []
                     for p in peers_here:
-                        rv = ratio(stat(s, p, "median_ns"), hm)
+                        rv = paired(s, p, h, "median_ns")
                         cells.append("—" if rv is None else f"{rv:.3f}")
                     L.append(f"| {s} | {h} | " + " | ".join(cells) + " |")
             L.append("")
@@ -241,8 +259,11 @@ def main():
     if wls:
         L.append(f"## Multi-threaded workloads ({meta.get('threads', '?')} threads)")
         L.append("")
-        L.append("| workload | config | ops/s | peak RSS MiB | throughput vs system | RSS vs best peer |")
-        L.append("|---|---|---:|---:|---:|---:|")
+        L.append("ops/s and peak RSS: medians over the runs; IQR: spread of ops/s over the runs (load from "
+                 "other work on the machine); vs system: median of the per-run ratios.")
+        L.append("")
+        L.append("| workload | config | ops/s | IQR of runs | peak RSS MiB | throughput vs system | RSS vs best peer |")
+        L.append("|---|---|---:|---:|---:|---:|---:|")
         for w in wls:
             syst = stat(w, "system", "ops_per_sec")
             peer_rss = [stat(w, p, "maxrss_kb") for p in ["system"] + PEERS if stat(w, p, "maxrss_kb") is not None]
@@ -252,18 +273,20 @@ def main():
             for c in configs_run:
                 st = cell_status(w, c)
                 if st:
-                    L.append(f"| {w} | {c} | {st} | | | |")
+                    L.append(f"| {w} | {c} | {st} | | | | |")
                     continue
                 tp, rss = stat(w, c, "ops_per_sec"), stat(w, c, "maxrss_kb")
                 name = f"**{c}**" if c == best_tp[1] else c
-                rv = ratio(tp, syst)
+                rv = paired(w, c, "system", "ops_per_sec")
                 rr = ratio(rss, best_rss)
-                L.append(f"| {w} | {name} | {fmt(tp, 0)} | {fmt(None if rss is None else rss / 1024)} | "
+                sp = spread(w, c, "ops_per_sec")
+                L.append(f"| {w} | {name} | {fmt(tp, 0)} | {'—' if sp is None else f'{sp:.0f}%'} | "
+                         f"{fmt(None if rss is None else rss / 1024)} | "
                          f"{'—' if rv is None else f'{rv:.3f}x'} | {'—' if rr is None else f'{rr:.2f}x'} |")
         L.append("")
         peers_here = [p for p in ["system"] + PEERS if p in configs_run]
         if hakmems and peers_here:
-            L.append("### Throughput ratios (hakmem ops/s / peer ops/s; > 1: hakmem faster)")
+            L.append("### Throughput ratios (hakmem ops/s / peer ops/s, median of per-run ratios; > 1: hakmem faster)")
             L.append("")
             L.append("| workload | hakmem config | " + " | ".join(peers_here) + " |")
             L.append("|---|---|" + "---:|" * len(peers_here))
@@ -272,7 +295,7 @@ def main():
                 for w in wls:
                     cells = []
                     for p in peers_here:
-                        rv = ratio(stat(w, h, "ops_per_sec"), stat(w, p, "ops_per_sec"))
+                        rv = paired(w, h, p, "ops_per_sec")
                         cells.append("—" if rv is None else f"{rv:.3f}")
                         if rv:
                             logs[p].append(math.log(rv))
@@ -345,8 +368,7 @@ def main():
                 for p in PEERS:
                     if p not in configs_run:
                         continue
-                    lg = [math.log(x) for x in (ratio(stat(w, h, "ops_per_sec"), stat(w, p, "ops_per_sec"))
-                                                for w in wls) if x]
+                    lg = [math.log(x) for x in (paired(w, h, p, "ops_per_sec") for w in wls) if x]
                     g = math.exp(sum(lg) / len(lg)) if lg else None
                     L.append(f"- {mark(None if g is None else g > 1)} {h} MT geometric mean faster than {p} "
                              f"({'—' if g is None else f'{g:.3f}x'})")

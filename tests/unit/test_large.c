@@ -1,0 +1,271 @@
+/* Large block box: one aligned mapping per block with the "HAKM" header
+ * below the user pointer, usable sizes, BigCache hand-off on free, resizing
+ * in place or by moving pages, and fail-fast frees. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "bigcache.h"
+#include "chunk_map.h"
+#include "hakmem.h"
+#include "init.h"
+#include "large.h"
+#include "options.h"
+#include "site.h"
+#include "unit_util.h"
+
+#define MiB ((size_t)1 << 20)
+#define MAGIC_LIVE 0x48414B4Du
+#define MAGIC_FREED 0x46524545u
+
+/* Site indices the test owns; their policies are set explicitly. */
+enum { SITE_NOCACHE = 1001, SITE_A = 1002, SITE_B = 1003 };
+
+static const hk_site_policy cached = { .large_threshold = 1 << 20, .bigcache_slots = 4, .thp = 0 };
+static const hk_site_policy uncached = { .large_threshold = 1 << 20, .bigcache_slots = 0, .thp = 0 };
+
+static uint32_t magic_of(const void *p) { return *(const uint32_t *)((const uint8_t *)p - 64); }
+
+static int group_setup(void **state)
+{
+    (void)state;
+    hk_process_init();
+    hk_site_set_policy(SITE_NOCACHE, &uncached);
+    hk_site_set_policy(SITE_A, &cached);
+    hk_site_set_policy(SITE_B, &cached);
+    return 0;
+}
+
+/* Nothing may stay cached from one test to the next. */
+static int teardown(void **state)
+{
+    (void)state;
+    hk_bigcache_trim(0, 0);
+    return 0;
+}
+
+static void test_header_and_layout(void **state)
+{
+    (void)state;
+    hk_large_stats s0, s1, s2;
+    hk_large_get_stats(&s0);
+    size_t size = 3 * MiB;
+    int zeroed = -1;
+    uint8_t *p = hk_large_alloc(size, 0, SITE_NOCACHE, &uncached, &zeroed);
+    assert_non_null(p);
+    assert_int_equal(zeroed, 1);
+    assert_int_equal((uintptr_t)p % (4 * MiB), 64);   /* 4 MiB-aligned mapping + header */
+    assert_int_equal(magic_of(p), MAGIC_LIVE);
+    assert_int_equal(hk_chunk_kind((uintptr_t)p), HK_CHUNK_LARGE);
+    size_t usable = hk_large_usable(p, "test");
+    assert_true(usable >= size);
+    assert_true(usable <= size + size / 4 + 4096);
+    assert_int_equal((usable + 64) % 4096, 0);        /* the mapping ends on a page */
+    assert_int_equal(hak_malloc_usable_size(p), usable);
+    for (size_t i = 0; i < usable; i += 4096) assert_int_equal(p[i], 0);
+    memset(p, 0x77, usable);                          /* every usable byte is ours */
+    hk_large_get_stats(&s1);
+    assert_int_equal(s1.allocs, s0.allocs + 1);
+    assert_int_equal(s1.mapped_bytes, s0.mapped_bytes + usable + 64);
+
+    hk_large_free(p, "free()");
+    hk_large_get_stats(&s2);
+    assert_int_equal(s2.frees, s0.frees + 1);
+    assert_int_equal(s2.mapped_bytes, s0.mapped_bytes);
+    assert_int_equal(hk_chunk_kind((uintptr_t)p), HK_CHUNK_NONE);
+}
+
+/* Usable sizes round up by at most a quarter, to a whole page. */
+static void test_usable_sizes(void **state)
+{
+    (void)state;
+    static const size_t sizes[] = { 1 * MiB, 1 * MiB + 1, 2 * MiB - 64, 2 * MiB, 5 * MiB + 12345, 33 * MiB };
+    for (unsigned i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+        int z;
+        void *p = hk_large_alloc(sizes[i], 0, SITE_NOCACHE, &uncached, &z);
+        assert_non_null(p);
+        size_t u = hk_large_usable(p, "test");
+        assert_true(u >= sizes[i]);
+        assert_true(u - sizes[i] <= sizes[i] / 4 + 4096);
+        hk_large_free(p, "free()");
+    }
+}
+
+/* A freed block goes to its site's BigCache ring, marked freed, and the
+ * next allocation of that size from that site gets it back. */
+static void test_freed_block_cached_and_reused(void **state)
+{
+    (void)state;
+    hk_bigcache_stats b0, b1;
+    hk_bigcache_get_stats(&b0);
+    int z;
+    uint8_t *p = hk_large_alloc(2 * MiB, 0, SITE_A, &cached, &z);
+    assert_int_equal(z, 1);
+    memset(p, 0x33, 2 * MiB);
+    hk_large_free(p, "free()");
+    assert_int_equal(hk_chunk_kind((uintptr_t)p), HK_CHUNK_LARGE);   /* still mapped */
+    assert_int_equal(magic_of(p), MAGIC_FREED);
+
+    uint8_t *other = hk_large_alloc(2 * MiB, 0, SITE_B, &cached, &z);  /* other site: miss */
+    assert_ptr_not_equal(other, p);
+    uint8_t *q = hk_large_alloc(2 * MiB, 0, SITE_A, &cached, &z);
+    assert_ptr_equal(q, p);
+    assert_int_equal(z, 0);                           /* reused: not known to be zero */
+    assert_int_equal(q[100], 0x33);
+    assert_int_equal(magic_of(q), MAGIC_LIVE);
+    hk_bigcache_get_stats(&b1);
+    assert_int_equal(b1.hits, b0.hits + 1);
+    assert_int_equal(b1.misses, b0.misses + 2);       /* p's first allocation and other */
+    assert_int_equal(b1.puts, b0.puts + 1);
+    hk_large_free(q, "free()");
+    hk_large_free(other, "free()");
+    hk_bigcache_trim(0, 0);                           /* eviction unmaps */
+    assert_int_equal(hk_chunk_kind((uintptr_t)p), HK_CHUNK_NONE);
+    assert_int_equal(hk_chunk_kind((uintptr_t)other), HK_CHUNK_NONE);
+}
+
+static void test_aligned_blocks(void **state)
+{
+    (void)state;
+    int z;
+    uint8_t *p = hk_large_alloc(1 * MiB, 8 * MiB, SITE_A, &cached, &z);
+    assert_non_null(p);
+    assert_int_equal((uintptr_t)p % (8 * MiB), 0);
+    assert_int_equal(magic_of(p), MAGIC_LIVE);
+    assert_true(hk_large_usable(p, "test") >= 1 * MiB);
+    memset(p, 1, 1 * MiB);
+    /* Aligned blocks are not cached: the mapping goes at once. */
+    hk_large_free(p, "free()");
+    assert_int_equal(hk_chunk_kind((uintptr_t)p), HK_CHUNK_NONE);
+
+    uint8_t *q = hak_aligned_alloc(2 * MiB, 3 * MiB);
+    assert_non_null(q);
+    assert_int_equal((uintptr_t)q % (2 * MiB), 0);
+    assert_int_equal(hk_chunk_kind((uintptr_t)q), HK_CHUNK_LARGE);
+    assert_true(hak_malloc_usable_size(q) >= 3 * MiB);
+    hak_free(q);
+}
+
+static void test_try_realloc_in_place(void **state)
+{
+    (void)state;
+    int z;
+    uint8_t *p = hk_large_alloc(3 * MiB, 0, SITE_NOCACHE, &uncached, &z);
+    size_t u = hk_large_usable(p, "test");
+    assert_ptr_equal(hk_large_try_realloc(p, u, "realloc()"), p);          /* grow into the slack */
+    assert_ptr_equal(hk_large_try_realloc(p, u / 2 + 1, "realloc()"), p);  /* shrink a little */
+    assert_int_equal(hk_large_usable(p, "test"), u);
+    /* Shrinking below half would waste the rest: the caller must move it. */
+    assert_null(hk_large_try_realloc(p, u / 4, "realloc()"));
+    assert_int_equal(magic_of(p), MAGIC_LIVE);
+    hk_large_free(p, "free()");
+}
+
+static void test_try_realloc_moves_pages(void **state)
+{
+    (void)state;
+    hk_large_stats s0, s1;
+    int z;
+    uint8_t *p = hk_large_alloc(3 * MiB, 0, SITE_NOCACHE, &uncached, &z);
+    size_t u = hk_large_usable(p, "test");
+    for (size_t i = 0; i < u; i += 4096) memcpy(p + i, &i, sizeof i);
+    p[u - 1] = 0x5C;
+    hk_large_get_stats(&s0);
+    uint8_t *np = hk_large_try_realloc(p, 10 * MiB, "realloc()");
+    assert_non_null(np);
+    assert_int_equal((uintptr_t)np % (4 * MiB), 64);
+    assert_int_equal(magic_of(np), MAGIC_LIVE);
+    size_t nu = hk_large_usable(np, "test");
+    assert_true(nu >= 10 * MiB);
+    for (size_t i = 0; i < u; i += 4096) {
+        size_t v;
+        memcpy(&v, np + i, sizeof v);
+        if (v != i) { fail_msg("page at %zu lost its contents", i); return; }
+    }
+    assert_int_equal(np[u - 1], 0x5C);
+    memset(np + u, 0xEE, nu - u);                     /* the new tail is there */
+    assert_int_equal(hk_chunk_kind((uintptr_t)np), HK_CHUNK_LARGE);
+    if (np != p) assert_int_equal(hk_chunk_kind((uintptr_t)p), HK_CHUNK_NONE);
+    hk_large_get_stats(&s1);
+    assert_int_equal(s1.mapped_bytes, s0.mapped_bytes + (nu - u));
+    hk_large_free(np, "free()");
+    hk_large_get_stats(&s1);
+    assert_int_equal(s1.mapped_bytes, s0.mapped_bytes - (u + 64));
+
+    /* An aligned block cannot be moved that way. */
+    uint8_t *a = hk_large_alloc(1 * MiB, 8 * MiB, SITE_NOCACHE, &uncached, &z);
+    size_t au = hk_large_usable(a, "test");
+    assert_null(hk_large_try_realloc(a, au * 4, "realloc()"));
+    assert_int_equal(magic_of(a), MAGIC_LIVE);
+    hk_large_free(a, "free()");
+}
+
+/* realloc through the public API keeps the contents across growth. */
+static void test_public_realloc_large(void **state)
+{
+    (void)state;
+    uint8_t *p = hak_malloc(2 * MiB);
+    for (size_t i = 0; i < 2 * MiB; i += 1024) p[i] = (uint8_t)(i >> 10);
+    for (size_t i = 1; i < 100; i++) p[i] = (uint8_t)(i + 1);
+    uint8_t *q = hak_realloc(p, 9 * MiB);
+    assert_non_null(q);
+    for (size_t i = 0; i < 2 * MiB; i += 1024) assert_int_equal(q[i], (uint8_t)(i >> 10));
+    uint8_t *r = hak_realloc(q, 100);                 /* back to a small block */
+    assert_int_equal(hk_chunk_kind((uintptr_t)r), HK_CHUNK_SEGMENT);
+    assert_int_equal(r[0], 0);
+    for (size_t i = 1; i < 100; i++) assert_int_equal(r[i], i + 1);
+    hak_free(r);
+}
+
+static void *bad_ptr;
+
+static void child_free(void *arg)
+{
+    (void)arg;
+    hak_free(bad_ptr);
+}
+
+static void expect_abort(void *p, const char *what)
+{
+    char want[128];
+    snprintf(want, sizeof want, "hakmem: free(): %s %p\n", what, p);
+    bad_ptr = p;
+    ut_child c;
+    ut_run_child(child_free, NULL, &c);
+    assert_int_equal(c.signo, SIGABRT);
+    assert_string_equal(c.err, want);
+}
+
+static void test_bad_frees_abort(void **state)
+{
+    (void)state;
+    int z;
+    uint8_t *p = hk_large_alloc(2 * MiB, 0, SITE_A, &cached, &z);
+    expect_abort(p + 16, "invalid pointer");           /* inside the block */
+    expect_abort(p + 4096, "invalid pointer");
+    hk_large_free(p, "free()");
+    expect_abort(p, "double free");                   /* cached: the header says FREE */
+    uint8_t *n = hk_large_alloc(2 * MiB, 0, SITE_NOCACHE, &uncached, &z);
+    hk_large_free(n, "free()");                       /* unmapped: nobody vouches for it */
+    expect_abort(n, "invalid pointer");
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_teardown(test_header_and_layout, teardown),
+        cmocka_unit_test_teardown(test_usable_sizes, teardown),
+        cmocka_unit_test_teardown(test_freed_block_cached_and_reused, teardown),
+        cmocka_unit_test_teardown(test_aligned_blocks, teardown),
+        cmocka_unit_test_teardown(test_try_realloc_in_place, teardown),
+        cmocka_unit_test_teardown(test_try_realloc_moves_pages, teardown),
+        cmocka_unit_test_teardown(test_public_realloc_large, teardown),
+        cmocka_unit_test_teardown(test_bad_frees_abort, teardown),
+    };
+    return cmocka_run_group_tests_name("large", tests, group_setup, NULL);
+}

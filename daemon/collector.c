@@ -16,7 +16,11 @@
 #include "segment.h"
 
 #define VERIFY_EVERY 8              /* intervals between /proc start-time checks */
+#define HIST_EVERY 8                /* intervals between size-histogram merges */
+#define SITE_SCALARS (offsetof(hkshm_site, size_hist) / 8)
 #define CLAIM_PATIENCE 50           /* intervals a slot may stay half-claimed */
+
+typedef uint32_t hist_vec __attribute__((vector_size(16)));
 
 typedef struct site_prev {
     uint64_t module_hash, offset;
@@ -65,6 +69,11 @@ static uint64_t ld64(const uint64_t *p)
 
 int hkd_slot_snapshot(const hkshm_slot *s, hkshm_slot *out, int max_tries)
 {
+    return hkd_slot_snapshot_ex(s, out, max_tries, 1);
+}
+
+int hkd_slot_snapshot_ex(const hkshm_slot *s, hkshm_slot *out, int max_tries, int with_hist)
+{
     for (int tries = 0; tries < max_tries; tries++) {
         uint64_t s1 = atomic_load_explicit(&((hkshm_slot *)s)->seq, memory_order_acquire);
         if (s1 & 1) {
@@ -81,9 +90,18 @@ int hkd_slot_snapshot(const hkshm_slot *s, hkshm_slot *out, int max_tries)
         uint32_t n = out->n_sites;
         if (n > HKSHM_SLOT_SITES)
             n = HKSHM_SLOT_SITES;
-        size_t words = (size_t)n * sizeof(hkshm_site) / 8;
-        for (size_t i = 0; i < words; i++)
-            dst[head + i] = ld64(&src[head + i]);
+        if (with_hist) {
+            size_t words = (size_t)n * sizeof(hkshm_site) / 8;
+            for (size_t i = 0; i < words; i++)
+                dst[head + i] = ld64(&src[head + i]);
+        } else {
+            /* Histograms are merged every few intervals: skip 57% of the copy. */
+            for (uint32_t k = 0; k < n; k++) {
+                size_t base = head + (size_t)k * (sizeof(hkshm_site) / 8);
+                for (size_t i = 0; i < SITE_SCALARS; i++)
+                    dst[base + i] = ld64(&src[base + i]);
+            }
+        }
         atomic_thread_fence(memory_order_acquire);
         uint64_t s2 = atomic_load_explicit(&((hkshm_slot *)s)->seq, memory_order_relaxed);
         if (s1 == s2) {
@@ -125,7 +143,7 @@ static void forget(slot_track *t)
 }
 
 /* Differences of one snapshot against the track; reports them unless quiet. */
-static void diff_and_report(hkd_collector *c, slot_track *t, const hkshm_slot *snap, int quiet,
+static void diff_and_report(hkd_collector *c, slot_track *t, const hkshm_slot *snap, int quiet, int with_hist,
                             const hkd_collect_ops *ops, void *arg, hkd_collect_stats *st)
 {
     uint32_t n = snap->n_sites;
@@ -156,25 +174,44 @@ static void diff_and_report(hkd_collector *c, slot_track *t, const hkshm_slot *s
         d.key.module_hash = s->module_hash;
         d.key.offset = s->offset;
         d.module = s->module < snap->n_modules ? snap->modules[s->module].path : "";
-#define DELTA(f, pf) d.f = s->f >= p->pf ? s->f - p->pf : 0; p->pf = s->f
-        DELTA(allocs, allocs);
-        DELTA(frees, frees);
-        DELTA(bytes, bytes);
-        DELTA(bigcache_hits, hits);
-        DELTA(bigcache_misses, misses);
-        DELTA(bigcache_evictions, evictions);
-        DELTA(thp_blocks, thp);
-        DELTA(slow_ns, slow_ns);
-#undef DELTA
-        for (uint32_t b = 0; b < HKSHM_HIST; b++) {
-            d.hist[b] = s->size_hist[b] - p->hist[b];   /* modulo 2^32 by design */
-            p->hist[b] = s->size_hist[b];
-        }
         d.live_bytes = s->live_bytes;
-        d.faults = total_bytes ? (double)dfaults * (double)c->bytes_by_site[i] / (double)total_bytes : 0.0;
-        if (quiet) {
-            memset(&d.allocs, 0, offsetof(hkd_site_delta, live_bytes) - offsetof(hkd_site_delta, allocs));
-            d.faults = 0.0;
+        d.has_hist = 0;
+        d.changed = !quiet && (s->allocs != p->allocs || s->frees != p->frees || s->slow_ns != p->slow_ns ||
+                               s->bigcache_hits != p->hits || s->bigcache_misses != p->misses ||
+                               s->bigcache_evictions != p->evictions || s->thp_blocks != p->thp);
+        if (d.changed) {
+#define DELTA(f, pf) d.f = s->f >= p->pf ? s->f - p->pf : 0
+            DELTA(allocs, allocs);
+            DELTA(frees, frees);
+            DELTA(bytes, bytes);
+            DELTA(bigcache_hits, hits);
+            DELTA(bigcache_misses, misses);
+            DELTA(bigcache_evictions, evictions);
+            DELTA(thp_blocks, thp);
+            DELTA(slow_ns, slow_ns);
+#undef DELTA
+            d.has_hist = with_hist;
+            /* Eight 4-lane subtractions; modulo 2^32 by design. */
+            for (uint32_t b = 0; with_hist && b < HKSHM_HIST / 4; b++) {
+                hist_vec cur, old;
+                memcpy(&cur, &s->size_hist[4 * b], sizeof cur);
+                memcpy(&old, &p->hist[4 * b], sizeof old);
+                cur -= old;
+                memcpy(&d.hist[4 * b], &cur, sizeof cur);
+            }
+            d.faults = total_bytes ? (double)dfaults * (double)c->bytes_by_site[i] / (double)total_bytes : 0.0;
+        }
+        if (d.changed || quiet) {
+            p->allocs = s->allocs;
+            p->frees = s->frees;
+            p->bytes = s->bytes;
+            p->hits = s->bigcache_hits;
+            p->misses = s->bigcache_misses;
+            p->evictions = s->bigcache_evictions;
+            p->thp = s->thp_blocks;
+            p->slow_ns = s->slow_ns;
+            if (with_hist)
+                memcpy(p->hist, s->size_hist, sizeof p->hist);
         }
         st->site_records++;
         if (ops->site)
@@ -234,7 +271,9 @@ int hkd_collect(hkd_collector *c, hkshm_header *h, const hkd_collect_ops *ops, v
             }
             continue;
         }
-        if (hkd_slot_snapshot(s, &c->scratch, 8) < 0) {
+        int with_hist = first || c->passes % HIST_EVERY == 0 || state == HKSHM_SLOT_EXITED || !t->valid ||
+                        t->pid != pid;
+        if (hkd_slot_snapshot_ex(s, &c->scratch, 8, with_hist) < 0) {
             st->skipped_busy++;
             if (!hkd_proc_alive((pid_t)pid, s->start_time) && hkd_slot_reap(s, pid) == 0) {
                 st->reaped++;
@@ -274,7 +313,7 @@ int hkd_collect(hkd_collector *c, hkshm_header *h, const hkd_collect_ops *ops, v
 
         /* Unchanged processes still report their sites (zero deltas) so
          * the merged view knows who uses a site. */
-        diff_and_report(c, t, snap, first, ops, arg, st);
+        diff_and_report(c, t, snap, first, with_hist, ops, arg, st);
         t->flushes = snap->flushes;
         if (dead) {
             if (hkd_slot_reap(s, pid) == 0)

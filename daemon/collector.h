@@ -12,6 +12,8 @@
 /* One site of one process: what changed since the last interval. */
 typedef struct hkd_site_delta {
     hkd_site_key key;
+    int changed;                     /* 0: only key, module and live_bytes are set */
+    int has_hist;                    /* hist holds the change since the last merge */
     const char *module;              /* path, "" when unknown */
     uint64_t allocs, frees, bytes;
     uint64_t bigcache_hits, bigcache_misses, bigcache_evictions;
@@ -45,6 +47,8 @@ int  hkd_collect(hkd_collector *c, hkshm_header *h, const hkd_collect_ops *ops, 
 /* A consistent copy of slot s (header, modules and its used sites) into
  * out.  0, or -EBUSY when the owner kept writing through max_tries. */
 int  hkd_slot_snapshot(const hkshm_slot *s, hkshm_slot *out, int max_tries);
+/* The same; without with_hist the sites' size histograms are not copied. */
+int  hkd_slot_snapshot_ex(const hkshm_slot *s, hkshm_slot *out, int max_tries, int with_hist);
 /* Frees a slot owned by `pid` (dead or exited).  0, or -EBUSY when someone
  * else took it first. */
 int  hkd_slot_reap(hkshm_slot *s, uint32_t pid);

@@ -76,17 +76,30 @@ double hkd_reward_from_cost(double cost, double ref)
     return r < 0.0 ? 0.0 : r > 1.0 ? 1.0 : r;
 }
 
+/* 1/sqrt(n) for small n: the daemon selects for every site every interval. */
+#define INV_SQRT_N 4096
+static double inv_sqrt_tab[INV_SQRT_N];
+
+static double inv_sqrt(uint64_t n)
+{
+    if (n >= INV_SQRT_N)
+        return 1.0 / sqrt((double)n);
+    if (inv_sqrt_tab[1] == 0.0)
+        for (int i = 1; i < INV_SQRT_N; i++)
+            inv_sqrt_tab[i] = 1.0 / sqrt((double)i);
+    return inv_sqrt_tab[n];
+}
+
 int hkd_ucb_select(const hkd_learn *l, double explore)
 {
     for (int i = 0; i < HKD_N_ARMS; i++)
         if (l->pulls[i] == 0)
             return i;
-    double logn = log((double)l->total_pulls);
+    double bonus = explore * sqrt(2.0 * log((double)l->total_pulls));
     int best = 0;
     double best_score = -1.0;
     for (int i = 0; i < HKD_N_ARMS; i++) {
-        double n = (double)l->pulls[i];
-        double score = l->reward_sum[i] / n + explore * sqrt(2.0 * logn / n);
+        double score = l->reward_sum[i] / (double)l->pulls[i] + bonus * inv_sqrt(l->pulls[i]);
         if (score > best_score) {
             best_score = score;
             best = i;

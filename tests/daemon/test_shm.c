@@ -238,7 +238,7 @@ static void on_site(const hkd_site_delta *d, void **cookie, void *arg)
 {
     (void)cookie;
     seen *s = arg;
-    if (d->key.module_hash == 0xABC) {
+    if (d->changed && d->key.module_hash == 0xABC) {
         s->allocs += d->allocs;
         s->calls++;
     }

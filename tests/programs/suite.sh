@@ -161,12 +161,12 @@ w_sort() {
     run plain sort -o s-plain.out "$in"
     run numeric sort -t' ' -k2,2n -k1,1 -o s-num.out "$in"
     run unique sort -u -t' ' -k3,3 -o s-uniq.out "$in"
-    run general sort -t' ' -k4,4g -k2,2nr -s -o s-gen.out "$in"
+    run stable sort -s -r -t' ' -k3,3 -o s-stable.out "$in"
     # A small buffer forces temporary files and merges; --parallel adds
     # threads that allocate and free in each other's buffers.
     run parallel sort --parallel=2 -S 2M -T tmp -t' ' -k3,3 -k2,2n -o s-par.out "$in"
     run check sort -c -t' ' -k2,2n -k1,1 s-num.out
-    printf '%s\n' s-plain.out s-num.out s-uniq.out s-gen.out s-par.out >> "$RUNDIR/.files"
+    printf '%s\n' s-plain.out s-num.out s-uniq.out s-stable.out s-par.out >> "$RUNDIR/.files"
 }
 
 w_cxx() {
@@ -180,7 +180,7 @@ l_git() {
     export HOME=$PWD GIT_CONFIG_NOSYSTEM=1
     run init git init -q repo && cd repo && echo hello > f && run add git add f && run hash git hash-object f
 }
-l_gcc() { cp "$TMP/gen.c" . && run cc gcc -O2 -c gen.c -o gen.o; }
+l_gcc() { cp "$TMP/gen_small.c" . && run cc gcc -O2 -c gen_small.c -o gen.o; }
 l_sqlite() { run q sqlite3 :memory: 'select 6*7;'; }
 l_perl() { run p perl -e 'my %h = map { $_ => $_ * 2 } 1..1000; print scalar(keys %h), "\n"'; }
 l_cxx() { run c "$CXX_BIN"; }
@@ -195,9 +195,10 @@ make_inputs() {
             (cd "$TMP/src" && awk -f "$HERE/git_gen.awk") ;;
         gcc)
             awk -v NFUNC=150 -f "$HERE/gen_c.awk" > "$TMP/gen.c"
+            awk -v NFUNC=10 -f "$HERE/gen_c.awk" > "$TMP/gen_small.c"
             cp "$HERE/cxx_workload.cc" "$TMP/" ;;
         sqlite) awk -f "$HERE/gen_sql.awk" > "$TMP/load.sql" ;;
-        perl) awk -v N=200000 -f "$HERE/gen_log.awk" > "$TMP/access.log"
+        perl) awk -v N=120000 -f "$HERE/gen_log.awk" > "$TMP/access.log"
               head -n 1000 "$TMP/access.log" > "$TMP/perl.tiny" ;;
         sort) awk -v BYTES=50000000 -f "$HERE/gen_sort.awk" > "$TMP/sort.in" ;;
     esac

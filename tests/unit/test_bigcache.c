@@ -1,0 +1,242 @@
+/* BigCache box on its own: opaque blocks (addresses in a static array,
+ * never dereferenced) and a recording eviction callback, so every hit, miss,
+ * put and eviction can be checked exactly. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <string.h>
+#include <time.h>
+
+#include "bigcache.h"
+#include "os.h"
+
+#define MiB ((size_t)1 << 20)
+#define SEC 1000000000ull
+
+static char blocks[16];
+#define BLK(i) ((void *)&blocks[i])
+
+static struct { void *block; size_t size; } evicted[64];
+static unsigned n_evicted;
+
+static void record_evict(void *block, size_t size)
+{
+    if (n_evicted < 64) { evicted[n_evicted].block = block; evicted[n_evicted].size = size; }
+    n_evicted++;
+}
+
+static hk_bigcache_stats stats(void)
+{
+    hk_bigcache_stats s;
+    hk_bigcache_get_stats(&s);
+    return s;
+}
+
+static int group_setup(void **state)
+{
+    (void)state;
+    hk_bigcache_init(record_evict);
+    return 0;
+}
+
+/* Each test starts and ends with an empty cache and no recorded eviction. */
+static int setup(void **state)
+{
+    (void)state;
+    hk_bigcache_trim(0, 0);
+    n_evicted = 0;
+    return stats().cached_bytes == 0 ? 0 : -1;
+}
+
+static int put(uint32_t site, void *b, size_t size, unsigned slots)
+{
+    int ev = -1;
+    int r = hk_bigcache_put(site, b, size, slots, &ev);
+    assert_true(ev == 0 || ev == 1);
+    return r * 2 + ev;          /* 2: cached, 3: cached with an eviction */
+}
+
+static void test_miss_on_empty(void **state)
+{
+    (void)state;
+    hk_bigcache_stats s0 = stats();
+    assert_null(hk_bigcache_get(10, 4 * MiB));
+    hk_bigcache_stats s1 = stats();
+    assert_int_equal(s1.misses, s0.misses + 1);
+    assert_int_equal(s1.hits, s0.hits);
+}
+
+static void test_put_then_hit(void **state)
+{
+    (void)state;
+    hk_bigcache_stats s0 = stats();
+    assert_int_equal(put(11, BLK(0), 8 * MiB, 4), 2);
+    hk_bigcache_stats s1 = stats();
+    assert_int_equal(s1.puts, s0.puts + 1);
+    assert_int_equal(s1.cached_bytes, 8 * MiB);
+    assert_ptr_equal(hk_bigcache_get(11, 8 * MiB), BLK(0));
+    hk_bigcache_stats s2 = stats();
+    assert_int_equal(s2.hits, s0.hits + 1);
+    assert_int_equal(s2.misses, s0.misses);
+    assert_int_equal(s2.cached_bytes, 0);
+    assert_null(hk_bigcache_get(11, 8 * MiB));        /* taken: gone */
+    assert_int_equal(stats().misses, s0.misses + 1);
+    assert_int_equal(n_evicted, 0);
+}
+
+/* A cached block serves requests it holds without being twice too big. */
+static void test_size_window(void **state)
+{
+    (void)state;
+    hk_bigcache_stats s0 = stats();
+    put(12, BLK(0), 4 * MiB, 4);
+    assert_null(hk_bigcache_get(12, 4 * MiB + 4096));  /* too small */
+    assert_null(hk_bigcache_get(12, 2 * MiB));         /* twice the request: too big */
+    assert_null(hk_bigcache_get(12, 1 * MiB));
+    assert_int_equal(stats().misses, s0.misses + 3);
+    assert_ptr_equal(hk_bigcache_get(12, 2 * MiB + 4096), BLK(0));
+    assert_int_equal(stats().cached_bytes, 0);         /* minus the block's size, not the request's */
+    put(12, BLK(1), 4 * MiB, 4);
+    assert_ptr_equal(hk_bigcache_get(12, 4 * MiB), BLK(1));
+    assert_int_equal(stats().hits, s0.hits + 2);
+}
+
+/* Of the blocks that fit, the smallest is handed out. */
+static void test_smallest_fit(void **state)
+{
+    (void)state;
+    put(17, BLK(0), 5 * MiB, 4);
+    put(17, BLK(1), 3 * MiB, 4);
+    put(17, BLK(2), 4 * MiB, 4);
+    put(17, BLK(3), 9 * MiB, 4);
+    assert_ptr_equal(hk_bigcache_get(17, 11 * MiB / 4), BLK(1));
+    assert_int_equal(stats().cached_bytes, 18 * MiB);
+    assert_ptr_equal(hk_bigcache_get(17, 11 * MiB / 4), BLK(2));
+    assert_ptr_equal(hk_bigcache_get(17, 11 * MiB / 4), BLK(0));
+    assert_null(hk_bigcache_get(17, 11 * MiB / 4));      /* 9 MiB is too big for it */
+    assert_ptr_equal(hk_bigcache_get(17, 8 * MiB), BLK(3));
+}
+
+static void test_per_site_rings(void **state)
+{
+    (void)state;
+    put(13, BLK(0), 2 * MiB, 4);
+    assert_null(hk_bigcache_get(14, 2 * MiB));        /* another site does not see it */
+    for (unsigned i = 0; i < 4; i++) assert_int_equal(put(15, BLK(1 + i), 2 * MiB, 4), 2);
+    for (unsigned i = 0; i < 4; i++) assert_int_equal(put(16, BLK(5 + i), 2 * MiB, 4), 2);
+    assert_int_equal(n_evicted, 0);                   /* full rings, no interference */
+    assert_int_equal(stats().cached_bytes, 9 * 2 * MiB);
+    for (unsigned i = 0; i < 4; i++) {
+        void *a = hk_bigcache_get(15, 2 * MiB), *b = hk_bigcache_get(16, 2 * MiB);
+        assert_true(a >= BLK(1) && a <= BLK(4));
+        assert_true(b >= BLK(5) && b <= BLK(8));
+    }
+    assert_ptr_equal(hk_bigcache_get(13, 2 * MiB), BLK(0));
+}
+
+/* A full ring evicts its oldest entry through the callback, in circular
+ * order. */
+static void test_circular_eviction(void **state)
+{
+    (void)state;
+    hk_bigcache_stats s0 = stats();
+    for (unsigned i = 0; i < 4; i++) assert_int_equal(put(18, BLK(i), (i + 1) * MiB, 4), 2);
+    assert_int_equal(n_evicted, 0);
+    for (unsigned i = 4; i < 10; i++) {
+        assert_int_equal(put(18, BLK(i), (i + 1) * MiB, 4), 3);
+        assert_int_equal(n_evicted, i - 3);
+        assert_ptr_equal(evicted[i - 4].block, BLK(i - 4));
+        assert_int_equal(evicted[i - 4].size, (i - 3) * MiB);
+    }
+    hk_bigcache_stats s1 = stats();
+    assert_int_equal(s1.evictions, s0.evictions + 6);
+    assert_int_equal(s1.puts, s0.puts + 10);
+    assert_int_equal(s1.cached_bytes, (7 + 8 + 9 + 10) * MiB);
+    for (unsigned i = 6; i < 10; i++) assert_ptr_equal(hk_bigcache_get(18, (i + 1) * MiB), BLK(i));
+
+    /* A two-slot ring. */
+    n_evicted = 0;
+    put(19, BLK(0), 2 * MiB, 2);
+    put(19, BLK(1), 2 * MiB, 2);
+    for (unsigned i = 2; i < 6; i++) {
+        assert_int_equal(put(19, BLK(i), 2 * MiB, 2), 3);
+        assert_ptr_equal(evicted[i - 2].block, BLK(i - 2));
+    }
+}
+
+/* Taking a block out of the middle of a full ring leaves a hole the next
+ * put fills without evicting; the put after that must still evict the
+ * oldest entry (the header's contract), not whichever slot follows the
+ * hole. */
+static void test_eviction_oldest_after_hole(void **state)
+{
+    (void)state;
+    for (unsigned i = 0; i < 4; i++) put(20, BLK(i), (i + 1) * MiB, 4);
+    assert_ptr_equal(hk_bigcache_get(20, 2 * MiB), BLK(1));
+    assert_int_equal(put(20, BLK(4), 5 * MiB, 4), 2);  /* fills the hole */
+    assert_int_equal(n_evicted, 0);
+    assert_int_equal(put(20, BLK(5), 6 * MiB, 4), 3);
+    assert_int_equal(n_evicted, 1);
+    assert_ptr_equal(evicted[0].block, BLK(0));       /* the oldest */
+}
+
+static void test_zero_slots_disables(void **state)
+{
+    (void)state;
+    hk_bigcache_stats s0 = stats();
+    assert_int_equal(put(21, BLK(0), 2 * MiB, 0), 0);   /* refused: caller releases */
+    hk_bigcache_stats s1 = stats();
+    assert_int_equal(s1.puts, s0.puts);
+    assert_int_equal(s1.cached_bytes, 0);
+    assert_null(hk_bigcache_get(21, 2 * MiB));
+    assert_int_equal(n_evicted, 0);
+    /* More slots than a ring has: clamped to the ring. */
+    for (unsigned i = 0; i < HK_BIGCACHE_SLOTS; i++) assert_int_equal(put(22, BLK(i), 2 * MiB, 9), 2);
+    assert_int_equal(put(22, BLK(9), 2 * MiB, 9), 3);
+    assert_ptr_equal(evicted[0].block, BLK(0));
+}
+
+static void test_trim_by_idle_time(void **state)
+{
+    (void)state;
+    const uint64_t idle = 1 * SEC;
+    uint64_t a0 = hk_coarse_ns();
+    put(23, BLK(0), 2 * MiB, 4);
+    uint64_t a1 = hk_coarse_ns();
+    struct timespec nap = { 0, 30 * 1000 * 1000 };    /* the coarse clock ticks every few ms */
+    nanosleep(&nap, NULL);
+    uint64_t b0 = hk_coarse_ns();
+    assert_true(b0 > a1);
+    put(24, BLK(1), 2 * MiB, 4);
+
+    hk_bigcache_trim(a0 + idle, idle);                /* nobody idle that long yet */
+    assert_int_equal(n_evicted, 0);
+    hk_bigcache_trim(b0 + idle, idle);                /* only the older block */
+    assert_int_equal(n_evicted, 1);
+    assert_ptr_equal(evicted[0].block, BLK(0));
+    assert_int_equal(evicted[0].size, 2 * MiB);
+    assert_int_equal(stats().cached_bytes, 2 * MiB);
+    hk_bigcache_trim(hk_coarse_ns(), 0);              /* 0: everything */
+    assert_int_equal(n_evicted, 2);
+    assert_ptr_equal(evicted[1].block, BLK(1));
+    assert_int_equal(stats().cached_bytes, 0);
+    assert_null(hk_bigcache_get(24, 2 * MiB));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup(test_miss_on_empty, setup),
+        cmocka_unit_test_setup(test_put_then_hit, setup),
+        cmocka_unit_test_setup(test_size_window, setup),
+        cmocka_unit_test_setup(test_per_site_rings, setup),
+        cmocka_unit_test_setup(test_smallest_fit, setup),
+        cmocka_unit_test_setup(test_circular_eviction, setup),
+        cmocka_unit_test_setup(test_eviction_oldest_after_hole, setup),
+        cmocka_unit_test_setup(test_zero_slots_disables, setup),
+        cmocka_unit_test_setup(test_trim_by_idle_time, setup),
+    };
+    return cmocka_run_group_tests_name("bigcache", tests, group_setup, NULL);
+}

@@ -125,12 +125,20 @@ static void update_large_frac(site_rec *r)
 {
     int lb = log2_floor(r->published.large_threshold);
     uint64_t all = 0, large = 0;
+    int lo = -1, hi = -1;
     for (uint32_t b = 0; b < HKSHM_HIST; b++) {
         all += r->hist[b];
         if ((int)b >= lb)
             large += r->hist[b];
+        if (r->hist[b]) {
+            if (lo < 0)
+                lo = (int)b;
+            hi = (int)b;
+        }
     }
     r->large_frac = all ? (double)large / (double)all : 0.0;
+    if (lo >= 0)
+        hkd_learn_set_sizes(&r->learn, lo, hi);
 }
 
 static void set_published(site_rec *r)

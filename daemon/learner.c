@@ -42,6 +42,61 @@ void hkd_learn_init(hkd_learn *l)
     l->pinned = -1;
 }
 
+static int arm_index(uint32_t threshold, uint16_t slots, uint8_t thp)
+{
+    for (int i = 0; i < HKD_N_ARMS; i++)
+        if (hkd_arms[i].large_threshold == threshold && hkd_arms[i].bigcache_slots == slots && hkd_arms[i].thp == thp)
+            return i;
+    return -1;
+}
+
+int hkd_arm_canonical(int arm, int lo, int hi)
+{
+    if (arm < 0 || arm >= HKD_N_ARMS)
+        return HKD_DEFAULT_ARM;
+    const hkd_arm *a = &hkd_arms[arm];
+    const hkd_arm *d = &hkd_arms[HKD_DEFAULT_ARM];
+    uint32_t thr = a->large_threshold;
+    uint16_t slots = a->bigcache_slots;
+    uint8_t thp = a->thp;
+    /* The threshold only matters for sizes between the candidates. */
+    int lo_thr = 31, hi_thr = 0;
+    for (int i = 0; i < HKD_N_ARMS; i++) {
+        int b = 31 - __builtin_clz(hkd_arms[i].large_threshold);
+        lo_thr = b < lo_thr ? b : lo_thr;
+        hi_thr = b > hi_thr ? b : hi_thr;
+    }
+    if (lo >= hi_thr || hi < lo_thr)
+        thr = d->large_threshold;
+    /* Nothing reaches the large path: its knobs are moot. */
+    if (hi < 31 - __builtin_clz(thr)) {
+        slots = d->bigcache_slots;
+        thp = d->thp;
+    }
+    /* Huge pages need blocks of 2 MiB. */
+    if (hi < 21)
+        thp = d->thp;
+    int c = arm_index(thr, slots, thp);
+    return c >= 0 ? c : arm;
+}
+
+void hkd_learn_set_sizes(hkd_learn *l, int lo, int hi)
+{
+    l->sizes_known = 1;
+    l->size_lo = (uint8_t)lo;
+    l->size_hi = (uint8_t)hi;
+}
+
+static int relevant(const hkd_learn *l, int arm)
+{
+    return !l->sizes_known || hkd_arm_canonical(arm, l->size_lo, l->size_hi) == arm;
+}
+
+static int canonical(const hkd_learn *l, int arm)
+{
+    return l->sizes_known ? hkd_arm_canonical(arm, l->size_lo, l->size_hi) : arm;
+}
+
 int hkd_arm_by_name(const char *name)
 {
     for (int i = 0; i < HKD_N_ARMS; i++)
@@ -93,12 +148,14 @@ static double inv_sqrt(uint64_t n)
 int hkd_ucb_select(const hkd_learn *l, double explore)
 {
     for (int i = 0; i < HKD_N_ARMS; i++)
-        if (l->pulls[i] == 0)
+        if (l->pulls[i] == 0 && relevant(l, i))
             return i;
     double bonus = explore * sqrt(2.0 * log((double)l->total_pulls));
     int best = 0;
     double best_score = -1.0;
     for (int i = 0; i < HKD_N_ARMS; i++) {
+        if (!relevant(l, i) || l->pulls[i] == 0)
+            continue;
         double score = l->reward_sum[i] / (double)l->pulls[i] + bonus * inv_sqrt(l->pulls[i]);
         if (score > best_score) {
             best_score = score;
@@ -157,6 +214,7 @@ int hkd_learn_observe(hkd_learn *l, const hkd_learn_cfg *cfg, const hkd_obs *obs
 
     int arm = hkd_learn_arm(l);
     double cost = hkd_learn_cost(l, arm);
+    arm = canonical(l, arm);
     if (l->ref_cost <= 0.0)
         l->ref_cost = cost;
     hkd_ucb_update(l, arm, hkd_reward_from_cost(cost, l->ref_cost), cfg->window);

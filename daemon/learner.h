@@ -47,6 +47,10 @@ typedef struct hkd_learn {
     int32_t  current;                   /* arm being pulled (and published) */
     int32_t  pinned;                    /* -1: learning */
     double   ref_cost;                  /* ns/alloc that scores 0.5; 0 until known */
+    /* log2 of the smallest and largest size the site allocates (from its
+     * histogram): arms that cannot differ for these sizes share one
+     * canonical arm, so the site explores only arms that matter. */
+    uint8_t  sizes_known, size_lo, size_hi;
     /* the pull in progress */
     uint32_t settle;
     uint32_t pull_intervals;
@@ -69,6 +73,10 @@ int    hkd_learn_observe(hkd_learn *l, const hkd_learn_cfg *cfg, const hkd_obs *
 int    hkd_learn_pin(hkd_learn *l, int arm);
 /* The arm to publish now. */
 static inline int hkd_learn_arm(const hkd_learn *l) { return l->pinned >= 0 ? l->pinned : l->current; }
+/* The arm that behaves like `arm` for sizes in [2^lo, 2^(hi+1)). */
+int    hkd_arm_canonical(int arm, int lo, int hi);
+/* Records the site's size range (log2 buckets). */
+void   hkd_learn_set_sizes(hkd_learn *l, int lo, int hi);
 /* Index of `name` in hkd_arms, or -1. */
 int    hkd_arm_by_name(const char *name);
 

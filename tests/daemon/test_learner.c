@@ -178,6 +178,44 @@ static void window_keeps_means(void **state)
     assert_true(fabs(l.reward_sum[0] / (double)l.pulls[0] - 0.2) < 1e-9);
 }
 
+static void only_arms_that_matter_are_explored(void **state)
+{
+    (void)state;
+    int relevant[HKD_N_ARMS];
+    /* 2 MiB blocks (bucket 21): the threshold is moot, slots and THP are not. */
+    for (int a = 0; a < HKD_N_ARMS; a++)
+        relevant[a] = hkd_arm_canonical(a, 21, 21) == a;
+    assert_true(relevant[0] && relevant[1] && relevant[2] && relevant[3]);
+    assert_false(relevant[4] || relevant[5] || relevant[6] || relevant[7]);
+    /* 256 KiB blocks: only the threshold and, below it, the slots matter. */
+    int n = 0;
+    for (int a = 0; a < HKD_N_ARMS; a++)
+        n += hkd_arm_canonical(a, 18, 18) == a;
+    assert_int_equal(n, 3);
+    assert_int_equal(hkd_arm_canonical(1, 18, 18), 0);
+    assert_int_equal(hkd_arm_canonical(5, 18, 18), 4);
+    /* Small sizes never reach the large path: one arm. */
+    for (int a = 0; a < HKD_N_ARMS; a++)
+        assert_int_equal(hkd_arm_canonical(a, 4, 12), HKD_DEFAULT_ARM);
+    /* Sizes straddling every boundary: all eight arms are distinct. */
+    for (int a = 0; a < HKD_N_ARMS; a++)
+        assert_int_equal(hkd_arm_canonical(a, 10, 22), a);
+
+    /* The learner pulls only canonical arms. */
+    hkd_learn l;
+    hkd_learn_init(&l);
+    hkd_learn_set_sizes(&l, 21, 21);
+    hkd_learn_cfg cfg = hkd_learn_default_cfg;
+    for (int i = 0; i < 200; i++) {
+        hkd_obs o = obs_for(hkd_learn_arm(&l), 1000);
+        hkd_learn_observe(&l, &cfg, &o);
+    }
+    for (int a = 4; a < HKD_N_ARMS; a++)
+        assert_int_equal(l.pulls[a], 0);
+    for (int a = 0; a < 4; a++)
+        assert_true(l.pulls[a] > 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -188,6 +226,7 @@ int main(void)
         cmocka_unit_test(learner_converges_and_never_switches_without_data),
         cmocka_unit_test(learner_pin_and_release),
         cmocka_unit_test(window_keeps_means),
+        cmocka_unit_test(only_arms_that_matter_are_explored),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -45,9 +45,7 @@ static int teardown(void **state)
 }
 
 typedef struct find_ctx {
-    int by_range;               /* 1: first site with lo <= address < hi; 0: by index */
     uint32_t index;
-    uintptr_t lo, hi;
     int found;
     hk_site_view view;
 } find_ctx;
@@ -56,7 +54,7 @@ static void find_cb(const hk_site_view *v, void *arg)
 {
     find_ctx *c = arg;
     if (c->found) return;
-    if (c->by_range ? (v->address >= c->lo && v->address < c->hi) : v->index == c->index) {
+    if (v->index == c->index) {
         c->view = *v;
         c->found = 1;
     }
@@ -70,12 +68,38 @@ static hk_site_view view_of(uint32_t index)
     return c.view;
 }
 
-static int view_in_range(uintptr_t lo, uintptr_t hi, hk_site_view *out)
+/* Sites registered between a snapshot and now: the exact way to find the
+ * site of a call (neighbouring functions are too close for address ranges). */
+typedef struct new_ctx {
+    uint8_t old[HK_SITE_MAX];
+    unsigned n;
+    hk_site_view view;
+} new_ctx;
+
+static void mark_cb(const hk_site_view *v, void *arg) { ((new_ctx *)arg)->old[v->index] = 1; }
+
+static void new_cb(const hk_site_view *v, void *arg)
 {
-    find_ctx c = { .by_range = 1, .lo = lo, .hi = hi };
-    hk_site_for_each(find_cb, &c);
-    if (c.found) *out = c.view;
-    return c.found;
+    new_ctx *c = arg;
+    if (c->old[v->index]) return;
+    c->n++;
+    c->view = *v;
+}
+
+static void snapshot(new_ctx *c)
+{
+    memset(c, 0, sizeof *c);
+    hk_site_for_each(mark_cb, c);
+}
+
+/* The one site registered since the snapshot, or 0. */
+static int only_new_site(new_ctx *c, hk_site_view *out)
+{
+    c->n = 0;
+    hk_site_for_each(new_cb, c);
+    if (c->n != 1) return 0;
+    *out = c->view;
+    return 1;
 }
 
 static void test_register_once(void **state)
@@ -224,11 +248,14 @@ static void test_sampled_estimate(void **state)
 {
     (void)state;
     hk_opt.sample_bytes = 4096;
+    static new_ctx c;
+    snapshot(&c);
     pthread_t t;
     assert_int_equal(pthread_create(&t, NULL, sample_thread, NULL), 0);
     assert_int_equal(pthread_join(t, NULL), 0);     /* exit flushes its counters */
-    hk_site_view v;
-    assert_true(view_in_range((uintptr_t)alloc_small_here, (uintptr_t)alloc_small_here + 64, &v));
+    hk_site_view v = { 0 };
+    assert_true(only_new_site(&c, &v));
+    assert_true(v.address > (uintptr_t)alloc_small_here && v.address < (uintptr_t)alloc_small_here + 64);
     assert_true(v.counters.allocs >= 1000 - 64 && v.counters.allocs <= 1000 + 64);
     assert_int_equal(v.counters.allocs % 64, 0);
     assert_int_equal(v.counters.bytes, v.counters.allocs * 64);
@@ -292,11 +319,14 @@ static __attribute__((noipa)) void *alloc_medium_here(size_t n)
 static void test_policy_steers_allocation(void **state)
 {
     (void)state;
+    static new_ctx c;
+    snapshot(&c);
     void *p = alloc_medium_here(100 * 1024);
     assert_int_equal(hk_chunk_kind((uintptr_t)p), HK_CHUNK_SEGMENT);
     hak_free(p);
-    hk_site_view v;
-    assert_true(view_in_range((uintptr_t)alloc_medium_here, (uintptr_t)alloc_medium_here + 64, &v));
+    hk_site_view v = { 0 };
+    assert_true(only_new_site(&c, &v));
+    assert_true(v.address > (uintptr_t)alloc_medium_here && v.address < (uintptr_t)alloc_medium_here + 64);
     assert_true(v.counters.allocs >= 1);
     hk_site_policy low = { .large_threshold = 64 * 1024, .bigcache_slots = 4, .thp = 0 };
     hk_site_set_policy(v.index, &low);
@@ -312,6 +342,31 @@ static void test_policy_steers_allocation(void **state)
     hak_free(p);
 }
 
+static __attribute__((noipa)) void *alloc_resolve_here(size_t n)
+{
+    void *p = hak_malloc(n);
+    sink = p;
+    sink2 = p;
+    return p;
+}
+
+/* The site of alloc_resolve_here (registered by the first call). */
+static int resolve_own_site(hk_site_view *v)
+{
+    static uint32_t index = UINT32_MAX;
+    if (index != UINT32_MAX) {
+        *v = view_of(index);
+        return 1;
+    }
+    static new_ctx c;
+    snapshot(&c);
+    void *p = alloc_resolve_here(50 * 1024);
+    hak_free(p);
+    if (!only_new_site(&c, v)) return 0;
+    index = v->index;
+    return v->address > (uintptr_t)alloc_resolve_here && v->address < (uintptr_t)alloc_resolve_here + 64;
+}
+
 static const char *base_name(const char *path)
 {
     const char *s = strrchr(path, '/');
@@ -324,10 +379,8 @@ static const char *base_name(const char *path)
 static void test_resolves_test_binary(void **state)
 {
     (void)state;
-    void *p = alloc_medium_here(50 * 1024);
-    hak_free(p);
-    hk_site_view v;
-    assert_true(view_in_range((uintptr_t)alloc_medium_here, (uintptr_t)alloc_medium_here + 64, &v));
+    hk_site_view v = { 0 };
+    assert_true(resolve_own_site(&v));
     char path[512];
     uintptr_t bias;
     assert_int_equal(ut_module_of(v.address, path, sizeof path, &bias), 0);
@@ -354,10 +407,8 @@ static void test_resolves_test_binary(void **state)
 static int print_own_site(void)
 {
     hk_process_init();
-    void *p = alloc_medium_here(50 * 1024);
-    hak_free(p);
-    hk_site_view v;
-    if (!view_in_range((uintptr_t)alloc_medium_here, (uintptr_t)alloc_medium_here + 64, &v)) return 1;
+    hk_site_view v = { 0 };
+    if (!resolve_own_site(&v)) return 1;
     printf("%" PRIx64 " %" PRIx64 " %" PRIxPTR "\n", v.module_hash, v.offset, v.address);
     return 0;
 }
@@ -376,10 +427,8 @@ static void test_resolves_libc(void **state)
     assert_string_equal(base_name(v.module), base_name(path));
     assert_int_equal(v.offset, fn + 4 - bias);
     /* Another module, another key. */
-    void *p = alloc_medium_here(50 * 1024);
-    hak_free(p);
-    hk_site_view own;
-    assert_true(view_in_range((uintptr_t)alloc_medium_here, (uintptr_t)alloc_medium_here + 64, &own));
+    hk_site_view own = { 0 };
+    assert_true(resolve_own_site(&own));
     assert_true(own.module_hash != v.module_hash);
     /* A second site in libc shares its module hash. */
     uintptr_t fn2 = (uintptr_t)dlsym(RTLD_DEFAULT, "getppid");

@@ -52,7 +52,7 @@ wanted() { [ -z "$ONLY" ] || [[ " $ONLY " == *" $1 "* ]]; }
 # jemalloc (used while hakmem did not build yet) prints its statistics.  The
 # patterns match the first line of one report per process.
 case $(basename "$PRELOAD") in
-    libhakmem*) STATS_ENV=(HAKMEM_STATS=1); STATS_RE='hakmem' ;;
+    libhakmem*) STATS_ENV=(HAKMEM_STATS=1); STATS_RE='^hakmem.* report' ;;
     libjemalloc*) STATS_ENV=(MALLOC_CONF=stats_print:true); STATS_RE='Begin jemalloc statistics' ;;
     *) STATS_ENV=(LD_DEBUG=libs); STATS_RE="calling init: $PRELOAD" ;;
 esac
@@ -67,6 +67,7 @@ describe_rc() {
 # RUNENV is the prefix every program of a check runs under: a timeout always,
 # plus the preload in the second run.  Helpers (awk, cp, ...) run without it.
 RUNENV=()
+EXTRA_ENV=()
 # run LABEL CMD...: one program of a check; a non-zero exit is recorded in
 # .errors of the current run directory (the check fails on it).
 run() {
@@ -185,6 +186,11 @@ l_sqlite() { run q sqlite3 :memory: 'select 6*7;'; }
 l_perl() { run p perl -e 'my %h = map { $_ => $_ * 2 } 1..1000; print scalar(keys %h), "\n"'; }
 l_cxx() { run c "$CXX_BIN"; }
 declare -A MIN_REPORTS=([gcc]=3)
+# hakmem's report names the process ("report: pid N (comm)"), so with hakmem
+# each of these must have reported: for gcc that proves cc1 and as, started
+# by the driver, inherited the preload.
+declare -A REPORTERS=([python]='python3' [git]='git' [gcc]='cc1 [a-z0-9_-]*as [a-z0-9_.-]*gcc[a-z0-9_.-]*'
+                      [sqlite]='sqlite3' [perl]='perl' [cxx]='cxx_workload')
 
 # Generated inputs, made once with plain tools and shared read-only by runs.
 make_inputs() {
@@ -215,7 +221,7 @@ do_run() {
         RUNDIR=$dir
         case $mode in
             plain) RUNENV=(timeout -k 5 "$TMO") ;;
-            preload) RUNENV=(timeout -k 5 "$TMO" env LD_PRELOAD="$PRELOAD") ;;
+            preload) RUNENV=(timeout -k 5 "$TMO" env LD_PRELOAD="$PRELOAD" "${EXTRA_ENV[@]}") ;;
             stats) RUNENV=(timeout -k 5 "$TMO" env LD_PRELOAD="$PRELOAD" "${STATS_ENV[@]}") ;;
         esac
         "$fn" > "$dir/.out" 2> "$dir/.err"
@@ -226,9 +232,25 @@ first_diff() { diff -u "$1" "$2" | sed -n '3,40p'; }
 
 # compare_check NAME FUNC: the plain run and the preloaded run must agree.
 compare_check() {
-    local name=$1 fn=$2 base=$TMP/$1/plain pre=$TMP/$1/preload
-    do_run "$base" "$fn" plain
-    do_run "$pre" "$fn" preload
+    local name=$1 fn=$2
+    do_run "$TMP/$name/plain" "$fn" plain
+    do_run "$TMP/$name/preload" "$fn" preload
+    compare_dirs "$name" "$TMP/$name/plain" "$TMP/$name/preload"
+}
+
+# variant_check NAME BASECHECK FUNC VAR=VALUE...: the workload again under
+# the preload with allocator knobs set, against the plain run of BASECHECK.
+variant_check() {
+    local name=$1 basecheck=$2 fn=$3
+    shift 3
+    EXTRA_ENV=("$@")
+    do_run "$TMP/$name/preload" "$fn" preload
+    EXTRA_ENV=()
+    compare_dirs "$name" "$TMP/$basecheck/plain" "$TMP/$name/preload"
+}
+
+compare_dirs() {
+    local name=$1 base=$2 pre=$3
     if [ -s "$base/.errors" ]; then
         fail "$name" "the plain glibc run itself failed, so nothing can be compared" \
             "$(cat "$base/.errors"; tail -n 15 "$base/.err")"
@@ -284,6 +306,15 @@ loaded_check() {
             "$(head -n 10 "$st/.err")"
         return
     fi
+    local comm
+    if [ "$STATS_RE" = '^hakmem.* report' ]; then
+        for comm in ${REPORTERS[$name]:-}; do
+            if ! grep -Eq "^hakmem.* report: pid [0-9]+ \(${comm}[^)]*\)" "$st/.err"; then
+                fail "loaded: $name" "no hakmem report from a process named like '$comm'" "$(grep -E "$STATS_RE" "$st/.err")"
+                return
+            fi
+        done
+    fi
     if ! cmp -s "$base/.out" "$st/.out"; then
         fail "loaded: $name" "stdout with the stats report on differs from plain" "$(first_diff "$base/.out" "$st/.out")"
         return
@@ -336,14 +367,35 @@ timed() {
 declare -A made=()
 need() { [ -n "${made[$1]:-}" ] || { make_inputs "$1"; made[$1]=1; }; }
 
+# Knob variants (hakmem only): the lowest large-block threshold sends every
+# block of 64 KiB and up through mmap, headers and BigCache; sampling every
+# 4 KiB keeps the site profiler busy; purging without delay returns memory
+# as soon as it is idle.  And the plain allocator with BigCache and THP off.
+KNOBS_STRESS=(HAKMEM_LARGE_THRESHOLD=65536 HAKMEM_SAMPLE_BYTES=4096 HAKMEM_PURGE_DELAY_MS=0)
+KNOBS_OFF=(HAKMEM_BIGCACHE=0 HAKMEM_THP=0)
+variants=0
+case $(basename "$PRELOAD") in libhakmem*) variants=1 ;; esac
+knobs() { [ $variants -eq 1 ] && timed variant_check "$@"; }
+
 if wanted python; then
     timed compare_check python w_python
+    knobs python-knobs python w_python "${KNOBS_STRESS[@]}"
     timed compare_check python-regrtest w_python_regrtest
     timed loaded_check python l_python
 fi
-if wanted git; then need git; timed compare_check git w_git; timed loaded_check git l_git; fi
+if wanted git; then
+    need git
+    timed compare_check git w_git
+    knobs git-knobs git w_git "${KNOBS_STRESS[@]}"
+    timed loaded_check git l_git
+fi
 if wanted gcc; then need gcc; timed compare_check gcc w_gcc; timed loaded_check gcc l_gcc; fi
-if wanted sqlite; then need sqlite; timed compare_check sqlite w_sqlite; timed loaded_check sqlite l_sqlite; fi
+if wanted sqlite; then
+    need sqlite
+    timed compare_check sqlite w_sqlite
+    knobs sqlite-knobs sqlite w_sqlite "${KNOBS_STRESS[@]}"
+    timed loaded_check sqlite l_sqlite
+fi
 if wanted perl; then need perl; timed compare_check perl w_perl; timed loaded_check perl l_perl; fi
 if wanted sort; then need sort; need perl; timed compare_check sort w_sort; timed maps_check sort; fi
 if wanted cxx; then
@@ -351,6 +403,8 @@ if wanted cxx; then
         fail cxx "$CXX_BIN is missing (make all builds it from tests/programs/suite.mk)"
     else
         timed compare_check cxx w_cxx
+        knobs cxx-knobs cxx w_cxx "${KNOBS_STRESS[@]}"
+        knobs cxx-nocache cxx w_cxx "${KNOBS_OFF[@]}"
         timed loaded_check cxx l_cxx
     fi
 fi

@@ -25,9 +25,13 @@ typedef uint32_t hist_vec __attribute__((vector_size(16)));
 typedef struct site_prev {
     uint64_t module_hash, offset;
     uint64_t allocs, frees, bytes, hits, misses, evictions, thp, slow_ns;
-    uint32_t hist[HKSHM_HIST];
     void *cookie;
 } site_prev;
+
+/* Histograms apart: they are read only every HIST_EVERY intervals. */
+typedef struct hist_prev {
+    uint32_t b[HKSHM_HIST];
+} hist_prev;
 
 typedef struct slot_track {
     uint32_t pid;
@@ -39,6 +43,7 @@ typedef struct slot_track {
     uint32_t claiming;
     uint64_t next_verify;
     site_prev *prev;                 /* HKSHM_SLOT_SITES, allocated on first use */
+    hist_prev *hprev;
 } slot_track;
 
 struct hkd_collector {
@@ -57,8 +62,10 @@ void hkd_collector_free(hkd_collector *c)
 {
     if (!c)
         return;
-    for (uint32_t i = 0; i < HKSHM_MAX_SLOTS; i++)
+    for (uint32_t i = 0; i < HKSHM_MAX_SLOTS; i++) {
         free(c->tracks[i].prev);
+        free(c->tracks[i].hprev);
+    }
     free(c);
 }
 
@@ -156,6 +163,7 @@ static void diff_and_report(hkd_collector *c, slot_track *t, const hkshm_slot *s
         site_prev *p = &t->prev[i];
         if (i >= t->n_prev || p->module_hash != s->module_hash || p->offset != s->offset) {
             memset(p, 0, sizeof *p);
+            memset(&t->hprev[i], 0, sizeof t->hprev[i]);
             p->module_hash = s->module_hash;
             p->offset = s->offset;
         }
@@ -195,7 +203,7 @@ static void diff_and_report(hkd_collector *c, slot_track *t, const hkshm_slot *s
             for (uint32_t b = 0; with_hist && b < HKSHM_HIST / 4; b++) {
                 hist_vec cur, old;
                 memcpy(&cur, &s->size_hist[4 * b], sizeof cur);
-                memcpy(&old, &p->hist[4 * b], sizeof old);
+                memcpy(&old, &t->hprev[i].b[4 * b], sizeof old);
                 cur -= old;
                 memcpy(&d.hist[4 * b], &cur, sizeof cur);
             }
@@ -211,7 +219,7 @@ static void diff_and_report(hkd_collector *c, slot_track *t, const hkshm_slot *s
             p->thp = s->thp_blocks;
             p->slow_ns = s->slow_ns;
             if (with_hist)
-                memcpy(p->hist, s->size_hist, sizeof p->hist);
+                memcpy(t->hprev[i].b, s->size_hist, sizeof t->hprev[i].b);
         }
         st->site_records++;
         if (ops->site)
@@ -289,6 +297,8 @@ int hkd_collect(hkd_collector *c, hkshm_header *h, const hkd_collect_ops *ops, v
         int newproc = !t->valid || t->pid != pid || t->start_time != snap->start_time;
         if (newproc) {
             if (!t->prev && !(t->prev = calloc(HKSHM_SLOT_SITES, sizeof(site_prev))))
+                return -ENOMEM;
+            if (!t->hprev && !(t->hprev = calloc(HKSHM_SLOT_SITES, sizeof(hist_prev))))
                 return -ENOMEM;
             t->valid = 1;
             t->pid = pid;

@@ -41,6 +41,7 @@ typedef struct site_rec {
     uint64_t iv_live;
     hkd_obs iv;
     double large_frac;               /* share of allocations at or above the threshold */
+    double frac_256k, frac_1m;       /* the same for the two thresholds arms use */
     hkd_thresholds published;
     uint32_t processes;
     /* merged view: lifetime totals since the daemon started */
@@ -75,6 +76,7 @@ static struct {
     uint32_t building_cap;
     uint64_t last_ns, start_ns;
     _Atomic uint64_t intervals, last_interval_ns, generation;
+    _Atomic uint64_t phase_ns[3];    /* collect, learn, publish: last interval */
     _Atomic uint32_t n_procs, n_sites;
     int ready;
 } g = { .lock = PTHREAD_MUTEX_INITIALIZER };
@@ -121,22 +123,38 @@ static int log2_floor(uint32_t v)
     return v ? 31 - __builtin_clz(v) : 0;
 }
 
-static void update_large_frac(site_rec *r)
+static double frac_at(const site_rec *r, uint32_t threshold)
 {
-    int lb = log2_floor(r->published.large_threshold);
+    int lb = log2_floor(threshold);
     uint64_t all = 0, large = 0;
-    int lo = -1, hi = -1;
     for (uint32_t b = 0; b < HKSHM_HIST; b++) {
         all += r->hist[b];
         if ((int)b >= lb)
             large += r->hist[b];
+    }
+    return all ? (double)large / (double)all : 0.0;
+}
+
+static void pick_large_frac(site_rec *r)
+{
+    uint32_t t = r->published.large_threshold;
+    r->large_frac = t == (256u << 10) ? r->frac_256k : t == (1u << 20) ? r->frac_1m : frac_at(r, t);
+}
+
+/* After a histogram merge. */
+static void update_large_frac(site_rec *r)
+{
+    int lo = -1, hi = -1;
+    for (uint32_t b = 0; b < HKSHM_HIST; b++) {
         if (r->hist[b]) {
             if (lo < 0)
                 lo = (int)b;
             hi = (int)b;
         }
     }
-    r->large_frac = all ? (double)large / (double)all : 0.0;
+    r->frac_256k = frac_at(r, 256u << 10);
+    r->frac_1m = frac_at(r, 1u << 20);
+    pick_large_frac(r);
     if (lo >= 0)
         hkd_learn_set_sizes(&r->learn, lo, hi);
 }
@@ -147,7 +165,7 @@ static void set_published(site_rec *r)
     r->published.large_threshold = a->large_threshold;
     r->published.bigcache_slots = a->bigcache_slots;
     r->published.thp = a->thp;
-    update_large_frac(r);
+    pick_large_frac(r);
 }
 
 /* Learner thread only, inside rcu_read_lock. */
@@ -458,6 +476,7 @@ int hkd_core_interval(void)
     int rc = hkd_collect(g.col, g.seg.hdr, &ops, NULL, &st);
     rcu_read_unlock();
     g.building = NULL;
+    uint64_t t1 = hkd_now_ns();
 
     for (uint32_t i = 0; i < g.n_all; i++) {
         site_rec *r = g.all[i];
@@ -477,8 +496,13 @@ int hkd_core_interval(void)
         r->iv_live = 0;
         memset(&r->iv, 0, sizeof r->iv);
     }
+    uint64_t t2 = hkd_now_ns();
     if (g.dirty)
         publish_locked();
+    uint64_t t3 = hkd_now_ns();
+    atomic_store(&g.phase_ns[0], t1 - t0);
+    atomic_store(&g.phase_ns[1], t2 - t1);
+    atomic_store(&g.phase_ns[2], t3 - t2);
 
     if (b) {
         proc_list *old = g.procs;
@@ -503,13 +527,23 @@ static int site_bytes_desc(const void *a, const void *b)
     return x->bytes < y->bytes ? 1 : x->bytes > y->bytes ? -1 : rec_cmp(a, b);
 }
 
+void hkd_core_phase_ns(uint64_t out[3])
+{
+    for (int i = 0; i < 3; i++)
+        out[i] = atomic_load(&g.phase_ns[i]);
+}
+
 void hkd_core_log_summary(int max_sites)
 {
     pthread_mutex_lock(&g.lock);
-    hkd_log(HKD_LOG_DEBUG, "interval %llu: %u processes, %u sites, generation %llu, %llu us",
+    hkd_log(HKD_LOG_DEBUG,
+            "interval %llu: %u processes, %u sites, generation %llu, %llu us (collect %llu, learn %llu, publish %llu)",
             (unsigned long long)atomic_load(&g.intervals), atomic_load(&g.n_procs), g.n_all,
             (unsigned long long)atomic_load(&g.generation),
-            (unsigned long long)atomic_load(&g.last_interval_ns) / 1000);
+            (unsigned long long)atomic_load(&g.last_interval_ns) / 1000,
+            (unsigned long long)atomic_load(&g.phase_ns[0]) / 1000,
+            (unsigned long long)atomic_load(&g.phase_ns[1]) / 1000,
+            (unsigned long long)atomic_load(&g.phase_ns[2]) / 1000);
     site_rec **v = malloc((g.n_all ? g.n_all : 1) * sizeof *v);
     if (v) {
         memcpy(v, g.all, g.n_all * sizeof *v);

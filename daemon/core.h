@@ -22,6 +22,8 @@ int  hkd_core_init(const hkd_core_cfg *cfg);
 int  hkd_core_interval(void);
 /* Writes the learned state now (atomically). */
 int  hkd_core_save(void);
+/* Nanoseconds of the last interval's collect, learn and publish phases. */
+void hkd_core_phase_ns(uint64_t out[3]);
 /* Logs what the core knows (debug level): processes, sites, arms. */
 void hkd_core_log_summary(int max_sites);
 /* Saves nothing by itself; leaves the segment for the clients. */

@@ -82,19 +82,23 @@ int hkd_arm_canonical(int arm, int lo, int hi)
 
 void hkd_learn_set_sizes(hkd_learn *l, int lo, int hi)
 {
+    if (l->sizes_known && l->size_lo == lo && l->size_hi == hi)
+        return;
     l->sizes_known = 1;
     l->size_lo = (uint8_t)lo;
     l->size_hi = (uint8_t)hi;
+    for (int a = 0; a < HKD_N_ARMS; a++)
+        l->canon[a] = (uint8_t)hkd_arm_canonical(a, lo, hi);
 }
 
 static int relevant(const hkd_learn *l, int arm)
 {
-    return !l->sizes_known || hkd_arm_canonical(arm, l->size_lo, l->size_hi) == arm;
+    return !l->sizes_known || l->canon[arm] == arm;
 }
 
 static int canonical(const hkd_learn *l, int arm)
 {
-    return l->sizes_known ? hkd_arm_canonical(arm, l->size_lo, l->size_hi) : arm;
+    return l->sizes_known ? l->canon[arm] : arm;
 }
 
 int hkd_arm_by_name(const char *name)
@@ -150,7 +154,17 @@ int hkd_ucb_select(const hkd_learn *l, double explore)
     for (int i = 0; i < HKD_N_ARMS; i++)
         if (l->pulls[i] == 0 && relevant(l, i))
             return i;
-    double bonus = explore * sqrt(2.0 * log((double)l->total_pulls));
+    static double root_log_tab[INV_SQRT_N];
+    double rl;
+    if (l->total_pulls < INV_SQRT_N) {
+        if (root_log_tab[2] == 0.0)
+            for (int i = 1; i < INV_SQRT_N; i++)
+                root_log_tab[i] = sqrt(2.0 * log((double)i));
+        rl = root_log_tab[l->total_pulls];
+    } else {
+        rl = sqrt(2.0 * log((double)l->total_pulls));
+    }
+    double bonus = explore * rl;
     int best = 0;
     double best_score = -1.0;
     for (int i = 0; i < HKD_N_ARMS; i++) {

@@ -51,6 +51,7 @@ typedef struct hkd_learn {
      * histogram): arms that cannot differ for these sizes share one
      * canonical arm, so the site explores only arms that matter. */
     uint8_t  sizes_known, size_lo, size_hi;
+    uint8_t  canon[HKD_N_ARMS];         /* canonical arm of each arm, for those sizes */
     /* the pull in progress */
     uint32_t settle;
     uint32_t pull_intervals;

@@ -112,6 +112,7 @@ static int part1(uint32_t procs, uint32_t sites, uint32_t intervals, uint32_t bi
     for (uint32_t p = 0; p < procs; p++)
         slot[p] = claim(h, (uint32_t)getpid(), start);
     uint64_t *t = calloc(intervals, sizeof *t);
+    uint64_t phase_sum[3] = { 0, 0, 0 };
     for (uint32_t r = 0; r < intervals; r++) {
         for (uint32_t p = 0; p < procs; p++)
             flush(slot[p], sites, p % binaries, r);
@@ -119,6 +120,10 @@ static int part1(uint32_t procs, uint32_t sites, uint32_t intervals, uint32_t bi
         hkd_status st;
         hkd_get_status(&st);
         t[r] = st.last_interval_ns;
+        uint64_t ph[3];
+        hkd_core_phase_ns(ph);
+        for (int k = 0; r > 0 && k < 3; k++)
+            phase_sum[k] += ph[k];
     }
     hkd_status st;
     hkd_get_status(&st);
@@ -132,6 +137,8 @@ static int part1(uint32_t procs, uint32_t sites, uint32_t intervals, uint32_t bi
            "generation %llu; state save %.1f ms\n",
            what, procs, sites, procs * sites, st.sites, t[1 + n / 2] / 1e6, t[1 + n * 95 / 100] / 1e6,
            t[intervals - 1] / 1e6, (unsigned long long)st.generation, save_ns / 1e6);
+    printf("%-34s mean phases: collect %.2f ms, learn %.2f ms, publish %.2f ms\n", "", phase_sum[0] / 1e6 / n,
+           phase_sum[1] / 1e6 / n, phase_sum[2] / 1e6 / n);
     free(t);
     munmap(h, HKSHM_SEGMENT_SIZE);
     hkd_core_shutdown();

@@ -67,6 +67,10 @@ static inline __attribute__((always_inline)) void free_inline(void *p, const cha
         hk_page *page = seg->slot_page[(a >> HK_SLOT_SHIFT) & (HK_SLOTS - 1)];
         hk_heap *heap = hk_tls_heap;
         if (likely(atomic_load_explicit(&page->heap, memory_order_relaxed) == heap)) {
+            /* Our own page: p must be exactly the start of one of its blocks. */
+            uint64_t off = (uint64_t)(a - (uintptr_t)page->start);
+            uint64_t idx = (off * page->block_inv) >> HK_INV_SHIFT;
+            if (unlikely(idx * page->block_size != off)) hk_fatal_pointer(fn, "invalid pointer", p);
             hk_block *b = p;
             b->next = page->free;
             page->free = b;

@@ -10,11 +10,12 @@ typedef struct cache_slot {
     void *block;
     size_t size;
     uint64_t freed_ns;
+    uint64_t seq;                 /* put order: the smallest is the oldest */
 } cache_slot;
 
 typedef struct ring {
     hk_lock lock;
-    uint32_t next;                /* slot the next put overwrites (circular) */
+    uint64_t puts;
     cache_slot slot[HK_BIGCACHE_SLOTS];
 } __attribute__((aligned(64))) ring;
 
@@ -59,15 +60,16 @@ int hk_bigcache_put(uint32_t site, void *block, size_t size, unsigned slots, int
     ring *r = &rings[site % HK_BIGCACHE_SITES];
     cache_slot old = { 0 };
     hk_lock_acquire(&r->lock);
-    /* An empty slot among the site's first `slots` if any, else the next in
-     * circular order. */
-    unsigned k = r->next % slots;
+    /* An empty slot among the site's first `slots` if any, else the one
+     * holding the oldest block (circular eviction). */
+    unsigned k = 0;
     for (unsigned i = 0; i < slots; i++) {
         if (r->slot[i].block == NULL) { k = i; break; }
+        if (r->slot[i].seq < r->slot[k].seq) k = i;
     }
     old = r->slot[k];
-    r->slot[k] = (cache_slot){ block, size, hk_coarse_ns() };
-    r->next = (k + 1) % slots;
+    if (old.block == NULL) old.size = 0;
+    r->slot[k] = (cache_slot){ block, size, hk_coarse_ns(), ++r->puts };
     hk_lock_release(&r->lock);
     atomic_fetch_add_explicit(&n_puts, 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&n_cached_bytes, size, memory_order_relaxed);

@@ -63,6 +63,14 @@
 #define HK_LARGE_HDR     64
 
 typedef struct hk_block { struct hk_block *next; } hk_block;
+
+/* off / block_size for any offset inside a span (< 2^21) and block sizes up
+ * to 2^20, exact: the rounding error of inv stays below one block. */
+#define HK_INV_SHIFT 42
+static inline uint64_t hk_block_inv(uint32_t block_size)
+{
+    return (((uint64_t)1 << HK_INV_SHIFT) + block_size - 1) / block_size;
+}
 typedef struct hk_heap hk_heap;
 
 /* A page: a span of slots carved into equal blocks.
@@ -82,6 +90,7 @@ typedef struct hk_page {
     _Atomic(hk_heap *) heap;
     _Atomic(hk_block *) remote;
     uint8_t *start;
+    uint64_t block_inv;              /* ceil(2^42 / block_size): offset -> index without dividing */
     struct hk_page *next, *prev;     /* in the owner's class queue */
     uint8_t cls;
     uint8_t span;                    /* slots in this span (page or free span) */

@@ -4,6 +4,8 @@
 #include "options.h"
 #include "internal.h"
 
+#include <errno.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -19,10 +21,14 @@ static long env_long(const char *name, long fallback, long lo, long hi)
     const char *s = getenv(name);
     if (!s || !*s) return fallback;
     char *end;
+    errno = 0;
     long v = strtol(s, &end, 0);
-    if (*end == 'k' || *end == 'K') { v <<= 10; end++; }
-    else if (*end == 'm' || *end == 'M') { v <<= 20; end++; }
-    if (*end != '\0' || v < lo || v > hi) {
+    int shift = 0;
+    if (*end == 'k' || *end == 'K') { shift = 10; end++; }
+    else if (*end == 'm' || *end == 'M') { shift = 20; end++; }
+    int ok = errno == 0 && *end == '\0' && v >= 0 && v <= (LONG_MAX >> shift);
+    if (ok) v <<= shift;
+    if (!ok || v < lo || v > hi) {
         hk_log(0, "ignoring %s=%s (expected %ld..%ld)", name, s, lo, hi);
         return fallback;
     }
@@ -34,8 +40,8 @@ void hk_options_load(void)
     hk_opt.stats = (int)env_long("HAKMEM_STATS", hk_opt.stats, 0, 1);
     hk_opt.verbose = (int)env_long("HAKMEM_VERBOSE", hk_opt.verbose, 0, 3);
     hk_opt.bigcache = (int)env_long("HAKMEM_BIGCACHE", hk_opt.bigcache, 0, 1);
-    if (getenv("HAKMEM_THP")) {
-        int thp = (int)env_long("HAKMEM_THP", 1, 0, 1);
+    int thp = (int)env_long("HAKMEM_THP", -1, 0, 1);   /* -1: unset or ignored */
+    if (thp >= 0) {
         hk_opt.thp = thp;
         hk_opt.thp_default = thp;
     }

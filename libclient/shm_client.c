@@ -61,6 +61,11 @@ static struct {
     uint32_t n_work;
 } cs;
 
+/* Fields the tick reads before taking the try-lock are accessed atomically
+ * (relaxed): a stale value only delays work by one tick. */
+#define LD(x) __atomic_load_n(&(x), __ATOMIC_RELAXED)
+#define ST(x, v) __atomic_store_n(&(x), (v), __ATOMIC_RELAXED)
+
 /* ---- small helpers that need no libc state ---- */
 
 static uint64_t mono_ns(void)
@@ -221,7 +226,7 @@ static void detach(void)
     if (cs.hdr)
         munmap(cs.hdr, HKSHM_SEGMENT_SIZE);
     cs.hdr = NULL;
-    cs.slot = NULL;
+    ST(cs.slot, NULL);
 }
 
 static int claim_slot(void)
@@ -273,7 +278,7 @@ static int claim_slot(void)
     got->build_id_len = (uint8_t)exe_build_id(got->build_id, HKSHM_BUILD_ID_MAX);
     atomic_store(&got->heartbeat_ns, mono_ns());
     atomic_store_explicit(&got->state, HKSHM_SLOT_LIVE, memory_order_release);
-    cs.slot = got;
+    ST(cs.slot, got);
     cs.slot_idx = idx;
     memset(cs.pos_of, 0xFF, sizeof cs.pos_of);
     cs.n_pos = 0;
@@ -284,7 +289,7 @@ static int claim_slot(void)
 
 static void attach(uint64_t now)
 {
-    cs.next_attach_ns = now + ATTACH_RETRY_NS;
+    ST(cs.next_attach_ns, now + ATTACH_RETRY_NS);
     int fd = shm_open(cs.name, O_RDWR | O_CLOEXEC, 0);
     if (fd < 0) {
         const char *why = errno == ENOENT ? "no daemon segment" : errno == EACCES ? "permission denied" : "cannot open segment";
@@ -329,9 +334,9 @@ static void attach(uint64_t now)
     }
     cs.why = NULL;
     cs.gen_applied = 0;
-    cs.next_flush_ns = now;
+    ST(cs.next_flush_ns, now);
     cs.next_recheck_ns = now + RECHECK_NS;
-    cs.next_apply_ns = 0;
+    ST(cs.next_apply_ns, 0);
     say("attached", NULL);
 }
 
@@ -349,7 +354,7 @@ static void recheck(uint64_t now)
         return;
     say("segment replaced, re-attaching", NULL);
     detach();
-    cs.next_attach_ns = now;
+    ST(cs.next_attach_ns, now);
 }
 
 /* ---- flushing ---- */
@@ -409,11 +414,11 @@ static void flush_site(const hk_site_view *v, void *arg)
 
 static void flush(uint64_t now)
 {
-    hkshm_slot *s = cs.slot;
+    hkshm_slot *s = LD(cs.slot);
     uint32_t fi = atomic_load_explicit(&cs.hdr->flush_interval_ms, memory_order_relaxed);
     if (fi < 1 || fi > 10000)
         fi = 250;
-    cs.next_flush_ns = now + (uint64_t)fi * 1000000ull;
+    ST(cs.next_flush_ns, now + (uint64_t)fi * 1000000ull);
 
     struct rusage ru;
     uint64_t faults = getrusage(RUSAGE_SELF, &ru) == 0 ? (uint64_t)(ru.ru_minflt + ru.ru_majflt) : 0;
@@ -471,8 +476,8 @@ static int valid_policy(const hkshm_policy *p)
 static void apply(uint64_t now)
 {
     hkshm_header *h = cs.hdr;
-    hkshm_slot *s = cs.slot;
-    cs.next_apply_ns = now + APPLY_MIN_NS;
+    hkshm_slot *s = LD(cs.slot);
+    ST(cs.next_apply_ns, now + APPLY_MIN_NS);
     uint64_t g = atomic_load_explicit(&h->generation, memory_order_acquire);
     uint32_t nsites = hk_site_count();
     if (g == 0 || (g == cs.gen_applied && nsites == cs.sites_at_apply))
@@ -579,7 +584,7 @@ void hk_shm_client_init(void)
     if (atomic_compare_exchange_strong(&cs.busy, &expect, 1)) {
         uint64_t now = mono_ns();
         attach(now);
-        if (cs.slot) {
+        if (LD(cs.slot)) {
             flush(now);
             apply(now);
         }
@@ -589,30 +594,30 @@ void hk_shm_client_init(void)
 
 void hk_shm_client_tick(uint64_t now_ns)
 {
-    if (!cs.inited || cs.disabled || cs.closing)
+    if (!cs.inited || cs.disabled || LD(cs.closing))
         return;
     /* The common case costs a few loads and no atomic write. */
-    if (cs.slot && now_ns < cs.next_flush_ns && now_ns < cs.next_apply_ns)
+    if (LD(cs.slot) && now_ns < LD(cs.next_flush_ns) && now_ns < LD(cs.next_apply_ns))
         return;
-    if (!cs.slot && now_ns < cs.next_attach_ns)
+    if (!LD(cs.slot) && now_ns < LD(cs.next_attach_ns))
         return;
     int expect = 0;
     if (!atomic_compare_exchange_strong_explicit(&cs.busy, &expect, 1, memory_order_acquire,
                                                  memory_order_relaxed))
         return;
-    if (!cs.closing) {
-        if (!cs.slot) {
-            if (now_ns >= cs.next_attach_ns)
+    if (!LD(cs.closing)) {
+        if (!LD(cs.slot)) {
+            if (now_ns >= LD(cs.next_attach_ns))
                 attach(now_ns);
         } else if (now_ns >= cs.next_recheck_ns) {
             recheck(now_ns);
-            if (!cs.slot)
+            if (!LD(cs.slot))
                 attach(now_ns);
         }
-        if (cs.slot) {
-            if (now_ns >= cs.next_flush_ns)
+        if (LD(cs.slot)) {
+            if (now_ns >= LD(cs.next_flush_ns))
                 flush(now_ns);
-            if (now_ns >= cs.next_apply_ns)
+            if (now_ns >= LD(cs.next_apply_ns))
                 apply(now_ns);
         }
     }
@@ -626,7 +631,7 @@ void hk_shm_client_after_fork_child(void)
     /* Only this thread exists now; whatever held the lock in the parent is gone.
      * The mapping is shared with the parent, and so is its slot: leave it. */
     atomic_store(&cs.busy, 0);
-    cs.slot = NULL;
+    ST(cs.slot, NULL);
     cs.pid = (uint32_t)getpid();
     cs.start_time = self_start_time();
     cs.sites_applied = 0;
@@ -634,16 +639,16 @@ void hk_shm_client_after_fork_child(void)
     if (cs.hdr) {
         if (claim_slot() == 0) {
             cs.gen_applied = 0;
-            cs.next_flush_ns = now;
-            cs.next_apply_ns = 0;
+            ST(cs.next_flush_ns, now);
+            ST(cs.next_apply_ns, 0);
             cs.next_recheck_ns = now + RECHECK_NS;
         } else {
             detach();
             cs.why = "no free slot";
-            cs.next_attach_ns = now + ATTACH_RETRY_NS;
+            ST(cs.next_attach_ns, now + ATTACH_RETRY_NS);
         }
     } else {
-        cs.next_attach_ns = now;
+        ST(cs.next_attach_ns, now);
     }
 }
 
@@ -662,12 +667,12 @@ void hk_shm_client_exit(void)
     }
     if (!got)
         return;                     /* the daemon reaps the slot once we are gone */
-    cs.closing = 1;
-    if (cs.slot && atomic_load(&cs.slot->pid) == cs.pid) {
+    ST(cs.closing, 1);
+    if (LD(cs.slot) && atomic_load(&LD(cs.slot)->pid) == cs.pid) {
         flush(mono_ns());
-        atomic_store_explicit(&cs.slot->state, HKSHM_SLOT_EXITED, memory_order_release);
+        atomic_store_explicit(&LD(cs.slot)->state, HKSHM_SLOT_EXITED, memory_order_release);
     }
-    cs.slot = NULL;
+    ST(cs.slot, NULL);
     atomic_store_explicit(&cs.busy, 0, memory_order_release);
 }
 
@@ -686,7 +691,7 @@ void hk_shm_client_describe(char *buf, int len)
         return;
     }
     hkshm_header *h = cs.hdr;
-    if (!h || (!cs.slot && !cs.closing)) {
+    if (!h || (!LD(cs.slot) && !LD(cs.closing))) {
         put_s(&b, "not attached to ");
         put_s(&b, cs.name);
         put_s(&b, ": ");

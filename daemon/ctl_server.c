@@ -28,11 +28,14 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #define HKC_MAX_CONNS 64
 #define HKC_DEFAULT_TIMEOUT_MS 5000
 #define HKC_GROUP "hakmem"
+#define HKC_MAX_LINGER 32
+#define HKC_LINGER_MS 1000
 
 typedef enum { ROLE_NONE, ROLE_READ, ROLE_ADMIN } role_t;
 
@@ -59,6 +62,13 @@ static struct {
     pthread_cond_t idle;
     conn *conns;
     int nconns;
+    /* Refused (busy) connections: answered, write side shut, and read until
+     * the client closes, so that closing never discards a request still in
+     * flight (on a Unix socket that turns the client's read of our answer
+     * into ECONNRESET).  Polled by the acceptor; bounded by a deadline. */
+    int linger_fd[HKC_MAX_LINGER];
+    int64_t linger_until[HKC_MAX_LINGER];
+    int nlinger;
 } S = { .listen_fd = -1, .wake = { -1, -1 }, .mu = PTHREAD_MUTEX_INITIALIZER,
         .idle = PTHREAD_COND_INITIALIZER };
 
@@ -576,9 +586,17 @@ static void *conn_main(void *arg)
     return NULL;
 }
 
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Answers BUSY and parks the connection in the linger set (or closes it
+ * when that is full too). */
 static void refuse_busy(int fd)
 {
-    /* The reply is tiny and the socket buffer empty, so this never waits. */
     Hakmem__Ctl__Response resp = HAKMEM__CTL__RESPONSE__INIT;
     Hakmem__Ctl__Error err = HAKMEM__CTL__ERROR__INIT;
     err.code = HAKMEM__CTL__ERROR__CODE__BUSY;
@@ -588,7 +606,41 @@ static void refuse_busy(int fd)
     resp.error = &err;
     uint8_t buf[256];
     size_t n = hakmem__ctl__response__pack(&resp, buf);
+    /* The reply is tiny and the socket buffer empty: this never waits. */
     hkc_frame_write(fd, buf, n, 0);
+    shutdown(fd, SHUT_WR);
+    if (S.nlinger == HKC_MAX_LINGER) {
+        close(fd);
+        return;
+    }
+    S.linger_fd[S.nlinger] = fd;
+    S.linger_until[S.nlinger] = now_ms() + HKC_LINGER_MS;
+    S.nlinger++;
+}
+
+/* Drains lingering connections; closes those the client closed or whose
+ * time is up. */
+static void linger_service(const struct pollfd *p)
+{
+    int64_t now = now_ms();
+    /* Backwards, so that moving the last entry into a freed slot never
+     * moves one whose poll result is still to be read. */
+    for (int i = S.nlinger - 1; i >= 0; i--) {
+        int done = now >= S.linger_until[i];
+        if (!done && p[i].revents) {
+            char sink[4096];
+            ssize_t k;
+            while ((k = recv(S.linger_fd[i], sink, sizeof sink, MSG_DONTWAIT)) > 0)
+                ;
+            done = k == 0 || (k < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
+        }
+        if (done) {
+            close(S.linger_fd[i]);
+            S.nlinger--;
+            S.linger_fd[i] = S.linger_fd[S.nlinger];
+            S.linger_until[i] = S.linger_until[S.nlinger];
+        }
+    }
 }
 
 static void *acceptor_main(void *arg)
@@ -599,9 +651,12 @@ static void *acceptor_main(void *arg)
     pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
     pthread_attr_setstacksize(&attr, 256 * 1024);
     while (!atomic_load(&S.stopping)) {
-        struct pollfd p[2] = { { .fd = S.listen_fd, .events = POLLIN },
-                               { .fd = S.wake[0], .events = POLLIN } };
-        if (poll(p, 2, -1) < 0) {
+        struct pollfd p[2 + HKC_MAX_LINGER] = { { .fd = S.listen_fd, .events = POLLIN },
+                                                { .fd = S.wake[0], .events = POLLIN } };
+        for (int i = 0; i < S.nlinger; i++)
+            p[2 + i] = (struct pollfd){ .fd = S.linger_fd[i], .events = POLLIN };
+        int np = 2 + S.nlinger;
+        if (poll(p, (nfds_t)np, S.nlinger ? 100 : -1) < 0) {
             if (errno == EINTR)
                 continue;
             hkd_log(HKD_LOG_ERR, "control socket poll: %s", strerror(errno));
@@ -609,6 +664,7 @@ static void *acceptor_main(void *arg)
         }
         if (p[1].revents)
             break;
+        linger_service(p + 2);
         if (!(p[0].revents & POLLIN))
             continue;
         int fd = accept4(S.listen_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
@@ -660,6 +716,9 @@ static void *acceptor_main(void *arg)
         }
     }
     pthread_attr_destroy(&attr);
+    for (int i = 0; i < S.nlinger; i++)
+        close(S.linger_fd[i]);
+    S.nlinger = 0;
     return NULL;
 }
 

@@ -16,16 +16,15 @@ static int64_t now_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* Waits until fd is ready for events or the deadline passes. */
+/* Waits until fd is ready for events or the deadline passes.  It always
+ * polls once, so a deadline of "now" still succeeds on a ready socket. */
 static int wait_ready(int fd, short events, int64_t deadline)
 {
     for (;;) {
         int left = -1;
         if (deadline >= 0) {
             int64_t d = deadline - now_ms();
-            if (d <= 0)
-                return -ETIMEDOUT;
-            left = d > 60000 ? 60000 : (int)d;
+            left = d <= 0 ? 0 : d > 60000 ? 60000 : (int)d;
         }
         struct pollfd p = { .fd = fd, .events = events };
         int r = poll(&p, 1, left);
@@ -33,6 +32,8 @@ static int wait_ready(int fd, short events, int64_t deadline)
             return 0;
         if (r < 0 && errno != EINTR)
             return -errno;
+        if (r == 0 && left == 0)
+            return -ETIMEDOUT;
     }
 }
 

@@ -20,6 +20,6 @@ $(CTL_OUT)/ctl_probe: tests/ctl/ctl_probe.c $(addprefix $(HKD_OBJDIR)/,frame.o c
 
 $(CTL_OUT)/alloc_sites: tests/ctl/alloc_sites.c
 	@mkdir -p $(@D)
-	$(CC) $(TOOL_CFLAGS) -O1 -g -o $@ $<
+	$(CC) $(TOOL_CFLAGS) -fno-optimize-sibling-calls -o $@ $<
 
 TEST_BINS += $(CTL_OUT)/test_ctl_unit $(CTL_OUT)/fake_hakmemd $(CTL_OUT)/ctl_probe $(CTL_OUT)/alloc_sites

@@ -16,6 +16,7 @@
 #include "chunk_map.h"
 #include "hakmem.h"
 #include "segment.h"
+#include "size_class.h"
 #include "unit_util.h"
 
 #define MiB ((size_t)1 << 20)
@@ -293,6 +294,40 @@ static void test_free_interior_small(void **state)
     hak_free(p);
 }
 
+static hk_page *page_of(const void *p)
+{
+    uintptr_t a = (uintptr_t)p;
+    return hk_segment_of(p)->slot_page[(a >> HK_SLOT_SHIFT) & (HK_SLOTS - 1)];
+}
+
+/* Block-aligned addresses that are still no block: past what the page has
+ * carved, and in the tail a span leaves after its last block. */
+static void test_free_uncarved_block(void **state)
+{
+    (void)state;
+    char *p = hak_malloc(96);
+    hk_page *pg = page_of(p);
+    assert_true(pg->capacity < pg->reserved);
+    expect_abort(DO_FREE, pg->start + (size_t)(pg->reserved - 1) * pg->block_size, "free()", "invalid pointer");
+    hak_free(p);
+}
+
+static void test_free_span_tail(void **state)
+{
+    (void)state;
+    unsigned cls = HK_CLASSES;
+    for (unsigned c = 0; c < HK_CLASSES; c++) {
+        uint64_t tail = (uint64_t)hk_classes[c].span * HK_SLOT_SIZE - (uint64_t)hk_classes[c].blocks * hk_classes[c].block_size;
+        if (tail >= HK_ALIGN && hk_classes[c].block_size < 1024 * 1024) { cls = c; break; }
+    }
+    assert_true(cls < HK_CLASSES);
+    char *b = hak_malloc(hk_classes[cls].block_size);
+    hk_page *bp = page_of(b);
+    assert_int_equal(bp->cls, cls);
+    expect_abort(DO_FREE, bp->start + (size_t)bp->reserved * bp->block_size, "free()", "invalid pointer");
+    hak_free(b);
+}
+
 static void *interior;
 
 static void *free_interior(void *arg)
@@ -376,6 +411,8 @@ int main(void)
         cmocka_unit_test(test_free_stack_address),
         cmocka_unit_test(test_free_interior_small),
         cmocka_unit_test(test_free_interior_small_other_thread),
+        cmocka_unit_test(test_free_uncarved_block),
+        cmocka_unit_test(test_free_span_tail),
         cmocka_unit_test(test_free_wild_addresses),
         cmocka_unit_test(test_double_free_large),
         cmocka_unit_test(test_other_calls_name_themselves),

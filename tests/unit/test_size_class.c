@@ -141,6 +141,22 @@ static void test_aligned_class(void **state)
     assert_int_equal(hk_aligned_class(HK_CLASS_MAX + 1, 16), HK_CLASSES);
 }
 
+/* The reciprocal the free path uses instead of dividing: exact for every
+ * offset inside a page of every class. */
+static void test_block_inverse_exact(void **state)
+{
+    (void)state;
+    for (unsigned c = 0; c < HK_CLASSES; c++) {
+        uint32_t bs = hk_classes[c].block_size;
+        uint64_t inv = hk_block_inv(bs);
+        uint64_t span_bytes = (uint64_t)hk_classes[c].span * HK_SLOT_SIZE;
+        for (uint64_t off = 0; off < span_bytes; off++) {
+            uint64_t idx = (off * inv) >> HK_INV_SHIFT;
+            if (idx != off / bs) { fail_msg("class %u (%u): offset %lu gives %lu", c, bs, (unsigned long)off, (unsigned long)idx); return; }
+        }
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -151,6 +167,7 @@ int main(void)
         cmocka_unit_test(test_span_blocks_consistent),
         cmocka_unit_test(test_init_idempotent),
         cmocka_unit_test(test_aligned_class),
+        cmocka_unit_test(test_block_inverse_exact),
     };
     return cmocka_run_group_tests_name("size_class", tests, setup, NULL);
 }

@@ -180,6 +180,12 @@ static void test_eviction_oldest_after_hole(void **state)
     assert_int_equal(put(20, BLK(5), 6 * MiB, 4), 3);
     assert_int_equal(n_evicted, 1);
     assert_ptr_equal(evicted[0].block, BLK(0));       /* the oldest */
+    /* And on in age order: C, D, then E (which filled the hole). */
+    static const unsigned order[] = { 2, 3, 4, 5 };
+    for (unsigned i = 0; i < 4; i++) {
+        assert_int_equal(put(20, BLK(6 + i), (7 + i) * MiB, 4), 3);
+        assert_ptr_equal(evicted[1 + i].block, BLK(order[i]));
+    }
 }
 
 static void test_zero_slots_disables(void **state)

@@ -22,7 +22,8 @@ def main():
         print(f"not JSON: {e}: {text[:200]!r}")
         return 1
     try:
-        v = eval(expr, {"json": json}, {"j": j})
+        # Globals, not locals: comprehensions in expr must see j.
+        v = eval(expr, {"json": json, "j": j})
     except Exception as e:  # the expression itself failed: a test failure
         print(f"{expr}: {type(e).__name__}: {e}")
         return 1

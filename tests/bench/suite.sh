@@ -72,7 +72,7 @@ for a in "${ALLOCS[@]}"; do
     [ "$a" = hakmem ] && pre=$LIB
     for s in json mir vm mixed; do
         S=${s^^}
-        re="^scenario=$S ops=20 median_ns=$NUM p95_ns=$NUM p99_ns=$NUM mean_ns=$NUM faults=[0-9]+ minor=[0-9]+ major=[0-9]+ maxrss_kb=[0-9]+"
+        re="^scenario=$S ops=20 median_ns=$NUM p95_ns=$NUM p99_ns=$NUM mean_ns=$NUM faults=[0-9]+ minor=[0-9]+ major=[0-9]+ maxrss_kb=[0-9]+ timer_res_ns=$NUM"
         # Under hakmem the program must find hakmem's own counters: that is
         # the proof that the preloaded library is the allocator that ran.
         [ "$a" = hakmem ] && re="$re bigcache_hits=[0-9]+ bigcache_misses=[0-9]+ sites=[0-9]+"

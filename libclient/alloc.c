@@ -15,6 +15,7 @@
 #include "options.h"
 #include "os.h"
 #include "segment.h"
+#include "shm_client.h"
 #include "site.h"
 #include "size_class.h"
 
@@ -31,6 +32,7 @@
 #define RA() ((uintptr_t)__builtin_return_address(0))
 
 #define MAX_REQUEST ((size_t)PTRDIFF_MAX)
+#define TIMED_EVERY 16
 
 static void *malloc_medium(size_t size, uintptr_t ra, int *zeroed);
 static void free_other(void *p, const char *fn);
@@ -70,7 +72,8 @@ static inline __attribute__((always_inline)) void free_inline(void *p, const cha
             /* Our own page: p must be exactly the start of one of its blocks. */
             uint64_t off = (uint64_t)(a - (uintptr_t)page->start);
             uint64_t idx = (off * page->block_inv) >> HK_INV_SHIFT;
-            if (unlikely(idx * page->block_size != off)) hk_fatal_pointer(fn, "invalid pointer", p);
+            if (unlikely(idx >= page->capacity || idx * page->block_size != off))
+                hk_fatal_pointer(fn, "invalid pointer", p);
             hk_block *b = p;
             b->next = page->free;
             page->free = b;
@@ -96,19 +99,28 @@ static HK_NOINLINE void *malloc_medium(size_t size, uintptr_t ra, int *zeroed)
     hk_heap *heap = hk_heap_for_thread();
     if (heap == NULL) { errno = ENOMEM; return NULL; }
     uint32_t site = hk_site_of(heap, ra);
+    if (unlikely(hk_site_count() != heap->sites_known)) {
+        /* A new site: pick up what the daemon knows of it before using it. */
+        heap->sites_known = hk_site_count();
+        hk_shm_client_sites_added(hk_coarse_ns());
+    }
     hk_site_policy pol = hk_site_policy_get(site);
+    /* One call in TIMED_EVERY is timed (and counted for all of them), so the
+     * learner sees the cost of both paths without a clock read per call. */
+    int timed = (++heap->medium_calls % TIMED_EVERY) == 0;
+    uint64_t t0 = timed ? hk_now_ns() : 0;
     void *p;
     int fresh = 0;
     if (size >= pol.large_threshold || size > HK_CLASS_MAX) {
-        uint64_t t0 = hk_now_ns();
         p = hk_large_alloc(size, 0, site, &pol, &fresh);
-        hk_site_note_slow_ns(site, hk_now_ns() - t0);
     } else {
         p = hk_heap_alloc_class(heap, hk_size_class(size));
         if (p == NULL) errno = ENOMEM;
     }
+    if (timed) hk_site_note_slow_ns(site, (hk_now_ns() - t0) * TIMED_EVERY);
     if (p) hk_site_note_alloc(heap, site, size, 1);
     if (zeroed) *zeroed = fresh;
+    hk_heap_tick(heap);
     return p;
 }
 

@@ -40,7 +40,7 @@ void *hk_bigcache_get(uint32_t site, size_t size)
     if (best >= 0) {
         found = r->slot[best].block;
         found_size = r->slot[best].size;
-        r->slot[best].block = NULL;
+        __atomic_store_n(&r->slot[best].block, NULL, __ATOMIC_RELAXED);
     }
     hk_lock_release(&r->lock);
     if (found) {
@@ -69,7 +69,10 @@ int hk_bigcache_put(uint32_t site, void *block, size_t size, unsigned slots, int
     }
     old = r->slot[k];
     if (old.block == NULL) old.size = 0;
-    r->slot[k] = (cache_slot){ block, size, hk_coarse_ns(), ++r->puts };
+    r->slot[k].size = size;
+    r->slot[k].freed_ns = hk_coarse_ns();
+    r->slot[k].seq = ++r->puts;
+    __atomic_store_n(&r->slot[k].block, block, __ATOMIC_RELAXED);   /* trim peeks at it */
     hk_lock_release(&r->lock);
     atomic_fetch_add_explicit(&n_puts, 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&n_cached_bytes, size, memory_order_relaxed);
@@ -87,12 +90,13 @@ void hk_bigcache_trim(uint64_t now_ns, uint64_t max_idle_ns)
     for (unsigned s = 0; s < HK_BIGCACHE_SITES; s++) {
         ring *r = &rings[s];
         for (unsigned i = 0; i < HK_BIGCACHE_SLOTS; i++) {
-            if (r->slot[i].block == NULL) continue;       /* racy peek; rechecked below */
+            /* a racy peek, rechecked under the lock */
+            if (__atomic_load_n(&r->slot[i].block, __ATOMIC_RELAXED) == NULL) continue;
             cache_slot old = { 0 };
             hk_lock_acquire(&r->lock);
             if (r->slot[i].block && (max_idle_ns == 0 || now_ns - r->slot[i].freed_ns > max_idle_ns)) {
                 old = r->slot[i];
-                r->slot[i].block = NULL;
+                __atomic_store_n(&r->slot[i].block, NULL, __ATOMIC_RELAXED);
             }
             hk_lock_release(&r->lock);
             if (old.block) {

@@ -218,6 +218,11 @@ void *hk_heap_malloc_slow(size_t size, uintptr_t ra)
     return p;
 }
 
+void hk_heap_tick(hk_heap *heap)
+{
+    if ((++heap->slow_calls % 16) == 0) maintain(heap);
+}
+
 void hk_heap_page_emptied(hk_heap *heap, hk_page *pg)
 {
     retire(heap, pg);                            /* never current: see set_current */

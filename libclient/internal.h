@@ -132,6 +132,8 @@ struct hk_heap {
     hk_page *queue[HK_CLASSES];      /* all pages of a class, current first */
     hk_segment *segments;            /* segments this heap owns */
     uint64_t slow_calls;
+    uint64_t medium_calls;
+    uint32_t sites_known;            /* site count when this thread last told the shm client */
     uint64_t last_maintenance_ns;
     struct hk_heap *next_heap, *prev_heap;  /* global list of live heaps */
     struct hk_heap *next_free;       /* free pool */

@@ -624,6 +624,14 @@ void hk_shm_client_tick(uint64_t now_ns)
     atomic_store_explicit(&cs.busy, 0, memory_order_release);
 }
 
+void hk_shm_client_sites_added(uint64_t now_ns)
+{
+    if (!cs.inited || cs.disabled || !LD(cs.slot))
+        return;
+    ST(cs.next_apply_ns, 0);
+    hk_shm_client_tick(now_ns);
+}
+
 void hk_shm_client_after_fork_child(void)
 {
     if (!cs.inited || cs.disabled)

@@ -15,6 +15,9 @@ void hk_shm_client_init(void);
 /* From the allocator's slow path; rate-limits itself (cheap when called
  * often).  now_ns: CLOCK_MONOTONIC. */
 void hk_shm_client_tick(uint64_t now_ns);
+/* New call sites were registered: apply their published policies now
+ * rather than at the next scheduled check. */
+void hk_shm_client_sites_added(uint64_t now_ns);
 /* In the child after fork(): takes its own slot. */
 void hk_shm_client_after_fork_child(void);
 /* At process exit: last flush, releases the slot. */

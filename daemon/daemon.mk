@@ -49,7 +49,7 @@ HKD_UNIT_FILES := $(BUILD)/hakmemd.service $(BUILD)/hakmemd.socket \
                   $(BUILD)/hakmem-sysusers.conf $(BUILD)/hakmem-tmpfiles.conf
 $(BUILD)/hakmemd.service: systemd/hakmemd.service.in
 	@mkdir -p $(BUILD)
-	sed 's|@BINDIR@|$(abspath $(BUILD))|g' $< > $@
+	sed 's|@SBINDIR@|$(abspath $(BUILD))|g' $< > $@
 $(BUILD)/hakmemd.socket: systemd/hakmemd.socket
 	@mkdir -p $(BUILD)
 	cp $< $@

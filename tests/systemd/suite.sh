@@ -90,6 +90,44 @@ if command -v systemd-sysusers >/dev/null; then
   check "sysusers snippet parses" bash -c "systemd-sysusers --dry-run '$BUILD/hakmem-sysusers.conf' 2>&1 | grep -vq 'Failed\\|rror'"
 fi
 
+# ---------------------------------------------------------------- install
+# make install's script into a DESTDIR: every file, a usable pkg-config
+# file (a program builds and runs against the installed library), the unit
+# rendered for the prefix, man pages that man(1) formats without warnings.
+IR=$T/root
+if PREFIX=/usr DESTDIR="$IR" bash "$REPO/scripts/install.sh" "$BUILD" >"$T/install.log" 2>&1; then
+  ok "scripts/install.sh PREFIX=/usr DESTDIR=..."
+  missing=""
+  for f in usr/lib/libhakmem.so usr/lib/libhakmem.a usr/include/hakmem.h usr/lib/pkgconfig/hakmem.pc \
+           usr/sbin/hakmemd usr/bin/hakmemctl usr/lib/systemd/system/hakmemd.service \
+           usr/lib/systemd/system/hakmemd.socket usr/lib/sysusers.d/hakmem.conf \
+           usr/lib/tmpfiles.d/hakmem.conf usr/share/man/man8/hakmemd.8 usr/share/man/man1/hakmemctl.1; do
+    [ -e "$IR/$f" ] || missing="$missing $f"
+  done
+  if [ -z "$missing" ]; then ok "install: every file in place"; else bad "install: every file in place" "missing:$missing"; fi
+  sed "s|^ExecStart=$BUILD/hakmemd |ExecStart=/usr/sbin/hakmemd |" "$BUILD/hakmemd.service" >"$T/expected.service"
+  check "install: the unit's ExecStart is the installed daemon" \
+    cmp "$T/expected.service" "$IR/usr/lib/systemd/system/hakmemd.service"
+  printf '%s\n' '#include <hakmem.h>' '#include <stdio.h>' '#include <stdlib.h>' \
+    'int main(void) {' '    void *p = malloc(3 << 20);' '    hakmem_stats st;' '    hakmem_get_stats(&st);' \
+    '    free(p);' '    printf("%s %llu\n", HAKMEM_VERSION, (unsigned long long)st.large_allocs);' \
+    '    return st.large_allocs ? 0 : 1;' '}' >"$T/pc.c"
+  PC_FLAGS=$(PKG_CONFIG_PATH="$IR/usr/lib/pkgconfig" PKG_CONFIG_SYSROOT_DIR="$IR" pkg-config --cflags --libs hakmem 2>&1)
+  # shellcheck disable=SC2086
+  if cc -o "$T/pc" "$T/pc.c" $PC_FLAGS >"$T/pc.log" 2>&1 \
+     && HAKMEM_SHM=/hksd-none-$$ LD_LIBRARY_PATH="$IR/usr/lib" "$T/pc" >"$T/pc.out" 2>&1; then
+    ok "install: pkg-config --cflags --libs hakmem builds a program that runs on the installed library"
+  else
+    bad "install: pkg-config builds a program" "flags '$PC_FLAGS'; $(cat "$T/pc.log" "$T/pc.out" 2>/dev/null | head -3)"
+  fi
+  for m in usr/share/man/man8/hakmemd.8 usr/share/man/man1/hakmemctl.1; do
+    out=$(LC_ALL=C.UTF-8 MANWIDTH=80 man --warnings -l "$IR/$m" 2>&1 >/dev/null)
+    if [ -z "$out" ]; then ok "man page formats without warnings: ${m##*/}"; else bad "man page ${m##*/}" "$out"; fi
+  done
+else
+  bad "scripts/install.sh" "$(tail -3 "$T/install.log")"
+fi
+
 # ---------------------------------------------------------------- 2. socket activation
 SA=$T/sa
 mkdir -p "$SA"
@@ -161,7 +199,7 @@ else
   mkdir -p "$C/dropin"
   # The unit as installed, ExecStart under /opt/hakmem (a path no
   # ProtectHome= or ProtectSystem= can hide, wherever the build tree is).
-  sed 's|@BINDIR@|/opt/hakmem/bin|g' "$REPO/systemd/hakmemd.service.in" >"$C/hakmemd.service"
+  sed 's|@SBINDIR@|/opt/hakmem/bin|g' "$REPO/systemd/hakmemd.service.in" >"$C/hakmemd.service"
   # Test-only drop-in: a short watchdog and the hang hook.
   cat >"$C/dropin/test.conf" <<'EOF'
 [Service]

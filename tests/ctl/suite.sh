@@ -89,6 +89,8 @@ for b in hakmemctl hakmemd tests/ctl/fake_hakmemd tests/ctl/ctl_probe tests/ctl/
   cp "$BUILD/$b" "$T/bin/"
 done
 chmod 755 "$T/bin"/*
+# The metrics checks use a real parser of the exposition format.
+command -v promtool >/dev/null || bad "promtool available" "install Debian's package prometheus (scripts/deps.sh)"
 CTL=$T/bin/hakmemctl
 PROBE=$T/bin/ctl_probe
 

@@ -310,7 +310,10 @@ EXPORT int malloc_trim(size_t pad)
 
 EXPORT void hakmem_collect(void)
 {
-    hk_heap *heap = hk_tls_heap;
-    if (heap != &hk_empty_heap) hk_heap_collect(heap, 1);
+    hk_heap *heap = hk_heap_for_thread();
+    if (heap != NULL) {
+        while (hk_segment_adopt_one(heap)) {}   /* what exited threads left behind */
+        hk_heap_collect(heap, 1);
+    }
     hk_bigcache_trim(0, 0);
 }

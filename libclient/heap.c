@@ -91,6 +91,7 @@ static void queue_insert(hk_heap *heap, hk_page *pg, int as_head)
 }
 
 static void retire(hk_heap *heap, hk_page *pg);
+static void collect_remote(hk_page *pg);
 
 /* The current page of a class holds one phantom use, so that freeing its
  * last real block does not make it look empty: a malloc/free pair on an
@@ -111,6 +112,11 @@ static void set_current(hk_heap *heap, unsigned cls, hk_page *pg)
 void hk_heap_adopt_page(hk_heap *heap, hk_page *pg)
 {
     atomic_store_explicit(&pg->heap, heap, memory_order_release);
+    collect_remote(pg);
+    if (pg->used == 0) {                 /* everything was freed while abandoned */
+        hk_segment_page_free(heap, pg);
+        return;
+    }
     queue_insert(heap, pg, 0);
 }
 
@@ -146,7 +152,7 @@ static void extend(hk_page *pg)
     }
     b->next = pg->free;
     pg->free = (hk_block *)first;
-    pg->capacity += n;
+    __atomic_store_n(&pg->capacity, pg->capacity + n, __ATOMIC_RELAXED);   /* remote frees read it */
 }
 
 /* pg has no block in use and is not current: its span goes back. */
@@ -199,6 +205,7 @@ static void maintain(hk_heap *heap)
     uint64_t now = hk_coarse_ns();
     if (now - heap->last_maintenance_ns < MAINTAIN_NS) return;
     heap->last_maintenance_ns = now;
+    hk_segment_adopt_one(heap);          /* memory of exited threads comes back */
     hk_segment_maintain(heap, now, 0);
     hk_bigcache_trim(now, BIGCACHE_IDLE_NS);
     hk_shm_client_tick(now);
@@ -234,7 +241,8 @@ void hk_heap_check_block(const hk_page *pg, const void *p, const char *fn)
     if (pg == &hk_invalid_page || !pg->in_use || pg->block_size == 0)
         hk_fatal_pointer(fn, "invalid pointer", p);
     size_t off = (size_t)((const uint8_t *)p - pg->start);
-    if ((const uint8_t *)p < pg->start || off >= (size_t)pg->capacity * pg->block_size ||
+    uint32_t carved = __atomic_load_n(&pg->capacity, __ATOMIC_RELAXED);
+    if ((const uint8_t *)p < pg->start || off >= (size_t)carved * pg->block_size ||
         off % pg->block_size != 0)
         hk_fatal_pointer(fn, "invalid pointer", p);
 }

@@ -83,11 +83,10 @@ void hk_heap_adopt_page(hk_heap *heap, hk_page *page);
 
 static hk_segment *adopt_abandoned(hk_heap *heap)
 {
-    if (atomic_load_explicit((_Atomic(hk_segment *) *)&abandoned, memory_order_relaxed) == NULL)
-        return NULL;
+    if (__atomic_load_n(&abandoned, __ATOMIC_RELAXED) == NULL) return NULL;
     hk_lock_acquire(&abandoned_lock);
     hk_segment *s = abandoned;
-    if (s) abandoned = s->next;
+    if (s) __atomic_store_n(&abandoned, s->next, __ATOMIC_RELAXED);
     hk_lock_release(&abandoned_lock);
     if (s == NULL) return NULL;
     link_segment(heap, s);
@@ -101,6 +100,11 @@ static hk_segment *adopt_abandoned(hk_heap *heap)
         }
     }
     return s;
+}
+
+int hk_segment_adopt_one(hk_heap *heap)
+{
+    return adopt_abandoned(heap) != NULL;
 }
 
 hk_page *hk_segment_page_alloc(hk_heap *heap, unsigned cls)
@@ -220,7 +224,7 @@ void hk_segment_abandon_all(hk_heap *heap)
         }
         hk_lock_acquire(&abandoned_lock);
         s->next = abandoned;
-        abandoned = s;
+        __atomic_store_n(&abandoned, s, __ATOMIC_RELAXED);   /* adopters peek without the lock */
         hk_lock_release(&abandoned_lock);
     }
 }

@@ -16,6 +16,9 @@ void hk_segment_page_free(hk_heap *heap, hk_page *page);
 /* Purges spans idle for longer than the delay and unmaps surplus empty
  * segments; force: purge everything free now. */
 void hk_segment_maintain(hk_heap *heap, uint64_t now_ns, int force);
+/* Takes one abandoned segment (if any) into heap; its pages whose blocks
+ * were all freed meanwhile become free spans.  Returns 1 if it took one. */
+int hk_segment_adopt_one(hk_heap *heap);
 /* Thread exit: empty segments go back to the OS, the rest are abandoned
  * for another thread to adopt. */
 void hk_segment_abandon_all(hk_heap *heap);

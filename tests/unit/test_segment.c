@@ -308,6 +308,7 @@ static void test_abandon_and_adopt(void **state)
     hk_segment_page_free(h1, in_b);                  /* b: empty */
     for (unsigned i = 1; i < HK_SLOTS; i++) if (i != 3) hk_segment_page_free(h1, pg[i]);
     hk_page *live = pg[3];
+    live->used = 1;                                  /* one block still handed out */
     uint64_t purged0 = hk_segment_purged_bytes();
 
     hk_segment_abandon_all(h1);
@@ -332,8 +333,37 @@ static void test_abandon_and_adopt(void **state)
     assert_ptr_equal(h2->queue[live->cls], live);     /* the live page joins its queue */
 
     hk_segment_page_free(h2, np);
+    live->used = 0;
     hk_segment_page_free(h2, live);
     h2->queue[live->cls] = NULL;
+}
+
+/* A page whose blocks were all freed (remotely) while its segment was
+ * abandoned goes back as a free span on adoption instead of joining a queue. */
+static void test_adopt_frees_emptied_pages(void **state)
+{
+    hk_heap *h2 = *state;
+    hk_heap *h1 = ut_heap_new();
+    unsigned c1 = class_with_span(1);
+    hk_page *keep = hk_segment_page_alloc(h1, c1);
+    hk_page *emptied = hk_segment_page_alloc(h1, c1);
+    keep->used = 1;
+    emptied->used = 1;
+    hk_segment *a = hk_segment_of(keep->start);
+    hk_segment_abandon_all(h1);
+    ut_heap_free(h1);
+    emptied->used = 0;                               /* its last block came back remotely */
+
+    assert_int_equal(hk_segment_adopt_one(h2), 1);
+    assert_ptr_equal(a->heap, h2);
+    assert_int_equal(emptied->in_use, 0);
+    assert_ptr_equal(a->slot_page[(emptied->start - (uint8_t *)a) / HK_SLOT_SIZE], &hk_invalid_page);
+    assert_ptr_equal(h2->queue[c1], keep);
+    assert_ptr_equal(keep->next, keep);              /* the only page in its queue */
+
+    keep->used = 0;
+    hk_segment_page_free(h2, keep);
+    h2->queue[c1] = NULL;
 }
 
 int main(void)
@@ -345,6 +375,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_purge_after_delay, setup, teardown),
         cmocka_unit_test_setup_teardown(test_release_empty_segments, setup, teardown),
         cmocka_unit_test_setup_teardown(test_abandon_and_adopt, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_adopt_frees_emptied_pages, setup, teardown),
     };
     return cmocka_run_group_tests_name("segment", tests, NULL, NULL);
 }

@@ -355,7 +355,13 @@ if [ ! -e "$PRELOAD" ]; then
     echo "0 passed, 1 failed"
     exit 1
 fi
-echo "# preloading $PRELOAD; temp dir $TMP"
+# Preload a private copy: a rebuild of the library while the suite runs
+# (make in another shell) must not swap it under half of the runs.
+mkdir -p "$TMP/lib"
+cp "$PRELOAD" "$TMP/lib/"
+PRELOAD_SRC=$PRELOAD
+PRELOAD=$TMP/lib/$(basename "$PRELOAD")
+echo "# preloading $PRELOAD (a copy of $PRELOAD_SRC)"
 
 # Seconds per check as a comment line, to keep the suite's runtime in view.
 timed() {

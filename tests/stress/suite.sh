@@ -118,6 +118,8 @@ if need "stress under TSan" "$BIN/stress-tsan"; then
   S=$BIN/stress-tsan
   check "tsan remote frees 8 threads x 6 rounds" 150 "$S" remote -t 8 -r 6 -i 3000 -s 31
   check "tsan churn 8 threads"                   150 "$S" churn -t 8 -r 3 -i 200 -s 32
+  # THP is off by default but the daemon may turn it on per site.
+  check "tsan churn 8 threads, THP on"           150 env HAKMEM_THP=1 "$S" churn -t 8 -r 3 -i 200 -s 34
   check "tsan aligned allocation 2 threads"      120 "$S" align -t 2 -i 1 -s 33
 fi
 

@@ -26,21 +26,28 @@ OBJ_lib      := $(patsubst libclient/%.c,$(BUILD)/obj/lib/%.o,$(LIB_SRCS))
 OBJ_prefixed := $(patsubst libclient/%.c,$(BUILD)/obj/prefixed/%.o,$(LIB_SRCS))
 OBJ_asan     := $(patsubst libclient/%.c,$(BUILD)/obj/asan/%.o,$(LIB_SRCS))
 OBJ_tsan     := $(patsubst libclient/%.c,$(BUILD)/obj/tsan/%.o,$(LIB_SRCS))
+OBJ_hardened := $(patsubst libclient/%.c,$(BUILD)/obj/hardened/%.o,$(LIB_SRCS))
+OBJ_hardened_prefixed := $(patsubst libclient/%.c,$(BUILD)/obj/hardened_prefixed/%.o,$(LIB_SRCS))
 FLAGS_lib      :=
 FLAGS_prefixed := -DHAKMEM_PREFIX
 FLAGS_asan     := -DHAKMEM_PREFIX -fsanitize=address,undefined -fno-sanitize-recover=all
 FLAGS_tsan     := -DHAKMEM_PREFIX -fsanitize=thread
+# Hardened: free() also proves a pointer into our pages is a block start.
+FLAGS_hardened := -DHAKMEM_HARDENED
+FLAGS_hardened_prefixed := -DHAKMEM_HARDENED -DHAKMEM_PREFIX
 
 LIB_SO := $(BUILD)/libhakmem.so
 LIB_A  := $(BUILD)/libhakmem.a
 LIB_PREFIXED_A := $(BUILD)/libhakmem-prefixed.a
 LIB_ASAN_A := $(BUILD)/libhakmem-asan.a
 LIB_TSAN_A := $(BUILD)/libhakmem-tsan.a
+LIB_HARDENED_SO := $(BUILD)/libhakmem-hardened.so
+LIB_HARDENED_PREFIXED_A := $(BUILD)/libhakmem-hardened-prefixed.a
 
 .PHONY: all lib programs deps test run bench install clean
 all: lib
 
-lib: $(LIB_SO) $(LIB_A) $(LIB_PREFIXED_A)
+lib: $(LIB_SO) $(LIB_A) $(LIB_PREFIXED_A) $(LIB_HARDENED_SO) $(LIB_HARDENED_PREFIXED_A)
 
 deps:
 	@bash scripts/deps.sh
@@ -52,10 +59,14 @@ $(BUILD)/obj/$(1)/%.o: libclient/%.c $(LIB_HDRS) | $(BUILD)/obj/$(1)
 $(BUILD)/obj/$(1):
 	@mkdir -p $$@
 endef
-$(foreach v,lib prefixed asan tsan,$(eval $(call variant_rule,$(v))))
+$(foreach v,lib prefixed asan tsan hardened hardened_prefixed,$(eval $(call variant_rule,$(v))))
 
 $(LIB_SO): $(OBJ_lib)
 	$(CC) -shared -Wl,-soname,libhakmem.so -Wl,-z,now -o $@ $^ -lpthread
+$(LIB_HARDENED_SO): $(OBJ_hardened)
+	$(CC) -shared -Wl,-soname,libhakmem-hardened.so -Wl,-z,now -o $@ $^ -lpthread
+$(LIB_HARDENED_PREFIXED_A): $(OBJ_hardened_prefixed)
+	@rm -f $@; ar rcs $@ $^
 $(LIB_A): $(OBJ_lib)
 	@rm -f $@; ar rcs $@ $^
 $(LIB_PREFIXED_A): $(OBJ_prefixed)

@@ -37,6 +37,13 @@
 static void *malloc_medium(size_t size, uintptr_t ra, int *zeroed);
 static void free_other(void *p, const char *fn);
 
+/* Every allocation the fast path cannot serve. */
+static HK_NOINLINE void *malloc_slow(size_t size, uintptr_t ra)
+{
+    if (size > HK_SAMPLED_MAX) return malloc_medium(size, ra, NULL);
+    return hk_heap_malloc_slow(size, ra);
+}
+
 /* Out of line so that the fast path keeps no register across a call. */
 static HK_NOINLINE void *sampled(hk_heap *heap, uintptr_t ra, size_t size, void *block)
 {
@@ -44,36 +51,60 @@ static HK_NOINLINE void *sampled(hk_heap *heap, uintptr_t ra, size_t size, void 
     return block;
 }
 
+/* Reached from malloc by a tail jump (sibling call, -O2): the return address
+ * is malloc's caller.  Were the jump ever compiled as a call, sites would be
+ * attributed to malloc itself; tests/unit/test_site.c would notice. */
+static HK_NOINLINE void *malloc_slow_tail(size_t size)
+{
+    return malloc_slow(size, RA());
+}
+
+static HK_NOINLINE void *sampled_tail(hk_heap *heap, size_t size, void *block)
+{
+    hk_site_sample(heap, RA(), size);
+    return block;
+}
+
 /* ---- the fast paths ---------------------------------------------------- */
 
-static inline __attribute__((always_inline)) void *alloc_inline(size_t size, uintptr_t ra)
+/* from_malloc: the caller is malloc itself, whose slow exits are tail jumps,
+ * so the out-of-line functions find malloc's return address as their own and
+ * the fast path does not load it.  Other entry points pass it explicitly. */
+static inline __attribute__((always_inline)) void *alloc_inline(size_t size, uintptr_t ra, int from_malloc)
 {
     hk_heap *heap = hk_tls_heap;
     hk_page *page;
     if (likely(size <= HK_DIRECT_MAX)) page = heap->direct[(size + HK_ALIGN - 1) / HK_ALIGN];
     else if (likely(size <= HK_SAMPLED_MAX)) page = heap->current[hk_size_class(size)];
-    else return malloc_medium(size, ra, NULL);
+    else page = &hk_empty_page;          /* medium: the slow path dispatches */
     hk_block *b = page->free;
-    if (unlikely(b == NULL)) return hk_heap_malloc_slow(size, ra);
+    if (unlikely(b == NULL)) return from_malloc ? malloc_slow_tail(size) : malloc_slow(size, ra);
     page->free = b->next;
     page->used++;
-    if (unlikely((heap->sample_left -= (int64_t)size) < 0)) return sampled(heap, ra, size, b);
+    if (unlikely((heap->sample_left -= (int64_t)size) < 0))
+        return from_malloc ? sampled_tail(heap, size, b) : sampled(heap, ra, size, b);
     return b;
 }
+
+/* Pointers no block can have: above the 47-bit user address space, or not
+ * 16-byte aligned.  One test rejects both before the chunk map is indexed. */
+#define FREE_REJECT (~(((uintptr_t)1 << HK_ADDR_BITS) - 1) | (HK_ALIGN - 1))
 
 static inline __attribute__((always_inline)) void free_inline(void *p, const char *fn)
 {
     uintptr_t a = (uintptr_t)p;
-    if (likely(hk_chunk_kind(a) == HK_CHUNK_SEGMENT)) {
+    if (likely(!(a & FREE_REJECT) && hk_chunk_kind_unchecked(a) == HK_CHUNK_SEGMENT)) {
         hk_segment *seg = hk_segment_of(p);
         hk_page *page = seg->slot_page[(a >> HK_SLOT_SHIFT) & (HK_SLOTS - 1)];
         hk_heap *heap = hk_tls_heap;
-        if (likely(atomic_load_explicit(&page->heap, memory_order_relaxed) == heap)) {
+        if (likely(hk_page_owner(page) == heap)) {
+#ifdef HAKMEM_HARDENED
             /* Our own page: p must be exactly the start of one of its blocks. */
             uint64_t off = (uint64_t)(a - (uintptr_t)page->start);
             uint64_t idx = (off * page->block_inv) >> HK_INV_SHIFT;
             if (unlikely(idx >= page->capacity || idx * page->block_size != off))
                 hk_fatal_pointer(fn, "invalid pointer", p);
+#endif
             hk_block *b = p;
             b->next = page->free;
             page->free = b;
@@ -86,7 +117,7 @@ static inline __attribute__((always_inline)) void free_inline(void *p, const cha
     free_other(p, fn);
 }
 
-void *hk_alloc(size_t size, uintptr_t ra) { return alloc_inline(size, ra); }
+void *hk_alloc(size_t size, uintptr_t ra) { return alloc_inline(size, ra, 0); }
 void hk_free(void *p, const char *fn) { free_inline(p, fn); }
 
 /* ---- slow paths -------------------------------------------------------- */
@@ -136,7 +167,7 @@ static HK_NOINLINE void free_other(void *p, const char *fn)
 
 void *hk_alloc_aligned(size_t align, size_t size, uintptr_t ra)
 {
-    if (align <= HK_ALIGN) return alloc_inline(size, ra);
+    if (align <= HK_ALIGN) return alloc_inline(size, ra, 0);
     if (size > MAX_REQUEST || align > MAX_REQUEST / 2) { errno = ENOMEM; return NULL; }
     hk_heap *heap = hk_heap_for_thread();
     if (heap == NULL) { errno = ENOMEM; return NULL; }
@@ -186,7 +217,7 @@ static inline int is_pow2(size_t x) { return x && (x & (x - 1)) == 0; }
 
 EXPORT void *API(malloc)(size_t size)
 {
-    return alloc_inline(size, RA());
+    return alloc_inline(size, 0, 1);
 }
 
 EXPORT void API(free)(void *p)
@@ -201,7 +232,7 @@ EXPORT void *API(calloc)(size_t n, size_t size)
     void *p;
     int zeroed = 0;
     if (total > HK_SAMPLED_MAX) p = malloc_medium(total, RA(), &zeroed);
-    else p = alloc_inline(total, RA());
+    else p = alloc_inline(total, RA(), 0);
     if (p && !zeroed) memset(p, 0, total);
     return p;
 }
@@ -209,7 +240,7 @@ EXPORT void *API(calloc)(size_t n, size_t size)
 static void *realloc_impl(void *p, size_t size, uintptr_t ra)
 {
     const char *fn = "realloc()";
-    if (p == NULL) return alloc_inline(size, ra);
+    if (p == NULL) return alloc_inline(size, ra, 0);
     if (size == 0) {                      /* glibc: frees and returns NULL */
         free_inline(p, fn);
         return NULL;
@@ -230,7 +261,7 @@ static void *realloc_impl(void *p, size_t size, uintptr_t ra)
     } else {
         hk_fatal_pointer(fn, "invalid pointer", p);
     }
-    void *q = alloc_inline(size, ra);
+    void *q = alloc_inline(size, ra, 0);
     if (q == NULL) return NULL;           /* the old block is left untouched */
     memcpy(q, p, old < size ? old : size);
     free_inline(p, fn);

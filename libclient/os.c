@@ -97,8 +97,9 @@ uint64_t hk_coarse_ns(void)
 
 int hk_os_thp_mode(void)
 {
-    static int mode = -1;
-    if (mode >= 0) return mode;
+    static _Atomic int mode = -1;         /* read by every thread; set by the first */
+    int known = atomic_load_explicit(&mode, memory_order_relaxed);
+    if (known >= 0) return known;
     int m = 0;
     int fd = open("/sys/kernel/mm/transparent_hugepage/enabled", O_RDONLY | O_CLOEXEC);
     if (fd >= 0) {
@@ -116,7 +117,7 @@ int hk_os_thp_mode(void)
             }
         }
     }
-    mode = m;
+    atomic_store_explicit(&mode, m, memory_order_relaxed);
     return m;
 }
 

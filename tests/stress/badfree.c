@@ -4,7 +4,8 @@
  *
  * usage: badfree CASE     (exit 0 when the child behaved as required)
  * cases: free-stack free-interior free-wild double-free-large
- *        realloc-stack realloc-interior */
+ *        realloc-stack realloc-interior free-small-misaligned
+ *        free-small-interior (hardened library only) */
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -34,6 +35,12 @@ static void run_case(const char *name)
         char *p = launder(malloc(2 * MiB));
         memset(p, 2, 2 * MiB);
         free(launder(p + MiB + 48));
+    } else if (!strcmp(name, "free-small-misaligned")) {
+        char *p = launder(malloc(64));
+        free(launder(p + 8));
+    } else if (!strcmp(name, "free-small-interior")) {
+        char *p = launder(malloc(64));
+        free(launder(p + 16));
     } else if (!strcmp(name, "free-wild")) {
         free(launder((void *)0x7f0000001000));
     } else if (!strcmp(name, "double-free-large")) {

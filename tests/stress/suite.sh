@@ -95,8 +95,14 @@ if need "stress linked to libhakmem.so" "$BIN/stress-linked"; then
   check "linked fork from 8 threads"             120 "$S" fork -H -t 8 -i 5 -s 12
 fi
 if need "invalid frees abort" "$LIB" && need "invalid frees abort" "$BIN/stress-badfree"; then
-  for c in free-stack free-interior free-wild double-free-large realloc-stack realloc-interior; do
+  for c in free-stack free-interior free-small-misaligned free-wild double-free-large realloc-stack realloc-interior; do
     check "invalid free aborts: $c"               30 "${PRE[@]}" "$BIN/stress-badfree" "$c"
+  done
+fi
+# The hardened build also proves an aligned pointer into a block is no block.
+if need "hardened invalid frees abort" "$BUILD/libhakmem-hardened.so" && need "hardened invalid frees abort" "$BIN/stress-badfree"; then
+  for c in free-small-interior free-small-misaligned free-interior; do
+    check "hardened: invalid free aborts: $c"     30 env LD_PRELOAD="$BUILD/libhakmem-hardened.so" "$BIN/stress-badfree" "$c"
   done
 fi
 

@@ -12,4 +12,11 @@ $(UNIT_BINS): $(UNIT_OUT)/unit_%: tests/unit/test_%.c $(UNIT_COMMON) $(LIB_PREFI
 	@mkdir -p $(@D)
 	$(CC) $(UNIT_CFLAGS) -o $@ $< tests/unit/unit_util.c $(LIB_PREFIXED_A) -lcmocka -ldl -lpthread
 
-TEST_BINS += $(UNIT_BINS)
+# The API tests again against the hardened build, which also proves every
+# pointer into our own pages is a block start (UNIT_HARDENED turns on the
+# tests of that promise).
+$(UNIT_OUT)/unit_api_hardened: tests/unit/test_api.c $(UNIT_COMMON) $(LIB_HARDENED_PREFIXED_A) $(LIB_HDRS)
+	@mkdir -p $(@D)
+	$(CC) $(UNIT_CFLAGS) -DUNIT_HARDENED -o $@ $< tests/unit/unit_util.c $(LIB_HARDENED_PREFIXED_A) -lcmocka -ldl -lpthread
+
+TEST_BINS += $(UNIT_BINS) $(UNIT_OUT)/unit_api_hardened

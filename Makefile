@@ -100,5 +100,8 @@ bench: deps
 	@$(MAKE) --no-print-directory programs
 	@bash bench/run.sh --build $(BUILD) $(BENCH_ARGS)
 
+install: all
+	@PREFIX=$(PREFIX) DESTDIR=$(DESTDIR) bash scripts/install.sh $(BUILD)
+
 clean:
 	rm -rf $(BUILD)

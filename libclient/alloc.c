@@ -250,7 +250,13 @@ static void *realloc_impl(void *p, size_t size, uintptr_t ra)
     size_t old;
     if (kind == HK_CHUNK_SEGMENT) {
         hk_page *page = hk_segment_of(p)->slot_page[(a >> HK_SLOT_SHIFT) & (HK_SLOTS - 1)];
+#ifdef HAKMEM_HARDENED
         hk_heap_check_block(page, p, fn);
+#else
+        /* As free() checks it: a live page, an aligned pointer.  The free
+         * below (if the block moves) checks ownership as usual. */
+        if (page == &hk_invalid_page || (a & (HK_ALIGN - 1))) hk_fatal_pointer(fn, "invalid pointer", p);
+#endif
         old = page->block_size;
         /* Stays put while it fits and would not waste more than half. */
         if (size <= old && (size >= old / 2 || old <= 64)) return p;

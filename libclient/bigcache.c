@@ -34,7 +34,7 @@ void *hk_bigcache_get(uint32_t site, size_t size)
     int best = -1;
     for (unsigned k = 0; k < HK_BIGCACHE_SLOTS; k++) {
         size_t s = r->slot[k].size;
-        if (r->slot[k].block && s >= size && s / 2 < size && (best < 0 || s < r->slot[best].size))
+        if (r->slot[k].block && s >= size && s / 2 <= size && (best < 0 || s < r->slot[best].size))
             best = (int)k;
     }
     if (best >= 0) {

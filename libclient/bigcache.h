@@ -20,7 +20,7 @@ typedef struct hk_bigcache_stats {
 } hk_bigcache_stats;
 
 void hk_bigcache_init(hk_bigcache_evict_fn evict);
-/* A cached block for site whose size key is at least `size` and less than
+/* A cached block for site whose size key is at least `size` and at most
  * twice it (the smallest such), or NULL (counted as a miss). */
 void *hk_bigcache_get(uint32_t site, size_t size);
 /* Offers a freed block; slots is the site's ring size (0..4).  Returns 1

@@ -240,10 +240,10 @@ void hk_heap_check_block(const hk_page *pg, const void *p, const char *fn)
 {
     if (pg == &hk_invalid_page || !pg->in_use || pg->block_size == 0)
         hk_fatal_pointer(fn, "invalid pointer", p);
-    size_t off = (size_t)((const uint8_t *)p - pg->start);
+    uint64_t off = (uint64_t)((uintptr_t)p - (uintptr_t)pg->start);
+    uint64_t idx = (off * pg->block_inv) >> HK_INV_SHIFT;
     uint32_t carved = __atomic_load_n(&pg->capacity, __ATOMIC_RELAXED);
-    if ((const uint8_t *)p < pg->start || off >= (size_t)carved * pg->block_size ||
-        off % pg->block_size != 0)
+    if ((uintptr_t)p < (uintptr_t)pg->start || idx >= carved || idx * pg->block_size != off)
         hk_fatal_pointer(fn, "invalid pointer", p);
 }
 

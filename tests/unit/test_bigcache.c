@@ -93,10 +93,10 @@ static void test_size_window(void **state)
     hk_bigcache_stats s0 = stats();
     put(12, BLK(0), 4 * MiB, 4);
     assert_null(hk_bigcache_get(12, 4 * MiB + 4096));  /* too small */
-    assert_null(hk_bigcache_get(12, 2 * MiB));         /* twice the request: too big */
+    assert_null(hk_bigcache_get(12, 2 * MiB - 4096));  /* over twice the request: too big */
     assert_null(hk_bigcache_get(12, 1 * MiB));
     assert_int_equal(stats().misses, s0.misses + 3);
-    assert_ptr_equal(hk_bigcache_get(12, 2 * MiB + 4096), BLK(0));
+    assert_ptr_equal(hk_bigcache_get(12, 2 * MiB), BLK(0));  /* exactly twice: taken */
     assert_int_equal(stats().cached_bytes, 0);         /* minus the block's size, not the request's */
     put(12, BLK(1), 4 * MiB, 4);
     assert_ptr_equal(hk_bigcache_get(12, 4 * MiB), BLK(1));

@@ -32,7 +32,10 @@ unset LD_PRELOAD MALLOC_CONF HAKMEM_STATS HAKMEM_VERBOSE
 export HAKMEM_SHM=/hakmem-programs-test-$$
 
 TMP=$(mktemp -d /tmp/hakmem-programs.XXXXXX)
+DAEMON_PID=
+DAEMON_SHM=/hakmem-programs-daemon-$$
 cleanup() {
+    stop_daemon
     if [ -n "${PROGRAMS_KEEP:-}" ]; then echo "# kept $TMP" >&2; else rm -rf "$TMP"; fi
 }
 trap cleanup EXIT
@@ -367,7 +370,7 @@ echo "# preloading $PRELOAD (a copy of $PRELOAD_SRC)"
 timed() {
     local t0=$SECONDS
     "$@"
-    echo "#   ($2: $((SECONDS - t0))s)"
+    echo "#   (${2:-$1}: $((SECONDS - t0))s)"
 }
 
 declare -A made=()
@@ -412,6 +415,66 @@ if wanted cxx; then
         knobs cxx-knobs cxx w_cxx "${KNOBS_STRESS[@]}"
         knobs cxx-nocache cxx w_cxx "${KNOBS_OFF[@]}"
         timed loaded_check cxx l_cxx
+    fi
+fi
+
+# With a live daemon on a private segment, learning on and a 100 ms interval,
+# so clients claim slots, flush counters and pick up newly published
+# policy while the programs run.  git starts many short processes, each
+# claiming and giving back a slot.
+start_daemon() {
+    mkdir -p "$TMP/dstate"
+    "$BUILD/hakmemd" --shm "$DAEMON_SHM" --socket "$TMP/ctl.sock" --state-dir "$TMP/dstate" \
+        --interval 100 > "$TMP/hakmemd.log" 2>&1 &
+    DAEMON_PID=$!
+    local i
+    for i in $(seq 100); do
+        [ -e "/dev/shm${DAEMON_SHM}" ] && return 0
+        kill -0 "$DAEMON_PID" 2>/dev/null || break
+        sleep 0.05
+    done
+    return 1
+}
+stop_daemon() {
+    if [ -n "$DAEMON_PID" ]; then
+        kill "$DAEMON_PID" 2>/dev/null
+        wait "$DAEMON_PID" 2>/dev/null
+        DAEMON_PID=
+    fi
+    # The daemon leaves its segment for clients still running; ours are done.
+    rm -f "/dev/shm${DAEMON_SHM}"
+}
+
+# daemon_attached_check: a client under the daemon says in its report that
+# it attached, so the daemon variants really ran against the daemon.
+daemon_attached_check() {
+    local dir=$TMP/daemon-attached
+    mkdir -p "$dir"
+    if ! timeout "$TMO" env LD_PRELOAD="$PRELOAD" HAKMEM_SHM="$DAEMON_SHM" HAKMEM_STATS=1 \
+            perl -e 'my @a = map { "x" x $_ } 1 .. 3000; print scalar(@a), "\n"' > "$dir/out" 2> "$dir/err"; then
+        fail "daemon: client attached" "perl under the daemon failed" "$(tail -n 10 "$dir/err")"
+    elif ! grep -q "attached to $DAEMON_SHM" "$dir/err"; then
+        fail "daemon: client attached" "the report does not say 'attached to $DAEMON_SHM'" "$(grep -i daemon "$dir/err")"
+    else
+        ok "daemon: client attached"
+    fi
+}
+
+if [ $variants -eq 1 ]; then
+    if [ ! -x "$BUILD/hakmemd" ]; then
+        fail "daemon" "$BUILD/hakmemd is missing (make all builds it)"
+    elif ! start_daemon; then
+        fail "daemon" "hakmemd did not create /dev/shm$DAEMON_SHM" "$(tail -n 10 "$TMP/hakmemd.log")"
+    else
+        timed daemon_attached_check
+        wanted python && knobs python-daemon python w_python HAKMEM_SHM="$DAEMON_SHM"
+        wanted git && knobs git-daemon git w_git HAKMEM_SHM="$DAEMON_SHM"
+        wanted sqlite && knobs sqlite-daemon sqlite w_sqlite HAKMEM_SHM="$DAEMON_SHM"
+        [ -x "$CXX_BIN" ] && wanted cxx && knobs cxx-daemon cxx w_cxx HAKMEM_SHM="$DAEMON_SHM"
+        if ! kill -0 "$DAEMON_PID" 2>/dev/null; then
+            fail "daemon" "hakmemd died while the programs ran" "$(tail -n 10 "$TMP/hakmemd.log")"
+        fi
+        stop_daemon
     fi
 fi
 

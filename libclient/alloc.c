@@ -126,32 +126,37 @@ void hk_free(void *p, const char *fn) { free_inline(p, fn); }
  * decides between a segment block and a large mapping. */
 static HK_NOINLINE void *malloc_medium(size_t size, uintptr_t ra, int *zeroed)
 {
-    if (size > MAX_REQUEST) { errno = ENOMEM; return NULL; }
-    hk_heap *heap = hk_heap_for_thread();
-    if (heap == NULL) { errno = ENOMEM; return NULL; }
-    uint32_t site = hk_site_of(heap, ra);
-    if (unlikely(hk_site_count() != heap->sites_known)) {
-        /* A new site: pick up what the daemon knows of it before using it. */
-        heap->sites_known = hk_site_count();
-        hk_shm_client_sites_added(hk_coarse_ns());
+    if (unlikely(size > MAX_REQUEST)) { errno = ENOMEM; return NULL; }
+    hk_heap *heap = hk_tls_heap;
+    if (unlikely(heap == &hk_empty_heap)) {
+        heap = hk_heap_for_thread();
+        if (heap == NULL) { errno = ENOMEM; return NULL; }
     }
-    hk_site_policy pol = hk_site_policy_get(site);
+    hk_site_local *site = hk_site_local_of(heap, ra);
+    if (unlikely(heap->site_added)) {
+        /* A new site: pick up what the daemon knows of it before using it. */
+        heap->site_added = 0;
+        hk_shm_client_sites_added(hk_coarse_ns());
+        site = hk_site_local_of(heap, ra);
+    }
     /* One call in TIMED_EVERY is timed (and counted for all of them), so the
      * learner sees the cost of both paths without a clock read per call. */
     int timed = (++heap->medium_calls % TIMED_EVERY) == 0;
     uint64_t t0 = timed ? hk_now_ns() : 0;
     void *p;
     int fresh = 0;
-    if (size >= pol.large_threshold || size > HK_CLASS_MAX) {
-        p = hk_large_alloc(size, 0, site, &pol, &fresh);
+    if (size >= site->policy.large_threshold || size > HK_CLASS_MAX) {
+        p = hk_large_alloc(size, 0, site->site, &site->policy, &fresh);
     } else {
         p = hk_heap_alloc_class(heap, hk_size_class(size));
         if (p == NULL) errno = ENOMEM;
     }
-    if (timed) hk_site_note_slow_ns(site, (hk_now_ns() - t0) * TIMED_EVERY);
-    if (p) hk_site_note_alloc(heap, site, size, 1);
+    if (unlikely(timed)) {
+        hk_site_note_slow_ns(site->site, (hk_now_ns() - t0) * TIMED_EVERY);
+        hk_heap_tick(heap);
+    }
+    if (likely(p != NULL) && site->site != UINT32_MAX) hk_site_local_count(site, size);
     if (zeroed) *zeroed = fresh;
-    hk_heap_tick(heap);
     return p;
 }
 

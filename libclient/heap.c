@@ -227,7 +227,7 @@ void *hk_heap_malloc_slow(size_t size, uintptr_t ra)
 
 void hk_heap_tick(hk_heap *heap)
 {
-    if ((++heap->slow_calls % 16) == 0) maintain(heap);
+    maintain(heap);
 }
 
 void hk_heap_page_emptied(hk_heap *heap, hk_page *pg)

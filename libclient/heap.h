@@ -16,8 +16,9 @@ void *hk_heap_alloc_class(hk_heap *heap, unsigned cls);
 /* free() of a segment pointer that the calling thread does not own, or that
  * may be invalid: validates, then frees locally or remotely. */
 void hk_heap_free_slow(hk_page *page, void *p, const char *fn);
-/* Counts a slow-path event; every so often runs maintenance (purging,
- * BigCache aging, the shm client's flush and policy check). */
+/* Maintenance (purging, adopting abandoned segments, BigCache aging, the shm
+ * client's flush and policy check), at most once a millisecond; callers call
+ * it every so often from their slow paths. */
 void hk_heap_tick(hk_heap *heap);
 /* A local free made the page empty. */
 void hk_heap_page_emptied(hk_heap *heap, hk_page *page);

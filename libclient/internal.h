@@ -113,11 +113,23 @@ typedef struct hk_segment {
 
 #define HK_SEGMENT_MAGIC 0x48414B4D53454721ull
 
-/* Per-thread site cache entry (site.c owns the meaning of the counters). */
+/* A site's policy as the allocation paths use it (site.h explains it). */
+typedef struct hk_site_policy {
+    uint32_t large_threshold;       /* bytes; >= goes to mmap + BigCache */
+    uint16_t bigcache_slots;        /* 0: BigCache off for this site */
+    uint8_t  thp;                   /* 1: MADV_HUGEPAGE on 2 MiB-aligned blocks */
+    uint8_t  from_daemon;           /* 1 once a published policy was applied */
+} hk_site_policy;
+
+/* Per-thread site cache entry (site.c owns the meaning of the counters):
+ * pending counts not yet added to the process table, and the site's policy
+ * as of policy_epoch. */
 typedef struct hk_site_local {
     uintptr_t ra;
     uint32_t site;
     uint32_t pending;
+    uint64_t policy_epoch;
+    hk_site_policy policy;
     uint64_t allocs, bytes;
     uint64_t hist[32];
 } hk_site_local;
@@ -133,7 +145,8 @@ struct hk_heap {
     hk_segment *segments;            /* segments this heap owns */
     uint64_t slow_calls;
     uint64_t medium_calls;
-    uint32_t sites_known;            /* site count when this thread last told the shm client */
+    uint32_t sites_known;            /* process site count this thread last saw */
+    uint32_t site_added;             /* a site appeared since: the shm client should look */
     uint64_t last_maintenance_ns;
     struct hk_heap *next_heap, *prev_heap;  /* global list of live heaps */
     struct hk_heap *next_free;       /* free pool */

@@ -25,6 +25,8 @@ typedef struct site_entry {
 
 static site_entry table[HK_SITE_MAX];
 static _Atomic uint32_t n_sites;
+/* Starts at 1 so that a zeroed cache entry is stale. */
+_Atomic uint64_t hk_site_policy_epoch = 1;
 
 static inline uint32_t hash_ra(uintptr_t ra)
 {
@@ -56,7 +58,7 @@ static uint32_t global_lookup(uintptr_t ra)
     return UINT32_MAX;
 }
 
-static void flush_local(hk_site_local *l)
+void hk_site_local_flush(hk_site_local *l)
 {
     if (l->ra == 0 || l->site == UINT32_MAX || l->pending == 0) return;
     site_entry *e = &table[l->site];
@@ -70,15 +72,30 @@ static void flush_local(hk_site_local *l)
     l->pending = 0;
 }
 
+hk_site_local *hk_site_local_refill(hk_heap *heap, hk_site_local *l, uintptr_t ra)
+{
+    /* The epoch is read before the policy: a change in between makes the
+     * entry stale at once rather than hiding it. */
+    uint64_t epoch = atomic_load_explicit(&hk_site_policy_epoch, memory_order_acquire);
+    if (l->ra != ra) {
+        hk_site_local_flush(l);
+        l->ra = ra;
+        l->site = global_lookup(ra);
+        uint32_t known = hk_site_count();
+        if (known != heap->sites_known) {
+            heap->sites_known = known;
+            heap->site_added = 1;
+        }
+    }
+    l->policy = hk_site_policy_get(l->site);
+    l->policy_epoch = epoch;
+    return l;
+}
+
 uint32_t hk_site_of(hk_heap *heap, uintptr_t ra)
 {
     if (heap == NULL || heap == &hk_empty_heap) return global_lookup(ra);
-    hk_site_local *l = &heap->sites[hash_ra(ra) & (HK_SITE_LOCAL - 1)];
-    if (l->ra != ra) {
-        flush_local(l);
-        l->ra = ra;
-        l->site = global_lookup(ra);
-    }
+    hk_site_local *l = hk_site_local_of(heap, ra);
     heap->last_site = l;
     return l->site;
 }
@@ -114,12 +131,14 @@ void hk_site_set_policy(uint32_t site, const hk_site_policy *p)
     if (thr > HK_CLASS_MAX) thr = HK_CLASS_MAX;
     uint64_t slots = p->bigcache_slots > 4 ? 4 : p->bigcache_slots;
     uint64_t w = (uint64_t)thr | slots << 32 | (uint64_t)(p->thp ? 1 : 0) << 48 | (uint64_t)1 << 56;
-    atomic_store_explicit(&table[site].policy, w, memory_order_relaxed);
+    if (atomic_exchange_explicit(&table[site].policy, w, memory_order_relaxed) != w)
+        atomic_fetch_add_explicit(&hk_site_policy_epoch, 1, memory_order_release);
 }
 
 void hk_site_reset_policies(void)
 {
     for (uint32_t i = 0; i < HK_SITE_MAX; i++) atomic_store_explicit(&table[i].policy, 0, memory_order_relaxed);
+    atomic_fetch_add_explicit(&hk_site_policy_epoch, 1, memory_order_release);
 }
 
 void hk_site_note_alloc(hk_heap *heap, uint32_t site, size_t size, uint64_t weight)
@@ -130,7 +149,7 @@ void hk_site_note_alloc(hk_heap *heap, uint32_t site, size_t size, uint64_t weig
         l->allocs += weight;
         l->bytes += (uint64_t)size * weight;
         l->hist[log2_bucket(size)] += weight;
-        if (++l->pending >= 64) flush_local(l);
+        if (++l->pending >= 64) hk_site_local_flush(l);
         return;
     }
     site_entry *e = &table[site];
@@ -184,7 +203,7 @@ void hk_site_sample(hk_heap *heap, uintptr_t ra, size_t size)
 
 void hk_site_flush_thread(hk_heap *heap)
 {
-    for (unsigned i = 0; i < HK_SITE_LOCAL; i++) flush_local(&heap->sites[i]);
+    for (unsigned i = 0; i < HK_SITE_LOCAL; i++) hk_site_local_flush(&heap->sites[i]);
 }
 
 uint32_t hk_site_count(void) { return atomic_load(&n_sites); }

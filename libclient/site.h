@@ -13,6 +13,8 @@
 #ifndef HK_SITE_H
 #define HK_SITE_H
 
+#include "internal.h"
+
 #include <stdint.h>
 #include <stddef.h>
 
@@ -20,12 +22,8 @@
 #define HK_SITE_HIST 32             /* log2 size buckets */
 #define HK_SITE_MODULE_MAX 64
 
-typedef struct hk_site_policy {
-    uint32_t large_threshold;       /* bytes; >= goes to mmap + BigCache */
-    uint16_t bigcache_slots;        /* 0: BigCache off for this site */
-    uint8_t  thp;                   /* 1: MADV_HUGEPAGE on 2 MiB-aligned blocks */
-    uint8_t  from_daemon;           /* 1 once a published policy was applied */
-} hk_site_policy;
+/* hk_site_policy (internal.h): large_threshold, bigcache_slots, thp,
+ * from_daemon. */
 
 typedef struct hk_site_counters {
     uint64_t allocs, frees, bytes, live_bytes;
@@ -44,11 +42,35 @@ typedef struct hk_site_view {
     hk_site_policy policy;
 } hk_site_view;
 
-typedef struct hk_heap hk_heap;
-
 /* Site index for a return address; registers it on first sight. Returns
  * UINT32_MAX when the table is full (then nothing is attributed). */
 uint32_t hk_site_of(hk_heap *heap, uintptr_t ra);
+
+/* The medium path's view: the calling thread's cache entry for ra (heap must
+ * be a real heap), with the site's policy current. */
+extern _Atomic uint64_t hk_site_policy_epoch;   /* bumped when any policy changes */
+hk_site_local *hk_site_local_refill(hk_heap *heap, hk_site_local *l, uintptr_t ra);
+void hk_site_local_flush(hk_site_local *l);
+
+static inline hk_site_local *hk_site_local_of(hk_heap *heap, uintptr_t ra)
+{
+    uint64_t h = (uint64_t)ra * 0x9E3779B97F4A7C15ull;
+    hk_site_local *l = &heap->sites[(h >> 40) & (HK_SITE_LOCAL - 1)];
+    if (likely(l->ra == ra &&
+               l->policy_epoch == atomic_load_explicit(&hk_site_policy_epoch, memory_order_relaxed)))
+        return l;
+    return hk_site_local_refill(heap, l, ra);
+}
+
+/* Counts one allocation of size at the entry's site. */
+static inline void hk_site_local_count(hk_site_local *l, size_t size)
+{
+    unsigned b = 63u - (unsigned)__builtin_clzl(size | 1);
+    l->allocs++;
+    l->bytes += size;
+    l->hist[b < HK_SITE_HIST ? b : HK_SITE_HIST - 1]++;
+    if (unlikely(++l->pending >= 64)) hk_site_local_flush(l);
+}
 /* The policy of a site (the process defaults until one is published). */
 hk_site_policy hk_site_policy_get(uint32_t site);
 

@@ -330,12 +330,12 @@ loaded_check() {
 # the live process: sort is started on a FIFO, which blocks it in open()
 # after the dynamic loader is done, and its /proc/PID/maps is read then.
 maps_check() {
-    local name=$1 dir=$TMP/loaded-$1 pid i mapped=0 rc=0
+    local name=$1 dir=$TMP/loaded-$1 pid mapped=0 rc=0
     mkdir -p "$dir"
     mkfifo "$dir/fifo"
     env LD_PRELOAD="$PRELOAD" sort "$dir/fifo" > "$dir/out" 2> "$dir/err" &
     pid=$!
-    for i in $(seq 100); do
+    for _ in $(seq 100); do
         if grep -qF "$PRELOAD" "/proc/$pid/maps" 2>/dev/null && grep -q '/sort$' "/proc/$pid/maps" 2>/dev/null; then
             mapped=1
             break
@@ -427,8 +427,8 @@ start_daemon() {
     "$BUILD/hakmemd" --shm "$DAEMON_SHM" --socket "$TMP/ctl.sock" --state-dir "$TMP/dstate" \
         --interval 100 > "$TMP/hakmemd.log" 2>&1 &
     DAEMON_PID=$!
-    local i
-    for i in $(seq 100); do
+    local _
+    for _ in $(seq 100); do
         [ -e "/dev/shm${DAEMON_SHM}" ] && return 0
         kill -0 "$DAEMON_PID" 2>/dev/null || break
         sleep 0.05

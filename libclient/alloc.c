@@ -37,10 +37,9 @@
 static void *malloc_medium(size_t size, uintptr_t ra, int *zeroed);
 static void free_other(void *p, const char *fn);
 
-/* Every allocation the fast path cannot serve. */
+/* A small size whose page has no free block (or no heap yet). */
 static HK_NOINLINE void *malloc_slow(size_t size, uintptr_t ra)
 {
-    if (size > HK_SAMPLED_MAX) return malloc_medium(size, ra, NULL);
     return hk_heap_malloc_slow(size, ra);
 }
 
@@ -57,6 +56,11 @@ static HK_NOINLINE void *sampled(hk_heap *heap, uintptr_t ra, size_t size, void 
 static HK_NOINLINE void *malloc_slow_tail(size_t size)
 {
     return malloc_slow(size, RA());
+}
+
+static HK_NOINLINE void *malloc_medium_tail(size_t size)
+{
+    return malloc_medium(size, RA(), NULL);
 }
 
 static HK_NOINLINE void *sampled_tail(hk_heap *heap, size_t size, void *block)
@@ -76,7 +80,7 @@ static inline __attribute__((always_inline)) void *alloc_inline(size_t size, uin
     hk_page *page;
     if (likely(size <= HK_DIRECT_MAX)) page = heap->direct[(size + HK_ALIGN - 1) / HK_ALIGN];
     else if (likely(size <= HK_SAMPLED_MAX)) page = heap->current[hk_size_class(size)];
-    else page = &hk_empty_page;          /* medium: the slow path dispatches */
+    else return from_malloc ? malloc_medium_tail(size) : malloc_medium(size, ra, NULL);
     hk_block *b = page->free;
     if (unlikely(b == NULL)) return from_malloc ? malloc_slow_tail(size) : malloc_slow(size, ra);
     page->free = b->next;
@@ -124,8 +128,37 @@ void hk_free(void *p, const char *fn) { free_inline(p, fn); }
 
 /* Medium and large sizes: always attributed to their site, whose policy
  * decides between a segment block and a large mapping. */
+static inline __attribute__((always_inline)) void *medium_alloc(hk_heap *heap, hk_site_local *site,
+                                                                size_t size, int *zeroed)
+{
+    void *p;
+    if (unlikely(size >= site->policy.large_threshold || size > HK_CLASS_MAX)) {
+        p = hk_large_alloc(size, 0, site->site, &site->policy, zeroed);
+    } else {
+        p = hk_heap_alloc_class(heap, hk_size_class(size));
+        if (unlikely(p == NULL)) errno = ENOMEM;
+    }
+    if (likely(p != NULL) && likely(site->site != UINT32_MAX)) hk_site_local_count(site, size);
+    return p;
+}
+
+/* One medium call in TIMED_EVERY: timed (the time counts for all of them, so
+ * the learner sees the cost of both paths without a clock read per call),
+ * then maintenance. */
+static HK_NOINLINE void *medium_timed(hk_heap *heap, hk_site_local *site, size_t size, int *zeroed)
+{
+    uint64_t t0 = hk_now_ns();
+    void *p = medium_alloc(heap, site, size, zeroed);
+    hk_site_note_slow_ns(site->site, (hk_now_ns() - t0) * TIMED_EVERY);
+    hk_heap_tick(heap);
+    return p;
+}
+
 static HK_NOINLINE void *malloc_medium(size_t size, uintptr_t ra, int *zeroed)
 {
+    int fresh_ignored;
+    if (zeroed == NULL) zeroed = &fresh_ignored;
+    *zeroed = 0;
     if (unlikely(size > MAX_REQUEST)) { errno = ENOMEM; return NULL; }
     hk_heap *heap = hk_tls_heap;
     if (unlikely(heap == &hk_empty_heap)) {
@@ -139,25 +172,8 @@ static HK_NOINLINE void *malloc_medium(size_t size, uintptr_t ra, int *zeroed)
         hk_shm_client_sites_added(hk_coarse_ns());
         site = hk_site_local_of(heap, ra);
     }
-    /* One call in TIMED_EVERY is timed (and counted for all of them), so the
-     * learner sees the cost of both paths without a clock read per call. */
-    int timed = (++heap->medium_calls % TIMED_EVERY) == 0;
-    uint64_t t0 = timed ? hk_now_ns() : 0;
-    void *p;
-    int fresh = 0;
-    if (size >= site->policy.large_threshold || size > HK_CLASS_MAX) {
-        p = hk_large_alloc(size, 0, site->site, &site->policy, &fresh);
-    } else {
-        p = hk_heap_alloc_class(heap, hk_size_class(size));
-        if (p == NULL) errno = ENOMEM;
-    }
-    if (unlikely(timed)) {
-        hk_site_note_slow_ns(site->site, (hk_now_ns() - t0) * TIMED_EVERY);
-        hk_heap_tick(heap);
-    }
-    if (likely(p != NULL) && site->site != UINT32_MAX) hk_site_local_count(site, size);
-    if (zeroed) *zeroed = fresh;
-    return p;
+    if (unlikely((++heap->medium_calls % TIMED_EVERY) == 0)) return medium_timed(heap, site, size, zeroed);
+    return medium_alloc(heap, site, size, zeroed);
 }
 
 static HK_NOINLINE void free_other(void *p, const char *fn)

@@ -186,15 +186,11 @@ static hk_page *find_page(hk_heap *heap, unsigned cls)
     return pg;
 }
 
-void *hk_heap_alloc_class(hk_heap *heap, unsigned cls)
+void *hk_heap_alloc_class_slow(hk_heap *heap, unsigned cls)
 {
-    hk_page *pg = heap->current[cls];
+    hk_page *pg = find_page(heap, cls);
+    if (pg == NULL) return NULL;
     hk_block *b = pg->free;
-    if (unlikely(b == NULL)) {
-        pg = find_page(heap, cls);
-        if (pg == NULL) return NULL;
-        b = pg->free;
-    }
     pg->free = b->next;
     pg->used++;
     return b;

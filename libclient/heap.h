@@ -11,8 +11,19 @@ hk_heap *hk_heap_for_thread(void);
 
 /* The fast path found no free block (or no heap yet). */
 void *hk_heap_malloc_slow(size_t size, uintptr_t ra);
+/* A block of class cls when its current page has none; NULL when out of memory. */
+void *hk_heap_alloc_class_slow(hk_heap *heap, unsigned cls);
+
 /* A block of class cls, fast or slow; NULL when out of memory. */
-void *hk_heap_alloc_class(hk_heap *heap, unsigned cls);
+static inline void *hk_heap_alloc_class(hk_heap *heap, unsigned cls)
+{
+    hk_page *pg = heap->current[cls];
+    hk_block *b = pg->free;
+    if (unlikely(b == NULL)) return hk_heap_alloc_class_slow(heap, cls);
+    pg->free = b->next;
+    pg->used++;
+    return b;
+}
 /* free() of a segment pointer that the calling thread does not own, or that
  * may be invalid: validates, then frees locally or remotely. */
 void hk_heap_free_slow(hk_page *page, void *p, const char *fn);

@@ -190,32 +190,31 @@ void *hk_alloc_aligned(size_t align, size_t size, uintptr_t ra)
 {
     if (align <= HK_ALIGN) return alloc_inline(size, ra, 0);
     if (size > MAX_REQUEST || align > MAX_REQUEST / 2) { errno = ENOMEM; return NULL; }
-    hk_heap *heap = hk_heap_for_thread();
-    if (heap == NULL) { errno = ENOMEM; return NULL; }
-    uint32_t site = UINT32_MAX;
-    hk_site_policy pol;
-    if (size > HK_SAMPLED_MAX) {
-        site = hk_site_of(heap, ra);
-        pol = hk_site_policy_get(site);
-    } else {
-        pol = hk_site_policy_get(UINT32_MAX);
+    hk_heap *heap = hk_tls_heap;
+    if (unlikely(heap == &hk_empty_heap)) {
+        heap = hk_heap_for_thread();
+        if (heap == NULL) { errno = ENOMEM; return NULL; }
     }
-    void *p = NULL;
-    if (align <= HK_SLOT_SIZE && size < pol.large_threshold) {
+    if (likely(size <= HK_SAMPLED_MAX && align <= HK_SLOT_SIZE)) {
         /* A class whose blocks are multiples of align: pages start 64 KiB-
          * aligned, so every block of it is aligned. */
-        unsigned cls = hk_aligned_class(size, align);
-        if (cls < HK_CLASSES) {
-            p = hk_heap_alloc_class(heap, cls);
-            if (p == NULL) { errno = ENOMEM; return NULL; }
-        }
+        void *p = hk_heap_alloc_class(heap, hk_aligned_class(size, align));
+        if (p == NULL) { errno = ENOMEM; return NULL; }
+        if (unlikely((heap->sample_left -= (int64_t)size) < 0)) hk_site_sample(heap, ra, size);
+        return p;
     }
-    if (p == NULL) {
+    hk_site_local *site = hk_site_local_of(heap, ra);
+    void *p = NULL;
+    unsigned cls = hk_aligned_class(size, align);
+    if (size < site->policy.large_threshold && cls < HK_CLASSES) {
+        p = hk_heap_alloc_class(heap, cls);
+        if (p == NULL) { errno = ENOMEM; return NULL; }
+    } else {
         int fresh;
-        p = hk_large_alloc(size, align, site, &pol, &fresh);
+        p = hk_large_alloc(size, align, site->site, &site->policy, &fresh);
         if (p == NULL) return NULL;
     }
-    if (site != UINT32_MAX) hk_site_note_alloc(heap, site, size, 1);
+    if (site->site != UINT32_MAX) hk_site_local_count(site, size);
     return p;
 }
 

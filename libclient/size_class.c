@@ -36,16 +36,37 @@ static void fill_table(hk_class_info *t)
 
 /* Filled by the process-wide init, which every first malloc goes through. */
 hk_class_info hk_classes[HK_CLASSES];
+static void fill_aligned(void);
 
 void hk_size_class_init(void)
 {
-    if (hk_classes[0].block_size == 0) fill_table(hk_classes);
+    if (hk_classes[0].block_size == 0) {
+        fill_table(hk_classes);
+        fill_aligned();
+    }
+}
+
+/* aligned_next[c][k]: the first class from c on whose block size is a
+ * multiple of 2^(k+5) (alignments 32 B .. 64 KiB), or HK_CLASSES. */
+static uint8_t aligned_next[HK_CLASSES][12];
+
+static void fill_aligned(void)
+{
+    for (unsigned k = 0; k < 12; k++) {
+        uint32_t align = 32u << k;
+        unsigned next = HK_CLASSES;
+        for (int c = HK_CLASSES - 1; c >= 0; c--) {
+            if (hk_classes[c].block_size % align == 0) next = (unsigned)c;
+            aligned_next[c][k] = (uint8_t)next;
+        }
+    }
 }
 
 unsigned hk_aligned_class(size_t size, size_t align)
 {
-    for (unsigned c = hk_size_class(size < align ? align : size); c < HK_CLASSES; c++) {
-        if (hk_classes[c].block_size % align == 0) return c;
-    }
-    return HK_CLASSES;
+    if (align <= HK_ALIGN) return hk_size_class(size);
+    if (align > HK_SLOT_SIZE || (size > HK_CLASS_MAX && align < size)) return HK_CLASSES;
+    unsigned c = hk_size_class(size < align ? align : size);
+    unsigned k = (unsigned)__builtin_ctzl(align) - 5;
+    return aligned_next[c][k];
 }

@@ -32,22 +32,26 @@
 
 #define HKD_VERSION "0.1.0"
 #define MAX_SITES (1u << 20)
+#define LEARN_PREFETCH 4             /* records ahead */
 
 typedef struct site_rec {
-    /* Hot for every report, in the first cache lines. */
+    /* Everything a report touches sits in the first three cache lines, the
+     * learner's state right after; histogram, module path and hash node are
+     * cold.  With 65,536 keys the interval is bound by these lines. */
     hkd_site_key key;
     _Atomic uint32_t seq;            /* odd while the learner writes */
     uint32_t iv_procs;               /* this interval, learner only */
     uint64_t iv_live;
     hkd_obs iv;
     double large_frac;               /* share of allocations at or above the threshold */
-    double frac_256k, frac_1m;       /* the same for the two thresholds arms use */
-    hkd_thresholds published;
-    uint32_t processes;
     /* merged view: lifetime totals since the daemon started */
     uint64_t allocs, frees, bytes, live_bytes;
     uint64_t hits, misses, evictions, thp, slow_ns;
+    uint32_t processes;
+    uint32_t pos;                    /* index in g.entries while the order is valid */
+    hkd_thresholds published;
     hkd_learn learn;
+    double frac_256k, frac_1m;       /* the same for the two thresholds arms use */
     uint64_t hist[HKSHM_HIST];
     char module[HKD_MODULE_MAX];
     struct cds_lfht_node node;
@@ -67,10 +71,11 @@ static struct {
     hkd_collector *col;
     struct cds_lfht *ht;
     site_rec **all;                  /* every record, sorted by key when !unsorted */
+    site_rec **created;              /* the same records in creation (memory) order */
     uint32_t n_all, cap_all;
-    int unsorted;
+    int unsorted;                    /* all[] and entries[] need rebuilding */
     int dirty;                       /* republish wanted */
-    hkshm_policy *entries;
+    hkshm_policy *entries;           /* kept current per record: publishing copies it */
     proc_list *procs;                /* RCU */
     proc_list *building;
     uint32_t building_cap;
@@ -166,6 +171,13 @@ static void set_published(site_rec *r)
     r->published.bigcache_slots = a->bigcache_slots;
     r->published.thp = a->thp;
     pick_large_frac(r);
+    if (!g.unsorted && r->pos < HKSHM_TABLE_CAP) {
+        hkshm_policy *e = &g.entries[r->pos];
+        e->large_threshold = a->large_threshold;
+        e->bigcache_slots = a->bigcache_slots;
+        e->thp = a->thp;
+        e->arm = (uint8_t)hkd_learn_arm(&r->learn);
+    }
 }
 
 /* Learner thread only, inside rcu_read_lock. */
@@ -182,6 +194,10 @@ static site_rec *get_or_add(const hkd_site_key *k, const char *module)
         if (!n)
             return NULL;
         g.all = n;
+        site_rec **c = realloc(g.created, cap * sizeof *c);
+        if (!c)
+            return NULL;
+        g.created = c;
         g.cap_all = cap;
     }
     /* Cache-line aligned: the hot fields then span the fewest lines. */
@@ -190,11 +206,13 @@ static site_rec *get_or_add(const hkd_site_key *k, const char *module)
         return NULL;
     memset(r, 0, sizeof *r);
     r->key = *k;
+    r->pos = UINT32_MAX;
     snprintf(r->module, sizeof r->module, "%s", module ? module : "");
     hkd_learn_init(&r->learn);
     set_published(r);
     cds_lfht_node_init(&r->node);
     cds_lfht_add(g.ht, key_hash(k), &r->node);
+    g.created[g.n_all] = r;
     g.all[g.n_all++] = r;
     g.unsorted = 1;
     g.dirty = 1;
@@ -270,20 +288,26 @@ static int publish_locked(void)
         g.dirty = 0;
         return 0;
     }
-    if (g.unsorted) {
-        qsort(g.all, g.n_all, sizeof *g.all, rec_cmp);
-        g.unsorted = 0;
-    }
     uint32_t n = g.n_all < HKSHM_TABLE_CAP ? g.n_all : HKSHM_TABLE_CAP;
-    for (uint32_t i = 0; i < n; i++) {
-        const site_rec *r = g.all[i];
-        hkshm_policy *e = &g.entries[i];
-        e->module_hash = r->key.module_hash;
-        e->offset = r->key.offset;
-        e->large_threshold = r->published.large_threshold;
-        e->bigcache_slots = r->published.bigcache_slots;
-        e->thp = r->published.thp;
-        e->arm = (uint8_t)hkd_learn_arm(&r->learn);
+    if (g.unsorted) {
+        /* New keys: sort once and rebuild; from then on set_published
+         * keeps each record's entry current in place. */
+        qsort(g.all, g.n_all, sizeof *g.all, rec_cmp);
+        for (uint32_t i = 0; i < g.n_all; i++) {
+            site_rec *r = g.all[i];
+            r->pos = i < n ? i : UINT32_MAX;
+            if (i >= n)
+                continue;
+            hkshm_policy *e = &g.entries[i];
+            memset(e, 0, sizeof *e);
+            e->module_hash = r->key.module_hash;
+            e->offset = r->key.offset;
+            e->large_threshold = r->published.large_threshold;
+            e->bigcache_slots = r->published.bigcache_slots;
+            e->thp = r->published.thp;
+            e->arm = (uint8_t)hkd_learn_arm(&r->learn);
+        }
+        g.unsorted = 0;
     }
     uint64_t gen = 0;
     int rc = hkd_publish(g.seg.hdr, g.entries, n, &gen);
@@ -298,18 +322,32 @@ static int publish_locked(void)
 
 /* ---- state ---- */
 
-static hkd_site_state *snapshot_states(size_t *n)
+/* Copies every record's learned state into buf (reused when it holds
+ * cap entries or more; else replaced, *cap updated).  NULL on ENOMEM. */
+static hkd_site_state *snapshot_states_into(hkd_site_state *buf, size_t *cap, size_t *n)
 {
-    hkd_site_state *s = calloc(g.n_all ? g.n_all : 1, sizeof *s);
-    if (!s)
-        return NULL;
+    size_t need = g.n_all ? g.n_all : 1;
+    if (!buf || *cap < need) {
+        free(buf);
+        /* Some headroom: the table grows, and a fresh buffer costs page faults. */
+        *cap = need + need / 4;
+        buf = malloc(*cap * sizeof *buf);
+        if (!buf)
+            return NULL;
+    }
     for (uint32_t i = 0; i < g.n_all; i++) {
-        s[i].key = g.all[i]->key;
-        memcpy(s[i].module, g.all[i]->module, sizeof s[i].module);
-        s[i].learn = g.all[i]->learn;
+        buf[i].key = g.all[i]->key;
+        memcpy(buf[i].module, g.all[i]->module, sizeof buf[i].module);
+        buf[i].learn = g.all[i]->learn;
     }
     *n = g.n_all;
-    return s;
+    return buf;
+}
+
+static hkd_site_state *snapshot_states(size_t *n)
+{
+    size_t cap = 0;
+    return snapshot_states_into(NULL, &cap, n);
 }
 
 /* Merges decoded state into the table.  With replace, a site takes the
@@ -390,28 +428,149 @@ static void load_state(void)
     hkd_log(HKD_LOG_INFO, "loaded learned state: %zu sites", n);
 }
 
-int hkd_core_save(void)
+/* Saving: the learner (or whoever asks) only copies the learned state
+ * under g.lock; encoding and the temp-file + fsync + rename happen on the
+ * saver thread, so a save never stretches an interval.  Snapshots carry a
+ * ticket; a newer snapshot waiting replaces an older one not yet started,
+ * and one thread writes, so the file never goes back in time. */
+static struct {
+    pthread_mutex_t lock;
+    pthread_cond_t wake, done;
+    pthread_t thread;
+    int started, stop;
+    hkd_site_state *pending;
+    size_t n_pending, cap_pending;
+    hkd_site_state *spare;           /* a written snapshot's buffer, for the next */
+    size_t cap_spare;
+    uint64_t gen_pending;
+    uint64_t ticket;                 /* of the newest snapshot handed over */
+    uint64_t done_ticket;            /* of the newest snapshot written (or failed) */
+    int done_rc;
+} sv = { .lock = PTHREAD_MUTEX_INITIALIZER, .wake = PTHREAD_COND_INITIALIZER,
+         .done = PTHREAD_COND_INITIALIZER };
+
+static int write_state(const hkd_site_state *st, size_t n, uint64_t gen)
 {
-    if (!g.cfg.state_dir)
-        return 0;
+    uint8_t *buf;
+    size_t len;
+    int rc = hkd_policy_encode(st, n, gen, &buf, &len);
+    if (rc == 0) {
+        rc = hkd_state_save(g.state_dir, buf, len);
+        free(buf);
+    }
+    if (rc < 0)
+        hkd_log(HKD_LOG_WARNING, "saving learned state to %s failed: %s", g.state_dir, strerror(-rc));
+    return rc;
+}
+
+static void *saver_main(void *arg)
+{
+    (void)arg;
+    pthread_mutex_lock(&sv.lock);
+    for (;;) {
+        while (!sv.pending && !sv.stop)
+            pthread_cond_wait(&sv.wake, &sv.lock);
+        if (!sv.pending)
+            break;                   /* stop, and nothing left to write */
+        hkd_site_state *st = sv.pending;
+        size_t n = sv.n_pending, cap = sv.cap_pending;
+        uint64_t gen = sv.gen_pending, ticket = sv.ticket;
+        sv.pending = NULL;
+        pthread_mutex_unlock(&sv.lock);
+        int rc = write_state(st, n, gen);
+        pthread_mutex_lock(&sv.lock);
+        if (!sv.spare) {
+            sv.spare = st;
+            sv.cap_spare = cap;
+        } else {
+            free(st);
+        }
+        sv.done_ticket = ticket;
+        sv.done_rc = rc;
+        pthread_cond_broadcast(&sv.done);
+    }
+    pthread_mutex_unlock(&sv.lock);
+    return NULL;
+}
+
+/* Copies the state and hands it to the saver; its ticket in *ticket. */
+static int save_enqueue(uint64_t *ticket)
+{
+    pthread_mutex_lock(&sv.lock);
+    hkd_site_state *buf = sv.spare;
+    size_t cap = sv.cap_spare;
+    sv.spare = NULL;
+    sv.cap_spare = 0;
+    pthread_mutex_unlock(&sv.lock);
     pthread_mutex_lock(&g.lock);
     size_t n = 0;
-    hkd_site_state *st = snapshot_states(&n);
+    hkd_site_state *st = snapshot_states_into(buf, &cap, &n);
     uint64_t gen = atomic_load(&g.generation);
     pthread_mutex_unlock(&g.lock);
     if (!st)
         return -ENOMEM;
-    uint8_t *buf;
-    size_t len;
-    int rc = hkd_policy_encode(st, n, gen, &buf, &len);
-    free(st);
+    pthread_mutex_lock(&sv.lock);
+    if (!sv.started) {
+        int rc = pthread_create(&sv.thread, NULL, saver_main, NULL);
+        if (rc != 0) {
+            pthread_mutex_unlock(&sv.lock);
+            free(st);
+            return -rc;
+        }
+        sv.started = 1;
+    }
+    free(sv.pending);                /* superseded before it was written */
+    sv.pending = st;
+    sv.n_pending = n;
+    sv.cap_pending = cap;
+    sv.gen_pending = gen;
+    *ticket = ++sv.ticket;
+    pthread_cond_signal(&sv.wake);
+    pthread_mutex_unlock(&sv.lock);
+    return 0;
+}
+
+int hkd_core_save_async(void)
+{
+    if (!g.cfg.state_dir)
+        return 0;
+    uint64_t ticket;
+    return save_enqueue(&ticket);
+}
+
+int hkd_core_save(void)
+{
+    if (!g.cfg.state_dir)
+        return 0;
+    uint64_t ticket;
+    int rc = save_enqueue(&ticket);
     if (rc < 0)
         return rc;
-    rc = hkd_state_save(g.state_dir, buf, len);
-    free(buf);
-    if (rc < 0)
-        hkd_log(HKD_LOG_WARNING, "saving learned state to %s failed: %s", g.state_dir, strerror(-rc));
+    pthread_mutex_lock(&sv.lock);
+    while (sv.done_ticket < ticket)
+        pthread_cond_wait(&sv.done, &sv.lock);
+    rc = sv.done_rc;
+    pthread_mutex_unlock(&sv.lock);
     return rc;
+}
+
+/* Writes what is pending, then ends the saver. */
+static void saver_stop(void)
+{
+    pthread_mutex_lock(&sv.lock);
+    if (!sv.started) {
+        pthread_mutex_unlock(&sv.lock);
+        return;
+    }
+    sv.stop = 1;
+    pthread_cond_signal(&sv.wake);
+    pthread_mutex_unlock(&sv.lock);
+    pthread_join(sv.thread, NULL);
+    sv.started = 0;
+    sv.stop = 0;
+    free(sv.spare);
+    sv.spare = NULL;
+    sv.cap_spare = 0;
 }
 
 /* ---- lifecycle ---- */
@@ -478,8 +637,15 @@ int hkd_core_interval(void)
     g.building = NULL;
     uint64_t t1 = hkd_now_ns();
 
+    /* Creation order is memory order: the hardware prefetcher follows it,
+     * and a software prefetch a few records ahead covers the learner lines. */
     for (uint32_t i = 0; i < g.n_all; i++) {
-        site_rec *r = g.all[i];
+        site_rec *r = g.created[i];
+        if (i + LEARN_PREFETCH < g.n_all) {
+            const char *ahead = (const char *)g.created[i + LEARN_PREFETCH];
+            for (size_t off = 0; off < offsetof(site_rec, frac_256k); off += 64)
+                __builtin_prefetch(ahead + off, 1);
+        }
         r->iv.interval_s = seconds;
         int changed = 0;
         wbegin(r);
@@ -567,6 +733,7 @@ void hkd_core_shutdown(void)
 {
     if (!g.ready)
         return;
+    saver_stop();
     g.ready = 0;
     hkd_segment_close(&g.seg);
     rcu_read_lock();
@@ -577,7 +744,9 @@ void hkd_core_shutdown(void)
     for (uint32_t i = 0; i < g.n_all; i++)
         free(g.all[i]);
     free(g.all);
+    free(g.created);
     g.all = NULL;
+    g.created = NULL;
     g.n_all = g.cap_all = 0;
     cds_lfht_destroy(g.ht, NULL);
     g.ht = NULL;

@@ -20,13 +20,19 @@ typedef struct hkd_core_cfg {
 int  hkd_core_init(const hkd_core_cfg *cfg);
 /* One interval.  Returns 0 or -errno. */
 int  hkd_core_interval(void);
-/* Writes the learned state now (atomically). */
+/* Writes the learned state now (atomically) and waits until it is on disk
+ * (or failed): 0 or -errno. */
 int  hkd_core_save(void);
+/* Copies the learned state and returns; a saver thread writes it (same
+ * atomic file contract).  A snapshot not yet started when a newer one
+ * arrives is dropped for the newer.  0 or -errno (copy failed). */
+int  hkd_core_save_async(void);
 /* Nanoseconds of the last interval's collect, learn and publish phases. */
 void hkd_core_phase_ns(uint64_t out[3]);
 /* Logs what the core knows (debug level): processes, sites, arms. */
 void hkd_core_log_summary(int max_sites);
-/* Saves nothing by itself; leaves the segment for the clients. */
+/* Saves nothing by itself, but finishes a save in progress or queued;
+ * leaves the segment for the clients. */
 void hkd_core_shutdown(void);
 
 #endif

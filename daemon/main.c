@@ -167,7 +167,7 @@ int main(int argc, char **argv)
                 metrics_failing = mr < 0;
             }
             if (++count % SAVE_EVERY == 0)
-                hkd_core_save();
+                hkd_core_save_async();
             now = hkd_now_ns();
         }
         hkd_sd_watchdog();
@@ -181,7 +181,7 @@ int main(int argc, char **argv)
             while (read(sfd, &si, sizeof si) == (ssize_t)sizeof si) {
                 if (si.ssi_signo == SIGHUP) {
                     hkd_log(HKD_LOG_INFO, "SIGHUP: saving learned state");
-                    hkd_core_save();
+                    hkd_core_save_async();
                 } else {
                     hkd_log(HKD_LOG_INFO, "signal %u: shutting down", si.ssi_signo);
                     stop = 1;

@@ -1,0 +1,186 @@
+/* The core end to end in one process: a simulated client slot, intervals,
+ * the published table against the merged view (entries are kept current
+ * in place between sorts), and saving off the learner thread (a queued
+ * save is on disk after a synchronous save or shutdown). */
+#include <errno.h>
+#include <fcntl.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "core.h"
+#include "core_api.h"
+#include "hakmem_shm.h"
+#include "log.h"
+#include "persist.h"
+#include "segment.h"
+
+#define SITES 200u
+
+static char dir[256], shm[64];
+
+static void flush(hkshm_slot *s, uint32_t n, uint64_t round)
+{
+    uint64_t seq = atomic_load(&s->seq);
+    atomic_store(&s->seq, seq | 1);
+    s->n_modules = 1;
+    s->modules[0].hash = 0xabc;
+    snprintf(s->modules[0].path, sizeof s->modules[0].path, "/usr/bin/core-test");
+    for (uint32_t i = 0; i < n; i++) {
+        hkshm_site *d = &s->sites[i];
+        /* Sites differ in volume and slow-path cost so arms move apart. */
+        uint64_t a = (round + 1) * (70 + i % 13);
+        d->module_hash = 0xabc;
+        d->offset = 0x9000 - 16 * i;  /* reverse order: the table must sort */
+        d->allocs = a;
+        d->frees = a;
+        d->bytes = a * (1024u << (i % 12));
+        d->slow_ns = a * (100 + (i * 31 + round * 17) % 900);
+        d->size_hist[10 + i % 12] = (uint32_t)a;
+    }
+    s->n_sites = n;
+    s->page_faults = round * 10;
+    s->flushes++;
+    atomic_store(&s->seq, (seq | 1) + 1);
+    atomic_store(&s->heartbeat_ns, hkd_now_ns());
+}
+
+typedef struct seen {
+    uint32_t n;
+    hkd_site_key key[SITES + 8];
+    hkd_thresholds th[SITES + 8];
+} seen;
+
+static int collect_site(const hkd_site_info *si, void *arg)
+{
+    seen *s = arg;
+    if (s->n < SITES + 8) {
+        s->key[s->n] = si->key;
+        s->th[s->n] = si->thresholds;
+    }
+    s->n++;
+    return 0;
+}
+
+static void table_matches_view(hkshm_header *h)
+{
+    hkshm_table *t = hkshm_table_at(h, atomic_load(&h->active));
+    assert_int_equal(atomic_load(&t->generation), atomic_load(&h->generation));
+    assert_int_equal(t->n_entries, SITES);
+    seen *v = calloc(1, sizeof *v);
+    assert_non_null(v);
+    assert_int_equal(hkd_for_each_site(collect_site, v), 0);
+    assert_int_equal(v->n, SITES);
+    for (uint32_t i = 0; i < t->n_entries; i++) {
+        const hkshm_policy *e = &t->entries[i];
+        if (i)
+            assert_true(hkshm_key_cmp(t->entries[i - 1].module_hash, t->entries[i - 1].offset,
+                                      e->module_hash, e->offset) < 0);
+        uint32_t k = 0;
+        while (k < v->n && (v->key[k].module_hash != e->module_hash || v->key[k].offset != e->offset))
+            k++;
+        assert_true(k < v->n);
+        assert_int_equal(e->large_threshold, v->th[k].large_threshold);
+        assert_int_equal(e->bigcache_slots, v->th[k].bigcache_slots);
+        assert_int_equal(e->thp, v->th[k].thp);
+    }
+    free(v);
+}
+
+static void core_publishes_and_saves_off_thread(void **state)
+{
+    (void)state;
+    hkd_core_cfg cfg = { .shm_name = shm, .state_dir = dir, .interval_ms = 100, .learning = 1,
+                         .learn = hkd_learn_default_cfg };
+    cfg.learn.settle_intervals = 0;
+    assert_int_equal(hkd_core_init(&cfg), 0);
+    int fd = shm_open(shm, O_RDWR, 0);
+    assert_true(fd >= 0);
+    hkshm_header *h = mmap(NULL, HKSHM_SEGMENT_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    close(fd);
+    assert_true(h != MAP_FAILED);
+    hkshm_slot *s = hkshm_slot_at(h, 0);
+    atomic_store(&s->pid, (uint32_t)getpid());
+    s->start_time = hkd_proc_start_time(getpid());
+    atomic_store(&s->state, HKSHM_SLOT_LIVE);
+
+    uint64_t changes = 0, last_gen = 0;
+    for (uint64_t r = 0; r < 40; r++) {
+        flush(s, SITES, r);
+        assert_int_equal(hkd_core_interval(), 0);
+        uint64_t gen = atomic_load(&h->generation);
+        changes += gen != last_gen;
+        last_gen = gen;
+        if (r >= 2)
+            table_matches_view(h);
+    }
+    /* The learner explored, so entries changed after the first sort. */
+    assert_true(changes > 3);
+
+    hkd_status st;
+    assert_int_equal(hkd_get_status(&st), 0);
+    assert_int_equal(st.sites, SITES);
+    char path[300];
+    snprintf(path, sizeof path, "%s/%s", dir, HKD_STATE_FILE);
+
+    /* A queued save is written by the saver; a synchronous one waits. */
+    assert_int_equal(hkd_core_save_async(), 0);
+    assert_int_equal(hkd_core_save(), 0);
+    uint8_t *buf;
+    size_t len;
+    char aside[512];
+    assert_int_equal(hkd_state_load(dir, &buf, &len, aside, sizeof aside), 0);
+    hkd_site_state *ss;
+    size_t n;
+    uint64_t gen;
+    assert_int_equal(hkd_policy_decode(buf, len, &ss, &n, &gen), 0);
+    assert_int_equal(n, SITES);
+    assert_int_equal(gen, st.generation);
+    uint64_t pulls = 0;
+    for (size_t i = 0; i < n; i++)
+        pulls += ss[i].learn.total_pulls;
+    assert_true(pulls > SITES);
+    free(ss);
+    free(buf);
+
+    /* Shutdown finishes a queued save. */
+    assert_int_equal(unlink(path), 0);
+    assert_int_equal(hkd_core_save_async(), 0);
+    hkd_core_shutdown();
+    assert_int_equal(hkd_state_load(dir, &buf, &len, aside, sizeof aside), 0);
+    assert_int_equal(hkd_policy_decode(buf, len, &ss, &n, NULL), 0);
+    assert_int_equal(n, SITES);
+    free(ss);
+    free(buf);
+    munmap(h, HKSHM_SEGMENT_SIZE);
+}
+
+int main(void)
+{
+    hkd_log_init("test_core", HKD_LOG_ERR);
+    snprintf(dir, sizeof dir, "/tmp/hkd-core-XXXXXX");
+    if (!mkdtemp(dir))
+        return 1;
+    snprintf(shm, sizeof shm, "/hkd-core-test-%d", (int)getpid());
+    shm_unlink(shm);
+    hkd_reader_thread_enter();
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(core_publishes_and_saves_off_thread),
+    };
+    int rc = cmocka_run_group_tests(tests, NULL, NULL);
+    hkd_reader_thread_leave();
+    shm_unlink(shm);
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    if (system(cmd) != 0)
+        rc = 1;
+    return rc;
+}

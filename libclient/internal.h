@@ -54,7 +54,10 @@
 
 #define HK_ALIGN         16          /* every block is at least this aligned */
 #define HK_DIRECT_MAX    1024        /* sizes served through heap->direct[] */
-#define HK_SAMPLED_MAX   (16 * 1024) /* above: "medium", always attributed */
+/* Below the smallest large threshold a site can have (64 KiB), no policy
+ * applies: such blocks are "small" and sampled.  From it on they are
+ * "medium" (or large) and always attributed. */
+#define HK_SAMPLED_MAX   (64 * 1024 - 1)
 #define HK_CLASS_MAX     ((size_t)1 << 20)  /* largest segment block */
 #define HK_CLASSES       60
 

@@ -360,7 +360,7 @@ static int resolve_own_site(hk_site_view *v)
     }
     static new_ctx c;
     snapshot(&c);
-    void *p = alloc_resolve_here(50 * 1024);
+    void *p = alloc_resolve_here(HK_SAMPLED_MAX + 1024);   /* medium: always attributed */
     hak_free(p);
     if (!only_new_site(&c, v)) return 0;
     index = v->index;

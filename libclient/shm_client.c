@@ -119,17 +119,25 @@ static void say(const char *what, const char *detail)
     (void)w;
 }
 
-static uint64_t read_u64_field(const char *path, int field_after_paren)
+/* Reads a small /proc file into buf as a string; 0 when it cannot. */
+static int read_small(const char *path, char *buf, size_t len)
 {
-    char buf[1024];
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
         return 0;
-    ssize_t n = read(fd, buf, sizeof buf - 1);
+    ssize_t n = read(fd, buf, len - 1);
     close(fd);
     if (n <= 0)
         return 0;
     buf[n] = 0;
+    return 1;
+}
+
+static uint64_t read_u64_field(const char *path, int field_after_paren)
+{
+    char buf[1024];
+    if (!read_small(path, buf, sizeof buf))
+        return 0;
     char *p = buf;
     int field = 1;
     if (field_after_paren) {
@@ -161,14 +169,8 @@ static uint64_t self_rss_bytes(void)
 {
     /* statm: size resident ...; the second field, in pages. */
     char buf[128];
-    int fd = open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
+    if (!read_small("/proc/self/statm", buf, sizeof buf))
         return 0;
-    ssize_t n = read(fd, buf, sizeof buf - 1);
-    close(fd);
-    if (n <= 0)
-        return 0;
-    buf[n] = 0;
     char *p = buf;
     while (*p && *p != ' ')
         p++;

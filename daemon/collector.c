@@ -20,6 +20,8 @@
 #define SITE_SCALARS (offsetof(hkshm_site, size_hist) / 8)
 #define CLAIM_PATIENCE 50           /* intervals a slot may stay half-claimed */
 #define COOKIE_PREFETCH 4           /* sites ahead */
+#define PREV_PREFETCH 6
+#define SNAP_PREFETCH 6
 
 typedef uint32_t hist_vec __attribute__((vector_size(16)));
 
@@ -103,9 +105,13 @@ int hkd_slot_snapshot_ex(const hkshm_slot *s, hkshm_slot *out, int max_tries, in
             for (size_t i = 0; i < words; i++)
                 dst[head + i] = ld64(&src[head + i]);
         } else {
-            /* Histograms are merged every few intervals: skip 57% of the copy. */
+            /* Histograms are merged every few intervals: skip 57% of the copy.
+             * The strided reads defeat the prefetcher; ask a few sites ahead. */
             for (uint32_t k = 0; k < n; k++) {
                 size_t base = head + (size_t)k * (sizeof(hkshm_site) / 8);
+                const char *ahead = (const char *)&s->sites[k + SNAP_PREFETCH];
+                __builtin_prefetch(ahead);
+                __builtin_prefetch(ahead + 64);
                 for (size_t i = 0; i < SITE_SCALARS; i++)
                     dst[base + i] = ld64(&src[base + i]);
             }
@@ -162,6 +168,9 @@ static void diff_and_report(hkd_collector *c, slot_track *t, const hkshm_slot *s
     for (uint32_t i = 0; i < n; i++) {
         const hkshm_site *s = &snap->sites[i];
         site_prev *p = &t->prev[i];
+        /* The previous counters stream from memory, one slot's worth at a time. */
+        __builtin_prefetch((const char *)&t->prev[i + PREV_PREFETCH], 1);
+        __builtin_prefetch((const char *)&t->prev[i + PREV_PREFETCH] + 64, 1);
         if (i >= t->n_prev || p->module_hash != s->module_hash || p->offset != s->offset) {
             memset(p, 0, sizeof *p);
             memset(&t->hprev[i], 0, sizeof t->hprev[i]);

@@ -51,11 +51,22 @@ typedef struct site_rec {
     uint32_t pos;                    /* index in g.entries while the order is valid */
     hkd_thresholds published;
     hkd_learn learn;
-    double frac_256k, frac_1m;       /* the same for the two thresholds arms use */
+    double frac_256k, frac_1m;       /* large_frac for the two thresholds arms use */
+    struct site_cold *cold;
+} site_rec;
+
+/* What an interval does not touch, apart so the hot records are packed:
+ * the learn pass then streams through exactly the lines it uses. */
+typedef struct site_cold {
+    struct cds_lfht_node node;
+    site_rec *rec;
     uint64_t hist[HKSHM_HIST];
     char module[HKD_MODULE_MAX];
-    struct cds_lfht_node node;
-} site_rec;
+} site_cold;
+
+#define HOT_SIZE ((sizeof(site_rec) + 63) & ~(size_t)63)
+#define CHUNK_RECS 1024u             /* records per allocation, never moved */
+_Static_assert(sizeof(site_rec) <= 448, "hot record stays within seven cache lines");
 
 typedef struct proc_list {
     struct rcu_head rcu;
@@ -72,6 +83,8 @@ static struct {
     struct cds_lfht *ht;
     site_rec **all;                  /* every record, sorted by key when !unsorted */
     site_rec **created;              /* the same records in creation (memory) order */
+    char *hot_chunks[MAX_SITES / CHUNK_RECS];
+    site_cold *cold_chunks[MAX_SITES / CHUNK_RECS];
     uint32_t n_all, cap_all;
     int unsorted;                    /* all[] and entries[] need rebuilding */
     int dirty;                       /* republish wanted */
@@ -99,7 +112,7 @@ static unsigned long key_hash(const hkd_site_key *k)
 
 static int key_match(struct cds_lfht_node *node, const void *key)
 {
-    const site_rec *r = caa_container_of(node, site_rec, node);
+    const site_rec *r = caa_container_of(node, site_cold, node)->rec;
     const hkd_site_key *k = key;
     return r->key.module_hash == k->module_hash && r->key.offset == k->offset;
 }
@@ -109,7 +122,7 @@ static site_rec *lookup(const hkd_site_key *k)
     struct cds_lfht_iter it;
     cds_lfht_lookup(g.ht, key_hash(k), key_match, k, &it);
     struct cds_lfht_node *n = cds_lfht_iter_get_node(&it);
-    return n ? caa_container_of(n, site_rec, node) : NULL;
+    return n ? caa_container_of(n, site_cold, node)->rec : NULL;
 }
 
 static void wbegin(site_rec *r)
@@ -133,9 +146,9 @@ static double frac_at(const site_rec *r, uint32_t threshold)
     int lb = log2_floor(threshold);
     uint64_t all = 0, large = 0;
     for (uint32_t b = 0; b < HKSHM_HIST; b++) {
-        all += r->hist[b];
+        all += r->cold->hist[b];
         if ((int)b >= lb)
-            large += r->hist[b];
+            large += r->cold->hist[b];
     }
     return all ? (double)large / (double)all : 0.0;
 }
@@ -151,7 +164,7 @@ static void update_large_frac(site_rec *r)
 {
     int lo = -1, hi = -1;
     for (uint32_t b = 0; b < HKSHM_HIST; b++) {
-        if (r->hist[b]) {
+        if (r->cold->hist[b]) {
             if (lo < 0)
                 lo = (int)b;
             hi = (int)b;
@@ -200,18 +213,32 @@ static site_rec *get_or_add(const hkd_site_key *k, const char *module)
         g.created = c;
         g.cap_all = cap;
     }
-    /* Cache-line aligned: the hot fields then span the fewest lines. */
-    r = aligned_alloc(64, (sizeof *r + 63) & ~(size_t)63);
-    if (!r)
-        return NULL;
-    memset(r, 0, sizeof *r);
+    uint32_t ci = g.n_all / CHUNK_RECS, k_in = g.n_all % CHUNK_RECS;
+    if (k_in == 0) {
+        /* Cache-line aligned hot records back to back, in creation order. */
+        g.hot_chunks[ci] = aligned_alloc(64, CHUNK_RECS * HOT_SIZE);
+        g.cold_chunks[ci] = malloc(CHUNK_RECS * sizeof(site_cold));
+        if (!g.hot_chunks[ci] || !g.cold_chunks[ci]) {
+            free(g.hot_chunks[ci]);
+            free(g.cold_chunks[ci]);
+            g.hot_chunks[ci] = NULL;
+            g.cold_chunks[ci] = NULL;
+            return NULL;
+        }
+    }
+    r = (site_rec *)(g.hot_chunks[ci] + (size_t)k_in * HOT_SIZE);
+    site_cold *c = &g.cold_chunks[ci][k_in];
+    memset(r, 0, HOT_SIZE);
+    memset(c, 0, sizeof *c);
+    r->cold = c;
+    c->rec = r;
     r->key = *k;
     r->pos = UINT32_MAX;
-    snprintf(r->module, sizeof r->module, "%s", module ? module : "");
+    snprintf(c->module, sizeof c->module, "%s", module ? module : "");
     hkd_learn_init(&r->learn);
     set_published(r);
-    cds_lfht_node_init(&r->node);
-    cds_lfht_add(g.ht, key_hash(k), &r->node);
+    cds_lfht_node_init(&c->node);
+    cds_lfht_add(g.ht, key_hash(k), &c->node);
     g.created[g.n_all] = r;
     g.all[g.n_all++] = r;
     g.unsorted = 1;
@@ -237,8 +264,8 @@ static void on_site(const hkd_site_delta *d, void **cookie, void *arg)
         if (!r)
             return;
         /* A site restored from state has no module path until a client names it. */
-        if (!r->module[0] && d->module[0])
-            snprintf(r->module, sizeof r->module, "%s", d->module);
+        if (!r->cold->module[0] && d->module[0])
+            snprintf(r->cold->module, sizeof r->cold->module, "%s", d->module);
     }
     r->iv_procs++;
     r->iv_live += d->live_bytes;
@@ -255,7 +282,7 @@ static void on_site(const hkd_site_delta *d, void **cookie, void *arg)
     r->slow_ns += d->slow_ns;
     if (d->has_hist) {
         for (uint32_t b = 0; b < HKSHM_HIST; b++)
-            r->hist[b] += d->hist[b];
+            r->cold->hist[b] += d->hist[b];
         update_large_frac(r);
     }
     wend(r);
@@ -336,8 +363,15 @@ static hkd_site_state *snapshot_states_into(hkd_site_state *buf, size_t *cap, si
             return NULL;
     }
     for (uint32_t i = 0; i < g.n_all; i++) {
+        /* Key order is not memory order: fetch a few records ahead. */
+        if (i + LEARN_PREFETCH < g.n_all) {
+            const site_rec *ahead = g.all[i + LEARN_PREFETCH];
+            for (size_t off = offsetof(site_rec, learn); off < offsetof(site_rec, frac_256k); off += 64)
+                __builtin_prefetch((const char *)ahead + off);
+            __builtin_prefetch(ahead->cold->module);
+        }
         buf[i].key = g.all[i]->key;
-        memcpy(buf[i].module, g.all[i]->module, sizeof buf[i].module);
+        memcpy(buf[i].module, g.all[i]->cold->module, sizeof buf[i].module);
         buf[i].learn = g.all[i]->learn;
     }
     *n = g.n_all;
@@ -643,7 +677,7 @@ int hkd_core_interval(void)
         site_rec *r = g.created[i];
         if (i + LEARN_PREFETCH < g.n_all) {
             const char *ahead = (const char *)g.created[i + LEARN_PREFETCH];
-            for (size_t off = 0; off < offsetof(site_rec, frac_256k); off += 64)
+            for (size_t off = 0; off < HOT_SIZE; off += 64)
                 __builtin_prefetch(ahead + off, 1);
         }
         r->iv.interval_s = seconds;
@@ -720,7 +754,7 @@ void hkd_core_log_summary(int max_sites)
             hkd_log(HKD_LOG_DEBUG,
                     "site %016llx:%llx module=%s procs=%u allocs=%llu bytes=%llu arm=%d(%s) pulls=%llu",
                     (unsigned long long)r->key.module_hash, (unsigned long long)r->key.offset,
-                    r->module, r->processes, (unsigned long long)r->allocs,
+                    r->cold->module, r->processes, (unsigned long long)r->allocs,
                     (unsigned long long)r->bytes, arm, hkd_arms[arm].name,
                     (unsigned long long)r->learn.total_pulls);
         }
@@ -738,11 +772,15 @@ void hkd_core_shutdown(void)
     hkd_segment_close(&g.seg);
     rcu_read_lock();
     for (uint32_t i = 0; i < g.n_all; i++)
-        cds_lfht_del(g.ht, &g.all[i]->node);
+        cds_lfht_del(g.ht, &g.all[i]->cold->node);
     rcu_read_unlock();
     synchronize_rcu();
-    for (uint32_t i = 0; i < g.n_all; i++)
-        free(g.all[i]);
+    for (uint32_t i = 0; i < (g.n_all + CHUNK_RECS - 1) / CHUNK_RECS; i++) {
+        free(g.hot_chunks[i]);
+        free(g.cold_chunks[i]);
+        g.hot_chunks[i] = NULL;
+        g.cold_chunks[i] = NULL;
+    }
     free(g.all);
     free(g.created);
     g.all = NULL;
@@ -815,14 +853,14 @@ static void read_site(site_rec *r, hkd_site_info *o)
         }
         memset(o, 0, sizeof *o);
         o->key = r->key;
-        memcpy(o->module, r->module, sizeof o->module);
+        memcpy(o->module, r->cold->module, sizeof o->module);
         o->module[sizeof o->module - 1] = 0;
         o->processes = r->processes;
         o->allocs = r->allocs;
         o->frees = r->frees;
         o->bytes = r->bytes;
         o->live_bytes = r->live_bytes;
-        memcpy(o->size_hist, r->hist, sizeof o->size_hist);
+        memcpy(o->size_hist, r->cold->hist, sizeof o->size_hist);
         o->bigcache_hits = r->hits;
         o->bigcache_misses = r->misses;
         o->bigcache_evictions = r->evictions;
@@ -853,10 +891,10 @@ int hkd_for_each_site(int (*fn)(const hkd_site_info *, void *), void *arg)
         return -ENOMEM;
     int rc = 0;
     struct cds_lfht_iter it;
-    site_rec *r;
+    site_cold *c;
     rcu_read_lock();
-    cds_lfht_for_each_entry(g.ht, &it, r, node) {
-        read_site(r, info);
+    cds_lfht_for_each_entry(g.ht, &it, c, node) {
+        read_site(c->rec, info);
         if ((rc = fn(info, arg)) != 0)
             break;
     }

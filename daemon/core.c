@@ -40,20 +40,30 @@ typedef struct site_rec {
      * cold.  With 65,536 keys the interval is bound by these lines. */
     hkd_site_key key;
     _Atomic uint32_t seq;            /* odd while the learner writes */
-    uint32_t iv_procs;               /* this interval, learner only */
-    uint64_t iv_live;
-    hkd_obs iv;
-    double large_frac;               /* share of allocations at or above the threshold */
+    uint32_t processes;
+    struct site_acc *acc;
     /* merged view: lifetime totals since the daemon started */
     uint64_t allocs, frees, bytes, live_bytes;
     uint64_t hits, misses, evictions, thp, slow_ns;
-    uint32_t processes;
     uint32_t pos;                    /* index in g.entries while the order is valid */
     hkd_thresholds published;
     hkd_learn learn;
     double frac_256k, frac_1m;       /* large_frac for the two thresholds arms use */
     struct site_cold *cold;
 } site_rec;
+
+/* This interval's sums over processes (learner only), two lines per site,
+ * dense: the collector adds into these alone, so the record itself is
+ * read and written once per interval, by the learn pass, not twice. */
+typedef struct site_acc {
+    hkd_site_key key;                /* the cookie check */
+    site_rec *rec;
+    uint32_t procs;
+    uint64_t live;
+    uint64_t allocs, frees, bytes, hits, misses, evictions, thp, slow_ns, large;
+    double faults;
+    double large_frac;               /* share of allocations at or above the threshold */
+} __attribute__((aligned(64))) site_acc;
 
 /* What an interval does not touch, apart so the hot records are packed:
  * the learn pass then streams through exactly the lines it uses. */
@@ -85,6 +95,7 @@ static struct {
     site_rec **created;              /* the same records in creation (memory) order */
     char *hot_chunks[MAX_SITES / CHUNK_RECS];
     site_cold *cold_chunks[MAX_SITES / CHUNK_RECS];
+    site_acc *acc_chunks[MAX_SITES / CHUNK_RECS];
     uint32_t n_all, cap_all;
     int unsorted;                    /* all[] and entries[] need rebuilding */
     int dirty;                       /* republish wanted */
@@ -156,7 +167,7 @@ static double frac_at(const site_rec *r, uint32_t threshold)
 static void pick_large_frac(site_rec *r)
 {
     uint32_t t = r->published.large_threshold;
-    r->large_frac = t == (256u << 10) ? r->frac_256k : t == (1u << 20) ? r->frac_1m : frac_at(r, t);
+    r->acc->large_frac = t == (256u << 10) ? r->frac_256k : t == (1u << 20) ? r->frac_1m : frac_at(r, t);
 }
 
 /* After a histogram merge. */
@@ -218,11 +229,14 @@ static site_rec *get_or_add(const hkd_site_key *k, const char *module)
         /* Cache-line aligned hot records back to back, in creation order. */
         g.hot_chunks[ci] = aligned_alloc(64, CHUNK_RECS * HOT_SIZE);
         g.cold_chunks[ci] = malloc(CHUNK_RECS * sizeof(site_cold));
-        if (!g.hot_chunks[ci] || !g.cold_chunks[ci]) {
+        g.acc_chunks[ci] = aligned_alloc(64, CHUNK_RECS * sizeof(site_acc));
+        if (!g.hot_chunks[ci] || !g.cold_chunks[ci] || !g.acc_chunks[ci]) {
             free(g.hot_chunks[ci]);
             free(g.cold_chunks[ci]);
+            free(g.acc_chunks[ci]);
             g.hot_chunks[ci] = NULL;
             g.cold_chunks[ci] = NULL;
+            g.acc_chunks[ci] = NULL;
             return NULL;
         }
     }
@@ -230,6 +244,11 @@ static site_rec *get_or_add(const hkd_site_key *k, const char *module)
     site_cold *c = &g.cold_chunks[ci][k_in];
     memset(r, 0, HOT_SIZE);
     memset(c, 0, sizeof *c);
+    site_acc *a = &g.acc_chunks[ci][k_in];
+    memset(a, 0, sizeof *a);
+    a->key = *k;
+    a->rec = r;
+    r->acc = a;
     r->cold = c;
     c->rec = r;
     r->key = *k;
@@ -257,40 +276,42 @@ static int rec_cmp(const void *a, const void *b)
 static void on_site(const hkd_site_delta *d, void **cookie, void *arg)
 {
     (void)arg;
-    site_rec *r = *cookie;
-    if (!r || r->key.module_hash != d->key.module_hash || r->key.offset != d->key.offset) {
-        r = get_or_add(&d->key, d->module);
-        *cookie = r;
-        if (!r)
+    site_acc *a = *cookie;
+    if (!a || a->key.module_hash != d->key.module_hash || a->key.offset != d->key.offset) {
+        site_rec *r = get_or_add(&d->key, d->module);
+        if (!r) {
+            *cookie = NULL;
             return;
+        }
+        a = r->acc;
+        *cookie = a;
         /* A site restored from state has no module path until a client names it. */
         if (!r->cold->module[0] && d->module[0])
             snprintf(r->cold->module, sizeof r->cold->module, "%s", d->module);
     }
-    r->iv_procs++;
-    r->iv_live += d->live_bytes;
+    a->procs++;
+    a->live += d->live_bytes;
     if (!d->changed)
         return;
-    wbegin(r);
-    r->allocs += d->allocs;
-    r->frees += d->frees;
-    r->bytes += d->bytes;
-    r->hits += d->bigcache_hits;
-    r->misses += d->bigcache_misses;
-    r->evictions += d->bigcache_evictions;
-    r->thp += d->thp_blocks;
-    r->slow_ns += d->slow_ns;
+    a->allocs += d->allocs;
+    a->frees += d->frees;
+    a->bytes += d->bytes;
+    a->hits += d->bigcache_hits;
+    a->misses += d->bigcache_misses;
+    a->evictions += d->bigcache_evictions;
+    a->thp += d->thp_blocks;
+    a->slow_ns += d->slow_ns;
+    a->faults += d->faults;
     if (d->has_hist) {
+        /* Every few intervals: the histogram lives with the record. */
+        site_rec *r = a->rec;
+        wbegin(r);
         for (uint32_t b = 0; b < HKSHM_HIST; b++)
             r->cold->hist[b] += d->hist[b];
         update_large_frac(r);
+        wend(r);
     }
-    wend(r);
-    r->iv.allocs += d->allocs;
-    r->iv.bytes += d->bytes;
-    r->iv.slow_ns += d->slow_ns;
-    r->iv.faults += d->faults;
-    r->iv.large_allocs += (uint64_t)((double)d->allocs * r->large_frac + 0.5);
+    a->large += (uint64_t)((double)d->allocs * a->large_frac + 0.5);
 }
 
 static void on_proc(const hkd_proc_info *p, void *arg)
@@ -676,25 +697,38 @@ int hkd_core_interval(void)
     for (uint32_t i = 0; i < g.n_all; i++) {
         site_rec *r = g.created[i];
         if (i + LEARN_PREFETCH < g.n_all) {
-            const char *ahead = (const char *)g.created[i + LEARN_PREFETCH];
+            const site_rec *ahead = g.created[i + LEARN_PREFETCH];
             for (size_t off = 0; off < HOT_SIZE; off += 64)
-                __builtin_prefetch(ahead + off, 1);
+                __builtin_prefetch((const char *)ahead + off, 1);
+            __builtin_prefetch(ahead->acc, 1);
+            __builtin_prefetch((const char *)ahead->acc + 64, 1);
         }
-        r->iv.interval_s = seconds;
+        site_acc *a = r->acc;
+        hkd_obs obs = { .allocs = a->allocs, .bytes = a->bytes, .slow_ns = a->slow_ns, .faults = a->faults,
+                        .large_allocs = a->large, .interval_s = seconds };
         int changed = 0;
         wbegin(r);
+        r->allocs += a->allocs;
+        r->frees += a->frees;
+        r->bytes += a->bytes;
+        r->hits += a->hits;
+        r->misses += a->misses;
+        r->evictions += a->evictions;
+        r->thp += a->thp;
+        r->slow_ns += a->slow_ns;
         if (g.cfg.learning) {
-            changed = hkd_learn_observe(&r->learn, &g.cfg.learn, &r->iv);
+            changed = hkd_learn_observe(&r->learn, &g.cfg.learn, &obs);
             if (changed)
                 set_published(r);
         }
-        r->processes = r->iv_procs;
-        r->live_bytes = r->iv_live;
+        r->processes = a->procs;
+        r->live_bytes = a->live;
         wend(r);
         g.dirty |= changed;
-        r->iv_procs = 0;
-        r->iv_live = 0;
-        memset(&r->iv, 0, sizeof r->iv);
+        a->procs = 0;
+        a->live = a->allocs = a->frees = a->bytes = a->hits = a->misses = 0;
+        a->evictions = a->thp = a->slow_ns = a->large = 0;
+        a->faults = 0.0;
     }
     uint64_t t2 = hkd_now_ns();
     if (g.dirty)
@@ -778,8 +812,10 @@ void hkd_core_shutdown(void)
     for (uint32_t i = 0; i < (g.n_all + CHUNK_RECS - 1) / CHUNK_RECS; i++) {
         free(g.hot_chunks[i]);
         free(g.cold_chunks[i]);
+        free(g.acc_chunks[i]);
         g.hot_chunks[i] = NULL;
         g.cold_chunks[i] = NULL;
+        g.acc_chunks[i] = NULL;
     }
     free(g.all);
     free(g.created);

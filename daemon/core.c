@@ -9,6 +9,16 @@
  * other threads (reset, pin, import) take `g.lock`, which the interval also
  * holds: they wait for the learner, never the other way round.
  *
+ * Memory per site is what bounds an interval at 65,536 keys, so a site is
+ * three pieces allocated in chunks, in creation order: the hot record (the
+ * learner state and merged totals, seven lines), a dense accumulator the
+ * collector adds this interval's deltas into (two lines), and a cold part
+ * (histogram, module path, hash node).  The learn pass walks records in
+ * memory order and touches each once.  Published entries are kept current
+ * in place, so publishing copies one array; only new keys cost a sort.
+ * Saving copies the learned state under the lock; a saver thread encodes
+ * and writes it.
+ *
  * The process list is an RCU-protected array rebuilt each interval. */
 #include "core.h"
 #include "core_api.h"

@@ -707,11 +707,15 @@ int hkd_core_interval(void)
     for (uint32_t i = 0; i < g.n_all; i++) {
         site_rec *r = g.created[i];
         if (i + LEARN_PREFETCH < g.n_all) {
-            const site_rec *ahead = g.created[i + LEARN_PREFETCH];
+            /* Addresses from the chunk tables: reading ahead->acc would wait
+             * for the very line being prefetched. */
+            uint32_t j = i + LEARN_PREFETCH;
+            const char *ahead = g.hot_chunks[j / CHUNK_RECS] + (size_t)(j % CHUNK_RECS) * HOT_SIZE;
+            const char *acc = (const char *)&g.acc_chunks[j / CHUNK_RECS][j % CHUNK_RECS];
             for (size_t off = 0; off < HOT_SIZE; off += 64)
-                __builtin_prefetch((const char *)ahead + off, 1);
-            __builtin_prefetch(ahead->acc, 1);
-            __builtin_prefetch((const char *)ahead->acc + 64, 1);
+                __builtin_prefetch(ahead + off, 1);
+            __builtin_prefetch(acc, 1);
+            __builtin_prefetch(acc + 64, 1);
         }
         site_acc *a = r->acc;
         hkd_obs obs = { .allocs = a->allocs, .bytes = a->bytes, .slow_ns = a->slow_ns, .faults = a->faults,

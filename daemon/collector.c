@@ -19,9 +19,9 @@
 #define HIST_EVERY 8                /* intervals between size-histogram merges */
 #define SITE_SCALARS (offsetof(hkshm_site, size_hist) / 8)
 #define CLAIM_PATIENCE 50           /* intervals a slot may stay half-claimed */
-#define COOKIE_PREFETCH 4           /* sites ahead */
-#define PREV_PREFETCH 6
-#define SNAP_PREFETCH 6
+#define COOKIE_PREFETCH 6           /* sites ahead */
+#define PREV_PREFETCH 24            /* ~2 KiB: the diff loop is fast, memory is not */
+#define SNAP_PREFETCH 12
 
 typedef uint32_t hist_vec __attribute__((vector_size(16)));
 
@@ -300,7 +300,10 @@ int hkd_collect(hkd_collector *c, hkshm_header *h, const hkd_collect_ops *ops, v
             }
             continue;
         }
-        int with_hist = first || c->passes % HIST_EVERY == 0 || state == HKSHM_SLOT_EXITED || !t->valid ||
+        /* Each slot merges its histograms every HIST_EVERY passes, the slots
+         * staggered by index: every interval carries an eighth of the merge
+         * instead of every eighth interval all of it. */
+        int with_hist = first || (c->passes + i) % HIST_EVERY == 0 || state == HKSHM_SLOT_EXITED || !t->valid ||
                         t->pid != pid;
         if (hkd_slot_snapshot_ex(s, &c->scratch, 8, with_hist) < 0) {
             st->skipped_busy++;

@@ -11,7 +11,7 @@
  *
  * Memory per site is what bounds an interval at 65,536 keys, so a site is
  * three pieces allocated in chunks, in creation order: the hot record (the
- * learner state and merged totals, seven lines), a dense accumulator the
+ * learner state and merged totals, five lines), a dense accumulator the
  * collector adds this interval's deltas into (two lines), and a cold part
  * (histogram, module path, hash node).  The learn pass walks records in
  * memory order and touches each once.  Published entries are kept current
@@ -56,7 +56,6 @@ typedef struct site_rec {
     uint64_t allocs, frees, bytes, live_bytes;
     uint64_t hits, misses, evictions, thp, slow_ns;
     uint32_t pos;                    /* index in g.entries while the order is valid */
-    hkd_thresholds published;
     hkd_learn learn;
     double frac_256k, frac_1m;       /* large_frac for the two thresholds arms use */
     struct site_cold *cold;
@@ -86,7 +85,8 @@ typedef struct site_cold {
 
 #define HOT_SIZE ((sizeof(site_rec) + 63) & ~(size_t)63)
 #define CHUNK_RECS 1024u             /* records per allocation, never moved */
-_Static_assert(sizeof(site_rec) <= 448, "hot record stays within seven cache lines");
+/* Five lines: the published thresholds are the arm's (hkd_arms), not a copy. */
+_Static_assert(sizeof(site_rec) <= 320, "hot record stays within five cache lines");
 
 typedef struct proc_list {
     struct rcu_head rcu;
@@ -176,23 +176,30 @@ static double frac_at(const site_rec *r, uint32_t threshold)
 
 static void pick_large_frac(site_rec *r)
 {
-    uint32_t t = r->published.large_threshold;
+    uint32_t t = hkd_arms[hkd_learn_arm(&r->learn)].large_threshold;
     r->acc->large_frac = t == (256u << 10) ? r->frac_256k : t == (1u << 20) ? r->frac_1m : frac_at(r, t);
 }
 
-/* After a histogram merge. */
+/* After a histogram merge: one pass finds the size range and both
+ * thresholds' shares (three passes were most of a merge's arithmetic). */
 static void update_large_frac(site_rec *r)
 {
+    const int b256 = log2_floor(256u << 10), b1m = log2_floor(1u << 20);
     int lo = -1, hi = -1;
-    for (uint32_t b = 0; b < HKSHM_HIST; b++) {
-        if (r->cold->hist[b]) {
+    uint64_t all = 0, ge256 = 0, ge1m = 0;
+    for (int b = 0; b < (int)HKSHM_HIST; b++) {
+        uint64_t v = r->cold->hist[b];
+        all += v;
+        ge256 += b >= b256 ? v : 0;
+        ge1m += b >= b1m ? v : 0;
+        if (v) {
             if (lo < 0)
-                lo = (int)b;
-            hi = (int)b;
+                lo = b;
+            hi = b;
         }
     }
-    r->frac_256k = frac_at(r, 256u << 10);
-    r->frac_1m = frac_at(r, 1u << 20);
+    r->frac_256k = all ? (double)ge256 / (double)all : 0.0;
+    r->frac_1m = all ? (double)ge1m / (double)all : 0.0;
     pick_large_frac(r);
     if (lo >= 0)
         hkd_learn_set_sizes(&r->learn, lo, hi);
@@ -201,9 +208,6 @@ static void update_large_frac(site_rec *r)
 static void set_published(site_rec *r)
 {
     const hkd_arm *a = &hkd_arms[hkd_learn_arm(&r->learn)];
-    r->published.large_threshold = a->large_threshold;
-    r->published.bigcache_slots = a->bigcache_slots;
-    r->published.thp = a->thp;
     pick_large_frac(r);
     if (!g.unsorted && r->pos < HKSHM_TABLE_CAP) {
         hkshm_policy *e = &g.entries[r->pos];
@@ -313,13 +317,19 @@ static void on_site(const hkd_site_delta *d, void **cookie, void *arg)
     a->slow_ns += d->slow_ns;
     a->faults += d->faults;
     if (d->has_hist) {
-        /* Every few intervals: the histogram lives with the record. */
-        site_rec *r = a->rec;
-        wbegin(r);
+        /* Every few intervals: the histogram lives with the record.  A
+         * site whose sizes did not move keeps its shares as they are. */
+        uint32_t any = 0;
         for (uint32_t b = 0; b < HKSHM_HIST; b++)
-            r->cold->hist[b] += d->hist[b];
-        update_large_frac(r);
-        wend(r);
+            any |= d->hist[b];
+        if (any) {
+            site_rec *r = a->rec;
+            wbegin(r);
+            for (uint32_t b = 0; b < HKSHM_HIST; b++)
+                r->cold->hist[b] += d->hist[b];
+            update_large_frac(r);
+            wend(r);
+        }
     }
     a->large += (uint64_t)((double)d->allocs * a->large_frac + 0.5);
 }
@@ -360,9 +370,10 @@ static int publish_locked(void)
             memset(e, 0, sizeof *e);
             e->module_hash = r->key.module_hash;
             e->offset = r->key.offset;
-            e->large_threshold = r->published.large_threshold;
-            e->bigcache_slots = r->published.bigcache_slots;
-            e->thp = r->published.thp;
+            const hkd_arm *a = &hkd_arms[hkd_learn_arm(&r->learn)];
+            e->large_threshold = a->large_threshold;
+            e->bigcache_slots = a->bigcache_slots;
+            e->thp = a->thp;
             e->arm = (uint8_t)hkd_learn_arm(&r->learn);
         }
         g.unsorted = 0;
@@ -431,11 +442,13 @@ static int merge_states(const hkd_site_state *in, size_t n, int replace)
         if (replace || l->total_pulls == 0) {
             *l = *src;
         } else {
+            uint64_t pulls[HKD_N_ARMS];
+            double rewards[HKD_N_ARMS];
             for (int a = 0; a < HKD_N_ARMS; a++) {
-                l->pulls[a] += src->pulls[a];
-                l->reward_sum[a] += src->reward_sum[a];
-                l->total_pulls += src->pulls[a];
+                pulls[a] = (uint64_t)l->pulls[a] + src->pulls[a];
+                rewards[a] = l->reward_sum[a] + src->reward_sum[a];
             }
+            hkd_learn_set_counts(l, pulls, rewards);
             if (src->pinned >= 0)
                 l->pinned = src->pinned;
             if (l->ref_cost <= 0.0)
@@ -916,7 +929,10 @@ static void read_site(site_rec *r, hkd_site_info *o)
         o->bigcache_evictions = r->evictions;
         o->thp_blocks = r->thp;
         o->slow_ns = r->slow_ns;
-        o->thresholds = r->published;
+        const hkd_arm *arm = &hkd_arms[hkd_learn_arm(&r->learn)];
+        o->thresholds.large_threshold = arm->large_threshold;
+        o->thresholds.bigcache_slots = arm->bigcache_slots;
+        o->thresholds.thp = arm->thp;
         o->pinned_arm = r->learn.pinned;
         o->n_arms = HKD_N_ARMS;
         for (int a = 0; a < HKD_N_ARMS; a++) {

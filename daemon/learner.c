@@ -179,23 +179,62 @@ int hkd_ucb_select(const hkd_learn *l, double explore)
     return best;
 }
 
+static void halve_counts(hkd_learn *l)
+{
+    /* Halving keeps every mean and lets the site follow a changed workload. */
+    l->total_pulls = 0;
+    for (int i = 0; i < HKD_N_ARMS; i++) {
+        uint32_t p = (uint32_t)(((uint64_t)l->pulls[i] + 1) / 2);
+        l->reward_sum[i] = p ? l->reward_sum[i] * (double)p / (double)l->pulls[i] : 0.0;
+        l->pulls[i] = p;
+        l->total_pulls += p;
+    }
+}
+
+void hkd_learn_set_counts(hkd_learn *l, const uint64_t pulls[HKD_N_ARMS], const double reward_sum[HKD_N_ARMS])
+{
+    uint64_t p[HKD_N_ARMS];
+    double r[HKD_N_ARMS];
+    uint64_t total;
+    for (int i = 0; i < HKD_N_ARMS; i++) {
+        p[i] = pulls[i];
+        r[i] = reward_sum[i];
+    }
+    for (;;) {
+        total = 0;
+        int fits = 1;
+        for (int i = 0; i < HKD_N_ARMS; i++) {
+            total += p[i];
+            fits &= p[i] <= UINT32_MAX / HKD_N_ARMS;
+        }
+        if (fits)
+            break;
+        for (int i = 0; i < HKD_N_ARMS; i++) {
+            uint64_t h = p[i] / 2 + (p[i] & 1);
+            r[i] = h ? r[i] * (double)h / (double)p[i] : 0.0;
+            p[i] = h;
+        }
+    }
+    for (int i = 0; i < HKD_N_ARMS; i++) {
+        l->pulls[i] = (uint32_t)p[i];
+        l->reward_sum[i] = r[i];
+    }
+    l->total_pulls = (uint32_t)total;
+}
+
 void hkd_ucb_update(hkd_learn *l, int arm, double reward, uint64_t window)
 {
     if (arm < 0 || arm >= HKD_N_ARMS)
         return;
+    /* Without a window, the 32-bit total is one (every pull is an interval:
+     * decades away, but it must not wrap). */
+    if (l->total_pulls == UINT32_MAX || l->pulls[arm] == UINT32_MAX)
+        halve_counts(l);
     l->pulls[arm]++;
     l->reward_sum[arm] += reward;
     l->total_pulls++;
-    if (window && l->total_pulls > window) {
-        /* Halving keeps every mean and lets the site follow a changed workload. */
-        l->total_pulls = 0;
-        for (int i = 0; i < HKD_N_ARMS; i++) {
-            uint64_t p = (l->pulls[i] + 1) / 2;
-            l->reward_sum[i] = p ? l->reward_sum[i] * (double)p / (double)l->pulls[i] : 0.0;
-            l->pulls[i] = p;
-            l->total_pulls += p;
-        }
-    }
+    if (window && l->total_pulls > window)
+        halve_counts(l);
 }
 
 static void reset_pull(hkd_learn *l, uint32_t settle)

@@ -41,20 +41,23 @@ typedef struct hkd_obs {
 } hkd_obs;
 
 typedef struct hkd_learn {
-    uint64_t pulls[HKD_N_ARMS];
+    /* 32-bit counts: the daemon walks this state for every site every
+     * interval, so it is kept to three cache lines; counts are halved
+     * (means kept) before the total would overflow. */
+    uint32_t pulls[HKD_N_ARMS];
     double   reward_sum[HKD_N_ARMS];
-    uint64_t total_pulls;
+    uint32_t total_pulls;
     int32_t  current;                   /* arm being pulled (and published) */
     int32_t  pinned;                    /* -1: learning */
-    double   ref_cost;                  /* ns/alloc that scores 0.5; 0 until known */
+    /* the pull in progress (continued below) */
+    uint32_t settle;
+    uint32_t pull_intervals;
     /* log2 of the smallest and largest size the site allocates (from its
      * histogram): arms that cannot differ for these sizes share one
      * canonical arm, so the site explores only arms that matter. */
     uint8_t  sizes_known, size_lo, size_hi;
     uint8_t  canon[HKD_N_ARMS];         /* canonical arm of each arm, for those sizes */
-    /* the pull in progress */
-    uint32_t settle;
-    uint32_t pull_intervals;
+    double   ref_cost;                  /* ns/alloc that scores 0.5; 0 until known */
     uint64_t acc_allocs, acc_bytes, acc_slow_ns, acc_large;
     double   acc_faults, acc_seconds;
 } hkd_learn;
@@ -66,6 +69,9 @@ double hkd_learn_cost(const hkd_learn *l, int arm);
 double hkd_reward_from_cost(double cost, double ref);
 /* UCB1 choice given the statistics so far (lowest index wins ties). */
 int    hkd_ucb_select(const hkd_learn *l, double explore);
+/* Replaces the arm statistics with 64-bit counts (a state file, a merge),
+ * halving every count (means kept) until the total fits. */
+void   hkd_learn_set_counts(hkd_learn *l, const uint64_t pulls[HKD_N_ARMS], const double reward_sum[HKD_N_ARMS]);
 /* Records a finished pull of `arm`. */
 void   hkd_ucb_update(hkd_learn *l, int arm, double reward, uint64_t window);
 /* Feeds one interval; returns 1 when the current arm changed (republish). */

@@ -122,6 +122,8 @@ int hkd_policy_decode(const uint8_t *buf, size_t len, hkd_site_state **sites, si
         d->key.offset = s->offset;
         snprintf(d->module, sizeof d->module, "%s", s->module ? s->module : "");
         hkd_learn_init(&d->learn);
+        uint64_t pulls[HKD_N_ARMS] = { 0 };
+        double rewards[HKD_N_ARMS] = { 0 };
         for (size_t a = 0; a < s->n_arms; a++) {
             const Hakmem__Policy__ArmState *x = s->arms[a];
             int idx = x->name ? hkd_arm_by_name(x->name) : -1;
@@ -130,10 +132,10 @@ int hkd_policy_decode(const uint8_t *buf, size_t len, hkd_site_state **sites, si
              * [0,1] mean a file that was not ours. */
             if (idx < 0 || !(mean >= 0.0 && mean <= 1.0))
                 continue;
-            d->learn.pulls[idx] = x->pulls;
-            d->learn.reward_sum[idx] = x->reward_sum;
-            d->learn.total_pulls += x->pulls;
+            pulls[idx] = x->pulls;
+            rewards[idx] = x->reward_sum;
         }
+        hkd_learn_set_counts(&d->learn, pulls, rewards);
         int cur = s->current_arm ? hkd_arm_by_name(s->current_arm) : -1;
         d->learn.current = cur >= 0 ? cur : HKD_DEFAULT_ARM;
         d->learn.pinned = s->pinned_arm && *s->pinned_arm ? hkd_arm_by_name(s->pinned_arm) : -1;

@@ -178,6 +178,47 @@ static void window_keeps_means(void **state)
     assert_true(fabs(l.reward_sum[0] / (double)l.pulls[0] - 0.2) < 1e-9);
 }
 
+/* Counts are 32-bit in memory: 64-bit counts from a file or a merge are
+ * halved until they fit, and a windowless site halves instead of wrapping. */
+static void counts_fit_32_bits(void **state)
+{
+    (void)state;
+    hkd_learn l;
+    hkd_learn_init(&l);
+    uint64_t pulls[HKD_N_ARMS] = { 0 };
+    double rewards[HKD_N_ARMS] = { 0 };
+    pulls[2] = 10ull << 32;
+    rewards[2] = 0.75 * (double)pulls[2];
+    pulls[5] = 3;
+    rewards[5] = 0.3;
+    hkd_learn_set_counts(&l, pulls, rewards);
+    assert_true(l.pulls[2] > 0 && l.pulls[2] <= UINT32_MAX / HKD_N_ARMS);
+    assert_int_equal(l.total_pulls, (uint64_t)l.pulls[2] + l.pulls[5]);
+    assert_true(fabs(l.reward_sum[2] / (double)l.pulls[2] - 0.75) < 1e-9);
+    assert_true(l.pulls[5] >= 1 && l.pulls[5] < 3);
+    assert_true(fabs(l.reward_sum[5] / (double)l.pulls[5] - 0.1) < 1e-9);
+
+    /* Small counts pass through unchanged. */
+    pulls[2] = 7;
+    rewards[2] = 3.5;
+    hkd_learn_set_counts(&l, pulls, rewards);
+    assert_int_equal(l.pulls[2], 7);
+    assert_int_equal(l.pulls[5], 3);
+    assert_int_equal(l.total_pulls, 10);
+
+    hkd_learn_init(&l);
+    l.pulls[1] = UINT32_MAX - 1;
+    l.reward_sum[1] = 0.5 * (double)l.pulls[1];
+    l.pulls[0] = 1;
+    l.reward_sum[0] = 0.9;
+    l.total_pulls = UINT32_MAX;
+    hkd_ucb_update(&l, 1, 0.5, 0);
+    assert_true(l.total_pulls > (1u << 30) && l.total_pulls <= (1u << 31) + 2);
+    assert_int_equal(l.total_pulls, (uint64_t)l.pulls[0] + l.pulls[1]);
+    assert_true(fabs(l.reward_sum[1] / (double)l.pulls[1] - 0.5) < 1e-6);
+    assert_true(fabs(l.reward_sum[0] / (double)l.pulls[0] - 0.9) < 1e-9);
+}
+
 static void only_arms_that_matter_are_explored(void **state)
 {
     (void)state;
@@ -226,6 +267,7 @@ int main(void)
         cmocka_unit_test(learner_converges_and_never_switches_without_data),
         cmocka_unit_test(learner_pin_and_release),
         cmocka_unit_test(window_keeps_means),
+        cmocka_unit_test(counts_fit_32_bits),
         cmocka_unit_test(only_arms_that_matter_are_explored),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -214,40 +214,45 @@ static void render_sites(FILE *f, const vec *sv)
         }
 }
 
+/* One family per process field.  Values are exact integers; per_unit > 1
+ * turns one into a fraction (milliseconds into seconds). */
+typedef struct proc_family {
+    const char *name, *type, *help;
+    uint64_t (*value)(const hkd_proc_info *);
+    unsigned per_unit;
+} proc_family;
+
+static uint64_t proc_bytes(const hkd_proc_info *p) { return p->bytes; }
+static uint64_t proc_rss(const hkd_proc_info *p) { return p->rss_bytes; }
+static uint64_t proc_faults(const hkd_proc_info *p) { return p->page_faults; }
+static uint64_t proc_sites(const hkd_proc_info *p) { return p->sites; }
+static uint64_t proc_age_ms(const hkd_proc_info *p) { return p->last_heartbeat_ms_ago; }
+
+static const proc_family proc_families[] = {
+    { "hakmem_process_alloc_bytes_total", "counter", "Bytes the process allocated, all sites.", proc_bytes, 1 },
+    { "hakmem_process_resident_memory_bytes", "gauge", "Resident set size the process last reported.", proc_rss, 1 },
+    { "hakmem_process_page_faults_total", "counter", "Page faults the process last reported.", proc_faults, 1 },
+    { "hakmem_process_sites", "gauge", "Distinct sites the process reports.", proc_sites, 1 },
+    { "hakmem_process_heartbeat_age_seconds", "gauge", "Time since the process's last heartbeat.", proc_age_ms, 1000 },
+};
+
 static void render_procs(FILE *f, const vec *pv)
 {
     const hkd_proc_info *p = pv->items;
-    family(f, "hakmem_process_alloc_bytes_total", "counter", "Bytes the process allocated, all sites.");
-    for (size_t i = 0; i < pv->n; i++) {
-        fputs("hakmem_process_alloc_bytes_total", f);
-        proc_labels(f, &p[i]);
-        fprintf(f, " %" PRIu64 "\n", p[i].bytes);
-    }
-    family(f, "hakmem_process_resident_memory_bytes", "gauge", "Resident set size the process last reported.");
-    for (size_t i = 0; i < pv->n; i++) {
-        fputs("hakmem_process_resident_memory_bytes", f);
-        proc_labels(f, &p[i]);
-        fprintf(f, " %" PRIu64 "\n", p[i].rss_bytes);
-    }
-    family(f, "hakmem_process_page_faults_total", "counter", "Page faults the process last reported.");
-    for (size_t i = 0; i < pv->n; i++) {
-        fputs("hakmem_process_page_faults_total", f);
-        proc_labels(f, &p[i]);
-        fprintf(f, " %" PRIu64 "\n", p[i].page_faults);
-    }
-    family(f, "hakmem_process_sites", "gauge", "Distinct sites the process reports.");
-    for (size_t i = 0; i < pv->n; i++) {
-        fputs("hakmem_process_sites", f);
-        proc_labels(f, &p[i]);
-        fprintf(f, " %" PRIu32 "\n", p[i].sites);
-    }
-    family(f, "hakmem_process_heartbeat_age_seconds", "gauge", "Time since the process's last heartbeat.");
-    for (size_t i = 0; i < pv->n; i++) {
-        fputs("hakmem_process_heartbeat_age_seconds", f);
-        proc_labels(f, &p[i]);
-        fputc(' ', f);
-        put_double(f, (double)p[i].last_heartbeat_ms_ago / 1000.0);
-        fputc('\n', f);
+    for (size_t k = 0; k < sizeof proc_families / sizeof proc_families[0]; k++) {
+        const proc_family *pf = &proc_families[k];
+        family(f, pf->name, pf->type, pf->help);
+        for (size_t i = 0; i < pv->n; i++) {
+            uint64_t v = pf->value(&p[i]);
+            fputs(pf->name, f);
+            proc_labels(f, &p[i]);
+            fputc(' ', f);
+            if (pf->per_unit > 1)
+                put_double(f, (double)v / pf->per_unit);
+            else
+                fprintf(f, "%" PRIu64, v);
+            fputc('\n', f);
+        }
     }
 }
 

@@ -29,7 +29,7 @@ SYSUSERSDIR=${SYSUSERSDIR:-$PREFIX/lib/sysusers.d}
 TMPFILESDIR=${TMPFILESDIR:-$PREFIX/lib/tmpfiles.d}
 
 cd "$(dirname "$0")/.."
-for f in libhakmem.so libhakmem.a hakmemd hakmemctl; do
+for f in libhakmem.so libhakmem-hardened.so libhakmem.a hakmemd hakmemctl; do
   [ -e "$BUILD/$f" ] || { echo "install: $BUILD/$f missing: run make first" >&2; exit 1; }
 done
 VERSION=$(sed -n 's/^#define HAKMEM_VERSION "\(.*\)"/\1/p' include/hakmem.h)
@@ -40,6 +40,7 @@ install -d "$D$BINDIR" "$D$SBINDIR" "$D$LIBDIR" "$D$INCLUDEDIR" "$D$PKGCONFIGDIR
   "$D$MANDIR/man1" "$D$MANDIR/man8" "$D$UNITDIR" "$D$SYSUSERSDIR" "$D$TMPFILESDIR"
 
 install -m 0755 "$BUILD/libhakmem.so" "$D$LIBDIR/libhakmem.so"
+install -m 0755 "$BUILD/libhakmem-hardened.so" "$D$LIBDIR/libhakmem-hardened.so"
 install -m 0644 "$BUILD/libhakmem.a" "$D$LIBDIR/libhakmem.a"
 install -m 0644 include/*.h "$D$INCLUDEDIR/"
 sed -e "s|@PREFIX@|$PREFIX|g" -e "s|@LIBDIR@|$LIBDIR|g" -e "s|@INCLUDEDIR@|$INCLUDEDIR|g" \

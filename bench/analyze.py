@@ -169,8 +169,13 @@ def main():
     for c, why in unavailable.items():
         L.append(f"- **{c} not available**: {why}")
     if "hakmem-evolving" in configs_run:
-        L.append(f"- hakmem-evolving: hakmemd running, {meta.get('learn', '?')} unmeasured learning "
-                 "pass(es) over all benchmarks before measuring.")
+        learned = meta.get("learning")
+        if learned:
+            L.append(f"- hakmem-evolving: hakmemd running from a cold state; learning phase of {learned} "
+                     "(unmeasured passes over all benchmarks), then measured with the daemon still learning.")
+        else:
+            L.append(f"- hakmem-evolving: hakmemd running, {meta.get('learn', '?')} unmeasured learning "
+                     "pass(es) over all benchmarks before measuring.")
     L.append("")
 
     # ---- published scenarios ----

@@ -25,6 +25,9 @@ usage: bash bench/run.sh [options]
   --build DIR      build directory holding bench/ programs, libhakmem.so, hakmemd (default build)
   --runs N         measured runs of every benchmark per configuration (default 10)
   --warmup N       unmeasured runs before them (default 2)
+  --learn-max S    hakmem-evolving only: after the --learn passes, more passes until the
+                   daemon has settled (hakmemctl sites: "settled"), for at most S seconds
+                   (default 120; quick 20; smoke 0)
   --learn N        hakmem-evolving only: unmeasured passes over the benchmarks with the
                    daemon running, before measuring (default 3)
   --filter REGEX   only benchmarks whose name matches (extended regex, case-insensitive);
@@ -45,10 +48,10 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT" || exit 1
 
 BUILD=build RUNS=10 WARMUP=2 LEARN=3 FILTER='' OUT=bench/results THREADS=4
-INTERVAL=200 TIMEOUT=120 MODE=full
+INTERVAL=200 TIMEOUT=120 MODE=full LEARN_MAX_S=120
 CONFIGS_ALL=(hakmem-baseline hakmem-evolving system jemalloc mimalloc tcmalloc)
 CONFIGS_ARG=''
-runs_set='' warmup_set='' learn_set=''
+runs_set='' warmup_set='' learn_set='' learn_max_set=''
 ARGV_TEXT="bash bench/run.sh $*"
 # Under `make bench` the command worth printing is make's, not this script's.
 if [ -n "${MAKELEVEL:-}" ]; then
@@ -64,6 +67,7 @@ while [ $# -gt 0 ]; do
         --runs)     need "$@"; posint "$1" "$2"; RUNS=$2; runs_set=1; shift 2 ;;
         --warmup)   need "$@"; posint "$1" "$2"; WARMUP=$2; warmup_set=1; shift 2 ;;
         --learn)    need "$@"; posint "$1" "$2"; LEARN=$2; learn_set=1; shift 2 ;;
+        --learn-max) need "$@"; posint "$1" "$2"; LEARN_MAX_S=$2; learn_max_set=1; shift 2 ;;
         --filter)   need "$@"; FILTER=$2; shift 2 ;;
         --configs)  need "$@"; CONFIGS_ARG=$2; shift 2 ;;
         --out)      need "$@"; OUT=$2; shift 2 ;;
@@ -78,14 +82,14 @@ while [ $# -gt 0 ]; do
 done
 [ "$RUNS" -ge 1 ] || { echo "run.sh: --runs must be at least 1" >&2; exit 64; }
 
-# Sizes of each mode.  Explicit --runs/--warmup/--learn win over the mode.
+# Sizes of each mode.  Explicit --runs/--warmup/--learn/--learn-max win over the mode.
 case $MODE in
     full)  SC_OPS=() ; WL_DIV=1;   FP_ITERS=200000 ;;
     quick) [ -z "$runs_set" ] && RUNS=3; [ -z "$warmup_set" ] && WARMUP=1
-           [ -z "$learn_set" ] && LEARN=1
+           [ -z "$learn_set" ] && LEARN=1; [ -z "$learn_max_set" ] && LEARN_MAX_S=20
            SC_OPS=() ; WL_DIV=4;   FP_ITERS=50000 ;;
     smoke) [ -z "$runs_set" ] && RUNS=1; [ -z "$warmup_set" ] && WARMUP=0
-           [ -z "$learn_set" ] && LEARN=1
+           [ -z "$learn_set" ] && LEARN=1; [ -z "$learn_max_set" ] && LEARN_MAX_S=0
            SC_OPS=(--ops 20); WL_DIV=500; FP_ITERS=2000 ;;
 esac
 
@@ -185,6 +189,29 @@ start_daemon() {
     stop_daemon
     UNAVAILABLE[hakmem-evolving]="hakmemd $why"
     return 1
+}
+
+# Whether the daemon is done exploring: "settled ..." when every site that
+# carries a share of the bytes allocated is exploiting its best arm (every
+# arm that matters for its sizes tried once, the best mean published),
+# else "exploring ...".  Exploration does not stop there: UCB1 revisits an
+# arm now and then, during measured runs too, as it would in production.
+learning_verdict() {
+    # Clients report at exit; the daemon takes it in at its next interval.
+    sleep "$(awk -v ms="$INTERVAL" 'BEGIN { printf "%.3f", 2 * ms / 1000 }')"
+    "$BUILD/hakmemctl" --socket "$TMP/ctl.sock" --json sites --top 0 2>/dev/null | python3 -c '
+import json, sys
+try:
+    sites = json.load(sys.stdin)["sites"]
+except Exception as e:
+    print("exploring (hakmemctl sites failed: %s)" % e); sys.exit()
+total = sum(s.get("bytes", 0) for s in sites) or 1
+hot = [s for s in sites if s.get("bytes", 0) >= total / 200]
+if not hot:
+    print("exploring: the daemon knows no site yet"); sys.exit()
+open_ = [s for s in hot if not s.get("settled")]
+word = "exploring" if open_ else "settled"
+print("%s: %d of %d sites with 0.5%%+ of the bytes exploit their best arm" % (word, len(hot) - len(open_), len(hot)))'
 }
 
 # ---- environment of each configuration ----
@@ -383,10 +410,20 @@ done
 
 if [[ " ${ACTIVE[*]} " == *" hakmem-evolving "* ]]; then
     if start_daemon; then
-        echo "run.sh: hakmemd running (pid $DAEMON_PID, segment $SHM_NAME); $LEARN learning pass(es)"
-        for ((l = 1; l <= LEARN; l++)); do
+        echo "run.sh: hakmemd running (pid $DAEMON_PID, segment $SHM_NAME); at least $LEARN learning" \
+             "pass(es), then until the daemon has settled (up to ${LEARN_MAX_S}s)"
+        learn_start=$(date +%s) l=0 verdict=''
+        while :; do
+            l=$((l + 1))
             for b in "${BENCHES[@]}"; do run_one "$l" learn "$b" hakmem-evolving; done
+            [ "$l" -lt "$LEARN" ] && continue
+            verdict=$(learning_verdict)
+            case $verdict in settled*) break ;; esac
+            [ $(( $(date +%s) - learn_start )) -ge "$LEARN_MAX_S" ] && break
         done
+        echo "run.sh: learning: $l pass(es) in $(( $(date +%s) - learn_start ))s; $verdict"
+        echo "learning=$l passes, $(( $(date +%s) - learn_start ))s, $verdict" >>"$OUT/meta.txt"
+        "$BUILD/hakmemctl" --socket "$TMP/ctl.sock" sites --top 10 >"$OUT/logs/learned-sites.txt" 2>&1
     else
         echo "run.sh: hakmem-evolving is not available: ${UNAVAILABLE[hakmem-evolving]}"
         ACTIVE=("${ACTIVE[@]/hakmem-evolving/}")

@@ -934,6 +934,7 @@ static void read_site(site_rec *r, hkd_site_info *o)
         o->thresholds.bigcache_slots = arm->bigcache_slots;
         o->thresholds.thp = arm->thp;
         o->pinned_arm = r->learn.pinned;
+        o->settled = hkd_learn_settled(&r->learn);
         o->n_arms = HKD_N_ARMS;
         for (int a = 0; a < HKD_N_ARMS; a++) {
             snprintf(o->arms[a].name, sizeof o->arms[a].name, "%s", hkd_arms[a].name);

@@ -47,6 +47,7 @@ typedef struct hkd_site_info {
     uint64_t thp_blocks, slow_ns;
     hkd_thresholds thresholds;         /* as last published */
     int      pinned_arm;               /* -1 when not pinned */
+    int      settled;                  /* exploiting: hkd_learn_settled() */
     uint32_t n_arms;
     hkd_arm_stats arms[HKD_MAX_ARMS];
 } hkd_site_info;

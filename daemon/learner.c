@@ -15,16 +15,19 @@
 #define IDLE_NS_PER_MIB_S  2000.0   /* what holding 1 MiB idle for 1 s is worth */
 #define COST_FLOOR_NS      1.0
 
-/* Arm 0 is the allocator's default (1 MiB, 4 slots, THP on). */
+/* Arm 0 is the allocator's default (1 MiB, 4 slots, THP off): a site the
+ * daemon knows nothing of runs exactly as it would without a daemon, and a
+ * pull of arm 0 measures what the baseline costs.  Within each pair the THP
+ * variant follows, so sizes below 2 MiB fold it onto the even arm. */
 const hkd_arm hkd_arms[HKD_N_ARMS] = {
-    { 1u << 20,   4, 1, "large=1M,slots=4,thp=on" },
     { 1u << 20,   4, 0, "large=1M,slots=4,thp=off" },
-    { 1u << 20,   0, 1, "large=1M,slots=0,thp=on" },
+    { 1u << 20,   4, 1, "large=1M,slots=4,thp=on" },
     { 1u << 20,   0, 0, "large=1M,slots=0,thp=off" },
-    { 256u << 10, 4, 1, "large=256K,slots=4,thp=on" },
+    { 1u << 20,   0, 1, "large=1M,slots=0,thp=on" },
     { 256u << 10, 4, 0, "large=256K,slots=4,thp=off" },
-    { 256u << 10, 0, 1, "large=256K,slots=0,thp=on" },
+    { 256u << 10, 4, 1, "large=256K,slots=4,thp=on" },
     { 256u << 10, 0, 0, "large=256K,slots=0,thp=off" },
+    { 256u << 10, 0, 1, "large=256K,slots=0,thp=on" },
 };
 
 const hkd_learn_cfg hkd_learn_default_cfg = {
@@ -177,6 +180,22 @@ int hkd_ucb_select(const hkd_learn *l, double explore)
         }
     }
     return best;
+}
+
+int hkd_learn_settled(const hkd_learn *l)
+{
+    if (l->pinned >= 0)
+        return 1;
+    int best = -1;
+    for (int i = 0; i < HKD_N_ARMS; i++) {
+        if (!relevant(l, i))
+            continue;
+        if (l->pulls[i] == 0)
+            return 0;
+        if (best < 0 || l->reward_sum[i] / l->pulls[i] > l->reward_sum[best] / l->pulls[best])
+            best = i;
+    }
+    return best == canonical(l, l->current);
 }
 
 static void halve_counts(hkd_learn *l)

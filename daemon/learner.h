@@ -80,6 +80,10 @@ int    hkd_learn_observe(hkd_learn *l, const hkd_learn_cfg *cfg, const hkd_obs *
 int    hkd_learn_pin(hkd_learn *l, int arm);
 /* The arm to publish now. */
 static inline int hkd_learn_arm(const hkd_learn *l) { return l->pinned >= 0 ? l->pinned : l->current; }
+/* 1 when the site exploits: pinned, or every arm that matters for its
+ * sizes has completed a pull and the arm published has the best mean
+ * reward of them.  Exploration may still revisit an arm later. */
+int    hkd_learn_settled(const hkd_learn *l);
 /* The arm that behaves like `arm` for sizes in [2^lo, 2^(hi+1)). */
 int    hkd_arm_canonical(int arm, int lo, int hi);
 /* Records the site's size range (log2 buckets). */

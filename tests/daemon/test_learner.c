@@ -122,6 +122,7 @@ static void learner_converges_and_never_switches_without_data(void **state)
     }
     assert_int_equal(l.total_pulls, 0);
     assert_int_equal(hkd_learn_arm(&l), HKD_DEFAULT_ARM);
+    assert_false(hkd_learn_settled(&l));
 
     int switches = 0;
     for (int i = 0; i < 3000; i++) {
@@ -142,6 +143,13 @@ static void learner_converges_and_never_switches_without_data(void **state)
     for (int a = 0; a < HKD_N_ARMS; a++)
         assert_true(l.pulls[a] >= 1);
     assert_true(switches < 400);
+    /* Exploiting the best arm: settled, unless an exploration pull is under way. */
+    for (int i = 0; i < 20 && hkd_learn_arm(&l) != 5; i++) {
+        hkd_obs o = obs_for(hkd_learn_arm(&l), 1000);
+        hkd_learn_observe(&l, &cfg, &o);
+    }
+    assert_int_equal(hkd_learn_arm(&l), 5);
+    assert_true(hkd_learn_settled(&l));
 }
 
 static void learner_pin_and_release(void **state)

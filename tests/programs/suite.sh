@@ -35,7 +35,7 @@ TMP=$(mktemp -d /tmp/hakmem-programs.XXXXXX)
 DAEMON_PID=
 DAEMON_SHM=/hakmem-programs-daemon-$$
 cleanup() {
-    stop_daemon
+    if declare -F stop_daemon >/dev/null; then stop_daemon; fi   # defined further down
     if [ -n "${PROGRAMS_KEEP:-}" ]; then echo "# kept $TMP" >&2; else rm -rf "$TMP"; fi
 }
 trap cleanup EXIT

@@ -10,6 +10,7 @@
 #include "options.h"
 #include "segment.h"
 #include "shm_client.h"
+#include "site.h"
 #include "size_class.h"
 #include "hakmem.h"
 
@@ -58,6 +59,7 @@ static void fork_child(void)
     hk_bigcache_fork_child();
     hk_segment_fork_child();
     hk_heap_fork_child();
+    hk_site_fork_child(hk_tls_heap);
     hk_shm_client_after_fork_child();
 }
 

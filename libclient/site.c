@@ -208,6 +208,34 @@ void hk_site_flush_thread(hk_heap *heap)
 
 uint32_t hk_site_count(void) { return atomic_load(&n_sites); }
 
+void hk_site_fork_child(hk_heap *heap)
+{
+    /* The parent reports what it allocated before the fork; the child
+     * starts from zero or the daemon would count those allocations twice.
+     * live_bytes is a level and the child does hold those blocks. */
+    if (heap != NULL && heap != &hk_empty_heap) {
+        for (unsigned i = 0; i < HK_SITE_LOCAL; i++) {
+            hk_site_local *l = &heap->sites[i];
+            l->allocs = l->bytes = 0;
+            memset(l->hist, 0, sizeof l->hist);
+            l->pending = 0;
+        }
+    }
+    for (uint32_t i = 0; i < HK_SITE_MAX; i++) {
+        site_entry *e = &table[i];
+        if (atomic_load_explicit(&e->ra, memory_order_relaxed) == 0) continue;
+        atomic_store_explicit(&e->allocs, 0, memory_order_relaxed);
+        atomic_store_explicit(&e->frees, 0, memory_order_relaxed);
+        atomic_store_explicit(&e->bytes, 0, memory_order_relaxed);
+        for (unsigned b = 0; b < HK_SITE_HIST; b++) atomic_store_explicit(&e->hist[b], 0, memory_order_relaxed);
+        atomic_store_explicit(&e->bc_hits, 0, memory_order_relaxed);
+        atomic_store_explicit(&e->bc_misses, 0, memory_order_relaxed);
+        atomic_store_explicit(&e->bc_evictions, 0, memory_order_relaxed);
+        atomic_store_explicit(&e->thp_blocks, 0, memory_order_relaxed);
+        atomic_store_explicit(&e->slow_ns, 0, memory_order_relaxed);
+    }
+}
+
 /* ---- resolving a site to its fleet-wide key ---------------------------- */
 
 typedef struct resolve_ctx {

@@ -87,6 +87,9 @@ void hk_site_sample(hk_heap *heap, uintptr_t ra, size_t size);
 
 /* Merges a thread's pending counters into the process table. */
 void hk_site_flush_thread(hk_heap *heap);
+/* In a fork child (one thread, `heap` its own): counters restart from zero,
+ * live bytes stay. */
+void hk_site_fork_child(hk_heap *heap);
 
 uint32_t hk_site_count(void);
 /* Snapshot of each site (keys resolved on first call for a new site). */

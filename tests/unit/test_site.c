@@ -200,6 +200,39 @@ static void test_counters(void **state)
     hk_site_note_thp(HK_SITE_MAX + 5);
 }
 
+static uint32_t fork_site;
+
+static void child_counts_from_zero(void *arg)
+{
+    (void)arg;
+    hk_site_view v = view_of(fork_site);
+    if (v.counters.allocs || v.counters.bytes || v.counters.frees || v.counters.size_hist[20] ||
+        v.counters.bigcache_hits || v.counters.slow_ns)
+        _exit(2);                                   /* the parent's counts, reported twice */
+    if (v.counters.live_bytes != 4096) _exit(3);    /* the child holds the parent's blocks */
+    hk_site_note_alloc(NULL, fork_site, 1 << 20, 1);
+    if (view_of(fork_site).counters.allocs != 1) _exit(4);
+    _exit(0);
+}
+
+/* After fork() the child reports only what it allocates itself. */
+static void test_fork_child_counts_from_zero(void **state)
+{
+    (void)state;
+    fork_site = hk_site_of(NULL, FAKE_RA(7));
+    hk_site_note_alloc(NULL, fork_site, 1 << 20, 3);
+    hk_site_note_large_live(fork_site, 4096, 1);
+    hk_site_note_bigcache(fork_site, 1, 0);
+    hk_site_note_slow_ns(fork_site, 500);
+    ut_child c;
+    ut_run_child(child_counts_from_zero, NULL, &c);
+    assert_int_equal(c.signo, 0);
+    assert_int_equal(c.exit_code, 0);
+    /* The parent's own counts are untouched. */
+    assert_int_equal(view_of(fork_site).counters.allocs, 3);
+    hk_site_note_large_live(fork_site, 4096, 0);
+}
+
 /* A sample stands for sample_bytes of allocation of its size. */
 static void test_sampling_weights(void **state)
 {
@@ -444,6 +477,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_register_once, setup, teardown),
         cmocka_unit_test_setup_teardown(test_table_full, setup, teardown),
         cmocka_unit_test_setup_teardown(test_counters, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_fork_child_counts_from_zero, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sampling_weights, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sampled_estimate, setup, teardown),
         cmocka_unit_test_setup_teardown(test_policy_set_get_reset, setup, teardown),

@@ -259,6 +259,28 @@ def main():
                     L.append(f"| {s} | {h} | " + " | ".join(cells) + " |")
             L.append("")
 
+        if "hakmem-baseline" in configs_run and "hakmem-evolving" in configs_run:
+            L.append("### Learning: hakmem-evolving against hakmem-baseline")
+            L.append("")
+            L.append("Same allocator, daemon on or off. Ratios are baseline / evolving, the median of per-run "
+                     "ratios (> 1: evolving faster). The mean is the measured loop's wall time per operation, "
+                     "so it carries the faults and cold misses the median leaves out.")
+            L.append("")
+            L.append("| scenario | median ns | ratio | mean ns | ratio | p99 ns | page faults |")
+            L.append("|---|---:|---:|---:|---:|---:|---:|")
+            b, e = "hakmem-baseline", "hakmem-evolving"
+
+            def pair(s, field, digits=1):
+                return f"{fmt(stat(s, b, field), digits)} -> {fmt(stat(s, e, field), digits)}"
+
+            def rel(s, field):
+                rv = paired(s, b, e, field)
+                return "—" if rv is None else f"{rv:.3f}"
+            for s in scen:
+                L.append(f"| {s} | {pair(s, 'median_ns')} | {rel(s, 'median_ns')} | {pair(s, 'mean_ns')} | "
+                         f"{rel(s, 'mean_ns')} | {pair(s, 'p99_ns')} | {pair(s, 'faults', 0)} |")
+            L.append("")
+
     # ---- multi-threaded workloads ----
     wls = [w for w in WORKLOADS if any(r["bench"] == w for r in rows)]
     if wls:
@@ -395,6 +417,16 @@ def main():
                         L.append(f"- {mark(hv[0] <= mv[0])} {h} fast path {b.split('-')[1]} B: no more "
                                  f"instructions than mimalloc ({hv[0]:.1f} vs {mv[0]:.1f})")
         L.append("")
+        if "hakmem-baseline" in configs_run and "hakmem-evolving" in configs_run:
+            L.append("## Targets (issue 4: learning that pays)")
+            L.append("")
+            for s in [x for x in ("VM", "MIXED") if x in scen]:
+                rm = paired(s, "hakmem-baseline", "hakmem-evolving", "mean_ns")
+                rd = paired(s, "hakmem-baseline", "hakmem-evolving", "median_ns")
+                L.append(f"- {mark(None if rm is None else rm > 1)} hakmem-evolving {s}: faster than hakmem-baseline "
+                         f"in wall time per operation ({'—' if rm is None else f'{rm:.3f}x'}; "
+                         f"median {'—' if rd is None else f'{rd:.3f}x'})")
+            L.append("")
 
     # ---- failures ----
     if failures:

@@ -152,11 +152,24 @@ static double inv_sqrt(uint64_t n)
     return inv_sqrt_tab[n];
 }
 
+/* Bit i set when arm i is one the site explores (see relevant()). */
+static unsigned relevant_mask(const hkd_learn *l)
+{
+    unsigned m = 0;
+    for (int i = 0; i < HKD_N_ARMS; i++)
+        m |= (unsigned)relevant(l, i) << i;
+    return m;
+}
+
 int hkd_ucb_select(const hkd_learn *l, double explore)
 {
+    /* Masks instead of a test per arm: which arms a site explores differs
+     * from site to site, so per-arm branches mispredicted at every site. */
+    unsigned arms = relevant_mask(l), unpulled = 0;
     for (int i = 0; i < HKD_N_ARMS; i++)
-        if (l->pulls[i] == 0 && relevant(l, i))
-            return i;
+        unpulled |= (unsigned)(l->pulls[i] == 0) << i;
+    if (arms & unpulled)
+        return __builtin_ctz(arms & unpulled);
     static double root_log_tab[INV_SQRT_N];
     double rl;
     if (l->total_pulls < INV_SQRT_N) {
@@ -170,9 +183,9 @@ int hkd_ucb_select(const hkd_learn *l, double explore)
     double bonus = explore * rl;
     int best = 0;
     double best_score = -1.0;
-    for (int i = 0; i < HKD_N_ARMS; i++) {
-        if (!relevant(l, i) || l->pulls[i] == 0)
-            continue;
+    /* Every relevant arm has been pulled here; lowest index first. */
+    for (unsigned m = arms; m; m &= m - 1) {
+        int i = __builtin_ctz(m);
         double score = l->reward_sum[i] / (double)l->pulls[i] + bonus * inv_sqrt(l->pulls[i]);
         if (score > best_score) {
             best_score = score;

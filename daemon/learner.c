@@ -152,24 +152,35 @@ static double inv_sqrt(uint64_t n)
     return inv_sqrt_tab[n];
 }
 
-/* Bit i set when arm i is one the site explores (see relevant()). */
+/* Bit i set when arm i is one the site explores (relevant()), from all
+ * eight canon bytes at once: a byte equal to its index is a zero byte of
+ * the XOR below; zero bytes become their top bit, gathered by the
+ * multiply (every partial product lands on its own bit, so no carries). */
+_Static_assert(HKD_N_ARMS == 8, "one canon byte per arm in a 64-bit word");
+
 static unsigned relevant_mask(const hkd_learn *l)
 {
-    unsigned m = 0;
-    for (int i = 0; i < HKD_N_ARMS; i++)
-        m |= (unsigned)relevant(l, i) << i;
-    return m;
+    if (!l->sizes_known)
+        return 0xFFu;
+    const uint64_t low7 = 0x7F7F7F7F7F7F7F7Full;
+    uint64_t c;
+    memcpy(&c, l->canon, sizeof c);
+#if __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+    c = __builtin_bswap64(c);        /* canon[i] in byte i from the bottom */
+#endif
+    uint64_t x = c ^ 0x0706050403020100ull;
+    uint64_t zero = ~(((x & low7) + low7) | x | low7);
+    return (unsigned)(((zero >> 7) * 0x0102040810204080ull) >> 56);
 }
 
 int hkd_ucb_select(const hkd_learn *l, double explore)
 {
     /* Masks instead of a test per arm: which arms a site explores differs
      * from site to site, so per-arm branches mispredicted at every site. */
-    unsigned arms = relevant_mask(l), unpulled = 0;
-    for (int i = 0; i < HKD_N_ARMS; i++)
-        unpulled |= (unsigned)(l->pulls[i] == 0) << i;
-    if (arms & unpulled)
-        return __builtin_ctz(arms & unpulled);
+    unsigned arms = relevant_mask(l);
+    for (unsigned m = arms; m; m &= m - 1)
+        if (l->pulls[__builtin_ctz(m)] == 0)
+            return __builtin_ctz(m);
     static double root_log_tab[INV_SQRT_N];
     double rl;
     if (l->total_pulls < INV_SQRT_N) {

@@ -43,6 +43,7 @@
 #define HKD_VERSION "0.1.0"
 #define MAX_SITES (1u << 20)
 #define LEARN_PREFETCH 4             /* records ahead */
+#define LEARN_BATCH 32               /* changed arms published together */
 
 typedef struct site_rec {
     /* Everything a report touches sits in the first three cache lines, the
@@ -57,21 +58,26 @@ typedef struct site_rec {
     uint64_t hits, misses, evictions, thp, slow_ns;
     uint32_t pos;                    /* index in g.entries while the order is valid */
     hkd_learn learn;
-    double frac_256k, frac_1m;       /* large_frac for the two thresholds arms use */
     struct site_cold *cold;
 } site_rec;
 
 /* This interval's sums over processes (learner only), two lines per site,
  * dense: the collector adds into these alone, so the record itself is
- * read and written once per interval, by the learn pass, not twice. */
+ * read and written once per interval, by the learn pass, not twice.  A
+ * histogram merge also stays off the record: the shares it yields live
+ * here, the size range waits here for the learn pass.  No key: the
+ * collector clears a cookie whenever the key at its index changes. */
 typedef struct site_acc {
-    hkd_site_key key;                /* the cookie check */
-    site_rec *rec;
+    struct site_cold *cold;
     uint32_t procs;
+    uint8_t  large_log2;             /* log2 of the published arm's large threshold */
+    uint8_t  sizes_new;              /* size_lo/size_hi not yet handed to the learner */
+    uint8_t  size_lo, size_hi;
     uint64_t live;
     uint64_t allocs, frees, bytes, hits, misses, evictions, thp, slow_ns, large;
     double faults;
     double large_frac;               /* share of allocations at or above the threshold */
+    double frac_256k, frac_1m;       /* large_frac for the two thresholds arms use */
 } __attribute__((aligned(64))) site_acc;
 
 /* What an interval does not touch, apart so the hot records are packed:
@@ -79,6 +85,7 @@ typedef struct site_acc {
 typedef struct site_cold {
     struct cds_lfht_node node;
     site_rec *rec;
+    _Atomic uint32_t seq;            /* odd while a merge writes hist (the record's seq does not cover it) */
     uint64_t hist[HKSHM_HIST];
     char module[HKD_MODULE_MAX];
 } site_cold;
@@ -87,6 +94,7 @@ typedef struct site_cold {
 #define CHUNK_RECS 1024u             /* records per allocation, never moved */
 /* Five lines: the published thresholds are the arm's (hkd_arms), not a copy. */
 _Static_assert(sizeof(site_rec) <= 320, "hot record stays within five cache lines");
+_Static_assert(sizeof(site_acc) == 128, "accumulator is two cache lines");
 
 typedef struct proc_list {
     struct rcu_head rcu;
@@ -157,19 +165,30 @@ static void wend(site_rec *r)
     atomic_store_explicit(&r->seq, r->seq + 1, memory_order_release);
 }
 
+static void hist_wbegin(site_cold *c)
+{
+    atomic_store_explicit(&c->seq, c->seq + 1, memory_order_relaxed);
+    atomic_thread_fence(memory_order_release);
+}
+
+static void hist_wend(site_cold *c)
+{
+    atomic_store_explicit(&c->seq, c->seq + 1, memory_order_release);
+}
+
 static int log2_floor(uint32_t v)
 {
     return v ? 31 - __builtin_clz(v) : 0;
 }
 
-static double frac_at(const site_rec *r, uint32_t threshold)
+static double frac_at(const site_cold *c, uint32_t threshold)
 {
     int lb = log2_floor(threshold);
     uint64_t all = 0, large = 0;
     for (uint32_t b = 0; b < HKSHM_HIST; b++) {
-        all += r->cold->hist[b];
+        all += c->hist[b];
         if ((int)b >= lb)
-            large += r->cold->hist[b];
+            large += c->hist[b];
     }
     return all ? (double)large / (double)all : 0.0;
 }
@@ -177,32 +196,55 @@ static double frac_at(const site_rec *r, uint32_t threshold)
 static void pick_large_frac(site_rec *r)
 {
     uint32_t t = hkd_arms[hkd_learn_arm(&r->learn)].large_threshold;
-    r->acc->large_frac = t == (256u << 10) ? r->frac_256k : t == (1u << 20) ? r->frac_1m : frac_at(r, t);
+    site_acc *a = r->acc;
+    a->large_log2 = (uint8_t)log2_floor(t);
+    a->large_frac = t == (256u << 10) ? a->frac_256k : t == (1u << 20) ? a->frac_1m : frac_at(r->cold, t);
 }
 
-/* After a histogram merge: one pass finds the size range and both
- * thresholds' shares (three passes were most of a merge's arithmetic). */
-static void update_large_frac(site_rec *r)
+/* Adds a histogram delta and finds the size range and the shares at both
+ * arm thresholds and at the published arm's.  Touches the accumulator and
+ * the cold part only (a merge used to pull three lines of the hot record
+ * in mid-collect); the learn pass hands the size range to the learner. */
+static void merge_hist(site_acc *a, const uint32_t delta[HKSHM_HIST])
 {
-    const int b256 = log2_floor(256u << 10), b1m = log2_floor(1u << 20);
-    int lo = -1, hi = -1;
-    uint64_t all = 0, ge256 = 0, ge1m = 0;
-    for (int b = 0; b < (int)HKSHM_HIST; b++) {
-        uint64_t v = r->cold->hist[b];
-        all += v;
-        ge256 += b >= b256 ? v : 0;
-        ge1m += b >= b1m ? v : 0;
-        if (v) {
-            if (lo < 0)
-                lo = b;
-            hi = b;
-        }
+    const int b256 = log2_floor(256u << 10), b1m = log2_floor(1u << 20), bt = a->large_log2;
+    _Static_assert((256u << 10) < (1u << 20), "ge256 includes ge1m");
+    uint32_t any = 0;
+    for (uint32_t b = 0; b < HKSHM_HIST; b++)
+        any |= delta[b];
+    if (!any)
+        return;                      /* sizes did not move: shares stay */
+    site_cold *c = a->cold;
+    uint64_t *h = c->hist;
+    hist_wbegin(c);
+    for (int b = 0; b < (int)HKSHM_HIST; b++)
+        h[b] += delta[b];
+    hist_wend(c);
+    /* Separate simple loops: the compiler vectorizes them (integer sums,
+     * so the order does not change a bit of the result). */
+    uint64_t all = 0, ge1m = 0, large = 0;
+    for (int b = 0; b < (int)HKSHM_HIST; b++)
+        all += h[b];
+    for (int b = b1m; b < (int)HKSHM_HIST; b++)
+        ge1m += h[b];
+    uint64_t ge256 = ge1m;
+    for (int b = b256; b < b1m; b++)
+        ge256 += h[b];
+    for (int b = bt; b < (int)HKSHM_HIST; b++)
+        large += h[b];
+    a->frac_256k = all ? (double)ge256 / (double)all : 0.0;
+    a->frac_1m = all ? (double)ge1m / (double)all : 0.0;
+    a->large_frac = all ? (double)large / (double)all : 0.0;
+    int lo = 0, hi = (int)HKSHM_HIST - 1;
+    while (lo <= hi && !h[lo])
+        lo++;
+    if (lo <= hi) {
+        while (!h[hi])
+            hi--;
+        a->sizes_new = 1;
+        a->size_lo = (uint8_t)lo;
+        a->size_hi = (uint8_t)hi;
     }
-    r->frac_256k = all ? (double)ge256 / (double)all : 0.0;
-    r->frac_1m = all ? (double)ge1m / (double)all : 0.0;
-    pick_large_frac(r);
-    if (lo >= 0)
-        hkd_learn_set_sizes(&r->learn, lo, hi);
 }
 
 static void set_published(site_rec *r)
@@ -260,8 +302,7 @@ static site_rec *get_or_add(const hkd_site_key *k, const char *module)
     memset(c, 0, sizeof *c);
     site_acc *a = &g.acc_chunks[ci][k_in];
     memset(a, 0, sizeof *a);
-    a->key = *k;
-    a->rec = r;
+    a->cold = c;
     r->acc = a;
     r->cold = c;
     c->rec = r;
@@ -291,7 +332,7 @@ static void on_site(const hkd_site_delta *d, void **cookie, void *arg)
 {
     (void)arg;
     site_acc *a = *cookie;
-    if (!a || a->key.module_hash != d->key.module_hash || a->key.offset != d->key.offset) {
+    if (!a) {
         site_rec *r = get_or_add(&d->key, d->module);
         if (!r) {
             *cookie = NULL;
@@ -316,21 +357,8 @@ static void on_site(const hkd_site_delta *d, void **cookie, void *arg)
     a->thp += d->thp_blocks;
     a->slow_ns += d->slow_ns;
     a->faults += d->faults;
-    if (d->has_hist) {
-        /* Every few intervals: the histogram lives with the record.  A
-         * site whose sizes did not move keeps its shares as they are. */
-        uint32_t any = 0;
-        for (uint32_t b = 0; b < HKSHM_HIST; b++)
-            any |= d->hist[b];
-        if (any) {
-            site_rec *r = a->rec;
-            wbegin(r);
-            for (uint32_t b = 0; b < HKSHM_HIST; b++)
-                r->cold->hist[b] += d->hist[b];
-            update_large_frac(r);
-            wend(r);
-        }
-    }
+    if (d->has_hist)
+        merge_hist(a, d->hist);      /* every few intervals */
     a->large += (uint64_t)((double)d->allocs * a->large_frac + 0.5);
 }
 
@@ -408,7 +436,7 @@ static hkd_site_state *snapshot_states_into(hkd_site_state *buf, size_t *cap, si
         /* Key order is not memory order: fetch a few records ahead. */
         if (i + LEARN_PREFETCH < g.n_all) {
             const site_rec *ahead = g.all[i + LEARN_PREFETCH];
-            for (size_t off = offsetof(site_rec, learn); off < offsetof(site_rec, frac_256k); off += 64)
+            for (size_t off = offsetof(site_rec, learn); off < offsetof(site_rec, cold); off += 64)
                 __builtin_prefetch((const char *)ahead + off);
             __builtin_prefetch(ahead->cold->module);
         }
@@ -716,7 +744,13 @@ int hkd_core_interval(void)
     uint64_t t1 = hkd_now_ns();
 
     /* Creation order is memory order: the hardware prefetcher follows it,
-     * and a software prefetch a few records ahead covers the learner lines. */
+     * and a software prefetch a few records ahead covers the learner lines.
+     * Records whose arm changed are queued and published a batch at a
+     * time: whether it changed is known only at the end of the learner's
+     * long chain of divisions, and a branch on it there mispredicted at
+     * about every other record, discarding the next record's work. */
+    site_rec *changed_recs[LEARN_BATCH];
+    uint32_t n_changed = 0;
     for (uint32_t i = 0; i < g.n_all; i++) {
         site_rec *r = g.created[i];
         if (i + LEARN_PREFETCH < g.n_all) {
@@ -731,6 +765,10 @@ int hkd_core_interval(void)
             __builtin_prefetch(acc + 64, 1);
         }
         site_acc *a = r->acc;
+        if (a->sizes_new) {
+            hkd_learn_set_sizes(&r->learn, a->size_lo, a->size_hi);
+            a->sizes_new = 0;
+        }
         hkd_obs obs = { .allocs = a->allocs, .bytes = a->bytes, .slow_ns = a->slow_ns, .faults = a->faults,
                         .large_allocs = a->large, .interval_s = seconds };
         int changed = 0;
@@ -743,15 +781,19 @@ int hkd_core_interval(void)
         r->evictions += a->evictions;
         r->thp += a->thp;
         r->slow_ns += a->slow_ns;
-        if (g.cfg.learning) {
+        if (g.cfg.learning)
             changed = hkd_learn_observe(&r->learn, &g.cfg.learn, &obs);
-            if (changed)
-                set_published(r);
-        }
         r->processes = a->procs;
         r->live_bytes = a->live;
         wend(r);
-        g.dirty |= changed;
+        changed_recs[n_changed] = r;
+        n_changed += (uint32_t)changed;
+        if (n_changed == LEARN_BATCH || i + 1 == g.n_all) {
+            for (uint32_t k = 0; k < n_changed; k++)
+                set_published(changed_recs[k]);
+            g.dirty |= n_changed > 0;
+            n_changed = 0;
+        }
         a->procs = 0;
         a->live = a->allocs = a->frees = a->bytes = a->hits = a->misses = 0;
         a->evictions = a->thp = a->slow_ns = a->large = 0;
@@ -905,6 +947,22 @@ int hkd_for_each_proc(int (*fn)(const hkd_proc_info *, void *), void *arg)
     return rc;
 }
 
+static void read_hist(const site_cold *c, uint64_t out[HKSHM_HIST])
+{
+    for (int tries = 0;; tries++) {
+        uint32_t s1 = atomic_load_explicit(&((site_cold *)c)->seq, memory_order_acquire);
+        if (s1 & 1) {
+            if (tries > 1000)
+                sched_yield();
+            continue;
+        }
+        memcpy(out, c->hist, HKSHM_HIST * sizeof *out);
+        atomic_thread_fence(memory_order_acquire);
+        if (atomic_load_explicit(&((site_cold *)c)->seq, memory_order_relaxed) == s1)
+            return;
+    }
+}
+
 static void read_site(site_rec *r, hkd_site_info *o)
 {
     for (int tries = 0;; tries++) {
@@ -923,7 +981,7 @@ static void read_site(site_rec *r, hkd_site_info *o)
         o->frees = r->frees;
         o->bytes = r->bytes;
         o->live_bytes = r->live_bytes;
-        memcpy(o->size_hist, r->cold->hist, sizeof o->size_hist);
+        read_hist(r->cold, o->size_hist);
         o->bigcache_hits = r->hits;
         o->bigcache_misses = r->misses;
         o->bigcache_evictions = r->evictions;

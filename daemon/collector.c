@@ -102,6 +102,7 @@ int hkd_slot_snapshot_ex(const hkshm_slot *s, hkshm_slot *out, int max_tries, in
             n = HKSHM_SLOT_SITES;
         if (with_hist) {
             size_t words = (size_t)n * sizeof(hkshm_site) / 8;
+#pragma GCC unroll 4
             for (size_t i = 0; i < words; i++)
                 dst[head + i] = ld64(&src[head + i]);
         } else {
@@ -112,6 +113,8 @@ int hkd_slot_snapshot_ex(const hkshm_slot *s, hkshm_slot *out, int max_tries, in
                 const char *ahead = (const char *)&s->sites[k + SNAP_PREFETCH];
                 __builtin_prefetch(ahead);
                 __builtin_prefetch(ahead + 64);
+                /* Unrolled: as a loop the copy took eight instructions a word. */
+#pragma GCC unroll 12
                 for (size_t i = 0; i < SITE_SCALARS; i++)
                     dst[base + i] = ld64(&src[base + i]);
             }

@@ -10,6 +10,7 @@ are taken between configurations measured in the same, alternating, run.
 import csv
 import math
 import os
+import re
 import statistics
 import sys
 
@@ -51,6 +52,35 @@ def read_meta(path):
                     k, v = line.rstrip("\n").split("=", 1)
                     meta[k] = v
     return meta
+
+
+def read_daemon_scale(path):
+    """The lines bench_daemon_scale prints, or None when it did not run."""
+    if not os.path.exists(path):
+        return None
+    cases, cpu, clients = [], None, 0
+    head = re.compile(r"^(.*?):\s+(\d+) procs x\s*(\d+) sites =\s*(\d+) records,\s*(\d+) keys: "
+                      r"interval median ([\d.]+) ms, p95 ([\d.]+) ms")
+    phases = re.compile(r"mean phases: collect ([\d.]+) ms, learn ([\d.]+) ms, publish ([\d.]+) ms")
+    cpu_re = re.compile(r"daemon CPU with (\d+) clients.*?: ([\d.]+)% of one core")
+    with open(path) as f:
+        for line in f:
+            m = head.search(line)
+            if m:
+                cases.append({"name": m.group(1).strip(), "records": int(m.group(4)), "keys": int(m.group(5)),
+                              "median": float(m.group(6)), "p95": float(m.group(7)),
+                              "collect": math.nan, "learn": math.nan, "publish": math.nan})
+                continue
+            m = phases.search(line)
+            if m and cases:
+                cases[-1].update(collect=float(m.group(1)), learn=float(m.group(2)), publish=float(m.group(3)))
+                continue
+            m = cpu_re.search(line)
+            if m:
+                clients, cpu = int(m.group(1)), float(m.group(2))
+    if not cases and cpu is None:
+        return None
+    return {"cases": cases, "cpu": cpu, "cpu_clients": clients}
 
 
 def num(s):
@@ -365,6 +395,28 @@ def main():
                 L.append(f"| {c} failed: {bad[0]} |")
         L.append("")
 
+    # ---- the daemon's own cost ----
+    scale = read_daemon_scale(os.path.join(out, "daemon_scale.txt"))
+    if scale or "unavailable.daemon_scale" in meta:
+        L.append("## The daemon: one interval at scale, and its CPU share")
+        L.append("")
+        if not scale:
+            L.append(f"Not measured: {meta['unavailable.daemon_scale']}")
+        else:
+            L.append(f"`build/bench_daemon_scale {meta.get('daemon_scale_args', '')}`: simulated processes in a "
+                     "private segment, every site's counters moving every interval (every pull completes: the "
+                     "worst case); one core interval (collect, learn, publish) timed. Then real client "
+                     "processes at the default 1 s interval.")
+            L.append("")
+            L.append("| case | records | keys | median ms | p95 ms | collect ms | learn ms | publish ms |")
+            L.append("|---|---:|---:|---:|---:|---:|---:|---:|")
+            for c in scale["cases"]:
+                L.append(f"| {c['name']} | {c['records']:,} | {c['keys']:,} | {c['median']:.2f} | {c['p95']:.2f} | "
+                         f"{c['collect']:.2f} | {c['learn']:.2f} | {c['publish']:.2f} |")
+            L.append("")
+            if scale.get("cpu") is not None:
+                L.append(f"Daemon CPU with {scale['cpu_clients']} clients: {scale['cpu']:.3f}% of one core.")
+                L.append("")
     # ---- targets ----
     if hakmems:
         L.append("## Targets (issue 3)")
@@ -417,6 +469,19 @@ def main():
                         L.append(f"- {mark(hv[0] <= mv[0])} {h} fast path {b.split('-')[1]} B: no more "
                                  f"instructions than mimalloc ({hv[0]:.1f} vs {mv[0]:.1f})")
         L.append("")
+        if scale:
+            L.append("## Targets (issue 4: the daemon at scale)")
+            L.append("")
+            for c in scale["cases"]:
+                if c["records"] < 65536:
+                    continue
+                L.append(f"- {mark(c['median'] < 10 and c['p95'] < 10)} {c['name']}: {c['records']:,} records, "
+                         f"{c['keys']:,} keys in under 10 ms per interval (median {c['median']:.2f}, "
+                         f"p95 {c['p95']:.2f} ms)")
+            if scale.get("cpu") is not None and scale["cpu_clients"] >= 64:
+                L.append(f"- {mark(scale['cpu'] < 1.0)} daemon CPU under 1% of a core with "
+                         f"{scale['cpu_clients']} clients ({scale['cpu']:.3f}%)")
+            L.append("")
         if "hakmem-baseline" in configs_run and "hakmem-evolving" in configs_run:
             L.append("## Targets (issue 4: learning that pays)")
             L.append("")

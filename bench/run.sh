@@ -31,7 +31,7 @@ usage: bash bench/run.sh [options]
   --learn N        hakmem-evolving only: unmeasured passes over the benchmarks with the
                    daemon running, before measuring (default 3)
   --filter REGEX   only benchmarks whose name matches (extended regex, case-insensitive);
-                   names: JSON MIR VM MIXED churn prodcons server realloc aligned fastpath
+                   names: JSON MIR VM MIXED churn prodcons server realloc aligned fastpath daemon
   --configs LIST   comma-separated subset of: hakmem-baseline,hakmem-evolving,system,
                    jemalloc,mimalloc,tcmalloc (default all)
   --out DIR        output directory (default bench/results)
@@ -245,14 +245,18 @@ add_bench realloc  mt "$BIN/workloads --workload realloc --threads $THREADS --op
 add_bench aligned  mt "$BIN/workloads --workload aligned --threads $THREADS --ops $(wl_ops 400000)"
 FASTPATH=0
 if [ -z "$FILTER" ] || grep -qiE -- "$FILTER" <<<fastpath; then FASTPATH=1; fi
-[ ${#BENCHES[@]} -gt 0 ] || [ $FASTPATH = 1 ] || { echo "run.sh: --filter '$FILTER' matches no benchmark" >&2; exit 64; }
+# The daemon's own cost (issue 4): one run of build/bench_daemon_scale.
+DAEMON_SCALE=0
+if [ -z "$FILTER" ] || grep -qiE -- "$FILTER" <<<daemon; then DAEMON_SCALE=1; fi
+[ ${#BENCHES[@]} -gt 0 ] || [ $FASTPATH = 1 ] || [ $DAEMON_SCALE = 1 ] ||
+    { echo "run.sh: --filter '$FILTER' matches no benchmark" >&2; exit 64; }
 
 # ---- recording ----
 CSV=$OUT/results.csv
 FAILS=$OUT/failures.txt
 echo "run,phase,bench,kind,config,status,median_ns,p95_ns,p99_ns,mean_ns,faults,ops_per_sec,maxrss_kb,bigcache_hits,bigcache_misses,bigcache_hit_pct,sites,insn_per_pair,wall_ms,timer_res_ns" >"$CSV"
 : >"$FAILS"
-rm -f "$OUT"/logs/*.log
+rm -f "$OUT"/logs/*.log "$OUT"/logs/*.txt "$OUT/daemon_scale.txt"
 
 kv() { # key line -> value or empty
     local k=$1 line=$2 w
@@ -413,7 +417,7 @@ if [[ " ${ACTIVE[*]} " == *" hakmem-evolving "* ]]; then
         echo "run.sh: hakmemd running (pid $DAEMON_PID, segment $SHM_NAME); at least $LEARN learning" \
              "pass(es), then until the daemon has settled (up to ${LEARN_MAX_S}s)"
         learn_start=$(date +%s) l=0 verdict=''
-        while :; do
+        while [ ${#BENCHES[@]} -gt 0 ]; do
             l=$((l + 1))
             for b in "${BENCHES[@]}"; do run_one "$l" learn "$b" hakmem-evolving; done
             [ "$l" -lt "$LEARN" ] && continue
@@ -421,6 +425,7 @@ if [[ " ${ACTIVE[*]} " == *" hakmem-evolving "* ]]; then
             case $verdict in settled*) break ;; esac
             [ $(( $(date +%s) - learn_start )) -ge "$LEARN_MAX_S" ] && break
         done
+        [ ${#BENCHES[@]} -gt 0 ] || verdict='nothing to learn from (no scenario or workload selected)'
         echo "run.sh: learning: $l pass(es) in $(( $(date +%s) - learn_start ))s; $verdict"
         echo "learning=$l passes, $(( $(date +%s) - learn_start ))s, $verdict" >>"$OUT/meta.txt"
         "$BUILD/hakmemctl" --socket "$TMP/ctl.sock" sites --top 10 >"$OUT/logs/learned-sites.txt" 2>&1
@@ -458,6 +463,26 @@ if [ $FASTPATH = 1 ]; then
     fi
 fi
 stop_daemon
+
+if [ $DAEMON_SCALE = 1 ]; then
+    # 256 processes x 256 sites, collected, learned and published per
+    # interval; then the daemon's CPU share with 64 real clients at 1 s.
+    case $MODE in
+        full)  SCALE_ARGS=(256 256 30 64 20) ;;
+        quick) SCALE_ARGS=(256 256 10 64 5) ;;
+        smoke) SCALE_ARGS=(8 8 3 2 1) ;;
+    esac
+    if [ -x "$BUILD/bench_daemon_scale" ]; then
+        echo "run.sh: daemon scale: bench_daemon_scale ${SCALE_ARGS[*]}"
+        if ! "$BUILD/bench_daemon_scale" "${SCALE_ARGS[@]}" >"$OUT/daemon_scale.txt" 2>"$OUT/logs/daemon_scale.log"; then
+            echo "run.sh: bench_daemon_scale failed, see $OUT/logs/daemon_scale.log" >&2
+            echo "unavailable.daemon_scale=bench_daemon_scale failed (logs/daemon_scale.log)" >>"$OUT/meta.txt"
+        fi
+        echo "daemon_scale_args=${SCALE_ARGS[*]}" >>"$OUT/meta.txt"
+    else
+        echo "unavailable.daemon_scale=$BUILD/bench_daemon_scale is not built (make programs)" >>"$OUT/meta.txt"
+    fi
+fi
 
 echo "elapsed_s=$(( $(date +%s) - START ))" >>"$OUT/meta.txt"
 "$PY" "$ROOT/bench/analyze.py" "$OUT" || { echo "run.sh: analysis failed" >&2; exit 1; }

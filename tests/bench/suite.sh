@@ -148,6 +148,14 @@ if [ -s "$RES/table.md" ] && grep -q '^## Published scenarios' "$RES/table.md" &
 else
     fail "bench: run.sh wrote table.md" "missing or incomplete"
 fi
+if grep -q 'every process its own binary' "$RES/daemon_scale.txt" 2>/dev/null &&
+   grep -q '^## The daemon: one interval at scale' "$RES/table.md" &&
+   grep -qE '^\| every process its own binary \| [0-9,]+ \| [0-9,]+ \| [0-9.]+ \|' "$RES/table.md"; then
+    ok "bench: run.sh measured the daemon at scale and tabled it"
+else
+    fail "bench: run.sh measured the daemon at scale and tabled it" \
+         "$(tail -n 2 "$RES/logs/daemon_scale.log" 2>/dev/null | tr '\n' ' ')"
+fi
 if [ "$(head -c 8 "$RES/chart.png" 2>/dev/null | od -An -tx1 | tr -d ' \n')" = 89504e470d0a1a0a ]; then
     ok "bench: run.sh wrote chart.png"
 else

@@ -208,7 +208,6 @@ static void pick_large_frac(site_rec *r)
 static void merge_hist(site_acc *a, const uint32_t delta[HKSHM_HIST])
 {
     const int b256 = log2_floor(256u << 10), b1m = log2_floor(1u << 20), bt = a->large_log2;
-    _Static_assert((256u << 10) < (1u << 20), "ge256 includes ge1m");
     uint32_t any = 0;
     for (uint32_t b = 0; b < HKSHM_HIST; b++)
         any |= delta[b];
@@ -216,34 +215,36 @@ static void merge_hist(site_acc *a, const uint32_t delta[HKSHM_HIST])
         return;                      /* sizes did not move: shares stay */
     site_cold *c = a->cold;
     uint64_t *h = c->hist;
+    uint64_t all = 0, ge256 = 0, ge1m = 0;
+    uint32_t used = 0;
     hist_wbegin(c);
-    for (int b = 0; b < (int)HKSHM_HIST; b++)
-        h[b] += delta[b];
+    /* Unrolled, the bucket tests against the two arm thresholds are
+     * constants; integer sums, so any order gives the same bits. */
+#pragma GCC unroll 32
+    for (int b = 0; b < (int)HKSHM_HIST; b++) {
+        uint64_t v = h[b] + delta[b];
+        h[b] = v;
+        all += v;
+        ge256 += b >= b256 ? v : 0;
+        ge1m += b >= b1m ? v : 0;
+        used |= (uint32_t)(v != 0) << b;
+    }
     hist_wend(c);
-    /* Separate simple loops: the compiler vectorizes them (integer sums,
-     * so the order does not change a bit of the result). */
-    uint64_t all = 0, ge1m = 0, large = 0;
-    for (int b = 0; b < (int)HKSHM_HIST; b++)
-        all += h[b];
-    for (int b = b1m; b < (int)HKSHM_HIST; b++)
-        ge1m += h[b];
-    uint64_t ge256 = ge1m;
-    for (int b = b256; b < b1m; b++)
-        ge256 += h[b];
-    for (int b = bt; b < (int)HKSHM_HIST; b++)
-        large += h[b];
+    uint64_t large = 0;
+    if (bt == b256)
+        large = ge256;
+    else if (bt == b1m)
+        large = ge1m;
+    else
+        for (int b = bt; b < (int)HKSHM_HIST; b++)
+            large += h[b];
     a->frac_256k = all ? (double)ge256 / (double)all : 0.0;
     a->frac_1m = all ? (double)ge1m / (double)all : 0.0;
     a->large_frac = all ? (double)large / (double)all : 0.0;
-    int lo = 0, hi = (int)HKSHM_HIST - 1;
-    while (lo <= hi && !h[lo])
-        lo++;
-    if (lo <= hi) {
-        while (!h[hi])
-            hi--;
+    if (used) {
         a->sizes_new = 1;
-        a->size_lo = (uint8_t)lo;
-        a->size_hi = (uint8_t)hi;
+        a->size_lo = (uint8_t)__builtin_ctz(used);
+        a->size_hi = (uint8_t)(31 - __builtin_clz(used));
     }
 }
 
@@ -759,6 +760,7 @@ int hkd_core_interval(void)
             uint32_t j = i + LEARN_PREFETCH;
             const char *ahead = g.hot_chunks[j / CHUNK_RECS] + (size_t)(j % CHUNK_RECS) * HOT_SIZE;
             const char *acc = (const char *)&g.acc_chunks[j / CHUNK_RECS][j % CHUNK_RECS];
+#pragma GCC unroll 8
             for (size_t off = 0; off < HOT_SIZE; off += 64)
                 __builtin_prefetch(ahead + off, 1);
             __builtin_prefetch(acc, 1);

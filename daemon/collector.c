@@ -126,6 +126,9 @@ int hkd_slot_snapshot_ex(const hkshm_slot *s, hkshm_slot *out, int max_tries, in
             if (out->n_modules > HKSHM_SLOT_MODULES)
                 out->n_modules = HKSHM_SLOT_MODULES;
             out->exe[HKSHM_EXE_MAX - 1] = 0;
+            /* A path that fills its field has no terminator of its own. */
+            for (uint32_t m = 0; m < out->n_modules; m++)
+                out->modules[m].path[HKSHM_MODULE_PATH - 1] = 0;
             return 0;
         }
     }

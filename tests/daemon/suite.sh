@@ -26,7 +26,7 @@ cleanup() {
 trap cleanup EXIT INT TERM
 
 # ---- unit tests: one line per cmocka test ----
-for t in test_learner test_shm test_persist test_core; do
+for t in test_learner test_shm test_persist test_core test_hostile; do
     if [ ! -x "$T/$t" ]; then fail "unit $t" "not built ($T/$t)"; continue; fi
     out=$("$T/$t" 2>&1); rc=$?
     while read -r name; do ok "unit $t/$name"; done < <(sed -n 's/^\[       OK \] //p' <<<"$out")
@@ -35,6 +35,18 @@ for t in test_learner test_shm test_persist test_core; do
     done < <(sed -n 's/^\[  FAILED  \] \([a-z_0-9]*\)$/\1/p' <<<"$out" | sort -u)
     [ $rc -ne 0 ] && ! grep -q FAILED <<<"$out" && fail "unit $t" "exited $rc"
 done
+
+# ---- a hostile segment under valgrind: no read outside what the daemon owns ----
+if command -v valgrind >/dev/null && [ -x "$T/test_hostile" ]; then
+    vout=$(HOSTILE_ROUNDS=6 valgrind -q --error-exitcode=9 "$T/test_hostile" 2>&1); vrc=$?
+    if [ $vrc -eq 0 ]; then
+        ok "unit test_hostile under valgrind"
+    else
+        fail "unit test_hostile under valgrind" "exit $vrc: $(grep -m1 -E '==[0-9]+== [A-Z]' <<<"$vout")"
+    fi
+else
+    fail "unit test_hostile under valgrind" "valgrind or test_hostile missing (make deps; make all)"
+fi
 
 # ---- end to end ----
 HAKMEMD=$BUILD/hakmemd

@@ -138,17 +138,25 @@ double hkd_reward_from_cost(double cost, double ref)
     return r < 0.0 ? 0.0 : r > 1.0 ? 1.0 : r;
 }
 
-/* 1/sqrt(n) for small n: the daemon selects for every site every interval. */
+/* 1/sqrt(n) and sqrt(2 ln n) for small n: the daemon selects for every
+ * site every interval.  Filled at load time: a check for a table not yet
+ * filled was an eighth of a choice's instructions. */
 #define INV_SQRT_N 4096
 static double inv_sqrt_tab[INV_SQRT_N];
+static double root_log_tab[INV_SQRT_N];
+
+__attribute__((constructor)) static void fill_tables(void)
+{
+    for (int i = 1; i < INV_SQRT_N; i++) {
+        inv_sqrt_tab[i] = 1.0 / sqrt((double)i);
+        root_log_tab[i] = sqrt(2.0 * log((double)i));
+    }
+}
 
 static double inv_sqrt(uint64_t n)
 {
     if (n >= INV_SQRT_N)
         return 1.0 / sqrt((double)n);
-    if (inv_sqrt_tab[1] == 0.0)
-        for (int i = 1; i < INV_SQRT_N; i++)
-            inv_sqrt_tab[i] = 1.0 / sqrt((double)i);
     return inv_sqrt_tab[n];
 }
 
@@ -181,12 +189,8 @@ int hkd_ucb_select(const hkd_learn *l, double explore)
     for (unsigned m = arms; m; m &= m - 1)
         if (l->pulls[__builtin_ctz(m)] == 0)
             return __builtin_ctz(m);
-    static double root_log_tab[INV_SQRT_N];
     double rl;
     if (l->total_pulls < INV_SQRT_N) {
-        if (root_log_tab[2] == 0.0)
-            for (int i = 1; i < INV_SQRT_N; i++)
-                root_log_tab[i] = sqrt(2.0 * log((double)i));
         rl = root_log_tab[l->total_pulls];
     } else {
         rl = sqrt(2.0 * log((double)l->total_pulls));

@@ -22,10 +22,10 @@
 #include "log.h"
 #include "persist.h"
 #include "segment.h"
+#include "core_fixture.h"
 
 #define SITES 200u
 
-static char dir[256], shm[64];
 
 static void flush(hkshm_slot *s, uint32_t n, uint64_t round)
 {
@@ -102,11 +102,8 @@ static void core_publishes_and_saves_off_thread(void **state)
                          .learn = hkd_learn_default_cfg };
     cfg.learn.settle_intervals = 0;
     assert_int_equal(hkd_core_init(&cfg), 0);
-    int fd = shm_open(shm, O_RDWR, 0);
-    assert_true(fd >= 0);
-    hkshm_header *h = mmap(NULL, HKSHM_SEGMENT_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-    close(fd);
-    assert_true(h != MAP_FAILED);
+    hkshm_header *h = core_fixture_map();
+    assert_non_null(h);
     hkshm_slot *s = hkshm_slot_at(h, 0);
     atomic_store(&s->pid, (uint32_t)getpid());
     s->start_time = hkd_proc_start_time(getpid());
@@ -165,22 +162,10 @@ static void core_publishes_and_saves_off_thread(void **state)
 
 int main(void)
 {
-    hkd_log_init("test_core", HKD_LOG_ERR);
-    snprintf(dir, sizeof dir, "/tmp/hkd-core-XXXXXX");
-    if (!mkdtemp(dir))
+    if (core_fixture_begin("core") != 0)
         return 1;
-    snprintf(shm, sizeof shm, "/hkd-core-test-%d", (int)getpid());
-    shm_unlink(shm);
-    hkd_reader_thread_enter();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(core_publishes_and_saves_off_thread),
     };
-    int rc = cmocka_run_group_tests(tests, NULL, NULL);
-    hkd_reader_thread_leave();
-    shm_unlink(shm);
-    char cmd[300];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    if (system(cmd) != 0)
-        rc = 1;
-    return rc;
+    return core_fixture_end(cmocka_run_group_tests(tests, NULL, NULL));
 }

@@ -21,11 +21,11 @@
 #include "hakmem_shm.h"
 #include "log.h"
 #include "segment.h"
+#include "core_fixture.h"
 
 #define HOSTILE_SLOTS 12u
 #define ROUNDS 40u                   /* HOSTILE_ROUNDS=N overrides (fewer under valgrind) */
 
-static char dir[256], shm[64];
 static uint64_t rng_state;
 
 static uint64_t rnd(void)
@@ -124,11 +124,8 @@ static void daemon_survives_random_slots(void **state)
     hkd_core_cfg cfg = { .shm_name = shm, .state_dir = dir, .interval_ms = 100, .learning = 1,
                          .learn = hkd_learn_default_cfg };
     assert_int_equal(hkd_core_init(&cfg), 0);
-    int fd = shm_open(shm, O_RDWR, 0);
-    assert_true(fd >= 0);
-    hkshm_header *h = mmap(NULL, HKSHM_SEGMENT_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-    close(fd);
-    assert_true(h != MAP_FAILED);
+    hkshm_header *h = core_fixture_map();
+    assert_non_null(h);
     uint32_t me = (uint32_t)getpid();
     uint64_t start = hkd_proc_start_time(getpid());
     rng_state = 0x5eed;
@@ -162,22 +159,10 @@ static void daemon_survives_random_slots(void **state)
 
 int main(void)
 {
-    hkd_log_init("test_hostile", HKD_LOG_ERR);
-    snprintf(dir, sizeof dir, "/tmp/hkd-hostile-XXXXXX");
-    if (!mkdtemp(dir))
+    if (core_fixture_begin("hostile") != 0)
         return 1;
-    snprintf(shm, sizeof shm, "/hkd-hostile-test-%d", (int)getpid());
-    shm_unlink(shm);
-    hkd_reader_thread_enter();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(daemon_survives_random_slots),
     };
-    int rc = cmocka_run_group_tests(tests, NULL, NULL);
-    hkd_reader_thread_leave();
-    shm_unlink(shm);
-    char cmd[300];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    if (system(cmd) != 0)
-        rc = rc ? rc : 1;
-    return rc;
+    return core_fixture_end(cmocka_run_group_tests(tests, NULL, NULL));
 }

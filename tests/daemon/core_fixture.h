@@ -1,0 +1,55 @@
+/* For test binaries that drive the daemon core in their own process: a
+ * private segment name and state directory, made before the tests and
+ * removed after, and the segment mapped as a client would map it. */
+#ifndef HKD_TEST_CORE_FIXTURE_H
+#define HKD_TEST_CORE_FIXTURE_H
+
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "core_api.h"
+#include "hakmem_shm.h"
+#include "log.h"
+
+static char dir[256], shm[64];
+
+/* 0, or -1 when the state directory cannot be made. */
+static inline int core_fixture_begin(const char *name)
+{
+    hkd_log_init(name, HKD_LOG_ERR);
+    snprintf(dir, sizeof dir, "/tmp/hkd-%s-XXXXXX", name);
+    if (!mkdtemp(dir))
+        return -1;
+    snprintf(shm, sizeof shm, "/hkd-%s-%d", name, (int)getpid());
+    shm_unlink(shm);
+    hkd_reader_thread_enter();
+    return 0;
+}
+
+/* The tests' result, made a failure when cleaning up fails. */
+static inline int core_fixture_end(int rc)
+{
+    hkd_reader_thread_leave();
+    shm_unlink(shm);
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    if (system(cmd) != 0 && rc == 0)
+        rc = 1;
+    return rc;
+}
+
+/* The segment hkd_core_init created, or NULL. */
+static inline hkshm_header *core_fixture_map(void)
+{
+    int fd = shm_open(shm, O_RDWR, 0);
+    if (fd < 0)
+        return NULL;
+    void *p = mmap(NULL, HKSHM_SEGMENT_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    close(fd);
+    return p == MAP_FAILED ? NULL : p;
+}
+
+#endif

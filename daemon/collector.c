@@ -51,10 +51,16 @@ typedef struct slot_track {
 
 struct hkd_collector {
     uint64_t passes;
+    int no_history;                  /* the first pass counts too */
     slot_track tracks[HKSHM_MAX_SLOTS];
     hkshm_slot scratch;
     uint64_t bytes_by_site[HKSHM_SLOT_SITES];
 };
+
+void hkd_collector_no_history(hkd_collector *c)
+{
+    c->no_history = 1;
+}
 
 hkd_collector *hkd_collector_new(void)
 {
@@ -285,7 +291,7 @@ int hkd_collect(hkd_collector *c, hkshm_header *h, const hkd_collect_ops *ops, v
     memset(st, 0, sizeof *st);
     uint64_t now = hkd_now_ns();
     uint64_t stale_ns = 2000000000ull + 2ull * atomic_load(&h->flush_interval_ms) * 1000000ull;
-    int first = c->passes == 0;
+    int first = c->passes == 0 && !c->no_history;
     c->passes++;
 
     for (uint32_t i = 0; i < HKSHM_MAX_SLOTS; i++) {

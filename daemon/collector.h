@@ -40,9 +40,13 @@ typedef struct hkd_collector hkd_collector;
 
 hkd_collector *hkd_collector_new(void);
 void hkd_collector_free(hkd_collector *c);
+/* The segment was created by this daemon: nothing in it was counted
+ * before, so the first pass reports what it finds like any other. */
+void hkd_collector_no_history(hkd_collector *c);
 /* One pass over all slots.  The first pass after start treats what it sees
- * as history: it records it but reports no deltas for it, so counters of
- * clients that outlived a daemon restart are not counted twice. */
+ * as history (unless hkd_collector_no_history): it records it but reports
+ * no deltas for it, so counters of clients that outlived a daemon restart
+ * are not counted twice. */
 int  hkd_collect(hkd_collector *c, hkshm_header *h, const hkd_collect_ops *ops, void *arg,
                  hkd_collect_stats *st);
 

@@ -700,6 +700,10 @@ int hkd_core_init(const hkd_core_cfg *cfg)
     if (rc < 0)
         return rc;
     hkshm_header *h = g.seg.hdr;
+    /* Clients that attach to a new segment before the first interval (the
+     * daemon started under them) are counted from their first flush. */
+    if (!g.seg.adopted)
+        hkd_collector_no_history(g.col);
     if (g.seg.adopted)
         hkd_log(HKD_LOG_INFO, "adopted segment %s (generation %llu)", cfg->shm_name,
                 (unsigned long long)atomic_load(&h->generation));

@@ -31,7 +31,7 @@ void hkd_thin_init(hkd_thin *t)
     t->rate = -1.0f;
     t->band = HKD_NO_BAND;
     t->arm = -1;
-    t->pad = 0;
+    t->band_settled = 0;
 }
 
 int hkd_band_index(int lo, int hi)

@@ -23,8 +23,8 @@
 typedef struct hkd_thin {
     float   rate;                       /* allocations per interval, smoothed; < 0 until seen */
     int16_t band;                       /* the band it learns with, or HKD_NO_BAND */
-    int8_t  arm;                        /* the band's arm it last published */
-    uint8_t pad;
+    int8_t  arm;                        /* the band's arm it runs; -1: none yet */
+    uint8_t band_settled;               /* the band's learner exploits (hkd_learn_settled) */
 } hkd_thin;
 
 void hkd_thin_init(hkd_thin *t);

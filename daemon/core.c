@@ -37,6 +37,7 @@
 #include "collector.h"
 #include "log.h"
 #include "persist.h"
+#include "bands.h"
 #include "publisher.h"
 #include "segment.h"
 
@@ -58,6 +59,7 @@ typedef struct site_rec {
     uint64_t hits, misses, evictions, thp, slow_ns;
     uint32_t pos;                    /* index in g.entries while the order is valid */
     hkd_learn learn;
+    hkd_thin thin;                   /* thin sites run their size band's arm */
     struct site_cold *cold;
 } site_rec;
 
@@ -108,6 +110,7 @@ static struct {
     char state_dir[1024];
     hkd_segment seg;
     hkd_collector *col;
+    hkd_bands *bands;                /* learners of thin sites, by size band */
     struct cds_lfht *ht;
     site_rec **all;                  /* every record, sorted by key when !unsorted */
     site_rec **created;              /* the same records in creation (memory) order */
@@ -193,9 +196,19 @@ static double frac_at(const site_cold *c, uint32_t threshold)
     return all ? (double)large / (double)all : 0.0;
 }
 
+/* The arm a site runs: pinned, else its band's while it is thin, else its own. */
+static inline int rec_arm(const site_rec *r)
+{
+    if (r->learn.pinned >= 0)
+        return r->learn.pinned;
+    if (r->thin.band != HKD_NO_BAND && r->thin.arm >= 0)
+        return r->thin.arm;
+    return r->learn.current;
+}
+
 static void pick_large_frac(site_rec *r)
 {
-    uint32_t t = hkd_arms[hkd_learn_arm(&r->learn)].large_threshold;
+    uint32_t t = hkd_arms[rec_arm(r)].large_threshold;
     site_acc *a = r->acc;
     a->large_log2 = (uint8_t)log2_floor(t);
     a->large_frac = t == (256u << 10) ? a->frac_256k : t == (1u << 20) ? a->frac_1m : frac_at(r->cold, t);
@@ -250,14 +263,14 @@ static void merge_hist(site_acc *a, const uint32_t delta[HKSHM_HIST])
 
 static void set_published(site_rec *r)
 {
-    const hkd_arm *a = &hkd_arms[hkd_learn_arm(&r->learn)];
+    const hkd_arm *a = &hkd_arms[rec_arm(r)];
     pick_large_frac(r);
     if (!g.unsorted && r->pos < HKSHM_TABLE_CAP) {
         hkshm_policy *e = &g.entries[r->pos];
         e->large_threshold = a->large_threshold;
         e->bigcache_slots = a->bigcache_slots;
         e->thp = a->thp;
-        e->arm = (uint8_t)hkd_learn_arm(&r->learn);
+        e->arm = (uint8_t)rec_arm(r);
     }
 }
 
@@ -311,6 +324,7 @@ static site_rec *get_or_add(const hkd_site_key *k, const char *module)
     r->pos = UINT32_MAX;
     snprintf(c->module, sizeof c->module, "%s", module ? module : "");
     hkd_learn_init(&r->learn);
+    hkd_thin_init(&r->thin);
     set_published(r);
     cds_lfht_node_init(&c->node);
     cds_lfht_add(g.ht, key_hash(k), &c->node);
@@ -399,11 +413,11 @@ static int publish_locked(void)
             memset(e, 0, sizeof *e);
             e->module_hash = r->key.module_hash;
             e->offset = r->key.offset;
-            const hkd_arm *a = &hkd_arms[hkd_learn_arm(&r->learn)];
+            const hkd_arm *a = &hkd_arms[rec_arm(r)];
             e->large_threshold = a->large_threshold;
             e->bigcache_slots = a->bigcache_slots;
             e->thp = a->thp;
-            e->arm = (uint8_t)hkd_learn_arm(&r->learn);
+            e->arm = (uint8_t)rec_arm(r);
         }
         g.unsorted = 0;
     }
@@ -693,8 +707,9 @@ int hkd_core_init(const hkd_core_cfg *cfg)
         g.cfg.interval_ms = 1000;
     g.ht = cds_lfht_new(1u << 14, 1024, 0, CDS_LFHT_AUTO_RESIZE | CDS_LFHT_ACCOUNTING, NULL);
     g.col = hkd_collector_new();
+    g.bands = hkd_bands_new();
     g.entries = malloc(HKSHM_TABLE_CAP * sizeof *g.entries);
-    if (!g.ht || !g.col || !g.entries)
+    if (!g.ht || !g.col || !g.bands || !g.entries)
         return -ENOMEM;
     int rc = hkd_segment_open(&g.seg, cfg->shm_name);
     if (rc < 0)
@@ -724,6 +739,27 @@ int hkd_core_init(const hkd_core_cfg *cfg)
     g.start_ns = g.last_ns = hkd_now_ns();
     g.ready = 1;
     return 0;
+}
+
+/* One interval of one site's learning: a thin site feeds its size band
+ * and runs the band's arm, any other (or a pinned one) its own learner.
+ * 1 when the arm it runs changed. */
+static int learn_site(site_rec *r, const hkd_obs *obs)
+{
+    hkd_learn *l = &r->learn;
+    int before = rec_arm(r);
+    int was_thin = r->thin.band != HKD_NO_BAND;
+    int band = hkd_thin_update(&r->thin, obs->allocs, l->sizes_known ? l->size_lo : -1, l->size_hi, &g.cfg.learn);
+    if (band == HKD_NO_BAND || l->pinned >= 0) {
+        if (was_thin && band == HKD_NO_BAND)
+            hkd_learn_resume(l, g.cfg.learn.settle_intervals);
+        hkd_learn_observe(l, &g.cfg.learn, obs);
+    } else if (hkd_bands_add(g.bands, band, obs) == 0) {
+        r->thin.arm = (int8_t)hkd_bands_arm(g.bands, band);
+        const hkd_learn *bl = hkd_bands_learner(g.bands, band);
+        r->thin.band_settled = (uint8_t)(bl && hkd_learn_settled(bl));
+    }
+    return rec_arm(r) != before;
 }
 
 int hkd_core_interval(void)
@@ -788,7 +824,7 @@ int hkd_core_interval(void)
         r->thp += a->thp;
         r->slow_ns += a->slow_ns;
         if (g.cfg.learning)
-            changed = hkd_learn_observe(&r->learn, &g.cfg.learn, &obs);
+            changed = learn_site(r, &obs);
         r->processes = a->procs;
         r->live_bytes = a->live;
         wend(r);
@@ -805,6 +841,9 @@ int hkd_core_interval(void)
         a->evictions = a->thp = a->slow_ns = a->large = 0;
         a->faults = 0.0;
     }
+    /* Thin sites see their band's new arm next interval. */
+    if (g.cfg.learning)
+        hkd_bands_end_interval(g.bands, &g.cfg.learn);
     uint64_t t2 = hkd_now_ns();
     if (g.dirty)
         publish_locked();
@@ -859,7 +898,7 @@ void hkd_core_log_summary(int max_sites)
         qsort(v, g.n_all, sizeof *v, site_bytes_desc);
         for (uint32_t i = 0; i < g.n_all && (int)i < max_sites; i++) {
             const site_rec *r = v[i];
-            int arm = hkd_learn_arm(&r->learn);
+            int arm = rec_arm(r);
             hkd_log(HKD_LOG_DEBUG,
                     "site %016llx:%llx module=%s procs=%u allocs=%llu bytes=%llu arm=%d(%s) pulls=%llu",
                     (unsigned long long)r->key.module_hash, (unsigned long long)r->key.offset,
@@ -905,6 +944,8 @@ void hkd_core_shutdown(void)
     free(p);
     rcu_barrier();
     hkd_collector_free(g.col);
+    hkd_bands_free(g.bands);
+    g.bands = NULL;
     g.col = NULL;
     free(g.entries);
     g.entries = NULL;
@@ -993,12 +1034,13 @@ static void read_site(site_rec *r, hkd_site_info *o)
         o->bigcache_evictions = r->evictions;
         o->thp_blocks = r->thp;
         o->slow_ns = r->slow_ns;
-        const hkd_arm *arm = &hkd_arms[hkd_learn_arm(&r->learn)];
+        const hkd_arm *arm = &hkd_arms[rec_arm(r)];
         o->thresholds.large_threshold = arm->large_threshold;
         o->thresholds.bigcache_slots = arm->bigcache_slots;
         o->thresholds.thp = arm->thp;
         o->pinned_arm = r->learn.pinned;
-        o->settled = hkd_learn_settled(&r->learn);
+        o->thin = r->learn.pinned < 0 && r->thin.band != HKD_NO_BAND && r->thin.arm >= 0;
+        o->settled = o->thin ? r->thin.band_settled : hkd_learn_settled(&r->learn);
         o->n_arms = HKD_N_ARMS;
         for (int a = 0; a < HKD_N_ARMS; a++) {
             snprintf(o->arms[a].name, sizeof o->arms[a].name, "%s", hkd_arms[a].name);
@@ -1078,6 +1120,7 @@ int hkd_reset(const hkd_site_key *key)
             continue;
         wbegin(r);
         hkd_learn_init(&r->learn);
+    hkd_thin_init(&r->thin);
         set_published(r);
         wend(r);
         found++;

@@ -47,7 +47,8 @@ typedef struct hkd_site_info {
     uint64_t thp_blocks, slow_ns;
     hkd_thresholds thresholds;         /* as last published */
     int      pinned_arm;               /* -1 when not pinned */
-    int      settled;                  /* exploiting: hkd_learn_settled() */
+    int      settled;                  /* exploiting: hkd_learn_settled() (its band's when thin) */
+    int      thin;                     /* runs its size band's arm (daemon/bands.h) */
     uint32_t n_arms;
     hkd_arm_stats arms[HKD_MAX_ARMS];
 } hkd_site_info;

@@ -344,6 +344,7 @@ static int do_sites(conn *c, const Hakmem__Ctl__SitesRequest *rq)
         s->thresholds = &th[i];
         s->pinned_arm = si[i].pinned_arm;
         s->settled = si[i].settled;
+        s->thin = si[i].thin;
         uint32_t na = si[i].n_arms < HKD_MAX_ARMS ? si[i].n_arms : HKD_MAX_ARMS;
         s->n_arms = na;
         s->arms = &aptr[ai];

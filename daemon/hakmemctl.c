@@ -480,6 +480,7 @@ static void site_json(jw *w, const Hakmem__Ctl__Site *s, int full)
     jw_end_obj(w);
     jw_i64(w, "pinned_arm", s->pinned_arm);
     jw_bool(w, "settled", s->settled);
+    jw_bool(w, "thin", s->thin);
     if (full) {
         jw_arr(w, "arms");
         for (size_t a = 0; a < s->n_arms; a++) {
@@ -528,7 +529,7 @@ static void site_human(const Hakmem__Ctl__Site *s, size_t rank)
     if (s->pinned_arm >= 0)
         printf("arm %d\n", s->pinned_arm);
     else
-        printf("no  (%s)\n", s->settled ? "settled" : "exploring");
+        printf("no  (%s%s)\n", s->settled ? "settled" : "exploring", s->thin ? ", with its size band" : "");
     if (s->n_arms) {
         int best = s->pinned_arm >= 0 ? s->pinned_arm : best_arm(s);
         printf("     %3s  %-32s %10s  %s\n", "ARM", "NAME", "PULLS", "MEAN REWARD");

@@ -326,6 +326,11 @@ int hkd_learn_observe(hkd_learn *l, const hkd_learn_cfg *cfg, const hkd_obs *obs
     return changed;
 }
 
+void hkd_learn_resume(hkd_learn *l, uint32_t settle)
+{
+    reset_pull(l, settle);
+}
+
 int hkd_learn_pin(hkd_learn *l, int arm)
 {
     int before = hkd_learn_arm(l);

@@ -76,6 +76,10 @@ void   hkd_learn_set_counts(hkd_learn *l, const uint64_t pulls[HKD_N_ARMS], cons
 void   hkd_ucb_update(hkd_learn *l, int arm, double reward, uint64_t window);
 /* Feeds one interval; returns 1 when the current arm changed (republish). */
 int    hkd_learn_observe(hkd_learn *l, const hkd_learn_cfg *cfg, const hkd_obs *obs);
+/* Starts a fresh pull of the current arm after `settle` intervals (a site
+ * back from learning with its size band: what it accumulated before is
+ * stale). */
+void   hkd_learn_resume(hkd_learn *l, uint32_t settle);
 /* Pins (arm >= 0) or releases (arm < 0).  Returns 1 when the arm changed. */
 int    hkd_learn_pin(hkd_learn *l, int arm);
 /* The arm to publish now. */

@@ -4,10 +4,14 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <cmocka.h>
 
 #include "bands.h"
+#include "core.h"
 #include "learner.h"
+#include "segment.h"
+#include "core_fixture.h"
 
 static void thin_and_thick(void **state)
 {
@@ -87,11 +91,110 @@ static void pooled_thin_sites_learn_fast(void **state)
     hkd_bands_free(b);
 }
 
+/* ---- in the core: one client, thin sites and thick ones of one size band ---- */
+
+#define THIN 30u
+#define THICK 2u
+
+static void flush_mixed(hkshm_slot *s, uint64_t round)
+{
+    uint64_t seq = atomic_load(&s->seq);
+    atomic_store(&s->seq, seq | 1);
+    s->n_modules = 1;
+    s->modules[0].hash = 0xbad;
+    snprintf(s->modules[0].path, sizeof s->modules[0].path, "/usr/bin/bands-test");
+    for (uint32_t i = 0; i < THIN + THICK; i++) {
+        hkshm_site *d = &s->sites[i];
+        uint64_t a = (round + 1) * (i < THIN ? 3 : 500);
+        d->module_hash = 0xbad;
+        d->offset = 0x100 + 16 * i;
+        d->allocs = d->frees = a;
+        d->bytes = a * (1u << 20);
+        d->slow_ns = a * (400 + 37 * (i % 5));
+        d->size_hist[19] = (uint32_t)(a / 2);         /* 512 KiB .. 4 MiB: every arm differs */
+        d->size_hist[21] = (uint32_t)(a - a / 2);
+    }
+    s->n_sites = THIN + THICK;
+    s->flushes++;
+    atomic_store(&s->seq, (seq | 1) + 1);
+    atomic_store(&s->heartbeat_ns, hkd_now_ns());
+}
+
+typedef struct band_view {
+    uint32_t thin, thick, thin_own_pulls, thick_own_pulls;
+    int thin_arm_differs;
+    hkd_thresholds first;
+    int have_first;
+} band_view;
+
+static int view_site(const hkd_site_info *si, void *arg)
+{
+    band_view *v = arg;
+    uint64_t pulls = 0;
+    for (uint32_t a = 0; a < si->n_arms; a++)
+        pulls += si->arms[a].pulls;
+    if (si->key.offset < 0x100 + 16 * THIN) {
+        v->thin += si->thin != 0;
+        v->thin_own_pulls += (uint32_t)pulls;
+        if (!v->have_first) {
+            v->first = si->thresholds;
+            v->have_first = 1;
+        }
+        v->thin_arm_differs |= si->thresholds.large_threshold != v->first.large_threshold ||
+                               si->thresholds.bigcache_slots != v->first.bigcache_slots ||
+                               si->thresholds.thp != v->first.thp;
+    } else {
+        v->thick += si->thin == 0;
+        v->thick_own_pulls += (uint32_t)pulls;
+    }
+    return 0;
+}
+
+static void thin_sites_share_their_band(void **state)
+{
+    (void)state;
+    hkd_core_cfg cfg = { .shm_name = shm, .state_dir = NULL, .interval_ms = 100, .learning = 1,
+                         .learn = hkd_learn_default_cfg };
+    assert_int_equal(hkd_core_init(&cfg), 0);
+    hkshm_header *h = core_fixture_map();
+    assert_non_null(h);
+    hkshm_slot *s = hkshm_slot_at(h, 0);
+    atomic_store(&s->pid, (uint32_t)getpid());
+    s->start_time = hkd_proc_start_time(getpid());
+    atomic_store(&s->state, HKSHM_SLOT_LIVE);
+    int arms_moved = 0;
+    hkd_thresholds last = { 0 };
+    for (uint64_t r = 0; r < 60; r++) {
+        flush_mixed(s, r);
+        assert_int_equal(hkd_core_interval(), 0);
+        band_view v = { 0 };
+        assert_int_equal(hkd_for_each_site(view_site, &v), 0);
+        /* Every thin site runs its band's arm: all the same, every interval. */
+        assert_int_equal(v.thin, THIN);
+        assert_int_equal(v.thick, THICK);
+        assert_false(v.thin_arm_differs);
+        assert_int_equal(v.thin_own_pulls, 0);
+        arms_moved += r > 0 && (v.first.large_threshold != last.large_threshold ||
+                                v.first.bigcache_slots != last.bigcache_slots || v.first.thp != last.thp);
+        last = v.first;
+        if (r == 59)
+            assert_true(v.thick_own_pulls > 20);       /* the thick ones learn alone */
+    }
+    /* 90 allocations an interval between them: the band completes pulls
+     * and explores, where each site alone would need 22 intervals a pull. */
+    assert_true(arms_moved >= 4);
+    hkd_core_shutdown();
+    munmap(h, HKSHM_SEGMENT_SIZE);
+}
+
 int main(void)
 {
+    if (core_fixture_begin("bands") != 0)
+        return 1;
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(thin_and_thick),
         cmocka_unit_test(pooled_thin_sites_learn_fast),
+        cmocka_unit_test(thin_sites_share_their_band),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return core_fixture_end(cmocka_run_group_tests(tests, NULL, NULL));
 }

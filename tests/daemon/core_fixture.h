@@ -13,6 +13,7 @@
 #include "core_api.h"
 #include "hakmem_shm.h"
 #include "log.h"
+#include "segment.h"
 
 static char dir[256], shm[64];
 
@@ -50,6 +51,16 @@ static inline hkshm_header *core_fixture_map(void)
     void *p = mmap(NULL, HKSHM_SEGMENT_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
     close(fd);
     return p == MAP_FAILED ? NULL : p;
+}
+
+/* Slot 0 of the segment, owned by this (live) process as a client's. */
+static inline hkshm_slot *core_fixture_claim(hkshm_header *h)
+{
+    hkshm_slot *s = hkshm_slot_at(h, 0);
+    atomic_store(&s->pid, (uint32_t)getpid());
+    s->start_time = hkd_proc_start_time(getpid());
+    atomic_store(&s->state, HKSHM_SLOT_LIVE);
+    return s;
 }
 
 #endif

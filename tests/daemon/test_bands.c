@@ -158,10 +158,7 @@ static void thin_sites_share_their_band(void **state)
     assert_int_equal(hkd_core_init(&cfg), 0);
     hkshm_header *h = core_fixture_map();
     assert_non_null(h);
-    hkshm_slot *s = hkshm_slot_at(h, 0);
-    atomic_store(&s->pid, (uint32_t)getpid());
-    s->start_time = hkd_proc_start_time(getpid());
-    atomic_store(&s->state, HKSHM_SLOT_LIVE);
+    hkshm_slot *s = core_fixture_claim(h);
     int arms_moved = 0;
     hkd_thresholds last = { 0 };
     for (uint64_t r = 0; r < 60; r++) {

@@ -9,8 +9,10 @@
 
 #include <errno.h>
 #include <sched.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/types.h>
 
 #include "segment.h"
@@ -45,7 +47,7 @@ typedef struct slot_track {
     uint32_t n_prev;
     uint32_t claiming;
     uint64_t next_verify;
-    site_prev *prev;                 /* HKSHM_SLOT_SITES, allocated on first use */
+    site_prev *prev;                 /* HKSHM_SLOT_SITES, in the collector's arrays */
     hist_prev *hprev;
 } slot_track;
 
@@ -55,6 +57,8 @@ struct hkd_collector {
     slot_track tracks[HKSHM_MAX_SLOTS];
     hkshm_slot scratch;
     uint64_t bytes_by_site[HKSHM_SLOT_SITES];
+    site_prev *prev_all;             /* every slot's, one mapping each (see track_array) */
+    hist_prev *hprev_all;
 };
 
 void hkd_collector_no_history(hkd_collector *c)
@@ -62,19 +66,51 @@ void hkd_collector_no_history(hkd_collector *c)
     c->no_history = 1;
 }
 
+#define HUGE_PAGE ((size_t)2 << 20)
+#define PREV_BYTES ((size_t)HKSHM_MAX_SLOTS * HKSHM_SLOT_SITES * sizeof(site_prev))
+#define HPREV_BYTES ((size_t)HKSHM_MAX_SLOTS * HKSHM_SLOT_SITES * sizeof(hist_prev))
+
+/* Zero pages, touched as slots fill.  At 256 processes the previous
+ * counters are 14 MB streamed every interval: past the first huge page
+ * (the slots a small system uses) they ask for huge pages, a TLB miss a
+ * page instead of one every few dozen sites. */
+static void *track_array(size_t size)
+{
+    char *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED)
+        return NULL;
+    char *from = (char *)(((uintptr_t)p + 2 * HUGE_PAGE - 1) & ~(uintptr_t)(HUGE_PAGE - 1));
+    if (from < p + size)
+        madvise(from, (size_t)(p + size - from), MADV_HUGEPAGE);   /* advice only */
+    return p;
+}
+
 hkd_collector *hkd_collector_new(void)
 {
-    return calloc(1, sizeof(hkd_collector));
+    hkd_collector *c = calloc(1, sizeof(hkd_collector));
+    if (!c)
+        return NULL;
+    c->prev_all = track_array(PREV_BYTES);
+    c->hprev_all = track_array(HPREV_BYTES);
+    if (!c->prev_all || !c->hprev_all) {
+        hkd_collector_free(c);
+        return NULL;
+    }
+    for (uint32_t i = 0; i < HKSHM_MAX_SLOTS; i++) {
+        c->tracks[i].prev = c->prev_all + (size_t)i * HKSHM_SLOT_SITES;
+        c->tracks[i].hprev = c->hprev_all + (size_t)i * HKSHM_SLOT_SITES;
+    }
+    return c;
 }
 
 void hkd_collector_free(hkd_collector *c)
 {
     if (!c)
         return;
-    for (uint32_t i = 0; i < HKSHM_MAX_SLOTS; i++) {
-        free(c->tracks[i].prev);
-        free(c->tracks[i].hprev);
-    }
+    if (c->prev_all)
+        munmap(c->prev_all, PREV_BYTES);
+    if (c->hprev_all)
+        munmap(c->hprev_all, HPREV_BYTES);
     free(c);
 }
 
@@ -332,10 +368,6 @@ int hkd_collect(hkd_collector *c, hkshm_header *h, const hkd_collect_ops *ops, v
         }
         int newproc = !t->valid || t->pid != pid || t->start_time != snap->start_time;
         if (newproc) {
-            if (!t->prev && !(t->prev = calloc(HKSHM_SLOT_SITES, sizeof(site_prev))))
-                return -ENOMEM;
-            if (!t->hprev && !(t->hprev = calloc(HKSHM_SLOT_SITES, sizeof(hist_prev))))
-                return -ENOMEM;
             t->valid = 1;
             t->pid = pid;
             t->start_time = snap->start_time;

@@ -54,12 +54,19 @@ typedef struct slot_track {
 struct hkd_collector {
     uint64_t passes;
     int no_history;                  /* the first pass counts too */
+    uint32_t first, step;            /* the slots this collector takes */
     slot_track tracks[HKSHM_MAX_SLOTS];
     hkshm_slot scratch;
     uint64_t bytes_by_site[HKSHM_SLOT_SITES];
     site_prev *prev_all;             /* every slot's, one mapping each (see track_array) */
     hist_prev *hprev_all;
 };
+
+void hkd_collector_slots(hkd_collector *c, uint32_t first, uint32_t step)
+{
+    c->first = first;
+    c->step = step ? step : 1;
+}
 
 void hkd_collector_no_history(hkd_collector *c)
 {
@@ -90,6 +97,7 @@ hkd_collector *hkd_collector_new(void)
     hkd_collector *c = calloc(1, sizeof(hkd_collector));
     if (!c)
         return NULL;
+    c->step = 1;
     c->prev_all = track_array(PREV_BYTES);
     c->hprev_all = track_array(HPREV_BYTES);
     if (!c->prev_all || !c->hprev_all) {
@@ -330,7 +338,7 @@ int hkd_collect(hkd_collector *c, hkshm_header *h, const hkd_collect_ops *ops, v
     int first = c->passes == 0 && !c->no_history;
     c->passes++;
 
-    for (uint32_t i = 0; i < HKSHM_MAX_SLOTS; i++) {
+    for (uint32_t i = c->first; i < HKSHM_MAX_SLOTS; i += c->step) {
         hkshm_slot *s = hkshm_slot_at(h, i);
         slot_track *t = &c->tracks[i];
         uint32_t pid = atomic_load_explicit(&s->pid, memory_order_acquire);

@@ -40,6 +40,10 @@ typedef struct hkd_collector hkd_collector;
 
 hkd_collector *hkd_collector_new(void);
 void hkd_collector_free(hkd_collector *c);
+/* This collector takes slots first, first + step, ... only, so that two
+ * threads can collect one segment at once (default: every slot).  Set
+ * once, before the first pass. */
+void hkd_collector_slots(hkd_collector *c, uint32_t first, uint32_t step);
 /* The segment was created by this daemon: nothing in it was counted
  * before, so the first pass reports what it finds like any other. */
 void hkd_collector_no_history(hkd_collector *c);

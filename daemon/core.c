@@ -46,6 +46,7 @@
 #define MAX_SITES (1u << 20)
 #define LEARN_PREFETCH 4             /* records ahead */
 #define LEARN_BATCH 32               /* changed arms published together */
+#define COLLECTORS 2                 /* threads that collect (each its own accumulators) */
 
 typedef struct site_rec {
     /* Everything a report touches sits in the first three cache lines, the
@@ -64,12 +65,14 @@ typedef struct site_rec {
     struct site_cold *cold;
 } site_rec;
 
-/* This interval's sums over processes (learner only), two lines per site,
- * dense: the collector adds into these alone, so the record itself is
- * read and written once per interval, by the learn pass, not twice.  A
- * histogram merge also stays off the record: the shares it yields live
- * here, the size range waits here for the learn pass.  No key: the
- * collector clears a cookie whenever the key at its index changes. */
+/* This interval's sums over processes (learner only), two lines per site
+ * and collecting thread, dense: each collector adds into its own alone, so
+ * the two never share a line and the record itself is read and written
+ * once per interval, by the learn pass, not twice.  A histogram merge also
+ * stays off the record: the shares it yields live in the first
+ * accumulator (written under the cold part's lock), the size range waits
+ * there for the learn pass.  No key: the collector clears a cookie
+ * whenever the key at its index changes. */
 typedef struct site_acc {
     struct site_cold *cold;
     uint32_t procs;
@@ -77,7 +80,7 @@ typedef struct site_acc {
     uint8_t  sizes_new;              /* size_lo/size_hi not yet handed to the learner */
     uint8_t  size_lo, size_hi;
     uint64_t live;
-    uint64_t allocs, frees, bytes, hits, misses, evictions, thp, slow_ns, large;
+    uint64_t allocs, frees, bytes, hits, misses, evictions, thp, slow_ns;
     double faults;
     double large_frac;               /* share of allocations at or above the threshold */
     double frac_256k, frac_1m;       /* large_frac for the two thresholds arms use */
@@ -107,10 +110,11 @@ typedef struct proc_list {
 
 static struct {
     pthread_mutex_t lock;
+    pthread_mutex_t create_lock;     /* new records, while two threads collect */
     hkd_core_cfg cfg;
     char state_dir[1024];
     hkd_segment seg;
-    hkd_collector *col;
+    hkd_collector *col, *col2;       /* the two shards of every pass */
     hkd_bands *bands;                /* learners of thin sites, by size band */
     struct cds_lfht *ht;
     site_rec **all;                  /* every record, sorted by key when !unsorted */
@@ -119,6 +123,8 @@ static struct {
     site_cold *cold_chunks[MAX_SITES / CHUNK_RECS];
     site_acc *acc_chunks[MAX_SITES / CHUNK_RECS];
     uint32_t n_all, cap_all;
+    uint64_t *band_todo;             /* bit per record (creation order): thin, band work pending */
+    uint32_t last_records;           /* site records the last interval collected */
     int unsorted;                    /* all[] and entries[] need rebuilding */
     int dirty;                       /* republish wanted */
     hkshm_policy *entries;           /* kept current per record: publishing copies it */
@@ -130,7 +136,7 @@ static struct {
     _Atomic uint64_t phase_ns[3];    /* collect, learn, publish: last interval */
     _Atomic uint32_t n_procs, n_sites;
     int ready;
-} g = { .lock = PTHREAD_MUTEX_INITIALIZER };
+} g = { .lock = PTHREAD_MUTEX_INITIALIZER, .create_lock = PTHREAD_MUTEX_INITIALIZER };
 
 /* ---- site records ---- */
 
@@ -169,9 +175,17 @@ static void wend(site_rec *r)
     atomic_store_explicit(&r->seq, r->seq + 1, memory_order_release);
 }
 
+/* Also the writers' lock: both collecting threads may merge into one
+ * record (a key shared by processes in both halves of the slots). */
 static void hist_wbegin(site_cold *c)
 {
-    atomic_store_explicit(&c->seq, c->seq + 1, memory_order_relaxed);
+    for (;;) {
+        uint32_t s = atomic_load_explicit(&c->seq, memory_order_relaxed);
+        if (!(s & 1) && atomic_compare_exchange_weak_explicit(&c->seq, &s, s + 1, memory_order_acquire,
+                                                              memory_order_relaxed))
+            break;
+        __builtin_ia32_pause();
+    }
     atomic_thread_fence(memory_order_release);
 }
 
@@ -293,11 +307,27 @@ static void *chunk_alloc(size_t size, uint32_t ci)
 }
 
 /* Learner thread only, inside rcu_read_lock. */
+static site_rec *add_locked(const hkd_site_key *k, const char *module);
+
+/* Either collecting thread, inside rcu_read_lock. */
 static site_rec *get_or_add(const hkd_site_key *k, const char *module)
 {
+    /* Once per process and site (the caller keeps the answer): the lock
+     * costs nothing, and the other thread may be adding the same key. */
+    pthread_mutex_lock(&g.create_lock);
     site_rec *r = lookup(k);
-    if (r)
-        return r;
+    if (!r)
+        r = add_locked(k, module);
+    else if (!r->cold->module[0] && module && module[0])
+        /* A site restored from state has no module path until a client names it. */
+        snprintf(r->cold->module, sizeof r->cold->module, "%s", module);
+    pthread_mutex_unlock(&g.create_lock);
+    return r;
+}
+
+static site_rec *add_locked(const hkd_site_key *k, const char *module)
+{
+    site_rec *r;
     if (g.n_all >= MAX_SITES)
         return NULL;
     if (g.n_all == g.cap_all) {
@@ -310,6 +340,11 @@ static site_rec *get_or_add(const hkd_site_key *k, const char *module)
         if (!c)
             return NULL;
         g.created = c;
+        uint64_t *todo = realloc(g.band_todo, (cap / 64) * sizeof *todo);
+        if (!todo)
+            return NULL;
+        memset(todo + g.cap_all / 64, 0, ((cap - g.cap_all) / 64) * sizeof *todo);
+        g.band_todo = todo;
         g.cap_all = cap;
     }
     uint32_t ci = g.n_all / CHUNK_RECS, k_in = g.n_all % CHUNK_RECS;
@@ -317,7 +352,7 @@ static site_rec *get_or_add(const hkd_site_key *k, const char *module)
         /* Cache-line aligned hot records back to back, in creation order. */
         g.hot_chunks[ci] = chunk_alloc(CHUNK_RECS * HOT_SIZE, ci);
         g.cold_chunks[ci] = chunk_alloc(CHUNK_RECS * sizeof(site_cold), ci);
-        g.acc_chunks[ci] = chunk_alloc(CHUNK_RECS * sizeof(site_acc), ci);
+        g.acc_chunks[ci] = chunk_alloc(CHUNK_RECS * COLLECTORS * sizeof(site_acc), ci);
         if (!g.hot_chunks[ci] || !g.cold_chunks[ci] || !g.acc_chunks[ci]) {
             free(g.hot_chunks[ci]);
             free(g.cold_chunks[ci]);
@@ -332,9 +367,10 @@ static site_rec *get_or_add(const hkd_site_key *k, const char *module)
     site_cold *c = &g.cold_chunks[ci][k_in];
     memset(r, 0, HOT_SIZE);
     memset(c, 0, sizeof *c);
-    site_acc *a = &g.acc_chunks[ci][k_in];
-    memset(a, 0, sizeof *a);
-    a->cold = c;
+    site_acc *a = &g.acc_chunks[ci][(size_t)k_in * COLLECTORS];
+    memset(a, 0, COLLECTORS * sizeof *a);
+    for (uint32_t t = 0; t < COLLECTORS; t++)
+        a[t].cold = c;
     r->acc = a;
     r->cold = c;
     c->rec = r;
@@ -361,9 +397,10 @@ static int rec_cmp(const void *a, const void *b)
 
 /* ---- collection callbacks ---- */
 
+/* Either collecting thread; arg is its index, which picks its accumulator. */
 static void on_site(const hkd_site_delta *d, void **cookie, void *arg)
 {
-    (void)arg;
+    uint32_t t = (uint32_t)(uintptr_t)arg;
     site_acc *a = *cookie;
     if (!a) {
         site_rec *r = get_or_add(&d->key, d->module);
@@ -371,11 +408,8 @@ static void on_site(const hkd_site_delta *d, void **cookie, void *arg)
             *cookie = NULL;
             return;
         }
-        a = r->acc;
+        a = r->acc + t;
         *cookie = a;
-        /* A site restored from state has no module path until a client names it. */
-        if (!r->cold->module[0] && d->module[0])
-            snprintf(r->cold->module, sizeof r->cold->module, "%s", d->module);
     }
     a->procs++;
     a->live += d->live_bytes;
@@ -391,17 +425,17 @@ static void on_site(const hkd_site_delta *d, void **cookie, void *arg)
     a->slow_ns += d->slow_ns;
     a->faults += d->faults;
     if (d->has_hist)
-        merge_hist(a, d->hist);      /* every few intervals */
-    a->large += (uint64_t)((double)d->allocs * a->large_frac + 0.5);
+        merge_hist(a - t, d->hist);  /* every few intervals; the shares live in the first accumulator */
 }
 
 static void on_proc(const hkd_proc_info *p, void *arg)
 {
     (void)arg;
+    pthread_mutex_lock(&g.create_lock);
     proc_list *b = g.building;
-    if (!b || b->n == g.building_cap)
-        return;
-    b->procs[b->n++] = *p;
+    if (b && b->n < g.building_cap)
+        b->procs[b->n++] = *p;
+    pthread_mutex_unlock(&g.create_lock);
 }
 
 static void free_procs(struct rcu_head *h)
@@ -725,18 +759,24 @@ int hkd_core_init(const hkd_core_cfg *cfg)
         g.cfg.interval_ms = 1000;
     g.ht = cds_lfht_new(1u << 14, 1024, 0, CDS_LFHT_AUTO_RESIZE | CDS_LFHT_ACCOUNTING, NULL);
     g.col = hkd_collector_new();
+    g.col2 = hkd_collector_new();
     g.bands = hkd_bands_new();
     g.entries = malloc(HKSHM_TABLE_CAP * sizeof *g.entries);
-    if (!g.ht || !g.col || !g.bands || !g.entries)
+    if (!g.ht || !g.col || !g.col2 || !g.bands || !g.entries)
         return -ENOMEM;
+    /* Odd and even slots: clients claim from slot 0 up, so both halves fill. */
+    hkd_collector_slots(g.col, 0, COLLECTORS);
+    hkd_collector_slots(g.col2, 1, COLLECTORS);
     int rc = hkd_segment_open(&g.seg, cfg->shm_name);
     if (rc < 0)
         return rc;
     hkshm_header *h = g.seg.hdr;
     /* Clients that attach to a new segment before the first interval (the
      * daemon started under them) are counted from their first flush. */
-    if (!g.seg.adopted)
+    if (!g.seg.adopted) {
         hkd_collector_no_history(g.col);
+        hkd_collector_no_history(g.col2);
+    }
     if (g.seg.adopted)
         hkd_log(HKD_LOG_INFO, "adopted segment %s (generation %llu)", cfg->shm_name,
                 (unsigned long long)atomic_load(&h->generation));
@@ -759,25 +799,294 @@ int hkd_core_init(const hkd_core_cfg *cfg)
     return 0;
 }
 
-/* One interval of one site's learning: a thin site feeds its size band
- * and runs the band's arm, any other (or a pinned one) its own learner.
- * 1 when the arm it runs changed. */
-static int learn_site(site_rec *r, const hkd_obs *obs)
+/* ---- the learn pass ----
+ *
+ * With many records it runs on two threads, each over half of them in
+ * creation order (the halves split on a multiple of 64, so each thread owns
+ * whole words of band_todo).  Records, accumulators and table entries are
+ * per record; the size-band learners are shared, so the band work of thin
+ * sites is left in band_todo for the calling thread to do after the join. */
+#define SPLIT_MIN_RECS 16384u        /* fewer records or sites: one thread */
+
+typedef struct learn_part {
+    uint32_t begin, end;
+    double seconds;
+    int dirty;
+} learn_part;
+
+/* The second thread: runs one job at a time for the interval thread (half
+ * of the collection, then half of the learn pass).  Started when the fleet
+ * is big enough to pay for the hand-offs; until then jobs run inline. */
+typedef void (*job_fn)(void *arg);
+
+static struct {
+    pthread_t tid;
+    pthread_mutex_t m;
+    pthread_cond_t go, done;
+    job_fn fn;                       /* set: a job to run; NULL: idle */
+    void *arg;
+    int started, stop;
+} worker = { .m = PTHREAD_MUTEX_INITIALIZER, .go = PTHREAD_COND_INITIALIZER, .done = PTHREAD_COND_INITIALIZER };
+
+static void clear_acc(site_acc *pair)
+{
+    for (uint32_t t = 0; t < COLLECTORS; t++) {
+        site_acc *a = &pair[t];
+        a->procs = 0;
+        a->live = a->allocs = a->frees = a->bytes = a->hits = a->misses = 0;
+        a->evictions = a->thp = a->slow_ns = 0;
+        a->faults = 0.0;
+    }
+}
+
+/* The collectors' accumulators of one record, added up. */
+typedef struct site_sum {
+    uint32_t procs;
+    uint64_t live, allocs, frees, bytes, hits, misses, evictions, thp, slow_ns;
+    double faults;
+} site_sum;
+
+static site_sum sum_of(const site_acc *pair)
+{
+    site_sum s = { 0 };
+    for (uint32_t t = 0; t < COLLECTORS; t++) {
+        const site_acc *a = &pair[t];
+        s.procs += a->procs;
+        s.live += a->live;
+        s.allocs += a->allocs;
+        s.frees += a->frees;
+        s.bytes += a->bytes;
+        s.hits += a->hits;
+        s.misses += a->misses;
+        s.evictions += a->evictions;
+        s.thp += a->thp;
+        s.slow_ns += a->slow_ns;
+        s.faults += a->faults;
+    }
+    return s;
+}
+
+/* large_frac is the first accumulator's: the share of the site's sizes at
+ * or above the threshold it runs. */
+static hkd_obs obs_of(const site_acc *pair, const site_sum *s, double seconds)
+{
+    return (hkd_obs){ .allocs = s->allocs, .bytes = s->bytes, .slow_ns = s->slow_ns, .faults = s->faults,
+                      .large_allocs = (uint64_t)((double)s->allocs * pair->large_frac + 0.5),
+                      .interval_s = seconds };
+}
+
+/* One record's own learning (either thread): 1 when the arm it runs
+ * changed; *band_pending when it is thin and its band must take the
+ * interval (band_pass). */
+static int learn_own(site_rec *r, const hkd_obs *obs, int *band_pending)
 {
     hkd_learn *l = &r->learn;
     int before = rec_arm(r);
     int was_thin = r->thin.band != HKD_NO_BAND;
     int band = hkd_thin_update(&r->thin, obs->allocs, l->sizes_known ? l->size_lo : -1, l->size_hi, &g.cfg.learn);
-    if (band == HKD_NO_BAND || l->pinned >= 0) {
-        if (was_thin && band == HKD_NO_BAND)
-            hkd_learn_resume(l, g.cfg.learn.settle_intervals);
-        hkd_learn_observe(l, &g.cfg.learn, obs);
-    } else if (hkd_bands_add(g.bands, band, obs) == 0) {
-        r->thin.arm = (int8_t)hkd_bands_arm(g.bands, band);
-        const hkd_learn *bl = hkd_bands_learner(g.bands, band);
-        r->thin.band_settled = (uint8_t)(bl && hkd_learn_settled(bl));
+    if (band != HKD_NO_BAND && l->pinned < 0) {
+        *band_pending = 1;
+        return 0;
     }
+    if (was_thin && band == HKD_NO_BAND)
+        hkd_learn_resume(l, g.cfg.learn.settle_intervals);
+    hkd_learn_observe(l, &g.cfg.learn, obs);
     return rec_arm(r) != before;
+}
+
+static void learn_range(learn_part *p)
+{
+    /* Creation order is memory order: the hardware prefetcher follows it,
+     * and a software prefetch a few records ahead covers the learner lines.
+     * Records whose arm changed are queued and published a batch at a
+     * time: whether it changed is known only at the end of the learner's
+     * long chain of divisions, and a branch on it there mispredicted at
+     * about every other record, discarding the next record's work. */
+    site_rec *changed_recs[LEARN_BATCH];
+    uint32_t n_changed = 0;
+    for (uint32_t i = p->begin; i < p->end; i++) {
+        site_rec *r = g.created[i];
+        if (i + LEARN_PREFETCH < p->end) {
+            /* Addresses from the chunk tables: reading ahead->acc would wait
+             * for the very line being prefetched. */
+            uint32_t j = i + LEARN_PREFETCH;
+            const char *ahead = g.hot_chunks[j / CHUNK_RECS] + (size_t)(j % CHUNK_RECS) * HOT_SIZE;
+            const char *acc = (const char *)&g.acc_chunks[j / CHUNK_RECS][(size_t)(j % CHUNK_RECS) * COLLECTORS];
+#pragma GCC unroll 8
+            for (size_t off = 0; off < HOT_SIZE; off += 64)
+                __builtin_prefetch(ahead + off, 1);
+#pragma GCC unroll 4
+            for (size_t off = 0; off < COLLECTORS * sizeof(site_acc); off += 64)
+                __builtin_prefetch(acc + off, 1);
+        }
+        site_acc *a = r->acc;
+        if (a->sizes_new) {
+            hkd_learn_set_sizes(&r->learn, a->size_lo, a->size_hi);
+            a->sizes_new = 0;
+        }
+        site_sum sum = sum_of(a);
+        hkd_obs obs = obs_of(a, &sum, p->seconds);
+        int changed = 0, band_pending = 0;
+        wbegin(r);
+        r->allocs += sum.allocs;
+        r->frees += sum.frees;
+        r->bytes += sum.bytes;
+        r->hits += sum.hits;
+        r->misses += sum.misses;
+        r->evictions += sum.evictions;
+        r->thp += sum.thp;
+        r->slow_ns += sum.slow_ns;
+        if (g.cfg.learning)
+            changed = learn_own(r, &obs, &band_pending);
+        r->processes = sum.procs;
+        r->live_bytes = sum.live;
+        wend(r);
+        changed_recs[n_changed] = r;
+        n_changed += (uint32_t)changed;
+        if (n_changed == LEARN_BATCH || i + 1 == p->end) {
+            for (uint32_t k = 0; k < n_changed; k++)
+                set_published(changed_recs[k]);
+            p->dirty |= n_changed > 0;
+            n_changed = 0;
+        }
+        if (band_pending)
+            g.band_todo[i / 64] |= 1ull << (i % 64);   /* its accumulator waits for band_pass */
+        else
+            clear_acc(a);
+    }
+}
+
+/* The calling thread, after the join: thin sites hand their interval to
+ * their band and run its arm (thin sites see a band's new arm the
+ * interval after it changes). */
+static int band_pass(double seconds)
+{
+    int dirty = 0;
+    for (uint32_t w = 0; w < (g.n_all + 63) / 64; w++) {
+        for (uint64_t bits = g.band_todo[w]; bits; bits &= bits - 1) {
+            site_rec *r = g.created[w * 64 + (uint32_t)__builtin_ctzll(bits)];
+            site_sum sum = sum_of(r->acc);
+            hkd_obs obs = obs_of(r->acc, &sum, seconds);
+            int before = rec_arm(r);
+            wbegin(r);
+            if (hkd_bands_add(g.bands, r->thin.band, &obs) == 0) {
+                r->thin.arm = (int8_t)hkd_bands_arm(g.bands, r->thin.band);
+                const hkd_learn *bl = hkd_bands_learner(g.bands, r->thin.band);
+                r->thin.band_settled = (uint8_t)(bl && hkd_learn_settled(bl));
+            }
+            wend(r);
+            if (rec_arm(r) != before) {
+                set_published(r);
+                dirty = 1;
+            }
+            clear_acc(r->acc);
+        }
+        g.band_todo[w] = 0;
+    }
+    hkd_bands_end_interval(g.bands, &g.cfg.learn);
+    return dirty;
+}
+
+static void *worker_main(void *arg)
+{
+    (void)arg;
+    rcu_register_thread();          /* jobs look records up in the hash table */
+    pthread_mutex_lock(&worker.m);
+    for (;;) {
+        while (!worker.fn && !worker.stop)
+            pthread_cond_wait(&worker.go, &worker.m);
+        if (worker.stop)
+            break;
+        job_fn fn = worker.fn;
+        void *job = worker.arg;
+        pthread_mutex_unlock(&worker.m);
+        fn(job);
+        pthread_mutex_lock(&worker.m);
+        worker.fn = NULL;
+        pthread_cond_signal(&worker.done);
+    }
+    pthread_mutex_unlock(&worker.m);
+    rcu_unregister_thread();
+    return NULL;
+}
+
+/* Runs fn(arg) on the worker, or right here when there is none (a small
+ * fleet, or a thread that could not be made); worker_wait() joins it. */
+static void worker_post(job_fn fn, void *arg)
+{
+    if (!worker.started && (g.n_all >= SPLIT_MIN_RECS || g.last_records >= SPLIT_MIN_RECS)) {
+        worker.started = pthread_create(&worker.tid, NULL, worker_main, NULL) == 0;
+        if (!worker.started)
+            hkd_log(HKD_LOG_WARNING, "the interval stays on one thread: %s", strerror(errno));
+    }
+    if (!worker.started) {
+        fn(arg);
+        return;
+    }
+    pthread_mutex_lock(&worker.m);
+    worker.fn = fn;
+    worker.arg = arg;
+    pthread_cond_signal(&worker.go);
+    pthread_mutex_unlock(&worker.m);
+}
+
+static void worker_wait(void)
+{
+    if (!worker.started)
+        return;
+    pthread_mutex_lock(&worker.m);
+    while (worker.fn)
+        pthread_cond_wait(&worker.done, &worker.m);
+    pthread_mutex_unlock(&worker.m);
+}
+
+static void worker_stop(void)
+{
+    if (!worker.started)
+        return;
+    pthread_mutex_lock(&worker.m);
+    worker.stop = 1;
+    pthread_cond_signal(&worker.go);
+    pthread_mutex_unlock(&worker.m);
+    pthread_join(worker.tid, NULL);
+    worker.started = worker.stop = 0;
+}
+
+static void learn_job(void *arg)
+{
+    learn_range(arg);
+}
+
+typedef struct collect_part {
+    hkd_collector *col;
+    hkd_collect_stats st;
+    int rc;
+} collect_part;
+
+static void collect_job(void *arg)
+{
+    collect_part *p = arg;
+    hkd_collect_ops ops = { .site = on_site, .proc = on_proc };
+    rcu_read_lock();
+    p->rc = hkd_collect(p->col, g.seg.hdr, &ops, (void *)(uintptr_t)1, &p->st);
+    rcu_read_unlock();
+}
+
+/* Learns from every record's interval; 1 when something must be republished. */
+static int learn_pass(double seconds)
+{
+    learn_part mine = { .begin = 0, .end = g.n_all, .seconds = seconds };
+    learn_part theirs = { .begin = g.n_all, .end = g.n_all, .seconds = seconds };
+    if (g.n_all >= SPLIT_MIN_RECS) {
+        mine.end = theirs.begin = (g.n_all / 2) & ~63u;
+        worker_post(learn_job, &theirs);
+    }
+    learn_range(&mine);
+    worker_wait();
+    int dirty = mine.dirty | theirs.dirty;
+    if (g.cfg.learning)
+        dirty |= band_pass(seconds);
+    return dirty;
 }
 
 int hkd_core_interval(void)
@@ -794,74 +1103,26 @@ int hkd_core_interval(void)
         g.building = b;
         g.building_cap = cap;
     }
+    /* Half of the slots each, on two threads once the fleet is big. */
+    collect_part theirs = { .col = g.col2 };
+    worker_post(collect_job, &theirs);
     hkd_collect_ops ops = { .site = on_site, .proc = on_proc };
     hkd_collect_stats st;
     rcu_read_lock();
-    int rc = hkd_collect(g.col, g.seg.hdr, &ops, NULL, &st);
+    int rc = hkd_collect(g.col, g.seg.hdr, &ops, (void *)(uintptr_t)0, &st);
     rcu_read_unlock();
+    worker_wait();
+    if (theirs.rc < 0)
+        rc = theirs.rc;
+    st.live += theirs.st.live;
+    st.reaped += theirs.st.reaped;
+    st.skipped_busy += theirs.st.skipped_busy;
+    st.site_records += theirs.st.site_records;
+    g.last_records = st.site_records;
     g.building = NULL;
     uint64_t t1 = hkd_now_ns();
 
-    /* Creation order is memory order: the hardware prefetcher follows it,
-     * and a software prefetch a few records ahead covers the learner lines.
-     * Records whose arm changed are queued and published a batch at a
-     * time: whether it changed is known only at the end of the learner's
-     * long chain of divisions, and a branch on it there mispredicted at
-     * about every other record, discarding the next record's work. */
-    site_rec *changed_recs[LEARN_BATCH];
-    uint32_t n_changed = 0;
-    for (uint32_t i = 0; i < g.n_all; i++) {
-        site_rec *r = g.created[i];
-        if (i + LEARN_PREFETCH < g.n_all) {
-            /* Addresses from the chunk tables: reading ahead->acc would wait
-             * for the very line being prefetched. */
-            uint32_t j = i + LEARN_PREFETCH;
-            const char *ahead = g.hot_chunks[j / CHUNK_RECS] + (size_t)(j % CHUNK_RECS) * HOT_SIZE;
-            const char *acc = (const char *)&g.acc_chunks[j / CHUNK_RECS][j % CHUNK_RECS];
-#pragma GCC unroll 8
-            for (size_t off = 0; off < HOT_SIZE; off += 64)
-                __builtin_prefetch(ahead + off, 1);
-            __builtin_prefetch(acc, 1);
-            __builtin_prefetch(acc + 64, 1);
-        }
-        site_acc *a = r->acc;
-        if (a->sizes_new) {
-            hkd_learn_set_sizes(&r->learn, a->size_lo, a->size_hi);
-            a->sizes_new = 0;
-        }
-        hkd_obs obs = { .allocs = a->allocs, .bytes = a->bytes, .slow_ns = a->slow_ns, .faults = a->faults,
-                        .large_allocs = a->large, .interval_s = seconds };
-        int changed = 0;
-        wbegin(r);
-        r->allocs += a->allocs;
-        r->frees += a->frees;
-        r->bytes += a->bytes;
-        r->hits += a->hits;
-        r->misses += a->misses;
-        r->evictions += a->evictions;
-        r->thp += a->thp;
-        r->slow_ns += a->slow_ns;
-        if (g.cfg.learning)
-            changed = learn_site(r, &obs);
-        r->processes = a->procs;
-        r->live_bytes = a->live;
-        wend(r);
-        changed_recs[n_changed] = r;
-        n_changed += (uint32_t)changed;
-        if (n_changed == LEARN_BATCH || i + 1 == g.n_all) {
-            for (uint32_t k = 0; k < n_changed; k++)
-                set_published(changed_recs[k]);
-            g.dirty |= n_changed > 0;
-            n_changed = 0;
-        }
-        a->procs = 0;
-        a->live = a->allocs = a->frees = a->bytes = a->hits = a->misses = 0;
-        a->evictions = a->thp = a->slow_ns = a->large = 0;
-        a->faults = 0.0;
-    }
-    /* Thin sites see their band's new arm next interval. */
-    if (g.cfg.learning)
-        hkd_bands_end_interval(g.bands, &g.cfg.learn);
+    g.dirty |= learn_pass(seconds);
     uint64_t t2 = hkd_now_ns();
     if (g.dirty)
         publish_locked();
@@ -933,6 +1194,7 @@ void hkd_core_shutdown(void)
 {
     if (!g.ready)
         return;
+    worker_stop();
     saver_stop();
     g.ready = 0;
     hkd_segment_close(&g.seg);
@@ -951,8 +1213,10 @@ void hkd_core_shutdown(void)
     }
     free(g.all);
     free(g.created);
+    free(g.band_todo);
     g.all = NULL;
     g.created = NULL;
+    g.band_todo = NULL;
     g.n_all = g.cap_all = 0;
     cds_lfht_destroy(g.ht, NULL);
     g.ht = NULL;
@@ -962,6 +1226,8 @@ void hkd_core_shutdown(void)
     free(p);
     rcu_barrier();
     hkd_collector_free(g.col);
+    hkd_collector_free(g.col2);
+    g.col2 = NULL;
     hkd_bands_free(g.bands);
     g.bands = NULL;
     g.col = NULL;

@@ -468,7 +468,7 @@ if [ $DAEMON_SCALE = 1 ]; then
     # 256 processes x 256 sites, collected, learned and published per
     # interval; then the daemon's CPU share with 64 real clients at 1 s.
     case $MODE in
-        full)  SCALE_ARGS=(256 256 30 64 20) ;;
+        full)  SCALE_ARGS=(256 256 60 64 20) ;;
         quick) SCALE_ARGS=(256 256 10 64 5) ;;
         smoke) SCALE_ARGS=(8 8 3 2 1) ;;
     esac

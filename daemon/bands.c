@@ -43,6 +43,10 @@ int hkd_band_index(int lo, int hi)
 
 int hkd_thin_update(hkd_thin *t, uint64_t allocs, int lo, int hi, const hkd_learn_cfg *cfg)
 {
+    /* Idle intervals say nothing: a site that allocates in bursts (a
+     * program run now and then) is thick if its bursts finish pulls. */
+    if (allocs == 0)
+        return t->band;
     float now = allocs > (1u << 24) ? (float)(1u << 24) : (float)allocs;
     /* The first interval a site is seen sets the rate outright: a new site
      * is not thin for having had no past. */

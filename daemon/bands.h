@@ -1,13 +1,14 @@
 /* Thin sites learn by size band.
  *
- * A site that makes fewer than min_allocs / 8 allocations per interval would
- * take many intervals for each pull of its own, and a fleet has many such
- * sites.  While a site is thin, its observations go to the learner of its
- * size band (the log2 range [lo, hi] of what it allocates, which is also
- * what decides the arms that can differ for it) and it runs that learner's
- * arm.  Its own learner keeps what it knew and takes over again once the
- * site allocates more than min_allocs / 4 per interval.  Band learners
- * start cold with the daemon: pooled, they relearn in a few pulls. */
+ * A site that makes fewer than min_allocs / 8 allocations in the intervals
+ * it allocates at all would take many intervals for each pull of its own,
+ * and a fleet has many such sites.  While a site is thin, its observations
+ * go to the learner of its size band (the log2 range [lo, hi] of what it
+ * allocates, which is also what decides the arms that can differ for it)
+ * and it runs that learner's arm.  Its own learner keeps what it knew and
+ * takes over again once the site allocates more than min_allocs / 4 per
+ * active interval.  Band learners start cold with the daemon: pooled, they
+ * relearn in a few pulls. */
 #ifndef HAKMEMD_BANDS_H
 #define HAKMEMD_BANDS_H
 
@@ -30,7 +31,8 @@ typedef struct hkd_thin {
 void hkd_thin_init(hkd_thin *t);
 /* Takes in one interval's allocations of a site whose sizes are
  * [2^lo, 2^(hi+1)) (lo < 0: not known yet) and says which band it learns
- * with now: a band index, or HKD_NO_BAND for its own learner. */
+ * with now: a band index, or HKD_NO_BAND for its own learner.  The rate
+ * is per interval with allocations: idle intervals leave it as it is. */
 int  hkd_thin_update(hkd_thin *t, uint64_t allocs, int lo, int hi, const hkd_learn_cfg *cfg);
 
 typedef struct hkd_bands hkd_bands;

@@ -33,6 +33,11 @@ static void thin_and_thick(void **state)
         own = hkd_thin_update(&t, 40, 18, 21, cfg) == HKD_NO_BAND;
     assert_true(own);
     assert_int_equal(t.arm, -1);
+    /* A busy site that goes quiet (a program run now and then) stays with
+     * its own learner: idle intervals do not make it thin. */
+    for (int i = 0; i < 100; i++)
+        assert_int_equal(hkd_thin_update(&t, 0, 18, 21, cfg), HKD_NO_BAND);
+    assert_int_equal(hkd_thin_update(&t, 100, 18, 21, cfg), HKD_NO_BAND);
     /* Without a known size range there is no band to join. */
     hkd_thin_init(&t);
     assert_int_equal(hkd_thin_update(&t, 1, -1, -1, cfg), HKD_NO_BAND);

@@ -199,19 +199,7 @@ start_daemon() {
 learning_verdict() {
     # Clients report at exit; the daemon takes it in at its next interval.
     sleep "$(awk -v ms="$INTERVAL" 'BEGIN { printf "%.3f", 2 * ms / 1000 }')"
-    "$BUILD/hakmemctl" --socket "$TMP/ctl.sock" --json sites --top 0 2>/dev/null | python3 -c '
-import json, sys
-try:
-    sites = json.load(sys.stdin)["sites"]
-except Exception as e:
-    print("exploring (hakmemctl sites failed: %s)" % e); sys.exit()
-total = sum(s.get("bytes", 0) for s in sites) or 1
-hot = [s for s in sites if s.get("bytes", 0) >= total / 200]
-if not hot:
-    print("exploring: the daemon knows no site yet"); sys.exit()
-open_ = [s for s in hot if not s.get("settled")]
-word = "exploring" if open_ else "settled"
-print("%s: %d of %d sites with 0.5%%+ of the bytes exploit their best arm" % (word, len(hot) - len(open_), len(hot)))'
+    "$BUILD/hakmemctl" --socket "$TMP/ctl.sock" --json sites --top 0 2>/dev/null | "$PY" "$ROOT/scripts/settled.py"
 }
 
 # ---- environment of each configuration ----

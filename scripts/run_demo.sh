@@ -59,9 +59,19 @@ if [ -n "$daemon_pid" ]; then
   "$ctl" --socket "$sock" sites --top 10
 fi
 
-section "rounds 2-6: the daemon keeps learning"
-for r in 2 3 4 5 6; do run_clients "$r"; done
-cat "$work"/*.6.out
+# More rounds until the daemon has tried every arm that matters for the
+# three sites and publishes the best (at most 20 rounds).
+section "rounds 2 and on: the daemon keeps learning until it has settled"
+r=1 verdict="no daemon"
+while [ "$r" -lt 20 ]; do
+  r=$((r + 1))
+  run_clients "$r"
+  [ -n "$daemon_pid" ] || { [ "$r" -ge 6 ] && break; continue; }
+  sleep 0.5
+  if verdict=$("$ctl" --socket "$sock" --json sites --top 0 | python3 scripts/settled.py); then break; fi
+done
+echo "after round $r: $verdict"
+cat "$work"/*."$r".out
 
 section "one more MIXED run with the exit report (HAKMEM_STATS=1)"
 LD_PRELOAD=$lib HAKMEM_SHM=$shm HAKMEM_STATS=1 "$scen" --scenario mixed --seed 7

@@ -117,6 +117,27 @@ static void site_family(FILE *f, const vec *sites, const char *name, const char 
     }
 }
 
+/* Gauges of small integers, one accessor each. */
+static long long v_processes(const hkd_site_info *s) { return s->processes; }
+static long long v_large_threshold(const hkd_site_info *s) { return s->thresholds.large_threshold; }
+static long long v_bigcache_slots(const hkd_site_info *s) { return s->thresholds.bigcache_slots; }
+static long long v_thp(const hkd_site_info *s) { return s->thresholds.thp != 0; }
+static long long v_pinned_arm(const hkd_site_info *s) { return s->pinned_arm; }
+static long long v_settled(const hkd_site_info *s) { return s->settled != 0; }
+static long long v_thin(const hkd_site_info *s) { return s->thin != 0; }
+
+static void site_int_family(FILE *f, const vec *sites, const char *name, const char *help,
+                            long long (*value)(const hkd_site_info *))
+{
+    family(f, name, "gauge", help);
+    const hkd_site_info *s = sites->items;
+    for (size_t i = 0; i < sites->n; i++) {
+        fputs(name, f);
+        site_labels(f, &s[i]);
+        fprintf(f, "} %lld\n", value(&s[i]));
+    }
+}
+
 static void render_sites(FILE *f, const vec *sv)
 {
     const hkd_site_info *s = sv->items;
@@ -133,36 +154,19 @@ static void render_sites(FILE *f, const vec *sv)
     SF("hakmem_site_slow_path_seconds_total", "counter", "Time spent in the allocator's slow paths for the site.", slow_ns, 1e-9);
 #undef SF
 
-    family(f, "hakmem_site_processes", "gauge", "Live processes reporting the site.");
-    for (size_t i = 0; i < sv->n; i++) {
-        fputs("hakmem_site_processes", f);
-        site_labels(f, &s[i]);
-        fprintf(f, "} %" PRIu32 "\n", s[i].processes);
-    }
-    family(f, "hakmem_site_large_threshold_bytes", "gauge", "Published size from which the site's allocations are mapped directly.");
-    for (size_t i = 0; i < sv->n; i++) {
-        fputs("hakmem_site_large_threshold_bytes", f);
-        site_labels(f, &s[i]);
-        fprintf(f, "} %" PRIu32 "\n", s[i].thresholds.large_threshold);
-    }
-    family(f, "hakmem_site_bigcache_slots", "gauge", "Published BigCache slots for the site (0: off).");
-    for (size_t i = 0; i < sv->n; i++) {
-        fputs("hakmem_site_bigcache_slots", f);
-        site_labels(f, &s[i]);
-        fprintf(f, "} %u\n", (unsigned)s[i].thresholds.bigcache_slots);
-    }
-    family(f, "hakmem_site_thp_enabled", "gauge", "1 when the site's large blocks are advised to use huge pages.");
-    for (size_t i = 0; i < sv->n; i++) {
-        fputs("hakmem_site_thp_enabled", f);
-        site_labels(f, &s[i]);
-        fprintf(f, "} %u\n", (unsigned)(s[i].thresholds.thp != 0));
-    }
-    family(f, "hakmem_site_pinned_arm", "gauge", "Arm forced by an operator, -1 when the learner chooses.");
-    for (size_t i = 0; i < sv->n; i++) {
-        fputs("hakmem_site_pinned_arm", f);
-        site_labels(f, &s[i]);
-        fprintf(f, "} %d\n", s[i].pinned_arm);
-    }
+    site_int_family(f, sv, "hakmem_site_processes", "Live processes reporting the site.", v_processes);
+    site_int_family(f, sv, "hakmem_site_large_threshold_bytes",
+                    "Published size from which the site's allocations are mapped directly.", v_large_threshold);
+    site_int_family(f, sv, "hakmem_site_bigcache_slots", "Published BigCache slots for the site (0: off).",
+                    v_bigcache_slots);
+    site_int_family(f, sv, "hakmem_site_thp_enabled", "1 when the site's large blocks are advised to use huge pages.",
+                    v_thp);
+    site_int_family(f, sv, "hakmem_site_pinned_arm", "Arm forced by an operator, -1 when the learner chooses.",
+                    v_pinned_arm);
+    site_int_family(f, sv, "hakmem_site_settled",
+                    "1 when the learner exploits: every arm that matters tried, the best one published.", v_settled);
+    site_int_family(f, sv, "hakmem_site_thin",
+                    "1 when the site allocates too little to learn alone and runs its size band's arm.", v_thin);
 
     /* Log2 buckets: bucket b holds sizes in [2^b, 2^(b+1)), so its upper
      * bound is 2^(b+1)-1 bytes.  _sum is the site's byte count. */

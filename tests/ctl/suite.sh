@@ -147,6 +147,7 @@ else
   C metrics >"$F/metrics.txt"
   check "metrics accepted by promtool check metrics" promtool check metrics <"$F/metrics.txt"
   check "metrics name sites by exe and key" grep -q "^hakmem_site_alloc_bytes_total{exe=\"fake_hakmemd\",site=\"$KEY\"} [0-9]" "$F/metrics.txt"
+  check "metrics say whether each site has settled and whether it is thin" bash -c "grep -q '^hakmem_site_settled{exe=\"fake_hakmemd\",site=\"$KEY\"} [01]\$' '$F/metrics.txt' && grep -q '^hakmem_site_thin{exe=\"fake_hakmemd\",site=\"$KEY\"} [01]\$' '$F/metrics.txt' && grep -q '^hakmem_site_pinned_arm{exe=\"fake_hakmemd\",site=\"$KEY\"} -\?[0-9]\$' '$F/metrics.txt'"
   check "metrics escape label values" grep -q 'hakmem_process_sites{exe="other \\"quoted\\"",pid=' "$F/metrics.txt"
   check "metrics file written by the server side, accepted by promtool" promtool check metrics <"$F/metrics.prom"
   check "metrics --json" bash -c "'$CTL' --socket '$F/ctl.sock' --json metrics | $JC 'j[\"text\"].startswith(\"# HELP hakmem_build_info\")'"

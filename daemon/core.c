@@ -114,7 +114,7 @@ static struct {
     hkd_core_cfg cfg;
     char state_dir[1024];
     hkd_segment seg;
-    hkd_collector *col, *col2;       /* the two shards of every pass */
+    hkd_collector *col, *col2;       /* even and odd slots: one per collecting thread */
     hkd_bands *bands;                /* learners of thin sites, by size band */
     struct cds_lfht *ht;
     site_rec **all;                  /* every record, sorted by key when !unsorted */
@@ -257,7 +257,8 @@ static void merge_hist(site_acc *a, const uint32_t delta[HKSHM_HIST])
         ge1m += b >= b1m ? v : 0;
         used |= (uint32_t)(v != 0) << b;
     }
-    hist_wend(c);
+    /* Still under the lock: the other collector may merge into this
+     * record too, and these shares must come from one histogram. */
     uint64_t large = 0;
     if (bt == b256)
         large = ge256;
@@ -274,6 +275,7 @@ static void merge_hist(site_acc *a, const uint32_t delta[HKSHM_HIST])
         a->size_lo = (uint8_t)__builtin_ctz(used);
         a->size_hi = (uint8_t)(31 - __builtin_clz(used));
     }
+    hist_wend(c);
 }
 
 static void set_published(site_rec *r)
@@ -306,7 +308,7 @@ static void *chunk_alloc(size_t size, uint32_t ci)
     return p;
 }
 
-/* Learner thread only, inside rcu_read_lock. */
+/* Under create_lock, inside rcu_read_lock. */
 static site_rec *add_locked(const hkd_site_key *k, const char *module);
 
 /* Either collecting thread, inside rcu_read_lock. */
@@ -825,7 +827,7 @@ static struct {
     pthread_cond_t go, done;
     job_fn fn;                       /* set: a job to run; NULL: idle */
     void *arg;
-    int started, stop;
+    int started, stop, failed;
 } worker = { .m = PTHREAD_MUTEX_INITIALIZER, .go = PTHREAD_COND_INITIALIZER, .done = PTHREAD_COND_INITIALIZER };
 
 static void clear_acc(site_acc *pair)
@@ -1014,10 +1016,12 @@ static void *worker_main(void *arg)
  * fleet, or a thread that could not be made); worker_wait() joins it. */
 static void worker_post(job_fn fn, void *arg)
 {
-    if (!worker.started && (g.n_all >= SPLIT_MIN_RECS || g.last_records >= SPLIT_MIN_RECS)) {
-        worker.started = pthread_create(&worker.tid, NULL, worker_main, NULL) == 0;
-        if (!worker.started)
-            hkd_log(HKD_LOG_WARNING, "the interval stays on one thread: %s", strerror(errno));
+    if (!worker.started && !worker.failed && (g.n_all >= SPLIT_MIN_RECS || g.last_records >= SPLIT_MIN_RECS)) {
+        int err = pthread_create(&worker.tid, NULL, worker_main, NULL);
+        worker.started = err == 0;
+        worker.failed = err != 0;    /* tried and said once per run of the core */
+        if (err)
+            hkd_log(HKD_LOG_WARNING, "the interval stays on one thread: %s", strerror(err));
     }
     if (!worker.started) {
         fn(arg);
@@ -1042,6 +1046,7 @@ static void worker_wait(void)
 
 static void worker_stop(void)
 {
+    worker.failed = 0;
     if (!worker.started)
         return;
     pthread_mutex_lock(&worker.m);

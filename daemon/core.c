@@ -55,43 +55,45 @@ typedef struct site_rec {
     hkd_site_key key;
     _Atomic uint32_t seq;            /* odd while the learner writes */
     uint32_t processes;
-    struct site_acc *acc;
     /* merged view: lifetime totals since the daemon started */
     uint64_t allocs, frees, bytes, live_bytes;
     uint64_t hits, misses, evictions, thp, slow_ns;
     uint32_t pos;                    /* index in g.entries while the order is valid */
+    uint32_t idx;                    /* creation order: its accumulators, its bit in g.touched */
+    double large_frac;               /* share of allocations at or above the arm's threshold */
     hkd_learn learn;
     hkd_thin thin;                   /* thin sites run their size band's arm */
     struct site_cold *cold;
 } site_rec;
 
-/* This interval's sums over processes (learner only), two lines per site
- * and collecting thread, dense: each collector adds into its own alone, so
- * the two never share a line and the record itself is read and written
- * once per interval, by the learn pass, not twice.  A histogram merge also
- * stays off the record: the shares it yields live in the first
- * accumulator (written under the cold part's lock), the size range waits
- * there for the learn pass.  No key: the collector clears a cookie
- * whenever the key at its index changes. */
+/* This interval's sums over one collecting thread's processes: one line,
+ * in a dense array per thread, so the two threads never share a line.
+ * The first report of an interval overwrites it (the thread's bit in
+ * g.touched says whether it has one), so nothing clears it and the learn
+ * pass reads only the accumulators that were written.  Counts are 32 bits,
+ * saturating: a per-interval sum past four billion is not a real site. */
 typedef struct site_acc {
-    struct site_cold *cold;
+    uint32_t rec;                    /* the record's idx */
     uint32_t procs;
-    uint8_t  large_log2;             /* log2 of the published arm's large threshold */
-    uint8_t  sizes_new;              /* size_lo/size_hi not yet handed to the learner */
-    uint8_t  size_lo, size_hi;
-    uint64_t live;
-    uint64_t allocs, frees, bytes, hits, misses, evictions, thp, slow_ns;
-    double faults;
-    double large_frac;               /* share of allocations at or above the threshold */
-    double frac_256k, frac_1m;       /* large_frac for the two thresholds arms use */
+    uint32_t allocs, frees, hits, misses, evictions, thp;
+    uint64_t bytes, slow_ns, live;
+    float faults;
+    uint32_t hist;                   /* a histogram merge moved the shares in the cold part */
 } __attribute__((aligned(64))) site_acc;
 
 /* What an interval does not touch, apart so the hot records are packed:
- * the learn pass then streams through exactly the lines it uses. */
+ * the learn pass then streams through exactly the lines it uses.  A
+ * histogram merge (a collector, under seq) writes the shares here; the
+ * learn pass copies them to the record when a merge says they moved. */
 typedef struct site_cold {
     struct cds_lfht_node node;
     site_rec *rec;
-    _Atomic uint32_t seq;            /* odd while a merge writes hist (the record's seq does not cover it) */
+    _Atomic uint32_t seq;            /* odd while a merge writes (the record's seq does not cover it) */
+    uint8_t  large_log2;             /* log2 of the published arm's large threshold */
+    uint8_t  sizes_new;              /* size_lo/size_hi not yet handed to the learner */
+    uint8_t  size_lo, size_hi;
+    double large_frac;               /* share at or above the published threshold */
+    double frac_256k, frac_1m;       /* the same at the two thresholds arms use */
     uint64_t hist[HKSHM_HIST];
     char module[HKD_MODULE_MAX];
 } site_cold;
@@ -100,7 +102,7 @@ typedef struct site_cold {
 #define CHUNK_RECS 8192u             /* records per allocation, never moved */
 /* Five lines: the published thresholds are the arm's (hkd_arms), not a copy. */
 _Static_assert(sizeof(site_rec) <= 320, "hot record stays within five cache lines");
-_Static_assert(sizeof(site_acc) == 128, "accumulator is two cache lines");
+_Static_assert(sizeof(site_acc) == 64, "accumulator is one cache line");
 
 typedef struct proc_list {
     struct rcu_head rcu;
@@ -121,7 +123,8 @@ static struct {
     site_rec **created;              /* the same records in creation (memory) order */
     char *hot_chunks[MAX_SITES / CHUNK_RECS];
     site_cold *cold_chunks[MAX_SITES / CHUNK_RECS];
-    site_acc *acc_chunks[MAX_SITES / CHUNK_RECS];
+    site_acc *acc_chunks[COLLECTORS][MAX_SITES / CHUNK_RECS];
+    uint64_t *touched[COLLECTORS];   /* bit per record: the thread's accumulator is this interval's */
     uint32_t n_all, cap_all;
     uint64_t *band_todo;             /* bit per record (creation order): thin, band work pending */
     uint32_t last_records;           /* site records the last interval collected */
@@ -221,31 +224,35 @@ static inline int rec_arm(const site_rec *r)
     return r->learn.current;
 }
 
+/* The share of the site's allocations at or above the threshold it runs
+ * now; the cold part keeps it (with the threshold) for the next merge.
+ * Never while collectors run (they are the only other writers). */
 static void pick_large_frac(site_rec *r)
 {
     uint32_t t = hkd_arms[rec_arm(r)].large_threshold;
-    site_acc *a = r->acc;
-    a->large_log2 = (uint8_t)log2_floor(t);
-    a->large_frac = t == (256u << 10) ? a->frac_256k : t == (1u << 20) ? a->frac_1m : frac_at(r->cold, t);
+    site_cold *c = r->cold;
+    c->large_log2 = (uint8_t)log2_floor(t);
+    c->large_frac = t == (256u << 10) ? c->frac_256k : t == (1u << 20) ? c->frac_1m : frac_at(c, t);
+    r->large_frac = c->large_frac;
 }
 
 /* Adds a histogram delta and finds the size range and the shares at both
- * arm thresholds and at the published arm's.  Touches the accumulator and
- * the cold part only (a merge used to pull three lines of the hot record
- * in mid-collect); the learn pass hands the size range to the learner. */
-static void merge_hist(site_acc *a, const uint32_t delta[HKSHM_HIST])
+ * arm thresholds and at the published arm's.  Touches the cold part only
+ * (a merge used to pull three lines of the hot record in mid-collect); the
+ * learn pass takes the results over when this returns 1. */
+static int merge_hist(site_cold *c, const uint32_t delta[HKSHM_HIST])
 {
-    const int b256 = log2_floor(256u << 10), b1m = log2_floor(1u << 20), bt = a->large_log2;
+    const int b256 = log2_floor(256u << 10), b1m = log2_floor(1u << 20);
     uint32_t any = 0;
     for (uint32_t b = 0; b < HKSHM_HIST; b++)
         any |= delta[b];
     if (!any)
-        return;                      /* sizes did not move: shares stay */
-    site_cold *c = a->cold;
+        return 0;                    /* sizes did not move: shares stay */
     uint64_t *h = c->hist;
     uint64_t all = 0, ge256 = 0, ge1m = 0;
     uint32_t used = 0;
     hist_wbegin(c);
+    const int bt = c->large_log2;
     /* Unrolled, the bucket tests against the two arm thresholds are
      * constants; integer sums, so any order gives the same bits. */
 #pragma GCC unroll 32
@@ -267,15 +274,16 @@ static void merge_hist(site_acc *a, const uint32_t delta[HKSHM_HIST])
     else
         for (int b = bt; b < (int)HKSHM_HIST; b++)
             large += h[b];
-    a->frac_256k = all ? (double)ge256 / (double)all : 0.0;
-    a->frac_1m = all ? (double)ge1m / (double)all : 0.0;
-    a->large_frac = all ? (double)large / (double)all : 0.0;
+    c->frac_256k = all ? (double)ge256 / (double)all : 0.0;
+    c->frac_1m = all ? (double)ge1m / (double)all : 0.0;
+    c->large_frac = all ? (double)large / (double)all : 0.0;
     if (used) {
-        a->sizes_new = 1;
-        a->size_lo = (uint8_t)__builtin_ctz(used);
-        a->size_hi = (uint8_t)(31 - __builtin_clz(used));
+        c->sizes_new = 1;
+        c->size_lo = (uint8_t)__builtin_ctz(used);
+        c->size_hi = (uint8_t)(31 - __builtin_clz(used));
     }
     hist_wend(c);
+    return 1;
 }
 
 static void set_published(site_rec *r)
@@ -306,6 +314,34 @@ static void *chunk_alloc(size_t size, uint32_t ci)
     if (p)
         madvise(p, size, MADV_HUGEPAGE);   /* advice only: fine if refused */
     return p;
+}
+
+static void free_chunk(uint32_t ci)
+{
+    free(g.hot_chunks[ci]);
+    free(g.cold_chunks[ci]);
+    g.hot_chunks[ci] = NULL;
+    g.cold_chunks[ci] = NULL;
+    for (uint32_t t = 0; t < COLLECTORS; t++) {
+        free(g.acc_chunks[t][ci]);
+        g.acc_chunks[t][ci] = NULL;
+    }
+}
+
+static site_acc *acc_at(uint32_t t, uint32_t idx)
+{
+    return &g.acc_chunks[t][idx / CHUNK_RECS][idx % CHUNK_RECS];
+}
+
+/* The chunk tables are fixed arrays: safe while the other collector adds. */
+static site_cold *cold_at(uint32_t idx)
+{
+    return &g.cold_chunks[idx / CHUNK_RECS][idx % CHUNK_RECS];
+}
+
+static int touched(uint32_t t, uint32_t idx)
+{
+    return (int)(g.touched[t][idx / 64] >> (idx % 64)) & 1;
 }
 
 /* Under create_lock, inside rcu_read_lock. */
@@ -354,14 +390,11 @@ static site_rec *add_locked(const hkd_site_key *k, const char *module)
         /* Cache-line aligned hot records back to back, in creation order. */
         g.hot_chunks[ci] = chunk_alloc(CHUNK_RECS * HOT_SIZE, ci);
         g.cold_chunks[ci] = chunk_alloc(CHUNK_RECS * sizeof(site_cold), ci);
-        g.acc_chunks[ci] = chunk_alloc(CHUNK_RECS * COLLECTORS * sizeof(site_acc), ci);
-        if (!g.hot_chunks[ci] || !g.cold_chunks[ci] || !g.acc_chunks[ci]) {
-            free(g.hot_chunks[ci]);
-            free(g.cold_chunks[ci]);
-            free(g.acc_chunks[ci]);
-            g.hot_chunks[ci] = NULL;
-            g.cold_chunks[ci] = NULL;
-            g.acc_chunks[ci] = NULL;
+        int ok = g.hot_chunks[ci] && g.cold_chunks[ci];
+        for (uint32_t t = 0; t < COLLECTORS; t++)
+            ok &= (g.acc_chunks[t][ci] = chunk_alloc(CHUNK_RECS * sizeof(site_acc), ci)) != NULL;
+        if (!ok) {
+            free_chunk(ci);
             return NULL;
         }
     }
@@ -369,11 +402,9 @@ static site_rec *add_locked(const hkd_site_key *k, const char *module)
     site_cold *c = &g.cold_chunks[ci][k_in];
     memset(r, 0, HOT_SIZE);
     memset(c, 0, sizeof *c);
-    site_acc *a = &g.acc_chunks[ci][(size_t)k_in * COLLECTORS];
-    memset(a, 0, COLLECTORS * sizeof *a);
+    r->idx = g.n_all;
     for (uint32_t t = 0; t < COLLECTORS; t++)
-        a[t].cold = c;
-    r->acc = a;
+        g.acc_chunks[t][ci][k_in].rec = r->idx;   /* the other collector may use it once the lock is released */
     r->cold = c;
     c->rec = r;
     r->key = *k;
@@ -399,6 +430,12 @@ static int rec_cmp(const void *a, const void *b)
 
 /* ---- collection callbacks ---- */
 
+static uint32_t add_sat32(uint32_t a, uint64_t d)
+{
+    uint64_t v = a + d;
+    return v > UINT32_MAX ? UINT32_MAX : (uint32_t)v;
+}
+
 /* Either collecting thread; arg is its index, which picks its accumulator. */
 static void on_site(const hkd_site_delta *d, void **cookie, void *arg)
 {
@@ -410,24 +447,32 @@ static void on_site(const hkd_site_delta *d, void **cookie, void *arg)
             *cookie = NULL;
             return;
         }
-        a = r->acc + t;
+        a = acc_at(t, r->idx);
         *cookie = a;
+    }
+    uint64_t *word = &g.touched[t][a->rec / 64], bit = 1ull << (a->rec % 64);
+    if (!(*word & bit)) {
+        /* The thread's first report of the record this interval: what the
+         * line holds is an earlier interval's. */
+        *word |= bit;
+        *a = (site_acc){ .rec = a->rec };
     }
     a->procs++;
     a->live += d->live_bytes;
     if (!d->changed)
         return;
-    a->allocs += d->allocs;
-    a->frees += d->frees;
+    a->allocs = add_sat32(a->allocs, d->allocs);
+    a->frees = add_sat32(a->frees, d->frees);
+    a->hits = add_sat32(a->hits, d->bigcache_hits);
+    a->misses = add_sat32(a->misses, d->bigcache_misses);
+    a->evictions = add_sat32(a->evictions, d->bigcache_evictions);
+    a->thp = add_sat32(a->thp, d->thp_blocks);
     a->bytes += d->bytes;
-    a->hits += d->bigcache_hits;
-    a->misses += d->bigcache_misses;
-    a->evictions += d->bigcache_evictions;
-    a->thp += d->thp_blocks;
     a->slow_ns += d->slow_ns;
-    a->faults += d->faults;
-    if (d->has_hist)
-        merge_hist(a - t, d->hist);  /* every few intervals; the shares live in the first accumulator */
+    a->faults += (float)d->faults;
+    /* Every few intervals; the shares live in the cold part. */
+    if (d->has_hist && merge_hist(cold_at(a->rec), d->hist))
+        a->hist = 1;
 }
 
 static void on_proc(const hkd_proc_info *p, void *arg)
@@ -766,6 +811,11 @@ int hkd_core_init(const hkd_core_cfg *cfg)
     g.entries = malloc(HKSHM_TABLE_CAP * sizeof *g.entries);
     if (!g.ht || !g.col || !g.col2 || !g.bands || !g.entries)
         return -ENOMEM;
+    /* Full size from the start (128 KiB each, zero pages until used): a
+     * collector reads its bitmap while the other may be adding records. */
+    for (uint32_t t = 0; t < COLLECTORS; t++)
+        if (!(g.touched[t] = calloc(MAX_SITES / 64, sizeof(uint64_t))))
+            return -ENOMEM;
     /* Odd and even slots: clients claim from slot 0 up, so both halves fill. */
     hkd_collector_slots(g.col, 0, COLLECTORS);
     hkd_collector_slots(g.col2, 1, COLLECTORS);
@@ -830,30 +880,25 @@ static struct {
     int started, stop, failed;
 } worker = { .m = PTHREAD_MUTEX_INITIALIZER, .go = PTHREAD_COND_INITIALIZER, .done = PTHREAD_COND_INITIALIZER };
 
-static void clear_acc(site_acc *pair)
-{
-    for (uint32_t t = 0; t < COLLECTORS; t++) {
-        site_acc *a = &pair[t];
-        a->procs = 0;
-        a->live = a->allocs = a->frees = a->bytes = a->hits = a->misses = 0;
-        a->evictions = a->thp = a->slow_ns = 0;
-        a->faults = 0.0;
-    }
-}
-
-/* The collectors' accumulators of one record, added up. */
+/* The collectors' accumulators of one record, added up: those written
+ * this interval only.  On a record the hist flag asks for the shares a
+ * merge left in the cold part. */
 typedef struct site_sum {
     uint32_t procs;
+    int hist;
     uint64_t live, allocs, frees, bytes, hits, misses, evictions, thp, slow_ns;
     double faults;
 } site_sum;
 
-static site_sum sum_of(const site_acc *pair)
+static site_sum sum_of(uint32_t idx)
 {
     site_sum s = { 0 };
     for (uint32_t t = 0; t < COLLECTORS; t++) {
-        const site_acc *a = &pair[t];
+        if (!touched(t, idx))
+            continue;
+        const site_acc *a = acc_at(t, idx);
         s.procs += a->procs;
+        s.hist |= (int)a->hist;
         s.live += a->live;
         s.allocs += a->allocs;
         s.frees += a->frees;
@@ -868,12 +913,10 @@ static site_sum sum_of(const site_acc *pair)
     return s;
 }
 
-/* large_frac is the first accumulator's: the share of the site's sizes at
- * or above the threshold it runs. */
-static hkd_obs obs_of(const site_acc *pair, const site_sum *s, double seconds)
+static hkd_obs obs_of(const site_rec *r, const site_sum *s, double seconds)
 {
     return (hkd_obs){ .allocs = s->allocs, .bytes = s->bytes, .slow_ns = s->slow_ns, .faults = s->faults,
-                      .large_allocs = (uint64_t)((double)s->allocs * pair->large_frac + 0.5),
+                      .large_allocs = (uint64_t)((double)s->allocs * r->large_frac + 0.5),
                       .interval_s = seconds };
 }
 
@@ -909,25 +952,28 @@ static void learn_range(learn_part *p)
     for (uint32_t i = p->begin; i < p->end; i++) {
         site_rec *r = g.created[i];
         if (i + LEARN_PREFETCH < p->end) {
-            /* Addresses from the chunk tables: reading ahead->acc would wait
-             * for the very line being prefetched. */
+            /* Addresses from the chunk tables, not from the record ahead:
+             * that would wait for the very line being prefetched. */
             uint32_t j = i + LEARN_PREFETCH;
             const char *ahead = g.hot_chunks[j / CHUNK_RECS] + (size_t)(j % CHUNK_RECS) * HOT_SIZE;
-            const char *acc = (const char *)&g.acc_chunks[j / CHUNK_RECS][(size_t)(j % CHUNK_RECS) * COLLECTORS];
 #pragma GCC unroll 8
             for (size_t off = 0; off < HOT_SIZE; off += 64)
                 __builtin_prefetch(ahead + off, 1);
-#pragma GCC unroll 4
-            for (size_t off = 0; off < COLLECTORS * sizeof(site_acc); off += 64)
-                __builtin_prefetch(acc + off, 1);
+            for (uint32_t t = 0; t < COLLECTORS; t++)
+                if (touched(t, j))
+                    __builtin_prefetch(acc_at(t, j));
         }
-        site_acc *a = r->acc;
-        if (a->sizes_new) {
-            hkd_learn_set_sizes(&r->learn, a->size_lo, a->size_hi);
-            a->sizes_new = 0;
+        site_sum sum = sum_of(i);
+        if (sum.hist) {
+            /* A merge moved the shares (the collectors are done: plain reads). */
+            site_cold *c = r->cold;
+            r->large_frac = c->large_frac;
+            if (c->sizes_new) {
+                hkd_learn_set_sizes(&r->learn, c->size_lo, c->size_hi);
+                c->sizes_new = 0;
+            }
         }
-        site_sum sum = sum_of(a);
-        hkd_obs obs = obs_of(a, &sum, p->seconds);
+        hkd_obs obs = obs_of(r, &sum, p->seconds);
         int changed = 0, band_pending = 0;
         wbegin(r);
         r->allocs += sum.allocs;
@@ -952,9 +998,7 @@ static void learn_range(learn_part *p)
             n_changed = 0;
         }
         if (band_pending)
-            g.band_todo[i / 64] |= 1ull << (i % 64);   /* its accumulator waits for band_pass */
-        else
-            clear_acc(a);
+            g.band_todo[i / 64] |= 1ull << (i % 64);   /* band_pass takes its interval */
     }
 }
 
@@ -966,9 +1010,10 @@ static int band_pass(double seconds)
     int dirty = 0;
     for (uint32_t w = 0; w < (g.n_all + 63) / 64; w++) {
         for (uint64_t bits = g.band_todo[w]; bits; bits &= bits - 1) {
-            site_rec *r = g.created[w * 64 + (uint32_t)__builtin_ctzll(bits)];
-            site_sum sum = sum_of(r->acc);
-            hkd_obs obs = obs_of(r->acc, &sum, seconds);
+            uint32_t i = w * 64 + (uint32_t)__builtin_ctzll(bits);
+            site_rec *r = g.created[i];
+            site_sum sum = sum_of(i);
+            hkd_obs obs = obs_of(r, &sum, seconds);
             int before = rec_arm(r);
             wbegin(r);
             if (hkd_bands_add(g.bands, r->thin.band, &obs) == 0) {
@@ -981,7 +1026,6 @@ static int band_pass(double seconds)
                 set_published(r);
                 dirty = 1;
             }
-            clear_acc(r->acc);
         }
         g.band_todo[w] = 0;
     }
@@ -1108,6 +1152,9 @@ int hkd_core_interval(void)
         g.building = b;
         g.building_cap = cap;
     }
+    /* Accumulators from earlier intervals are stale from here on. */
+    for (uint32_t t = 0; t < COLLECTORS; t++)
+        memset(g.touched[t], 0, ((g.n_all + 63) / 64) * sizeof(uint64_t));
     /* Half of the slots each, on two threads once the fleet is big. */
     collect_part theirs = { .col = g.col2 };
     worker_post(collect_job, &theirs);
@@ -1208,13 +1255,11 @@ void hkd_core_shutdown(void)
         cds_lfht_del(g.ht, &g.all[i]->cold->node);
     rcu_read_unlock();
     synchronize_rcu();
-    for (uint32_t i = 0; i < (g.n_all + CHUNK_RECS - 1) / CHUNK_RECS; i++) {
-        free(g.hot_chunks[i]);
-        free(g.cold_chunks[i]);
-        free(g.acc_chunks[i]);
-        g.hot_chunks[i] = NULL;
-        g.cold_chunks[i] = NULL;
-        g.acc_chunks[i] = NULL;
+    for (uint32_t i = 0; i < (g.n_all + CHUNK_RECS - 1) / CHUNK_RECS; i++)
+        free_chunk(i);
+    for (uint32_t t = 0; t < COLLECTORS; t++) {
+        free(g.touched[t]);
+        g.touched[t] = NULL;
     }
     free(g.all);
     free(g.created);

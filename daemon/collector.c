@@ -22,16 +22,23 @@
 #define SITE_SCALARS (offsetof(hkshm_site, size_hist) / 8)
 #define CLAIM_PATIENCE 50           /* intervals a slot may stay half-claimed */
 #define COOKIE_PREFETCH 6           /* sites ahead */
-#define PREV_PREFETCH 24            /* ~2 KiB: the diff loop is fast, memory is not */
+#define PREV_PREFETCH 32            /* 2 KiB: the diff loop is fast, memory is not */
 #define SNAP_PREFETCH 12
 
 typedef uint32_t hist_vec __attribute__((vector_size(16)));
 
+/* One line per site: the counts keep their low 32 bits (an interval's
+ * difference is taken modulo 2^32, and one of 2^31 or more reads as a
+ * counter that ran backwards: nothing).  Bytes and nanoseconds move too
+ * fast for that and stay whole. */
 typedef struct site_prev {
     uint64_t module_hash, offset;
-    uint64_t allocs, frees, bytes, hits, misses, evictions, thp, slow_ns;
+    uint64_t bytes, slow_ns;
+    uint32_t allocs, frees, hits, misses, evictions, thp;
     void *cookie;
-} site_prev;
+} __attribute__((aligned(64))) site_prev;
+
+_Static_assert(sizeof(site_prev) == 64, "previous counters of a site are one cache line");
 
 /* Histograms apart: they are read only every HIST_EVERY intervals. */
 typedef struct hist_prev {
@@ -212,6 +219,12 @@ static void forget(slot_track *t)
     t->claiming = 0;
 }
 
+static uint64_t delta32(uint64_t now, uint32_t before)
+{
+    uint32_t d = (uint32_t)now - before;
+    return d < (1u << 31) ? d : 0;
+}
+
 /* Differences of one snapshot against the track; reports them unless quiet. */
 static void diff_and_report(hkd_collector *c, slot_track *t, const hkshm_slot *snap, int quiet, int with_hist,
                             const hkd_collect_ops *ops, void *arg, hkd_collect_stats *st)
@@ -225,8 +238,7 @@ static void diff_and_report(hkd_collector *c, slot_track *t, const hkshm_slot *s
         const hkshm_site *s = &snap->sites[i];
         site_prev *p = &t->prev[i];
         /* The previous counters stream from memory, one slot's worth at a time. */
-        __builtin_prefetch((const char *)&t->prev[i + PREV_PREFETCH], 1);
-        __builtin_prefetch((const char *)&t->prev[i + PREV_PREFETCH] + 64, 1);
+        __builtin_prefetch(&t->prev[i + PREV_PREFETCH], 1);
         if (i >= t->n_prev || p->module_hash != s->module_hash || p->offset != s->offset) {
             memset(p, 0, sizeof *p);
             memset(&t->hprev[i], 0, sizeof t->hprev[i]);
@@ -250,8 +262,6 @@ static void diff_and_report(hkd_collector *c, slot_track *t, const hkshm_slot *s
         if (i + COOKIE_PREFETCH < n) {
             const char *ahead = t->prev[i + COOKIE_PREFETCH].cookie;
             __builtin_prefetch(ahead, 1);
-            __builtin_prefetch(ahead + 64, 1);
-            __builtin_prefetch(ahead + 128, 1);
         }
         if (s->module_hash == 0 && s->offset == 0)
             continue;               /* not resolved yet */
@@ -261,20 +271,19 @@ static void diff_and_report(hkd_collector *c, slot_track *t, const hkshm_slot *s
         d.module = s->module < snap->n_modules ? snap->modules[s->module].path : "";
         d.live_bytes = s->live_bytes;
         d.has_hist = 0;
-        d.changed = !quiet && (s->allocs != p->allocs || s->frees != p->frees || s->slow_ns != p->slow_ns ||
-                               s->bigcache_hits != p->hits || s->bigcache_misses != p->misses ||
-                               s->bigcache_evictions != p->evictions || s->thp_blocks != p->thp);
+        d.changed = !quiet && ((uint32_t)s->allocs != p->allocs || (uint32_t)s->frees != p->frees ||
+                               s->slow_ns != p->slow_ns || (uint32_t)s->bigcache_hits != p->hits ||
+                               (uint32_t)s->bigcache_misses != p->misses ||
+                               (uint32_t)s->bigcache_evictions != p->evictions || (uint32_t)s->thp_blocks != p->thp);
         if (d.changed) {
-#define DELTA(f, pf) d.f = s->f >= p->pf ? s->f - p->pf : 0
-            DELTA(allocs, allocs);
-            DELTA(frees, frees);
-            DELTA(bytes, bytes);
-            DELTA(bigcache_hits, hits);
-            DELTA(bigcache_misses, misses);
-            DELTA(bigcache_evictions, evictions);
-            DELTA(thp_blocks, thp);
-            DELTA(slow_ns, slow_ns);
-#undef DELTA
+            d.allocs = delta32(s->allocs, p->allocs);
+            d.frees = delta32(s->frees, p->frees);
+            d.bigcache_hits = delta32(s->bigcache_hits, p->hits);
+            d.bigcache_misses = delta32(s->bigcache_misses, p->misses);
+            d.bigcache_evictions = delta32(s->bigcache_evictions, p->evictions);
+            d.thp_blocks = delta32(s->thp_blocks, p->thp);
+            d.bytes = s->bytes >= p->bytes ? s->bytes - p->bytes : 0;
+            d.slow_ns = s->slow_ns >= p->slow_ns ? s->slow_ns - p->slow_ns : 0;
             d.has_hist = with_hist;
             /* Eight 4-lane subtractions; modulo 2^32 by design. */
             for (uint32_t b = 0; with_hist && b < HKSHM_HIST / 4; b++) {
@@ -287,13 +296,13 @@ static void diff_and_report(hkd_collector *c, slot_track *t, const hkshm_slot *s
             d.faults = fault_share * (double)c->bytes_by_site[i];
         }
         if (d.changed || quiet) {
-            p->allocs = s->allocs;
-            p->frees = s->frees;
+            p->allocs = (uint32_t)s->allocs;
+            p->frees = (uint32_t)s->frees;
             p->bytes = s->bytes;
-            p->hits = s->bigcache_hits;
-            p->misses = s->bigcache_misses;
-            p->evictions = s->bigcache_evictions;
-            p->thp = s->thp_blocks;
+            p->hits = (uint32_t)s->bigcache_hits;
+            p->misses = (uint32_t)s->bigcache_misses;
+            p->evictions = (uint32_t)s->bigcache_evictions;
+            p->thp = (uint32_t)s->thp_blocks;
             p->slow_ns = s->slow_ns;
             if (with_hist)
                 memcpy(t->hprev[i].b, s->size_hist, sizeof t->hprev[i].b);

@@ -27,7 +27,7 @@ typedef struct hkd_collect_ops {
     /* cookie: per (process, site index), kept across intervals for the
      * callee's use (e.g. a cached pointer to its merged record); NULL at
      * first, and NULL again whenever the key at that index changes.  The
-     * collector prefetches the first lines it points to a few sites ahead. */
+     * collector prefetches the line it points to a few sites ahead. */
     void (*site)(const hkd_site_delta *d, void **cookie, void *arg);
     void (*proc)(const hkd_proc_info *p, void *arg);
 } hkd_collect_ops;

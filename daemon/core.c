@@ -49,10 +49,10 @@
 #define COLLECTORS 2                 /* threads that collect (each its own accumulators) */
 
 typedef struct site_rec {
-    /* Everything a report touches sits in the first three cache lines, the
-     * learner's state right after; histogram, module path and hash node are
-     * cold.  With 65,536 keys the interval is bound by these lines. */
-    hkd_site_key key;
+    /* Four cache lines, all of them read and written by the learn pass
+     * every interval: the totals, then the learner.  Key, histogram,
+     * module path and hash node are cold (cold_of()).  With 65,536 keys
+     * the interval is bound by these lines. */
     _Atomic uint32_t seq;            /* odd while the learner writes */
     uint32_t processes;
     /* merged view: lifetime totals since the daemon started */
@@ -63,7 +63,6 @@ typedef struct site_rec {
     double large_frac;               /* share of allocations at or above the arm's threshold */
     hkd_learn learn;
     hkd_thin thin;                   /* thin sites run their size band's arm */
-    struct site_cold *cold;
 } site_rec;
 
 /* This interval's sums over one collecting thread's processes: one line,
@@ -88,6 +87,7 @@ typedef struct site_acc {
 typedef struct site_cold {
     struct cds_lfht_node node;
     site_rec *rec;
+    hkd_site_key key;
     _Atomic uint32_t seq;            /* odd while a merge writes (the record's seq does not cover it) */
     uint8_t  large_log2;             /* log2 of the published arm's large threshold */
     uint8_t  sizes_new;              /* size_lo/size_hi not yet handed to the learner */
@@ -100,8 +100,8 @@ typedef struct site_cold {
 
 #define HOT_SIZE ((sizeof(site_rec) + 63) & ~(size_t)63)
 #define CHUNK_RECS 8192u             /* records per allocation, never moved */
-/* Five lines: the published thresholds are the arm's (hkd_arms), not a copy. */
-_Static_assert(sizeof(site_rec) <= 320, "hot record stays within five cache lines");
+/* The published thresholds are the arm's (hkd_arms), not a copy. */
+_Static_assert(sizeof(site_rec) <= 256, "hot record stays within four cache lines");
 _Static_assert(sizeof(site_acc) == 64, "accumulator is one cache line");
 
 typedef struct proc_list {
@@ -154,9 +154,9 @@ static unsigned long key_hash(const hkd_site_key *k)
 
 static int key_match(struct cds_lfht_node *node, const void *key)
 {
-    const site_rec *r = caa_container_of(node, site_cold, node)->rec;
+    const site_cold *c = caa_container_of(node, site_cold, node);
     const hkd_site_key *k = key;
-    return r->key.module_hash == k->module_hash && r->key.offset == k->offset;
+    return c->key.module_hash == k->module_hash && c->key.offset == k->offset;
 }
 
 static site_rec *lookup(const hkd_site_key *k)
@@ -165,6 +165,17 @@ static site_rec *lookup(const hkd_site_key *k)
     cds_lfht_lookup(g.ht, key_hash(k), key_match, k, &it);
     struct cds_lfht_node *n = cds_lfht_iter_get_node(&it);
     return n ? caa_container_of(n, site_cold, node)->rec : NULL;
+}
+
+/* The chunk tables are fixed arrays: safe while the other collector adds. */
+static site_cold *cold_at(uint32_t idx)
+{
+    return &g.cold_chunks[idx / CHUNK_RECS][idx % CHUNK_RECS];
+}
+
+static site_cold *cold_of(const site_rec *r)
+{
+    return cold_at(r->idx);
 }
 
 static void wbegin(site_rec *r)
@@ -230,7 +241,7 @@ static inline int rec_arm(const site_rec *r)
 static void pick_large_frac(site_rec *r)
 {
     uint32_t t = hkd_arms[rec_arm(r)].large_threshold;
-    site_cold *c = r->cold;
+    site_cold *c = cold_of(r);
     c->large_log2 = (uint8_t)log2_floor(t);
     c->large_frac = t == (256u << 10) ? c->frac_256k : t == (1u << 20) ? c->frac_1m : frac_at(c, t);
     r->large_frac = c->large_frac;
@@ -333,12 +344,6 @@ static site_acc *acc_at(uint32_t t, uint32_t idx)
     return &g.acc_chunks[t][idx / CHUNK_RECS][idx % CHUNK_RECS];
 }
 
-/* The chunk tables are fixed arrays: safe while the other collector adds. */
-static site_cold *cold_at(uint32_t idx)
-{
-    return &g.cold_chunks[idx / CHUNK_RECS][idx % CHUNK_RECS];
-}
-
 static int touched(uint32_t t, uint32_t idx)
 {
     return (int)(g.touched[t][idx / 64] >> (idx % 64)) & 1;
@@ -356,9 +361,9 @@ static site_rec *get_or_add(const hkd_site_key *k, const char *module)
     site_rec *r = lookup(k);
     if (!r)
         r = add_locked(k, module);
-    else if (!r->cold->module[0] && module && module[0])
+    else if (!cold_of(r)->module[0] && module && module[0])
         /* A site restored from state has no module path until a client names it. */
-        snprintf(r->cold->module, sizeof r->cold->module, "%s", module);
+        snprintf(cold_of(r)->module, sizeof cold_of(r)->module, "%s", module);
     pthread_mutex_unlock(&g.create_lock);
     return r;
 }
@@ -405,9 +410,8 @@ static site_rec *add_locked(const hkd_site_key *k, const char *module)
     r->idx = g.n_all;
     for (uint32_t t = 0; t < COLLECTORS; t++)
         g.acc_chunks[t][ci][k_in].rec = r->idx;   /* the other collector may use it once the lock is released */
-    r->cold = c;
     c->rec = r;
-    r->key = *k;
+    c->key = *k;
     r->pos = UINT32_MAX;
     snprintf(c->module, sizeof c->module, "%s", module ? module : "");
     hkd_learn_init(&r->learn);
@@ -424,8 +428,37 @@ static site_rec *add_locked(const hkd_site_key *k, const char *module)
 
 static int rec_cmp(const void *a, const void *b)
 {
-    const site_rec *x = *(site_rec *const *)a, *y = *(site_rec *const *)b;
+    const hkd_site_key *x = &cold_of(*(site_rec *const *)a)->key, *y = &cold_of(*(site_rec *const *)b)->key;
+    return hkshm_key_cmp(x->module_hash, x->offset, y->module_hash, y->offset);
+}
+
+typedef struct keyed_rec {
+    hkd_site_key key;
+    site_rec *r;
+} keyed_rec;
+
+static int keyed_cmp(const void *a, const void *b)
+{
+    const keyed_rec *x = a, *y = b;
     return hkshm_key_cmp(x->key.module_hash, x->key.offset, y->key.module_hash, y->key.offset);
+}
+
+/* g.all in key order.  Keys live in the cold parts: gathered first, in
+ * memory order, then sorted beside their records (a comparison that
+ * chased two records was a pair of cache misses). */
+static void sort_all(void)
+{
+    keyed_rec *v = malloc((g.n_all ? g.n_all : 1) * sizeof *v);
+    if (!v) {
+        qsort(g.all, g.n_all, sizeof *g.all, rec_cmp);
+        return;
+    }
+    for (uint32_t i = 0; i < g.n_all; i++)
+        v[i] = (keyed_rec){ cold_at(i)->key, g.created[i] };
+    qsort(v, g.n_all, sizeof *v, keyed_cmp);
+    for (uint32_t i = 0; i < g.n_all; i++)
+        g.all[i] = v[i].r;
+    free(v);
 }
 
 /* ---- collection callbacks ---- */
@@ -502,7 +535,7 @@ static int publish_locked(void)
     if (g.unsorted) {
         /* New keys: sort once and rebuild; from then on set_published
          * keeps each record's entry current in place. */
-        qsort(g.all, g.n_all, sizeof *g.all, rec_cmp);
+        sort_all();
         for (uint32_t i = 0; i < g.n_all; i++) {
             site_rec *r = g.all[i];
             r->pos = i < n ? i : UINT32_MAX;
@@ -510,8 +543,8 @@ static int publish_locked(void)
                 continue;
             hkshm_policy *e = &g.entries[i];
             memset(e, 0, sizeof *e);
-            e->module_hash = r->key.module_hash;
-            e->offset = r->key.offset;
+            e->module_hash = cold_of(r)->key.module_hash;
+            e->offset = cold_of(r)->key.offset;
             const hkd_arm *a = &hkd_arms[rec_arm(r)];
             e->large_threshold = a->large_threshold;
             e->bigcache_slots = a->bigcache_slots;
@@ -550,12 +583,13 @@ static hkd_site_state *snapshot_states_into(hkd_site_state *buf, size_t *cap, si
         /* Key order is not memory order: fetch a few records ahead. */
         if (i + LEARN_PREFETCH < g.n_all) {
             const site_rec *ahead = g.all[i + LEARN_PREFETCH];
-            for (size_t off = offsetof(site_rec, learn); off < offsetof(site_rec, cold); off += 64)
+            for (size_t off = offsetof(site_rec, learn); off < sizeof(site_rec); off += 64)
                 __builtin_prefetch((const char *)ahead + off);
-            __builtin_prefetch(ahead->cold->module);
+            __builtin_prefetch(cold_of(ahead));
+            __builtin_prefetch(cold_of(ahead)->module);
         }
-        buf[i].key = g.all[i]->key;
-        memcpy(buf[i].module, g.all[i]->cold->module, sizeof buf[i].module);
+        buf[i].key = cold_of(g.all[i])->key;
+        memcpy(buf[i].module, cold_of(g.all[i])->module, sizeof buf[i].module);
         buf[i].learn = g.all[i]->learn;
     }
     *n = g.n_all;
@@ -588,7 +622,7 @@ static int merge_states(const hkd_site_state *in, size_t n, int replace)
             double rewards[HKD_N_ARMS];
             for (int a = 0; a < HKD_N_ARMS; a++) {
                 pulls[a] = (uint64_t)l->pulls[a] + src->pulls[a];
-                rewards[a] = l->reward_sum[a] + src->reward_sum[a];
+                rewards[a] = hkd_learn_reward_sum(l, a) + hkd_learn_reward_sum(src, a);
             }
             hkd_learn_set_counts(l, pulls, rewards);
             if (src->pinned >= 0)
@@ -966,7 +1000,7 @@ static void learn_range(learn_part *p)
         site_sum sum = sum_of(i);
         if (sum.hist) {
             /* A merge moved the shares (the collectors are done: plain reads). */
-            site_cold *c = r->cold;
+            site_cold *c = cold_of(r);
             r->large_frac = c->large_frac;
             if (c->sizes_new) {
                 hkd_learn_set_sizes(&r->learn, c->size_lo, c->size_hi);
@@ -1232,8 +1266,8 @@ void hkd_core_log_summary(int max_sites)
             int arm = rec_arm(r);
             hkd_log(HKD_LOG_DEBUG,
                     "site %016llx:%llx module=%s procs=%u allocs=%llu bytes=%llu arm=%d(%s) pulls=%llu",
-                    (unsigned long long)r->key.module_hash, (unsigned long long)r->key.offset,
-                    r->cold->module, r->processes, (unsigned long long)r->allocs,
+                    (unsigned long long)cold_of(r)->key.module_hash, (unsigned long long)cold_of(r)->key.offset,
+                    cold_of(r)->module, r->processes, (unsigned long long)r->allocs,
                     (unsigned long long)r->bytes, arm, hkd_arms[arm].name,
                     (unsigned long long)r->learn.total_pulls);
         }
@@ -1252,7 +1286,7 @@ void hkd_core_shutdown(void)
     hkd_segment_close(&g.seg);
     rcu_read_lock();
     for (uint32_t i = 0; i < g.n_all; i++)
-        cds_lfht_del(g.ht, &g.all[i]->cold->node);
+        cds_lfht_del(g.ht, &cold_at(i)->node);
     rcu_read_unlock();
     synchronize_rcu();
     for (uint32_t i = 0; i < (g.n_all + CHUNK_RECS - 1) / CHUNK_RECS; i++)
@@ -1354,15 +1388,15 @@ static void read_site(site_rec *r, hkd_site_info *o)
             continue;
         }
         memset(o, 0, sizeof *o);
-        o->key = r->key;
-        memcpy(o->module, r->cold->module, sizeof o->module);
+        o->key = cold_of(r)->key;
+        memcpy(o->module, cold_of(r)->module, sizeof o->module);
         o->module[sizeof o->module - 1] = 0;
         o->processes = r->processes;
         o->allocs = r->allocs;
         o->frees = r->frees;
         o->bytes = r->bytes;
         o->live_bytes = r->live_bytes;
-        read_hist(r->cold, o->size_hist);
+        read_hist(cold_of(r), o->size_hist);
         o->bigcache_hits = r->hits;
         o->bigcache_misses = r->misses;
         o->bigcache_evictions = r->evictions;
@@ -1379,7 +1413,7 @@ static void read_site(site_rec *r, hkd_site_info *o)
         for (int a = 0; a < HKD_N_ARMS; a++) {
             snprintf(o->arms[a].name, sizeof o->arms[a].name, "%s", hkd_arms[a].name);
             o->arms[a].pulls = r->learn.pulls[a];
-            o->arms[a].mean_reward = r->learn.pulls[a] ? r->learn.reward_sum[a] / (double)r->learn.pulls[a] : 0.0;
+            o->arms[a].mean_reward = r->learn.mean[a];
         }
         atomic_thread_fence(memory_order_acquire);
         if (atomic_load_explicit(&r->seq, memory_order_relaxed) == s1)
@@ -1450,7 +1484,8 @@ int hkd_reset(const hkd_site_key *key)
     rcu_read_lock();
     for (uint32_t i = 0; i < g.n_all; i++) {
         site_rec *r = g.all[i];
-        if (key && (r->key.module_hash != key->module_hash || r->key.offset != key->offset))
+        const hkd_site_key *k = &cold_of(r)->key;
+        if (key && (k->module_hash != key->module_hash || k->offset != key->offset))
             continue;
         wbegin(r);
         hkd_learn_init(&r->learn);

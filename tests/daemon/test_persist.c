@@ -42,7 +42,7 @@ static hkd_site_state *sample(size_t n)
         hkd_learn_init(&s[i].learn);
         for (int a = 0; a < HKD_N_ARMS; a++) {
             s[i].learn.pulls[a] = i + (uint64_t)a;
-            s[i].learn.reward_sum[a] = 0.1 * (double)s[i].learn.pulls[a];
+            s[i].learn.mean[a] = s[i].learn.pulls[a] ? 0.1f : 0.0f;
             s[i].learn.total_pulls += s[i].learn.pulls[a];
         }
         s[i].learn.current = (int)(i % HKD_N_ARMS);
@@ -64,7 +64,7 @@ static void check_equal(const hkd_site_state *a, const hkd_site_state *b, size_t
         assert_true(a[i].learn.ref_cost == b[i].learn.ref_cost);
         for (int k = 0; k < HKD_N_ARMS; k++) {
             assert_int_equal(a[i].learn.pulls[k], b[i].learn.pulls[k]);
-            assert_true(a[i].learn.reward_sum[k] == b[i].learn.reward_sum[k]);
+            assert_true(a[i].learn.mean[k] == b[i].learn.mean[k]);
         }
     }
 }

@@ -94,6 +94,8 @@ typedef struct site_cold {
     uint8_t  size_lo, size_hi;
     double large_frac;               /* share at or above the published threshold */
     double frac_256k, frac_1m;       /* the same at the two thresholds arms use */
+    uint64_t n_all, n_ge256, n_ge1m; /* hist's total, and at or above the two thresholds */
+    uint32_t used;                   /* bit per bucket hist has counted in */
     uint64_t hist[HKSHM_HIST];
     char module[HKD_MODULE_MAX];
 } site_cold;
@@ -254,45 +256,43 @@ static void pick_large_frac(site_rec *r)
 static int merge_hist(site_cold *c, const uint32_t delta[HKSHM_HIST])
 {
     const int b256 = log2_floor(256u << 10), b1m = log2_floor(1u << 20);
-    uint32_t any = 0;
-    for (uint32_t b = 0; b < HKSHM_HIST; b++)
-        any |= delta[b];
-    if (!any)
-        return 0;                    /* sizes did not move: shares stay */
-    uint64_t *h = c->hist;
-    uint64_t all = 0, ge256 = 0, ge1m = 0;
-    uint32_t used = 0;
-    hist_wbegin(c);
-    const int bt = c->large_log2;
-    /* Unrolled, the bucket tests against the two arm thresholds are
-     * constants; integer sums, so any order gives the same bits. */
-#pragma GCC unroll 32
-    for (int b = 0; b < (int)HKSHM_HIST; b++) {
-        uint64_t v = h[b] + delta[b];
-        h[b] = v;
-        all += v;
-        ge256 += b >= b256 ? v : 0;
-        ge1m += b >= b1m ? v : 0;
-        used |= (uint32_t)(v != 0) << b;
+    /* A delta moves a bucket or three: found a pair of buckets at a time,
+     * and only those are added (the totals the shares need run along). */
+    uint32_t moved = 0;
+    for (int b = 0; b < (int)HKSHM_HIST; b += 2) {
+        uint64_t pair;
+        memcpy(&pair, &delta[b], sizeof pair);
+        if (pair)
+            moved |= (uint32_t)(delta[b] != 0) << b | (uint32_t)(delta[b + 1] != 0) << (b + 1);
     }
+    if (!moved)
+        return 0;                    /* sizes did not move: shares stay */
+    hist_wbegin(c);
+    for (uint32_t m = moved; m; m &= m - 1) {
+        int b = __builtin_ctz(m);
+        c->hist[b] += delta[b];
+        c->n_all += delta[b];
+        c->n_ge256 += b >= b256 ? delta[b] : 0;
+        c->n_ge1m += b >= b1m ? delta[b] : 0;
+    }
+    c->used |= moved;
     /* Still under the lock: the other collector may merge into this
      * record too, and these shares must come from one histogram. */
-    uint64_t large = 0;
+    const int bt = c->large_log2;
+    uint64_t all = c->n_all, large = 0;
     if (bt == b256)
-        large = ge256;
+        large = c->n_ge256;
     else if (bt == b1m)
-        large = ge1m;
+        large = c->n_ge1m;
     else
         for (int b = bt; b < (int)HKSHM_HIST; b++)
-            large += h[b];
-    c->frac_256k = all ? (double)ge256 / (double)all : 0.0;
-    c->frac_1m = all ? (double)ge1m / (double)all : 0.0;
+            large += c->hist[b];
+    c->frac_256k = all ? (double)c->n_ge256 / (double)all : 0.0;
+    c->frac_1m = all ? (double)c->n_ge1m / (double)all : 0.0;
     c->large_frac = all ? (double)large / (double)all : 0.0;
-    if (used) {
-        c->sizes_new = 1;
-        c->size_lo = (uint8_t)__builtin_ctz(used);
-        c->size_hi = (uint8_t)(31 - __builtin_clz(used));
-    }
+    c->sizes_new = 1;
+    c->size_lo = (uint8_t)__builtin_ctz(c->used);
+    c->size_hi = (uint8_t)(31 - __builtin_clz(c->used));
     hist_wend(c);
     return 1;
 }
@@ -924,7 +924,8 @@ typedef struct site_sum {
     double faults;
 } site_sum;
 
-static site_sum sum_of(uint32_t idx)
+/* Inlined: as a call, the sum went through memory, field by field. */
+static inline __attribute__((always_inline)) site_sum sum_of(uint32_t idx)
 {
     site_sum s = { 0 };
     for (uint32_t t = 0; t < COLLECTORS; t++) {

@@ -366,9 +366,11 @@ int hkd_collect(hkd_collector *c, hkshm_header *h, const hkd_collect_ops *ops, v
             continue;
         }
         /* Each slot merges its histograms every HIST_EVERY passes, the slots
-         * staggered by index: every interval carries an eighth of the merge
-         * instead of every eighth interval all of it. */
-        int with_hist = first || (c->passes + i) % HIST_EVERY == 0 || state == HKSHM_SLOT_EXITED || !t->valid ||
+         * staggered by their rank among this collector's: every interval
+         * carries an eighth of the merge instead of every eighth interval
+         * all of it, and so does each collector (staggered by slot index,
+         * the even-odd split put every interval's merges on one thread). */
+        int with_hist = first || (c->passes + (i - c->first) / c->step) % HIST_EVERY == 0 || state == HKSHM_SLOT_EXITED || !t->valid ||
                         t->pid != pid;
         if (hkd_slot_snapshot_ex(s, &c->scratch, 8, with_hist) < 0) {
             st->skipped_busy++;

@@ -9,12 +9,13 @@
  * other threads (reset, pin, import) take `g.lock`, which the interval also
  * holds: they wait for the learner, never the other way round.
  *
- * Memory per site is what bounds an interval at 65,536 keys, so a site is
- * three pieces allocated in chunks, in creation order: the hot record (the
- * learner state and merged totals, five lines), a dense accumulator the
- * collector adds this interval's deltas into (two lines), and a cold part
- * (histogram, module path, hash node).  The learn pass walks records in
- * memory order and touches each once.  Published entries are kept current
+ * At 65,536 keys an interval is bound by the instructions and lines it
+ * spends per site, so a site is pieces allocated in chunks, in creation
+ * order: the hot record (learner state and merged totals, four lines), one
+ * accumulator line per collecting thread that its reports add this
+ * interval's deltas into, and a cold part (key, histogram, module path,
+ * hash node).  The learn pass walks records in memory order and touches
+ * each once.  Published entries are kept current
  * in place, so publishing copies one array; only new keys cost a sort.
  * Saving copies the learned state under the lock; a saver thread encodes
  * and writes it.

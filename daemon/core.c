@@ -61,7 +61,7 @@ typedef struct site_rec {
     uint64_t hits, misses, evictions, thp, slow_ns;
     uint32_t pos;                    /* index in g.entries while the order is valid */
     uint32_t idx;                    /* creation order: its accumulators, its bit in g.touched */
-    double large_frac;               /* share of allocations at or above the arm's threshold */
+    float frac_256k, frac_1m;        /* shares of allocations at or above the arms' two thresholds */
     hkd_learn learn;
     hkd_thin thin;                   /* thin sites run their size band's arm */
 } site_rec;
@@ -90,11 +90,9 @@ typedef struct site_cold {
     site_rec *rec;
     hkd_site_key key;
     _Atomic uint32_t seq;            /* odd while a merge writes (the record's seq does not cover it) */
-    uint8_t  large_log2;             /* log2 of the published arm's large threshold */
     uint8_t  sizes_new;              /* size_lo/size_hi not yet handed to the learner */
     uint8_t  size_lo, size_hi;
-    double large_frac;               /* share at or above the published threshold */
-    double frac_256k, frac_1m;       /* the same at the two thresholds arms use */
+    double frac_256k, frac_1m;       /* shares at or above the two thresholds arms use */
     uint64_t n_all, n_ge256, n_ge1m; /* hist's total, and at or above the two thresholds */
     uint32_t used;                   /* bit per bucket hist has counted in */
     uint64_t hist[HKSHM_HIST];
@@ -239,19 +237,17 @@ static inline int rec_arm(const site_rec *r)
 }
 
 /* The share of the site's allocations at or above the threshold it runs
- * now; the cold part keeps it (with the threshold) for the next merge.
- * Never while collectors run (they are the only other writers). */
-static void pick_large_frac(site_rec *r)
+ * now.  Every arm's threshold is one of two, whose shares the record
+ * keeps; any other would be counted from the histogram (learn pass only:
+ * no merge runs then). */
+static double large_share(const site_rec *r)
 {
     uint32_t t = hkd_arms[rec_arm(r)].large_threshold;
-    site_cold *c = cold_of(r);
-    c->large_log2 = (uint8_t)log2_floor(t);
-    c->large_frac = t == (256u << 10) ? c->frac_256k : t == (1u << 20) ? c->frac_1m : frac_at(c, t);
-    r->large_frac = c->large_frac;
+    return t == (256u << 10) ? r->frac_256k : t == (1u << 20) ? r->frac_1m : frac_at(cold_of(r), t);
 }
 
 /* Adds a histogram delta and finds the size range and the shares at both
- * arm thresholds and at the published arm's.  Touches the cold part only
+ * arm thresholds.  Touches the cold part only
  * (a merge used to pull three lines of the hot record in mid-collect); the
  * learn pass takes the results over when this returns 1. */
 static int merge_hist(site_cold *c, const uint32_t delta[HKSHM_HIST])
@@ -279,18 +275,9 @@ static int merge_hist(site_cold *c, const uint32_t delta[HKSHM_HIST])
     c->used |= moved;
     /* Still under the lock: the other collector may merge into this
      * record too, and these shares must come from one histogram. */
-    const int bt = c->large_log2;
-    uint64_t all = c->n_all, large = 0;
-    if (bt == b256)
-        large = c->n_ge256;
-    else if (bt == b1m)
-        large = c->n_ge1m;
-    else
-        for (int b = bt; b < (int)HKSHM_HIST; b++)
-            large += c->hist[b];
+    uint64_t all = c->n_all;
     c->frac_256k = all ? (double)c->n_ge256 / (double)all : 0.0;
     c->frac_1m = all ? (double)c->n_ge1m / (double)all : 0.0;
-    c->large_frac = all ? (double)large / (double)all : 0.0;
     c->sizes_new = 1;
     c->size_lo = (uint8_t)__builtin_ctz(c->used);
     c->size_hi = (uint8_t)(31 - __builtin_clz(c->used));
@@ -301,7 +288,6 @@ static int merge_hist(site_cold *c, const uint32_t delta[HKSHM_HIST])
 static void set_published(site_rec *r)
 {
     const hkd_arm *a = &hkd_arms[rec_arm(r)];
-    pick_large_frac(r);
     if (!g.unsorted && r->pos < HKSHM_TABLE_CAP) {
         hkshm_policy *e = &g.entries[r->pos];
         e->large_threshold = a->large_threshold;
@@ -952,7 +938,7 @@ static inline __attribute__((always_inline)) site_sum sum_of(uint32_t idx)
 static hkd_obs obs_of(const site_rec *r, const site_sum *s, double seconds)
 {
     return (hkd_obs){ .allocs = s->allocs, .bytes = s->bytes, .slow_ns = s->slow_ns, .faults = s->faults,
-                      .large_allocs = (uint64_t)((double)s->allocs * r->large_frac + 0.5),
+                      .large_allocs = (uint64_t)((double)s->allocs * large_share(r) + 0.5),
                       .interval_s = seconds };
 }
 
@@ -1003,7 +989,8 @@ static void learn_range(learn_part *p)
         if (sum.hist) {
             /* A merge moved the shares (the collectors are done: plain reads). */
             site_cold *c = cold_of(r);
-            r->large_frac = c->large_frac;
+            r->frac_256k = (float)c->frac_256k;
+            r->frac_1m = (float)c->frac_1m;
             if (c->sizes_new) {
                 hkd_learn_set_sizes(&r->learn, c->size_lo, c->size_hi);
                 c->sizes_new = 0;

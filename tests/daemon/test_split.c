@@ -114,6 +114,78 @@ static void distinct_keys_add_up(void **state)
     run(PROCS);
 }
 
+static int site_allocs(const hkd_site_info *si, void *arg)
+{
+    uint64_t *out = arg;
+    out[0]++;
+    out[1] = si->allocs;
+    out[2] = si->frees;
+    out[3] = si->bytes;
+    return 0;
+}
+
+/* Per-interval counts are 32 bits: each collecting thread's sum over its
+ * processes stops at 2^32 - 1 instead of wrapping, a counter that runs
+ * backwards (or leaps by 2^31 or more) counts nothing, and bytes are whole
+ * 64-bit differences.  The totals read back are lifetime sums. */
+static void interval_counts_saturate_and_never_run_backwards(void **state)
+{
+    (void)state;
+    hkd_core_cfg cfg = { .shm_name = shm, .state_dir = NULL, .interval_ms = 100, .learning = 0,
+                         .learn = hkd_learn_default_cfg };
+    assert_int_equal(hkd_core_init(&cfg), 0);
+    hkshm_header *h = core_fixture_map();
+    assert_non_null(h);
+    uint64_t start = hkd_proc_start_time(getpid());
+    enum { N = 6 };                  /* three processes on each collecting thread */
+    for (uint32_t p = 0; p < N; p++) {
+        hkshm_slot *s = hkshm_slot_at(h, p);
+        atomic_store(&s->pid, (uint32_t)getpid());
+        s->start_time = start;
+        atomic_store(&s->state, HKSHM_SLOT_LIVE);
+    }
+    const uint64_t big = (1ull << 31) - 1, bytes = 3ull << 40;
+    const uint64_t frees_at[3] = { 1000, 1500, 1 };   /* backwards in the last round */
+    uint64_t allocs[N] = { 0 };
+    /* Lifetime totals after each round (the first interval on a fresh
+     * segment counts from zero). */
+    const uint64_t want_allocs[3] = { 0, 2ull * UINT32_MAX, 2ull * UINT32_MAX + 5 * 5 };
+    const uint64_t want_frees[3] = { N * 1000, N * 1500, N * 1500 };
+    const uint64_t want_bytes[3] = { 0, N * bytes, 2 * N * bytes };
+    for (uint32_t r = 0; r < 3; r++) {
+        for (uint32_t p = 0; p < N; p++) {
+            hkshm_slot *s = hkshm_slot_at(h, p);
+            uint64_t seq = atomic_load(&s->seq);
+            atomic_store(&s->seq, seq | 1);
+            s->n_sites = 1;
+            s->sites[0].module_hash = 0x5a7;
+            s->sites[0].offset = 0x10;
+            s->sites[0].allocs = allocs[p];
+            s->sites[0].frees = frees_at[r];
+            s->sites[0].bytes = bytes * r;
+            s->flushes++;
+            atomic_store(&s->seq, (seq | 1) + 1);
+            atomic_store(&s->heartbeat_ns, hkd_now_ns());
+        }
+        assert_int_equal(hkd_core_interval(), 0);
+        uint64_t got[4] = { 0 };
+        assert_int_equal(hkd_for_each_site(site_allocs, got), 0);
+        assert_int_equal(got[0], 1);
+        assert_int_equal(got[1], want_allocs[r]);
+        assert_int_equal(got[2], want_frees[r]);
+        assert_int_equal(got[3], want_bytes[r]);
+        /* Round 1: 2^31 - 1 each, 3 x that per thread.  Round 2: process 0
+         * leaps by 2^31, the others move by 5. */
+        for (uint32_t p = 0; p < N; p++)
+            allocs[p] += r == 0 ? big : p == 0 ? big + 1 : 5;
+    }
+    hkd_core_shutdown();
+    for (uint32_t p = 0; p < N; p++)
+        atomic_store(&hkshm_slot_at(h, p)->pid, 0);
+    munmap(h, HKSHM_SEGMENT_SIZE);
+    shm_unlink(shm);
+}
+
 int main(void)
 {
     if (core_fixture_begin("split") != 0)
@@ -121,6 +193,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(shared_keys_add_up),
         cmocka_unit_test(distinct_keys_add_up),
+        cmocka_unit_test(interval_counts_saturate_and_never_run_backwards),
     };
     return core_fixture_end(cmocka_run_group_tests(tests, NULL, NULL));
 }

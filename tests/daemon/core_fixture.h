@@ -10,6 +10,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "core.h"
 #include "core_api.h"
 #include "hakmem_shm.h"
 #include "log.h"
@@ -61,6 +62,38 @@ static inline hkshm_slot *core_fixture_claim(hkshm_header *h)
     s->start_time = hkd_proc_start_time(getpid());
     atomic_store(&s->state, HKSHM_SLOT_LIVE);
     return s;
+}
+
+/* Slots [0, n) owned by this (live) process, as n clients' would be. */
+static inline void core_fixture_claim_slots(hkshm_header *h, uint32_t n)
+{
+    uint64_t start = hkd_proc_start_time(getpid());
+    for (uint32_t p = 0; p < n; p++) {
+        hkshm_slot *s = hkshm_slot_at(h, p);
+        atomic_store(&s->pid, (uint32_t)getpid());
+        s->start_time = start;
+        atomic_store(&s->state, HKSHM_SLOT_LIVE);
+    }
+}
+
+/* The core on the fixture's segment (100 ms intervals, default learner),
+ * and the segment mapped; NULL when either fails. */
+static inline hkshm_header *core_fixture_start(int learning, const char *state_dir)
+{
+    hkd_core_cfg cfg = { .shm_name = shm, .state_dir = state_dir, .interval_ms = 100, .learning = learning,
+                         .learn = hkd_learn_default_cfg };
+    if (hkd_core_init(&cfg) != 0)
+        return NULL;
+    return core_fixture_map();
+}
+
+/* Stops the core, gives back slots [0, n) and unmaps the segment. */
+static inline void core_fixture_stop(hkshm_header *h, uint32_t n)
+{
+    hkd_core_shutdown();
+    for (uint32_t p = 0; p < n; p++)
+        atomic_store(&hkshm_slot_at(h, p)->pid, 0);
+    munmap(h, HKSHM_SEGMENT_SIZE);
 }
 
 #endif

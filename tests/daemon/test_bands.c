@@ -158,10 +158,7 @@ static int view_site(const hkd_site_info *si, void *arg)
 static void thin_sites_share_their_band(void **state)
 {
     (void)state;
-    hkd_core_cfg cfg = { .shm_name = shm, .state_dir = NULL, .interval_ms = 100, .learning = 1,
-                         .learn = hkd_learn_default_cfg };
-    assert_int_equal(hkd_core_init(&cfg), 0);
-    hkshm_header *h = core_fixture_map();
+    hkshm_header *h = core_fixture_start(1, NULL);
     assert_non_null(h);
     hkshm_slot *s = core_fixture_claim(h);
     int arms_moved = 0;
@@ -185,8 +182,7 @@ static void thin_sites_share_their_band(void **state)
     /* 90 allocations an interval between them: the band completes pulls
      * and explores, where each site alone would need 22 intervals a pull. */
     assert_true(arms_moved >= 4);
-    hkd_core_shutdown();
-    munmap(h, HKSHM_SEGMENT_SIZE);
+    core_fixture_stop(h, 0);
 }
 
 int main(void)

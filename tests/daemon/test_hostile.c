@@ -121,10 +121,7 @@ static void table_is_usable(hkshm_header *h)
 static void daemon_survives_random_slots(void **state)
 {
     (void)state;
-    hkd_core_cfg cfg = { .shm_name = shm, .state_dir = dir, .interval_ms = 100, .learning = 1,
-                         .learn = hkd_learn_default_cfg };
-    assert_int_equal(hkd_core_init(&cfg), 0);
-    hkshm_header *h = core_fixture_map();
+    hkshm_header *h = core_fixture_start(1, dir);
     assert_non_null(h);
     uint32_t me = (uint32_t)getpid();
     uint64_t start = hkd_proc_start_time(getpid());
@@ -153,8 +150,7 @@ static void daemon_survives_random_slots(void **state)
     }
     /* Saving what garbage taught it is still a valid state file. */
     assert_int_equal(hkd_core_save(), 0);
-    hkd_core_shutdown();
-    munmap(h, HKSHM_SEGMENT_SIZE);
+    core_fixture_stop(h, 0);
 }
 
 int main(void)

@@ -71,18 +71,9 @@ static int check_site(const hkd_site_info *si, void *arg)
 
 static void run(uint32_t binaries)
 {
-    hkd_core_cfg cfg = { .shm_name = shm, .state_dir = NULL, .interval_ms = 100, .learning = 1,
-                         .learn = hkd_learn_default_cfg };
-    assert_int_equal(hkd_core_init(&cfg), 0);
-    hkshm_header *h = core_fixture_map();
+    hkshm_header *h = core_fixture_start(1, NULL);
     assert_non_null(h);
-    uint64_t start = hkd_proc_start_time(getpid());
-    for (uint32_t p = 0; p < PROCS; p++) {
-        hkshm_slot *s = hkshm_slot_at(h, p);
-        atomic_store(&s->pid, (uint32_t)getpid());
-        s->start_time = start;
-        atomic_store(&s->state, HKSHM_SLOT_LIVE);
-    }
+    core_fixture_claim_slots(h, PROCS);
     for (uint64_t r = 0; r < ROUNDS; r++) {
         for (uint32_t p = 0; p < PROCS; p++)
             flush(hkshm_slot_at(h, p), p, binaries, r);
@@ -93,10 +84,7 @@ static void run(uint32_t binaries)
         assert_int_equal(e.wrong, 0);
         assert_int_equal(e.procs_wrong, 0);
     }
-    hkd_core_shutdown();
-    for (uint32_t p = 0; p < PROCS; p++)
-        atomic_store(&hkshm_slot_at(h, p)->pid, 0);
-    munmap(h, HKSHM_SEGMENT_SIZE);
+    core_fixture_stop(h, PROCS);
     shm_unlink(shm);
 }
 
@@ -131,19 +119,10 @@ static int site_allocs(const hkd_site_info *si, void *arg)
 static void interval_counts_saturate_and_never_run_backwards(void **state)
 {
     (void)state;
-    hkd_core_cfg cfg = { .shm_name = shm, .state_dir = NULL, .interval_ms = 100, .learning = 0,
-                         .learn = hkd_learn_default_cfg };
-    assert_int_equal(hkd_core_init(&cfg), 0);
-    hkshm_header *h = core_fixture_map();
+    hkshm_header *h = core_fixture_start(0, NULL);
     assert_non_null(h);
-    uint64_t start = hkd_proc_start_time(getpid());
     enum { N = 6 };                  /* three processes on each collecting thread */
-    for (uint32_t p = 0; p < N; p++) {
-        hkshm_slot *s = hkshm_slot_at(h, p);
-        atomic_store(&s->pid, (uint32_t)getpid());
-        s->start_time = start;
-        atomic_store(&s->state, HKSHM_SLOT_LIVE);
-    }
+    core_fixture_claim_slots(h, N);
     const uint64_t big = (1ull << 31) - 1, bytes = 3ull << 40;
     const uint64_t frees_at[3] = { 1000, 1500, 1 };   /* backwards in the last round */
     uint64_t allocs[N] = { 0 };
@@ -179,10 +158,7 @@ static void interval_counts_saturate_and_never_run_backwards(void **state)
         for (uint32_t p = 0; p < N; p++)
             allocs[p] += r == 0 ? big : p == 0 ? big + 1 : 5;
     }
-    hkd_core_shutdown();
-    for (uint32_t p = 0; p < N; p++)
-        atomic_store(&hkshm_slot_at(h, p)->pid, 0);
-    munmap(h, HKSHM_SEGMENT_SIZE);
+    core_fixture_stop(h, N);
     shm_unlink(shm);
 }
 

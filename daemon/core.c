@@ -15,8 +15,8 @@
  * accumulator line per collecting thread that its reports add this
  * interval's deltas into, and a cold part (key, histogram, module path,
  * hash node).  The learn pass walks records in memory order and touches
- * each once.  Published entries are kept current
- * in place, so publishing copies one array; only new keys cost a sort.
+ * each once.  Published entries are kept current in place, so publishing
+ * copies one array; only new keys cost a sort.
  * Saving copies the learned state under the lock; a saver thread encodes
  * and writes it.
  *
@@ -247,9 +247,9 @@ static double large_share(const site_rec *r)
 }
 
 /* Adds a histogram delta and finds the size range and the shares at both
- * arm thresholds.  Touches the cold part only
- * (a merge used to pull three lines of the hot record in mid-collect); the
- * learn pass takes the results over when this returns 1. */
+ * arm thresholds.  Touches the cold part only (a merge used to pull three
+ * lines of the hot record in mid-collect); the learn pass takes the
+ * results over when this returns 1. */
 static int merge_hist(site_cold *c, const uint32_t delta[HKSHM_HIST])
 {
     const int b256 = log2_floor(256u << 10), b1m = log2_floor(1u << 20);

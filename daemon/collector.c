@@ -370,7 +370,8 @@ int hkd_collect(hkd_collector *c, hkshm_header *h, const hkd_collect_ops *ops, v
          * carries an eighth of the merge instead of every eighth interval
          * all of it, and so does each collector (staggered by slot index,
          * the even-odd split put every interval's merges on one thread). */
-        int with_hist = first || (c->passes + (i - c->first) / c->step) % HIST_EVERY == 0 || state == HKSHM_SLOT_EXITED || !t->valid ||
+        uint32_t rank = (i - c->first) / c->step;
+        int with_hist = first || (c->passes + rank) % HIST_EVERY == 0 || state == HKSHM_SLOT_EXITED || !t->valid ||
                         t->pid != pid;
         if (hkd_slot_snapshot_ex(s, &c->scratch, 8, with_hist) < 0) {
             st->skipped_busy++;

@@ -43,8 +43,8 @@ typedef struct hkd_obs {
 typedef struct hkd_learn {
     /* 32-bit counts and float means: the daemon walks this state for
      * every site every interval, so it is kept small (a reward is in
-     * [0,1]; a float mean is exact to 1e-7, far finer than any two arms
-     * differ).  Means rather than sums: a choice then divides nothing,
+     * [0,1]; a float mean holds it to within 1e-7, far finer than any
+     * two arms differ).  Means rather than sums: a choice then divides nothing,
      * and halving the counts (before the total would overflow, or past
      * the window) leaves them as they are. */
     uint32_t pulls[HKD_N_ARMS];

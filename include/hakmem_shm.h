@@ -1,43 +1,69 @@
 /* hakmem shared-memory ABI: the one contract the client allocator and
  * hakmemd both compile against.
  *
- * One POSIX shm segment, created and sized by the daemon:
+ * Each side writes only what it owns.
  *
- *   [ header (4 KiB) | slots[HKSHM_MAX_SLOTS] | tables[HKSHM_TABLES] ]
+ *   The daemon's segment (POSIX shm, default "/hakmem"): created, sized
+ *   and written by hakmemd alone.  Clients map it read-only.
+ *
+ *     [ header (4 KiB) | tables[HKSHM_TABLES] ]
+ *
+ *   A client's report region: a sealed memfd the client creates, writes,
+ *   and registers with the daemon over the control socket (the descriptor
+ *   travels by SCM_RIGHTS with a RegisterRequest, proto/control.proto).
+ *   The daemon maps it read-only.
  *
  * Invariants (bump HKSHM_ABI_VERSION whenever any of this changes):
  *
- * - The header is written by the daemon only.  `magic` is stored last (with
- *   release) when a segment is created, so a half-initialised segment looks
- *   foreign to clients.  Every size field must equal the compile-time value
- *   of the reader, otherwise the reader treats the segment as incompatible.
+ * - Segment header.  Written by the daemon only.  `magic` is stored last
+ *   (release) when a segment is created, so a half-initialised segment
+ *   looks foreign.  Every size field must equal the reader's compile-time
+ *   value (hkshm_header_mismatch), otherwise the reader runs on defaults.
+ *   `instance` changes every time a daemon takes the segment over: a client
+ *   whose registration was made with another instance registers again.
+ *   A client trusts a segment only when its owner is root or the daemon's
+ *   user (the uid behind the control socket, or the socket file's owner)
+ *   and no one else may write it (mode & 022 == 0).
  *
- * - Slots.  `pid` is the ownership word: 0 free, a pid when owned,
- *   HKSHM_PID_RESERVED while the daemon recycles the slot.  A client claims a
- *   free slot with one CAS 0 -> getpid(), then writes its identity, then sets
- *   `state` LIVE (release).  Everything below `seq` is single-writer (the
- *   owner); the owner makes `seq` odd before and even after each flush, so the
- *   daemon copies a consistent snapshot by checking `seq` before and after.
- *   Per-site counters are cumulative over the process lifetime (size_hist is
- *   modulo 2^32); the daemon works with differences.  Site i of the slot is
- *   the process's site index i (stable for the process lifetime).
- *   At exit the owner does a last flush and sets EXITED; the daemon reads the
- *   final counters and frees the slot.  A slot whose owner died (kill(pid,0)
- *   fails, or /proc/pid/stat start time differs from `start_time`, i.e. the
- *   pid was reused) is freed by the daemon, or taken over by a client that
- *   finds no free slot (CAS from the dead pid).
+ * - Ownership of a segment name is a flock(LOCK_EX) on the lock file
+ *   "/dev/shm/<name>.lock" (mode 0600, owned by the daemon's user, so no
+ *   client can open it, let alone hold its lock), never a pid in memory.
  *
- * - Tables.  The daemon never writes a table a client may be reading.  To
- *   publish it picks the inactive copy, and only if that copy's grace period
- *   has passed: every live slot is either outside a read (`read_gen` == 0)
- *   or reading a newer generation.  It zeroes the copy's `generation`, writes
- *   entries sorted by (module_hash, offset), stamps the copy with G+1, then
- *   stores `active` and `generation` = G+1 (seq_cst).  A client loads the
- *   generation, stores it in `read_gen`, issues a full fence, reloads the
- *   generation (retry later if it moved), reads the copy whose stamp equals
- *   it, checks the stamp again, clears `read_gen` and records `gen_seen`.
- *   This is RCU across processes: `read_gen` is the reader's read-side
- *   critical section, dead slots never hold a grace period.
+ * - Report region.  Single writer: the owner process.  The first page's
+ *   identity (magic .. exe) is written before registering and never again.
+ *   Everything from `flushes` on is written under `seq`: odd before, even
+ *   after each flush; the daemon copies under seq and retries a few times.
+ *   Counters are cumulative over the process lifetime (size_hist modulo
+ *   2^32); the daemon works with differences.  Site i of the region is the
+ *   process's site index i: a key never changes at an index once written,
+ *   and a daemon that sees one change counts nothing for it.  The daemon
+ *   treats every byte here as untrusted input: counts are clamped, strings
+ *   bounded and escaped, and a region that is not a memfd sealed against
+ *   shrinking (F_SEAL_SHRINK), or not exactly HKSHM_REGION_SIZE bytes, is
+ *   refused at registration.
+ *
+ * - Identity.  The daemon takes a client's pid and uid from SO_PEERCRED
+ *   (pids as its own PID namespace sees them), never from the region.  A
+ *   process holds at most one registration; one made after an exec (same
+ *   pid) replaces the old one.  A registration ends when the process exits
+ *   (pidfd), or when its connection closes (the socket is close-on-exec).
+ *
+ * - Domains.  Policy is learned and published per domain, the uid a
+ *   process runs as: one user's processes never move another user's policy
+ *   or counters.  Entries are sorted by (domain, key).
+ *
+ * - Tables.  One publication is a copy holding both the per-site and the
+ *   per-binary entries.  The daemon never writes a copy a client may be
+ *   reading: it picks the inactive copy once every registered reader is
+ *   outside a read of it (`read_gen` in each region is 0 or newer), or has
+ *   held the same read for longer than the reader timeout (a stopped
+ *   process cannot freeze publication).  It zeroes the copy's stamp,
+ *   writes the entries, stamps it G+1, then stores `active` and
+ *   `generation` = G+1 (seq_cst).  A client loads the generation, stores
+ *   it in its region's `read_gen`, issues a full fence, reloads the
+ *   generation (retries later if it moved), reads the copy whose stamp
+ *   equals it, checks the stamp again (a read that raced a rewrite is
+ *   thrown away), clears `read_gen` and records `gen_seen`.
  */
 #ifndef HAKMEM_SHM_H
 #define HAKMEM_SHM_H
@@ -46,52 +72,68 @@
 #include <stddef.h>
 #include <stdatomic.h>
 
-#define HKSHM_MAGIC          0x314D48534D4B4148ULL   /* "HAKMSHM1" */
-#define HKSHM_ABI_VERSION    1u
+#define HKSHM_MAGIC          0x324D48534D4B4148ULL   /* "HAKMSHM2" */
+#define HKSHM_REGION_MAGIC   0x3247524D4B4148ULL     /* "HAKMRG2" */
+#define HKSHM_ABI_VERSION    2u
 #define HKSHM_DEFAULT_NAME   "/hakmem"
+#define HKSHM_DEFAULT_SOCKET "/run/hakmem/ctl.sock"
 
-#define HKSHM_MAX_SLOTS      256u
-#define HKSHM_SLOT_SITES     256u     /* sites a process reports (by site index) */
-#define HKSHM_SLOT_MODULES   16u
+#define HKSHM_SOCKET_PATH    108u     /* sizeof(sockaddr_un.sun_path) */
+#define HKSHM_REGION_SITES   256u     /* sites a process reports (by site index) */
+#define HKSHM_REGION_MODULES 16u
 #define HKSHM_MODULE_PATH    56u
 #define HKSHM_EXE_MAX        64u
 #define HKSHM_BUILD_ID_MAX   20u
 #define HKSHM_HIST           32u
+#define HKSHM_PROC_COUNTERS  16u
 #define HKSHM_TABLES         2u
-#define HKSHM_TABLE_CAP      65536u   /* published site policies per copy */
+#define HKSHM_SITE_CAP       65536u   /* published site policies per copy */
+#define HKSHM_BINARY_CAP     4096u    /* published binary policies per copy */
+#define HKSHM_KNOBS          8u
 #define HKSHM_HEADER_SIZE    4096u
 
-#define HKSHM_PID_RESERVED   0xFFFFFFFFu
 #define HKSHM_NO_MODULE      0xFFFFu
-
-enum hkshm_slot_state {
-    HKSHM_SLOT_FREE = 0,
-    HKSHM_SLOT_CLAIMING = 1,   /* pid written, identity not yet */
-    HKSHM_SLOT_LIVE = 2,
-    HKSHM_SLOT_EXITED = 3,     /* final counters flushed, owner gone */
-};
+#define HKSHM_NO_ARM         0xFFFFFFFFu
 
 typedef struct hkshm_header {
     uint64_t magic;
     uint32_t abi_version;
     uint32_t header_size;
     uint64_t segment_size;
-    uint32_t max_slots, slot_size;
-    uint32_t slot_sites, site_size;
-    uint32_t n_tables, table_cap;
-    uint32_t table_size, entry_size;
-    uint64_t slots_offset, tables_offset;
+    uint32_t n_tables, table_size;
+    uint32_t site_cap, site_entry_size;
+    uint32_t binary_cap, binary_entry_size;
+    uint64_t tables_offset;
+    uint32_t region_size;                 /* what a registered region must measure */
+    uint32_t reader_timeout_ms;           /* a read held longer holds no grace period */
 
-    _Atomic uint32_t daemon_pid;          /* 0 when no daemon runs */
-    _Atomic uint32_t learning;            /* 0: daemon publishes nothing to apply */
-    _Atomic uint64_t daemon_start_time;   /* /proc/<pid>/stat starttime, clock ticks */
+    _Atomic uint64_t instance;            /* new for every daemon that takes the segment */
+    _Atomic uint32_t daemon_pid;          /* informational: 0 when stopped cleanly */
+    _Atomic uint32_t learning;            /* 0: the tables hold nothing to apply */
     _Atomic uint64_t daemon_heartbeat_ns; /* CLOCK_MONOTONIC, each interval */
-    _Atomic uint64_t generation;          /* of the active table; 0 = none yet */
-    _Atomic uint32_t active;              /* index of the active table copy */
+    _Atomic uint64_t generation;          /* of the active copy; 0 = none yet */
+    _Atomic uint32_t active;              /* index of the active copy */
     _Atomic uint32_t flush_interval_ms;   /* how often clients should flush */
     _Atomic uint64_t created_ns;          /* CLOCK_REALTIME at creation */
-    uint8_t reserved[HKSHM_HEADER_SIZE - 120];
+    char     socket_path[HKSHM_SOCKET_PATH]; /* where to register ("" : not known) */
+    uint8_t  reserved[HKSHM_HEADER_SIZE - 220];
 } hkshm_header;
+
+/* Per-process counters a region reports (index into hkshm_region.proc). */
+enum hkshm_proc_counter {
+    HKSHM_PROC_RSS_BYTES = 0,     /* resident set at the last flush */
+    HKSHM_PROC_PEAK_RSS_BYTES,    /* getrusage ru_maxrss */
+    HKSHM_PROC_RSS_KIB_MS,        /* integral of RSS over time since start */
+    HKSHM_PROC_PAGE_FAULTS,       /* minor + major */
+    HKSHM_PROC_CPU_NS,            /* user + system CPU of the whole process */
+    HKSHM_PROC_WALL_NS,           /* since the allocator started */
+    HKSHM_PROC_ALLOC_NS,          /* in the allocator's slow paths, system calls included */
+    HKSHM_PROC_SYSCALLS,          /* mmap, munmap, madvise, mremap the allocator made */
+    HKSHM_PROC_ALLOCS,            /* allocations, small ones included (may be estimated) */
+    HKSHM_PROC_BYTES,             /* bytes allocated, small ones included (may be estimated) */
+    HKSHM_PROC_EXITED,            /* 1 once the final flush at exit is written */
+    /* 11..15 reserved: 0 */
+};
 
 typedef struct hkshm_module {
     uint64_t hash;                        /* build-id hash (or path hash) */
@@ -103,54 +145,84 @@ typedef struct hkshm_site {
     uint64_t allocs, frees, bytes, live_bytes;
     uint64_t bigcache_hits, bigcache_misses, bigcache_evictions;
     uint64_t thp_blocks, slow_ns;
-    uint16_t module;                      /* index into slot modules, or HKSHM_NO_MODULE */
+    uint16_t module;                      /* index into the region's modules, or HKSHM_NO_MODULE */
     uint16_t flags;
-    uint32_t policy_arm;                  /* arm applied by the client (UINT32_MAX: defaults) */
+    uint32_t policy_arm;                  /* arm applied by the client (HKSHM_NO_ARM: defaults) */
     uint32_t size_hist[HKSHM_HIST];       /* log2 buckets, modulo 2^32 */
 } hkshm_site;
 
-typedef struct hkshm_slot {
-    _Atomic uint32_t pid;
-    _Atomic uint32_t state;
-    uint64_t start_time;                  /* /proc/<pid>/stat starttime, clock ticks */
+typedef struct hkshm_region {
+    /* Identity: written once, before registration. */
+    uint64_t magic;                       /* HKSHM_REGION_MAGIC */
+    uint32_t abi_version;
+    uint32_t region_size;
+    uint64_t binary_hash;                 /* build-id hash of the main executable (0: none) */
+    uint8_t  build_id_len;
+    uint8_t  pad0[7];
+    uint8_t  build_id[HKSHM_BUILD_ID_MAX];
+    uint8_t  pad1[12];
+    char     exe[HKSHM_EXE_MAX];          /* informational: the tail of /proc/self/exe */
+    /* The reader's side of publication (see Tables above). */
     _Atomic uint64_t read_gen;            /* != 0 while reading that generation */
     _Atomic uint64_t gen_seen;            /* last generation applied */
     _Atomic uint64_t heartbeat_ns;        /* CLOCK_MONOTONIC of the last flush */
     _Atomic uint64_t seq;                 /* odd while the owner writes below */
+    /* Flushed under seq. */
     uint64_t flushes;
-    uint64_t rss_bytes, page_faults;      /* the process's, at the last flush */
+    uint64_t proc[HKSHM_PROC_COUNTERS];   /* enum hkshm_proc_counter */
     uint32_t n_sites;                     /* sites[0..n_sites) may be used */
     uint32_t n_modules;
     uint32_t sites_applied;               /* sites running on a published policy */
-    uint8_t  build_id_len;
-    uint8_t  pad0[3];
-    uint8_t  build_id[HKSHM_BUILD_ID_MAX];
-    uint8_t  pad1[4];
-    char     exe[HKSHM_EXE_MAX];
-    uint8_t  reserved[256 - 176];
-    hkshm_module modules[HKSHM_SLOT_MODULES];
-    hkshm_site   sites[HKSHM_SLOT_SITES];
-} hkshm_slot;
+    uint32_t binary_arm;                  /* binary arm applied (HKSHM_NO_ARM: defaults) */
+    uint8_t  reserved[512 - 312];
+    hkshm_module modules[HKSHM_REGION_MODULES];
+    hkshm_site   sites[HKSHM_REGION_SITES];
+} hkshm_region;
 
-typedef struct hkshm_policy {
-    uint64_t module_hash, offset;
+typedef struct hkshm_site_policy {
+    uint32_t domain;                      /* uid */
     uint32_t large_threshold;             /* bytes */
+    uint64_t module_hash, offset;
     uint16_t bigcache_slots;
     uint8_t  thp;
-    uint8_t  arm;                         /* daemon's arm index, informational */
-} hkshm_policy;
+    uint8_t  pad;
+    uint32_t arm;                         /* daemon's arm index, informational */
+} hkshm_site_policy;
+
+/* Process-level knobs (index into hkshm_binary_policy.knob); a knob whose
+ * bit is clear in `set` keeps the client's own default. */
+enum hkshm_knob {
+    HKSHM_KNOB_PURGE_DELAY_MS = 0,        /* how long freed pages stay resident */
+    HKSHM_KNOB_RETAINED_SEGMENTS,         /* empty segments a process keeps mapped */
+    HKSHM_KNOB_PARTIAL_REUSE,             /* 0..3: how eagerly partly used pages are reused */
+    HKSHM_KNOB_SMALL_THP,                 /* 1: huge pages for small-object segments */
+    HKSHM_KNOB_LARGE_THRESHOLD,           /* bytes: the default for sites without a policy */
+    HKSHM_KNOB_BIGCACHE_KIB,              /* BigCache's total bytes, in KiB */
+    /* 6, 7 reserved */
+};
+
+typedef struct hkshm_binary_policy {
+    uint32_t domain;                      /* uid */
+    uint32_t arm;                         /* daemon's arm index, informational */
+    uint64_t binary_hash;                 /* build-id hash of the main executable */
+    uint32_t set;                         /* bit k: knob[k] is set */
+    uint32_t pad;
+    uint32_t knob[HKSHM_KNOBS];
+    uint8_t  reserved[8];
+} hkshm_binary_policy;
 
 typedef struct hkshm_table {
     _Atomic uint64_t generation;          /* stamp; 0 while being written */
-    uint32_t n_entries;
-    uint32_t pad;
+    uint32_t n_sites;
+    uint32_t n_binaries;
     uint8_t  reserved[48];
-    hkshm_policy entries[HKSHM_TABLE_CAP];
+    hkshm_site_policy sites[HKSHM_SITE_CAP];
+    hkshm_binary_policy binaries[HKSHM_BINARY_CAP];
 } hkshm_table;
 
-#define HKSHM_SLOTS_OFFSET   ((uint64_t)HKSHM_HEADER_SIZE)
-#define HKSHM_TABLES_OFFSET  (HKSHM_SLOTS_OFFSET + (uint64_t)HKSHM_MAX_SLOTS * sizeof(hkshm_slot))
+#define HKSHM_TABLES_OFFSET  ((uint64_t)HKSHM_HEADER_SIZE)
 #define HKSHM_SEGMENT_SIZE   (HKSHM_TABLES_OFFSET + (uint64_t)HKSHM_TABLES * sizeof(hkshm_table))
+#define HKSHM_REGION_SIZE    ((uint32_t)sizeof(hkshm_region))
 
 /* Sanity limits a reader applies to published values (garbage defence). */
 #define HKSHM_THRESHOLD_MIN  (4u << 10)
@@ -158,35 +230,34 @@ typedef struct hkshm_table {
 #define HKSHM_SLOTS_LIMIT    64u
 
 _Static_assert(sizeof(hkshm_header) == HKSHM_HEADER_SIZE, "header is one page");
-_Static_assert(offsetof(hkshm_header, daemon_pid) == 72, "header layout");
-_Static_assert(offsetof(hkshm_header, generation) == 96, "header layout");
+_Static_assert(offsetof(hkshm_header, instance) == 64, "header layout");
+_Static_assert(offsetof(hkshm_header, socket_path) == 112, "header layout");
 _Static_assert(sizeof(hkshm_module) == 64, "module entry");
 _Static_assert(sizeof(hkshm_site) == 224, "site record");
 _Static_assert(offsetof(hkshm_site, size_hist) == 96, "site layout");
-_Static_assert(offsetof(hkshm_slot, seq) == 40, "slot layout");
-_Static_assert(offsetof(hkshm_slot, exe) == 112, "slot layout");
-_Static_assert(offsetof(hkshm_slot, modules) == 256, "slot header is 256 bytes");
-_Static_assert(sizeof(hkshm_slot) == 256 + 16 * 64 + 256 * 224, "slot size");
-_Static_assert(sizeof(hkshm_slot) % 64 == 0, "slots stay cache-line aligned");
-_Static_assert(sizeof(hkshm_policy) == 24, "policy entry");
-_Static_assert(offsetof(hkshm_table, entries) == 64, "table layout");
-_Static_assert(HKSHM_TABLES_OFFSET % 64 == 0, "tables aligned");
+_Static_assert(offsetof(hkshm_region, read_gen) == 128, "region layout");
+_Static_assert(offsetof(hkshm_region, flushes) == 160, "region layout");
+_Static_assert(offsetof(hkshm_region, reserved) == 312, "region layout");
+_Static_assert(offsetof(hkshm_region, modules) == 512, "region header is 512 bytes");
+_Static_assert(sizeof(hkshm_region) == 512 + 16 * 64 + 256 * 224, "region size");
+_Static_assert(sizeof(hkshm_region) % 64 == 0, "regions stay cache-line aligned");
+_Static_assert(sizeof(hkshm_site_policy) == 32, "site policy entry");
+_Static_assert(sizeof(hkshm_binary_policy) == 64, "binary policy entry");
+_Static_assert(offsetof(hkshm_table, sites) == 64, "table layout");
+_Static_assert(sizeof(hkshm_table) % 64 == 0, "copies stay aligned");
 _Static_assert(sizeof(_Atomic uint64_t) == 8 && sizeof(_Atomic uint32_t) == 4,
                "atomics are plain words in shared memory");
-
-static inline hkshm_slot *hkshm_slot_at(void *base, uint32_t i)
-{
-    return (hkshm_slot *)((char *)base + HKSHM_SLOTS_OFFSET) + i;
-}
 
 static inline hkshm_table *hkshm_table_at(void *base, uint32_t i)
 {
     return (hkshm_table *)((char *)base + HKSHM_TABLES_OFFSET) + i;
 }
 
-/* Orders two fleet keys (tables are sorted by this). */
-static inline int hkshm_key_cmp(uint64_t ha, uint64_t oa, uint64_t hb, uint64_t ob)
+/* Orders two site entries' keys (tables are sorted by this). */
+static inline int hkshm_site_cmp(uint32_t da, uint64_t ha, uint64_t oa, uint32_t db, uint64_t hb, uint64_t ob)
 {
+    if (da != db)
+        return da < db ? -1 : 1;
     if (ha != hb)
         return ha < hb ? -1 : 1;
     if (oa != ob)
@@ -194,21 +265,27 @@ static inline int hkshm_key_cmp(uint64_t ha, uint64_t oa, uint64_t hb, uint64_t 
     return 0;
 }
 
-/* The header this build expects; 0 when `h` matches, else a short reason. */
+/* Orders two binary entries' keys. */
+static inline int hkshm_binary_cmp(uint32_t da, uint64_t ha, uint32_t db, uint64_t hb)
+{
+    return hkshm_site_cmp(da, ha, 0, db, hb, 0);
+}
+
+/* The header this build expects; 0 when `h` matches, else a short reason:
+ * "segment size", "magic", "ABI version" or "layout". */
 static inline const char *hkshm_header_mismatch(const hkshm_header *h, uint64_t size)
 {
-    if (size != HKSHM_SEGMENT_SIZE || h->segment_size != HKSHM_SEGMENT_SIZE)
+    if (size != HKSHM_SEGMENT_SIZE)
         return "segment size";
     if (__atomic_load_n(&h->magic, __ATOMIC_ACQUIRE) != HKSHM_MAGIC)
         return "magic";
     if (h->abi_version != HKSHM_ABI_VERSION)
         return "ABI version";
-    if (h->header_size != HKSHM_HEADER_SIZE || h->max_slots != HKSHM_MAX_SLOTS ||
-        h->slot_size != sizeof(hkshm_slot) || h->slot_sites != HKSHM_SLOT_SITES ||
-        h->site_size != sizeof(hkshm_site) || h->n_tables != HKSHM_TABLES ||
-        h->table_cap != HKSHM_TABLE_CAP || h->table_size != sizeof(hkshm_table) ||
-        h->entry_size != sizeof(hkshm_policy) ||
-        h->slots_offset != HKSHM_SLOTS_OFFSET || h->tables_offset != HKSHM_TABLES_OFFSET)
+    if (h->segment_size != HKSHM_SEGMENT_SIZE || h->header_size != HKSHM_HEADER_SIZE ||
+        h->n_tables != HKSHM_TABLES || h->table_size != sizeof(hkshm_table) ||
+        h->site_cap != HKSHM_SITE_CAP || h->site_entry_size != sizeof(hkshm_site_policy) ||
+        h->binary_cap != HKSHM_BINARY_CAP || h->binary_entry_size != sizeof(hkshm_binary_policy) ||
+        h->tables_offset != HKSHM_TABLES_OFFSET || h->region_size != HKSHM_REGION_SIZE)
         return "layout";
     return 0;
 }

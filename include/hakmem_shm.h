@@ -31,6 +31,7 @@
  *
  * - Report region.  Single writer: the owner process.  The first page's
  *   identity (magic .. exe) is written before registering and never again.
+ *   (`registration` is rewritten before each registration.)
  *   Everything from `flushes` on is written under `seq`: odd before, even
  *   after each flush; the daemon copies under seq and retries a few times.
  *   Counters are cumulative over the process lifetime (size_hist modulo
@@ -158,7 +159,11 @@ typedef struct hkshm_region {
     uint32_t region_size;
     uint64_t binary_hash;                 /* build-id hash of the main executable (0: none) */
     uint8_t  build_id_len;
-    uint8_t  pad0[7];
+    uint8_t  pad0[3];
+    uint32_t registration;                /* 1 at the process's first registration, +1 at each
+                                           * one after (its daemon went away): a daemon counts a
+                                           * first registration's counters from zero, a later
+                                           * one's from what it first sees */
     uint8_t  build_id[HKSHM_BUILD_ID_MAX];
     uint8_t  pad1[12];
     char     exe[HKSHM_EXE_MAX];          /* informational: the tail of /proc/self/exe */

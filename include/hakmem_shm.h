@@ -234,6 +234,21 @@ typedef struct hkshm_table {
 #define HKSHM_THRESHOLD_MAX  (1u << 30)
 #define HKSHM_SLOTS_LIMIT    64u
 
+/* Whether a published knob value is one a reader accepts; a knob outside
+ * its range (or a reserved one) is treated as if its bit were clear. */
+static inline int hkshm_knob_valid(uint32_t knob, uint32_t v)
+{
+    switch (knob) {
+    case HKSHM_KNOB_PURGE_DELAY_MS:    return v <= 60000u;
+    case HKSHM_KNOB_RETAINED_SEGMENTS: return v <= 1024u;
+    case HKSHM_KNOB_PARTIAL_REUSE:     return v <= 3u;
+    case HKSHM_KNOB_SMALL_THP:         return v <= 1u;
+    case HKSHM_KNOB_LARGE_THRESHOLD:   return v >= HKSHM_THRESHOLD_MIN && v <= HKSHM_THRESHOLD_MAX;
+    case HKSHM_KNOB_BIGCACHE_KIB:      return v <= (4u << 20);
+    default:                           return 0;
+    }
+}
+
 _Static_assert(sizeof(hkshm_header) == HKSHM_HEADER_SIZE, "header is one page");
 _Static_assert(offsetof(hkshm_header, instance) == 64, "header layout");
 _Static_assert(offsetof(hkshm_header, socket_path) == 112, "header layout");

@@ -7,6 +7,7 @@
 #include "large.h"
 #include "lock.h"
 #include "meta.h"
+#include "modules.h"
 #include "options.h"
 #include "segment.h"
 #include "shm_client.h"
@@ -30,6 +31,7 @@ void hk_process_init(void)
         while (atomic_load_explicit(&init_state, memory_order_acquire) != 2) sched_yield();
         return;
     }
+    hk_module_init();
     hk_size_class_init();
     hk_options_load();
     hk_heap_process_init();
@@ -55,6 +57,7 @@ static void fork_parent(void)
 
 static void fork_child(void)
 {
+    hk_module_fork_child();
     hk_meta_fork_child();
     hk_bigcache_fork_child();
     hk_segment_fork_child();

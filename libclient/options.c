@@ -3,6 +3,7 @@
  * dynamic loader) the defaults stand and the constructor reads again. */
 #include "options.h"
 #include "internal.h"
+#include "site.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -15,6 +16,9 @@ hk_options hk_opt = {
     .sample_bytes = 256 * 1024, .purge_delay_ms = 100,
     .shm_name = "/hakmem",
 };
+
+/* What the environment said, for knobs the daemon may override. */
+static uint32_t env_purge_delay_ms = 100, env_large_threshold = 1u << 20;
 
 static long env_long(const char *name, long fallback, long lo, long hi)
 {
@@ -58,4 +62,30 @@ void hk_options_load(void)
     if (shm && *shm && strlen(shm) < sizeof hk_opt.shm_name) {
         strcpy(hk_opt.shm_name, shm);
     }
+    const char *sock = getenv("HAKMEM_SOCKET");
+    if (sock && *sock) {
+        if (sock[0] == '/' && strlen(sock) < sizeof hk_opt.socket_path) strcpy(hk_opt.socket_path, sock);
+        else hk_log(0, "ignoring HAKMEM_SOCKET=%s (expected an absolute path under %zu bytes)", sock,
+                    sizeof hk_opt.socket_path);
+    }
+    env_purge_delay_ms = hk_opt.purge_delay_ms;
+    env_large_threshold = hk_opt.large_threshold;
+}
+
+void hk_options_apply_binary(uint32_t set, const uint32_t knob[HKSHM_KNOBS])
+{
+    uint32_t purge = set & (1u << HKSHM_KNOB_PURGE_DELAY_MS) ? knob[HKSHM_KNOB_PURGE_DELAY_MS] : env_purge_delay_ms;
+    uint32_t thr = set & (1u << HKSHM_KNOB_LARGE_THRESHOLD) ? knob[HKSHM_KNOB_LARGE_THRESHOLD] : env_large_threshold;
+    /* The allocator's own range for a default threshold (as HAKMEM_LARGE_THRESHOLD). */
+    if (thr < 64 * 1024) thr = 64 * 1024;
+    if (thr > 1u << 20) thr = 1u << 20;
+    __atomic_store_n(&hk_opt.purge_delay_ms, purge, __ATOMIC_RELAXED);
+    if (__atomic_exchange_n(&hk_opt.large_threshold, thr, __ATOMIC_RELAXED) != thr)
+        hk_site_defaults_changed();
+}
+
+void hk_options_binary_defaults(void)
+{
+    static const uint32_t none[HKSHM_KNOBS];
+    hk_options_apply_binary(0, none);
 }

@@ -4,6 +4,8 @@
 
 #include <stdint.h>
 
+#include "hakmem_shm.h"
+
 typedef struct hk_options {
     int stats;                  /* HAKMEM_STATS: report to stderr at exit */
     int verbose;                /* HAKMEM_VERBOSE: 0..3 */
@@ -16,11 +18,21 @@ typedef struct hk_options {
     uint32_t sample_bytes;      /* HAKMEM_SAMPLE_BYTES: small-allocation sampling period */
     uint32_t purge_delay_ms;    /* HAKMEM_PURGE_DELAY_MS: idle time before memory goes back */
     char shm_name[64];          /* HAKMEM_SHM */
+    char socket_path[108];      /* HAKMEM_SOCKET: where to register ("": not set) */
 } hk_options;
 
 extern hk_options hk_opt;
 
 /* Reads the environment; safe before main and inside malloc (no allocation). */
 void hk_options_load(void);
+
+/* The daemon's knobs for this binary (enum hkshm_knob; values already
+ * validated, hkshm_knob_valid): a knob whose bit is set in `set` takes the
+ * published value, every other one goes back to what the environment (or
+ * the built-in default) said.  Applies what the allocator has today: the
+ * purge delay and the default large threshold. */
+void hk_options_apply_binary(uint32_t set, const uint32_t knob[HKSHM_KNOBS]);
+/* No entry for this binary: every knob back to the environment's value. */
+void hk_options_binary_defaults(void);
 
 #endif

@@ -1,558 +1,313 @@
-/* Policy reader and stats flush: the client's side of the shared-memory
- * plane (include/hakmem_shm.h).
+/* The client's side of the daemon plane (include/hakmem_shm.h): when to
+ * open the segment, register the report region, flush it and read policy.
+ * The work itself is in three boxes: region (the report region),
+ * registration (the control socket), policy_reader (the segment).
  *
- * Runs inside malloc's slow path, so it never allocates (mmap, shm_open and
- * static buffers only, no stdio), never blocks (one try-lock guards all of
- * it; a thread that finds it taken simply returns) and trusts nothing in the
- * segment it has not checked: header fields, table sizes, stamps and values
- * are validated before use, because a daemon may die mid-write or a segment
- * may be garbage.  Without a segment it retries rarely and says nothing
- * unless HAKMEM_VERBOSE is set. */
+ * Runs inside malloc's slow path and in fork children, so it never
+ * allocates (static buffers, system calls), reads the environment only at
+ * init, never enters the dynamic loader, and never blocks on a lock: one
+ * try-lock guards all of it and a thread that finds it taken returns.  The
+ * one wait is a registration's reply, bounded by REGISTER_DEADLINE_NS. */
 #include "shm_client.h"
+#include "modules.h"
+#include "options.h"
+#include "policy_reader.h"
+#include "region.h"
+#include "registration.h"
 #include "site.h"
+#include "text.h"
 #include "hakmem_shm.h"
 
-#include <elf.h>
-#include <link.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <sched.h>
-#include <signal.h>
-#include <stdlib.h>
 #include <string.h>
-#include <sys/auxv.h>
-#include <sys/mman.h>
-#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
-#define ATTACH_RETRY_NS  (5ull * 1000000000ull)  /* no segment: look again this often */
-#define RECHECK_NS       (5ull * 1000000000ull)  /* segment replaced by a new daemon? */
-#define APPLY_MIN_NS     (1000000ull)            /* generation checks at most every 1 ms */
-#define NO_POS           0xFFFFu
-
-typedef struct pending_policy {
-    uint32_t index;                 /* the allocator's site index */
-    uint64_t module_hash, offset;
-    hk_site_policy current;
-} pending_policy;
+#define SECOND_NS             1000000000ull
+#define CHECK_NS              (2 * SECOND_NS)   /* daemon still there? segment replaced? */
+#define RETRY_NS              (2 * SECOND_NS)   /* registration refused or no daemon */
+#define RETRY_MAX_NS          (32 * SECOND_NS)  /* after repeated timeouts */
+#define REGISTER_DEADLINE_NS  (200 * 1000000ull)
+#define APPLY_MIN_NS          (1000000ull)      /* generation checks at most every 1 ms */
+#define FLUSH_DEFAULT_MS      250u
+#define STATE_TEXT            160
 
 static struct {
     _Atomic int busy;               /* the one try-lock */
-    int inited, disabled, closing, verbose;
+    int inited, disabled, verbose;
+    _Atomic int closing;
     char name[64];
-    hkshm_header *hdr;
-    dev_t dev;
-    ino_t ino;
-    hkshm_slot *slot;
-    uint32_t slot_idx;
-    uint32_t pid;
-    uint64_t start_time;
-    uint64_t next_attach_ns, next_flush_ns, next_recheck_ns, next_apply_ns;
-    uint64_t gen_applied;
-    uint32_t sites_at_apply;
-    uint32_t sites_applied;
-    const char *why;                /* static string: why not attached */
-    uint16_t pos_of[HK_SITE_MAX];   /* site index -> position in the slot */
-    uint32_t n_pos;
-    uint32_t arm_of_pos[HKSHM_SLOT_SITES];
-    pending_policy work[HK_SITE_MAX];
-    uint32_t n_work;
-} cs;
+    char env_socket[HKSHM_SOCKET_PATH];
+    char socket[HKSHM_SOCKET_PATH]; /* where the last registration went */
+    uint64_t binary_hash;
 
-/* Fields the tick reads before taking the try-lock are accessed atomically
- * (relaxed): a stale value only delays work by one tick. */
-#define LD(x) __atomic_load_n(&(x), __ATOMIC_RELAXED)
-#define ST(x, v) __atomic_store_n(&(x), (v), __ATOMIC_RELAXED)
+    /* Registration. */
+    hk_conn conn;
+    int registered;
+    uint64_t instance;              /* the daemon's, from Registered */
+    uint64_t seg_instance;          /* the segment's `instance` when we registered */
+    uint32_t registrations;         /* numbers used so far (see hakmem_shm.h, registration) */
+    int region_sent;                /* the current region went to a daemon already */
+    uint32_t domain;
+    uint64_t retry_ns;
 
-/* ---- small helpers that need no libc state ---- */
+    /* Schedule (CLOCK_MONOTONIC); the tick reads next_due without the lock. */
+    _Atomic uint64_t next_due;
+    uint64_t next_register, next_check, next_segment, next_flush, next_apply;
+
+    /* What was last said at HAKMEM_VERBOSE, one line per change. */
+    char reg_state[STATE_TEXT];
+    char seg_state[STATE_TEXT];
+} cs = { .conn = { .fd = -1 } };
+
+#define LD(x) atomic_load_explicit(&(x), memory_order_relaxed)
 
 static uint64_t mono_ns(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+    return (uint64_t)ts.tv_sec * SECOND_NS + (uint64_t)ts.tv_nsec;
 }
 
-typedef struct sbuf { char *p; int len, used; } sbuf;
-
-static void put_s(sbuf *b, const char *s)
+/* One line on stderr when `text` differs from what `last` holds. */
+static void say_change(char *last, const char *text)
 {
-    while (*s && b->used < b->len - 1)
-        b->p[b->used++] = *s++;
-    b->p[b->used < b->len ? b->used : b->len - 1] = 0;
-}
-
-static void put_u(sbuf *b, uint64_t v)
-{
-    char tmp[24];
-    int n = 0;
-    do {
-        tmp[n++] = (char)('0' + v % 10);
-        v /= 10;
-    } while (v);
-    char out[24];
-    for (int i = 0; i < n; i++)
-        out[i] = tmp[n - 1 - i];
-    out[n] = 0;
-    put_s(b, out);
-}
-
-static void say(const char *what, const char *detail)
-{
+    if (strcmp(last, text) == 0)
+        return;
+    size_t n = strlen(text);
+    memcpy(last, text, n + 1);
     if (!cs.verbose)
         return;
-    char line[256];
-    sbuf b = { line, sizeof line, 0 };
-    put_s(&b, "hakmem: shm ");
-    put_s(&b, cs.name);
-    put_s(&b, ": ");
-    put_s(&b, what);
-    if (detail) {
-        put_s(&b, " (");
-        put_s(&b, detail);
-        put_s(&b, ")");
-    }
-    put_s(&b, "\n");
-    ssize_t w = write(STDERR_FILENO, line, (size_t)b.used);
+    char line[STATE_TEXT + 48];
+    hk_text t = hk_text_on(line, sizeof line);
+    hk_text_str(&t, "hakmem[");
+    hk_text_u64(&t, (uint64_t)getpid());
+    hk_text_str(&t, "]: ");
+    hk_text_str(&t, text);
+    hk_text_char(&t, '\n');
+    ssize_t w = write(STDERR_FILENO, line, (size_t)t.used);
     (void)w;
 }
 
-/* Reads a small /proc file into buf as a string; 0 when it cannot. */
-static int read_small(const char *path, char *buf, size_t len)
+/* HAKMEM_SOCKET, else the segment's socket_path when it is a NUL-terminated
+ * absolute path, else the default. */
+static const char *socket_path(char *buf)
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return 0;
-    ssize_t n = read(fd, buf, len - 1);
-    close(fd);
-    if (n <= 0)
-        return 0;
-    buf[n] = 0;
-    return 1;
-}
-
-static uint64_t read_u64_field(const char *path, int field_after_paren)
-{
-    char buf[1024];
-    if (!read_small(path, buf, sizeof buf))
-        return 0;
-    char *p = buf;
-    int field = 1;
-    if (field_after_paren) {
-        /* /proc/<pid>/stat: comm may contain anything, count from the last ')'. */
-        char *q = NULL;
-        for (char *s = buf; *s; s++)
-            if (*s == ')')
-                q = s;
-        if (!q)
-            return 0;
-        p = q;
-        field = 2;
+    if (cs.env_socket[0])
+        return cs.env_socket;
+    const hkshm_header *h = hk_policy_header();
+    if (h) {
+        memcpy(buf, h->socket_path, HKSHM_SOCKET_PATH);
+        if (buf[0] == '/' && memchr(buf, 0, HKSHM_SOCKET_PATH))
+            return buf;
     }
-    for (; *p && field < field_after_paren; p++)
-        if (*p == ' ')
-            field++;
-    uint64_t v = 0;
-    while (*p >= '0' && *p <= '9')
-        v = v * 10 + (uint64_t)(*p++ - '0');
-    return v;
+    return HKSHM_DEFAULT_SOCKET;
 }
 
-static uint64_t self_start_time(void)
+static uint32_t flush_interval_ns(void)
 {
-    return read_u64_field("/proc/self/stat", 22);
+    const hkshm_header *h = hk_policy_header();
+    uint32_t ms = h ? atomic_load_explicit(&h->flush_interval_ms, memory_order_relaxed) : 0;
+    if (ms < 1 || ms > 10000)
+        ms = FLUSH_DEFAULT_MS;
+    return ms * 1000000u;
 }
 
-static uint64_t self_rss_bytes(void)
-{
-    /* statm: size resident ...; the second field, in pages. */
-    char buf[128];
-    if (!read_small("/proc/self/statm", buf, sizeof buf))
-        return 0;
-    char *p = buf;
-    while (*p && *p != ' ')
-        p++;
-    uint64_t v = 0;
-    while (*p == ' ')
-        p++;
-    while (*p >= '0' && *p <= '9')
-        v = v * 10 + (uint64_t)(*p++ - '0');
-    return v * (uint64_t)sysconf(_SC_PAGESIZE);
-}
+/* ---- the segment ---- */
 
-/* The main executable's GNU build-id, found through the auxiliary vector
- * (no loader lock, no allocation). */
-static int exe_build_id(uint8_t *out, int max)
+static void segment_open(uint64_t now)
 {
-    const ElfW(Phdr) *ph = (const ElfW(Phdr) *)getauxval(AT_PHDR);
-    unsigned long phnum = getauxval(AT_PHNUM);
-    if (!ph || !phnum)
-        return 0;
-    uintptr_t base = 0;
-    for (unsigned long i = 0; i < phnum; i++)
-        if (ph[i].p_type == PT_PHDR)
-            base = (uintptr_t)ph - ph[i].p_vaddr;
-    for (unsigned long i = 0; i < phnum; i++) {
-        if (ph[i].p_type != PT_NOTE)
-            continue;
-        const char *p = (const char *)(base + ph[i].p_vaddr);
-        const char *end = p + ph[i].p_memsz;
-        while (p + sizeof(ElfW(Nhdr)) <= end) {
-            const ElfW(Nhdr) *nh = (const ElfW(Nhdr) *)p;
-            const char *name = p + sizeof *nh;
-            const uint8_t *desc = (const uint8_t *)name + ((nh->n_namesz + 3) & ~3u);
-            if ((const char *)desc + nh->n_descsz > end)
-                break;
-            if (nh->n_type == NT_GNU_BUILD_ID && nh->n_namesz == 4 && memcmp(name, "GNU", 4) == 0) {
-                int n = (int)nh->n_descsz < max ? (int)nh->n_descsz : max;
-                memcpy(out, desc, (size_t)n);
-                return n;
-            }
-            p = (const char *)desc + ((nh->n_descsz + 3) & ~3u);
-        }
-    }
-    return 0;
-}
-
-static int pid_dead(uint32_t pid)
-{
-    return pid != 0 && pid != HKSHM_PID_RESERVED && kill((pid_t)pid, 0) < 0 && errno == ESRCH;
-}
-
-/* ---- attach / claim ---- */
-
-static void detach(void)
-{
-    if (cs.hdr)
-        munmap(cs.hdr, HKSHM_SEGMENT_SIZE);
-    cs.hdr = NULL;
-    ST(cs.slot, NULL);
-}
-
-static int claim_slot(void)
-{
-    uint32_t me = cs.pid;
-    hkshm_slot *got = NULL;
-    uint32_t idx = 0;
-    /* Free slots first; then those whose owner exited or died (the daemon
-     * would reap them, but there may be no daemon). */
-    for (int pass = 0; pass < 2 && !got; pass++) {
-        for (uint32_t i = 0; i < HKSHM_MAX_SLOTS; i++) {
-            hkshm_slot *s = hkshm_slot_at(cs.hdr, i);
-            uint32_t cur = atomic_load_explicit(&s->pid, memory_order_relaxed);
-            if (pass == 0 ? cur != 0
-                          : !(atomic_load(&s->state) == HKSHM_SLOT_EXITED && cur != HKSHM_PID_RESERVED) &&
-                                !pid_dead(cur))
-                continue;
-            if (pass == 1 && cur == 0)
-                continue;
-            if (atomic_compare_exchange_strong(&s->pid, &cur, me)) {
-                got = s;
-                idx = i;
-                break;
-            }
-        }
-    }
-    if (!got)
-        return -1;
-    atomic_store(&got->state, HKSHM_SLOT_CLAIMING);
-    atomic_store(&got->seq, 0);
-    atomic_store(&got->read_gen, 0);
-    atomic_store(&got->gen_seen, 0);
-    got->start_time = cs.start_time;
-    got->flushes = 0;
-    got->n_sites = 0;
-    got->n_modules = 0;
-    got->sites_applied = 0;
-    got->rss_bytes = got->page_faults = 0;
-    char exe[256];
-    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    if (n < 0)
-        n = 0;
-    exe[n] = 0;
-    const char *e = exe;
-    if (n >= (ssize_t)HKSHM_EXE_MAX)
-        e = exe + n - (HKSHM_EXE_MAX - 1);   /* keep the informative tail */
-    memset(got->exe, 0, sizeof got->exe);
-    memcpy(got->exe, e, strlen(e));
-    got->build_id_len = (uint8_t)exe_build_id(got->build_id, HKSHM_BUILD_ID_MAX);
-    atomic_store(&got->heartbeat_ns, mono_ns());
-    atomic_store_explicit(&got->state, HKSHM_SLOT_LIVE, memory_order_release);
-    ST(cs.slot, got);
-    cs.slot_idx = idx;
-    memset(cs.pos_of, 0xFF, sizeof cs.pos_of);
-    cs.n_pos = 0;
-    for (uint32_t i = 0; i < HKSHM_SLOT_SITES; i++)
-        cs.arm_of_pos[i] = UINT32_MAX;
-    return 0;
-}
-
-static void attach(uint64_t now)
-{
-    ST(cs.next_attach_ns, now + ATTACH_RETRY_NS);
-    int fd = shm_open(cs.name, O_RDWR | O_CLOEXEC, 0);
-    if (fd < 0) {
-        const char *why = errno == ENOENT ? "no daemon segment" : errno == EACCES ? "permission denied" : "cannot open segment";
-        if (why != cs.why)
-            say("not attached", why);
-        cs.why = why;
-        return;
-    }
+    cs.next_segment = now + CHECK_NS;
+    int64_t uids[3] = { (int64_t)geteuid(), -1, hk_conn_peer_uid(&cs.conn) };
     struct stat st;
-    const char *why = NULL;
-    void *p = MAP_FAILED;
-    if (fstat(fd, &st) < 0)
-        why = "cannot stat segment";
-    else if ((uint64_t)st.st_size != HKSHM_SEGMENT_SIZE)
-        why = "incompatible segment (size)";
-    else if ((p = mmap(NULL, HKSHM_SEGMENT_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0)) == MAP_FAILED)
-        why = "cannot map segment";
-    close(fd);
-    if (!why) {
-        const char *m = hkshm_header_mismatch(p, (uint64_t)st.st_size);
-        if (m)
-            why = m[0] == 'm' ? "incompatible segment (magic)" : m[0] == 'A' ? "incompatible segment (ABI version)"
-                                                                             : "incompatible segment (layout)";
+    /* The trust anchor is the socket we would use before reading the segment. */
+    const char *sock = cs.env_socket[0] ? cs.env_socket : HKSHM_DEFAULT_SOCKET;
+    if (stat(sock, &st) == 0 && S_ISSOCK(st.st_mode))
+        uids[1] = st.st_uid;
+    char why[STATE_TEXT - 64];
+    int rc = hk_policy_open(cs.name, uids, 3, why, sizeof why);
+    char line[STATE_TEXT];
+    hk_text t = hk_text_on(line, sizeof line);
+    hk_text_str(&t, "segment ");
+    hk_text_str(&t, cs.name);
+    if (rc < 0) {
+        hk_text_str(&t, ": ");
+        hk_text_str(&t, why);
+        hk_text_str(&t, "; running on defaults");
+    } else {
+        hk_text_str(&t, ": mapped read-only");
+        hk_policy_forget_generation();
+        cs.next_apply = now;
     }
-    if (why) {
-        if (p != MAP_FAILED)
-            munmap(p, HKSHM_SEGMENT_SIZE);
-        if (why != cs.why)
-            say("not attached", why);
-        cs.why = why;
+    say_change(cs.seg_state, line);
+}
+
+static void segment_step(uint64_t now)
+{
+    if (now < cs.next_segment)
+        return;
+    if (hk_policy_header() && !hk_policy_replaced(cs.name)) {
+        cs.next_segment = now + CHECK_NS;
         return;
     }
-    cs.hdr = p;
-    cs.dev = st.st_dev;
-    cs.ino = st.st_ino;
-    if (claim_slot() < 0) {
-        detach();
-        if (cs.why != (const char *)"no free slot")
-            say("not attached", "no free slot");
-        cs.why = "no free slot";
+    hk_policy_close();
+    segment_open(now);
+}
+
+/* ---- registration ---- */
+
+static void lost_daemon(const char *why)
+{
+    hk_conn_close(&cs.conn);
+    cs.registered = 0;
+    char line[STATE_TEXT];
+    hk_text t = hk_text_on(line, sizeof line);
+    hk_text_str(&t, "daemon at ");
+    hk_text_str(&t, cs.socket);
+    hk_text_str(&t, " gone (");
+    hk_text_str(&t, why);
+    hk_text_str(&t, "): registering again");
+    say_change(cs.reg_state, line);
+}
+
+static void registration_check(uint64_t now)
+{
+    if (now < cs.next_check)
+        return;
+    cs.next_check = now + CHECK_NS;
+    const hkshm_header *h = hk_policy_header();
+    uint64_t seg_instance = h ? atomic_load(&h->instance) : cs.seg_instance;
+    if (h && seg_instance != cs.seg_instance && seg_instance != cs.instance)
+        lost_daemon("the segment has a new instance");
+    else if (!hk_conn_alive(&cs.conn))
+        lost_daemon("connection closed");
+    if (!cs.registered)
+        cs.next_register = now;
+}
+
+static void register_attempt(uint64_t now)
+{
+    char path_buf[HKSHM_SOCKET_PATH];
+    const char *path = socket_path(path_buf);
+    size_t plen = strlen(path);
+    memcpy(cs.socket, path, plen + 1);
+
+    int rc = 0;
+    uint32_t number = cs.registrations + 1;
+    if (!hk_region_get() || cs.region_sent) {
+        rc = hk_region_create(number);
+        cs.region_sent = 0;
+    } else {
+        hk_region_get()->registration = number;
+    }
+    hk_reg_reply reply;
+    memset(&reply, 0, sizeof reply);
+    int sent = 0;
+    if (rc == 0) {
+        hk_region_flush(0);         /* the daemon's first look sees where we are */
+        rc = hk_register(path, hk_region_fd(), HKSHM_REGION_SIZE, mono_ns() + REGISTER_DEADLINE_NS, &cs.conn,
+                         &reply, &sent);
+    }
+    if (sent)
+        cs.region_sent = 1;
+    /* A request the daemon may have taken (sent, not refused) used its number. */
+    if (sent && rc != -EREMOTEIO)
+        cs.registrations = number;
+
+    char line[STATE_TEXT];
+    hk_text t = hk_text_on(line, sizeof line);
+    if (rc == 0) {
+        cs.registered = 1;
+        cs.instance = reply.instance;
+        const hkshm_header *h = hk_policy_header();
+        cs.seg_instance = h ? atomic_load(&h->instance) : reply.instance;
+        cs.domain = (uint32_t)geteuid();
+        cs.retry_ns = RETRY_NS;
+        hk_region_release_fd();
+        cs.next_check = now + CHECK_NS;
+        cs.next_flush = now + flush_interval_ns();
+        hk_policy_forget_generation();              /* the new region needs gen_seen */
+        cs.next_apply = now;
+        cs.next_segment = now;                      /* the daemon's uid may vouch for it now */
+        hk_text_str(&t, "registered with the daemon at ");
+        hk_text_str(&t, path);
+        hk_text_str(&t, " (instance ");
+        hk_text_hex(&t, reply.instance);
+        hk_text_str(&t, ")");
+        say_change(cs.reg_state, line);
         return;
     }
-    cs.why = NULL;
-    cs.gen_applied = 0;
-    ST(cs.next_flush_ns, now);
-    cs.next_recheck_ns = now + RECHECK_NS;
-    ST(cs.next_apply_ns, 0);
-    say("attached", NULL);
-}
-
-/* A new daemon may have replaced the segment (a different object under the
- * same name); our mapping would then be an orphan nobody reads. */
-static void recheck(uint64_t now)
-{
-    cs.next_recheck_ns = now + RECHECK_NS;
-    int fd = shm_open(cs.name, O_RDONLY | O_CLOEXEC, 0);
-    struct stat st;
-    int same = fd >= 0 && fstat(fd, &st) == 0 && st.st_dev == cs.dev && st.st_ino == cs.ino;
-    if (fd >= 0)
-        close(fd);
-    if (same)
-        return;
-    say("segment replaced, re-attaching", NULL);
-    detach();
-    ST(cs.next_attach_ns, now);
-}
-
-/* ---- flushing ---- */
-
-static void st64(uint64_t *p, uint64_t v)
-{
-    __atomic_store_n(p, v, __ATOMIC_RELAXED);
-}
-
-static uint16_t module_index(hkshm_slot *s, uint64_t hash, const char *path)
-{
-    for (uint32_t i = 0; i < s->n_modules && i < HKSHM_SLOT_MODULES; i++)
-        if (s->modules[i].hash == hash)
-            return (uint16_t)i;
-    if (s->n_modules >= HKSHM_SLOT_MODULES)
-        return HKSHM_NO_MODULE;
-    hkshm_module *m = &s->modules[s->n_modules];
-    m->hash = hash;
-    size_t len = strlen(path);
-    const char *src = len >= HKSHM_MODULE_PATH ? path + len - (HKSHM_MODULE_PATH - 1) : path;
-    memset(m->path, 0, sizeof m->path);
-    memcpy(m->path, src, strlen(src));
-    return (uint16_t)s->n_modules++;
-}
-
-static void flush_site(const hk_site_view *v, void *arg)
-{
-    hkshm_slot *s = arg;
-    if (v->index >= HK_SITE_MAX)
-        return;
-    uint16_t pos = cs.pos_of[v->index];
-    if (pos == NO_POS) {
-        if (cs.n_pos >= HKSHM_SLOT_SITES)
-            return;                 /* the slot is full: later sites go unreported */
-        pos = (uint16_t)cs.n_pos++;
-        cs.pos_of[v->index] = pos;
+    /* Cheap failures (no daemon) retry at the same pace; slow ones back off. */
+    if (rc == -ETIMEDOUT && cs.retry_ns < RETRY_MAX_NS)
+        cs.retry_ns *= 2;
+    else if (rc != -ETIMEDOUT)
+        cs.retry_ns = RETRY_NS;
+    cs.next_register = now + cs.retry_ns;
+    hk_text_str(&t, "not registered with the daemon at ");
+    hk_text_str(&t, path);
+    hk_text_str(&t, ": ");
+    if (rc == -EREMOTEIO) {
+        hk_text_str(&t, "refused: ");
+        hk_text_untrusted(&t, reply.error_text, HK_REG_TEXT_MAX);
+    } else {
+        hk_text_str(&t, rc == -ENOENT || rc == -ECONNREFUSED ? "no daemon"
+                        : rc == -ETIMEDOUT                  ? "no reply in time"
+                        : rc == -ECONNRESET                 ? "closed without a reply"
+                        : rc == -EPROTO                     ? "malformed reply"
+                        : rc == -EACCES || rc == -EPERM     ? "permission denied"
+                        : rc == -EAGAIN                     ? "daemon busy"
+                                                            : "cannot register");
     }
-    hkshm_site *d = &s->sites[pos];
-    const hk_site_counters *c = &v->counters;
-    st64(&d->module_hash, v->module_hash);
-    st64(&d->offset, v->offset);
-    st64(&d->allocs, c->allocs);
-    st64(&d->frees, c->frees);
-    st64(&d->bytes, c->bytes);
-    st64(&d->live_bytes, c->live_bytes);
-    st64(&d->bigcache_hits, c->bigcache_hits);
-    st64(&d->bigcache_misses, c->bigcache_misses);
-    st64(&d->bigcache_evictions, c->bigcache_evictions);
-    st64(&d->thp_blocks, c->thp_blocks);
-    st64(&d->slow_ns, c->slow_ns);
-    d->module = module_index(s, v->module_hash, v->module);
-    d->flags = v->policy.from_daemon;
-    d->policy_arm = cs.arm_of_pos[pos];
-    for (uint32_t b = 0; b < HKSHM_HIST && b < HK_SITE_HIST; b++)
-        __atomic_store_n(&d->size_hist[b], (uint32_t)c->size_hist[b], __ATOMIC_RELAXED);
+    hk_text_str(&t, "; retrying");
+    say_change(cs.reg_state, line);
 }
 
-static void flush(uint64_t now)
+/* ---- one step of everything that is due ---- */
+
+static void schedule(void)
 {
-    hkshm_slot *s = LD(cs.slot);
-    uint32_t fi = atomic_load_explicit(&cs.hdr->flush_interval_ms, memory_order_relaxed);
-    if (fi < 1 || fi > 10000)
-        fi = 250;
-    ST(cs.next_flush_ns, now + (uint64_t)fi * 1000000ull);
-
-    struct rusage ru;
-    uint64_t faults = getrusage(RUSAGE_SELF, &ru) == 0 ? (uint64_t)(ru.ru_minflt + ru.ru_majflt) : 0;
-    uint64_t rss = self_rss_bytes();
-
-    uint64_t seq = atomic_load_explicit(&s->seq, memory_order_relaxed);
-    atomic_store_explicit(&s->seq, seq | 1, memory_order_relaxed);
-    atomic_thread_fence(memory_order_release);
-    hk_site_for_each(flush_site, s);
-    s->n_sites = cs.n_pos;
-    s->sites_applied = cs.sites_applied;
-    st64(&s->page_faults, faults);
-    st64(&s->rss_bytes, rss);
-    st64(&s->flushes, s->flushes + 1);
-    atomic_store_explicit(&s->seq, (seq | 1) + 1, memory_order_release);
-    atomic_store_explicit(&s->heartbeat_ns, now, memory_order_relaxed);
+    uint64_t due = cs.next_segment;
+    if (cs.registered) {
+        if (cs.next_check < due) due = cs.next_check;
+        if (cs.next_flush < due) due = cs.next_flush;
+    } else if (cs.next_register < due) {
+        due = cs.next_register;
+    }
+    if (hk_policy_header() && cs.next_apply < due)
+        due = cs.next_apply;
+    atomic_store_explicit(&cs.next_due, due, memory_order_relaxed);
 }
 
-/* ---- applying published thresholds ---- */
-
-static void collect_site(const hk_site_view *v, void *arg)
+static void step(uint64_t now)
 {
-    (void)arg;
-    if (cs.n_work >= HK_SITE_MAX)
-        return;
-    pending_policy *w = &cs.work[cs.n_work++];
-    w->index = v->index;
-    w->module_hash = v->module_hash;
-    w->offset = v->offset;
-    w->current = v->policy;
+    segment_step(now);
+    if (cs.registered)
+        registration_check(now);
+    if (!cs.registered && now >= cs.next_register)
+        register_attempt(now);
+    if (cs.registered && now >= cs.next_flush) {
+        cs.next_flush = now + flush_interval_ns();
+        hk_region_flush(0);
+    }
+    if (hk_policy_header() && now >= cs.next_apply) {
+        int rc = hk_policy_apply(cs.registered ? cs.domain : (uint32_t)geteuid(), cs.binary_hash, hk_region_get());
+        cs.next_apply = now + APPLY_MIN_NS;
+        if (rc < 0)
+            cs.next_apply = now;    /* a raced read: again at the next tick */
+    }
+    schedule();
 }
 
-static const hkshm_policy *find(const hkshm_policy *e, uint32_t n, uint64_t h, uint64_t o)
+static int try_lock(void)
 {
-    uint32_t lo = 0, hi = n;
-    while (lo < hi) {
-        uint32_t mid = lo + (hi - lo) / 2;
-        int c = hkshm_key_cmp(e[mid].module_hash, e[mid].offset, h, o);
-        if (c == 0)
-            return &e[mid];
-        if (c < 0)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    return NULL;
+    int expect = 0;
+    return atomic_compare_exchange_strong_explicit(&cs.busy, &expect, 1, memory_order_acquire,
+                                                   memory_order_relaxed);
 }
 
-static int valid_policy(const hkshm_policy *p)
-{
-    return p->large_threshold >= HKSHM_THRESHOLD_MIN && p->large_threshold <= HKSHM_THRESHOLD_MAX &&
-           p->bigcache_slots <= HKSHM_SLOTS_LIMIT && p->thp <= 1;
-}
-
-static void apply(uint64_t now)
-{
-    hkshm_header *h = cs.hdr;
-    hkshm_slot *s = LD(cs.slot);
-    ST(cs.next_apply_ns, now + APPLY_MIN_NS);
-    uint64_t g = atomic_load_explicit(&h->generation, memory_order_acquire);
-    uint32_t nsites = hk_site_count();
-    if (g == 0 || (g == cs.gen_applied && nsites == cs.sites_at_apply))
-        return;
-    if (!atomic_load_explicit(&h->learning, memory_order_relaxed))
-        return;
-
-    /* Our sites first, outside the read section, to keep it short. */
-    cs.n_work = 0;
-    hk_site_for_each(collect_site, NULL);
-
-    /* Read-side critical section (see hakmem_shm.h). */
-    atomic_store(&s->read_gen, g);
-    atomic_thread_fence(memory_order_seq_cst);
-    if (atomic_load(&h->generation) != g) {
-        atomic_store(&s->read_gen, 0);
-        return;
-    }
-    hkshm_table *tab = NULL;
-    uint32_t a = atomic_load(&h->active) % HKSHM_TABLES;
-    for (uint32_t k = 0; k < HKSHM_TABLES && !tab; k++) {
-        hkshm_table *t = hkshm_table_at(h, (a + k) % HKSHM_TABLES);
-        if (atomic_load_explicit(&t->generation, memory_order_acquire) == g)
-            tab = t;
-    }
-    uint32_t n = tab ? tab->n_entries : 0;
-    int ok = tab && n <= HKSHM_TABLE_CAP;
-    uint32_t found = 0;
-    for (uint32_t i = 0; ok && i < cs.n_work; i++) {
-        pending_policy *w = &cs.work[i];
-        const hkshm_policy *e = find(tab->entries, n, w->module_hash, w->offset);
-        hkshm_policy copy;
-        if (e) {
-            memcpy(&copy, e, sizeof copy);
-            e = valid_policy(&copy) && copy.module_hash == w->module_hash && copy.offset == w->offset ? &copy : NULL;
-        }
-        /* Stash the result in place: index stays, key fields become the verdict. */
-        if (e) {
-            w->module_hash = 1;
-            w->offset = (uint64_t)copy.arm;
-            w->current.large_threshold = copy.large_threshold;
-            w->current.bigcache_slots = copy.bigcache_slots;
-            w->current.thp = copy.thp;
-            w->current.from_daemon = 1;
-            found++;
-        } else {
-            w->module_hash = 0;
-        }
-    }
-    atomic_thread_fence(memory_order_acquire);
-    if (ok && atomic_load_explicit(&tab->generation, memory_order_relaxed) != g)
-        ok = 0;                     /* rewritten under us: the daemon broke the grace period */
-    atomic_store(&s->read_gen, 0);
-    if (!ok)
-        return;
-
-    uint32_t applied = 0;
-    for (uint32_t i = 0; i < cs.n_work; i++) {
-        pending_policy *w = &cs.work[i];
-        if (!w->module_hash)
-            continue;
-        hk_site_set_policy(w->index, &w->current);
-        applied++;
-        uint16_t pos = w->index < HK_SITE_MAX ? cs.pos_of[w->index] : NO_POS;
-        if (pos != NO_POS)
-            cs.arm_of_pos[pos] = (uint32_t)w->offset;
-    }
-    (void)found;
-    cs.sites_applied = applied;
-    cs.gen_applied = g;
-    cs.sites_at_apply = nsites;
-    atomic_store(&s->gen_seen, g);
-}
+static void unlock(void) { atomic_store_explicit(&cs.busy, 0, memory_order_release); }
 
 /* ---- the entry points ---- */
 
@@ -561,36 +316,23 @@ void hk_shm_client_init(void)
     if (cs.inited)
         return;
     cs.inited = 1;
-    const char *v = getenv("HAKMEM_VERBOSE");
-    cs.verbose = v && *v && *v != '0';
-    const char *mode = getenv("HAKMEM_MODE");
-    if (mode && strcmp(mode, "baseline") == 0) {
+    cs.verbose = hk_opt.verbose >= 1;
+    if (hk_opt.baseline) {
         cs.disabled = 1;
-        cs.why = "baseline mode: daemon ignored";
         return;
     }
-    const char *name = getenv("HAKMEM_SHM");
-    if (!name || !*name)
-        name = HKSHM_DEFAULT_NAME;
-    size_t len = strlen(name);
-    if (len >= sizeof cs.name) {
-        cs.disabled = 1;
-        cs.why = "HAKMEM_SHM name too long";
-        return;
-    }
-    memcpy(cs.name, name, len + 1);
-    cs.pid = (uint32_t)getpid();
-    cs.start_time = self_start_time();
-    memset(cs.pos_of, 0xFF, sizeof cs.pos_of);
-    int expect = 0;
-    if (atomic_compare_exchange_strong(&cs.busy, &expect, 1)) {
-        uint64_t now = mono_ns();
-        attach(now);
-        if (LD(cs.slot)) {
-            flush(now);
-            apply(now);
-        }
-        atomic_store_explicit(&cs.busy, 0, memory_order_release);
+    memcpy(cs.name, hk_opt.shm_name, sizeof cs.name);
+    cs.name[sizeof cs.name - 1] = 0;
+    memcpy(cs.env_socket, hk_opt.socket_path, sizeof cs.env_socket);
+    cs.env_socket[sizeof cs.env_socket - 1] = 0;
+    uint8_t id[HKSHM_BUILD_ID_MAX];
+    int n = hk_module_exe_build_id(id, sizeof id);
+    cs.binary_hash = n > 0 ? hk_module_hash(id, (size_t)n) : 0;
+    cs.retry_ns = RETRY_NS;
+    hk_region_init();
+    if (try_lock()) {
+        step(mono_ns());            /* a known binary runs its arm from the start */
+        unlock();
     }
 }
 
@@ -598,68 +340,47 @@ void hk_shm_client_tick(uint64_t now_ns)
 {
     if (!cs.inited || cs.disabled || LD(cs.closing))
         return;
-    /* The common case costs a few loads and no atomic write. */
-    if (LD(cs.slot) && now_ns < LD(cs.next_flush_ns) && now_ns < LD(cs.next_apply_ns))
+    if (now_ns < LD(cs.next_due))
+        return;                     /* the common case: one load */
+    if (!try_lock())
         return;
-    if (!LD(cs.slot) && now_ns < LD(cs.next_attach_ns))
-        return;
-    int expect = 0;
-    if (!atomic_compare_exchange_strong_explicit(&cs.busy, &expect, 1, memory_order_acquire,
-                                                 memory_order_relaxed))
-        return;
-    if (!LD(cs.closing)) {
-        if (!LD(cs.slot)) {
-            if (now_ns >= LD(cs.next_attach_ns))
-                attach(now_ns);
-        } else if (now_ns >= cs.next_recheck_ns) {
-            recheck(now_ns);
-            if (!LD(cs.slot))
-                attach(now_ns);
-        }
-        if (LD(cs.slot)) {
-            if (now_ns >= LD(cs.next_flush_ns))
-                flush(now_ns);
-            if (now_ns >= LD(cs.next_apply_ns))
-                apply(now_ns);
-        }
-    }
-    atomic_store_explicit(&cs.busy, 0, memory_order_release);
+    if (!LD(cs.closing))
+        step(now_ns);
+    unlock();
 }
 
 void hk_shm_client_sites_added(uint64_t now_ns)
 {
-    if (!cs.inited || cs.disabled || !LD(cs.slot))
+    if (!cs.inited || cs.disabled || !hk_policy_header())
         return;
-    ST(cs.next_apply_ns, 0);
-    hk_shm_client_tick(now_ns);
+    if (!try_lock())
+        return;
+    cs.next_apply = 0;
+    if (!LD(cs.closing))
+        step(now_ns);
+    unlock();
 }
 
 void hk_shm_client_after_fork_child(void)
 {
     if (!cs.inited || cs.disabled)
         return;
-    /* Only this thread exists now; whatever held the lock in the parent is gone.
-     * The mapping is shared with the parent, and so is its slot: leave it. */
+    /* Only this thread exists now; whoever held the lock in the parent is
+     * gone.  The parent's region and connection are the parent's: unmap,
+     * close (after proving the descriptors ours), and register anew at the
+     * next tick.  Nothing here blocks. */
     atomic_store(&cs.busy, 0);
-    ST(cs.slot, NULL);
-    cs.pid = (uint32_t)getpid();
-    cs.start_time = self_start_time();
-    cs.sites_applied = 0;
-    uint64_t now = mono_ns();
-    if (cs.hdr) {
-        if (claim_slot() == 0) {
-            cs.gen_applied = 0;
-            ST(cs.next_flush_ns, now);
-            ST(cs.next_apply_ns, 0);
-            cs.next_recheck_ns = now + RECHECK_NS;
-        } else {
-            detach();
-            cs.why = "no free slot";
-            ST(cs.next_attach_ns, now + ATTACH_RETRY_NS);
-        }
-    } else {
-        ST(cs.next_attach_ns, now);
-    }
+    hk_region_fork_child();
+    hk_conn_close(&cs.conn);
+    cs.registered = 0;
+    cs.registrations = 0;
+    cs.region_sent = 0;
+    cs.instance = 0;
+    cs.retry_ns = RETRY_NS;
+    cs.next_register = 0;
+    cs.next_apply = 0;
+    hk_policy_forget_generation();
+    atomic_store_explicit(&cs.next_due, 0, memory_order_relaxed);
 }
 
 void hk_shm_client_exit(void)
@@ -669,58 +390,56 @@ void hk_shm_client_exit(void)
     /* Exit is not malloc's fast path: waiting a moment for a flush in
      * another thread is fine, waiting forever is not. */
     int got = 0;
-    for (int i = 0; i < 1000 && !got; i++) {
-        int expect = 0;
-        got = atomic_compare_exchange_strong(&cs.busy, &expect, 1);
-        if (!got)
-            sched_yield();
-    }
+    for (int i = 0; i < 1000 && !(got = try_lock()); i++)
+        sched_yield();
     if (!got)
-        return;                     /* the daemon reaps the slot once we are gone */
-    ST(cs.closing, 1);
-    if (LD(cs.slot) && atomic_load(&LD(cs.slot)->pid) == cs.pid) {
-        flush(mono_ns());
-        atomic_store_explicit(&LD(cs.slot)->state, HKSHM_SLOT_EXITED, memory_order_release);
-    }
-    ST(cs.slot, NULL);
-    atomic_store_explicit(&cs.busy, 0, memory_order_release);
+        return;
+    atomic_store(&cs.closing, 1);
+    /* The connection stays open until the process is gone: the daemon reads
+     * this final flush when it sees the exit. */
+    if (cs.registered)
+        hk_region_flush(1);
+    unlock();
 }
 
 void hk_shm_client_describe(char *buf, int len)
 {
     if (!buf || len <= 0)
         return;
-    sbuf b = { buf, len, 0 };
-    buf[0] = 0;
+    hk_text t = hk_text_on(buf, len);
     if (!cs.inited) {
-        put_s(&b, "shm client not initialised");
+        hk_text_str(&t, "shm client not initialised");
         return;
     }
     if (cs.disabled) {
-        put_s(&b, cs.why ? cs.why : "disabled");
+        hk_text_str(&t, "baseline mode: daemon ignored");
         return;
     }
-    hkshm_header *h = cs.hdr;
-    if (!h || (!LD(cs.slot) && !LD(cs.closing))) {
-        put_s(&b, "not attached to ");
-        put_s(&b, cs.name);
-        put_s(&b, ": ");
-        put_s(&b, cs.why ? cs.why : "not yet tried");
-        put_s(&b, "; running on defaults");
-        return;
+    if (cs.registered) {
+        hk_text_str(&t, "registered with ");
+        hk_text_str(&t, cs.socket);
+        hk_text_str(&t, " (registration ");
+        hk_text_u64(&t, cs.registrations);
+        hk_text_str(&t, ")");
+    } else {
+        hk_text_str(&t, cs.reg_state[0] ? cs.reg_state : "not registered");
     }
-    put_s(&b, "attached to ");
-    put_s(&b, cs.name);
-    put_s(&b, " (slot ");
-    put_u(&b, cs.slot_idx);
-    put_s(&b, "), generation ");
-    put_u(&b, cs.gen_applied);
-    put_s(&b, ", ");
-    put_u(&b, cs.sites_applied);
-    put_s(&b, " sites applied");
-    uint32_t dp = atomic_load(&h->daemon_pid);
-    if (!dp || pid_dead(dp))
-        put_s(&b, ", daemon not running");
-    else if (!atomic_load(&h->learning))
-        put_s(&b, ", daemon not learning");
+    const hkshm_header *h = hk_policy_header();
+    hkshm_region *r = hk_region_get();
+    if (h) {
+        hk_text_str(&t, "; segment ");
+        hk_text_str(&t, cs.name);
+        hk_text_str(&t, ", generation ");
+        hk_text_u64(&t, r ? atomic_load(&r->gen_seen) : atomic_load(&h->generation));
+        if (r) {
+            hk_text_str(&t, ", ");
+            hk_text_u64(&t, r->sites_applied);
+            hk_text_str(&t, " sites applied");
+        }
+        if (!atomic_load(&h->learning))
+            hk_text_str(&t, ", daemon not learning");
+    } else {
+        hk_text_str(&t, "; ");
+        hk_text_str(&t, cs.seg_state[0] ? cs.seg_state : "no segment");
+    }
 }

@@ -1,10 +1,13 @@
-/* The client's side of the shared-memory plane (include/hakmem_shm.h).
+/* The client's side of the daemon plane (include/hakmem_shm.h).
  *
- * Claims a process slot on first use, flushes per-site counters and a
- * heartbeat from the allocator's slow path, and applies the thresholds the
- * daemon publishes.  Without a daemon, or with a segment it does not
- * understand, every call is a cheap no-op and the allocator runs on its
- * defaults.  Never blocks, never takes a lock the daemon holds. */
+ * Registers a report region of its own with the daemon over the control
+ * socket, flushes per-site and per-process counters into it from the
+ * allocator's slow path, and applies what the daemon publishes in its
+ * segment (mapped read-only): per-site thresholds and this binary's knobs.
+ * Without a daemon, or with a segment it does not trust or understand,
+ * every call is a cheap no-op and the allocator runs on its defaults.
+ * Never waits on a lock; a registration waits at most 200 ms for its reply.
+ * Safe in a fork child: never enters the dynamic loader. */
 #ifndef HK_SHM_CLIENT_H
 #define HK_SHM_CLIENT_H
 
@@ -18,12 +21,13 @@ void hk_shm_client_tick(uint64_t now_ns);
 /* New call sites were registered: apply their published policies now
  * rather than at the next scheduled check. */
 void hk_shm_client_sites_added(uint64_t now_ns);
-/* In the child after fork(): takes its own slot. */
+/* In the child after fork(): lets go of the parent's region and connection;
+ * the child registers its own at its next tick. */
 void hk_shm_client_after_fork_child(void);
-/* At process exit: last flush, releases the slot. */
+/* At process exit: the last flush (marked exited). */
 void hk_shm_client_exit(void);
-/* For the exit report: "attached to /hakmem, generation 12, 3 sites applied"
- * or why not. */
+/* For the exit report: "registered with /run/hakmem/ctl.sock (registration 1);
+ * segment /hakmem, generation 12, 3 sites applied" or why not. */
 void hk_shm_client_describe(char *buf, int len);
 
 #endif

@@ -8,7 +8,8 @@
 #include "lock.h"
 #include "options.h"
 
-#include <link.h>
+#include "modules.h"
+
 #include <string.h>
 #include <unistd.h>
 
@@ -22,6 +23,8 @@ typedef struct site_entry {
     uint64_t module_hash, offset;
     char module[HK_SITE_MODULE_MAX];
 } site_entry;
+
+_Static_assert(HK_SITE_MODULE_MAX == HK_MODULE_PATH_MAX, "a site keeps its module's path as resolved");
 
 static site_entry table[HK_SITE_MAX];
 static _Atomic uint32_t n_sites;
@@ -141,6 +144,11 @@ void hk_site_reset_policies(void)
     atomic_fetch_add_explicit(&hk_site_policy_epoch, 1, memory_order_release);
 }
 
+void hk_site_defaults_changed(void)
+{
+    atomic_fetch_add_explicit(&hk_site_policy_epoch, 1, memory_order_release);
+}
+
 void hk_site_note_alloc(hk_heap *heap, uint32_t site, size_t size, uint64_t weight)
 {
     if (site >= HK_SITE_MAX) return;
@@ -208,6 +216,21 @@ void hk_site_flush_thread(hk_heap *heap)
 
 uint32_t hk_site_count(void) { return atomic_load(&n_sites); }
 
+void hk_site_totals(uint64_t *allocs, uint64_t *bytes, uint64_t *slow_ns)
+{
+    uint64_t a = 0, b = 0, ns = 0;
+    for (uint32_t i = 0; i < HK_SITE_MAX; i++) {
+        site_entry *e = &table[i];
+        if (atomic_load_explicit(&e->ra, memory_order_relaxed) == 0) continue;
+        a += atomic_load_explicit(&e->allocs, memory_order_relaxed);
+        b += atomic_load_explicit(&e->bytes, memory_order_relaxed);
+        ns += atomic_load_explicit(&e->slow_ns, memory_order_relaxed);
+    }
+    *allocs = a;
+    *bytes = b;
+    *slow_ns = ns;
+}
+
 void hk_site_fork_child(hk_heap *heap)
 {
     /* The parent reports what it allocated before the fork; the child
@@ -233,92 +256,26 @@ void hk_site_fork_child(hk_heap *heap)
         atomic_store_explicit(&e->bc_evictions, 0, memory_order_relaxed);
         atomic_store_explicit(&e->thp_blocks, 0, memory_order_relaxed);
         atomic_store_explicit(&e->slow_ns, 0, memory_order_relaxed);
+        /* A resolution another thread had under way never finishes here. */
+        int busy = 1;
+        atomic_compare_exchange_strong(&e->resolved, &busy, 0);
     }
 }
 
 /* ---- resolving a site to its fleet-wide key ---------------------------- */
 
-typedef struct resolve_ctx {
-    uintptr_t ra;
-    int found;
-    uint64_t hash, offset;
-    char module[HK_SITE_MODULE_MAX];
-} resolve_ctx;
-
-static uint64_t fnv1a(const void *data, size_t n, uint64_t h)
-{
-    const uint8_t *p = data;
-    for (size_t i = 0; i < n; i++) { h ^= p[i]; h *= 0x100000001b3ull; }
-    return h;
-}
-
-static int build_id_hash(const struct dl_phdr_info *info, uint64_t *out)
-{
-    for (int i = 0; i < info->dlpi_phnum; i++) {
-        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
-        if (ph->p_type != PT_NOTE) continue;
-        const uint8_t *p = (const uint8_t *)(info->dlpi_addr + ph->p_vaddr);
-        const uint8_t *end = p + ph->p_memsz;
-        while (p + sizeof(ElfW(Nhdr)) <= end) {
-            const ElfW(Nhdr) *nh = (const ElfW(Nhdr) *)p;
-            const uint8_t *name = p + sizeof *nh;
-            const uint8_t *desc = name + ((nh->n_namesz + 3) & ~3u);
-            const uint8_t *next = desc + ((nh->n_descsz + 3) & ~3u);
-            if (next > end) break;
-            if (nh->n_type == NT_GNU_BUILD_ID && nh->n_namesz == 4 && memcmp(name, "GNU", 4) == 0) {
-                *out = fnv1a(desc, nh->n_descsz, 0xcbf29ce484222325ull);
-                return 1;
-            }
-            p = next;
-        }
-    }
-    return 0;
-}
-
-static int find_module(struct dl_phdr_info *info, size_t size, void *arg)
-{
-    (void)size;
-    resolve_ctx *c = arg;
-    for (int i = 0; i < info->dlpi_phnum; i++) {
-        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
-        if (ph->p_type != PT_LOAD) continue;
-        uintptr_t lo = info->dlpi_addr + ph->p_vaddr;
-        if (c->ra < lo || c->ra >= lo + ph->p_memsz) continue;
-        const char *name = info->dlpi_name;
-        char exe[HK_SITE_MODULE_MAX];
-        if (name == NULL || name[0] == '\0') {
-            ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-            exe[n > 0 ? n : 0] = '\0';
-            name = exe;
-        }
-        size_t len = strlen(name);
-        if (len >= sizeof c->module) { name += len - (sizeof c->module - 1); len = sizeof c->module - 1; }
-        memcpy(c->module, name, len);
-        c->module[len] = '\0';
-        if (!build_id_hash(info, &c->hash)) c->hash = fnv1a(c->module, len, 0xcbf29ce484222325ull);
-        c->offset = c->ra - info->dlpi_addr;
-        c->found = 1;
-        return 1;
-    }
-    return 0;
-}
-
 static void resolve(site_entry *e)
 {
     int expected = 0;
     if (!atomic_compare_exchange_strong(&e->resolved, &expected, 1)) return;
-    resolve_ctx c = { .ra = atomic_load(&e->ra) };
-    dl_iterate_phdr(find_module, &c);
-    if (c.found) {
-        e->module_hash = c.hash;
-        e->offset = c.offset;
-        memcpy(e->module, c.module, sizeof e->module);
-    } else {
-        /* Code outside any module (JIT): only meaningful in this process. */
-        e->module_hash = 0;
-        e->offset = c.ra;
-        strcpy(e->module, "?");
+    hk_module_key key;
+    if (hk_module_resolve(atomic_load(&e->ra), &key) < 0) {
+        atomic_store_explicit(&e->resolved, 0, memory_order_release);   /* busy: next time */
+        return;
     }
+    e->module_hash = key.hash;
+    e->offset = key.offset;
+    memcpy(e->module, key.path, sizeof e->module);
     atomic_store_explicit(&e->resolved, 2, memory_order_release);
 }
 

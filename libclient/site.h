@@ -5,7 +5,8 @@
  * byte countdown (the fast path pays one subtraction).  Counters are kept per
  * thread and merged into the process-wide table on the slow path.  Each site
  * resolves once, lazily, to a fleet-wide key (module build-id hash, offset in
- * module) that is the same in every process of one binary despite ASLR.
+ * module) that is the same in every process of one binary despite ASLR
+ * (modules.h; safe in a fork child: it never enters the dynamic loader).
  *
  * The per-site policy (large threshold, BigCache slots, THP) starts from the
  * process defaults (options.h) and may be replaced by what the daemon
@@ -88,15 +89,20 @@ void hk_site_sample(hk_heap *heap, uintptr_t ra, size_t size);
 /* Merges a thread's pending counters into the process table. */
 void hk_site_flush_thread(hk_heap *heap);
 /* In a fork child (one thread, `heap` its own): counters restart from zero,
- * live bytes stay. */
+ * live bytes stay; resolutions the parent had under way start over. */
 void hk_site_fork_child(hk_heap *heap);
 
 uint32_t hk_site_count(void);
+/* Sums over every site (sampled small allocations scaled): allocations,
+ * bytes, and nanoseconds in the medium/large slow paths. */
+void hk_site_totals(uint64_t *allocs, uint64_t *bytes, uint64_t *slow_ns);
 /* Snapshot of each site (keys resolved on first call for a new site). */
 void hk_site_for_each(void (*fn)(const hk_site_view *, void *), void *arg);
 /* Applies a published policy to a site; bumps the policy epoch. */
 void hk_site_set_policy(uint32_t site, const hk_site_policy *policy);
 /* Forgets published policies: every site back to the process defaults. */
 void hk_site_reset_policies(void);
+/* The process defaults changed (options.h): cached policies are refreshed. */
+void hk_site_defaults_changed(void);
 
 #endif

@@ -12,6 +12,7 @@
 #include "segment.h"
 #include "shm_client.h"
 #include "site.h"
+#include "stats.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -43,6 +44,12 @@ void hakmem_get_stats(hakmem_stats *out)
     out->remote_frees_collected = hk_heap_remote_collected();
     out->sites = hk_site_count();
     out->threads_live = hk_heap_live_count();
+}
+
+void hk_stats_proc_counters(uint64_t *alloc_ns, uint64_t *syscalls, uint64_t *allocs, uint64_t *bytes)
+{
+    hk_site_totals(allocs, bytes, alloc_ns);
+    *syscalls = 0;
 }
 
 typedef struct out_buf {

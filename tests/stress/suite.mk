@@ -4,6 +4,8 @@
 #   stress-asan    hak_* names, ASan+UBSan, the prefixed ASan library
 #   stress-tsan    hak_* names, TSan, the prefixed TSan library
 #   stress-badfree invalid-free checks (standard names, run with LD_PRELOAD)
+#   fork_dlopen    fork children while the main thread keeps the loader busy
+#                  (standard names, run with LD_PRELOAD)
 STRESS_SRC  := tests/stress/stress.c
 STRESS_DEPS := $(STRESS_SRC) include/hakmem.h
 STRESS_OUT  := $(BUILD)/tests
@@ -34,5 +36,9 @@ $(STRESS_OUT)/stress-badfree: tests/stress/badfree.c
 	@mkdir -p $(@D)
 	$(CC) $(TOOL_CFLAGS) -o $@ $<
 
+$(STRESS_OUT)/fork_dlopen: tests/stress/fork_dlopen.c
+	@mkdir -p $(@D)
+	$(CC) $(TOOL_CFLAGS) -pthread -o $@ $< -ldl
+
 TEST_BINS += $(STRESS_OUT)/stress $(STRESS_OUT)/stress-linked $(STRESS_OUT)/stress-asan \
-             $(STRESS_OUT)/stress-tsan $(STRESS_OUT)/stress-badfree
+             $(STRESS_OUT)/stress-tsan $(STRESS_OUT)/stress-badfree $(STRESS_OUT)/fork_dlopen

@@ -94,6 +94,11 @@ if need "stress linked to libhakmem.so" "$BIN/stress-linked"; then
   check "linked churn 8 threads"                 120 "$S" churn -H -t 8 -r 6 -i 1500 -s 11
   check "linked fork from 8 threads"             120 "$S" fork -H -t 8 -i 5 -s 12
 fi
+# A fork child must never wait for the loader lock a parent thread held at
+# fork time (the children die of SIGALRM if one does).
+if need "fork while the loader is busy" "$LIB" && need "fork while the loader is busy" "$BIN/fork_dlopen"; then
+  check "preload fork children while dlopen runs"  120 "${PRE[@]}" "$BIN/fork_dlopen" 1000 -H
+fi
 if need "invalid frees abort" "$LIB" && need "invalid frees abort" "$BIN/stress-badfree"; then
   for c in free-stack free-interior free-small-misaligned free-wild double-free-large realloc-stack realloc-interior; do
     check "invalid free aborts: $c"               30 "${PRE[@]}" "$BIN/stress-badfree" "$c"

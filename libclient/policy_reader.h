@@ -1,0 +1,41 @@
+/* The daemon's segment, read-only (include/hakmem_shm.h): whether to trust
+ * it, and applying what it publishes for this process's domain.
+ *
+ * A segment is trusted only when its owner is root or one of the uids the
+ * caller vouches for (the process's own, the control socket's owner, the
+ * uid behind the connection) and no one else may write it (mode & 022 ==
+ * 0); it is mapped PROT_READ, so this process cannot write it at all.
+ * Every value read from it is validated before use. */
+#ifndef HK_POLICY_READER_H
+#define HK_POLICY_READER_H
+
+#include "hakmem_shm.h"
+
+#include <stdint.h>
+
+/* Opens and maps `name`.  0 on success; else -errno with a one-line reason
+ * in why: -ENOENT (no segment), -EPERM (not trusted), -EPROTO (another ABI
+ * or layout), or what open/mmap said. */
+int hk_policy_open(const char *name, const int64_t *trusted_uids, int n_uids, char *why, int why_len);
+/* 1 when the name now refers to another object (or to none) than the one
+ * mapped; the caller closes and opens again. */
+int hk_policy_replaced(const char *name);
+void hk_policy_close(void);
+/* The mapped header, NULL when none. */
+const hkshm_header *hk_policy_header(void);
+
+/* Reads the active copy under the read protocol and applies this domain's
+ * entries: site policies (hk_site_set_policy) and the binary's knobs
+ * (hk_options_apply_binary).  `region` (may be NULL) carries read_gen and
+ * gen_seen.  1 applied, 0 nothing new, -EAGAIN the read raced a rewrite or
+ * the generation moved (try again soon). */
+int hk_policy_apply(uint32_t domain, uint64_t binary_hash, hkshm_region *region);
+/* Forget what was applied, so the next apply reads again (a new region or
+ * a new segment must be told gen_seen). */
+void hk_policy_forget_generation(void);
+
+/* For tests: called between reading the entries and checking the stamp
+ * again (NULL outside tests). */
+extern void (*hk_policy_mid_read_hook)(void);
+
+#endif

@@ -23,7 +23,11 @@
  *   whose registration was made with another instance registers again.
  *   A client trusts a segment only when its owner is root or the daemon's
  *   user (the uid behind the control socket, or the socket file's owner)
- *   and no one else may write it (mode & 022 == 0).
+ *   and no one else may write it (mode & 022 == 0).  (It also trusts its
+ *   own euid; the socket file meant is $HAKMEM_SOCKET's or the default's:
+ *   the header's socket_path cannot vouch for its own header.)  A segment
+ *   of another size is described from its first 12 bytes (magic, ABI
+ *   version: the same offsets in every ABI) and never mapped whole.
  *
  * - Ownership of a segment name is a flock(LOCK_EX) on the lock file
  *   "/dev/shm/<name>.lock" (mode 0600, owned by the daemon's user, so no
@@ -34,10 +38,18 @@
  *   (`registration` is rewritten before each registration.)
  *   Everything from `flushes` on is written under `seq`: odd before, even
  *   after each flush; the daemon copies under seq and retries a few times.
- *   Counters are cumulative over the process lifetime (size_hist modulo
- *   2^32); the daemon works with differences.  Site i of the region is the
- *   process's site index i: a key never changes at an index once written,
- *   and a daemon that sees one change counts nothing for it.  The daemon
+ *   A region is flushed once right before it is sent, so the daemon's first
+ *   copy is current.  Counters are cumulative over the process lifetime
+ *   (size_hist modulo 2^32; a fork child's start at its fork); the daemon
+ *   works with differences.  Site i of the region is the process's i-th
+ *   reported site (a dense index the client assigns at a site's first flush
+ *   and never reuses; a fork child and every re-registration keep it): a
+ *   key never changes at an index once written, and a daemon that sees one
+ *   change counts nothing for it.  proc[RSS_KIB_MS] adds the RSS of each
+ *   flush times the time since the previous one.  The final flush at exit
+ *   sets proc[EXITED]; the client keeps its connection open until the
+ *   kernel closes it, so a daemon reads the region once more when the
+ *   connection closes or the process exits.  The daemon
  *   treats every byte here as untrusted input: counts are clamped, strings
  *   bounded and escaped, and a region that is not a memfd sealed against
  *   shrinking (F_SEAL_SHRINK), or not exactly HKSHM_REGION_SIZE bytes, is
@@ -48,6 +60,26 @@
  *   process holds at most one registration; one made after an exec (same
  *   pid) replaces the old one.  A registration ends when the process exits
  *   (pidfd), or when its connection closes (the socket is close-on-exec).
+ *
+ * - Registration, the client's side.  One frame (4-byte big-endian length,
+ *   then Request{version 1, register_client{abi_version 2, region_size}},
+ *   20 bytes in all today) in one sendmsg carrying the memfd as SCM_RIGHTS;
+ *   the client waits at most 200 ms for one reply frame of at most 4096
+ *   bytes: `registered` is success (the client keeps the connection and
+ *   closes its memfd), `error` a refusal, anything else a failure.  The
+ *   socket is, in order: $HAKMEM_SOCKET, the header's socket_path when it
+ *   is a NUL-terminated absolute path, HKSHM_DEFAULT_SOCKET.  A failure is
+ *   retried 2 s later (after a timeout, 4, 8 .. 32 s).  Every 2 s a
+ *   registered client checks its connection (EOF or error: gone) and the
+ *   header's `instance` (changed since it registered: gone) and, if gone,
+ *   registers again at once with a fresh region.  `registration` is 1 + the
+ *   number of requests this process sent before that the daemon did not
+ *   refuse (a request answered with garbage, or not at all, may have been
+ *   registered: its number is used up, and the daemon must count the next
+ *   one from what it first sees); a refused request's number is reused.  A
+ *   fork child starts over at 1 with its own region.
+ *
+ * - Domain of a reader: the euid it registered with (geteuid() before).
  *
  * - Domains.  Policy is learned and published per domain, the uid a
  *   process runs as: one user's processes never move another user's policy
@@ -195,7 +227,8 @@ typedef struct hkshm_site_policy {
 } hkshm_site_policy;
 
 /* Process-level knobs (index into hkshm_binary_policy.knob); a knob whose
- * bit is clear in `set` keeps the client's own default. */
+ * bit is clear in `set`, or whose value fails hkshm_knob_valid, keeps the
+ * client's own default. */
 enum hkshm_knob {
     HKSHM_KNOB_PURGE_DELAY_MS = 0,        /* how long freed pages stay resident */
     HKSHM_KNOB_RETAINED_SEGMENTS,         /* empty segments a process keeps mapped */

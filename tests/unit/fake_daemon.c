@@ -69,10 +69,13 @@ static void reply(fake_daemon *d, fd_request *q, fd_reply how)
         break;
     }
     case FD_OVERSIZED: {
-        uint8_t head[8] = { 0x7f, 0xff, 0xff, 0xff, 0x08, 0x01, 0x82, 0x01 };
-        send_all(q->sock, head, sizeof head);
-        close(q->sock);
-        q->sock = -1;
+        /* More bytes than any reply may have, and the connection left open:
+         * a client that believed the length would read past its buffer, then
+         * wait for the rest. */
+        static uint8_t big[3 * 4096];
+        big[0] = 0x7f;
+        big[1] = big[2] = big[3] = 0xff;
+        send_all(q->sock, big, sizeof big);
         break;
     }
     case FD_TRUNCATED: {

@@ -16,7 +16,7 @@ typedef enum fd_reply {
     FD_REGISTERED = 0,              /* Response{registered{instance}} */
     FD_ERROR,                       /* Response{error{PERMISSION_DENIED, "go away"}} */
     FD_GARBAGE,                     /* a frame of bytes that are no Response */
-    FD_OVERSIZED,                   /* a length prefix of 2^31 - 1, then closed */
+    FD_OVERSIZED,                   /* a length prefix of 2^31 - 1 and 12 KiB; left open */
     FD_TRUNCATED,                   /* a length of 10, three bytes, then closed */
     FD_SILENT,                      /* no reply; the connection stays open */
     FD_WRONG_TYPE,                  /* field 16 as a varint instead of a message */

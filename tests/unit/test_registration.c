@@ -459,7 +459,28 @@ static void test_refused_then_retry(void **state)
 static void test_malformed_replies(void **state)
 {
     (void)state;
-    expect_child_ok(run_malformed, "malformed reply");
+    ut_child c;
+    ut_run_child(run_malformed, NULL, &c);
+    if (!c.exited || c.exit_code != 0)
+        fail_msg("child: exited %d code %d signal %d; stderr:\n%s", c.exited, c.exit_code, c.signo, c.err);
+    /* Each failure for what it was, in order (a line per change of state):
+     * garbage and the oversized length are malformed at once (the client
+     * reads no further than a length it accepts), then a short reply, no
+     * reply, a wrong type, and success. */
+    static const char *const states[] = { "malformed reply", "closed without a reply", "no reply in time",
+                                          "malformed reply", "registered with the daemon" };
+    size_t next = 0;
+    char *copy = strdup(c.err), *save = NULL;
+    for (char *line = strtok_r(copy, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+        if (!strstr(line, "registered"))
+            continue;               /* the segment's lines */
+        if (next >= sizeof states / sizeof states[0] || !strstr(line, states[next]))
+            fail_msg("registration state %zu is not \"%s\"; stderr:\n%s", next,
+                     next < sizeof states / sizeof states[0] ? states[next] : "(none)", c.err);
+        next++;
+    }
+    free(copy);
+    assert_int_equal(next, sizeof states / sizeof states[0]);
 }
 
 static void test_daemon_gone_registers_again(void **state)

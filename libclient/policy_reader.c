@@ -134,7 +134,7 @@ int hk_policy_open(const char *name, const int64_t *trusted_uids, int n_uids, ch
     }
     if (rc < 0)
         return rc;
-    pr.hdr = p;
+    __atomic_store_n(&pr.hdr, (hkshm_header *)p, __ATOMIC_RELEASE);
     pr.dev = st.st_dev;
     pr.ino = st.st_ino;
     pr.gen_applied = 0;
@@ -153,12 +153,15 @@ int hk_policy_replaced(const char *name)
 
 void hk_policy_close(void)
 {
-    if (pr.hdr)
-        munmap(pr.hdr, HKSHM_SEGMENT_SIZE);
-    pr.hdr = NULL;
+    hkshm_header *h = pr.hdr;
+    /* Other threads look at the pointer without the client's lock (a
+     * stale value only costs them a try-lock). */
+    __atomic_store_n(&pr.hdr, NULL, __ATOMIC_RELEASE);
+    if (h)
+        munmap(h, HKSHM_SEGMENT_SIZE);
 }
 
-const hkshm_header *hk_policy_header(void) { return pr.hdr; }
+const hkshm_header *hk_policy_header(void) { return __atomic_load_n(&pr.hdr, __ATOMIC_ACQUIRE); }
 
 void hk_policy_forget_generation(void)
 {
@@ -279,7 +282,7 @@ static void apply_binary(const binary_read *b)
 
 int hk_policy_apply(uint32_t domain, uint64_t binary_hash, hkshm_region *region)
 {
-    hkshm_header *h = pr.hdr;
+    hkshm_header *h = __atomic_load_n(&pr.hdr, __ATOMIC_ACQUIRE);
     if (!h)
         return 0;
     uint64_t g = atomic_load_explicit(&h->generation, memory_order_acquire);

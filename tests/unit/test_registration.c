@@ -183,7 +183,7 @@ static int registered(void)
     return strncmp(d, "registered with", 15) == 0;
 }
 
-static char shm_none[64];
+static char shm_none[64], shm_seg[64];
 
 /* One call site: its allocations are attributed to it. */
 static __attribute__((noinline)) void allocate_large(unsigned n)
@@ -393,12 +393,10 @@ static void run_segment_instance(void *arg)
     (void)arg;
     fake_daemon d;
     CHECK(fd_start(&d, dir, 12) == 0);
-    char name[64];
-    snprintf(name, sizeof name, "/hakmem-unit-reg-%d", (int)getpid());
-    hkshm_header *h = seg_create(name, HKSHM_SEGMENT_SIZE, 0600, -1, 1);
+    hkshm_header *h = seg_create(shm_seg, HKSHM_SEGMENT_SIZE, 0600, -1, 1);
     /* No HAKMEM_SOCKET: the segment says where the daemon listens. */
     snprintf(h->socket_path, sizeof h->socket_path, "%s", d.path);
-    client_start(NULL, name);
+    client_start(NULL, shm_seg);
     CHECK(fd_wait_requests(&d, 1) == 0);
     CHECK(registered());
     tick_at(3);
@@ -408,7 +406,6 @@ static void run_segment_instance(void *arg)
     CHECK(fd_wait_requests(&d, 2) == 0);
     const hkshm_region *r2 = fd_map_region(&d, 1);
     CHECK(r2 && r2->registration == 2);
-    shm_unlink(name);
     fd_stop(&d);
 }
 
@@ -498,7 +495,11 @@ static void test_fork_child_registers_alone(void **state)
 static void test_new_instance_registers_again(void **state)
 {
     (void)state;
-    expect_child_ok(run_segment_instance, "new instance");
+    ut_child c;
+    ut_run_child(run_segment_instance, NULL, &c);
+    shm_unlink(shm_seg);            /* whatever became of the child */
+    if (!c.exited || c.exit_code != 0 || !strstr(c.err, "new instance"))
+        fail_msg("child: exited %d code %d signal %d; stderr:\n%s", c.exited, c.exit_code, c.signo, c.err);
 }
 
 static void test_daemon_appears_later(void **state)
@@ -514,6 +515,7 @@ static int setup(void **state)
     if (!mkdtemp(dir))
         return -1;
     snprintf(shm_none, sizeof shm_none, "/hakmem-unit-none-%d", (int)getpid());
+    snprintf(shm_seg, sizeof shm_seg, "/hakmem-unit-reg-%d", (int)getpid());
     return 0;
 }
 

@@ -183,46 +183,52 @@ static void collect_site(const hk_site_view *v, void *arg)
     w->found = 0;
 }
 
-static const hkshm_site_policy *find_site(const hkshm_table *t, uint32_t n, uint32_t d, uint64_t h, uint64_t o)
+/* Binary search over n sorted entries; cmp(i) orders entry i against the
+ * key.  The index found, or -1. */
+static int64_t search(uint32_t n, int (*cmp)(uint32_t i, const void *key), const void *key)
 {
     uint32_t lo = 0, hi = n;
     while (lo < hi) {
         uint32_t mid = lo + (hi - lo) / 2;
-        const hkshm_site_policy *e = &t->sites[mid];
-        int c = hkshm_site_cmp(e->domain, e->module_hash, e->offset, d, h, o);
+        int c = cmp(mid, key);
         if (c == 0)
-            return e;
+            return mid;
         if (c < 0)
             lo = mid + 1;
         else
             hi = mid;
     }
-    return NULL;
+    return -1;
 }
 
-static const hkshm_binary_policy *find_binary(const hkshm_table *t, uint32_t n, uint32_t d, uint64_t h)
+typedef struct search_key {
+    const hkshm_table *t;
+    uint32_t domain;
+    uint64_t hash, offset;
+} search_key;
+
+static int site_at(uint32_t i, const void *key)
 {
-    uint32_t lo = 0, hi = n;
-    while (lo < hi) {
-        uint32_t mid = lo + (hi - lo) / 2;
-        const hkshm_binary_policy *e = &t->binaries[mid];
-        int c = hkshm_binary_cmp(e->domain, e->binary_hash, d, h);
-        if (c == 0)
-            return e;
-        if (c < 0)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    return NULL;
+    const search_key *k = key;
+    const hkshm_site_policy *e = &k->t->sites[i];
+    return hkshm_site_cmp(e->domain, e->module_hash, e->offset, k->domain, k->hash, k->offset);
+}
+
+static int binary_at(uint32_t i, const void *key)
+{
+    const search_key *k = key;
+    const hkshm_binary_policy *e = &k->t->binaries[i];
+    return hkshm_binary_cmp(e->domain, e->binary_hash, k->domain, k->hash);
 }
 
 /* Site i's published entry, copied out and checked (key and values). */
 static void read_site(const hkshm_table *t, uint32_t n, uint32_t domain, pending_policy *w)
 {
-    const hkshm_site_policy *e = find_site(t, n, domain, w->module_hash, w->offset);
-    if (!e)
+    search_key key = { t, domain, w->module_hash, w->offset };
+    int64_t at = search(n, site_at, &key);
+    if (at < 0)
         return;
+    const hkshm_site_policy *e = &t->sites[at];
     hkshm_site_policy c;
     memcpy(&c, e, sizeof c);
     if (c.domain != domain || c.module_hash != w->module_hash || c.offset != w->offset ||
@@ -243,9 +249,11 @@ typedef struct binary_read {
 static void read_binary(const hkshm_table *t, uint32_t n, uint32_t domain, uint64_t hash, binary_read *b)
 {
     memset(b, 0, sizeof *b);
-    const hkshm_binary_policy *e = hash ? find_binary(t, n, domain, hash) : NULL;
-    if (!e)
+    search_key key = { t, domain, hash, 0 };
+    int64_t at = hash ? search(n, binary_at, &key) : -1;
+    if (at < 0)
         return;
+    const hkshm_binary_policy *e = &t->binaries[at];
     hkshm_binary_policy c;
     memcpy(&c, e, sizeof c);
     if (c.domain != domain || c.binary_hash != hash)

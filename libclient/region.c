@@ -1,5 +1,6 @@
 /* Report region box (region.h). */
 #include "region.h"
+#include "os.h"
 #include "modules.h"
 #include "site.h"
 #include "stats.h"
@@ -11,7 +12,6 @@
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 #define NO_POS 0xFFFFu
@@ -34,16 +34,10 @@ static struct {
     uint64_t page_size;
 } rg = { .fd = -1 };
 
-static uint64_t mono_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
 
 static void counters_restart(void)
 {
-    rg.start_ns = rg.sampled_ns = mono_ns();
+    rg.start_ns = rg.sampled_ns = hk_now_ns();
     rg.rss_kib_ms = rg.rss_rem = 0;
     rg.flushes = 0;
 }
@@ -262,7 +256,7 @@ void hk_region_flush(int exiting)
     hkshm_region *r = rg.map;
     if (!r)
         return;
-    uint64_t now = mono_ns();
+    uint64_t now = hk_now_ns();
     uint64_t seq = atomic_load_explicit(&r->seq, memory_order_relaxed);
     atomic_store_explicit(&r->seq, seq | 1, memory_order_relaxed);
     atomic_thread_fence(memory_order_release);

@@ -1,5 +1,6 @@
 /* Registration box (registration.h). */
 #include "registration.h"
+#include "os.h"
 #include "hakmem_shm.h"
 
 #include <errno.h>
@@ -8,7 +9,6 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
-#include <time.h>
 #include <unistd.h>
 
 #define PROTOCOL_VERSION      1u
@@ -123,39 +123,39 @@ static int next_field(reader *r, uint32_t *field, uint32_t *wire, uint64_t *valu
     }
 }
 
-static int decode_error(reader r, hk_reg_reply *out)
+/* Walks a sub-message, handing each field to `take`; -1 when malformed. */
+static int walk(reader r, void (*take)(uint32_t field, uint32_t wire, uint64_t v, reader sub, hk_reg_reply *out),
+                hk_reg_reply *out)
 {
     uint32_t field, wire;
     uint64_t v = 0;
-    reader sub;
+    reader sub = { r.p, r.p };
     while (r.p < r.end) {
         if (next_field(&r, &field, &wire, &v, &sub) < 0)
             return -1;
-        if (field == ERROR_CODE && wire == WIRE_VARINT) {
-            out->error_code = (uint32_t)v;
-        } else if (field == ERROR_TEXT && wire == WIRE_LEN) {
-            size_t n = (size_t)(sub.end - sub.p);
-            if (n > sizeof out->error_text - 1)
-                n = sizeof out->error_text - 1;
-            memcpy(out->error_text, sub.p, n);
-            out->error_text[n] = 0;
-        }
+        take(field, wire, v, sub, out);
     }
     return 0;
 }
 
-static int decode_registered(reader r, hk_reg_reply *out)
+static void take_error(uint32_t field, uint32_t wire, uint64_t v, reader sub, hk_reg_reply *out)
 {
-    uint32_t field, wire;
-    uint64_t v = 0;
-    reader sub;
-    while (r.p < r.end) {
-        if (next_field(&r, &field, &wire, &v, &sub) < 0)
-            return -1;
-        if (field == REGISTERED_INSTANCE && wire == WIRE_VARINT)
-            out->instance = v;
+    if (field == ERROR_CODE && wire == WIRE_VARINT) {
+        out->error_code = (uint32_t)v;
+    } else if (field == ERROR_TEXT && wire == WIRE_LEN) {
+        size_t n = (size_t)(sub.end - sub.p);
+        if (n > sizeof out->error_text - 1)
+            n = sizeof out->error_text - 1;
+        memcpy(out->error_text, sub.p, n);
+        out->error_text[n] = 0;
     }
-    return 0;
+}
+
+static void take_registered(uint32_t field, uint32_t wire, uint64_t v, reader sub, hk_reg_reply *out)
+{
+    (void)sub;
+    if (field == REGISTERED_INSTANCE && wire == WIRE_VARINT)
+        out->instance = v;
 }
 
 int hk_reg_decode_reply(const uint8_t *p, size_t n, hk_reg_reply *out)
@@ -170,11 +170,11 @@ int hk_reg_decode_reply(const uint8_t *p, size_t n, hk_reg_reply *out)
         if (next_field(&r, &field, &wire, &v, &sub) < 0)
             return -EPROTO;
         if (field == RESPONSE_ERROR && wire == WIRE_LEN) {
-            if (decode_error(sub, out) < 0)
+            if (walk(sub, take_error, out) < 0)
                 return -EPROTO;
             refused = 1;
         } else if (field == RESPONSE_REGISTERED && wire == WIRE_LEN) {
-            if (decode_registered(sub, out) < 0)
+            if (walk(sub, take_registered, out) < 0)
                 return -EPROTO;
             registered = 1;
         } else if (field == RESPONSE_ERROR || field == RESPONSE_REGISTERED) {
@@ -188,18 +188,12 @@ int hk_reg_decode_reply(const uint8_t *p, size_t n, hk_reg_reply *out)
 
 /* ---- the socket ---- */
 
-static uint64_t mono_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
 
 /* Waits until fd is readable or the deadline passes: 0 readable, -ETIMEDOUT. */
 static int wait_readable(int fd, uint64_t deadline_ns)
 {
     for (;;) {
-        uint64_t now = mono_ns();
+        uint64_t now = hk_now_ns();
         if (now >= deadline_ns)
             return -ETIMEDOUT;
         uint64_t left_ms = (deadline_ns - now + 999999) / 1000000;

@@ -9,6 +9,7 @@
  * try-lock guards all of it and a thread that finds it taken returns.  The
  * one wait is a registration's reply, bounded by REGISTER_DEADLINE_NS. */
 #include "shm_client.h"
+#include "os.h"
 #include "modules.h"
 #include "options.h"
 #include "policy_reader.h"
@@ -22,7 +23,6 @@
 #include <sched.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 #define SECOND_NS             1000000000ull
@@ -64,12 +64,6 @@ static struct {
 
 #define LD(x) atomic_load_explicit(&(x), memory_order_relaxed)
 
-static uint64_t mono_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * SECOND_NS + (uint64_t)ts.tv_nsec;
-}
 
 /* One line on stderr when `text` differs from what `last` holds. */
 static void say_change(char *last, const char *text)
@@ -207,7 +201,7 @@ static void register_attempt(uint64_t now)
     int sent = 0;
     if (rc == 0) {
         hk_region_flush(0);         /* the daemon's first look sees where we are */
-        rc = hk_register(path, hk_region_fd(), HKSHM_REGION_SIZE, mono_ns() + REGISTER_DEADLINE_NS, &cs.conn,
+        rc = hk_register(path, hk_region_fd(), HKSHM_REGION_SIZE, hk_now_ns() + REGISTER_DEADLINE_NS, &cs.conn,
                          &reply, &sent);
     }
     if (sent)
@@ -331,7 +325,7 @@ void hk_shm_client_init(void)
     cs.retry_ns = RETRY_NS;
     hk_region_init();
     if (try_lock()) {
-        step(mono_ns());            /* a known binary runs its arm from the start */
+        step(hk_now_ns());            /* a known binary runs its arm from the start */
         unlock();
     }
 }

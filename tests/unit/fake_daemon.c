@@ -1,7 +1,7 @@
 #include "fake_daemon.h"
 #include "control.pb-c.h"
+#include "unit_util.h"
 
-#include <elf.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -296,36 +296,5 @@ void seg_publish(void *seg, uint32_t copy, uint64_t g, const hkshm_site_policy *
 
 uint64_t oracle_exe_hash(void)
 {
-    int fd = open("/proc/self/exe", O_RDONLY);
-    struct stat st;
-    if (fd < 0 || fstat(fd, &st) < 0)
-        abort();
-    uint8_t *f = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
-    close(fd);
-    if (f == MAP_FAILED)
-        abort();
-    const Elf64_Ehdr *eh = (const Elf64_Ehdr *)f;
-    const Elf64_Shdr *sh = (const Elf64_Shdr *)(f + eh->e_shoff);
-    uint64_t hash = 0;
-    for (unsigned i = 0; i < eh->e_shnum && !hash; i++) {
-        if (sh[i].sh_type != SHT_NOTE)
-            continue;
-        const uint8_t *p = f + sh[i].sh_offset, *end = p + sh[i].sh_size;
-        while (p + sizeof(Elf64_Nhdr) <= end) {
-            const Elf64_Nhdr *nh = (const Elf64_Nhdr *)p;
-            const uint8_t *name = p + sizeof *nh;
-            const uint8_t *desc = name + ((nh->n_namesz + 3) & ~3u);
-            if (nh->n_type == NT_GNU_BUILD_ID && nh->n_namesz == 4 && memcmp(name, "GNU", 4) == 0) {
-                hash = 0xcbf29ce484222325ull;
-                for (unsigned k = 0; k < nh->n_descsz; k++) {
-                    hash ^= desc[k];
-                    hash *= 0x100000001b3ull;
-                }
-                break;
-            }
-            p = desc + ((nh->n_descsz + 3) & ~3u);
-        }
-    }
-    munmap(f, (size_t)st.st_size);
-    return hash;
+    return ut_file_build_id_hash("/proc/self/exe");
 }

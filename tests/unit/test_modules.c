@@ -11,7 +11,6 @@
 #include <cmocka.h>
 
 #include <dlfcn.h>
-#include <elf.h>
 #include <fcntl.h>
 #include <link.h>
 #include <pthread.h>
@@ -29,38 +28,6 @@
 #include "site.h"
 #include "unit_util.h"
 
-/* FNV-1a of the GNU build-id in the ELF file at path (from its section
- * headers, not from what is mapped); 0 when it has none. */
-static uint64_t file_build_id_hash(const char *path)
-{
-    int fd = open(path, O_RDONLY);
-    struct stat st;
-    if (fd < 0 || fstat(fd, &st) < 0) return 0;
-    uint8_t *f = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
-    close(fd);
-    if (f == MAP_FAILED) return 0;
-    const Elf64_Ehdr *eh = (const Elf64_Ehdr *)f;
-    const Elf64_Shdr *sh = (const Elf64_Shdr *)(f + eh->e_shoff);
-    uint64_t hash = 0;
-    for (unsigned i = 0; i < eh->e_shnum && !hash; i++) {
-        if (sh[i].sh_type != SHT_NOTE) continue;
-        const uint8_t *p = f + sh[i].sh_offset, *end = p + sh[i].sh_size;
-        while (p + sizeof(Elf64_Nhdr) <= end) {
-            const Elf64_Nhdr *nh = (const Elf64_Nhdr *)p;
-            const uint8_t *name = p + sizeof *nh;
-            const uint8_t *desc = name + ((nh->n_namesz + 3) & ~3u);
-            if (nh->n_type == NT_GNU_BUILD_ID && nh->n_namesz == 4 && memcmp(name, "GNU", 4) == 0) {
-                hash = 0xcbf29ce484222325ull;
-                for (unsigned k = 0; k < nh->n_descsz; k++) { hash ^= desc[k]; hash *= 0x100000001b3ull; }
-                break;
-            }
-            p = desc + ((nh->n_descsz + 3) & ~3u);
-        }
-    }
-    munmap(f, (size_t)st.st_size);
-    return hash;
-}
-
 static void *zlib;
 
 /* Addresses in three kinds of module: this executable, libc, and a library
@@ -70,10 +37,10 @@ static uintptr_t addrs[3];
 static void load_addresses(void)
 {
     hk_module_key k;
-    assert_int_equal(hk_module_resolve((uintptr_t)&file_build_id_hash, &k), 1);   /* the loader's view, before */
+    assert_int_equal(hk_module_resolve((uintptr_t)&load_addresses, &k), 1);   /* the loader's view, before */
     zlib = dlopen("libz.so.1", RTLD_NOW | RTLD_LOCAL);
     assert_non_null(zlib);
-    addrs[0] = (uintptr_t)&file_build_id_hash + 4;
+    addrs[0] = (uintptr_t)&load_addresses + 4;
     addrs[1] = (uintptr_t)dlsym(RTLD_DEFAULT, "strlen") + 4;
     addrs[2] = (uintptr_t)dlsym(zlib, "zlibVersion") + 4;
     assert_true(addrs[1] > 4 && addrs[2] > 4);
@@ -92,7 +59,7 @@ static void test_parent_keys_match_oracle(void **state)
         uintptr_t bias;
         assert_int_equal(ut_module_of(addrs[i], path, sizeof path, &bias), 0);
         assert_int_equal(k.offset, addrs[i] - bias);
-        uint64_t want = file_build_id_hash(path);
+        uint64_t want = ut_file_build_id_hash(path);
         assert_int_not_equal(want, 0);
         assert_int_equal(k.hash, want);
     }

@@ -2,10 +2,14 @@
 #include "init.h"
 #include "options.h"
 
+#include <elf.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -84,4 +88,34 @@ unsigned ut_count_lines(const char *s)
     unsigned n = 0;
     for (; *s; s++) n += *s == '\n';
     return n;
+}
+
+uint64_t ut_file_build_id_hash(const char *path)
+{
+    int fd = open(path, O_RDONLY);
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) < 0) return 0;
+    uint8_t *f = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+    close(fd);
+    if (f == MAP_FAILED) return 0;
+    const Elf64_Ehdr *eh = (const Elf64_Ehdr *)f;
+    const Elf64_Shdr *sh = (const Elf64_Shdr *)(f + eh->e_shoff);
+    uint64_t hash = 0;
+    for (unsigned i = 0; i < eh->e_shnum && !hash; i++) {
+        if (sh[i].sh_type != SHT_NOTE) continue;
+        const uint8_t *p = f + sh[i].sh_offset, *end = p + sh[i].sh_size;
+        while (p + sizeof(Elf64_Nhdr) <= end) {
+            const Elf64_Nhdr *nh = (const Elf64_Nhdr *)p;
+            const uint8_t *name = p + sizeof *nh;
+            const uint8_t *desc = name + ((nh->n_namesz + 3) & ~3u);
+            if (nh->n_type == NT_GNU_BUILD_ID && nh->n_namesz == 4 && memcmp(name, "GNU", 4) == 0) {
+                hash = 0xcbf29ce484222325ull;
+                for (unsigned k = 0; k < nh->n_descsz; k++) { hash ^= desc[k]; hash *= 0x100000001b3ull; }
+                break;
+            }
+            p = desc + ((nh->n_descsz + 3) & ~3u);
+        }
+    }
+    munmap(f, (size_t)st.st_size);
+    return hash;
 }

@@ -30,6 +30,10 @@ void ut_run_child(void (*fn)(void *), void *arg, ut_child *out);
  * start minus file offset).  0 on success, -1 when addr is not file-backed. */
 int ut_module_of(uintptr_t addr, char *path, size_t path_len, uintptr_t *bias);
 
+/* FNV-1a of the GNU build-id of the ELF file at path, read from its
+ * section headers on disk (not from what is mapped); 0 when it has none. */
+uint64_t ut_file_build_id_hash(const char *path);
+
 /* Number of newline-terminated lines in s. */
 unsigned ut_count_lines(const char *s);
 

@@ -63,10 +63,11 @@
  *
  * - Registration, the client's side.  One frame (4-byte big-endian length,
  *   then Request{version 1, register_client{abi_version 2, region_size}},
- *   20 bytes in all today) in one sendmsg carrying the memfd as SCM_RIGHTS;
- *   the client waits at most 200 ms for one reply frame of at most 4096
- *   bytes: `registered` is success (the client keeps the connection and
- *   closes its memfd), `error` a refusal, anything else a failure.  The
+ *   15 bytes today: 00 00 00 0b 08 01 92 01 06 08 02 10 80 cc 03) in one
+ *   sendmsg carrying the memfd as SCM_RIGHTS; the client waits at most
+ *   200 ms for one reply frame of at most 4096 bytes: `registered` is
+ *   success (the client keeps the connection and closes its memfd), `error`
+ *   a refusal, anything else a failure.  The
  *   socket is, in order: $HAKMEM_SOCKET, the header's socket_path when it
  *   is a NUL-terminated absolute path, HKSHM_DEFAULT_SOCKET.  A failure is
  *   retried 2 s later (after a timeout, 4, 8 .. 32 s).  Every 2 s a

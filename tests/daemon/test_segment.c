@@ -153,6 +153,16 @@ static void our_untrusted_segments_are_replaced(void **state)
         hkd_segment_close(&s);
         shm_unlink(name);
     }
+    /* A valid one of ours that someone made writable: a writable mapping
+     * may still be open, so it is not adopted. */
+    hkd_segment s;
+    open_ok(&s);
+    hkd_segment_close(&s);
+    assert_int_equal(chmod(path, 0660), 0);
+    open_ok(&s);
+    assert_int_equal(s.adopted, 0);
+    assert_string_equal(s.why_recreated, "writable by group or others");
+    hkd_segment_close(&s);
 }
 
 static void another_users_files_are_refused_and_kept(void **state)

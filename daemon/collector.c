@@ -374,8 +374,9 @@ int hkd_collect(hkd_collector *c, const hkd_collect_ops *ops, void *arg, hkd_col
         /* Each registration merges its histograms every HIST_EVERY passes,
          * staggered by its rank among this collector's: every interval
          * carries an eighth of the merge instead of every eighth interval
-         * all of it, and so does each collector. */
-        int with_hist = quiet || r->ended || (c->passes + rank) % HIST_EVERY == 0;
+         * all of it, and so does each collector.  Its first snapshot and
+         * its last merge theirs whole. */
+        int with_hist = fresh || r->ended || (c->passes + rank) % HIST_EVERY == 0;
         int rc = hkd_region_snapshot(r->region, &c->scratch, t->busy ? 1 : SNAP_TRIES, with_hist);
         if (rc == 0 && diff_and_report(c, t, &c->scratch, r->uid, quiet, with_hist, ops, arg, st) == -EAGAIN) {
             with_hist = 1;

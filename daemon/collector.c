@@ -206,8 +206,9 @@ static uint64_t delta32(uint64_t now, uint32_t before)
     return d < (1u << 31) ? d : 0;
 }
 
-/* The site's counters as they are now: differences start from here. */
-static void take_baseline(site_prev *p, hist_prev *hp, const hkshm_site *s)
+/* The site's counters as they are now (its histogram too, with_hist):
+ * the next differences start from here. */
+static void take_baseline(site_prev *p, hist_prev *hp, const hkshm_site *s, int with_hist)
 {
     p->allocs = (uint32_t)s->allocs;
     p->frees = (uint32_t)s->frees;
@@ -217,7 +218,8 @@ static void take_baseline(site_prev *p, hist_prev *hp, const hkshm_site *s)
     p->evictions = (uint32_t)s->bigcache_evictions;
     p->thp = (uint32_t)s->thp_blocks;
     p->slow_ns = s->slow_ns;
-    memcpy(hp->b, s->size_hist, sizeof hp->b);
+    if (with_hist)
+        memcpy(hp->b, s->size_hist, sizeof hp->b);
 }
 
 /* Differences of one snapshot against the track, reported.  quiet: the
@@ -247,7 +249,7 @@ static int diff_and_report(hkd_collector *c, reg_track *t, const hkshm_region *s
             p->module_hash = s->module_hash;
             p->offset = s->offset;
             if (rebase)
-                take_baseline(p, &t->hprev[i], s);
+                take_baseline(p, &t->hprev[i], s, 1);
         }
         c->bytes_by_site[i] = s->bytes >= p->bytes ? s->bytes - p->bytes : 0;
         total_bytes += c->bytes_by_site[i];
@@ -302,16 +304,7 @@ static int diff_and_report(hkd_collector *c, reg_track *t, const hkshm_region *s
                 memcpy(&d.hist[4 * b], &cur, sizeof cur);
             }
             d.faults = fault_share * (double)c->bytes_by_site[i];
-            p->allocs = (uint32_t)s->allocs;
-            p->frees = (uint32_t)s->frees;
-            p->bytes = s->bytes;
-            p->hits = (uint32_t)s->bigcache_hits;
-            p->misses = (uint32_t)s->bigcache_misses;
-            p->evictions = (uint32_t)s->bigcache_evictions;
-            p->thp = (uint32_t)s->thp_blocks;
-            p->slow_ns = s->slow_ns;
-            if (with_hist)
-                memcpy(t->hprev[i].b, s->size_hist, sizeof t->hprev[i].b);
+            take_baseline(p, &t->hprev[i], s, with_hist);
         }
         st->site_records++;
         if (ops->site)

@@ -17,7 +17,6 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,18 +49,6 @@ static struct {
     struct pollfd *pfd;              /* 2 per entry: connection, pidfd */
     uint32_t *pfd_entry;
 } R = { .mu = PTHREAD_MUTEX_INITIALIZER };
-
-static int say(char *why, size_t whylen, int rc, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
-static int say(char *why, size_t whylen, int rc, const char *fmt, ...)
-{
-    if (why && whylen) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(why, whylen, fmt, ap);
-        va_end(ap);
-    }
-    return rc;
-}
 
 int hkd_registry_init(uint32_t max_total, uint32_t max_per_uid, uid_t self_uid)
 {
@@ -138,22 +125,22 @@ static int map_region(hkd_reg *r, int region_fd, char *why, size_t whylen)
 {
     struct stat st;
     if (region_fd < 0)
-        return say(why, whylen, -EBADF, "no region descriptor came with the registration");
+        return hkd_reason(why, whylen, -EBADF, "no region descriptor came with the registration");
     if (fstat(region_fd, &st) < 0)
-        return say(why, whylen, -errno, "cannot stat the region: %s", strerror(errno));
+        return hkd_reason(why, whylen, -errno, "cannot stat the region: %s", strerror(errno));
     if (!S_ISREG(st.st_mode))
-        return say(why, whylen, -EINVAL, "the region is not a memfd (not even a regular file)");
+        return hkd_reason(why, whylen, -EINVAL, "the region is not a memfd (not even a regular file)");
     if ((uint64_t)st.st_size != HKSHM_REGION_SIZE)
-        return say(why, whylen, -EINVAL, "the region is %lld bytes, not %u", (long long)st.st_size,
+        return hkd_reason(why, whylen, -EINVAL, "the region is %lld bytes, not %u", (long long)st.st_size,
                    HKSHM_REGION_SIZE);
     int seals = fcntl(region_fd, F_GET_SEALS);
     if (seals < 0)
-        return say(why, whylen, -EINVAL, "the region is not a memfd that can be sealed");
+        return hkd_reason(why, whylen, -EINVAL, "the region is not a memfd that can be sealed");
     if ((seals & (F_SEAL_SHRINK | F_SEAL_GROW)) != (F_SEAL_SHRINK | F_SEAL_GROW))
-        return say(why, whylen, -EINVAL, "the region is not sealed against shrinking and growing");
+        return hkd_reason(why, whylen, -EINVAL, "the region is not sealed against shrinking and growing");
     void *p = mmap(NULL, HKSHM_REGION_SIZE, PROT_READ, MAP_SHARED, region_fd, 0);
     if (p == MAP_FAILED)
-        return say(why, whylen, -errno, "cannot map the region: %s", strerror(errno));
+        return hkd_reason(why, whylen, -errno, "cannot map the region: %s", strerror(errno));
     const hkshm_region *g = p;
     uint64_t magic = __atomic_load_n(&g->magic, __ATOMIC_ACQUIRE);
     uint32_t abi = __atomic_load_n(&g->abi_version, __ATOMIC_RELAXED);
@@ -161,14 +148,14 @@ static int map_region(hkd_reg *r, int region_fd, char *why, size_t whylen)
     uint32_t registration = __atomic_load_n(&g->registration, __ATOMIC_RELAXED);
     int rc = 0;
     if (magic != HKSHM_REGION_MAGIC)
-        rc = say(why, whylen, -EPROTO, "the region's magic %016llx is not a hakmem region's",
+        rc = hkd_reason(why, whylen, -EPROTO, "the region's magic %016llx is not a hakmem region's",
                  (unsigned long long)magic);
     else if (abi != HKSHM_ABI_VERSION)
-        rc = say(why, whylen, -EPROTO, "the region speaks ABI %u; this daemon speaks %u", abi, HKSHM_ABI_VERSION);
+        rc = hkd_reason(why, whylen, -EPROTO, "the region speaks ABI %u; this daemon speaks %u", abi, HKSHM_ABI_VERSION);
     else if (size != HKSHM_REGION_SIZE)
-        rc = say(why, whylen, -EPROTO, "the region says it is %u bytes, not %u", size, HKSHM_REGION_SIZE);
+        rc = hkd_reason(why, whylen, -EPROTO, "the region says it is %u bytes, not %u", size, HKSHM_REGION_SIZE);
     else if (registration == 0)
-        rc = say(why, whylen, -EPROTO, "the region's registration number is 0 (the first is 1)");
+        rc = hkd_reason(why, whylen, -EPROTO, "the region's registration number is 0 (the first is 1)");
     if (rc < 0) {
         munmap(p, HKSHM_REGION_SIZE);
         return rc;
@@ -198,9 +185,9 @@ static int within_caps(pid_t pid, uid_t uid, char *why, size_t whylen)
         }
     }
     if (total >= R.max_total)
-        return say(why, whylen, -EUSERS, "the daemon has %u registrations, its limit", total);
+        return hkd_reason(why, whylen, -EUSERS, "the daemon has %u registrations, its limit", total);
     if (uid != 0 && uid != R.self_uid && mine >= R.max_per_uid)
-        return say(why, whylen, -EUSERS, "uid %u has %u registrations, the limit for one user", (unsigned)uid, mine);
+        return hkd_reason(why, whylen, -EUSERS, "uid %u has %u registrations, the limit for one user", (unsigned)uid, mine);
     return 0;
 }
 
@@ -214,7 +201,7 @@ static int add(int conn_fd, int region_fd, pid_t pid, uid_t uid, char *why, size
     if (why && whylen)
         why[0] = 0;
     if (!R.ready)
-        return say(why, whylen, -ENODEV, "the daemon takes no registrations");
+        return hkd_reason(why, whylen, -ENODEV, "the daemon takes no registrations");
     hkd_reg r;
     memset(&r, 0, sizeof r);
     r.conn_fd = r.pidfd = -1;
@@ -224,7 +211,7 @@ static int add(int conn_fd, int region_fd, pid_t pid, uid_t uid, char *why, size
     if (rc < 0)
         return rc;
     if (conn_fd >= 0 && (r.conn_fd = fcntl(conn_fd, F_DUPFD_CLOEXEC, 0)) < 0) {
-        rc = say(why, whylen, -errno, "cannot keep the connection: %s", strerror(errno));
+        rc = hkd_reason(why, whylen, -errno, "cannot keep the connection: %s", strerror(errno));
         release(&r);
         return rc;
     }
@@ -237,7 +224,7 @@ static int add(int conn_fd, int region_fd, pid_t pid, uid_t uid, char *why, size
         if (r.pidfd >= 0)
             fcntl(r.pidfd, F_SETFD, FD_CLOEXEC);
         if (r.pidfd < 0 && (errno == ESRCH || conn_fd < 0)) {
-            rc = say(why, whylen, -ESRCH, "process %d: %s", (int)pid,
+            rc = hkd_reason(why, whylen, -ESRCH, "process %d: %s", (int)pid,
                      errno == ESRCH ? "it is gone" : "no pidfd to tell when it ends");
             release(&r);
             return rc;
@@ -259,7 +246,7 @@ static int add(int conn_fd, int region_fd, pid_t pid, uid_t uid, char *why, size
 int hkd_registry_add(int conn_fd, int region_fd, const struct ucred *cred, char *why, size_t whylen)
 {
     if (conn_fd < 0 || !cred)
-        return say(why, whylen, -EINVAL, "a registration needs its connection and credentials");
+        return hkd_reason(why, whylen, -EINVAL, "a registration needs its connection and credentials");
     return add(conn_fd, region_fd, cred->pid > 0 ? cred->pid : 0, cred->uid, why, whylen);
 }
 

@@ -14,7 +14,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/file.h>
@@ -23,6 +22,8 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+
+#include "log.h"
 
 #define SHM_DIR "/dev/shm"
 
@@ -33,53 +34,41 @@ uint64_t hkd_now_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
-static int say(char *why, size_t whylen, int rc, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
-static int say(char *why, size_t whylen, int rc, const char *fmt, ...)
-{
-    if (why && whylen) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(why, whylen, fmt, ap);
-        va_end(ap);
-    }
-    return rc;
-}
-
 static int take_lock(hkd_segment *seg, char *why, size_t whylen)
 {
     int fd = open(seg->lock_path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
     if (fd < 0) {
         int e = errno;
-        return say(why, whylen, -e, "cannot open lock file %s: %s", seg->lock_path,
+        return hkd_reason(why, whylen, -e, "cannot open lock file %s: %s", seg->lock_path,
                    e == ELOOP ? "it is a symbolic link" : strerror(e));
     }
     struct stat st;
     if (fstat(fd, &st) < 0) {
         int e = errno;
         close(fd);
-        return say(why, whylen, -e, "cannot stat lock file %s: %s", seg->lock_path, strerror(e));
+        return hkd_reason(why, whylen, -e, "cannot stat lock file %s: %s", seg->lock_path, strerror(e));
     }
     if (!S_ISREG(st.st_mode)) {
         close(fd);
-        return say(why, whylen, -EPERM, "lock file %s is not a regular file; remove it", seg->lock_path);
+        return hkd_reason(why, whylen, -EPERM, "lock file %s is not a regular file; remove it", seg->lock_path);
     }
     if (st.st_uid != geteuid()) {
         close(fd);
-        return say(why, whylen, -EPERM, "lock file %s belongs to uid %u, not to this daemon (uid %u); remove it",
+        return hkd_reason(why, whylen, -EPERM, "lock file %s belongs to uid %u, not to this daemon (uid %u); remove it",
                    seg->lock_path, (unsigned)st.st_uid, (unsigned)geteuid());
     }
     /* Only we may open it: no one else can take (or hold) its lock. */
     if ((st.st_mode & 077) && fchmod(fd, 0600) < 0) {
         int e = errno;
         close(fd);
-        return say(why, whylen, -e, "cannot restrict lock file %s: %s", seg->lock_path, strerror(e));
+        return hkd_reason(why, whylen, -e, "cannot restrict lock file %s: %s", seg->lock_path, strerror(e));
     }
     if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
         int e = errno;
         close(fd);
         if (e == EWOULDBLOCK)
-            return say(why, whylen, -EBUSY, "another hakmemd holds %s", seg->lock_path);
-        return say(why, whylen, -e, "cannot lock %s: %s", seg->lock_path, strerror(e));
+            return hkd_reason(why, whylen, -EBUSY, "another hakmemd holds %s", seg->lock_path);
+        return hkd_reason(why, whylen, -e, "cannot lock %s: %s", seg->lock_path, strerror(e));
     }
     seg->lock_fd = fd;
     return 0;
@@ -131,25 +120,25 @@ static int try_adopt(hkd_segment *seg, char *why, size_t whylen)
         char path[128];
         snprintf(path, sizeof path, SHM_DIR "%s", seg->name);
         if (e == EACCES && lstat(path, &st) == 0 && st.st_uid != geteuid())
-            return say(why, whylen, -EPERM, "segment %s belongs to uid %u, not to this daemon (uid %u); remove it",
+            return hkd_reason(why, whylen, -EPERM, "segment %s belongs to uid %u, not to this daemon (uid %u); remove it",
                        path, (unsigned)st.st_uid, (unsigned)geteuid());
-        return say(why, whylen, -e, "cannot open segment %s: %s", path, strerror(e));
+        return hkd_reason(why, whylen, -e, "cannot open segment %s: %s", path, strerror(e));
     }
     struct stat st;
     if (fstat(fd, &st) < 0) {
         int e = errno;
         close(fd);
-        return say(why, whylen, -e, "cannot stat segment " SHM_DIR "%s: %s", seg->name, strerror(e));
+        return hkd_reason(why, whylen, -e, "cannot stat segment " SHM_DIR "%s: %s", seg->name, strerror(e));
     }
     if (st.st_uid != geteuid()) {
         close(fd);
-        return say(why, whylen, -EPERM,
+        return hkd_reason(why, whylen, -EPERM,
                    "segment " SHM_DIR "%s belongs to uid %u, not to this daemon (uid %u); remove it", seg->name,
                    (unsigned)st.st_uid, (unsigned)geteuid());
     }
     if (!S_ISREG(st.st_mode)) {
         close(fd);
-        return say(why, whylen, -EPERM, "segment " SHM_DIR "%s is not a regular file; remove it", seg->name);
+        return hkd_reason(why, whylen, -EPERM, "segment " SHM_DIR "%s is not a regular file; remove it", seg->name);
     }
     const char *replace = (st.st_mode & 022) ? "writable by group or others"
                           : (uint64_t)st.st_size != HKSHM_SEGMENT_SIZE ? "segment size" : NULL;
@@ -162,7 +151,7 @@ static int try_adopt(hkd_segment *seg, char *why, size_t whylen)
     close(fd);
     if (p == MAP_FAILED) {
         int e = errno;
-        return say(why, whylen, -e, "cannot map segment " SHM_DIR "%s: %s", seg->name, strerror(e));
+        return hkd_reason(why, whylen, -e, "cannot map segment " SHM_DIR "%s: %s", seg->name, strerror(e));
     }
     const char *mismatch = hkshm_header_mismatch(p, (uint64_t)st.st_size);
     if (mismatch) {
@@ -192,7 +181,7 @@ static int create(hkd_segment *seg, const char *socket_path, uint32_t reader_tim
     if (fd < 0) {
         int e = errno;
         return e == EEXIST ? -EEXIST
-                           : say(why, whylen, -e, "cannot create segment " SHM_DIR "%s: %s", seg->name, strerror(e));
+                           : hkd_reason(why, whylen, -e, "cannot create segment " SHM_DIR "%s: %s", seg->name, strerror(e));
     }
     /* shm_open's mode went through the umask. */
     int rc = fchmod(fd, 0640) < 0 ? -errno : 0;
@@ -210,7 +199,7 @@ static int create(hkd_segment *seg, const char *socket_path, uint32_t reader_tim
     close(fd);
     if (rc < 0) {
         shm_unlink(seg->name);
-        return say(why, whylen, rc, "cannot set up segment " SHM_DIR "%s: %s", seg->name, strerror(-rc));
+        return hkd_reason(why, whylen, rc, "cannot set up segment " SHM_DIR "%s: %s", seg->name, strerror(-rc));
     }
     hkshm_header *h = p;
     init_header(h);
@@ -231,10 +220,10 @@ int hkd_segment_open(hkd_segment *seg, const char *name, const char *socket_path
     if (why && whylen)
         why[0] = 0;
     if (!name || name[0] != '/' || strlen(name) >= sizeof seg->name || strchr(name + 1, '/') || !name[1])
-        return say(why, whylen, -EINVAL, "segment name \"%s\" must be / and up to %zu characters, no other /",
+        return hkd_reason(why, whylen, -EINVAL, "segment name \"%s\" must be / and up to %zu characters, no other /",
                    name ? name : "", sizeof seg->name - 2);
     if (socket_path && strlen(socket_path) >= HKSHM_SOCKET_PATH)
-        return say(why, whylen, -ENAMETOOLONG, "socket path %s is longer than %u bytes", socket_path,
+        return hkd_reason(why, whylen, -ENAMETOOLONG, "socket path %s is longer than %u bytes", socket_path,
                    HKSHM_SOCKET_PATH - 1);
     snprintf(seg->name, sizeof seg->name, "%s", name);
     snprintf(seg->lock_path, sizeof seg->lock_path, SHM_DIR "%s.lock", name);
@@ -254,7 +243,7 @@ int hkd_segment_open(hkd_segment *seg, const char *name, const char *socket_path
             break;
     }
     if (rc == -EEXIST)
-        rc = say(why, whylen, -EBUSY, "segment " SHM_DIR "%s keeps being recreated by someone else", seg->name);
+        rc = hkd_reason(why, whylen, -EBUSY, "segment " SHM_DIR "%s keeps being recreated by someone else", seg->name);
     if (rc < 0) {
         close(seg->lock_fd);
         seg->lock_fd = -1;

@@ -4,6 +4,7 @@
 #ifndef HKD_TEST_REGION_FIXTURE_H
 #define HKD_TEST_REGION_FIXTURE_H
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -78,6 +79,19 @@ static inline void region_write_end(hkshm_region *r)
     r->flushes++;
     atomic_store_explicit(&r->seq, (seq | 1) + 1, memory_order_release);
     atomic_store(&r->heartbeat_ns, hkd_now_ns());
+}
+
+/* Descriptors this process has open (to show nothing leaked). */
+static inline int open_fds(void)
+{
+    int n = 0;
+    DIR *d = opendir("/proc/self/fd");
+    if (!d)
+        return -1;
+    while (readdir(d))
+        n++;
+    closedir(d);
+    return n;
 }
 
 #endif

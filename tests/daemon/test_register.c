@@ -3,7 +3,6 @@
  * the reply is Registered{instance}; the connection then belongs to the
  * registration, which ends when it closes.  Descriptors that come with any
  * other request, more than one, or after the first byte are never kept. */
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <setjmp.h>
@@ -25,18 +24,6 @@
 #include "core_fixture.h"
 
 static char sock_path[300];
-
-static int open_fds(void)
-{
-    int n = 0;
-    DIR *d = opendir("/proc/self/fd");
-    if (!d)
-        return -1;
-    while (readdir(d))
-        n++;
-    closedir(d);
-    return n;
-}
 
 /* Sends `len` bytes as one frame; the descriptors go with byte `at` (the
  * header's first byte is 0). */

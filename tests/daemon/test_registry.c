@@ -5,7 +5,6 @@
  * changes at an index counts nothing, a later registration counts from its
  * first snapshot), a reader that never leaves its read, a region whose
  * owner never finishes a flush, a snapshot under a concurrent writer. */
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -31,18 +30,6 @@
 #include "segment.h"
 
 #define KEY_HASH 0xABCull
-
-static int open_fds(void)
-{
-    int n = 0;
-    DIR *d = opendir("/proc/self/fd");
-    if (!d)
-        return -1;
-    while (readdir(d))
-        n++;
-    closedir(d);
-    return n;
-}
 
 static int setup(void **state)
 {

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -17,10 +18,26 @@
 #include "ctl_server.h"
 #include "log.h"
 #include "metrics.h"
+#include "registry.h"
 #include "sdnotify.h"
 #include "segment.h"
 
 #define SAVE_EVERY 10               /* intervals between state saves */
+
+/* Each registration holds two descriptors (its connection and a pidfd):
+ * the usual soft limit of 1,024 would refuse clients long before the cap. */
+static void raise_fd_limit(void)
+{
+    const rlim_t want = 2 * (rlim_t)HKD_REG_MAX + 256;
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur >= want)
+        return;
+    rl.rlim_cur = rl.rlim_max < want ? rl.rlim_max : want;
+    if (setrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur < want)
+        hkd_log(HKD_LOG_NOTICE, "descriptor limit %llu: about %llu clients can register (the cap is %u)",
+                (unsigned long long)rl.rlim_cur, (unsigned long long)(rl.rlim_cur > 256 ? (rl.rlim_cur - 256) / 2 : 0),
+                HKD_REG_MAX);
+}
 
 static void usage(FILE *f)
 {
@@ -88,6 +105,7 @@ int main(int argc, char **argv)
         return 2;
     }
     hkd_log_init("hakmemd", debug ? HKD_LOG_DEBUG : HKD_LOG_INFO);
+    raise_fd_limit();
 
     /* Signals arrive through a descriptor so the wait cannot miss one; the
      * control-server threads inherit the mask. */

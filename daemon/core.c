@@ -20,7 +20,8 @@
  * Saving copies the learned state under the lock; a saver thread encodes
  * and writes it.
  *
- * The process list is an RCU-protected array rebuilt each interval. */
+ * The process list is an RCU-protected array rebuilt each interval from
+ * the registrations the collectors walk (daemon/registry.h). */
 #include "core.h"
 #include "core_api.h"
 
@@ -41,6 +42,7 @@
 #include "persist.h"
 #include "bands.h"
 #include "publisher.h"
+#include "registry.h"
 #include "segment.h"
 
 #define HKD_VERSION "0.1.0"
@@ -117,7 +119,7 @@ static struct {
     hkd_core_cfg cfg;
     char state_dir[1024];
     hkd_segment seg;
-    hkd_collector *col, *col2;       /* even and odd slots: one per collecting thread */
+    hkd_collector *col, *col2;       /* even and odd registry entries: one per collecting thread */
     hkd_bands *bands;                /* learners of thin sites, by size band */
     struct cds_lfht *ht;
     site_rec **all;                  /* every record, sorted by key when !unsorted */
@@ -131,14 +133,18 @@ static struct {
     uint32_t last_records;           /* site records the last interval collected */
     int unsorted;                    /* all[] and entries[] need rebuilding */
     int dirty;                       /* republish wanted */
-    hkshm_policy *entries;           /* kept current per record: publishing copies it */
+    hkshm_site_policy *entries;      /* kept current per record: publishing copies it */
+    hkshm_binary_policy *binaries;   /* per-binary policy, HKSHM_BINARY_CAP */
+    uint32_t n_binaries;
+    int binaries_unsorted;           /* binaries[] changed since the last sort */
+    char init_error[256];
     proc_list *procs;                /* RCU */
     proc_list *building;
     uint32_t building_cap;
     uint64_t last_ns, start_ns;
     _Atomic uint64_t intervals, last_interval_ns, generation;
     _Atomic uint64_t phase_ns[3];    /* collect, learn, publish: last interval */
-    _Atomic uint32_t n_procs, n_sites;
+    _Atomic uint32_t n_procs, n_sites, n_registrations;
     int ready;
 } g = { .lock = PTHREAD_MUTEX_INITIALIZER, .create_lock = PTHREAD_MUTEX_INITIALIZER };
 
@@ -288,12 +294,12 @@ static int merge_hist(site_cold *c, const uint32_t delta[HKSHM_HIST])
 static void set_published(site_rec *r)
 {
     const hkd_arm *a = &hkd_arms[rec_arm(r)];
-    if (!g.unsorted && r->pos < HKSHM_TABLE_CAP) {
-        hkshm_policy *e = &g.entries[r->pos];
+    if (!g.unsorted && r->pos < HKSHM_SITE_CAP) {
+        hkshm_site_policy *e = &g.entries[r->pos];
         e->large_threshold = a->large_threshold;
         e->bigcache_slots = a->bigcache_slots;
         e->thp = a->thp;
-        e->arm = (uint8_t)rec_arm(r);
+        e->arm = (uint32_t)rec_arm(r);
     }
 }
 
@@ -416,7 +422,7 @@ static site_rec *add_locked(const hkd_site_key *k, const char *module)
 static int rec_cmp(const void *a, const void *b)
 {
     const hkd_site_key *x = &cold_of(*(site_rec *const *)a)->key, *y = &cold_of(*(site_rec *const *)b)->key;
-    return hkshm_key_cmp(x->module_hash, x->offset, y->module_hash, y->offset);
+    return hkshm_site_cmp(0, x->module_hash, x->offset, 0, y->module_hash, y->offset);
 }
 
 typedef struct keyed_rec {
@@ -427,7 +433,7 @@ typedef struct keyed_rec {
 static int keyed_cmp(const void *a, const void *b)
 {
     const keyed_rec *x = a, *y = b;
-    return hkshm_key_cmp(x->key.module_hash, x->key.offset, y->key.module_hash, y->key.offset);
+    return hkshm_site_cmp(0, x->key.module_hash, x->key.offset, 0, y->key.module_hash, y->key.offset);
 }
 
 /* g.all in key order.  Keys live in the cold parts: gathered first, in
@@ -512,13 +518,19 @@ static void free_procs(struct rcu_head *h)
 
 /* ---- publishing ---- */
 
+static int binary_cmp(const void *a, const void *b)
+{
+    const hkshm_binary_policy *x = a, *y = b;
+    return hkshm_binary_cmp(x->domain, x->binary_hash, y->domain, y->binary_hash);
+}
+
 static int publish_locked(void)
 {
     if (!g.cfg.learning) {
         g.dirty = 0;
         return 0;
     }
-    uint32_t n = g.n_all < HKSHM_TABLE_CAP ? g.n_all : HKSHM_TABLE_CAP;
+    uint32_t n = g.n_all < HKSHM_SITE_CAP ? g.n_all : HKSHM_SITE_CAP;
     if (g.unsorted) {
         /* New keys: sort once and rebuild; from then on set_published
          * keeps each record's entry current in place. */
@@ -528,20 +540,26 @@ static int publish_locked(void)
             r->pos = i < n ? i : UINT32_MAX;
             if (i >= n)
                 continue;
-            hkshm_policy *e = &g.entries[i];
+            hkshm_site_policy *e = &g.entries[i];
             memset(e, 0, sizeof *e);
+            e->domain = 0;           /* every domain learns together until records are keyed by one */
             e->module_hash = cold_of(r)->key.module_hash;
             e->offset = cold_of(r)->key.offset;
             const hkd_arm *a = &hkd_arms[rec_arm(r)];
             e->large_threshold = a->large_threshold;
             e->bigcache_slots = a->bigcache_slots;
             e->thp = a->thp;
-            e->arm = (uint8_t)rec_arm(r);
+            e->arm = (uint32_t)rec_arm(r);
         }
         g.unsorted = 0;
     }
+    if (g.binaries_unsorted) {
+        qsort(g.binaries, g.n_binaries, sizeof *g.binaries, binary_cmp);
+        g.binaries_unsorted = 0;
+    }
+    hkd_publication pub = { .sites = g.entries, .n_sites = n, .binaries = g.binaries, .n_binaries = g.n_binaries };
     uint64_t gen = 0;
-    int rc = hkd_publish(g.seg.hdr, g.entries, n, &gen);
+    int rc = hkd_publish(g.seg.hdr, &pub, hkd_now_ns(), &gen);
     if (rc == 0) {
         g.dirty = 0;
         atomic_store(&g.generation, gen);
@@ -825,34 +843,41 @@ int hkd_core_init(const hkd_core_cfg *cfg)
     }
     if (g.cfg.interval_ms == 0)
         g.cfg.interval_ms = 1000;
+    if (g.cfg.reader_timeout_ms == 0)
+        g.cfg.reader_timeout_ms = HKD_READER_TIMEOUT_MS;
+    g.init_error[0] = 0;
     g.ht = cds_lfht_new(1u << 14, 1024, 0, CDS_LFHT_AUTO_RESIZE | CDS_LFHT_ACCOUNTING, NULL);
-    g.col = hkd_collector_new();
-    g.col2 = hkd_collector_new();
+    /* Even and odd entries: registrations take the lowest free one, so both halves fill. */
+    g.col = hkd_collector_new(0, COLLECTORS);
+    g.col2 = hkd_collector_new(1, COLLECTORS);
     g.bands = hkd_bands_new();
-    g.entries = malloc(HKSHM_TABLE_CAP * sizeof *g.entries);
-    if (!g.ht || !g.col || !g.col2 || !g.bands || !g.entries)
+    g.entries = malloc(HKSHM_SITE_CAP * sizeof *g.entries);
+    g.binaries = calloc(HKSHM_BINARY_CAP, sizeof *g.binaries);
+    if (!g.ht || !g.col || !g.col2 || !g.bands || !g.entries || !g.binaries) {
+        snprintf(g.init_error, sizeof g.init_error, "out of memory setting up the core");
         return -ENOMEM;
+    }
     /* Full size from the start (128 KiB each, zero pages until used): a
      * collector reads its bitmap while the other may be adding records. */
     for (uint32_t t = 0; t < COLLECTORS; t++)
-        if (!(g.touched[t] = calloc(MAX_SITES / 64, sizeof(uint64_t))))
+        if (!(g.touched[t] = calloc(MAX_SITES / 64, sizeof(uint64_t)))) {
+            snprintf(g.init_error, sizeof g.init_error, "out of memory setting up the core");
             return -ENOMEM;
-    /* Odd and even slots: clients claim from slot 0 up, so both halves fill. */
-    hkd_collector_slots(g.col, 0, COLLECTORS);
-    hkd_collector_slots(g.col2, 1, COLLECTORS);
-    int rc = hkd_segment_open(&g.seg, cfg->shm_name);
+        }
+    int rc = hkd_segment_open(&g.seg, cfg->shm_name, cfg->socket_path, g.cfg.reader_timeout_ms, g.init_error,
+                              sizeof g.init_error);
     if (rc < 0)
         return rc;
-    hkshm_header *h = g.seg.hdr;
-    /* Clients that attach to a new segment before the first interval (the
-     * daemon started under them) are counted from their first flush. */
-    if (!g.seg.adopted) {
-        hkd_collector_no_history(g.col);
-        hkd_collector_no_history(g.col2);
+    rc = hkd_registry_init(HKD_REG_MAX, HKD_REG_PER_UID, geteuid());
+    if (rc < 0) {
+        snprintf(g.init_error, sizeof g.init_error, "cannot set up the registry: %s", strerror(-rc));
+        hkd_segment_close(&g.seg);
+        return rc;
     }
+    hkshm_header *h = g.seg.hdr;
     if (g.seg.adopted)
-        hkd_log(HKD_LOG_INFO, "adopted segment %s (generation %llu)", cfg->shm_name,
-                (unsigned long long)atomic_load(&h->generation));
+        hkd_log(HKD_LOG_INFO, "adopted segment %s (generation %llu, instance %016llx)", cfg->shm_name,
+                (unsigned long long)atomic_load(&h->generation), (unsigned long long)atomic_load(&h->instance));
     else if (g.seg.why_recreated[0])
         hkd_log(HKD_LOG_NOTICE, "replaced incompatible segment %s (%s)", cfg->shm_name, g.seg.why_recreated);
     else
@@ -870,6 +895,11 @@ int hkd_core_init(const hkd_core_cfg *cfg)
     g.start_ns = g.last_ns = hkd_now_ns();
     g.ready = 1;
     return 0;
+}
+
+const char *hkd_core_init_error(void)
+{
+    return g.init_error;
 }
 
 /* ---- the learn pass ----
@@ -1140,7 +1170,7 @@ static void collect_job(void *arg)
     collect_part *p = arg;
     hkd_collect_ops ops = { .site = on_site, .proc = on_proc };
     rcu_read_lock();
-    p->rc = hkd_collect(p->col, g.seg.hdr, &ops, (void *)(uintptr_t)1, &p->st);
+    p->rc = hkd_collect(p->col, &ops, (void *)(uintptr_t)1, &p->st);
     rcu_read_unlock();
 }
 
@@ -1168,8 +1198,11 @@ int hkd_core_interval(void)
     double seconds = (double)(t0 - g.last_ns) / 1e9;
     g.last_ns = t0;
 
-    uint32_t cap = HKSHM_MAX_SLOTS;
-    proc_list *b = malloc(sizeof *b + cap * sizeof(hkd_proc_info));
+    /* Registrations queued since the last interval join; ended ones get
+     * their last collection now and are dropped after it. */
+    hkd_registry_begin_interval();
+    uint32_t cap = hkd_registry_count();
+    proc_list *b = malloc(sizeof *b + (cap ? cap : 1) * sizeof(hkd_proc_info));
     if (b) {
         b->n = 0;
         g.building = b;
@@ -1178,19 +1211,19 @@ int hkd_core_interval(void)
     /* Accumulators from earlier intervals are stale from here on. */
     for (uint32_t t = 0; t < COLLECTORS; t++)
         memset(g.touched[t], 0, ((g.n_all + 63) / 64) * sizeof(uint64_t));
-    /* Half of the slots each, on two threads once the fleet is big. */
+    /* Half of the registrations each, on two threads once the fleet is big. */
     collect_part theirs = { .col = g.col2 };
     worker_post(collect_job, &theirs);
     hkd_collect_ops ops = { .site = on_site, .proc = on_proc };
     hkd_collect_stats st;
     rcu_read_lock();
-    int rc = hkd_collect(g.col, g.seg.hdr, &ops, (void *)(uintptr_t)0, &st);
+    int rc = hkd_collect(g.col, &ops, (void *)(uintptr_t)0, &st);
     rcu_read_unlock();
     worker_wait();
     if (theirs.rc < 0)
         rc = theirs.rc;
     st.live += theirs.st.live;
-    st.reaped += theirs.st.reaped;
+    st.ended += theirs.st.ended;
     st.skipped_busy += theirs.st.skipped_busy;
     st.site_records += theirs.st.site_records;
     g.last_records = st.site_records;
@@ -1205,6 +1238,7 @@ int hkd_core_interval(void)
     atomic_store(&g.phase_ns[0], t1 - t0);
     atomic_store(&g.phase_ns[1], t2 - t1);
     atomic_store(&g.phase_ns[2], t3 - t2);
+    hkd_registry_end_interval();
 
     if (b) {
         proc_list *old = g.procs;
@@ -1214,12 +1248,13 @@ int hkd_core_interval(void)
     }
     atomic_store(&g.seg.hdr->daemon_heartbeat_ns, hkd_now_ns());
     atomic_store(&g.n_procs, st.live);
+    atomic_store(&g.n_registrations, hkd_registry_count());
     atomic_store(&g.n_sites, g.n_all);
     atomic_fetch_add(&g.intervals, 1);
     atomic_store(&g.last_interval_ns, hkd_now_ns() - t0);
     pthread_mutex_unlock(&g.lock);
-    if (st.reaped)
-        hkd_log(HKD_LOG_DEBUG, "reaped %u slots of exited processes", st.reaped);
+    if (st.ended)
+        hkd_log(HKD_LOG_DEBUG, "collected the last counters of %u ended registrations", st.ended);
     return rc;
 }
 
@@ -1272,6 +1307,7 @@ void hkd_core_shutdown(void)
     worker_stop();
     saver_stop();
     g.ready = 0;
+    hkd_registry_shutdown();
     hkd_segment_close(&g.seg);
     rcu_read_lock();
     for (uint32_t i = 0; i < g.n_all; i++)
@@ -1306,6 +1342,9 @@ void hkd_core_shutdown(void)
     g.col = NULL;
     free(g.entries);
     g.entries = NULL;
+    free(g.binaries);
+    g.binaries = NULL;
+    g.n_binaries = 0;
 }
 
 /* ---- core_api.h ---- */
@@ -1335,7 +1374,18 @@ int hkd_get_status(hkd_status *out)
     out->intervals = atomic_load(&g.intervals);
     out->last_interval_ns = atomic_load(&g.last_interval_ns);
     out->learning = g.cfg.learning;
+    out->registrations = atomic_load(&g.n_registrations);
+    out->instance = g.seg.hdr ? atomic_load(&g.seg.hdr->instance) : 0;
     return 0;
+}
+
+int hkd_register_client(int conn_fd, int region_fd, const struct ucred *cred, uint64_t *instance, char *why,
+                        size_t whylen)
+{
+    int rc = hkd_registry_add(conn_fd, region_fd, cred, why, whylen);
+    if (rc == 0 && instance)
+        *instance = atomic_load(&g.seg.hdr->instance);
+    return rc;
 }
 
 int hkd_for_each_proc(int (*fn)(const hkd_proc_info *, void *), void *arg)

@@ -9,15 +9,22 @@
 
 typedef struct hkd_core_cfg {
     const char *shm_name;
+    const char *socket_path;         /* where clients register (NULL or "": nowhere) */
+    uint32_t reader_timeout_ms;      /* 0: HKD_READER_TIMEOUT_MS */
     const char *state_dir;           /* NULL: no persistence */
     uint32_t interval_ms;
     int learning;                    /* 0: collect only, publish nothing */
     hkd_learn_cfg learn;
 } hkd_core_cfg;
 
+#define HKD_READER_TIMEOUT_MS 2000u  /* a table read held longer holds no grace period */
+
 /* The calling thread becomes the learner; it must have called
- * hkd_reader_thread_enter().  Opens/adopts the segment and loads state. */
+ * hkd_reader_thread_enter().  Opens/adopts the segment, starts taking
+ * registrations and loads state.  On failure hkd_core_init_error() says
+ * why in one line (e.g. -EBUSY: another daemon holds the segment's lock). */
 int  hkd_core_init(const hkd_core_cfg *cfg);
+const char *hkd_core_init_error(void);
 /* One interval.  Returns 0 or -errno. */
 int  hkd_core_interval(void);
 /* Writes the learned state now (atomically) and waits until it is on disk

@@ -13,7 +13,10 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
 #include <sys/types.h>
+
+#include "hakmem_shm.h"
 
 #define HKD_ARM_NAME_MAX 32
 #define HKD_MAX_ARMS 16
@@ -54,12 +57,15 @@ typedef struct hkd_site_info {
 } hkd_site_info;
 
 typedef struct hkd_proc_info {
-    pid_t    pid;
+    pid_t    pid;                      /* 0: outside the daemon's PID namespace */
     char     exe[HKD_EXE_MAX];
     uint32_t sites;
     uint64_t bytes;                    /* bytes allocated, all sites */
     uint64_t rss_bytes, page_faults;
     uint64_t last_heartbeat_ms_ago;
+    uid_t    uid;                      /* the process's domain */
+    uint64_t binary_hash;              /* build-id hash of its executable (0: none) */
+    uint64_t proc[HKSHM_PROC_COUNTERS];/* as it reported them (enum hkshm_proc_counter) */
 } hkd_proc_info;
 
 typedef struct hkd_status {
@@ -67,11 +73,13 @@ typedef struct hkd_status {
     uint64_t uptime_ms;
     char     shm_name[64];
     uint64_t generation;
-    uint32_t processes, sites;
+    uint32_t processes, sites;         /* processes: live registrations that reported */
     uint32_t interval_ms;
     uint64_t intervals;
     uint64_t last_interval_ns;         /* collect+learn+publish, last interval */
     int      learning;                 /* 0 in baseline mode */
+    uint32_t registrations;            /* registered processes, whether they reported or not */
+    uint64_t instance;                 /* the segment header's */
 } hkd_status;
 
 void hkd_reader_thread_enter(void);
@@ -87,6 +95,14 @@ int  hkd_for_each_site(int (*fn)(const hkd_site_info *, void *), void *arg);
  * and republishes; returns the number of sites imported or -errno. */
 int  hkd_policy_export(uint8_t **out, size_t *len);
 int  hkd_policy_import(const uint8_t *buf, size_t len);
+
+/* A client's registration (proto/control.proto RegisterRequest): its
+ * connection, the region descriptor that came with it and SO_PEERCRED.
+ * The core keeps its own duplicate of conn_fd; the caller keeps and closes
+ * both of its descriptors.  0 and the segment's instance in *instance, or
+ * -errno with a one-line reason in `why`. */
+int  hkd_register_client(int conn_fd, int region_fd, const struct ucred *cred, uint64_t *instance, char *why,
+                         size_t whylen);
 
 /* Forgets what was learned: one site, or all when key is NULL. */
 int  hkd_reset(const hkd_site_key *key);

@@ -6,7 +6,9 @@
  *
  * Authorization (SO_PEERCRED, and SO_PEERGROUPS for supplementary groups):
  * root and the daemon's own user may do everything; members of the group
- * "hakmem" may read.  Every refusal is answered and logged. */
+ * "hakmem" may read, and register their report regions.  Every refusal is
+ * answered and logged (refused registrations at most once a minute per
+ * uid: a client retries them). */
 #include "ctl_server.h"
 #include "core_api.h"
 #include "frame.h"
@@ -465,6 +467,91 @@ static int do_pin(conn *c, const Hakmem__Ctl__PinRequest *rq)
     return send_done(c, r);
 }
 
+/* ---- registration ---- */
+
+#define REFUSAL_UIDS 64
+#define REFUSAL_LOG_MS 60000
+
+static struct {
+    pthread_mutex_t mu;
+    uid_t uid[REFUSAL_UIDS];
+    int64_t at_ms[REFUSAL_UIDS];     /* 0: unused */
+} refusals = { .mu = PTHREAD_MUTEX_INITIALIZER };
+
+static int64_t now_ms(void);
+
+/* 1 when a refusal for uid may be logged now (then not again for a
+ * minute); the least recently logged uid gives way to a new one. */
+static int refusal_log_due(uid_t uid)
+{
+    int64_t now = now_ms();
+    pthread_mutex_lock(&refusals.mu);
+    int k = 0, due = 1;
+    for (int i = 0; i < REFUSAL_UIDS; i++) {
+        if (refusals.at_ms[i] && refusals.uid[i] == uid) {
+            k = i;
+            due = now - refusals.at_ms[i] >= REFUSAL_LOG_MS;
+            break;
+        }
+        if (refusals.at_ms[i] < refusals.at_ms[k])
+            k = i;
+    }
+    if (due) {
+        refusals.uid[k] = uid;
+        refusals.at_ms[k] = now ? now : 1;
+    }
+    pthread_mutex_unlock(&refusals.mu);
+    return due;
+}
+
+/* A client's RegisterRequest, with the region descriptor that came with it
+ * (-1: none), which this closes.  1 when the connection now belongs to the
+ * registration (nothing more is read from it here), 0 to keep serving,
+ * < 0 to close. */
+static int do_register(conn *c, const Hakmem__Ctl__Request *rq, int region_fd)
+{
+    const Hakmem__Ctl__RegisterRequest *rr = rq->register_client;
+    Hakmem__Ctl__Error__Code code = HAKMEM__CTL__ERROR__CODE__INVALID_ARGUMENT;
+    char why[256] = "";
+    uint64_t instance = 0;
+    int rc = -EINVAL;
+    if (rq->version != HKC_PROTOCOL_VERSION) {
+        code = HAKMEM__CTL__ERROR__CODE__UNSUPPORTED_VERSION;
+        snprintf(why, sizeof why, "protocol version %u not supported (this daemon speaks %d)", rq->version,
+                 HKC_PROTOCOL_VERSION);
+    } else if (c->role < ROLE_READ) {
+        code = HAKMEM__CTL__ERROR__CODE__PERMISSION_DENIED;
+        snprintf(why, sizeof why, "only root, the daemon's user and group " HKC_GROUP " may register");
+    } else if (rr->abi_version != HKSHM_ABI_VERSION) {
+        snprintf(why, sizeof why, "the client speaks ABI %u; this daemon speaks %u", rr->abi_version,
+                 HKSHM_ABI_VERSION);
+    } else if (rr->region_size != HKSHM_REGION_SIZE) {
+        snprintf(why, sizeof why, "the client's region is %llu bytes; this daemon's ABI says %u",
+                 (unsigned long long)rr->region_size, HKSHM_REGION_SIZE);
+    } else if (region_fd < 0) {
+        snprintf(why, sizeof why, "the request must carry exactly one descriptor, the region's, with its first byte");
+    } else {
+        rc = hkd_register_client(c->fd, region_fd, &c->cred, &instance, why, sizeof why);
+        code = rc == -EUSERS ? HAKMEM__CTL__ERROR__CODE__BUSY
+             : rc == -ENODEV || rc == -ENOMEM ? HAKMEM__CTL__ERROR__CODE__INTERNAL : code;
+    }
+    if (region_fd >= 0)
+        close(region_fd);
+    if (rc == 0) {
+        Hakmem__Ctl__Response resp = HAKMEM__CTL__RESPONSE__INIT;
+        Hakmem__Ctl__Registered reg = HAKMEM__CTL__REGISTERED__INIT;
+        reg.instance = instance;
+        resp.result_case = HAKMEM__CTL__RESPONSE__RESULT_REGISTERED;
+        resp.registered = &reg;
+        send_response(c, &resp);
+        return 1;
+    }
+    if (refusal_log_due(c->cred.uid))
+        hkd_log(HKD_LOG_WARNING, "refused registration of pid %d (uid %u): %s", (int)c->cred.pid,
+                (unsigned)c->cred.uid, why);
+    return send_error(c, code, "registration refused: %s", why);
+}
+
 /* ---- dispatch ---- */
 
 static const char *command_name(Hakmem__Ctl__Request__CommandCase cc)
@@ -530,7 +617,8 @@ static void serve(conn *c)
     for (;;) {
         uint8_t *buf;
         size_t len;
-        int r = hkc_frame_read(c->fd, &buf, &len, HKC_FRAME_MAX, S.timeout_ms);
+        int passed = -1;
+        int r = hkc_frame_read_fd(c->fd, &buf, &len, HKC_FRAME_MAX, S.timeout_ms, &passed);
         if (r == -ENODATA)
             return;
         if (r == -EMSGSIZE) {
@@ -553,15 +641,20 @@ static void serve(conn *c)
         }
         Hakmem__Ctl__Request *rq = hakmem__ctl__request__unpack(NULL, len, buf);
         free(buf);
+        int registering = rq && rq->command_case == HAKMEM__CTL__REQUEST__COMMAND_REGISTER_CLIENT;
+        if (passed >= 0 && !registering) {
+            close(passed);           /* only a registration carries a descriptor */
+            passed = -1;
+        }
         if (!rq) {
             hkd_log(HKD_LOG_WARNING, "uid %u (pid %d) sent %zu bytes that are not a request; closing",
                     (unsigned)c->cred.uid, (int)c->cred.pid, len);
             send_error(c, HAKMEM__CTL__ERROR__CODE__BAD_REQUEST, "the frame is not a control request");
             return;
         }
-        r = handle(c, rq);
+        r = registering ? do_register(c, rq, passed) : handle(c, rq);
         hakmem__ctl__request__free_unpacked(rq, NULL);
-        if (r < 0 || atomic_load(&S.stopping))
+        if (r < 0 || r == 1 || atomic_load(&S.stopping))
             return;
     }
 }

@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <poll.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -89,13 +90,71 @@ int hkc_frame_write(int fd, const uint8_t *buf, size_t len, int timeout_ms)
     return r;
 }
 
-int hkc_frame_read(int fd, uint8_t **out, size_t *len, size_t max, int timeout_ms)
+/* Receives the first byte of a frame and what descriptors came with it:
+ * the one it keeps in *passed, the others closed.  Returns 1, 0 at EOF, or
+ * -errno.  Later reads use recv(), which leaves any descriptor uninstalled. */
+static ssize_t read_first(int fd, uint8_t *p, int64_t deadline, int *passed)
+{
+    for (;;) {
+        int r = wait_ready(fd, POLLIN, deadline);
+        if (r < 0)
+            return r;
+        /* Room for two: a second one is how we know there were too many. */
+        union {
+            struct cmsghdr align;
+            char buf[CMSG_SPACE(2 * sizeof(int))];
+        } ctl;
+        struct iovec iov = { .iov_base = p, .iov_len = 1 };
+        struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.buf,
+                              .msg_controllen = sizeof ctl.buf };
+        ssize_t k = recvmsg(fd, &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+        if (k < 0) {
+            if (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK)
+                continue;
+            return -errno;
+        }
+        int got[8], n = 0;
+        for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
+            if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
+                continue;
+            size_t fds = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+            for (size_t i = 0; i < fds; i++) {
+                int v;
+                memcpy(&v, CMSG_DATA(c) + i * sizeof(int), sizeof v);
+                if (n < (int)(sizeof got / sizeof got[0]))
+                    got[n++] = v;
+                else
+                    close(v);
+            }
+        }
+        /* Truncated ancillary data means more came than we took. */
+        if (n == 1 && !(msg.msg_flags & MSG_CTRUNC)) {
+            *passed = got[0];
+        } else {
+            for (int i = 0; i < n; i++)
+                close(got[i]);
+        }
+        return k;
+    }
+}
+
+static int frame_read(int fd, uint8_t **out, size_t *len, size_t max, int timeout_ms, int *passed)
 {
     *out = NULL;
     *len = 0;
     int64_t deadline = timeout_ms < 0 ? -1 : now_ms() + timeout_ms;
     uint8_t hdr[4];
-    ssize_t k = read_all(fd, hdr, sizeof hdr, deadline);
+    ssize_t k;
+    if (passed) {
+        *passed = -1;
+        k = read_first(fd, hdr, deadline, passed);
+        if (k == 1) {
+            k = read_all(fd, hdr + 1, sizeof hdr - 1, deadline);
+            k = k < 0 ? k : k + 1;
+        }
+    } else {
+        k = read_all(fd, hdr, sizeof hdr, deadline);
+    }
     if (k < 0)
         return (int)k;
     if (k == 0)
@@ -117,4 +176,19 @@ int hkc_frame_read(int fd, uint8_t **out, size_t *len, size_t max, int timeout_m
     }
     *out = buf;
     return 0;
+}
+
+int hkc_frame_read(int fd, uint8_t **out, size_t *len, size_t max, int timeout_ms)
+{
+    return frame_read(fd, out, len, max, timeout_ms, NULL);
+}
+
+int hkc_frame_read_fd(int fd, uint8_t **out, size_t *len, size_t max, int timeout_ms, int *passed)
+{
+    int rc = frame_read(fd, out, len, max, timeout_ms, passed);
+    if (rc < 0 && *passed >= 0) {
+        close(*passed);
+        *passed = -1;
+    }
+    return rc;
 }

@@ -21,4 +21,10 @@ int hkc_frame_write(int fd, const uint8_t *buf, size_t len, int timeout_ms);
  * -ETIMEDOUT: the whole frame did not arrive within timeout_ms. */
 int hkc_frame_read(int fd, uint8_t **out, size_t *len, size_t max, int timeout_ms);
 
+/* The same, and a descriptor passed (SCM_RIGHTS) with the frame's first
+ * byte: *passed is it, close-on-exec, the caller's to close; -1 when none
+ * came, or more than one (then all of them are closed).  Descriptors sent
+ * with any later byte are never installed. */
+int hkc_frame_read_fd(int fd, uint8_t **out, size_t *len, size_t max, int timeout_ms, int *passed);
+
 #endif

@@ -103,3 +103,14 @@ void hkd_log(int level, const char *fmt, ...)
     }
     errno = saved;
 }
+
+int hkd_reason(char *why, size_t whylen, int rc, const char *fmt, ...)
+{
+    if (why && whylen) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(why, whylen, fmt, ap);
+        va_end(ap);
+    }
+    return rc;
+}

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -17,10 +18,26 @@
 #include "ctl_server.h"
 #include "log.h"
 #include "metrics.h"
+#include "registry.h"
 #include "sdnotify.h"
 #include "segment.h"
 
 #define SAVE_EVERY 10               /* intervals between state saves */
+
+/* Each registration holds two descriptors (its connection and a pidfd):
+ * the usual soft limit of 1,024 would refuse clients long before the cap. */
+static void raise_fd_limit(void)
+{
+    const rlim_t want = 2 * (rlim_t)HKD_REG_MAX + 256;
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur >= want)
+        return;
+    rl.rlim_cur = rl.rlim_max < want ? rl.rlim_max : want;
+    if (setrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur < want)
+        hkd_log(HKD_LOG_NOTICE, "descriptor limit %llu: about %llu clients can register (the cap is %u)",
+                (unsigned long long)rl.rlim_cur, (unsigned long long)(rl.rlim_cur > 256 ? (rl.rlim_cur - 256) / 2 : 0),
+                HKD_REG_MAX);
+}
 
 static void usage(FILE *f)
 {
@@ -28,19 +45,20 @@ static void usage(FILE *f)
             "usage: hakmemd [--foreground] [--shm NAME] [--socket PATH] [--state-dir DIR]\n"
             "               [--interval MS] [--no-learn] [--no-socket] [--debug]\n"
             "  --shm NAME       shared-memory segment (default %s)\n"
-            "  --socket PATH    control socket (default /run/hakmem/ctl.sock)\n"
+            "  --socket PATH    control socket, where clients register (default %s)\n"
             "  --state-dir DIR  where learned state is kept (default /var/lib/hakmem)\n"
             "  --interval MS    collection interval (default 1000)\n"
             "  --no-learn       collect and report only; publish nothing\n"
+            "  --no-socket      no control socket: clients cannot register, nothing is collected\n"
             "  --debug          log a summary of the merged view every interval\n"
             "  --metrics-file PATH  rewrite Prometheus metrics to PATH (atomically) every interval\n"
             "hakmemd always runs in the foreground; --foreground is accepted for clarity.\n",
-            HKSHM_DEFAULT_NAME);
+            HKSHM_DEFAULT_NAME, HKSHM_DEFAULT_SOCKET);
 }
 
 int main(int argc, char **argv)
 {
-    const char *shm = HKSHM_DEFAULT_NAME, *sock = "/run/hakmem/ctl.sock", *state = "/var/lib/hakmem";
+    const char *shm = HKSHM_DEFAULT_NAME, *sock = HKSHM_DEFAULT_SOCKET, *state = "/var/lib/hakmem";
     long interval = 1000;
     int learning = 1, debug = 0, use_socket = 1;
     const char *metrics_file = NULL;  /* ops: --metrics-file */
@@ -87,6 +105,7 @@ int main(int argc, char **argv)
         return 2;
     }
     hkd_log_init("hakmemd", debug ? HKD_LOG_DEBUG : HKD_LOG_INFO);
+    raise_fd_limit();
 
     /* Signals arrive through a descriptor so the wait cannot miss one; the
      * control-server threads inherit the mask. */
@@ -111,6 +130,7 @@ int main(int argc, char **argv)
     hkd_reader_thread_enter();
     hkd_core_cfg cfg = {
         .shm_name = shm,
+        .socket_path = use_socket ? sock : "",
         .state_dir = state,
         .interval_ms = (uint32_t)interval,
         .learning = learning,
@@ -118,8 +138,9 @@ int main(int argc, char **argv)
     };
     int rc = hkd_core_init(&cfg);
     if (rc < 0) {
-        if (rc == -EBUSY)
-            hkd_log(HKD_LOG_ERR, "another hakmemd already owns %s", shm);
+        const char *why = hkd_core_init_error();
+        if (why && *why)
+            hkd_log(HKD_LOG_ERR, "%s", why);
         else
             hkd_log(HKD_LOG_ERR, "cannot set up segment %s: %s", shm, strerror(-rc));
         return 1;
@@ -132,6 +153,8 @@ int main(int argc, char **argv)
                     strerror(-rc));
         else
             ctl = 1;
+    } else {
+        hkd_log(HKD_LOG_NOTICE, "--no-socket: clients cannot register, so no process will be collected");
     }
     hkd_log(HKD_LOG_INFO, "running: shm %s, interval %ld ms, learning %s, state %s", shm, interval,
             learning ? "on" : "off", state ? state : "(none)");

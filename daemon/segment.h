@@ -1,9 +1,10 @@
-/* The segment owner: creates, sizes and adopts the shared-memory segment
- * (include/hakmem_shm.h), and knows how to tell a live process from a dead
- * one whose pid was reused. */
+/* The segment owner: takes the segment name (a lock file), then creates or
+ * adopts the daemon's shared-memory segment (include/hakmem_shm.h), which
+ * only this daemon writes and its clients map read-only. */
 #ifndef HAKMEMD_SEGMENT_H
 #define HAKMEMD_SEGMENT_H
 
+#include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
 
@@ -12,21 +13,24 @@
 typedef struct hkd_segment {
     hkshm_header *hdr;               /* the mapping (HKSHM_SEGMENT_SIZE bytes) */
     char name[64];
+    char lock_path[96];
+    int lock_fd;                     /* holds flock(LOCK_EX) while open */
     int adopted;                     /* 1: a previous run's segment was kept */
-    char why_recreated[64];          /* when a foreign segment was replaced */
+    char why_recreated[64];          /* when a segment of ours was replaced */
 } hkd_segment;
 
-/* Opens `name`: adopts a compatible segment (keeping slots and tables),
- * otherwise creates a new one (mode 0660, group hakmem when it exists).
- * -EBUSY when another live hakmemd owns it. */
-int  hkd_segment_open(hkd_segment *seg, const char *name);
-/* Marks the daemon gone and unmaps; the segment stays for the clients. */
+/* Takes the name's lock, then adopts a compatible segment of ours (the
+ * published tables stay) or creates one (mode 0640, group hakmem when it
+ * exists), and gives it a new instance.  socket_path ("" : none) and
+ * reader_timeout_ms go into the header.  -EBUSY when another daemon holds
+ * the lock; -EPERM when the lock file or the segment is not ours or not
+ * safe to use; other -errno.  On failure `why` says it in one line. */
+int  hkd_segment_open(hkd_segment *seg, const char *name, const char *socket_path, uint32_t reader_timeout_ms,
+                      char *why, size_t whylen);
+/* Marks the daemon gone, unmaps and lets the lock go; the segment stays
+ * for the clients. */
 void hkd_segment_close(hkd_segment *seg);
 
-/* starttime of /proc/<pid>/stat (clock ticks since boot), 0 when gone. */
-uint64_t hkd_proc_start_time(pid_t pid);
-/* 1 when pid is alive and (start_time == 0 or) started at start_time. */
-int  hkd_proc_alive(pid_t pid, uint64_t start_time);
 uint64_t hkd_now_ns(void);          /* CLOCK_MONOTONIC */
 
 #endif

@@ -10,6 +10,7 @@ PACKAGES=(
   python3 libpython3.11-testsuite git sqlite3 perl coreutils procps
   libjemalloc2 libmimalloc2.0 libtcmalloc-minimal4
   gnuplot-nox valgrind
+  clang libclang-rt-14-dev
   prometheus man-db
 )
 

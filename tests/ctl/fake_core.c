@@ -302,3 +302,13 @@ int hkd_pin(const hkd_site_key *key, int arm)
     pthread_mutex_unlock(&mu);
     return r;
 }
+
+/* The fake has no segment: it refuses registrations, as a core that takes
+ * none would. */
+int hkd_register_client(int conn_fd, int region_fd, const struct ucred *cred, uint64_t *instance, char *why,
+                        size_t whylen)
+{
+    (void)conn_fd, (void)region_fd, (void)cred, (void)instance;
+    snprintf(why, whylen, "this fake daemon takes no registrations");
+    return -ENODEV;
+}

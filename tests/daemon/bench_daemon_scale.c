@@ -1,14 +1,16 @@
 /* Scale bench for the daemon core (not a test: it reports, it does not judge).
  *
- * Part 1: P simulated processes x S sites each in a private segment; every
+ * Part 1: P simulated processes x S sites each (report regions registered
+ * in-process, beside a private segment); every
  * interval each site's counters move (so every pull completes and the
  * learner republishes: the worst case), then one core interval (collect,
  * learn, publish) is timed.  Run twice: sites shared by 16 binaries, and
  * every process a different binary (P*S distinct keys).
  *
  * Part 2: the daemon's CPU share with N real client processes (forked, each
- * flushing S sites at the flush interval the daemon asks for) at the
- * default 1 s interval.
+ * flushing S sites into its region at the flush interval the daemon asks
+ * for; registered with the child's pid, so a pidfd tells when it ends) at
+ * the default 1 s interval.
  *
  *   bench_daemon_scale [procs sites intervals cpu_clients cpu_seconds] */
 #include <fcntl.h>
@@ -26,43 +28,35 @@
 #include "core_api.h"
 #include "hakmem_shm.h"
 #include "log.h"
+#include "region_fixture.h"
 #include "segment.h"
+
+#define MAX_PROCS 256u
 
 static char shm_name[64];
 
-static hkshm_header *map_segment(void)
+static const hkshm_header *map_segment(void)
 {
-    int fd = shm_open(shm_name, O_RDWR, 0);
+    int fd = shm_open(shm_name, O_RDONLY, 0);
     if (fd < 0)
         return NULL;
-    void *p = mmap(NULL, HKSHM_SEGMENT_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    void *p = mmap(NULL, HKSHM_SEGMENT_SIZE, PROT_READ, MAP_SHARED, fd, 0);
     close(fd);
     return p == MAP_FAILED ? NULL : p;
 }
 
-static hkshm_slot *claim(hkshm_header *h, uint32_t pid, uint64_t start)
+static void remove_segment(void)
 {
-    for (uint32_t i = 0; i < HKSHM_MAX_SLOTS; i++) {
-        hkshm_slot *s = hkshm_slot_at(h, i);
-        uint32_t zero = 0;
-        if (atomic_compare_exchange_strong(&s->pid, &zero, pid)) {
-            atomic_store(&s->state, HKSHM_SLOT_CLAIMING);
-            s->start_time = start;
-            snprintf(s->exe, sizeof s->exe, "/usr/bin/sim%u", i);
-            atomic_store(&s->heartbeat_ns, hkd_now_ns());
-            atomic_store(&s->state, HKSHM_SLOT_LIVE);
-            return s;
-        }
-    }
-    return NULL;
+    char lock[96];
+    snprintf(lock, sizeof lock, "/dev/shm%s.lock", shm_name);
+    shm_unlink(shm_name);
+    unlink(lock);
 }
 
-/* What a client's flush does: cumulative counters under the slot's seq. */
-static void flush(hkshm_slot *s, uint32_t sites, uint64_t binary, uint64_t round)
+/* What a client's flush does: cumulative counters under the region's seq. */
+static void flush(hkshm_region *s, uint32_t sites, uint64_t binary, uint64_t round)
 {
-    uint64_t seq = atomic_load_explicit(&s->seq, memory_order_relaxed);
-    atomic_store_explicit(&s->seq, seq | 1, memory_order_relaxed);
-    atomic_thread_fence(memory_order_release);
+    region_write_begin(s);
     s->n_modules = 1;
     s->modules[0].hash = 0x5000 + binary;
     snprintf(s->modules[0].path, sizeof s->modules[0].path, "/usr/bin/sim%llu", (unsigned long long)binary);
@@ -81,10 +75,8 @@ static void flush(hkshm_slot *s, uint32_t sites, uint64_t binary, uint64_t round
         d->size_hist[12 + i % 10] = (uint32_t)a;
     }
     s->n_sites = sites;
-    s->page_faults = round * 50;
-    s->flushes++;
-    atomic_store_explicit(&s->seq, (seq | 1) + 1, memory_order_release);
-    atomic_store(&s->heartbeat_ns, hkd_now_ns());
+    s->proc[HKSHM_PROC_PAGE_FAULTS] = round * 50;
+    region_write_end(s);
 }
 
 static uint64_t process_cpu_ns(void)
@@ -103,7 +95,7 @@ static int cmp_u64(const void *a, const void *b)
 static int part1(uint32_t procs, uint32_t sites, uint32_t intervals, uint32_t binaries, const char *what)
 {
     snprintf(shm_name, sizeof shm_name, "/hkd-scale-%d", (int)getpid());
-    shm_unlink(shm_name);
+    remove_segment();
     char dir[] = "/tmp/hkd-scale-XXXXXX";
     if (!mkdtemp(dir))
         return 1;
@@ -113,11 +105,16 @@ static int part1(uint32_t procs, uint32_t sites, uint32_t intervals, uint32_t bi
         fprintf(stderr, "core init failed\n");
         return 1;
     }
-    hkshm_header *h = map_segment();
-    hkshm_slot *slot[HKSHM_MAX_SLOTS];
-    uint64_t start = hkd_proc_start_time(getpid());
-    for (uint32_t p = 0; p < procs; p++)
-        slot[p] = claim(h, (uint32_t)getpid(), start);
+    hkshm_region *slot[MAX_PROCS];
+    char why[256];
+    for (uint32_t p = 0; p < procs; p++) {
+        char exe[32];
+        snprintf(exe, sizeof exe, "/usr/bin/sim%u", p);
+        if (!(slot[p] = region_register(0, 1000, 1, exe, why, sizeof why))) {
+            fprintf(stderr, "simulated process %u refused: %s\n", p, why);
+            return 1;
+        }
+    }
     uint64_t *t = calloc(intervals, sizeof *t);
     uint64_t *cpu = calloc(intervals, sizeof *cpu);
     uint64_t phase_sum[3] = { 0, 0, 0 };
@@ -159,9 +156,10 @@ static int part1(uint32_t procs, uint32_t sites, uint32_t intervals, uint32_t bi
            "", phase_sum[0] / 1e6 / n, phase_sum[1] / 1e6 / n, phase_sum[2] / 1e6 / n, cpu[1 + n / 2] / 1e6);
     free(cpu);
     free(t);
-    munmap(h, HKSHM_SEGMENT_SIZE);
     hkd_core_shutdown();
-    shm_unlink(shm_name);
+    for (uint32_t p = 0; p < procs; p++)
+        munmap(slot[p], HKSHM_REGION_SIZE);
+    remove_segment();
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
     if (system(cmd) != 0)
@@ -169,13 +167,11 @@ static int part1(uint32_t procs, uint32_t sites, uint32_t intervals, uint32_t bi
     return 0;
 }
 
-static void client(uint32_t sites, uint64_t binary, double seconds)
+/* A forked client: writes the region the parent registered for it. */
+static void client(hkshm_region *s, uint32_t sites, uint64_t binary, double seconds)
 {
-    hkshm_header *h = map_segment();
+    const hkshm_header *h = map_segment();
     if (!h)
-        _exit(1);
-    hkshm_slot *s = claim(h, (uint32_t)getpid(), hkd_proc_start_time(getpid()));
-    if (!s)
         _exit(1);
     uint64_t end = hkd_now_ns() + (uint64_t)(seconds * 1e9);
     for (uint64_t r = 0; hkd_now_ns() < end; r++) {
@@ -184,7 +180,6 @@ static void client(uint32_t sites, uint64_t binary, double seconds)
         struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
         nanosleep(&ts, NULL);
     }
-    atomic_store(&s->state, HKSHM_SLOT_EXITED);
     _exit(0);
 }
 
@@ -198,16 +193,25 @@ static double cpu_s(void)
 static int part2(uint32_t clients, uint32_t sites, double seconds)
 {
     snprintf(shm_name, sizeof shm_name, "/hkd-scale-cpu-%d", (int)getpid());
-    shm_unlink(shm_name);
+    remove_segment();
     hkd_core_cfg cfg = { .shm_name = shm_name, .state_dir = NULL, .interval_ms = 1000, .learning = 1,
                          .learn = hkd_learn_default_cfg };
     if (hkd_core_init(&cfg) < 0)
         return 1;
     pid_t *kids = calloc(clients, sizeof *kids);
     for (uint32_t i = 0; i < clients; i++) {
+        hkshm_region *r;
+        int fd = region_make(&r, 1, "/usr/bin/sim-client", F_SEAL_SHRINK | F_SEAL_GROW);
+        if (fd < 0)
+            return 1;
         kids[i] = fork();
         if (kids[i] == 0)
-            client(sites, i % 8, seconds + 1.0);
+            client(r, sites, i % 8, seconds + 1.0);
+        char why[256];
+        if (kids[i] < 0 || hkd_registry_add_local(fd, kids[i], getuid(), why, sizeof why) < 0)
+            fprintf(stderr, "client %u not registered: %s\n", i, kids[i] < 0 ? "fork failed" : why);
+        close(fd);
+        munmap(r, HKSHM_REGION_SIZE);
     }
     double c0 = cpu_s();
     uint64_t w0 = hkd_now_ns();
@@ -235,7 +239,7 @@ static int part2(uint32_t clients, uint32_t sites, double seconds)
         waitpid(kids[i], NULL, 0);
     free(kids);
     hkd_core_shutdown();
-    shm_unlink(shm_name);
+    remove_segment();
     return 0;
 }
 
@@ -246,7 +250,7 @@ int main(int argc, char **argv)
     uint32_t intervals = argc > 3 ? (uint32_t)atoi(argv[3]) : 30;
     uint32_t cpu_clients = argc > 4 ? (uint32_t)atoi(argv[4]) : 64;
     double cpu_seconds = argc > 5 ? atof(argv[5]) : 20.0;
-    if (procs > HKSHM_MAX_SLOTS || sites > HKSHM_SLOT_SITES || intervals < 3 || cpu_clients > HKSHM_MAX_SLOTS) {
+    if (procs > MAX_PROCS || sites > HKSHM_REGION_SITES || intervals < 3 || cpu_clients > MAX_PROCS) {
         fprintf(stderr, "usage: bench_daemon_scale [procs<=256 sites<=256 intervals>=3 cpu_clients cpu_seconds]\n");
         return 2;
     }

@@ -1,6 +1,7 @@
 /* For test binaries that drive the daemon core in their own process: a
  * private segment name and state directory, made before the tests and
- * removed after, and the segment mapped as a client would map it. */
+ * removed after, the segment mapped read-only as a client maps it, and
+ * simulated clients registered in-process (region_fixture.h). */
 #ifndef HKD_TEST_CORE_FIXTURE_H
 #define HKD_TEST_CORE_FIXTURE_H
 
@@ -14,9 +15,10 @@
 #include "core_api.h"
 #include "hakmem_shm.h"
 #include "log.h"
+#include "region_fixture.h"
 #include "segment.h"
 
-static char dir[256], shm[64];
+static char dir[256], shm[64], shm_lock[96];
 
 /* 0, or -1 when the state directory cannot be made. */
 static inline int core_fixture_begin(const char *name)
@@ -26,6 +28,7 @@ static inline int core_fixture_begin(const char *name)
     if (!mkdtemp(dir))
         return -1;
     snprintf(shm, sizeof shm, "/hkd-%s-%d", name, (int)getpid());
+    snprintf(shm_lock, sizeof shm_lock, "/dev/shm%s.lock", shm);
     shm_unlink(shm);
     hkd_reader_thread_enter();
     return 0;
@@ -36,6 +39,7 @@ static inline int core_fixture_end(int rc)
 {
     hkd_reader_thread_leave();
     shm_unlink(shm);
+    unlink(shm_lock);
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
     if (system(cmd) != 0 && rc == 0)
@@ -43,42 +47,36 @@ static inline int core_fixture_end(int rc)
     return rc;
 }
 
-/* The segment hkd_core_init created, or NULL. */
-static inline hkshm_header *core_fixture_map(void)
+/* The segment hkd_core_init made, mapped read-only; NULL on failure. */
+static inline const hkshm_header *core_fixture_map(void)
 {
-    int fd = shm_open(shm, O_RDWR, 0);
+    int fd = shm_open(shm, O_RDONLY, 0);
     if (fd < 0)
         return NULL;
-    void *p = mmap(NULL, HKSHM_SEGMENT_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    void *p = mmap(NULL, HKSHM_SEGMENT_SIZE, PROT_READ, MAP_SHARED, fd, 0);
     close(fd);
     return p == MAP_FAILED ? NULL : p;
 }
 
-/* Slot 0 of the segment, owned by this (live) process as a client's. */
-static inline hkshm_slot *core_fixture_claim(hkshm_header *h)
+/* n simulated processes (pid 0: no liveness of their own, uid 1000 + i %
+ * uids), first registrations; fails the test binary when one is refused. */
+static inline void core_fixture_clients(hkshm_region **out, uint32_t n, uint32_t uids)
 {
-    hkshm_slot *s = hkshm_slot_at(h, 0);
-    atomic_store(&s->pid, (uint32_t)getpid());
-    s->start_time = hkd_proc_start_time(getpid());
-    atomic_store(&s->state, HKSHM_SLOT_LIVE);
-    return s;
-}
-
-/* Slots [0, n) owned by this (live) process, as n clients' would be. */
-static inline void core_fixture_claim_slots(hkshm_header *h, uint32_t n)
-{
-    uint64_t start = hkd_proc_start_time(getpid());
-    for (uint32_t p = 0; p < n; p++) {
-        hkshm_slot *s = hkshm_slot_at(h, p);
-        atomic_store(&s->pid, (uint32_t)getpid());
-        s->start_time = start;
-        atomic_store(&s->state, HKSHM_SLOT_LIVE);
+    char why[256];
+    for (uint32_t i = 0; i < n; i++) {
+        char exe[32];
+        snprintf(exe, sizeof exe, "/usr/bin/sim%u", i);
+        out[i] = region_register(0, 1000 + i % (uids ? uids : 1), 1, exe, why, sizeof why);
+        if (!out[i]) {
+            fprintf(stderr, "simulated client %u refused: %s\n", i, why);
+            exit(1);
+        }
     }
 }
 
 /* The core on the fixture's segment (100 ms intervals, default learner),
  * and the segment mapped; NULL when either fails. */
-static inline hkshm_header *core_fixture_start(int learning, const char *state_dir)
+static inline const hkshm_header *core_fixture_start(int learning, const char *state_dir)
 {
     hkd_core_cfg cfg = { .shm_name = shm, .state_dir = state_dir, .interval_ms = 100, .learning = learning,
                          .learn = hkd_learn_default_cfg };
@@ -87,13 +85,14 @@ static inline hkshm_header *core_fixture_start(int learning, const char *state_d
     return core_fixture_map();
 }
 
-/* Stops the core, gives back slots [0, n) and unmaps the segment. */
-static inline void core_fixture_stop(hkshm_header *h, uint32_t n)
+/* Stops the core (dropping every registration) and unmaps the segment and
+ * the n regions. */
+static inline void core_fixture_stop(const hkshm_header *h, hkshm_region **regions, uint32_t n)
 {
     hkd_core_shutdown();
     for (uint32_t p = 0; p < n; p++)
-        atomic_store(&hkshm_slot_at(h, p)->pid, 0);
-    munmap(h, HKSHM_SEGMENT_SIZE);
+        munmap(regions[p], HKSHM_REGION_SIZE);
+    munmap((void *)h, HKSHM_SEGMENT_SIZE);
 }
 
 #endif

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # tests/daemon: the daemon core's unit tests (cmocka), then an end-to-end
-# run: hakmemd on a private segment and socket, 8 clients of one binary and
-# 2 of another, a kill -9 of the daemon mid-run, a restart that adopts the
-# segment and its persisted state, and a clean SIGTERM.
+# run: hakmemd on a private segment and socket (the segment its own, a lock
+# file deciding who owns the name), 8 clients of one binary and 2 of
+# another registering their report regions over the socket, a kill -9 of
+# the daemon mid-run, a restart that adopts the segment and its persisted
+# state (the clients register again), and a clean SIGTERM.
 #   bash tests/daemon/suite.sh BUILD
 set -u
 BUILD=${1:-build}
@@ -20,13 +22,13 @@ cleanup() {
     [ -n "$DPID" ] && kill -9 "$DPID" 2>/dev/null
     for p in "${CPIDS[@]}"; do kill -9 "$p" 2>/dev/null; done
     wait 2>/dev/null
-    rm -f "/dev/shm/${SHM#/}"
+    rm -f "/dev/shm/${SHM#/}" "/dev/shm/${SHM#/}.lock"
     rm -rf "$TMP"
 }
 trap cleanup EXIT INT TERM
 
 # ---- unit tests: one line per cmocka test ----
-for t in test_learner test_bands test_shm test_persist test_core test_hostile test_split; do
+for t in test_learner test_bands test_segment test_registry test_register test_persist test_core test_hostile test_split; do
     if [ ! -x "$T/$t" ]; then fail "unit $t" "not built ($T/$t)"; continue; fi
     out=$("$T/$t" 2>&1); rc=$?
     while read -r name; do ok "unit $t/$name"; done < <(sed -n 's/^\[       OK \] //p' <<<"$out")
@@ -50,9 +52,10 @@ fi
 
 # ---- end to end ----
 HAKMEMD=$BUILD/hakmemd
+CTL=$BUILD/hakmemctl
 A=$T/e2e_client_a
 B=$T/e2e_client_b
-for f in "$HAKMEMD" "$A" "$B"; do
+for f in "$HAKMEMD" "$CTL"; do
     [ -x "$f" ] || { fail "e2e prerequisites" "$f not built"; echo "# daemon suite: $fails failed"; exit 1; }
 done
 mkdir -p "$TMP/state"
@@ -63,6 +66,10 @@ start_daemon() {
     for _ in $(seq 50); do grep -q "running:" "$TMP/daemon.log" 2>/dev/null && return 0; sleep 0.1; done
     return 1
 }
+status_field() {   # name: the value hakmemctl status --json gives it
+    timeout 10 "$CTL" --socket "$TMP/ctl.sock" status --json 2>/dev/null |
+        sed -n "s/.*\"$1\": *\([0-9]*\).*/\1/p" | head -1
+}
 run_client() {   # binary tag duration
     HAKMEM_SHM=$SHM HAKMEM_STATS=1 "$1" "$3" >"$TMP/$2.out" 2>"$TMP/$2.err" &
     CPIDS+=($!)
@@ -72,13 +79,31 @@ WHY="daemon did not start: $(tail -3 "$TMP/daemon.log" 2>/dev/null)"
 check "e2e daemon starts on a private segment" start_daemon
 [ -e "/dev/shm/${SHM#/}" ] && ok "e2e segment exists" || fail "e2e segment exists" "/dev/shm/${SHM#/} missing"
 mode=$(stat -c %a "/dev/shm/${SHM#/}" 2>/dev/null)
-[ "$mode" = 660 ] && ok "e2e segment mode 0660" || fail "e2e segment mode 0660" "mode $mode"
+[ "$mode" = 640 ] && ok "e2e segment mode 0640 (clients only read it)" || fail "e2e segment mode 0640 (clients only read it)" "mode $mode"
+lmode=$(stat -c '%a %u' "/dev/shm/${SHM#/}.lock" 2>/dev/null)
+WHY="lock file: ${lmode:-missing}"
+check "e2e lock file /dev/shm/${SHM#/}.lock is the daemon's alone (0600)" test "$lmode" = "600 $(id -u)"
+second=$(timeout 10 "$HAKMEMD" --foreground --shm "$SHM" --no-socket --state-dir "$TMP/state2" 2>&1); src=$?
+WHY="exit $src: $second"
+check "e2e a second daemon on the name is refused at once" \
+    bash -c "[ $src -eq 1 ] && grep -q 'another hakmemd holds /dev/shm/${SHM#/}.lock' <<<'$second'"
+regs=$(status_field processes)
+WHY="processes ${regs:-?} with no client registered"
+check "e2e no registrations, no processes" test "${regs:-x}" = 0
 
+for f in "$A" "$B"; do
+    # The clients need the client half of ABI 2 (libclient): without it
+    # nothing below can run.
+    [ -x "$f" ] || { fail "e2e clients" "$f not built"; echo "# daemon suite: $fails failed"; exit 1; }
+done
 for i in 1 2 3 4 5 6 7 8; do run_client "$A" a$i 6000; done
 for i in 1 2; do run_client "$B" b$i 6000; done
 
 # Let a few intervals pass, then look at the merged view the daemon logs.
 sleep 3.5
+nproc=$(status_field processes)
+WHY="the daemon counts ${nproc:-?} processes"
+check "e2e all 10 clients registered (processes counted by registration)" test "${nproc:-0}" -eq 10
 merged_a=$(grep -E "site [0-9a-f]+:[0-9a-f]+ module=[^ ]*e2e_client_a procs=8 " "$TMP/daemon.log" | head -1)
 merged_b=$(grep -E "site [0-9a-f]+:[0-9a-f]+ module=[^ ]*e2e_client_b procs=2 " "$TMP/daemon.log" | head -1)
 WHY="no site of e2e_client_a seen in 8 processes: $(grep -m3 'e2e_client_a' "$TMP/daemon.log")"
@@ -105,13 +130,14 @@ check "e2e all 10 clients finish correctly after the daemon was killed" test $al
 applied=$(grep -l "(daemon)" "$TMP"/a*.err "$TMP"/b*.err 2>/dev/null | wc -l)
 WHY="only $applied of 10 exit reports show a daemon policy"
 check "e2e clients applied published thresholds (exit report)" test "$applied" -eq 10
-attached=$(grep -l "attached to $SHM (slot [0-9]*), generation [1-9]" "$TMP"/a*.err "$TMP"/b*.err 2>/dev/null | wc -l)
+attached=$(grep -l "attached to $SHM.*generation [1-9]" "$TMP"/a*.err "$TMP"/b*.err 2>/dev/null | wc -l)
 WHY="only $attached of 10 describe lines say attached with a generation: $(grep -h 'daemon:' "$TMP"/a1.err)"
 check "e2e shm client describe line" test "$attached" -eq 10
 WHY="no state file in $TMP/state"
 check "e2e learned state persisted before the kill" test -s "$TMP/state/state.pb"
 
-# Restart: adopts the segment (and the slots in it) and the persisted state.
+# Restart: adopts the segment (and the tables in it) and the persisted
+# state; the running client sees the new instance and registers again.
 gen_before=$(grep -oE "generation [0-9]+" "$TMP/daemon.log" | tail -1 | awk '{print $2}')
 : >"$TMP/daemon.log"
 run_client "$A" r1 4000

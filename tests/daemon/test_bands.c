@@ -101,10 +101,9 @@ static void pooled_thin_sites_learn_fast(void **state)
 #define THIN 30u
 #define THICK 2u
 
-static void flush_mixed(hkshm_slot *s, uint64_t round)
+static void flush_mixed(hkshm_region *s, uint64_t round)
 {
-    uint64_t seq = atomic_load(&s->seq);
-    atomic_store(&s->seq, seq | 1);
+    region_write_begin(s);
     s->n_modules = 1;
     s->modules[0].hash = 0xbad;
     snprintf(s->modules[0].path, sizeof s->modules[0].path, "/usr/bin/bands-test");
@@ -120,9 +119,7 @@ static void flush_mixed(hkshm_slot *s, uint64_t round)
         d->size_hist[21] = (uint32_t)(a - a / 2);
     }
     s->n_sites = THIN + THICK;
-    s->flushes++;
-    atomic_store(&s->seq, (seq | 1) + 1);
-    atomic_store(&s->heartbeat_ns, hkd_now_ns());
+    region_write_end(s);
 }
 
 typedef struct band_view {
@@ -158,9 +155,10 @@ static int view_site(const hkd_site_info *si, void *arg)
 static void thin_sites_share_their_band(void **state)
 {
     (void)state;
-    hkshm_header *h = core_fixture_start(1, NULL);
+    const hkshm_header *h = core_fixture_start(1, NULL);
     assert_non_null(h);
-    hkshm_slot *s = core_fixture_claim(h);
+    hkshm_region *s;
+    core_fixture_clients(&s, 1, 1);
     int arms_moved = 0;
     hkd_thresholds last = { 0 };
     for (uint64_t r = 0; r < 60; r++) {
@@ -182,7 +180,7 @@ static void thin_sites_share_their_band(void **state)
     /* 90 allocations an interval between them: the band completes pulls
      * and explores, where each site alone would need 22 intervals a pull. */
     assert_true(arms_moved >= 4);
-    core_fixture_stop(h, 0);
+    core_fixture_stop(h, &s, 1);
 }
 
 int main(void)

@@ -1,4 +1,4 @@
-/* The core end to end in one process: a simulated client slot, intervals,
+/* The core end to end in one process: a simulated client region, intervals,
  * the published table against the merged view (entries are kept current
  * in place between sorts), and saving off the learner thread (a queued
  * save is on disk after a synchronous save or shutdown). */
@@ -27,10 +27,9 @@
 #define SITES 200u
 
 
-static void flush(hkshm_slot *s, uint32_t n, uint64_t round)
+static void flush(hkshm_region *s, uint32_t n, uint64_t round)
 {
-    uint64_t seq = atomic_load(&s->seq);
-    atomic_store(&s->seq, seq | 1);
+    region_write_begin(s);
     s->n_modules = 1;
     s->modules[0].hash = 0xabc;
     snprintf(s->modules[0].path, sizeof s->modules[0].path, "/usr/bin/core-test");
@@ -47,10 +46,8 @@ static void flush(hkshm_slot *s, uint32_t n, uint64_t round)
         d->size_hist[10 + i % 12] = (uint32_t)a;
     }
     s->n_sites = n;
-    s->page_faults = round * 10;
-    s->flushes++;
-    atomic_store(&s->seq, (seq | 1) + 1);
-    atomic_store(&s->heartbeat_ns, hkd_now_ns());
+    s->proc[HKSHM_PROC_PAGE_FAULTS] = round * 10;
+    region_write_end(s);
 }
 
 typedef struct seen {
@@ -76,20 +73,21 @@ static int add_allocs(const hkd_site_info *si, void *arg)
     return 0;
 }
 
-static void table_matches_view(hkshm_header *h)
+static void table_matches_view(const hkshm_header *h)
 {
-    hkshm_table *t = hkshm_table_at(h, atomic_load(&h->active));
+    const hkshm_table *t = hkshm_table_at((void *)h, atomic_load(&h->active));
     assert_int_equal(atomic_load(&t->generation), atomic_load(&h->generation));
-    assert_int_equal(t->n_entries, SITES);
+    assert_int_equal(t->n_sites, SITES);
+    assert_int_equal(t->n_binaries, 0);
     seen *v = calloc(1, sizeof *v);
     assert_non_null(v);
     assert_int_equal(hkd_for_each_site(collect_site, v), 0);
     assert_int_equal(v->n, SITES);
-    for (uint32_t i = 0; i < t->n_entries; i++) {
-        const hkshm_policy *e = &t->entries[i];
+    for (uint32_t i = 0; i < t->n_sites; i++) {
+        const hkshm_site_policy *e = &t->sites[i];
         if (i)
-            assert_true(hkshm_key_cmp(t->entries[i - 1].module_hash, t->entries[i - 1].offset,
-                                      e->module_hash, e->offset) < 0);
+            assert_true(hkshm_site_cmp(t->sites[i - 1].domain, t->sites[i - 1].module_hash, t->sites[i - 1].offset,
+                                       e->domain, e->module_hash, e->offset) < 0);
         uint32_t k = 0;
         while (k < v->n && (v->key[k].module_hash != e->module_hash || v->key[k].offset != e->offset))
             k++;
@@ -108,16 +106,17 @@ static void core_publishes_and_saves_off_thread(void **state)
                          .learn = hkd_learn_default_cfg };
     cfg.learn.settle_intervals = 0;
     assert_int_equal(hkd_core_init(&cfg), 0);
-    hkshm_header *h = core_fixture_map();
+    const hkshm_header *h = core_fixture_map();
     assert_non_null(h);
-    hkshm_slot *s = core_fixture_claim(h);
+    hkshm_region *s;
+    core_fixture_clients(&s, 1, 1);
 
     uint64_t changes = 0, last_gen = 0;
     for (uint64_t r = 0; r < 40; r++) {
         flush(s, SITES, r);
         assert_int_equal(hkd_core_interval(), 0);
         if (r == 0) {
-            /* A segment this daemon created has no history: the first
+            /* A process's first registration has no history: the first
              * interval counts what the client flushed before it. */
             uint64_t got = 0, want = 0;
             for (uint32_t i = 0; i < SITES; i++)
@@ -169,7 +168,8 @@ static void core_publishes_and_saves_off_thread(void **state)
     assert_int_equal(n, SITES);
     free(ss);
     free(buf);
-    munmap(h, HKSHM_SEGMENT_SIZE);
+    munmap(s, HKSHM_REGION_SIZE);
+    munmap((void *)h, HKSHM_SEGMENT_SIZE);
 }
 
 int main(void)

@@ -1,4 +1,4 @@
-/* The interval on two threads (collect by odd and even slots, learn by
+/* The interval on two threads (collect by odd and even registrations, learn by
  * halves of the records): with enough sites that the worker runs, every
  * site's merged totals are exactly what its processes reported, whether a
  * key is shared by processes on both threads or owned by one. */
@@ -25,10 +25,11 @@ static uint64_t allocs_at(uint32_t proc, uint32_t site, uint64_t round)
     return (round + 1) * (1 + (proc * 7 + site * 13) % 50);
 }
 
-static void flush(hkshm_slot *s, uint32_t proc, uint32_t binaries, uint64_t round)
+static hkshm_region *regions[PROCS];
+
+static void flush(hkshm_region *s, uint32_t proc, uint32_t binaries, uint64_t round)
 {
-    uint64_t seq = atomic_load(&s->seq);
-    atomic_store(&s->seq, seq | 1);
+    region_write_begin(s);
     s->n_modules = 1;
     s->modules[0].hash = 0x7000 + proc % binaries;
     snprintf(s->modules[0].path, sizeof s->modules[0].path, "/usr/bin/split%u", proc % binaries);
@@ -43,9 +44,7 @@ static void flush(hkshm_slot *s, uint32_t proc, uint32_t binaries, uint64_t roun
         d->size_hist[12] = (uint32_t)a;
     }
     s->n_sites = SITES;
-    s->flushes++;
-    atomic_store(&s->seq, (seq | 1) + 1);
-    atomic_store(&s->heartbeat_ns, hkd_now_ns());
+    region_write_end(s);
 }
 
 typedef struct expect {
@@ -71,12 +70,12 @@ static int check_site(const hkd_site_info *si, void *arg)
 
 static void run(uint32_t binaries)
 {
-    hkshm_header *h = core_fixture_start(1, NULL);
+    const hkshm_header *h = core_fixture_start(1, NULL);
     assert_non_null(h);
-    core_fixture_claim_slots(h, PROCS);
+    core_fixture_clients(regions, PROCS, 3);
     for (uint64_t r = 0; r < ROUNDS; r++) {
         for (uint32_t p = 0; p < PROCS; p++)
-            flush(hkshm_slot_at(h, p), p, binaries, r);
+            flush(regions[p], p, binaries, r);
         assert_int_equal(hkd_core_interval(), 0);
         expect e = { .binaries = binaries, .round = r };
         assert_int_equal(hkd_for_each_site(check_site, &e), 0);
@@ -84,11 +83,11 @@ static void run(uint32_t binaries)
         assert_int_equal(e.wrong, 0);
         assert_int_equal(e.procs_wrong, 0);
     }
-    core_fixture_stop(h, PROCS);
+    core_fixture_stop(h, regions, PROCS);
     shm_unlink(shm);
 }
 
-/* 96 processes of 4 binaries: every key has processes in odd and even slots. */
+/* 96 processes of 4 binaries: every key has processes in odd and even entries. */
 static void shared_keys_add_up(void **state)
 {
     (void)state;
@@ -119,32 +118,29 @@ static int site_allocs(const hkd_site_info *si, void *arg)
 static void interval_counts_saturate_and_never_run_backwards(void **state)
 {
     (void)state;
-    hkshm_header *h = core_fixture_start(0, NULL);
+    const hkshm_header *h = core_fixture_start(0, NULL);
     assert_non_null(h);
     enum { N = 6 };                  /* three processes on each collecting thread */
-    core_fixture_claim_slots(h, N);
+    core_fixture_clients(regions, N, 1);
     const uint64_t big = (1ull << 31) - 1, bytes = 3ull << 40;
     const uint64_t frees_at[3] = { 1000, 1500, 1 };   /* backwards in the last round */
     uint64_t allocs[N] = { 0 };
-    /* Lifetime totals after each round (the first interval on a fresh
-     * segment counts from zero). */
+    /* Lifetime totals after each round (a first registration's first
+     * interval counts from zero). */
     const uint64_t want_allocs[3] = { 0, 2ull * UINT32_MAX, 2ull * UINT32_MAX + 5 * 5 };
     const uint64_t want_frees[3] = { N * 1000, N * 1500, N * 1500 };
     const uint64_t want_bytes[3] = { 0, N * bytes, 2 * N * bytes };
     for (uint32_t r = 0; r < 3; r++) {
         for (uint32_t p = 0; p < N; p++) {
-            hkshm_slot *s = hkshm_slot_at(h, p);
-            uint64_t seq = atomic_load(&s->seq);
-            atomic_store(&s->seq, seq | 1);
+            hkshm_region *s = regions[p];
+            region_write_begin(s);
             s->n_sites = 1;
             s->sites[0].module_hash = 0x5a7;
             s->sites[0].offset = 0x10;
             s->sites[0].allocs = allocs[p];
             s->sites[0].frees = frees_at[r];
             s->sites[0].bytes = bytes * r;
-            s->flushes++;
-            atomic_store(&s->seq, (seq | 1) + 1);
-            atomic_store(&s->heartbeat_ns, hkd_now_ns());
+            region_write_end(s);
         }
         assert_int_equal(hkd_core_interval(), 0);
         uint64_t got[4] = { 0 };
@@ -158,7 +154,7 @@ static void interval_counts_saturate_and_never_run_backwards(void **state)
         for (uint32_t p = 0; p < N; p++)
             allocs[p] += r == 0 ? big : p == 0 ? big + 1 : 5;
     }
-    core_fixture_stop(h, N);
+    core_fixture_stop(h, regions, N);
     shm_unlink(shm);
 }
 

@@ -1,0 +1,261 @@
+/* Per-binary learner (see binlearn.h). */
+#include "binlearn.h"
+
+#include <math.h>
+#include <string.h>
+
+#define KNOB(k) (1u << (k))
+
+/* From the leanest to the fastest.  Arm 0 sets nothing: a binary the
+ * daemon knows nothing of runs as it would without a daemon. */
+const hkd_bin_arm hkd_bin_arms[HKD_BIN_ARMS] = {
+    { "default", 0, { 0 } },
+    { "lean",
+      KNOB(HKSHM_KNOB_PURGE_DELAY_MS) | KNOB(HKSHM_KNOB_RETAINED_SEGMENTS) | KNOB(HKSHM_KNOB_PARTIAL_REUSE) |
+          KNOB(HKSHM_KNOB_SMALL_THP) | KNOB(HKSHM_KNOB_BIGCACHE_KIB),
+      { [HKSHM_KNOB_PURGE_DELAY_MS] = 0, [HKSHM_KNOB_RETAINED_SEGMENTS] = 0, [HKSHM_KNOB_PARTIAL_REUSE] = 3,
+        [HKSHM_KNOB_SMALL_THP] = 0, [HKSHM_KNOB_BIGCACHE_KIB] = 0 } },
+    { "fast",
+      KNOB(HKSHM_KNOB_PURGE_DELAY_MS) | KNOB(HKSHM_KNOB_RETAINED_SEGMENTS) | KNOB(HKSHM_KNOB_PARTIAL_REUSE) |
+          KNOB(HKSHM_KNOB_SMALL_THP) | KNOB(HKSHM_KNOB_BIGCACHE_KIB),
+      { [HKSHM_KNOB_PURGE_DELAY_MS] = 2000, [HKSHM_KNOB_RETAINED_SEGMENTS] = 16, [HKSHM_KNOB_PARTIAL_REUSE] = 0,
+        [HKSHM_KNOB_SMALL_THP] = 0, [HKSHM_KNOB_BIGCACHE_KIB] = 512u << 10 } },
+    { "fast-thp",
+      KNOB(HKSHM_KNOB_PURGE_DELAY_MS) | KNOB(HKSHM_KNOB_RETAINED_SEGMENTS) | KNOB(HKSHM_KNOB_PARTIAL_REUSE) |
+          KNOB(HKSHM_KNOB_SMALL_THP) | KNOB(HKSHM_KNOB_BIGCACHE_KIB),
+      { [HKSHM_KNOB_PURGE_DELAY_MS] = 2000, [HKSHM_KNOB_RETAINED_SEGMENTS] = 16, [HKSHM_KNOB_PARTIAL_REUSE] = 0,
+        [HKSHM_KNOB_SMALL_THP] = 1, [HKSHM_KNOB_BIGCACHE_KIB] = 512u << 10 } },
+};
+
+/* The memory weight prices RAM against CPU as a cloud price list does:
+ * a vCPU-hour costs about ten GiB-hours (compute-optimised and
+ * memory-optimised instances of one family differ by about $0.0034 per
+ * GiB-hour; a vCPU is about $0.036 an hour), so one MiB held for one
+ * second is worth about 0.0034 / 0.036 / 1024 s ~= 92 us of CPU. */
+const hkd_bin_cfg hkd_bin_default_cfg = {
+    .memory_weight_ns = 92000.0,
+    .min_pulls = 3,
+    .recheck = 8,
+    .z = 2.5,
+    .min_gain = 0.02,
+    .max_regression = 0.05,
+    .min_cpu_s = 0.02,
+    .window = 256,
+    .arm_mask = (1u << HKD_BIN_ARMS) - 1,
+};
+
+void hkd_bin_init(hkd_bin_learn *l)
+{
+    memset(l, 0, sizeof *l);
+    l->current = HKD_BIN_DEFAULT_ARM;
+    l->pinned = -1;
+}
+
+int hkd_bin_arm_by_name(const char *name)
+{
+    for (int i = 0; i < HKD_BIN_ARMS; i++)
+        if (strcmp(hkd_bin_arms[i].name, name) == 0)
+            return i;
+    return -1;
+}
+
+static int may_run(const hkd_bin_cfg *cfg, int arm)
+{
+    return arm == HKD_BIN_DEFAULT_ARM || (cfg->arm_mask >> arm & 1u);
+}
+
+double hkd_bin_cost(const hkd_bin_cfg *cfg, const hkd_bin_obs *o)
+{
+    double work = o->work_mib > 1.0 ? o->work_mib : 1.0;
+    return (o->cpu_s * 1e9 + cfg->memory_weight_ns * o->rss_mib_s) / work;
+}
+
+static int finite_positive(double v)
+{
+    return isfinite(v) && v > 0.0;
+}
+
+static void add(hkd_bin_stat *s, const double x[HKD_BIN_MEASURES])
+{
+    s->n += 1.0;
+    for (int k = 0; k < HKD_BIN_MEASURES; k++) {
+        double d = x[k] - s->mean[k];
+        s->mean[k] += d / s->n;
+        s->m2[k] += d * (x[k] - s->mean[k]);
+    }
+}
+
+/* Counts halve, means stay: old evidence weighs half as much. */
+static void halve(hkd_bin_learn *l)
+{
+    for (int a = 0; a < HKD_BIN_ARMS; a++) {
+        l->arm[a].n *= 0.5;
+        for (int k = 0; k < HKD_BIN_MEASURES; k++)
+            l->arm[a].m2[k] *= 0.5;
+    }
+}
+
+/* The variance of measure k, pooled over every arm: the noise of a run is
+ * the machine's and the input's, much the same whatever arm runs, and a
+ * variance from three runs of one arm is itself too noisy to trust. */
+static double pooled_variance(const hkd_bin_learn *l, int k, double *dof)
+{
+    double m2 = 0.0;
+    *dof = 0.0;
+    for (int b = 0; b < HKD_BIN_ARMS; b++) {
+        if (l->arm[b].n >= 2.0) {
+            m2 += l->arm[b].m2[k];
+            *dof += l->arm[b].n - 1.0;
+        }
+    }
+    return *dof > 0.0 ? m2 / *dof : 0.0;
+}
+
+/* Standard errors a difference must exceed: z, widened for few degrees of
+ * freedom as Student's t is (the first terms of its expansion in 1/dof). */
+static double critical(double z, double dof)
+{
+    if (dof < 1.0)
+        return INFINITY;
+    return z + (z * z * z + z) / (4.0 * dof) + (5 * pow(z, 5) + 16 * z * z * z + 3 * z) / (96.0 * dof * dof);
+}
+
+/* How many standard errors arm a's mean of measure k lies below arm b's. */
+static double t_below(const hkd_bin_learn *l, int a, int b, int k)
+{
+    double dof, var = pooled_variance(l, k, &dof);
+    double na = l->arm[a].n, nb = l->arm[b].n;
+    if (na <= 0.0 || nb <= 0.0 || dof < 1.0)
+        return 0.0;
+    double se = sqrt(var * (1.0 / na + 1.0 / nb));
+    double d = l->arm[b].mean[k] - l->arm[a].mean[k];
+    return se > 0.0 ? d / se : (d > 0.0 ? INFINITY : 0.0);
+}
+
+/* No worse than the default by more than max_regression on any time or
+ * memory measure, by the geometric means.  (Asking for proof here, as
+ * for the gain, would take dozens of runs per arm at this machine's 5-10%
+ * noise before any arm could be shown not to be 5% worse.) */
+static int eligible(const hkd_bin_learn *l, const hkd_bin_cfg *cfg, int a)
+{
+    const int d = HKD_BIN_DEFAULT_ARM;
+    double limit = log1p(cfg->max_regression);
+    for (int k = HKD_BIN_CPU; k < HKD_BIN_MEASURES; k++)
+        if (l->arm[a].mean[k] - l->arm[d].mean[k] > limit)
+            return 0;
+    return 1;
+}
+
+int hkd_bin_choice(const hkd_bin_learn *l, const hkd_bin_cfg *cfg)
+{
+    const int d = HKD_BIN_DEFAULT_ARM;
+    if (l->arm[d].n < cfg->min_pulls)
+        return d;
+    double dof;
+    pooled_variance(l, HKD_BIN_COST, &dof);
+    double need = critical(cfg->z, dof);
+    int best = d;
+    double best_gain = 0.0;
+    for (int a = 0; a < HKD_BIN_ARMS; a++) {
+        if (a == d || !may_run(cfg, a) || l->arm[a].n < cfg->min_pulls)
+            continue;
+        double gain = l->arm[d].mean[HKD_BIN_COST] - l->arm[a].mean[HKD_BIN_COST];
+        if (gain < log1p(cfg->min_gain) || t_below(l, a, d, HKD_BIN_COST) < need)
+            continue;
+        if (!eligible(l, cfg, a))
+            continue;
+        if (gain > best_gain) {
+            best = a;
+            best_gain = gain;
+        }
+    }
+    return best;
+}
+
+int hkd_bin_settled(const hkd_bin_learn *l, const hkd_bin_cfg *cfg)
+{
+    for (int a = 0; a < HKD_BIN_ARMS; a++)
+        if (may_run(cfg, a) && l->arm[a].n < cfg->min_pulls)
+            return 0;
+    return 1;
+}
+
+/* Before settling: the least observed arm (the default first).  After:
+ * the choice, except one run in `recheck`, which goes to the arm whose
+ * lower confidence bound on cost is lowest (the most likely to beat it). */
+static int next_arm(hkd_bin_learn *l, const hkd_bin_cfg *cfg)
+{
+    if (l->pinned >= 0)
+        return l->pinned;
+    int least = -1;
+    for (int a = 0; a < HKD_BIN_ARMS; a++)
+        if (may_run(cfg, a) && l->arm[a].n < cfg->min_pulls && (least < 0 || l->arm[a].n < l->arm[least].n))
+            least = a;
+    if (least >= 0)
+        return least;
+    int choice = hkd_bin_choice(l, cfg);
+    if (cfg->recheck == 0 || ++l->runs_since_choice < cfg->recheck)
+        return choice;
+    l->runs_since_choice = 0;
+    int probe = choice;
+    double lowest = INFINITY;
+    for (int a = 0; a < HKD_BIN_ARMS; a++) {
+        if (a == choice || !may_run(cfg, a))
+            continue;
+        double dof, var = pooled_variance(l, HKD_BIN_COST, &dof);
+        double bound = l->arm[a].mean[HKD_BIN_COST] - cfg->z * sqrt(var / l->arm[a].n);
+        if (bound < lowest) {
+            lowest = bound;
+            probe = a;
+        }
+    }
+    return probe;
+}
+
+int hkd_bin_observe(hkd_bin_learn *l, const hkd_bin_cfg *cfg, const hkd_bin_obs *o)
+{
+    if (o->arm >= HKD_BIN_ARMS || !(o->cpu_s >= cfg->min_cpu_s) || !finite_positive(o->cpu_s) ||
+        !finite_positive(o->wall_s) || !finite_positive(o->rss_mib_s) || !finite_positive(o->peak_mib) ||
+        !(o->work_mib >= 0.0) || !isfinite(o->work_mib)) {
+        l->ignored++;
+        return -1;
+    }
+    double work = o->work_mib > 1.0 ? o->work_mib : 1.0;
+    double x[HKD_BIN_MEASURES] = {
+        [HKD_BIN_COST] = log(hkd_bin_cost(cfg, o)),
+        [HKD_BIN_CPU] = log(o->cpu_s / work),
+        [HKD_BIN_WALL] = log(o->wall_s / work),
+        [HKD_BIN_MEM] = log(o->rss_mib_s / work),
+        [HKD_BIN_PEAK] = log(o->peak_mib),
+    };
+    add(&l->arm[o->arm], x);
+    l->observations++;
+    double total = 0.0;
+    for (int a = 0; a < HKD_BIN_ARMS; a++)
+        total += l->arm[a].n;
+    if (cfg->window && total > cfg->window)
+        halve(l);
+    int next = next_arm(l, cfg);
+    int changed = next != l->current;
+    l->current = next;
+    return changed;
+}
+
+double hkd_bin_ratio(const hkd_bin_learn *l, int arm, enum hkd_bin_measure m)
+{
+    const int d = HKD_BIN_DEFAULT_ARM;
+    if (arm < 0 || arm >= HKD_BIN_ARMS || m >= HKD_BIN_MEASURES || l->arm[arm].n <= 0.0 || l->arm[d].n <= 0.0)
+        return 1.0;
+    return exp(l->arm[arm].mean[m] - l->arm[d].mean[m]);
+}
+
+int hkd_bin_pin(hkd_bin_learn *l, const hkd_bin_cfg *cfg, int arm)
+{
+    if (arm >= HKD_BIN_ARMS)
+        return -1;
+    l->pinned = arm < 0 ? -1 : arm;
+    int next = l->pinned >= 0 ? l->pinned : hkd_bin_choice(l, cfg);
+    int changed = next != l->current;
+    l->current = next;
+    return changed;
+}

@@ -1,0 +1,114 @@
+/* Per-binary learner: which process-level arm the processes of one binary
+ * run (include/hakmem_shm.h: hkshm_binary_policy).
+ *
+ * The arms are points between speed and memory, made of the knobs that
+ * decide small-object programs: purge delay, retained segments, partial
+ * page reuse, huge pages for small objects, the default large threshold,
+ * BigCache's budget.  Arm 0 sets nothing: the process runs its own
+ * defaults, exactly as it would without a daemon.
+ *
+ * One observation is one process run, or one window of a long-running
+ * process.  Its cost is the CPU it used plus the operator's memory weight
+ * times the MiB-seconds of RSS it held, per MiB it allocated, so runs of
+ * one binary on inputs of different size compare.  The learner keeps the
+ * logarithm of each measure: run-to-run noise is multiplicative, and a
+ * difference of means is a ratio.
+ *
+ * It is conservative: the default arm runs until another is better by
+ * `z` standard errors of the difference and by `min_gain`, and an arm
+ * whose time or memory is worse than the default's by more than
+ * `max_regression` is never chosen, whatever the price.  Until every arm
+ * has `min_pulls` observations the least observed runs next; after that
+ * one run in `recheck` goes to the arm most likely to beat the choice,
+ * and the others run the choice.
+ *
+ * Pure and deterministic: no clocks, no randomness, no globals beyond the
+ * constant arm set. */
+#ifndef HAKMEMD_BINLEARN_H
+#define HAKMEMD_BINLEARN_H
+
+#include <stdint.h>
+
+#include "hakmem_shm.h"
+
+#define HKD_BIN_ARMS        4
+#define HKD_BIN_DEFAULT_ARM 0
+
+typedef struct hkd_bin_arm {
+    const char *name;
+    uint32_t set;                       /* bit k: knob[k] is set (enum hkshm_knob) */
+    uint32_t knob[HKSHM_KNOBS];
+} hkd_bin_arm;
+
+extern const hkd_bin_arm hkd_bin_arms[HKD_BIN_ARMS];
+
+typedef struct hkd_bin_cfg {
+    double   memory_weight_ns;          /* ns of CPU one MiB held for one second is worth */
+    uint32_t min_pulls;                 /* observations of every arm before any choice */
+    uint32_t recheck;                   /* once settled, one run in this many explores */
+    double   z;                         /* standard errors an arm must win by */
+    double   min_gain;                  /* and at least this ratio (0.01: 1% cheaper) */
+    double   max_regression;            /* never an arm this much worse on time or memory */
+    double   min_cpu_s;                 /* shorter runs are too noisy to be evidence */
+    uint32_t window;                    /* past this many observations, halve the counts */
+    uint32_t arm_mask;                  /* arms that may run (e.g. no THP arm where THP is off) */
+} hkd_bin_cfg;
+
+extern const hkd_bin_cfg hkd_bin_default_cfg;
+
+/* What one process run (or window) measured. */
+typedef struct hkd_bin_obs {
+    uint32_t arm;                       /* the arm it ran (HKD_BIN_DEFAULT_ARM if none applied) */
+    double   cpu_s;                     /* user + system */
+    double   wall_s;
+    double   rss_mib_s;                 /* RSS integrated over the run */
+    double   peak_mib;
+    double   work_mib;                  /* allocated, the normaliser */
+} hkd_bin_obs;
+
+/* The measures kept per arm, as logarithms. */
+enum hkd_bin_measure {
+    HKD_BIN_COST = 0,                   /* (cpu + weight * rss) per MiB allocated */
+    HKD_BIN_CPU,                        /* cpu per MiB allocated */
+    HKD_BIN_WALL,                       /* wall per MiB allocated */
+    HKD_BIN_MEM,                        /* rss MiB-seconds per MiB allocated */
+    HKD_BIN_PEAK,                       /* peak RSS */
+    HKD_BIN_MEASURES
+};
+
+typedef struct hkd_bin_stat {
+    double   n;                         /* observations (halved past the window) */
+    double   mean[HKD_BIN_MEASURES];
+    double   m2[HKD_BIN_MEASURES];      /* sum of squared deviations (Welford) */
+} hkd_bin_stat;
+
+typedef struct hkd_bin_learn {
+    hkd_bin_stat arm[HKD_BIN_ARMS];
+    uint64_t observations;              /* taken, ever */
+    uint64_t ignored;                   /* too short or malformed to count */
+    uint32_t runs_since_choice;         /* for the recheck cadence */
+    int32_t  current;                   /* the arm published now */
+    int32_t  pinned;                    /* -1: learning */
+} hkd_bin_learn;
+
+void hkd_bin_init(hkd_bin_learn *l);
+/* The cost of one observation: (cpu + weight * rss) per MiB allocated. */
+double hkd_bin_cost(const hkd_bin_cfg *cfg, const hkd_bin_obs *o);
+/* Takes one observation in and picks the arm to publish next.  Returns 1
+ * when `current` changed, 0 when not, -1 when the observation was not
+ * evidence (too short, malformed, an arm out of range): it is counted in
+ * `ignored` and changes nothing else. */
+int  hkd_bin_observe(hkd_bin_learn *l, const hkd_bin_cfg *cfg, const hkd_bin_obs *o);
+/* The arm the evidence supports now (what runs when not exploring). */
+int  hkd_bin_choice(const hkd_bin_learn *l, const hkd_bin_cfg *cfg);
+/* 1 once every arm that may run has min_pulls observations. */
+int  hkd_bin_settled(const hkd_bin_learn *l, const hkd_bin_cfg *cfg);
+/* The ratio of an arm's geometric-mean cost to the default arm's (1.0
+ * when either has no observation). */
+double hkd_bin_ratio(const hkd_bin_learn *l, int arm, enum hkd_bin_measure m);
+/* Forces (arm >= 0) or releases (arm < 0) the arm; 1 when current changed. */
+int  hkd_bin_pin(hkd_bin_learn *l, const hkd_bin_cfg *cfg, int arm);
+/* Index of `name` in hkd_bin_arms, or -1. */
+int  hkd_bin_arm_by_name(const char *name);
+
+#endif

@@ -164,7 +164,7 @@ stop_daemon() {
         wait "$DAEMON_PID" 2>/dev/null
         DAEMON_PID=''
     fi
-    rm -f "/dev/shm${SHM_NAME}"
+    rm -f "/dev/shm${SHM_NAME}" "/dev/shm${SHM_NAME}.lock"
 }
 cleanup() {
     stop_daemon
@@ -175,7 +175,7 @@ trap 'echo "run.sh: interrupted" >&2; exit 130' INT TERM
 
 start_daemon() {
     mkdir -p "$TMP/state"
-    rm -f "/dev/shm${SHM_NAME}"
+    rm -f "/dev/shm${SHM_NAME}" "/dev/shm${SHM_NAME}.lock"
     "$HAKMEMD" --foreground --shm "$SHM_NAME" --socket "$TMP/ctl.sock" --state-dir "$TMP/state" \
         --interval "$INTERVAL" >"$OUT/logs/hakmemd.log" 2>&1 &
     DAEMON_PID=$!

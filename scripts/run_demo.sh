@@ -20,7 +20,7 @@ sock=$work/ctl.sock
 daemon_pid=
 cleanup() {
   if [ -n "$daemon_pid" ]; then kill "$daemon_pid" 2>/dev/null || true; wait "$daemon_pid" 2>/dev/null || true; fi
-  rm -f "/dev/shm${shm}"
+  rm -f "/dev/shm${shm}" "/dev/shm${shm}.lock"
   rm -rf "$work"
 }
 trap cleanup EXIT INT TERM

@@ -42,7 +42,7 @@ cleanup() {
   done
   for u in "${USERS_MADE[@]}"; do userdel "$u" 2>/dev/null; groupdel "$u" 2>/dev/null; done
   [ "$GROUP_MADE" = 1 ] && groupdel hakmem 2>/dev/null
-  for s in "${SHMS[@]}"; do rm -f "/dev/shm$s"; done
+  for s in "${SHMS[@]}"; do rm -f "/dev/shm$s" "/dev/shm$s.lock"; done
   rm -rf "$T"
 }
 trap cleanup EXIT

@@ -442,7 +442,7 @@ stop_daemon() {
         DAEMON_PID=
     fi
     # The daemon leaves its segment for clients still running; ours are done.
-    rm -f "/dev/shm${DAEMON_SHM}"
+    rm -f "/dev/shm${DAEMON_SHM}" "/dev/shm${DAEMON_SHM}.lock"
 }
 
 # daemon_attached_check: a client under the daemon says in its report that
@@ -453,8 +453,8 @@ daemon_attached_check() {
     if ! timeout "$TMO" env LD_PRELOAD="$PRELOAD" HAKMEM_SHM="$DAEMON_SHM" HAKMEM_STATS=1 \
             perl -e 'my @a = map { "x" x $_ } 1 .. 3000; print scalar(@a), "\n"' > "$dir/out" 2> "$dir/err"; then
         fail "daemon: client attached" "perl under the daemon failed" "$(tail -n 10 "$dir/err")"
-    elif ! grep -q "attached to $DAEMON_SHM" "$dir/err"; then
-        fail "daemon: client attached" "the report does not say 'attached to $DAEMON_SHM'" "$(grep -i daemon "$dir/err")"
+    elif ! grep -q "registered with .*segment $DAEMON_SHM, generation" "$dir/err"; then
+        fail "daemon: client attached" "the report does not say it registered and read segment $DAEMON_SHM" "$(grep -i daemon "$dir/err")"
     else
         ok "daemon: client attached"
     fi

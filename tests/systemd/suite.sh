@@ -42,7 +42,7 @@ cleanup() {
     for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
     kill -KILL "$p" 2>/dev/null
   done
-  for s in "${SHMS[@]}"; do rm -f "/dev/shm$s"; done
+  for s in "${SHMS[@]}"; do rm -f "/dev/shm$s" "/dev/shm$s.lock"; done
   rm -rf "$T"
 }
 trap cleanup EXIT
@@ -253,8 +253,8 @@ EOF
       bash -c "nsenter -t $L -a journalctl -u hakmemd -p info -o cat | grep -q 'running: shm'"
     check "the host reaches the control socket through /proc/PID/root" \
       "$CTL" --socket "/proc/$L/root/run/hakmem/ctl.sock" status
-    check "the segment is shared: mode 0660, group hakmem" \
-      bash -c "[ \"\$(nsenter -t $L -a stat -c '%a %G' /dev/shm/hakmem)\" = '660 hakmem' ]"
+    check "the segment is readable by group hakmem only, written by the daemon: mode 0640" \
+      bash -c "[ \"\$(nsenter -t $L -a stat -c '%a %U %G' /dev/shm/hakmem)\" = '640 hakmem hakmem' ]"
     if [ -e "$BUILD/libhakmem.so" ] && [ -e "$BUILD/tests/ctl/alloc_sites" ]; then
       IN env LD_PRELOAD=/opt/hakmem/bin/libhakmem.so /opt/hakmem/bin/tests/ctl/alloc_sites 1 >/dev/null 2>&1
       check "a client process reaches the sandboxed daemon's segment" \

@@ -22,7 +22,7 @@ RUNNER_PID=''
 
 cleanup() {
     [ -n "$RUNNER_PID" ] && kill -TERM "$RUNNER_PID" 2>/dev/null
-    rm -f "/dev/shm${SHM}" "/dev/shm${SHM}.lock" "/dev/shm${SHM}.lock"
+    rm -f "/dev/shm${SHM}" "/dev/shm${SHM}.lock"
     rm -rf "$WORK"
 }
 trap cleanup EXIT

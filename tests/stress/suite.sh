@@ -25,7 +25,7 @@ fails=0
 cleanup() {
   local g
   for g in "${GROUPS_STARTED[@]}"; do kill -KILL -- "-$g" 2>/dev/null; done
-  rm -f "/dev/shm${SHM}" "/dev/shm${SHM}.lock" "/dev/shm${SHM}.lock"
+  rm -f "/dev/shm${SHM}" "/dev/shm${SHM}.lock"
   rm -rf "$WORK"
 }
 trap cleanup EXIT

@@ -19,7 +19,7 @@ CHILD=
 
 cleanup() {
   [ -n "$CHILD" ] && kill -KILL -- "-$CHILD" 2>/dev/null
-  rm -f "/dev/shm${SHM}" "/dev/shm${SHM}.lock" "/dev/shm${SHM}.lock"
+  rm -f "/dev/shm${SHM}" "/dev/shm${SHM}.lock"
   rm -rf "$WORK"
 }
 trap cleanup EXIT

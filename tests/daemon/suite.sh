@@ -28,7 +28,7 @@ cleanup() {
 trap cleanup EXIT INT TERM
 
 # ---- unit tests: one line per cmocka test ----
-for t in test_learner test_binlearn test_bands test_segment test_registry test_register test_persist test_core test_hostile test_split; do
+for t in test_learner test_binlearn test_binaries test_bands test_segment test_registry test_register test_persist test_core test_hostile test_split; do
     if [ ! -x "$T/$t" ]; then fail "unit $t" "not built ($T/$t)"; continue; fi
     out=$("$T/$t" 2>&1); rc=$?
     while read -r name; do ok "unit $t/$name"; done < <(sed -n 's/^\[       OK \] //p' <<<"$out")

@@ -1,0 +1,254 @@
+/* The binaries box: observations made from what registrations report,
+ * windows of long-running processes, caps per domain, publication. */
+#include <errno.h>
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "binaries.h"
+
+#define MIB (1024.0 * 1024.0)
+
+/* A process's counters after `s` seconds of a run that burns `cpu_per_s`
+ * CPU seconds per second, holds `rss_mib`, and allocates `mib_per_s`. */
+static hkd_proc_info proc_at(uint32_t uid, uint64_t hash, double s, double cpu_per_s, double rss_mib, double mib_per_s)
+{
+    hkd_proc_info p;
+    memset(&p, 0, sizeof p);
+    p.pid = 1234;
+    p.uid = uid;
+    p.binary_hash = hash;
+    strcpy(p.exe, "/usr/bin/example");
+    p.proc[HKSHM_PROC_CPU_NS] = (uint64_t)(s * cpu_per_s * 1e9);
+    p.proc[HKSHM_PROC_WALL_NS] = (uint64_t)(s * 1e9);
+    p.proc[HKSHM_PROC_RSS_BYTES] = (uint64_t)(rss_mib * MIB);
+    p.proc[HKSHM_PROC_PEAK_RSS_BYTES] = (uint64_t)(rss_mib * MIB);
+    p.proc[HKSHM_PROC_RSS_KIB_MS] = (uint64_t)(rss_mib * 1024.0 * s * 1000.0);
+    p.proc[HKSHM_PROC_BYTES] = (uint64_t)(mib_per_s * s * MIB);
+    return p;
+}
+
+typedef struct seen {
+    int n;
+    hkd_binary_info last;
+} seen;
+
+static int grab(const hkd_binary_info *i, void *arg)
+{
+    seen *s = arg;
+    s->n++;
+    s->last = *i;
+    return 0;
+}
+
+static hkd_binary_info only(hkd_binaries *b)
+{
+    seen s = { 0 };
+    assert_int_equal(hkd_binaries_for_each(b, grab, &s), 0);
+    assert_int_equal(s.n, 1);
+    return s.last;
+}
+
+/* A process of a first registration, seen over three intervals and then
+ * ended, is one observation of everything it did from its start. */
+static void an_ended_process_is_one_observation(void **state)
+{
+    (void)state;
+    hkd_binaries *b = hkd_binaries_new(NULL);
+    for (int k = 1; k <= 3; k++) {
+        hkd_proc_info p = proc_at(0, 0xABC, 0.5 * k, 1.0, 40, 200);
+        hkd_binaries_proc(b, 7, &p, 1, HKSHM_NO_ARM, 0);
+        hkd_binaries_end_interval(b);
+    }
+    hkd_binary_info i = only(b);
+    assert_int_equal(i.observations, 0);
+    assert_int_equal(i.live, 1);
+    /* Its last half second was busier: 3 s of CPU in all. */
+    hkd_proc_info p = proc_at(0, 0xABC, 2.0, 1.5, 40, 200);
+    hkd_binaries_proc(b, 7, &p, 1, HKSHM_NO_ARM, 1);
+    hkd_binaries_end_interval(b);
+    i = only(b);
+    assert_int_equal(i.observations, 1);
+    assert_int_equal(i.live, 0);
+    assert_int_equal(i.processes, 1);
+    /* The default arm took it, measured from zero: 3 s of CPU for 400 MiB. */
+    assert_true(i.arms[HKD_BIN_DEFAULT_ARM].n == 1.0);
+    assert_true(fabs(i.arms[0].mean[HKD_BIN_CPU] - log(3.0 / 400.0)) < 1e-6);
+    assert_true(fabs(i.arms[0].mean[HKD_BIN_PEAK] - log(40.0)) < 1e-6);
+    hkd_binaries_free(b);
+}
+
+/* A later registration (its daemon restarted) is measured from what is
+ * first seen, not from the process's start. */
+static void a_later_registration_starts_from_what_is_seen(void **state)
+{
+    (void)state;
+    hkd_binaries *b = hkd_binaries_new(NULL);
+    hkd_proc_info p = proc_at(0, 0xABC, 10.0, 1.0, 40, 200);
+    hkd_binaries_proc(b, 9, &p, 2, HKSHM_NO_ARM, 0);
+    hkd_binaries_end_interval(b);
+    p = proc_at(0, 0xABC, 11.0, 1.0, 40, 200);
+    hkd_binaries_proc(b, 9, &p, 2, HKSHM_NO_ARM, 1);
+    hkd_binary_info i = only(b);
+    assert_int_equal(i.observations, 1);
+    /* 1 s of CPU for 200 MiB, whatever came before. */
+    assert_true(fabs(i.arms[0].mean[HKD_BIN_CPU] - log(1.0 / 200.0)) < 1e-6);
+    hkd_binaries_free(b);
+}
+
+/* A long-running process gives one observation per window; a change of
+ * arm in the middle of one spoils it (counted as ignored). */
+static void windows_of_a_long_running_process(void **state)
+{
+    (void)state;
+    hkd_binaries_cfg cfg = hkd_binaries_default_cfg;
+    cfg.window_s = 10.0;
+    hkd_binaries *b = hkd_binaries_new(&cfg);
+    for (int s = 1; s <= 35; s++) {
+        hkd_proc_info p = proc_at(0, 0xABC, s, 0.5, 40, 10);
+        hkd_binaries_proc(b, 3, &p, 1, HKSHM_NO_ARM, 0);
+        hkd_binaries_end_interval(b);
+    }
+    assert_int_equal(only(b).observations, 3);
+    /* Arm 2 from second 36 on: the window in progress is thrown away. */
+    for (int s = 36; s <= 52; s++) {
+        hkd_proc_info p = proc_at(0, 0xABC, s, 0.5, 40, 10);
+        hkd_binaries_proc(b, 3, &p, 1, 2, 0);
+        hkd_binaries_end_interval(b);
+    }
+    hkd_binary_info i = only(b);
+    assert_int_equal(i.ignored, 1);
+    assert_int_equal(i.observations, 4);
+    assert_true(i.arms[2].n == 1.0);
+    hkd_binaries_free(b);
+}
+
+/* One user's flood of fake binaries stops at its cap; root's binary is
+ * still taken in; registrations that vanish leave no track behind. */
+static void caps_and_vanishing_registrations(void **state)
+{
+    (void)state;
+    hkd_binaries *b = hkd_binaries_new(NULL);
+    uint64_t serial = 1;
+    for (uint64_t h = 1; h <= 5000; h++) {
+        hkd_proc_info p = proc_at(1000, h, 1.0, 1.0, 10, 10);
+        hkd_binaries_proc(b, serial++, &p, 1, HKSHM_NO_ARM, 1);
+        hkd_binaries_end_interval(b);
+    }
+    hkd_proc_info root = proc_at(0, 0xFEED, 1.0, 1.0, 10, 10);
+    hkd_binaries_proc(b, serial++, &root, 1, HKSHM_NO_ARM, 0);
+    hkd_binaries_end_interval(b);
+    int n = 0;
+    seen s = { 0 };
+    hkd_binaries_for_each(b, grab, &s);
+    n = s.n;
+    assert_int_equal(n, 256 + 1);
+    assert_int_equal(s.last.domain, 1000);     /* sorted by domain: root's first */
+    /* 20,000 short registrations that are never ended explicitly: each
+     * vanishes from the next interval's view and its track goes. */
+    for (int k = 0; k < 20000; k++) {
+        hkd_proc_info p = proc_at(0, 0xFEED, 1.0, 1.0, 10, 10);
+        hkd_binaries_proc(b, serial++, &p, 1, HKSHM_NO_ARM, 0);
+        if (k % 100 == 99)
+            hkd_binaries_end_interval(b);
+    }
+    hkd_binaries_end_interval(b);
+    hkd_binaries_end_interval(b);
+    /* The table would be full (8,192 slots) if any had stayed. */
+    hkd_proc_info p = proc_at(0, 0xBEEF, 1.0, 1.0, 10, 10);
+    hkd_binaries_proc(b, serial++, &p, 1, HKSHM_NO_ARM, 1);
+    s.n = 0;
+    hkd_binaries_for_each(b, grab, &s);
+    assert_int_equal(s.n, 256 + 2);
+    hkd_binaries_free(b);
+}
+
+/* Processes of one binary that run the arm the box publishes: when arm 2
+ * is 30% cheaper, the box learns it and publishes its knobs. */
+static void the_box_learns_and_publishes(void **state)
+{
+    (void)state;
+    hkd_binaries *b = hkd_binaries_new(NULL);
+    uint64_t rng = 12345;
+    hkshm_binary_policy out[4];
+    for (uint64_t serial = 1; serial <= 40; serial++) {
+        uint32_t n = hkd_binaries_fill(b, out, 4);
+        uint32_t arm = n ? out[0].arm : HKSHM_NO_ARM;
+        double cost = (arm == 2 ? 0.7 : 1.0);
+        rng = rng * 6364136223846793005ull + 1442695040888963407ull;
+        double noise = 1.0 + 0.05 * ((double)(rng >> 40) / (double)(1ull << 24) - 0.5);
+        hkd_proc_info p = proc_at(0, 0xABC, 2.0, cost * noise, 40, 100);
+        hkd_binaries_proc(b, serial, &p, 1, arm, 1);
+        hkd_binaries_end_interval(b);
+    }
+    uint32_t n = hkd_binaries_fill(b, out, 4);
+    hkd_binary_info i = only(b);
+    assert_int_equal(i.choice, 2);
+    assert_true(i.settled);
+    if (i.current == 2) {
+        assert_int_equal(n, 1);
+        assert_int_equal(out[0].arm, 2);
+        assert_int_equal(out[0].binary_hash, 0xABC);
+        assert_int_equal(out[0].set, hkd_bin_arms[2].set);
+        assert_memory_equal(out[0].knob, hkd_bin_arms[2].knob, sizeof out[0].knob);
+    }
+    /* Pin and reset. */
+    assert_int_equal(hkd_binaries_pin(b, 0, 0xABC, 1), 1);
+    assert_int_equal(hkd_binaries_fill(b, out, 4), 1);
+    assert_int_equal(out[0].arm, 1);
+    assert_int_equal(hkd_binaries_pin(b, 0, 0xDEAD, 1), -ENOENT);
+    assert_int_equal(hkd_binaries_pin(b, 0, 0xABC, HKD_BIN_ARMS), -EINVAL);
+    assert_int_equal(hkd_binaries_reset(b, 0, 0xABC), 1);
+    assert_int_equal(hkd_binaries_fill(b, out, 4), 0);
+    assert_int_equal(only(b).observations, 0);
+    hkd_binaries_free(b);
+}
+
+/* Saved state comes back whole; merged state adds its counts. */
+static void snapshot_and_merge(void **state)
+{
+    (void)state;
+    hkd_binaries *b = hkd_binaries_new(NULL);
+    for (uint64_t serial = 1; serial <= 6; serial++) {
+        hkd_proc_info p = proc_at(0, 0xABC, 2.0, 1.0 + 0.1 * (double)serial, 40, 100);
+        hkd_binaries_proc(b, serial, &p, 1, HKSHM_NO_ARM, 1);
+        hkd_binaries_end_interval(b);
+    }
+    size_t n = 0;
+    hkd_binary_state *st = hkd_binaries_snapshot(b, &n);
+    assert_non_null(st);
+    assert_int_equal(n, 1);
+    hkd_binaries *c = hkd_binaries_new(NULL);
+    assert_int_equal(hkd_binaries_merge(c, st, n, 1), 1);
+    hkd_binary_info x = only(b), y = only(c);
+    assert_memory_equal(x.arms, y.arms, sizeof x.arms);
+    /* Twice the same evidence: counts double, means stay, variance grows by the count. */
+    assert_int_equal(hkd_binaries_merge(c, st, n, 0), 1);
+    y = only(c);
+    assert_true(y.arms[0].n == 2 * x.arms[0].n);
+    assert_true(fabs(y.arms[0].mean[HKD_BIN_COST] - x.arms[0].mean[HKD_BIN_COST]) < 1e-12);
+    assert_true(fabs(y.arms[0].m2[HKD_BIN_COST] - 2 * x.arms[0].m2[HKD_BIN_COST]) < 1e-9);
+    free(st);
+    hkd_binaries_free(b);
+    hkd_binaries_free(c);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(an_ended_process_is_one_observation),
+        cmocka_unit_test(a_later_registration_starts_from_what_is_seen),
+        cmocka_unit_test(windows_of_a_long_running_process),
+        cmocka_unit_test(caps_and_vanishing_registrations),
+        cmocka_unit_test(the_box_learns_and_publishes),
+        cmocka_unit_test(snapshot_and_merge),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

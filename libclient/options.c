@@ -3,6 +3,7 @@
  * dynamic loader) the defaults stand and the constructor reads again. */
 #include "options.h"
 #include "internal.h"
+#include "knobs.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -16,7 +17,7 @@ hk_options hk_opt = {
     .shm_name = "/hakmem",
 };
 
-static long env_long(const char *name, long fallback, long lo, long hi)
+long hk_env_long(const char *name, long fallback, long lo, long hi)
 {
     const char *s = getenv(name);
     if (!s || !*s) return fallback;
@@ -37,20 +38,20 @@ static long env_long(const char *name, long fallback, long lo, long hi)
 
 void hk_options_load(void)
 {
-    hk_opt.stats = (int)env_long("HAKMEM_STATS", hk_opt.stats, 0, 1);
-    hk_opt.verbose = (int)env_long("HAKMEM_VERBOSE", hk_opt.verbose, 0, 3);
-    hk_opt.bigcache = (int)env_long("HAKMEM_BIGCACHE", hk_opt.bigcache, 0, 1);
-    int thp = (int)env_long("HAKMEM_THP", -1, 0, 1);   /* -1: unset or ignored */
+    hk_opt.stats = (int)hk_env_long("HAKMEM_STATS", hk_opt.stats, 0, 1);
+    hk_opt.verbose = (int)hk_env_long("HAKMEM_VERBOSE", hk_opt.verbose, 0, 3);
+    hk_opt.bigcache = (int)hk_env_long("HAKMEM_BIGCACHE", hk_opt.bigcache, 0, 1);
+    int thp = (int)hk_env_long("HAKMEM_THP", -1, 0, 1);   /* -1: unset or ignored */
     if (thp >= 0) {
         hk_opt.thp = thp;
         hk_opt.thp_default = thp;
     }
-    hk_opt.bigcache_slots = (uint32_t)env_long("HAKMEM_BIGCACHE_SLOTS", hk_opt.bigcache_slots, 0, 4);
-    hk_opt.large_threshold = (uint32_t)env_long("HAKMEM_LARGE_THRESHOLD", hk_opt.large_threshold,
+    hk_opt.bigcache_slots = (uint32_t)hk_env_long("HAKMEM_BIGCACHE_SLOTS", hk_opt.bigcache_slots, 0, 4);
+    hk_opt.large_threshold = (uint32_t)hk_env_long("HAKMEM_LARGE_THRESHOLD", hk_opt.large_threshold,
                                                 64 * 1024, 1 << 20);
-    hk_opt.sample_bytes = (uint32_t)env_long("HAKMEM_SAMPLE_BYTES", hk_opt.sample_bytes,
+    hk_opt.sample_bytes = (uint32_t)hk_env_long("HAKMEM_SAMPLE_BYTES", hk_opt.sample_bytes,
                                              4096, 1 << 30);
-    hk_opt.purge_delay_ms = (uint32_t)env_long("HAKMEM_PURGE_DELAY_MS", hk_opt.purge_delay_ms,
+    hk_opt.purge_delay_ms = (uint32_t)hk_env_long("HAKMEM_PURGE_DELAY_MS", hk_opt.purge_delay_ms,
                                                0, 60000);
     const char *mode = getenv("HAKMEM_MODE");
     if (mode) hk_opt.baseline = strcmp(mode, "baseline") == 0;
@@ -58,4 +59,5 @@ void hk_options_load(void)
     if (shm && *shm && strlen(shm) < sizeof hk_opt.shm_name) {
         strcpy(hk_opt.shm_name, shm);
     }
+    hk_knobs_load_env();
 }

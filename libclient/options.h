@@ -20,7 +20,11 @@ typedef struct hk_options {
 
 extern hk_options hk_opt;
 
-/* Reads the environment; safe before main and inside malloc (no allocation). */
+/* Reads the environment; safe before main and inside malloc (no allocation).
+ * The process-level knobs (knobs.h) take their values from it too. */
 void hk_options_load(void);
+/* HAKMEM_* variable `name` as a number (any C base, K or M suffix) within
+ * lo..hi; fallback when unset, and (with a diagnostic) when invalid. */
+long hk_env_long(const char *name, long fallback, long lo, long hi);
 
 #endif

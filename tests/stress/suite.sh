@@ -99,11 +99,15 @@ if need "invalid frees abort" "$LIB" && need "invalid frees abort" "$BIN/stress-
     check "invalid free aborts: $c"               30 "${PRE[@]}" "$BIN/stress-badfree" "$c"
   done
 fi
-# The hardened build also proves an aligned pointer into a block is no block.
+# The hardened build also proves an aligned pointer into a block is no block,
+# catches small double frees and damaged free-list links, and its fork
+# children keep the free-list secret.
 if need "hardened invalid frees abort" "$BUILD/libhakmem-hardened.so" && need "hardened invalid frees abort" "$BIN/stress-badfree"; then
-  for c in free-small-interior free-small-misaligned free-interior; do
+  for c in free-small-interior free-small-misaligned free-interior double-free-small corrupt-link; do
     check "hardened: invalid free aborts: $c"     30 env LD_PRELOAD="$BUILD/libhakmem-hardened.so" "$BIN/stress-badfree" "$c"
   done
+  check "hardened fork from 8 threads"           120 env LD_PRELOAD="$BUILD/libhakmem-hardened.so" "$BIN/stress" fork -H -t 8 -i 5 -s 13
+  check "hardened churn 8 threads"               120 env LD_PRELOAD="$BUILD/libhakmem-hardened.so" "$BIN/stress" churn -H -t 8 -r 4 -i 1500 -s 14
 fi
 
 # ---- (b) prefixed library under ASan + UBSan --------------------------------

@@ -3,7 +3,6 @@
  * threads left, under the heap list lock. */
 #include "counters.h"
 #include "heap.h"
-#include "options.h"
 #include "os.h"
 
 #include <cpuid.h>
@@ -56,7 +55,7 @@ void hk_counters_fork_child(void)
 }
 
 typedef struct heap_sums {
-    uint64_t refill, retire, maintain, refills, periods, small_allocs, medium_allocs, medium_bytes;
+    uint64_t refill, retire, maintain, refills, small_bytes, small_allocs, medium_allocs, medium_bytes;
 } heap_sums;
 
 static void add_heap(const hk_heap_counts *c, const hk_heap_info *info, void *arg)
@@ -67,7 +66,7 @@ static void add_heap(const hk_heap_counts *c, const hk_heap_info *info, void *ar
     s->retire += atomic_load_explicit(&c->retire_ticks, memory_order_relaxed);
     s->maintain += atomic_load_explicit(&c->maintain_ticks, memory_order_relaxed);
     s->refills += atomic_load_explicit(&c->refills, memory_order_relaxed);
-    s->periods += atomic_load_explicit(&c->sample_periods, memory_order_relaxed);
+    s->small_bytes += atomic_load_explicit(&c->small_bytes, memory_order_relaxed);
     s->small_allocs += atomic_load_explicit(&c->small_allocs, memory_order_relaxed);
     s->medium_allocs += atomic_load_explicit(&c->medium_allocs, memory_order_relaxed);
     s->medium_bytes += atomic_load_explicit(&c->medium_bytes, memory_order_relaxed);
@@ -96,7 +95,7 @@ void hk_counters_read(hk_counters *out)
         out->syscalls[k] = atomic_load_explicit(&sys_calls[k], memory_order_relaxed);
     out->refills = s.refills;
     out->small_allocs = s.small_allocs;
-    out->small_bytes = s.periods * hk_opt.sample_bytes;
+    out->small_bytes = s.small_bytes;
     out->medium_allocs = s.medium_allocs;
     out->medium_bytes = s.medium_bytes;
     out->large_allocs = atomic_load_explicit(&large_allocs, memory_order_relaxed);

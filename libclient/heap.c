@@ -256,7 +256,7 @@ void hk_heap_sample(hk_heap *heap, uintptr_t ra, size_t size)
     uint64_t period = hk_opt.sample_bytes;
     uint64_t periods = (uint64_t)(heap->sample_left - before) / period;
     uint64_t allocs = size ? periods * period / size : 1;
-    hk_count_own(&heap->counts.sample_periods, periods);
+    hk_count_own(&heap->counts.small_bytes, periods * period);
     hk_count_own(&heap->counts.small_allocs, allocs ? allocs : 1);
 }
 

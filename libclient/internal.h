@@ -148,7 +148,7 @@ typedef struct hk_site_local {
  * read-modify-write), any thread reads. */
 typedef struct hk_heap_counts {
     _Atomic uint64_t refill_ticks, retire_ticks, maintain_ticks, refills;
-    _Atomic uint64_t sample_periods, small_allocs;   /* small allocations, estimated */
+    _Atomic uint64_t small_bytes, small_allocs;      /* small allocations, estimated */
     _Atomic uint64_t medium_allocs, medium_bytes;
 } hk_heap_counts;
 

@@ -80,13 +80,14 @@ static void retain_or_unmap(hk_segment *s, int purge)
     if (!keep) segment_unmap(s);
 }
 
-/* The retained segment with the most resident free memory (no faults), or NULL. */
-static hk_segment *take_retained(void)
+/* The retained segment with the most resident free memory (no faults), or
+ * NULL; resident_only: NULL unless it has some. */
+static hk_segment *take_retained(int resident_only)
 {
     if (atomic_load_explicit(&retained_count, memory_order_relaxed) == 0) return NULL;
     hk_lock_acquire(&retained_lock);
     hk_segment **best = NULL;
-    int most = -1;
+    int most = resident_only ? 0 : -1;
     for (hk_segment **at = &retained; *at; at = &(*at)->next) {
         int resident = __builtin_popcountll((*at)->dirty_slots);
         if (resident > most) { most = resident; best = at; }
@@ -162,14 +163,20 @@ static int advise_huge(void *s, int advised)
     return advised;
 }
 
-static hk_segment *segment_new(hk_heap *heap)
+static hk_segment *reuse_retained(hk_heap *heap, int resident_only)
 {
-    hk_segment *s = take_retained();
+    hk_segment *s = take_retained(resident_only);
     if (s) {
         s->huge = (uint8_t)advise_huge(s, s->huge);
         link_segment(heap, s);
-        return s;
     }
+    return s;
+}
+
+static hk_segment *segment_new(hk_heap *heap)
+{
+    hk_segment *s = reuse_retained(heap, 0);
+    if (s) return s;
     s = hk_os_map_aligned(HK_SEGMENT_SIZE, HK_SEGMENT_SIZE);
     if (s == NULL) return NULL;
     int huge = advise_huge(s, 0);
@@ -195,6 +202,13 @@ static int find_run(uint64_t free, unsigned n)
 static inline uint64_t run_mask(unsigned first, unsigned n)
 {
     return (n >= 64 ? ~(uint64_t)0 : (((uint64_t)1 << n) - 1)) << first;
+}
+
+/* First run of n free slots of an empty segment, resident ones preferred. */
+static int best_run(const hk_segment *s, unsigned n)
+{
+    int first = find_run(s->dirty_slots & s->free_slots, n);
+    return first >= 0 ? first : find_run(s->free_slots, n);
 }
 
 /* Registers an abandoned segment's live pages with the adopting heap. */
@@ -234,11 +248,13 @@ hk_page *hk_segment_page_alloc(hk_heap *heap, unsigned cls)
     unsigned n = ci->span;
     hk_segment *s;
     int first = -1;
-    /* Prefer resident (dirty) free slots: no page faults. */
+    /* Prefer resident (dirty) free slots, the heap's own or a retained
+     * segment's: no page faults, and untouched memory stays untouched. */
     for (s = heap->segments; s; s = s->next) {
         first = find_run(s->dirty_slots & s->free_slots, n);
         if (first >= 0) break;
     }
+    if (first < 0 && (s = reuse_retained(heap, 1)) != NULL) first = best_run(s, n);
     if (first < 0) {
         for (s = heap->segments; s; s = s->next) {
             first = find_run(s->free_slots, n);
@@ -253,7 +269,7 @@ hk_page *hk_segment_page_alloc(hk_heap *heap, unsigned cls)
     if (first < 0) {
         s = segment_new(heap);
         if (s == NULL) return NULL;
-        first = 1;
+        first = best_run(s, n);
     }
     uint64_t mask = run_mask((unsigned)first, n);
     s->free_slots &= ~mask;

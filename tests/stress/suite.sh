@@ -110,6 +110,11 @@ if need "hardened invalid frees abort" "$BUILD/libhakmem-hardened.so" && need "h
   check "hardened churn 8 threads"               120 env LD_PRELOAD="$BUILD/libhakmem-hardened.so" "$BIN/stress" churn -H -t 8 -r 4 -i 1500 -s 14
 fi
 
+# Knobs applied from another thread while 4 threads churn.
+if need "knobs changed under churn" "$BIN/knob-churn"; then
+  check "knobs changed under churn, 4 threads"   120 "$BIN/knob-churn" -t 4 -i 20000 -s 41
+fi
+
 # ---- (b) prefixed library under ASan + UBSan --------------------------------
 if need "stress under ASan" "$BIN/stress-asan"; then
   S=$BIN/stress-asan
@@ -131,6 +136,9 @@ if need "stress under TSan" "$BIN/stress-tsan"; then
   # THP is off by default but the daemon may turn it on per site.
   check "tsan churn 8 threads, THP on"           150 env HAKMEM_THP=1 "$S" churn -t 8 -r 3 -i 200 -s 34
   check "tsan aligned allocation 2 threads"      120 "$S" align -t 2 -i 1 -s 33
+fi
+if need "knobs changed under churn (TSan)" "$BIN/knob-churn-tsan"; then
+  check "tsan knobs changed under churn, 4 threads" 150 "$BIN/knob-churn-tsan" -t 4 -i 3000 -s 42
 fi
 
 [ "$fails" -eq 0 ]

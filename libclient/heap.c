@@ -251,13 +251,21 @@ void *hk_heap_malloc_slow(size_t size, uintptr_t ra)
 
 void hk_heap_sample(hk_heap *heap, uintptr_t ra, size_t size)
 {
-    int64_t before = heap->sample_left;
-    hk_site_sample(heap, ra, size);
+    /* The countdown was >= 0 before this allocation, so a size within one
+     * period crosses exactly one, which stands for period / size
+     * allocations of this size; a bigger one is one allocation that crosses
+     * as many periods as the profiler then adds to get back to >= 0. */
     uint64_t period = hk_opt.sample_bytes;
-    uint64_t periods = (uint64_t)(heap->sample_left - before) / period;
-    uint64_t allocs = size ? periods * period / size : 1;
-    hk_count_own(&heap->counts.small_bytes, periods * period);
-    hk_count_own(&heap->counts.small_allocs, allocs ? allocs : 1);
+    uint64_t bytes = period, allocs;
+    if (likely(size <= period)) {
+        allocs = period / size;
+    } else {
+        bytes = ((uint64_t)-heap->sample_left + period - 1) / period * period;
+        allocs = 1;
+    }
+    hk_count_own(&heap->counts.small_bytes, bytes);
+    hk_count_own(&heap->counts.small_allocs, allocs);
+    hk_site_sample(heap, ra, size);
 }
 
 void hk_heap_tick(hk_heap *heap)
@@ -337,7 +345,7 @@ void hk_heap_info_request(void)
 
 void hk_heap_info_publish(hk_heap *heap)
 {
-    uint64_t used = 0, free_blocks = 0, free_bytes = 0, dirty_slots = 0;
+    uint64_t used = 0, free_blocks = 0, dirty_slots = 0;
     for (unsigned c = 0; c < HK_CLASSES; c++) {
         hk_page *pg = heap->queue[c];
         if (pg == NULL) continue;
@@ -345,7 +353,6 @@ void hk_heap_info_publish(hk_heap *heap)
             uint32_t in_use = pg->used - (pg == heap->current[c]);    /* less the phantom use */
             used += (uint64_t)in_use * pg->block_size;
             free_blocks += pg->capacity - in_use;
-            free_bytes += (uint64_t)(pg->capacity - in_use) * pg->block_size;
             pg = pg->next;
         } while (pg != heap->queue[c]);
     }
@@ -353,7 +360,6 @@ void hk_heap_info_publish(hk_heap *heap)
         dirty_slots += (uint64_t)__builtin_popcountll(s->dirty_slots & s->free_slots);
     atomic_store_explicit(&heap->info.used_bytes, used, memory_order_relaxed);
     atomic_store_explicit(&heap->info.free_blocks, free_blocks, memory_order_relaxed);
-    atomic_store_explicit(&heap->info.free_bytes, free_bytes, memory_order_relaxed);
     atomic_store_explicit(&heap->info.dirty_bytes, dirty_slots * HK_SLOT_SIZE, memory_order_relaxed);
     atomic_store_explicit(&heap->info.epoch, atomic_load_explicit(&info_requested, memory_order_relaxed),
                           memory_order_relaxed);

@@ -37,8 +37,8 @@ void hk_heap_page_emptied(hk_heap *heap, hk_page *page);
 /* Collects remote frees, retires empty pages, purges idle memory;
  * force: everything free goes back to the OS now. */
 void hk_heap_collect(hk_heap *heap, int force);
-/* A sample of the small-allocation countdown (heap->sample_left < 0): to the
- * site profiler, and counted (counters.h). */
+/* The small-allocation countdown went below zero: counted (counters.h
+ * estimates small allocations from it), then given to the site profiler. */
 void hk_heap_sample(hk_heap *heap, uintptr_t ra, size_t size);
 
 /* mallinfo: asks every heap to refresh its figures at its next maintenance;

@@ -148,8 +148,10 @@ typedef struct hk_site_local {
  * read-modify-write), any thread reads. */
 typedef struct hk_heap_counts {
     _Atomic uint64_t refill_ticks, retire_ticks, maintain_ticks, refills;
-    _Atomic uint64_t small_bytes, small_allocs;      /* small allocations, estimated */
-    _Atomic uint64_t medium_allocs, medium_bytes;
+    /* Interleaved: two counters a path adds to together are not neighbours,
+     * so the compiler does not pair the adds into vector instructions. */
+    _Atomic uint64_t small_bytes, medium_allocs;     /* small allocations estimated */
+    _Atomic uint64_t small_allocs, medium_bytes;
 } hk_heap_counts;
 
 /* A heap's mallinfo figures (mallinfo.c) as of its last refresh: the owner
@@ -157,7 +159,7 @@ typedef struct hk_heap_counts {
 typedef struct hk_heap_info {
     _Atomic uint64_t epoch;
     _Atomic uint64_t used_bytes;     /* blocks handed out (remote frees not yet collected count) */
-    _Atomic uint64_t free_blocks, free_bytes;   /* carved blocks on free lists */
+    _Atomic uint64_t free_blocks;    /* carved blocks on free lists */
     _Atomic uint64_t dirty_bytes;    /* free slots of its segments still resident */
 } hk_heap_info;
 

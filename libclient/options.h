@@ -18,7 +18,7 @@ typedef struct hk_options {
     char shm_name[64];          /* HAKMEM_SHM */
 } hk_options;
 
-extern hk_options hk_opt;
+extern hk_options hk_opt __attribute__((visibility("hidden")));
 
 /* Reads the environment; safe before main and inside malloc (no allocation).
  * The process-level knobs (knobs.h) take their values from it too. */

@@ -12,6 +12,7 @@
 #include "bigcache.h"
 #include "knobs.h"
 #include "os.h"
+#include "unit_util.h"
 
 #define MiB ((size_t)1 << 20)
 #define SEC 1000000000ull
@@ -235,16 +236,10 @@ static void test_trim_by_idle_time(void **state)
 /* The byte budget (BIGCACHE_KIB): beyond it the oldest block of any ring
  * goes first; a block over the whole budget is not taken; a lowered budget
  * evicts at once. */
-static void set_budget_kib(uint32_t kib)
-{
-    uint32_t knob[HK_KNOBS] = { [HK_KNOB_BIGCACHE_KIB] = kib };
-    hk_knobs_apply(1u << HK_KNOB_BIGCACHE_KIB, knob);
-}
-
 static void test_budget_evicts_oldest_first(void **state)
 {
     (void)state;
-    set_budget_kib(3 * 1024);
+    ut_set_knob(HK_KNOB_BIGCACHE_KIB, 3 * 1024);
     assert_int_equal(put(30, BLK(0), 1 * MiB, 4), 2);
     assert_int_equal(put(31, BLK(1), 1 * MiB, 4), 2);
     assert_int_equal(put(32, BLK(2), 1 * MiB, 4), 2);
@@ -259,7 +254,7 @@ static void test_budget_evicts_oldest_first(void **state)
     assert_ptr_equal(evicted[1].block, BLK(2));
     assert_int_equal(stats().cached_bytes, 3 * MiB);
     assert_int_equal(put(35, BLK(5), 4 * MiB, 4), 0);   /* over the whole budget: the caller keeps it */
-    set_budget_kib(2 * 1024);                           /* lowered: BLK(3) goes now */
+    ut_set_knob(HK_KNOB_BIGCACHE_KIB, 2 * 1024);         /* lowered: BLK(3) goes now */
     assert_int_equal(n_evicted, 3);
     assert_ptr_equal(evicted[2].block, BLK(3));
     assert_int_equal(stats().cached_bytes, 2 * MiB);

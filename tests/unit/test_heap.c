@@ -275,8 +275,7 @@ static void test_thread_exit_returns_memory(void **state)
 {
     (void)state;
     unsigned live0 = hk_heap_live_count();
-    uint32_t none[HK_KNOBS] = { [HK_KNOB_RETAINED_SEGMENTS] = 0 };
-    hk_knobs_apply(1u << HK_KNOB_RETAINED_SEGMENTS, none);
+    ut_set_knob(HK_KNOB_RETAINED_SEGMENTS, 0);
     exit_job j = { .keep = 0 };
     pthread_t t;
     assert_int_equal(pthread_create(&t, NULL, alloc_and_exit, &j), 0);

@@ -31,13 +31,6 @@
 #define MiB ((size_t)1 << 20)
 #define MS 1000000ull
 
-static void set_knob(unsigned k, uint32_t v)
-{
-    uint32_t knob[HK_KNOBS] = { 0 };
-    knob[k] = v;
-    hk_knobs_apply(1u << k, knob);
-}
-
 static int setup(void **state)
 {
     (void)state;
@@ -171,8 +164,8 @@ static void test_purge_delay_moves_rss(void **state)
 {
     (void)state;
     hk_heap *h = hk_heap_for_thread();
-    set_knob(HK_KNOB_RETAINED_SEGMENTS, 64);      /* empty segments stay: only the delay decides */
-    set_knob(HK_KNOB_PURGE_DELAY_MS, 60000);
+    ut_set_knob(HK_KNOB_RETAINED_SEGMENTS, 64);      /* empty segments stay: only the delay decides */
+    ut_set_knob(HK_KNOB_PURGE_DELAY_MS, 60000);
     unsigned n = fill(30 * MiB);
     free_fill(n);
     uint64_t t = hk_coarse_ns();
@@ -184,7 +177,7 @@ static void test_purge_delay_moves_rss(void **state)
                   rss_freed >> 10, rss_long >> 10);
     assert_true(rss_long + 4 * MiB > rss_freed);
 
-    set_knob(HK_KNOB_PURGE_DELAY_MS, 10);         /* shortened: the next pass purges */
+    ut_set_knob(HK_KNOB_PURGE_DELAY_MS, 10);         /* shortened: the next pass purges */
     hk_segment_maintain(h, t + 20 * MS, 0);
     size_t rss_short = rss_bytes();
     if (rss_long < rss_short + 24 * MiB)
@@ -198,8 +191,8 @@ static void test_purge_delay_moves_rss(void **state)
 static uint64_t regrow_faults(uint32_t retained, size_t bytes)
 {
     hakmem_collect();
-    set_knob(HK_KNOB_RETAINED_SEGMENTS, retained);
-    set_knob(HK_KNOB_PURGE_DELAY_MS, 60000);
+    ut_set_knob(HK_KNOB_RETAINED_SEGMENTS, retained);
+    ut_set_knob(HK_KNOB_PURGE_DELAY_MS, 60000);
     hk_heap *h = hk_heap_for_thread();
     unsigned n = fill(bytes);
     free_fill(n);
@@ -283,7 +276,7 @@ static void test_small_thp_backs_segments(void **state)
         print_message("skipped: transparent huge pages are off in this kernel (mode \"never\")\n");
         skip();
     }
-    set_knob(HK_KNOB_SMALL_THP, 1);
+    ut_set_knob(HK_KNOB_SMALL_THP, 1);
     unsigned long fallbacks;
     long on = touch_segment_huge_kb(&fallbacks);
     if (on == 0 && fallbacks > 0) {
@@ -292,7 +285,7 @@ static void test_small_thp_backs_segments(void **state)
     }
     assert_true(on >= 2048);
     if (mode == 1) {                               /* "madvise": without the advice, none */
-        set_knob(HK_KNOB_SMALL_THP, 0);
+        ut_set_knob(HK_KNOB_SMALL_THP, 0);
         assert_int_equal(touch_segment_huge_kb(&fallbacks), 0);
     }
 }
@@ -326,7 +319,7 @@ static void *reuse_thread(void *arg)
     unsigned per_page = hk_classes[cls].blocks;
     unsigned total = PAGES * per_page;
     void **b = calloc(total + r->extra, sizeof *b);
-    set_knob(HK_KNOB_PARTIAL_REUSE, 3);
+    ut_set_knob(HK_KNOB_PARTIAL_REUSE, 3);
     for (unsigned i = 0; i < total; i++) b[i] = hak_malloc(BLOCK);
     hk_heap *h = hk_heap_for_thread();
     if (pages_held(h, cls) != PAGES) { free(b); r->pages_after = 0; return NULL; }
@@ -342,7 +335,7 @@ static void *reuse_thread(void *arg)
             if (drop) { hak_free(*slot); *slot = NULL; }
         }
     }
-    set_knob(HK_KNOB_PARTIAL_REUSE, r->level);
+    ut_set_knob(HK_KNOB_PARTIAL_REUSE, r->level);
     for (unsigned i = 0; i < r->extra; i++) b[total + i] = hak_malloc(BLOCK);
     if (r->sparse_head) {
         /* The sparse pages' last old blocks go: pages left with nothing retire. */
@@ -399,7 +392,7 @@ static void test_partial_reuse_fullest_drains_sparse_pages(void **state)
 static void test_large_threshold_moves_blocks(void **state)
 {
     (void)state;
-    set_knob(HK_KNOB_LARGE_THRESHOLD, 128 * KiB);
+    ut_set_knob(HK_KNOB_LARGE_THRESHOLD, 128 * KiB);
     void *at = hak_malloc(128 * KiB), *below = hak_malloc(128 * KiB - 16);
     assert_int_equal(hk_chunk_kind((uintptr_t)at), HK_CHUNK_LARGE);
     assert_int_equal(hk_chunk_kind((uintptr_t)below), HK_CHUNK_SEGMENT);
@@ -414,7 +407,7 @@ static void test_large_threshold_moves_blocks(void **state)
     /* A site with a published policy keeps its own threshold. */
     hk_site_policy pol = { .large_threshold = 1 << 20, .bigcache_slots = 4, .thp = 0 };
     for (uint32_t s = 0; s < HK_SITE_MAX; s++) hk_site_set_policy(s, &pol);
-    set_knob(HK_KNOB_LARGE_THRESHOLD, 128 * KiB);
+    ut_set_knob(HK_KNOB_LARGE_THRESHOLD, 128 * KiB);
     void *published = hak_malloc(128 * KiB);
     assert_int_equal(hk_chunk_kind((uintptr_t)published), HK_CHUNK_SEGMENT);
     hak_free(published);
@@ -426,7 +419,7 @@ static void test_large_threshold_moves_blocks(void **state)
 static void test_bigcache_budget_holds(void **state)
 {
     (void)state;
-    set_knob(HK_KNOB_BIGCACHE_KIB, 4 * 1024);
+    ut_set_knob(HK_KNOB_BIGCACHE_KIB, 4 * 1024);
     hk_bigcache_stats st;
     void *p[6];
     for (int i = 0; i < 6; i++) p[i] = hak_malloc(3 * MiB / 2);
@@ -443,10 +436,10 @@ static void test_bigcache_budget_holds(void **state)
     hk_bigcache_get_stats(&st);
     assert_int_equal(st.puts, puts0);
     /* Lowered: evicted down at once. */
-    set_knob(HK_KNOB_BIGCACHE_KIB, 1024);
+    ut_set_knob(HK_KNOB_BIGCACHE_KIB, 1024);
     hk_bigcache_get_stats(&st);
     assert_true(st.cached_bytes <= 1 * MiB);
-    set_knob(HK_KNOB_BIGCACHE_KIB, 0);
+    ut_set_knob(HK_KNOB_BIGCACHE_KIB, 0);
     hk_bigcache_get_stats(&st);
     assert_int_equal(st.cached_bytes, 0);
 }

@@ -32,13 +32,6 @@ static unsigned class_with_span(unsigned n)
     return 0;
 }
 
-static void set_knob(unsigned k, uint32_t v)
-{
-    uint32_t knob[HK_KNOBS] = { 0 };
-    knob[k] = v;
-    hk_knobs_apply(1u << k, knob);
-}
-
 static unsigned slot_of(const hk_page *pg)
 {
     return (unsigned)(((uintptr_t)pg->start & HK_SEGMENT_MASK) >> HK_SLOT_SHIFT);
@@ -240,7 +233,7 @@ static void test_purge_after_delay(void **state)
     assert_ptr_equal(h->segments, s);                 /* not empty: stays mapped */
 
     /* Delay 0: purged on the first pass. */
-    set_knob(HK_KNOB_PURGE_DELAY_MS, 0);
+    ut_set_knob(HK_KNOB_PURGE_DELAY_MS, 0);
     hk_page *pg2 = hk_segment_page_alloc(h, c4);
     memset(pg2->start, 0x5A, len);
     hk_segment_page_free(h, pg2);
@@ -249,7 +242,7 @@ static void test_purge_after_delay(void **state)
     assert_true(all_bytes(pg2->start, len, 0));
 
     /* force purges however recent. */
-    set_knob(HK_KNOB_PURGE_DELAY_MS, 60000);
+    ut_set_knob(HK_KNOB_PURGE_DELAY_MS, 60000);
     hk_page *pg3 = hk_segment_page_alloc(h, c4);
     hk_segment_page_free(h, pg3);
     hk_segment_maintain(h, hk_coarse_ns(), 0);
@@ -268,8 +261,8 @@ static void test_purge_after_delay(void **state)
 static void test_retain_empty_segments(void **state)
 {
     hk_heap *h = *state;
-    set_knob(HK_KNOB_PURGE_DELAY_MS, 50);
-    set_knob(HK_KNOB_RETAINED_SEGMENTS, 2);
+    ut_set_knob(HK_KNOB_PURGE_DELAY_MS, 50);
+    ut_set_knob(HK_KNOB_RETAINED_SEGMENTS, 2);
     uint32_t retained0 = hk_segment_retained_count();
     assert_int_equal(retained0, 0);
     unsigned c1 = class_with_span(1);
@@ -312,7 +305,7 @@ static void test_retain_empty_segments(void **state)
     assert_int_equal(hk_segment_retained_count(), 2);
 
     /* Lowering the knob unmaps the surplus at once. */
-    set_knob(HK_KNOB_RETAINED_SEGMENTS, 1);
+    ut_set_knob(HK_KNOB_RETAINED_SEGMENTS, 1);
     assert_int_equal(hk_segment_retained_count(), 1);
     assert_int_equal(hk_segment_mapped_count(), baseline_segments + 1);
 
@@ -327,8 +320,8 @@ static void test_retain_empty_segments(void **state)
 static void test_release_empty_segments(void **state)
 {
     hk_heap *h = *state;
-    set_knob(HK_KNOB_RETAINED_SEGMENTS, 0);
-    set_knob(HK_KNOB_PURGE_DELAY_MS, 60000);
+    ut_set_knob(HK_KNOB_RETAINED_SEGMENTS, 0);
+    ut_set_knob(HK_KNOB_PURGE_DELAY_MS, 60000);
     hk_page *pg = hk_segment_page_alloc(h, class_with_span(1));
     hk_segment *s = hk_segment_of(pg->start);
     assert_int_equal(hk_segment_mapped_count(), baseline_segments + 1);
@@ -346,7 +339,7 @@ static void test_release_empty_segments(void **state)
 static void test_abandon_and_adopt(void **state)
 {
     hk_heap *h2 = *state;
-    set_knob(HK_KNOB_RETAINED_SEGMENTS, 0);
+    ut_set_knob(HK_KNOB_RETAINED_SEGMENTS, 0);
     hk_heap *h1 = ut_heap_new();
     unsigned c1 = class_with_span(1);
     hk_page *pg[HK_SLOTS];

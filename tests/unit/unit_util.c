@@ -1,5 +1,6 @@
 #include "unit_util.h"
 #include "init.h"
+#include "knobs.h"
 #include "options.h"
 
 #include <signal.h>
@@ -84,4 +85,11 @@ unsigned ut_count_lines(const char *s)
     unsigned n = 0;
     for (; *s; s++) n += *s == '\n';
     return n;
+}
+
+void ut_set_knob(unsigned knob, uint32_t value)
+{
+    uint32_t knobs[HK_KNOBS] = { 0 };
+    knobs[knob] = value;
+    hk_knobs_apply(1u << knob, knobs);
 }

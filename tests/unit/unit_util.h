@@ -30,6 +30,9 @@ void ut_run_child(void (*fn)(void *), void *arg, ut_child *out);
  * start minus file offset).  0 on success, -1 when addr is not file-backed. */
 int ut_module_of(uintptr_t addr, char *path, size_t path_len, uintptr_t *bias);
 
+/* Sets one process-level knob (knobs.h), as the daemon's policy would. */
+void ut_set_knob(unsigned knob, uint32_t value);
+
 /* Number of newline-terminated lines in s. */
 unsigned ut_count_lines(const char *s);
 

@@ -4,7 +4,8 @@
 # Runs the published scenarios (bench/scenarios), the multi-threaded workloads
 # (bench/workloads) and the fast-path microbenchmark (bench/fastpath under
 # callgrind) under every configuration: hakmem-baseline, hakmem-evolving,
-# system, jemalloc, mimalloc, tcmalloc.  Allocators are swapped with
+# system, jemalloc, mimalloc, tcmalloc; with hakmem-baseline, the fast path
+# of libhakmem-hardened.so too (column hakmem-hardened).  Allocators are swapped with
 # LD_PRELOAD; the programs themselves only link glibc.
 #
 # Runs alternate (run 1 of every benchmark under every configuration, then
@@ -101,6 +102,9 @@ for p in scenarios workloads fastpath; do
     [ -x "$BIN/$p" ] || { echo "run.sh: $BIN/$p is missing: build it first (make bench-programs)" >&2; exit 69; }
 done
 LIBHAKMEM=$(cd "$(dirname "$BUILD/libhakmem.so")" && pwd)/libhakmem.so
+# The hardened build's fast path is measured beside the default one (fast
+# path only: its other costs are the default build's).
+LIBHARDENED=$(dirname "$LIBHAKMEM")/libhakmem-hardened.so
 HAKMEMD=$BUILD/hakmemd
 
 # ---- peers: Debian's packages, installed when missing ----
@@ -209,6 +213,8 @@ config_env() {
             # A segment nobody creates as well: no daemon can steer a baseline run.
             echo "LD_PRELOAD=$LIBHAKMEM HAKMEM_MODE=baseline HAKMEM_SHM=/hakmem-bench-none-$$ HAKMEM_STATS=1" ;;
         hakmem-evolving) echo "LD_PRELOAD=$LIBHAKMEM HAKMEM_SHM=$SHM_NAME HAKMEM_STATS=1" ;;
+        hakmem-hardened)
+            echo "LD_PRELOAD=$LIBHARDENED HAKMEM_MODE=baseline HAKMEM_SHM=/hakmem-bench-none-$$ HAKMEM_STATS=1" ;;
         system)          echo "LD_PRELOAD=" ;;
         *)               echo "LD_PRELOAD=${PEER_LIB[$1]}" ;;
     esac
@@ -341,6 +347,7 @@ run_fastpath() { # config
     local obj
     case $config in
         system) obj=libc.so.6 ;;
+        hakmem-hardened) obj=libhakmem-hardened.so ;;
         hakmem-*) obj=libhakmem.so ;;
         *) obj=$(basename "$(readlink -f "${PEER_LIB[$config]}")") ;;
     esac
@@ -443,7 +450,13 @@ done
 
 if [ $FASTPATH = 1 ]; then
     if command -v valgrind >/dev/null && command -v callgrind_annotate >/dev/null; then
-        for c in "${ACTIVE[@]}"; do run_fastpath "$c"; done
+        for c in "${ACTIVE[@]}"; do
+            run_fastpath "$c"
+            if [ "$c" = hakmem-baseline ]; then
+                if [ -e "$LIBHARDENED" ]; then run_fastpath hakmem-hardened
+                else echo "unavailable.hakmem-hardened=$LIBHARDENED does not exist (make lib)" >>"$OUT/meta.txt"; fi
+            fi
+        done
         echo "run.sh: fast path measured ($(( $(date +%s) - START ))s)"
     else
         echo "run.sh: valgrind is missing: no fast-path numbers (apt-get install valgrind)"

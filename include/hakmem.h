@@ -30,6 +30,9 @@ void  *hak_memalign(size_t alignment, size_t size);
 void  *hak_valloc(size_t size);
 void  *hak_pvalloc(size_t size);
 size_t hak_malloc_usable_size(void *ptr);
+/* As glibc's mallinfo2() and mallinfo() (declared in <malloc.h>). */
+struct mallinfo2 hak_mallinfo2(void);
+struct mallinfo hak_mallinfo(void);
 
 /* Statistics of one process, as the exit report shows them. */
 typedef struct hakmem_stats {

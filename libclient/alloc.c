@@ -8,10 +8,14 @@
 #include "alloc.h"
 #include "bigcache.h"
 #include "chunk_map.h"
+#include "counters.h"
+#include "freelist.h"
 #include "hakmem.h"
 #include "heap.h"
 #include "internal.h"
+#include "knobs.h"
 #include "large.h"
+#include "mallinfo.h"
 #include "options.h"
 #include "os.h"
 #include "segment.h"
@@ -46,7 +50,7 @@ static HK_NOINLINE void *malloc_slow(size_t size, uintptr_t ra)
 /* Out of line so that the fast path keeps no register across a call. */
 static HK_NOINLINE void *sampled(hk_heap *heap, uintptr_t ra, size_t size, void *block)
 {
-    hk_site_sample(heap, ra, size);
+    hk_heap_sample(heap, ra, size);
     return block;
 }
 
@@ -65,7 +69,7 @@ static HK_NOINLINE void *malloc_medium_tail(size_t size)
 
 static HK_NOINLINE void *sampled_tail(hk_heap *heap, size_t size, void *block)
 {
-    hk_site_sample(heap, RA(), size);
+    hk_heap_sample(heap, RA(), size);
     return block;
 }
 
@@ -83,7 +87,7 @@ static inline __attribute__((always_inline)) void *alloc_inline(size_t size, uin
     else return from_malloc ? malloc_medium_tail(size) : malloc_medium(size, ra, NULL);
     hk_block *b = page->free;
     if (unlikely(b == NULL)) return from_malloc ? malloc_slow_tail(size) : malloc_slow(size, ra);
-    page->free = b->next;
+    hk_block_pop(page, b);
     page->used++;
     if (unlikely((heap->sample_left -= (int64_t)size) < 0))
         return from_malloc ? sampled_tail(heap, size, b) : sampled(heap, ra, size, b);
@@ -102,16 +106,14 @@ static inline __attribute__((always_inline)) void free_inline(void *p, const cha
         hk_page *page = seg->slot_page[(a >> HK_SLOT_SHIFT) & (HK_SLOTS - 1)];
         hk_heap *heap = hk_tls_heap;
         if (likely(hk_page_owner(page) == heap)) {
-#ifdef HAKMEM_HARDENED
-            /* Our own page: p must be exactly the start of one of its blocks. */
-            uint64_t off = (uint64_t)(a - (uintptr_t)page->start);
-            uint64_t idx = (off * page->block_inv) >> HK_INV_SHIFT;
-            if (unlikely(idx >= page->capacity || idx * page->block_size != off))
-                hk_fatal_pointer(fn, "invalid pointer", p);
-#endif
             hk_block *b = p;
-            b->next = page->free;
-            page->free = b;
+#ifdef HAKMEM_HARDENED
+            /* Our own page: p must be exactly the start of one of its blocks,
+             * and one that is not free already. */
+            if (unlikely(!hk_page_has_block(page, a, page->capacity))) hk_fatal_pointer(fn, "invalid pointer", p);
+            if (unlikely(hk_block_is_free(b))) hk_fatal_pointer(fn, "double free", p);
+#endif
+            hk_block_push(page, b);
             if (unlikely(--page->used == 0)) hk_heap_page_emptied(heap, page);
             return;
         }
@@ -126,16 +128,34 @@ void hk_free(void *p, const char *fn) { free_inline(p, fn); }
 
 /* ---- slow paths -------------------------------------------------------- */
 
+/* The site's large threshold: its published policy's, or the process's
+ * default (the LARGE_THRESHOLD knob, which may change at any time: a block
+ * stays what it was allocated as, so a change only moves later ones). */
+static inline uint32_t large_threshold(const hk_site_local *site)
+{
+    return site->policy.from_daemon ? site->policy.large_threshold : hk_knob(HK_KNOB_LARGE_THRESHOLD);
+}
+
+/* A medium block from the heap's segments, counted (counters.h). */
+static inline void *medium_block(hk_heap *heap, unsigned cls, size_t size)
+{
+    void *p = hk_heap_alloc_class(heap, cls);
+    if (unlikely(p == NULL)) return NULL;
+    hk_count_own(&heap->counts.medium_allocs, 1);
+    hk_count_own(&heap->counts.medium_bytes, size);
+    return p;
+}
+
 /* Medium and large sizes: always attributed to their site, whose policy
  * decides between a segment block and a large mapping. */
 static inline __attribute__((always_inline)) void *medium_alloc(hk_heap *heap, hk_site_local *site,
                                                                 size_t size, int *zeroed)
 {
     void *p;
-    if (unlikely(size >= site->policy.large_threshold || size > HK_CLASS_MAX)) {
+    if (unlikely(size >= large_threshold(site) || size > HK_CLASS_MAX)) {
         p = hk_large_alloc(size, 0, site->site, &site->policy, zeroed);
     } else {
-        p = hk_heap_alloc_class(heap, hk_size_class(size));
+        p = medium_block(heap, hk_size_class(size), size);
         if (unlikely(p == NULL)) errno = ENOMEM;
     }
     if (likely(p != NULL) && likely(site->site != UINT32_MAX)) hk_site_local_count(site, size);
@@ -200,14 +220,14 @@ void *hk_alloc_aligned(size_t align, size_t size, uintptr_t ra)
          * aligned, so every block of it is aligned. */
         void *p = hk_heap_alloc_class(heap, hk_aligned_class(size, align));
         if (p == NULL) { errno = ENOMEM; return NULL; }
-        if (unlikely((heap->sample_left -= (int64_t)size) < 0)) hk_site_sample(heap, ra, size);
+        if (unlikely((heap->sample_left -= (int64_t)size) < 0)) hk_heap_sample(heap, ra, size);
         return p;
     }
     hk_site_local *site = hk_site_local_of(heap, ra);
     void *p = NULL;
     unsigned cls = hk_aligned_class(size, align);
-    if (size < site->policy.large_threshold && cls < HK_CLASSES) {
-        p = hk_heap_alloc_class(heap, cls);
+    if (size < large_threshold(site) && cls < HK_CLASSES) {
+        p = medium_block(heap, cls, size);
         if (p == NULL) { errno = ENOMEM; return NULL; }
     } else {
         int fresh;
@@ -353,6 +373,21 @@ EXPORT void *API(pvalloc)(size_t size)
 EXPORT size_t API(malloc_usable_size)(void *p)
 {
     return p ? usable_size(p, "malloc_usable_size()") : 0;
+}
+
+/* glibc extensions: what the allocator holds (mallinfo.c maps the fields). */
+EXPORT struct mallinfo2 API(mallinfo2)(void)
+{
+    struct mallinfo2 m;
+    hk_mallinfo(&m);
+    return m;
+}
+
+EXPORT struct mallinfo API(mallinfo)(void)
+{
+    struct mallinfo m;
+    hk_mallinfo_int(&m);
+    return m;
 }
 
 #ifndef HAKMEM_PREFIX

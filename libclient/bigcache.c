@@ -1,16 +1,20 @@
 /* BigCache box.  64 rings of 4 slots; a site maps to ring site % 64.  Each
  * ring has its own lock (large allocations are rare enough that one
- * uncontended lock costs nothing next to the mmap it saves). */
+ * uncontended lock costs nothing next to the mmap it saves).  The bytes
+ * cached are bounded by the BIGCACHE_KIB knob: beyond it the oldest blocks
+ * of all rings go first. */
 #include "bigcache.h"
 #include "internal.h"
+#include "knobs.h"
 #include "lock.h"
 #include "os.h"
 
 typedef struct cache_slot {
-    void *block;
+    void *block;                  /* written under the ring lock, peeked without */
     size_t size;
     uint64_t freed_ns;
-    uint64_t seq;                 /* put order: the smallest is the oldest */
+    uint64_t seq;                 /* put order, process-wide: the smallest is the oldest;
+                                   * written under the ring lock, peeked without */
 } cache_slot;
 
 typedef struct ring {
@@ -21,7 +25,24 @@ typedef struct ring {
 
 static ring rings[HK_BIGCACHE_SITES];
 static hk_bigcache_evict_fn evict_cb;
-static _Atomic uint64_t n_hits, n_misses, n_puts, n_evictions, n_cached_bytes;
+static _Atomic uint64_t n_hits, n_misses, n_puts, n_evictions, n_cached_bytes, n_cached_blocks;
+static _Atomic uint64_t put_seq;
+
+static uint64_t budget_bytes(void) { return (uint64_t)hk_knob(HK_KNOB_BIGCACHE_KIB) << 10; }
+
+/* A block has left its slot (taken out under the ring lock): the counts follow. */
+static void left_cache(size_t size)
+{
+    atomic_fetch_sub_explicit(&n_cached_bytes, size, memory_order_relaxed);
+    atomic_fetch_sub_explicit(&n_cached_blocks, 1, memory_order_relaxed);
+}
+
+static void evicted(const cache_slot *old)
+{
+    atomic_fetch_add_explicit(&n_evictions, 1, memory_order_relaxed);
+    left_cache(old->size);
+    evict_cb(old->block, old->size);
+}
 
 void hk_bigcache_init(hk_bigcache_evict_fn evict) { evict_cb = evict; }
 
@@ -45,20 +66,59 @@ void *hk_bigcache_get(uint32_t site, size_t size)
     hk_lock_release(&r->lock);
     if (found) {
         atomic_fetch_add_explicit(&n_hits, 1, memory_order_relaxed);
-        atomic_fetch_sub_explicit(&n_cached_bytes, found_size, memory_order_relaxed);
+        left_cache(found_size);
     } else {
         atomic_fetch_add_explicit(&n_misses, 1, memory_order_relaxed);
     }
     return found;
 }
 
-int hk_bigcache_put(uint32_t site, void *block, size_t size, unsigned slots, int *evicted)
+/* Evicts the oldest block of all rings.  Returns 0 when there is none. */
+static int evict_oldest(void)
 {
-    *evicted = 0;
-    if (slots == 0) return 0;
+    ring *oldest_ring = NULL;
+    unsigned oldest_k = 0;
+    uint64_t oldest_seq = UINT64_MAX;
+    for (unsigned s = 0; s < HK_BIGCACHE_SITES; s++) {
+        for (unsigned k = 0; k < HK_BIGCACHE_SLOTS; k++) {
+            const cache_slot *c = &rings[s].slot[k];
+            if (__atomic_load_n(&c->block, __ATOMIC_RELAXED) == NULL) continue;
+            uint64_t seq = __atomic_load_n(&c->seq, __ATOMIC_RELAXED);
+            if (seq < oldest_seq) { oldest_seq = seq; oldest_ring = &rings[s]; oldest_k = k; }
+        }
+    }
+    if (oldest_ring == NULL) return 0;
+    cache_slot old = { 0 };
+    hk_lock_acquire(&oldest_ring->lock);
+    cache_slot *c = &oldest_ring->slot[oldest_k];
+    if (c->block && c->seq == oldest_seq) {      /* still the block the peek saw */
+        old = *c;
+        __atomic_store_n(&c->block, NULL, __ATOMIC_RELAXED);
+    }
+    hk_lock_release(&oldest_ring->lock);
+    if (old.block) evicted(&old);
+    return 1;
+}
+
+/* Evicts oldest first until the cached bytes fit the budget; 1 if any went. */
+static int fit_budget(void)
+{
+    int any = 0;
+    while (atomic_load_explicit(&n_cached_bytes, memory_order_relaxed) > budget_bytes() && evict_oldest())
+        any = 1;
+    return any;
+}
+
+void hk_bigcache_fit_budget(void) { fit_budget(); }
+
+int hk_bigcache_put(uint32_t site, void *block, size_t size, unsigned slots, int *evicted_out)
+{
+    *evicted_out = 0;
+    if (slots == 0 || size > budget_bytes()) return 0;
     if (slots > HK_BIGCACHE_SLOTS) slots = HK_BIGCACHE_SLOTS;
     ring *r = &rings[site % HK_BIGCACHE_SITES];
     cache_slot old = { 0 };
+    uint64_t seq = atomic_fetch_add_explicit(&put_seq, 1, memory_order_relaxed) + 1;
     hk_lock_acquire(&r->lock);
     /* An empty slot among the site's first `slots` if any, else the one
      * holding the oldest block (circular eviction). */
@@ -68,20 +128,19 @@ int hk_bigcache_put(uint32_t site, void *block, size_t size, unsigned slots, int
         if (r->slot[i].seq < r->slot[k].seq) k = i;
     }
     old = r->slot[k];
-    if (old.block == NULL) old.size = 0;
     r->slot[k].size = size;
     r->slot[k].freed_ns = hk_coarse_ns();
-    r->slot[k].seq = ++r->puts;
+    __atomic_store_n(&r->slot[k].seq, seq, __ATOMIC_RELAXED);
     __atomic_store_n(&r->slot[k].block, block, __ATOMIC_RELAXED);   /* trim peeks at it */
     hk_lock_release(&r->lock);
     atomic_fetch_add_explicit(&n_puts, 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&n_cached_bytes, size, memory_order_relaxed);
+    atomic_fetch_add_explicit(&n_cached_blocks, 1, memory_order_relaxed);
     if (old.block) {
-        atomic_fetch_add_explicit(&n_evictions, 1, memory_order_relaxed);
-        atomic_fetch_sub_explicit(&n_cached_bytes, old.size, memory_order_relaxed);
-        evict_cb(old.block, old.size);
-        *evicted = 1;
+        evicted(&old);
+        *evicted_out = 1;
     }
+    if (fit_budget()) *evicted_out = 1;
     return 1;
 }
 
@@ -99,11 +158,7 @@ void hk_bigcache_trim(uint64_t now_ns, uint64_t max_idle_ns)
                 __atomic_store_n(&r->slot[i].block, NULL, __ATOMIC_RELAXED);
             }
             hk_lock_release(&r->lock);
-            if (old.block) {
-                atomic_fetch_add_explicit(&n_evictions, 1, memory_order_relaxed);
-                atomic_fetch_sub_explicit(&n_cached_bytes, old.size, memory_order_relaxed);
-                evict_cb(old.block, old.size);
-            }
+            if (old.block) evicted(&old);
         }
     }
 }
@@ -115,6 +170,7 @@ void hk_bigcache_get_stats(hk_bigcache_stats *out)
     out->puts = atomic_load(&n_puts);
     out->evictions = atomic_load(&n_evictions);
     out->cached_bytes = atomic_load(&n_cached_bytes);
+    out->cached_blocks = atomic_load(&n_cached_blocks);
 }
 
 void hk_bigcache_fork_prepare(void)

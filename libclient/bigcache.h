@@ -16,7 +16,7 @@ typedef void (*hk_bigcache_evict_fn)(void *block, size_t size);
 
 typedef struct hk_bigcache_stats {
     uint64_t hits, misses, puts, evictions;
-    uint64_t cached_bytes;
+    uint64_t cached_bytes, cached_blocks;
 } hk_bigcache_stats;
 
 void hk_bigcache_init(hk_bigcache_evict_fn evict);
@@ -24,9 +24,13 @@ void hk_bigcache_init(hk_bigcache_evict_fn evict);
  * twice it (the smallest such), or NULL (counted as a miss). */
 void *hk_bigcache_get(uint32_t site, size_t size);
 /* Offers a freed block; slots is the site's ring size (0..4).  Returns 1
- * when cached, 0 when the caller must release it.  May evict the oldest
- * entry of the ring through the callback; *evicted is set when it did. */
+ * when cached, 0 when the caller must release it (no slots, or bigger than
+ * the whole budget).  May evict the oldest entry of the ring, and the
+ * oldest of all rings while the cached bytes exceed the BIGCACHE_KIB knob,
+ * through the callback; *evicted is set when it did. */
 int  hk_bigcache_put(uint32_t site, void *block, size_t size, unsigned slots, int *evicted);
+/* Evicts oldest first down to the budget (after the knob was lowered). */
+void hk_bigcache_fit_budget(void);
 /* Evicts blocks idle longer than max_idle_ns (all when 0). */
 void hk_bigcache_trim(uint64_t now_ns, uint64_t max_idle_ns);
 void hk_bigcache_get_stats(hk_bigcache_stats *out);

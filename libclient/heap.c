@@ -2,7 +2,9 @@
  * remote push in hk_heap_free_slow and the heap list (under heap_lock). */
 #include "heap.h"
 #include "bigcache.h"
+#include "counters.h"
 #include "init.h"
+#include "knobs.h"
 #include "lock.h"
 #include "meta.h"
 #include "options.h"
@@ -16,7 +18,6 @@
 #include <pthread.h>
 #include <string.h>
 
-#define SCAN_LIMIT 8            /* pages examined before a new one is taken */
 #define EXTEND_BYTES 4096       /* carve about one OS page of blocks at a time */
 #define MAINTAIN_EVERY 64       /* slow calls between looks at the clock */
 #define MAINTAIN_NS 1000000ull  /* at most one maintenance pass a millisecond */
@@ -40,6 +41,7 @@ static hk_heap *live_heaps, *free_heaps;
 static unsigned live_count;
 static pthread_key_t heap_key;
 static _Atomic uint64_t remote_collected;
+static _Atomic uint64_t info_requested;  /* mallinfo calls so far: heaps refresh when behind */
 
 unsigned hk_heap_live_count(void) { return live_count; }
 uint64_t hk_heap_remote_collected(void) { return atomic_load(&remote_collected); }
@@ -128,9 +130,10 @@ static void collect_remote(hk_page *pg)
     hk_block *list = atomic_exchange_explicit(&pg->remote, NULL, memory_order_acquire);
     if (list == NULL) return;
     uint32_t n = 1;
-    hk_block *tail = list;
-    while (tail->next) { tail = tail->next; n++; }
-    tail->next = pg->free;
+    uint32_t carved = pg->capacity;
+    hk_block *tail = list, *next;
+    while ((next = hk_block_next_checked(pg, tail, carved)) != NULL) { tail = next; n++; }
+    hk_block_link(tail, pg->free);
     pg->free = list;
     pg->used -= n;
     atomic_fetch_add_explicit(&remote_collected, n, memory_order_relaxed);
@@ -147,10 +150,10 @@ static void extend(hk_page *pg)
     hk_block *b = (hk_block *)first;
     for (uint32_t i = 1; i < n; i++) {
         hk_block *nx = (hk_block *)(first + (size_t)i * bs);
-        b->next = nx;
+        hk_block_link(b, nx);
         b = nx;
     }
-    b->next = pg->free;
+    hk_block_link(b, pg->free);
     pg->free = (hk_block *)first;
     __atomic_store_n(&pg->capacity, pg->capacity + n, __ATOMIC_RELAXED);   /* remote frees read it */
 }
@@ -162,20 +165,37 @@ static void retire(hk_heap *heap, hk_page *pg)
     hk_segment_page_free(heap, pg);
 }
 
+/* PARTIAL_REUSE (knobs.h): pages of the class examined before a fresh one is
+ * taken, and whether the fullest of them wins over the first with room. */
+static const struct { uint8_t scan, fullest; } reuse_level[4] = {
+    { 2, 0 }, { 8, 0 }, { 32, 0 }, { 64, 1 },
+};
+
+/* Whether pg can hand out a block: collected remote frees, or never-carved room. */
+static int has_room(hk_page *pg)
+{
+    collect_remote(pg);
+    return pg->free != NULL || pg->capacity < pg->reserved;
+}
+
 /* A page of class cls with a free block, made current; NULL when out of memory. */
 static hk_page *find_page(hk_heap *heap, unsigned cls)
 {
-    hk_page *pg = heap->queue[cls];
-    for (unsigned scanned = 0; pg && scanned < SCAN_LIMIT; scanned++) {
-        collect_remote(pg);
-        if (pg->free == NULL && pg->capacity < pg->reserved) extend(pg);
-        if (pg->free) {
-            heap->queue[cls] = pg;               /* the full ones scanned go to the back */
-            set_current(heap, cls, pg);
-            return pg;
+    unsigned level = hk_knob(HK_KNOB_PARTIAL_REUSE) & 3;
+    hk_page *head = heap->queue[cls], *pg = head, *best = NULL;
+    for (unsigned scanned = 0; pg && scanned < reuse_level[level].scan; scanned++) {
+        if (has_room(pg)) {
+            if (!reuse_level[level].fullest) { best = pg; break; }
+            if (best == NULL || pg->used > best->used) best = pg;
         }
         pg = pg->next;
-        if (pg == heap->queue[cls]) break;       /* went all the way round */
+        if (pg == head) break;                   /* went all the way round */
+    }
+    if (best) {
+        if (best->free == NULL) extend(best);
+        heap->queue[cls] = best;                 /* the pages scanned before it go to the back */
+        set_current(heap, cls, best);
+        return best;
     }
     if (pg) heap->queue[cls] = pg;
     pg = hk_segment_page_alloc(heap, cls);
@@ -188,10 +208,13 @@ static hk_page *find_page(hk_heap *heap, unsigned cls)
 
 void *hk_heap_alloc_class_slow(hk_heap *heap, unsigned cls)
 {
+    uint64_t t0 = hk_ticks();
     hk_page *pg = find_page(heap, cls);
+    hk_count_own(&heap->counts.refill_ticks, hk_ticks() - t0);
+    hk_count_own(&heap->counts.refills, 1);
     if (pg == NULL) return NULL;
     hk_block *b = pg->free;
-    pg->free = b->next;
+    hk_block_pop(pg, b);
     pg->used++;
     return b;
 }
@@ -201,9 +224,14 @@ static void maintain(hk_heap *heap)
     uint64_t now = hk_coarse_ns();
     if (now - heap->last_maintenance_ns < MAINTAIN_NS) return;
     heap->last_maintenance_ns = now;
+    uint64_t t0 = hk_ticks();
     hk_segment_adopt_one(heap);          /* memory of exited threads comes back */
     hk_segment_maintain(heap, now, 0);
     hk_bigcache_trim(now, BIGCACHE_IDLE_NS);
+    if (atomic_load_explicit(&heap->info.epoch, memory_order_relaxed) !=
+        atomic_load_explicit(&info_requested, memory_order_relaxed))
+        hk_heap_info_publish(heap);
+    hk_count_own(&heap->counts.maintain_ticks, hk_ticks() - t0);
     hk_shm_client_tick(now);
 }
 
@@ -216,9 +244,28 @@ void *hk_heap_malloc_slow(size_t size, uintptr_t ra)
     }
     void *p = hk_heap_alloc_class(heap, hk_size_class(size));
     if (p == NULL) { errno = ENOMEM; return NULL; }
-    if ((heap->sample_left -= (int64_t)size) < 0) hk_site_sample(heap, ra, size);
+    if ((heap->sample_left -= (int64_t)size) < 0) hk_heap_sample(heap, ra, size);
     if ((++heap->slow_calls % MAINTAIN_EVERY) == 0) maintain(heap);
     return p;
+}
+
+void hk_heap_sample(hk_heap *heap, uintptr_t ra, size_t size)
+{
+    /* The countdown was >= 0 before this allocation, so a size within one
+     * period crosses exactly one, which stands for period / size
+     * allocations of this size; a bigger one is one allocation that crosses
+     * as many periods as the profiler then adds to get back to >= 0. */
+    uint64_t period = hk_opt.sample_bytes;
+    uint64_t bytes = period, allocs;
+    if (likely(size <= period)) {
+        allocs = period / size;
+    } else {
+        bytes = ((uint64_t)-heap->sample_left + period - 1) / period * period;
+        allocs = 1;
+    }
+    hk_count_own(&heap->counts.small_bytes, bytes);
+    hk_count_own(&heap->counts.small_allocs, allocs);
+    hk_site_sample(heap, ra, size);
 }
 
 void hk_heap_tick(hk_heap *heap)
@@ -228,7 +275,9 @@ void hk_heap_tick(hk_heap *heap)
 
 void hk_heap_page_emptied(hk_heap *heap, hk_page *pg)
 {
+    uint64_t t0 = hk_ticks();
     retire(heap, pg);                            /* never current: see set_current */
+    hk_count_own(&heap->counts.retire_ticks, hk_ticks() - t0);
     if ((++heap->slow_calls % 16) == 0) maintain(heap);
 }
 
@@ -236,36 +285,36 @@ void hk_heap_check_block(const hk_page *pg, const void *p, const char *fn)
 {
     if (pg == &hk_invalid_page || !pg->in_use || pg->block_size == 0)
         hk_fatal_pointer(fn, "invalid pointer", p);
-    uint64_t off = (uint64_t)((uintptr_t)p - (uintptr_t)pg->start);
-    uint64_t idx = (off * pg->block_inv) >> HK_INV_SHIFT;
     uint32_t carved = __atomic_load_n(&pg->capacity, __ATOMIC_RELAXED);
-    if ((uintptr_t)p < (uintptr_t)pg->start || idx >= carved || idx * pg->block_size != off)
-        hk_fatal_pointer(fn, "invalid pointer", p);
+    if (!hk_page_has_block(pg, (uintptr_t)p, carved)) hk_fatal_pointer(fn, "invalid pointer", p);
 }
 
 void hk_heap_free_slow(hk_page *pg, void *p, const char *fn)
 {
     hk_heap_check_block(pg, p, fn);
+    hk_block *b = p;
+#ifdef HAKMEM_HARDENED
+    if (hk_block_is_free(b)) hk_fatal_pointer(fn, "double free", p);
+#endif
     hk_heap *me = hk_tls_heap;
     if (atomic_load_explicit(&pg->heap, memory_order_acquire) == me) {
-        hk_block *b = p;
-        b->next = pg->free;
-        pg->free = b;
+        hk_block_push(pg, b);
         if (--pg->used == 0) hk_heap_page_emptied(me, pg);
         return;
     }
-    hk_block *b = p;
     hk_block *head = atomic_load_explicit(&pg->remote, memory_order_relaxed);
     do {
-        b->next = head;
+        hk_block_link(b, head);
     } while (!atomic_compare_exchange_weak_explicit(&pg->remote, &head, b,
                                                     memory_order_release, memory_order_relaxed));
 }
 
-void hk_heap_collect(hk_heap *heap, int force)
+/* Collects remote frees and retires every empty page; drop_current: the
+ * current pages give up their phantom use first (so they may retire too). */
+static void collect_pages(hk_heap *heap, int drop_current)
 {
     for (unsigned c = 0; c < HK_CLASSES; c++) {
-        if (force) set_current(heap, c, &hk_empty_page);
+        if (drop_current) set_current(heap, c, &hk_empty_page);
         unsigned n = 0;
         hk_page *pg = heap->queue[c];
         if (pg == NULL) continue;
@@ -277,7 +326,43 @@ void hk_heap_collect(hk_heap *heap, int force)
             pg = next;
         }
     }
+}
+
+void hk_heap_collect(hk_heap *heap, int force)
+{
+    uint64_t t0 = hk_ticks();
+    collect_pages(heap, force);
     hk_segment_maintain(heap, hk_coarse_ns(), force);
+    hk_count_own(&heap->counts.maintain_ticks, hk_ticks() - t0);
+}
+
+/* ---- mallinfo figures ------------------------------------------------- */
+
+void hk_heap_info_request(void)
+{
+    atomic_fetch_add_explicit(&info_requested, 1, memory_order_relaxed);
+}
+
+void hk_heap_info_publish(hk_heap *heap)
+{
+    uint64_t used = 0, free_blocks = 0, dirty_slots = 0;
+    for (unsigned c = 0; c < HK_CLASSES; c++) {
+        hk_page *pg = heap->queue[c];
+        if (pg == NULL) continue;
+        do {
+            uint32_t in_use = pg->used - (pg == heap->current[c]);    /* less the phantom use */
+            used += (uint64_t)in_use * pg->block_size;
+            free_blocks += pg->capacity - in_use;
+            pg = pg->next;
+        } while (pg != heap->queue[c]);
+    }
+    for (const hk_segment *s = heap->segments; s; s = s->next)
+        dirty_slots += (uint64_t)__builtin_popcountll(s->dirty_slots & s->free_slots);
+    atomic_store_explicit(&heap->info.used_bytes, used, memory_order_relaxed);
+    atomic_store_explicit(&heap->info.free_blocks, free_blocks, memory_order_relaxed);
+    atomic_store_explicit(&heap->info.dirty_bytes, dirty_slots * HK_SLOT_SIZE, memory_order_relaxed);
+    atomic_store_explicit(&heap->info.epoch, atomic_load_explicit(&info_requested, memory_order_relaxed),
+                          memory_order_relaxed);
 }
 
 /* ---- heap lifetime ---------------------------------------------------- */
@@ -314,9 +399,30 @@ hk_heap *hk_heap_for_thread(void)
     return h;
 }
 
+/* What exited threads counted (counters.h), folded in as each heap leaves
+ * the live list, under the same lock. */
+static hk_heap_counts exited_counts;
+
+static void fold_counts(hk_heap_counts *into, const hk_heap_counts *c)
+{
+    _Atomic uint64_t *dst = &into->refill_ticks;
+    const _Atomic uint64_t *src = &c->refill_ticks;
+    for (size_t i = 0; i < sizeof *c / sizeof *src; i++)
+        hk_count_own(&dst[i], atomic_load_explicit(&src[i], memory_order_relaxed));
+}
+
+void hk_heap_visit(hk_heap_visit_fn fn, void *arg)
+{
+    hk_lock_acquire(&heap_lock);
+    for (hk_heap *h = live_heaps; h; h = h->next_heap) fn(&h->counts, &h->info, arg);
+    fn(&exited_counts, NULL, arg);
+    hk_lock_release(&heap_lock);
+}
+
 static void heap_unlink_and_pool(hk_heap *h)
 {
     hk_lock_acquire(&heap_lock);
+    fold_counts(&exited_counts, &h->counts);
     if (h->prev_heap) h->prev_heap->next_heap = h->next_heap; else live_heaps = h->next_heap;
     if (h->next_heap) h->next_heap->prev_heap = h->prev_heap;
     live_count--;
@@ -329,9 +435,11 @@ static void heap_unlink_and_pool(hk_heap *h)
  * whichever thread adopts its segments. */
 static void heap_abandon(hk_heap *h)
 {
+    uint64_t t0 = hk_ticks();
     hk_site_flush_thread(h);
-    hk_heap_collect(h, 1);
+    collect_pages(h, 1);
     hk_segment_abandon_all(h);
+    hk_count_own(&h->counts.maintain_ticks, hk_ticks() - t0);
 }
 
 static void heap_thread_done(void *arg)
@@ -357,7 +465,9 @@ void hk_heap_fork_child(void)
     hk_heap *me = hk_tls_heap;
     live_heaps = NULL;
     live_count = 0;
+    memset(&exited_counts, 0, sizeof exited_counts);    /* the child counts from zero */
     if (me != &hk_empty_heap) {
+        memset(&me->counts, 0, sizeof me->counts);
         me->next_heap = me->prev_heap = NULL;
         live_heaps = me;
         live_count = 1;

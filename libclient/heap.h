@@ -3,6 +3,7 @@
 #ifndef HK_HEAP_H
 #define HK_HEAP_H
 
+#include "freelist.h"
 #include "internal.h"
 
 /* The calling thread's heap, created (and the process initialised) on first
@@ -20,7 +21,7 @@ static inline void *hk_heap_alloc_class(hk_heap *heap, unsigned cls)
     hk_page *pg = heap->current[cls];
     hk_block *b = pg->free;
     if (unlikely(b == NULL)) return hk_heap_alloc_class_slow(heap, cls);
-    pg->free = b->next;
+    hk_block_pop(pg, b);
     pg->used++;
     return b;
 }
@@ -36,6 +37,18 @@ void hk_heap_page_emptied(hk_heap *heap, hk_page *page);
 /* Collects remote frees, retires empty pages, purges idle memory;
  * force: everything free goes back to the OS now. */
 void hk_heap_collect(hk_heap *heap, int force);
+/* The small-allocation countdown went below zero: counted (counters.h
+ * estimates small allocations from it), then given to the site profiler. */
+void hk_heap_sample(hk_heap *heap, uintptr_t ra, size_t size);
+
+/* mallinfo: asks every heap to refresh its figures at its next maintenance;
+ * publish refreshes the calling thread's own heap now. */
+void hk_heap_info_request(void);
+void hk_heap_info_publish(hk_heap *heap);
+/* Calls fn for every live heap's counts and figures, then once for what
+ * exited threads counted (info NULL), under the heap list lock. */
+typedef void (*hk_heap_visit_fn)(const hk_heap_counts *counts, const hk_heap_info *info, void *arg);
+void hk_heap_visit(hk_heap_visit_fn fn, void *arg);
 
 /* Validates p as a block of page (page may be the invalid page); aborts
  * with a message naming fn otherwise. */

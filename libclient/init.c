@@ -2,6 +2,8 @@
  * nothing that allocates, so a malloc arriving during it cannot recurse. */
 #include "init.h"
 #include "bigcache.h"
+#include "counters.h"
+#include "freelist.h"
 #include "heap.h"
 #include "internal.h"
 #include "large.h"
@@ -33,6 +35,8 @@ void hk_process_init(void)
     }
     hk_module_init();
     hk_size_class_init();
+    hk_counters_init();
+    hk_freelist_init();
     hk_options_load();
     hk_heap_process_init();
     hk_large_init();
@@ -63,6 +67,7 @@ static void fork_child(void)
     hk_segment_fork_child();
     hk_heap_fork_child();
     hk_site_fork_child(hk_tls_heap);
+    hk_counters_fork_child();
     hk_shm_client_after_fork_child();
 }
 

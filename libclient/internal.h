@@ -65,7 +65,11 @@
 #define HK_LARGE_FREED   0x46524545u /* "FREE": large block sitting in BigCache */
 #define HK_LARGE_HDR     64
 
-typedef struct hk_block { struct hk_block *next; } hk_block;
+/* A free block's first two words (freelist.h owns their meaning). */
+typedef struct hk_block {
+    struct hk_block *next;
+    uintptr_t freed;                 /* hardened build: the block's free tag */
+} hk_block;
 
 /* off / block_size for any offset inside a span (< 2^21) and block sizes up
  * to 2^20, exact: the rounding error of inv stays below one block. */
@@ -112,6 +116,8 @@ typedef struct hk_segment {
     uint32_t pages_in_use;
     hk_page *slot_page[HK_SLOTS];    /* span head of each slot, or the invalid page */
     hk_page pages[HK_SLOTS];         /* descriptors; only span heads are meaningful */
+    uint64_t abandoned_used;         /* bytes handed out when it was abandoned */
+    uint8_t huge;                    /* advised MADV_HUGEPAGE (SMALL_THP) */
 } hk_segment;
 
 #define HK_SEGMENT_MAGIC 0x48414B4D53454721ull
@@ -138,6 +144,25 @@ typedef struct hk_site_local {
 } hk_site_local;
 #define HK_SITE_LOCAL 32
 
+/* What a heap counts for counters.h: its owner adds (hk_count_own, no
+ * read-modify-write), any thread reads. */
+typedef struct hk_heap_counts {
+    _Atomic uint64_t refill_ticks, retire_ticks, maintain_ticks, refills;
+    /* Interleaved: two counters a path adds to together are not neighbours,
+     * so the compiler does not pair the adds into vector instructions. */
+    _Atomic uint64_t small_bytes, medium_allocs;     /* small allocations estimated */
+    _Atomic uint64_t small_allocs, medium_bytes;
+} hk_heap_counts;
+
+/* A heap's mallinfo figures (mallinfo.c) as of its last refresh: the owner
+ * writes them when mallinfo asked since (epoch), any thread reads. */
+typedef struct hk_heap_info {
+    _Atomic uint64_t epoch;
+    _Atomic uint64_t used_bytes;     /* blocks handed out (remote frees not yet collected count) */
+    _Atomic uint64_t free_blocks;    /* carved blocks on free lists */
+    _Atomic uint64_t dirty_bytes;    /* free slots of its segments still resident */
+} hk_heap_info;
+
 /* A thread heap.  direct[] and current[] always point at a valid page (the
  * empty page when there is none) so the fast path never tests for NULL. */
 struct hk_heap {
@@ -155,6 +180,8 @@ struct hk_heap {
     struct hk_heap *next_free;       /* free pool */
     hk_site_local *last_site;        /* entry of the last hk_site_of() */
     hk_site_local sites[HK_SITE_LOCAL];
+    hk_heap_counts counts;
+    hk_heap_info info;
 };
 
 /* The owner of a page, as the free fast path compares it with its own heap.

@@ -5,6 +5,7 @@
 #include "large.h"
 #include "bigcache.h"
 #include "chunk_map.h"
+#include "counters.h"
 #include "options.h"
 #include "os.h"
 #include "thp.h"
@@ -75,8 +76,8 @@ static void advise_huge(hk_large_hdr *h)
     }
 }
 
-void *hk_large_alloc(size_t size, size_t align, uint32_t site, const hk_site_policy *pol,
-                     int *zeroed)
+static void *large_alloc(size_t size, size_t align, uint32_t site, const hk_site_policy *pol,
+                         int *zeroed)
 {
     *zeroed = 0;
     if (size > LARGE_MAX || align > LARGE_MAX) { errno = ENOMEM; return NULL; }
@@ -142,7 +143,7 @@ static hk_large_hdr *checked(const void *p, const char *fn)
     return h;
 }
 
-void hk_large_free(void *p, const char *fn)
+static void large_free(void *p, const char *fn)
 {
     hk_large_hdr *h = checked(p, fn);
     uint32_t live = HK_LARGE_MAGIC;
@@ -164,7 +165,7 @@ size_t hk_large_usable(const void *p, const char *fn)
     return (size_t)(h->base + h->map_size - (uint8_t *)p);
 }
 
-void *hk_large_try_realloc(void *p, size_t size, const char *fn)
+static void *large_try_realloc(void *p, size_t size, const char *fn)
 {
     hk_large_hdr *h = checked(p, fn);
     size_t usable = (size_t)(h->base + h->map_size - (uint8_t *)p);
@@ -195,4 +196,30 @@ void *hk_large_try_realloc(void *p, size_t size, const char *fn)
     hk_chunk_set((uintptr_t)np, HK_CHUNK_LARGE);
     atomic_fetch_add_explicit(&n_mapped_bytes, new_map - old_map, memory_order_relaxed);
     return np;
+}
+
+/* ---- the entry points, timed for counters.h ----------------------------- */
+
+void *hk_large_alloc(size_t size, size_t align, uint32_t site, const hk_site_policy *pol,
+                     int *zeroed)
+{
+    uint64_t t0 = hk_ticks();
+    void *p = large_alloc(size, align, site, pol, zeroed);
+    hk_counters_large(hk_ticks() - t0, p ? size : 0);
+    return p;
+}
+
+void hk_large_free(void *p, const char *fn)
+{
+    uint64_t t0 = hk_ticks();
+    large_free(p, fn);
+    hk_counters_large(hk_ticks() - t0, 0);
+}
+
+void *hk_large_try_realloc(void *p, size_t size, const char *fn)
+{
+    uint64_t t0 = hk_ticks();
+    void *q = large_try_realloc(p, size, fn);
+    hk_counters_large(hk_ticks() - t0, 0);
+    return q;
 }

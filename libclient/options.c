@@ -3,7 +3,8 @@
  * dynamic loader) the defaults stand and the constructor reads again. */
 #include "options.h"
 #include "internal.h"
-#include "site.h"
+#include "knobs.h"
+#include "hakmem_shm.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -17,10 +18,7 @@ hk_options hk_opt = {
     .shm_name = "/hakmem",
 };
 
-/* What the environment said, for knobs the daemon may override. */
-static uint32_t env_purge_delay_ms = 100, env_large_threshold = 1u << 20;
-
-static long env_long(const char *name, long fallback, long lo, long hi)
+long hk_env_long(const char *name, long fallback, long lo, long hi)
 {
     const char *s = getenv(name);
     if (!s || !*s) return fallback;
@@ -41,20 +39,20 @@ static long env_long(const char *name, long fallback, long lo, long hi)
 
 void hk_options_load(void)
 {
-    hk_opt.stats = (int)env_long("HAKMEM_STATS", hk_opt.stats, 0, 1);
-    hk_opt.verbose = (int)env_long("HAKMEM_VERBOSE", hk_opt.verbose, 0, 3);
-    hk_opt.bigcache = (int)env_long("HAKMEM_BIGCACHE", hk_opt.bigcache, 0, 1);
-    int thp = (int)env_long("HAKMEM_THP", -1, 0, 1);   /* -1: unset or ignored */
+    hk_opt.stats = (int)hk_env_long("HAKMEM_STATS", hk_opt.stats, 0, 1);
+    hk_opt.verbose = (int)hk_env_long("HAKMEM_VERBOSE", hk_opt.verbose, 0, 3);
+    hk_opt.bigcache = (int)hk_env_long("HAKMEM_BIGCACHE", hk_opt.bigcache, 0, 1);
+    int thp = (int)hk_env_long("HAKMEM_THP", -1, 0, 1);   /* -1: unset or ignored */
     if (thp >= 0) {
         hk_opt.thp = thp;
         hk_opt.thp_default = thp;
     }
-    hk_opt.bigcache_slots = (uint32_t)env_long("HAKMEM_BIGCACHE_SLOTS", hk_opt.bigcache_slots, 0, 4);
-    hk_opt.large_threshold = (uint32_t)env_long("HAKMEM_LARGE_THRESHOLD", hk_opt.large_threshold,
+    hk_opt.bigcache_slots = (uint32_t)hk_env_long("HAKMEM_BIGCACHE_SLOTS", hk_opt.bigcache_slots, 0, 4);
+    hk_opt.large_threshold = (uint32_t)hk_env_long("HAKMEM_LARGE_THRESHOLD", hk_opt.large_threshold,
                                                 64 * 1024, 1 << 20);
-    hk_opt.sample_bytes = (uint32_t)env_long("HAKMEM_SAMPLE_BYTES", hk_opt.sample_bytes,
+    hk_opt.sample_bytes = (uint32_t)hk_env_long("HAKMEM_SAMPLE_BYTES", hk_opt.sample_bytes,
                                              4096, 1 << 30);
-    hk_opt.purge_delay_ms = (uint32_t)env_long("HAKMEM_PURGE_DELAY_MS", hk_opt.purge_delay_ms,
+    hk_opt.purge_delay_ms = (uint32_t)hk_env_long("HAKMEM_PURGE_DELAY_MS", hk_opt.purge_delay_ms,
                                                0, 60000);
     const char *mode = getenv("HAKMEM_MODE");
     if (mode) hk_opt.baseline = strcmp(mode, "baseline") == 0;
@@ -68,24 +66,25 @@ void hk_options_load(void)
         else hk_log(0, "ignoring HAKMEM_SOCKET=%s (expected an absolute path under %zu bytes)", sock,
                     sizeof hk_opt.socket_path);
     }
-    env_purge_delay_ms = hk_opt.purge_delay_ms;
-    env_large_threshold = hk_opt.large_threshold;
+    hk_knobs_load_env();
 }
+
+/* The shared-memory ABI numbers its knobs as the knobs box does. */
+_Static_assert(HKSHM_KNOBS == HK_KNOBS, "knob count");
+_Static_assert((int)HKSHM_KNOB_PURGE_DELAY_MS == (int)HK_KNOB_PURGE_DELAY_MS &&
+                   (int)HKSHM_KNOB_RETAINED_SEGMENTS == (int)HK_KNOB_RETAINED_SEGMENTS &&
+                   (int)HKSHM_KNOB_PARTIAL_REUSE == (int)HK_KNOB_PARTIAL_REUSE &&
+                   (int)HKSHM_KNOB_SMALL_THP == (int)HK_KNOB_SMALL_THP &&
+                   (int)HKSHM_KNOB_LARGE_THRESHOLD == (int)HK_KNOB_LARGE_THRESHOLD &&
+                   (int)HKSHM_KNOB_BIGCACHE_KIB == (int)HK_KNOB_BIGCACHE_KIB,
+               "knob numbers");
 
 void hk_options_apply_binary(uint32_t set, const uint32_t knob[HKSHM_KNOBS])
 {
-    uint32_t purge = set & (1u << HKSHM_KNOB_PURGE_DELAY_MS) ? knob[HKSHM_KNOB_PURGE_DELAY_MS] : env_purge_delay_ms;
-    uint32_t thr = set & (1u << HKSHM_KNOB_LARGE_THRESHOLD) ? knob[HKSHM_KNOB_LARGE_THRESHOLD] : env_large_threshold;
-    /* The allocator's own range for a default threshold (as HAKMEM_LARGE_THRESHOLD). */
-    if (thr < 64 * 1024) thr = 64 * 1024;
-    if (thr > 1u << 20) thr = 1u << 20;
-    __atomic_store_n(&hk_opt.purge_delay_ms, purge, __ATOMIC_RELAXED);
-    if (__atomic_exchange_n(&hk_opt.large_threshold, thr, __ATOMIC_RELAXED) != thr)
-        hk_site_defaults_changed();
+    hk_knobs_publish(set, knob);
 }
 
 void hk_options_binary_defaults(void)
 {
-    static const uint32_t none[HKSHM_KNOBS];
-    hk_options_apply_binary(0, none);
+    hk_knobs_reset();
 }

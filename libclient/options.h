@@ -6,6 +6,8 @@
 
 #include "hakmem_shm.h"
 
+#include "hakmem_shm.h"
+
 typedef struct hk_options {
     int stats;                  /* HAKMEM_STATS: report to stderr at exit */
     int verbose;                /* HAKMEM_VERBOSE: 0..3 */
@@ -21,10 +23,22 @@ typedef struct hk_options {
     char socket_path[108];      /* HAKMEM_SOCKET: where to register ("": not set) */
 } hk_options;
 
-extern hk_options hk_opt;
+extern hk_options hk_opt __attribute__((visibility("hidden")));
 
-/* Reads the environment; safe before main and inside malloc (no allocation). */
+/* Reads the environment; safe before main and inside malloc (no allocation).
+ * The process-level knobs (knobs.h) take their values from it too. */
 void hk_options_load(void);
+/* HAKMEM_* variable `name` as a number (any C base, K or M suffix) within
+ * lo..hi; fallback when unset, and (with a diagnostic) when invalid. */
+long hk_env_long(const char *name, long fallback, long lo, long hi);
+
+/* The daemon's knobs for this binary (enum hkshm_knob; values already
+ * validated, hkshm_knob_valid): a knob whose bit is set in `set` takes the
+ * published value, every other one goes back to what the environment (or
+ * the built-in default) said. */
+void hk_options_apply_binary(uint32_t set, const uint32_t knob[HKSHM_KNOBS]);
+/* No entry for this binary: every knob back to the environment's value. */
+void hk_options_binary_defaults(void);
 
 /* The daemon's knobs for this binary (enum hkshm_knob; values already
  * validated, hkshm_knob_valid): a knob whose bit is set in `set` takes the

@@ -2,6 +2,7 @@
  * aligned (one system call); only when the kernel places it elsewhere do we
  * over-map and trim. */
 #include "os.h"
+#include "counters.h"
 #include "internal.h"
 
 #include <errno.h>
@@ -15,11 +16,30 @@
 #define HK_HINT_END  ((uintptr_t)0x600000000000ull)
 static _Atomic uintptr_t hk_hint = HK_HINT_BASE;
 
+/* Every system call the allocator makes for memory, counted and timed. */
 static void *map_at(void *hint, size_t size)
 {
+    uint64_t t0 = hk_ticks();
     void *p = mmap(hint, size, PROT_READ | PROT_WRITE,
                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    hk_counters_syscall(HK_SYS_MMAP, hk_ticks() - t0);
     return p == MAP_FAILED ? NULL : p;
+}
+
+static int unmap(void *p, size_t size)
+{
+    uint64_t t0 = hk_ticks();
+    int rc = munmap(p, size);
+    hk_counters_syscall(HK_SYS_MUNMAP, hk_ticks() - t0);
+    return rc;
+}
+
+static int advise(void *p, size_t size, int advice)
+{
+    uint64_t t0 = hk_ticks();
+    int rc = madvise(p, size, advice);
+    hk_counters_syscall(HK_SYS_MADVISE, hk_ticks() - t0);
+    return rc;
 }
 
 static void *hinted_address(size_t size, size_t align)
@@ -41,7 +61,7 @@ void *hk_os_map_aligned(size_t size, size_t align)
         void *p = map_at(hint, size);
         if (p == NULL) return NULL;
         if (((uintptr_t)p & (align - 1)) == 0) return p;
-        munmap(p, size);
+        unmap(p, size);
     }
     size_t over = size + align;
     uint8_t *raw = map_at(NULL, over);
@@ -49,28 +69,30 @@ void *hk_os_map_aligned(size_t size, size_t align)
     uintptr_t start = ((uintptr_t)raw + align - 1) & ~(uintptr_t)(align - 1);
     size_t head = start - (uintptr_t)raw;
     size_t tail = over - head - size;
-    if (head) munmap(raw, head);
-    if (tail) munmap((uint8_t *)start + size, tail);
+    if (head) unmap(raw, head);
+    if (tail) unmap((uint8_t *)start + size, tail);
     return (void *)start;
 }
 
 void hk_os_unmap(void *p, size_t size)
 {
-    if (munmap(p, size) != 0) hk_log(1, "munmap(%p, %zu) failed: errno %d", p, size, errno);
+    if (unmap(p, size) != 0) hk_log(1, "munmap(%p, %zu) failed: errno %d", p, size, errno);
 }
 
 void hk_os_purge(void *p, size_t size)
 {
-    madvise(p, size, MADV_DONTNEED);
+    advise(p, size, MADV_DONTNEED);
 }
 
 void *hk_os_remap_aligned(void *p, size_t old_size, size_t new_size, size_t align)
 {
     void *dest = hk_os_map_aligned(new_size, align);
     if (dest == NULL) return NULL;
+    uint64_t t0 = hk_ticks();
     void *moved = mremap(p, old_size, new_size, MREMAP_MAYMOVE | MREMAP_FIXED, dest);
+    hk_counters_syscall(HK_SYS_MREMAP, hk_ticks() - t0);
     if (moved == MAP_FAILED) {
-        munmap(dest, new_size);
+        unmap(dest, new_size);
         return NULL;
     }
     return moved;
@@ -78,7 +100,12 @@ void *hk_os_remap_aligned(void *p, size_t old_size, size_t new_size, size_t alig
 
 int hk_os_advise_huge(void *p, size_t size)
 {
-    return madvise(p, size, MADV_HUGEPAGE);
+    return advise(p, size, MADV_HUGEPAGE);
+}
+
+int hk_os_advise_no_huge(void *p, size_t size)
+{
+    return advise(p, size, MADV_NOHUGEPAGE);
 }
 
 uint64_t hk_now_ns(void)

@@ -17,6 +17,7 @@ void  hk_os_purge(void *p, size_t size);
  * the pages; NULL when the kernel refuses. */
 void *hk_os_remap_aligned(void *p, size_t old_size, size_t new_size, size_t align);
 int   hk_os_advise_huge(void *p, size_t size);
+int   hk_os_advise_no_huge(void *p, size_t size);
 
 uint64_t hk_now_ns(void);            /* CLOCK_MONOTONIC */
 uint64_t hk_coarse_ns(void);         /* CLOCK_MONOTONIC_COARSE: cheap, ~4 ms resolution */

@@ -1,8 +1,15 @@
 /* Segment box.  Free space inside a segment is a bitmap of slots; dirty_slots
  * marks free slots whose memory is still resident, stamped in the slot's
- * descriptor with the time it became free. */
+ * descriptor with the time it became free.
+ *
+ * Empty segments are retained process-wide (the RETAINED_SEGMENTS knob): a
+ * heap's segment that has no page left leaves the heap at its next
+ * maintenance for the retained list, where any heap needing a segment finds
+ * it before mapping one; its resident slots are purged after the delay like
+ * everyone's.  Beyond the knob, empty segments are unmapped. */
 #include "segment.h"
 #include "chunk_map.h"
+#include "knobs.h"
 #include "lock.h"
 #include "options.h"
 #include "os.h"
@@ -11,15 +18,21 @@
 #include <string.h>
 
 #define ALL_SLOTS   (~(uint64_t)1)      /* slot 0 is the header */
-#define MAX_EMPTY_SEGMENTS 2            /* kept mapped per heap, purged */
 
 static hk_lock abandoned_lock = HK_LOCK_INIT;
 static hk_segment *abandoned;           /* singly linked through ->next */
-static _Atomic uint64_t segments_live, bytes_purged;
+static _Atomic uint64_t segments_live, bytes_purged, abandoned_used;
+
+static hk_lock retained_lock = HK_LOCK_INIT;
+static hk_segment *retained;            /* singly linked through ->next */
+static _Atomic uint32_t retained_count;
 
 uint64_t hk_segment_mapped_count(void) { return atomic_load(&segments_live); }
 uint64_t hk_segment_purged_bytes(void) { return atomic_load(&bytes_purged); }
+uint64_t hk_segment_abandoned_used(void) { return atomic_load(&abandoned_used); }
+uint32_t hk_segment_retained_count(void) { return atomic_load(&retained_count); }
 
+static uint64_t delay_ns(void) { return (uint64_t)hk_knob(HK_KNOB_PURGE_DELAY_MS) * 1000000u; }
 
 static void link_segment(hk_heap *heap, hk_segment *s)
 {
@@ -37,20 +50,6 @@ static void unlink_segment(hk_heap *heap, hk_segment *s)
     s->next = s->prev = NULL;
 }
 
-static hk_segment *segment_new(hk_heap *heap)
-{
-    hk_segment *s = hk_os_map_aligned(HK_SEGMENT_SIZE, HK_SEGMENT_SIZE);
-    if (s == NULL) return NULL;
-    s->magic = HK_SEGMENT_MAGIC;
-    s->free_slots = ALL_SLOTS;
-    s->dirty_slots = 0;
-    for (unsigned i = 0; i < HK_SLOTS; i++) s->slot_page[i] = &hk_invalid_page;
-    atomic_fetch_add(&segments_live, 1);
-    hk_chunk_set((uintptr_t)s, HK_CHUNK_SEGMENT);
-    link_segment(heap, s);
-    return s;
-}
-
 static void segment_unmap(hk_segment *s)
 {
     hk_chunk_set((uintptr_t)s, HK_CHUNK_NONE);
@@ -59,10 +58,137 @@ static void segment_unmap(hk_segment *s)
     hk_os_unmap(s, HK_SEGMENT_SIZE);
 }
 
-static void segment_release(hk_heap *heap, hk_segment *s)
+/* ---- retained empty segments ------------------------------------------ */
+
+static void purge_segment(hk_segment *s, uint64_t now, uint64_t delay, int force);
+
+/* Keeps an empty segment for reuse if the knob allows one more; else unmaps
+ * it.  purge: its free memory goes back first (when it will be kept). */
+static void retain_or_unmap(hk_segment *s, int purge)
 {
-    unlink_segment(heap, s);
-    segment_unmap(s);
+    s->heap = NULL;
+    if (purge && atomic_load_explicit(&retained_count, memory_order_relaxed) < hk_knob(HK_KNOB_RETAINED_SEGMENTS))
+        purge_segment(s, 0, 0, 1);
+    hk_lock_acquire(&retained_lock);
+    int keep = atomic_load_explicit(&retained_count, memory_order_relaxed) < hk_knob(HK_KNOB_RETAINED_SEGMENTS);
+    if (keep) {
+        s->next = retained;
+        retained = s;
+        atomic_fetch_add_explicit(&retained_count, 1, memory_order_relaxed);
+    }
+    hk_lock_release(&retained_lock);
+    if (!keep) segment_unmap(s);
+}
+
+/* The retained segment with the most resident free memory (no faults), or
+ * NULL; resident_only: NULL unless it has some. */
+static hk_segment *take_retained(int resident_only)
+{
+    if (atomic_load_explicit(&retained_count, memory_order_relaxed) == 0) return NULL;
+    hk_lock_acquire(&retained_lock);
+    hk_segment **best = NULL;
+    int most = resident_only ? 0 : -1;
+    for (hk_segment **at = &retained; *at; at = &(*at)->next) {
+        int resident = __builtin_popcountll((*at)->dirty_slots);
+        if (resident > most) { most = resident; best = at; }
+    }
+    hk_segment *s = best ? *best : NULL;
+    if (s) {
+        *best = s->next;
+        atomic_fetch_sub_explicit(&retained_count, 1, memory_order_relaxed);
+    }
+    hk_lock_release(&retained_lock);
+    return s;
+}
+
+/* Unmaps retained segments beyond `keep`. */
+static void trim_retained_to(uint32_t keep)
+{
+    hk_segment *surplus = NULL;
+    hk_lock_acquire(&retained_lock);
+    while (atomic_load_explicit(&retained_count, memory_order_relaxed) > keep) {
+        hk_segment *s = retained;
+        retained = s->next;
+        s->next = surplus;
+        surplus = s;
+        atomic_fetch_sub_explicit(&retained_count, 1, memory_order_relaxed);
+    }
+    hk_lock_release(&retained_lock);
+    while (surplus) {
+        hk_segment *s = surplus;
+        surplus = s->next;
+        segment_unmap(s);
+    }
+}
+
+void hk_segment_trim_retained(void)
+{
+    trim_retained_to(hk_knob(HK_KNOB_RETAINED_SEGMENTS));
+}
+
+static void maintain_retained(uint64_t now, int force)
+{
+    if (atomic_load_explicit(&retained_count, memory_order_relaxed) == 0) return;
+    if (force) {
+        trim_retained_to(0);
+        return;
+    }
+    uint64_t delay = delay_ns();
+    hk_lock_acquire(&retained_lock);
+    for (hk_segment *s = retained; s; s = s->next) {
+        if (s->dirty_slots) purge_segment(s, now, delay, 0);
+    }
+    hk_lock_release(&retained_lock);
+}
+
+uint64_t hk_segment_retained_dirty_bytes(void)
+{
+    uint64_t slots = 0;
+    hk_lock_acquire(&retained_lock);
+    for (hk_segment *s = retained; s; s = s->next) slots += (uint64_t)__builtin_popcountll(s->dirty_slots);
+    hk_lock_release(&retained_lock);
+    return slots * HK_SLOT_SIZE;
+}
+
+/* ---- new segments ------------------------------------------------------ */
+
+/* SMALL_THP, for a segment about to be used: huge pages asked for (before
+ * the first touch of a fresh mapping, or the kernel places small pages
+ * there) or, for a retained one advised earlier, no longer. */
+static int advise_huge(void *s, int advised)
+{
+    int want = hk_knob(HK_KNOB_SMALL_THP) && hk_os_thp_mode() == 1;
+    if (want && !advised) return hk_os_advise_huge(s, HK_SEGMENT_SIZE) == 0;
+    if (!want && advised) return hk_os_advise_no_huge(s, HK_SEGMENT_SIZE) != 0;
+    return advised;
+}
+
+static hk_segment *reuse_retained(hk_heap *heap, int resident_only)
+{
+    hk_segment *s = take_retained(resident_only);
+    if (s) {
+        s->huge = (uint8_t)advise_huge(s, s->huge);
+        link_segment(heap, s);
+    }
+    return s;
+}
+
+static hk_segment *segment_new(hk_heap *heap)
+{
+    hk_segment *s = reuse_retained(heap, 0);
+    if (s) return s;
+    s = hk_os_map_aligned(HK_SEGMENT_SIZE, HK_SEGMENT_SIZE);
+    if (s == NULL) return NULL;
+    int huge = advise_huge(s, 0);
+    s->magic = HK_SEGMENT_MAGIC;
+    s->huge = (uint8_t)huge;
+    s->free_slots = ALL_SLOTS;
+    s->dirty_slots = 0;
+    for (unsigned i = 0; i < HK_SLOTS; i++) s->slot_page[i] = &hk_invalid_page;
+    atomic_fetch_add(&segments_live, 1);
+    hk_chunk_set((uintptr_t)s, HK_CHUNK_SEGMENT);
+    link_segment(heap, s);
+    return s;
 }
 
 /* First slot of a run of n free slots, or -1. */
@@ -78,6 +204,13 @@ static inline uint64_t run_mask(unsigned first, unsigned n)
     return (n >= 64 ? ~(uint64_t)0 : (((uint64_t)1 << n) - 1)) << first;
 }
 
+/* First run of n free slots of an empty segment, resident ones preferred. */
+static int best_run(const hk_segment *s, unsigned n)
+{
+    int first = find_run(s->dirty_slots & s->free_slots, n);
+    return first >= 0 ? first : find_run(s->free_slots, n);
+}
+
 /* Registers an abandoned segment's live pages with the adopting heap. */
 void hk_heap_adopt_page(hk_heap *heap, hk_page *page);
 
@@ -89,6 +222,8 @@ static hk_segment *adopt_abandoned(hk_heap *heap)
     if (s) __atomic_store_n(&abandoned, s->next, __ATOMIC_RELAXED);
     hk_lock_release(&abandoned_lock);
     if (s == NULL) return NULL;
+    atomic_fetch_sub_explicit(&abandoned_used, s->abandoned_used, memory_order_relaxed);
+    s->abandoned_used = 0;
     link_segment(heap, s);
     for (unsigned i = 1; i < HK_SLOTS;) {
         hk_page *pg = s->slot_page[i];
@@ -113,11 +248,13 @@ hk_page *hk_segment_page_alloc(hk_heap *heap, unsigned cls)
     unsigned n = ci->span;
     hk_segment *s;
     int first = -1;
-    /* Prefer resident (dirty) free slots: no page faults. */
+    /* Prefer resident (dirty) free slots, the heap's own or a retained
+     * segment's: no page faults, and untouched memory stays untouched. */
     for (s = heap->segments; s; s = s->next) {
         first = find_run(s->dirty_slots & s->free_slots, n);
         if (first >= 0) break;
     }
+    if (first < 0 && (s = reuse_retained(heap, 1)) != NULL) first = best_run(s, n);
     if (first < 0) {
         for (s = heap->segments; s; s = s->next) {
             first = find_run(s->free_slots, n);
@@ -132,7 +269,7 @@ hk_page *hk_segment_page_alloc(hk_heap *heap, unsigned cls)
     if (first < 0) {
         s = segment_new(heap);
         if (s == NULL) return NULL;
-        first = 1;
+        first = best_run(s, n);
     }
     uint64_t mask = run_mask((unsigned)first, n);
     s->free_slots &= ~mask;
@@ -195,16 +332,34 @@ static void purge_segment(hk_segment *s, uint64_t now, uint64_t delay, int force
 
 void hk_segment_maintain(hk_heap *heap, uint64_t now, int force)
 {
-    uint64_t delay = (uint64_t)hk_opt.purge_delay_ms * 1000000u;
-    unsigned empty = 0;
+    uint64_t delay = delay_ns();
     hk_segment *next;
     for (hk_segment *s = heap->segments; s; s = next) {
         next = s->next;
         if (s->dirty_slots & s->free_slots) purge_segment(s, now, delay, force);
-        if (s->free_slots == ALL_SLOTS && (s->dirty_slots & ALL_SLOTS) == 0) {
-            if (++empty > MAX_EMPTY_SEGMENTS || force) segment_release(heap, s);
+        if (s->free_slots == ALL_SLOTS) {
+            unlink_segment(heap, s);
+            if (force) segment_unmap(s);
+            else retain_or_unmap(s, 0);
         }
     }
+    maintain_retained(now, force);
+}
+
+/* Bytes of the blocks handed out from a segment's pages (mallinfo). */
+static uint64_t used_bytes(const hk_segment *s)
+{
+    uint64_t bytes = 0;
+    for (unsigned i = 1; i < HK_SLOTS;) {
+        const hk_page *pg = s->slot_page[i];
+        if (pg == &s->pages[i]) {
+            bytes += (uint64_t)pg->used * pg->block_size;
+            i += pg->span;
+        } else {
+            i++;
+        }
+    }
+    return bytes;
 }
 
 void hk_segment_abandon_all(hk_heap *heap)
@@ -212,12 +367,15 @@ void hk_segment_abandon_all(hk_heap *heap)
     hk_segment *s;
     while ((s = heap->segments) != NULL) {
         unlink_segment(heap, s);
+        /* Purged now: no thread may run maintenance after this one. */
         if (s->free_slots == ALL_SLOTS) {
-            segment_unmap(s);
+            retain_or_unmap(s, 1);
             continue;
         }
         purge_segment(s, 0, 0, 1);
         s->heap = NULL;
+        s->abandoned_used = used_bytes(s);
+        atomic_fetch_add_explicit(&abandoned_used, s->abandoned_used, memory_order_relaxed);
         for (unsigned i = 1; i < HK_SLOTS; i++) {
             hk_page *pg = s->slot_page[i];
             if (pg != &hk_invalid_page) atomic_store_explicit(&pg->heap, NULL, memory_order_release);
@@ -229,6 +387,18 @@ void hk_segment_abandon_all(hk_heap *heap)
     }
 }
 
-void hk_segment_fork_prepare(void) { hk_lock_acquire(&abandoned_lock); }
-void hk_segment_fork_parent(void)  { hk_lock_release(&abandoned_lock); }
-void hk_segment_fork_child(void)   { hk_lock_reinit(&abandoned_lock); }
+void hk_segment_fork_prepare(void)
+{
+    hk_lock_acquire(&abandoned_lock);
+    hk_lock_acquire(&retained_lock);
+}
+void hk_segment_fork_parent(void)
+{
+    hk_lock_release(&retained_lock);
+    hk_lock_release(&abandoned_lock);
+}
+void hk_segment_fork_child(void)
+{
+    hk_lock_reinit(&retained_lock);
+    hk_lock_reinit(&abandoned_lock);
+}

@@ -1,7 +1,8 @@
 /* Segments: 4 MiB aligned regions owned by one thread heap, handing out
  * spans of 64 KiB slots for pages, taking them back, and returning idle
  * memory to the OS after a delay (so a program that frees and reallocates
- * does not pay page faults each time, but one that stays small shrinks). */
+ * does not pay page faults each time, but one that stays small shrinks).
+ * Empty segments wait on a process-wide retained list for reuse. */
 #ifndef HK_SEGMENT_H
 #define HK_SEGMENT_H
 
@@ -13,19 +14,27 @@
 hk_page *hk_segment_page_alloc(hk_heap *heap, unsigned cls);
 /* The page's blocks are all free: its slots become a free span. */
 void hk_segment_page_free(hk_heap *heap, hk_page *page);
-/* Purges spans idle for longer than the delay and unmaps surplus empty
- * segments; force: purge everything free now. */
+/* Purges spans idle for longer than the purge delay (of the heap's segments
+ * and the retained ones) and hands the heap's empty segments to the retained
+ * list, or back to the OS beyond the RETAINED_SEGMENTS knob; force: purges
+ * everything free now and unmaps every empty segment, retained ones too. */
 void hk_segment_maintain(hk_heap *heap, uint64_t now_ns, int force);
+/* Unmaps retained segments beyond the knob (after it was lowered). */
+void hk_segment_trim_retained(void);
 /* Takes one abandoned segment (if any) into heap; its pages whose blocks
  * were all freed meanwhile become free spans.  Returns 1 if it took one. */
 int hk_segment_adopt_one(hk_heap *heap);
-/* Thread exit: empty segments go back to the OS, the rest are abandoned
- * for another thread to adopt. */
+/* Thread exit: empty segments are retained (or unmapped), the rest are
+ * purged and abandoned for another thread to adopt. */
 void hk_segment_abandon_all(hk_heap *heap);
 
 /* Statistics. */
 uint64_t hk_segment_mapped_count(void);
 uint64_t hk_segment_purged_bytes(void);
+uint32_t hk_segment_retained_count(void);
+uint64_t hk_segment_retained_dirty_bytes(void);
+/* Bytes handed out from abandoned segments, as of their abandonment. */
+uint64_t hk_segment_abandoned_used(void);
 
 void hk_segment_fork_prepare(void);
 void hk_segment_fork_parent(void);

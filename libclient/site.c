@@ -144,10 +144,6 @@ void hk_site_reset_policies(void)
     atomic_fetch_add_explicit(&hk_site_policy_epoch, 1, memory_order_release);
 }
 
-void hk_site_defaults_changed(void)
-{
-    atomic_fetch_add_explicit(&hk_site_policy_epoch, 1, memory_order_release);
-}
 
 void hk_site_note_alloc(hk_heap *heap, uint32_t site, size_t size, uint64_t weight)
 {
@@ -215,21 +211,6 @@ void hk_site_flush_thread(hk_heap *heap)
 }
 
 uint32_t hk_site_count(void) { return atomic_load(&n_sites); }
-
-void hk_site_totals(uint64_t *allocs, uint64_t *bytes, uint64_t *slow_ns)
-{
-    uint64_t a = 0, b = 0, ns = 0;
-    for (uint32_t i = 0; i < HK_SITE_MAX; i++) {
-        site_entry *e = &table[i];
-        if (atomic_load_explicit(&e->ra, memory_order_relaxed) == 0) continue;
-        a += atomic_load_explicit(&e->allocs, memory_order_relaxed);
-        b += atomic_load_explicit(&e->bytes, memory_order_relaxed);
-        ns += atomic_load_explicit(&e->slow_ns, memory_order_relaxed);
-    }
-    *allocs = a;
-    *bytes = b;
-    *slow_ns = ns;
-}
 
 void hk_site_fork_child(hk_heap *heap)
 {

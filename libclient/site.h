@@ -93,16 +93,11 @@ void hk_site_flush_thread(hk_heap *heap);
 void hk_site_fork_child(hk_heap *heap);
 
 uint32_t hk_site_count(void);
-/* Sums over every site (sampled small allocations scaled): allocations,
- * bytes, and nanoseconds in the medium/large slow paths. */
-void hk_site_totals(uint64_t *allocs, uint64_t *bytes, uint64_t *slow_ns);
 /* Snapshot of each site (keys resolved on first call for a new site). */
 void hk_site_for_each(void (*fn)(const hk_site_view *, void *), void *arg);
 /* Applies a published policy to a site; bumps the policy epoch. */
 void hk_site_set_policy(uint32_t site, const hk_site_policy *policy);
 /* Forgets published policies: every site back to the process defaults. */
 void hk_site_reset_policies(void);
-/* The process defaults changed (options.h): cached policies are refreshed. */
-void hk_site_defaults_changed(void);
 
 #endif

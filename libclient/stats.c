@@ -2,6 +2,7 @@
  * Formats into a stack buffer and writes whole lines; allocates nothing, so
  * it is safe at any point of shutdown. */
 #include "bigcache.h"
+#include "counters.h"
 #include "hakmem.h"
 #include "heap.h"
 #include "internal.h"
@@ -13,6 +14,7 @@
 #include "shm_client.h"
 #include "site.h"
 #include "stats.h"
+#include "counters.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -48,8 +50,14 @@ void hakmem_get_stats(hakmem_stats *out)
 
 void hk_stats_proc_counters(uint64_t *alloc_ns, uint64_t *syscalls, uint64_t *allocs, uint64_t *bytes)
 {
-    hk_site_totals(allocs, bytes, alloc_ns);
+    hk_counters c;
+    hk_counters_read(&c);
+    *alloc_ns = c.slow_ns;
     *syscalls = 0;
+    for (unsigned k = 0; k < HK_SYS_KINDS; k++)
+        *syscalls += c.syscalls[k];
+    *allocs = c.small_allocs + c.medium_allocs + c.large_allocs;
+    *bytes = c.small_bytes + c.medium_bytes + c.large_bytes;
 }
 
 typedef struct out_buf {

@@ -5,7 +5,8 @@
  * usage: badfree CASE     (exit 0 when the child behaved as required)
  * cases: free-stack free-interior free-wild double-free-large
  *        realloc-stack realloc-interior free-small-misaligned
- *        free-small-interior (hardened library only) */
+ *        free-small-interior double-free-small (hardened library only)
+ *        corrupt-link (hardened library only: "hakmem: malloc(): ") */
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -41,6 +42,23 @@ static void run_case(const char *name)
     } else if (!strcmp(name, "free-small-interior")) {
         char *p = launder(malloc(64));
         free(launder(p + 16));
+    } else if (!strcmp(name, "double-free-small")) {
+        char *p = launder(malloc(64));
+        void *volatile again = p;
+        free(p);
+        free(again);
+    } else if (!strcmp(name, "corrupt-link")) {
+        /* A use after free overwrites a freed block's link with a pointer
+         * of its choosing; allocating then pops it. */
+        char *a = launder(malloc(64)), *b = launder(malloc(64));
+        void **volatile link = (void **)a;
+        free(b);
+        free(a);
+        *link = stack_buf;
+        for (int i = 0; i < 3; i++) {
+            void *volatile q = malloc(64);
+            (void)q;
+        }
     } else if (!strcmp(name, "free-wild")) {
         free(launder((void *)0x7f0000001000));
     } else if (!strcmp(name, "double-free-large")) {
@@ -70,7 +88,9 @@ int main(int argc, char **argv)
         return 2;
     }
     const char *name = argv[1];
-    const char *want = strncmp(name, "realloc", 7) ? "hakmem: free(): " : "hakmem: realloc(): ";
+    const char *want = !strncmp(name, "realloc", 7) ? "hakmem: realloc(): "
+                     : !strncmp(name, "corrupt", 7) ? "hakmem: malloc(): "
+                                                    : "hakmem: free(): ";
     int pfd[2];
     if (pipe(pfd))
         return perror("pipe"), 2;

@@ -6,6 +6,8 @@
 #   stress-badfree invalid-free checks (standard names, run with LD_PRELOAD)
 #   fork_dlopen    fork children while the main thread keeps the loader busy
 #                  (standard names, run with LD_PRELOAD)
+#   knob-churn     knobs changed while threads allocate (hak_* names, the
+#   knob-churn-tsan prefixed library, and its TSan build)
 STRESS_SRC  := tests/stress/stress.c
 STRESS_DEPS := $(STRESS_SRC) include/hakmem.h
 STRESS_OUT  := $(BUILD)/tests
@@ -40,5 +42,16 @@ $(STRESS_OUT)/fork_dlopen: tests/stress/fork_dlopen.c
 	@mkdir -p $(@D)
 	$(CC) $(TOOL_CFLAGS) -pthread -o $@ $< -ldl
 
+# It calls the knobs and counters boxes directly, as the policy reader does.
+KNOB_CHURN_DEPS := tests/stress/knob_churn.c include/hakmem.h libclient/knobs.h libclient/counters.h
+$(STRESS_OUT)/knob-churn: $(KNOB_CHURN_DEPS) $(LIB_PREFIXED_A)
+	@mkdir -p $(@D)
+	$(CC) $(TOOL_CFLAGS) -Ilibclient -pthread -o $@ $< $(LIB_PREFIXED_A) $(STRESS_LIBS)
+
+$(STRESS_OUT)/knob-churn-tsan: $(KNOB_CHURN_DEPS) $(LIB_TSAN_A)
+	@mkdir -p $(@D)
+	$(CC) $(TOOL_CFLAGS) -Ilibclient -fsanitize=thread $(STRESS_SAN) -pthread -o $@ $< $(LIB_TSAN_A) $(STRESS_LIBS)
+
 TEST_BINS += $(STRESS_OUT)/stress $(STRESS_OUT)/stress-linked $(STRESS_OUT)/stress-asan \
-             $(STRESS_OUT)/stress-tsan $(STRESS_OUT)/stress-badfree $(STRESS_OUT)/fork_dlopen
+             $(STRESS_OUT)/stress-tsan $(STRESS_OUT)/stress-badfree \
+             $(STRESS_OUT)/knob-churn $(STRESS_OUT)/knob-churn-tsan $(STRESS_OUT)/fork_dlopen

@@ -104,11 +104,20 @@ if need "invalid frees abort" "$LIB" && need "invalid frees abort" "$BIN/stress-
     check "invalid free aborts: $c"               30 "${PRE[@]}" "$BIN/stress-badfree" "$c"
   done
 fi
-# The hardened build also proves an aligned pointer into a block is no block.
+# The hardened build also proves an aligned pointer into a block is no block,
+# catches small double frees and damaged free-list links, and its fork
+# children keep the free-list secret.
 if need "hardened invalid frees abort" "$BUILD/libhakmem-hardened.so" && need "hardened invalid frees abort" "$BIN/stress-badfree"; then
-  for c in free-small-interior free-small-misaligned free-interior; do
+  for c in free-small-interior free-small-misaligned free-interior double-free-small corrupt-link; do
     check "hardened: invalid free aborts: $c"     30 env LD_PRELOAD="$BUILD/libhakmem-hardened.so" "$BIN/stress-badfree" "$c"
   done
+  check "hardened fork from 8 threads"           120 env LD_PRELOAD="$BUILD/libhakmem-hardened.so" "$BIN/stress" fork -H -t 8 -i 5 -s 13
+  check "hardened churn 8 threads"               120 env LD_PRELOAD="$BUILD/libhakmem-hardened.so" "$BIN/stress" churn -H -t 8 -r 4 -i 1500 -s 14
+fi
+
+# Knobs applied from another thread while 4 threads churn.
+if need "knobs changed under churn" "$BIN/knob-churn"; then
+  check "knobs changed under churn, 4 threads"   120 "$BIN/knob-churn" -t 4 -i 20000 -s 41
 fi
 
 # ---- (b) prefixed library under ASan + UBSan --------------------------------
@@ -132,6 +141,9 @@ if need "stress under TSan" "$BIN/stress-tsan"; then
   # THP is off by default but the daemon may turn it on per site.
   check "tsan churn 8 threads, THP on"           150 env HAKMEM_THP=1 "$S" churn -t 8 -r 3 -i 200 -s 34
   check "tsan aligned allocation 2 threads"      120 "$S" align -t 2 -i 1 -s 33
+fi
+if need "knobs changed under churn (TSan)" "$BIN/knob-churn-tsan"; then
+  check "tsan knobs changed under churn, 4 threads" 150 "$BIN/knob-churn-tsan" -t 4 -i 3000 -s 42
 fi
 
 [ "$fails" -eq 0 ]

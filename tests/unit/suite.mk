@@ -2,7 +2,7 @@
 # (tests/unit/suite.sh).  They link the prefixed static library: the test
 # program itself runs on glibc's malloc while it calls hak_* and the hidden
 # hk_* internals, which a static link still resolves.
-UNIT_BOXES  := size_class chunk_map segment heap large bigcache thp site options api modules
+UNIT_BOXES  := size_class chunk_map segment heap large bigcache thp site options api modules mallinfo knobs counters
 UNIT_OUT    := $(BUILD)/tests
 UNIT_CFLAGS := $(TOOL_CFLAGS) -Ilibclient -Itests/unit -pthread
 UNIT_BINS   := $(addprefix $(UNIT_OUT)/unit_,$(UNIT_BOXES))
@@ -32,4 +32,10 @@ $(UNIT_PLANE_BINS): $(UNIT_OUT)/unit_%: tests/unit/test_%.c $(UNIT_COMMON) $(UNI
 	$(CC) $(UNIT_CFLAGS) -I$(HKD_GEN) -o $@ $< tests/unit/unit_util.c tests/unit/fake_daemon.c \
 	    $(HKD_GEN)/control.pb-c.c $(LIB_PREFIXED_A) -lcmocka -lprotobuf-c -ldl -lpthread
 
-TEST_BINS += $(UNIT_BINS) $(UNIT_OUT)/unit_api_hardened $(UNIT_PLANE_BINS)
+
+# The hardened build's free-list checks (encoded links, double frees).
+$(UNIT_OUT)/unit_hardened: tests/unit/test_hardened.c $(UNIT_COMMON) $(LIB_HARDENED_PREFIXED_A) $(LIB_HDRS)
+	@mkdir -p $(@D)
+	$(CC) $(UNIT_CFLAGS) -o $@ $< tests/unit/unit_util.c $(LIB_HARDENED_PREFIXED_A) -lcmocka -ldl -lpthread
+
+TEST_BINS += $(UNIT_BINS) $(UNIT_OUT)/unit_api_hardened $(UNIT_OUT)/unit_hardened $(UNIT_PLANE_BINS)

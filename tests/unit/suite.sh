@@ -12,7 +12,7 @@ if [ ! -d "$BUILD" ]; then
   exit 1
 fi
 BUILD=$(cd "$BUILD" && pwd)
-BOXES=(size_class chunk_map segment heap large bigcache thp site options api api_hardened modules registration policy_reader)
+BOXES=(size_class chunk_map segment heap large bigcache thp site options api api_hardened modules registration policy_reader mallinfo hardened knobs counters)
 SHM=/hakmem-unit-$$
 WORK=$(mktemp -d /tmp/hakmem-unit.XXXXXX)
 CHILD=

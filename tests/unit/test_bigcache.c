@@ -10,7 +10,9 @@
 #include <time.h>
 
 #include "bigcache.h"
+#include "knobs.h"
 #include "os.h"
+#include "unit_util.h"
 
 #define MiB ((size_t)1 << 20)
 #define SEC 1000000000ull
@@ -231,6 +233,34 @@ static void test_trim_by_idle_time(void **state)
     assert_null(hk_bigcache_get(24, 2 * MiB));
 }
 
+/* The byte budget (BIGCACHE_KIB): beyond it the oldest block of any ring
+ * goes first; a block over the whole budget is not taken; a lowered budget
+ * evicts at once. */
+static void test_budget_evicts_oldest_first(void **state)
+{
+    (void)state;
+    ut_set_knob(HK_KNOB_BIGCACHE_KIB, 3 * 1024);
+    assert_int_equal(put(30, BLK(0), 1 * MiB, 4), 2);
+    assert_int_equal(put(31, BLK(1), 1 * MiB, 4), 2);
+    assert_int_equal(put(32, BLK(2), 1 * MiB, 4), 2);
+    assert_int_equal(n_evicted, 0);
+    assert_int_equal(put(33, BLK(3), 1 * MiB, 4), 3);   /* another ring: BLK(0), the oldest, goes */
+    assert_int_equal(n_evicted, 1);
+    assert_ptr_equal(evicted[0].block, BLK(0));
+    assert_int_equal(stats().cached_bytes, 3 * MiB);
+    assert_ptr_equal(hk_bigcache_get(31, 1 * MiB), BLK(1));      /* the others are still there */
+    assert_int_equal(put(34, BLK(4), 2 * MiB, 4), 3);   /* needs 2 MiB: BLK(2) goes, BLK(3) stays */
+    assert_int_equal(n_evicted, 2);
+    assert_ptr_equal(evicted[1].block, BLK(2));
+    assert_int_equal(stats().cached_bytes, 3 * MiB);
+    assert_int_equal(put(35, BLK(5), 4 * MiB, 4), 0);   /* over the whole budget: the caller keeps it */
+    ut_set_knob(HK_KNOB_BIGCACHE_KIB, 2 * 1024);         /* lowered: BLK(3) goes now */
+    assert_int_equal(n_evicted, 3);
+    assert_ptr_equal(evicted[2].block, BLK(3));
+    assert_int_equal(stats().cached_bytes, 2 * MiB);
+    hk_knobs_reset();
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -243,6 +273,7 @@ int main(void)
         cmocka_unit_test_setup(test_eviction_oldest_after_hole, setup),
         cmocka_unit_test_setup(test_zero_slots_disables, setup),
         cmocka_unit_test_setup(test_trim_by_idle_time, setup),
+        cmocka_unit_test_setup(test_budget_evicts_oldest_first, setup),
     };
     return cmocka_run_group_tests_name("bigcache", tests, group_setup, NULL);
 }

@@ -13,6 +13,7 @@
 #include "chunk_map.h"
 #include "hakmem.h"
 #include "heap.h"
+#include "knobs.h"
 #include "segment.h"
 #include "size_class.h"
 #include "unit_util.h"
@@ -274,6 +275,7 @@ static void test_thread_exit_returns_memory(void **state)
 {
     (void)state;
     unsigned live0 = hk_heap_live_count();
+    ut_set_knob(HK_KNOB_RETAINED_SEGMENTS, 0);
     exit_job j = { .keep = 0 };
     pthread_t t;
     assert_int_equal(pthread_create(&t, NULL, alloc_and_exit, &j), 0);
@@ -281,6 +283,16 @@ static void test_thread_exit_returns_memory(void **state)
     assert_true(j.segments_seen > baseline_segments);
     assert_int_equal(hk_segment_mapped_count(), baseline_segments);
     assert_int_equal(hk_heap_live_count(), live0);
+
+    /* Retained instead: still mapped, waiting for the next heap, but purged
+     * (no thread may run maintenance after the one that exits). */
+    hk_knobs_reset();
+    uint32_t retained0 = hk_segment_retained_count();
+    assert_int_equal(pthread_create(&t, NULL, alloc_and_exit, &j), 0);
+    assert_int_equal(pthread_join(t, NULL), 0);
+    assert_int_equal(hk_segment_retained_count(), retained0 + (j.segments_seen - baseline_segments));
+    assert_int_equal(hk_segment_mapped_count(), j.segments_seen);
+    assert_int_equal(hk_segment_retained_dirty_bytes(), 0);
 }
 
 /* A thread that exits with blocks still live abandons their segment; the

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "chunk_map.h"
+#include "knobs.h"
 #include "options.h"
 #include "os.h"
 #include "segment.h"
@@ -54,6 +55,7 @@ static int teardown(void **state)
     int leaked = h->segments != NULL || hk_segment_mapped_count() != baseline_segments;
     ut_heap_free(h);
     hk_opt = saved_opt;
+    hk_knobs_reset();
     return leaked ? -1 : 0;
 }
 
@@ -193,15 +195,16 @@ static int all_bytes(const uint8_t *p, size_t n, uint8_t v)
     return p[n - 1] == v;
 }
 
-/* HAKMEM_PURGE_DELAY_MS: a freed span stays resident until it has been idle
- * that long, then its pages go back to the OS (and read as zero). */
+/* HAKMEM_PURGE_DELAY_MS (the PURGE_DELAY_MS knob): a freed span stays
+ * resident until it has been idle that long, then its pages go back to the
+ * OS (and read as zero). */
 static void test_purge_after_delay(void **state)
 {
     hk_heap *h = *state;
     setenv("HAKMEM_PURGE_DELAY_MS", "50", 1);
     hk_options_load();
     unsetenv("HAKMEM_PURGE_DELAY_MS");
-    assert_int_equal(hk_opt.purge_delay_ms, 50);
+    assert_int_equal(hk_knob(HK_KNOB_PURGE_DELAY_MS), 50);
 
     unsigned c4 = class_with_span(4);
     hk_page *keep = hk_segment_page_alloc(h, class_with_span(1));   /* keeps the segment busy */
@@ -230,7 +233,7 @@ static void test_purge_after_delay(void **state)
     assert_ptr_equal(h->segments, s);                 /* not empty: stays mapped */
 
     /* Delay 0: purged on the first pass. */
-    hk_opt.purge_delay_ms = 0;
+    ut_set_knob(HK_KNOB_PURGE_DELAY_MS, 0);
     hk_page *pg2 = hk_segment_page_alloc(h, c4);
     memset(pg2->start, 0x5A, len);
     hk_segment_page_free(h, pg2);
@@ -239,7 +242,7 @@ static void test_purge_after_delay(void **state)
     assert_true(all_bytes(pg2->start, len, 0));
 
     /* force purges however recent. */
-    hk_opt.purge_delay_ms = 60000;
+    ut_set_knob(HK_KNOB_PURGE_DELAY_MS, 60000);
     hk_page *pg3 = hk_segment_page_alloc(h, c4);
     hk_segment_page_free(h, pg3);
     hk_segment_maintain(h, hk_coarse_ns(), 0);
@@ -250,12 +253,18 @@ static void test_purge_after_delay(void **state)
     assert_null(h->segments);
 }
 
-/* Empty segments: kept while their memory is still fresh, the surplus
- * unmapped once purged, all of them unmapped by a forced pass. */
-static void test_release_empty_segments(void **state)
+/* Empty segments leave their heap at its next maintenance for the retained
+ * list, up to RETAINED_SEGMENTS of them (the rest are unmapped), with their
+ * memory resident until the purge delay; a heap needing a segment takes the
+ * one with the most resident memory before mapping any; a forced pass
+ * unmaps them all. */
+static void test_retain_empty_segments(void **state)
 {
     hk_heap *h = *state;
-    hk_opt.purge_delay_ms = 50;
+    ut_set_knob(HK_KNOB_PURGE_DELAY_MS, 50);
+    ut_set_knob(HK_KNOB_RETAINED_SEGMENTS, 2);
+    uint32_t retained0 = hk_segment_retained_count();
+    assert_int_equal(retained0, 0);
     unsigned c1 = class_with_span(1);
     enum { N = 3 * (HK_SLOTS - 1) + 1 };              /* four segments */
     hk_page **pg = calloc(N, sizeof *pg);
@@ -273,30 +282,64 @@ static void test_release_empty_segments(void **state)
     free(pg);
     uint64_t t = hk_coarse_ns();
 
-    hk_segment_maintain(h, t, 0);                     /* too fresh: nothing goes */
-    assert_int_equal(hk_segment_mapped_count(), baseline_segments + 4);
-
-    hk_segment_maintain(h, t + 1000 * MS, 0);
-    uint64_t left = hk_segment_mapped_count() - baseline_segments;
-    assert_true(left <= 2);
-    unsigned listed = 0;
-    for (hk_segment *s = h->segments; s; s = s->next, listed++) {
-        assert_true(s->free_slots == ALL_FREE);
-        assert_true((s->dirty_slots & s->free_slots) == 0);
-    }
-    assert_int_equal(listed, left);
-
-    hk_segment_maintain(h, t + 1000 * MS, 1);
+    hk_segment_maintain(h, t, 0);                     /* two retained, resident; two unmapped */
     assert_null(h->segments);
+    assert_int_equal(hk_segment_retained_count(), 2);
+    assert_int_equal(hk_segment_mapped_count(), baseline_segments + 2);
+    uint64_t resident = hk_segment_retained_dirty_bytes();
+    assert_true(resident >= (HK_SLOTS - 1) * HK_SLOT_SIZE);    /* a full segment at least */
+
+    hk_segment_maintain(h, t + 1000 * MS, 0);         /* idle past the delay: purged, kept */
+    assert_int_equal(hk_segment_retained_count(), 2);
+    assert_int_equal(hk_segment_retained_dirty_bytes(), 0);
+
+    /* Taken back before mapping, then handed over again. */
+    hk_page *again = hk_segment_page_alloc(h, c1);
+    hk_segment *s = hk_segment_of(again->start);
+    assert_int_equal(hk_segment_mapped_count(), baseline_segments + 2);
+    assert_int_equal(hk_segment_retained_count(), 1);
+    assert_true(s == segs[0] || s == segs[1] || s == segs[2] || s == segs[3]);
+    assert_true(s->magic == HK_SEGMENT_MAGIC);
+    hk_segment_page_free(h, again);
+    hk_segment_maintain(h, t + 2000 * MS, 0);
+    assert_int_equal(hk_segment_retained_count(), 2);
+
+    /* Lowering the knob unmaps the surplus at once. */
+    ut_set_knob(HK_KNOB_RETAINED_SEGMENTS, 1);
+    assert_int_equal(hk_segment_retained_count(), 1);
+    assert_int_equal(hk_segment_mapped_count(), baseline_segments + 1);
+
+    hk_segment_maintain(h, t + 2000 * MS, 1);
+    assert_int_equal(hk_segment_retained_count(), 0);
     assert_int_equal(hk_segment_mapped_count(), baseline_segments);
     for (unsigned i = 0; i < 4; i++) assert_int_equal(hk_chunk_kind((uintptr_t)segs[i]), HK_CHUNK_NONE);
 }
 
-/* Abandoning: empty segments go back to the OS, the others wait (purged)
- * for another heap, which adopts them with their live pages. */
+/* RETAINED_SEGMENTS 0: an empty segment goes back to the OS at the heap's
+ * next maintenance, resident or not. */
+static void test_release_empty_segments(void **state)
+{
+    hk_heap *h = *state;
+    ut_set_knob(HK_KNOB_RETAINED_SEGMENTS, 0);
+    ut_set_knob(HK_KNOB_PURGE_DELAY_MS, 60000);
+    hk_page *pg = hk_segment_page_alloc(h, class_with_span(1));
+    hk_segment *s = hk_segment_of(pg->start);
+    assert_int_equal(hk_segment_mapped_count(), baseline_segments + 1);
+    hk_segment_page_free(h, pg);
+    hk_segment_maintain(h, hk_coarse_ns(), 0);
+    assert_null(h->segments);
+    assert_int_equal(hk_segment_retained_count(), 0);
+    assert_int_equal(hk_segment_mapped_count(), baseline_segments);
+    assert_int_equal(hk_chunk_kind((uintptr_t)s), HK_CHUNK_NONE);
+}
+
+/* Abandoning: empty segments go back to the OS (with no segment retained),
+ * the others wait (purged) for another heap, which adopts them with their
+ * live pages. */
 static void test_abandon_and_adopt(void **state)
 {
     hk_heap *h2 = *state;
+    ut_set_knob(HK_KNOB_RETAINED_SEGMENTS, 0);
     hk_heap *h1 = ut_heap_new();
     unsigned c1 = class_with_span(1);
     hk_page *pg[HK_SLOTS];
@@ -373,6 +416,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_find_run, setup, teardown),
         cmocka_unit_test_setup_teardown(test_resident_slots_preferred, setup, teardown),
         cmocka_unit_test_setup_teardown(test_purge_after_delay, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_retain_empty_segments, setup, teardown),
         cmocka_unit_test_setup_teardown(test_release_empty_segments, setup, teardown),
         cmocka_unit_test_setup_teardown(test_abandon_and_adopt, setup, teardown),
         cmocka_unit_test_setup_teardown(test_adopt_frees_emptied_pages, setup, teardown),

@@ -1,5 +1,6 @@
 #include "unit_util.h"
 #include "init.h"
+#include "knobs.h"
 #include "options.h"
 
 #include <elf.h>
@@ -118,4 +119,11 @@ uint64_t ut_file_build_id_hash(const char *path)
     }
     munmap(f, (size_t)st.st_size);
     return hash;
+}
+
+void ut_set_knob(unsigned knob, uint32_t value)
+{
+    uint32_t knobs[HK_KNOBS] = { 0 };
+    knobs[knob] = value;
+    hk_knobs_apply(1u << knob, knobs);
 }

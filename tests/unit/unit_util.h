@@ -33,6 +33,8 @@ int ut_module_of(uintptr_t addr, char *path, size_t path_len, uintptr_t *bias);
 /* FNV-1a of the GNU build-id of the ELF file at path, read from its
  * section headers on disk (not from what is mapped); 0 when it has none. */
 uint64_t ut_file_build_id_hash(const char *path);
+/* Sets one process-level knob (knobs.h), as the daemon's policy would. */
+void ut_set_knob(unsigned knob, uint32_t value);
 
 /* Number of newline-terminated lines in s. */
 unsigned ut_count_lines(const char *s);

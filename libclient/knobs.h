@@ -1,0 +1,79 @@
+/* Process-level knobs: where a process sits between speed and memory.  The
+ * daemon learns them per binary and publishes them by index (the shm ABI's
+ * knob table uses the same numbers); until then, and after a reset, they
+ * hold the environment's values.  Slow paths read them with relaxed loads,
+ * so a change takes effect at each path's next look:
+ *
+ *  0 PURGE_DELAY_MS     ms a freed span (or retained segment) stays resident
+ *                       before MADV_DONTNEED.  0..60000, default 100
+ *                       (HAKMEM_PURGE_DELAY_MS): long enough that a program
+ *                       freeing and reallocating in a loop pays no faults,
+ *                       short enough that one that shrinks shows it at once.
+ *  1 RETAINED_SEGMENTS  empty segments kept mapped process-wide for reuse
+ *                       instead of being unmapped (their memory still purged
+ *                       after the delay).  0..256, default 8
+ *                       (HAKMEM_RETAINED_SEGMENTS): 32 MiB of address space,
+ *                       about 8 KiB resident each once purged; a heap that
+ *                       shrinks and regrows skips mmap, munmap and, within
+ *                       the delay, the page faults.
+ *  2 PARTIAL_REUSE      how hard a page refill looks for room in the class's
+ *                       partly used pages before taking a fresh one:
+ *                         0  first page with a free block among 2 (fastest
+ *                            refill; fragmentation takes fresh pages sooner)
+ *                         1  first among 8 (default, HAKMEM_PARTIAL_REUSE)
+ *                         2  first among 32
+ *                         3  the fullest among 64, so live blocks gather in
+ *                            few pages and sparse ones drain and are retired
+ *                            (least memory; each refill scans them all).
+ *  3 SMALL_THP          1: MADV_HUGEPAGE on segments mapped (or taken back
+ *                       from the retained ones) from then on, two huge pages
+ *                       each, when the kernel's THP mode is "madvise"; 0: the
+ *                       kernel's default.  Default 0 (HAKMEM_SMALL_THP): huge
+ *                       pages make RSS coarse and purging splits them.
+ *  4 LARGE_THRESHOLD    bytes from which a block of a site without a
+ *                       published policy is mapped on its own.  64 KiB..1 MiB,
+ *                       default 1 MiB (HAKMEM_LARGE_THRESHOLD).
+ *  5 BIGCACHE_KIB       total bytes BigCache may hold (oldest blocks evicted
+ *                       first beyond it).  0..16 GiB, default 64 MiB
+ *                       (HAKMEM_BIGCACHE_BYTES, with K/M suffixes): room for
+ *                       a few dozen recent large blocks; they also leave
+ *                       after 2 s idle.
+ *  6, 7                 reserved: ignored.
+ */
+#ifndef HK_KNOBS_H
+#define HK_KNOBS_H
+
+#include <stdatomic.h>
+#include <stdint.h>
+
+enum {
+    HK_KNOB_PURGE_DELAY_MS = 0,
+    HK_KNOB_RETAINED_SEGMENTS = 1,
+    HK_KNOB_PARTIAL_REUSE = 2,
+    HK_KNOB_SMALL_THP = 3,
+    HK_KNOB_LARGE_THRESHOLD = 4,
+    HK_KNOB_BIGCACHE_KIB = 5,
+    HK_KNOBS = 8,
+};
+
+extern _Atomic uint32_t hk_knob_value[HK_KNOBS];
+
+static inline uint32_t hk_knob(unsigned k)
+{
+    return atomic_load_explicit(&hk_knob_value[k], memory_order_relaxed);
+}
+
+/* Sets the knobs whose bit is set in `set` (bit i: knob[i]), each clamped to
+ * its range; lowering the retained segments or the BigCache budget gives the
+ * surplus back before returning.  Any thread, any time. */
+void hk_knobs_apply(uint32_t set, const uint32_t knob[HK_KNOBS]);
+/* Every knob back to the environment's value. */
+void hk_knobs_reset(void);
+/* What the daemon published for this binary: the knobs in `set` take
+ * knob[], every other one the environment's value, all at once. */
+void hk_knobs_publish(uint32_t set, const uint32_t knob[HK_KNOBS]);
+
+/* From hk_options_load: the environment's values become the current ones. */
+void hk_knobs_load_env(void);
+
+#endif

@@ -1,0 +1,461 @@
+/* Process-level knobs (knobs.h): each changes what it claims, measured by the
+ * process itself (RSS from /proc/self/statm, minor faults from getrusage,
+ * AnonHugePages from /proc/self/smaps, pages held in a heap's queue, where a
+ * block is mapped, what BigCache holds), with maintenance driven by calling
+ * it with a chosen clock, never by sleeping. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include "bigcache.h"
+#include "chunk_map.h"
+#include "hakmem.h"
+#include "heap.h"
+#include "knobs.h"
+#include "options.h"
+#include "os.h"
+#include "segment.h"
+#include "site.h"
+#include "size_class.h"
+#include "unit_util.h"
+
+#define KiB ((size_t)1 << 10)
+#define MiB ((size_t)1 << 20)
+#define MS 1000000ull
+
+static int setup(void **state)
+{
+    (void)state;
+    hk_knobs_reset();
+    hakmem_collect();
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    hk_knobs_reset();
+    hakmem_collect();
+    return 0;
+}
+
+static size_t rss_bytes(void)
+{
+    FILE *f = fopen("/proc/self/statm", "r");
+    unsigned long size = 0, resident = 0;
+    if (f == NULL || fscanf(f, "%lu %lu", &size, &resident) != 2) fail_msg("cannot read /proc/self/statm");
+    fclose(f);
+    return resident * (size_t)sysconf(_SC_PAGESIZE);
+}
+
+static uint64_t minor_faults(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (uint64_t)ru.ru_minflt;
+}
+
+/* ---- apply, clamp, reset, environment --------------------------------- */
+
+static void test_apply_clamps_and_resets(void **state)
+{
+    (void)state;
+    uint32_t k[HK_KNOBS] = {
+        [HK_KNOB_PURGE_DELAY_MS] = 1000000, [HK_KNOB_RETAINED_SEGMENTS] = 100000,
+        [HK_KNOB_PARTIAL_REUSE] = 9, [HK_KNOB_SMALL_THP] = 7,
+        [HK_KNOB_LARGE_THRESHOLD] = 100, [HK_KNOB_BIGCACHE_KIB] = UINT32_MAX,
+        [6] = 5, [7] = 5,
+    };
+    hk_knobs_apply(0xFF, k);
+    assert_int_equal(hk_knob(HK_KNOB_PURGE_DELAY_MS), 60000);
+    assert_int_equal(hk_knob(HK_KNOB_RETAINED_SEGMENTS), 256);
+    assert_int_equal(hk_knob(HK_KNOB_PARTIAL_REUSE), 3);
+    assert_int_equal(hk_knob(HK_KNOB_SMALL_THP), 1);
+    assert_int_equal(hk_knob(HK_KNOB_LARGE_THRESHOLD), 64 * KiB);
+    assert_int_equal(hk_knob(HK_KNOB_BIGCACHE_KIB), 16u << 20);
+    assert_int_equal(hk_knob(6), 0);                      /* reserved: never set */
+    assert_int_equal(hk_knob(7), 0);
+
+    /* Only the knobs in the set change. */
+    uint32_t other[HK_KNOBS] = { [HK_KNOB_PURGE_DELAY_MS] = 5, [HK_KNOB_PARTIAL_REUSE] = 0 };
+    hk_knobs_apply(1u << HK_KNOB_PURGE_DELAY_MS, other);
+    assert_int_equal(hk_knob(HK_KNOB_PURGE_DELAY_MS), 5);
+    assert_int_equal(hk_knob(HK_KNOB_PARTIAL_REUSE), 3);
+
+    hk_knobs_reset();                                     /* the suite sets no HAKMEM_* */
+    assert_int_equal(hk_knob(HK_KNOB_PURGE_DELAY_MS), 100);
+    assert_int_equal(hk_knob(HK_KNOB_RETAINED_SEGMENTS), 8);
+    assert_int_equal(hk_knob(HK_KNOB_PARTIAL_REUSE), 1);
+    assert_int_equal(hk_knob(HK_KNOB_SMALL_THP), 0);
+    assert_int_equal(hk_knob(HK_KNOB_LARGE_THRESHOLD), 1 << 20);
+    assert_int_equal(hk_knob(HK_KNOB_BIGCACHE_KIB), 64u << 10);
+}
+
+static void test_environment_sets_what_reset_returns_to(void **state)
+{
+    (void)state;
+    setenv("HAKMEM_PURGE_DELAY_MS", "250", 1);
+    setenv("HAKMEM_RETAINED_SEGMENTS", "3", 1);
+    setenv("HAKMEM_PARTIAL_REUSE", "2", 1);
+    setenv("HAKMEM_SMALL_THP", "1", 1);
+    setenv("HAKMEM_LARGE_THRESHOLD", "256K", 1);
+    setenv("HAKMEM_BIGCACHE_BYTES", "3M", 1);
+    hk_options_load();
+    uint32_t zero[HK_KNOBS] = { [HK_KNOB_LARGE_THRESHOLD] = 1 << 20 };
+    hk_knobs_apply(0xFF, zero);
+    hk_knobs_reset();
+    assert_int_equal(hk_knob(HK_KNOB_PURGE_DELAY_MS), 250);
+    assert_int_equal(hk_knob(HK_KNOB_RETAINED_SEGMENTS), 3);
+    assert_int_equal(hk_knob(HK_KNOB_PARTIAL_REUSE), 2);
+    assert_int_equal(hk_knob(HK_KNOB_SMALL_THP), 1);
+    assert_int_equal(hk_knob(HK_KNOB_LARGE_THRESHOLD), 256 * KiB);
+    assert_int_equal(hk_knob(HK_KNOB_BIGCACHE_KIB), 3 * 1024);
+
+    /* Out of range: ignored, the previous value stands. */
+    setenv("HAKMEM_PARTIAL_REUSE", "4", 1);
+    setenv("HAKMEM_RETAINED_SEGMENTS", "-1", 1);
+    hk_options_load();
+    assert_int_equal(hk_knob(HK_KNOB_PARTIAL_REUSE), 2);
+    assert_int_equal(hk_knob(HK_KNOB_RETAINED_SEGMENTS), 3);
+
+    /* The built-in defaults again, for the tests that follow. */
+    static const char *const defaults[][2] = {
+        { "HAKMEM_PURGE_DELAY_MS", "100" }, { "HAKMEM_RETAINED_SEGMENTS", "8" }, { "HAKMEM_PARTIAL_REUSE", "1" },
+        { "HAKMEM_SMALL_THP", "0" }, { "HAKMEM_LARGE_THRESHOLD", "1M" }, { "HAKMEM_BIGCACHE_BYTES", "64M" },
+    };
+    for (unsigned i = 0; i < 6; i++) setenv(defaults[i][0], defaults[i][1], 1);
+    hk_options_load();
+    for (unsigned i = 0; i < 6; i++) unsetenv(defaults[i][0]);
+    assert_int_equal(hk_knob(HK_KNOB_BIGCACHE_KIB), 64u << 10);
+}
+
+/* ---- PURGE_DELAY_MS ----------------------------------------------------- */
+
+enum { FILL_BLOCK = 1000, FILL_MAX = 32 * 1024 };
+static void *fill_blocks[FILL_MAX];
+
+/* bytes of 1000-byte blocks, every byte written; returns how many. */
+static unsigned fill(size_t bytes)
+{
+    unsigned n = (unsigned)(bytes / FILL_BLOCK);
+    assert_true(n <= FILL_MAX);
+    for (unsigned i = 0; i < n; i++) {
+        fill_blocks[i] = hak_malloc(FILL_BLOCK);
+        assert_non_null(fill_blocks[i]);
+        memset(fill_blocks[i], 0x5A, FILL_BLOCK);
+    }
+    return n;
+}
+
+static void free_fill(unsigned n)
+{
+    for (unsigned i = 0; i < n; i++) hak_free(fill_blocks[i]);
+}
+
+static void test_purge_delay_moves_rss(void **state)
+{
+    (void)state;
+    hk_heap *h = hk_heap_for_thread();
+    ut_set_knob(HK_KNOB_RETAINED_SEGMENTS, 64);      /* empty segments stay: only the delay decides */
+    ut_set_knob(HK_KNOB_PURGE_DELAY_MS, 60000);
+    unsigned n = fill(30 * MiB);
+    free_fill(n);
+    uint64_t t = hk_coarse_ns();
+    size_t rss_freed = rss_bytes();
+
+    hk_segment_maintain(h, t + 20 * MS, 0);       /* a long delay: still resident */
+    size_t rss_long = rss_bytes();
+    print_message("RSS after freeing %u blocks: %zu KiB; after a pass 20 ms later with a 60 s delay: %zu KiB\n", n,
+                  rss_freed >> 10, rss_long >> 10);
+    assert_true(rss_long + 4 * MiB > rss_freed);
+
+    ut_set_knob(HK_KNOB_PURGE_DELAY_MS, 10);         /* shortened: the next pass purges */
+    hk_segment_maintain(h, t + 20 * MS, 0);
+    size_t rss_short = rss_bytes();
+    if (rss_long < rss_short + 24 * MiB)
+        fail_msg("RSS %zu KiB after a 10 ms delay passed, %zu KiB before", rss_short >> 10, rss_long >> 10);
+}
+
+/* ---- RETAINED_SEGMENTS -------------------------------------------------- */
+
+/* Minor faults of regrowing a heap that grew to `bytes`, shrank to nothing
+ * and had one maintenance pass in between. */
+static uint64_t regrow_faults(uint32_t retained, size_t bytes)
+{
+    hakmem_collect();
+    ut_set_knob(HK_KNOB_RETAINED_SEGMENTS, retained);
+    ut_set_knob(HK_KNOB_PURGE_DELAY_MS, 60000);
+    hk_heap *h = hk_heap_for_thread();
+    unsigned n = fill(bytes);
+    free_fill(n);
+    hk_segment_maintain(h, hk_coarse_ns(), 0);
+    uint64_t f0 = minor_faults();
+    n = fill(bytes);
+    uint64_t faults = minor_faults() - f0;
+    free_fill(n);
+    return faults;
+}
+
+static void test_retained_segments_spare_faults(void **state)
+{
+    (void)state;
+    size_t bytes = 24 * MiB;
+    uint64_t with = regrow_faults(64, bytes);
+    uint64_t without = regrow_faults(0, bytes);
+    print_message("regrow of %zu MiB: %llu minor faults with retained segments, %llu without\n",
+                  bytes >> 20, (unsigned long long)with, (unsigned long long)without);
+    assert_true(without > bytes / 4096 / 2);       /* most pages fault again */
+    assert_true(with * 10 < without);
+}
+
+/* ---- SMALL_THP ---------------------------------------------------------- */
+
+/* AnonHugePages (kB) of the mapping that holds addr. */
+static long anon_huge_kb(const void *addr)
+{
+    FILE *f = fopen("/proc/self/smaps", "r");
+    assert_non_null(f);
+    char line[512];
+    int inside = 0;
+    long kb = -1;
+    while (fgets(line, sizeof line, f)) {
+        unsigned long lo, hi;
+        if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2 && strchr(line, '-') < strchr(line, ' ')) {
+            inside = (uintptr_t)addr >= lo && (uintptr_t)addr < hi;
+            continue;
+        }
+        if (inside && sscanf(line, "AnonHugePages: %ld kB", &kb) == 1) break;
+    }
+    fclose(f);
+    return kb;
+}
+
+static unsigned long vmstat(const char *name)
+{
+    FILE *f = fopen("/proc/vmstat", "r");
+    char key[64];
+    unsigned long v, found = 0;
+    while (f && fscanf(f, "%63s %lu", key, &v) == 2) if (!strcmp(key, name)) found = v;
+    if (f) fclose(f);
+    return found;
+}
+
+/* A whole segment of pages, every byte written; its huge-page backing. */
+static long touch_segment_huge_kb(unsigned long *fallbacks)
+{
+    hk_heap *h = ut_heap_new();
+    unsigned cls = 0;
+    while (hk_classes[cls].span != 1) cls++;
+    hk_page *pg[HK_SLOTS];
+    unsigned long fb0 = vmstat("thp_fault_fallback");
+    for (unsigned i = 1; i < HK_SLOTS; i++) {
+        pg[i] = hk_segment_page_alloc(h, cls);
+        memset(pg[i]->start, 1, HK_SLOT_SIZE);
+    }
+    *fallbacks = vmstat("thp_fault_fallback") - fb0;
+    long kb = anon_huge_kb(pg[1]->start);
+    for (unsigned i = 1; i < HK_SLOTS; i++) hk_segment_page_free(h, pg[i]);
+    hk_segment_maintain(h, hk_coarse_ns(), 1);
+    ut_heap_free(h);
+    return kb;
+}
+
+static void test_small_thp_backs_segments(void **state)
+{
+    (void)state;
+    int mode = hk_os_thp_mode();
+    if (mode == 0) {
+        print_message("skipped: transparent huge pages are off in this kernel (mode \"never\")\n");
+        skip();
+    }
+    ut_set_knob(HK_KNOB_SMALL_THP, 1);
+    unsigned long fallbacks;
+    long on = touch_segment_huge_kb(&fallbacks);
+    if (on == 0 && fallbacks > 0) {
+        print_message("skipped: the kernel had no free huge page (%lu fallbacks)\n", fallbacks);
+        skip();
+    }
+    assert_true(on >= 2048);
+    if (mode == 1) {                               /* "madvise": without the advice, none */
+        ut_set_knob(HK_KNOB_SMALL_THP, 0);
+        assert_int_equal(touch_segment_huge_kb(&fallbacks), 0);
+    }
+}
+
+/* ---- PARTIAL_REUSE ------------------------------------------------------ */
+
+enum { PAGES = 48, BLOCK = 256 };
+
+typedef struct reuse_run {
+    unsigned level;
+    int sparse_head;            /* 0: room deep in the queue; 1: sparse pages first, then fuller ones */
+    unsigned extra;             /* blocks allocated after the free pattern */
+    unsigned pages_after;       /* pages of the class the heap held at the end */
+} reuse_run;
+
+static unsigned pages_held(const hk_heap *h, unsigned cls)
+{
+    unsigned n = 0;
+    const hk_page *pg = h->queue[cls];
+    if (pg) do { n++; pg = pg->next; } while (pg != h->queue[cls]);
+    return n;
+}
+
+/* In a thread of its own (a fresh heap): PAGES full pages of one class, in
+ * queue order newest first (filled at level 3, which never reorders a queue
+ * of full pages), then a free pattern, then more blocks at the level tested. */
+static void *reuse_thread(void *arg)
+{
+    reuse_run *r = arg;
+    unsigned cls = hk_size_class(BLOCK);
+    unsigned per_page = hk_classes[cls].blocks;
+    unsigned total = PAGES * per_page;
+    void **b = calloc(total + r->extra, sizeof *b);
+    ut_set_knob(HK_KNOB_PARTIAL_REUSE, 3);
+    for (unsigned i = 0; i < total; i++) b[i] = hak_malloc(BLOCK);
+    hk_heap *h = hk_heap_for_thread();
+    if (pages_held(h, cls) != PAGES) { free(b); r->pages_after = 0; return NULL; }
+    /* Page k (0 = oldest) is at queue position PAGES - k from the head. */
+    for (unsigned k = 0; k < PAGES; k++) {
+        unsigned pos = PAGES - k;
+        for (unsigned j = 0; j < per_page; j++) {
+            void **slot = &b[k * per_page + j];
+            int drop;
+            if (!r->sparse_head) drop = pos >= 25 && pos <= 36 && j % 4 != 0;   /* 3/4 free */
+            else if (pos <= 8) drop = j != 0;                                   /* one block left */
+            else drop = j % 4 == 0;                                             /* 1/4 free */
+            if (drop) { hak_free(*slot); *slot = NULL; }
+        }
+    }
+    ut_set_knob(HK_KNOB_PARTIAL_REUSE, r->level);
+    for (unsigned i = 0; i < r->extra; i++) b[total + i] = hak_malloc(BLOCK);
+    if (r->sparse_head) {
+        /* The sparse pages' last old blocks go: pages left with nothing retire. */
+        for (unsigned k = PAGES - 8; k < PAGES; k++) {
+            hak_free(b[k * per_page]);
+            b[k * per_page] = NULL;
+        }
+    }
+    r->pages_after = pages_held(h, cls);
+    for (unsigned i = 0; i < total + r->extra; i++) hak_free(b[i]);
+    free(b);
+    return NULL;
+}
+
+static unsigned run_reuse(unsigned level, int sparse_head, unsigned extra)
+{
+    reuse_run r = { level, sparse_head, extra, 0 };
+    pthread_t t;
+    hakmem_collect();
+    assert_int_equal(pthread_create(&t, NULL, reuse_thread, &r), 0);
+    assert_int_equal(pthread_join(t, NULL), 0);
+    hakmem_collect();
+    assert_true(r.pages_after != 0);
+    return r.pages_after;
+}
+
+/* Room left deep in the queue (12 pages with 3/4 free, behind 24 full
+ * ones): the deeper a level looks, the fewer fresh pages it takes. */
+static void test_partial_reuse_depth(void **state)
+{
+    (void)state;
+    unsigned fresh[4];
+    for (unsigned level = 0; level < 4; level++) fresh[level] = run_reuse(level, 0, 2000) - PAGES;
+    print_message("fresh pages taken for 2000 blocks, levels 0..3: %u %u %u %u\n", fresh[0], fresh[1], fresh[2],
+                  fresh[3]);
+    assert_true(fresh[0] > fresh[1]);
+    assert_true(fresh[1] > fresh[2]);
+    assert_int_equal(fresh[2], 0);
+    assert_int_equal(fresh[3], 0);
+}
+
+/* Sparse pages first, fuller ones behind: level 3 fills the fullest, so the
+ * sparse ones drain and retire when their last old blocks go. */
+static void test_partial_reuse_fullest_drains_sparse_pages(void **state)
+{
+    (void)state;
+    unsigned held2 = run_reuse(2, 1, 1000), held3 = run_reuse(3, 1, 1000);
+    print_message("pages held after the sparse pages' last blocks went: level 2 %u, level 3 %u\n", held2, held3);
+    assert_true(held3 < held2);
+}
+
+/* ---- LARGE_THRESHOLD ---------------------------------------------------- */
+
+static void test_large_threshold_moves_blocks(void **state)
+{
+    (void)state;
+    ut_set_knob(HK_KNOB_LARGE_THRESHOLD, 128 * KiB);
+    void *at = hak_malloc(128 * KiB), *below = hak_malloc(128 * KiB - 16);
+    assert_int_equal(hk_chunk_kind((uintptr_t)at), HK_CHUNK_LARGE);
+    assert_int_equal(hk_chunk_kind((uintptr_t)below), HK_CHUNK_SEGMENT);
+
+    hk_knobs_reset();                              /* 1 MiB: the same size is a segment block */
+    void *again = hak_malloc(128 * KiB);
+    assert_int_equal(hk_chunk_kind((uintptr_t)again), HK_CHUNK_SEGMENT);
+    hak_free(at);                                  /* blocks stay what they were made as */
+    hak_free(below);
+    hak_free(again);
+
+    /* A site with a published policy keeps its own threshold. */
+    hk_site_policy pol = { .large_threshold = 1 << 20, .bigcache_slots = 4, .thp = 0 };
+    for (uint32_t s = 0; s < HK_SITE_MAX; s++) hk_site_set_policy(s, &pol);
+    ut_set_knob(HK_KNOB_LARGE_THRESHOLD, 128 * KiB);
+    void *published = hak_malloc(128 * KiB);
+    assert_int_equal(hk_chunk_kind((uintptr_t)published), HK_CHUNK_SEGMENT);
+    hak_free(published);
+    hk_site_reset_policies();
+}
+
+/* ---- BIGCACHE_KIB ------------------------------------------------------- */
+
+static void test_bigcache_budget_holds(void **state)
+{
+    (void)state;
+    ut_set_knob(HK_KNOB_BIGCACHE_KIB, 4 * 1024);
+    hk_bigcache_stats st;
+    void *p[6];
+    for (int i = 0; i < 6; i++) p[i] = hak_malloc(3 * MiB / 2);
+    for (int i = 0; i < 6; i++) {
+        hak_free(p[i]);
+        hk_bigcache_get_stats(&st);
+        assert_true(st.cached_bytes <= 4 * MiB);
+    }
+    assert_true(st.cached_bytes > 0);
+    /* A block over the whole budget is never cached. */
+    void *huge = hak_malloc(6 * MiB);
+    uint64_t puts0 = st.puts;
+    hak_free(huge);
+    hk_bigcache_get_stats(&st);
+    assert_int_equal(st.puts, puts0);
+    /* Lowered: evicted down at once. */
+    ut_set_knob(HK_KNOB_BIGCACHE_KIB, 1024);
+    hk_bigcache_get_stats(&st);
+    assert_true(st.cached_bytes <= 1 * MiB);
+    ut_set_knob(HK_KNOB_BIGCACHE_KIB, 0);
+    hk_bigcache_get_stats(&st);
+    assert_int_equal(st.cached_bytes, 0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_apply_clamps_and_resets, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_environment_sets_what_reset_returns_to, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_purge_delay_moves_rss, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_retained_segments_spare_faults, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_small_thp_backs_segments, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_partial_reuse_depth, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_partial_reuse_fullest_drains_sparse_pages, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_large_threshold_moves_blocks, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_bigcache_budget_holds, setup, teardown),
+    };
+    return cmocka_run_group_tests_name("knobs", tests, NULL, NULL);
+}

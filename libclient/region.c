@@ -94,6 +94,8 @@ static void write_identity(hkshm_region *r, uint32_t registration)
 
 int hk_region_create(uint32_t registration)
 {
+    /* The process still runs the generation it applied: a new region says so. */
+    uint64_t seen = rg.map ? atomic_load(&rg.map->gen_seen) : 0;
     drop();
     int fd = memfd_create("hakmem-report", MFD_CLOEXEC | MFD_ALLOW_SEALING);
     if (fd < 0)
@@ -107,6 +109,7 @@ int hk_region_create(uint32_t registration)
         rc = -errno;
     if (rc == 0) {
         write_identity(p, registration);
+        atomic_store(&((hkshm_region *)p)->gen_seen, seen);
         if (fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) < 0)
             rc = -errno;
     }

@@ -19,6 +19,7 @@
 #include "hakmem.h"
 #include "init.h"
 #include "modules.h"
+#include "knobs.h"
 #include "options.h"
 #include "os.h"
 #include "policy_reader.h"
@@ -240,7 +241,7 @@ static void test_applies_own_domain_only(void **state)
     assert_int_equal(open_seg(NULL, 0, why), 0);
     assert_int_equal(hk_region_create(1), 0);
     hkshm_region *r = hk_region_get();
-    uint32_t default_threshold = hk_opt.large_threshold;
+    uint32_t default_threshold = hk_knob(HK_KNOB_LARGE_THRESHOLD);
 
     assert_int_equal(hk_policy_apply(me, bh, r), 1);
     hk_site_policy p0 = hk_site_policy_get(sites[0].index);
@@ -250,8 +251,8 @@ static void test_applies_own_domain_only(void **state)
     assert_int_equal(p0.thp, 1);
     assert_false(hk_site_policy_get(sites[1].index).from_daemon);
     assert_false(hk_site_policy_get(sites[2].index).from_daemon);
-    assert_int_equal(hk_opt.purge_delay_ms, 777);
-    assert_int_equal(hk_opt.large_threshold, 128 << 10);
+    assert_int_equal(hk_knob(HK_KNOB_PURGE_DELAY_MS), 777);
+    assert_int_equal(hk_knob(HK_KNOB_LARGE_THRESHOLD), 128 << 10);
     assert_int_equal(atomic_load(&r->gen_seen), 5);
     assert_int_equal(atomic_load(&r->read_gen), 0);
     hk_region_flush(0);
@@ -265,13 +266,13 @@ static void test_applies_own_domain_only(void **state)
     assert_int_equal(hk_policy_apply(other, bh, r), 1);
     assert_int_equal(hk_site_policy_get(sites[0].index).large_threshold, 512 << 10);
     assert_false(hk_site_policy_get(sites[2].index).from_daemon);    /* thp 7 */
-    assert_int_equal(hk_opt.purge_delay_ms, 555);
-    assert_int_equal(hk_opt.large_threshold, default_threshold);     /* knob not set: the default */
+    assert_int_equal(hk_knob(HK_KNOB_PURGE_DELAY_MS), 555);
+    assert_int_equal(hk_knob(HK_KNOB_LARGE_THRESHOLD), default_threshold);     /* knob not set: the default */
 
     /* A new generation without this binary: knobs back to the defaults. */
     seg_publish(seg, 0, 6, s, 5, NULL, 0);
     assert_int_equal(hk_policy_apply(other, bh, r), 1);
-    assert_int_equal(hk_opt.purge_delay_ms, saved.purge_delay_ms);
+    assert_int_equal(hk_knob(HK_KNOB_PURGE_DELAY_MS), saved.purge_delay_ms);
     hk_region_flush(0);
     assert_int_equal(r->binary_arm, HKSHM_NO_ARM);
 
@@ -279,8 +280,8 @@ static void test_applies_own_domain_only(void **state)
     b[0].knob[HKSHM_KNOB_PURGE_DELAY_MS] = 70000;
     seg_publish(seg, 1, 7, s, 5, b, 2);
     assert_int_equal(hk_policy_apply(me, bh, r), 1);
-    assert_int_equal(hk_opt.purge_delay_ms, saved.purge_delay_ms);
-    assert_int_equal(hk_opt.large_threshold, 128 << 10);
+    assert_int_equal(hk_knob(HK_KNOB_PURGE_DELAY_MS), saved.purge_delay_ms);
+    assert_int_equal(hk_knob(HK_KNOB_LARGE_THRESHOLD), 128 << 10);
     munmap(seg, HKSHM_SEGMENT_SIZE);
 }
 
@@ -309,6 +310,7 @@ static void test_raced_read_thrown_away(void **state)
     assert_int_equal(open_seg(NULL, 0, why), 0);
     assert_int_equal(hk_region_create(1), 0);
     race_region = hk_region_get();
+    uint64_t seen_before = atomic_load(&race_region->gen_seen);
     hk_site_reset_policies();
     hk_policy_forget_generation();
     hook_calls = 0;
@@ -317,7 +319,7 @@ static void test_raced_read_thrown_away(void **state)
     hk_policy_mid_read_hook = NULL;
     assert_int_equal(hook_calls, 1);
     assert_false(hk_site_policy_get(sites[0].index).from_daemon);
-    assert_int_equal(atomic_load(&race_region->gen_seen), 0);
+    assert_int_equal(atomic_load(&race_region->gen_seen), seen_before);
     assert_int_equal(atomic_load(&race_region->read_gen), 0);
     /* Published again: now it applies. */
     seg_publish(race_seg, 1, 10, s, 1, NULL, 0);

@@ -106,7 +106,7 @@ fi
 # The runner, end to end, in its tiny mode (a few seconds).
 configs=system
 [ -e "$LIB" ] && configs=system,hakmem-baseline
-[ -e "$LIB" ] && [ -x "$BUILD/hakmemd" ] && configs=$configs,hakmem-evolving
+[ -e "$LIB" ] && [ -x "$BUILD/hakmemd" ] && configs=$configs,hakmem-learning
 RES=$WORK/results
 shm_before=$(ls /dev/shm 2>/dev/null | grep -E '^hakmem-bench-[0-9]+$' | sort)
 daemons_before=$(pgrep -f -- '--state-dir /tmp/hakmem-bench\.' | sort)

@@ -197,6 +197,7 @@ stop_daemon() {
 cleanup() {
     stop_daemon
     rm -rf "$TMP"
+    [ -n "${SUITE_SCRATCH:-}" ] && rm -rf "$SUITE_SCRATCH"
 }
 trap cleanup EXIT
 trap 'echo "run.sh: interrupted" >&2; exit 130' INT TERM

@@ -18,6 +18,7 @@ SUITE_BIN=$BUILD/bench/suite
 MEASURE=$BUILD/bench/measure
 declare -A SUITE_KIND=() SUITE_REF=()
 SUITE_ITEMS=()
+SUITE_SCRATCH=''   # the real programs' inputs and work directories; run.sh removes it
 
 # Arguments of each workload in each mode: full runs a few seconds under
 # glibc on 2 cores, quick about a quarter of that, smoke a fraction of a second.
@@ -80,7 +81,7 @@ suite_cmd() { # item config -> the command line, words separated by newlines
     local envs
     envs=$(suite_env "$2")
     if [ "${SUITE_KIND[$1]}" = program ]; then
-        printf '%s\n' env "BENCH_ENV=$envs" bash "$ROOT/bench/programs.sh" run "$1" "$TMP/programs"
+        printf '%s\n' env "BENCH_ENV=$envs" bash "$ROOT/bench/programs.sh" run "$1" "$SUITE_SCRATCH"
     else
         # shellcheck disable=SC2046
         printf '%s\n' env $envs "$SUITE_BIN/$1" $(suite_args "$1")
@@ -144,7 +145,10 @@ suite_main() {
         [ "${SUITE_KIND[$it]}" = workload ] && sizes+="$it $(suite_args "$it"); "
     done
     if [[ " ${SUITE_KIND[*]} " == *" program "* ]]; then
-        bash "$ROOT/bench/programs.sh" prepare "$MODE" "$TMP/programs" 2>"$OUT/logs/programs-prepare.log" ||
+        # The programs' files live in memory where it can: a shared disk's
+        # latency would swamp what the allocator changes.
+        SUITE_SCRATCH=$(mktemp -d /dev/shm/hakmem-bench-programs.XXXXXX 2>/dev/null) || SUITE_SCRATCH=$TMP/programs
+        bash "$ROOT/bench/programs.sh" prepare "$MODE" "$SUITE_SCRATCH" 2>"$OUT/logs/programs-prepare.log" ||
             echo "run.sh: making the real programs' inputs failed (logs/programs-prepare.log)" >&2
         sizes+="programs: bench/programs.sh prepare $MODE"
     fi

@@ -28,7 +28,7 @@ prepare() { # mode dir
     local mode=$1 in=$2/inputs sql_rows log_lines nfunc rounds gc
     case $mode in
         full)  sql_rows=200000 log_lines=250000 nfunc=300 rounds=12 gc=--aggressive ;;
-        quick) sql_rows=100000 log_lines=100000 nfunc=120 rounds=3 gc=--aggressive ;;
+        quick) sql_rows=50000  log_lines=50000  nfunc=60  rounds=2 gc=--quiet ;;
         smoke) sql_rows=5000   log_lines=4000   nfunc=8   rounds=1 gc=--quiet ;;
         *) echo "programs.sh: unknown mode '$mode'" >&2; return 64 ;;
     esac

@@ -34,8 +34,9 @@ usage: bash bench/run.sh [options]
                    daemon has settled (hakmemctl sites: "settled"), for at most S seconds
                    (default 120; quick 20; smoke 0)
   --learn N        hakmem-learning only: unmeasured passes over the benchmarks with the
-                   daemon running, before measuring (default 3; quick and smoke 1); the
-                   scenarios and the suite each have their own daemon, started cold
+                   daemon running, before measuring (default 3; quick 1, the suite 2;
+                   smoke 1); the scenarios and the suite each have their own daemon,
+                   started cold
   --filter REGEX   only benchmarks whose "PART NAME" matches (extended regex, case-insensitive):
                    micro JSON|MIR|VM|MIXED|churn|prodcons|server|realloc|aligned|fastpath|daemon,
                    suite larson|mstress|remote-free|cache-thrash|cache-scratch|big-blocks|
@@ -52,7 +53,7 @@ usage: bash bench/run.sh [options]
   --readme FILE    write the tables into FILE between its bench markers (default README.md
                    for a full or quick run of everything under every configuration)
   --no-readme      write no README
-  --quick          3 runs, 1 warm-up, 1 learning pass, smaller sizes: about 5 minutes
+  --quick          3 runs, 1 warm-up, 1 or 2 learning passes, smaller sizes: about 5 minutes
   --smoke          1 run, no warm-up, tiny sizes: checks the pipeline end to end (tests)
   -h, --help       this text
 EOF
@@ -62,7 +63,7 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT" || exit 1
 
 BUILD=build RUNS=10 WARMUP=2 LEARN=3 FILTER='' OUT=bench/results THREADS=4
-INTERVAL=200 TIMEOUT=120 MODE=full LEARN_MAX_S=120 SUITE_RUNS=5
+INTERVAL=200 TIMEOUT=120 MODE=full LEARN_MAX_S=120 SUITE_RUNS=5 SUITE_LEARN=3
 # The weight of memory in the suite's cost: ns per MiB-second of peak RSS.
 MEMORY_WEIGHT_NS=1000000
 README_OUT='' readme_set=
@@ -109,13 +110,14 @@ done
 case $MODE in
     full)  SC_OPS=() ; WL_DIV=1;   FP_ITERS=200000 ;;
     quick) [ -z "$runs_set" ] && RUNS=3 SUITE_RUNS=3; [ -z "$warmup_set" ] && WARMUP=1
-           [ -z "$learn_set" ] && LEARN=1; [ -z "$learn_max_set" ] && LEARN_MAX_S=20
+           [ -z "$learn_set" ] && LEARN=1 SUITE_LEARN=2; [ -z "$learn_max_set" ] && LEARN_MAX_S=20
            SC_OPS=() ; WL_DIV=4;   FP_ITERS=50000 ;;
     smoke) [ -z "$runs_set" ] && RUNS=1 SUITE_RUNS=1; [ -z "$warmup_set" ] && WARMUP=0
-           [ -z "$learn_set" ] && LEARN=1; [ -z "$learn_max_set" ] && LEARN_MAX_S=0
+           [ -z "$learn_set" ] && LEARN=1 SUITE_LEARN=1; [ -z "$learn_max_set" ] && LEARN_MAX_S=0
            SC_OPS=(--ops 20); WL_DIV=500; FP_ITERS=2000 ;;
 esac
 [ -n "$runs_set" ] && SUITE_RUNS=$RUNS
+[ -n "$learn_set" ] && SUITE_LEARN=$LEARN
 # A run of everything under every configuration replaces README.md's tables.
 if [ -z "$readme_set" ] && [ "$MODE" != smoke ] && [ -z "$FILTER" ] && [ -z "$CONFIGS_ARG" ]; then
     README_OUT=$ROOT/README.md
@@ -231,16 +233,16 @@ learning_verdict() {
     "$BUILD/hakmemctl" --socket "$TMP/ctl.sock" --json sites --top 0 2>/dev/null | "$PY" "$ROOT/scripts/settled.py"
 }
 
-# learn_phase PASS_FN: with the daemon up, PASS_FN 1, PASS_FN 2, ...: at
-# least --learn passes, then more until the daemon has settled or
-# --learn-max seconds have gone by.  Sets LEARNED to what happened.
-learn_phase() {
-    local fn=$1 t0 l=0 verdict=''
+# learn_phase PASS_FN MIN: with the daemon up, PASS_FN 1, PASS_FN 2, ...: at
+# least MIN passes, then more until the daemon has settled or --learn-max
+# seconds have gone by.  Sets LEARNED to what happened.
+learn_phase() { # pass_fn min_passes
+    local fn=$1 min=$2 t0 l=0 verdict=''
     t0=$(date +%s)
     while :; do
         l=$((l + 1))
         "$fn" "$l"
-        [ "$l" -lt "$LEARN" ] && continue
+        [ "$l" -lt "$min" ] && continue
         verdict=$(learning_verdict)
         case $verdict in settled*) break ;; esac
         [ $(( $(date +%s) - t0 )) -ge "$LEARN_MAX_S" ] && break
@@ -463,7 +465,7 @@ if [[ " ${ACTIVE[*]} " == *" hakmem-learning "* ]] && { [ ${#BENCHES[@]} -gt 0 ]
         if [ ${#BENCHES[@]} -gt 0 ]; then
             echo "run.sh: hakmemd running (pid $DAEMON_PID, segment $SHM_NAME); at least $LEARN learning" \
                  "pass(es), then until the daemon has settled (up to ${LEARN_MAX_S}s)"
-            learn_phase micro_learn_pass
+            learn_phase micro_learn_pass "$LEARN"
         else
             LEARNED='nothing to learn from (no scenario or workload selected)'
         fi
@@ -529,6 +531,7 @@ fi
 suite_main
 
 echo "elapsed_s=$(( $(date +%s) - START ))" >>"$OUT/meta.txt"
+echo "loadavg_end=$(cut -d' ' -f1-3 /proc/loadavg)" >>"$OUT/meta.txt"
 rm -f "$OUT/learning_curve.gp" "$OUT/learning_curve.png"
 "$PY" "$ROOT/bench/analyze.py" "$OUT" || { echo "run.sh: analysis failed" >&2; exit 1; }
 if command -v gnuplot >/dev/null; then

@@ -20,34 +20,34 @@ declare -A SUITE_KIND=() SUITE_REF=()
 SUITE_ITEMS=()
 SUITE_SCRATCH=''   # the real programs' inputs and work directories; run.sh removes it
 
-# Arguments of each workload in each mode: full runs a few seconds under
-# glibc on 2 cores, quick about a quarter of that, smoke a fraction of a second.
+# Arguments of each workload in each mode: full runs about 2 s under glibc on
+# an idle 2-core machine, quick an eighth of that, smoke a fraction of a second.
 suite_args() { # item
     local t=$THREADS pairs=$(( THREADS / 2 > 0 ? THREADS / 2 : 1 ))
     case $MODE:$1 in
         full:larson)         echo "--threads $t --rounds 100 --ops 40000" ;;
-        quick:larson)        echo "--threads $t --rounds 25 --ops 40000" ;;
+        quick:larson)        echo "--threads $t --rounds 12 --ops 40000" ;;
         smoke:larson)        echo "--threads $t --slots 200 --rounds 3 --ops 2000" ;;
         full:mstress)        echo "--threads $t --waves 60 --objs 30000" ;;
-        quick:mstress)       echo "--threads $t --waves 15 --objs 30000" ;;
+        quick:mstress)       echo "--threads $t --waves 8 --objs 30000" ;;
         smoke:mstress)       echo "--threads $t --waves 3 --objs 2000" ;;
         full:remote-free)    echo "--pairs $pairs --items 10000000" ;;
-        quick:remote-free)   echo "--pairs $pairs --items 2500000" ;;
+        quick:remote-free)   echo "--pairs $pairs --items 1250000" ;;
         smoke:remote-free)   echo "--pairs $pairs --items 20000" ;;
         full:cache-*)        echo "--threads $t --iters 600000" ;;
-        quick:cache-*)       echo "--threads $t --iters 150000" ;;
+        quick:cache-*)       echo "--threads $t --iters 75000" ;;
         smoke:cache-*)       echo "--threads $t --iters 2000" ;;
         full:big-blocks)     echo "--rounds 2000" ;;
-        quick:big-blocks)    echo "--rounds 500" ;;
+        quick:big-blocks)    echo "--rounds 250" ;;
         smoke:big-blocks)    echo "--rounds 10 --live 4" ;;
         full:small-leaky)    echo "--ops 1000000" ;;
         quick:small-leaky)   echo "--ops 300000" ;;
         smoke:small-leaky)   echo "--ops 20000" ;;
         full:grow-shrink)    echo "--mib 200 --cycles 5" ;;
-        quick:grow-shrink)   echo "--mib 100 --cycles 2" ;;
+        quick:grow-shrink)   echo "--mib 64 --cycles 2 --idle-ms 100" ;;
         smoke:grow-shrink)   echo "--mib 8 --cycles 1 --idle-ms 20" ;;
         full:interp-churn)   echo "--steps 3000000" ;;
-        quick:interp-churn)  echo "--steps 800000" ;;
+        quick:interp-churn)  echo "--steps 400000" ;;
         smoke:interp-churn)  echo "--core 2000 --steps 20000" ;;
     esac
 }
@@ -164,9 +164,9 @@ suite_main() {
         stop_daemon
         rm -rf "$TMP/state"
         if start_daemon; then
-            echo "run.sh: suite: hakmemd running (pid $DAEMON_PID); at least $LEARN learning pass(es)," \
+            echo "run.sh: suite: hakmemd running (pid $DAEMON_PID); at least $SUITE_LEARN learning pass(es)," \
                  "then until settled (up to ${LEARN_MAX_S}s)"
-            learn_phase suite_learn_pass
+            learn_phase suite_learn_pass "$SUITE_LEARN"
             echo "run.sh: suite learning: $LEARNED"
             echo "suite_learning=$LEARNED" >>"$OUT/meta.txt"
             "$BUILD/hakmemctl" --socket "$TMP/ctl.sock" sites --top 20 >"$OUT/logs/suite-learned-sites.txt" 2>&1

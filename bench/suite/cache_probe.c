@@ -54,13 +54,13 @@ int cache_probe_main(int argc, char **argv, int scratch)
     suite_opt o[] = {
         {"threads", 4, "threads"},
         {"size", 8, "bytes per block"},
-        {"iters", 20000, "blocks pairs allocated per thread"},
+        {"iters", 20000, "pairs of blocks allocated per thread"},
         {"writes", 200, "passes of writes over each block"},
     };
     parse_args(argc, argv, o, sizeof o / sizeof o[0]);
     size_t nt = o[0].value;
-    probe *ps = need(calloc(nt, sizeof *ps), nt * sizeof *ps);
-    pthread_t *tids = need(calloc(nt, sizeof *tids), nt * sizeof *tids);
+    probe *ps = need_zeroed(nt, sizeof *ps);
+    pthread_t *tids = need_zeroed(nt, sizeof *tids);
     for (size_t t = 0; t < nt; t++) {
         ps[t] = (probe){.size = o[1].value, .iters = o[2].value, .writes = o[3].value, .index = (unsigned)t};
         if (scratch) {

@@ -26,6 +26,11 @@ void *need(void *p, size_t n)
     return p;
 }
 
+void *need_zeroed(size_t n, size_t size)
+{
+    return need(calloc(n, size), n * size);
+}
+
 void stamp_block(void *p, size_t n, uint64_t id)
 {
     unsigned char *b = p;

@@ -32,6 +32,9 @@ void check_failed(const char *what) __attribute__((noreturn));
 /* Exits 4 when p is NULL. */
 void *need(void *p, size_t n);
 
+/* calloc(n, size), exiting 4 when it fails. */
+void *need_zeroed(size_t n, size_t size);
+
 /* Folds v into a running checksum (order-dependent, 64-bit). */
 static inline uint64_t mix(uint64_t sum, uint64_t v)
 {

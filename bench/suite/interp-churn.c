@@ -63,7 +63,7 @@ int main(int argc, char **argv)
     size_t ncore = o[0].value, cap = 1;
     while (cap < 2 * ncore)
         cap <<= 1;
-    entry **table = need(calloc(cap, sizeof *table), cap * sizeof *table);
+    entry **table = need_zeroed(cap, sizeof *table);
     uint64_t next_id = 1, sum = 0, ops = 0;
     for (uint64_t i = 0; i < ncore; i++) {
         entry *e = need(malloc(sizeof *e), sizeof *e);
@@ -76,7 +76,7 @@ int main(int argc, char **argv)
         table[s] = e;
     }
     size_t nyoung = o[2].value;
-    str **young = need(calloc(nyoung, sizeof *young), nyoung * sizeof *young);
+    str **young = need_zeroed(nyoung, sizeof *young);
     for (uint64_t step = 0; step < o[1].value; step++) {
         size_t k = 2 + (size_t)bench_rng_below(&r, 7);
         str **tuple = need(malloc(k * sizeof *tuple), k * sizeof *tuple);

@@ -78,7 +78,7 @@ int main(int argc, char **argv)
     };
     parse_args(argc, argv, o, sizeof o / sizeof o[0]);
     size_t nt = o[0].value;
-    chain *chains = need(calloc(nt, sizeof *chains), nt * sizeof *chains);
+    chain *chains = need_zeroed(nt, sizeof *chains);
     for (size_t t = 0; t < nt; t++) {
         chain *c = &chains[t];
         c->nslots = o[1].value;
@@ -86,8 +86,8 @@ int main(int argc, char **argv)
         c->generations = o[2].value;
         c->next_id = (uint64_t)(t + 1) << 40;
         bench_rng_seed(&c->rng, o[4].value * 1000 + t);
-        c->tids = need(calloc(c->generations, sizeof *c->tids), c->generations * sizeof *c->tids);
-        c->slots = need(calloc(c->nslots, sizeof *c->slots), c->nslots * sizeof *c->slots);
+        c->tids = need_zeroed(c->generations, sizeof *c->tids);
+        c->slots = need_zeroed(c->nslots, sizeof *c->slots);
         /* The main thread fills every array: the first generation frees
          * blocks another thread allocated. */
         for (size_t i = 0; i < c->nslots; i++)

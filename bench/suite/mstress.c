@@ -95,10 +95,10 @@ int main(int argc, char **argv)
     parse_args(argc, argv, o, sizeof o / sizeof o[0]);
     shared sh = {.threads = o[0].value, .objs = o[2].value, .keep = o[2].value / 3, .seed = o[3].value};
     size_t cells = sh.threads * sh.keep;
-    sh.gen[0] = need(calloc(cells + 1, sizeof(kept)), cells * sizeof(kept));
-    sh.gen[1] = need(calloc(cells + 1, sizeof(kept)), cells * sizeof(kept));
-    worker *ws = need(calloc(sh.threads, sizeof *ws), sh.threads * sizeof *ws);
-    pthread_t *tids = need(calloc(sh.threads, sizeof *tids), sh.threads * sizeof *tids);
+    sh.gen[0] = need_zeroed(cells + 1, sizeof(kept));
+    sh.gen[1] = need_zeroed(cells + 1, sizeof(kept));
+    worker *ws = need_zeroed(sh.threads, sizeof *ws);
+    pthread_t *tids = need_zeroed(sh.threads, sizeof *tids);
     uint64_t sum = 0, ops = 0;
     for (uint64_t wave = 0; wave < o[1].value; wave++) {
         for (size_t i = 0; i < sh.threads; i++) {

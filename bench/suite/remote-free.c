@@ -75,7 +75,7 @@ int main(int argc, char **argv)
     parse_args(argc, argv, o, sizeof o / sizeof o[0]);
     size_t np = o[0].value;
     pair *pairs = need(aligned_alloc(64, np * sizeof *pairs), np * sizeof *pairs);
-    pthread_t *tids = need(calloc(2 * np, sizeof *tids), 2 * np * sizeof *tids);
+    pthread_t *tids = need_zeroed(2 * np, sizeof *tids);
     for (size_t k = 0; k < np; k++) {
         pair *pr = &pairs[k];
         atomic_init(&pr->head, 0);

@@ -49,8 +49,8 @@ int main(int argc, char **argv)
     bench_rng_seed(&r, o[3].value);
     size_t window = o[1].value;
     size_t max_leaks = o[0].value / o[2].value + 1, nleaks = 0;
-    record **live = need(calloc(window, sizeof *live), window * sizeof *live);
-    record **leaked = need(calloc(max_leaks, sizeof *leaked), max_leaks * sizeof *leaked);
+    record **live = need_zeroed(window, sizeof *live);
+    record **leaked = need_zeroed(max_leaks, sizeof *leaked);
     uint64_t sum = 0;
     for (uint64_t i = 0; i < o[0].value; i++) {
         record *rec = make_record(&r, i + 1);

@@ -30,4 +30,4 @@ $(BUILD)/bench/measure: bench/measure.c
 BENCH_BINS += $(SUITE_BINS) $(BUILD)/bench/measure
 
 $(BUILD)/bench/suite/cache-thrash $(BUILD)/bench/suite/cache-scratch: $(BUILD)/bench/suite/cache_probe.o
-$(BUILD)/bench/suite/cache_probe.o: bench/suite/cache_probe.h
+$(BUILD)/bench/suite/cache_probe.o $(BUILD)/bench/suite/cache-thrash.o $(BUILD)/bench/suite/cache-scratch.o: bench/suite/cache_probe.h

@@ -150,6 +150,18 @@ else
     ok "bench: workloads rejects prodcons with odd threads"
 fi
 
+# The runner refuses what it cannot honour before it starts anything.
+for bad in "--memory-weight lots" "--filter nosuchbench" "--configs glibc" "--runs 0"; do
+    # shellcheck disable=SC2086
+    timeout -k 5 60 bash bench/run.sh --build "$BUILD" --smoke --out "$WORK/refused" $bad >/dev/null 2>"$WORK/err"
+    rc=$?
+    if [ $rc -eq 64 ] && [ -s "$WORK/err" ]; then
+        ok "bench: run.sh refuses $bad"
+    else
+        fail "bench: run.sh refuses $bad" "exit $rc"
+    fi
+done
+
 # The runner, end to end, in its tiny mode (a few seconds).
 configs=system
 [ -e "$LIB" ] && configs=system,hakmem-baseline

@@ -71,8 +71,9 @@ CONFIGS_ALL=(hakmem-baseline hakmem-learning system jemalloc mimalloc tcmalloc)
 CONFIGS_ARG=''
 runs_set='' warmup_set='' learn_set='' learn_max_set=''
 ARGV_TEXT="bash bench/run.sh $*"
-# Under `make bench` the command worth printing is make's, not this script's.
-if [ -n "${MAKELEVEL:-}" ]; then
+# Under `make bench` the command worth printing is make's, not this script's
+# (the Makefile's bench target says so; any other make, e.g. make test, does not).
+if [ -n "${BENCH_FROM_MAKE:-}" ]; then
     rest=$(sed -E 's/^ *--build +[^ ]+ *//' <<<"$*")
     ARGV_TEXT="make bench${rest:+ BENCH_ARGS='$rest'}"
 fi

@@ -171,6 +171,17 @@ class Suite:
                     passes.setdefault(npass + int(run), {})[it] = self.cost(r)
         return npass, [(p, "learn" if p <= npass else "measured", passes[p]) for p in sorted(passes)]
 
+    def baseline_runs(self, npass):
+        """hakmem-baseline's costs per measured run, numbered like the
+        learning curve's passes: the spread that a configuration that learns
+        nothing shows on this machine."""
+        res = {}
+        for (it, c), runs in self.ok.items():
+            if c == "hakmem-baseline":
+                for run, r in runs.items():
+                    res.setdefault(npass + int(run), {})[it] = self.cost(r)
+        return res
+
     def learning_section(self):
         if not ("hakmem-learning" in self.configs and "hakmem-baseline" in self.configs):
             return None
@@ -207,14 +218,18 @@ class Suite:
                      "summed over the items that ran in it, against hakmem-baseline's median cost of the same "
                      "items; `learning_curve.png` in the output directory draws it per item)")
             L.append("")
-            L.append("| pass | phase | items | suite cost s | / baseline |")
-            L.append("|---:|---|---:|---:|---:|")
+            L.append("| pass | phase | items | suite cost s | / baseline median | baseline's own run / its median |")
+            L.append("|---:|---|---:|---:|---:|---:|")
+            base_runs = self.baseline_runs(npass)
             for p, phase, costs in curve:
                 its = [it for it, c in costs.items() if c is not None and base.get(it)]
                 tot = sum(costs[it] for it in its)
                 ref = sum(base[it] for it in its)
-                L.append(f"| {p} | {phase} | {len(its)} | {tot:.2f} | {tot / ref:.3f} |" if ref else
-                         f"| {p} | {phase} | {len(its)} | {tot:.2f} | — |")
+                bc = base_runs.get(p, {})
+                own = ("—" if not ref or any(bc.get(it) is None for it in its)
+                       else f"{sum(bc[it] for it in its) / ref:.3f}")
+                L.append(f"| {p} | {phase} | {len(its)} | {tot:.2f} | "
+                         f"{'—' if not ref else f'{tot / ref:.3f}'} | {own} |")
             L.append("")
         return L
 
@@ -226,13 +241,18 @@ class Suite:
             return False
         base = {it: self.median(it, "hakmem-baseline", "cost") for it in self.items}
         items = [it for it in self.items if base.get(it)]
+        base_runs = self.baseline_runs(npass)
         with open(os.path.join(out, "learning_curve.dat"), "w") as f:
-            f.write("pass suite " + " ".join(items) + "\n")
+            f.write("pass suite baseline " + " ".join(items) + "\n")
             for p, _, costs in curve:
                 its = [it for it in items if costs.get(it) is not None]
                 ref = sum(base[it] for it in its)
                 tot = sum(costs[it] for it in its) / ref if ref else float("nan")
-                f.write(f"{p} {tot:.4f} " + " ".join(
+                bc = base_runs.get(p, {})
+                bits = [it for it in items if bc.get(it) is not None]
+                bref = sum(base[it] for it in bits)
+                btot = sum(bc[it] for it in bits) / bref if bref and len(bits) == len(its) else float("nan")
+                f.write(" ".join(f"{v:.4f}" if v == v else "NaN" for v in (p, tot, btot)) + " " + " ".join(
                     f"{costs[it] / base[it]:.4f}" if costs.get(it) is not None else "NaN" for it in items) + "\n")
         dat = os.path.join(out, "learning_curve.dat")
         gp = ["set terminal pngcairo size 1400,560 font 'sans,10'",
@@ -245,11 +265,13 @@ class Suite:
               "set xtics 1", "set logscale y 2",
               "set title 'per item: cost / hakmem-baseline median cost (log scale)'",
               "set ylabel 'relative cost (lower is better)'",
-              f"plot for [i=3:{len(items) + 2}] '{dat}' using 1:i with linespoints title columnheader(i), "
+              f"plot for [i=4:{len(items) + 3}] '{dat}' using 1:i with linespoints title columnheader(i), "
               "1 with lines lc rgb 'black' dt 2 notitle",
               "set title 'whole suite: summed cost / hakmem-baseline summed median cost'",
-              "unset key", "unset logscale y",
-              f"plot '{dat}' using 1:2 with linespoints lw 2 title 'suite', 1 with lines lc rgb 'black' dt 2",
+              "set key inside top left", "unset logscale y",
+              f"plot '{dat}' using 1:2 with linespoints lw 2 title 'hakmem-learning', "
+              f"'{dat}' using 1:3 with linespoints lw 1 dt 2 title 'hakmem-baseline, same runs', "
+              "1 with lines lc rgb 'black' dt 2 notitle",
               "unset multiplot"]
         with open(os.path.join(out, "learning_curve.gp"), "w") as f:
             f.write("\n".join(gp) + "\n")

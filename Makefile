@@ -98,7 +98,7 @@ run: deps
 
 bench: deps
 	@$(MAKE) --no-print-directory programs
-	@bash bench/run.sh --build $(BUILD) $(BENCH_ARGS)
+	@BENCH_FROM_MAKE=1 bash bench/run.sh --build $(BUILD) $(BENCH_ARGS)
 
 install: all
 	@PREFIX=$(PREFIX) DESTDIR=$(DESTDIR) bash scripts/install.sh $(BUILD)

@@ -1,35 +1,26 @@
 #!/usr/bin/python3
 """Turns bench/run.sh's results.csv into table.md and the gnuplot input.
 
-usage: analyze.py OUTDIR   (reads OUTDIR/results.csv, meta.txt, failures.txt;
-                            writes OUTDIR/table.md, chart-*.dat, chart.gp)
+usage: analyze.py OUTDIR   (reads OUTDIR/results.csv, suite.csv, meta.txt,
+                            failures.txt; writes OUTDIR/table.md, one piece
+                            per section in OUTDIR/sections/ (what
+                            readme_tables.py puts into README.md),
+                            chart-*.dat, chart.gp and the suite's charts)
 
 Every figure is a median over the measured runs of one configuration; ratios
 are taken between configurations measured in the same, alternating, run.
 """
 import csv
+import json
 import math
 import os
 import re
 import statistics
 import sys
 
+import analyze_suite
+
 SCENARIOS = ["JSON", "MIR", "VM", "MIXED"]
-PATTERN = {
-    "JSON": "small frequent: 1000 x ~64 KB, one site",
-    "MIR": "medium: 100 x ~256 KB, one site",
-    "VM": "large: one 2 MB block, touched, reused",
-    "MIXED": "all three sites interleaved",
-}
-# DESIGN.md's published reference: system -> hakmem medians, and the margin
-# hakmem must at least match (time saved relative to system).
-PUBLISHED = {
-    "JSON": (341.0, 332.5, 2.5),
-    "MIR": (2052.5, 1855.0, 9.6),
-    "VM": (63720.0, 42050.0, 34.0),
-    "MIXED": (1004.5, 798.0, 20.6),
-}
-PUBLISHED_FAULTS = {"VM": (1026, 513), "MIXED": (1091, 642)}
 WORKLOADS = ["churn", "prodcons", "server", "realloc", "aligned"]
 WORKLOAD_TEXT = {
     "churn": "random 8 B-1 KB per thread",
@@ -38,11 +29,32 @@ WORKLOAD_TEXT = {
     "realloc": "string and vector growth",
     "aligned": "posix_memalign / aligned_alloc 16 B-64 KB",
 }
-ORDER = ["hakmem-baseline", "hakmem-evolving", "hakmem-hardened", "system", "jemalloc", "mimalloc", "tcmalloc"]
-# Measured on the fast path only (run.sh): absent from the other tables.
+# The fast-path table also has libhakmem-hardened.so (run.sh measures it
+# beside hakmem-baseline); it is absent from the other tables.
+ORDER = analyze_suite.ORDER[:2] + ["hakmem-hardened"] + analyze_suite.ORDER[2:]
 FASTPATH_ONLY = ["hakmem-hardened"]
-HAKMEM = ["hakmem-baseline", "hakmem-evolving"]
-PEERS = ["jemalloc", "mimalloc", "tcmalloc"]
+HAKMEM = analyze_suite.HAKMEM
+PEERS = analyze_suite.PEERS
+
+
+def load_published():
+    """The published reference run (bench/published.json): per scenario the
+    pattern, system -> hakmem medians and the margin hakmem must at least
+    match (time saved relative to system), page faults, BigCache hit rate."""
+    with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "published.json")) as f:
+        data = json.load(f)
+    pattern, times, faults, extra = {}, {}, {}, {}
+    for s, d in data["scenarios"].items():
+        pattern[s] = d["pattern"]
+        sysns, hakns = float(d["system_ns"]), float(d["hakmem_ns"])
+        times[s] = (sysns, hakns, round((sysns - hakns) / sysns * 100.0, 1))
+        if "system_faults" in d:
+            faults[s] = (int(d["system_faults"]), int(d["hakmem_faults"]))
+        extra[s] = {k: d[k] for k in ("bigcache_hit_pct", "sites") if k in d}
+    return data["source"], pattern, times, faults, extra
+
+
+PUBLISHED_SOURCE, PATTERN, PUBLISHED, PUBLISHED_FAULTS, PUBLISHED_EXTRA = load_published()
 
 
 def read_meta(path):
@@ -188,37 +200,40 @@ def main():
         return med([num(r["bigcache_hit_pct"]) for r in rs])
 
     hakmems = [c for c in HAKMEM if c in configs_run]
-    L = []
+    sections = []
+
+    def begin(name, title):
+        lines = []
+        sections.append((name, title, lines))
+        return lines
+
+    L = begin("header", None)
     runs, warm = meta.get("runs", "?"), meta.get("warmup", "?")
-    L.append("# hakmem benchmark results")
+    L.append(analyze_suite.provenance(meta))
     L.append("")
     L.append(
-        f"{meta.get('date', '?')} · {meta.get('cores', '?')} cores, {meta.get('cpu', '?')}"
-        f" (Linux {meta.get('kernel', '?')}) · `{meta.get('command', '?')}`"
-    )
-    L.append("")
-    L.append(
-        f"{runs} measured runs after {warm} warm-ups per configuration, run in alternation; "
-        f"figures are medians over the runs. Mode: {meta.get('mode', '?')}."
+        f"Scenarios, multi-threaded workloads: {runs} measured runs after {warm} warm-ups per "
+        f"configuration, run in alternation; figures are medians over the runs. Mode: {meta.get('mode', '?')}; "
+        f"the whole run took {analyze_suite.duration(meta)}."
     )
     unavailable = {k[len("unavailable."):]: v for k, v in meta.items() if k.startswith("unavailable.")}
     for c, why in unavailable.items():
         L.append(f"- **{c} not available**: {why}")
-    if "hakmem-evolving" in configs_run:
+    if "hakmem-learning" in configs_run:
         learned = meta.get("learning")
         if learned:
-            L.append(f"- hakmem-evolving: hakmemd running from a cold state; learning phase of {learned} "
-                     "(unmeasured passes over all benchmarks), then measured with the daemon still learning.")
+            L.append(f"- hakmem-learning: hakmemd running from a cold state; a learning phase of {learned}, "
+                     "unmeasured passes over the scenarios and workloads, then measured with the daemon "
+                     "still learning.")
         else:
-            L.append(f"- hakmem-evolving: hakmemd running, {meta.get('learn', '?')} unmeasured learning "
+            L.append(f"- hakmem-learning: hakmemd running, {meta.get('learn', '?')} unmeasured learning "
                      "pass(es) over all benchmarks before measuring.")
     L.append("")
 
     # ---- published scenarios ----
     scen = [s for s in SCENARIOS if any(r["bench"] == s for r in rows)]
     if scen:
-        L.append("## Published scenarios")
-        L.append("")
+        L = begin("scenarios", "Published scenarios")
         res = med([num(r.get("timer_res_ns")) for r in measured if r["kind"] == "scenario"])
         L.append("ns per operation (malloc, touch every 4 KiB page, free); page faults: "
                  "getrusage minor+major over the run's measured loop."
@@ -246,7 +261,7 @@ def main():
                     f"{'' if hr is None else f'{hr:.1f}%'} | {'' if sites is None else f'{sites:.0f}'} |"
                 )
         L.append("")
-        L.append("### Winner per scenario")
+        L.append("**Winner per scenario**")
         L.append("")
         L.append("| scenario | winner | median ns | margin vs system | " +
                  " | ".join(f"{h} margin" for h in hakmems) + (" | " if hakmems else "") + "published hakmem margin |")
@@ -262,7 +277,7 @@ def main():
                      f"{PUBLISHED[s][2]:+.1f}% |")
         L.append("")
         for h in hakmems:
-            L.append(f"### Reference layout ({h})")
+            L.append(f"**Reference layout ({h})**, against the published run ({PUBLISHED_SOURCE})")
             L.append("")
             L.append("| scenario | pattern | result (system -> hakmem) | margin | published |")
             L.append("|---|---|---|---:|---|")
@@ -276,12 +291,12 @@ def main():
                 if s == "VM":
                     hr = hit_rate(s, h)
                     res += f"; BigCache hit {'—' if hr is None else f'{hr:.1f}%'}"
-                    pub += "; BigCache hit 90%"
+                    pub += f"; BigCache hit {PUBLISHED_EXTRA[s].get('bigcache_hit_pct', '—')}%"
                 L.append(f"| {s} | {PATTERN[s]} | {res} | {pct(margin(sm, hm))} | {pub} |")
             L.append("")
         peers_here = [p for p in ["system"] + PEERS if p in configs_run]
         if hakmems and peers_here:
-            L.append("### Ratios against each peer (peer ns / hakmem ns, median of per-run ratios; > 1: hakmem faster)")
+            L.append("**Ratios against each peer** (peer ns / hakmem ns, median of per-run ratios; > 1: hakmem faster)")
             L.append("")
             L.append("| scenario | hakmem config | " + " | ".join(peers_here) + " |")
             L.append("|---|---|" + "---:|" * len(peers_here))
@@ -295,16 +310,15 @@ def main():
                     L.append(f"| {s} | {h} | " + " | ".join(cells) + " |")
             L.append("")
 
-        if "hakmem-baseline" in configs_run and "hakmem-evolving" in configs_run:
-            L.append("### Learning: hakmem-evolving against hakmem-baseline")
-            L.append("")
-            L.append("Same allocator, daemon on or off. Ratios are baseline / evolving, the median of per-run "
-                     "ratios (> 1: evolving faster). The mean is the measured loop's wall time per operation, "
+        if "hakmem-baseline" in configs_run and "hakmem-learning" in configs_run:
+            L = begin("scenarios-learning", "Learning on the scenarios: hakmem-learning against hakmem-baseline")
+            L.append("Same allocator, daemon on or off. Ratios are baseline / learning, the median of per-run "
+                     "ratios (> 1: learning faster). The mean is the measured loop's wall time per operation, "
                      "so it carries the faults and cold misses the median leaves out.")
             L.append("")
             L.append("| scenario | median ns | ratio | mean ns | ratio | p99 ns | page faults |")
             L.append("|---|---:|---:|---:|---:|---:|---:|")
-            b, e = "hakmem-baseline", "hakmem-evolving"
+            b, e = "hakmem-baseline", "hakmem-learning"
 
             def pair(s, field, digits=1):
                 return f"{fmt(stat(s, b, field), digits)} -> {fmt(stat(s, e, field), digits)}"
@@ -320,8 +334,7 @@ def main():
     # ---- multi-threaded workloads ----
     wls = [w for w in WORKLOADS if any(r["bench"] == w for r in rows)]
     if wls:
-        L.append(f"## Multi-threaded workloads ({meta.get('threads', '?')} threads)")
-        L.append("")
+        L = begin("workloads", f"Multi-threaded workloads ({meta.get('threads', '?')} threads)")
         L.append("ops/s and peak RSS: medians over the runs; IQR: spread of ops/s over the runs (load from "
                  "other work on the machine); vs system: median of the per-run ratios.")
         L.append("")
@@ -349,7 +362,7 @@ def main():
         L.append("")
         peers_here = [p for p in ["system"] + PEERS if p in configs_run]
         if hakmems and peers_here:
-            L.append("### Throughput ratios (hakmem ops/s / peer ops/s, median of per-run ratios; > 1: hakmem faster)")
+            L.append("**Throughput ratios** (hakmem ops/s / peer ops/s, median of per-run ratios; > 1: hakmem faster)")
             L.append("")
             L.append("| workload | hakmem config | " + " | ".join(peers_here) + " |")
             L.append("|---|---|" + "---:|" * len(peers_here))
@@ -379,8 +392,7 @@ def main():
     fp = sorted({r["bench"] for r in rows if r["kind"] == "fastpath" and r["bench"] != "fastpath"},
                 key=lambda b: int(b.split("-")[1]))
     if fp_configs:
-        L.append("## Fast path: instructions per malloc/free pair (valgrind --tool=callgrind)")
-        L.append("")
+        L = begin("fastpath", "Fast path: instructions per malloc/free pair (valgrind --tool=callgrind)")
         L.append("Inclusive instructions of a loop of `p = malloc(SIZE); sink = p; free(p);` minus the same "
                  "loop without the two calls, divided by the iterations: the call, PLT jump and all of "
                  "malloc and free. Size is a compile-time constant, as in most real calls; one block of each "
@@ -403,8 +415,7 @@ def main():
     # ---- the daemon's own cost ----
     scale = read_daemon_scale(os.path.join(out, "daemon_scale.txt"))
     if scale or "unavailable.daemon_scale" in meta:
-        L.append("## The daemon: one interval at scale, and its CPU share")
-        L.append("")
+        L = begin("daemon-scale", "The daemon: one interval at scale, and its CPU share")
         if not scale:
             L.append(f"Not measured: {meta['unavailable.daemon_scale']}")
         else:
@@ -424,7 +435,8 @@ def main():
                 L.append("")
     # ---- targets ----
     if hakmems:
-        L.append("## Targets (issue 3)")
+        L = begin("targets", "Targets")
+        L.append("**The allocator**")
         L.append("")
 
         def mark(good):
@@ -446,7 +458,8 @@ def main():
                 good = None if sf is None or hf is None else hf <= sf / 2
                 L.append(f"- {mark(good)} {h} VM page faults at most half of system's ({fmt(hf, 0)} vs {fmt(sf, 0)})")
                 hr = hit_rate("VM", h)
-                L.append(f"- {mark(None if hr is None else hr >= 90)} {h} VM BigCache hit rate >= 90% "
+                want_hr = PUBLISHED_EXTRA["VM"].get("bigcache_hit_pct", 0)
+                L.append(f"- {mark(None if hr is None else hr >= want_hr)} {h} VM BigCache hit rate >= {want_hr}% "
                          f"({'not reported' if hr is None else f'{hr:.1f}%'})")
             if wls:
                 for p in PEERS:
@@ -475,7 +488,7 @@ def main():
                                  f"instructions than mimalloc ({hv[0]:.1f} vs {mv[0]:.1f})")
         L.append("")
         if scale:
-            L.append("## Targets (issue 4: the daemon at scale)")
+            L.append("**The daemon at scale**")
             L.append("")
             for c in scale["cases"]:
                 if c["records"] < 65536:
@@ -487,21 +500,22 @@ def main():
                 L.append(f"- {mark(scale['cpu'] < 1.0)} daemon CPU under 1% of a core with "
                          f"{scale['cpu_clients']} clients ({scale['cpu']:.3f}%)")
             L.append("")
-        if "hakmem-baseline" in configs_run and "hakmem-evolving" in configs_run:
-            L.append("## Targets (issue 4: learning that pays)")
+        if "hakmem-baseline" in configs_run and "hakmem-learning" in configs_run:
+            L.append("**Learning on the published scenarios**")
             L.append("")
             for s in [x for x in ("VM", "MIXED") if x in scen]:
-                rm = paired(s, "hakmem-baseline", "hakmem-evolving", "mean_ns")
-                rd = paired(s, "hakmem-baseline", "hakmem-evolving", "median_ns")
-                L.append(f"- {mark(None if rm is None else rm > 1)} hakmem-evolving {s}: faster than hakmem-baseline "
+                rm = paired(s, "hakmem-baseline", "hakmem-learning", "mean_ns")
+                rd = paired(s, "hakmem-baseline", "hakmem-learning", "median_ns")
+                L.append(f"- {mark(None if rm is None else rm > 1)} hakmem-learning {s}: faster than hakmem-baseline "
                          f"in wall time per operation ({'—' if rm is None else f'{rm:.3f}x'}; "
                          f"median {'—' if rd is None else f'{rd:.3f}x'})")
             L.append("")
 
+    sections.extend(analyze_suite.sections(out, meta))
+
     # ---- failures ----
     if failures:
-        L.append("## Failed runs")
-        L.append("")
+        L = begin("failures", "Failed runs")
         L.append("| config | benchmark | phase | runs | status | first line of stderr |")
         L.append("|---|---|---|---:|---|---|")
         groups = {}
@@ -521,8 +535,7 @@ def main():
                 L.append(f"    {cmd}")
         L.append("")
 
-    with open(os.path.join(out, "table.md"), "w") as f:
-        f.write("\n".join(L))
+    analyze_suite.write_sections(out, meta, sections)
 
     # ---- chart data: medians relative to system ----
     def write_dat(name, benches, field, invert):

@@ -18,3 +18,5 @@ $(addprefix $(BUILD)/bench/,$(BENCH_PROGS)): $(BUILD)/bench/%: $(BUILD)/bench/%.
 
 .PHONY: bench-programs
 bench-programs: $(addprefix $(BUILD)/bench/,$(BENCH_PROGS))
+
+include bench/suite/suite.mk

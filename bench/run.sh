@@ -2,11 +2,13 @@
 # hakmem benchmark runner: `make bench` calls `bash bench/run.sh --build BUILD ...`.
 #
 # Runs the published scenarios (bench/scenarios), the multi-threaded workloads
-# (bench/workloads) and the fast-path microbenchmark (bench/fastpath under
-# callgrind) under every configuration: hakmem-baseline, hakmem-evolving,
-# system, jemalloc, mimalloc, tcmalloc; with hakmem-baseline, the fast path
-# of libhakmem-hardened.so too (column hakmem-hardened).  Allocators are swapped with
-# LD_PRELOAD; the programs themselves only link glibc.
+# (bench/workloads), the fast-path microbenchmark (bench/fastpath under
+# callgrind), the daemon at scale, and the allocator suite (bench/suite.sh:
+# standard allocator patterns and real programs, timed with their peak RSS)
+# under every configuration: hakmem-baseline, hakmem-learning, system,
+# jemalloc, mimalloc, tcmalloc; with hakmem-baseline, the fast path of
+# libhakmem-hardened.so too (column hakmem-hardened).  Allocators are swapped
+# with LD_PRELOAD; the programs themselves only link glibc.
 #
 # Runs alternate (run 1 of every benchmark under every configuration, then
 # run 2, ...; the configuration order rotates from one run to the next) so
@@ -16,30 +18,43 @@
 # failed for that run and the runner carries on.  Everything it starts (the
 # daemon, its segment, temp files) is removed on exit, whatever the exit.
 #
-# Writes to --out: results.csv (every run), table.md, chart.png, failures.txt,
-# logs/ (stderr of every run, per configuration; hakmemd's log).
+# Writes to --out: results.csv and suite.csv (every run), table.md and
+# sections/ (its pieces), chart.png, learning_curve.png, failures.txt, logs/
+# (stderr of every run, per configuration; hakmemd's log); and the tables
+# into README.md between its bench markers (bench/readme_tables.py).
 set -uo pipefail
 
 usage() {
     cat <<'EOF'
 usage: bash bench/run.sh [options]
   --build DIR      build directory holding bench/ programs, libhakmem.so, hakmemd (default build)
-  --runs N         measured runs of every benchmark per configuration (default 10)
-  --warmup N       unmeasured runs before them (default 2)
-  --learn-max S    hakmem-evolving only: after the --learn passes, more passes until the
+  --runs N         measured runs of every benchmark per configuration (default: scenarios
+                   and workloads 10, the suite 5; quick 3; smoke 1)
+  --warmup N       scenarios and workloads: unmeasured runs before them (default 2)
+  --learn-max S    hakmem-learning only: after the --learn passes, more passes until the
                    daemon has settled (hakmemctl sites: "settled"), for at most S seconds
                    (default 120; quick 20; smoke 0)
-  --learn N        hakmem-evolving only: unmeasured passes over the benchmarks with the
-                   daemon running, before measuring (default 3)
-  --filter REGEX   only benchmarks whose name matches (extended regex, case-insensitive);
-                   names: JSON MIR VM MIXED churn prodcons server realloc aligned fastpath daemon
-  --configs LIST   comma-separated subset of: hakmem-baseline,hakmem-evolving,system,
+  --learn N        hakmem-learning only: unmeasured passes over the benchmarks with the
+                   daemon running, before measuring (default 3; quick 1, the suite 2;
+                   smoke 1); the scenarios and the suite each have their own daemon,
+                   started cold
+  --filter REGEX   only benchmarks whose "PART NAME" matches (extended regex, case-insensitive):
+                   micro JSON|MIR|VM|MIXED|churn|prodcons|server|realloc|aligned|fastpath|daemon,
+                   suite larson|mstress|remote-free|cache-thrash|cache-scratch|big-blocks|
+                   small-leaky|grow-shrink|interp-churn|python|sqlite|perl|gcc|git
+                   (e.g. --filter suite: the suite alone)
+  --configs LIST   comma-separated subset of: hakmem-baseline,hakmem-learning,system,
                    jemalloc,mimalloc,tcmalloc (default all)
   --out DIR        output directory (default bench/results)
   --threads N      threads of the multi-threaded workloads (default 4)
-  --interval MS    hakmemd collection interval for hakmem-evolving (default 200)
+  --interval MS    hakmemd collection interval for hakmem-learning (default 200)
   --timeout S      a single run taking longer is killed and recorded as failed (default 120)
-  --quick          3 runs, 1 warm-up, 1 learning pass, smaller workloads: under 2 minutes
+  --memory-weight NS  the suite's cost = CPU s + NS x 1e-9 x peak RSS MiB x wall s
+                   (default 1000000 ns per MiB-second)
+  --readme FILE    write the tables into FILE between its bench markers (default README.md
+                   for a full or quick run of everything under every configuration)
+  --no-readme      write no README
+  --quick          3 runs, 1 warm-up, 1 or 2 learning passes, smaller sizes: about 5 minutes
   --smoke          1 run, no warm-up, tiny sizes: checks the pipeline end to end (tests)
   -h, --help       this text
 EOF
@@ -49,13 +64,17 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT" || exit 1
 
 BUILD=build RUNS=10 WARMUP=2 LEARN=3 FILTER='' OUT=bench/results THREADS=4
-INTERVAL=200 TIMEOUT=120 MODE=full LEARN_MAX_S=120
-CONFIGS_ALL=(hakmem-baseline hakmem-evolving system jemalloc mimalloc tcmalloc)
+INTERVAL=200 TIMEOUT=120 MODE=full LEARN_MAX_S=120 SUITE_RUNS=5 SUITE_LEARN=3
+# The weight of memory in the suite's cost: ns per MiB-second of peak RSS.
+MEMORY_WEIGHT_NS=1000000
+README_OUT='' readme_set=
+CONFIGS_ALL=(hakmem-baseline hakmem-learning system jemalloc mimalloc tcmalloc)
 CONFIGS_ARG=''
 runs_set='' warmup_set='' learn_set='' learn_max_set=''
 ARGV_TEXT="bash bench/run.sh $*"
-# Under `make bench` the command worth printing is make's, not this script's.
-if [ -n "${MAKELEVEL:-}" ]; then
+# Under `make bench` the command worth printing is make's, not this script's
+# (the Makefile's bench target says so; any other make, e.g. make test, does not).
+if [ -n "${BENCH_FROM_MAKE:-}" ]; then
     rest=$(sed -E 's/^ *--build +[^ ]+ *//' <<<"$*")
     ARGV_TEXT="make bench${rest:+ BENCH_ARGS='$rest'}"
 fi
@@ -75,6 +94,12 @@ while [ $# -gt 0 ]; do
         --threads)  need "$@"; posint "$1" "$2"; THREADS=$2; shift 2 ;;
         --interval) need "$@"; posint "$1" "$2"; INTERVAL=$2; shift 2 ;;
         --timeout)  need "$@"; posint "$1" "$2"; TIMEOUT=$2; shift 2 ;;
+        --memory-weight) need "$@"
+                    [[ $2 =~ ^[0-9]+(\.[0-9]+)?([eE][0-9]+)?$ ]] ||
+                        { echo "run.sh: --memory-weight needs a non-negative number, got '$2'" >&2; exit 64; }
+                    MEMORY_WEIGHT_NS=$2; shift 2 ;;
+        --readme)   need "$@"; README_OUT=$2; readme_set=1; shift 2 ;;
+        --no-readme) README_OUT=''; readme_set=1; shift ;;
         --quick)    MODE=quick; shift ;;
         --smoke)    MODE=smoke; shift ;;
         -h|--help)  usage; exit 0 ;;
@@ -86,13 +111,19 @@ done
 # Sizes of each mode.  Explicit --runs/--warmup/--learn/--learn-max win over the mode.
 case $MODE in
     full)  SC_OPS=() ; WL_DIV=1;   FP_ITERS=200000 ;;
-    quick) [ -z "$runs_set" ] && RUNS=3; [ -z "$warmup_set" ] && WARMUP=1
-           [ -z "$learn_set" ] && LEARN=1; [ -z "$learn_max_set" ] && LEARN_MAX_S=20
+    quick) [ -z "$runs_set" ] && RUNS=3 SUITE_RUNS=3; [ -z "$warmup_set" ] && WARMUP=1
+           [ -z "$learn_set" ] && LEARN=1 SUITE_LEARN=2; [ -z "$learn_max_set" ] && LEARN_MAX_S=20
            SC_OPS=() ; WL_DIV=4;   FP_ITERS=50000 ;;
-    smoke) [ -z "$runs_set" ] && RUNS=1; [ -z "$warmup_set" ] && WARMUP=0
-           [ -z "$learn_set" ] && LEARN=1; [ -z "$learn_max_set" ] && LEARN_MAX_S=0
+    smoke) [ -z "$runs_set" ] && RUNS=1 SUITE_RUNS=1; [ -z "$warmup_set" ] && WARMUP=0
+           [ -z "$learn_set" ] && LEARN=1 SUITE_LEARN=1; [ -z "$learn_max_set" ] && LEARN_MAX_S=0
            SC_OPS=(--ops 20); WL_DIV=500; FP_ITERS=2000 ;;
 esac
+[ -n "$runs_set" ] && SUITE_RUNS=$RUNS
+[ -n "$learn_set" ] && SUITE_LEARN=$LEARN
+# A run of everything under every configuration replaces README.md's tables.
+if [ -z "$readme_set" ] && [ "$MODE" != smoke ] && [ -z "$FILTER" ] && [ -z "$CONFIGS_ARG" ]; then
+    README_OUT=$ROOT/README.md
+fi
 
 PY=/usr/bin/python3
 [ -x "$PY" ] || PY=$(command -v python3) || { echo "run.sh: python3 is needed" >&2; exit 69; }
@@ -142,16 +173,16 @@ if [ ${#missing_pkgs[@]} -gt 0 ]; then
 fi
 for c in "${CONFIGS[@]}"; do
     case $c in
-        hakmem-baseline|hakmem-evolving)
+        hakmem-baseline|hakmem-learning)
             [ -e "$LIBHAKMEM" ] || UNAVAILABLE[$c]="$BUILD/libhakmem.so does not exist (make lib)" ;;
     esac
     if [ -n "${PEER_LIB[$c]:-}" ] && [ ! -e "${PEER_LIB[$c]}" ]; then
         UNAVAILABLE[$c]="${PEER_LIB[$c]} missing (apt-get install ${PEER_PKG[$c]})"
     fi
 done
-if [[ " ${CONFIGS[*]} " == *" hakmem-evolving "* ]] && [ -z "${UNAVAILABLE[hakmem-evolving]:-}" ] &&
+if [[ " ${CONFIGS[*]} " == *" hakmem-learning "* ]] && [ -z "${UNAVAILABLE[hakmem-learning]:-}" ] &&
    [ ! -x "$HAKMEMD" ]; then
-    UNAVAILABLE[hakmem-evolving]="$HAKMEMD does not exist yet: the daemon is not built"
+    UNAVAILABLE[hakmem-learning]="$HAKMEMD does not exist yet: the daemon is not built"
 fi
 
 mkdir -p "$OUT/logs" || exit 73
@@ -173,6 +204,7 @@ stop_daemon() {
 cleanup() {
     stop_daemon
     rm -rf "$TMP"
+    [ -n "${SUITE_SCRATCH:-}" ] && rm -rf "$SUITE_SCRATCH"
 }
 trap cleanup EXIT
 trap 'echo "run.sh: interrupted" >&2; exit 130' INT TERM
@@ -191,7 +223,7 @@ start_daemon() {
     local why="did not create /dev/shm${SHM_NAME} within 10 s"
     kill -0 "$DAEMON_PID" 2>/dev/null || why="exited at start: $(tail -n 1 "$OUT/logs/hakmemd.log")"
     stop_daemon
-    UNAVAILABLE[hakmem-evolving]="hakmemd $why"
+    UNAVAILABLE[hakmem-learning]="hakmemd $why"
     return 1
 }
 
@@ -206,13 +238,30 @@ learning_verdict() {
     "$BUILD/hakmemctl" --socket "$TMP/ctl.sock" --json sites --top 0 2>/dev/null | "$PY" "$ROOT/scripts/settled.py"
 }
 
+# learn_phase PASS_FN MIN: with the daemon up, PASS_FN 1, PASS_FN 2, ...: at
+# least MIN passes, then more until the daemon has settled or --learn-max
+# seconds have gone by.  Sets LEARNED to what happened.
+learn_phase() { # pass_fn min_passes
+    local fn=$1 min=$2 t0 l=0 verdict=''
+    t0=$(date +%s)
+    while :; do
+        l=$((l + 1))
+        "$fn" "$l"
+        [ "$l" -lt "$min" ] && continue
+        verdict=$(learning_verdict)
+        case $verdict in settled*) break ;; esac
+        [ $(( $(date +%s) - t0 )) -ge "$LEARN_MAX_S" ] && break
+    done
+    LEARNED="$l pass(es) in $(( $(date +%s) - t0 )) s (daemon: $verdict)"
+}
+
 # ---- environment of each configuration ----
 config_env() {
     case $1 in
         hakmem-baseline)
             # A segment nobody creates as well: no daemon can steer a baseline run.
             echo "LD_PRELOAD=$LIBHAKMEM HAKMEM_MODE=baseline HAKMEM_SHM=/hakmem-bench-none-$$ HAKMEM_STATS=1" ;;
-        hakmem-evolving) echo "LD_PRELOAD=$LIBHAKMEM HAKMEM_SHM=$SHM_NAME HAKMEM_STATS=1" ;;
+        hakmem-learning) echo "LD_PRELOAD=$LIBHAKMEM HAKMEM_SHM=$SHM_NAME HAKMEM_STATS=1" ;;
         hakmem-hardened)
             echo "LD_PRELOAD=$LIBHARDENED HAKMEM_MODE=baseline HAKMEM_SHM=/hakmem-bench-none-$$ HAKMEM_STATS=1" ;;
         system)          echo "LD_PRELOAD=" ;;
@@ -226,7 +275,7 @@ declare -A CMD KIND
 BENCHES=()
 add_bench() { # name kind command...
     local name=$1 kind=$2; shift 2
-    if [ -n "$FILTER" ] && ! grep -qiE -- "$FILTER" <<<"$name"; then return; fi
+    if [ -n "$FILTER" ] && ! grep -qiE -- "$FILTER" <<<"micro $name"; then return; fi
     BENCHES+=("$name"); KIND[$name]=$kind; CMD[$name]="$*"
 }
 for s in JSON MIR VM MIXED; do
@@ -238,11 +287,15 @@ add_bench server   mt "$BIN/workloads --workload server --threads $THREADS --ops
 add_bench realloc  mt "$BIN/workloads --workload realloc --threads $THREADS --ops $(wl_ops 1000000)"
 add_bench aligned  mt "$BIN/workloads --workload aligned --threads $THREADS --ops $(wl_ops 400000)"
 FASTPATH=0
-if [ -z "$FILTER" ] || grep -qiE -- "$FILTER" <<<fastpath; then FASTPATH=1; fi
+if [ -z "$FILTER" ] || grep -qiE -- "$FILTER" <<<"micro fastpath"; then FASTPATH=1; fi
 # The daemon's own cost (issue 4): one run of build/bench_daemon_scale.
 DAEMON_SCALE=0
-if [ -z "$FILTER" ] || grep -qiE -- "$FILTER" <<<daemon; then DAEMON_SCALE=1; fi
-[ ${#BENCHES[@]} -gt 0 ] || [ $FASTPATH = 1 ] || [ $DAEMON_SCALE = 1 ] ||
+if [ -z "$FILTER" ] || grep -qiE -- "$FILTER" <<<"micro daemon"; then DAEMON_SCALE=1; fi
+# shellcheck source=bench/suite.sh
+source "$ROOT/bench/suite.sh"
+suite_select
+suite_check_built
+[ ${#BENCHES[@]} -gt 0 ] || [ $FASTPATH = 1 ] || [ $DAEMON_SCALE = 1 ] || [ ${#SUITE_ITEMS[@]} -gt 0 ] ||
     { echo "run.sh: --filter '$FILTER' matches no benchmark" >&2; exit 64; }
 
 # ---- recording ----
@@ -291,7 +344,7 @@ bigcache_from_report() {
 run_one() { # run phase bench config
     local run=$1 phase=$2 bench=$3 config=$4
     local out=$TMP/out err=$TMP/err envs t0 t1 rc status line
-    if [ "$config" = hakmem-evolving ] && { [ -z "$DAEMON_PID" ] || ! kill -0 "$DAEMON_PID" 2>/dev/null; }; then
+    if [ "$config" = hakmem-learning ] && { [ -z "$DAEMON_PID" ] || ! kill -0 "$DAEMON_PID" 2>/dev/null; }; then
         echo "daemon not running" >"$err"
         status="hakmemd died"
         record_failure "$run" "$phase" "$bench" "$config" "$err" "$status" "(hakmemd, see logs/hakmemd.log)"
@@ -386,6 +439,9 @@ CPU=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')
     echo "cores=$(nproc)"
     echo "cpu=$CPU"
     echo "kernel=$(uname -r)"
+    echo "loadavg=$(cut -d' ' -f1-3 /proc/loadavg)"
+    echo "interval_ms=$INTERVAL"
+    echo "memory_weight_ns=$MEMORY_WEIGHT_NS"
     echo "command=${BENCH_COMMAND:-$ARGV_TEXT}"
     echo "runs=$RUNS"
     echo "warmup=$WARMUP"
@@ -407,32 +463,33 @@ for c in "${CONFIGS[@]}"; do
     fi
 done
 
-if [[ " ${ACTIVE[*]} " == *" hakmem-evolving "* ]]; then
+micro_learn_pass() { # pass
+    local b
+    for b in "${BENCHES[@]}"; do run_one "$1" learn "$b" hakmem-learning; done
+}
+
+if [[ " ${ACTIVE[*]} " == *" hakmem-learning "* ]] && { [ ${#BENCHES[@]} -gt 0 ] || [ $FASTPATH = 1 ]; }; then
     if start_daemon; then
-        echo "run.sh: hakmemd running (pid $DAEMON_PID, segment $SHM_NAME); at least $LEARN learning" \
-             "pass(es), then until the daemon has settled (up to ${LEARN_MAX_S}s)"
-        learn_start=$(date +%s) l=0 verdict=''
-        while [ ${#BENCHES[@]} -gt 0 ]; do
-            l=$((l + 1))
-            for b in "${BENCHES[@]}"; do run_one "$l" learn "$b" hakmem-evolving; done
-            [ "$l" -lt "$LEARN" ] && continue
-            verdict=$(learning_verdict)
-            case $verdict in settled*) break ;; esac
-            [ $(( $(date +%s) - learn_start )) -ge "$LEARN_MAX_S" ] && break
-        done
-        [ ${#BENCHES[@]} -gt 0 ] || verdict='nothing to learn from (no scenario or workload selected)'
-        echo "run.sh: learning: $l pass(es) in $(( $(date +%s) - learn_start ))s; $verdict"
-        echo "learning=$l passes, $(( $(date +%s) - learn_start ))s, $verdict" >>"$OUT/meta.txt"
+        if [ ${#BENCHES[@]} -gt 0 ]; then
+            echo "run.sh: hakmemd running (pid $DAEMON_PID, segment $SHM_NAME); at least $LEARN learning" \
+                 "pass(es), then until the daemon has settled (up to ${LEARN_MAX_S}s)"
+            learn_phase micro_learn_pass "$LEARN"
+        else
+            LEARNED='nothing to learn from (no scenario or workload selected)'
+        fi
+        echo "run.sh: learning: $LEARNED"
+        echo "learning=$LEARNED" >>"$OUT/meta.txt"
         "$BUILD/hakmemctl" --socket "$TMP/ctl.sock" sites --top 10 >"$OUT/logs/learned-sites.txt" 2>&1
     else
-        echo "run.sh: hakmem-evolving is not available: ${UNAVAILABLE[hakmem-evolving]}"
-        ACTIVE=("${ACTIVE[@]/hakmem-evolving/}")
+        echo "run.sh: hakmem-learning is not available: ${UNAVAILABLE[hakmem-learning]}"
+        ACTIVE=("${ACTIVE[@]/hakmem-learning/}")
         read -r -a ACTIVE <<<"${ACTIVE[*]}"
-        echo "unavailable.hakmem-evolving=${UNAVAILABLE[hakmem-evolving]}" >>"$OUT/meta.txt"
+        echo "unavailable.hakmem-learning=${UNAVAILABLE[hakmem-learning]}" >>"$OUT/meta.txt"
     fi
 fi
 [ ${#ACTIVE[@]} -gt 0 ] || { echo "run.sh: no configuration is available" >&2; exit 69; }
-echo "run.sh: configurations: ${ACTIVE[*]}; benchmarks: ${BENCHES[*]}$([ $FASTPATH = 1 ] && echo ' fastpath')"
+echo "run.sh: configurations: ${ACTIVE[*]}; benchmarks: ${BENCHES[*]}$([ $FASTPATH = 1 ] && echo ' fastpath')" \
+     "$([ ${#SUITE_ITEMS[@]} -gt 0 ] && echo "; suite: ${SUITE_ITEMS[*]}")"
 echo "run.sh: $WARMUP warm-up + $RUNS measured runs each, $THREADS threads, output $OUT"
 
 total=$((WARMUP + RUNS))
@@ -485,13 +542,27 @@ if [ $DAEMON_SCALE = 1 ]; then
     fi
 fi
 
+suite_main
+
 echo "elapsed_s=$(( $(date +%s) - START ))" >>"$OUT/meta.txt"
+echo "loadavg_end=$(cut -d' ' -f1-3 /proc/loadavg)" >>"$OUT/meta.txt"
+rm -f "$OUT/learning_curve.gp" "$OUT/learning_curve.png"
 "$PY" "$ROOT/bench/analyze.py" "$OUT" || { echo "run.sh: analysis failed" >&2; exit 1; }
 if command -v gnuplot >/dev/null; then
-    gnuplot "$OUT/chart.gp" 2>"$OUT/logs/gnuplot.log" || { echo "run.sh: gnuplot failed, see $OUT/logs/gnuplot.log" >&2; exit 1; }
+    for gp in chart learning_curve; do
+        [ -e "$OUT/$gp.gp" ] || continue
+        gnuplot "$OUT/$gp.gp" 2>"$OUT/logs/gnuplot-$gp.log" ||
+            { echo "run.sh: gnuplot failed, see $OUT/logs/gnuplot-$gp.log" >&2; exit 1; }
+    done
 else
     echo "run.sh: gnuplot is missing: no chart (apt-get install gnuplot-nox)" >&2
     exit 1
 fi
+if [ -n "$README_OUT" ]; then
+    "$PY" "$ROOT/bench/readme_tables.py" "$README_OUT" "$OUT/sections" ||
+        { echo "run.sh: could not write the tables into $README_OUT" >&2; exit 1; }
+else
+    echo "run.sh: README.md not updated (a --filter, --configs, --smoke or --no-readme run; --readme FILE writes one)"
+fi
 nfail=$(wc -l <"$FAILS")
-echo "run.sh: wrote $OUT/results.csv, $OUT/table.md, $OUT/chart.png ($nfail failed runs) in $(( $(date +%s) - START ))s"
+echo "run.sh: wrote $OUT/results.csv, $OUT/suite.csv, $OUT/table.md, $OUT/chart.png ($nfail failed runs) in $(( $(date +%s) - START ))s"

@@ -1,6 +1,17 @@
 # tests/bench: smoke test of the benchmark programs (tests/bench/suite.sh).
 # The programs themselves are built by bench/bench.mk as part of `make all`;
 # `make test-bench` builds what the suite needs and runs it alone.
+BENCH_OVERLAP_SHIM := $(BUILD)/tests/overlap_shim.so
+
+# A preloadable allocator that hands out overlapping blocks: the suite's
+# checks must fail under it.
+$(BENCH_OVERLAP_SHIM): tests/bench/overlap_shim.c
+	@mkdir -p $(@D)
+	$(CC) $(TOOL_CFLAGS) -fPIC -shared -fno-builtin-malloc -fno-builtin-free -o $@ $<
+
+TEST_BINS += $(BENCH_OVERLAP_SHIM)
+
 .PHONY: test-bench
-test-bench: $(LIB_SO) $(BUILD)/bench/scenarios $(BUILD)/bench/workloads $(BUILD)/bench/fastpath
+test-bench: $(LIB_SO) $(BUILD)/bench/scenarios $(BUILD)/bench/workloads $(BUILD)/bench/fastpath \
+            $(SUITE_BINS) $(BUILD)/bench/measure $(BENCH_OVERLAP_SHIM)
 	@bash tests/bench/suite.sh $(BUILD)

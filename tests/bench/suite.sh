@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
 # Smoke test of the benchmarks: every benchmark program runs once in a tiny
 # configuration under glibc and under build/libhakmem.so (LD_PRELOAD), and
-# must exit 0 and print a result line that parses; then bench/run.sh --smoke
-# must produce its CSV, Markdown table and PNG, and clean up after itself.
-# No timing decides anything here.
+# must exit 0 and print a result line that parses; the allocator suite's
+# workloads must print the same checksum under both, and fail their check
+# under an allocator that hands out overlapping blocks; then bench/run.sh
+# --smoke must produce its CSVs, Markdown tables and PNGs, run every suite
+# item (workloads and real programs) through its check, write its tables
+# into a copy of README.md (and change nothing on a second pass), and clean
+# up after itself.  No timing decides anything here.
 # usage (from the repo root): bash tests/bench/suite.sh BUILD
 set -u
 
@@ -30,12 +34,13 @@ trap 'exit 130' INT TERM
 
 # Clients in this suite talk to no daemon: a segment name nobody serves.
 export HAKMEM_SHM=$SHM
-unset LD_PRELOAD HAKMEM_MODE HAKMEM_STATS
+unset LD_PRELOAD HAKMEM_MODE HAKMEM_STATS BENCH_FROM_MAKE BENCH_COMMAND
 
 ok()   { echo "ok - $1"; }
 fail() { echo "FAIL - $1: $2"; fails=$((fails + 1)); }
 
 NUM='[0-9]+(\.[0-9]+)?'
+PY=/usr/bin/python3
 
 # run_check NAME REGEX PRELOAD COMMAND...: COMMAND must exit 0 within 60 s and
 # print a line matching REGEX.
@@ -91,6 +96,48 @@ for a in "${ALLOCS[@]}"; do
     fi
 done
 
+# The allocator suite's workloads at their smoke sizes (bench/suite.sh's).
+suite_args_of() { BUILD=$BUILD MODE=smoke THREADS=4 bash -c 'source bench/suite.sh && suite_args "$1"' _ "$1"; }
+SUITE_WORKLOADS=$(BUILD=$BUILD bash -c 'source bench/suite.sh && echo "${SUITE_WORKLOADS[*]}"')
+SHIM=$BUILD/tests/overlap_shim.so
+for w in $SUITE_WORKLOADS; do
+    read -r -a args <<<"$(suite_args_of "$w")"
+    sums=''
+    for a in "${ALLOCS[@]}"; do
+        pre=''
+        [ "$a" = hakmem ] && pre=$LIB
+        if run_check "bench: suite $w under $a" '^result ok checksum=[0-9a-f]{16} ops=[1-9][0-9]*( leaked=[0-9]+)?$' \
+            "$pre" "$BIN/suite/$w" "${args[@]}"; then
+            sums+="$(grep -o 'checksum=[0-9a-f]*' "$WORK/out") "
+        fi
+    done
+    if [ ${#ALLOCS[@]} -eq 2 ] && [ "$(wc -w <<<"$sums")" -eq 2 ]; then
+        read -r s1 s2 <<<"$sums"
+        [ "$s1" = "$s2" ] && ok "bench: suite $w: the same checksum under glibc and hakmem" ||
+            fail "bench: suite $w: the same checksum under glibc and hakmem" "$s1 vs $s2"
+    fi
+    # Under an allocator that gives one block to two owners the check must
+    # fail (exit 3); big-blocks needs more rounds to reach a doubled block.
+    [ "$w" = big-blocks ] && args=(--rounds 100 --live 2)
+    if [ ! -e "$SHIM" ]; then
+        fail "bench: suite $w fails under an overlapping allocator" "$SHIM is missing (make all builds it)"
+        continue
+    fi
+    timeout -k 5 60 env LD_PRELOAD="$SHIM" "$BIN/suite/$w" "${args[@]}" >"$WORK/out" 2>"$WORK/err"
+    rc=$?
+    if [ $rc -eq 3 ] && grep -q "^$w: check failed: " "$WORK/err" && ! grep -q '^result ok' "$WORK/out"; then
+        ok "bench: suite $w fails its check under an overlapping allocator"
+    else
+        fail "bench: suite $w fails its check under an overlapping allocator" \
+             "exit $rc: $(head -n 1 "$WORK/err") $(head -n 1 "$WORK/out")"
+    fi
+done
+if "$BIN/suite/larson" --threads >/dev/null 2>&1 || "$BIN/suite/larson" --nosuch 1 >/dev/null 2>&1; then
+    fail "bench: suite workloads reject bad arguments" "exit 0"
+else
+    ok "bench: suite workloads reject bad arguments"
+fi
+
 # The programs reject bad arguments instead of running something else.
 if "$BIN/scenarios" --scenario nosuch >/dev/null 2>&1; then
     fail "bench: scenarios rejects an unknown scenario" "exit 0"
@@ -103,14 +150,28 @@ else
     ok "bench: workloads rejects prodcons with odd threads"
 fi
 
+# The runner refuses what it cannot honour before it starts anything.
+for bad in "--memory-weight lots" "--filter nosuchbench" "--configs glibc" "--runs 0"; do
+    # shellcheck disable=SC2086
+    timeout -k 5 60 bash bench/run.sh --build "$BUILD" --smoke --out "$WORK/refused" $bad >/dev/null 2>"$WORK/err"
+    rc=$?
+    if [ $rc -eq 64 ] && [ -s "$WORK/err" ]; then
+        ok "bench: run.sh refuses $bad"
+    else
+        fail "bench: run.sh refuses $bad" "exit $rc"
+    fi
+done
+
 # The runner, end to end, in its tiny mode (a few seconds).
 configs=system
 [ -e "$LIB" ] && configs=system,hakmem-baseline
-[ -e "$LIB" ] && [ -x "$BUILD/hakmemd" ] && configs=$configs,hakmem-evolving
+[ -e "$LIB" ] && [ -x "$BUILD/hakmemd" ] && configs=$configs,hakmem-learning
 RES=$WORK/results
-shm_before=$(ls /dev/shm 2>/dev/null | grep -E '^hakmem-bench-[0-9]+$' | sort)
+shm_before=$(ls /dev/shm 2>/dev/null | grep -E '^hakmem-bench-([0-9]+$|programs\.)' | sort)
+# The README splice on a copy: markers filled, nothing else touched.
+cp README.md "$WORK/README.md"
 daemons_before=$(pgrep -f -- '--state-dir /tmp/hakmem-bench\.' | sort)
-timeout -k 5 240 bash bench/run.sh --build "$BUILD" --smoke --configs "$configs" --out "$RES" \
+timeout -k 5 400 bash bench/run.sh --build "$BUILD" --smoke --configs "$configs" --out "$RES" --readme "$WORK/README.md" \
     >"$WORK/runner.log" 2>&1 &
 RUNNER_PID=$!
 wait "$RUNNER_PID"
@@ -146,6 +207,65 @@ if [ -s "$RES/results.csv" ] && head -n 1 "$RES/results.csv" | grep -q '^run,pha
 else
     fail "bench: run.sh wrote results.csv" "missing or without header"
 fi
+# Every suite item ran under every configuration and passed its check
+# against the reference run; hakmem-learning's learning passes were kept.
+if [ -s "$RES/suite.csv" ] && head -n 1 "$RES/suite.csv" | grep -q '^run,phase,item,kind,config,status,wall_s,cpu_s,'; then
+    items=$(BUILD=$BUILD bash -c 'source bench/suite.sh && echo "${SUITE_WORKLOADS[*]} ${SUITE_PROGRAMS[*]}"')
+    IFS=, read -r -a want <<<"$configs"
+    for c in reference "${want[@]}"; do
+        phase=measured run=1
+        [ "$c" = reference ] && phase=reference run=0
+        bad=''
+        for it in $items; do
+            grep -qE "^$run,$phase,$it,(workload|program),$c,ok,[0-9.]+,[0-9.]+,[0-9.]+,[0-9.]+,[1-9][0-9]*," "$RES/suite.csv" ||
+                bad+="$it: $(grep "^$run,$phase,$it,[a-z]*,$c," "$RES/suite.csv" | cut -d, -f6 | head -n 1 || true) "
+        done
+        [ -z "$bad" ] && ok "bench: suite: every item ran and passed its check under $c" ||
+            fail "bench: suite: every item ran and passed its check under $c" "${bad:0:300}"
+    done
+    if [[ ",$configs," == *,hakmem-learning,* ]]; then
+        n=$(grep -c '^1,learn,[a-z-]*,[a-z]*,hakmem-learning,ok,' "$RES/suite.csv")
+        [ "$n" -eq "$(wc -w <<<"$items")" ] && ok "bench: suite: the learning pass was recorded" ||
+            fail "bench: suite: the learning pass was recorded" "$n learn rows"
+        [ "$(head -c 8 "$RES/learning_curve.png" 2>/dev/null | od -An -tx1 | tr -d ' \n')" = 89504e470d0a1a0a ] &&
+            ok "bench: run.sh drew learning_curve.png" || fail "bench: run.sh drew learning_curve.png" "missing or not a PNG"
+    fi
+    grep -q '^## Allocator suite: standard patterns and real programs' "$RES/table.md" &&
+        grep -qE '^\| \*\*geometric mean\*\* \| \| \| \*\*[0-9.]+\*\*' "$RES/table.md" &&
+        ok "bench: table.md has the suite's tables" || fail "bench: table.md has the suite's tables" "missing"
+else
+    fail "bench: run.sh wrote suite.csv" "missing or without header"
+fi
+# Outside the markers the copy must be README.md as it was; inside, the pieces.
+strip_marked() { awk '/^<!-- bench:[a-z0-9-]+:begin -->/ { print; skip = 1; next }
+                      /^<!-- bench:[a-z0-9-]+:end -->/ { skip = 0 } !skip' "$1"; }
+if ! cmp -s <(strip_marked README.md) <(strip_marked "$WORK/README.md"); then
+    fail "bench: README splice changes only what is between markers" \
+         "$(diff <(strip_marked README.md) <(strip_marked "$WORK/README.md") | head -n 5)"
+elif ! awk '/^<!-- bench:suite:begin -->/ { on = 1 } /^<!-- bench:suite:end -->/ { on = 0 }
+            on && /^\| larson \| workload \|/ { n++ } END { exit n == 3 ? 0 : 1 }' "$WORK/README.md" ||
+     ! grep -qE 'Generated by `bash bench/run.sh [^`]*--smoke' "$WORK/README.md"; then
+    fail "bench: README splice filled the suite's tables" "no larson rows or no provenance between the markers"
+else
+    ok "bench: README splice filled the markers and nothing else"
+fi
+cp "$WORK/README.md" "$WORK/README.again"
+if "$PY" bench/readme_tables.py "$WORK/README.again" "$RES/sections" >/dev/null &&
+   cmp -s "$WORK/README.md" "$WORK/README.again"; then
+    ok "bench: README splice is idempotent"
+else
+    fail "bench: README splice is idempotent" "a second pass changed the file"
+fi
+# Markers that do not pair up leave the file alone.
+printf 'keep\n<!-- bench:suite:begin -->\nold\n' >"$WORK/README.bad"
+cp "$WORK/README.bad" "$WORK/README.bad.orig"
+if "$PY" bench/readme_tables.py "$WORK/README.bad" "$RES/sections" 2>/dev/null; then
+    fail "bench: README splice refuses unpaired markers" "exit 0"
+elif ! cmp -s "$WORK/README.bad" "$WORK/README.bad.orig"; then
+    fail "bench: README splice refuses unpaired markers" "the file changed"
+else
+    ok "bench: README splice refuses unpaired markers"
+fi
 if [ -s "$RES/table.md" ] && grep -q '^## Published scenarios' "$RES/table.md" &&
    grep -q '^## Multi-threaded workloads' "$RES/table.md"; then
     ok "bench: run.sh wrote table.md"
@@ -166,7 +286,7 @@ else
     fail "bench: run.sh wrote chart.png" "missing or not a PNG"
 fi
 # Whatever the runner started must be gone: daemon, its segment, temp dir.
-left=$(comm -13 <(echo "$shm_before") <(ls /dev/shm 2>/dev/null | grep -E '^hakmem-bench-[0-9]+$' | sort))
+left=$(comm -13 <(echo "$shm_before") <(ls /dev/shm 2>/dev/null | grep -E '^hakmem-bench-([0-9]+$|programs\.)' | sort))
 stray=$(comm -13 <(echo "$daemons_before") <(pgrep -f -- '--state-dir /tmp/hakmem-bench\.' | sort))
 if [ -n "$left" ]; then
     fail "bench: run.sh cleaned up" "shm segment left behind: $left"

@@ -288,7 +288,7 @@ add_bench realloc  mt "$BIN/workloads --workload realloc --threads $THREADS --op
 add_bench aligned  mt "$BIN/workloads --workload aligned --threads $THREADS --ops $(wl_ops 400000)"
 FASTPATH=0
 if [ -z "$FILTER" ] || grep -qiE -- "$FILTER" <<<"micro fastpath"; then FASTPATH=1; fi
-# The daemon's own cost (issue 4): one run of build/bench_daemon_scale.
+# The daemon's own cost: one run of build/bench_daemon_scale.
 DAEMON_SCALE=0
 if [ -z "$FILTER" ] || grep -qiE -- "$FILTER" <<<"micro daemon"; then DAEMON_SCALE=1; fi
 # shellcheck source=bench/suite.sh

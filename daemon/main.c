@@ -16,7 +16,8 @@
 #include "core_api.h"
 #include "ctl_server.h"
 #include "log.h"
-#include "metrics.h"
+#include "metrics_file.h"
+#include "persist.h"
 #include "sdnotify.h"
 #include "segment.h"
 
@@ -43,8 +44,7 @@ int main(int argc, char **argv)
     const char *shm = HKSHM_DEFAULT_NAME, *sock = "/run/hakmem/ctl.sock", *state = "/var/lib/hakmem";
     long interval = 1000;
     int learning = 1, debug = 0, use_socket = 1;
-    const char *metrics_file = NULL;  /* ops: --metrics-file */
-    int metrics_failing = 0;
+    const char *metrics_file = NULL;
     static const struct option opts[] = {
         { "foreground", no_argument, 0, 'f' },
         { "shm", required_argument, 0, 's' },
@@ -77,7 +77,7 @@ int main(int argc, char **argv)
         case 'n': learning = 0; break;
         case 'N': use_socket = 0; break;
         case 'D': debug = 1; break;
-        case 'M': metrics_file = optarg; break;  /* ops: --metrics-file */
+        case 'M': metrics_file = optarg; break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }
@@ -108,6 +108,13 @@ int main(int argc, char **argv)
         hkd_log(HKD_LOG_WARNING, "cannot create state directory %s: %s (learned state will not persist)",
                 state, strerror(errno));
 
+    if (state) {
+        int n = hkd_state_clean(state);
+        if (n > 0)
+            hkd_log(HKD_LOG_INFO, "removed %d temp file%s an interrupted save left in %s", n, n == 1 ? "" : "s",
+                    state);
+    }
+
     hkd_reader_thread_enter();
     hkd_core_cfg cfg = {
         .shm_name = shm,
@@ -133,6 +140,10 @@ int main(int argc, char **argv)
         else
             ctl = 1;
     }
+    /* For node_exporter's textfile collector; written off this loop. */
+    if (metrics_file && (rc = hkd_metrics_file_start(metrics_file)) < 0)
+        hkd_log(HKD_LOG_WARNING, "cannot write metrics to %s: %s (continuing without it)", metrics_file,
+                strerror(-rc));
     hkd_log(HKD_LOG_INFO, "running: shm %s, interval %ld ms, learning %s, state %s", shm, interval,
             learning ? "on" : "off", state ? state : "(none)");
     hkd_sd_ready();
@@ -156,16 +167,7 @@ int main(int argc, char **argv)
                           (unsigned long long)s.generation);
             if (debug)
                 hkd_core_log_summary(32);
-            /* ops: --metrics-file, for node_exporter's textfile collector;
-             * one warning when writing starts failing, one when it recovers. */
-            if (metrics_file) {
-                int mr = hkd_metrics_write_file(metrics_file);
-                if (mr < 0 && !metrics_failing)
-                    hkd_log(HKD_LOG_WARNING, "cannot write metrics to %s: %s", metrics_file, strerror(-mr));
-                else if (mr == 0 && metrics_failing)
-                    hkd_log(HKD_LOG_INFO, "writing metrics to %s again", metrics_file);
-                metrics_failing = mr < 0;
-            }
+            hkd_metrics_file_trigger();
             if (++count % SAVE_EVERY == 0)
                 hkd_core_save_async();
             now = hkd_now_ns();
@@ -190,6 +192,7 @@ int main(int argc, char **argv)
         }
     }
     hkd_sd_stopping();
+    hkd_metrics_file_stop();
     if (ctl)
         hkd_ctl_stop();
     hkd_core_save();

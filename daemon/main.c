@@ -150,7 +150,10 @@ int main(int argc, char **argv)
 
     uint64_t period = (uint64_t)interval * 1000000ull;
     uint64_t next = hkd_now_ns() + period;
-    uint64_t wd_ns = hkd_sd_watchdog_usec() * 1000ull / 2;
+    /* Woken at least every quarter of the watchdog period (sdnotify.c
+     * pings at most every eighth), so pings are never half a period apart
+     * even after a slow interval. */
+    uint64_t wd_ns = hkd_sd_watchdog_usec() * 1000ull / 4;
     uint64_t count = 0;
     int stop = 0;
     while (!stop) {

@@ -13,6 +13,7 @@
 #include <math.h>
 #include <stddef.h>
 #include <stdio.h>
+#include <stdio_ext.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -74,27 +75,37 @@ static ssize_t out_write(void *cookie, const char *p, size_t n)
 /* Label values: valid UTF-8 with backslash, double quote and newline
  * escaped, as the format requires; any other control character or byte
  * that is not UTF-8 becomes U+FFFD, so one odd module path never makes a
- * scrape unparsable. */
-static void put_label(FILE *f, const char *name, const char *v)
+ * scrape unparsable.  Written as name="value" into out, which holds
+ * LABEL_MAX bytes (a value of HKD_MODULE_MAX bytes grows at most 3-fold);
+ * returns the length. */
+#define LABEL_MAX (16 + 3 * HKD_MODULE_MAX)
+
+static size_t put_label(char *out, const char *name, const char *v)
 {
-    fprintf(f, "%s=\"", name);
+    size_t o = (size_t)snprintf(out, 16, "%s=\"", name);
     const unsigned char *p = (const unsigned char *)v;
-    size_t n = strlen(v);
-    while (n > 0) {
+    size_t n = strnlen(v, HKD_MODULE_MAX);
+    while (n > 0 && o + 6 <= LABEL_MAX) {   /* room for a character, the quote and the NUL */
         size_t len = hk_utf8_len(p, n);
-        if (len == 1 && (*p == '\\' || *p == '"'))
-            fputc('\\', f), fputc(*p, f);
-        else if (len == 1 && *p == '\n')
-            fputs("\\n", f);
-        else if (len == 0 || hk_utf8_is_control(p, len))
-            fputs("\xef\xbf\xbd", f);
-        else
-            fwrite(p, 1, len, f);
-        if (len == 0)
-            len = 1;
+        if (len == 1 && (*p == '\\' || *p == '"')) {
+            out[o++] = '\\';
+            out[o++] = (char)*p;
+        } else if (len == 1 && *p == '\n') {
+            out[o++] = '\\';
+            out[o++] = 'n';
+        } else if (len == 0 || hk_utf8_is_control(p, len)) {
+            memcpy(out + o, "\xef\xbf\xbd", 3);
+            o += 3;
+            len = len ? len : 1;
+        } else {
+            memcpy(out + o, p, len);
+            o += len;
+        }
         p += len, n -= len;
     }
-    fputc('"', f);
+    out[o++] = '"';
+    out[o] = '\0';
+    return o;
 }
 
 static const char *base_name(const char *path)
@@ -118,24 +129,31 @@ static void put_double(FILE *f, double v)
         fprintf(f, "%.10g", v);
 }
 
-static void site_labels(FILE *f, const hkd_site_info *s)
+/* "{exe=...,site=..." (left open: a family may add labels), made once a
+ * site and pass; out holds SITE_LABELS_MAX bytes. */
+#define SITE_LABELS_MAX (2 * LABEL_MAX)
+
+static void site_labels(char *out, const hkd_site_info *s)
 {
     char key[40];
     snprintf(key, sizeof key, "%016" PRIx64 ":%" PRIx64, s->key.module_hash, s->key.offset);
-    fputc('{', f);
-    put_label(f, "exe", base_name(s->module));
-    fputc(',', f);
-    put_label(f, "site", key);
+    size_t o = 0;
+    out[o++] = '{';
+    o += put_label(out + o, "exe", base_name(s->module));
+    out[o++] = ',';
+    put_label(out + o, "site", key);
 }
 
 static void proc_labels(FILE *f, const hkd_proc_info *p)
 {
-    char pid[16];
+    char pid[16], lab[LABEL_MAX];
     snprintf(pid, sizeof pid, "%d", (int)p->pid);
     fputc('{', f);
-    put_label(f, "exe", base_name(p->exe));
+    put_label(lab, "exe", base_name(p->exe));
+    fputs(lab, f);
     fputc(',', f);
-    put_label(f, "pid", pid);
+    put_label(lab, "pid", pid);
+    fputs(lab, f);
     fputc('}', f);
 }
 
@@ -194,7 +212,7 @@ static const site_family site_families[] = {
 
 /* Log2 buckets: bucket b holds sizes in [2^b, 2^(b+1)), so its upper bound
  * is 2^(b+1)-1 bytes.  _sum is the site's byte count. */
-static void site_hist(FILE *f, const hkd_site_info *s)
+static void site_hist(FILE *f, const hkd_site_info *s, const char *labels)
 {
     int top = -1;
     for (int b = 0; b < 32; b++)
@@ -203,55 +221,42 @@ static void site_hist(FILE *f, const hkd_site_info *s)
     uint64_t cum = 0;
     for (int b = 0; b <= top && b < 31; b++) {
         cum += s->size_hist[b];
-        fputs("hakmem_site_alloc_size_bytes_bucket", f);
-        site_labels(f, s);
-        fprintf(f, ",le=\"%" PRIu64 "\"} %" PRIu64 "\n", (UINT64_C(2) << b) - 1, cum);
+        fprintf(f, "hakmem_site_alloc_size_bytes_bucket%s,le=\"%" PRIu64 "\"} %" PRIu64 "\n", labels,
+                (UINT64_C(2) << b) - 1, cum);
     }
     if (top == 31)
         cum += s->size_hist[31];
-    fputs("hakmem_site_alloc_size_bytes_bucket", f);
-    site_labels(f, s);
-    fprintf(f, ",le=\"+Inf\"} %" PRIu64 "\n", cum);
-    fputs("hakmem_site_alloc_size_bytes_sum", f);
-    site_labels(f, s);
-    fprintf(f, "} %" PRIu64 "\n", s->bytes);
-    fputs("hakmem_site_alloc_size_bytes_count", f);
-    site_labels(f, s);
-    fprintf(f, "} %" PRIu64 "\n", cum);
+    fprintf(f, "hakmem_site_alloc_size_bytes_bucket%s,le=\"+Inf\"} %" PRIu64 "\n", labels, cum);
+    fprintf(f, "hakmem_site_alloc_size_bytes_sum%s} %" PRIu64 "\n", labels, s->bytes);
+    fprintf(f, "hakmem_site_alloc_size_bytes_count%s} %" PRIu64 "\n", labels, cum);
 }
 
-static void site_sample(FILE *f, const site_family *fam, const hkd_site_info *s)
+static void site_sample(FILE *f, const site_family *fam, const hkd_site_info *s, const char *labels)
 {
     uint64_t v;
     switch (fam->kind) {
     case SITE_U64:
+        memcpy(&v, (const char *)s + fam->off, sizeof v);
+        fprintf(f, "%s%s} %" PRIu64 "\n", fam->name, labels, v);
+        break;
     case SITE_SECONDS:
         memcpy(&v, (const char *)s + fam->off, sizeof v);
-        fputs(fam->name, f);
-        site_labels(f, s);
-        fputs("} ", f);
-        if (fam->kind == SITE_U64)
-            fprintf(f, "%" PRIu64, v);
-        else
-            put_double(f, (double)v * 1e-9);
+        fprintf(f, "%s%s} ", fam->name, labels);
+        put_double(f, (double)v * 1e-9);
         fputc('\n', f);
         break;
     case SITE_INT:
-        fputs(fam->name, f);
-        site_labels(f, s);
-        fprintf(f, "} %lld\n", fam->value(s));
+        fprintf(f, "%s%s} %lld\n", fam->name, labels, fam->value(s));
         break;
     case SITE_HIST:
-        site_hist(f, s);
+        site_hist(f, s, labels);
         break;
     case SITE_ARM_PULLS:
     case SITE_ARM_MEAN:
         for (uint32_t a = 0; a < s->n_arms && a < HKD_MAX_ARMS; a++) {
-            fputs(fam->name, f);
-            site_labels(f, s);
-            fputc(',', f);
-            put_label(f, "arm", s->arms[a].name);
-            fputs("} ", f);
+            char arm[LABEL_MAX];
+            put_label(arm, "arm", s->arms[a].name);
+            fprintf(f, "%s%s,%s} ", fam->name, labels, arm);
             if (fam->kind == SITE_ARM_PULLS)
                 fprintf(f, "%" PRIu64, s->arms[a].pulls);
             else
@@ -273,10 +278,12 @@ static int render_site_family(FILE *f, const out *o, const site_family *fam, hkd
             return k;
         for (int i = 0; i < k; i++) {
             hkd_site_info *s = &page[i];
+            char labels[SITE_LABELS_MAX];
             s->module[HKD_MODULE_MAX - 1] = '\0';
             for (uint32_t a = 0; a < s->n_arms && a < HKD_MAX_ARMS; a++)
                 s->arms[a].name[HKD_ARM_NAME_MAX - 1] = '\0';
-            site_sample(f, fam, s);
+            site_labels(labels, s);
+            site_sample(f, fam, s, labels);
         }
         if (ferror(f))
             return o->err ? o->err : -EIO;
@@ -349,11 +356,10 @@ static void render_daemon(FILE *f, hkd_status *st)
     st->version[sizeof st->version - 1] = '\0';
     st->shm_name[sizeof st->shm_name - 1] = '\0';
     family(f, "hakmem_build_info", "gauge", "Always 1; labels name the daemon's version and segment.");
-    fputs("hakmem_build_info{", f);
-    put_label(f, "version", st->version);
-    fputc(',', f);
-    put_label(f, "segment", st->shm_name);
-    fputs("} 1\n", f);
+    char version[LABEL_MAX], segment[LABEL_MAX];
+    put_label(version, "version", st->version);
+    put_label(segment, "segment", st->shm_name);
+    fprintf(f, "hakmem_build_info{%s,%s} 1\n", version, segment);
     family(f, "hakmem_daemon_uptime_seconds", "gauge", "Time since hakmemd started.");
     fputs("hakmem_daemon_uptime_seconds ", f);
     put_double(f, (double)st->uptime_ms / 1000.0);
@@ -417,6 +423,7 @@ int hkd_metrics_stream(hkd_metrics_sink sink, void *arg)
         r = -ENOMEM;
         goto done;
     }
+    __fsetlocking(f, FSETLOCKING_BYCALLER);     /* one thread writes it */
     render_daemon(f, &st);
     for (size_t k = 0; r == 0 && k < sizeof site_families / sizeof site_families[0]; k++)
         r = render_site_family(f, &o, &site_families[k], page);

@@ -31,7 +31,9 @@ static int next_field(const uint8_t *buf, size_t len, size_t *pos, field *f)
 {
     f->start = *pos;
     uint64_t key, n;
-    if (read_varint(buf, len, pos, &key) < 0 || key >> 3 == 0 || key >> 3 > UINT32_MAX)
+    /* Field 0 is not valid protobuf, but the decoder (protobuf-c) skips it
+     * as an unknown field; so does this, keeping it with the header. */
+    if (read_varint(buf, len, pos, &key) < 0 || key >> 3 > UINT32_MAX)
         return -EBADMSG;
     f->number = (uint32_t)(key >> 3);
     switch (key & 7) {

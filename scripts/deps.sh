@@ -11,6 +11,7 @@ PACKAGES=(
   libjemalloc2 libmimalloc2.0 libtcmalloc-minimal4
   gnuplot-nox valgrind
   prometheus man-db
+  clang libclang-rt-14-dev
 )
 
 missing=()

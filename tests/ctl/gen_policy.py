@@ -98,4 +98,5 @@ def main():
         f.write(payload)
 
 
-main()
+if __name__ == "__main__":
+    main()

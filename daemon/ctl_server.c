@@ -19,6 +19,7 @@
 #include "core_api.h"
 #include "frame.h"
 #include "log.h"
+#include "proc_copy.h"
 #include "control.pb-c.h"
 
 #include <errno.h>
@@ -187,43 +188,21 @@ static int do_status(conn *c)
     return send_response(c, &resp);
 }
 
-/* Processes are few (bounded by the segment's slots); at most this many
- * are answered. */
-#define MAX_PROCS 4096
-
-typedef struct proc_list {
-    hkd_proc_info *v;
-    size_t n;
-} proc_list;
-
-static int collect_proc(const hkd_proc_info *p, void *arg)
-{
-    proc_list *l = arg;
-    if (l->n < MAX_PROCS)
-        l->v[l->n++] = *p;
-    return 0;
-}
-
 static int do_procs(conn *c)
 {
-    proc_list g = { .v = malloc(MAX_PROCS * sizeof(hkd_proc_info)) };
-    if (!g.v)
-        return send_core_error(c, "procs", -ENOMEM);
-    int r = hkd_for_each_proc(collect_proc, &g);
-    if (r < 0) {
-        free(g.v);
+    hkd_proc_info *pi;
+    size_t n;
+    int r = hkd_procs_copy(&pi, &n);
+    if (r < 0)
         return send_core_error(c, "procs", r);
-    }
-    hkd_proc_info *pi = g.v;
-    Hakmem__Ctl__Proc *procs = calloc(g.n ? g.n : 1, sizeof *procs);
-    Hakmem__Ctl__Proc **ptrs = calloc(g.n ? g.n : 1, sizeof *ptrs);
+    Hakmem__Ctl__Proc *procs = calloc(n ? n : 1, sizeof *procs);
+    Hakmem__Ctl__Proc **ptrs = calloc(n ? n : 1, sizeof *ptrs);
     if (!procs || !ptrs) {
-        free(procs), free(ptrs), free(g.v);
+        free(procs), free(ptrs), free(pi);
         return send_core_error(c, "procs", -ENOMEM);
     }
-    for (size_t i = 0; i < g.n; i++) {
+    for (size_t i = 0; i < n; i++) {
         hakmem__ctl__proc__init(&procs[i]);
-        pi[i].exe[HKD_EXE_MAX - 1] = '\0';
         procs[i].pid = pi[i].pid;
         procs[i].exe = pi[i].exe;
         procs[i].sites = pi[i].sites;
@@ -235,12 +214,12 @@ static int do_procs(conn *c)
     }
     Hakmem__Ctl__Response resp = HAKMEM__CTL__RESPONSE__INIT;
     Hakmem__Ctl__Procs msg = HAKMEM__CTL__PROCS__INIT;
-    msg.n_procs = g.n;
+    msg.n_procs = n;
     msg.procs = ptrs;
     resp.result_case = HAKMEM__CTL__RESPONSE__RESULT_PROCS;
     resp.procs = &msg;
     r = send_response(c, &resp);
-    free(procs), free(ptrs), free(g.v);
+    free(procs), free(ptrs), free(pi);
     return r;
 }
 
@@ -484,7 +463,7 @@ static const char *admit(const conn *c, char *why, size_t cap)
 }
 
 /* A refused peer is logged, at most once a second (a client retrying in a
- * loop would flood the log), with how many went unlogged meanwhile. */
+ * loop would flood the log), with how many went unlogged before it. */
 static void log_refusal(const conn *c, const char *why)
 {
     int64_t now = now_ms();
@@ -493,7 +472,7 @@ static void log_refusal(const conn *c, const char *why)
         return;
     }
     if (S.refusals_unlogged)
-        hkd_log(HKD_LOG_WARNING, "refused connection of uid %u (pid %d): %s (and %u more refused in the last second)",
+        hkd_log(HKD_LOG_WARNING, "refused connection of uid %u (pid %d): %s (%u more refused since the last such line)",
                 (unsigned)c->cred.uid, (int)c->cred.pid, why, S.refusals_unlogged);
     else
         hkd_log(HKD_LOG_WARNING, "refused connection of uid %u (pid %d): %s", (unsigned)c->cred.uid,

@@ -15,7 +15,7 @@ HKD_CORE_OBJS := $(addprefix $(HKD_OBJDIR)/,learner.o bands.o persist.o atomic_f
 HKD_OBJS := $(HKD_CORE_OBJS) $(addprefix $(HKD_OBJDIR)/,main.o log.o sdnotify.o ctl_server.o)
 
 # Operations engineer's objects (control server dependencies, hakmemctl):
-HKD_OBJS += $(addprefix $(HKD_OBJDIR)/,frame.o metrics.o metrics_file.o ctl_answer.o control.pb-c.o)
+HKD_OBJS += $(addprefix $(HKD_OBJDIR)/,frame.o metrics.o metrics_file.o ctl_answer.o proc_copy.o control.pb-c.o)
 
 $(HKD_GEN)/%.pb-c.c $(HKD_GEN)/%.pb-c.h: proto/%.proto
 	@mkdir -p $(HKD_GEN)

@@ -2,10 +2,12 @@
  * format, so the sites are read once per family, a page at a time
  * (hkd_site_page), and the text goes out in pieces through a FILE whose
  * writes land in a bounded buffer: nothing grows with the number of sites.
- * Processes are few (bounded by the segment's slots) and are copied once. */
+ * Processes are few (bounded by the segment's slots) and are copied once
+ * (proc_copy.h). */
 #include "metrics.h"
 #include "core_api.h"
 #include "metrics_file.h"
+#include "proc_copy.h"
 #include "utf8.h"
 
 #include <errno.h>
@@ -18,7 +20,6 @@
 #include <string.h>
 
 #define SITE_PAGE 64
-#define MAX_PROCS 4096          /* far above the segment's slots; more are not shown */
 
 /* ---- bounded output ---- */
 
@@ -314,31 +315,15 @@ static const proc_family proc_families[] = {
     { "hakmem_process_heartbeat_age_seconds", "gauge", "Time since the process's last heartbeat.", proc_age_ms, 1000 },
 };
 
-typedef struct procs {
-    hkd_proc_info *v;
-    size_t n;
-} procs;
-
-static int collect_proc(const hkd_proc_info *p, void *arg)
-{
-    procs *ps = arg;
-    if (ps->n < MAX_PROCS) {
-        ps->v[ps->n] = *p;
-        ps->v[ps->n].exe[HKD_EXE_MAX - 1] = '\0';
-        ps->n++;
-    }
-    return 0;
-}
-
-static void render_procs(FILE *f, const procs *ps)
+static void render_procs(FILE *f, const hkd_proc_info *ps, size_t n)
 {
     for (size_t k = 0; k < sizeof proc_families / sizeof proc_families[0]; k++) {
         const proc_family *pf = &proc_families[k];
         family(f, pf->name, pf->type, pf->help);
-        for (size_t i = 0; i < ps->n; i++) {
-            uint64_t v = pf->value(&ps->v[i]);
+        for (size_t i = 0; i < n; i++) {
+            uint64_t v = pf->value(&ps[i]);
             fputs(pf->name, f);
-            proc_labels(f, &ps->v[i]);
+            proc_labels(f, &ps[i]);
             fputc(' ', f);
             if (pf->per_unit > 1)
                 put_double(f, (double)v / pf->per_unit);
@@ -406,15 +391,15 @@ int hkd_metrics_stream(hkd_metrics_sink sink, void *arg)
     if (r < 0)
         return r;
     out o = { .sink = sink, .arg = arg };
-    procs ps = { 0 };
+    hkd_proc_info *procs = NULL;
+    size_t nprocs = 0;
     o.buf = malloc(HKD_METRICS_PIECE + 1);
     hkd_site_info *page = malloc(SITE_PAGE * sizeof *page);
-    ps.v = malloc(MAX_PROCS * sizeof *ps.v);
     FILE *f = NULL;
     r = -ENOMEM;
-    if (!o.buf || !page || !ps.v)
+    if (!o.buf || !page)
         goto done;
-    r = hkd_for_each_proc(collect_proc, &ps);
+    r = hkd_procs_copy(&procs, &nprocs);
     if (r < 0)
         goto done;
     cookie_io_functions_t io = { .write = out_write };
@@ -428,7 +413,7 @@ int hkd_metrics_stream(hkd_metrics_sink sink, void *arg)
     for (size_t k = 0; r == 0 && k < sizeof site_families / sizeof site_families[0]; k++)
         r = render_site_family(f, &o, &site_families[k], page);
     if (r == 0)
-        render_procs(f, &ps);
+        render_procs(f, procs, nprocs);
     if (fflush(f) != 0 && r == 0)
         r = o.err ? o.err : -EIO;
     while (r == 0 && o.len > 0)
@@ -438,6 +423,6 @@ done:
         fclose(f);
     free(o.buf);
     free(page);
-    free(ps.v);
+    free(procs);
     return r;
 }

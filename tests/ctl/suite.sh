@@ -337,19 +337,37 @@ else
   check "the member's 8 connections stay served while they talk" grep -qx 'alive 8' "$T/ka.out"
   check "refusals are logged, at most one line a second" bash -c "n=\$(grep -c 'refused connection of uid $UM' '$T/auth.log'); [ \$n -ge 1 ] && [ \$n -le 6 ]"
 
-  # A refused connection is answered, then parked until its client goes;
-  # its descriptor stays the daemon's until then.  (It was closed at once and
-  # closed again a second later: by then the next client's connection had
-  # the same number and was cut.)
+fi
+kill -TERM "$AUTHD" 2>/dev/null
+wait "$AUTHD" 2>/dev/null
+
+# A refused connection is answered, then parked until its client goes; its
+# descriptor stays the daemon's until then.  (It was closed at once, and
+# closed again a second later: by then the next connection had been given
+# the same number and was cut.)  A fresh daemon, with few descriptors
+# free below the refused one, so that the next connections take its number.
+setpriv --reuid=hkctl-d --regid="$(id -g hkctl-d)" --init-groups env HAKMEMD_LOG=stderr \
+  "$T/bin/hakmemd" --foreground --shm "$SHM_AUTH" --socket "$A/ctl.sock" --state-dir "$A/state" --interval 3600000 \
+  2>"$T/auth-fd.log" &
+AUTHD=$!
+PIDS+=("$AUTHD")
+if ! wait_for 10 test -S "$A/ctl.sock"; then
+  bad "daemon as its own user starts again" "$(cat "$T/auth-fd.log")"
+else
   setpriv --reuid=hkctl-m --regid="$(id -g hkctl-m)" --init-groups "$PROBE" "$A/ctl.sock" hold 9 >"$T/hold9.out" &
   H9=$!
   PIDS+=("$H9")
   if wait_for 10 grep -q 'held 9' "$T/hold9.out"; then
-    sleep 0.2
-    check "a connection accepted right after a refusal outlives the refusal's linger" \
-      bash -c "'$PROBE' '$A/ctl.sock' late 1500 | grep -q '^ok 10'"
+    LP=()
+    for i in 1 2 3 4; do
+      "$PROBE" "$A/ctl.sock" late 1500 >"$T/late$i.out" &
+      LP+=($!)
+    done
+    wait "${LP[@]}"
+    check "connections accepted right after a refusal outlive the refusal's linger" \
+      bash -c "cat '$T'/late[1234].out | grep -c '^ok 10' | grep -qx 4"
   else
-    bad "refusal then a new connection" "could not open 9 connections"
+    bad "refusal then new connections" "could not open 9 connections"
   fi
   kill "$H9" 2>/dev/null
   wait "$H9" 2>/dev/null
@@ -493,11 +511,12 @@ expect_rc "after hakmemd stops: exit 3" 3 "not reachable" EA status
 
 # ---------------------------------------------------------------- 5. state files
 # Whatever sits at state.pb, startup goes on: a FIFO (opening it used to
-# block startup, with SIGTERM then ignored), a symlink, a directory is set
-# aside with one warning, and the daemon still stops on SIGTERM and saves.
+# block startup, with SIGTERM then ignored), a symlink, a directory, a
+# device is set aside with one warning, and the daemon still stops on
+# SIGTERM and saves.
 SF=$T/sf
 n=0
-for kind in fifo symlink dir; do
+for kind in fifo symlink dir device; do
   n=$((n + 1))
   D=$SF/$kind
   mkdir -p "$D/state"
@@ -506,6 +525,7 @@ for kind in fifo symlink dir; do
     fifo) mkfifo "$D/state/state.pb" ;;
     symlink) ln -s "$D/target" "$D/state/state.pb" ;;
     dir) mkdir "$D/state/state.pb" ;;
+    device) mknod "$D/state/state.pb" c 1 3 ;;     # what /dev/null is
   esac
   SHM_SF=/hkctl-sf$n-$$
   SHMS+=("$SHM_SF")
@@ -525,6 +545,7 @@ for kind in fifo symlink dir; do
     symlink) check "the symlink is what was set aside, its target untouched" \
                bash -c "test -L '$D'/state/state.pb.corrupt-* && [ \"\$(cat '$D/target')\" = precious ]" ;;
     dir) check "the directory is what was set aside" bash -c "test -d '$D'/state/state.pb.corrupt-*" ;;
+    device) check "the device is what was set aside" bash -c "test -c '$D'/state/state.pb.corrupt-*" ;;
   esac
   kill -TERM "$P" 2>/dev/null
   if timeout 10 tail --pid="$P" -f /dev/null; then

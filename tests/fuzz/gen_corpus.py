@@ -84,6 +84,10 @@ def main():
     write("fuzz_frame", "empty", frame(b""))
     write("fuzz_frame", "oversize", struct.pack(">I", 1 << 30) + b"x")
     write("fuzz_frame", "cut", frame(REQUESTS["metrics"])[:-1])
+    # Around the harness's maximum (1024): the largest frame taken, and a
+    # whole one just over it, which must be refused.
+    write("fuzz_frame", "at_max", frame(bytes(1024)))
+    write("fuzz_frame", "over_max", frame(bytes(1025)) + frame(REQUESTS["status"]))
     # fuzz_request: byte 0 the peer (0 root, 1 member, 2 outsider), byte 1
     # bit 0 raw, then 2-byte-length chunks the harness frames.
     for name, rq in REQUESTS.items():

@@ -12,7 +12,6 @@
  *   hold N        open N silent connections, print "held N", then sleep
  *   idle MS       one status request answered, then silence: does the daemon
  *                 close the connection within MS ms ("closed" / "open")
- *   late MS       connect, wait MS ms, then one status request
  *   keepalive N MS  open N connections one after the other, each asking for
  *                 status: print "served S busy B" (B answered BUSY); then keep
  *                 the served ones alive with a status a second for MS ms and
@@ -257,12 +256,6 @@ int main(int argc, char **argv)
             return 1;
         wait_close(fd, arg);
         return 0;
-    }
-    if (!strcmp(mode, "late")) {
-        struct timespec ts = { arg / 1000, (long)(arg % 1000) * 1000000 };
-        nanosleep(&ts, NULL);
-        send_request(fd, request_for("status", 0));
-        return print_reply(fd);
     }
     if (!strcmp(mode, "toolarge")) {
         uint32_t n = HKC_FRAME_MAX + 1;

@@ -319,7 +319,10 @@ else
 
   # Connection limits.  One member's 64 keep-alive clients get its share
   # (8) and BUSY for the rest; meanwhile root, the daemon's user and another
-  # member are served.  (setpriv directly, so that $! is the probe.)
+  # member are served.  (setpriv directly, so that $! is the probe.)  Each
+  # refused descriptor must stay the daemon's until its linger ends: closed
+  # at once, the number went to the next connection, which the linger's
+  # close then cut, and fewer than 8 stayed served.
   setpriv --reuid=hkctl-m --regid="$(id -g hkctl-m)" --init-groups "$PROBE" "$A/ctl.sock" keepalive 64 3000 >"$T/ka.out" &
   KA=$!
   PIDS+=("$KA")
@@ -337,40 +340,6 @@ else
   check "the member's 8 connections stay served while they talk" grep -qx 'alive 8' "$T/ka.out"
   check "refusals are logged, at most one line a second" bash -c "n=\$(grep -c 'refused connection of uid $UM' '$T/auth.log'); [ \$n -ge 1 ] && [ \$n -le 6 ]"
 
-fi
-kill -TERM "$AUTHD" 2>/dev/null
-wait "$AUTHD" 2>/dev/null
-
-# A refused connection is answered, then parked until its client goes; its
-# descriptor stays the daemon's until then.  (It was closed at once, and
-# closed again a second later: by then the next connection had been given
-# the same number and was cut.)  A fresh daemon, with few descriptors
-# free below the refused one, so that the next connections take its number.
-setpriv --reuid=hkctl-d --regid="$(id -g hkctl-d)" --init-groups env HAKMEMD_LOG=stderr \
-  "$T/bin/hakmemd" --foreground --shm "$SHM_AUTH" --socket "$A/ctl.sock" --state-dir "$A/state" --interval 3600000 \
-  2>"$T/auth-fd.log" &
-AUTHD=$!
-PIDS+=("$AUTHD")
-if ! wait_for 10 test -S "$A/ctl.sock"; then
-  bad "daemon as its own user starts again" "$(cat "$T/auth-fd.log")"
-else
-  setpriv --reuid=hkctl-m --regid="$(id -g hkctl-m)" --init-groups "$PROBE" "$A/ctl.sock" hold 9 >"$T/hold9.out" &
-  H9=$!
-  PIDS+=("$H9")
-  if wait_for 10 grep -q 'held 9' "$T/hold9.out"; then
-    LP=()
-    for i in 1 2 3 4; do
-      "$PROBE" "$A/ctl.sock" late 1500 >"$T/late$i.out" &
-      LP+=($!)
-    done
-    wait "${LP[@]}"
-    check "connections accepted right after a refusal outlive the refusal's linger" \
-      bash -c "cat '$T'/late[1234].out | grep -c '^ok 10' | grep -qx 4"
-  else
-    bad "refusal then new connections" "could not open 9 connections"
-  fi
-  kill "$H9" 2>/dev/null
-  wait "$H9" 2>/dev/null
 fi
 kill -TERM "$AUTHD" 2>/dev/null
 wait "$AUTHD" 2>/dev/null

@@ -128,15 +128,24 @@ static void frame_timeout(void **state)
     close(sv[1]);
 }
 
+/* A JSON writer into memory, an object opened. */
+static FILE *json_to_memory(jw *w, char **out, size_t *n)
+{
+    *out = NULL;
+    *n = 0;
+    FILE *f = open_memstream(out, n);
+    jw_init(w, f);
+    jw_obj(w, NULL);
+    return f;
+}
+
 static void json_escaping(void **state)
 {
     (void)state;
-    char *out = NULL;
-    size_t n = 0;
-    FILE *f = open_memstream(&out, &n);
+    char *out;
+    size_t n;
     jw w;
-    jw_init(&w, f);
-    jw_obj(&w, NULL);
+    FILE *f = json_to_memory(&w, &out, &n);
     jw_str(&w, "s", "a\"b\\c\nd\x01 \xc3\xa9 \xff");
     jw_u64(&w, "u", UINT64_MAX);
     jw_i64(&w, "i", -5);
@@ -234,12 +243,10 @@ static void text_clean(void **state)
 static void json_in_pieces(void **state)
 {
     (void)state;
-    char *out = NULL;
-    size_t n = 0;
-    FILE *f = open_memstream(&out, &n);
+    char *out;
+    size_t n;
     jw w;
-    jw_init(&w, f);
-    jw_obj(&w, NULL);
+    FILE *f = json_to_memory(&w, &out, &n);
     jw_str_begin(&w, "text");
     jw_str_piece(&w, "a\"b\n", 4);
     jw_str_piece(&w, "\xff", 1);

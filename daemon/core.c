@@ -601,12 +601,6 @@ static hkd_site_state *snapshot_states_into(hkd_site_state *buf, size_t *cap, si
     return buf;
 }
 
-static hkd_site_state *snapshot_states(size_t *n)
-{
-    size_t cap = 0;
-    return snapshot_states_into(NULL, &cap, n);
-}
-
 /* Merges decoded state into the table.  With replace, a site takes the
  * incoming statistics; otherwise pulls and rewards are added. */
 static int merge_states(const hkd_site_state *in, size_t n, int replace)
@@ -662,9 +656,9 @@ static void load_state(void)
         hkd_log(HKD_LOG_INFO, "no learned state in %s yet: starting cold", g.state_dir);
         return;
     }
-    if (rc == -EBADMSG) {
-        hkd_log(HKD_LOG_WARNING, "state file in %s is corrupt or truncated; set aside as %s, starting cold",
-                g.state_dir, aside);
+    if (rc == -EBADMSG || rc == -EMEDIUMTYPE) {
+        hkd_log(HKD_LOG_WARNING, "state file in %s is %s; set aside as %s, starting cold", g.state_dir,
+                rc == -EBADMSG ? "corrupt or truncated" : "not a regular file", aside);
         return;
     }
     if (rc < 0) {
@@ -1483,20 +1477,46 @@ int hkd_for_each_site(int (*fn)(const hkd_site_info *, void *), void *arg)
     return rc;
 }
 
-int hkd_policy_export(uint8_t **out, size_t *len)
+/* Records are created in index order and never removed while the daemon
+ * runs, and their chunks never move: an index is a cursor that stays valid,
+ * and reading by index needs no read-side section (create_lock orders the
+ * count after the records it counts). */
+int hkd_site_page(uint32_t *cursor, hkd_site_info *out, size_t max)
 {
-    if (!out || !len)
+    if (!cursor || (max && !out))
         return -EINVAL;
-    pthread_mutex_lock(&g.lock);
-    size_t n = 0;
-    hkd_site_state *st = snapshot_states(&n);
-    uint64_t gen = atomic_load(&g.generation);
-    pthread_mutex_unlock(&g.lock);
+    pthread_mutex_lock(&g.create_lock);
+    uint32_t n = g.ready ? g.n_all : 0;
+    pthread_mutex_unlock(&g.create_lock);
+    size_t k = 0;
+    for (; k < max && *cursor < n; k++, (*cursor)++)
+        read_site(cold_at(*cursor)->rec, &out[k]);
+    return (int)k;
+}
+
+int hkd_policy_export_page(uint32_t *cursor, size_t max_sites, uint8_t **out, size_t *len)
+{
+    if (!cursor || !out || !len || !max_sites)
+        return -EINVAL;
+    hkd_site_state *st = malloc(max_sites * sizeof *st);
     if (!st)
         return -ENOMEM;
-    int rc = hkd_policy_encode(st, n, gen, out, len);
+    pthread_mutex_lock(&g.lock);
+    uint32_t from = *cursor, n = 0;
+    for (; n < max_sites && from + n < g.n_all; n++) {
+        const site_cold *c = cold_at(from + n);
+        st[n].key = c->key;
+        memcpy(st[n].module, c->module, sizeof st[n].module);
+        st[n].learn = c->rec->learn;
+    }
+    uint64_t gen = atomic_load(&g.generation);
+    pthread_mutex_unlock(&g.lock);
+    int rc = hkd_policy_encode_part(st, n, from == 0, gen, out, len);
     free(st);
-    return rc;
+    if (rc < 0)
+        return rc;
+    *cursor = from + n;
+    return (int)n;
 }
 
 int hkd_policy_import(const uint8_t *buf, size_t len)

@@ -90,11 +90,24 @@ int  hkd_get_status(hkd_status *out);
 int  hkd_for_each_proc(int (*fn)(const hkd_proc_info *, void *), void *arg);
 int  hkd_for_each_site(int (*fn)(const hkd_site_info *, void *), void *arg);
 
-/* The learned policy as a serialized protobuf (proto/policy.proto).
- * export: *out is malloc'd, caller frees.  import: merges into the learner
- * and republishes; returns the number of sites imported or -errno. */
-int  hkd_policy_export(uint8_t **out, size_t *len);
+/* Sites a page at a time, for readers that must not hold anything for
+ * long: up to max sites from *cursor on (0 starts) into out, in the order
+ * they became known, and *cursor moves past them.  A cursor stays valid
+ * across calls (sites are never removed while the daemon runs), and
+ * cursor = i, max = 1 reads the i-th site again.  How many were read
+ * (0: none left) or -errno. */
+int  hkd_site_page(uint32_t *cursor, hkd_site_info *out, size_t max);
+
+/* The learned policy (proto/policy.proto).  import: merges a serialized
+ * policy into the learner and republishes; returns the number of sites
+ * imported or -errno. */
 int  hkd_policy_import(const uint8_t *buf, size_t len);
+/* The policy in pieces, so that no one holds all of it: the sites from
+ * *cursor on (at most max_sites) as bytes in *out (malloc'd, caller frees),
+ * *cursor moved past them.  The piece from cursor 0 begins with the
+ * policy's header; all pieces in order, concatenated, are one policy that
+ * hkd_policy_import takes.  Sites in the piece (0: none left) or -errno. */
+int  hkd_policy_export_page(uint32_t *cursor, size_t max_sites, uint8_t **out, size_t *len);
 
 /* A client's registration (proto/control.proto RegisterRequest): its
  * connection, the region descriptor that came with it and SO_PEERCRED.

@@ -33,9 +33,8 @@ int hkc_connect(const char *path, int timeout_ms)
     return fd;
 }
 
-int hkc_call(int fd, Hakmem__Ctl__Request *rq, Hakmem__Ctl__Response **out, int timeout_ms)
+static int send_request(int fd, Hakmem__Ctl__Request *rq, int timeout_ms)
 {
-    *out = NULL;
     rq->version = HKC_PROTOCOL_VERSION;
     size_t n = hakmem__ctl__request__get_packed_size(rq);
     if (n > HKC_FRAME_MAX)
@@ -46,13 +45,51 @@ int hkc_call(int fd, Hakmem__Ctl__Request *rq, Hakmem__Ctl__Response **out, int 
     hakmem__ctl__request__pack(rq, buf);
     int r = hkc_frame_write(fd, buf, n, timeout_ms);
     free(buf);
-    /* Even when the write failed, the daemon may have answered (e.g. an
-     * error before closing); try to read it. */
+    return r;
+}
+
+static int read_response(int fd, Hakmem__Ctl__Response **out, int timeout_ms)
+{
+    uint8_t *buf;
     size_t len;
-    int rr = hkc_frame_read(fd, &buf, &len, HKC_FRAME_MAX, timeout_ms);
-    if (rr < 0)
-        return r < 0 ? r : rr;
+    int r = hkc_frame_read(fd, &buf, &len, HKC_FRAME_MAX, timeout_ms);
+    if (r < 0)
+        return r;
     *out = hakmem__ctl__response__unpack(NULL, len, buf);
     free(buf);
     return *out ? 0 : -EBADMSG;
+}
+
+int hkc_call(int fd, Hakmem__Ctl__Request *rq, Hakmem__Ctl__Response **out, int timeout_ms)
+{
+    *out = NULL;
+    int r = send_request(fd, rq, timeout_ms);
+    if (r == -EMSGSIZE || r == -ENOMEM)
+        return r;
+    /* Even when the write failed, the daemon may have answered (e.g. an
+     * error before closing); try to read it. */
+    int rr = read_response(fd, out, timeout_ms);
+    return rr < 0 && r < 0 ? r : rr;
+}
+
+int hkc_call_stream(int fd, Hakmem__Ctl__Request *rq, hkc_part_fn fn, void *arg, int timeout_ms)
+{
+    rq->stream = 1;
+    int r = send_request(fd, rq, timeout_ms);
+    if (r == -EMSGSIZE || r == -ENOMEM)
+        return r;
+    for (;;) {
+        Hakmem__Ctl__Response *resp;
+        int rr = read_response(fd, &resp, timeout_ms);
+        if (rr < 0)
+            return r < 0 ? r : rr;
+        /* An error ends the answer, whatever came before it. */
+        int last = !resp->more || resp->result_case == HAKMEM__CTL__RESPONSE__RESULT_ERROR;
+        rr = fn(resp, last, arg);
+        hakmem__ctl__response__free_unpacked(resp, NULL);
+        if (rr != 0)
+            return rr;
+        if (last)
+            return 0;
+    }
 }

@@ -1,8 +1,15 @@
 /* The control server.  One acceptor thread; one detached thread per
- * connection, at most HKC_MAX_CONNS at a time, each with a whole-frame
- * deadline, so a slow or silent client only ever holds its own thread.  The
- * core is read through core_api.h, whose readers never block the learner;
- * the answer is built in memory and sent after the read-side section ends.
+ * connection, each with a whole-frame deadline (also while idle between
+ * requests), so a slow or silent client only ever holds its own thread.
+ * The core is read through core_api.h, whose readers never block the
+ * learner; answers that grow with the number of sites go out in bounded
+ * parts (ctl_answer.h), never built whole.
+ *
+ * Connections: at most HKC_MAX_CONNS at a time, of which HKC_ADMIN_RESERVED
+ * only root and the daemon's user may take, and at most HKC_CONNS_PER_UID
+ * from any one uid but root's, so one group member's keep-alive clients
+ * lock out neither root nor the other members.  A refused client is
+ * answered BUSY.
  *
  * Authorization (SO_PEERCRED, and SO_PEERGROUPS for supplementary groups):
  * root and the daemon's own user may do everything; members of the group
@@ -10,10 +17,11 @@
  * answered and logged (refused registrations at most once a minute per
  * uid: a client retries them). */
 #include "ctl_server.h"
+#include "ctl_answer.h"
 #include "core_api.h"
 #include "frame.h"
 #include "log.h"
-#include "metrics.h"
+#include "proc_copy.h"
 #include "control.pb-c.h"
 
 #include <errno.h>
@@ -34,6 +42,8 @@
 #include <unistd.h>
 
 #define HKC_MAX_CONNS 64
+#define HKC_ADMIN_RESERVED 8
+#define HKC_CONNS_PER_UID 8          /* default; HAKMEMD_CTL_CONNS_PER_UID */
 #define HKC_DEFAULT_TIMEOUT_MS 5000
 #define HKC_GROUP "hakmem"
 #define HKC_MAX_LINGER 32
@@ -45,6 +55,9 @@ typedef struct conn {
     int fd;
     struct ucred cred;
     role_t role;
+    int stream;                 /* the request being answered set Request.stream */
+    uint32_t import_parts;      /* an import in parts: parts and sites merged so far */
+    uint64_t import_sites, import_bytes;
     struct conn *next;
 } conn;
 
@@ -57,6 +70,7 @@ static struct {
     int running;
     atomic_int stopping;
     int timeout_ms;
+    int per_uid;
     gid_t group;
     int have_group;
     uid_t self_uid;
@@ -71,22 +85,31 @@ static struct {
     int linger_fd[HKC_MAX_LINGER];
     int64_t linger_until[HKC_MAX_LINGER];
     int nlinger;
+    int64_t refusal_logged_ms;  /* refusals are logged at most once a second */
+    unsigned refusals_unlogged;
 } S = { .listen_fd = -1, .wake = { -1, -1 }, .mu = PTHREAD_MUTEX_INITIALIZER,
         .idle = PTHREAD_COND_INITIALIZER };
 
 /* ---- authorization ---- */
+
+/* From the peer's uid and primary gid alone. */
+static role_t role_of_cred(const struct ucred *cred)
+{
+    if (cred->uid == 0 || cred->uid == S.self_uid)
+        return ROLE_ADMIN;
+    if (S.have_group && cred->gid == S.group)
+        return ROLE_READ;
+    return ROLE_NONE;
+}
 
 static role_t role_of(int fd, struct ucred *cred)
 {
     socklen_t len = sizeof *cred;
     if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, cred, &len) < 0)
         return ROLE_NONE;
-    if (cred->uid == 0 || cred->uid == S.self_uid)
-        return ROLE_ADMIN;
-    if (!S.have_group)
-        return ROLE_NONE;
-    if (cred->gid == S.group)
-        return ROLE_READ;
+    role_t role = role_of_cred(cred);
+    if (role != ROLE_NONE || !S.have_group)
+        return role;
     gid_t groups[256];
     len = sizeof groups;
     if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups, &len) == 0) {
@@ -97,65 +120,35 @@ static role_t role_of(int fd, struct ucred *cred)
     return ROLE_NONE;
 }
 
-/* ---- responses ---- */
+/* ---- responses (ctl_answer.h) ---- */
+
+static hkc_out out_of(const conn *c)
+{
+    return (hkc_out){ .fd = c->fd, .timeout_ms = S.timeout_ms, .stream = c->stream };
+}
 
 static int send_response(conn *c, Hakmem__Ctl__Response *resp)
 {
-    resp->version = HKC_PROTOCOL_VERSION;
-    size_t n = hakmem__ctl__response__get_packed_size(resp);
-    if (n > HKC_FRAME_MAX) {
-        /* Too big to send: say so instead (the client may narrow it). */
-        Hakmem__Ctl__Response small = HAKMEM__CTL__RESPONSE__INIT;
-        Hakmem__Ctl__Error err = HAKMEM__CTL__ERROR__INIT;
-        err.code = HAKMEM__CTL__ERROR__CODE__TOO_LARGE;
-        err.text = "answer exceeds the maximum frame size; narrow it (e.g. sites --top N)";
-        small.result_case = HAKMEM__CTL__RESPONSE__RESULT_ERROR;
-        small.error = &err;
-        return send_response(c, &small);
-    }
-    uint8_t *buf = malloc(n ? n : 1);
-    if (!buf)
-        return -ENOMEM;
-    hakmem__ctl__response__pack(resp, buf);
-    int r = hkc_frame_write(c->fd, buf, n, S.timeout_ms);
-    free(buf);
-    return r;
+    hkc_out o = out_of(c);
+    return hkc_send(&o, resp);
 }
 
 static int send_error(conn *c, Hakmem__Ctl__Error__Code code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 static int send_error(conn *c, Hakmem__Ctl__Error__Code code, const char *fmt, ...)
 {
-    char text[512];
+    hkc_out o = out_of(c);
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(text, sizeof text, fmt, ap);
+    int r = hkc_send_errorv(&o, code, fmt, ap);
     va_end(ap);
-    Hakmem__Ctl__Response resp = HAKMEM__CTL__RESPONSE__INIT;
-    Hakmem__Ctl__Error err = HAKMEM__CTL__ERROR__INIT;
-    err.code = code;
-    err.text = text;
-    resp.result_case = HAKMEM__CTL__RESPONSE__RESULT_ERROR;
-    resp.error = &err;
-    return send_response(c, &resp);
-}
-
-static Hakmem__Ctl__Error__Code code_of(int err)
-{
-    switch (err) {
-    case -ENOENT: case -ESRCH: return HAKMEM__CTL__ERROR__CODE__NOT_FOUND;
-    case -EINVAL: case -EBADMSG: case -ERANGE: case -EPROTO:
-        return HAKMEM__CTL__ERROR__CODE__INVALID_ARGUMENT;
-    case -EPERM: case -EACCES: return HAKMEM__CTL__ERROR__CODE__PERMISSION_DENIED;
-    case -EMSGSIZE: case -E2BIG: return HAKMEM__CTL__ERROR__CODE__TOO_LARGE;
-    case -EBUSY: case -EAGAIN: return HAKMEM__CTL__ERROR__CODE__BUSY;
-    default: return HAKMEM__CTL__ERROR__CODE__INTERNAL;
-    }
+    return r;
 }
 
 static int send_core_error(conn *c, const char *what, int err)
 {
-    return send_error(c, code_of(err), "%s: %s", what, strerror(-err));
+    hkc_out o = out_of(c);
+    return hkc_send_core_error(&o, what, err);
 }
 
 static int send_done(conn *c, int count)
@@ -197,47 +190,21 @@ static int do_status(conn *c)
     return send_response(c, &resp);
 }
 
-typedef struct growable {
-    void *items;
-    size_t n, cap, size;
-    const char *module;          /* sites filter, NULL for none */
-    size_t seen;
-} growable;
-
-static int grow_push(growable *g, const void *item)
-{
-    if (g->n == g->cap) {
-        size_t cap = g->cap ? g->cap * 2 : 64;
-        void *p = realloc(g->items, cap * g->size);
-        if (!p)
-            return -ENOMEM;
-        g->items = p;
-        g->cap = cap;
-    }
-    memcpy((char *)g->items + g->n++ * g->size, item, g->size);
-    return 0;
-}
-
-static int collect_proc(const hkd_proc_info *p, void *arg) { return grow_push(arg, p); }
-
 static int do_procs(conn *c)
 {
-    growable g = { .size = sizeof(hkd_proc_info) };
-    int r = hkd_for_each_proc(collect_proc, &g);
-    if (r < 0) {
-        free(g.items);
+    hkd_proc_info *pi;
+    size_t n;
+    int r = hkd_procs_copy(&pi, &n);
+    if (r < 0)
         return send_core_error(c, "procs", r);
-    }
-    hkd_proc_info *pi = g.items;
-    Hakmem__Ctl__Proc *procs = calloc(g.n ? g.n : 1, sizeof *procs);
-    Hakmem__Ctl__Proc **ptrs = calloc(g.n ? g.n : 1, sizeof *ptrs);
+    Hakmem__Ctl__Proc *procs = calloc(n ? n : 1, sizeof *procs);
+    Hakmem__Ctl__Proc **ptrs = calloc(n ? n : 1, sizeof *ptrs);
     if (!procs || !ptrs) {
-        free(procs), free(ptrs), free(g.items);
+        free(procs), free(ptrs), free(pi);
         return send_core_error(c, "procs", -ENOMEM);
     }
-    for (size_t i = 0; i < g.n; i++) {
+    for (size_t i = 0; i < n; i++) {
         hakmem__ctl__proc__init(&procs[i]);
-        pi[i].exe[HKD_EXE_MAX - 1] = '\0';
         procs[i].pid = pi[i].pid;
         procs[i].exe = pi[i].exe;
         procs[i].sites = pi[i].sites;
@@ -249,162 +216,12 @@ static int do_procs(conn *c)
     }
     Hakmem__Ctl__Response resp = HAKMEM__CTL__RESPONSE__INIT;
     Hakmem__Ctl__Procs msg = HAKMEM__CTL__PROCS__INIT;
-    msg.n_procs = g.n;
+    msg.n_procs = n;
     msg.procs = ptrs;
     resp.result_case = HAKMEM__CTL__RESPONSE__RESULT_PROCS;
     resp.procs = &msg;
     r = send_response(c, &resp);
-    free(procs), free(ptrs), free(g.items);
-    return r;
-}
-
-static const char *base_name(const char *path)
-{
-    const char *s = strrchr(path, '/');
-    return s && s[1] ? s + 1 : path;
-}
-
-static int module_matches(const char *module, const char *want)
-{
-    return strcmp(module, want) == 0 || strcmp(base_name(module), base_name(want)) == 0;
-}
-
-static int collect_site(const hkd_site_info *s, void *arg)
-{
-    growable *g = arg;
-    g->seen++;
-    if (g->module && *g->module) {
-        char m[HKD_MODULE_MAX];
-        memcpy(m, s->module, sizeof m);
-        m[sizeof m - 1] = '\0';
-        if (!module_matches(m, g->module))
-            return 0;
-    }
-    return grow_push(g, s);
-}
-
-static int by_bytes_desc(const void *a, const void *b)
-{
-    const hkd_site_info *x = a, *y = b;
-    return x->bytes < y->bytes ? 1 : x->bytes > y->bytes ? -1 : 0;
-}
-
-static int do_sites(conn *c, const Hakmem__Ctl__SitesRequest *rq)
-{
-    growable g = { .size = sizeof(hkd_site_info), .module = rq->module };
-    int r = hkd_for_each_site(collect_site, &g);
-    if (r < 0) {
-        free(g.items);
-        return send_core_error(c, "sites", r);
-    }
-    hkd_site_info *si = g.items;
-    if (g.n > 1)
-        qsort(si, g.n, sizeof *si, by_bytes_desc);
-    size_t n = g.n;
-    if (rq->top && rq->top < n)
-        n = rq->top;
-
-    size_t narms = 0;
-    for (size_t i = 0; i < n; i++)
-        narms += si[i].n_arms < HKD_MAX_ARMS ? si[i].n_arms : HKD_MAX_ARMS;
-    Hakmem__Ctl__Site *sites = calloc(n ? n : 1, sizeof *sites);
-    Hakmem__Ctl__Site **sptr = calloc(n ? n : 1, sizeof *sptr);
-    Hakmem__Ctl__SiteKey *keys = calloc(n ? n : 1, sizeof *keys);
-    Hakmem__Ctl__Thresholds *th = calloc(n ? n : 1, sizeof *th);
-    Hakmem__Ctl__Arm *arms = calloc(narms ? narms : 1, sizeof *arms);
-    Hakmem__Ctl__Arm **aptr = calloc(narms ? narms : 1, sizeof *aptr);
-    if (!sites || !sptr || !keys || !th || !arms || !aptr) {
-        r = send_core_error(c, "sites", -ENOMEM);
-        goto out;
-    }
-    size_t ai = 0;
-    for (size_t i = 0; i < n; i++) {
-        Hakmem__Ctl__Site *s = &sites[i];
-        hakmem__ctl__site__init(s);
-        hakmem__ctl__site_key__init(&keys[i]);
-        hakmem__ctl__thresholds__init(&th[i]);
-        si[i].module[HKD_MODULE_MAX - 1] = '\0';
-        keys[i].module_hash = si[i].key.module_hash;
-        keys[i].offset = si[i].key.offset;
-        s->key = &keys[i];
-        s->module = si[i].module;
-        s->processes = si[i].processes;
-        s->allocs = si[i].allocs;
-        s->frees = si[i].frees;
-        s->bytes = si[i].bytes;
-        s->live_bytes = si[i].live_bytes;
-        s->n_size_hist = 32;
-        s->size_hist = si[i].size_hist;
-        s->bigcache_hits = si[i].bigcache_hits;
-        s->bigcache_misses = si[i].bigcache_misses;
-        s->bigcache_evictions = si[i].bigcache_evictions;
-        s->thp_blocks = si[i].thp_blocks;
-        s->slow_ns = si[i].slow_ns;
-        th[i].large_threshold = si[i].thresholds.large_threshold;
-        th[i].bigcache_slots = si[i].thresholds.bigcache_slots;
-        th[i].thp = si[i].thresholds.thp != 0;
-        s->thresholds = &th[i];
-        s->pinned_arm = si[i].pinned_arm;
-        s->settled = si[i].settled;
-        s->thin = si[i].thin;
-        uint32_t na = si[i].n_arms < HKD_MAX_ARMS ? si[i].n_arms : HKD_MAX_ARMS;
-        s->n_arms = na;
-        s->arms = &aptr[ai];
-        for (uint32_t a = 0; a < na; a++, ai++) {
-            hakmem__ctl__arm__init(&arms[ai]);
-            si[i].arms[a].name[HKD_ARM_NAME_MAX - 1] = '\0';
-            arms[ai].name = si[i].arms[a].name;
-            arms[ai].pulls = si[i].arms[a].pulls;
-            arms[ai].mean_reward = si[i].arms[a].mean_reward;
-            aptr[ai] = &arms[ai];
-        }
-        sptr[i] = s;
-    }
-    Hakmem__Ctl__Response resp = HAKMEM__CTL__RESPONSE__INIT;
-    Hakmem__Ctl__Sites msg = HAKMEM__CTL__SITES__INIT;
-    msg.total = (uint32_t)g.seen;
-    msg.n_sites = n;
-    msg.sites = sptr;
-    resp.result_case = HAKMEM__CTL__RESPONSE__RESULT_SITES;
-    resp.sites = &msg;
-    r = send_response(c, &resp);
-out:
-    free(sites), free(sptr), free(keys), free(th), free(arms), free(aptr), free(g.items);
-    return r;
-}
-
-static int do_export(conn *c)
-{
-    uint8_t *buf = NULL;
-    size_t len = 0;
-    int r = hkd_policy_export(&buf, &len);
-    if (r < 0)
-        return send_core_error(c, "export", r);
-    Hakmem__Ctl__Response resp = HAKMEM__CTL__RESPONSE__INIT;
-    Hakmem__Ctl__Policy pol = HAKMEM__CTL__POLICY__INIT;
-    pol.policy.data = buf;
-    pol.policy.len = len;
-    resp.result_case = HAKMEM__CTL__RESPONSE__RESULT_POLICY;
-    resp.policy = &pol;
-    r = send_response(c, &resp);
-    free(buf);
-    return r;
-}
-
-static int do_metrics(conn *c)
-{
-    char *text = NULL;
-    size_t len = 0;
-    int r = hkd_metrics_render(&text, &len);
-    if (r < 0)
-        return send_core_error(c, "metrics", r);
-    Hakmem__Ctl__Response resp = HAKMEM__CTL__RESPONSE__INIT;
-    Hakmem__Ctl__Metrics m = HAKMEM__CTL__METRICS__INIT;
-    m.text = text;
-    resp.result_case = HAKMEM__CTL__RESPONSE__RESULT_METRICS;
-    resp.metrics = &m;
-    r = send_response(c, &resp);
-    free(text);
+    free(procs), free(ptrs), free(pi);
     return r;
 }
 
@@ -419,16 +236,32 @@ static int key_of(const Hakmem__Ctl__SiteKey *k, hkd_site_key *out)
     return 0;
 }
 
+/* A large policy comes in parts on one connection (ImportRequest.more),
+ * each a complete policy: each is merged as it arrives, and the import is
+ * logged once, when its last part is in (or one fails). */
 static int do_import(conn *c, const Hakmem__Ctl__ImportRequest *rq)
 {
     int r = hkd_policy_import(rq->policy.data, rq->policy.len);
+    c->import_parts++;
+    c->import_bytes += rq->policy.len;
     if (r < 0) {
-        hkd_log(HKD_LOG_WARNING, "policy import from uid %u (pid %d) failed: %s",
-                (unsigned)c->cred.uid, (int)c->cred.pid, strerror(-r));
+        if (c->import_parts > 1)
+            hkd_log(HKD_LOG_WARNING, "policy import from uid %u (pid %d) failed at part %u: %s "
+                    "(the %" PRIu64 " sites of the parts before were merged)",
+                    (unsigned)c->cred.uid, (int)c->cred.pid, c->import_parts, strerror(-r), c->import_sites);
+        else
+            hkd_log(HKD_LOG_WARNING, "policy import from uid %u (pid %d) failed: %s", (unsigned)c->cred.uid,
+                    (int)c->cred.pid, strerror(-r));
+        c->import_parts = 0, c->import_sites = c->import_bytes = 0;
         return send_core_error(c, "import", r);
     }
-    hkd_log(HKD_LOG_NOTICE, "policy imported by uid %u (pid %d): %d sites, %zu bytes",
-            (unsigned)c->cred.uid, (int)c->cred.pid, r, rq->policy.len);
+    c->import_sites += (uint64_t)r;
+    if (!rq->more) {
+        hkd_log(HKD_LOG_NOTICE, "policy imported by uid %u (pid %d): %" PRIu64 " sites, %" PRIu64 " bytes%s",
+                (unsigned)c->cred.uid, (int)c->cred.pid, c->import_sites, c->import_bytes,
+                c->import_parts > 1 ? " (in parts)" : "");
+        c->import_parts = 0, c->import_sites = c->import_bytes = 0;
+    }
     return send_done(c, r);
 }
 
@@ -579,6 +412,7 @@ static int is_change(Hakmem__Ctl__Request__CommandCase cc)
 /* Returns < 0 when the connection must close. */
 static int handle(conn *c, const Hakmem__Ctl__Request *rq)
 {
+    c->stream = rq->stream;
     if (rq->version != HKC_PROTOCOL_VERSION)
         return send_error(c, HAKMEM__CTL__ERROR__CODE__UNSUPPORTED_VERSION,
                           "protocol version %u not supported (this daemon speaks %d)",
@@ -599,15 +433,16 @@ static int handle(conn *c, const Hakmem__Ctl__Request *rq)
                               : "%s: only root, the daemon's user and group " HKC_GROUP " may read",
                           command_name(cc));
     }
+    hkc_out o = out_of(c);
     switch (cc) {
     case HAKMEM__CTL__REQUEST__COMMAND_STATUS: return do_status(c);
     case HAKMEM__CTL__REQUEST__COMMAND_PROCS: return do_procs(c);
-    case HAKMEM__CTL__REQUEST__COMMAND_SITES: return do_sites(c, rq->sites);
-    case HAKMEM__CTL__REQUEST__COMMAND_EXPORT_POLICY: return do_export(c);
+    case HAKMEM__CTL__REQUEST__COMMAND_SITES: return hkc_answer_sites(&o, rq->sites);
+    case HAKMEM__CTL__REQUEST__COMMAND_EXPORT_POLICY: return hkc_answer_export(&o);
     case HAKMEM__CTL__REQUEST__COMMAND_IMPORT_POLICY: return do_import(c, rq->import_policy);
     case HAKMEM__CTL__REQUEST__COMMAND_RESET: return do_reset(c, rq->reset);
     case HAKMEM__CTL__REQUEST__COMMAND_PIN: return do_pin(c, rq->pin);
-    case HAKMEM__CTL__REQUEST__COMMAND_METRICS: return do_metrics(c);
+    case HAKMEM__CTL__REQUEST__COMMAND_METRICS: return hkc_answer_metrics(&o);
     default: return -EINVAL;
     }
 }
@@ -659,23 +494,29 @@ static void serve(conn *c)
     }
 }
 
+/* Takes c out of the connection table (it no longer counts against any
+ * limit). */
+static void conn_unlink(conn *c)
+{
+    pthread_mutex_lock(&S.mu);
+    for (conn **pp = &S.conns; *pp; pp = &(*pp)->next)
+        if (*pp == c) {
+            *pp = c->next;
+            S.nconns--;
+            break;
+        }
+    if (S.nconns == 0)
+        pthread_cond_broadcast(&S.idle);
+    pthread_mutex_unlock(&S.mu);
+}
+
 static void *conn_main(void *arg)
 {
     conn *c = arg;
     hkd_reader_thread_enter();
     serve(c);
     hkd_reader_thread_leave();
-
-    pthread_mutex_lock(&S.mu);
-    for (conn **pp = &S.conns; *pp; pp = &(*pp)->next)
-        if (*pp == c) {
-            *pp = c->next;
-            break;
-        }
-    S.nconns--;
-    if (S.nconns == 0)
-        pthread_cond_broadcast(&S.idle);
-    pthread_mutex_unlock(&S.mu);
+    conn_unlink(c);
     close(c->fd);
     free(c);
     return NULL;
@@ -688,21 +529,69 @@ static int64_t now_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* Under S.mu: NULL when c may join the table, else why not.  Root is
+ * limited only by the table; everyone else to S.per_uid connections; all
+ * but root and the daemon's user together leave HKC_ADMIN_RESERVED free. */
+static const char *admit(const conn *c, char *why, size_t cap)
+{
+    if (S.nconns >= HKC_MAX_CONNS) {
+        snprintf(why, cap, "all %d control connections are in use; try again", HKC_MAX_CONNS);
+        return why;
+    }
+    if (c->cred.uid != 0) {
+        int mine = 0;
+        for (const conn *o = S.conns; o; o = o->next)
+            mine += o->cred.uid == c->cred.uid;
+        if (mine >= S.per_uid) {
+            snprintf(why, cap, "uid %u already has %d control connections open (the most one uid may); try again",
+                     (unsigned)c->cred.uid, mine);
+            return why;
+        }
+    }
+    if (c->role != ROLE_ADMIN && S.nconns >= HKC_MAX_CONNS - HKC_ADMIN_RESERVED) {
+        snprintf(why, cap, "the control connections left are kept for root and the daemon's user; try again");
+        return why;
+    }
+    return NULL;
+}
+
+/* A refused peer is logged, at most once a second (a client retrying in a
+ * loop would flood the log), with how many went unlogged before it. */
+static void log_refusal(const conn *c, const char *why)
+{
+    int64_t now = now_ms();
+    if (now - S.refusal_logged_ms < 1000) {
+        S.refusals_unlogged++;
+        return;
+    }
+    if (S.refusals_unlogged)
+        hkd_log(HKD_LOG_WARNING, "refused connection of uid %u (pid %d): %s (%u more refused since the last such line)",
+                (unsigned)c->cred.uid, (int)c->cred.pid, why, S.refusals_unlogged);
+    else
+        hkd_log(HKD_LOG_WARNING, "refused connection of uid %u (pid %d): %s", (unsigned)c->cred.uid,
+                (int)c->cred.pid, why);
+    S.refusal_logged_ms = now;
+    S.refusals_unlogged = 0;
+}
+
 /* Answers BUSY and parks the connection in the linger set (or closes it
- * when that is full too). */
-static void refuse_busy(int fd)
+ * when that is full too).  Takes fd over. */
+static void refuse_busy(int fd, const char *why)
 {
     Hakmem__Ctl__Response resp = HAKMEM__CTL__RESPONSE__INIT;
     Hakmem__Ctl__Error err = HAKMEM__CTL__ERROR__INIT;
     err.code = HAKMEM__CTL__ERROR__CODE__BUSY;
-    err.text = "too many control connections; try again";
+    err.text = (char *)why;
     resp.version = HKC_PROTOCOL_VERSION;
     resp.result_case = HAKMEM__CTL__RESPONSE__RESULT_ERROR;
     resp.error = &err;
-    uint8_t buf[256];
-    size_t n = hakmem__ctl__response__pack(&resp, buf);
-    /* The reply is tiny and the socket buffer empty: this never waits. */
-    hkc_frame_write(fd, buf, n, 0);
+    uint8_t buf[512];
+    size_t n = hakmem__ctl__response__get_packed_size(&resp);
+    if (n <= sizeof buf) {
+        hakmem__ctl__response__pack(&resp, buf);
+        /* The reply is small and the socket buffer empty: this never waits. */
+        hkc_frame_write(fd, buf, n, 0);
+    }
     shutdown(fd, SHUT_WR);
     if (S.nlinger == HKC_MAX_LINGER) {
         close(fd);
@@ -777,38 +666,28 @@ static void *acceptor_main(void *arg)
         }
         c->fd = fd;
         c->role = role_of(fd, &c->cred);
+        char why[160];
         pthread_mutex_lock(&S.mu);
-        int full = S.nconns >= HKC_MAX_CONNS;
-        if (!full) {
+        const char *refused = admit(c, why, sizeof why);
+        if (!refused) {
             c->next = S.conns;
             S.conns = c;
             S.nconns++;
         }
         pthread_mutex_unlock(&S.mu);
-        if (full) {
-            hkd_log(HKD_LOG_WARNING, "refused connection of uid %u (pid %d): %d connections open",
-                    (unsigned)c->cred.uid, (int)c->cred.pid, HKC_MAX_CONNS);
-            refuse_busy(fd);
-            close(fd);
-            free(c);
-            continue;
-        }
-        pthread_t t;
-        int r = pthread_create(&t, &attr, conn_main, c);
-        if (r != 0) {
+        if (!refused) {
+            pthread_t t;
+            int r = pthread_create(&t, &attr, conn_main, c);
+            if (r == 0)
+                continue;
             hkd_log(HKD_LOG_WARNING, "no thread for a control connection: %s", strerror(r));
-            pthread_mutex_lock(&S.mu);
-            for (conn **pp = &S.conns; *pp; pp = &(*pp)->next)
-                if (*pp == c) {
-                    *pp = c->next;
-                    break;
-                }
-            S.nconns--;
-            pthread_mutex_unlock(&S.mu);
-            refuse_busy(fd);
-            close(fd);
-            free(c);
+            conn_unlink(c);
+            refused = "the daemon cannot serve another connection now; try again";
+        } else {
+            log_refusal(c, refused);
         }
+        refuse_busy(fd, refused);
+        free(c);
     }
     pthread_attr_destroy(&attr);
     for (int i = 0; i < S.nlinger; i++)
@@ -872,19 +751,40 @@ static int bind_path(const char *path)
     return fd;
 }
 
-int hkd_ctl_start(const char *path, int listen_fd)
+/* Timeout, limits and who may do what, from the environment and the
+ * group database. */
+static void load_settings(void)
 {
-    if (S.running)
-        return -EALREADY;
     const char *t = getenv("HAKMEMD_CTL_TIMEOUT_MS");
     S.timeout_ms = t && atoi(t) > 0 ? atoi(t) : HKC_DEFAULT_TIMEOUT_MS;
+    t = getenv("HAKMEMD_CTL_CONNS_PER_UID");
+    S.per_uid = t && atoi(t) > 0 && atoi(t) <= HKC_MAX_CONNS ? atoi(t) : HKC_CONNS_PER_UID;
     S.self_uid = geteuid();
     struct group gr, *res = NULL;
     char gbuf[4096];
     S.have_group = getgrnam_r(HKC_GROUP, &gr, gbuf, sizeof gbuf, &res) == 0 && res;
     if (S.have_group)
         S.group = gr.gr_gid;
-    else
+}
+
+void hkd_ctl_serve_as(int fd, uid_t uid, gid_t gid)
+{
+    if (!S.running)
+        load_settings();
+    conn c = { .fd = fd, .cred = { .pid = 0, .uid = uid, .gid = gid } };
+    c.role = role_of_cred(&c.cred);
+    hkd_reader_thread_enter();
+    serve(&c);
+    hkd_reader_thread_leave();
+    close(fd);
+}
+
+int hkd_ctl_start(const char *path, int listen_fd)
+{
+    if (S.running)
+        return -EALREADY;
+    load_settings();
+    if (!S.have_group)
         hkd_log(HKD_LOG_NOTICE, "no group %s: only root and uid %u may use the control socket",
                 HKC_GROUP, (unsigned)S.self_uid);
 

@@ -3,6 +3,9 @@
 
 #include <inttypes.h>
 #include <math.h>
+#include <string.h>
+
+#include "utf8.h"
 
 void jw_init(jw *w, FILE *f)
 {
@@ -11,38 +14,32 @@ void jw_init(jw *w, FILE *f)
     w->count[0] = 0;
 }
 
-static void put_string(FILE *f, const char *s)
+/* The inside of a JSON string: quote, backslash and control characters
+ * escaped, each byte of invalid UTF-8 one replacement character. */
+static void put_chars(FILE *f, const unsigned char *p, size_t n)
 {
-    const unsigned char *p = (const unsigned char *)s;
-    fputc('"', f);
-    while (*p) {
+    while (n > 0) {
         unsigned c = *p;
-        if (c == '"' || c == '\\') {
+        size_t len = hk_utf8_len(p, n);
+        if (len == 0) {
+            fputs("\\ufffd", f);
+            len = 1;
+        } else if (c == '"' || c == '\\') {
             fputc('\\', f);
             fputc((int)c, f);
-            p++;
         } else if (c < 0x20) {
             fprintf(f, "\\u%04x", c);
-            p++;
-        } else if (c < 0x80) {
-            fputc((int)c, f);
-            p++;
         } else {
-            /* Copy a well-formed multi-byte sequence; anything else is one
-             * replacement character per bad byte. */
-            int n = (c & 0xe0) == 0xc0 ? 2 : (c & 0xf0) == 0xe0 ? 3 : (c & 0xf8) == 0xf0 ? 4 : 0;
-            int ok = n > 0 && !(c == 0xc0 || c == 0xc1 || c > 0xf4);
-            for (int i = 1; ok && i < n; i++)
-                ok = (p[i] & 0xc0) == 0x80;
-            if (ok) {
-                fwrite(p, 1, (size_t)n, f);
-                p += n;
-            } else {
-                fputs("\\ufffd", f);
-                p++;
-            }
+            fwrite(p, 1, len, f);
         }
+        p += len, n -= len;
     }
+}
+
+static void put_string(FILE *f, const char *s)
+{
+    fputc('"', f);
+    put_chars(f, (const unsigned char *)s, strlen(s));
     fputc('"', f);
 }
 
@@ -89,6 +86,22 @@ void jw_str(jw *w, const char *key, const char *v)
         put_string(w->f, v);
     else
         fputs("null", w->f);
+}
+
+void jw_str_begin(jw *w, const char *key)
+{
+    member(w, key);
+    fputc('"', w->f);
+}
+
+void jw_str_piece(jw *w, const char *s, size_t len)
+{
+    put_chars(w->f, (const unsigned char *)s, len);
+}
+
+void jw_str_end(jw *w)
+{
+    fputc('"', w->f);
 }
 
 void jw_u64(jw *w, const char *key, uint64_t v)

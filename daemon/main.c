@@ -17,7 +17,8 @@
 #include "core_api.h"
 #include "ctl_server.h"
 #include "log.h"
-#include "metrics.h"
+#include "metrics_file.h"
+#include "persist.h"
 #include "registry.h"
 #include "sdnotify.h"
 #include "segment.h"
@@ -61,8 +62,7 @@ int main(int argc, char **argv)
     const char *shm = HKSHM_DEFAULT_NAME, *sock = HKSHM_DEFAULT_SOCKET, *state = "/var/lib/hakmem";
     long interval = 1000;
     int learning = 1, debug = 0, use_socket = 1;
-    const char *metrics_file = NULL;  /* ops: --metrics-file */
-    int metrics_failing = 0;
+    const char *metrics_file = NULL;
     static const struct option opts[] = {
         { "foreground", no_argument, 0, 'f' },
         { "shm", required_argument, 0, 's' },
@@ -95,7 +95,7 @@ int main(int argc, char **argv)
         case 'n': learning = 0; break;
         case 'N': use_socket = 0; break;
         case 'D': debug = 1; break;
-        case 'M': metrics_file = optarg; break;  /* ops: --metrics-file */
+        case 'M': metrics_file = optarg; break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }
@@ -127,6 +127,13 @@ int main(int argc, char **argv)
         hkd_log(HKD_LOG_WARNING, "cannot create state directory %s: %s (learned state will not persist)",
                 state, strerror(errno));
 
+    if (state) {
+        int n = hkd_state_clean(state);
+        if (n > 0)
+            hkd_log(HKD_LOG_INFO, "removed %d temp file%s an interrupted save left in %s", n, n == 1 ? "" : "s",
+                    state);
+    }
+
     hkd_reader_thread_enter();
     hkd_core_cfg cfg = {
         .shm_name = shm,
@@ -156,13 +163,20 @@ int main(int argc, char **argv)
     } else {
         hkd_log(HKD_LOG_NOTICE, "--no-socket: clients cannot register, so no process will be collected");
     }
+    /* For node_exporter's textfile collector; written off this loop. */
+    if (metrics_file && (rc = hkd_metrics_file_start(metrics_file)) < 0)
+        hkd_log(HKD_LOG_WARNING, "cannot write metrics to %s: %s (continuing without it)", metrics_file,
+                strerror(-rc));
     hkd_log(HKD_LOG_INFO, "running: shm %s, interval %ld ms, learning %s, state %s", shm, interval,
             learning ? "on" : "off", state ? state : "(none)");
     hkd_sd_ready();
 
     uint64_t period = (uint64_t)interval * 1000000ull;
     uint64_t next = hkd_now_ns() + period;
-    uint64_t wd_ns = hkd_sd_watchdog_usec() * 1000ull / 2;
+    /* Woken at least every quarter of the watchdog period (sdnotify.c
+     * pings at most every eighth), so pings are never half a period apart
+     * even after a slow interval. */
+    uint64_t wd_ns = hkd_sd_watchdog_usec() * 1000ull / 4;
     uint64_t count = 0;
     int stop = 0;
     while (!stop) {
@@ -179,16 +193,7 @@ int main(int argc, char **argv)
                           (unsigned long long)s.generation);
             if (debug)
                 hkd_core_log_summary(32);
-            /* ops: --metrics-file, for node_exporter's textfile collector;
-             * one warning when writing starts failing, one when it recovers. */
-            if (metrics_file) {
-                int mr = hkd_metrics_write_file(metrics_file);
-                if (mr < 0 && !metrics_failing)
-                    hkd_log(HKD_LOG_WARNING, "cannot write metrics to %s: %s", metrics_file, strerror(-mr));
-                else if (mr == 0 && metrics_failing)
-                    hkd_log(HKD_LOG_INFO, "writing metrics to %s again", metrics_file);
-                metrics_failing = mr < 0;
-            }
+            hkd_metrics_file_trigger();
             if (++count % SAVE_EVERY == 0)
                 hkd_core_save_async();
             now = hkd_now_ns();
@@ -213,6 +218,7 @@ int main(int argc, char **argv)
         }
     }
     hkd_sd_stopping();
+    hkd_metrics_file_stop();
     if (ctl)
         hkd_ctl_stop();
     hkd_core_save();

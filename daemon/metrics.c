@@ -1,56 +1,112 @@
 /* Metrics exposition.  Samples of one family must be contiguous in the text
- * format, so the sites and processes are first copied out of the core (one
- * read-side pass each) and then written family by family. */
+ * format, so the sites are read once per family, a page at a time
+ * (hkd_site_page), and the text goes out in pieces through a FILE whose
+ * writes land in a bounded buffer: nothing grows with the number of sites.
+ * Processes are few (bounded by the segment's slots) and are copied once
+ * (proc_copy.h). */
 #include "metrics.h"
 #include "core_api.h"
+#include "metrics_file.h"
+#include "proc_copy.h"
+#include "utf8.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
 #include <math.h>
 #include <stddef.h>
 #include <stdio.h>
+#include <stdio_ext.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
-typedef struct vec {
-    void  *items;
-    size_t n, cap, size;
-} vec;
+#define SITE_PAGE 64
 
-static int vec_push(vec *v, const void *item)
+/* ---- bounded output ---- */
+
+typedef struct out {
+    hkd_metrics_sink sink;
+    void *arg;
+    char *buf;                  /* HKD_METRICS_PIECE bytes and a NUL */
+    size_t len;
+    int err;                    /* the sink's error, once it failed */
+} out;
+
+/* Hands out the buffer up to its last complete line (all of it when it
+ * holds no newline: only a line longer than a piece is ever cut). */
+static int out_flush(out *o)
 {
-    if (v->n == v->cap) {
-        size_t cap = v->cap ? v->cap * 2 : 64;
-        void *p = realloc(v->items, cap * v->size);
-        if (!p)
-            return -ENOMEM;
-        v->items = p;
-        v->cap = cap;
-    }
-    memcpy((char *)v->items + v->n * v->size, item, v->size);
-    v->n++;
+    size_t n = o->len;
+    while (n > 0 && o->buf[n - 1] != '\n')
+        n--;
+    if (n == 0)
+        n = o->len;
+    if (n == 0)
+        return 0;
+    char keep = o->buf[n];
+    o->buf[n] = '\0';
+    int r = o->sink(o->buf, n, o->arg);
+    o->buf[n] = keep;
+    if (r < 0)
+        return r;
+    memmove(o->buf, o->buf + n, o->len - n);
+    o->len -= n;
     return 0;
 }
 
-static int collect_site(const hkd_site_info *s, void *arg) { return vec_push(arg, s); }
-static int collect_proc(const hkd_proc_info *p, void *arg) { return vec_push(arg, p); }
-
-/* Label values: backslash, double quote and newline must be escaped. */
-static void put_label(FILE *f, const char *name, const char *v)
+static ssize_t out_write(void *cookie, const char *p, size_t n)
 {
-    fprintf(f, "%s=\"", name);
-    for (; *v; v++) {
-        if (*v == '\\' || *v == '"')
-            fputc('\\', f), fputc(*v, f);
-        else if (*v == '\n')
-            fputs("\\n", f);
-        else
-            fputc(*v, f);
+    out *o = cookie;
+    size_t done = 0;
+    while (done < n && !o->err) {
+        size_t room = HKD_METRICS_PIECE - o->len;
+        if (room == 0) {
+            o->err = out_flush(o);
+            continue;
+        }
+        size_t k = n - done < room ? n - done : room;
+        memcpy(o->buf + o->len, p + done, k);
+        o->len += k;
+        done += k;
     }
-    fputc('"', f);
+    return o->err ? -1 : (ssize_t)n;
+}
+
+/* ---- text ---- */
+
+/* Label values: valid UTF-8 with backslash, double quote and newline
+ * escaped, as the format requires; any other control character or byte
+ * that is not UTF-8 becomes U+FFFD, so one odd module path never makes a
+ * scrape unparsable.  Written as name="value" into out, which holds
+ * LABEL_MAX bytes (a value of HKD_MODULE_MAX bytes grows at most 3-fold);
+ * returns the length. */
+#define LABEL_MAX (16 + 3 * HKD_MODULE_MAX)
+
+static size_t put_label(char *out, const char *name, const char *v)
+{
+    size_t o = (size_t)snprintf(out, 16, "%s=\"", name);
+    const unsigned char *p = (const unsigned char *)v;
+    size_t n = strnlen(v, HKD_MODULE_MAX);
+    while (n > 0 && o + 6 <= LABEL_MAX) {   /* room for a character, the quote and the NUL */
+        size_t len = hk_utf8_len(p, n);
+        if (len == 1 && (*p == '\\' || *p == '"')) {
+            out[o++] = '\\';
+            out[o++] = (char)*p;
+        } else if (len == 1 && *p == '\n') {
+            out[o++] = '\\';
+            out[o++] = 'n';
+        } else if (len == 0 || hk_utf8_is_control(p, len)) {
+            memcpy(out + o, "\xef\xbf\xbd", 3);
+            o += 3;
+            len = len ? len : 1;
+        } else {
+            memcpy(out + o, p, len);
+            o += len;
+        }
+        p += len, n -= len;
+    }
+    out[o++] = '"';
+    out[o] = '\0';
+    return o;
 }
 
 static const char *base_name(const char *path)
@@ -74,50 +130,45 @@ static void put_double(FILE *f, double v)
         fprintf(f, "%.10g", v);
 }
 
-static void site_labels(FILE *f, const hkd_site_info *s)
+/* "{exe=...,site=..." (left open: a family may add labels), made once a
+ * site and pass; out holds SITE_LABELS_MAX bytes. */
+#define SITE_LABELS_MAX (2 * LABEL_MAX)
+
+static void site_labels(char *out, const hkd_site_info *s)
 {
     char key[40];
     snprintf(key, sizeof key, "%016" PRIx64 ":%" PRIx64, s->key.module_hash, s->key.offset);
-    fputc('{', f);
-    put_label(f, "exe", base_name(s->module));
-    fputc(',', f);
-    put_label(f, "site", key);
+    size_t o = 0;
+    out[o++] = '{';
+    o += put_label(out + o, "exe", base_name(s->module));
+    out[o++] = ',';
+    put_label(out + o, "site", key);
 }
 
 static void proc_labels(FILE *f, const hkd_proc_info *p)
 {
-    char pid[16];
+    char pid[16], lab[LABEL_MAX];
     snprintf(pid, sizeof pid, "%d", (int)p->pid);
     fputc('{', f);
-    put_label(f, "exe", base_name(p->exe));
+    put_label(lab, "exe", base_name(p->exe));
+    fputs(lab, f);
     fputc(',', f);
-    put_label(f, "pid", pid);
+    put_label(lab, "pid", pid);
+    fputs(lab, f);
     fputc('}', f);
 }
 
-/* One family over all sites, the value picked by an offset into the
- * struct so that each family is a single line here. */
-static void site_family(FILE *f, const vec *sites, const char *name, const char *type,
-                        const char *help, size_t off, double scale)
-{
-    family(f, name, type, help);
-    const hkd_site_info *s = sites->items;
-    for (size_t i = 0; i < sites->n; i++) {
-        fputs(name, f);
-        site_labels(f, &s[i]);
-        fputs("} ", f);
-        uint64_t v;
-        memcpy(&v, (const char *)&s[i] + off, sizeof v);
-        if (scale == 1.0) {
-            fprintf(f, "%" PRIu64 "\n", v);
-        } else {
-            put_double(f, (double)v * scale);
-            fputc('\n', f);
-        }
-    }
-}
+/* ---- site families ---- */
 
-/* Gauges of small integers, one accessor each. */
+typedef enum { SITE_U64, SITE_SECONDS, SITE_INT, SITE_HIST, SITE_ARM_PULLS, SITE_ARM_MEAN } site_kind;
+
+typedef struct site_family {
+    const char *name, *type, *help;
+    site_kind kind;
+    size_t off;                                  /* SITE_U64, SITE_SECONDS: the field */
+    long long (*value)(const hkd_site_info *);   /* SITE_INT */
+} site_family;
+
 static long long v_processes(const hkd_site_info *s) { return s->processes; }
 static long long v_large_threshold(const hkd_site_info *s) { return s->thresholds.large_threshold; }
 static long long v_bigcache_slots(const hkd_site_info *s) { return s->thresholds.bigcache_slots; }
@@ -126,100 +177,124 @@ static long long v_pinned_arm(const hkd_site_info *s) { return s->pinned_arm; }
 static long long v_settled(const hkd_site_info *s) { return s->settled != 0; }
 static long long v_thin(const hkd_site_info *s) { return s->thin != 0; }
 
-static void site_int_family(FILE *f, const vec *sites, const char *name, const char *help,
-                            long long (*value)(const hkd_site_info *))
+#define U64(name, type, help, field) { name, type, help, SITE_U64, offsetof(hkd_site_info, field), NULL }
+#define INT(name, help, fn) { name, "gauge", help, SITE_INT, 0, fn }
+
+static const site_family site_families[] = {
+    U64("hakmem_site_allocs_total", "counter", "Allocations made at the site, all processes.", allocs),
+    U64("hakmem_site_frees_total", "counter", "Frees of blocks allocated at the site.", frees),
+    U64("hakmem_site_alloc_bytes_total", "counter", "Bytes allocated at the site.", bytes),
+    U64("hakmem_site_live_bytes", "gauge", "Bytes allocated at the site and not yet freed.", live_bytes),
+    U64("hakmem_site_bigcache_hits_total", "counter", "Large allocations served from BigCache.", bigcache_hits),
+    U64("hakmem_site_bigcache_misses_total", "counter", "Large allocations BigCache could not serve.",
+        bigcache_misses),
+    U64("hakmem_site_bigcache_evictions_total", "counter", "Blocks evicted from BigCache and unmapped.",
+        bigcache_evictions),
+    U64("hakmem_site_thp_blocks_total", "counter", "Blocks advised to use transparent huge pages.", thp_blocks),
+    { "hakmem_site_slow_path_seconds_total", "counter", "Time spent in the allocator's slow paths for the site.",
+      SITE_SECONDS, offsetof(hkd_site_info, slow_ns), NULL },
+    INT("hakmem_site_processes", "Live processes reporting the site.", v_processes),
+    INT("hakmem_site_large_threshold_bytes", "Published size from which the site's allocations are mapped directly.",
+        v_large_threshold),
+    INT("hakmem_site_bigcache_slots", "Published BigCache slots for the site (0: off).", v_bigcache_slots),
+    INT("hakmem_site_thp_enabled", "1 when the site's large blocks are advised to use huge pages.", v_thp),
+    INT("hakmem_site_pinned_arm", "Arm forced by an operator, -1 when the learner chooses.", v_pinned_arm),
+    INT("hakmem_site_settled", "1 when the learner exploits: every arm that matters tried, the best one published.",
+        v_settled),
+    INT("hakmem_site_thin", "1 when the site allocates too little to learn alone and runs its size band's arm.",
+        v_thin),
+    { "hakmem_site_alloc_size_bytes", "histogram", "Sizes of the site's allocations (log2 buckets).", SITE_HIST, 0,
+      NULL },
+    { "hakmem_site_arm_pulls_total", "counter", "Intervals in which the learner played the arm for the site.",
+      SITE_ARM_PULLS, 0, NULL },
+    { "hakmem_site_arm_mean_reward", "gauge", "Mean reward the learner measured for the arm at the site.",
+      SITE_ARM_MEAN, 0, NULL },
+};
+
+/* Log2 buckets: bucket b holds sizes in [2^b, 2^(b+1)), so its upper bound
+ * is 2^(b+1)-1 bytes.  _sum is the site's byte count. */
+static void site_hist(FILE *f, const hkd_site_info *s, const char *labels)
 {
-    family(f, name, "gauge", help);
-    const hkd_site_info *s = sites->items;
-    for (size_t i = 0; i < sites->n; i++) {
-        fputs(name, f);
-        site_labels(f, &s[i]);
-        fprintf(f, "} %lld\n", value(&s[i]));
+    int top = -1;
+    for (int b = 0; b < 32; b++)
+        if (s->size_hist[b])
+            top = b;
+    uint64_t cum = 0;
+    for (int b = 0; b <= top && b < 31; b++) {
+        cum += s->size_hist[b];
+        fprintf(f, "hakmem_site_alloc_size_bytes_bucket%s,le=\"%" PRIu64 "\"} %" PRIu64 "\n", labels,
+                (UINT64_C(2) << b) - 1, cum);
     }
+    if (top == 31)
+        cum += s->size_hist[31];
+    fprintf(f, "hakmem_site_alloc_size_bytes_bucket%s,le=\"+Inf\"} %" PRIu64 "\n", labels, cum);
+    fprintf(f, "hakmem_site_alloc_size_bytes_sum%s} %" PRIu64 "\n", labels, s->bytes);
+    fprintf(f, "hakmem_site_alloc_size_bytes_count%s} %" PRIu64 "\n", labels, cum);
 }
 
-static void render_sites(FILE *f, const vec *sv)
+static void site_sample(FILE *f, const site_family *fam, const hkd_site_info *s, const char *labels)
 {
-    const hkd_site_info *s = sv->items;
-#define SF(name, type, help, field, scale) \
-    site_family(f, sv, name, type, help, offsetof(hkd_site_info, field), scale)
-    SF("hakmem_site_allocs_total", "counter", "Allocations made at the site, all processes.", allocs, 1.0);
-    SF("hakmem_site_frees_total", "counter", "Frees of blocks allocated at the site.", frees, 1.0);
-    SF("hakmem_site_alloc_bytes_total", "counter", "Bytes allocated at the site.", bytes, 1.0);
-    SF("hakmem_site_live_bytes", "gauge", "Bytes allocated at the site and not yet freed.", live_bytes, 1.0);
-    SF("hakmem_site_bigcache_hits_total", "counter", "Large allocations served from BigCache.", bigcache_hits, 1.0);
-    SF("hakmem_site_bigcache_misses_total", "counter", "Large allocations BigCache could not serve.", bigcache_misses, 1.0);
-    SF("hakmem_site_bigcache_evictions_total", "counter", "Blocks evicted from BigCache and unmapped.", bigcache_evictions, 1.0);
-    SF("hakmem_site_thp_blocks_total", "counter", "Blocks advised to use transparent huge pages.", thp_blocks, 1.0);
-    SF("hakmem_site_slow_path_seconds_total", "counter", "Time spent in the allocator's slow paths for the site.", slow_ns, 1e-9);
-#undef SF
-
-    site_int_family(f, sv, "hakmem_site_processes", "Live processes reporting the site.", v_processes);
-    site_int_family(f, sv, "hakmem_site_large_threshold_bytes",
-                    "Published size from which the site's allocations are mapped directly.", v_large_threshold);
-    site_int_family(f, sv, "hakmem_site_bigcache_slots", "Published BigCache slots for the site (0: off).",
-                    v_bigcache_slots);
-    site_int_family(f, sv, "hakmem_site_thp_enabled", "1 when the site's large blocks are advised to use huge pages.",
-                    v_thp);
-    site_int_family(f, sv, "hakmem_site_pinned_arm", "Arm forced by an operator, -1 when the learner chooses.",
-                    v_pinned_arm);
-    site_int_family(f, sv, "hakmem_site_settled",
-                    "1 when the learner exploits: every arm that matters tried, the best one published.", v_settled);
-    site_int_family(f, sv, "hakmem_site_thin",
-                    "1 when the site allocates too little to learn alone and runs its size band's arm.", v_thin);
-
-    /* Log2 buckets: bucket b holds sizes in [2^b, 2^(b+1)), so its upper
-     * bound is 2^(b+1)-1 bytes.  _sum is the site's byte count. */
-    family(f, "hakmem_site_alloc_size_bytes", "histogram", "Sizes of the site's allocations (log2 buckets).");
-    for (size_t i = 0; i < sv->n; i++) {
-        int top = -1;
-        for (int b = 0; b < 32; b++)
-            if (s[i].size_hist[b])
-                top = b;
-        uint64_t cum = 0;
-        for (int b = 0; b <= top && b < 31; b++) {
-            cum += s[i].size_hist[b];
-            fputs("hakmem_site_alloc_size_bytes_bucket", f);
-            site_labels(f, &s[i]);
-            fprintf(f, ",le=\"%" PRIu64 "\"} %" PRIu64 "\n", (UINT64_C(2) << b) - 1, cum);
-        }
-        if (top == 31)
-            cum += s[i].size_hist[31];
-        fputs("hakmem_site_alloc_size_bytes_bucket", f);
-        site_labels(f, &s[i]);
-        fprintf(f, ",le=\"+Inf\"} %" PRIu64 "\n", cum);
-        fputs("hakmem_site_alloc_size_bytes_sum", f);
-        site_labels(f, &s[i]);
-        fprintf(f, "} %" PRIu64 "\n", s[i].bytes);
-        fputs("hakmem_site_alloc_size_bytes_count", f);
-        site_labels(f, &s[i]);
-        fprintf(f, "} %" PRIu64 "\n", cum);
-    }
-
-    family(f, "hakmem_site_arm_pulls_total", "counter", "Intervals in which the learner played the arm for the site.");
-    for (size_t i = 0; i < sv->n; i++)
-        for (uint32_t a = 0; a < s[i].n_arms && a < HKD_MAX_ARMS; a++) {
-            fputs("hakmem_site_arm_pulls_total", f);
-            site_labels(f, &s[i]);
-            fputc(',', f);
-            put_label(f, "arm", s[i].arms[a].name);
-            fprintf(f, "} %" PRIu64 "\n", s[i].arms[a].pulls);
-        }
-    family(f, "hakmem_site_arm_mean_reward", "gauge", "Mean reward the learner measured for the arm at the site.");
-    for (size_t i = 0; i < sv->n; i++)
-        for (uint32_t a = 0; a < s[i].n_arms && a < HKD_MAX_ARMS; a++) {
-            fputs("hakmem_site_arm_mean_reward", f);
-            site_labels(f, &s[i]);
-            fputc(',', f);
-            put_label(f, "arm", s[i].arms[a].name);
-            fputs("} ", f);
-            put_double(f, s[i].arms[a].mean_reward);
+    uint64_t v;
+    switch (fam->kind) {
+    case SITE_U64:
+        memcpy(&v, (const char *)s + fam->off, sizeof v);
+        fprintf(f, "%s%s} %" PRIu64 "\n", fam->name, labels, v);
+        break;
+    case SITE_SECONDS:
+        memcpy(&v, (const char *)s + fam->off, sizeof v);
+        fprintf(f, "%s%s} ", fam->name, labels);
+        put_double(f, (double)v * 1e-9);
+        fputc('\n', f);
+        break;
+    case SITE_INT:
+        fprintf(f, "%s%s} %lld\n", fam->name, labels, fam->value(s));
+        break;
+    case SITE_HIST:
+        site_hist(f, s, labels);
+        break;
+    case SITE_ARM_PULLS:
+    case SITE_ARM_MEAN:
+        for (uint32_t a = 0; a < s->n_arms && a < HKD_MAX_ARMS; a++) {
+            char arm[LABEL_MAX];
+            put_label(arm, "arm", s->arms[a].name);
+            fprintf(f, "%s%s,%s} ", fam->name, labels, arm);
+            if (fam->kind == SITE_ARM_PULLS)
+                fprintf(f, "%" PRIu64, s->arms[a].pulls);
+            else
+                put_double(f, s->arms[a].mean_reward);
             fputc('\n', f);
         }
+        break;
+    }
 }
 
-/* One family per process field.  Values are exact integers; per_unit > 1
- * turns one into a fraction (milliseconds into seconds). */
+/* One family: a pass over every site, a page at a time. */
+static int render_site_family(FILE *f, const out *o, const site_family *fam, hkd_site_info *page)
+{
+    family(f, fam->name, fam->type, fam->help);
+    uint32_t cursor = 0;
+    for (;;) {
+        int k = hkd_site_page(&cursor, page, SITE_PAGE);
+        if (k <= 0)
+            return k;
+        for (int i = 0; i < k; i++) {
+            hkd_site_info *s = &page[i];
+            char labels[SITE_LABELS_MAX];
+            s->module[HKD_MODULE_MAX - 1] = '\0';
+            for (uint32_t a = 0; a < s->n_arms && a < HKD_MAX_ARMS; a++)
+                s->arms[a].name[HKD_ARM_NAME_MAX - 1] = '\0';
+            site_labels(labels, s);
+            site_sample(f, fam, s, labels);
+        }
+        if (ferror(f))
+            return o->err ? o->err : -EIO;
+    }
+}
+
+/* ---- process families ---- */
+
+/* Values are exact integers; per_unit > 1 turns one into a fraction
+ * (milliseconds into seconds). */
 typedef struct proc_family {
     const char *name, *type, *help;
     uint64_t (*value)(const hkd_proc_info *);
@@ -240,16 +315,15 @@ static const proc_family proc_families[] = {
     { "hakmem_process_heartbeat_age_seconds", "gauge", "Time since the process's last heartbeat.", proc_age_ms, 1000 },
 };
 
-static void render_procs(FILE *f, const vec *pv)
+static void render_procs(FILE *f, const hkd_proc_info *ps, size_t n)
 {
-    const hkd_proc_info *p = pv->items;
     for (size_t k = 0; k < sizeof proc_families / sizeof proc_families[0]; k++) {
         const proc_family *pf = &proc_families[k];
         family(f, pf->name, pf->type, pf->help);
-        for (size_t i = 0; i < pv->n; i++) {
-            uint64_t v = pf->value(&p[i]);
+        for (size_t i = 0; i < n; i++) {
+            uint64_t v = pf->value(&ps[i]);
             fputs(pf->name, f);
-            proc_labels(f, &p[i]);
+            proc_labels(f, &ps[i]);
             fputc(' ', f);
             if (pf->per_unit > 1)
                 put_double(f, (double)v / pf->per_unit);
@@ -260,126 +334,95 @@ static void render_procs(FILE *f, const vec *pv)
     }
 }
 
-int hkd_metrics_render(char **out, size_t *len)
+/* ---- the daemon ---- */
+
+static void render_daemon(FILE *f, hkd_status *st)
 {
-    *out = NULL;
-    *len = 0;
+    st->version[sizeof st->version - 1] = '\0';
+    st->shm_name[sizeof st->shm_name - 1] = '\0';
+    family(f, "hakmem_build_info", "gauge", "Always 1; labels name the daemon's version and segment.");
+    char version[LABEL_MAX], segment[LABEL_MAX];
+    put_label(version, "version", st->version);
+    put_label(segment, "segment", st->shm_name);
+    fprintf(f, "hakmem_build_info{%s,%s} 1\n", version, segment);
+    family(f, "hakmem_daemon_uptime_seconds", "gauge", "Time since hakmemd started.");
+    fputs("hakmem_daemon_uptime_seconds ", f);
+    put_double(f, (double)st->uptime_ms / 1000.0);
+    fputc('\n', f);
+    family(f, "hakmem_learning_enabled", "gauge", "1 when the learner runs, 0 in baseline mode.");
+    fprintf(f, "hakmem_learning_enabled %d\n", st->learning ? 1 : 0);
+    family(f, "hakmem_policy_generation", "gauge", "Generation of the published threshold table.");
+    fprintf(f, "hakmem_policy_generation %" PRIu64 "\n", st->generation);
+    family(f, "hakmem_processes", "gauge", "Live processes attached to the segment.");
+    fprintf(f, "hakmem_processes %" PRIu32 "\n", st->processes);
+    family(f, "hakmem_sites", "gauge", "Sites known to the daemon.");
+    fprintf(f, "hakmem_sites %" PRIu32 "\n", st->sites);
+    family(f, "hakmem_learning_interval_seconds", "gauge", "Configured learning interval.");
+    fputs("hakmem_learning_interval_seconds ", f);
+    put_double(f, (double)st->interval_ms / 1000.0);
+    fputc('\n', f);
+    family(f, "hakmem_learning_intervals_total", "counter", "Learning intervals completed.");
+    fprintf(f, "hakmem_learning_intervals_total %" PRIu64 "\n", st->intervals);
+    family(f, "hakmem_learning_last_interval_duration_seconds", "gauge",
+           "Collect, learn and publish time of the last interval.");
+    fputs("hakmem_learning_last_interval_duration_seconds ", f);
+    put_double(f, (double)st->last_interval_ns / 1e9);
+    fputc('\n', f);
+
+    hkd_metrics_file_stats fs;
+    if (hkd_metrics_file_get_stats(&fs) == 0) {
+        family(f, "hakmem_metrics_file_writes_total", "counter",
+               "Writes of --metrics-file by result; skipped: the previous write still ran when the next was due.");
+        fprintf(f, "hakmem_metrics_file_writes_total{result=\"ok\"} %" PRIu64 "\n", fs.written);
+        fprintf(f, "hakmem_metrics_file_writes_total{result=\"failed\"} %" PRIu64 "\n", fs.failed);
+        fprintf(f, "hakmem_metrics_file_writes_total{result=\"skipped\"} %" PRIu64 "\n", fs.skipped);
+        family(f, "hakmem_metrics_file_last_write_duration_seconds", "gauge",
+               "Time the last completed write of --metrics-file took.");
+        fputs("hakmem_metrics_file_last_write_duration_seconds ", f);
+        put_double(f, (double)fs.last_ns / 1e9);
+        fputc('\n', f);
+    }
+}
+
+int hkd_metrics_stream(hkd_metrics_sink sink, void *arg)
+{
     hkd_status st;
     int r = hkd_get_status(&st);
     if (r < 0)
         return r;
-    vec sites = { .size = sizeof(hkd_site_info) };
-    vec procs = { .size = sizeof(hkd_proc_info) };
-    r = hkd_for_each_site(collect_site, &sites);
-    if (r >= 0)
-        r = hkd_for_each_proc(collect_proc, &procs);
-    if (r < 0) {
-        free(sites.items);
-        free(procs.items);
-        return r;
-    }
-
-    char *buf = NULL;
-    size_t n = 0;
-    FILE *f = open_memstream(&buf, &n);
+    out o = { .sink = sink, .arg = arg };
+    hkd_proc_info *procs = NULL;
+    size_t nprocs = 0;
+    o.buf = malloc(HKD_METRICS_PIECE + 1);
+    hkd_site_info *page = malloc(SITE_PAGE * sizeof *page);
+    FILE *f = NULL;
+    r = -ENOMEM;
+    if (!o.buf || !page)
+        goto done;
+    r = hkd_procs_copy(&procs, &nprocs);
+    if (r < 0)
+        goto done;
+    cookie_io_functions_t io = { .write = out_write };
+    f = fopencookie(&o, "w", io);
     if (!f) {
-        free(sites.items);
-        free(procs.items);
-        return -ENOMEM;
+        r = -ENOMEM;
+        goto done;
     }
-    st.version[sizeof st.version - 1] = '\0';
-    st.shm_name[sizeof st.shm_name - 1] = '\0';
-    family(f, "hakmem_build_info", "gauge", "Always 1; labels name the daemon's version and segment.");
-    fputs("hakmem_build_info{", f);
-    put_label(f, "version", st.version);
-    fputc(',', f);
-    put_label(f, "segment", st.shm_name);
-    fputs("} 1\n", f);
-    family(f, "hakmem_daemon_uptime_seconds", "gauge", "Time since hakmemd started.");
-    fputs("hakmem_daemon_uptime_seconds ", f);
-    put_double(f, (double)st.uptime_ms / 1000.0);
-    fputc('\n', f);
-    family(f, "hakmem_learning_enabled", "gauge", "1 when the learner runs, 0 in baseline mode.");
-    fprintf(f, "hakmem_learning_enabled %d\n", st.learning ? 1 : 0);
-    family(f, "hakmem_policy_generation", "gauge", "Generation of the published threshold table.");
-    fprintf(f, "hakmem_policy_generation %" PRIu64 "\n", st.generation);
-    family(f, "hakmem_processes", "gauge", "Live processes attached to the segment.");
-    fprintf(f, "hakmem_processes %" PRIu32 "\n", st.processes);
-    family(f, "hakmem_sites", "gauge", "Sites known to the daemon.");
-    fprintf(f, "hakmem_sites %" PRIu32 "\n", st.sites);
-    family(f, "hakmem_learning_interval_seconds", "gauge", "Configured learning interval.");
-    fputs("hakmem_learning_interval_seconds ", f);
-    put_double(f, (double)st.interval_ms / 1000.0);
-    fputc('\n', f);
-    family(f, "hakmem_learning_intervals_total", "counter", "Learning intervals completed.");
-    fprintf(f, "hakmem_learning_intervals_total %" PRIu64 "\n", st.intervals);
-    family(f, "hakmem_learning_last_interval_duration_seconds", "gauge", "Collect, learn and publish time of the last interval.");
-    fputs("hakmem_learning_last_interval_duration_seconds ", f);
-    put_double(f, (double)st.last_interval_ns / 1e9);
-    fputc('\n', f);
-
-    hkd_site_info *s = sites.items;
-    for (size_t i = 0; i < sites.n; i++) {
-        s[i].module[HKD_MODULE_MAX - 1] = '\0';
-        for (uint32_t a = 0; a < s[i].n_arms && a < HKD_MAX_ARMS; a++)
-            s[i].arms[a].name[HKD_ARM_NAME_MAX - 1] = '\0';
-    }
-    hkd_proc_info *p = procs.items;
-    for (size_t i = 0; i < procs.n; i++)
-        p[i].exe[HKD_EXE_MAX - 1] = '\0';
-    render_sites(f, &sites);
-    render_procs(f, &procs);
-    int bad = ferror(f);
-    fclose(f);
-    free(sites.items);
-    free(procs.items);
-    if (bad || !buf) {
-        free(buf);
-        return -ENOMEM;
-    }
-    *out = buf;
-    *len = n;
-    return 0;
-}
-
-int hkd_metrics_write_file(const char *path)
-{
-    char *text;
-    size_t len;
-    int r = hkd_metrics_render(&text, &len);
-    if (r < 0)
-        return r;
-    char tmp[4096];
-    if (snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid()) >= (int)sizeof tmp) {
-        free(text);
-        return -ENAMETOOLONG;
-    }
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0) {
-        r = -errno;
-        free(text);
-        return r;
-    }
-    /* The daemon runs with UMask=0007; the collector may run as another
-     * user, so the file is made world-readable explicitly. */
-    fchmod(fd, 0644);
-    size_t off = 0;
-    while (off < len) {
-        ssize_t w = write(fd, text + off, len - off);
-        if (w < 0) {
-            if (errno == EINTR)
-                continue;
-            r = -errno;
-            break;
-        }
-        off += (size_t)w;
-    }
-    free(text);
-    if (close(fd) < 0 && r == 0)
-        r = -errno;
-    if (r == 0 && rename(tmp, path) < 0)
-        r = -errno;
-    if (r < 0)
-        unlink(tmp);
+    __fsetlocking(f, FSETLOCKING_BYCALLER);     /* one thread writes it */
+    render_daemon(f, &st);
+    for (size_t k = 0; r == 0 && k < sizeof site_families / sizeof site_families[0]; k++)
+        r = render_site_family(f, &o, &site_families[k], page);
+    if (r == 0)
+        render_procs(f, procs, nprocs);
+    if (fflush(f) != 0 && r == 0)
+        r = o.err ? o.err : -EIO;
+    while (r == 0 && o.len > 0)
+        r = out_flush(&o);
+done:
+    if (f)
+        fclose(f);
+    free(o.buf);
+    free(page);
+    free(procs);
     return r;
 }

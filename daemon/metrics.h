@@ -1,19 +1,27 @@
 /* Prometheus text exposition (format 0.0.4) of what the core knows: the
  * daemon, every live process, every site with its thresholds and arms.
- * Used by the control server (hakmemctl metrics) and by --metrics-file,
- * so both show the same text.  Call from a thread the core may read on
- * (registered with hkd_reader_thread_enter, or the core's own thread). */
+ * Used by the control server (hakmemctl metrics) and by --metrics-file
+ * (metrics_file.h), so both show the same text.  Call from a thread the
+ * core may read on (registered with hkd_reader_thread_enter, or the core's
+ * own thread).
+ *
+ * At 65,536 sites the text is some 200 MB, so it is never built whole: it
+ * is handed out in pieces as it is written, and memory stays bounded by one
+ * piece and one page of sites whatever the number of sites. */
 #ifndef HAKMEMD_METRICS_H
 #define HAKMEMD_METRICS_H
 
 #include <stddef.h>
 
-/* *out is malloc'd and NUL-terminated; *len excludes the NUL.  0 or -errno. */
-int hkd_metrics_render(char **out, size_t *len);
+/* Largest piece handed to a sink, in bytes. */
+#define HKD_METRICS_PIECE (256u << 10)
 
-/* Renders and replaces path atomically (temp file in the same directory,
- * then rename), mode 0644, so node_exporter's textfile collector never
- * reads half a file.  0 or -errno. */
-int hkd_metrics_write_file(const char *path);
+/* Takes one piece of the text: whole lines, NUL-terminated (len excludes
+ * the NUL), in order.  Returns 0, or -errno to stop the rendering. */
+typedef int (*hkd_metrics_sink)(const char *text, size_t len, void *arg);
+
+/* Renders the whole exposition through sink.  0, or -errno (the sink's
+ * own error when it stopped it). */
+int hkd_metrics_stream(hkd_metrics_sink sink, void *arg);
 
 #endif

@@ -8,6 +8,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,7 +16,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "atomic_file.h"
 #include "policy.pb-c.h"
+#include "utf8.h"
 
 static const char state_magic[8] = { 'H', 'K', 'M', 'S', 'T', 'A', 'T', 'E' };
 #define STATE_HDR 16u
@@ -43,6 +46,14 @@ uint32_t hkd_crc32(const uint8_t *p, size_t n)
 int hkd_policy_encode(const hkd_site_state *sites, size_t n, uint64_t generation,
                       uint8_t **out, size_t *len)
 {
+    return hkd_policy_encode_part(sites, n, 1, generation, out, len);
+}
+
+/* Fields at their defaults are not written (proto3): without the header
+ * the bytes are the sites alone, which append to a policy as more sites. */
+int hkd_policy_encode_part(const hkd_site_state *sites, size_t n, int with_header, uint64_t generation,
+                           uint8_t **out, size_t *len)
+{
     int rc = -ENOMEM;
     Hakmem__Policy__Policy pol = HAKMEM__POLICY__POLICY__INIT;
     Hakmem__Policy__SiteState *ss = calloc(n ? n : 1, sizeof *ss);
@@ -52,13 +63,15 @@ int hkd_policy_encode(const hkd_site_state *sites, size_t n, uint64_t generation
     char host[64] = "";
     if (!ss || !sp || !as || !ap)
         goto out;
-    gethostname(host, sizeof host - 1);
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    pol.format = (char *)HKD_POLICY_FORMAT;
-    pol.host = host;
-    pol.saved_unix_ms = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-    pol.generation = generation;
+    if (with_header) {
+        gethostname(host, sizeof host - 1);
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        pol.format = (char *)HKD_POLICY_FORMAT;
+        pol.host = host;
+        pol.saved_unix_ms = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+        pol.generation = generation;
+    }
     pol.n_sites = n;
     pol.sites = sp;
     for (size_t i = 0; i < n; i++) {
@@ -120,7 +133,9 @@ int hkd_policy_decode(const uint8_t *buf, size_t len, hkd_site_state **sites, si
         hkd_site_state *d = &out[i];
         d->key.module_hash = s->module_hash;
         d->key.offset = s->offset;
-        snprintf(d->module, sizeof d->module, "%s", s->module ? s->module : "");
+        /* A path from another host or an edited file: bounded and
+         * printable before anything here stores or shows it. */
+        hk_text_clean(d->module, sizeof d->module, s->module, SIZE_MAX);
         hkd_learn_init(&d->learn);
         uint64_t pulls[HKD_N_ARMS] = { 0 };
         double rewards[HKD_N_ARMS] = { 0 };
@@ -151,28 +166,12 @@ out:
     return rc;
 }
 
-static int write_all(int fd, const uint8_t *p, size_t n)
-{
-    while (n) {
-        ssize_t w = write(fd, p, n);
-        if (w < 0) {
-            if (errno == EINTR)
-                continue;
-            return -errno;
-        }
-        p += w;
-        n -= (size_t)w;
-    }
-    return 0;
-}
-
 int hkd_state_save(const char *dir, const uint8_t *buf, size_t len)
 {
-    char path[4096], tmp[4096];
+    char path[HKD_PATH_MAX];
     if (len > STATE_MAX)
         return -EFBIG;
-    if ((size_t)snprintf(path, sizeof path, "%s/%s", dir, HKD_STATE_FILE) >= sizeof path ||
-        (size_t)snprintf(tmp, sizeof tmp, "%s/.%s.tmp.%d", dir, HKD_STATE_FILE, (int)getpid()) >= sizeof tmp)
+    if ((size_t)snprintf(path, sizeof path, "%s/%s", dir, HKD_STATE_FILE) >= sizeof path)
         return -ENAMETOOLONG;
     uint8_t hdr[STATE_HDR];
     uint32_t l32 = (uint32_t)len, crc = hkd_crc32(buf, len);
@@ -181,34 +180,31 @@ int hkd_state_save(const char *dir, const uint8_t *buf, size_t len)
         hdr[8 + i] = (uint8_t)(l32 >> (8 * i));
         hdr[12 + i] = (uint8_t)(crc >> (8 * i));
     }
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
-    if (fd < 0)
-        return -errno;
-    int rc = write_all(fd, hdr, sizeof hdr);
+    hkd_atomic_file f;
+    int rc = hkd_atomic_open(&f, path, 0640);
+    if (rc < 0)
+        return rc;
+    rc = hkd_atomic_write(&f, hdr, sizeof hdr);
     if (!rc)
-        rc = write_all(fd, buf, len);
-    if (!rc && fsync(fd) < 0)
-        rc = -errno;
-    if (close(fd) < 0 && !rc)
-        rc = -errno;
-    if (!rc && rename(tmp, path) < 0)
-        rc = -errno;
-    if (rc) {
-        unlink(tmp);
+        rc = hkd_atomic_write(&f, buf, len);
+    if (rc < 0) {
+        hkd_atomic_abort(&f);
         return rc;
     }
-    /* The rename is durable only once the directory is. */
-    int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd >= 0) {
-        fsync(dfd);
-        close(dfd);
-    }
-    return 0;
+    return hkd_atomic_commit(&f);
+}
+
+int hkd_state_clean(const char *dir)
+{
+    char path[HKD_PATH_MAX];
+    if ((size_t)snprintf(path, sizeof path, "%s/%s", dir, HKD_STATE_FILE) >= sizeof path)
+        return -ENAMETOOLONG;
+    return hkd_atomic_clean(path);
 }
 
 static int set_aside(const char *path, char *aside, size_t aside_len)
 {
-    char tmp[4200];
+    char tmp[HKD_PATH_MAX + 64];
     snprintf(tmp, sizeof tmp, "%s.corrupt-%lld", path, (long long)time(NULL));
     if (aside && aside_len)
         snprintf(aside, aside_len, "%s", tmp);
@@ -219,17 +215,27 @@ static int set_aside(const char *path, char *aside, size_t aside_len)
 
 int hkd_state_load(const char *dir, uint8_t **buf, size_t *len, char *aside, size_t aside_len)
 {
-    char path[4096];
+    char path[HKD_PATH_MAX];
     *buf = NULL;
     *len = 0;
     if ((size_t)snprintf(path, sizeof path, "%s/%s", dir, HKD_STATE_FILE) >= sizeof path)
         return -ENAMETOOLONG;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    /* Whatever sits at the name is opened without waiting (a FIFO would
+     * block until a writer came) and without following a symlink. */
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_NOFOLLOW | O_NOCTTY | O_CLOEXEC);
+    if (fd < 0 && errno == ELOOP) {
+        set_aside(path, aside, aside_len);
+        return -EMEDIUMTYPE;
+    }
     if (fd < 0)
         return -errno;
     struct stat st;
-    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_size < (off_t)STATE_HDR ||
-        st.st_size > (off_t)(STATE_MAX + STATE_HDR)) {
+    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+        close(fd);
+        set_aside(path, aside, aside_len);
+        return -EMEDIUMTYPE;
+    }
+    if (st.st_size < (off_t)STATE_HDR || st.st_size > (off_t)(STATE_MAX + STATE_HDR)) {
         close(fd);
         return set_aside(path, aside, aside_len);
     }
@@ -268,7 +274,7 @@ int hkd_state_load(const char *dir, uint8_t **buf, size_t *len, char *aside, siz
 
 int hkd_state_set_aside(const char *dir, char *aside, size_t aside_len)
 {
-    char path[4096];
+    char path[HKD_PATH_MAX];
     if ((size_t)snprintf(path, sizeof path, "%s/%s", dir, HKD_STATE_FILE) >= sizeof path)
         return -ENAMETOOLONG;
     return set_aside(path, aside, aside_len);

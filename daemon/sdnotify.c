@@ -80,10 +80,11 @@ void hkd_sd_watchdog(void)
     }
     if (!g_wd_usec)
         return;
-    /* The main loop may spin faster than needed; a ping per quarter period
-     * keeps a wide margin without flooding the manager. */
+    /* The main loop may spin faster than needed; at most a ping per eighth
+     * of the period (it wakes every quarter) keeps a wide margin without
+     * flooding the manager. */
     uint64_t now = mono_ns();
-    if (g_wd_last_ns && now - g_wd_last_ns < g_wd_usec * 1000 / 4)
+    if (g_wd_last_ns && now - g_wd_last_ns < g_wd_usec * 1000 / 8)
         return;
     g_wd_last_ns = now;
     sd_notify(0, "WATCHDOG=1");

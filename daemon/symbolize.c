@@ -30,7 +30,8 @@ static int load(const char *module)
     C.map = NULL;
     C.bad = 1;
     snprintf(C.path, sizeof C.path, "%s", module);
-    int fd = open(module, O_RDONLY | O_CLOEXEC);
+    /* A module path may name a FIFO or a device: never wait on it. */
+    int fd = open(module, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
     if (fd < 0)
         return -errno;
     struct stat st;

@@ -12,6 +12,7 @@ PACKAGES=(
   gnuplot-nox valgrind
   clang libclang-rt-14-dev
   prometheus man-db
+  clang libclang-rt-14-dev
 )
 
 missing=()

@@ -2,6 +2,9 @@
  * and hakmemctl can be tested with rich, predictable data (three sites with
  * arms, two processes) without a shared segment or client processes.  The
  * end-to-end tests use the real hakmemd; this exercises the protocol.
+ * FAKE_CORE_SITES=N adds sites up to N in all (the learner leaves the extra
+ * ones alone; their bytes follow a fixed scramble of their index, so that
+ * an order by bytes is not the order of creation).
  *
  * Sites live in the fake daemon's own binary, at offsets inside the
  * functions fake_site_json/mir/vm, so hakmemctl's symbolization is checked
@@ -37,7 +40,8 @@ static const double reward[NSITES][NARMS] = {
 };
 
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
-static hkd_site_info sites[NSITES];
+static hkd_site_info *sites;
+static uint32_t nsites = NSITES;
 static uint64_t generation, intervals;
 static struct timespec started;
 static pthread_t learner;
@@ -102,6 +106,30 @@ static void *learner_main(void *arg)
  * name real functions in it. */
 static void init_sites(void)
 {
+    const char *n = getenv("FAKE_CORE_SITES");
+    if (n && atoi(n) > NSITES)
+        nsites = (uint32_t)atoi(n);
+    sites = calloc(nsites, sizeof *sites);
+    if (!sites)
+        abort();
+    for (uint32_t i = NSITES; i < nsites; i++) {
+        hkd_site_info *s = &sites[i];
+        snprintf(s->module, sizeof s->module, "/usr/lib/fake/libextra%u.so", i % 7);
+        s->key.module_hash = 0xe77a000000000000ull | (i % 7);
+        s->key.offset = 0x1000 + (uint64_t)i * 16;
+        s->processes = 1;
+        s->allocs = s->frees = 1 + i % 13;
+        s->bytes = ((uint64_t)i * 2654435761u) % 1000003 * 16;
+        s->size_hist[4] = s->allocs;
+        s->pinned_arm = -1;
+        s->n_arms = NARMS;
+        for (int a = 0; a < NARMS; a++) {
+            snprintf(s->arms[a].name, sizeof s->arms[a].name, "%s", arm_name[a]);
+            s->arms[a].pulls = (uint64_t)(i + a) % 5;
+            s->arms[a].mean_reward = reward[i % NSITES][a];
+        }
+        s->thresholds = arm_cfg[i % NARMS];
+    }
     void *fns[NSITES] = { (void *)fake_site_json, (void *)fake_site_mir, (void *)fake_site_vm };
     for (int i = 0; i < NSITES; i++) {
         hkd_site_info *s = &sites[i];
@@ -160,7 +188,7 @@ int hkd_get_status(hkd_status *out)
     snprintf(out->shm_name, sizeof out->shm_name, "/fake");
     out->generation = generation;
     out->processes = 2;
-    out->sites = NSITES;
+    out->sites = nsites;
     out->interval_ms = 20;
     out->intervals = intervals;
     out->last_interval_ns = 12345;
@@ -175,7 +203,7 @@ int hkd_for_each_proc(int (*fn)(const hkd_proc_info *, void *), void *arg)
     memset(p, 0, sizeof p);
     p[0].pid = getpid();
     snprintf(p[0].exe, sizeof p[0].exe, "%s", sites[0].module);
-    p[0].sites = NSITES;
+    p[0].sites = nsites;
     p[0].bytes = 123456789;
     p[0].rss_bytes = 4 << 20;
     p[0].page_faults = 1026;
@@ -191,23 +219,19 @@ int hkd_for_each_proc(int (*fn)(const hkd_proc_info *, void *), void *arg)
     return 0;
 }
 
-int hkd_for_each_site(int (*fn)(const hkd_site_info *, void *), void *arg)
+int hkd_site_page(uint32_t *cursor, hkd_site_info *out, size_t max)
 {
-    hkd_site_info copy[NSITES];
+    size_t k = 0;
     pthread_mutex_lock(&mu);
-    memcpy(copy, sites, sizeof copy);
+    for (; k < max && *cursor < nsites; k++, (*cursor)++)
+        out[k] = sites[*cursor];
     pthread_mutex_unlock(&mu);
-    for (int i = 0; i < NSITES; i++) {
-        int r = fn(&copy[i], arg);
-        if (r < 0)
-            return r;
-    }
-    return 0;
+    return (int)k;
 }
 
 static hkd_site_info *find(const hkd_site_key *k)
 {
-    for (int i = 0; i < NSITES; i++)
+    for (uint32_t i = 0; i < nsites; i++)
         if (sites[i].key.module_hash == k->module_hash && sites[i].key.offset == k->offset)
             return &sites[i];
     return NULL;
@@ -222,24 +246,31 @@ typedef struct rec {
     double mean[NARMS];
 } rec;
 
-int hkd_policy_export(uint8_t **out, size_t *len)
+int hkd_policy_export_page(uint32_t *cursor, size_t max_sites, uint8_t **out, size_t *len)
 {
-    size_t n = 8 + NSITES * sizeof(rec);
-    uint8_t *buf = calloc(1, n);
-    if (!buf)
-        return -ENOMEM;
-    memcpy(buf, "FAKEPOL1", 8);
     pthread_mutex_lock(&mu);
-    for (int i = 0; i < NSITES; i++) {
-        rec r = { .key = sites[i].key, .th = sites[i].thresholds };
+    uint32_t from = *cursor, n = 0;
+    while (n < max_sites && from + n < nsites)
+        n++;
+    size_t head = from == 0 ? 8 : 0, size = head + n * sizeof(rec);
+    uint8_t *buf = calloc(1, size ? size : 1);
+    if (!buf) {
+        pthread_mutex_unlock(&mu);
+        return -ENOMEM;
+    }
+    memcpy(buf, "FAKEPOL1", head);
+    for (uint32_t i = 0; i < n; i++) {
+        const hkd_site_info *s = &sites[from + i];
+        rec r = { .key = s->key, .th = s->thresholds };
         for (int a = 0; a < NARMS; a++)
-            r.pulls[a] = sites[i].arms[a].pulls, r.mean[a] = sites[i].arms[a].mean_reward;
-        memcpy(buf + 8 + (size_t)i * sizeof r, &r, sizeof r);
+            r.pulls[a] = s->arms[a].pulls, r.mean[a] = s->arms[a].mean_reward;
+        memcpy(buf + head + (size_t)i * sizeof r, &r, sizeof r);
     }
     pthread_mutex_unlock(&mu);
+    *cursor = from + n;
     *out = buf;
-    *len = n;
-    return 0;
+    *len = size;
+    return (int)n;
 }
 
 int hkd_policy_import(const uint8_t *buf, size_t len)
@@ -272,7 +303,7 @@ int hkd_reset(const hkd_site_key *key)
         pthread_mutex_unlock(&mu);
         return -ENOENT;
     }
-    for (int i = 0; i < NSITES; i++) {
+    for (uint32_t i = 0; i < nsites; i++) {
         if (one && one != &sites[i])
             continue;
         for (int a = 0; a < NARMS; a++)

@@ -3,7 +3,7 @@
  * usage: fake_hakmemd SOCKET [METRICS_FILE]; stops on SIGTERM/SIGINT. */
 #include "ctl_server.h"
 #include "log.h"
-#include "metrics.h"
+#include "metrics_file.h"
 #include "sdnotify.h"
 
 #include <signal.h>

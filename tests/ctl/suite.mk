@@ -1,12 +1,13 @@
 # Control protocol and hakmemctl tests (tests/ctl/suite.sh).
-#   test_ctl_unit  cmocka: framing, JSON writer, ELF symbolization
+#   test_ctl_unit  cmocka: framing, JSON writer, ELF symbolization, UTF-8, atomic files
 #   fake_hakmemd   TEST ONLY: the real control server over fake_core.c
 #   ctl_probe      TEST ONLY: raw and misbehaving control clients
 CTL_OUT  := $(BUILD)/tests/ctl
 CTL_CF   := $(HKD_CFLAGS) -Itests/ctl
-CTL_SRV_OBJS := $(addprefix $(HKD_OBJDIR)/,ctl_server.o frame.o metrics.o log.o sdnotify.o control.pb-c.o)
+CTL_SRV_OBJS := $(addprefix $(HKD_OBJDIR)/,ctl_server.o ctl_answer.o frame.o metrics.o metrics_file.o proc_copy.o \
+                atomic_file.o utf8.o log.o sdnotify.o control.pb-c.o)
 
-$(CTL_OUT)/test_ctl_unit: tests/ctl/test_ctl_unit.c $(addprefix $(HKD_OBJDIR)/,frame.o jsonw.o symbolize.o)
+$(CTL_OUT)/test_ctl_unit: tests/ctl/test_ctl_unit.c $(addprefix $(HKD_OBJDIR)/,frame.o jsonw.o symbolize.o utf8.o atomic_file.o)
 	@mkdir -p $(@D)
 	$(CC) $(CTL_CF) -o $@ $^ -lcmocka -ldl -pthread
 

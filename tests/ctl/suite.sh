@@ -180,6 +180,9 @@ else
   wait "$SP" "$PP"
   check "a silent client is disconnected by the timeout" grep -qx closed "$F/silent.out"
   check "a half-sent frame is disconnected by the timeout" grep -qx closed "$F/partial.out"
+  "$PROBE" "$F/ctl.sock" idle 20000 >"$F/idle.out"
+  check "a keep-alive connection idle after an answer is closed by the timeout" \
+    bash -c "head -1 '$F/idle.out' | grep -q '^ok 10' && tail -1 '$F/idle.out' | grep -qx closed"
 
   # Fill every connection slot: the next client gets a BUSY answer (not a
   # hang); once the timeout frees them, service resumes.
@@ -201,6 +204,59 @@ else
   check "fake daemon stops cleanly and removes its socket" test ! -e "$F/ctl.sock"
 fi
 
+# ---------------------------------------------------------------- 2b. answers in parts
+# 20,000 sites on the fake core: every answer that grows with the sites
+# comes as a stream of bounded frames, the order by bytes survives the
+# bounded top-N choice, and a client that does not stream still gets one
+# frame or a clear TOO_LARGE.
+M=$T/many
+mkdir -p "$M"
+FAKE_CORE_SITES=20000 FAKE_CORE_FROZEN=1 HAKMEMD_LOG=stderr "$T/bin/fake_hakmemd" "$M/ctl.sock" 2>"$M/log" &
+MANY=$!
+PIDS+=("$MANY")
+if ! wait_for 10 "$CTL" --socket "$M/ctl.sock" status; then
+  bad "fake daemon with 20,000 sites starts" "$(cat "$M/log")"
+else
+  MC() { timeout 120 "$CTL" --socket "$M/ctl.sock" --timeout 30000 "$@"; }
+  MC --json sites --top 0 >"$M/all.json"
+  check "sites --top 0: all 20,000 sites, each once, largest bytes first" \
+    $JC 'j["total"]==20000 and len(j["sites"])==20000 and len({s["site"] for s in j["sites"]})==20000 and all(a["bytes"]>=b["bytes"] for a,b in zip(j["sites"],j["sites"][1:])) and j["sites"][0]["bytes"]>j["sites"][-1]["bytes"]' <"$M/all.json"
+  MC --json sites --top 50 >"$M/top.json"
+  check "sites --top 50: the 50 largest, as in the full list" python3 -c '
+import json, sys
+a = json.load(open(sys.argv[1]))["sites"]; t = json.load(open(sys.argv[2]))
+sys.exit(not (t["total"] == 20000 and [s["site"] for s in t["sites"]] == [s["site"] for s in a[:50]]))' "$M/all.json" "$M/top.json"
+  check "sites --top 0 (human) lists all" bash -c "'$CTL' --socket '$M/ctl.sock' --timeout 30000 sites --top 0 | tail -1 | grep -qx '(20000 of 20000 sites, by bytes)'"
+  check "thresholds --top 0 lists all" bash -c "'$CTL' --socket '$M/ctl.sock' --timeout 30000 thresholds --top 0 > '$M/th.txt' && [ \$(wc -l <'$M/th.txt') = 20002 ] && tail -1 '$M/th.txt' | grep -qx '(20000 of 20000 sites)'"
+  MC metrics >"$M/metrics.txt"
+  check "metrics of 20,000 sites (some 50 MB) accepted by promtool" promtool check metrics <"$M/metrics.txt"
+  check "metrics carry every site" bash -c "[ \$(grep -c '^hakmem_site_alloc_bytes_total{' '$M/metrics.txt') = 20000 ]"
+  MC --json metrics >"$M/metrics.json"
+  check "metrics --json carries the same text (but the uptime)" python3 -c '
+import json, sys
+same = lambda t: [l for l in t.splitlines() if not l.startswith("hakmem_daemon_uptime_seconds ")]
+sys.exit(same(json.load(open(sys.argv[1]))["text"]) != same(open(sys.argv[2]).read()))' "$M/metrics.json" "$M/metrics.txt"
+  # The raw protocol: more on every part but the last (the probe stops at
+  # the first part without it), each frame bounded.
+  "$PROBE" "$M/ctl.sock" stream metrics >"$M/s-metrics"
+  check "metrics stream: many parts, none over 256 KiB of text, all of it (the uptime aside)" \
+    bash -c "read -r _ p _ _ _ b _ f <'$M/s-metrics' && d=\$((b - \$(stat -c %s '$M/metrics.txt'))) && [ \$p -gt 100 ] && [ \${d#-} -lt 100 ] && [ \$f -le 262200 ]"
+  "$PROBE" "$M/ctl.sock" stream sites >"$M/s-sites"
+  check "sites stream: pages of at most 128 sites" \
+    bash -c "read -r _ p _ n _ _ _ f <'$M/s-sites' && [ \$n = 20000 ] && [ \$p -ge 157 ] && [ \$f -lt 1048576 ]"
+  MC export "$M/pol.bin" >/dev/null
+  "$PROBE" "$M/ctl.sock" stream export >"$M/s-export"
+  check "export: pieces that concatenate to the whole policy" \
+    bash -c "read -r _ p _ _ _ b _ _ <'$M/s-export' && [ \$p -gt 1 ] && [ \$b = \$(stat -c %s '$M/pol.bin') ] && head -c 8 '$M/pol.bin' | grep -q FAKEPOL1"
+  check "a client that does not stream: TOO_LARGE past one frame, not a cut answer" \
+    bash -c "'$PROBE' '$M/ctl.sock' legacy metrics | grep -q '^error 3 metrics: the answer exceeds one frame' && '$PROBE' '$M/ctl.sock' legacy sites | grep -q '^error 3 sites: '"
+  check "a client that does not stream: one frame when the answer fits" \
+    bash -c "'$PROBE' '$M/ctl.sock' legacy export | grep -qx 'ok 13 more 0'"
+  check "the daemon answers after all that" "$CTL" --socket "$M/ctl.sock" status
+fi
+kill -TERM "$MANY" 2>/dev/null
+wait "$MANY" 2>/dev/null
+
 # Not running: no socket at all, and a socket nobody listens on.
 expect_rc "daemon not running: exit 3" 3 "not reachable" "$CTL" --socket "$T/none.sock" status
 python3 -c "import socket,sys; s=socket.socket(socket.AF_UNIX); s.bind(sys.argv[1])" "$T/stale.sock"
@@ -213,11 +269,12 @@ expect_rc "HAKMEM_SOCKET is honoured" 3 "$T/none2.sock" env HAKMEM_SOCKET="$T/no
 if ! getent group hakmem >/dev/null; then
   groupadd --system hakmem && GROUP_MADE=1
 fi
-for u in hkctl-d hkctl-m hkctl-o; do
+for u in hkctl-d hkctl-m hkctl-m2 hkctl-o; do
   if id "$u" >/dev/null 2>&1; then userdel "$u" 2>/dev/null; groupdel "$u" 2>/dev/null; fi
 done
 useradd --system --no-create-home --shell /usr/sbin/nologin -g hakmem hkctl-d && USERS_MADE+=(hkctl-d)
 useradd --system --no-create-home --shell /usr/sbin/nologin -U -G hakmem hkctl-m && USERS_MADE+=(hkctl-m)
+useradd --system --no-create-home --shell /usr/sbin/nologin -U -G hakmem hkctl-m2 && USERS_MADE+=(hkctl-m2)
 useradd --system --no-create-home --shell /usr/sbin/nologin -U hkctl-o && USERS_MADE+=(hkctl-o)
 as() { local u=$1; shift; setpriv --reuid="$u" --regid="$(id -g "$u")" --init-groups "$@"; }
 A=$T/auth
@@ -259,6 +316,58 @@ else
   chmod 660 "$A/ctl.sock"
   check "refusals are logged with the uid" bash -c "grep -q 'refused reset from uid $UM ' '$T/auth.log' && grep -q 'refused import from uid $UM ' '$T/auth.log' && grep -q 'refused status from uid $UO ' '$T/auth.log'"
   check "changes are logged with the uid" grep -q "learned policy reset by uid $(id -u hkctl-d)" "$T/auth.log"
+
+  # Connection limits.  One member's 64 keep-alive clients get its share
+  # (8) and BUSY for the rest; meanwhile root, the daemon's user and another
+  # member are served.  (setpriv directly, so that $! is the probe.)  Each
+  # refused descriptor must stay the daemon's until its linger ends: closed
+  # at once, the number went to the next connection, which the linger's
+  # close then cut, and fewer than 8 stayed served.
+  setpriv --reuid=hkctl-m --regid="$(id -g hkctl-m)" --init-groups "$PROBE" "$A/ctl.sock" keepalive 64 3000 >"$T/ka.out" &
+  KA=$!
+  PIDS+=("$KA")
+  if wait_for 20 grep -q '^served' "$T/ka.out"; then
+    check "one member's 64 keep-alive connections: 8 served, 56 told busy" grep -qx 'served 8 busy 56' "$T/ka.out"
+    check "meanwhile root is served" AC status
+    check "meanwhile another member is served" as hkctl-m2 "$CTL" --socket "$A/ctl.sock" status
+    check "meanwhile the daemon's user is served" as hkctl-d "$CTL" --socket "$A/ctl.sock" status
+    expect_rc "meanwhile the member itself is told busy" 1 "busy: uid $UM already has 8 control connections" \
+      as hkctl-m "$CTL" --socket "$A/ctl.sock" status
+  else
+    bad "keep-alive connections of one member" "$(cat "$T/ka.out")"
+  fi
+  timeout 30 tail --pid="$KA" -f /dev/null
+  check "the member's 8 connections stay served while they talk" grep -qx 'alive 8' "$T/ka.out"
+  check "refusals are logged, at most one line a second" bash -c "n=\$(grep -c 'refused connection of uid $UM' '$T/auth.log'); [ \$n -ge 1 ] && [ \$n -le 6 ]"
+
+fi
+kill -TERM "$AUTHD" 2>/dev/null
+wait "$AUTHD" 2>/dev/null
+
+# Capacity kept for root and the daemon's user: with the per-uid share
+# lifted, one member takes all it may (56 of 64), and then only root and
+# the daemon's user are still served.
+setpriv --reuid=hkctl-d --regid="$(id -g hkctl-d)" --init-groups env HAKMEMD_LOG=stderr HAKMEMD_CTL_CONNS_PER_UID=64 \
+  "$T/bin/hakmemd" --foreground --shm "$SHM_AUTH" --socket "$A/ctl.sock" --state-dir "$A/state" --interval 200 \
+  2>"$T/auth2.log" &
+AUTHD=$!
+PIDS+=("$AUTHD")
+if ! wait_for 10 test -S "$A/ctl.sock"; then
+  bad "daemon as its own user starts again" "$(cat "$T/auth2.log")"
+else
+  setpriv --reuid=hkctl-m --regid="$(id -g hkctl-m)" --init-groups "$PROBE" "$A/ctl.sock" keepalive 64 2000 >"$T/ka2.out" &
+  KA=$!
+  PIDS+=("$KA")
+  if wait_for 20 grep -q '^served' "$T/ka2.out"; then
+    check "without a per-uid share a member gets 56 of 64 connections" grep -qx 'served 56 busy 8' "$T/ka2.out"
+    check "the 8 kept: root is served" "$CTL" --socket "$A/ctl.sock" status
+    check "the 8 kept: the daemon's user is served" as hkctl-d "$CTL" --socket "$A/ctl.sock" status
+    expect_rc "the 8 kept: another member is told busy" 1 "busy: the control connections left are kept for root" \
+      as hkctl-m2 "$CTL" --socket "$A/ctl.sock" status
+  else
+    bad "keep-alive connections without a per-uid share" "$(cat "$T/ka2.out")"
+  fi
+  timeout 30 tail --pid="$KA" -f /dev/null
 fi
 kill -TERM "$AUTHD" 2>/dev/null
 wait "$AUTHD" 2>/dev/null
@@ -368,6 +477,256 @@ fi
 kill -TERM "$DA" 2>/dev/null
 wait "$DA" 2>/dev/null
 expect_rc "after hakmemd stops: exit 3" 3 "not reachable" EA status
+
+# ---------------------------------------------------------------- 5. state files
+# Whatever sits at state.pb, startup goes on: a FIFO (opening it used to
+# block startup, with SIGTERM then ignored), a symlink, a directory, a
+# device is set aside with one warning, and the daemon still stops on
+# SIGTERM and saves.
+SF=$T/sf
+n=0
+for kind in fifo symlink dir device; do
+  n=$((n + 1))
+  D=$SF/$kind
+  mkdir -p "$D/state"
+  echo precious >"$D/target"
+  case $kind in
+    fifo) mkfifo "$D/state/state.pb" ;;
+    symlink) ln -s "$D/target" "$D/state/state.pb" ;;
+    dir) mkdir "$D/state/state.pb" ;;
+    device) mknod "$D/state/state.pb" c 1 3 ;;     # what /dev/null is
+  esac
+  SHM_SF=/hkctl-sf$n-$$
+  SHMS+=("$SHM_SF")
+  HAKMEMD_LOG=stderr "$T/bin/hakmemd" --foreground --shm "$SHM_SF" --socket "$D/ctl.sock" --state-dir "$D/state" \
+    --interval 100 2>"$D/log" &
+  P=$!
+  PIDS+=("$P")
+  if wait_for 10 "$CTL" --socket "$D/ctl.sock" status; then
+    ok "a $kind at state.pb: the daemon starts"
+  else
+    bad "a $kind at state.pb: the daemon starts" "$(tail -3 "$D/log")"
+  fi
+  check "a $kind at state.pb: one warning line, set aside" \
+    bash -c "[ \$(grep -c 'warning' '$D/log') = 1 ] && grep -q 'state file in $D/state is not a regular file; set aside as $D/state/state.pb.corrupt-' '$D/log'"
+  case $kind in
+    fifo) check "the FIFO is what was set aside" bash -c "test -p '$D'/state/state.pb.corrupt-*" ;;
+    symlink) check "the symlink is what was set aside, its target untouched" \
+               bash -c "test -L '$D'/state/state.pb.corrupt-* && [ \"\$(cat '$D/target')\" = precious ]" ;;
+    dir) check "the directory is what was set aside" bash -c "test -d '$D'/state/state.pb.corrupt-*" ;;
+    device) check "the device is what was set aside" bash -c "test -c '$D'/state/state.pb.corrupt-*" ;;
+  esac
+  kill -TERM "$P" 2>/dev/null
+  if timeout 10 tail --pid="$P" -f /dev/null; then
+    ok "a $kind at state.pb: SIGTERM stops the daemon"
+  else
+    bad "a $kind at state.pb: SIGTERM stops the daemon" "still running after 10 s"
+    kill -KILL "$P" 2>/dev/null
+  fi
+  wait "$P" 2>/dev/null
+  check "a $kind at state.pb: a regular state file saved at exit" bash -c "test -f '$D/state/state.pb' && ! test -L '$D/state/state.pb'"
+done
+
+# Temp files a save killed mid-write left behind are removed at start: only
+# ours (the pattern, a regular file, our uid, a writer no longer running).
+D=$SF/orphans
+mkdir -p "$D/state" "$D/m"
+dead=""
+for p in $(seq 4194000 -1 4100000); do [ -e "/proc/$p" ] || { dead=$p; break; }; done
+touch "$D/state/.state.pb.tmp.$dead.0badf00d" "$D/state/.state.pb.tmp.$dead" "$D/m/.hakmem.prom.tmp.$dead.cafe0001"
+touch "$D/state/.state.pb.tmp.$$.1ive" "$D/state/.state.pb.tmp.$dead.notours" "$D/state/unrelated.tmp.$dead"
+chown hkctl-o "$D/state/.state.pb.tmp.$dead.notours" 2>/dev/null
+ln -s "$D/m" "$D/state/.state.pb.tmp.$dead.link"
+SHM_OR=/hkctl-orphans-$$
+SHMS+=("$SHM_OR")
+HAKMEMD_LOG=stderr "$T/bin/hakmemd" --foreground --shm "$SHM_OR" --socket "$D/ctl.sock" --state-dir "$D/state" \
+  --interval 100 --metrics-file "$D/m/hakmem.prom" 2>"$D/log" &
+P=$!
+PIDS+=("$P")
+if wait_for 10 "$CTL" --socket "$D/ctl.sock" status; then
+  check "orphaned temp files of a killed save are removed at start" \
+    bash -c "! test -e '$D/state/.state.pb.tmp.$dead.0badf00d' && ! test -e '$D/state/.state.pb.tmp.$dead' && grep -q 'removed 2 temp files an interrupted save left' '$D/log'"
+  check "the metrics file's orphan is removed too" bash -c "! test -e '$D/m/.hakmem.prom.tmp.$dead.cafe0001'"
+  check "a live writer's, another user's, a symlink and unrelated files are left" \
+    bash -c "test -e '$D/state/.state.pb.tmp.$$.1ive' && test -e '$D/state/.state.pb.tmp.$dead.notours' && test -L '$D/state/.state.pb.tmp.$dead.link' && test -e '$D/state/unrelated.tmp.$dead'"
+  check "the metrics file is written, no temp file left beside it" \
+    wait_for 10 bash -c "test -s '$D/m/hakmem.prom' && [ \$(ls -A '$D/m' | grep -c tmp) = 0 ]"
+else
+  bad "daemon with orphaned temp files starts" "$(tail -3 "$D/log")"
+fi
+kill -TERM "$P" 2>/dev/null
+wait "$P" 2>/dev/null
+
+# ---------------------------------------------------------------- 6. strings from clients and imports
+# An executable whose name holds a newline, a double quote, a backslash,
+# ESC and a byte that is not UTF-8: its name reaches procs and sites as the
+# module path.  Human output shows it escaped, --json as a JSON string,
+# metrics as a valid label, and an imported odd path is cleaned at the door.
+O=$T/odd
+mkdir -p "$O/b"
+ODD=$(printf 'o\nd"q\\b\033[31m\377x')
+ODD_TTY='o\x0ad"q\\b\x1b[31m\xffx'
+cp "$T/bin/alloc_sites" "$O/b/$ODD"
+chmod 755 "$O" "$O/b"
+SHM_O=/hkctl-odd-$$
+SHMS+=("$SHM_O")
+HAKMEMD_LOG=stderr "$T/bin/hakmemd" --foreground --shm "$SHM_O" --socket "$O/ctl.sock" --state-dir "$O/state" \
+  --interval 100 2>"$O/log" &
+DO=$!
+PIDS+=("$DO")
+OC() { "$CTL" --socket "$O/ctl.sock" "$@"; }
+# tty_clean FILE TEXT...: each TEXT is in FILE, which is valid UTF-8 with no
+# control character but newlines.
+tty_clean() {
+  local f=$1 t
+  shift
+  for t in "$@"; do grep -qF -- "$t" "$f" || { echo "no '$t' in $f"; return 1; }; done
+  python3 -c '
+import sys
+t = open(sys.argv[1], "rb").read().decode("utf-8")
+bad = [c for c in t if (ord(c) < 32 and c != "\n") or 127 <= ord(c) < 160]
+sys.exit("control characters: %r" % bad[:5] if bad else 0)' "$f"
+}
+if ! wait_for 10 OC status || [ ! -e "$LIB" ]; then
+  bad "strings: hakmemd starts" "$(tail -3 "$O/log")"
+else
+  HAKMEM_SHM=$SHM_O LD_PRELOAD=$LIB "$O/b/$ODD" 20 >/dev/null 2>&1 &
+  OP=$!
+  PIDS+=("$OP")
+  if ! wait_for 15 bash -c "'$CTL' --socket '$O/ctl.sock' --json sites | $JC 'len(j[\"sites\"])>=3'"; then
+    bad "strings: the odd client's sites reach hakmemd" "$(OC procs 2>&1 | head -3)"
+  else
+    OC procs >"$O/procs.txt"
+    check "procs: the odd executable escaped, on one line" \
+      bash -c "$(declare -f tty_clean); tty_clean '$O/procs.txt' '$ODD_TTY' && [ \$(wc -l <'$O/procs.txt') = 2 ]"
+    OC sites >"$O/sites.txt"
+    OC thresholds >"$O/th.txt"
+    check "sites: the module escaped" tty_clean "$O/sites.txt" "$ODD_TTY+0x"
+    check "thresholds: the module escaped" tty_clean "$O/th.txt" "$ODD_TTY+0x"
+    OC --json procs >"$O/procs.json"
+    check "procs --json: the name as a JSON string (the bad byte as U+FFFD)" python3 -c '
+import json, sys
+sys.exit(not any(p["exe"].endswith("/o\nd\"q\\b\x1b[31m\ufffdx") for p in json.load(open(sys.argv[1]))))' "$O/procs.json"
+    OC metrics >"$O/metrics.txt"
+    check "metrics with the odd name accepted by promtool" promtool check metrics <"$O/metrics.txt"
+    check "metrics: the label escaped as the format says, the rest replaced" python3 -c '
+import sys
+t = open(sys.argv[1], encoding="utf-8").read()
+sys.exit(not ("hakmem_process_sites{exe=\"o\\nd\\\"q\\\\b\ufffd[31m\ufffdx\",pid=" in t))' "$O/metrics.txt"
+  fi
+  python3 "$SRC/gen_policy.py" 4 "$O/odd.pol" --odd-module
+  check "an imported odd module path is taken" bash -c "'$CTL' --socket '$O/ctl.sock' import '$O/odd.pol' | grep -q 'of 4 sites'"
+  OC --json sites --top 0 >"$O/sites.json"
+  check "and cleaned at the door: controls and bad bytes become '?'" python3 -c '
+import json, sys
+sys.exit(not any(s["module"] == "/opt/odd?name\"q\\b?[31mred?end" for s in json.load(open(sys.argv[1]))["sites"]))' "$O/sites.json"
+  OC sites --top 0 >"$O/sites2.txt"
+  check "sites: the imported path shown with its backslash escaped" tty_clean "$O/sites2.txt" 'odd?name"q\\b?[31mred?end+0x'
+  OC metrics >"$O/metrics2.txt"
+  check "metrics with the imported path accepted by promtool" promtool check metrics <"$O/metrics2.txt"
+  kill -TERM "$OP" 2>/dev/null
+  wait "$OP" 2>/dev/null
+fi
+kill -TERM "$DO" 2>/dev/null
+wait "$DO" 2>/dev/null
+
+# ---------------------------------------------------------------- 7. 65,536 sites
+# The design point, in a real hakmemd loaded from a generated state file:
+# metrics, sites --top 0, thresholds --top 0, export, import (and three
+# metrics at once) all succeed, and the daemon's peak RSS during each grows
+# by at most PEAK_BOUND_MIB over its RSS before (VmHWM, reset through
+# /proc/PID/clear_refs before each).  The whole answers are 30-216 MB; a
+# request holds a page of sites or a piece of text, and `sites` 16 bytes
+# a site for its order.
+PEAK_BOUND_MIB=32
+N=65536
+B=$T/big
+mkdir -p "$B/state" "$B/fresh"
+python3 "$SRC/gen_policy.py" $N "$B/state/state.pb" --state
+python3 "$SRC/gen_policy.py" $N "$B/gen.pol"
+SHM_BIG=/hkctl-big-$$
+SHM_FRESH=/hkctl-fresh-$$
+SHMS+=("$SHM_BIG" "$SHM_FRESH")
+# A long interval: no learning interval or periodic save runs meanwhile.
+HAKMEMD_LOG=stderr "$T/bin/hakmemd" --foreground --shm "$SHM_BIG" --socket "$B/ctl.sock" --state-dir "$B/state" \
+  --interval 3600000 2>"$B/log" &
+DB=$!
+PIDS+=("$DB")
+BC() { timeout 300 "$CTL" --socket "$B/ctl.sock" --timeout 60000 "$@"; }
+# peak NAME PID COMMAND...: runs COMMAND (its output in $B/out); ok when it
+# succeeds and the daemon PID grew by at most PEAK_BOUND_MIB meanwhile.
+peak() {
+  local name=$1 pid=$2 rss0 hwm rc d
+  shift 2
+  echo 5 >"/proc/$pid/clear_refs"
+  rss0=$(awk '/^VmRSS/{print $2}' "/proc/$pid/status")
+  "$@" >"$B/out" 2>"$B/err"
+  rc=$?
+  hwm=$(awk '/^VmHWM/{print $2}' "/proc/$pid/status")
+  d=$(((hwm - rss0) / 1024))
+  echo "info - $name: daemon RSS ${rss0} kB before, peak ${hwm} kB (+${d} MiB)"
+  if [ "$rc" != 0 ]; then
+    bad "$name" "exit $rc: $(head -c 300 "$B/err")"
+  elif [ "$d" -gt "$PEAK_BOUND_MIB" ]; then
+    bad "$name" "the daemon grew by $d MiB (bound $PEAK_BOUND_MIB MiB)"
+  else
+    ok "$name: the daemon grew by $d MiB (bound $PEAK_BOUND_MIB)"
+  fi
+}
+if ! wait_for 30 bash -c "'$CTL' --socket '$B/ctl.sock' --json sites --top 1 | $JC 'j[\"total\"]==$N'"; then
+  bad "hakmemd with $N sites starts" "$(tail -3 "$B/log")"
+elif ! echo 5 2>/dev/null >"/proc/$DB/clear_refs"; then
+  echo "######################################################################"
+  echo "# SKIPPED: peak RSS at $N sites: /proc/$DB/clear_refs is not writable"
+  echo "######################################################################"
+else
+  echo "info - hakmemd with $N sites: RSS $(awk '/^VmRSS/{print $2}' "/proc/$DB/status") kB after loading them"
+  peak "metrics of $N sites" "$DB" BC metrics
+  check "metrics: every site, accepted by promtool" \
+    bash -c "[ \$(grep -c '^hakmem_site_alloc_bytes_total{' '$B/out') = $N ] && timeout 120 promtool check metrics <'$B/out'"
+  echo "info - metrics text of $N sites: $(stat -c %s "$B/out") bytes"
+  peak "sites --top 0 of $N sites" "$DB" BC sites --top 0
+  check "sites --top 0: all of them" bash -c "tail -1 '$B/out' | grep -qx '($N of $N sites, by bytes)'"
+  peak "sites --json --top 0 of $N sites" "$DB" BC --json sites --top 0
+  check "sites --json --top 0: all of them, largest bytes first" \
+    $JC "j['total']==$N and len(j['sites'])==$N and all(a['bytes']>=b['bytes'] for a,b in zip(j['sites'],j['sites'][1:]))" <"$B/out"
+  peak "thresholds --top 0 of $N sites" "$DB" BC thresholds --top 0
+  check "thresholds --top 0: all of them" bash -c "tail -1 '$B/out' | grep -qx '($N of $N sites)'"
+  peak "export of $N sites" "$DB" BC export "$B/export.pol"
+  check "export: a policy of all of them" bash -c "[ \$(stat -c %s '$B/export.pol') -gt 20000000 ] && grep -q 'exported the learned policy' '$B/out'"
+  BC --json thresholds --top 0 >"$B/ta.json"
+  peak "import of $N sites (merged into the same ones)" "$DB" BC import "$B/gen.pol"
+  check "import: all of them" grep -qx "imported the policy of $N sites" "$B/out"
+  peak "three metrics of $N sites at once" "$DB" bash -c "
+    for i in 1 2 3; do timeout 300 '$CTL' --socket '$B/ctl.sock' --timeout 60000 metrics >'$B/m'\$i & done; wait
+    for i in 1 2 3; do [ \$(grep -c '^hakmem_site_alloc_bytes_total{' '$B/m'\$i) = $N ] || exit 1; done"
+  rm -f "$B"/m[123]
+  # The export imported into a daemon that knew nothing: the same thresholds.
+  HAKMEMD_LOG=stderr "$T/bin/hakmemd" --foreground --shm "$SHM_FRESH" --socket "$B/fresh/ctl.sock" \
+    --state-dir "$B/fresh/state" --interval 3600000 2>"$B/fresh/log" &
+  DF=$!
+  PIDS+=("$DF")
+  if wait_for 10 "$CTL" --socket "$B/fresh/ctl.sock" status; then
+    echo 5 >"/proc/$DF/clear_refs"
+    r0=$(awk '/^VmRSS/{print $2}' "/proc/$DF/status")
+    check "import of $N new sites (a 30 MB policy, in parts)" \
+      bash -c "timeout 300 '$CTL' --socket '$B/fresh/ctl.sock' --timeout 60000 import '$B/export.pol' | grep -qx 'imported the policy of $N sites'"
+    echo "info - import of $N new sites: daemon RSS $r0 kB before, peak $(awk '/^VmHWM/{print $2}' "/proc/$DF/status") kB (the new site table included)"
+    timeout 300 "$CTL" --socket "$B/fresh/ctl.sock" --timeout 60000 --json thresholds --top 0 >"$B/tb.json"
+    check "the imported daemon publishes the same thresholds for all $N sites" python3 -c '
+import json, sys
+a = {s["site"]: s["thresholds"] for s in json.load(open(sys.argv[1]))["sites"]}
+b = {s["site"]: s["thresholds"] for s in json.load(open(sys.argv[2]))["sites"]}
+sys.exit(not (len(a) == int(sys.argv[3]) and a == b))' "$B/ta.json" "$B/tb.json" $N
+  else
+    bad "fresh hakmemd starts" "$(tail -3 "$B/fresh/log")"
+  fi
+  kill -TERM "$DF" 2>/dev/null
+  wait "$DF" 2>/dev/null
+fi
+kill -TERM "$DB" 2>/dev/null
+wait "$DB" 2>/dev/null
+rm -rf "$B"
 
 echo "ctl: $passes passed, $fails failed"
 [ "$fails" -eq 0 ]

@@ -1,23 +1,42 @@
-# Fuzzers (libFuzzer, clang).  Not part of `make all`: they need clang and
-# its fuzzer runtime (scripts/deps.sh: clang, libclang-rt-14-dev).
-#   make fuzz-region [FUZZ_SECONDS=60]   builds and runs the region fuzzer
+# libFuzzer harnesses (tests/fuzz/fuzz_*.c), built with clang
+# (-fsanitize=fuzzer,address,undefined), not part of `make all`:
+#   make fuzzers            builds every harness into $(BUILD)/fuzz/
+#   make fuzz               builds them and runs each for FUZZ_SECONDS
+#   tests/fuzz/run.sh S     runs each built harness for S seconds
+# One rule serves every tests/fuzz/fuzz_NAME.c: it links against an archive
+# of the daemon's sources (all but main.c, core.c and hakmemctl's own) and
+# the fake core (tests/ctl/fake_core.c), each object pulled in only when a
+# harness needs it.  A harness that needs more adds prerequisites to its
+# binary and FUZZ_EXTRA (target-specific) to its link line.
 FUZZ_CC      ?= clang
+FUZZ_SECONDS ?= 300
 FUZZ_OUT     := $(BUILD)/fuzz
-FUZZ_SECONDS ?= 60
-FUZZ_CFLAGS  := -std=gnu17 -O1 -g -Wall -Wextra -Werror -Iinclude -Idaemon -D_GNU_SOURCE -pthread \
-                -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
+FUZZ_SAN     := -fsanitize=address,undefined -fno-sanitize-recover=undefined
+FUZZ_CFLAGS  := -std=gnu17 -g -O1 $(WARN) -Iinclude -Idaemon -I$(HKD_GEN) -Itests/ctl -D_GNU_SOURCE -pthread $(FUZZ_SAN)
+FUZZ_LIBS    := -lprotobuf-c -lsystemd -lurcu -lurcu-cds -lm -ldl -lrt -pthread
 
-# The daemon's own code for reading a region, compiled for the fuzzer.
-FUZZ_REGION_SRCS := daemon/registry.c daemon/collector.c daemon/publisher.c daemon/segment.c daemon/log.c
+FUZZ_LIB_SRCS := $(filter-out daemon/main.c daemon/core.c daemon/hakmemctl.c daemon/hkctl_sites.c, \
+                   $(wildcard daemon/*.c)) tests/ctl/fake_core.c
+FUZZ_LIB_OBJS := $(patsubst %.c,$(FUZZ_OUT)/obj/%.o,$(FUZZ_LIB_SRCS)) \
+                 $(patsubst proto/%.proto,$(FUZZ_OUT)/obj/gen/%.pb-c.o,$(HKD_PROTOS))
+FUZZ_LIB  := $(FUZZ_OUT)/libfuzzdeps.a
+FUZZ_BINS := $(patsubst tests/fuzz/%.c,$(FUZZ_OUT)/%,$(wildcard tests/fuzz/fuzz_*.c))
 
-$(FUZZ_OUT)/fuzz_region: tests/fuzz/fuzz_region.c $(FUZZ_REGION_SRCS) $(wildcard daemon/*.h) include/hakmem_shm.h
+$(FUZZ_OUT)/obj/gen/%.pb-c.o: $(HKD_GEN)/%.pb-c.c $(HKD_GEN)/%.pb-c.h
 	@mkdir -p $(@D)
-	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ tests/fuzz/fuzz_region.c $(FUZZ_REGION_SRCS) -lsystemd
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c $< -o $@
+$(FUZZ_OUT)/obj/%.o: %.c | $(HKD_GEN_HDRS)
+	@mkdir -p $(@D)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -MMD -MP -c $< -o $@
+$(FUZZ_LIB): $(FUZZ_LIB_OBJS)
+	@rm -f $@; ar rcs $@ $^
+$(FUZZ_OUT)/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_LIB)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $< $(FUZZ_LIB) $(FUZZ_EXTRA) $(FUZZ_LIBS)
 
-.PHONY: fuzz-region
-# Runs on a scratch copy of the committed seeds: what it finds stays out of the tree.
-fuzz-region: $(FUZZ_OUT)/fuzz_region
-	@rm -rf $(FUZZ_OUT)/region-corpus && mkdir -p $(FUZZ_OUT)/region-corpus
-	@cp tests/fuzz/corpus/region/* $(FUZZ_OUT)/region-corpus/
-	$(FUZZ_OUT)/fuzz_region -max_total_time=$(FUZZ_SECONDS) -max_len=16384 -print_final_stats=1 \
-	    -artifact_prefix=$(FUZZ_OUT)/region- $(FUZZ_OUT)/region-corpus
+-include $(wildcard $(FUZZ_LIB_OBJS:.o=.d))
+
+.PHONY: fuzzers fuzz
+fuzzers: $(FUZZ_BINS)
+fuzz: deps
+	@$(MAKE) --no-print-directory fuzzers
+	@bash tests/fuzz/run.sh $(FUZZ_SECONDS) $(BUILD)

@@ -45,20 +45,10 @@ struct hkd_binaries {
     uint64_t refused;                /* processes of binaries past a cap */
 };
 
-const hkd_binaries_cfg hkd_binaries_default_cfg = {
-    .learn = {
-        .memory_weight_ns = 92000.0,
-        .min_pulls = 3,
-        .recheck = 8,
-        .z = 2.5,
-        .min_gain = 0.02,
-        .max_regression = 0.05,
-        .min_cpu_s = 0.02,
-        .window = 256,
-        .arm_mask = (1u << HKD_BIN_ARMS) - 1,
-    },
-    .window_s = 60.0,
-};
+hkd_binaries_cfg hkd_binaries_defaults(void)
+{
+    return (hkd_binaries_cfg){ .learn = hkd_bin_default_cfg, .window_s = 60.0 };
+}
 
 static uint64_t mix(uint64_t x)
 {
@@ -79,7 +69,7 @@ hkd_binaries *hkd_binaries_new(const hkd_binaries_cfg *cfg)
         return NULL;
     }
     pthread_mutex_init(&b->lock, NULL);
-    b->cfg = cfg ? *cfg : hkd_binaries_default_cfg;
+    b->cfg = cfg ? *cfg : hkd_binaries_defaults();
     b->self_uid = geteuid();
     memset(b->index, 0xFF, sizeof b->index);
     return b;

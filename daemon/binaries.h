@@ -31,7 +31,8 @@ typedef struct hkd_binaries_cfg {
     double window_s;                 /* a long-running process: one observation per window */
 } hkd_binaries_cfg;
 
-extern const hkd_binaries_cfg hkd_binaries_default_cfg;
+/* The learner's defaults (hkd_bin_default_cfg), one observation a minute. */
+hkd_binaries_cfg hkd_binaries_defaults(void);
 
 hkd_binaries *hkd_binaries_new(const hkd_binaries_cfg *cfg);
 void hkd_binaries_free(hkd_binaries *b);

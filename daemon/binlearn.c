@@ -27,13 +27,14 @@ const hkd_bin_arm hkd_bin_arms[HKD_BIN_ARMS] = {
         [HKSHM_KNOB_SMALL_THP] = 1, [HKSHM_KNOB_BIGCACHE_KIB] = 512u << 10 } },
 };
 
-/* The memory weight prices RAM against CPU as a cloud price list does:
- * a vCPU-hour costs about ten GiB-hours (compute-optimised and
- * memory-optimised instances of one family differ by about $0.0034 per
- * GiB-hour; a vCPU is about $0.036 an hour), so one MiB held for one
- * second is worth about 0.0034 / 0.036 / 1024 s ~= 92 us of CPU. */
+/* The memory weight prices RAM against CPU as a cloud price list does.
+ * On-demand prices in AWS us-east-1: c6i.large (2 vCPU, 4 GiB) $0.085 an
+ * hour, r6i.large (2 vCPU, 16 GiB) $0.126.  The 12 GiB between them cost
+ * $0.0034 per GiB-hour, which leaves $0.0357 per vCPU-hour: a GiB-hour is
+ * worth 0.096 CPU-hours, so one MiB held for one second is worth 0.096 /
+ * 1024 s = 94 us of CPU. */
 const hkd_bin_cfg hkd_bin_default_cfg = {
-    .memory_weight_ns = 92000.0,
+    .memory_weight_ns = 94000.0,
     .min_pulls = 3,
     .recheck = 8,
     .z = 2.5,

@@ -332,6 +332,10 @@ static void report_proc(const hkd_reg *r, const hkshm_region *snap, uint64_t now
         }
     }
     memcpy(pi.proc, snap->proc, sizeof pi.proc);
+    pi.serial = r->serial;
+    pi.registration = r->registration;
+    pi.binary_arm = snap->binary_arm;
+    pi.ended = r->ended;
     pi.rss_bytes = snap->proc[HKSHM_PROC_RSS_BYTES];
     pi.page_faults = snap->proc[HKSHM_PROC_PAGE_FAULTS];
     uint64_t hb = snap->heartbeat_ns;
@@ -385,11 +389,10 @@ int hkd_collect(hkd_collector *c, const hkd_collect_ops *ops, void *arg, hkd_col
             st->skipped_busy++;
             continue;
         }
-        if (r->ended) {
+        if (r->ended)
             st->ended++;
-            continue;
-        }
-        st->live++;
+        else
+            st->live++;
         report_proc(r, &c->scratch, now, ops, arg);
     }
     return 0;

@@ -42,6 +42,7 @@
 #include "persist.h"
 #include "bands.h"
 #include "publisher.h"
+#include "core_binaries.h"
 #include "registry.h"
 #include "segment.h"
 
@@ -136,7 +137,6 @@ static struct {
     hkshm_site_policy *entries;      /* kept current per record: publishing copies it */
     hkshm_binary_policy *binaries;   /* per-binary policy, HKSHM_BINARY_CAP */
     uint32_t n_binaries;
-    int binaries_unsorted;           /* binaries[] changed since the last sort */
     char init_error[256];
     proc_list *procs;                /* RCU */
     proc_list *building;
@@ -504,6 +504,9 @@ static void on_site(const hkd_site_delta *d, void **cookie, void *arg)
 static void on_proc(const hkd_proc_info *p, void *arg)
 {
     (void)arg;
+    core_binaries_proc(p);
+    if (p->ended)
+        return;                      /* gone: not in the list of processes */
     pthread_mutex_lock(&g.create_lock);
     proc_list *b = g.building;
     if (b && b->n < g.building_cap)
@@ -517,12 +520,6 @@ static void free_procs(struct rcu_head *h)
 }
 
 /* ---- publishing ---- */
-
-static int binary_cmp(const void *a, const void *b)
-{
-    const hkshm_binary_policy *x = a, *y = b;
-    return hkshm_binary_cmp(x->domain, x->binary_hash, y->domain, y->binary_hash);
-}
 
 static int publish_locked(void)
 {
@@ -553,10 +550,7 @@ static int publish_locked(void)
         }
         g.unsorted = 0;
     }
-    if (g.binaries_unsorted) {
-        qsort(g.binaries, g.n_binaries, sizeof *g.binaries, binary_cmp);
-        g.binaries_unsorted = 0;
-    }
+    g.n_binaries = core_binaries_fill(g.binaries, HKSHM_BINARY_CAP);
     hkd_publication pub = { .sites = g.entries, .n_sites = n, .binaries = g.binaries, .n_binaries = g.n_binaries };
     uint64_t gen = 0;
     int rc = hkd_publish(g.seg.hdr, &pub, hkd_now_ns(), &gen);
@@ -845,6 +839,10 @@ int hkd_core_init(const hkd_core_cfg *cfg)
     g.col = hkd_collector_new(0, COLLECTORS);
     g.col2 = hkd_collector_new(1, COLLECTORS);
     g.bands = hkd_bands_new();
+    if (core_binaries_init(g.cfg.memory_weight_ns) < 0) {
+        snprintf(g.init_error, sizeof g.init_error, "out of memory setting up the core");
+        return -ENOMEM;
+    }
     g.entries = malloc(HKSHM_SITE_CAP * sizeof *g.entries);
     g.binaries = calloc(HKSHM_BINARY_CAP, sizeof *g.binaries);
     if (!g.ht || !g.col || !g.col2 || !g.bands || !g.entries || !g.binaries) {
@@ -1225,6 +1223,7 @@ int hkd_core_interval(void)
     uint64_t t1 = hkd_now_ns();
 
     g.dirty |= learn_pass(seconds);
+    g.dirty |= core_binaries_end_interval();
     uint64_t t2 = hkd_now_ns();
     if (g.dirty)
         publish_locked();
@@ -1339,6 +1338,7 @@ void hkd_core_shutdown(void)
     free(g.binaries);
     g.binaries = NULL;
     g.n_binaries = 0;
+    core_binaries_shutdown();
 }
 
 /* ---- core_api.h ---- */

@@ -15,6 +15,7 @@ typedef struct hkd_core_cfg {
     uint32_t interval_ms;
     int learning;                    /* 0: collect only, publish nothing */
     hkd_learn_cfg learn;
+    double memory_weight_ns;         /* per-binary price of a MiB-second of RSS; < 0: the default */
 } hkd_core_cfg;
 
 #define HKD_READER_TIMEOUT_MS 2000u  /* a table read held longer holds no grace period */

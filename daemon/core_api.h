@@ -66,6 +66,10 @@ typedef struct hkd_proc_info {
     uid_t    uid;                      /* the process's domain */
     uint64_t binary_hash;              /* build-id hash of its executable (0: none) */
     uint64_t proc[HKSHM_PROC_COUNTERS];/* as it reported them (enum hkshm_proc_counter) */
+    uint64_t serial;                   /* the registration's, unique for the daemon's lifetime */
+    uint32_t registration;             /* 1: the process's first (counted from its start) */
+    uint32_t binary_arm;               /* the binary arm it runs (HKSHM_NO_ARM: defaults) */
+    int      ended;                    /* its final counters: the process is gone */
 } hkd_proc_info;
 
 typedef struct hkd_status {
@@ -116,6 +120,19 @@ int  hkd_policy_export_page(uint32_t *cursor, size_t max_sites, uint8_t **out, s
  * -errno with a one-line reason in `why`. */
 int  hkd_register_client(int conn_fd, int region_fd, const struct ucred *cred, uint64_t *instance, char *why,
                          size_t whylen);
+
+/* Per-binary learning (daemon/binaries.h has hkd_binary_info).  fn runs
+ * once per binary, sorted by (domain, hash), outside any lock; its first
+ * nonzero return ends the walk and is returned. */
+typedef struct hkd_binary_info hkd_binary_info;
+int  hkd_for_each_binary(int (*fn)(const hkd_binary_info *, void *), void *arg);
+/* Forces (arm >= 0) or releases (arm < 0) a binary's arm: 0, -ENOENT, -EINVAL. */
+int  hkd_binary_pin(uint32_t domain, uint64_t binary_hash, int arm);
+/* Forgets a binary's learning, or every binary's when binary_hash is 0:
+ * how many, or -ENOENT. */
+int  hkd_binary_reset(uint32_t domain, uint64_t binary_hash);
+/* The price the per-binary learner judges by: ns of CPU per MiB-second. */
+double hkd_memory_weight_ns(void);
 
 /* Forgets what was learned: one site, or all when key is NULL. */
 int  hkd_reset(const hkd_site_key *key);

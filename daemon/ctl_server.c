@@ -18,6 +18,7 @@
  * uid: a client retries them). */
 #include "ctl_server.h"
 #include "ctl_answer.h"
+#include "ctl_binaries.h"
 #include "core_api.h"
 #include "frame.h"
 #include "log.h"
@@ -300,6 +301,26 @@ static int do_pin(conn *c, const Hakmem__Ctl__PinRequest *rq)
     return send_done(c, r);
 }
 
+static int do_binary_pin(conn *c, const Hakmem__Ctl__BinaryPinRequest *rq)
+{
+    int r = hkd_binary_pin(rq->domain, rq->binary_hash, rq->arm < 0 ? -1 : rq->arm);
+    if (r < 0)
+        return send_core_error(c, rq->arm < 0 ? "unpin-binary" : "pin-binary", r);
+    hkd_log(HKD_LOG_NOTICE, "binary %016" PRIx64 " of uid %u %s by uid %u (pid %d)", rq->binary_hash,
+            (unsigned)rq->domain, rq->arm < 0 ? "unpinned" : "pinned", (unsigned)c->cred.uid, (int)c->cred.pid);
+    return send_done(c, 0);
+}
+
+static int do_binary_reset(conn *c, const Hakmem__Ctl__BinaryResetRequest *rq)
+{
+    int r = hkd_binary_reset(rq->domain, rq->binary_hash);
+    if (r < 0)
+        return send_core_error(c, "reset-binary", r);
+    hkd_log(HKD_LOG_NOTICE, "%s learning reset by uid %u (pid %d)", rq->binary_hash ? "a binary's" : "every binary's",
+            (unsigned)c->cred.uid, (int)c->cred.pid);
+    return send_done(c, r);
+}
+
 /* ---- registration ---- */
 
 #define REFUSAL_UIDS 64
@@ -398,6 +419,9 @@ static const char *command_name(Hakmem__Ctl__Request__CommandCase cc)
     case HAKMEM__CTL__REQUEST__COMMAND_RESET: return "reset";
     case HAKMEM__CTL__REQUEST__COMMAND_PIN: return "pin";
     case HAKMEM__CTL__REQUEST__COMMAND_METRICS: return "metrics";
+    case HAKMEM__CTL__REQUEST__COMMAND_BINARIES: return "binaries";
+    case HAKMEM__CTL__REQUEST__COMMAND_BINARY_PIN: return "pin-binary";
+    case HAKMEM__CTL__REQUEST__COMMAND_BINARY_RESET: return "reset-binary";
     default: return "?";
     }
 }
@@ -406,7 +430,9 @@ static int is_change(Hakmem__Ctl__Request__CommandCase cc)
 {
     return cc == HAKMEM__CTL__REQUEST__COMMAND_IMPORT_POLICY ||
            cc == HAKMEM__CTL__REQUEST__COMMAND_RESET ||
-           cc == HAKMEM__CTL__REQUEST__COMMAND_PIN;
+           cc == HAKMEM__CTL__REQUEST__COMMAND_PIN ||
+           cc == HAKMEM__CTL__REQUEST__COMMAND_BINARY_PIN ||
+           cc == HAKMEM__CTL__REQUEST__COMMAND_BINARY_RESET;
 }
 
 /* Returns < 0 when the connection must close. */
@@ -443,6 +469,9 @@ static int handle(conn *c, const Hakmem__Ctl__Request *rq)
     case HAKMEM__CTL__REQUEST__COMMAND_RESET: return do_reset(c, rq->reset);
     case HAKMEM__CTL__REQUEST__COMMAND_PIN: return do_pin(c, rq->pin);
     case HAKMEM__CTL__REQUEST__COMMAND_METRICS: return hkc_answer_metrics(&o);
+    case HAKMEM__CTL__REQUEST__COMMAND_BINARIES: return hkc_answer_binaries(&o);
+    case HAKMEM__CTL__REQUEST__COMMAND_BINARY_PIN: return do_binary_pin(c, rq->binary_pin);
+    case HAKMEM__CTL__REQUEST__COMMAND_BINARY_RESET: return do_binary_reset(c, rq->binary_reset);
     default: return -EINVAL;
     }
 }

@@ -11,11 +11,11 @@ HKD_LIBS   := -lurcu -lurcu-cds -lprotobuf-c -lsystemd -lm -lrt -pthread
 HKD_PROTOS   := $(wildcard proto/*.proto)
 HKD_GEN_HDRS := $(patsubst proto/%.proto,$(HKD_GEN)/%.pb-c.h,$(HKD_PROTOS))
 
-HKD_CORE_OBJS := $(addprefix $(HKD_OBJDIR)/,learner.o binlearn.o binaries.o bands.o persist.o atomic_file.o utf8.o segment.o registry.o collector.o publisher.o core.o policy.pb-c.o)
+HKD_CORE_OBJS := $(addprefix $(HKD_OBJDIR)/,learner.o binlearn.o binaries.o core_binaries.o bands.o persist.o atomic_file.o utf8.o segment.o registry.o collector.o publisher.o core.o policy.pb-c.o)
 HKD_OBJS := $(HKD_CORE_OBJS) $(addprefix $(HKD_OBJDIR)/,main.o log.o sdnotify.o ctl_server.o)
 
 # Operations engineer's objects (control server dependencies, hakmemctl):
-HKD_OBJS += $(addprefix $(HKD_OBJDIR)/,frame.o metrics.o metrics_file.o ctl_answer.o proc_copy.o control.pb-c.o)
+HKD_OBJS += $(addprefix $(HKD_OBJDIR)/,frame.o metrics.o metrics_file.o ctl_answer.o ctl_binaries.o proc_copy.o control.pb-c.o)
 
 $(HKD_GEN)/%.pb-c.c $(HKD_GEN)/%.pb-c.h: proto/%.proto
 	@mkdir -p $(HKD_GEN)
@@ -39,7 +39,7 @@ TOOL_BINS += $(BUILD)/hakmemd
 -include $(wildcard $(HKD_OBJDIR)/*.d)
 
 # ---- operations (appended by the ops engineer: hakmemctl, unit files) ----
-HKC_OBJS := $(addprefix $(HKD_OBJDIR)/,hakmemctl.o hkctl_sites.o ctl_client.o frame.o jsonw.o symbolize.o \
+HKC_OBJS := $(addprefix $(HKD_OBJDIR)/,hakmemctl.o hkctl_sites.o hkctl_binaries.o ctl_client.o frame.o jsonw.o symbolize.o \
               utf8.o atomic_file.o policy_split.o control.pb-c.o policy.pb-c.o)
 $(BUILD)/hakmemctl: $(HKC_OBJS)
 	$(CC) -o $@ $^ -lprotobuf-c

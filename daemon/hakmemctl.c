@@ -53,6 +53,10 @@ static const char usage_text[] =
     "  reset [--site KEY]             forget what was learned (everything, or one site)\n"
     "  pin KEY ARM                    force a site's arm (index or name)\n"
     "  unpin KEY                      let the learner choose again\n"
+    "  binaries [--exe NAME]          binaries and their learned process-level arms\n"
+    "  pin-binary HASH ARM [--user U] force a binary's arm (index or name)\n"
+    "  unpin-binary HASH [--user U]   let the learner choose the binary's arm again\n"
+    "  reset-binary [HASH] [--user U] forget a binary's learning (or every binary's)\n"
     "  metrics                        Prometheus text exposition\n"
     "  watch [--interval MS] [--count N] [--top N]\n"
     "                                 a live view, refreshed every interval\n"
@@ -760,6 +764,14 @@ int main(int argc, char **argv)
         r = cmd_pin(n, args, 1);
     else if (!strcmp(cmd, "metrics"))
         r = cmd_metrics(n, args);
+    else if (!strcmp(cmd, "binaries"))
+        r = cmd_binaries(n, args);
+    else if (!strcmp(cmd, "pin-binary"))
+        r = cmd_pin_binary(n, args, 0);
+    else if (!strcmp(cmd, "unpin-binary"))
+        r = cmd_pin_binary(n, args, 1);
+    else if (!strcmp(cmd, "reset-binary"))
+        r = cmd_reset_binary(n, args);
     else if (!strcmp(cmd, "watch"))
         r = cmd_watch(n, args);
     else

@@ -47,4 +47,9 @@ int cmd_watch(int argc, char **argv);
  * printing why. */
 int find_arm(const Hakmem__Ctl__SiteKey *key, const char *name, int32_t *out);
 
+/* hkctl_binaries.c */
+int cmd_binaries(int argc, char **argv);
+int cmd_pin_binary(int argc, char **argv, int unpin);
+int cmd_reset_binary(int argc, char **argv);
+
 #endif

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "core.h"
+#include "binlearn.h"
 #include "core_api.h"
 #include "ctl_server.h"
 #include "log.h"
@@ -53,8 +54,10 @@ static void usage(FILE *f)
             "  --no-socket      no control socket: clients cannot register, nothing is collected\n"
             "  --debug          log a summary of the merged view every interval\n"
             "  --metrics-file PATH  rewrite Prometheus metrics to PATH (atomically) every interval\n"
+            "  --memory-weight NS   what one MiB of RSS held for one second is worth, in ns of CPU,\n"
+            "                   when a binary's arms are compared (default %.0f: cloud prices)\n"
             "hakmemd always runs in the foreground; --foreground is accepted for clarity.\n",
-            HKSHM_DEFAULT_NAME, HKSHM_DEFAULT_SOCKET);
+            HKSHM_DEFAULT_NAME, HKSHM_DEFAULT_SOCKET, hkd_bin_default_cfg.memory_weight_ns);
 }
 
 int main(int argc, char **argv)
@@ -63,6 +66,7 @@ int main(int argc, char **argv)
     long interval = 1000;
     int learning = 1, debug = 0, use_socket = 1;
     const char *metrics_file = NULL;
+    double memory_weight = -1;          /* unset: the learner's default */
     static const struct option opts[] = {
         { "foreground", no_argument, 0, 'f' },
         { "shm", required_argument, 0, 's' },
@@ -73,6 +77,7 @@ int main(int argc, char **argv)
         { "no-socket", no_argument, 0, 'N' },
         { "debug", no_argument, 0, 'D' },
         { "metrics-file", required_argument, 0, 'M' },
+        { "memory-weight", required_argument, 0, 'w' },
         { "help", no_argument, 0, 'h' },
         { 0, 0, 0, 0 },
     };
@@ -96,6 +101,16 @@ int main(int argc, char **argv)
         case 'N': use_socket = 0; break;
         case 'D': debug = 1; break;
         case 'M': metrics_file = optarg; break;
+        case 'w': {
+            char *end;
+            errno = 0;
+            memory_weight = strtod(optarg, &end);
+            if (errno || *end || end == optarg || !(memory_weight >= 0 && memory_weight <= 1e12)) {
+                fprintf(stderr, "hakmemd: --memory-weight must be 0..1e12 ns per MiB-second\n");
+                return 2;
+            }
+            break;
+        }
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }
@@ -142,6 +157,7 @@ int main(int argc, char **argv)
         .interval_ms = (uint32_t)interval,
         .learning = learning,
         .learn = hkd_learn_default_cfg,
+        .memory_weight_ns = memory_weight,
     };
     int rc = hkd_core_init(&cfg);
     if (rc < 0) {

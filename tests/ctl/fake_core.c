@@ -11,6 +11,7 @@
  * too.  A thread plays "learner": every 20 ms it pulls one arm per site
  * (the pinned one, if any) and republishes that arm's thresholds. */
 #include "core_api.h"
+#include "binaries.h"
 
 #include <dlfcn.h>
 #include <errno.h>
@@ -159,10 +160,68 @@ static void init_sites(void)
     }
 }
 
+/* Binaries: the real per-binary box, fed once with made-up runs of two
+ * binaries (one whose "fast" arm is 30% cheaper, one with an odd name). */
+static hkd_binaries *bins;
+
+static void init_binaries(void)
+{
+    bins = hkd_binaries_new(NULL);
+    if (!bins)
+        abort();
+    static const char *const exes[2] = { "/usr/bin/fake-server", "/opt/o\nd\"q\\b\033[31m\xffx" };
+    uint64_t serial = 1;
+    hkshm_binary_policy pub[4];
+    for (int run = 0; run < 24; run++) {
+        for (int b = 0; b < 2; b++) {
+            uint32_t n = hkd_binaries_fill(bins, pub, 4);
+            uint32_t arm = HKSHM_NO_ARM;
+            for (uint32_t k = 0; k < n; k++)
+                if (pub[k].binary_hash == 0xb1a0000000000000ull + (uint64_t)b)
+                    arm = pub[k].arm;
+            double cost = b == 0 && arm == 2 ? 0.7 : 1.0;
+            hkd_proc_info p;
+            memset(&p, 0, sizeof p);
+            p.uid = b == 0 ? 0 : 1000;
+            p.binary_hash = 0xb1a0000000000000ull + (uint64_t)b;
+            snprintf(p.exe, sizeof p.exe, "%s", exes[b]);
+            p.proc[HKSHM_PROC_CPU_NS] = (uint64_t)(2e9 * cost * (1.0 + 0.01 * (run % 3)));
+            p.proc[HKSHM_PROC_WALL_NS] = p.proc[HKSHM_PROC_CPU_NS];
+            p.proc[HKSHM_PROC_RSS_BYTES] = p.proc[HKSHM_PROC_PEAK_RSS_BYTES] = 40u << 20;
+            p.proc[HKSHM_PROC_RSS_KIB_MS] = 40u * 1024 * 2000;
+            p.proc[HKSHM_PROC_BYTES] = 100u << 20;
+            hkd_binaries_proc(bins, serial++, &p, 1, arm, 1);
+            hkd_binaries_end_interval(bins);
+        }
+    }
+}
+
+int hkd_for_each_binary(int (*fn)(const hkd_binary_info *, void *), void *arg)
+{
+    return hkd_binaries_for_each(bins, fn, arg);
+}
+
+int hkd_binary_pin(uint32_t domain, uint64_t binary_hash, int arm)
+{
+    int rc = hkd_binaries_pin(bins, domain, binary_hash, arm);
+    return rc < 0 ? rc : 0;
+}
+
+int hkd_binary_reset(uint32_t domain, uint64_t binary_hash)
+{
+    return hkd_binaries_reset(bins, domain, binary_hash);
+}
+
+double hkd_memory_weight_ns(void)
+{
+    return hkd_bin_default_cfg.memory_weight_ns;
+}
+
 __attribute__((constructor)) static void fake_core_start(void)
 {
     clock_gettime(CLOCK_MONOTONIC, &started);
     init_sites();
+    init_binaries();
     if (!getenv("FAKE_CORE_FROZEN"))
         pthread_create(&learner, NULL, learner_main, NULL);
 }

@@ -133,6 +133,21 @@ else
   expect_rc "pin to an arm that does not exist: exit 1" 1 "invalid argument" C pin "$KEY" 7
   expect_rc "pin an unknown arm name: exit 1" 1 "no arm named" C pin "$KEY" nosucharm
   expect_rc "pin an unknown site: exit 1" 1 "not found" C pin 1234:5 0
+
+  # Binaries: the fake core feeds the real per-binary box runs of two
+  # binaries, one of whose "fast" arm is 30% cheaper.
+  C --json binaries >"$F/bin.json"
+  check "binaries --json: two, the cheaper arm chosen, the price named" \
+    $JC 'len(j["binaries"])==2 and j["memory_weight_ns"]>0 and j["binaries"][0]["choice"]=="fast" and j["binaries"][0]["settled"] and abs(j["binaries"][0]["arms"][2]["cost_ratio"]-0.7)<0.02 and j["binaries"][1]["choice"]=="default" and j["binaries"][1]["domain"]==1000' <"$F/bin.json"
+  check "binaries human: the arms, the choice, the odd name escaped" \
+    bash -c "'$CTL' --socket '$F/ctl.sock' binaries | grep -q 'fake-server .* arm fast (settled on fast)' && '$CTL' --socket '$F/ctl.sock' binaries | grep -qF 'o\\x0ad\"q' && ! '$CTL' --socket '$F/ctl.sock' binaries | LC_ALL=C grep -q \$'\\x1b'"
+  check "binaries --exe filters" bash -c "'$CTL' --socket '$F/ctl.sock' --json binaries --exe fake-server | $JC 'len(j[\"binaries\"])==1'"
+  check "pin-binary by arm name" bash -c "'$CTL' --socket '$F/ctl.sock' pin-binary b1a0000000000000 lean && '$CTL' --socket '$F/ctl.sock' --json binaries | $JC 'j[\"binaries\"][0][\"pinned\"]==\"lean\" and j[\"binaries\"][0][\"arm\"]==\"lean\"'"
+  check "unpin-binary: the choice runs again" bash -c "'$CTL' --socket '$F/ctl.sock' unpin-binary b1a0000000000000 && '$CTL' --socket '$F/ctl.sock' --json binaries | $JC 'j[\"binaries\"][0][\"pinned\"] is None and j[\"binaries\"][0][\"arm\"]==\"fast\"'"
+  expect_rc "pin-binary of an unknown binary: exit 1" 1 "not found" C pin-binary 1234 0
+  expect_rc "pin-binary to an arm that does not exist: exit 1" 1 "invalid argument" C pin-binary b1a0000000000000 9
+  expect_rc "pin-binary of another user's binary needs --user" 1 "not found" C pin-binary b1a0000000000001 lean
+  check "reset-binary of one binary" bash -c "'$CTL' --socket '$F/ctl.sock' reset-binary b1a0000000000001 --user 1000 | grep -q 'reset the learning of 1 binary'"
   check "unpin" bash -c "'$CTL' --socket '$F/ctl.sock' unpin '$KEY' && '$CTL' --socket '$F/ctl.sock' --json sites | $JC '[s[\"pinned_arm\"] for s in j[\"sites\"] if s[\"site\"]==\"$KEY\"]==[-1]'"
   C pin "$KEY" 2 >/dev/null
   check "reset --site forgets the site (pin released)" bash -c "'$CTL' --socket '$F/ctl.sock' reset --site '$KEY' && '$CTL' --socket '$F/ctl.sock' --json sites | $JC '[s[\"pinned_arm\"] for s in j[\"sites\"] if s[\"site\"]==\"$KEY\"]==[-1]'"
@@ -308,6 +323,9 @@ else
   expect_rc "group member may not import" 1 "permission denied: import" as hkctl-m "$CTL" --socket "$A/ctl.sock" import "$T/auth-pol.bin"
   expect_rc "group member may not pin" 1 "permission denied: pin" as hkctl-m "$CTL" --socket "$A/ctl.sock" pin 1:2 0
   expect_rc "group member may not unpin" 1 "permission denied" as hkctl-m "$CTL" --socket "$A/ctl.sock" unpin 1:2
+  check "group member may read binaries" as hkctl-m "$CTL" --socket "$A/ctl.sock" binaries
+  expect_rc "group member may not pin a binary" 1 "permission denied: pin-binary" as hkctl-m "$CTL" --socket "$A/ctl.sock" pin-binary 1234 0
+  expect_rc "group member may not reset binaries" 1 "permission denied: reset-binary" as hkctl-m "$CTL" --socket "$A/ctl.sock" reset-binary
   expect_rc "outsider is shut out by the socket's mode: exit 1" 1 "permission denied on .*join group hakmem" as hkctl-o "$CTL" --socket "$A/ctl.sock" status
   # Even with the socket opened to everyone, SO_PEERCRED still refuses.
   chmod 666 "$A/ctl.sock"
@@ -565,7 +583,9 @@ wait "$P" 2>/dev/null
 O=$T/odd
 mkdir -p "$O/b"
 ODD=$(printf 'o\nd"q\\b\033[31m\377x')
-ODD_TTY='o\x0ad"q\\b\x1b[31m\xffx'
+# The daemon replaces the control bytes a process reports (newline, ESC)
+# with '?' before anything else sees them; hakmemctl escapes the rest.
+ODD_TTY='o?d"q\\b?[31m\xffx'
 cp "$T/bin/alloc_sites" "$O/b/$ODD"
 chmod 755 "$O" "$O/b"
 SHM_O=/hkctl-odd-$$
@@ -597,22 +617,22 @@ else
     bad "strings: the odd client's sites reach hakmemd" "$(OC procs 2>&1 | head -3)"
   else
     OC procs >"$O/procs.txt"
-    check "procs: the odd executable escaped, on one line" \
+    check "procs: the odd executable cleaned and escaped, on one line" \
       bash -c "$(declare -f tty_clean); tty_clean '$O/procs.txt' '$ODD_TTY' && [ \$(wc -l <'$O/procs.txt') = 2 ]"
     OC sites >"$O/sites.txt"
     OC thresholds >"$O/th.txt"
-    check "sites: the module escaped" tty_clean "$O/sites.txt" "$ODD_TTY+0x"
-    check "thresholds: the module escaped" tty_clean "$O/th.txt" "$ODD_TTY+0x"
+    check "sites: the module cleaned and escaped" tty_clean "$O/sites.txt" "$ODD_TTY+0x"
+    check "thresholds: the module cleaned and escaped" tty_clean "$O/th.txt" "$ODD_TTY+0x"
     OC --json procs >"$O/procs.json"
     check "procs --json: the name as a JSON string (the bad byte as U+FFFD)" python3 -c '
 import json, sys
-sys.exit(not any(p["exe"].endswith("/o\nd\"q\\b\x1b[31m\ufffdx") for p in json.load(open(sys.argv[1]))))' "$O/procs.json"
+sys.exit(not any(p["exe"].endswith("/o?d\"q\\b?[31m\ufffdx") for p in json.load(open(sys.argv[1]))))' "$O/procs.json"
     OC metrics >"$O/metrics.txt"
     check "metrics with the odd name accepted by promtool" promtool check metrics <"$O/metrics.txt"
     check "metrics: the label escaped as the format says, the rest replaced" python3 -c '
 import sys
 t = open(sys.argv[1], encoding="utf-8").read()
-sys.exit(not ("hakmem_process_sites{exe=\"o\\nd\\\"q\\\\b\ufffd[31m\ufffdx\",pid=" in t))' "$O/metrics.txt"
+sys.exit(not ("hakmem_process_sites{exe=\"o?d\\\"q\\\\b?[31m\ufffdx\",pid=" in t))' "$O/metrics.txt"
   fi
   python3 "$SRC/gen_policy.py" 4 "$O/odd.pol" --odd-module
   check "an imported odd module path is taken" bash -c "'$CTL' --socket '$O/ctl.sock' import '$O/odd.pol' | grep -q 'of 4 sites'"

@@ -108,7 +108,7 @@ static void a_later_registration_starts_from_what_is_seen(void **state)
 static void windows_of_a_long_running_process(void **state)
 {
     (void)state;
-    hkd_binaries_cfg cfg = hkd_binaries_default_cfg;
+    hkd_binaries_cfg cfg = hkd_binaries_defaults();
     cfg.window_s = 10.0;
     hkd_binaries *b = hkd_binaries_new(&cfg);
     for (int s = 1; s <= 35; s++) {

@@ -46,6 +46,18 @@ typedef struct hakmem_stats {
 } hakmem_stats;
 
 void hakmem_get_stats(hakmem_stats *out);
+
+/* The process-level knobs in force now, numbered as include/hakmem_shm.h
+ * numbers them (purge delay in ms, retained segments, partial reuse 0..3,
+ * small-object THP, default large threshold in bytes, BigCache budget in
+ * KiB, two reserved), and the arm the daemon published for this binary
+ * (-1: none; the knobs are then the environment's or the defaults). */
+typedef struct hakmem_knobs {
+    int32_t  binary_arm;
+    uint32_t value[8];
+} hakmem_knobs;
+
+void hakmem_get_knobs(hakmem_knobs *out);
 /* Writes the report (as HAKMEM_STATS=1 does at exit) to fd. */
 void hakmem_report(int fd);
 /* Returns idle memory to the OS now (what malloc_trim(0) also does). */

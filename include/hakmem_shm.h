@@ -127,6 +127,10 @@
 #define HKSHM_HEADER_SIZE    4096u
 
 #define HKSHM_NO_MODULE      0xFFFFu
+/* A process keeps the binary arm it first read for this long before it
+ * takes another one published; the daemon makes one observation of a
+ * long-running process per this much wall time. */
+#define HKSHM_BINARY_HOLD_MS 60000u
 #define HKSHM_NO_ARM         0xFFFFFFFFu
 
 typedef struct hkshm_header {

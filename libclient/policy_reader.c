@@ -1,6 +1,7 @@
 /* Policy reader box (policy_reader.h). */
 #include "policy_reader.h"
 #include "options.h"
+#include "os.h"
 #include "region.h"
 #include "site.h"
 #include "text.h"
@@ -30,6 +31,9 @@ static struct {
     uint32_t n_work;
     int binary_applied;             /* the knobs below are in force */
     uint32_t bin_arm, bin_set, bin_knob[HKSHM_KNOBS];
+    int bin_decided;                /* the binary arm was chosen at bin_since_ns */
+    uint64_t bin_since_ns;
+    int bin_pending;                /* a different arm is published: taken once the hold is over */
 } pr = { .bin_arm = HKSHM_NO_ARM };
 
 void (*hk_policy_mid_read_hook)(void);
@@ -169,6 +173,16 @@ void hk_policy_forget_generation(void)
     pr.sites_at_apply = 0;
 }
 
+void hk_policy_binary_since(uint64_t ns_ago)
+{
+    if (ns_ago == UINT64_MAX) {
+        pr.bin_decided = 0;
+        pr.bin_pending = 0;
+    } else {
+        pr.bin_since_ns = hk_now_ns() - ns_ago;
+    }
+}
+
 /* ---- reading the active copy ---- */
 
 static void collect_site(const hk_site_view *v, void *arg)
@@ -268,17 +282,39 @@ static void read_binary(const hkshm_table *t, uint32_t n, uint32_t domain, uint6
         }
 }
 
-static void apply_binary(const binary_read *b)
+static int same_binary_policy(const binary_read *b)
 {
+    if (!b->found)
+        return !pr.binary_applied && pr.bin_arm == HKSHM_NO_ARM;
+    return pr.binary_applied && pr.bin_set == b->set && memcmp(pr.bin_knob, b->knob, sizeof b->knob) == 0;
+}
+
+/* A process keeps the binary arm it took for HKSHM_BINARY_HOLD_MS (from
+ * its first read on): a short run is one clean observation of one arm,
+ * and a long one changes arm only between the daemon's windows. */
+static void apply_binary(const binary_read *b, uint64_t now_ns)
+{
+    if (same_binary_policy(b)) {
+        pr.bin_arm = b->found ? b->arm : HKSHM_NO_ARM;
+        pr.bin_pending = 0;
+        if (!pr.bin_decided) {
+            pr.bin_decided = 1;         /* the first read decides, whatever it finds */
+            pr.bin_since_ns = now_ns;
+        }
+        return;
+    }
+    if (pr.bin_decided && now_ns - pr.bin_since_ns < (uint64_t)HKSHM_BINARY_HOLD_MS * 1000000ull) {
+        pr.bin_pending = 1;
+        return;
+    }
+    pr.bin_decided = 1;
+    pr.bin_since_ns = now_ns;
+    pr.bin_pending = 0;
     if (!b->found) {
         if (pr.binary_applied || pr.bin_arm != HKSHM_NO_ARM)
             hk_options_binary_defaults();
         pr.binary_applied = 0;
         pr.bin_arm = HKSHM_NO_ARM;
-        return;
-    }
-    if (pr.binary_applied && pr.bin_set == b->set && memcmp(pr.bin_knob, b->knob, sizeof b->knob) == 0) {
-        pr.bin_arm = b->arm;
         return;
     }
     hk_options_apply_binary(b->set, b->knob);
@@ -295,7 +331,9 @@ int hk_policy_apply(uint32_t domain, uint64_t binary_hash, hkshm_region *region)
         return 0;
     uint64_t g = atomic_load_explicit(&h->generation, memory_order_acquire);
     uint32_t nsites = hk_site_count();
-    if (g == 0 || (g == pr.gen_applied && nsites == pr.sites_at_apply))
+    uint64_t now = hk_now_ns();
+    int hold_over = pr.bin_pending && now - pr.bin_since_ns >= (uint64_t)HKSHM_BINARY_HOLD_MS * 1000000ull;
+    if (g == 0 || (g == pr.gen_applied && nsites == pr.sites_at_apply && !hold_over))
         return 0;
     if (!atomic_load_explicit(&h->learning, memory_order_relaxed))
         return 0;
@@ -345,7 +383,7 @@ int hk_policy_apply(uint32_t domain, uint64_t binary_hash, hkshm_region *region)
         hk_region_set_site_arm(w->index, w->arm);
         applied++;
     }
-    apply_binary(&bin);
+    apply_binary(&bin, now);
     hk_region_set_applied(applied, pr.bin_arm);
     pr.gen_applied = g;
     /* Sites not resolved yet are looked at again next time. */

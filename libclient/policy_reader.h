@@ -33,6 +33,9 @@ int hk_policy_apply(uint32_t domain, uint64_t binary_hash, hkshm_region *region)
 /* Forget what was applied, so the next apply reads again (a new region or
  * a new segment must be told gen_seen). */
 void hk_policy_forget_generation(void);
+/* Tests: the binary arm was taken ns_ago (UINT64_MAX: not taken yet, as in
+ * a new process). */
+void hk_policy_binary_since(uint64_t ns_ago);
 
 /* For tests: called between reading the entries and checking the stamp
  * again (NULL outside tests). */

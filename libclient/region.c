@@ -32,7 +32,7 @@ static struct {
     uint64_t rss_kib_ms, rss_rem;   /* the integral, and KiB*ns not yet a whole KiB*ms */
     uint64_t flushes;
     uint64_t page_size;
-} rg = { .fd = -1 };
+} rg = { .fd = -1, .binary_arm = HKSHM_NO_ARM };
 
 
 static void counters_restart(void)
@@ -134,6 +134,11 @@ void hk_region_set_site_arm(uint32_t site, uint32_t arm)
 {
     if (site < HK_SITE_MAX)
         rg.arm_of_site[site] = arm;
+}
+
+uint32_t hk_region_binary_arm(void)
+{
+    return rg.binary_arm;
 }
 
 void hk_region_set_applied(uint32_t sites_applied, uint32_t binary_arm)

@@ -32,6 +32,8 @@ void hk_region_flush(int exiting);
 /* What policy reading applied, reported at the next flush. */
 void hk_region_set_site_arm(uint32_t site, uint32_t arm);
 void hk_region_set_applied(uint32_t sites_applied, uint32_t binary_arm);
+/* The daemon's arm for this binary now in force (HKSHM_NO_ARM: none). */
+uint32_t hk_region_binary_arm(void);
 /* In the fork child: the parent's region is the parent's (shared memory):
  * unmap it, close its descriptor if still ours, restart the counters. */
 void hk_region_fork_child(void);

@@ -2,6 +2,9 @@
  * Formats into a stack buffer and writes whole lines; allocates nothing, so
  * it is safe at any point of shutdown. */
 #include "bigcache.h"
+#include "hakmem_shm.h"
+#include "region.h"
+#include "knobs.h"
 #include "counters.h"
 #include "hakmem.h"
 #include "heap.h"
@@ -25,6 +28,15 @@
 
 void hakmem_get_stats(hakmem_stats *out) __attribute__((visibility("default")));
 void hakmem_report(int fd) __attribute__((visibility("default")));
+void hakmem_get_knobs(hakmem_knobs *out) __attribute__((visibility("default")));
+
+void hakmem_get_knobs(hakmem_knobs *out)
+{
+    uint32_t arm = hk_region_binary_arm();
+    out->binary_arm = arm == HKSHM_NO_ARM ? -1 : (int32_t)arm;
+    for (unsigned k = 0; k < 8; k++)
+        out->value[k] = k < HK_KNOBS ? hk_knob(k) : 0;
+}
 
 void hakmem_get_stats(hakmem_stats *out)
 {
@@ -154,6 +166,17 @@ void hakmem_report(int fd)
     if (hk_opt.baseline) snprintf(daemon, sizeof daemon, "baseline mode (daemon ignored)");
     else hk_shm_client_describe(daemon, sizeof daemon);
     say(&o, "  daemon: %s\n", daemon);
+    hakmem_knobs kn;
+    hakmem_get_knobs(&kn);
+    char bc_budget[16], thr[16];
+    size_text(bc_budget, sizeof bc_budget, (uint64_t)kn.value[HK_KNOB_BIGCACHE_KIB] << 10);
+    size_text(thr, sizeof thr, kn.value[HK_KNOB_LARGE_THRESHOLD]);
+    char arm[32] = "none";
+    if (kn.binary_arm >= 0) snprintf(arm, sizeof arm, "%d (daemon)", kn.binary_arm);
+    say(&o, "  knobs: purge %u ms, retained segments %u, partial reuse %u, small THP %s, large >= %s, "
+            "BigCache %s; binary arm %s\n",
+        kn.value[HK_KNOB_PURGE_DELAY_MS], kn.value[HK_KNOB_RETAINED_SEGMENTS], kn.value[HK_KNOB_PARTIAL_REUSE],
+        kn.value[HK_KNOB_SMALL_THP] ? "on" : "off", thr, bc_budget, arm);
 
     hk_lock_acquire(&report_lock);
     top.n = 0;

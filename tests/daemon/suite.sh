@@ -13,6 +13,7 @@ fails=0
 ok()   { echo "ok - $1"; }
 fail() { echo "FAIL - $1: $2"; fails=$((fails + 1)); }
 check() { local name=$1; shift; if "$@"; then ok "$name"; else fail "$name" "${WHY:-check failed}"; fi; WHY=; }
+wait_for() { local i; for ((i = 0; i < $1 * 10; i++)); do "${@:2}" >/dev/null 2>&1 && return 0; sleep 0.1; done; "${@:2}"; }
 
 TMP=$(mktemp -d /tmp/hkd-suite.XXXXXX)
 SHM=/hkd-e2e-$$
@@ -185,6 +186,61 @@ HAKMEM_MODE=baseline HAKMEM_SHM=$SHM HAKMEM_STATS=1 "$A" 300 >"$TMP/y.out" 2>"$T
 WHY="rc $rc: $(grep 'daemon:' "$TMP/y.err")"
 check "e2e HAKMEM_MODE=baseline ignores the segment" \
     bash -c "[ $rc -eq 0 ] && ! grep -q '(daemon)' '$TMP/y.err' && ! grep -q 'registered with' '$TMP/y.err'"
+
+# ---- per-binary learning, with real processes ----
+# knob_probe prints, first thing in main, the binary arm and knobs in force.
+P=$T/knob_probe
+: >"$TMP/daemon.log"
+rm -rf "$TMP/state"
+mkdir -p "$TMP/state"
+if [ ! -x "$P" ]; then
+    fail "binaries prerequisites" "$P not built"
+elif ! start_daemon; then
+    fail "binaries: daemon starts" "$(tail -3 "$TMP/daemon.log")"
+else
+    probe() { HAKMEM_SHM=$SHM HAKMEM_SOCKET=$TMP/ctl.sock timeout 60 "$P" "$@"; }
+    bins_json() { timeout 10 "$CTL" --socket "$TMP/ctl.sock" --json binaries --exe knob_probe; }
+    first=$(probe 20 | head -1)
+    WHY="its first line: $first"
+    check "binaries: a binary the daemon has never seen runs its own defaults (arm -1)" \
+        bash -c "[[ '$first' == 'arm -1 knobs '* ]]"
+    known() { bins_json | python3 -c "import json,sys; sys.exit(len(json.load(sys.stdin)['binaries'])!=1)"; }
+    check "binaries: the daemon knows the binary after one run" wait_for 5 known
+    H=$(bins_json | python3 -c "import json,sys; print(json.load(sys.stdin)['binaries'][0]['binary'])")
+    gen=$(status_field generation)
+    timeout 10 "$CTL" --socket "$TMP/ctl.sock" pin-binary "$H" lean >/dev/null
+    published() { [ "$(status_field generation)" -gt "$gen" ]; }
+    wait_for 5 published
+    first=$(probe 20 | head -1)
+    WHY="its first line: $first (lean: purge 0, retained 0, partial reuse 3, BigCache 0)"
+    check "binaries: a new process of a known binary runs its published arm from the start of main" \
+        bash -c "[[ '$first' == 'arm 1 knobs 0 0 3 0 '*' 0 0 0' ]]"
+    timeout 10 "$CTL" --socket "$TMP/ctl.sock" unpin-binary "$H" >/dev/null
+    sleep 0.5
+    # Runs one after another, as a build or a batch would: each is one
+    # clean observation of the arm it started on.
+    mismatch=0
+    for i in $(seq 20); do
+        want=$(bins_json | python3 -c "import json,sys; b=json.load(sys.stdin)['binaries'][0]; print([a['name'] for a in b['arms']].index(b['arm']))")
+        got=$(probe 150 | head -1 | awk '{print $2}')
+        # -1 (no entry) is the default arm, 0.
+        [ "$got" = -1 ] && got=0
+        [ "$got" = "$want" ] || mismatch=$((mismatch + 1))
+        sleep 0.25
+    done
+    WHY="$mismatch of 20 runs started on another arm than the one published when they began"
+    check "binaries: every run starts on the arm published for its binary" test "$mismatch" -le 2
+    bins_json >"$TMP/bins.json"
+    WHY="$(cat "$TMP/bins.json")"
+    check "binaries: the learner tried every arm, each run counted once for the arm it ran" python3 -c '
+import json, sys
+b = json.load(open(sys.argv[1]))["binaries"][0]
+runs = sum(a["observations"] for a in b["arms"])
+sys.exit(not (all(a["observations"] >= 3 for a in b["arms"]) and b["ignored"] <= 2 and runs == b["observations"] >= 20))' "$TMP/bins.json"
+    timeout 10 "$CTL" --socket "$TMP/ctl.sock" binaries >"$TMP/bins.txt"
+    check "binaries: hakmemctl shows it" grep -q "knob_probe .* runs" "$TMP/bins.txt"
+    kill -TERM "$DPID"; wait "$DPID"; DPID=
+fi
 
 echo "# daemon suite: $fails failed"
 [ $fails -eq 0 ]

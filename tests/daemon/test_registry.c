@@ -49,7 +49,7 @@ static int teardown(void **state)
 typedef struct seen {
     uint64_t allocs[16];             /* by key offset / 16 */
     uint64_t hist[16];
-    uint32_t domain, reports, procs, changed;
+    uint32_t domain, reports, procs, changed, ended_reports;
     pid_t proc_pid;
 } seen;
 
@@ -69,9 +69,14 @@ static void on_site(const hkd_site_delta *d, void **cookie, void *arg)
         s->hist[d->key.offset / 16] += d->hist[b];
 }
 
+/* Live processes; an ended registration's last report says it ended. */
 static void on_proc(const hkd_proc_info *p, void *arg)
 {
     seen *s = arg;
+    if (p->ended) {
+        s->ended_reports++;
+        return;
+    }
     s->procs++;
     s->proc_pid = p->pid;
 }
@@ -268,6 +273,7 @@ static void process_exit_ends_it_after_a_last_collection(void **state)
     assert_int_equal(s.allocs[2], 50);
     assert_int_equal(st.ended, 1);
     assert_int_equal(s.procs, 0);              /* not a live process any more */
+    assert_int_equal(s.ended_reports, 1);      /* but its last report says so, for the binaries */
     assert_int_equal(hkd_registry_count(), 0);
     assert_int_equal(hkd_registry_span(), 0);
     /* A pid that is gone cannot register. */

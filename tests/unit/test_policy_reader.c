@@ -263,22 +263,31 @@ static void test_applies_own_domain_only(void **state)
     /* The other domain's process sees the other entries. */
     hk_site_reset_policies();
     hk_policy_forget_generation();
+    hk_policy_binary_since(UINT64_MAX);
     assert_int_equal(hk_policy_apply(other, bh, r), 1);
     assert_int_equal(hk_site_policy_get(sites[0].index).large_threshold, 512 << 10);
     assert_false(hk_site_policy_get(sites[2].index).from_daemon);    /* thp 7 */
     assert_int_equal(hk_knob(HK_KNOB_PURGE_DELAY_MS), 555);
     assert_int_equal(hk_knob(HK_KNOB_LARGE_THRESHOLD), default_threshold);     /* knob not set: the default */
 
-    /* A new generation without this binary: knobs back to the defaults. */
+    /* A new generation without this binary: the process keeps its arm for
+     * the hold, and then goes back to the defaults. */
     seg_publish(seg, 0, 6, s, 5, NULL, 0);
     assert_int_equal(hk_policy_apply(other, bh, r), 1);
+    assert_int_equal(hk_knob(HK_KNOB_PURGE_DELAY_MS), 555);
+    hk_region_flush(0);
+    assert_int_equal(r->binary_arm, 4);
+    assert_int_equal(hk_policy_apply(other, bh, r), 0);         /* nothing new, hold not over */
+    hk_policy_binary_since((uint64_t)HKSHM_BINARY_HOLD_MS * 1000000ull);
+    assert_int_equal(hk_policy_apply(other, bh, r), 1);         /* the same generation, read again */
     assert_int_equal(hk_knob(HK_KNOB_PURGE_DELAY_MS), saved.purge_delay_ms);
     hk_region_flush(0);
     assert_int_equal(r->binary_arm, HKSHM_NO_ARM);
 
-    /* A value out of range is not applied. */
+    /* A value out of range is not applied (a new process reads it). */
     b[0].knob[HKSHM_KNOB_PURGE_DELAY_MS] = 70000;
     seg_publish(seg, 1, 7, s, 5, b, 2);
+    hk_policy_binary_since(UINT64_MAX);
     assert_int_equal(hk_policy_apply(me, bh, r), 1);
     assert_int_equal(hk_knob(HK_KNOB_PURGE_DELAY_MS), saved.purge_delay_ms);
     assert_int_equal(hk_knob(HK_KNOB_LARGE_THRESHOLD), 128 << 10);

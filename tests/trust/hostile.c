@@ -158,7 +158,8 @@ static void identity(hkshm_region *r, const char *exe)
 static char last_refusal[256];
 
 /* A valid registration; its mapping stays writable for the caller.  1
- * registered, 0 refused (why in last_refusal), -1 no answer. */
+ * registered, 0 refused (why in last_refusal), -1 no answer, -2 the socket
+ * would not take the connection at all. */
 static int register_region(const char *sock, region *out, const char *exe)
 {
     int fd = make_memfd(HKSHM_REGION_SIZE, 0);
@@ -171,14 +172,14 @@ static int register_region(const char *sock, region *out, const char *exe)
     fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW);
     int conn = connect_to(sock);
     char why[256] = "";
-    int rc = conn >= 0 ? send_register(conn, fd, HKSHM_REGION_SIZE, why, sizeof why) : -1;
+    int rc = conn >= 0 ? send_register(conn, fd, HKSHM_REGION_SIZE, why, sizeof why) : -2;
     close(fd);
     if (rc != 1) {
         snprintf(last_refusal, sizeof last_refusal, "%s", why);
         if (conn >= 0)
             close(conn);
         munmap(r, HKSHM_REGION_SIZE);
-        return rc == 0 ? 0 : -1;
+        return rc;
     }
     out->conn = conn;
     out->r = r;
@@ -313,7 +314,7 @@ static int register_and_hold(int i, void *arg)
     int rc = -1;
     double until = now_s() + 30;
     while ((rc = register_region(a->sock, &reg, "hostile-many")) != 1 && now_s() < until &&
-           (rc < 0 || strstr(last_refusal, "control connections")))
+           (rc == -1 || strstr(last_refusal, "control connections")))
         usleep(50000 + (useconds_t)(next_random() % 200000));
     if (rc == 1)
         usleep((useconds_t)(a->secs * 1e6));

@@ -67,9 +67,11 @@ if ! getent group hakmem >/dev/null; then
 fi
 HOSTILE_USER=hktr-h$$
 MEMBER_USER=hktr-m$$
+OUTSIDER=hktr-o$$
 for u in "$HOSTILE_USER" "$MEMBER_USER"; do
   useradd --system --no-create-home --shell /usr/sbin/nologin -U -G hakmem "$u" && USERS_MADE+=("$u")
 done
+useradd --system --no-create-home --shell /usr/sbin/nologin -U "$OUTSIDER" && USERS_MADE+=("$OUTSIDER")
 as() { local u=$1; shift; setpriv --reuid="$u" --regid="$(id -g "$u")" --init-groups "$@"; }
 H() { as "$HOSTILE_USER" "$HOSTILE" "$@"; }
 
@@ -118,6 +120,11 @@ mkdir -p "$ATT"
 H segment-write "$SHM" >"$ATT/segment" 2>&1
 check "a member cannot open, map, remap or chmod the segment writable" \
   bash -c "[ \$(grep -c '^refused' '$ATT/segment') -eq 4 ] && ! grep -q '^done' '$ATT/segment'"
+# Someone outside the group: no read, no registration.
+setpriv --reuid="$OUTSIDER" --regid="$(id -g "$OUTSIDER")" --init-groups "$HOSTILE" segment-write "$SHM" >"$ATT/outsider" 2>&1
+check "a user outside the group cannot even read the segment" grep -q "^refused open read-only" "$ATT/outsider"
+timeout 30 setpriv --reuid="$OUTSIDER" --regid="$(id -g "$OUTSIDER")" --init-groups "$HOSTILE" registrations "$SOCK" 1 0 >"$ATT/outsider-reg" 2>&1
+check "a user outside the group cannot register a process" grep -q "done registrations: 0 accepted" "$ATT/outsider-reg"
 H lock "$SHM" >"$ATT/lock" 2>&1
 check "a member cannot open the daemon's lock file" grep -q "^refused open lock file" "$ATT/lock"
 H register-bad "$SOCK" >"$ATT/bad" 2>&1

@@ -268,6 +268,7 @@ static void diff_and_report(hkd_collector *c, slot_track *t, const hkshm_slot *s
         hkd_site_delta d;
         d.key.module_hash = s->module_hash;
         d.key.offset = s->offset;
+        d.domain = 0;               /* this ABI does not say who the process runs as */
         d.module = s->module < snap->n_modules ? snap->modules[s->module].path : "";
         d.live_bytes = s->live_bytes;
         d.has_hist = 0;
@@ -310,6 +311,18 @@ static void diff_and_report(hkd_collector *c, slot_track *t, const hkshm_slot *s
         st->site_records++;
         if (ops->site)
             ops->site(&d, &p->cookie, arg);
+    }
+}
+
+void hkd_collector_drop_cookies(hkd_collector *c, int (*stale)(const void *cookie, void *arg), void *arg)
+{
+    /* A cookie at index i >= n_prev is never read: diff_and_report clears
+     * it first (and forget() and a new process set n_prev to 0). */
+    for (uint32_t s = c->first; s < HKSHM_MAX_SLOTS; s += c->step) {
+        slot_track *t = &c->tracks[s];
+        for (uint32_t i = 0; i < t->n_prev; i++)
+            if (t->prev[i].cookie && stale(t->prev[i].cookie, arg))
+                t->prev[i].cookie = NULL;
     }
 }
 

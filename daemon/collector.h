@@ -11,7 +11,8 @@
 
 /* One site of one process: what changed since the last interval. */
 typedef struct hkd_site_delta {
-    hkd_site_key key;
+    hkd_site_key key;                /* module_hash and offset (the core reads `domain`, not key.domain) */
+    uint32_t domain;                 /* the uid the reporting process runs as */
     int changed;                     /* 0: only key, module and live_bytes are set */
     int has_hist;                    /* hist holds the change since the last merge */
     const char *module;              /* path, "" when unknown */
@@ -47,6 +48,11 @@ void hkd_collector_slots(hkd_collector *c, uint32_t first, uint32_t step);
 /* The segment was created by this daemon: nothing in it was counted
  * before, so the first pass reports what it finds like any other. */
 void hkd_collector_no_history(hkd_collector *c);
+/* Clears every cookie that may still be read (processes whose slots are
+ * tracked, site indexes they reported) for which stale(cookie, arg) says
+ * 1: the callee is about to reuse what those cookies point at.  The next
+ * report of such a site comes with a NULL cookie.  Not while a pass runs. */
+void hkd_collector_drop_cookies(hkd_collector *c, int (*stale)(const void *cookie, void *arg), void *arg);
 /* One pass over all slots.  The first pass after start treats what it sees
  * as history (unless hkd_collector_no_history): it records it but reports
  * no deltas for it, so counters of clients that outlived a daemon restart

@@ -20,9 +20,13 @@
 #define HKD_MODULE_MAX 64
 #define HKD_EXE_MAX 64
 
+/* Policy is learned per domain: the uid the reporting processes run as.
+ * One user's processes never move another user's policy or counters.
+ * Ordered and hashed by daemon/site_key.h (domain first). */
 typedef struct hkd_site_key {
     uint64_t module_hash;          /* hash of build-id (or path when none) */
     uint64_t offset;               /* return address minus module load base */
+    uint32_t domain;               /* the uid whose processes learn this site */
 } hkd_site_key;
 
 typedef struct hkd_thresholds {
@@ -49,6 +53,7 @@ typedef struct hkd_site_info {
     int      pinned_arm;               /* -1 when not pinned */
     int      settled;                  /* exploiting: hkd_learn_settled() (its band's when thin) */
     int      thin;                     /* runs its size band's arm (daemon/bands.h) */
+    int      published;                /* the shared table holds its entry */
     uint32_t n_arms;
     hkd_arm_stats arms[HKD_MAX_ARMS];
 } hkd_site_info;
@@ -72,7 +77,21 @@ typedef struct hkd_status {
     uint64_t intervals;
     uint64_t last_interval_ns;         /* collect+learn+publish, last interval */
     int      learning;                 /* 0 in baseline mode */
+    uint32_t domains;                  /* users with sites */
+    uint32_t sites_archived;           /* learned state of sites no process reports, kept */
+    uint64_t sites_refused;            /* new sites refused (a domain's limits), reports counted */
+    uint64_t sites_evicted;            /* sites that aged out or made room, since start */
 } hkd_status;
+
+/* One domain (user) as the limits see it. */
+typedef struct hkd_domain_info {
+    uint32_t domain;                   /* uid */
+    uint32_t sites;                    /* sites in memory */
+    uint32_t band_learners;            /* size-band learners of its thin sites */
+    int      trusted;                  /* root or the daemon's user: never limited by others */
+    uint64_t refused;                  /* reports of new sites refused, since start */
+    uint64_t evicted;                  /* sites aged out or evicted for room, since start */
+} hkd_domain_info;
 
 void hkd_reader_thread_enter(void);
 void hkd_reader_thread_leave(void);
@@ -81,6 +100,8 @@ int  hkd_get_status(hkd_status *out);
 /* Calls fn once per live process / known site, inside one read-side section. */
 int  hkd_for_each_proc(int (*fn)(const hkd_proc_info *, void *), void *arg);
 int  hkd_for_each_site(int (*fn)(const hkd_site_info *, void *), void *arg);
+/* Calls fn once per domain, from a copy made at the end of the last interval. */
+int  hkd_for_each_domain(int (*fn)(const hkd_domain_info *, void *), void *arg);
 
 /* The learned policy as a serialized protobuf (proto/policy.proto).
  * export: *out is malloc'd, caller frees.  import: merges into the learner
@@ -88,7 +109,8 @@ int  hkd_for_each_site(int (*fn)(const hkd_site_info *, void *), void *arg);
 int  hkd_policy_export(uint8_t **out, size_t *len);
 int  hkd_policy_import(const uint8_t *buf, size_t len);
 
-/* Forgets what was learned: one site, or all when key is NULL. */
+/* Forgets what was learned: one site (live or archived), or all when key
+ * is NULL. */
 int  hkd_reset(const hkd_site_key *key);
 /* Forces (arm >= 0) or releases (arm < 0) a site's arm. */
 int  hkd_pin(const hkd_site_key *key, int arm);

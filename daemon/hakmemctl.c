@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <pwd.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -41,14 +42,15 @@ static const char usage_text[] =
     "                                 the published thresholds per site\n"
     "  export FILE                    save the learned policy (protobuf); - for stdout\n"
     "  import FILE                    merge a saved policy into the daemon; - for stdin\n"
-    "  reset [--site KEY]             forget what was learned (everything, or one site)\n"
-    "  pin KEY ARM                    force a site's arm (index or name)\n"
-    "  unpin KEY                      let the learner choose again\n"
+    "  reset [--site KEY [--user U]]  forget what was learned (everything, or one site)\n"
+    "  pin [--user U] KEY ARM         force a site's arm (index or name)\n"
+    "  unpin [--user U] KEY           let the learner choose again\n"
     "  metrics                        Prometheus text exposition\n"
     "  watch [--interval MS] [--count N] [--top N]\n"
     "                                 a live view, refreshed every interval\n"
     "\n"
-    "KEY is a site key as printed by 'sites' (MODULEHASH:OFFSET, hex).\n"
+    "KEY is a site key as printed by 'sites' (MODULEHASH:OFFSET, hex).  Policy is learned\n"
+    "per user: --user (a name or uid, default root) says whose site KEY is.\n"
     "--socket defaults to $HAKMEM_SOCKET, else /run/hakmem/ctl.sock.\n"
     "exit codes: 0 ok, 1 refused or error, 2 usage, 3 daemon not reachable\n";
 
@@ -173,6 +175,38 @@ static void key_text(const Hakmem__Ctl__SiteKey *k, char *buf, size_t cap)
     snprintf(buf, cap, "%016" PRIx64 ":%" PRIx64, k ? k->module_hash : 0, k ? k->offset : 0);
 }
 
+/* The user a domain (uid) is: the name when the system knows it. */
+static const char *user_text(uint32_t uid, char *buf, size_t cap)
+{
+    struct passwd pw, *res = NULL;
+    char tmp[1024];
+    if (getpwuid_r((uid_t)uid, &pw, tmp, sizeof tmp, &res) == 0 && res && res->pw_name)
+        snprintf(buf, cap, "%s", res->pw_name);
+    else
+        snprintf(buf, cap, "%" PRIu32, uid);
+    return buf;
+}
+
+/* A user given as a name or a uid. */
+static int parse_user(const char *s, uint32_t *uid)
+{
+    struct passwd pw, *res = NULL;
+    char tmp[1024];
+    char *end;
+    if (!s || !*s)
+        return -1;
+    if (getpwnam_r(s, &pw, tmp, sizeof tmp, &res) == 0 && res) {
+        *uid = (uint32_t)res->pw_uid;
+        return 0;
+    }
+    errno = 0;
+    unsigned long v = strtoul(s, &end, 10);
+    if (errno || *end || *s == '-' || v > UINT32_MAX)
+        return -1;
+    *uid = (uint32_t)v;
+    return 0;
+}
+
 static int parse_key(const char *s, uint64_t *hash, uint64_t *off)
 {
     char *end;
@@ -254,6 +288,10 @@ static void status_json(jw *w, const char *key, const Hakmem__Ctl__Status *s)
     jw_u64(w, "last_interval_ns", s->last_interval_ns);
     jw_bool(w, "learning", s->learning);
     jw_u64(w, "protocol_version", s->protocol_version);
+    jw_u64(w, "domains", s->domains);
+    jw_u64(w, "sites_archived", s->sites_archived);
+    jw_u64(w, "sites_refused", s->sites_refused);
+    jw_u64(w, "sites_evicted", s->sites_evicted);
     jw_end_obj(w);
 }
 
@@ -288,7 +326,8 @@ static int cmd_status(int argc, char **argv)
         printf("segment     %s\n", s->segment);
         printf("generation  %" PRIu64 "\n", s->generation);
         printf("processes   %u\n", s->processes);
-        printf("sites       %u\n", s->sites);
+        printf("sites       %u (%u users; %u archived, %" PRIu64 " refused, %" PRIu64 " evicted)\n", s->sites,
+               s->domains, s->sites_archived, s->sites_refused, s->sites_evicted);
         printf("interval    %u ms (%" PRIu64 " intervals, last took %.3f ms)\n", s->interval_ms,
                s->intervals, (double)s->last_interval_ns / 1e6);
         printf("learning    %s\n", s->learning ? "on" : "off (baseline mode)");
@@ -439,6 +478,7 @@ static void site_json(jw *w, const Hakmem__Ctl__Site *s, int full)
     jw_str(w, "site", key);
     jw_u64(w, "module_hash", s->key ? s->key->module_hash : 0);
     jw_u64(w, "offset", s->key ? s->key->offset : 0);
+    jw_u64(w, "domain", s->key ? s->key->domain : 0);
     jw_str(w, "module", s->module);
     jw_str(w, "exe", base_name(s->module ? s->module : ""));
     jw_str(w, "location", loc);
@@ -498,13 +538,14 @@ static void site_json(jw *w, const Hakmem__Ctl__Site *s, int full)
 
 static void site_human(const Hakmem__Ctl__Site *s, size_t rank)
 {
-    char key[48], loc[160], fn[256], b1[16], b2[16], b3[16], b4[16], b5[16];
+    char key[48], loc[160], fn[256], b1[16], b2[16], b3[16], b4[16], b5[16], user[64];
     int has_fn;
     key_text(s->key, key, sizeof key);
     location(s, loc, sizeof loc, fn, sizeof fn, &has_fn);
     uint64_t p50, max, count;
     hist_summary(s->size_hist, s->n_size_hist, &p50, &max, &count);
-    printf("#%zu site %s  %s  %s\n", rank, key, loc, has_fn ? fn : "(no symbol)");
+    printf("#%zu site %s  user %s  %s  %s\n", rank, key, user_text(s->key ? s->key->domain : 0, user, sizeof user),
+           loc, has_fn ? fn : "(no symbol)");
     printf("   procs %u  allocs %" PRIu64 "  frees %" PRIu64 "  bytes %s  live %s\n", s->processes,
            s->allocs, s->frees, human_bytes(s->bytes, b1, sizeof b1),
            human_bytes(s->live_bytes, b2, sizeof b2));
@@ -563,17 +604,19 @@ static int cmd_sites(int argc, char **argv, int thresholds_only)
         jw_end_obj(&w);
         jw_done(&w);
     } else if (thresholds_only) {
-        printf("%-34s %-28s %-28s %8s %5s %4s %s\n", "SITE", "LOCATION", "FUNCTION", "LARGE", "SLOTS", "THP", "PINNED");
+        printf("%-34s %-12s %-28s %-28s %8s %5s %4s %s\n", "SITE", "USER", "LOCATION", "FUNCTION", "LARGE", "SLOTS",
+               "THP", "PINNED");
         for (size_t i = 0; i < ss->n_sites; i++) {
             const Hakmem__Ctl__Site *s = ss->sites[i];
-            char key[48], loc[160], fn[256], b[16];
+            char key[48], loc[160], fn[256], b[16], user[64];
             int has_fn;
             key_text(s->key, key, sizeof key);
             location(s, loc, sizeof loc, fn, sizeof fn, &has_fn);
             const Hakmem__Ctl__Thresholds *t = s->thresholds;
             char pin[16];
             snprintf(pin, sizeof pin, s->pinned_arm >= 0 ? "arm %d" : "-", s->pinned_arm);
-            printf("%-34s %-28s %-28s %8s %5u %4s %s\n", key, loc, fn,
+            printf("%-34s %-12s %-28s %-28s %8s %5u %4s %s\n", key,
+                   user_text(s->key ? s->key->domain : 0, user, sizeof user), loc, fn,
                    human_bytes(t ? t->large_threshold : 0, b, sizeof b), t ? t->bigcache_slots : 0,
                    t && t->thp ? "on" : "off", pin);
         }
@@ -731,17 +774,23 @@ static int cmd_reset(int argc, char **argv)
     Hakmem__Ctl__Request rq = HAKMEM__CTL__REQUEST__INIT;
     Hakmem__Ctl__ResetRequest rr = HAKMEM__CTL__RESET_REQUEST__INIT;
     Hakmem__Ctl__SiteKey key = HAKMEM__CTL__SITE_KEY__INIT;
-    const char *text = NULL;
+    const char *text = NULL, *user = NULL;
     for (int i = 0; i < argc; i++) {
         if (!strcmp(argv[i], "--site") && i + 1 < argc && !text) {
             text = argv[++i];
             if (parse_key(text, &key.module_hash, &key.offset) < 0)
                 return usage_error("reset: '%s' is not a site key (MODULEHASH:OFFSET)", text);
             rr.site = &key;
+        } else if (!strcmp(argv[i], "--user") && i + 1 < argc && !user) {
+            user = argv[++i];
+            if (parse_user(user, &key.domain) < 0)
+                return usage_error("reset: no user '%s'", user);
         } else {
             return usage_error("reset: unexpected argument '%s'", argv[i]);
         }
     }
+    if (user && !text)
+        return usage_error("reset: --user goes with --site");
     rq.command_case = HAKMEM__CTL__REQUEST__COMMAND_RESET;
     rq.reset = &rr;
     Hakmem__Ctl__Response *resp;
@@ -774,7 +823,8 @@ static int resolve_arm(const Hakmem__Ctl__SiteKey *key, const char *arm, int32_t
     int found = -1, site_seen = 0;
     for (size_t i = 0; i < resp->sites->n_sites && found < 0; i++) {
         const Hakmem__Ctl__Site *s = resp->sites->sites[i];
-        if (!s->key || s->key->module_hash != key->module_hash || s->key->offset != key->offset)
+        if (!s->key || s->key->module_hash != key->module_hash || s->key->offset != key->offset ||
+            s->key->domain != key->domain)
             continue;
         site_seen = 1;
         for (size_t a = 0; a < s->n_arms; a++)
@@ -792,9 +842,15 @@ static int resolve_arm(const Hakmem__Ctl__SiteKey *key, const char *arm, int32_t
 
 static int cmd_pin(int argc, char **argv, int unpin)
 {
+    Hakmem__Ctl__SiteKey key = HAKMEM__CTL__SITE_KEY__INIT;
+    if (argc >= 2 && !strcmp(argv[0], "--user")) {
+        if (parse_user(argv[1], &key.domain) < 0)
+            return usage_error("%s: no user '%s'", unpin ? "unpin" : "pin", argv[1]);
+        argc -= 2;
+        argv += 2;
+    }
     if (argc != (unpin ? 1 : 2))
         return usage_error(unpin ? "unpin needs a site KEY" : "pin needs a site KEY and an ARM");
-    Hakmem__Ctl__SiteKey key = HAKMEM__CTL__SITE_KEY__INIT;
     if (parse_key(argv[0], &key.module_hash, &key.offset) < 0)
         return usage_error("'%s' is not a site key (MODULEHASH:OFFSET)", argv[0]);
     Hakmem__Ctl__PinRequest pr = HAKMEM__CTL__PIN_REQUEST__INIT;
@@ -859,6 +915,7 @@ static void on_signal(int sig) { (void)sig; g_quit = 1; }
 
 typedef struct prev_site {
     uint64_t hash, off, allocs, bytes;
+    uint32_t domain;
 } prev_site;
 
 static int cmd_watch(int argc, char **argv)
@@ -941,7 +998,8 @@ static int cmd_watch(int argc, char **argv)
                 location(x, loc, sizeof loc, fn, sizeof fn, &has_fn);
                 double ra = -1, rb = -1;
                 for (size_t p = 0; p < nprev && dt > 0; p++)
-                    if (x->key && prev[p].hash == x->key->module_hash && prev[p].off == x->key->offset) {
+                    if (x->key && prev[p].hash == x->key->module_hash && prev[p].off == x->key->offset &&
+                        prev[p].domain == x->key->domain) {
                         ra = (double)(x->allocs - prev[p].allocs) / dt;
                         rb = (double)(x->bytes - prev[p].bytes) / dt;
                     }
@@ -969,7 +1027,7 @@ static int cmd_watch(int argc, char **argv)
             for (size_t i = 0; i < ss->n_sites; i++)
                 if (ss->sites[i]->key)
                     np[i] = (prev_site){ ss->sites[i]->key->module_hash, ss->sites[i]->key->offset,
-                                         ss->sites[i]->allocs, ss->sites[i]->bytes };
+                                         ss->sites[i]->allocs, ss->sites[i]->bytes, ss->sites[i]->key->domain };
             free(prev);
             prev = np;
             nprev = ss->n_sites;

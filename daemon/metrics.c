@@ -36,6 +36,7 @@ static int vec_push(vec *v, const void *item)
 }
 
 static int collect_site(const hkd_site_info *s, void *arg) { return vec_push(arg, s); }
+static int collect_domain(const hkd_domain_info *d, void *arg) { return vec_push(arg, d); }
 static int collect_proc(const hkd_proc_info *p, void *arg) { return vec_push(arg, p); }
 
 /* Label values: backslash, double quote and newline must be escaped. */
@@ -76,12 +77,15 @@ static void put_double(FILE *f, double v)
 
 static void site_labels(FILE *f, const hkd_site_info *s)
 {
-    char key[40];
+    char key[40], domain[16];
     snprintf(key, sizeof key, "%016" PRIx64 ":%" PRIx64, s->key.module_hash, s->key.offset);
+    snprintf(domain, sizeof domain, "%" PRIu32, s->key.domain);
     fputc('{', f);
     put_label(f, "exe", base_name(s->module));
     fputc(',', f);
     put_label(f, "site", key);
+    fputc(',', f);
+    put_label(f, "domain", domain);
 }
 
 static void proc_labels(FILE *f, const hkd_proc_info *p)
@@ -218,6 +222,40 @@ static void render_sites(FILE *f, const vec *sv)
         }
 }
 
+/* Per user (domain = uid): what the limits did. */
+static void render_domains(FILE *f, const vec *dv)
+{
+    static const struct {
+        const char *name, *type, *help;
+        size_t off;
+        int wide;
+    } fams[] = {
+        { "hakmem_domain_sites", "gauge", "Sites of the user (uid) in the daemon's memory.",
+          offsetof(hkd_domain_info, sites), 0 },
+        { "hakmem_domain_sites_refused_total", "counter",
+          "Reports of new sites refused by the user's limits (per-user cap, new sites per interval).",
+          offsetof(hkd_domain_info, refused), 1 },
+        { "hakmem_domain_sites_evicted_total", "counter",
+          "Sites of the user that aged out of memory or made room (their learning archived).",
+          offsetof(hkd_domain_info, evicted), 1 },
+    };
+    const hkd_domain_info *d = dv->items;
+    for (size_t k = 0; k < sizeof fams / sizeof fams[0]; k++) {
+        family(f, fams[k].name, fams[k].type, fams[k].help);
+        for (size_t i = 0; i < dv->n; i++) {
+            uint64_t v = 0;
+            uint32_t v32;
+            if (fams[k].wide) {
+                memcpy(&v, (const char *)&d[i] + fams[k].off, sizeof v);
+            } else {
+                memcpy(&v32, (const char *)&d[i] + fams[k].off, sizeof v32);
+                v = v32;
+            }
+            fprintf(f, "%s{domain=\"%" PRIu32 "\"} %" PRIu64 "\n", fams[k].name, d[i].domain, v);
+        }
+    }
+}
+
 /* One family per process field.  Values are exact integers; per_unit > 1
  * turns one into a fraction (milliseconds into seconds). */
 typedef struct proc_family {
@@ -270,12 +308,16 @@ int hkd_metrics_render(char **out, size_t *len)
         return r;
     vec sites = { .size = sizeof(hkd_site_info) };
     vec procs = { .size = sizeof(hkd_proc_info) };
+    vec domains = { .size = sizeof(hkd_domain_info) };
     r = hkd_for_each_site(collect_site, &sites);
     if (r >= 0)
         r = hkd_for_each_proc(collect_proc, &procs);
+    if (r >= 0)
+        r = hkd_for_each_domain(collect_domain, &domains);
     if (r < 0) {
         free(sites.items);
         free(procs.items);
+        free(domains.items);
         return r;
     }
 
@@ -285,6 +327,7 @@ int hkd_metrics_render(char **out, size_t *len)
     if (!f) {
         free(sites.items);
         free(procs.items);
+        free(domains.items);
         return -ENOMEM;
     }
     st.version[sizeof st.version - 1] = '\0';
@@ -307,6 +350,8 @@ int hkd_metrics_render(char **out, size_t *len)
     fprintf(f, "hakmem_processes %" PRIu32 "\n", st.processes);
     family(f, "hakmem_sites", "gauge", "Sites known to the daemon.");
     fprintf(f, "hakmem_sites %" PRIu32 "\n", st.sites);
+    family(f, "hakmem_sites_archived", "gauge", "Learned state kept of sites no process reports.");
+    fprintf(f, "hakmem_sites_archived %" PRIu32 "\n", st.sites_archived);
     family(f, "hakmem_learning_interval_seconds", "gauge", "Configured learning interval.");
     fputs("hakmem_learning_interval_seconds ", f);
     put_double(f, (double)st.interval_ms / 1000.0);
@@ -329,10 +374,12 @@ int hkd_metrics_render(char **out, size_t *len)
         p[i].exe[HKD_EXE_MAX - 1] = '\0';
     render_sites(f, &sites);
     render_procs(f, &procs);
+    render_domains(f, &domains);
     int bad = ferror(f);
     fclose(f);
     free(sites.items);
     free(procs.items);
+    free(domains.items);
     if (bad || !buf) {
         free(buf);
         return -ENOMEM;

@@ -165,6 +165,7 @@ int hkd_get_status(hkd_status *out)
     out->intervals = intervals;
     out->last_interval_ns = 12345;
     out->learning = 1;
+    out->domains = 1;
     pthread_mutex_unlock(&mu);
     return 0;
 }
@@ -205,10 +206,18 @@ int hkd_for_each_site(int (*fn)(const hkd_site_info *, void *), void *arg)
     return 0;
 }
 
+/* Every fake site is root's. */
+int hkd_for_each_domain(int (*fn)(const hkd_domain_info *, void *), void *arg)
+{
+    hkd_domain_info d = { .domain = 0, .sites = NSITES, .trusted = 1 };
+    return fn(&d, arg);
+}
+
 static hkd_site_info *find(const hkd_site_key *k)
 {
     for (int i = 0; i < NSITES; i++)
-        if (sites[i].key.module_hash == k->module_hash && sites[i].key.offset == k->offset)
+        if (sites[i].key.module_hash == k->module_hash && sites[i].key.offset == k->offset &&
+            sites[i].key.domain == k->domain)
             return &sites[i];
     return NULL;
 }

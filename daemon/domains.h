@@ -36,7 +36,9 @@ typedef struct hkd_domains hkd_domains;
 hkd_domains *hkd_domains_new(const hkd_domain_limits *lim);
 void hkd_domains_free(hkd_domains *d);
 
-/* uid's slot, made when new; -ENOSPC when every slot is taken (counted). */
+/* uid's slot, made when new; -ENOSPC when every slot is taken (counted).
+ * A slot stays uid's while it has sites; one left without any is given
+ * back at the end of the interval. */
 int  hkd_domains_slot(hkd_domains *d, uint32_t uid);
 uint32_t hkd_domains_uid(const hkd_domains *d, int slot);
 int  hkd_domains_trusted(const hkd_domains *d, int slot);

@@ -282,6 +282,46 @@ static void decoding_holds_what_it_would_keep(void **state)
     free(s);
 }
 
+static uint64_t peak_rss(void)
+{
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    uint64_t kb = 0;
+    while (f && fgets(line, sizeof line, f))
+        if (sscanf(line, "VmHWM: %lu kB", &kb) == 1)
+            break;
+    if (f)
+        fclose(f);
+    return kb << 10;
+}
+
+/* Four million sites of two bytes each (a 16 MiB import): decoding holds
+ * about what it keeps, never a record per site (that would be 480 MiB). */
+static void a_hostile_policy_decodes_within_bounds(void **state)
+{
+    (void)state;
+    enum { SITES = 4 << 20 };
+    size_t len = 18 + (size_t)SITES * 4;
+    uint8_t *buf = malloc(len);
+    assert_non_null(buf);
+    buf[0] = 0x0a;
+    buf[1] = 16;
+    memcpy(buf + 2, HKD_POLICY_FORMAT, 16);
+    for (size_t i = 0; i < SITES; i++) {
+        uint8_t *p = buf + 18 + 4 * i;
+        p[0] = 0x2a, p[1] = 2, p[2] = 0x50, p[3] = (uint8_t)(i & 0x7f);   /* usage = i % 128 */
+    }
+    uint64_t before = peak_rss();
+    hkd_policy d;
+    assert_int_equal(hkd_policy_decode(buf, len, 1000, &d), 0);
+    uint64_t grew = peak_rss() - before;
+    print_message("decoding 4M sites kept %zu; peak RSS grew %.1f MiB\n", d.n, grew / 1048576.0);
+    assert_int_equal(d.n, 1000);
+    assert_true(grew < (64u << 20));
+    hkd_policy_free(&d);
+    free(buf);
+}
+
 static void write_state_then(int (*mangle)(const char *path, size_t size))
 {
     size_t n = 30;
@@ -379,6 +419,7 @@ int main(void)
         cmocka_unit_test(file_from_before_domains_decodes_as_root),
         cmocka_unit_test(capped_encoding_keeps_the_worthiest_users_taking_turns),
         cmocka_unit_test(decoding_holds_what_it_would_keep),
+        cmocka_unit_test(a_hostile_policy_decodes_within_bounds),
         cmocka_unit_test(corrupt_file_is_set_aside),
         cmocka_unit_test(truncated_file_is_set_aside),
         cmocka_unit_test(foreign_file_is_set_aside),

@@ -96,7 +96,7 @@ static struct {
     site_acc *acc_chunks[COLLECTORS][N_CHUNKS];
     uint64_t *touched[COLLECTORS];   /* bit per record: the thread's accumulator is this interval's */
     uint64_t *band_todo;             /* bit per record: thin, band work pending */
-    uint32_t *idle;                  /* records no process reported this interval, per learn part */
+    uint32_t *idle;                  /* unreported records that may go this interval, per learn part */
     uint32_t want[HKD_DOMAINS_MAX];  /* idle records each domain gives up for room */
     int any_want;
     uint32_t last_records;           /* site records the last interval collected */
@@ -194,8 +194,8 @@ static uint16_t share16(double f)
 static double large_share(const site_rec *r)
 {
     uint32_t t = hkd_arms[rec_arm(r)].large_threshold;
-    return t == (256u << 10)  ? r->frac_256k / 65535.0
-           : t == (1u << 20) ? r->frac_1m / 65535.0
+    return t == (256u << 10)  ? r->frac_256k * (1.0 / 65535.0)
+           : t == (1u << 20) ? r->frac_1m * (1.0 / 65535.0)
                               : frac_at(cold_of(r), t);
 }
 
@@ -257,7 +257,7 @@ void core_state_of(const site_rec *r, hkd_site_state *s)
 {
     const site_cold *c = cold_of(r);
     hkd_site_state_of(s, &c->key, &r->learn);
-    s->last_seen = r->last_seen;
+    s->last_seen = r->processes ? g.now_s : r->last_seen;
     s->usage = c->usage_before + r->allocs;
 }
 
@@ -465,8 +465,9 @@ static uint64_t table_weight(const site_rec *r)
 {
     if (r->learn.pinned >= 0)
         return UINT64_MAX;
-    uint32_t heat;
-    memcpy(&heat, &r->heat, sizeof heat);    /* a non-negative float orders as its bits */
+    uint32_t heat = 0;
+    if (r->heat > 0.0f)
+        memcpy(&heat, &r->heat, sizeof heat);   /* a positive float orders as its bits */
     return (uint64_t)heat << 32 | (r->allocs < UINT32_MAX ? r->allocs : UINT32_MAX);
 }
 
@@ -671,9 +672,9 @@ static int aged_out(const site_rec *r)
     return g.now_s >= r->last_seen && g.now_s - r->last_seen >= g.cfg.retention_s;
 }
 
-/* From the records no process reported this interval (idle[] of both
- * learn parts): those past the retention period, then for each domain
- * that wants room its least recently reported ones. */
+/* From the records no process reported this interval that may go
+ * (idle[] of both learn parts): those past the retention period, then
+ * for each domain that wants room its least recently reported ones. */
 static void evict_idle(const uint32_t *const idle[2], const uint32_t n_idle[2])
 {
     evict_set e = { .idx = malloc(EVICT_MAX * sizeof(uint32_t)) };
@@ -889,7 +890,7 @@ typedef struct learn_part {
     uint32_t begin, end;
     double seconds;
     int dirty;
-    uint32_t *idle;                  /* records no process reported, from iv.idle + begin */
+    uint32_t *idle;                  /* unreported records that may go (iv.idle + begin) */
     uint32_t n_idle;
 } learn_part;
 
@@ -965,13 +966,19 @@ static void learn_range(learn_part *p)
     uint32_t n_changed = 0;
     const int learning = g.cfg.learning;
     const uint32_t now_s = g.now_s;
+    /* The records a few ahead, their addresses computed once (for the
+     * prefetch) and used when the pass gets there. */
+    site_rec *next[LEARN_PREFETCH];
+    for (uint32_t k = 0; k < LEARN_PREFETCH && p->begin + k < p->end; k++)
+        next[k] = rec_at(p->begin + k);
     for (uint32_t i = p->begin; i < p->end; i++) {
-        site_rec *r = rec_at(i);
+        site_rec *r = next[i % LEARN_PREFETCH];
         if (i + LEARN_PREFETCH < p->end) {
             /* Addresses from the chunk tables, not from the record ahead:
              * that would wait for the very line being prefetched. */
             uint32_t j = i + LEARN_PREFETCH;
             const char *ahead = (const char *)rec_at(j);
+            next[i % LEARN_PREFETCH] = (site_rec *)ahead;
 #pragma GCC unroll 8
             for (size_t off = 0; off < HOT_SIZE; off += 64)
                 __builtin_prefetch(ahead + off, 1);
@@ -1003,16 +1010,23 @@ static void learn_range(learn_part *p)
         r->evictions += sum.evictions;
         r->thp += sum.thp;
         r->slow_ns += sum.slow_ns;
-        r->heat = r->heat * HEAT_DECAY + (float)sum.bytes;
+        /* A signed conversion is one instruction, an unsigned one five; a
+         * count past 2^63 turns negative, and weighs nothing (table_weight). */
+        r->heat = r->heat * HEAT_DECAY + (float)(int64_t)sum.bytes;
         if (learning && !r->excluded)
             changed = learn_own(r, &obs, &band_pending);
+        if (!sum.procs) {
+            /* Reported until the last interval: that was its last report. */
+            if (r->processes)
+                r->last_seen = now_s;
+            /* A candidate when past the retention period, or when its
+             * domain must make room. */
+            if (aged_out(r) || iv.want[r->dom])
+                p->idle[p->n_idle++] = i;
+        }
         r->processes = (uint16_t)(sum.procs < UINT16_MAX ? sum.procs : UINT16_MAX);
         r->live_bytes = sum.live;
-        if (sum.procs)
-            r->last_seen = now_s;
         wend(r);
-        if (!sum.procs)
-            p->idle[p->n_idle++] = i;
         changed_recs[n_changed] = r;
         n_changed += (uint32_t)changed;
         if (n_changed == LEARN_BATCH) {

@@ -51,7 +51,7 @@ typedef struct site_rec {
     uint32_t excluded : 1;           /* left out of a full table: clients run defaults, so it does not learn */
     uint32_t free : 1;               /* evicted; the slot waits for reuse */
     uint16_t frac_256k, frac_1m;     /* shares (of 65535) of allocations at or above the arms' two thresholds */
-    uint32_t last_seen;              /* unix seconds of its last report */
+    uint32_t last_seen;              /* unix seconds of its last report, while processes == 0 (else: now) */
     float heat;                      /* bytes per interval, decayed: what the table keeps first */
     hkd_learn learn;
     hkd_thin thin;                   /* thin sites run their size band's arm */

@@ -367,18 +367,24 @@ static site_rec *add_locked(const hkd_site_key *k, const char *module, int dom)
 site_rec *core_get_or_add(const hkd_site_key *k, const char *module, int by_report)
 {
     /* Once per process and site (the caller keeps the answer), or once an
-     * interval while refused: the other thread may be adding the same key. */
-    pthread_mutex_lock(&g.create_lock);
+     * interval while refused.  The lookup needs no lock (readers of the
+     * table never do), so a flood of keys holds the lock only to be
+     * refused, one at a time. */
     site_rec *r = core_lookup(k);
+    if (r && (cold_of(r)->module[0] || !module || !module[0]))
+        return r;
+    pthread_mutex_lock(&g.create_lock);
     if (r) {
         /* A site restored from state has no module path until a client names it. */
-        if (!cold_of(r)->module[0] && module && module[0])
+        if (!cold_of(r)->module[0])
             snprintf(cold_of(r)->module, sizeof cold_of(r)->module, "%s", module);
     } else {
         int dom = hkd_domains_slot(g.domains, k->domain);
-        if (dom >= 0 && hkd_domains_admit(g.domains, dom, by_report) == 0 &&
-            !(r = add_locked(k, module, dom)))
-            hkd_domains_unadmit(g.domains, dom, by_report);
+        if (dom >= 0 && hkd_domains_admit(g.domains, dom, by_report) == 0) {
+            /* The other collecting thread may have added it meanwhile. */
+            if ((r = core_lookup(k)) || !(r = add_locked(k, module, dom)))
+                hkd_domains_unadmit(g.domains, dom, by_report);
+        }
     }
     pthread_mutex_unlock(&g.create_lock);
     return r;

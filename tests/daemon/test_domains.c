@@ -7,9 +7,8 @@
  * before domains load.
  *
  * Which user a process runs as comes from the collector (a later ABI);
- * here a wrapper around the real collector says it from the module path:
- * "/u<uid>/..." is uid's, anything else root's.  Time is a fake wall clock. */
-#include <ctype.h>
+ * here domain_stamp.h says it from the module path.  Time is a fake wall
+ * clock. */
 #include <errno.h>
 #include <fcntl.h>
 #include <setjmp.h>
@@ -31,6 +30,7 @@
 #include "persist.h"
 #include "policy.pb-c.h"
 #include "core_fixture.h"
+#include "domain_stamp.h"
 
 #define ROOT_HASH 0x100000ull
 #define DAEMON_UID 999u
@@ -43,41 +43,6 @@ static uint64_t fake_ms;
 static uint64_t fake_clock(void)
 {
     return fake_ms;
-}
-
-static uint32_t uid_of_path(const char *path)
-{
-    return path && path[0] == '/' && path[1] == 'u' && isdigit((unsigned char)path[2])
-               ? (uint32_t)strtoul(path + 2, NULL, 10)
-               : 0;
-}
-
-typedef struct fwd {
-    const hkd_collect_ops *ops;
-    void *arg;
-} fwd;
-
-static void stamp_site(const hkd_site_delta *d, void **cookie, void *arg)
-{
-    const fwd *f = arg;
-    hkd_site_delta x = *d;
-    x.domain = uid_of_path(d->module);
-    f->ops->site(&x, cookie, f->arg);
-}
-
-static void forward_proc(const hkd_proc_info *p, void *arg)
-{
-    const fwd *f = arg;
-    if (f->ops->proc)
-        f->ops->proc(p, f->arg);
-}
-
-static int stamped_collect(hkd_collector *c, hkshm_header *h, const hkd_collect_ops *ops, void *arg,
-                           hkd_collect_stats *st)
-{
-    fwd f = { ops, arg };
-    hkd_collect_ops mine = { .site = stamp_site, .proc = forward_proc };
-    return hkd_collect(c, h, &mine, &f, st);
 }
 
 static hkd_core_cfg base_cfg(void)

@@ -326,7 +326,7 @@ static int cmd_status(int argc, char **argv)
         printf("segment     %s\n", s->segment);
         printf("generation  %" PRIu64 "\n", s->generation);
         printf("processes   %u\n", s->processes);
-        printf("sites       %u (%u users; %u archived, %" PRIu64 " refused, %" PRIu64 " evicted)\n", s->sites,
+        printf("sites       %u (users %u; archived %u, refused %" PRIu64 ", evicted %" PRIu64 ")\n", s->sites,
                s->domains, s->sites_archived, s->sites_refused, s->sites_evicted);
         printf("interval    %u ms (%" PRIu64 " intervals, last took %.3f ms)\n", s->interval_ms,
                s->intervals, (double)s->last_interval_ns / 1e6);

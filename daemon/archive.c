@@ -162,12 +162,19 @@ int hkd_archive_put(hkd_archive *a, const hkd_site_state *s)
     return 0;
 }
 
-int hkd_archive_take(hkd_archive *a, const hkd_site_key *k, hkd_site_state *out)
+/* The slot holding k, or EMPTY. */
+static uint32_t slot_of(const hkd_archive *a, const hkd_site_key *k)
 {
     if (!a->n)
-        return 0;
+        return EMPTY;
     uint32_t s = probe(a, k);
-    if (a->slot[s] == EMPTY)
+    return a->slot[s] == EMPTY ? EMPTY : s;
+}
+
+int hkd_archive_take(hkd_archive *a, const hkd_site_key *k, hkd_site_state *out)
+{
+    uint32_t s = slot_of(a, k);
+    if (s == EMPTY)
         return 0;
     *out = a->e[a->slot[s]];
     remove_at(a, s);
@@ -183,10 +190,8 @@ uint32_t hkd_archive_forget(hkd_archive *a, const hkd_site_key *k)
             memset(a->slot, 0xff, (size_t)(a->mask + 1) * sizeof *a->slot);
         return n;
     }
-    if (!a->n)
-        return 0;
-    uint32_t s = probe(a, k);
-    if (a->slot[s] == EMPTY)
+    uint32_t s = slot_of(a, k);
+    if (s == EMPTY)
         return 0;
     remove_at(a, s);
     return 1;

@@ -51,8 +51,6 @@
 
 #include "collector.h"
 #include "log.h"
-#include "pick.h"
-#include "publisher.h"
 #include "saver.h"
 #include "site_key.h"
 #include "worker.h"
@@ -62,8 +60,6 @@
 #define LEARN_BATCH 32               /* changed arms published together */
 #define UNTRUSTED_MAX (MAX_SITES / 2)  /* users other than root and the daemon's, together */
 #define HEAT_DECAY 0.98923f          /* per interval: half-life 64 intervals */
-#define SELECT_EVERY 16u             /* intervals between choices of a full table's sites */
-#define SELECT_MIN_GAP 4u            /* at least this far apart, when records come and go */
 #define EVICT_MAX 8192u              /* records evicted per interval at most */
 
 /* This interval's sums over one collecting thread's processes: one line,
@@ -100,12 +96,11 @@ static struct {
     uint32_t want[HKD_DOMAINS_MAX];  /* idle records each domain gives up for room */
     int any_want;
     uint32_t last_records;           /* site records the last interval collected */
-    uint64_t selected_at;            /* interval of the last choice of the table's sites */
     proc_list *procs;                /* RCU */
     proc_list *building;
     uint32_t building_cap;
     uint64_t last_ns, start_ns;
-    _Atomic uint64_t intervals, last_interval_ns;
+    _Atomic uint64_t last_interval_ns;
     _Atomic uint64_t phase_ns[3];    /* collect, learn, publish: last interval */
     _Atomic uint32_t n_procs, n_sites;
     int ready;
@@ -235,22 +230,6 @@ static int merge_hist(site_cold *c, const uint32_t delta[HKSHM_HIST])
     c->size_hi = (uint8_t)(31 - __builtin_clz(c->used));
     hist_wend(c);
     return 1;
-}
-
-/* The arm's part of a table entry. */
-static void entry_arm(hkshm_policy *e, int arm)
-{
-    const hkd_arm *a = &hkd_arms[arm];
-    e->large_threshold = a->large_threshold;
-    e->bigcache_slots = a->bigcache_slots;
-    e->thp = a->thp;
-    e->arm = (uint8_t)arm;
-}
-
-void core_set_published(site_rec *r)
-{
-    if (r->in_table)
-        entry_arm(&g.entries[r->pos], rec_arm(r));
 }
 
 void core_state_of(const site_rec *r, hkd_site_state *s)
@@ -455,140 +434,6 @@ static void free_procs(struct rcu_head *h)
     free(caa_container_of(h, proc_list, rcu));
 }
 
-/* ---- the published table ---- */
-
-typedef struct keyed_rec {
-    hkd_site_key key;
-    site_rec *r;
-} keyed_rec;
-
-static int keyed_cmp(const void *a, const void *b)
-{
-    return hkd_site_key_cmp(&((const keyed_rec *)a)->key, &((const keyed_rec *)b)->key);
-}
-
-/* What a site's claim to a place in a full table is: pinned first (an
- * operator chose its arm), then bytes over the last minute or so, then
- * allocations. */
-static uint64_t table_weight(const site_rec *r)
-{
-    if (r->learn.pinned >= 0)
-        return UINT64_MAX;
-    uint32_t heat = 0;
-    if (r->heat > 0.0f)
-        memcpy(&heat, &r->heat, sizeof heat);   /* a positive float orders as its bits */
-    return (uint64_t)heat << 32 | (r->allocs < UINT32_MAX ? r->allocs : UINT32_MAX);
-}
-
-/* The shared table: which sites it holds, and their entries, sorted by
- * (domain, module_hash, offset).  All of them while they fit; else the
- * ones that matter most (hkd_pick_fair: every domain's heaviest before any
- * domain's next).  A site left out runs its client's defaults (the default
- * arm), so it does not learn until it is back; one coming back starts a
- * fresh pull.  Default-arm sites are not left out to make room: which arm
- * a site runs moves as it explores, and the choice is by weight alone.
- *
- * This ABI's entry has no domain: clients look entries up by
- * (module_hash, offset) and every client reports as domain 0, so only
- * domain 0's sites go in the table; the others learn without a place in
- * it (their clients come with an ABI whose entry carries the domain). */
-static int select_and_fill(void)
-{
-    hkd_pick *cand = malloc((g.n_idx ? g.n_idx : 1) * sizeof *cand);
-    keyed_rec *v = malloc((g.n_idx < HKSHM_TABLE_CAP ? (g.n_idx ? g.n_idx : 1) : HKSHM_TABLE_CAP) * sizeof *v);
-    if (!cand || !v) {
-        free(cand);
-        free(v);
-        return -ENOMEM;
-    }
-    size_t n = 0;
-    for (uint32_t i = 0; i < g.n_idx; i++) {
-        site_rec *r = rec_at(i);
-        if (r->free)
-            continue;
-        int addressable = hkd_domains_uid(g.domains, (int)r->dom) == 0;
-        if (!addressable) {
-            r->in_table = 0;
-            r->excluded = 0;
-            continue;
-        }
-        cand[n++] = (hkd_pick){ .weight = table_weight(r), .domain = r->dom, .id = i };
-    }
-    int64_t m = hkd_pick_fair(cand, n, HKSHM_TABLE_CAP, HKD_DOMAINS_MAX);
-    if (m < 0) {
-        free(cand);
-        free(v);
-        return (int)m;
-    }
-    g.over_cap = (size_t)m < n;
-    for (size_t j = (size_t)m; j < n; j++) {
-        site_rec *r = rec_at(cand[j].id);
-        if (!r->excluded || r->in_table) {
-            wbegin(r);
-            r->excluded = 1;
-            r->in_table = 0;
-            wend(r);
-        }
-    }
-    for (int64_t j = 0; j < m; j++) {
-        site_rec *r = rec_at(cand[j].id);
-        if (r->excluded) {
-            /* Back in the table: what it accumulated under the defaults is not its arm's. */
-            wbegin(r);
-            r->excluded = 0;
-            hkd_learn_resume(&r->learn, g.cfg.learn.settle_intervals);
-            wend(r);
-        }
-        v[j] = (keyed_rec){ cold_of(r)->key, r };
-    }
-    qsort(v, (size_t)m, sizeof *v, keyed_cmp);
-    for (int64_t j = 0; j < m; j++) {
-        site_rec *r = v[j].r;
-        hkshm_policy *e = &g.entries[j];
-        memset(e, 0, sizeof *e);
-        e->module_hash = v[j].key.module_hash;
-        e->offset = v[j].key.offset;
-        entry_arm(e, rec_arm(r));
-        r->pos = (uint16_t)j;
-        r->in_table = 1;
-    }
-    g.n_entries = (uint32_t)m;
-    g.set_changed = 0;
-    iv.selected_at = atomic_load(&iv.intervals);
-    free(cand);
-    free(v);
-    return 0;
-}
-
-int core_publish(int force)
-{
-    if (!g.cfg.learning) {
-        g.dirty = 0;
-        return 0;
-    }
-    uint64_t since = atomic_load(&iv.intervals) - iv.selected_at;
-    if (force || (g.set_changed && (!g.over_cap || since >= SELECT_MIN_GAP)) ||
-        (g.over_cap && since >= SELECT_EVERY)) {
-        int rc = select_and_fill();
-        if (rc < 0) {
-            hkd_log(HKD_LOG_WARNING, "cannot choose the published sites: %s", strerror(-rc));
-            return rc;
-        }
-        g.dirty = 1;
-    }
-    if (!g.dirty)
-        return 0;
-    uint64_t gen = 0;
-    int rc = hkd_publish(g.seg.hdr, g.entries, g.n_entries, &gen);
-    if (rc == 0) {
-        g.dirty = 0;
-        atomic_store(&g.generation, gen);
-    } else if (rc == -EAGAIN) {
-        hkd_log(HKD_LOG_DEBUG, "publish deferred: a client is still reading the old table");
-    }
-    return rc;
-}
-
 /* ---- eviction ---- */
 
 typedef struct evict_set {
@@ -714,87 +559,6 @@ static void evict_idle(const uint32_t *const idle[2], const uint32_t n_idle[2])
     evict(&e);
     free(wanted);
     free(e.idx);
-}
-
-/* ---- state: copies for the saver ---- */
-
-static int snapshot(hkd_snapshot *s)
-{
-    uint32_t n_arch;
-    const hkd_site_state *arch = hkd_archive_entries(g.archive, &n_arch);
-    if (hkd_snapshot_reserve(s, (size_t)g.n_idx + n_arch, g.n_idx + 1) < 0)
-        return -ENOMEM;
-    s->n = s->n_mods = 0;
-    for (uint32_t i = 0; i < g.n_idx; i++) {
-        const site_rec *r = rec_at(i);
-        if (i + LEARN_PREFETCH < g.n_idx) {
-            __builtin_prefetch((const char *)rec_at(i + LEARN_PREFETCH) + offsetof(site_rec, learn));
-            __builtin_prefetch(cold_at(i + LEARN_PREFETCH));
-        }
-        if (r->free)
-            continue;
-        core_state_of(r, &s->sites[s->n++]);
-        /* Sites of one module mostly come together: a name per run. */
-        const site_cold *c = cold_of(r);
-        if (c->module[0] && (!s->n_mods || s->mods[s->n_mods - 1].hash != c->key.module_hash)) {
-            s->mods[s->n_mods].hash = c->key.module_hash;
-            memcpy(s->mods[s->n_mods++].path, c->module, HKD_MODULE_MAX);
-        }
-    }
-    memcpy(s->sites + s->n, arch, (size_t)n_arch * sizeof *arch);
-    s->n += n_arch;
-    s->generation = atomic_load(&g.generation);
-    return 0;
-}
-
-static int save_enqueue(uint64_t *ticket)
-{
-    hkd_snapshot *s = hkd_saver_snapshot();
-    if (!s)
-        return -ENOMEM;
-    pthread_mutex_lock(&g.lock);
-    int rc = snapshot(s);
-    pthread_mutex_unlock(&g.lock);
-    if (rc < 0) {
-        hkd_snapshot_free(s);
-        return rc;
-    }
-    return hkd_saver_submit(s, ticket);
-}
-
-int hkd_core_save_async(void)
-{
-    if (!g.cfg.state_dir)
-        return 0;
-    uint64_t ticket;
-    return save_enqueue(&ticket);
-}
-
-int hkd_core_save(void)
-{
-    if (!g.cfg.state_dir)
-        return 0;
-    uint64_t ticket;
-    int rc = save_enqueue(&ticket);
-    return rc < 0 ? rc : hkd_saver_wait(ticket);
-}
-
-int hkd_policy_export(uint8_t **out, size_t *len)
-{
-    if (!out || !len)
-        return -EINVAL;
-    hkd_snapshot *s = calloc(1, sizeof *s);
-    if (!s)
-        return -ENOMEM;
-    pthread_mutex_lock(&g.lock);
-    int rc = snapshot(s);
-    pthread_mutex_unlock(&g.lock);
-    if (rc == 0) {
-        s->n_mods = hkd_module_names_unique(s->mods, s->n_mods);
-        rc = hkd_policy_encode(s->sites, s->n, s->mods, s->n_mods, s->generation, 0, out, len, NULL);
-    }
-    hkd_snapshot_free(s);
-    return rc;
 }
 
 /* ---- lifecycle ---- */
@@ -1201,7 +965,7 @@ int hkd_core_interval(void)
     atomic_store(&g.seg.hdr->daemon_heartbeat_ns, hkd_now_ns());
     atomic_store(&iv.n_procs, st.live);
     atomic_store(&iv.n_sites, hkd_domains_live(g.domains));
-    atomic_fetch_add(&iv.intervals, 1);
+    atomic_fetch_add(&g.intervals, 1);
     atomic_store(&iv.last_interval_ns, hkd_now_ns() - t0);
     pthread_mutex_unlock(&g.lock);
     if (st.reaped)
@@ -1228,7 +992,7 @@ void hkd_core_log_summary(int max_sites)
     pthread_mutex_lock(&g.lock);
     hkd_log(HKD_LOG_DEBUG,
             "interval %llu: %u processes, %u sites, generation %llu, %llu us (collect %llu, learn %llu, publish %llu)",
-            (unsigned long long)atomic_load(&iv.intervals), atomic_load(&iv.n_procs), hkd_domains_live(g.domains),
+            (unsigned long long)atomic_load(&g.intervals), atomic_load(&iv.n_procs), hkd_domains_live(g.domains),
             (unsigned long long)atomic_load(&g.generation),
             (unsigned long long)atomic_load(&iv.last_interval_ns) / 1000,
             (unsigned long long)atomic_load(&iv.phase_ns[0]) / 1000,
@@ -1285,7 +1049,7 @@ void hkd_core_shutdown(void)
     g.n_idx = g.n_free = 0;
     g.n_entries = 0;
     g.over_cap = g.set_changed = g.dirty = 0;
-    iv.selected_at = 0;
+    g.selected_at = 0;
     iv.last_records = 0;
     cds_lfht_destroy(g.ht, NULL);
     g.ht = NULL;
@@ -1304,7 +1068,7 @@ void hkd_core_shutdown(void)
     atomic_store(&g.n_archived, 0);
     free(g.entries);
     g.entries = NULL;
-    atomic_store(&iv.intervals, 0);
+    atomic_store(&g.intervals, 0);
     atomic_store(&iv.n_sites, 0);
 }
 
@@ -1332,7 +1096,7 @@ int hkd_get_status(hkd_status *out)
     out->processes = atomic_load(&iv.n_procs);
     out->sites = atomic_load(&iv.n_sites);
     out->interval_ms = g.cfg.interval_ms;
-    out->intervals = atomic_load(&iv.intervals);
+    out->intervals = atomic_load(&g.intervals);
     out->last_interval_ns = atomic_load(&iv.last_interval_ns);
     out->learning = g.cfg.learning;
     out->sites_archived = atomic_load_explicit(&g.n_archived, memory_order_relaxed);

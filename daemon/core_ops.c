@@ -1,7 +1,8 @@
 /* The core from outside the interval: loading state at start, importing a
- * policy, forgetting and pinning sites (all under g.lock, so they wait for
- * an interval, never the other way round), and copying sites out for
- * readers (inside rcu_read_lock, never waiting for the learner). */
+ * policy, forgetting and pinning sites, copying the learned state for the
+ * saver and for export (all under g.lock, so they wait for an interval,
+ * never the other way round), and copying sites out for readers (inside
+ * rcu_read_lock, never waiting for the learner). */
 #include "core_api.h"
 #include "core_rec.h"
 
@@ -13,8 +14,11 @@
 
 #include "log.h"
 #include "persist.h"
+#include "saver.h"
 #include "site_key.h"
 #include "value.h"
+
+#define COPY_PREFETCH 4              /* records ahead when copying the learned state */
 
 /* Adds src's pulls and rewards to l's (a merge of two hosts' or two runs'
  * learning): what they learned together picks the arm. */
@@ -258,6 +262,87 @@ int hkd_pin(const hkd_site_key *key, int arm)
         rc = 0;
     }
     pthread_mutex_unlock(&g.lock);
+    return rc;
+}
+
+/* ---- saving and export: copies for the saver ---- */
+
+static int snapshot(hkd_snapshot *s)
+{
+    uint32_t n_arch;
+    const hkd_site_state *arch = hkd_archive_entries(g.archive, &n_arch);
+    if (hkd_snapshot_reserve(s, (size_t)g.n_idx + n_arch, g.n_idx + 1) < 0)
+        return -ENOMEM;
+    s->n = s->n_mods = 0;
+    for (uint32_t i = 0; i < g.n_idx; i++) {
+        const site_rec *r = rec_at(i);
+        if (i + COPY_PREFETCH < g.n_idx) {
+            __builtin_prefetch((const char *)rec_at(i + COPY_PREFETCH) + offsetof(site_rec, learn));
+            __builtin_prefetch(cold_at(i + COPY_PREFETCH));
+        }
+        if (r->free)
+            continue;
+        core_state_of(r, &s->sites[s->n++]);
+        /* Sites of one module mostly come together: a name per run. */
+        const site_cold *c = cold_of(r);
+        if (c->module[0] && (!s->n_mods || s->mods[s->n_mods - 1].hash != c->key.module_hash)) {
+            s->mods[s->n_mods].hash = c->key.module_hash;
+            memcpy(s->mods[s->n_mods++].path, c->module, HKD_MODULE_MAX);
+        }
+    }
+    memcpy(s->sites + s->n, arch, (size_t)n_arch * sizeof *arch);
+    s->n += n_arch;
+    s->generation = atomic_load(&g.generation);
+    return 0;
+}
+
+static int save_enqueue(uint64_t *ticket)
+{
+    hkd_snapshot *s = hkd_saver_snapshot();
+    if (!s)
+        return -ENOMEM;
+    pthread_mutex_lock(&g.lock);
+    int rc = snapshot(s);
+    pthread_mutex_unlock(&g.lock);
+    if (rc < 0) {
+        hkd_snapshot_free(s);
+        return rc;
+    }
+    return hkd_saver_submit(s, ticket);
+}
+
+int hkd_core_save_async(void)
+{
+    if (!g.cfg.state_dir)
+        return 0;
+    uint64_t ticket;
+    return save_enqueue(&ticket);
+}
+
+int hkd_core_save(void)
+{
+    if (!g.cfg.state_dir)
+        return 0;
+    uint64_t ticket;
+    int rc = save_enqueue(&ticket);
+    return rc < 0 ? rc : hkd_saver_wait(ticket);
+}
+
+int hkd_policy_export(uint8_t **out, size_t *len)
+{
+    if (!out || !len)
+        return -EINVAL;
+    hkd_snapshot *s = calloc(1, sizeof *s);
+    if (!s)
+        return -ENOMEM;
+    pthread_mutex_lock(&g.lock);
+    int rc = snapshot(s);
+    pthread_mutex_unlock(&g.lock);
+    if (rc == 0) {
+        s->n_mods = hkd_module_names_unique(s->mods, s->n_mods);
+        rc = hkd_policy_encode(s->sites, s->n, s->mods, s->n_mods, s->generation, 0, out, len, NULL);
+    }
+    hkd_snapshot_free(s);
     return rc;
 }
 

@@ -1,6 +1,6 @@
-/* The core's site records, shared by its parts (core.c: the interval,
- * saving and export; core_ops.c: loading, import, reset, pin and reading
- * sites).  Private to the core.
+/* The core's site records, shared by its parts (core.c: the interval;
+ * core_table.c: the shared table; core_ops.c: loading, saving, import,
+ * export, reset, pin and reading sites).  Private to the core.
  *
  * A record is pieces allocated in chunks, indexed by creation slot: the hot
  * record (learner state and merged totals, four lines, walked by every
@@ -101,6 +101,8 @@ typedef struct core_state {
     hkshm_policy *entries;           /* kept current per record: publishing copies it */
     uint32_t n_entries;
     uint32_t now_s;                  /* wall clock of this interval */
+    uint64_t selected_at;            /* interval of the last choice of the table's sites */
+    _Atomic uint64_t intervals;
     _Atomic uint64_t generation;
     _Atomic uint32_t n_archived;
 } core_state;
@@ -152,15 +154,17 @@ site_rec *core_lookup(const hkd_site_key *k);
  * process reports it), restored from the archive when kept there.
  * NULL: refused or no memory. */
 site_rec *core_get_or_add(const hkd_site_key *k, const char *module, int by_report);
-/* Updates the record's table entry when it has one (the arm it runs). */
-void core_set_published(site_rec *r);
-/* Chooses the table's sites when due (or now, with force) and publishes
- * when something changed. */
-int  core_publish(int force);
+
 /* What is kept of r's learning (the archive, state files). */
 void core_state_of(const site_rec *r, hkd_site_state *s);
 
 /* core_ops.c */
 void core_load_state(void);
+/* core_table.c */
+/* Updates the record's table entry when it has one (the arm it runs). */
+void core_set_published(site_rec *r);
+/* Chooses the table's sites when due (or now, with force) and publishes
+ * when something changed. */
+int  core_publish(int force);
 
 #endif

@@ -12,7 +12,7 @@ HKD_PROTOS   := $(wildcard proto/*.proto)
 HKD_GEN_HDRS := $(patsubst proto/%.proto,$(HKD_GEN)/%.pb-c.h,$(HKD_PROTOS))
 
 HKD_CORE_OBJS := $(addprefix $(HKD_OBJDIR)/,learner.o bands.o persist.o segment.o collector.o publisher.o core.o policy.pb-c.o \
-                   core_ops.o domains.o archive.o value.o pick.o saver.o worker.o)
+                   core_ops.o core_table.o domains.o archive.o value.o pick.o saver.o worker.o)
 HKD_OBJS := $(HKD_CORE_OBJS) $(addprefix $(HKD_OBJDIR)/,main.o log.o sdnotify.o ctl_server.o)
 
 # Operations engineer's objects (control server dependencies, hakmemctl):

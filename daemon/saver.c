@@ -26,25 +26,26 @@ static struct {
     size_t dropped;                  /* sites the last save left out for size */
 } sv = { .lock = PTHREAD_MUTEX_INITIALIZER, .wake = PTHREAD_COND_INITIALIZER, .done = PTHREAD_COND_INITIALIZER };
 
+/* Room for n items of `size` in *p (some headroom: the table grows, and a
+ * fresh buffer costs page faults). */
+static int reserve(void **p, size_t *cap, size_t n, size_t size)
+{
+    if (n <= *cap)
+        return 0;
+    size_t c = n + n / 4;
+    void *q = realloc(*p, c * size);
+    if (!q)
+        return -ENOMEM;
+    *p = q;
+    *cap = c;
+    return 0;
+}
+
 int hkd_snapshot_reserve(hkd_snapshot *s, size_t n, size_t n_mods)
 {
-    if (n > s->cap) {
-        /* Some headroom: the table grows, and a fresh buffer costs page faults. */
-        size_t cap = n + n / 4;
-        hkd_site_state *p = realloc(s->sites, cap * sizeof *p);
-        if (!p)
-            return -ENOMEM;
-        s->sites = p;
-        s->cap = cap;
-    }
-    if (n_mods > s->cap_mods) {
-        size_t cap = n_mods + n_mods / 4;
-        hkd_module_name *m = realloc(s->mods, cap * sizeof *m);
-        if (!m)
-            return -ENOMEM;
-        s->mods = m;
-        s->cap_mods = cap;
-    }
+    if (reserve((void **)&s->sites, &s->cap, n, sizeof *s->sites) < 0 ||
+        reserve((void **)&s->mods, &s->cap_mods, n_mods, sizeof *s->mods) < 0)
+        return -ENOMEM;
     return 0;
 }
 

@@ -14,6 +14,7 @@
 #include "core_api.h"
 #include "hakmem_shm.h"
 #include "log.h"
+#include "persist.h"
 #include "segment.h"
 
 static char dir[256], shm[64];
@@ -74,6 +75,19 @@ static inline void core_fixture_claim_slots(hkshm_header *h, uint32_t n)
         s->start_time = start;
         atomic_store(&s->state, HKSHM_SLOT_LIVE);
     }
+}
+
+/* The state file in the fixture's directory, decoded (it must be there). */
+static inline hkd_policy core_fixture_read_state(void)
+{
+    uint8_t *buf;
+    size_t len;
+    char aside[512];
+    assert_int_equal(hkd_state_load(dir, &buf, &len, aside, sizeof aside), 0);
+    hkd_policy pol;
+    assert_int_equal(hkd_policy_decode(buf, len, 0, &pol), 0);
+    free(buf);
+    return pol;
 }
 
 /* The core on the fixture's segment (100 ms intervals, default learner),

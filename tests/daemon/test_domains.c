@@ -31,6 +31,7 @@
 #include "policy.pb-c.h"
 #include "core_fixture.h"
 #include "domain_stamp.h"
+#include "proc_status.h"
 
 #define ROOT_HASH 0x100000ull
 #define DAEMON_UID 999u
@@ -202,19 +203,6 @@ static void table_is_sorted(const hkshm_table *t)
                                   t->entries[i].module_hash, t->entries[i].offset) < 0);
 }
 
-static uint64_t rss_bytes(void)
-{
-    FILE *f = fopen("/proc/self/status", "r");
-    char line[256];
-    uint64_t kb = 0;
-    while (f && fgets(line, sizeof line, f))
-        if (sscanf(line, "VmRSS: %lu kB", &kb) == 1)
-            break;
-    if (f)
-        fclose(f);
-    return kb << 10;
-}
-
 /* ---- tests ---- */
 
 /* Root and user 1000 run the same binary: one key, two records, each with
@@ -307,11 +295,11 @@ static void flood_stays_bounded_and_root_stays_published(void **state)
         assert_true(f.sites <= HKD_DEFAULT_NEW_SITES * r);
         assert_true(f.sites <= HKD_DEFAULT_SITES_PER_USER);
         if (r == 1)
-            rss_start = rss_bytes();
+            rss_start = proc_status_bytes("VmRSS");
         if (r == 20)
-            rss_mid = rss_bytes();
+            rss_mid = proc_status_bytes("VmRSS");
     }
-    uint64_t rss_end = rss_bytes();
+    uint64_t rss_end = proc_status_bytes("VmRSS");
     hkd_domain_info f = domain(FLOODER);
     assert_int_equal(f.sites, HKD_DEFAULT_SITES_PER_USER);
     uint64_t keys = (uint64_t)ROUNDS * PROCS * HKSHM_SLOT_SITES;
@@ -567,18 +555,6 @@ static size_t state_file_size(void)
     return stat(path, &sb) == 0 ? (size_t)sb.st_size : 0;
 }
 
-static hkd_policy read_state(void)
-{
-    uint8_t *buf;
-    size_t len;
-    char aside[512];
-    assert_int_equal(hkd_state_load(dir, &buf, &len, aside, sizeof aside), 0);
-    hkd_policy pol;
-    assert_int_equal(hkd_policy_decode(buf, len, 0, &pol), 0);
-    free(buf);
-    return pol;
-}
-
 /* A 64 KiB state file for root's 50 learned sites and another user's
  * 3,000 busier ones: saving succeeds, the file keeps to its cap, and
  * every one of root's sites is in it (the users take turns). */
@@ -600,7 +576,7 @@ static void the_state_file_keeps_to_its_cap_root_first(void **state)
     assert_int_equal(hkd_core_save(), 0);
     size_t size = state_file_size();
     assert_true(size > (32 << 10) && size <= (64 << 10));
-    hkd_policy pol = read_state();
+    hkd_policy pol = core_fixture_read_state();
     size_t root = 0, other = 0;
     for (size_t i = 0; i < pol.n; i++) {
         root += pol.sites[i].key.domain == 0;

@@ -17,6 +17,7 @@
 
 #include "persist.h"
 #include "policy.pb-c.h"
+#include "proc_status.h"
 
 static char dir[256];
 
@@ -282,19 +283,6 @@ static void decoding_holds_what_it_would_keep(void **state)
     free(s);
 }
 
-static uint64_t peak_rss(void)
-{
-    FILE *f = fopen("/proc/self/status", "r");
-    char line[256];
-    uint64_t kb = 0;
-    while (f && fgets(line, sizeof line, f))
-        if (sscanf(line, "VmHWM: %lu kB", &kb) == 1)
-            break;
-    if (f)
-        fclose(f);
-    return kb << 10;
-}
-
 /* Four million sites of two bytes each (a 16 MiB import): decoding holds
  * about what it keeps, never a record per site (that would be 480 MiB). */
 static void a_hostile_policy_decodes_within_bounds(void **state)
@@ -311,10 +299,10 @@ static void a_hostile_policy_decodes_within_bounds(void **state)
         uint8_t *p = buf + 18 + 4 * i;
         p[0] = 0x2a, p[1] = 2, p[2] = 0x50, p[3] = (uint8_t)(i & 0x7f);   /* usage = i % 128 */
     }
-    uint64_t before = peak_rss();
+    uint64_t before = proc_status_bytes("VmHWM");
     hkd_policy d;
     assert_int_equal(hkd_policy_decode(buf, len, 1000, &d), 0);
-    uint64_t grew = peak_rss() - before;
+    uint64_t grew = proc_status_bytes("VmHWM") - before;
     print_message("decoding 4M sites kept %zu; peak RSS grew %.1f MiB\n", d.n, grew / 1048576.0);
     assert_int_equal(d.n, 1000);
     assert_true(grew < (64u << 20));

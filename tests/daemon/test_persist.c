@@ -1,7 +1,7 @@
-/* Learned state: protobuf round trip, files from before domains, the
- * size cap (worthiest kept, users taking turns), bounded decoding, atomic
- * save/load, and files that are corrupt, truncated or foreign (reported
- * and set aside, never fatal). */
+/* Learned state: protobuf round trip, the size cap (worthiest kept, users
+ * taking turns), bounded decoding, atomic save/load, and files that are
+ * corrupt, truncated or foreign (reported and set aside, never fatal).
+ * Files from before domains: test_domains. */
 #include <errno.h>
 #include <fcntl.h>
 #include <setjmp.h>
@@ -16,7 +16,6 @@
 #include <cmocka.h>
 
 #include "persist.h"
-#include "policy.pb-c.h"
 #include "proc_status.h"
 
 static char dir[256];
@@ -136,58 +135,6 @@ static void save_load_round_trip(void **state)
     free(buf);
     free(back);
     free(s);
-}
-
-/* A policy as a daemon from before domains wrote it: every arm listed,
- * no domain, last-seen time, usage or sizes. */
-static void file_from_before_domains_decodes_as_root(void **state)
-{
-    (void)state;
-    enum { N = 4 };
-    Hakmem__Policy__Policy pol = HAKMEM__POLICY__POLICY__INIT;
-    Hakmem__Policy__SiteState ss[N], *sp[N];
-    Hakmem__Policy__ArmState as[N][HKD_N_ARMS], *ap[N][HKD_N_ARMS];
-    pol.format = (char *)HKD_POLICY_FORMAT;
-    pol.generation = 9;
-    pol.n_sites = N;
-    pol.sites = sp;
-    for (int i = 0; i < N; i++) {
-        hakmem__policy__site_state__init(&ss[i]);
-        ss[i].module_hash = 0xabc;
-        ss[i].offset = 0x10 * (uint64_t)(i + 1);
-        ss[i].module = (char *)"/usr/bin/old";
-        ss[i].current_arm = (char *)hkd_arms[i].name;
-        ss[i].pinned_arm = (char *)"";
-        ss[i].ref_cost_ns = 50.0;
-        ss[i].n_arms = HKD_N_ARMS;
-        ss[i].arms = ap[i];
-        for (int a = 0; a < HKD_N_ARMS; a++) {
-            hakmem__policy__arm_state__init(&as[i][a]);
-            as[i][a].name = (char *)hkd_arms[a].name;
-            as[i][a].pulls = a == i ? 6 : 0;
-            as[i][a].reward_sum = a == i ? 3.0 : 0.0;
-            ap[i][a] = &as[i][a];
-        }
-        sp[i] = &ss[i];
-    }
-    size_t len = hakmem__policy__policy__get_packed_size(&pol);
-    uint8_t *buf = malloc(len);
-    hakmem__policy__policy__pack(&pol, buf);
-    hkd_policy d;
-    assert_int_equal(hkd_policy_decode(buf, len, 0, &d), 0);
-    assert_int_equal(d.n, N);
-    assert_int_equal(d.generation, 9);
-    for (int i = 0; i < N; i++) {
-        assert_int_equal(d.sites[i].key.domain, 0);
-        assert_int_equal(d.sites[i].key.offset, 0x10 * (uint64_t)(i + 1));
-        assert_int_equal(d.sites[i].last_seen, 0);
-        assert_int_equal(d.sites[i].current, i);
-        assert_int_equal(d.sites[i].pulls[i], 6);
-        assert_true(d.sites[i].mean[i] == 0.5f);
-    }
-    assert_string_equal(hkd_module_path(d.modules, d.n_modules, 0xabc), "/usr/bin/old");
-    hkd_policy_free(&d);
-    free(buf);
 }
 
 /* Root's history (older, heavily used) and a flood of another user's
@@ -404,7 +351,6 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(encode_decode_round_trip),
         cmocka_unit_test(save_load_round_trip),
-        cmocka_unit_test(file_from_before_domains_decodes_as_root),
         cmocka_unit_test(capped_encoding_keeps_the_worthiest_users_taking_turns),
         cmocka_unit_test(decoding_holds_what_it_would_keep),
         cmocka_unit_test(a_hostile_policy_decodes_within_bounds),

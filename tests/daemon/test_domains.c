@@ -502,27 +502,42 @@ static void an_evicted_record_is_never_reached_through_an_old_cookie(void **stat
     stop(h);
 }
 
+enum { MOVED = 20 };
+
+/* A round of the full-table tests: 256 processes flush 256 sites each, 100
+ * allocations a round; the first MOVED report heavy sites (1 MiB blocks,
+ * keys that sort after every light one) or their light ones (64 B).  The
+ * counters a process reports for a site count the rounds it reported it:
+ * coming back to a site does not look like a burst. */
+typedef struct fleet {
+    uint64_t light[HKSHM_MAX_SLOTS], heavy[MOVED];   /* rounds each process reported them */
+} fleet;
+
+static void table_round(hkshm_header *h, fleet *f, int moved_heavy)
+{
+    for (uint32_t p = 0; p < HKSHM_MAX_SLOTS; p++) {
+        if (moved_heavy && p < MOVED)
+            flush(hkshm_slot_at(h, p), 0xfff00 + p, "/usr/bin/heavy", 0x10, HKSHM_SLOT_SITES, 100 * ++f->heavy[p], 20);
+        else
+            flush(hkshm_slot_at(h, p), 0x100 + p, "/usr/bin/light", 0x10, HKSHM_SLOT_SITES, 100 * ++f->light[p], 6);
+    }
+    interval();
+}
+
 /* 70,656 sites of root for a table of 65,536: 65,536 light ones, then 20
- * processes move on to 5,120 heavy ones (keys that sort after every light
- * one).  The table holds every site still reported, the heavy ones among
- * them, and leaves out the light sites nobody reports any more. */
+ * processes move on to 5,120 heavy ones.  The table holds every site still
+ * reported, the heavy ones among them, and leaves out the light sites
+ * nobody reports any more. */
 static void a_full_table_holds_the_heaviest_sites(void **state)
 {
     (void)state;
     hkd_core_cfg cfg = base_cfg();
     hkshm_header *h = start(&cfg);
     assert_non_null(h);
-    enum { MOVED = 20 };
     core_fixture_claim_slots(h, HKSHM_MAX_SLOTS);
-    for (uint64_t r = 1; r <= 24; r++) {
-        for (uint32_t p = 0; p < HKSHM_MAX_SLOTS; p++) {
-            if (r > 1 && p < MOVED)
-                flush(hkshm_slot_at(h, p), 0xfff00 + p, "/usr/bin/heavy", 0x10, HKSHM_SLOT_SITES, 100 * r, 20);
-            else
-                flush(hkshm_slot_at(h, p), 0x100 + p, "/usr/bin/light", 0x10, HKSHM_SLOT_SITES, r, 6);
-        }
-        interval();
-    }
+    fleet f = { 0 };
+    for (uint64_t r = 1; r <= 24; r++)
+        table_round(h, &f, r > 1);
     hkd_status st;
     assert_int_equal(hkd_get_status(&st), 0);
     assert_int_equal(st.sites, HKSHM_TABLE_CAP + MOVED * HKSHM_SLOT_SITES);
@@ -544,6 +559,48 @@ static void a_full_table_holds_the_heaviest_sites(void **state)
     }
     assert_int_equal(published, HKSHM_TABLE_CAP);
     free(s.v);
+    stop(h);
+}
+
+/* The 20 processes come back to their light sites while their heavy ones,
+ * idle, still weigh more: those light sites are reported but left out of
+ * the table, so their clients run the defaults, and they do not learn
+ * (their pulls stay where they were) while the others do. */
+static void a_site_left_out_of_the_table_does_not_learn(void **state)
+{
+    (void)state;
+    hkd_core_cfg cfg = base_cfg();
+    hkshm_header *h = start(&cfg);
+    assert_non_null(h);
+    core_fixture_claim_slots(h, HKSHM_MAX_SLOTS);
+    fleet f = { 0 };
+    for (uint64_t r = 1; r <= 12; r++)
+        table_round(h, &f, r > 1);
+    sites before = all_sites();
+    for (uint64_t r = 13; r <= 36; r++)
+        table_round(h, &f, 0);
+    sites after = all_sites();
+    uint32_t left_out = 0, others_learned = 0;
+    for (size_t i = 0; i < after.n; i++) {
+        const hkd_site_info *si = &after.v[i];
+        if (si->key.module_hash >= 0xfff00)
+            continue;
+        const hkd_site_info *was = find(&before, 0, si->key.module_hash, si->key.offset);
+        assert_non_null(was);
+        assert_true(si->processes > 0);
+        if (si->key.module_hash < 0x100 + MOVED) {
+            assert_false(si->published);
+            assert_int_equal(total_pulls(si), total_pulls(was));
+            left_out++;
+        } else {
+            assert_true(si->published);
+            others_learned += total_pulls(si) > total_pulls(was);
+        }
+    }
+    assert_int_equal(left_out, MOVED * HKSHM_SLOT_SITES);
+    assert_true(others_learned > HKSHM_TABLE_CAP / 2);
+    free(before.v);
+    free(after.v);
     stop(h);
 }
 
@@ -709,6 +766,7 @@ int main(void)
         cmocka_unit_test_teardown(idle_sites_age_out_and_come_back, teardown),
         cmocka_unit_test_teardown(an_evicted_record_is_never_reached_through_an_old_cookie, teardown),
         cmocka_unit_test_teardown(a_full_table_holds_the_heaviest_sites, teardown),
+        cmocka_unit_test_teardown(a_site_left_out_of_the_table_does_not_learn, teardown),
         cmocka_unit_test_teardown(the_state_file_keeps_to_its_cap_root_first, teardown),
         cmocka_unit_test_teardown(a_state_file_over_the_cap_loads_the_worthiest, teardown),
         cmocka_unit_test_teardown(a_state_file_from_before_domains_loads_as_root, teardown),

@@ -255,7 +255,9 @@ int hkd_pin(const hkd_site_key *key, int arm)
         int changed = hkd_learn_pin(&r->learn, arm);
         core_set_published(r);
         wend(r);
-        if (changed) {
+        /* Left out of a full table, a pinned site is chosen again soon. */
+        g.set_changed |= r->excluded && arm >= 0;
+        if (changed || g.set_changed) {
             g.dirty = 1;
             core_publish(0);
         }

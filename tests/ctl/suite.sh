@@ -134,6 +134,15 @@ else
   expect_rc "pin an unknown arm name: exit 1" 1 "no arm named" C pin "$KEY" nosucharm
   expect_rc "pin an unknown site: exit 1" 1 "not found" C pin 1234:5 0
   check "unpin" bash -c "'$CTL' --socket '$F/ctl.sock' unpin '$KEY' && '$CTL' --socket '$F/ctl.sock' --json sites | $JC '[s[\"pinned_arm\"] for s in j[\"sites\"] if s[\"site\"]==\"$KEY\"]==[-1]'"
+  check "sites --json and thresholds name each site's user (every fake site is root's)" \
+    bash -c "$JC 'all(s[\"domain\"]==0 for s in j[\"sites\"])' <'$F/sites.json' && '$CTL' --socket '$F/ctl.sock' thresholds | grep -q '^SITE  *USER ' && '$CTL' --socket '$F/ctl.sock' thresholds | grep -q '^[0-9a-f]*:[0-9a-f]*  *root '"
+  expect_rc "pin --user names that user's site: another user's is not found" 1 "not found" C pin --user 4242 "$KEY" 1
+  check "pin --user root, unpin --user 0: root's site" bash -c "'$CTL' --socket '$F/ctl.sock' pin --user root '$KEY' 1 && '$CTL' --socket '$F/ctl.sock' --json sites | $JC '[s[\"pinned_arm\"] for s in j[\"sites\"] if s[\"site\"]==\"$KEY\"]==[1]' && '$CTL' --socket '$F/ctl.sock' unpin --user 0 '$KEY'"
+  expect_rc "reset --site KEY --user of another user: not found" 1 "not found" C reset --site "$KEY" --user 4242
+  expect_rc "reset --user without --site: exit 2" 2 "goes with --site" C reset --user root
+  expect_rc "pin --user of no such user: exit 2" 2 "no user" C pin --user no-such-user-here "$KEY" 1
+  check "status --json counts users and what the limits did" \
+    bash -c "'$CTL' --socket '$F/ctl.sock' --json status | $JC 'j[\"domains\"]==1 and all(k in j for k in (\"sites_archived\",\"sites_refused\",\"sites_evicted\"))'"
   C pin "$KEY" 2 >/dev/null
   check "reset --site forgets the site (pin released)" bash -c "'$CTL' --socket '$F/ctl.sock' reset --site '$KEY' && '$CTL' --socket '$F/ctl.sock' --json sites | $JC '[s[\"pinned_arm\"] for s in j[\"sites\"] if s[\"site\"]==\"$KEY\"]==[-1]'"
   expect_rc "reset an unknown site: exit 1" 1 "not found" C reset --site 1:2
@@ -148,6 +157,7 @@ else
   check "metrics accepted by promtool check metrics" promtool check metrics <"$F/metrics.txt"
   check "metrics name sites by exe and key" grep -q "^hakmem_site_alloc_bytes_total{exe=\"fake_hakmemd\",site=\"$KEY\",domain=\"0\"} [0-9]" "$F/metrics.txt"
   check "metrics say whether each site has settled and whether it is thin" bash -c "grep -q '^hakmem_site_settled{exe=\"fake_hakmemd\",site=\"$KEY\",domain=\"0\"} [01]\$' '$F/metrics.txt' && grep -q '^hakmem_site_thin{exe=\"fake_hakmemd\",site=\"$KEY\",domain=\"0\"} [01]\$' '$F/metrics.txt' && grep -q '^hakmem_site_pinned_arm{exe=\"fake_hakmemd\",site=\"$KEY\",domain=\"0\"} -\?[0-9]\$' '$F/metrics.txt'"
+  check "metrics carry per-user families" bash -c "grep -q '^hakmem_domain_sites{domain=\"0\"} 3\$' '$F/metrics.txt' && grep -q '^hakmem_domain_sites_refused_total{domain=\"0\"} 0\$' '$F/metrics.txt' && grep -q '^hakmem_sites_archived 0\$' '$F/metrics.txt'"
   check "metrics escape label values" grep -q 'hakmem_process_sites{exe="other \\"quoted\\"",pid=' "$F/metrics.txt"
   check "metrics file written by the server side, accepted by promtool" promtool check metrics <"$F/metrics.prom"
   check "metrics --json" bash -c "'$CTL' --socket '$F/ctl.sock' --json metrics | $JC 'j[\"text\"].startswith(\"# HELP hakmem_build_info\")'"
@@ -560,12 +570,14 @@ wait "$P" 2>/dev/null
 # ---------------------------------------------------------------- 6. strings from clients and imports
 # An executable whose name holds a newline, a double quote, a backslash,
 # ESC and a byte that is not UTF-8: its name reaches procs and sites as the
-# module path.  Human output shows it escaped, --json as a JSON string,
-# metrics as a valid label, and an imported odd path is cleaned at the door.
+# module path, its control bytes already '?' (the daemon cleans what a
+# client writes at registration and collection).  Human output shows the
+# rest escaped, --json as a JSON string, metrics as a valid label, and an
+# imported odd path is cleaned at the door.
 O=$T/odd
 mkdir -p "$O/b"
 ODD=$(printf 'o\nd"q\\b\033[31m\377x')
-ODD_TTY='o\x0ad"q\\b\x1b[31m\xffx'
+ODD_TTY='o?d"q\\b?[31m\xffx'
 cp "$T/bin/alloc_sites" "$O/b/$ODD"
 chmod 755 "$O" "$O/b"
 SHM_O=/hkctl-odd-$$
@@ -597,7 +609,7 @@ else
     bad "strings: the odd client's sites reach hakmemd" "$(OC procs 2>&1 | head -3)"
   else
     OC procs >"$O/procs.txt"
-    check "procs: the odd executable escaped, on one line" \
+    check "procs: the odd executable cleaned and escaped, on one line" \
       bash -c "$(declare -f tty_clean); tty_clean '$O/procs.txt' '$ODD_TTY' && [ \$(wc -l <'$O/procs.txt') = 2 ]"
     OC sites >"$O/sites.txt"
     OC thresholds >"$O/th.txt"
@@ -606,13 +618,13 @@ else
     OC --json procs >"$O/procs.json"
     check "procs --json: the name as a JSON string (the bad byte as U+FFFD)" python3 -c '
 import json, sys
-sys.exit(not any(p["exe"].endswith("/o\nd\"q\\b\x1b[31m\ufffdx") for p in json.load(open(sys.argv[1]))))' "$O/procs.json"
+sys.exit(not any(p["exe"].endswith("/o?d\"q\\b?[31m\ufffdx") for p in json.load(open(sys.argv[1]))))' "$O/procs.json"
     OC metrics >"$O/metrics.txt"
     check "metrics with the odd name accepted by promtool" promtool check metrics <"$O/metrics.txt"
-    check "metrics: the label escaped as the format says, the rest replaced" python3 -c '
+    check "metrics: the label escaped as the format says, the bad byte replaced" python3 -c '
 import sys
 t = open(sys.argv[1], encoding="utf-8").read()
-sys.exit(not ("hakmem_process_sites{exe=\"o\\nd\\\"q\\\\b\ufffd[31m\ufffdx\",pid=" in t))' "$O/metrics.txt"
+sys.exit(not ("hakmem_process_sites{exe=\"o?d\\\"q\\\\b?[31m\ufffdx\",pid=" in t))' "$O/metrics.txt"
   fi
   python3 "$SRC/gen_policy.py" 4 "$O/odd.pol" --odd-module
   check "an imported odd module path is taken" bash -c "'$CTL' --socket '$O/ctl.sock' import '$O/odd.pol' | grep -q 'of 4 sites'"

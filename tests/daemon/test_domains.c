@@ -3,8 +3,9 @@
  * root's sites stay published; the limits are enforced and counted; idle
  * sites age out to the archive and come back; an evicted record is never
  * reached through an old cookie; a full table holds the heaviest sites;
- * the state file keeps to its cap, root's history first; files from
- * before domains load.
+ * readers by page skip the sites that went and an export holds the
+ * archive; the state file keeps to its cap, root's history first; files
+ * from before domains load.
  *
  * Simulated processes are report regions registered in-process, each as
  * the user it runs as.  Time is a fake wall clock. */
@@ -31,6 +32,7 @@
 #include "core_fixture.h"
 #include "proc_status.h"
 #include "registry.h"
+#include "site_key.h"
 
 #define ROOT_HASH 0x100000ull
 #define DAEMON_UID 999u
@@ -59,13 +61,15 @@ static const hkshm_header *mapped;
 static hkshm_region *procs[MAX_PROCS];
 static uint32_t n_procs;
 
+/* The core with cfg, its segment mapped (the test fails when either fails). */
 static const hkshm_header *start(const hkd_core_cfg *cfg)
 {
     fake_ms = 1700000000000ull;
     shm_unlink(shm);
-    if (hkd_core_init(cfg) != 0)
-        return NULL;
-    return mapped = core_fixture_map();
+    assert_int_equal(hkd_core_init(cfg), 0);
+    mapped = core_fixture_map();
+    assert_non_null(mapped);
+    return mapped;
 }
 
 /* A new process of user uid (registration 1: counted from zero; 2: a
@@ -252,7 +256,6 @@ static void two_domains_keep_apart(void **state)
     (void)state;
     hkd_core_cfg cfg = base_cfg();
     const hkshm_header *h = start(&cfg);
-    assert_non_null(h);
     hkshm_region *rootp = spawn(0, 1), *userp = spawn(1000, 1);
     enum { N = 8, ROUNDS = 30 };
     for (uint64_t r = 1; r <= ROUNDS; r++) {
@@ -324,7 +327,6 @@ static void flood_stays_bounded_and_root_stays_published(void **state)
     (void)state;
     hkd_core_cfg cfg = base_cfg();
     const hkshm_header *h = start(&cfg);
-    assert_non_null(h);
     enum { PROCS = 125, ROUNDS = 32, ROOT_SITES = 64 };
     hkshm_region *rootp = spawn(0, 1);
     for (uint32_t p = 1; p <= PROCS; p++)
@@ -390,7 +392,6 @@ static void per_user_limits_are_enforced_and_counted(void **state)
     cfg.new_sites_per_interval = 100;
     cfg.max_sites_per_user = 250;
     const hkshm_header *h = start(&cfg);
-    assert_non_null(h);
     /* 400 keys: 256 in one process, 144 in another.  Collected in the
      * order of their registry entries, even ones first: big, rootapp, big2. */
     hkshm_region *big = spawn(1000, 1), *big2 = spawn(1000, 1), *rootapp = spawn(0, 1);
@@ -452,7 +453,6 @@ static void idle_sites_age_out_and_come_back(void **state)
     hkd_core_cfg cfg = base_cfg();
     cfg.retention_s = 600;
     const hkshm_header *h = start(&cfg);
-    assert_non_null(h);
     enum { N = 20 };
     hkshm_region *daily = spawn(0, 1);
     for (uint64_t r = 1; r <= 40; r++) {
@@ -521,7 +521,6 @@ static void an_evicted_record_is_never_reached_through_an_old_cookie(void **stat
     hkd_core_cfg cfg = base_cfg();
     cfg.retention_s = 60;
     const hkshm_header *h = start(&cfg);
-    assert_non_null(h);
     hkshm_region *a = spawn(0, 1), *b = spawn(0, 1);
     for (uint64_t r = 1; r <= 3; r++) {
         flush(a, 0xa1, "/usr/bin/a", 0x10, 1, 10 * r, 12);
@@ -550,6 +549,110 @@ static void an_evicted_record_is_never_reached_through_an_old_cookie(void **stat
     assert_int_equal(sb->allocs, 7);
     assert_int_equal(sa->allocs, 1000);
     free(s.v);
+    stop(h);
+}
+
+/* Readers by page (hakmemctl, metrics) after sites went: a page holds the
+ * sites known, never a freed place; a place read again gives the site
+ * there, or a later one, whose key says which; a place another site took
+ * gives that site.  An export in pages holds the sites in memory and then
+ * the archived ones, each once, the header in the first piece alone. */
+static void pages_skip_the_sites_that_went_and_export_the_archive(void **state)
+{
+    (void)state;
+    hkd_core_cfg cfg = base_cfg();
+    cfg.retention_s = 60;
+    const hkshm_header *h = start(&cfg);
+    hkshm_region *a = spawn(0, 1), *b = spawn(0, 1);
+    for (uint64_t r = 1; r <= 10; r++) {
+        flush(a, 0xa0, "/usr/bin/a", 0x10, 4, 100 * r, 14);
+        flush(b, 0xb0, "/usr/bin/b", 0x10, 4, 100 * r, 14);
+        interval();
+    }
+    /* a's places, then a goes and its sites age out. */
+    hkd_site_info page[16];
+    uint32_t at[16], a_at[4], n_a = 0, cursor = 0;
+    assert_int_equal(hkd_site_page(&cursor, page, at, 16), 8);
+    for (int k = 0; k < 8; k++)
+        if (page[k].key.module_hash == 0xa0)
+            a_at[n_a++] = at[k];
+    assert_int_equal(n_a, 4);
+    end(a);
+    interval();
+    interval();
+    fake_ms += 61000;
+    interval();
+    hkd_status st;
+    assert_int_equal(hkd_get_status(&st), 0);
+    assert_int_equal(st.sites, 4);
+    assert_int_equal(st.sites_archived, 4);
+
+    cursor = 0;
+    assert_int_equal(hkd_site_page(&cursor, page, at, 16), 4);
+    for (int k = 0; k < 4; k++) {
+        assert_int_equal(page[k].key.module_hash, 0xb0);
+        assert_true(k == 0 || at[k] > at[k - 1]);
+        for (uint32_t i = 0; i < n_a; i++)
+            assert_int_not_equal(at[k], a_at[i]);
+    }
+    assert_int_equal(hkd_site_page(&cursor, page, at, 16), 0);
+    /* A freed place read again: a later site (b's), or none. */
+    for (uint32_t i = 0; i < n_a; i++) {
+        uint32_t place = a_at[i];
+        int got = hkd_site_page(&place, page, at, 1);
+        assert_true(got == 0 || (got == 1 && page[0].key.module_hash == 0xb0 && at[0] > a_at[i]));
+    }
+
+    /* New sites take freed places; every place read again is its site. */
+    flush(spawn(0, 1), 0xc0, "/usr/bin/c", 0x10, 2, 100, 14);
+    interval();
+    cursor = 0;
+    assert_int_equal(hkd_site_page(&cursor, page, at, 16), 6);
+    uint32_t c_in_a_places = 0;
+    for (int k = 0; k < 6; k++) {
+        hkd_site_info one;
+        uint32_t place = at[k];
+        assert_int_equal(hkd_site_page(&place, &one, NULL, 1), 1);
+        assert_true(hkd_site_key_eq(&one.key, &page[k].key));
+        for (uint32_t i = 0; i < n_a; i++)
+            c_in_a_places += page[k].key.module_hash == 0xc0 && at[k] == a_at[i];
+    }
+    assert_int_equal(c_in_a_places, 2);
+
+    /* The export, three sites a piece. */
+    uint8_t *all = NULL;
+    size_t all_len = 0;
+    uint32_t pieces = 0;
+    int n;
+    cursor = 0;
+    do {
+        uint8_t *buf;
+        size_t len;
+        n = hkd_policy_export_page(&cursor, 3, &buf, &len);
+        assert_true(n >= 0);
+        all = realloc(all, all_len + len + 1);
+        assert_non_null(all);
+        memcpy(all + all_len, buf, len);
+        all_len += len;
+        free(buf);
+        pieces += n > 0;
+    } while (n > 0);
+    assert_int_equal(pieces, 4);
+    hkd_policy pol;
+    assert_int_equal(hkd_policy_decode(all, all_len, 0, &pol), 0);
+    assert_int_equal(pol.n, 10);
+    uint32_t from[3] = { 0 };
+    for (size_t i = 0; i < pol.n; i++) {
+        uint64_t m = pol.sites[i].key.module_hash;
+        from[m == 0xa0 ? 0 : m == 0xb0 ? 1 : 2]++;
+        for (size_t j = 0; j < i; j++)
+            assert_false(hkd_site_key_eq(&pol.sites[i].key, &pol.sites[j].key));
+    }
+    assert_int_equal(from[0], 4);
+    assert_int_equal(from[1], 4);
+    assert_int_equal(from[2], 2);
+    hkd_policy_free(&pol);
+    free(all);
     stop(h);
 }
 
@@ -620,7 +723,6 @@ static void a_full_table_holds_the_heaviest_sites(void **state)
     (void)state;
     hkd_core_cfg cfg = base_cfg();
     const hkshm_header *h = start(&cfg);
-    assert_non_null(h);
     static fleet f;
     memset(&f, 0, sizeof f);
     fleet_rounds(&f, 24);
@@ -657,7 +759,6 @@ static void a_site_left_out_of_the_table_does_not_learn(void **state)
     (void)state;
     hkd_core_cfg cfg = base_cfg();
     const hkshm_header *h = start(&cfg);
-    assert_non_null(h);
     static fleet f;
     memset(&f, 0, sizeof f);
     fleet_rounds(&f, 12);
@@ -707,7 +808,6 @@ static void the_state_file_keeps_to_its_cap_root_first(void **state)
     hkd_core_cfg cfg = base_cfg();
     cfg.state_max_bytes = 64 << 10;
     const hkshm_header *h = start(&cfg);
-    assert_non_null(h);
     hkshm_region *rootp = spawn(0, 1);
     for (uint32_t p = 1; p <= 12; p++)
         spawn(FLOODER, 1);
@@ -763,7 +863,6 @@ static void a_state_file_over_the_cap_loads_the_worthiest(void **state)
     hkd_core_cfg cfg = base_cfg();
     cfg.state_max_bytes = 64 << 10;
     const hkshm_header *h = start(&cfg);
-    assert_non_null(h);
     sites got = all_sites();
     size_t root = 0;
     for (size_t i = 0; i < got.n; i++) {
@@ -825,7 +924,6 @@ static void a_state_file_from_before_domains_loads_as_root(void **state)
     free(buf);
     hkd_core_cfg cfg = base_cfg();
     const hkshm_header *h = start(&cfg);
-    assert_non_null(h);
     sites s = all_sites();
     assert_int_equal(s.n, N);
     const hkshm_table *t = table(h);
@@ -853,6 +951,7 @@ int main(void)
         cmocka_unit_test_teardown(per_user_limits_are_enforced_and_counted, teardown),
         cmocka_unit_test_teardown(idle_sites_age_out_and_come_back, teardown),
         cmocka_unit_test_teardown(an_evicted_record_is_never_reached_through_an_old_cookie, teardown),
+        cmocka_unit_test_teardown(pages_skip_the_sites_that_went_and_export_the_archive, teardown),
         cmocka_unit_test_teardown(a_full_table_holds_the_heaviest_sites, teardown),
         cmocka_unit_test_teardown(a_site_left_out_of_the_table_does_not_learn, teardown),
         cmocka_unit_test_teardown(the_state_file_keeps_to_its_cap_root_first, teardown),

@@ -17,14 +17,17 @@
  * back with the key.
  *
  * Eviction never leaves a way to an evicted record.  Readers reach records
- * only through the hash table: nodes are deleted first, and the storage is
- * reused only after an RCU grace period.  Collectors reach records through
+ * through the hash table or by creation slot (hkd_site_page): nodes are
+ * deleted and slots marked free first, and the storage is reused only
+ * after an RCU grace period; a reused slot is odd while it is rebuilt and
+ * its sequence count never goes back, so a copy by slot is always of one
+ * site.  Collectors reach records through
  * per-(process, site index) cookies, which point at a record's accumulator
  * line; before the slot is reused every cookie a collector may still read
  * that points at it is cleared (hkd_collector_drop_cookies), whether or not
  * its process is alive, busy or silent: only records no process reported
  * this interval are evicted at all, but that alone would not cover a
- * process whose slot was skipped (held mid-write) and that reports again
+ * process whose region was skipped (held mid-write) and that reports again
  * later with its old cookies.  All of it happens at the end of an
  * interval, on the learner, while no collection runs.
  *
@@ -144,7 +147,7 @@ site_rec *core_lookup(const hkd_site_key *k)
 }
 
 /* Also the writers' lock: both collecting threads may merge into one
- * record (a key shared by processes in both halves of the slots). */
+ * record (a key shared by processes in both halves of the registrations). */
 static void hist_wbegin(site_cold *c)
 {
     for (;;) {
@@ -324,10 +327,10 @@ static site_rec *add_locked(const hkd_site_key *k, const char *module, int dom)
         return NULL;
     site_rec *r = rec_at(idx);
     site_cold *c = cold_at(idx);
-    /* A reader may be copying a reused place by index (hkd_site_page): it
-     * stays odd while it is rebuilt, and its count goes on, never back, so
-     * no copy passes for a site it is not.  A new place is not read before
-     * the count of places covers it. */
+    /* A reader may be copying a reused slot (hkd_site_page): it stays odd
+     * while it is rebuilt, and its count goes on, never back, so no copy
+     * passes for a site it is not.  A new slot is not read before n_idx
+     * covers it. */
     uint32_t seq = reused ? atomic_load_explicit(&r->seq, memory_order_relaxed) : 0;
     atomic_store_explicit(&r->seq, seq | 1, memory_order_relaxed);
     atomic_thread_fence(memory_order_release);
@@ -488,9 +491,9 @@ static void evict(evict_set *e)
             hkd_log(HKD_LOG_WARNING, "no memory to archive what a site learned; it is forgotten");
         hkd_domains_evicted(g.domains, (int)r->dom);
         cds_lfht_del(g.ht, &cold_of(r)->node);
-        /* Before the grace period: readers by place (hkd_site_page) see
+        /* Before the grace period: readers by slot (hkd_site_page) see
          * it gone from here on, and any that saw it live end before the
-         * place can be reused. */
+         * slot can be reused. */
         wbegin(r);
         r->free = 1;
         r->in_table = 0;

@@ -336,8 +336,8 @@ int hkd_core_save(void)
     return rc < 0 ? rc : hkd_saver_wait(ticket);
 }
 
-/* A cursor below MAX_SITES is a record's place; from MAX_SITES on, an
- * archived site's.  Records go first, then the archive: both may change
+/* A cursor below MAX_SITES is a record's slot; from MAX_SITES on, an
+ * archived site's place in the archive plus MAX_SITES.  Records go first, then the archive: both may change
  * between pages, so a site that moves between memory and the archive
  * while an export runs may be in it twice or not at all; each page is
  * consistent on its own. */
@@ -396,20 +396,23 @@ static void read_hist(const site_cold *c, uint64_t out[HKSHM_HIST])
     }
 }
 
-/* A consistent copy of the record: 0, or -ENOENT when its place is free.
- * Every write a reader sees is under the record's seq, a place's reuse
+/* A consistent copy of the record: 0, or -ENOENT when its slot is free.
+ * Every write a reader sees is under the record's seq, a slot's reuse
  * included (core.c: add_locked), and seq never goes back: a copy that saw
  * the same even seq before and after is of one site. */
 static int read_site(site_rec *r, hkd_site_info *o)
 {
     for (int tries = 0;; tries++) {
         uint32_t s1 = atomic_load_explicit(&r->seq, memory_order_acquire);
-        int arm = rec_arm(r);
-        if ((s1 & 1) || arm < 0 || arm >= HKD_N_ARMS) {
+        if (s1 & 1) {
             if (tries > 1000)
                 sched_yield();
             continue;
         }
+        /* Out of range only in a torn copy, which the seq check discards. */
+        int arm = rec_arm(r);
+        if (arm < 0 || arm >= HKD_N_ARMS)
+            arm = HKD_DEFAULT_ARM;
         if (r->free) {
             atomic_thread_fence(memory_order_acquire);
             if (atomic_load_explicit(&r->seq, memory_order_relaxed) == s1)
@@ -472,9 +475,10 @@ int hkd_for_each_site(int (*fn)(const hkd_site_info *, void *), void *arg)
     return rc;
 }
 
-/* Places below n_idx hold complete records (create_lock orders the count
- * after them) and their chunks never move or go while the core runs: a
- * place is read without a read-side section, and a free one is skipped. */
+/* A cursor is a creation slot.  Slots below n_idx hold complete records
+ * (create_lock orders the count after them) and their chunks never move
+ * or go while the core runs: a slot is read without a read-side section,
+ * and a free one is skipped. */
 int hkd_site_page(uint32_t *cursor, hkd_site_info *out, uint32_t *at, size_t max)
 {
     if (!cursor || (max && !out))

@@ -22,6 +22,7 @@ typedef struct band {
 
 struct hkd_bands {
     band    *by_index[HKD_BAND_COUNT];
+    uint32_t n_made;
     uint16_t touched[HKD_BAND_COUNT];
     uint32_t n_touched;
 };
@@ -88,6 +89,7 @@ int hkd_bands_add(hkd_bands *b, int index, const hkd_obs *obs)
         hkd_learn_init(&d->learn);
         hkd_learn_set_sizes(&d->learn, index / (int)HKSHM_HIST, index % (int)HKSHM_HIST);
         b->by_index[index] = d;
+        b->n_made++;
     }
     if (!d->touched) {
         d->touched = 1;
@@ -128,4 +130,9 @@ const hkd_learn *hkd_bands_learner(const hkd_bands *b, int index)
     if (index < 0 || index >= HKD_BAND_COUNT || !b->by_index[index])
         return NULL;
     return &b->by_index[index]->learn;
+}
+
+uint32_t hkd_bands_count(const hkd_bands *b)
+{
+    return b->n_made;
 }

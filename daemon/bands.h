@@ -47,6 +47,8 @@ int  hkd_bands_add(hkd_bands *b, int band, const hkd_obs *obs);
 uint32_t hkd_bands_end_interval(hkd_bands *b, const hkd_learn_cfg *cfg);
 /* The arm a band runs (the default arm for a band never seen). */
 int  hkd_bands_arm(const hkd_bands *b, int band);
+/* How many bands have a learner (have seen a thin site). */
+uint32_t hkd_bands_count(const hkd_bands *b);
 /* The band's learner, or NULL for a band never seen (read-only). */
 const hkd_learn *hkd_bands_learner(const hkd_bands *b, int band);
 

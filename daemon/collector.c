@@ -277,7 +277,7 @@ static int diff_and_report(hkd_collector *c, reg_track *t, const hkshm_region *s
         hkd_site_delta d;
         d.key.module_hash = s->module_hash;
         d.key.offset = s->offset;
-        d.domain = domain;
+        d.key.domain = domain;
         d.module = s->module < snap->n_modules ? snap->modules[s->module].path : "";
         d.live_bytes = s->live_bytes;
         d.has_hist = 0;
@@ -311,6 +311,20 @@ static int diff_and_report(hkd_collector *c, reg_track *t, const hkshm_region *s
             ops->site(&d, &p->cookie, arg);
     }
     return 0;
+}
+
+void hkd_collector_drop_cookies(hkd_collector *c, int (*stale)(const void *cookie, void *arg), void *arg)
+{
+    /* A cookie at index i >= n_prev is never read: diff_and_report clears
+     * it first (and a new registration at an entry sets n_prev to 0).
+     * Every track, whether its registration is live, ended or busy: one
+     * skipped this pass reports again later with its old cookies. */
+    for (uint32_t k = 0; k < c->n_tracks; k++) {
+        reg_track *t = &c->tracks[k];
+        for (uint32_t i = 0; i < t->n_prev; i++)
+            if (t->prev[i].cookie && stale(t->prev[i].cookie, arg))
+                t->prev[i].cookie = NULL;
+    }
 }
 
 static void report_proc(const hkd_reg *r, const hkshm_region *snap, uint64_t now, const hkd_collect_ops *ops,

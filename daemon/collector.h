@@ -11,9 +11,8 @@
 
 /* One site of one process: what changed since the last interval. */
 typedef struct hkd_site_delta {
-    hkd_site_key key;
-    uint32_t domain;                 /* the registration's uid */
-    int changed;                     /* 0: only key, domain, module and live_bytes are set */
+    hkd_site_key key;                /* key.domain: the registration's uid */
+    int changed;                     /* 0: only key, module and live_bytes are set */
     int has_hist;                    /* hist holds the change since the last merge */
     const char *module;              /* path, "" when unknown */
     uint64_t allocs, frees, bytes;
@@ -49,6 +48,12 @@ void hkd_collector_free(hkd_collector *c);
  * first registration, else it is taken as the baseline; an ended one is
  * collected one last time and not reported as a live process. */
 int  hkd_collect(hkd_collector *c, const hkd_collect_ops *ops, void *arg, hkd_collect_stats *st);
+/* Clears every cookie that may still be read (every registration this
+ * collector tracks, live, ended or skipped, and the site indexes it
+ * reported) for which stale(cookie, arg) says 1: the callee is about to
+ * reuse what those cookies point at.  The next report of such a site
+ * comes with a NULL cookie.  Not while a pass runs. */
+void hkd_collector_drop_cookies(hkd_collector *c, int (*stale)(const void *cookie, void *arg), void *arg);
 
 /* A consistent copy of region r (header, modules and its used sites) into
  * out, counts bounded and strings terminated.  0, or -EBUSY when the owner

@@ -7,6 +7,15 @@
 
 #include "learner.h"
 
+/* Limits (hakmemd --help says the same).  Sites of root and of the
+ * daemon's own user are limited only by the whole daemon's cap. */
+#define HKD_MAX_SITES                (1u << 18)  /* sites in memory, every user together */
+#define HKD_DEFAULT_SITES_PER_USER   16384u      /* each other user */
+#define HKD_DEFAULT_NEW_SITES        1024u       /* new sites each other user may add per interval */
+#define HKD_DEFAULT_RETENTION_S      86400u      /* a site no process reports leaves memory after this */
+#define HKD_DEFAULT_STATE_MAX        (64u << 20) /* bytes of state file */
+#define HKD_STATE_MIN                4096u
+
 typedef struct hkd_core_cfg {
     const char *shm_name;
     const char *socket_path;         /* where clients register (NULL or "": nowhere) */
@@ -16,6 +25,14 @@ typedef struct hkd_core_cfg {
     int learning;                    /* 0: collect only, publish nothing */
     hkd_learn_cfg learn;
     double memory_weight_ns;         /* per-binary price of a MiB-second of RSS; < 0: the default */
+    uint32_t daemon_uid;             /* trusted like root (main: geteuid()) */
+    /* 0: the defaults above */
+    uint32_t max_sites_per_user;
+    uint32_t new_sites_per_interval;
+    uint32_t retention_s;
+    uint64_t state_max_bytes;        /* HKD_STATE_MIN .. HKD_STATE_MAX_BYTES */
+    /* For tests: a wall clock (ms since the epoch; NULL: CLOCK_REALTIME). */
+    uint64_t (*clock_ms)(void);
 } hkd_core_cfg;
 
 #define HKD_READER_TIMEOUT_MS 2000u  /* a table read held longer holds no grace period */
@@ -29,7 +46,7 @@ const char *hkd_core_init_error(void);
 /* One interval.  Returns 0 or -errno. */
 int  hkd_core_interval(void);
 /* Writes the learned state now (atomically) and waits until it is on disk
- * (or failed): 0 or -errno. */
+ * (or failed): 0 or -errno.  The file keeps to state_max_bytes. */
 int  hkd_core_save(void);
 /* Copies the learned state and returns; a saver thread writes it (same
  * atomic file contract).  A snapshot not yet started when a newer one

@@ -23,9 +23,13 @@
 #define HKD_MODULE_MAX 64
 #define HKD_EXE_MAX 64
 
+/* Policy is learned per domain: the uid the reporting processes run as.
+ * One user's processes never move another user's policy or counters.
+ * Ordered and hashed by daemon/site_key.h (domain first). */
 typedef struct hkd_site_key {
     uint64_t module_hash;          /* hash of build-id (or path when none) */
     uint64_t offset;               /* return address minus module load base */
+    uint32_t domain;               /* the uid whose processes learn this site */
 } hkd_site_key;
 
 typedef struct hkd_thresholds {
@@ -52,6 +56,7 @@ typedef struct hkd_site_info {
     int      pinned_arm;               /* -1 when not pinned */
     int      settled;                  /* exploiting: hkd_learn_settled() (its band's when thin) */
     int      thin;                     /* runs its size band's arm (daemon/bands.h) */
+    int      published;                /* the shared table holds its entry */
     uint32_t n_arms;
     hkd_arm_stats arms[HKD_MAX_ARMS];
 } hkd_site_info;
@@ -84,7 +89,21 @@ typedef struct hkd_status {
     int      learning;                 /* 0 in baseline mode */
     uint32_t registrations;            /* registered processes, whether they reported or not */
     uint64_t instance;                 /* the segment header's */
+    uint32_t domains;                  /* users with sites */
+    uint32_t sites_archived;           /* learned state of sites no process reports, kept */
+    uint64_t sites_refused;            /* new sites refused (a domain's limits), reports counted */
+    uint64_t sites_evicted;            /* sites that aged out or made room, since start */
 } hkd_status;
+
+/* One domain (user) as the limits see it. */
+typedef struct hkd_domain_info {
+    uint32_t domain;                   /* uid */
+    uint32_t sites;                    /* sites in memory */
+    uint32_t band_learners;            /* size-band learners of its thin sites */
+    int      trusted;                  /* root or the daemon's user: never limited by others */
+    uint64_t refused;                  /* reports of new sites refused, since start */
+    uint64_t evicted;                  /* sites aged out or evicted for room, since start */
+} hkd_domain_info;
 
 void hkd_reader_thread_enter(void);
 void hkd_reader_thread_leave(void);
@@ -93,24 +112,29 @@ int  hkd_get_status(hkd_status *out);
 /* Calls fn once per live process / known site, inside one read-side section. */
 int  hkd_for_each_proc(int (*fn)(const hkd_proc_info *, void *), void *arg);
 int  hkd_for_each_site(int (*fn)(const hkd_site_info *, void *), void *arg);
+/* Calls fn once per domain, from a copy made at the end of the last interval. */
+int  hkd_for_each_domain(int (*fn)(const hkd_domain_info *, void *), void *arg);
 
 /* Sites a page at a time, for readers that must not hold anything for
  * long: up to max sites from *cursor on (0 starts) into out, in the order
- * they became known, and *cursor moves past them.  A cursor stays valid
- * across calls (sites are never removed while the daemon runs), and
- * cursor = i, max = 1 reads the i-th site again.  How many were read
- * (0: none left) or -errno. */
-int  hkd_site_page(uint32_t *cursor, hkd_site_info *out, size_t max);
+ * of their places, and *cursor moves past them.  A cursor stays valid
+ * across calls.  A site that goes (aged out, or evicted for room) frees
+ * its place for a later one, so a page holds the sites known when it is
+ * read.  at (NULL: not wanted) gets each site's place: cursor = at[k],
+ * max = 1 reads it again while it is known, or else a later site (compare
+ * the key).  How many were read (0: none left) or -errno. */
+int  hkd_site_page(uint32_t *cursor, hkd_site_info *out, uint32_t *at, size_t max);
 
 /* The learned policy (proto/policy.proto).  import: merges a serialized
  * policy into the learner and republishes; returns the number of sites
  * imported or -errno. */
 int  hkd_policy_import(const uint8_t *buf, size_t len);
 /* The policy in pieces, so that no one holds all of it: the sites from
- * *cursor on (at most max_sites) as bytes in *out (malloc'd, caller frees),
- * *cursor moved past them.  The piece from cursor 0 begins with the
- * policy's header; all pieces in order, concatenated, are one policy that
- * hkd_policy_import takes.  Sites in the piece (0: none left) or -errno. */
+ * *cursor on (at most max_sites; the sites in memory, then the archived
+ * ones) as bytes in *out (malloc'd, caller frees), *cursor moved past
+ * them.  The piece from cursor 0 begins with the policy's header; all
+ * pieces in order, concatenated, are one policy that hkd_policy_import
+ * takes.  Sites in the piece (0: none left) or -errno. */
 int  hkd_policy_export_page(uint32_t *cursor, size_t max_sites, uint8_t **out, size_t *len);
 
 /* A client's registration (proto/control.proto RegisterRequest): its
@@ -134,7 +158,8 @@ int  hkd_binary_reset(uint32_t domain, uint64_t binary_hash);
 /* The price the per-binary learner judges by: ns of CPU per MiB-second. */
 double hkd_memory_weight_ns(void);
 
-/* Forgets what was learned: one site, or all when key is NULL. */
+/* Forgets what was learned: one site (live or archived), or all when key
+ * is NULL. */
 int  hkd_reset(const hkd_site_key *key);
 /* Forces (arm >= 0) or releases (arm < 0) a site's arm. */
 int  hkd_pin(const hkd_site_key *key, int arm);

@@ -3,6 +3,7 @@
 #include "core_api.h"
 #include "frame.h"
 #include "metrics.h"
+#include "site_key.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -218,12 +219,14 @@ int hkc_answer_export(const hkc_out *o)
 /* ---- sites ----
  *
  * By bytes, largest first: one pass over the sites keeps only (bytes,
- * index) of those that may be shown, in a heap of `top` when there is a
- * top; the chosen ones are then read again by index, a part at a time. */
+ * place, key) of those that may be shown, in a heap of `top` when there is
+ * a top; the chosen ones are then read again by place, a part at a time
+ * (one whose place another site took meanwhile is left out). */
 
 typedef struct pick {
     uint64_t bytes;
     uint32_t idx;
+    hkd_site_key key;
 } pick;
 
 typedef struct picks {
@@ -307,21 +310,25 @@ static int module_matches(const char *module, const char *want)
 static int choose(picks *ps)
 {
     hkd_site_info *page = malloc(SELECT_PAGE * sizeof *page);
-    if (!page)
+    uint32_t *at = malloc(SELECT_PAGE * sizeof *at);
+    if (!page || !at) {
+        free(page);
+        free(at);
         return -ENOMEM;
+    }
     uint32_t cursor = 0;
     int k, r = 0;
-    while (r == 0 && (k = hkd_site_page(&cursor, page, SELECT_PAGE)) > 0) {
+    while (r == 0 && (k = hkd_site_page(&cursor, page, at, SELECT_PAGE)) > 0) {
         for (int i = 0; i < k && r == 0; i++) {
-            uint32_t idx = cursor - (uint32_t)k + (uint32_t)i;
             ps->seen++;
             page[i].module[HKD_MODULE_MAX - 1] = '\0';
             if (ps->module && *ps->module && !module_matches(page[i].module, ps->module))
                 continue;
-            r = picks_add(ps, (pick){ page[i].bytes, idx });
+            r = picks_add(ps, (pick){ page[i].bytes, at[i], page[i].key });
         }
     }
     free(page);
+    free(at);
     if (r == 0 && k < 0)
         r = k;
     if (r == 0 && ps->n > 1)
@@ -351,6 +358,7 @@ static void view_site(site_part *sp, size_t i)
     si->module[HKD_MODULE_MAX - 1] = '\0';
     sp->key[i].module_hash = si->key.module_hash;
     sp->key[i].offset = si->key.offset;
+    sp->key[i].domain = si->key.domain;
     s->key = &sp->key[i];
     s->module = si->module;
     s->processes = si->processes;
@@ -444,7 +452,8 @@ int hkc_answer_sites(const hkc_out *o, const Hakmem__Ctl__SitesRequest *rq)
         sp->n = 0;
         for (size_t i = 0; i < ps.n && r == 0; i++) {
             uint32_t cursor = ps.v[i].idx;
-            if (hkd_site_page(&cursor, &sp->info[sp->n], 1) == 1)
+            if (hkd_site_page(&cursor, &sp->info[sp->n], NULL, 1) == 1 &&
+                hkd_site_key_eq(&sp->info[sp->n].key, &ps.v[i].key))
                 view_site(sp, sp->n++);
             if (sp->n == SITES_PER_PART && i + 1 < ps.n)
                 r = send_site_part(&p, sp, ps.seen, 0);

@@ -186,6 +186,10 @@ static int do_status(conn *c)
     s.learning = st.learning != 0;
     s.protocol_version = HKC_PROTOCOL_VERSION;
     s.daemon_pid = (int32_t)getpid();
+    s.domains = st.domains;
+    s.sites_archived = st.sites_archived;
+    s.sites_refused = st.sites_refused;
+    s.sites_evicted = st.sites_evicted;
     resp.result_case = HAKMEM__CTL__RESPONSE__RESULT_STATUS;
     resp.status = &s;
     return send_response(c, &resp);
@@ -234,6 +238,7 @@ static int key_of(const Hakmem__Ctl__SiteKey *k, hkd_site_key *out)
         return -EINVAL;
     out->module_hash = k->module_hash;
     out->offset = k->offset;
+    out->domain = k->domain;
     return 0;
 }
 
@@ -279,8 +284,8 @@ static int do_reset(conn *c, const Hakmem__Ctl__ResetRequest *rq)
         hkd_log(HKD_LOG_NOTICE, "learned policy reset by uid %u (pid %d)",
                 (unsigned)c->cred.uid, (int)c->cred.pid);
     else
-        hkd_log(HKD_LOG_NOTICE, "site %016" PRIx64 ":%" PRIx64 " reset by uid %u (pid %d)",
-                key.module_hash, key.offset, (unsigned)c->cred.uid, (int)c->cred.pid);
+        hkd_log(HKD_LOG_NOTICE, "site %016" PRIx64 ":%" PRIx64 " of uid %u reset by uid %u (pid %d)",
+                key.module_hash, key.offset, key.domain, (unsigned)c->cred.uid, (int)c->cred.pid);
     return send_done(c, r);
 }
 
@@ -293,11 +298,11 @@ static int do_pin(conn *c, const Hakmem__Ctl__PinRequest *rq)
     if (r < 0)
         return send_core_error(c, rq->arm < 0 ? "unpin" : "pin", r);
     if (rq->arm < 0)
-        hkd_log(HKD_LOG_NOTICE, "site %016" PRIx64 ":%" PRIx64 " unpinned by uid %u (pid %d)",
-                key.module_hash, key.offset, (unsigned)c->cred.uid, (int)c->cred.pid);
+        hkd_log(HKD_LOG_NOTICE, "site %016" PRIx64 ":%" PRIx64 " of uid %u unpinned by uid %u (pid %d)",
+                key.module_hash, key.offset, key.domain, (unsigned)c->cred.uid, (int)c->cred.pid);
     else
-        hkd_log(HKD_LOG_NOTICE, "site %016" PRIx64 ":%" PRIx64 " pinned to arm %d by uid %u (pid %d)",
-                key.module_hash, key.offset, rq->arm, (unsigned)c->cred.uid, (int)c->cred.pid);
+        hkd_log(HKD_LOG_NOTICE, "site %016" PRIx64 ":%" PRIx64 " of uid %u pinned to arm %d by uid %u (pid %d)",
+                key.module_hash, key.offset, key.domain, rq->arm, (unsigned)c->cred.uid, (int)c->cred.pid);
     return send_done(c, r);
 }
 

@@ -11,7 +11,8 @@ HKD_LIBS   := -lurcu -lurcu-cds -lprotobuf-c -lsystemd -lm -lrt -pthread
 HKD_PROTOS   := $(wildcard proto/*.proto)
 HKD_GEN_HDRS := $(patsubst proto/%.proto,$(HKD_GEN)/%.pb-c.h,$(HKD_PROTOS))
 
-HKD_CORE_OBJS := $(addprefix $(HKD_OBJDIR)/,learner.o binlearn.o binaries.o core_binaries.o bands.o persist.o atomic_file.o utf8.o segment.o registry.o collector.o publisher.o core.o policy.pb-c.o)
+HKD_CORE_OBJS := $(addprefix $(HKD_OBJDIR)/,learner.o binlearn.o binaries.o core_binaries.o bands.o persist.o atomic_file.o utf8.o segment.o registry.o collector.o publisher.o core.o policy.pb-c.o \
+                   core_ops.o core_table.o domains.o archive.o value.o pick.o saver.o worker.o)
 HKD_OBJS := $(HKD_CORE_OBJS) $(addprefix $(HKD_OBJDIR)/,main.o log.o sdnotify.o ctl_server.o)
 
 # Operations engineer's objects (control server dependencies, hakmemctl):
@@ -39,7 +40,7 @@ TOOL_BINS += $(BUILD)/hakmemd
 -include $(wildcard $(HKD_OBJDIR)/*.d)
 
 # ---- operations (appended by the ops engineer: hakmemctl, unit files) ----
-HKC_OBJS := $(addprefix $(HKD_OBJDIR)/,hakmemctl.o hkctl_sites.o hkctl_binaries.o ctl_client.o frame.o jsonw.o symbolize.o \
+HKC_OBJS := $(addprefix $(HKD_OBJDIR)/,hakmemctl.o hkctl_sites.o hkctl_binaries.o hkctl_user.o ctl_client.o frame.o jsonw.o symbolize.o \
               utf8.o atomic_file.o policy_split.o control.pb-c.o policy.pb-c.o)
 $(BUILD)/hakmemctl: $(HKC_OBJS)
 	$(CC) -o $@ $^ -lprotobuf-c

@@ -50,9 +50,9 @@ static const char usage_text[] =
     "                                 the published thresholds per site\n"
     "  export FILE                    save the learned policy (protobuf); - for stdout\n"
     "  import FILE                    merge a saved policy into the daemon; - for stdin\n"
-    "  reset [--site KEY]             forget what was learned (everything, or one site)\n"
-    "  pin KEY ARM                    force a site's arm (index or name)\n"
-    "  unpin KEY                      let the learner choose again\n"
+    "  reset [--site KEY [--user U]]  forget what was learned (everything, or one site)\n"
+    "  pin [--user U] KEY ARM         force a site's arm (index or name)\n"
+    "  unpin [--user U] KEY           let the learner choose again\n"
     "  binaries [--exe NAME]          binaries and their learned process-level arms\n"
     "  pin-binary HASH ARM [--user U] force a binary's arm (index or name)\n"
     "  unpin-binary HASH [--user U]   let the learner choose the binary's arm again\n"
@@ -61,7 +61,8 @@ static const char usage_text[] =
     "  watch [--interval MS] [--count N] [--top N]\n"
     "                                 a live view, refreshed every interval\n"
     "\n"
-    "KEY is a site key as printed by 'sites' (MODULEHASH:OFFSET, hex).\n"
+    "KEY is a site key as printed by 'sites' (MODULEHASH:OFFSET, hex).  Policy is learned\n"
+    "per user: --user (a name or uid, default root) says whose site KEY is.\n"
     "--socket defaults to $HAKMEM_SOCKET, else /run/hakmem/ctl.sock.\n"
     "exit codes: 0 ok, 1 refused or error, 2 usage, 3 daemon not reachable\n";
 
@@ -293,6 +294,10 @@ void status_json(jw *w, const char *key, const Hakmem__Ctl__Status *s)
     jw_u64(w, "last_interval_ns", s->last_interval_ns);
     jw_bool(w, "learning", s->learning);
     jw_u64(w, "protocol_version", s->protocol_version);
+    jw_u64(w, "domains", s->domains);
+    jw_u64(w, "sites_archived", s->sites_archived);
+    jw_u64(w, "sites_refused", s->sites_refused);
+    jw_u64(w, "sites_evicted", s->sites_evicted);
     jw_end_obj(w);
 }
 
@@ -327,7 +332,8 @@ static int cmd_status(int argc, char **argv)
         printf("segment     %s\n", safe(s->segment, b));
         printf("generation  %" PRIu64 "\n", s->generation);
         printf("processes   %u\n", s->processes);
-        printf("sites       %u\n", s->sites);
+        printf("sites       %u (users %u; archived %u, refused %" PRIu64 ", evicted %" PRIu64 ")\n", s->sites,
+               s->domains, s->sites_archived, s->sites_refused, s->sites_evicted);
         printf("interval    %u ms (%" PRIu64 " intervals, last took %.3f ms)\n", s->interval_ms,
                s->intervals, (double)s->last_interval_ns / 1e6);
         printf("learning    %s\n", s->learning ? "on" : "off (baseline mode)");
@@ -592,17 +598,23 @@ static int cmd_reset(int argc, char **argv)
     Hakmem__Ctl__Request rq = HAKMEM__CTL__REQUEST__INIT;
     Hakmem__Ctl__ResetRequest rr = HAKMEM__CTL__RESET_REQUEST__INIT;
     Hakmem__Ctl__SiteKey key = HAKMEM__CTL__SITE_KEY__INIT;
-    const char *text = NULL;
+    const char *text = NULL, *user = NULL;
     for (int i = 0; i < argc; i++) {
         if (!strcmp(argv[i], "--site") && i + 1 < argc && !text) {
             text = argv[++i];
             if (parse_key(text, &key.module_hash, &key.offset) < 0)
                 return usage_error("reset: '%s' is not a site key (MODULEHASH:OFFSET)", text);
             rr.site = &key;
+        } else if (!strcmp(argv[i], "--user") && i + 1 < argc && !user) {
+            user = argv[++i];
+            if (parse_user(user, &key.domain) < 0)
+                return usage_error("reset: no user '%s'", user);
         } else {
             return usage_error("reset: unexpected argument '%s'", argv[i]);
         }
     }
+    if (user && !text)
+        return usage_error("reset: --user goes with --site");
     rq.command_case = HAKMEM__CTL__REQUEST__COMMAND_RESET;
     rq.reset = &rr;
     Hakmem__Ctl__Response *resp;
@@ -632,9 +644,15 @@ static int resolve_arm(const Hakmem__Ctl__SiteKey *key, const char *arm, int32_t
 
 static int cmd_pin(int argc, char **argv, int unpin)
 {
+    Hakmem__Ctl__SiteKey key = HAKMEM__CTL__SITE_KEY__INIT;
+    if (argc >= 2 && !strcmp(argv[0], "--user")) {
+        if (parse_user(argv[1], &key.domain) < 0)
+            return usage_error("%s: no user '%s'", unpin ? "unpin" : "pin", argv[1]);
+        argc -= 2;
+        argv += 2;
+    }
     if (argc != (unpin ? 1 : 2))
         return usage_error(unpin ? "unpin needs a site KEY" : "pin needs a site KEY and an ARM");
-    Hakmem__Ctl__SiteKey key = HAKMEM__CTL__SITE_KEY__INIT;
     if (parse_key(argv[0], &key.module_hash, &key.offset) < 0)
         return usage_error("'%s' is not a site key (MODULEHASH:OFFSET)", argv[0]);
     Hakmem__Ctl__PinRequest pr = HAKMEM__CTL__PIN_REQUEST__INIT;

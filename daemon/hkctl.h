@@ -40,6 +40,12 @@ int get_status(Hakmem__Ctl__Response **out);
 int get_procs(Hakmem__Ctl__Response **out);
 void status_json(jw *w, const char *key, const Hakmem__Ctl__Status *s);
 
+/* hkctl_user.c: a domain (uid) as its user's name when the system knows
+ * it, else the number (cleaned for a terminal); a user given as a name or
+ * a uid (0, or -1 when it is neither). */
+const char *user_text(uint32_t uid, char *buf, size_t cap);
+int parse_user(const char *s, uint32_t *uid);
+
 /* hkctl_sites.c */
 int cmd_sites(int argc, char **argv, int thresholds_only);
 int cmd_watch(int argc, char **argv);

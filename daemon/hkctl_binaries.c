@@ -2,7 +2,6 @@
  * and steering it (pin-binary, unpin-binary, reset-binary). */
 #include <errno.h>
 #include <inttypes.h>
-#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,17 +11,6 @@
 static const char *arm_name(const Hakmem__Ctl__Binary *b, int32_t arm)
 {
     return arm >= 0 && (size_t)arm < b->n_arms && b->arms[arm]->name ? b->arms[arm]->name : "?";
-}
-
-static const char *user_of(uint32_t uid, char *buf, size_t cap)
-{
-    struct passwd pw, *res = NULL;
-    char tmp[1024];
-    if (getpwuid_r((uid_t)uid, &pw, tmp, sizeof tmp, &res) == 0 && res && res->pw_name)
-        snprintf(buf, cap, "%s", res->pw_name);
-    else
-        snprintf(buf, cap, "%" PRIu32, uid);
-    return buf;
 }
 
 static const char *base_name(const char *path)
@@ -38,7 +26,7 @@ static void binary_json(jw *w, const Hakmem__Ctl__Binary *b)
     jw_obj(w, NULL);
     jw_str(w, "binary", hash);
     jw_u64(w, "domain", b->domain);
-    jw_str(w, "user", user_of(b->domain, user, sizeof user));
+    jw_str(w, "user", user_text(b->domain, user, sizeof user));
     jw_str(w, "exe", b->exe);
     jw_u64(w, "live", b->live);
     jw_u64(w, "processes", b->processes);
@@ -70,7 +58,7 @@ static void binary_human(const Hakmem__Ctl__Binary *b)
 {
     char user[64], exe[SAFE_MAX];
     printf("%016" PRIx64 "  %-10s %-24s live %u  runs %" PRIu64 " (%" PRIu64 " not counted)  arm %s",
-           b->binary_hash, user_of(b->domain, user, sizeof user), safe(base_name(b->exe), exe), b->live,
+           b->binary_hash, user_text(b->domain, user, sizeof user), safe(base_name(b->exe), exe), b->live,
            b->observations, b->ignored, arm_name(b, b->current));
     if (b->pinned >= 0)
         printf(" (pinned)\n");
@@ -146,21 +134,6 @@ typedef struct binary_args {
     uint32_t domain;
     const char *arm;
 } binary_args;
-
-static int parse_user(const char *s, uint32_t *uid)
-{
-    struct passwd pw, *res = NULL;
-    char tmp[1024];
-    uint64_t v;
-    if (getpwnam_r(s, &pw, tmp, sizeof tmp, &res) == 0 && res) {
-        *uid = (uint32_t)res->pw_uid;
-        return 0;
-    }
-    if (parse_u64(s, &v) < 0 || v > UINT32_MAX)
-        return -1;
-    *uid = (uint32_t)v;
-    return 0;
-}
 
 static int parse_binary_args(const char *cmd, int argc, char **argv, int want_hash, int want_arm, binary_args *out)
 {

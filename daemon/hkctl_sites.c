@@ -26,6 +26,17 @@ static void key_text(const Hakmem__Ctl__SiteKey *k, char *buf, size_t cap)
     snprintf(buf, cap, "%016" PRIx64 ":%" PRIx64, k ? k->module_hash : 0, k ? k->offset : 0);
 }
 
+/* Whether k is the site (hash, off) of user domain. */
+static int key_is(const Hakmem__Ctl__SiteKey *k, uint64_t hash, uint64_t off, uint32_t domain)
+{
+    return k && k->module_hash == hash && k->offset == off && k->domain == domain;
+}
+
+static uint32_t domain_of(const Hakmem__Ctl__Site *s)
+{
+    return s->key ? s->key->domain : 0;
+}
+
 /* Summary of a log2 histogram: the bucket holding the median and the
  * highest non-empty one, as their lower bounds. */
 static void hist_summary(const uint64_t *h, size_t n, uint64_t *p50, uint64_t *max, uint64_t *count)
@@ -82,6 +93,7 @@ static void site_json(jw *w, const Hakmem__Ctl__Site *s, int full)
     jw_str(w, "site", key);
     jw_u64(w, "module_hash", s->key ? s->key->module_hash : 0);
     jw_u64(w, "offset", s->key ? s->key->offset : 0);
+    jw_u64(w, "domain", domain_of(s));
     jw_str(w, "module", s->module);
     jw_str(w, "exe", base_name(s->module ? s->module : ""));
     jw_str(w, "location", loc);
@@ -141,13 +153,14 @@ static void site_json(jw *w, const Hakmem__Ctl__Site *s, int full)
 
 static void site_human(const Hakmem__Ctl__Site *s, size_t rank)
 {
-    char key[48], loc[160], fn[256], b1[16], b2[16], b3[16], b4[16], b5[16], nb[SAFE_MAX];
+    char key[48], loc[160], fn[256], b1[16], b2[16], b3[16], b4[16], b5[16], nb[SAFE_MAX], user[64];
     int has_fn;
     key_text(s->key, key, sizeof key);
     location(s, loc, sizeof loc, fn, sizeof fn, &has_fn);
     uint64_t p50, max, count;
     hist_summary(s->size_hist, s->n_size_hist, &p50, &max, &count);
-    printf("#%zu site %s  %s  %s\n", rank, key, loc, has_fn ? fn : "(no symbol)");
+    printf("#%zu site %s  user %s  %s  %s\n", rank, key, user_text(domain_of(s), user, sizeof user), loc,
+           has_fn ? fn : "(no symbol)");
     printf("   procs %u  allocs %" PRIu64 "  frees %" PRIu64 "  bytes %s  live %s\n", s->processes,
            s->allocs, s->frees, human_bytes(s->bytes, b1, sizeof b1),
            human_bytes(s->live_bytes, b2, sizeof b2));
@@ -184,14 +197,15 @@ static void site_human(const Hakmem__Ctl__Site *s, size_t rank)
 
 static void threshold_row(const Hakmem__Ctl__Site *s)
 {
-    char key[48], loc[160], fn[256], b[16], pin[16];
+    char key[48], loc[160], fn[256], b[16], pin[16], user[64];
     int has_fn;
     key_text(s->key, key, sizeof key);
     location(s, loc, sizeof loc, fn, sizeof fn, &has_fn);
     const Hakmem__Ctl__Thresholds *t = s->thresholds;
     snprintf(pin, sizeof pin, s->pinned_arm >= 0 ? "arm %d" : "-", s->pinned_arm);
-    printf("%-34s %-28s %-28s %8s %5u %4s %s\n", key, loc, fn, human_bytes(t ? t->large_threshold : 0, b, sizeof b),
-           t ? t->bigcache_slots : 0, t && t->thp ? "on" : "off", pin);
+    printf("%-34s %-12s %-28s %-28s %8s %5u %4s %s\n", key, user_text(domain_of(s), user, sizeof user), loc, fn,
+           human_bytes(t ? t->large_threshold : 0, b, sizeof b), t ? t->bigcache_slots : 0,
+           t && t->thp ? "on" : "off", pin);
 }
 
 /* ---- asking for sites ---- */
@@ -281,8 +295,8 @@ static int list_part(const Hakmem__Ctl__Response *resp, int last, void *arg)
             jw_u64(&l->w, "total", ss->total);
             jw_arr(&l->w, "sites");
         } else if (l->thresholds_only) {
-            printf("%-34s %-28s %-28s %8s %5s %4s %s\n", "SITE", "LOCATION", "FUNCTION", "LARGE", "SLOTS", "THP",
-                   "PINNED");
+            printf("%-34s %-12s %-28s %-28s %8s %5s %4s %s\n", "SITE", "USER", "LOCATION", "FUNCTION", "LARGE",
+                   "SLOTS", "THP", "PINNED");
         }
     }
     for (size_t i = 0; i < ss->n_sites; i++) {
@@ -335,7 +349,7 @@ static int search_part(const Hakmem__Ctl__Response *resp, int last, void *arg)
     const Hakmem__Ctl__Sites *ss = resp->sites;
     for (size_t i = 0; i < ss->n_sites; i++) {
         const Hakmem__Ctl__Site *s = ss->sites[i];
-        if (!s->key || s->key->module_hash != as->key->module_hash || s->key->offset != as->key->offset)
+        if (!key_is(s->key, as->key->module_hash, as->key->offset, as->key->domain))
             continue;
         as->site_seen = 1;
         for (size_t a = 0; a < s->n_arms && as->found < 0; a++)
@@ -369,6 +383,7 @@ static void on_signal(int sig) { (void)sig; g_quit = 1; }
 
 typedef struct prev_site {
     uint64_t hash, off, allocs, bytes;
+    uint32_t domain;
 } prev_site;
 
 typedef struct round_view {
@@ -386,7 +401,7 @@ static void watch_row(const round_view *rv, const Hakmem__Ctl__Site *x)
     location(x, loc, sizeof loc, fn, sizeof fn, &has_fn);
     double ra = -1, rb = -1;
     for (size_t p = 0; p < rv->nprev && rv->dt > 0; p++)
-        if (x->key && rv->prev[p].hash == x->key->module_hash && rv->prev[p].off == x->key->offset) {
+        if (key_is(x->key, rv->prev[p].hash, rv->prev[p].off, rv->prev[p].domain)) {
             ra = (double)(x->allocs - rv->prev[p].allocs) / rv->dt;
             rb = (double)(x->bytes - rv->prev[p].bytes) / rv->dt;
         }
@@ -424,7 +439,7 @@ static int watch_part(const Hakmem__Ctl__Response *resp, int last, void *arg)
             rv->capnext = cap;
         }
         rv->next[rv->nnext++] = (prev_site){ x->key ? x->key->module_hash : 0, x->key ? x->key->offset : 0,
-                                             x->allocs, x->bytes };
+                                             x->allocs, x->bytes, domain_of(x) };
     }
     (void)last;
     return 0;

@@ -45,7 +45,9 @@ static void usage(FILE *f)
 {
     fprintf(f,
             "usage: hakmemd [--foreground] [--shm NAME] [--socket PATH] [--state-dir DIR]\n"
-            "               [--interval MS] [--no-learn] [--no-socket] [--debug]\n"
+            "               [--interval MS] [--metrics-file PATH] [--no-learn] [--no-socket] [--debug]\n"
+            "               [--retention SECONDS] [--state-max-bytes N] [--max-sites-per-user N]\n"
+            "               [--new-sites-per-interval N]\n"
             "  --shm NAME       shared-memory segment (default %s)\n"
             "  --socket PATH    control socket, where clients register (default %s)\n"
             "  --state-dir DIR  where learned state is kept (default /var/lib/hakmem)\n"
@@ -54,10 +56,48 @@ static void usage(FILE *f)
             "  --no-socket      no control socket: clients cannot register, nothing is collected\n"
             "  --debug          log a summary of the merged view every interval\n"
             "  --metrics-file PATH  rewrite Prometheus metrics to PATH (atomically) every interval\n"
+            "  --retention SECONDS  a site no process reports leaves memory after this long; what it\n"
+            "                   learned is archived and comes back with it (default %u, a day)\n"
+            "  --state-max-bytes N  the state file's cap (suffix K, M or G; default %uM, at most %uM):\n"
+            "                   past it the least used sites are left out, users taking turns\n"
+            "  --max-sites-per-user N  sites in memory of each user other than root and the\n"
+            "                   daemon's (default %u; all such users together at most %u)\n"
+            "  --new-sites-per-interval N  new sites each such user may add per interval (default %u)\n"
+            "Policy is learned per user (the uid a process runs as).  At most %u sites are in\n"
+            "memory in all; root's and the daemon's user's are never refused for another user's.\n"
             "  --memory-weight NS   what one MiB of RSS held for one second is worth, in ns of CPU,\n"
             "                   when a binary's arms are compared (default %.0f: cloud prices)\n"
             "hakmemd always runs in the foreground; --foreground is accepted for clarity.\n",
-            HKSHM_DEFAULT_NAME, HKSHM_DEFAULT_SOCKET, hkd_bin_default_cfg.memory_weight_ns);
+            HKSHM_DEFAULT_NAME, HKSHM_DEFAULT_SOCKET, HKD_DEFAULT_RETENTION_S, HKD_DEFAULT_STATE_MAX >> 20,
+            HKD_STATE_MAX_BYTES >> 20, HKD_DEFAULT_SITES_PER_USER, HKD_MAX_SITES / 2, HKD_DEFAULT_NEW_SITES,
+            HKD_MAX_SITES, hkd_bin_default_cfg.memory_weight_ns);
+}
+
+/* A whole number in [lo, hi], with an optional K, M or G suffix when
+ * scaled; 0 when it is not. */
+static int parse_count(const char *s, int scaled, uint64_t lo, uint64_t hi, uint64_t *out)
+{
+    char *end;
+    if (!s || !*s || *s == '-')
+        return 0;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno || end == s)
+        return 0;
+    unsigned shift = 0;
+    if (scaled && *end) {
+        const char *units = "KMG";
+        const char *u = strchr(units, *end);
+        if (!u || end[1])
+            return 0;
+        shift = 10u * (unsigned)(u - units + 1);
+    } else if (*end) {
+        return 0;
+    }
+    if (v > (hi >> shift) || (v << shift) < lo)
+        return 0;
+    *out = (uint64_t)v << shift;
+    return 1;
 }
 
 int main(int argc, char **argv)
@@ -67,6 +107,8 @@ int main(int argc, char **argv)
     int learning = 1, debug = 0, use_socket = 1;
     const char *metrics_file = NULL;
     double memory_weight = -1;          /* unset: the learner's default */
+    uint64_t retention = HKD_DEFAULT_RETENTION_S, state_max = HKD_DEFAULT_STATE_MAX;
+    uint64_t per_user = HKD_DEFAULT_SITES_PER_USER, new_sites = HKD_DEFAULT_NEW_SITES;
     static const struct option opts[] = {
         { "foreground", no_argument, 0, 'f' },
         { "shm", required_argument, 0, 's' },
@@ -78,6 +120,10 @@ int main(int argc, char **argv)
         { "debug", no_argument, 0, 'D' },
         { "metrics-file", required_argument, 0, 'M' },
         { "memory-weight", required_argument, 0, 'w' },
+        { "retention", required_argument, 0, 'R' },
+        { "state-max-bytes", required_argument, 0, 'B' },
+        { "max-sites-per-user", required_argument, 0, 'U' },
+        { "new-sites-per-interval", required_argument, 0, 'W' },
         { "help", no_argument, 0, 'h' },
         { 0, 0, 0, 0 },
     };
@@ -111,6 +157,31 @@ int main(int argc, char **argv)
             }
             break;
         }
+        case 'R':
+            if (!parse_count(optarg, 0, 1, 10ull * 365 * 86400, &retention)) {
+                fprintf(stderr, "hakmemd: --retention must be 1..315360000 seconds\n");
+                return 2;
+            }
+            break;
+        case 'B':
+            if (!parse_count(optarg, 1, HKD_STATE_MIN, HKD_STATE_MAX_BYTES, &state_max)) {
+                fprintf(stderr, "hakmemd: --state-max-bytes must be %u..%u bytes (K, M, G allowed)\n",
+                        HKD_STATE_MIN, HKD_STATE_MAX_BYTES);
+                return 2;
+            }
+            break;
+        case 'U':
+            if (!parse_count(optarg, 0, 1, HKD_MAX_SITES / 2, &per_user)) {
+                fprintf(stderr, "hakmemd: --max-sites-per-user must be 1..%u\n", HKD_MAX_SITES / 2);
+                return 2;
+            }
+            break;
+        case 'W':
+            if (!parse_count(optarg, 0, 1, HKD_MAX_SITES, &new_sites)) {
+                fprintf(stderr, "hakmemd: --new-sites-per-interval must be 1..%u\n", HKD_MAX_SITES);
+                return 2;
+            }
+            break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }
@@ -158,6 +229,11 @@ int main(int argc, char **argv)
         .learning = learning,
         .learn = hkd_learn_default_cfg,
         .memory_weight_ns = memory_weight,
+        .daemon_uid = (uint32_t)geteuid(),
+        .max_sites_per_user = (uint32_t)per_user,
+        .new_sites_per_interval = (uint32_t)new_sites,
+        .retention_s = (uint32_t)retention,
+        .state_max_bytes = state_max,
     };
     int rc = hkd_core_init(&cfg);
     if (rc < 0) {

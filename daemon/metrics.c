@@ -130,19 +130,22 @@ static void put_double(FILE *f, double v)
         fprintf(f, "%.10g", v);
 }
 
-/* "{exe=...,site=..." (left open: a family may add labels), made once a
- * site and pass; out holds SITE_LABELS_MAX bytes. */
-#define SITE_LABELS_MAX (2 * LABEL_MAX)
+/* "{exe=...,site=...,domain=..." (left open: a family may add labels),
+ * made once a site and pass; out holds SITE_LABELS_MAX bytes. */
+#define SITE_LABELS_MAX (3 * LABEL_MAX)
 
 static void site_labels(char *out, const hkd_site_info *s)
 {
-    char key[40];
+    char key[40], domain[16];
     snprintf(key, sizeof key, "%016" PRIx64 ":%" PRIx64, s->key.module_hash, s->key.offset);
+    snprintf(domain, sizeof domain, "%" PRIu32, s->key.domain);
     size_t o = 0;
     out[o++] = '{';
     o += put_label(out + o, "exe", base_name(s->module));
     out[o++] = ',';
-    put_label(out + o, "site", key);
+    o += put_label(out + o, "site", key);
+    out[o++] = ',';
+    put_label(out + o, "domain", domain);
 }
 
 static void proc_labels(FILE *f, const hkd_proc_info *p)
@@ -274,7 +277,7 @@ static int render_site_family(FILE *f, const out *o, const site_family *fam, hkd
     family(f, fam->name, fam->type, fam->help);
     uint32_t cursor = 0;
     for (;;) {
-        int k = hkd_site_page(&cursor, page, SITE_PAGE);
+        int k = hkd_site_page(&cursor, page, NULL, SITE_PAGE);
         if (k <= 0)
             return k;
         for (int i = 0; i < k; i++) {
@@ -334,6 +337,49 @@ static void render_procs(FILE *f, const hkd_proc_info *ps, size_t n)
     }
 }
 
+/* ---- domain families: per user (domain = uid), what the limits did ---- */
+
+typedef struct domain_family {
+    const char *name, *type, *help;
+    uint64_t (*value)(const hkd_domain_info *);
+} domain_family;
+
+static uint64_t domain_sites(const hkd_domain_info *d) { return d->sites; }
+static uint64_t domain_refused(const hkd_domain_info *d) { return d->refused; }
+static uint64_t domain_evicted(const hkd_domain_info *d) { return d->evicted; }
+
+static const domain_family domain_families[] = {
+    { "hakmem_domain_sites", "gauge", "Sites of the user (uid) in the daemon's memory.", domain_sites },
+    { "hakmem_domain_sites_refused_total", "counter",
+      "Reports of new sites refused by the user's limits (per-user cap, new sites per interval).", domain_refused },
+    { "hakmem_domain_sites_evicted_total", "counter",
+      "Sites of the user that aged out of memory or made room (their learning archived).", domain_evicted },
+};
+
+typedef struct domain_pass {
+    FILE *f;
+    const domain_family *fam;
+} domain_pass;
+
+static int domain_sample(const hkd_domain_info *d, void *arg)
+{
+    const domain_pass *dp = arg;
+    fprintf(dp->f, "%s{domain=\"%" PRIu32 "\"} %" PRIu64 "\n", dp->fam->name, d->domain, dp->fam->value(d));
+    return 0;
+}
+
+/* A pass over the domains per family (they are few, copied each time). */
+static int render_domains(FILE *f)
+{
+    int r = 0;
+    for (size_t k = 0; r == 0 && k < sizeof domain_families / sizeof domain_families[0]; k++) {
+        domain_pass dp = { f, &domain_families[k] };
+        family(f, dp.fam->name, dp.fam->type, dp.fam->help);
+        r = hkd_for_each_domain(domain_sample, &dp);
+    }
+    return r;
+}
+
 /* ---- the daemon ---- */
 
 static void render_daemon(FILE *f, hkd_status *st)
@@ -357,6 +403,8 @@ static void render_daemon(FILE *f, hkd_status *st)
     fprintf(f, "hakmem_processes %" PRIu32 "\n", st->processes);
     family(f, "hakmem_sites", "gauge", "Sites known to the daemon.");
     fprintf(f, "hakmem_sites %" PRIu32 "\n", st->sites);
+    family(f, "hakmem_sites_archived", "gauge", "Learned state kept of sites no process reports.");
+    fprintf(f, "hakmem_sites_archived %" PRIu32 "\n", st->sites_archived);
     family(f, "hakmem_learning_interval_seconds", "gauge", "Configured learning interval.");
     fputs("hakmem_learning_interval_seconds ", f);
     put_double(f, (double)st->interval_ms / 1000.0);
@@ -414,6 +462,8 @@ int hkd_metrics_stream(hkd_metrics_sink sink, void *arg)
         r = render_site_family(f, &o, &site_families[k], page);
     if (r == 0)
         render_procs(f, procs, nprocs);
+    if (r == 0)
+        r = render_domains(f);
     if (fflush(f) != 0 && r == 0)
         r = o.err ? o.err : -EIO;
     while (r == 0 && o.len > 0)

@@ -252,6 +252,7 @@ int hkd_get_status(hkd_status *out)
     out->intervals = intervals;
     out->last_interval_ns = 12345;
     out->learning = 1;
+    out->domains = 1;
     pthread_mutex_unlock(&mu);
     return 0;
 }
@@ -278,20 +279,31 @@ int hkd_for_each_proc(int (*fn)(const hkd_proc_info *, void *), void *arg)
     return 0;
 }
 
-int hkd_site_page(uint32_t *cursor, hkd_site_info *out, size_t max)
+int hkd_site_page(uint32_t *cursor, hkd_site_info *out, uint32_t *at, size_t max)
 {
     size_t k = 0;
     pthread_mutex_lock(&mu);
-    for (; k < max && *cursor < nsites; k++, (*cursor)++)
+    for (; k < max && *cursor < nsites; k++, (*cursor)++) {
         out[k] = sites[*cursor];
+        if (at)
+            at[k] = *cursor;
+    }
     pthread_mutex_unlock(&mu);
     return (int)k;
+}
+
+/* Every fake site is root's. */
+int hkd_for_each_domain(int (*fn)(const hkd_domain_info *, void *), void *arg)
+{
+    hkd_domain_info d = { .domain = 0, .sites = nsites, .trusted = 1 };
+    return fn(&d, arg);
 }
 
 static hkd_site_info *find(const hkd_site_key *k)
 {
     for (uint32_t i = 0; i < nsites; i++)
-        if (sites[i].key.module_hash == k->module_hash && sites[i].key.offset == k->offset)
+        if (sites[i].key.module_hash == k->module_hash && sites[i].key.offset == k->offset &&
+            sites[i].key.domain == k->domain)
             return &sites[i];
     return NULL;
 }

@@ -149,6 +149,15 @@ else
   expect_rc "pin-binary of another user's binary needs --user" 1 "not found" C pin-binary b1a0000000000001 lean
   check "reset-binary of one binary" bash -c "'$CTL' --socket '$F/ctl.sock' reset-binary b1a0000000000001 --user 1000 | grep -q 'reset the learning of 1 binary'"
   check "unpin" bash -c "'$CTL' --socket '$F/ctl.sock' unpin '$KEY' && '$CTL' --socket '$F/ctl.sock' --json sites | $JC '[s[\"pinned_arm\"] for s in j[\"sites\"] if s[\"site\"]==\"$KEY\"]==[-1]'"
+  check "sites --json and thresholds name each site's user (every fake site is root's)" \
+    bash -c "$JC 'all(s[\"domain\"]==0 for s in j[\"sites\"])' <'$F/sites.json' && '$CTL' --socket '$F/ctl.sock' thresholds | grep -q '^SITE  *USER ' && '$CTL' --socket '$F/ctl.sock' thresholds | grep -q '^[0-9a-f]*:[0-9a-f]*  *root '"
+  expect_rc "pin --user names that user's site: another user's is not found" 1 "not found" C pin --user 4242 "$KEY" 1
+  check "pin --user root, unpin --user 0: root's site" bash -c "'$CTL' --socket '$F/ctl.sock' pin --user root '$KEY' 1 && '$CTL' --socket '$F/ctl.sock' --json sites | $JC '[s[\"pinned_arm\"] for s in j[\"sites\"] if s[\"site\"]==\"$KEY\"]==[1]' && '$CTL' --socket '$F/ctl.sock' unpin --user 0 '$KEY'"
+  expect_rc "reset --site KEY --user of another user: not found" 1 "not found" C reset --site "$KEY" --user 4242
+  expect_rc "reset --user without --site: exit 2" 2 "goes with --site" C reset --user root
+  expect_rc "pin --user of no such user: exit 2" 2 "no user" C pin --user no-such-user-here "$KEY" 1
+  check "status --json counts users and what the limits did" \
+    bash -c "'$CTL' --socket '$F/ctl.sock' --json status | $JC 'j[\"domains\"]==1 and all(k in j for k in (\"sites_archived\",\"sites_refused\",\"sites_evicted\"))'"
   C pin "$KEY" 2 >/dev/null
   check "reset --site forgets the site (pin released)" bash -c "'$CTL' --socket '$F/ctl.sock' reset --site '$KEY' && '$CTL' --socket '$F/ctl.sock' --json sites | $JC '[s[\"pinned_arm\"] for s in j[\"sites\"] if s[\"site\"]==\"$KEY\"]==[-1]'"
   expect_rc "reset an unknown site: exit 1" 1 "not found" C reset --site 1:2
@@ -161,8 +170,9 @@ else
   expect_rc "import of a missing file: exit 1" 1 "cannot read" C import "$F/missing.bin"
   C metrics >"$F/metrics.txt"
   check "metrics accepted by promtool check metrics" promtool check metrics <"$F/metrics.txt"
-  check "metrics name sites by exe and key" grep -q "^hakmem_site_alloc_bytes_total{exe=\"fake_hakmemd\",site=\"$KEY\"} [0-9]" "$F/metrics.txt"
-  check "metrics say whether each site has settled and whether it is thin" bash -c "grep -q '^hakmem_site_settled{exe=\"fake_hakmemd\",site=\"$KEY\"} [01]\$' '$F/metrics.txt' && grep -q '^hakmem_site_thin{exe=\"fake_hakmemd\",site=\"$KEY\"} [01]\$' '$F/metrics.txt' && grep -q '^hakmem_site_pinned_arm{exe=\"fake_hakmemd\",site=\"$KEY\"} -\?[0-9]\$' '$F/metrics.txt'"
+  check "metrics name sites by exe and key" grep -q "^hakmem_site_alloc_bytes_total{exe=\"fake_hakmemd\",site=\"$KEY\",domain=\"0\"} [0-9]" "$F/metrics.txt"
+  check "metrics say whether each site has settled and whether it is thin" bash -c "grep -q '^hakmem_site_settled{exe=\"fake_hakmemd\",site=\"$KEY\",domain=\"0\"} [01]\$' '$F/metrics.txt' && grep -q '^hakmem_site_thin{exe=\"fake_hakmemd\",site=\"$KEY\",domain=\"0\"} [01]\$' '$F/metrics.txt' && grep -q '^hakmem_site_pinned_arm{exe=\"fake_hakmemd\",site=\"$KEY\",domain=\"0\"} -\?[0-9]\$' '$F/metrics.txt'"
+  check "metrics carry per-user families" bash -c "grep -q '^hakmem_domain_sites{domain=\"0\"} 3\$' '$F/metrics.txt' && grep -q '^hakmem_domain_sites_refused_total{domain=\"0\"} 0\$' '$F/metrics.txt' && grep -q '^hakmem_sites_archived 0\$' '$F/metrics.txt'"
   check "metrics escape label values" grep -q 'hakmem_process_sites{exe="other \\"quoted\\"",pid=' "$F/metrics.txt"
   check "metrics file written by the server side, accepted by promtool" promtool check metrics <"$F/metrics.prom"
   check "metrics --json" bash -c "'$CTL' --socket '$F/ctl.sock' --json metrics | $JC 'j[\"text\"].startswith(\"# HELP hakmem_build_info\")'"
@@ -433,7 +443,7 @@ else
     check "thresholds (real)" bash -c "'$CTL' --socket '$E/a/ctl.sock' --json thresholds | $JC 'all(s[\"thresholds\"][\"large_threshold\"]>0 for s in j[\"sites\"])'"
     EA metrics >"$E/metrics.txt"
     check "metrics (real) accepted by promtool" promtool check metrics <"$E/metrics.txt"
-    check "metrics (real) carry per-site bytes" grep -q '^hakmem_site_alloc_bytes_total{exe="alloc_sites",site="[0-9a-f]*:[0-9a-f]*"} [1-9]' "$E/metrics.txt"
+    check "metrics (real) carry per-site bytes" grep -q '^hakmem_site_alloc_bytes_total{exe="alloc_sites",site="[0-9a-f]*:[0-9a-f]*",domain="[0-9]*"} [1-9]' "$E/metrics.txt"
     check "--metrics-file (real) accepted by promtool" promtool check metrics <"$E/a/hakmem.prom"
     check "--metrics-file carries the sites" grep -q '^hakmem_site_alloc_bytes_total{exe="alloc_sites"' "$E/a/hakmem.prom"
     VM=$($JC '[s["site"] for s in j["sites"] if (s["function"] or "").startswith("site_vm")][0]' --print <"$E/sites.json")
@@ -578,13 +588,13 @@ wait "$P" 2>/dev/null
 # ---------------------------------------------------------------- 6. strings from clients and imports
 # An executable whose name holds a newline, a double quote, a backslash,
 # ESC and a byte that is not UTF-8: its name reaches procs and sites as the
-# module path.  Human output shows it escaped, --json as a JSON string,
-# metrics as a valid label, and an imported odd path is cleaned at the door.
+# module path, its control bytes already '?' (the daemon cleans what a
+# client writes at registration and collection).  Human output shows the
+# rest escaped, --json as a JSON string, metrics as a valid label, and an
+# imported odd path is cleaned at the door.
 O=$T/odd
 mkdir -p "$O/b"
 ODD=$(printf 'o\nd"q\\b\033[31m\377x')
-# The daemon replaces the control bytes a process reports (newline, ESC)
-# with '?' before anything else sees them; hakmemctl escapes the rest.
 ODD_TTY='o?d"q\\b?[31m\xffx'
 cp "$T/bin/alloc_sites" "$O/b/$ODD"
 chmod 755 "$O" "$O/b"
@@ -629,7 +639,7 @@ import json, sys
 sys.exit(not any(p["exe"].endswith("/o?d\"q\\b?[31m\ufffdx") for p in json.load(open(sys.argv[1]))))' "$O/procs.json"
     OC metrics >"$O/metrics.txt"
     check "metrics with the odd name accepted by promtool" promtool check metrics <"$O/metrics.txt"
-    check "metrics: the label escaped as the format says, the rest replaced" python3 -c '
+    check "metrics: the label escaped as the format says, the bad byte replaced" python3 -c '
 import sys
 t = open(sys.argv[1], encoding="utf-8").read()
 sys.exit(not ("hakmem_process_sites{exe=\"o?d\\\"q\\\\b?[31m\ufffdx\",pid=" in t))' "$O/metrics.txt"

@@ -4,8 +4,11 @@
  * in-process, beside a private segment); every
  * interval each site's counters move (so every pull completes and the
  * learner republishes: the worst case), then one core interval (collect,
- * learn, publish) is timed.  Run twice: sites shared by 16 binaries, and
- * every process a different binary (P*S distinct keys).
+ * learn, publish) is timed.  Run three times: sites shared by 16 binaries;
+ * every process a different binary (P*S distinct keys); and half the
+ * processes (root's, 16 binaries) next to a user whose other half report
+ * P/2*S keys never seen before every interval (a flood: refused past the
+ * user's limits, its own idle sites evicted to make room).
  *
  * Part 2: the daemon's CPU share with N real client processes (forked, each
  * flushing S sites into its region at the flush interval the daemon asks
@@ -53,17 +56,22 @@ static void remove_segment(void)
     unlink(lock);
 }
 
-/* What a client's flush does: cumulative counters under the region's seq. */
-static void flush(hkshm_region *s, uint32_t sites, uint64_t binary, uint64_t round)
+/* What a client's flush does: cumulative counters under the region's seq.
+ * A flooder (a user other than root) reports new keys every round. */
+static void flush(hkshm_region *s, uint32_t sites, uint64_t binary, uint64_t round, int flooder)
 {
     region_write_begin(s);
+    uint64_t hash = flooder ? 0xf100d00000000ull + (round << 16) + binary : 0x5000 + binary;
     s->n_modules = 1;
-    s->modules[0].hash = 0x5000 + binary;
-    snprintf(s->modules[0].path, sizeof s->modules[0].path, "/usr/bin/sim%llu", (unsigned long long)binary);
+    s->modules[0].hash = hash;
+    if (flooder)
+        snprintf(s->modules[0].path, sizeof s->modules[0].path, "/tmp/flood");
+    else
+        snprintf(s->modules[0].path, sizeof s->modules[0].path, "/usr/bin/sim%llu", (unsigned long long)binary);
     for (uint32_t i = 0; i < sites; i++) {
         hkshm_site *d = &s->sites[i];
         uint64_t a = (round + 1) * (100 + i % 7);
-        d->module_hash = 0x5000 + binary;
+        d->module_hash = hash;
         d->offset = 0x1000 + 16 * i;
         d->module = 0;
         d->allocs = a;
@@ -92,7 +100,12 @@ static int cmp_u64(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-static int part1(uint32_t procs, uint32_t sites, uint32_t intervals, uint32_t binaries, const char *what)
+#define FLOOD_UID 4242u
+
+/* The last `flooders` of the processes flood, as FLOOD_UID; the others
+ * are root's. */
+static int part1(uint32_t procs, uint32_t sites, uint32_t intervals, uint32_t binaries, uint32_t flooders,
+                 const char *what)
 {
     snprintf(shm_name, sizeof shm_name, "/hkd-scale-%d", (int)getpid());
     remove_segment();
@@ -100,7 +113,7 @@ static int part1(uint32_t procs, uint32_t sites, uint32_t intervals, uint32_t bi
     if (!mkdtemp(dir))
         return 1;
     hkd_core_cfg cfg = { .shm_name = shm_name, .state_dir = dir, .interval_ms = 1000, .learning = 1,
-                         .learn = hkd_learn_default_cfg };
+                         .learn = hkd_learn_default_cfg, .daemon_uid = 999 };
     if (hkd_core_init(&cfg) < 0) {
         fprintf(stderr, "core init failed\n");
         return 1;
@@ -110,7 +123,8 @@ static int part1(uint32_t procs, uint32_t sites, uint32_t intervals, uint32_t bi
     for (uint32_t p = 0; p < procs; p++) {
         char exe[32];
         snprintf(exe, sizeof exe, "/usr/bin/sim%u", p);
-        if (!(slot[p] = region_register(0, 1000, 1, exe, why, sizeof why))) {
+        uid_t uid = p >= procs - flooders ? FLOOD_UID : 0;
+        if (!(slot[p] = region_register(0, uid, 1, exe, why, sizeof why))) {
             fprintf(stderr, "simulated process %u refused: %s\n", p, why);
             return 1;
         }
@@ -120,7 +134,7 @@ static int part1(uint32_t procs, uint32_t sites, uint32_t intervals, uint32_t bi
     uint64_t phase_sum[3] = { 0, 0, 0 };
     for (uint32_t r = 0; r < intervals; r++) {
         for (uint32_t p = 0; p < procs; p++)
-            flush(slot[p], sites, p % binaries, r);
+            flush(slot[p], sites, p < procs - flooders ? p % binaries : p, r, p >= procs - flooders);
         uint64_t c0 = process_cpu_ns();
         hkd_core_interval();
         cpu[r] = process_cpu_ns() - c0;
@@ -175,7 +189,7 @@ static void client(hkshm_region *s, uint32_t sites, uint64_t binary, double seco
         _exit(1);
     uint64_t end = hkd_now_ns() + (uint64_t)(seconds * 1e9);
     for (uint64_t r = 0; hkd_now_ns() < end; r++) {
-        flush(s, sites, binary, r);
+        flush(s, sites, binary, r, 0);
         uint32_t ms = atomic_load(&h->flush_interval_ms);
         struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
         nanosleep(&ts, NULL);
@@ -256,8 +270,9 @@ int main(int argc, char **argv)
     }
     hkd_log_init("bench_daemon_scale", HKD_LOG_WARNING);
     hkd_reader_thread_enter();
-    int rc = part1(procs, sites, intervals, 16, "16 binaries (keys shared):");
-    rc |= part1(procs, sites, intervals, procs, "every process its own binary:");
+    int rc = part1(procs, sites, intervals, 16, 0, "16 binaries (keys shared):");
+    rc |= part1(procs, sites, intervals, procs, 0, "every process its own binary:");
+    rc |= part1(procs, sites, intervals, 16, procs / 2, "half of them a user's flood of keys:");
     if (cpu_clients && cpu_seconds > 0)
         rc |= part2(cpu_clients, sites, cpu_seconds);
     hkd_reader_thread_leave();

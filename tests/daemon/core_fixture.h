@@ -15,6 +15,7 @@
 #include "core_api.h"
 #include "hakmem_shm.h"
 #include "log.h"
+#include "persist.h"
 #include "region_fixture.h"
 #include "segment.h"
 
@@ -74,12 +75,27 @@ static inline void core_fixture_clients(hkshm_region **out, uint32_t n, uint32_t
     }
 }
 
-/* The core on the fixture's segment (100 ms intervals, default learner),
- * and the segment mapped; NULL when either fails. */
+/* The state file in the fixture's directory, decoded (it must be there). */
+static inline hkd_policy core_fixture_read_state(void)
+{
+    uint8_t *buf;
+    size_t len;
+    char aside[512];
+    assert_int_equal(hkd_state_load(dir, &buf, &len, aside, sizeof aside), 0);
+    hkd_policy pol;
+    assert_int_equal(hkd_policy_decode(buf, len, 0, &pol), 0);
+    free(buf);
+    return pol;
+}
+
+/* The core on the fixture's segment (100 ms intervals, default learner,
+ * users' limits as wide as they go: test_domains is about those), and the
+ * segment mapped; NULL when either fails. */
 static inline const hkshm_header *core_fixture_start(int learning, const char *state_dir)
 {
     hkd_core_cfg cfg = { .shm_name = shm, .state_dir = state_dir, .interval_ms = 100, .learning = learning,
-                         .learn = hkd_learn_default_cfg };
+                         .learn = hkd_learn_default_cfg, .max_sites_per_user = HKD_MAX_SITES / 2,
+                         .new_sites_per_interval = HKD_MAX_SITES };
     if (hkd_core_init(&cfg) != 0)
         return NULL;
     return core_fixture_map();

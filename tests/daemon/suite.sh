@@ -29,9 +29,9 @@ cleanup() {
 trap cleanup EXIT INT TERM
 
 # ---- unit tests: one line per cmocka test ----
-for t in test_learner test_binlearn test_binaries test_bands test_segment test_registry test_register test_persist test_core test_hostile test_split; do
+for t in test_learner test_binlearn test_binaries test_bands test_segment test_registry test_register test_persist test_core test_hostile test_split test_domains test_keep; do
     if [ ! -x "$T/$t" ]; then fail "unit $t" "not built ($T/$t)"; continue; fi
-    out=$("$T/$t" 2>&1); rc=$?
+    out=$(timeout 600 "$T/$t" 2>&1); rc=$?
     while read -r name; do ok "unit $t/$name"; done < <(sed -n 's/^\[       OK \] //p' <<<"$out")
     while read -r name; do
         [ -n "$name" ] && fail "unit $t/$name" "$(grep -A2 "RUN .*$name\$" <<<"$out" | grep -m1 -E 'ERROR|error' | tr -s ' ')"

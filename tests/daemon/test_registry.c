@@ -58,7 +58,7 @@ static void on_site(const hkd_site_delta *d, void **cookie, void *arg)
     (void)cookie;
     seen *s = arg;
     s->reports++;
-    s->domain = d->domain;
+    s->domain = d->key.domain;
     if (d->key.module_hash != KEY_HASH || d->key.offset / 16 >= 16)
         return;
     if (!d->changed)

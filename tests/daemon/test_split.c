@@ -1,7 +1,9 @@
 /* The interval on two threads (collect by odd and even registrations, learn by
  * halves of the records): with enough sites that the worker runs, every
  * site's merged totals are exactly what its processes reported, whether a
- * key is shared by processes on both threads or owned by one. */
+ * key is shared by processes on both threads or owned by one.  Processes
+ * run as three users: a key is (user, binary, site), so a binary's site
+ * sums only its own user's processes. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -19,6 +21,7 @@
 #define PROCS 96u
 #define SITES 200u                   /* 19,200 records: past the two-thread threshold */
 #define ROUNDS 12u
+#define USERS 3u                     /* process p runs as uid 1000 + p % USERS */
 
 static uint64_t allocs_at(uint32_t proc, uint32_t site, uint64_t round)
 {
@@ -60,26 +63,42 @@ static int check_site(const hkd_site_info *si, void *arg)
     uint64_t want = 0;
     uint32_t procs = 0;
     for (uint32_t p = bin; p < PROCS; p += e->binaries) {
+        if (1000 + p % USERS != si->key.domain)
+            continue;
         want += allocs_at(p, site, e->round);
         procs++;
     }
+    e->wrong += procs == 0;
     e->wrong += si->allocs != want || si->bytes != want * 4096 || si->slow_ns != want * 300;
     e->procs_wrong += si->processes != procs;
     return 0;
+}
+
+/* The (binary, user) pairs the processes make. */
+static uint32_t pairs(uint32_t binaries)
+{
+    uint32_t n = 0;
+    for (uint32_t p = 0; p < PROCS; p++) {
+        uint32_t q = 0;
+        while (q < p && (q % binaries != p % binaries || q % USERS != p % USERS))
+            q++;
+        n += q == p;
+    }
+    return n;
 }
 
 static void run(uint32_t binaries)
 {
     const hkshm_header *h = core_fixture_start(1, NULL);
     assert_non_null(h);
-    core_fixture_clients(regions, PROCS, 3);
+    core_fixture_clients(regions, PROCS, USERS);
     for (uint64_t r = 0; r < ROUNDS; r++) {
         for (uint32_t p = 0; p < PROCS; p++)
             flush(regions[p], p, binaries, r);
         assert_int_equal(hkd_core_interval(), 0);
         expect e = { .binaries = binaries, .round = r };
         assert_int_equal(hkd_for_each_site(check_site, &e), 0);
-        assert_int_equal(e.sites_seen, binaries * SITES);
+        assert_int_equal(e.sites_seen, pairs(binaries) * SITES);
         assert_int_equal(e.wrong, 0);
         assert_int_equal(e.procs_wrong, 0);
     }
@@ -87,7 +106,8 @@ static void run(uint32_t binaries)
     shm_unlink(shm);
 }
 
-/* 96 processes of 4 binaries: every key has processes in odd and even entries. */
+/* 96 processes of 4 binaries and 3 users: every key has processes in odd
+ * and even entries. */
 static void shared_keys_add_up(void **state)
 {
     (void)state;

@@ -2,42 +2,35 @@
  * whatever an admin's file holds: what it accepts must come out clean
  * (bounded, printable module paths), encode again, and decode again to
  * the same sites. */
+#include "clean_paths.h"
 #include "persist.h"
-#include "utf8.h"
+#include "site_key.h"
 
 #include <stdlib.h>
 #include <string.h>
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    hkd_site_state *st;
-    size_t n;
-    uint64_t gen;
-    if (hkd_policy_decode(data, size, &st, &n, &gen) != 0)
+    hkd_policy a;
+    if (hkd_policy_decode(data, size, 0, &a) != 0)
         return 0;
-    for (size_t i = 0; i < n; i++) {
-        char copy[HKD_MODULE_MAX];
-        if (memchr(st[i].module, 0, sizeof st[i].module) == NULL)
-            abort();
-        hk_text_clean(copy, sizeof copy, st[i].module, sizeof st[i].module);
-        if (strcmp(copy, st[i].module) != 0)
-            abort();
-    }
+    check_clean_paths(&a);
     uint8_t *again;
     size_t len;
-    if (hkd_policy_encode(st, n, gen, &again, &len) != 0)
+    if (hkd_policy_encode(a.sites, a.n, a.modules, a.n_modules, a.generation, 0, &again, &len, NULL) != 0)
         abort();
-    hkd_site_state *st2;
-    size_t n2;
-    uint64_t gen2;
-    if (hkd_policy_decode(again, len, &st2, &n2, &gen2) != 0 || n2 != n || gen2 != gen)
+    hkd_policy b;
+    if (hkd_policy_decode(again, len, 0, &b) != 0 || b.n != a.n || b.generation != a.generation)
         abort();
-    for (size_t i = 0; i < n; i++)
-        if (memcmp(&st[i].key, &st2[i].key, sizeof st[i].key) != 0 || strcmp(st[i].module, st2[i].module) != 0 ||
-            st[i].learn.pinned != st2[i].learn.pinned || st[i].learn.current != st2[i].learn.current)
+    for (size_t i = 0; i < a.n; i++) {
+        const hkd_site_state *x = &a.sites[i], *y = &b.sites[i];
+        if (!hkd_site_key_eq(&x->key, &y->key) || x->pinned != y->pinned || x->current != y->current ||
+            strcmp(hkd_module_path(a.modules, a.n_modules, x->key.module_hash),
+                   hkd_module_path(b.modules, b.n_modules, y->key.module_hash)) != 0)
             abort();
-    free(st2);
+    }
+    hkd_policy_free(&b);
     free(again);
-    free(st);
+    hkd_policy_free(&a);
     return 0;
 }

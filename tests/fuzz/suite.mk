@@ -4,7 +4,7 @@
 #   make fuzz               builds them and runs each for FUZZ_SECONDS
 #   tests/fuzz/run.sh S     runs each built harness for S seconds
 # One rule serves every tests/fuzz/fuzz_NAME.c: it links against an archive
-# of the daemon's sources (all but main.c, core.c and hakmemctl's own) and
+# of the daemon's sources (all but main.c, the core's core*.c and hakmemctl's own) and
 # the fake core (tests/ctl/fake_core.c), each object pulled in only when a
 # harness needs it.  A harness that needs more adds prerequisites to its
 # binary and FUZZ_EXTRA (target-specific) to its link line.
@@ -15,7 +15,7 @@ FUZZ_SAN     := -fsanitize=address,undefined -fno-sanitize-recover=undefined
 FUZZ_CFLAGS  := -std=gnu17 -g -O1 $(WARN) -Iinclude -Idaemon -I$(HKD_GEN) -Itests/ctl -D_GNU_SOURCE -pthread $(FUZZ_SAN)
 FUZZ_LIBS    := -lprotobuf-c -lsystemd -lurcu -lurcu-cds -lm -ldl -lrt -pthread
 
-FUZZ_LIB_SRCS := $(filter-out daemon/main.c daemon/core.c daemon/hakmemctl.c daemon/hkctl_sites.c, \
+FUZZ_LIB_SRCS := $(filter-out daemon/main.c daemon/core.c daemon/core_%.c daemon/hakmemctl.c daemon/hkctl_%.c, \
                    $(wildcard daemon/*.c)) tests/ctl/fake_core.c
 FUZZ_LIB_OBJS := $(patsubst %.c,$(FUZZ_OUT)/obj/%.o,$(FUZZ_LIB_SRCS)) \
                  $(patsubst proto/%.proto,$(FUZZ_OUT)/obj/gen/%.pb-c.o,$(HKD_PROTOS))

@@ -277,6 +277,14 @@ static void schedule(void)
 static void step(uint64_t now)
 {
     segment_step(now);
+    /* Policy before registering: the region's first flush, the one the
+     * daemon reads first, already says which binary arm the process runs. */
+    if (hk_policy_header() && now >= cs.next_apply) {
+        int rc = hk_policy_apply(cs.registered ? cs.domain : (uint32_t)geteuid(), cs.binary_hash, hk_region_get());
+        cs.next_apply = now + APPLY_MIN_NS;
+        if (rc < 0)
+            cs.next_apply = now;    /* a raced read: again at the next tick */
+    }
     if (cs.registered)
         registration_check(now);
     if (!cs.registered && now >= cs.next_register)
@@ -284,12 +292,6 @@ static void step(uint64_t now)
     if (cs.registered && now >= cs.next_flush) {
         cs.next_flush = now + flush_interval_ns();
         hk_region_flush(0);
-    }
-    if (hk_policy_header() && now >= cs.next_apply) {
-        int rc = hk_policy_apply(cs.registered ? cs.domain : (uint32_t)geteuid(), cs.binary_hash, hk_region_get());
-        cs.next_apply = now + APPLY_MIN_NS;
-        if (rc < 0)
-            cs.next_apply = now;    /* a raced read: again at the next tick */
     }
     schedule();
 }

@@ -167,7 +167,7 @@ check "another member is answered too" timeout 5 setpriv --reuid="$MEMBER_USER" 
 # Two publications in a row: the second must overwrite the copy the
 # member claims to be reading, which it may do once the read has been held
 # longer than the reader timeout.
-MEDIUM_KEY=$("$CTL" --socket "$SOCK" --json sites | python3 -c "
+MEDIUM_KEY=$("$CTL" --socket "$SOCK" --json sites --top 0 --exe e2e_client_a | python3 -c "
 import json,sys
 j=json.load(sys.stdin)
 print(next(s['site'] for s in j['sites'] if 'site_medium' in s.get('function','')))")

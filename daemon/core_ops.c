@@ -5,6 +5,8 @@
  * rcu_read_lock, never waiting for the learner). */
 #include "core_api.h"
 #include "core_rec.h"
+#include "persist_binaries.h"
+#include "core_binaries.h"
 
 #include <errno.h>
 #include <sched.h>
@@ -174,13 +176,14 @@ void core_load_state(void)
         hkd_log(HKD_LOG_NOTICE, "state file in %s is over its cap of %llu bytes: left out the %zu least used sites",
                 g.state_dir, (unsigned long long)g.cfg.state_max_bytes, dropped);
     int n = merge_policy(&pol, 1);
+    int nb = pol.n_binaries ? core_binaries_merge(pol.binaries, pol.n_binaries, 1) : 0;
     hkd_policy_free(&pol);
     if (n < 0) {
         hkd_log(HKD_LOG_WARNING, "no memory to load the learned state; starting cold");
         return;
     }
-    hkd_log(HKD_LOG_INFO, "loaded learned state: %d sites (%u in memory, %u archived)", n,
-            hkd_domains_live(g.domains), hkd_archive_count(g.archive));
+    hkd_log(HKD_LOG_INFO, "loaded learned state: %d sites (%u in memory, %u archived), %d binaries", n,
+            hkd_domains_live(g.domains), hkd_archive_count(g.archive), nb);
 }
 
 int hkd_policy_import(const uint8_t *buf, size_t len)
@@ -194,6 +197,8 @@ int hkd_policy_import(const uint8_t *buf, size_t len)
     pthread_mutex_lock(&g.lock);
     g.now_s = (uint32_t)(core_clock_ms() / 1000);
     int count = merge_policy(&pol, 0);
+    if (pol.n_binaries)
+        core_binaries_merge(pol.binaries, pol.n_binaries, 0);
     core_publish(0);
     pthread_mutex_unlock(&g.lock);
     hkd_policy_free(&pol);
@@ -301,6 +306,8 @@ static int snapshot(hkd_snapshot *s)
     memcpy(s->sites + s->n, arch, (size_t)n_arch * sizeof *arch);
     s->n += n_arch;
     s->generation = atomic_load(&g.generation);
+    free(s->binaries);
+    s->binaries = core_binaries_snapshot(&s->n_binaries);
     return 0;
 }
 
@@ -334,6 +341,28 @@ int hkd_core_save(void)
     uint64_t ticket;
     int rc = save_enqueue(&ticket);
     return rc < 0 ? rc : hkd_saver_wait(ticket);
+}
+
+/* The first piece of an export also carries every binary's learning. */
+static int append_binaries(uint8_t **out, size_t *len)
+{
+    size_t n = 0, blen = 0;
+    hkd_binary_state *v = core_binaries_snapshot(&n);
+    uint8_t *b = NULL;
+    int rc = hkd_binaries_encode(v, n, &b, &blen);
+    free(v);
+    if (rc < 0 || !blen)
+        return rc;
+    uint8_t *both = realloc(*out, *len + blen);
+    if (!both) {
+        free(b);
+        return -ENOMEM;
+    }
+    memcpy(both + *len, b, blen);
+    *out = both;
+    *len += blen;
+    free(b);
+    return 0;
 }
 
 /* A cursor below MAX_SITES is a record's slot; from MAX_SITES on, an
@@ -372,6 +401,8 @@ int hkd_policy_export_page(uint32_t *cursor, size_t max_sites, uint8_t **out, si
     int rc = hkd_policy_encode_part(st, n, mods, n_mods, from == 0, gen, out, len);
     free(st);
     free(mods);
+    if (rc == 0 && from == 0)
+        rc = append_binaries(out, len);
     if (rc < 0)
         return rc;
     *cursor = at;

@@ -5,6 +5,7 @@
  * cut at a field boundary still parses, so only the header tells a
  * truncated file from a short one. */
 #include "persist.h"
+#include "persist_binaries.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -414,6 +415,26 @@ static int add_site(hkd_policy *p, size_t *cap, size_t *cap_bytes, size_t *cap_m
     return 0;
 }
 
+/* One BinaryState; past HKD_BINARIES_MAX the rest are left out. */
+static int add_binary(hkd_policy *out, const uint8_t *p, size_t len)
+{
+    if (out->n_binaries >= HKD_BINARIES_MAX)
+        return 0;
+    Hakmem__Policy__BinaryState *m = hakmem__policy__binary_state__unpack(NULL, len, p);
+    if (!m)
+        return -EBADMSG;
+    if (!out->binaries && !(out->binaries = calloc(HKD_BINARIES_MAX, sizeof *out->binaries))) {
+        hakmem__policy__binary_state__free_unpacked(m, NULL);
+        return -ENOMEM;
+    }
+    int rc = hkd_binary_state_of_msg(m, &out->binaries[out->n_binaries]);
+    hakmem__policy__binary_state__free_unpacked(m, NULL);
+    if (rc < 0)
+        return rc;
+    out->n_binaries++;
+    return 0;
+}
+
 int hkd_policy_decode(const uint8_t *buf, size_t len, size_t max_sites, hkd_policy *out)
 {
     memset(out, 0, sizeof *out);
@@ -453,6 +474,8 @@ int hkd_policy_decode(const uint8_t *buf, size_t len, size_t max_sites, hkd_poli
             p += k;
             if (field == 1) {
                 format_ok = v == strlen(HKD_POLICY_FORMAT) && memcmp(p, HKD_POLICY_FORMAT, v) == 0;
+            } else if (field == 20) {
+                rc = add_binary(out, p, (size_t)v);
             } else if (field == 5) {
                 Hakmem__Policy__SiteState *s = hakmem__policy__site_state__unpack(NULL, v, p);
                 if (!s) {
@@ -499,6 +522,7 @@ size_t hkd_policy_trim(hkd_policy *p, size_t max_len)
 
 void hkd_policy_free(hkd_policy *p)
 {
+    free(p->binaries);
     free(p->sites);
     free(p->site_bytes);
     free(p->modules);

@@ -59,6 +59,8 @@ typedef struct hkd_policy {
     hkd_module_name *modules;        /* sorted by hash */
     size_t           n_modules;
     uint64_t         generation;
+    struct hkd_binary_state *binaries;   /* the per-binary learners (persist_binaries.h) */
+    size_t           n_binaries;
 } hkd_policy;
 
 /* *out is malloc'd.  max_len > 0 holds the encoding to that many bytes:

@@ -2,6 +2,7 @@
  * last one written are kept for the next, so a periodic save does not
  * fault in fresh pages every time. */
 #include "saver.h"
+#include "persist_binaries.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -55,6 +56,7 @@ void hkd_snapshot_free(hkd_snapshot *s)
         return;
     free(s->sites);
     free(s->mods);
+    free(s->binaries);
     free(s);
 }
 
@@ -69,10 +71,29 @@ void hkd_saver_config(const char *dir, size_t max_file_bytes)
 static int write_state(hkd_snapshot *s, const char *dir, size_t max_file)
 {
     s->n_mods = hkd_module_names_unique(s->mods, s->n_mods);
-    uint8_t *buf;
-    size_t len, kept = 0;
+    uint8_t *buf, *bins = NULL;
+    size_t len, bins_len = 0, kept = 0;
     size_t payload = max_file > HKD_STATE_HEADER_BYTES ? max_file - HKD_STATE_HEADER_BYTES : 1;
-    int rc = hkd_policy_encode(s->sites, s->n, s->mods, s->n_mods, s->generation, payload, &buf, &len, &kept);
+    /* The binaries first (a few hundred bytes each, a few thousand at most):
+     * the sites take what room is left. */
+    int rc = hkd_binaries_encode(s->binaries, s->n_binaries, &bins, &bins_len);
+    if (rc == 0 && bins_len >= payload)
+        bins_len = 0;
+    if (rc == 0)
+        rc = hkd_policy_encode(s->sites, s->n, s->mods, s->n_mods, s->generation, payload - bins_len, &buf, &len,
+                               &kept);
+    if (rc == 0 && bins_len) {
+        uint8_t *both = realloc(buf, len + bins_len);
+        if (both) {
+            memcpy(both + len, bins, bins_len);
+            buf = both;
+            len += bins_len;
+        } else {
+            rc = -ENOMEM;
+            free(buf);
+        }
+    }
+    free(bins);
     if (rc == 0) {
         rc = hkd_state_save(dir, buf, len);
         free(buf);

@@ -20,6 +20,8 @@ typedef struct hkd_snapshot {
     hkd_module_name *mods;
     size_t           n_mods, cap_mods;
     uint64_t         generation;
+    struct hkd_binary_state *binaries;   /* malloc'd; the per-binary learners */
+    size_t           n_binaries;
 } hkd_snapshot;
 
 /* Room for n sites and n_mods module names; 0 or -ENOMEM. */

@@ -245,6 +245,13 @@ sys.exit(not (all(a["observations"] >= 3 for a in b["arms"]) and b["ignored"] - 
               and runs == b["observations"] >= 30))' "$TMP/bins.json" "$ignored_before"
     timeout 10 "$CTL" --socket "$TMP/ctl.sock" binaries >"$TMP/bins.txt"
     check "binaries: hakmemctl shows it" grep -q "knob_probe .* runs" "$TMP/bins.txt"
+    runs_of() { bins_json | python3 -c "import json,sys; b=json.load(sys.stdin)['binaries']; print(b[0]['observations'] if b else 0)"; }
+    before=$(runs_of)
+    kill -TERM "$DPID"; wait "$DPID"; DPID=
+    : >"$TMP/daemon.log"
+    start_daemon
+    WHY="runs before the restart $before, after $(runs_of); $(grep -m1 'loaded learned state' "$TMP/daemon.log")"
+    check "binaries: what the learner knew comes back after a restart (state file)" test "$(runs_of)" = "$before"
     kill -TERM "$DPID"; wait "$DPID"; DPID=
 fi
 

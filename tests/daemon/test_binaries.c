@@ -13,6 +13,8 @@
 #include <cmocka.h>
 
 #include "binaries.h"
+#include "persist.h"
+#include "persist_binaries.h"
 
 #define MIB (1024.0 * 1024.0)
 
@@ -240,6 +242,59 @@ static void snapshot_and_merge(void **state)
     hkd_binaries_free(c);
 }
 
+/* Binaries survive a state file: appended to an encoded policy, they come
+ * back whole from the same decoder that reads the sites; a hostile entry
+ * (not a number where a mean should be) makes the policy invalid. */
+static void binaries_in_a_state_file(void **state)
+{
+    (void)state;
+    hkd_binaries *b = hkd_binaries_new(NULL);
+    for (uint64_t serial = 1; serial <= 9; serial++) {
+        hkd_proc_info p = proc_at(serial % 2 ? 0 : 1000, 0xABC + serial % 2, 2.0, 1.0 + 0.1 * (double)serial, 40, 100);
+        hkd_binaries_proc(b, serial, &p, 1, (uint32_t)(serial % 3), 1);
+        hkd_binaries_end_interval(b);
+    }
+    assert_int_equal(hkd_binaries_pin(b, 0, 0xABD, 2), 1);
+    size_t n = 0;
+    hkd_binary_state *st = hkd_binaries_snapshot(b, &n);
+    assert_int_equal(n, 2);
+    uint8_t *sites, *bins;
+    size_t slen, blen;
+    assert_int_equal(hkd_policy_encode(NULL, 0, NULL, 0, 7, 0, &sites, &slen, NULL), 0);
+    assert_int_equal(hkd_binaries_encode(st, n, &bins, &blen), 0);
+    uint8_t *all = malloc(slen + blen);
+    memcpy(all, sites, slen);
+    memcpy(all + slen, bins, blen);
+    hkd_policy pol;
+    assert_int_equal(hkd_policy_decode(all, slen + blen, 0, &pol), 0);
+    assert_int_equal(pol.n_binaries, 2);
+    for (size_t i = 0; i < n; i++) {
+        assert_int_equal(pol.binaries[i].domain, st[i].domain);
+        assert_int_equal(pol.binaries[i].binary_hash, st[i].binary_hash);
+        assert_string_equal(pol.binaries[i].exe, st[i].exe);
+        assert_int_equal(pol.binaries[i].learn.pinned, st[i].learn.pinned);
+        assert_int_equal(pol.binaries[i].learn.observations, st[i].learn.observations);
+        assert_memory_equal(pol.binaries[i].learn.arm, st[i].learn.arm, sizeof st[i].learn.arm);
+    }
+    hkd_binaries *c = hkd_binaries_new(NULL);
+    assert_int_equal(hkd_binaries_merge(c, pol.binaries, pol.n_binaries, 1), 2);
+    hkshm_binary_policy out[4];
+    assert_int_equal(hkd_binaries_fill(c, out, 4), 1);      /* the pinned one publishes its arm */
+    assert_int_equal(out[0].arm, 2);
+    hkd_policy_free(&pol);
+    /* A mean that is not a number: the whole policy is refused. */
+    st[0].learn.arm[0].mean[HKD_BIN_COST] = NAN;
+    st[0].learn.arm[0].n = 1;
+    free(bins);
+    assert_int_equal(hkd_binaries_encode(st, n, &bins, &blen), 0);
+    all = realloc(all, slen + blen);
+    memcpy(all + slen, bins, blen);
+    assert_int_equal(hkd_policy_decode(all, slen + blen, 0, &pol), -EBADMSG);
+    free(all), free(sites), free(bins), free(st);
+    hkd_binaries_free(b);
+    hkd_binaries_free(c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -249,6 +304,7 @@ int main(void)
         cmocka_unit_test(caps_and_vanishing_registrations),
         cmocka_unit_test(the_box_learns_and_publishes),
         cmocka_unit_test(snapshot_and_merge),
+        cmocka_unit_test(binaries_in_a_state_file),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

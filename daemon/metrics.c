@@ -5,6 +5,7 @@
  * Processes are few (bounded by the segment's slots) and are copied once
  * (proc_copy.h). */
 #include "metrics.h"
+#include "binaries.h"
 #include "core_api.h"
 #include "metrics_file.h"
 #include "proc_copy.h"
@@ -380,6 +381,78 @@ static int render_domains(FILE *f)
     return r;
 }
 
+/* ---- binary families: the per-binary learner ---- */
+
+typedef struct binary_family {
+    const char *name, *type, *help;
+    double (*value)(const hkd_binary_info *b, int arm);   /* arm < 0: one sample per binary */
+    int per_arm;
+} binary_family;
+
+static double bin_processes(const hkd_binary_info *b, int arm) { (void)arm; return (double)b->processes; }
+static double bin_live(const hkd_binary_info *b, int arm) { (void)arm; return b->live; }
+static double bin_observations(const hkd_binary_info *b, int arm) { (void)arm; return (double)b->observations; }
+static double bin_ignored(const hkd_binary_info *b, int arm) { (void)arm; return (double)b->ignored; }
+static double bin_settled(const hkd_binary_info *b, int arm) { (void)arm; return b->settled != 0; }
+static double bin_current(const hkd_binary_info *b, int arm) { return b->current == arm; }
+static double bin_arm_runs(const hkd_binary_info *b, int arm) { return b->arms[arm].n; }
+static double bin_arm_cost(const hkd_binary_info *b, int arm)
+{
+    const hkd_bin_stat *x = &b->arms[arm], *d = &b->arms[HKD_BIN_DEFAULT_ARM];
+    return x->n > 0 && d->n > 0 ? exp(x->mean[HKD_BIN_COST] - d->mean[HKD_BIN_COST]) : NAN;
+}
+
+static const binary_family binary_families[] = {
+    { "hakmem_binary_processes_total", "counter", "Processes of the binary seen since the daemon started.",
+      bin_processes, 0 },
+    { "hakmem_binary_processes", "gauge", "Processes of the binary running now.", bin_live, 0 },
+    { "hakmem_binary_runs_total", "counter", "Runs (and windows of long runs) the learner took as evidence.",
+      bin_observations, 0 },
+    { "hakmem_binary_runs_ignored_total", "counter", "Runs too short to judge, or that changed arm midway.",
+      bin_ignored, 0 },
+    { "hakmem_binary_settled", "gauge", "1 once every arm of the binary has been tried enough to choose.",
+      bin_settled, 0 },
+    { "hakmem_binary_arm_current", "gauge", "1 for the arm published for the binary now.", bin_current, 1 },
+    { "hakmem_binary_arm_runs", "gauge", "Runs of the binary on the arm (halved past the learner's window).",
+      bin_arm_runs, 1 },
+    { "hakmem_binary_arm_cost_ratio", "gauge",
+      "The arm's geometric-mean cost against the default arm's (CPU plus priced memory per MiB allocated).",
+      bin_arm_cost, 1 },
+};
+
+typedef struct binary_pass {
+    FILE *f;
+    const binary_family *fam;
+} binary_pass;
+
+static int binary_sample(const hkd_binary_info *b, void *arg)
+{
+    const binary_pass *bp = arg;
+    char exe[LABEL_MAX];
+    put_label(exe, "exe", base_name(b->exe));
+    for (int a = bp->fam->per_arm ? 0 : -1; a < (bp->fam->per_arm ? HKD_BIN_ARMS : 0); a++) {
+        fprintf(bp->f, "%s{%s,binary=\"%016" PRIx64 "\",domain=\"%" PRIu32 "\"", bp->fam->name, exe,
+                b->binary_hash, b->domain);
+        if (a >= 0)
+            fprintf(bp->f, ",arm=\"%s\"", hkd_bin_arms[a].name);
+        fputs("} ", bp->f);
+        put_double(bp->f, bp->fam->value(b, a));
+        fputc('\n', bp->f);
+    }
+    return 0;
+}
+
+static int render_binaries(FILE *f)
+{
+    int r = 0;
+    for (size_t k = 0; r == 0 && k < sizeof binary_families / sizeof binary_families[0]; k++) {
+        binary_pass bp = { f, &binary_families[k] };
+        family(f, bp.fam->name, bp.fam->type, bp.fam->help);
+        r = hkd_for_each_binary(binary_sample, &bp);
+    }
+    return r;
+}
+
 /* ---- the daemon ---- */
 
 static void render_daemon(FILE *f, hkd_status *st)
@@ -464,6 +537,8 @@ int hkd_metrics_stream(hkd_metrics_sink sink, void *arg)
         render_procs(f, procs, nprocs);
     if (r == 0)
         r = render_domains(f);
+    if (r == 0)
+        r = render_binaries(f);
     if (fflush(f) != 0 && r == 0)
         r = o.err ? o.err : -EIO;
     while (r == 0 && o.len > 0)

@@ -170,6 +170,7 @@ else
   expect_rc "import of a missing file: exit 1" 1 "cannot read" C import "$F/missing.bin"
   C metrics >"$F/metrics.txt"
   check "metrics accepted by promtool check metrics" promtool check metrics <"$F/metrics.txt"
+  check "metrics: the binaries, their arms and the published one" bash -c "grep -q '^hakmem_binary_runs_total{exe=\"fake-server\",binary=\"b1a0000000000000\",domain=\"0\"} 24' '$F/metrics.txt' && grep -q '^hakmem_binary_arm_current{exe=\"fake-server\",binary=\"b1a0000000000000\",domain=\"0\",arm=\"fast\"} 1' '$F/metrics.txt' && grep -q '^hakmem_binary_arm_cost_ratio{.*arm=\"fast\"} 0.7' '$F/metrics.txt'"
   check "metrics name sites by exe and key" grep -q "^hakmem_site_alloc_bytes_total{exe=\"fake_hakmemd\",site=\"$KEY\",domain=\"0\"} [0-9]" "$F/metrics.txt"
   check "metrics say whether each site has settled and whether it is thin" bash -c "grep -q '^hakmem_site_settled{exe=\"fake_hakmemd\",site=\"$KEY\",domain=\"0\"} [01]\$' '$F/metrics.txt' && grep -q '^hakmem_site_thin{exe=\"fake_hakmemd\",site=\"$KEY\",domain=\"0\"} [01]\$' '$F/metrics.txt' && grep -q '^hakmem_site_pinned_arm{exe=\"fake_hakmemd\",site=\"$KEY\",domain=\"0\"} -\?[0-9]\$' '$F/metrics.txt'"
   check "metrics carry per-user families" bash -c "grep -q '^hakmem_domain_sites{domain=\"0\"} 3\$' '$F/metrics.txt' && grep -q '^hakmem_domain_sites_refused_total{domain=\"0\"} 0\$' '$F/metrics.txt' && grep -q '^hakmem_sites_archived 0\$' '$F/metrics.txt'"

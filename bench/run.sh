@@ -235,7 +235,14 @@ start_daemon() {
 learning_verdict() {
     # Clients report at exit; the daemon takes it in at its next interval.
     sleep "$(awk -v ms="$INTERVAL" 'BEGIN { printf "%.3f", 2 * ms / 1000 }')"
-    "$BUILD/hakmemctl" --socket "$TMP/ctl.sock" --json sites --top 0 2>/dev/null | "$PY" "$ROOT/scripts/settled.py"
+    local sites binaries
+    sites=$("$BUILD/hakmemctl" --socket "$TMP/ctl.sock" --json sites --top 0 2>/dev/null | "$PY" "$ROOT/scripts/settled.py")
+    binaries=$("$BUILD/hakmemctl" --socket "$TMP/ctl.sock" --json binaries 2>/dev/null | "$PY" "$ROOT/scripts/settled.py")
+    if [[ $sites == settled* && $binaries == settled* ]]; then
+        echo "settled: ${sites#*: }; ${binaries#*: }"
+    else
+        echo "exploring: ${sites#*: }; ${binaries#*: }"
+    fi
 }
 
 # learn_phase PASS_FN MIN: with the daemon up, PASS_FN 1, PASS_FN 2, ...: at

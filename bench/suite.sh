@@ -170,6 +170,7 @@ suite_main() {
             echo "run.sh: suite learning: $LEARNED"
             echo "suite_learning=$LEARNED" >>"$OUT/meta.txt"
             "$BUILD/hakmemctl" --socket "$TMP/ctl.sock" sites --top 20 >"$OUT/logs/suite-learned-sites.txt" 2>&1
+            "$BUILD/hakmemctl" --socket "$TMP/ctl.sock" binaries >"$OUT/logs/suite-learned-binaries.txt" 2>&1
         else
             echo "run.sh: suite: hakmem-learning is not available: ${UNAVAILABLE[hakmem-learning]}"
             echo "unavailable.hakmem-learning=${UNAVAILABLE[hakmem-learning]}" >>"$OUT/meta.txt"

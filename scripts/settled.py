@@ -1,27 +1,44 @@
 #!/usr/bin/env python3
-"""Reads `hakmemctl --json sites --top 0` on stdin and says whether the
-daemon has settled: every site with 0.5% or more of the bytes allocated
-exploits its best arm.  Prints one line starting with "settled" or
-"exploring"; exits 0 when settled, 1 otherwise."""
+"""Says whether a learning daemon has settled.  Reads on stdin either
+`hakmemctl --json sites --top 0` (every site with 0.5% or more of the
+bytes allocated exploits its best arm) or `hakmemctl --json binaries`
+(every binary the daemon has taken a run of has tried every arm enough to
+choose).  Prints one line starting with "settled" or "exploring"; exits 0
+when settled, 1 otherwise."""
 import json
 import sys
 
 
-def main():
-    try:
-        sites = json.load(sys.stdin)["sites"]
-    except Exception as e:  # a daemon that is not answering is not settled
-        print("exploring (hakmemctl sites failed: %s)" % e)
-        return 1
+def sites_verdict(sites):
     total = sum(s.get("bytes", 0) for s in sites) or 1
     hot = [s for s in sites if s.get("bytes", 0) >= total / 200]
     if not hot:
-        print("exploring: the daemon knows no site yet")
-        return 1
+        return 1, "exploring: the daemon knows no site yet"
     still = [s for s in hot if not s.get("settled")]
     word = "exploring" if still else "settled"
-    print("%s: %d of %d sites with 0.5%%+ of the bytes exploit their best arm" % (word, len(hot) - len(still), len(hot)))
-    return 1 if still else 0
+    return (1 if still else 0), "%s: %d of %d sites with 0.5%%+ of the bytes exploit their best arm" % (
+        word, len(hot) - len(still), len(hot))
+
+
+def binaries_verdict(binaries):
+    seen = [b for b in binaries if b.get("observations", 0) > 0]
+    if not seen:
+        return 1, "exploring: the daemon has taken no run of any binary yet"
+    still = [b for b in seen if not b.get("settled")]
+    word = "exploring" if still else "settled"
+    return (1 if still else 0), "%s: %d of %d binaries have tried every arm" % (
+        word, len(seen) - len(still), len(seen))
+
+
+def main():
+    try:
+        doc = json.load(sys.stdin)
+    except Exception as e:  # a daemon that is not answering is not settled
+        print("exploring (hakmemctl failed: %s)" % e)
+        return 1
+    rc, line = binaries_verdict(doc["binaries"]) if "binaries" in doc else sites_verdict(doc.get("sites", []))
+    print(line)
+    return rc
 
 
 if __name__ == "__main__":

@@ -49,7 +49,8 @@ usage: bash bench/run.sh [options]
   --threads N      threads of the multi-threaded workloads (default 4)
   --interval MS    hakmemd collection interval for hakmem-learning (default 200)
   --timeout S      a single run taking longer is killed and recorded as failed (default 120)
-  --memory-weight NS  the suite's cost = CPU s + NS x 1e-9 x peak RSS MiB x wall s
+  --memory-weight NS  the suite's cost = CPU s + NS x 1e-9 x peak RSS MiB x wall s; the
+                   learning daemon is given the same (default: hakmemd's own)
                    (default 1000000 ns per MiB-second)
   --readme FILE    write the tables into FILE between its bench markers (default README.md
                    for a full or quick run of everything under every configuration)
@@ -65,8 +66,10 @@ cd "$ROOT" || exit 1
 
 BUILD=build RUNS=10 WARMUP=2 LEARN=3 FILTER='' OUT=bench/results THREADS=4
 INTERVAL=200 TIMEOUT=120 MODE=full LEARN_MAX_S=120 SUITE_RUNS=5 SUITE_LEARN=3
-# The weight of memory in the suite's cost: ns per MiB-second of peak RSS.
-MEMORY_WEIGHT_NS=1000000
+# The weight of memory in the suite's cost, ns of CPU per MiB-second of
+# RSS: the learning daemon's (its default unless --memory-weight is given,
+# which both then use).
+MEMORY_WEIGHT_NS=
 README_OUT='' readme_set=
 CONFIGS_ALL=(hakmem-baseline hakmem-learning system jemalloc mimalloc tcmalloc)
 CONFIGS_ARG=''
@@ -137,6 +140,10 @@ LIBHAKMEM=$(cd "$(dirname "$BUILD/libhakmem.so")" && pwd)/libhakmem.so
 # path only: its other costs are the default build's).
 LIBHARDENED=$(dirname "$LIBHAKMEM")/libhakmem-hardened.so
 HAKMEMD=$BUILD/hakmemd
+if [ -z "$MEMORY_WEIGHT_NS" ]; then
+    MEMORY_WEIGHT_NS=$("$HAKMEMD" --help 2>/dev/null | sed -n 's/.*(default \([0-9.]*\): cloud prices).*/\1/p')
+    [ -n "$MEMORY_WEIGHT_NS" ] || { echo "run.sh: cannot read the memory weight from $HAKMEMD --help" >&2; exit 1; }
+fi
 
 # ---- peers: Debian's packages, installed when missing ----
 LIBDIR=/usr/lib/x86_64-linux-gnu
@@ -213,7 +220,7 @@ start_daemon() {
     mkdir -p "$TMP/state"
     rm -f "/dev/shm${SHM_NAME}" "/dev/shm${SHM_NAME}.lock"
     "$HAKMEMD" --foreground --shm "$SHM_NAME" --socket "$TMP/ctl.sock" --state-dir "$TMP/state" \
-        --interval "$INTERVAL" >"$OUT/logs/hakmemd.log" 2>&1 &
+        --interval "$INTERVAL" --memory-weight "$MEMORY_WEIGHT_NS" >"$OUT/logs/hakmemd.log" 2>&1 &
     DAEMON_PID=$!
     for _ in $(seq 100); do
         kill -0 "$DAEMON_PID" 2>/dev/null || break

@@ -51,7 +51,6 @@ usage: bash bench/run.sh [options]
   --timeout S      a single run taking longer is killed and recorded as failed (default 120)
   --memory-weight NS  the suite's cost = CPU s + NS x 1e-9 x peak RSS MiB x wall s; the
                    learning daemon is given the same (default: hakmemd's own)
-                   (default 1000000 ns per MiB-second)
   --readme FILE    write the tables into FILE between its bench markers (default README.md
                    for a full or quick run of everything under every configuration)
   --no-readme      write no README

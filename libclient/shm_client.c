@@ -60,6 +60,10 @@ static struct {
     /* What was last said at HAKMEM_VERBOSE, one line per change. */
     char reg_state[STATE_TEXT];
     char seg_state[STATE_TEXT];
+
+    /* What taking part costs the process: steps (registration, flushes,
+     * policy reads) and the time spent in them. */
+    uint64_t steps, step_ns;
 } cs = { .conn = { .fd = -1 } };
 
 #define LD(x) atomic_load_explicit(&(x), memory_order_relaxed)
@@ -274,7 +278,19 @@ static void schedule(void)
     atomic_store_explicit(&cs.next_due, due, memory_order_relaxed);
 }
 
+static void step_body(uint64_t now);
+
+/* Every step is timed: what a process pays for having a daemon is what
+ * the exit report says it is. */
 static void step(uint64_t now)
+{
+    uint64_t t0 = hk_now_ns();
+    step_body(now);
+    cs.steps++;
+    cs.step_ns += hk_now_ns() - t0;
+}
+
+static void step_body(uint64_t now)
 {
     segment_step(now);
     /* Policy before registering: the region's first flush, the one the
@@ -396,6 +412,12 @@ void hk_shm_client_exit(void)
     if (cs.registered)
         hk_region_flush(1);
     unlock();
+}
+
+void hk_shm_client_cost(uint64_t *steps, uint64_t *ns)
+{
+    *steps = cs.steps;
+    *ns = cs.step_ns;
 }
 
 void hk_shm_client_describe(char *buf, int len)

@@ -29,5 +29,8 @@ void hk_shm_client_exit(void);
 /* For the exit report: "registered with /run/hakmem/ctl.sock (registration 1);
  * segment /hakmem, generation 12, 3 sites applied" or why not. */
 void hk_shm_client_describe(char *buf, int len);
+/* What taking part has cost so far: steps taken (registration, flushes,
+ * policy reads) and nanoseconds spent in them. */
+void hk_shm_client_cost(uint64_t *steps, uint64_t *ns);
 
 #endif

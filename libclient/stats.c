@@ -22,6 +22,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #define TOP_SITES 20
@@ -166,6 +167,17 @@ void hakmem_report(int fd)
     if (hk_opt.baseline) snprintf(daemon, sizeof daemon, "baseline mode (daemon ignored)");
     else hk_shm_client_describe(daemon, sizeof daemon);
     say(&o, "  daemon: %s\n", daemon);
+    if (!hk_opt.baseline) {
+        uint64_t steps, ns;
+        hk_shm_client_cost(&steps, &ns);
+        struct rusage ru;
+        double cpu = getrusage(RUSAGE_SELF, &ru) == 0
+                         ? (double)ru.ru_utime.tv_sec + (double)ru.ru_stime.tv_sec +
+                               ((double)ru.ru_utime.tv_usec + (double)ru.ru_stime.tv_usec) / 1e6
+                         : 0.0;
+        say(&o, "  daemon plane: %llu steps, %.3f ms, %.3f%% of this process's CPU\n", (unsigned long long)steps,
+            (double)ns / 1e6, cpu > 0 ? 100.0 * (double)ns / 1e9 / cpu : 0.0);
+    }
     hakmem_knobs kn;
     hakmem_get_knobs(&kn);
     char bc_budget[16], thr[16];

@@ -19,6 +19,7 @@ typedef struct binary {
     uint32_t live;                   /* registrations seen this interval */
     uint32_t live_building;
     uint64_t processes;
+    uint64_t plane_ns, wall_ns;      /* of ended runs: what taking part cost them, of how long they ran */
     hkd_bin_learn learn;
 } binary;
 
@@ -259,8 +260,15 @@ int hkd_binaries_proc(hkd_binaries *b, uint64_t serial, const hkd_proc_info *p, 
         changed = observe(b, r, t, p, 0);
         window_start(t, p, arm, 0);
     }
-    if (ended)
+    if (ended) {
+        /* Reported by the process itself: bounded, so a liar skews only its own binary's figure. */
+        uint64_t plane = p->proc[HKSHM_PROC_PLANE_NS], wall = p->proc[HKSHM_PROC_WALL_NS];
+        if (plane <= wall && wall < (1ull << 50)) {
+            r->plane_ns += plane;
+            r->wall_ns += wall;
+        }
         track_drop(b, t);
+    }
 out:
     pthread_mutex_unlock(&b->lock);
     return changed;
@@ -356,6 +364,7 @@ int hkd_binaries_for_each(hkd_binaries *b, int (*fn)(const hkd_binary_info *, vo
         o->exe[sizeof o->exe - 1] = 0;
         o->live = r->live;
         o->processes = r->processes;
+        o->plane_share = r->wall_ns ? (double)r->plane_ns / (double)r->wall_ns : 0.0;
         o->observations = r->learn.observations;
         o->ignored = r->learn.ignored;
         o->current = r->learn.current;

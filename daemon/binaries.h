@@ -56,6 +56,8 @@ typedef struct hkd_binary_info {
     char     exe[HKD_EXE_MAX];       /* the tail of a process's /proc/self/exe (escaped on output) */
     uint32_t live;                   /* registrations of it now */
     uint64_t processes;              /* seen since the daemon started */
+    double   plane_share;            /* of their time that ended runs spent taking part (registering,
+                                      * flushing, reading policy), as they reported it */
     uint64_t observations, ignored;
     int      current, choice, pinned, settled;
     hkd_bin_stat arms[HKD_BIN_ARMS];

@@ -36,6 +36,7 @@ static void binary_json(jw *w, const Hakmem__Ctl__Binary *b)
     jw_str(w, "choice", arm_name(b, b->choice));
     jw_str(w, "pinned", b->pinned >= 0 ? arm_name(b, b->pinned) : NULL);
     jw_bool(w, "settled", b->settled);
+    jw_dbl(w, "plane_share", b->plane_share);
     jw_arr(w, "arms");
     for (size_t a = 0; a < b->n_arms; a++) {
         const Hakmem__Ctl__BinaryArm *x = b->arms[a];
@@ -66,6 +67,7 @@ static void binary_human(const Hakmem__Ctl__Binary *b)
         printf(" (exploring)\n");
     else
         printf(" (settled on %s)\n", arm_name(b, b->choice));
+    printf("     taking part cost its runs %.3f%% of their time\n", 100.0 * b->plane_share);
     printf("     %-10s %6s  %6s %6s %6s %6s %6s   (against default; below 1 is better)\n", "ARM", "RUNS", "COST",
            "CPU", "WALL", "MEMORY", "PEAK");
     for (size_t a = 0; a < b->n_arms; a++) {

@@ -223,7 +223,10 @@ static int add(int conn_fd, int region_fd, pid_t pid, uid_t uid, char *why, size
             r.pidfd = pidfd_of(pid);
         if (r.pidfd >= 0)
             fcntl(r.pidfd, F_SETFD, FD_CLOEXEC);
-        if (r.pidfd < 0 && (errno == ESRCH || conn_fd < 0)) {
+        /* A process that exited before we got here (it does not wait for
+         * the reply) is still taken: its connection has closed, which ends
+         * the registration at once, and the region holds its final flush. */
+        if (r.pidfd < 0 && conn_fd < 0) {
             rc = hkd_reason(why, whylen, -ESRCH, "process %d: %s", (int)pid,
                      errno == ESRCH ? "it is gone" : "no pidfd to tell when it ends");
             release(&r);

@@ -32,6 +32,7 @@ static struct {
     uint64_t rss_kib_ms, rss_rem;   /* the integral, and KiB*ns not yet a whole KiB*ms */
     uint64_t flushes;
     uint64_t page_size;
+    uint64_t plane_ns;              /* the shm client's steps so far (hk_region_note_plane_ns) */
 } rg = { .fd = -1, .binary_arm = HKSHM_NO_ARM };
 
 
@@ -257,6 +258,12 @@ static void proc_counters(uint64_t *proc, uint64_t now, int exiting)
     st64(&proc[HKSHM_PROC_ALLOCS], allocs);
     st64(&proc[HKSHM_PROC_BYTES], bytes);
     st64(&proc[HKSHM_PROC_EXITED], exiting ? 1 : 0);
+    st64(&proc[HKSHM_PROC_PLANE_NS], rg.plane_ns);
+}
+
+void hk_region_note_plane_ns(uint64_t ns)
+{
+    rg.plane_ns = ns;
 }
 
 void hk_region_flush(int exiting)

@@ -206,29 +206,6 @@ static int wait_readable(int fd, uint64_t deadline_ns)
     }
 }
 
-/* Reads exactly n bytes before the deadline. */
-static int read_exact(int fd, uint8_t *buf, size_t n, uint64_t deadline_ns)
-{
-    size_t got = 0;
-    while (got < n) {
-        ssize_t r = recv(fd, buf + got, n - got, MSG_DONTWAIT);
-        if (r > 0) {
-            got += (size_t)r;
-            continue;
-        }
-        if (r == 0)
-            return -ECONNRESET;
-        if (errno == EINTR)
-            continue;
-        if (errno != EAGAIN && errno != EWOULDBLOCK)
-            return -errno;
-        int w = wait_readable(fd, deadline_ns);
-        if (w < 0)
-            return w;
-    }
-    return 0;
-}
-
 static int send_request(int fd, int region_fd, uint32_t region_size)
 {
     uint8_t frame[HK_REG_REQUEST_MAX + 4];
@@ -255,12 +232,9 @@ static int send_request(int fd, int region_fd, uint32_t region_size)
     return (size_t)w == n ? 0 : -EMSGSIZE;
 }
 
-int hk_register(const char *path, int region_fd, uint32_t region_size, uint64_t deadline_ns,
-                hk_conn *conn, hk_reg_reply *reply, int *sent)
+int hk_register_send(const char *path, int region_fd, uint32_t region_size, hk_conn *conn)
 {
-    memset(reply, 0, sizeof *reply);
     conn->fd = -1;
-    *sent = 0;
     struct sockaddr_un sa = { .sun_family = AF_UNIX };
     size_t len = strlen(path);
     if (len == 0 || len >= sizeof sa.sun_path)
@@ -277,21 +251,6 @@ int hk_register(const char *path, int region_fd, uint32_t region_size, uint64_t 
         rc = -errno;                /* EAGAIN: the daemon's backlog is full */
     if (rc == 0)
         rc = send_request(fd, region_fd, region_size);
-    if (rc == 0) {
-        *sent = 1;
-        uint8_t head[4];
-        rc = read_exact(fd, head, sizeof head, deadline_ns);
-        if (rc == 0) {
-            uint32_t n = (uint32_t)head[0] << 24 | (uint32_t)head[1] << 16 | (uint32_t)head[2] << 8 | head[3];
-            static uint8_t body[HK_REG_REPLY_MAX];   /* callers are serialised (shm_client's try-lock) */
-            if (n > sizeof body)
-                rc = -EPROTO;
-            else
-                rc = read_exact(fd, body, n, deadline_ns);
-            if (rc == 0)
-                rc = hk_reg_decode_reply(body, n, reply);
-        }
-    }
     struct stat st;
     if (rc == 0 && fstat(fd, &st) < 0)
         rc = -errno;
@@ -303,6 +262,72 @@ int hk_register(const char *path, int region_fd, uint32_t region_size, uint64_t 
     conn->dev = st.st_dev;
     conn->ino = st.st_ino;
     return 0;
+}
+
+/* 1 when the daemon has closed its end (what it sent may still be unread). */
+static int peer_closed(int fd)
+{
+    struct pollfd pfd = { .fd = fd, .events = POLLRDHUP };
+    return poll(&pfd, 1, 0) > 0 && (pfd.revents & (POLLRDHUP | POLLHUP | POLLERR));
+}
+
+int hk_register_poll(hk_conn *conn, hk_reg_reply *reply)
+{
+    memset(reply, 0, sizeof *reply);
+    if (!hk_conn_is_ours(conn))
+        return -EBADF;
+    /* Callers are serialised (shm_client's try-lock). */
+    static uint8_t frame[4 + HK_REG_REPLY_MAX];
+    ssize_t got;
+    do
+        got = recv(conn->fd, frame, 4, MSG_PEEK | MSG_DONTWAIT);
+    while (got < 0 && errno == EINTR);
+    if (got == 0)
+        return -ECONNRESET;
+    if (got < 0)
+        return errno == EAGAIN || errno == EWOULDBLOCK ? -EAGAIN : -errno;
+    if (got < 4) {
+        return peer_closed(conn->fd) ? -ECONNRESET : -EAGAIN;
+    }
+    uint32_t n = (uint32_t)frame[0] << 24 | (uint32_t)frame[1] << 16 | (uint32_t)frame[2] << 8 | frame[3];
+    if (n > HK_REG_REPLY_MAX)
+        return -EPROTO;
+    do
+        got = recv(conn->fd, frame, 4 + n, MSG_PEEK | MSG_DONTWAIT);
+    while (got < 0 && errno == EINTR);
+    if (got < 0)
+        return errno == EAGAIN || errno == EWOULDBLOCK ? -EAGAIN : -errno;
+    if ((size_t)got < 4 + n) {
+        /* The rest is on its way, unless the daemon has closed its end. */
+        return peer_closed(conn->fd) ? -ECONNRESET : -EAGAIN;
+    }
+    do
+        got = recv(conn->fd, frame, 4 + n, MSG_DONTWAIT);
+    while (got < 0 && errno == EINTR);
+    if (got != (ssize_t)(4 + n))
+        return -EPROTO;
+    return hk_reg_decode_reply(frame + 4, n, reply);
+}
+
+int hk_register(const char *path, int region_fd, uint32_t region_size, uint64_t deadline_ns,
+                hk_conn *conn, hk_reg_reply *reply, int *sent)
+{
+    memset(reply, 0, sizeof *reply);
+    *sent = 0;
+    int rc = hk_register_send(path, region_fd, region_size, conn);
+    if (rc < 0)
+        return rc;
+    *sent = 1;
+    while ((rc = hk_register_poll(conn, reply)) == -EAGAIN) {
+        int w = wait_readable(conn->fd, deadline_ns);
+        if (w < 0) {
+            rc = w;
+            break;
+        }
+    }
+    if (rc < 0)
+        hk_conn_close(conn);
+    return rc;
 }
 
 int hk_conn_is_ours(const hk_conn *conn)

@@ -36,8 +36,15 @@ typedef struct hk_conn {
     ino_t ino;
 } hk_conn;
 
-/* Connects to `path`, sends the request with `region_fd`, and waits for
- * the reply until deadline_ns (CLOCK_MONOTONIC).  0 with *conn open on
+/* The two halves of a registration, so that a process never waits for the
+ * daemon: send connects to `path` and sends the request with `region_fd`
+ * (0 with *conn open, or the connect's or send's -errno and no
+ * connection); poll takes the reply if it has arrived whole: 0 registered,
+ * -EAGAIN not yet, and otherwise as hk_register says. */
+int hk_register_send(const char *path, int region_fd, uint32_t region_size, hk_conn *conn);
+int hk_register_poll(hk_conn *conn, hk_reg_reply *reply);
+
+/* Both, waiting for the reply until deadline_ns (CLOCK_MONOTONIC).  0 with *conn open on
  * success; else -errno and no connection: the connect's own error when
  * nothing was sent; -EREMOTEIO: refused (reply->error_*); -ETIMEDOUT: no
  * whole reply in time; -ECONNRESET: closed without one; -EPROTO: a reply

@@ -6,8 +6,9 @@
  * Runs inside malloc's slow path and in fork children, so it never
  * allocates (static buffers, system calls), reads the environment only at
  * init, never enters the dynamic loader, and never blocks on a lock: one
- * try-lock guards all of it and a thread that finds it taken returns.  The
- * one wait is a registration's reply, bounded by REGISTER_DEADLINE_NS. */
+ * try-lock guards all of it and a thread that finds it taken returns.  It
+ * never waits for the daemon either: a registration's reply is taken at a
+ * later step, given up at REGISTER_DEADLINE_NS. */
 #include "shm_client.h"
 #include "os.h"
 #include "modules.h"
@@ -29,7 +30,7 @@
 #define CHECK_NS              (2 * SECOND_NS)   /* daemon still there? segment replaced? */
 #define RETRY_NS              (2 * SECOND_NS)   /* registration refused or no daemon */
 #define RETRY_MAX_NS          (32 * SECOND_NS)  /* after repeated timeouts */
-#define REGISTER_DEADLINE_NS  (200 * 1000000ull)
+#define REGISTER_DEADLINE_NS  (2 * SECOND_NS)
 #define APPLY_MIN_NS          (1000000ull)      /* generation checks at most every 1 ms */
 #define FLUSH_DEFAULT_MS      250u
 #define STATE_TEXT            160
@@ -50,6 +51,9 @@ static struct {
     uint64_t seg_instance;          /* the segment's `instance` when we registered */
     uint32_t registrations;         /* numbers used so far (see hakmem_shm.h, registration) */
     int region_sent;                /* the current region went to a daemon already */
+    int pending;                    /* a request is out, its reply not taken yet */
+    uint32_t pending_number;
+    uint64_t pending_deadline;
     uint32_t domain;
     uint64_t retry_ns;
 
@@ -185,42 +189,17 @@ static void registration_check(uint64_t now)
         cs.next_register = now;
 }
 
-static void register_attempt(uint64_t now)
+/* What a registration came to: registered, or why not (retried later). */
+static void registration_result(uint64_t now, int rc, const hk_reg_reply *reply)
 {
-    char path_buf[HKSHM_SOCKET_PATH];
-    const char *path = socket_path(path_buf);
-    size_t plen = strlen(path);
-    memcpy(cs.socket, path, plen + 1);
-
-    int rc = 0;
-    uint32_t number = cs.registrations + 1;
-    if (!hk_region_get() || cs.region_sent) {
-        rc = hk_region_create(number);
-        cs.region_sent = 0;
-    } else {
-        hk_region_get()->registration = number;
-    }
-    hk_reg_reply reply;
-    memset(&reply, 0, sizeof reply);
-    int sent = 0;
-    if (rc == 0) {
-        hk_region_flush(0);         /* the daemon's first look sees where we are */
-        rc = hk_register(path, hk_region_fd(), HKSHM_REGION_SIZE, hk_now_ns() + REGISTER_DEADLINE_NS, &cs.conn,
-                         &reply, &sent);
-    }
-    if (sent)
-        cs.region_sent = 1;
-    /* A request the daemon may have taken (sent, not refused) used its number. */
-    if (sent && rc != -EREMOTEIO)
-        cs.registrations = number;
-
+    const char *path = cs.socket;
     char line[STATE_TEXT];
     hk_text t = hk_text_on(line, sizeof line);
     if (rc == 0) {
         cs.registered = 1;
-        cs.instance = reply.instance;
+        cs.instance = reply->instance;
         const hkshm_header *h = hk_policy_header();
-        cs.seg_instance = h ? atomic_load(&h->instance) : reply.instance;
+        cs.seg_instance = h ? atomic_load(&h->instance) : reply->instance;
         cs.domain = (uint32_t)geteuid();
         cs.retry_ns = RETRY_NS;
         hk_region_release_fd();
@@ -232,7 +211,7 @@ static void register_attempt(uint64_t now)
         hk_text_str(&t, "registered with the daemon at ");
         hk_text_str(&t, path);
         hk_text_str(&t, " (instance ");
-        hk_text_hex(&t, reply.instance);
+        hk_text_hex(&t, reply->instance);
         hk_text_str(&t, ")");
         say_change(cs.reg_state, line);
         return;
@@ -248,7 +227,7 @@ static void register_attempt(uint64_t now)
     hk_text_str(&t, ": ");
     if (rc == -EREMOTEIO) {
         hk_text_str(&t, "refused: ");
-        hk_text_untrusted(&t, reply.error_text, HK_REG_TEXT_MAX);
+        hk_text_untrusted(&t, reply->error_text, HK_REG_TEXT_MAX);
     } else {
         hk_text_str(&t, rc == -ENOENT || rc == -ECONNREFUSED ? "no daemon"
                         : rc == -ETIMEDOUT                  ? "no reply in time"
@@ -260,6 +239,58 @@ static void register_attempt(uint64_t now)
     }
     hk_text_str(&t, "; retrying");
     say_change(cs.reg_state, line);
+}
+
+/* A registration in two halves, so the process never waits for the daemon:
+ * the request goes out at one step, and later steps take the reply once it
+ * has arrived (or give up at the deadline). */
+static void register_attempt(uint64_t now)
+{
+    hk_reg_reply reply;
+    memset(&reply, 0, sizeof reply);
+    if (cs.pending) {
+        int rc = hk_register_poll(&cs.conn, &reply);
+        if (rc == -EAGAIN && now < cs.pending_deadline) {
+            cs.next_register = now;     /* look again at the next step */
+            return;
+        }
+        if (rc == -EAGAIN)
+            rc = -ETIMEDOUT;
+        cs.pending = 0;
+        if (rc < 0)
+            hk_conn_close(&cs.conn);
+        /* A request the daemon may have taken (sent, not refused) used its number. */
+        if (rc != -EREMOTEIO)
+            cs.registrations = cs.pending_number;
+        registration_result(now, rc, &reply);
+        return;
+    }
+    char path_buf[HKSHM_SOCKET_PATH];
+    const char *path = socket_path(path_buf);
+    size_t plen = strlen(path);
+    memcpy(cs.socket, path, plen + 1);
+
+    int rc = 0;
+    uint32_t number = cs.registrations + 1;
+    if (!hk_region_get() || cs.region_sent) {
+        rc = hk_region_create(number);
+        cs.region_sent = 0;
+    } else {
+        hk_region_get()->registration = number;
+    }
+    if (rc == 0) {
+        hk_region_flush(0);         /* the daemon's first look sees where we are */
+        rc = hk_register_send(path, hk_region_fd(), HKSHM_REGION_SIZE, &cs.conn);
+    }
+    if (rc == 0) {
+        cs.region_sent = 1;
+        cs.pending = 1;
+        cs.pending_number = number;
+        cs.pending_deadline = now + REGISTER_DEADLINE_NS;
+        cs.next_register = now;
+        return;
+    }
+    registration_result(now, rc, &reply);
 }
 
 /* ---- one step of everything that is due ---- */
@@ -288,6 +319,7 @@ static void step(uint64_t now)
     step_body(now);
     cs.steps++;
     cs.step_ns += hk_now_ns() - t0;
+    hk_region_note_plane_ns(cs.step_ns);
 }
 
 static void step_body(uint64_t now)
@@ -385,6 +417,7 @@ void hk_shm_client_after_fork_child(void)
     hk_region_fork_child();
     hk_conn_close(&cs.conn);
     cs.registered = 0;
+    cs.pending = 0;
     cs.registrations = 0;
     cs.region_sent = 0;
     cs.instance = 0;
@@ -407,9 +440,20 @@ void hk_shm_client_exit(void)
     if (!got)
         return;
     atomic_store(&cs.closing, 1);
+    /* A reply already here is taken; one still on its way is not waited
+     * for: the daemon has the region and reads this final flush either way. */
+    if (cs.pending) {
+        hk_reg_reply reply;
+        memset(&reply, 0, sizeof reply);
+        if (hk_register_poll(&cs.conn, &reply) == 0) {
+            cs.pending = 0;
+            cs.registrations = cs.pending_number;
+            registration_result(hk_now_ns(), 0, &reply);
+        }
+    }
     /* The connection stays open until the process is gone: the daemon reads
      * this final flush when it sees the exit. */
-    if (cs.registered)
+    if (cs.registered || cs.pending)
         hk_region_flush(1);
     unlock();
 }
@@ -439,6 +483,10 @@ void hk_shm_client_describe(char *buf, int len)
         hk_text_str(&t, " (registration ");
         hk_text_u64(&t, cs.registrations);
         hk_text_str(&t, ")");
+    } else if (cs.pending) {
+        hk_text_str(&t, "registration sent to ");
+        hk_text_str(&t, cs.socket);
+        hk_text_str(&t, ", no reply yet");
     } else {
         hk_text_str(&t, cs.reg_state[0] ? cs.reg_state : "not registered");
     }

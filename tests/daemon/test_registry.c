@@ -17,6 +17,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <cmocka.h>
@@ -280,6 +281,39 @@ static void process_exit_ends_it_after_a_last_collection(void **state)
     fd = region_make(&r, 1, NULL, F_SEAL_SHRINK | F_SEAL_GROW);
     assert_int_equal(hkd_registry_add_local(fd, child, 1000, why, sizeof why), -ESRCH);
     close(fd);
+    munmap(r, HKSHM_REGION_SIZE);
+    /* But one that sent its request and exited before the daemon took it
+     * (clients do not wait for the reply) is counted once, its final flush
+     * included, and ended at once. */
+    int lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_un a = { .sun_family = AF_UNIX };
+    socklen_t alen = offsetof(struct sockaddr_un, sun_path) + 1 +
+                     (socklen_t)snprintf(a.sun_path + 1, sizeof a.sun_path - 1, "hk-test-registry-%d", (int)getpid());
+    assert_int_equal(bind(lfd, (struct sockaddr *)&a, alen), 0);
+    assert_int_equal(listen(lfd, 1), 0);
+    child = fork();
+    if (child == 0)
+        _exit(connect(socket(AF_UNIX, SOCK_STREAM, 0), (struct sockaddr *)&a, alen) != 0);
+    int status;
+    assert_int_equal(waitpid(child, &status, 0), child);
+    assert_int_equal(status, 0);
+    int conn = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+    assert_true(conn >= 0);
+    close(lfd);
+    struct ucred cred;
+    socklen_t clen = sizeof cred;
+    assert_int_equal(getsockopt(conn, SOL_SOCKET, SO_PEERCRED, &cred, &clen), 0);
+    assert_int_equal(cred.pid, child);
+    fd = region_make(&r, 1, "/usr/bin/child", F_SEAL_SHRINK | F_SEAL_GROW);
+    set_site(r, 0, 0x20, 7);
+    assert_int_equal(hkd_registry_add(conn, fd, &cred, why, sizeof why), 0);
+    close(conn);
+    close(fd);
+    s = interval(c, &st);
+    assert_int_equal(s.allocs[2], 7);
+    assert_int_equal(st.ended, 1);
+    assert_int_equal(s.ended_reports, 1);
+    assert_int_equal(hkd_registry_count(), 0);
     munmap(r, HKSHM_REGION_SIZE);
     hkd_collector_free(c);
 }

@@ -446,12 +446,16 @@ stop_daemon() {
 }
 
 # daemon_attached_check: a client under the daemon says in its report that
-# it attached, so the daemon variants really ran against the daemon.
+# it attached, so the daemon variants really ran against the daemon.  A
+# client does not wait for the daemon's reply; the pause lets it arrive
+# while the program still allocates and so takes it.
 daemon_attached_check() {
     local dir=$TMP/daemon-attached
     mkdir -p "$dir"
     if ! timeout "$TMO" env LD_PRELOAD="$PRELOAD" HAKMEM_SHM="$DAEMON_SHM" HAKMEM_STATS=1 \
-            perl -e 'my @a = map { "x" x $_ } 1 .. 3000; print scalar(@a), "\n"' > "$dir/out" 2> "$dir/err"; then
+            perl -e 'my @a = map { "x" x $_ } 1 .. 3000; select(undef, undef, undef, 0.3);
+                         my @b = map { "y" x $_ } 1 .. 3000; print scalar(@a) + scalar(@b), "\n"' \
+                > "$dir/out" 2> "$dir/err"; then
         fail "daemon: client attached" "perl under the daemon failed" "$(tail -n 10 "$dir/err")"
     elif ! grep -q "registered with .*segment $DAEMON_SHM, generation" "$dir/err"; then
         fail "daemon: client attached" "the report does not say it registered and read segment $DAEMON_SHM" "$(grep -i daemon "$dir/err")"

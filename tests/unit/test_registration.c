@@ -176,6 +176,15 @@ static void client_start(const char *socket, const char *shm)
 
 static void tick_at(unsigned seconds) { hk_shm_client_tick(t0 + (uint64_t)seconds * 1000000000ull); }
 
+/* The client takes a registration's reply at its next step: fd_wait_requests
+ * returns once the fake daemon has answered, so one step at the time given
+ * finds the reply there. */
+static void take_reply_at(unsigned seconds)
+{
+    uint64_t at = t0 + (uint64_t)seconds * 1000000000ull, now = hk_now_ns();
+    hk_shm_client_tick(at > now ? at : now);
+}
+
 static int registered(void)
 {
     char d[256];
@@ -220,6 +229,7 @@ static void run_identity(void *arg)
     CHECK(fd_start(&d, dir, 7) == 0);
     client_start(d.path, shm_none);
     CHECK(fd_wait_requests(&d, 1) == 0);
+    take_reply_at(0);                           /* the reply is taken at a later step, not waited for */
     CHECK(registered());
     fd_request *q = &d.req[0];
     CHECK(q->decoded && q->version == 1 && q->abi_version == HKSHM_ABI_VERSION);
@@ -281,11 +291,13 @@ static void run_refused(void *arg)
     d.n_script = 1;
     client_start(d.path, shm_none);
     CHECK(fd_wait_requests(&d, 1) == 0);
+    take_reply_at(0);               /* the refusal */
     CHECK(!registered());
     tick_at(1);                     /* too soon to ask again */
     CHECK(d.n_req == 1);
     tick_at(3);
     CHECK(fd_wait_requests(&d, 2) == 0);
+    take_reply_at(3);
     CHECK(registered());
     const hkshm_region *r = fd_map_region(&d, 1);
     CHECK(r && r->registration == 1);   /* a refusal used no number */
@@ -306,10 +318,13 @@ static void run_malformed(void *arg)
         CHECK(fd_wait_requests(&d, k) == 0);
         CHECK(!registered());
         uint64_t before = hk_now_ns();
-        tick_at(40u * (unsigned)k);                 /* past any back-off */
+        take_reply_at(40u * (unsigned)k + 5);       /* the bad reply, or (silent) past the reply's deadline */
+        CHECK(!registered());
+        tick_at(40u * (unsigned)k + 39);            /* past any back-off: the next request */
         CHECK(hk_now_ns() - before < 5000000000ull);  /* bounded: no hang */
     }
     CHECK(fd_wait_requests(&d, n + 1) == 0);
+    take_reply_at(40u * (unsigned)n + 39);
     CHECK(registered());
     /* Every request that went out unanswered used its number. */
     for (int k = 0; k <= n; k++) {
@@ -326,6 +341,7 @@ static void run_daemon_gone(void *arg)
     CHECK(fd_start(&d, dir, 10) == 0);
     client_start(d.path, shm_none);
     CHECK(fd_wait_requests(&d, 1) == 0);
+    take_reply_at(0);
     allocate_large(5);
     tick_at(1);
     const hkshm_region *r1 = fd_map_region(&d, 0);
@@ -334,6 +350,7 @@ static void run_daemon_gone(void *arg)
     fd_close_request(&d, 0);
     tick_at(3);
     CHECK(fd_wait_requests(&d, 2) == 0);
+    take_reply_at(3);
     CHECK(registered());
     const hkshm_region *r2 = fd_map_region(&d, 1);
     CHECK(r2 && r2->registration == 2);
@@ -350,6 +367,7 @@ static void run_fork_child(void *arg)
     CHECK(fd_start(&d, dir, 11) == 0);
     client_start(d.path, shm_none);
     CHECK(fd_wait_requests(&d, 1) == 0);
+    take_reply_at(0);
     allocate_large(7);
     tick_at(1);
     const hkshm_region *r1 = fd_map_region(&d, 0);
@@ -369,7 +387,11 @@ static void run_fork_child(void *arg)
         if (msync(mine, HKSHM_REGION_SIZE, MS_ASYNC) == 0 || errno != ENOMEM)
             _exit(12);
         allocate_large(3);
-        tick_at(5);
+        tick_at(5);                 /* the child's own request */
+        for (int i = 0; i < 2000 && !registered(); i++) {
+            usleep(1000);
+            tick_at(5);             /* its reply, once the daemon has sent it */
+        }
         _exit(registered() ? 0 : 11);
     }
     int status;
@@ -398,6 +420,7 @@ static void run_segment_instance(void *arg)
     snprintf(h->socket_path, sizeof h->socket_path, "%s", d.path);
     client_start(NULL, shm_seg);
     CHECK(fd_wait_requests(&d, 1) == 0);
+    take_reply_at(0);
     CHECK(registered());
     tick_at(3);
     CHECK(d.n_req == 1);                        /* same daemon: nothing to do */
@@ -420,6 +443,7 @@ static void run_daemon_later(void *arg)
     CHECK(fd_start(&d, dir, 13) == 0);
     tick_at(3);
     CHECK(fd_wait_requests(&d, 1) == 0);
+    take_reply_at(3);
     CHECK(registered());
     fd_stop(&d);
 }

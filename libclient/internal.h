@@ -125,7 +125,8 @@ typedef struct hk_segment {
 /* A site's policy as the allocation paths use it (site.h explains it). */
 typedef struct hk_site_policy {
     uint32_t large_threshold;       /* bytes; >= goes to mmap + BigCache */
-    uint16_t bigcache_slots;        /* 0: BigCache off for this site */
+    uint16_t bigcache_slots;        /* 0: BigCache off for this site; n: its ring
+                                     * keeps up to 8n freed blocks or pieces (large.c) */
     uint8_t  thp;                   /* 1: MADV_HUGEPAGE on 2 MiB-aligned blocks */
     uint8_t  from_daemon;           /* 1 once a published policy was applied */
 } hk_site_policy;

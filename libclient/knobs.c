@@ -28,7 +28,7 @@ static const knob_range range[HK_KNOBS] = {
         [HK_KNOB_PARTIAL_REUSE] = 1,               \
         [HK_KNOB_SMALL_THP] = 0,                   \
         [HK_KNOB_LARGE_THRESHOLD] = 1u << 20,      \
-        [HK_KNOB_BIGCACHE_KIB] = 64u << 10,        \
+        [HK_KNOB_BIGCACHE_KIB] = 128u << 10,       \
     }
 static uint32_t from_env[HK_KNOBS] = DEFAULTS;
 _Atomic uint32_t hk_knob_value[HK_KNOBS] = DEFAULTS;

@@ -34,10 +34,14 @@
  *                       published policy is mapped on its own.  64 KiB..1 MiB,
  *                       default 1 MiB (HAKMEM_LARGE_THRESHOLD).
  *  5 BIGCACHE_KIB       total bytes BigCache may hold (oldest blocks evicted
- *                       first beyond it).  0..16 GiB, default 64 MiB
+ *                       first beyond it).  0..16 GiB, default 128 MiB
  *                       (HAKMEM_BIGCACHE_BYTES, with K/M suffixes): room for
- *                       a few dozen recent large blocks; they also leave
- *                       after 2 s idle.
+ *                       a few recent large blocks; they also leave after 2 s
+ *                       idle.  A large allocation takes what it needs of the
+ *                       cached memory and leaves the rest, so a program that
+ *                       replaces big buffers keeps the cache drained and its
+ *                       RSS at what it holds; the budget bounds what one that
+ *                       stops allocating keeps for those 2 s.
  *  6, 7                 reserved: ignored.
  */
 #ifndef HK_KNOBS_H

@@ -96,7 +96,7 @@ static void test_apply_clamps_and_resets(void **state)
     assert_int_equal(hk_knob(HK_KNOB_PARTIAL_REUSE), 1);
     assert_int_equal(hk_knob(HK_KNOB_SMALL_THP), 0);
     assert_int_equal(hk_knob(HK_KNOB_LARGE_THRESHOLD), 1 << 20);
-    assert_int_equal(hk_knob(HK_KNOB_BIGCACHE_KIB), 64u << 10);
+    assert_int_equal(hk_knob(HK_KNOB_BIGCACHE_KIB), 128u << 10);
 }
 
 static void test_environment_sets_what_reset_returns_to(void **state)
@@ -129,12 +129,12 @@ static void test_environment_sets_what_reset_returns_to(void **state)
     /* The built-in defaults again, for the tests that follow. */
     static const char *const defaults[][2] = {
         { "HAKMEM_PURGE_DELAY_MS", "100" }, { "HAKMEM_RETAINED_SEGMENTS", "8" }, { "HAKMEM_PARTIAL_REUSE", "1" },
-        { "HAKMEM_SMALL_THP", "0" }, { "HAKMEM_LARGE_THRESHOLD", "1M" }, { "HAKMEM_BIGCACHE_BYTES", "64M" },
+        { "HAKMEM_SMALL_THP", "0" }, { "HAKMEM_LARGE_THRESHOLD", "1M" }, { "HAKMEM_BIGCACHE_BYTES", "128M" },
     };
     for (unsigned i = 0; i < 6; i++) setenv(defaults[i][0], defaults[i][1], 1);
     hk_options_load();
     for (unsigned i = 0; i < 6; i++) unsetenv(defaults[i][0]);
-    assert_int_equal(hk_knob(HK_KNOB_BIGCACHE_KIB), 64u << 10);
+    assert_int_equal(hk_knob(HK_KNOB_BIGCACHE_KIB), 128u << 10);
 }
 
 /* ---- PURGE_DELAY_MS ----------------------------------------------------- */

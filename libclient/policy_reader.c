@@ -29,8 +29,11 @@ static struct {
     pending_policy work[HK_SITE_MAX];
     uint32_t n_work;
     int binary_applied;             /* the knobs below are in force */
-    uint32_t bin_arm, bin_set, bin_knob[HKSHM_KNOBS];
-} pr = { .bin_arm = HKSHM_NO_ARM };
+    uint32_t bin_set, bin_knob[HKSHM_KNOBS];
+} pr;
+/* Apart from pr, which is all zero at start so that it takes no room in
+ * the library's data pages (a small program's resident set counts them). */
+static uint32_t pr_bin_arm = HKSHM_NO_ARM;
 
 void (*hk_policy_mid_read_hook)(void);
 
@@ -271,19 +274,19 @@ static void read_binary(const hkshm_table *t, uint32_t n, uint32_t domain, uint6
 static void apply_binary(const binary_read *b)
 {
     if (!b->found) {
-        if (pr.binary_applied || pr.bin_arm != HKSHM_NO_ARM)
+        if (pr.binary_applied || pr_bin_arm != HKSHM_NO_ARM)
             hk_options_binary_defaults();
         pr.binary_applied = 0;
-        pr.bin_arm = HKSHM_NO_ARM;
+        pr_bin_arm = HKSHM_NO_ARM;
         return;
     }
     if (pr.binary_applied && pr.bin_set == b->set && memcmp(pr.bin_knob, b->knob, sizeof b->knob) == 0) {
-        pr.bin_arm = b->arm;
+        pr_bin_arm = b->arm;
         return;
     }
     hk_options_apply_binary(b->set, b->knob);
     pr.binary_applied = 1;
-    pr.bin_arm = b->arm;
+    pr_bin_arm = b->arm;
     pr.bin_set = b->set;
     memcpy(pr.bin_knob, b->knob, sizeof b->knob);
 }
@@ -346,7 +349,7 @@ int hk_policy_apply(uint32_t domain, uint64_t binary_hash, hkshm_region *region)
         applied++;
     }
     apply_binary(&bin);
-    hk_region_set_applied(applied, pr.bin_arm);
+    hk_region_set_applied(applied, pr_bin_arm);
     pr.gen_applied = g;
     /* Sites not resolved yet are looked at again next time. */
     pr.sites_at_apply = pr.n_work < nsites ? pr.n_work : nsites;

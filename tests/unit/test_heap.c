@@ -252,6 +252,37 @@ static void test_remote_free_on_slow_path(void **state)
     hak_free(again);
 }
 
+/* When the current page has no free block left but room never carved, a
+ * refill takes the blocks other threads freed into a page further on
+ * before it touches new memory. */
+static void test_refill_reuses_freed_blocks_before_carving(void **state)
+{
+    (void)state;
+    unsigned cls = hk_size_class(1024);
+    uint32_t reserved = hk_classes[cls].blocks;
+    void **full = calloc(reserved, sizeof *full);
+    for (uint32_t i = 0; i < reserved; i++) full[i] = hk_heap_alloc_class(heap, cls);
+    hk_page *p1 = page_of(full[0]);
+    void *taken[64];
+    unsigned n_taken = 0;
+    taken[n_taken++] = hk_heap_alloc_class(heap, cls);   /* p1 is full: a new current page */
+    hk_page *p2 = page_of(taken[0]);
+    assert_ptr_not_equal(p2, p1);
+    while (p2->free != NULL && n_taken < 64) taken[n_taken++] = hk_heap_alloc_class(heap, cls);
+    assert_null(p2->free);                            /* its carved blocks, all taken */
+    assert_true(p2->capacity < p2->reserved);
+    uint32_t carved = p2->capacity;
+    free_from_other_thread(full, 8);
+    void *next = hk_heap_alloc_class(heap, cls);
+    assert_ptr_equal(page_of(next), p1);
+    assert_true(contains(full, 8, next));
+    assert_int_equal(p2->capacity, carved);           /* nothing new carved */
+    hak_free(next);
+    for (uint32_t i = 8; i < reserved; i++) hak_free(full[i]);
+    for (unsigned i = 0; i < n_taken; i++) hak_free(taken[i]);
+    free(full);
+}
+
 typedef struct exit_job {
     unsigned keep;              /* blocks handed back to the main thread */
     void *kept[16];
@@ -513,6 +544,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_phantom_use_of_current_page, setup, teardown),
         cmocka_unit_test_setup_teardown(test_remote_free_collected, setup, teardown),
         cmocka_unit_test_setup_teardown(test_remote_free_on_slow_path, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_refill_reuses_freed_blocks_before_carving, setup, teardown),
         cmocka_unit_test_setup_teardown(test_thread_exit_without_delay_returns_memory, setup, teardown),
         cmocka_unit_test_setup_teardown(test_exited_heap_goes_whole_to_next_thread, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unclaimed_heap_released_after_delay, setup, teardown),

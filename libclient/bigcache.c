@@ -88,15 +88,14 @@ void *hk_bigcache_take(uint32_t site, size_t want, uintptr_t align_mask, size_t 
     return found;
 }
 
-void *hk_bigcache_take_touching(uint32_t site, const void *start, size_t len, size_t *size)
+void *hk_bigcache_take_at(uint32_t site, const void *start, const void *end, size_t *size)
 {
     ring *r = &rings[site % HK_BIGCACHE_SITES];
-    const uint8_t *lo = start, *hi = lo + len;
     void *found = NULL;
     hk_lock_acquire(&r->lock);
     for (unsigned k = 0; k < HK_BIGCACHE_SLOTS && found == NULL; k++) {
         uint8_t *b = r->slot[k].block;
-        if (b == NULL || (b + r->slot[k].size != lo && b != hi)) continue;
+        if (b == NULL || !(start ? b == start : b + r->slot[k].size == end)) continue;
         found = b;
         *size = r->slot[k].size;
         __atomic_store_n(&r->slot[k].block, NULL, __ATOMIC_RELAXED);

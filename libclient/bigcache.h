@@ -28,9 +28,9 @@ void hk_bigcache_init(hk_bigcache_evict_fn evict);
  * joins with others).  Its size in *size; NULL when the ring is empty.
  * Counts nothing: the caller tells hk_bigcache_count what it served. */
 void *hk_bigcache_take(uint32_t site, size_t want, uintptr_t align_mask, size_t *size);
-/* Takes a cached block of the site's ring that ends where [start, start +
- * len) begins or begins where it ends (its size in *size), or NULL. */
-void *hk_bigcache_take_touching(uint32_t site, const void *start, size_t len, size_t *size);
+/* Takes the cached block of the site's ring that begins at start (when
+ * start is not NULL) or else ends at end; its size in *size; or NULL. */
+void *hk_bigcache_take_at(uint32_t site, const void *start, const void *end, size_t *size);
 /* One allocation served from cached memory (hit) or not (miss). */
 void hk_bigcache_count(int hit);
 /* Offers a freed block; slots is the number of entries the site's ring may

@@ -119,12 +119,13 @@ static void keep_range(uint32_t site, uint8_t *base, size_t len, unsigned entrie
 static void cache_block(uint32_t site, uint8_t *base, size_t len, unsigned entries)
 {
     if (!atomic_load_explicit(&single_moves, memory_order_relaxed)) {
-        uint8_t *n;
         size_t nlen;
-        for (int joins = 0; joins < 2 && (n = hk_bigcache_take_touching(site, base, len, &nlen)) != NULL; joins++) {
-            if (n < base) base = n;
+        uint8_t *before = hk_bigcache_take_at(site, NULL, base, &nlen);
+        if (before) {
+            base = before;
             len += nlen;
         }
+        if (hk_bigcache_take_at(site, base + len, NULL, &nlen)) len += nlen;
     }
     int evicted;
     if (!hk_bigcache_put(site, base, len, entries, &evicted)) drop_range(base, len);
@@ -301,6 +302,27 @@ size_t hk_large_usable(const void *p, const char *fn)
     return (size_t)(h->base + h->map_size - (uint8_t *)p);
 }
 
+/* Growth into the cached range right after the block (often the rest of
+ * the range the block was cut from, still resident): no system call.  The
+ * part it does not need stays cached.  0 when there is no such range or it
+ * is too short. */
+static int grow_in_place(hk_large_hdr *h, size_t need)
+{
+    size_t len, more = need - h->map_size;
+    uint8_t *t = hk_bigcache_take_at(h->site, h->base + h->map_size, NULL, &len);
+    if (t == NULL) return 0;
+    unsigned entries = hk_site_policy_get(h->site).bigcache_slots * RING_PER_SLOT;
+    if (len < more) {
+        keep_range(h->site, t, len, entries);
+        return 0;
+    }
+    if (len - more >= MIN_PIECE) keep_range(h->site, t + more, len - more, entries);
+    else more = len;
+    unmark(t, more);
+    h->map_size += more;
+    return 1;
+}
+
 static void *large_try_realloc(void *p, size_t size, const char *fn)
 {
     hk_large_hdr *h = checked(p, fn);
@@ -310,6 +332,10 @@ static void *large_try_realloc(void *p, size_t size, const char *fn)
         return p;
     }
     if (!h->cacheable || size < usable || size > LARGE_MAX) return NULL;
+    if (grow_in_place(h, page_round(HK_LARGE_HDR + size))) {
+        h->size = size;
+        return p;
+    }
     /* Growth: move the pages to a bigger aligned mapping, no copying. */
     size_t new_map = map_size_for(HK_LARGE_HDR + size);
     uint8_t *old_base = h->base;

@@ -151,24 +151,25 @@ static void test_aligned_fit_preferred(void **state)
     assert_ptr_equal(hk_bigcache_take(25, 80, mask, &size), tight);   /* holds 80, not aligned */
 }
 
-/* The blocks that touch a range (end where it starts, start where it ends)
- * are found and taken, one at a time; other rings' are not. */
-static void test_take_touching(void **state)
+/* The block that begins at an address, or ends at one, is found and
+ * taken; other rings' are not. */
+static void test_take_at(void **state)
 {
     (void)state;
     char *b = blocks;
     put(26, b + 0, 4, 8);                              /* [0, 4) */
     put(26, b + 10, 5, 8);                             /* [10, 15) */
-    put(26, b + 20, 3, 8);                             /* [20, 23): touches nothing */
+    put(26, b + 20, 3, 8);                             /* [20, 23) */
     put(27, b + 15, 2, 8);                             /* [15, 17): another ring */
     size_t size = 0;
-    void *n1 = hk_bigcache_take_touching(26, b + 4, 6, &size);   /* [4, 10) */
-    void *n2 = hk_bigcache_take_touching(26, b + 4, 6, &size);
-    assert_true((n1 == b && n2 == b + 10) || (n1 == b + 10 && n2 == b));
-    assert_null(hk_bigcache_take_touching(26, b + 4, 6, &size));
-    assert_null(hk_bigcache_take_touching(26, b + 10, 5, &size)); /* [15, 17) is site 27's */
-    assert_ptr_equal(hk_bigcache_take_touching(27, b + 10, 5, &size), b + 15);
-    assert_int_equal(size, 2);
+    assert_null(hk_bigcache_take_at(26, b + 4, NULL, &size));
+    assert_null(hk_bigcache_take_at(26, NULL, b + 10, &size));
+    assert_ptr_equal(hk_bigcache_take_at(26, NULL, b + 4, &size), b);
+    assert_int_equal(size, 4);
+    assert_ptr_equal(hk_bigcache_take_at(26, b + 10, NULL, &size), b + 10);
+    assert_int_equal(size, 5);
+    assert_null(hk_bigcache_take_at(26, b + 15, NULL, &size));   /* site 27's */
+    assert_ptr_equal(hk_bigcache_take_at(27, b + 15, NULL, &size), b + 15);
     assert_int_equal(stats().cached_bytes, 3);
 }
 
@@ -322,7 +323,7 @@ int main(void)
         cmocka_unit_test_setup(test_put_then_take, setup),
         cmocka_unit_test_setup(test_best_fit, setup),
         cmocka_unit_test_setup(test_aligned_fit_preferred, setup),
-        cmocka_unit_test_setup(test_take_touching, setup),
+        cmocka_unit_test_setup(test_take_at, setup),
         cmocka_unit_test_setup(test_per_site_rings, setup),
         cmocka_unit_test_setup(test_circular_eviction, setup),
         cmocka_unit_test_setup(test_eviction_oldest_after_hole, setup),

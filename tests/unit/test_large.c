@@ -243,6 +243,30 @@ static void test_block_assembled_from_cached_ones(void **state)
     assert_int_equal(s1.mapped_bytes, s0.mapped_bytes);
 }
 
+/* A block cut from a cached range and then grown by realloc takes the rest
+ * of that range back where it is: same pointer, no fault. */
+static void test_realloc_grows_into_cached_rest(void **state)
+{
+    (void)state;
+    uint8_t *p = touched(4 * MiB);
+    hk_large_free(p, "free()");
+    int z;
+    uint8_t *q = hk_large_alloc(1 * MiB, 0, SITE_A, &cached, &z);
+    assert_ptr_equal(q, p);
+    memset(q, 0x66, 1 * MiB);
+    uint64_t f0 = minor_faults();
+    uint8_t *r = hk_large_try_realloc(q, 3 * MiB, "realloc()");
+    assert_ptr_equal(r, q);
+    assert_true(hk_large_usable(r, "test") >= 3 * MiB);
+    memset(r + 1 * MiB, 0x67, 2 * MiB);
+    assert_true(minor_faults() - f0 < 16);
+    assert_int_equal(r[100], 0x66);
+    hk_bigcache_stats bc;
+    hk_bigcache_get_stats(&bc);
+    assert_int_equal(bc.cached_bytes, 4 * MiB + 4096 - (3 * MiB + 4096));   /* the rest of the rest */
+    hk_large_free(r, "free()");
+}
+
 static void test_aligned_blocks(void **state)
 {
     (void)state;
@@ -377,6 +401,7 @@ int main(void)
         cmocka_unit_test_teardown(test_freed_block_cached_and_reused, teardown),
         cmocka_unit_test_teardown(test_cached_block_cut_in_place, teardown),
         cmocka_unit_test_teardown(test_block_assembled_from_cached_ones, teardown),
+        cmocka_unit_test_teardown(test_realloc_grows_into_cached_rest, teardown),
         cmocka_unit_test_teardown(test_aligned_blocks, teardown),
         cmocka_unit_test_teardown(test_try_realloc_in_place, teardown),
         cmocka_unit_test_teardown(test_try_realloc_moves_pages, teardown),

@@ -182,26 +182,32 @@ static const struct { uint8_t scan, fullest; } reuse_level[4] = {
     { 2, 0 }, { 8, 0 }, { 32, 0 }, { 64, 1 },
 };
 
+/* Blocks one extend() carves for block size bs. */
+static uint32_t carve_blocks(uint32_t bs) { return bs >= EXTEND_BYTES ? 1 : EXTEND_BYTES / bs; }
+
 /* A page of class cls with a free block, made current; NULL when out of
- * memory.  Freed blocks (remote frees collected on the way) are reused
- * before never-carved room is carved: carving touches memory for the first
- * time, so it waits until the pages scanned have nothing free. */
+ * memory.  A page holding at least half an extend's worth of freed blocks
+ * (remote frees collected on the way) is taken before never-touched room
+ * is carved: memory already resident is used first (a heap taken over
+ * from an exited thread, or one whose blocks other threads free, stays
+ * small), but a refill is not spent on a block or two. */
 static hk_page *find_page(hk_heap *heap, unsigned cls)
 {
     unsigned level = hk_knob(HK_KNOB_PARTIAL_REUSE) & 3;
-    hk_page *head = heap->queue[cls], *pg = head, *best = NULL, *uncarved = NULL;
+    hk_page *head = heap->queue[cls], *pg = head, *best = NULL, *fallback = NULL;
     for (unsigned scanned = 0; pg && scanned < reuse_level[level].scan; scanned++) {
         collect_remote(pg);
-        if (pg->free != NULL) {
+        uint32_t freed = pg->capacity > pg->used ? pg->capacity - pg->used : 0;
+        if (pg->free != NULL && freed * 2 >= carve_blocks(pg->block_size)) {
             if (!reuse_level[level].fullest) { best = pg; break; }
             if (best == NULL || pg->used > best->used) best = pg;
-        } else if (uncarved == NULL && pg->capacity < pg->reserved) {
-            uncarved = pg;
+        } else if (fallback == NULL && (pg->free != NULL || pg->capacity < pg->reserved)) {
+            fallback = pg;
         }
         pg = pg->next;
         if (pg == head) break;                   /* went all the way round */
     }
-    if (best == NULL) best = uncarved;
+    if (best == NULL) best = fallback;
     if (best) {
         if (best->free == NULL) extend(best);
         heap->queue[cls] = best;                 /* the pages scanned before it go to the back */

@@ -254,7 +254,8 @@ static void test_remote_free_on_slow_path(void **state)
 
 /* When the current page has no free block left but room never carved, a
  * refill takes the blocks other threads freed into a page further on
- * before it touches new memory. */
+ * before it touches new memory, if there are at least half an extend's
+ * worth; a block or two is not worth a refill: it carves. */
 static void test_refill_reuses_freed_blocks_before_carving(void **state)
 {
     (void)state;
@@ -271,14 +272,23 @@ static void test_refill_reuses_freed_blocks_before_carving(void **state)
     while (p2->free != NULL && n_taken < 64) taken[n_taken++] = hk_heap_alloc_class(heap, cls);
     assert_null(p2->free);                            /* its carved blocks, all taken */
     assert_true(p2->capacity < p2->reserved);
+
+    free_from_other_thread(full, 1);                  /* one block: not worth it */
     uint32_t carved = p2->capacity;
-    free_from_other_thread(full, 8);
+    taken[n_taken++] = hk_heap_alloc_class(heap, cls);
+    assert_ptr_equal(page_of(taken[n_taken - 1]), p2);
+    assert_true(p2->capacity > carved);
+    while (p2->free != NULL && n_taken < 64) taken[n_taken++] = hk_heap_alloc_class(heap, cls);
+    assert_true(p2->capacity < p2->reserved);
+
+    free_from_other_thread(full + 1, 8);              /* eight: taken before carving */
+    carved = p2->capacity;
     void *next = hk_heap_alloc_class(heap, cls);
     assert_ptr_equal(page_of(next), p1);
-    assert_true(contains(full, 8, next));
+    assert_true(contains(full, 9, next));
     assert_int_equal(p2->capacity, carved);           /* nothing new carved */
     hak_free(next);
-    for (uint32_t i = 8; i < reserved; i++) hak_free(full[i]);
+    for (uint32_t i = 9; i < reserved; i++) hak_free(full[i]);
     for (unsigned i = 0; i < n_taken; i++) hak_free(taken[i]);
     free(full);
 }

@@ -242,7 +242,8 @@ enum hkshm_knob {
     HKSHM_KNOB_SMALL_THP,                 /* 1: huge pages for small-object segments */
     HKSHM_KNOB_LARGE_THRESHOLD,           /* bytes: the default for sites without a policy */
     HKSHM_KNOB_BIGCACHE_KIB,              /* BigCache's total bytes, in KiB */
-    /* 6, 7 reserved */
+    HKSHM_KNOB_MEDIUM_PAGE_BLOCKS,        /* 1..8: fewest blocks in a page of a 16-128 KiB class */
+    /* 7 reserved */
 };
 
 typedef struct hkshm_binary_policy {
@@ -284,6 +285,7 @@ static inline int hkshm_knob_valid(uint32_t knob, uint32_t v)
     case HKSHM_KNOB_SMALL_THP:         return v <= 1u;
     case HKSHM_KNOB_LARGE_THRESHOLD:   return v >= HKSHM_THRESHOLD_MIN && v <= HKSHM_THRESHOLD_MAX;
     case HKSHM_KNOB_BIGCACHE_KIB:      return v <= (4u << 20);
+    case HKSHM_KNOB_MEDIUM_PAGE_BLOCKS: return v >= 1u && v <= 8u;
     default:                           return 0;
     }
 }

@@ -402,6 +402,7 @@ EXPORT int malloc_trim(size_t pad)
 
 EXPORT void hakmem_collect(void)
 {
+    hk_heap_release_pooled();
     hk_heap *heap = hk_heap_for_thread();
     if (heap != NULL) {
         while (hk_segment_adopt_one(heap)) {}   /* what exited threads left behind */

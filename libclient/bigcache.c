@@ -1,4 +1,4 @@
-/* BigCache box.  64 rings of 4 slots; a site maps to ring site % 64.  Each
+/* BigCache box.  64 rings of 32 slots; a site maps to ring site % 64.  Each
  * ring has its own lock (large allocations are rare enough that one
  * uncontended lock costs nothing next to the mmap it saves).  The bytes
  * cached are bounded by the BIGCACHE_KIB knob: beyond it the oldest blocks
@@ -15,6 +15,7 @@ typedef struct cache_slot {
     uint64_t freed_ns;
     uint64_t seq;                 /* put order, process-wide: the smallest is the oldest;
                                    * written under the ring lock, peeked without */
+    uint32_t site;                /* whose block it was */
 } cache_slot;
 
 typedef struct ring {
@@ -41,36 +42,72 @@ static void evicted(const cache_slot *old)
 {
     atomic_fetch_add_explicit(&n_evictions, 1, memory_order_relaxed);
     left_cache(old->size);
-    evict_cb(old->block, old->size);
+    evict_cb(old->block, old->size, old->site);
 }
 
 void hk_bigcache_init(hk_bigcache_evict_fn evict) { evict_cb = evict; }
 
-void *hk_bigcache_get(uint32_t site, size_t size)
+/* Whether slot c holds want bytes from its first address with no bit of
+ * align_mask set. */
+static int holds_aligned(const cache_slot *c, size_t want, uintptr_t align_mask)
+{
+    uintptr_t b = (uintptr_t)c->block, a = (b + align_mask) & ~align_mask;
+    return a - b <= c->size && c->size - (a - b) >= want;
+}
+
+/* How well slot c serves want: holding it beats not; of two that hold it,
+ * one that holds it aligned, then the smaller; of two that do not, the
+ * bigger. */
+static int serves_better(const cache_slot *c, const cache_slot *than, size_t want, uintptr_t align_mask)
+{
+    int holds = c->size >= want, than_holds = than->size >= want;
+    if (holds != than_holds) return holds;
+    if (!holds) return c->size > than->size;
+    int aligned = holds_aligned(c, want, align_mask), than_aligned = holds_aligned(than, want, align_mask);
+    if (aligned != than_aligned) return aligned;
+    return c->size < than->size;
+}
+
+void *hk_bigcache_take(uint32_t site, size_t want, uintptr_t align_mask, size_t *size)
 {
     ring *r = &rings[site % HK_BIGCACHE_SITES];
     void *found = NULL;
-    size_t found_size = 0;
     hk_lock_acquire(&r->lock);
     int best = -1;
     for (unsigned k = 0; k < HK_BIGCACHE_SLOTS; k++) {
-        size_t s = r->slot[k].size;
-        if (r->slot[k].block && s >= size && s / 2 <= size && (best < 0 || s < r->slot[best].size))
-            best = (int)k;
+        if (r->slot[k].block == NULL) continue;
+        if (best < 0 || serves_better(&r->slot[k], &r->slot[best], want, align_mask)) best = (int)k;
     }
     if (best >= 0) {
         found = r->slot[best].block;
-        found_size = r->slot[best].size;
+        *size = r->slot[best].size;
         __atomic_store_n(&r->slot[best].block, NULL, __ATOMIC_RELAXED);
     }
     hk_lock_release(&r->lock);
-    if (found) {
-        atomic_fetch_add_explicit(&n_hits, 1, memory_order_relaxed);
-        left_cache(found_size);
-    } else {
-        atomic_fetch_add_explicit(&n_misses, 1, memory_order_relaxed);
-    }
+    if (found) left_cache(*size);
     return found;
+}
+
+void *hk_bigcache_take_at(uint32_t site, const void *start, const void *end, size_t *size)
+{
+    ring *r = &rings[site % HK_BIGCACHE_SITES];
+    void *found = NULL;
+    hk_lock_acquire(&r->lock);
+    for (unsigned k = 0; k < HK_BIGCACHE_SLOTS && found == NULL; k++) {
+        uint8_t *b = r->slot[k].block;
+        if (b == NULL || !(start ? b == start : b + r->slot[k].size == end)) continue;
+        found = b;
+        *size = r->slot[k].size;
+        __atomic_store_n(&r->slot[k].block, NULL, __ATOMIC_RELAXED);
+    }
+    hk_lock_release(&r->lock);
+    if (found) left_cache(*size);
+    return found;
+}
+
+void hk_bigcache_count(int hit)
+{
+    atomic_fetch_add_explicit(hit ? &n_hits : &n_misses, 1, memory_order_relaxed);
 }
 
 /* Evicts the oldest block of all rings.  Returns 0 when there is none. */
@@ -129,6 +166,7 @@ int hk_bigcache_put(uint32_t site, void *block, size_t size, unsigned slots, int
     }
     old = r->slot[k];
     r->slot[k].size = size;
+    r->slot[k].site = site;
     r->slot[k].freed_ns = hk_coarse_ns();
     __atomic_store_n(&r->slot[k].seq, seq, __ATOMIC_RELAXED);
     __atomic_store_n(&r->slot[k].block, block, __ATOMIC_RELAXED);   /* trim peeks at it */

@@ -1,8 +1,9 @@
-/* BigCache: a per-site ring of recently freed large blocks, so the next
- * large allocation from the same site reuses memory that is already mapped
- * and faulted in.  It stores opaque blocks with their size key; evicting a
- * block (ring full, idle too long, flush) hands it to the callback given at
- * init, which unmaps it.  The cache knows nothing of block headers. */
+/* BigCache: a per-site ring of recently freed large blocks (or pieces of
+ * them), so the next large allocation from the same site reuses memory that
+ * is already mapped and faulted in.  It stores opaque ranges with their
+ * size; evicting one (ring full, idle too long, over the byte budget,
+ * flush) hands it to the callback given at init, which unmaps it.  The
+ * cache knows nothing of block headers: large.c cuts and joins ranges. */
 #ifndef HK_BIGCACHE_H
 #define HK_BIGCACHE_H
 
@@ -10,9 +11,9 @@
 #include <stdint.h>
 
 #define HK_BIGCACHE_SITES 64
-#define HK_BIGCACHE_SLOTS 4
+#define HK_BIGCACHE_SLOTS 32
 
-typedef void (*hk_bigcache_evict_fn)(void *block, size_t size);
+typedef void (*hk_bigcache_evict_fn)(void *block, size_t size, uint32_t site);
 
 typedef struct hk_bigcache_stats {
     uint64_t hits, misses, puts, evictions;
@@ -20,14 +21,24 @@ typedef struct hk_bigcache_stats {
 } hk_bigcache_stats;
 
 void hk_bigcache_init(hk_bigcache_evict_fn evict);
-/* A cached block for site whose size key is at least `size` and at most
- * twice it (the smallest such), or NULL (counted as a miss). */
-void *hk_bigcache_get(uint32_t site, size_t size);
-/* Offers a freed block; slots is the site's ring size (0..4).  Returns 1
- * when cached, 0 when the caller must release it (no slots, or bigger than
- * the whole budget).  May evict the oldest entry of the ring, and the
- * oldest of all rings while the cached bytes exceed the BIGCACHE_KIB knob,
- * through the callback; *evicted is set when it did. */
+/* Takes the site's cached block that best serves a request of `want`
+ * bytes: of those at least that big, one that holds want bytes from an
+ * address with no bit of align_mask set if any (the caller can use it
+ * where it is), then the smallest; else the biggest (which the caller
+ * joins with others).  Its size in *size; NULL when the ring is empty.
+ * Counts nothing: the caller tells hk_bigcache_count what it served. */
+void *hk_bigcache_take(uint32_t site, size_t want, uintptr_t align_mask, size_t *size);
+/* Takes the cached block of the site's ring that begins at start (when
+ * start is not NULL) or else ends at end; its size in *size; or NULL. */
+void *hk_bigcache_take_at(uint32_t site, const void *start, const void *end, size_t *size);
+/* One allocation served from cached memory (hit) or not (miss). */
+void hk_bigcache_count(int hit);
+/* Offers a freed block; slots is the number of entries the site's ring may
+ * hold (0..HK_BIGCACHE_SLOTS).  Returns 1 when cached, 0 when the caller
+ * must release it (no slots, or bigger than the whole budget).  May evict
+ * the oldest entry of the ring, and the oldest of all rings while the
+ * cached bytes exceed the BIGCACHE_KIB knob, through the callback;
+ * *evicted is set when it did. */
 int  hk_bigcache_put(uint32_t site, void *block, size_t size, unsigned slots, int *evicted);
 /* Evicts oldest first down to the budget (after the knob was lowered). */
 void hk_bigcache_fit_budget(void);

@@ -34,11 +34,22 @@ hk_heap hk_empty_heap = {
 };
 
 __thread hk_heap *hk_tls_heap __attribute__((tls_model("initial-exec"))) = &hk_empty_heap;
+/* Whether this thread took over a pooled heap (take_over): once at most. */
+static __thread uint8_t tls_took_over __attribute__((tls_model("initial-exec")));
 
 static uint8_t direct_lo[HK_CLASSES], direct_hi[HK_CLASSES];  /* buckets per class */
 static hk_lock heap_lock = HK_LOCK_INIT;
-static hk_heap *live_heaps, *free_heaps;
+static hk_heap *live_heaps;
+/* Heaps of exited threads, most recent first.  One that still holds memory
+ * (segments with live blocks, free pages, remote frees that arrived since)
+ * goes whole to the next thread that starts, as if its thread had gone on
+ * running: thread waves reuse warm memory without adopting, re-faulting or
+ * collecting anything first.  One left unclaimed for the purge delay gives
+ * its memory up as before (pool_release). */
+static hk_heap *pooled_heaps;
 static unsigned live_count;
+/* When the longest-pooled heap that holds memory was pooled; UINT64_MAX when none. */
+static _Atomic uint64_t pool_oldest_ns = UINT64_MAX;
 static pthread_key_t heap_key;
 static _Atomic uint64_t remote_collected;
 static _Atomic uint64_t info_requested;  /* mallinfo calls so far: heaps refresh when behind */
@@ -171,26 +182,32 @@ static const struct { uint8_t scan, fullest; } reuse_level[4] = {
     { 2, 0 }, { 8, 0 }, { 32, 0 }, { 64, 1 },
 };
 
-/* Whether pg can hand out a block: collected remote frees, or never-carved room. */
-static int has_room(hk_page *pg)
-{
-    collect_remote(pg);
-    return pg->free != NULL || pg->capacity < pg->reserved;
-}
+/* Blocks one extend() carves for block size bs. */
+static uint32_t carve_blocks(uint32_t bs) { return bs >= EXTEND_BYTES ? 1 : EXTEND_BYTES / bs; }
 
-/* A page of class cls with a free block, made current; NULL when out of memory. */
+/* A page of class cls with a free block, made current; NULL when out of
+ * memory.  A page holding at least half an extend's worth of freed blocks
+ * (remote frees collected on the way) is taken before never-touched room
+ * is carved: memory already resident is used first (a heap taken over
+ * from an exited thread, or one whose blocks other threads free, stays
+ * small), but a refill is not spent on a block or two. */
 static hk_page *find_page(hk_heap *heap, unsigned cls)
 {
     unsigned level = hk_knob(HK_KNOB_PARTIAL_REUSE) & 3;
-    hk_page *head = heap->queue[cls], *pg = head, *best = NULL;
+    hk_page *head = heap->queue[cls], *pg = head, *best = NULL, *fallback = NULL;
     for (unsigned scanned = 0; pg && scanned < reuse_level[level].scan; scanned++) {
-        if (has_room(pg)) {
+        collect_remote(pg);
+        uint32_t freed = pg->capacity > pg->used ? pg->capacity - pg->used : 0;
+        if (pg->free != NULL && freed * 2 >= carve_blocks(pg->block_size)) {
             if (!reuse_level[level].fullest) { best = pg; break; }
             if (best == NULL || pg->used > best->used) best = pg;
+        } else if (fallback == NULL && (pg->free != NULL || pg->capacity < pg->reserved)) {
+            fallback = pg;
         }
         pg = pg->next;
         if (pg == head) break;                   /* went all the way round */
     }
+    if (best == NULL) best = fallback;
     if (best) {
         if (best->free == NULL) extend(best);
         heap->queue[cls] = best;                 /* the pages scanned before it go to the back */
@@ -219,12 +236,23 @@ void *hk_heap_alloc_class_slow(hk_heap *heap, unsigned cls)
     return b;
 }
 
+static void pool_release(uint64_t now, uint64_t delay, int all);
+
+/* Pooled memory unclaimed for the purge delay goes back (pool_release). */
+static void release_stale_pool(uint64_t now)
+{
+    uint64_t oldest = atomic_load_explicit(&pool_oldest_ns, memory_order_relaxed);
+    uint64_t delay = (uint64_t)hk_knob(HK_KNOB_PURGE_DELAY_MS) * 1000000u;
+    if (oldest != UINT64_MAX && now - oldest >= delay) pool_release(now, delay, 0);
+}
+
 static void maintain(hk_heap *heap)
 {
     uint64_t now = hk_coarse_ns();
     if (now - heap->last_maintenance_ns < MAINTAIN_NS) return;
     heap->last_maintenance_ns = now;
     uint64_t t0 = hk_ticks();
+    release_stale_pool(now);
     hk_segment_adopt_one(heap);          /* memory of exited threads comes back */
     hk_segment_maintain(heap, now, 0);
     hk_bigcache_trim(now, BIGCACHE_IDLE_NS);
@@ -281,6 +309,8 @@ void hk_heap_page_emptied(hk_heap *heap, hk_page *pg)
     if ((++heap->slow_calls % 16) == 0) maintain(heap);
 }
 
+static int take_over(hk_heap *target);
+
 void hk_heap_check_block(const hk_page *pg, const void *p, const char *fn)
 {
     if (pg == &hk_invalid_page || !pg->in_use || pg->block_size == 0)
@@ -297,7 +327,13 @@ void hk_heap_free_slow(hk_page *pg, void *p, const char *fn)
     if (hk_block_is_free(b)) hk_fatal_pointer(fn, "double free", p);
 #endif
     hk_heap *me = hk_tls_heap;
-    if (atomic_load_explicit(&pg->heap, memory_order_acquire) == me) {
+    hk_heap *owner = atomic_load_explicit(&pg->heap, memory_order_acquire);
+    if (owner != me && owner != NULL && !tls_took_over &&
+        atomic_load_explicit(&owner->pooled, memory_order_relaxed) && take_over(owner)) {
+        me = hk_tls_heap;                        /* the page is the thread's own now */
+        owner = atomic_load_explicit(&pg->heap, memory_order_acquire);
+    }
+    if (owner == me) {
         hk_block_push(pg, b);
         if (--pg->used == 0) hk_heap_page_emptied(me, pg);
         return;
@@ -367,40 +403,23 @@ void hk_heap_info_publish(hk_heap *heap)
 
 /* ---- heap lifetime ---------------------------------------------------- */
 
+/* A heap about to serve a new thread.  One that holds memory keeps what
+ * it allocates from (its pages, queues and segments: internal.h puts them
+ * before `pooled`) and starts the rest from zero. */
 static void heap_reset(hk_heap *h)
 {
-    memset(h, 0, sizeof *h);
-    for (unsigned b = 0; b <= HK_DIRECT_MAX / HK_ALIGN; b++) h->direct[b] = &hk_empty_page;
-    for (unsigned c = 0; c < HK_CLASSES; c++) h->current[c] = &hk_empty_page;
+    memset(&h->slow_calls, 0, sizeof *h - offsetof(hk_heap, slow_calls));
+    if (h->segments == NULL) {
+        memset(h, 0, offsetof(hk_heap, pooled));
+        for (unsigned b = 0; b <= HK_DIRECT_MAX / HK_ALIGN; b++) h->direct[b] = &hk_empty_page;
+        for (unsigned c = 0; c < HK_CLASSES; c++) h->current[c] = &hk_empty_page;
+    }
     h->sample_left = (int64_t)hk_opt.sample_bytes;
 }
 
-hk_heap *hk_heap_for_thread(void)
-{
-    hk_heap *h = hk_tls_heap;
-    if (h != &hk_empty_heap) return h;
-    hk_process_init();
-    hk_lock_acquire(&heap_lock);
-    h = free_heaps;
-    if (h) free_heaps = h->next_free;
-    hk_lock_release(&heap_lock);
-    if (h == NULL) h = hk_meta_alloc(sizeof *h);
-    if (h == NULL) return NULL;
-    heap_reset(h);
-    hk_lock_acquire(&heap_lock);
-    h->next_heap = live_heaps;
-    if (live_heaps) live_heaps->prev_heap = h;
-    live_heaps = h;
-    live_count++;
-    hk_lock_release(&heap_lock);
-    /* Visible before pthread_setspecific, which may itself allocate. */
-    hk_tls_heap = h;
-    pthread_setspecific(heap_key, h);
-    return h;
-}
-
-/* What exited threads counted (counters.h), folded in as each heap leaves
- * the live list, under the same lock. */
+/* What exited threads counted (counters.h), folded in under heap_lock as each
+ * heap leaves the live list, and again as it leaves the pool (what giving
+ * up its memory cost while pooled). */
 static hk_heap_counts exited_counts;
 
 static void fold_counts(hk_heap_counts *into, const hk_heap_counts *c)
@@ -411,35 +430,182 @@ static void fold_counts(hk_heap_counts *into, const hk_heap_counts *c)
         hk_count_own(&dst[i], atomic_load_explicit(&src[i], memory_order_relaxed));
 }
 
+/* Under heap_lock. */
+static void pool_note_oldest(void)
+{
+    uint64_t oldest = UINT64_MAX;
+    for (hk_heap *h = pooled_heaps; h; h = h->next_free)
+        if (h->segments && h->pooled_ns < oldest) oldest = h->pooled_ns;
+    atomic_store_explicit(&pool_oldest_ns, oldest, memory_order_relaxed);
+}
+
+/* Under heap_lock: takes h (pointed to by *at) out of the pool. */
+static hk_heap *pool_unlink(hk_heap **at)
+{
+    hk_heap *h = *at;
+    *at = h->next_free;
+    atomic_store_explicit(&h->pooled, 0, memory_order_relaxed);
+    if (h->segments) pool_note_oldest();
+    fold_counts(&exited_counts, &h->counts);
+    return h;
+}
+
+/* Under heap_lock: a pooled heap for a new thread, one with memory first. */
+static hk_heap *pool_take(void)
+{
+    hk_heap **at = &pooled_heaps;
+    while (*at && (*at)->segments == NULL) at = &(*at)->next_free;
+    if (*at == NULL) at = &pooled_heaps;
+    return *at ? pool_unlink(at) : NULL;
+}
+
+/* Under heap_lock. */
+static void link_live(hk_heap *h)
+{
+    h->prev_heap = NULL;
+    h->next_heap = live_heaps;
+    if (live_heaps) live_heaps->prev_heap = h;
+    live_heaps = h;
+    live_count++;
+}
+
+/* Under heap_lock. */
+static void unlink_live(hk_heap *h)
+{
+    if (h->prev_heap) h->prev_heap->next_heap = h->next_heap; else live_heaps = h->next_heap;
+    if (h->next_heap) h->next_heap->prev_heap = h->prev_heap;
+    h->next_heap = h->prev_heap = NULL;
+    live_count--;
+}
+
+/* h becomes the calling thread's heap. */
+static void serve_thread(hk_heap *h)
+{
+    heap_reset(h);
+    hk_lock_acquire(&heap_lock);
+    link_live(h);
+    hk_lock_release(&heap_lock);
+    /* Visible before pthread_setspecific, which may itself allocate. */
+    hk_tls_heap = h;
+    pthread_setspecific(heap_key, h);
+}
+
+hk_heap *hk_heap_for_thread(void)
+{
+    hk_heap *h = hk_tls_heap;
+    if (h != &hk_empty_heap) return h;
+    hk_process_init();
+    hk_lock_acquire(&heap_lock);
+    h = pool_take();
+    hk_lock_release(&heap_lock);
+    if (h == NULL) h = hk_meta_alloc(sizeof *h);
+    if (h == NULL) return NULL;
+    serve_thread(h);
+    return h;
+}
+
+/* Pooled heaps are visited too: their mallinfo figures are as of their
+ * thread's exit (zero once they gave their memory up). */
 void hk_heap_visit(hk_heap_visit_fn fn, void *arg)
 {
     hk_lock_acquire(&heap_lock);
     for (hk_heap *h = live_heaps; h; h = h->next_heap) fn(&h->counts, &h->info, arg);
+    for (hk_heap *h = pooled_heaps; h; h = h->next_free) fn(&h->counts, &h->info, arg);
     fn(&exited_counts, NULL, arg);
     hk_lock_release(&heap_lock);
 }
 
-static void heap_unlink_and_pool(hk_heap *h)
+/* Under heap_lock. */
+static void pool_push(hk_heap *h, uint64_t now)
+{
+    h->pooled_ns = now;
+    h->next_free = pooled_heaps;
+    pooled_heaps = h;
+    atomic_store_explicit(&h->pooled, 1, memory_order_relaxed);
+    if (h->segments) pool_note_oldest();
+}
+
+static void heap_unlink_and_pool(hk_heap *h, uint64_t now)
 {
     hk_lock_acquire(&heap_lock);
     fold_counts(&exited_counts, &h->counts);
-    if (h->prev_heap) h->prev_heap->next_heap = h->next_heap; else live_heaps = h->next_heap;
-    if (h->next_heap) h->next_heap->prev_heap = h->prev_heap;
-    live_count--;
-    h->next_free = free_heaps;
-    free_heaps = h;
+    memset(&h->counts, 0, sizeof h->counts);
+    unlink_live(h);
+    pool_push(h, now);
     hk_lock_release(&heap_lock);
 }
 
-/* Gives up everything a heap owns: its empty memory to the OS, the rest to
- * whichever thread adopts its segments. */
+/* Gives up everything a heap of an exited thread owns: its empty memory to
+ * the OS, the rest to whichever thread adopts its segments (whose blocks
+ * count there for mallinfo from then on). */
 static void heap_abandon(hk_heap *h)
+{
+    collect_pages(h, 1);
+    hk_segment_abandon_all(h);
+    for (unsigned c = 0; c < HK_CLASSES; c++) h->queue[c] = NULL;
+    atomic_store_explicit(&h->info.used_bytes, 0, memory_order_relaxed);
+    atomic_store_explicit(&h->info.free_blocks, 0, memory_order_relaxed);
+    atomic_store_explicit(&h->info.dirty_bytes, 0, memory_order_relaxed);
+}
+
+/* Pooled heaps holding memory, pooled at least `delay` ago (all of them:
+ * every one), give it up; they stay pooled, empty.  They leave the pool
+ * meanwhile so that no thread takes one halfway. */
+static void pool_release(uint64_t now, uint64_t delay, int all)
+{
+    hk_heap *stale = NULL;
+    hk_lock_acquire(&heap_lock);
+    for (hk_heap **at = &pooled_heaps; *at;) {
+        hk_heap *h = *at;
+        if (h->segments && (all || now - h->pooled_ns >= delay)) {
+            *at = h->next_free;
+            atomic_store_explicit(&h->pooled, 0, memory_order_relaxed);
+            h->next_free = stale;
+            stale = h;
+        } else {
+            at = &h->next_free;
+        }
+    }
+    pool_note_oldest();
+    hk_lock_release(&heap_lock);
+    hk_heap *last = NULL;
+    for (hk_heap *h = stale; h; h = h->next_free) {
+        uint64_t t0 = hk_ticks();
+        heap_abandon(h);
+        hk_count_own(&h->counts.maintain_ticks, hk_ticks() - t0);
+        last = h;
+    }
+    if (last == NULL) return;
+    hk_lock_acquire(&heap_lock);
+    for (hk_heap *h = stale; h; h = h->next_free) atomic_store_explicit(&h->pooled, 1, memory_order_relaxed);
+    last->next_free = pooled_heaps;
+    pooled_heaps = stale;
+    hk_lock_release(&heap_lock);
+}
+
+void hk_heap_release_pooled(void)
+{
+    pool_release(0, 0, 1);
+}
+
+/* A heap whose thread is done with it waits in the pool for the next
+ * thread, as it is: remote frees collected, empty pages retired, spans idle
+ * for the purge delay purged and empty segments retained.  With no purge
+ * delay it gives up its memory at once. */
+static void pool_heap(hk_heap *h)
 {
     uint64_t t0 = hk_ticks();
     hk_site_flush_thread(h);
-    collect_pages(h, 1);
-    hk_segment_abandon_all(h);
+    uint64_t now = hk_coarse_ns();
+    if (hk_knob(HK_KNOB_PURGE_DELAY_MS) == 0) {
+        heap_abandon(h);
+    } else {
+        collect_pages(h, 0);
+        hk_segment_maintain(h, now, 0);
+        hk_heap_info_publish(h);
+    }
     hk_count_own(&h->counts.maintain_ticks, hk_ticks() - t0);
+    heap_unlink_and_pool(h, now);
 }
 
 static void heap_thread_done(void *arg)
@@ -447,8 +613,29 @@ static void heap_thread_done(void *arg)
     hk_heap *h = arg;
     if (h == NULL || h == &hk_empty_heap) return;
     if (hk_tls_heap == h) hk_tls_heap = &hk_empty_heap;
-    heap_abandon(h);
-    heap_unlink_and_pool(h);
+    pool_heap(h);
+}
+
+/* The calling thread frees into a pooled heap: that heap becomes the
+ * thread's own, its previous one (if any) going to the pool.  A thread that
+ * carries on an exited one's work (its data, its blocks) frees locally from
+ * then on and allocates from warm memory.  Once per thread, so that one
+ * freeing into several pooled heaps does not hop between them.  Returns 0
+ * when another thread took it first. */
+static HK_NOINLINE int take_over(hk_heap *target)
+{
+    tls_took_over = 1;
+    hk_lock_acquire(&heap_lock);
+    hk_heap **at = &pooled_heaps;
+    while (*at && *at != target) at = &(*at)->next_free;
+    int found = *at != NULL;
+    if (found) pool_unlink(at);
+    hk_lock_release(&heap_lock);
+    if (!found) return 0;
+    hk_heap *me = hk_tls_heap;
+    if (me != &hk_empty_heap) pool_heap(me);
+    serve_thread(target);
+    return 1;
 }
 
 void hk_heap_fork_prepare(void) { hk_lock_acquire(&heap_lock); }

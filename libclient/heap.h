@@ -37,6 +37,9 @@ void hk_heap_page_emptied(hk_heap *heap, hk_page *page);
 /* Collects remote frees, retires empty pages, purges idle memory;
  * force: everything free goes back to the OS now. */
 void hk_heap_collect(hk_heap *heap, int force);
+/* The heaps of exited threads waiting in the pool for a new thread give
+ * their memory up now (their segments abandoned, their free memory purged). */
+void hk_heap_release_pooled(void);
 /* The small-allocation countdown went below zero: counted (counters.h
  * estimates small allocations from it), then given to the site profiler. */
 void hk_heap_sample(hk_heap *heap, uintptr_t ra, size_t size);

@@ -125,7 +125,8 @@ typedef struct hk_segment {
 /* A site's policy as the allocation paths use it (site.h explains it). */
 typedef struct hk_site_policy {
     uint32_t large_threshold;       /* bytes; >= goes to mmap + BigCache */
-    uint16_t bigcache_slots;        /* 0: BigCache off for this site */
+    uint16_t bigcache_slots;        /* 0: BigCache off for this site; n: its ring
+                                     * keeps up to 8n freed blocks or pieces (large.c) */
     uint8_t  thp;                   /* 1: MADV_HUGEPAGE on 2 MiB-aligned blocks */
     uint8_t  from_daemon;           /* 1 once a published policy was applied */
 } hk_site_policy;
@@ -164,20 +165,27 @@ typedef struct hk_heap_info {
 } hk_heap_info;
 
 /* A thread heap.  direct[] and current[] always point at a valid page (the
- * empty page when there is none) so the fast path never tests for NULL. */
+ * empty page when there is none) so the fast path never tests for NULL.
+ * What it allocates from comes before `pooled`; from slow_calls on, the
+ * state belongs to the thread it serves (a pooled heap passes the first
+ * part on to its next thread, heap.c). */
 struct hk_heap {
     hk_page *direct[HK_DIRECT_MAX / HK_ALIGN + 1];
     hk_page *current[HK_CLASSES];
     int64_t sample_left;             /* bytes until the next sampled allocation */
     hk_page *queue[HK_CLASSES];      /* all pages of a class, current first */
     hk_segment *segments;            /* segments this heap owns */
+    _Atomic uint8_t pooled;          /* 1 while in the pool of exited threads' heaps
+                                      * (written under the heap list lock, peeked at
+                                      * by remote frees; never reset with the rest) */
     uint64_t slow_calls;
     uint64_t medium_calls;
     uint32_t sites_known;            /* process site count this thread last saw */
     uint32_t site_added;             /* a site appeared since: the shm client should look */
     uint64_t last_maintenance_ns;
     struct hk_heap *next_heap, *prev_heap;  /* global list of live heaps */
-    struct hk_heap *next_free;       /* free pool */
+    struct hk_heap *next_free;       /* pool of exited threads' heaps */
+    uint64_t pooled_ns;              /* when it was pooled */
     hk_site_local *last_site;        /* entry of the last hk_site_of() */
     hk_site_local sites[HK_SITE_LOCAL];
     hk_heap_counts counts;

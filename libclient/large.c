@@ -38,8 +38,8 @@ void hk_large_get_stats(hk_large_stats *out)
 
 static inline hk_large_hdr *hdr_of(const void *p) { return (hk_large_hdr *)((uintptr_t)p - HK_LARGE_HDR); }
 
-/* Mapping sizes are rounded to quarter powers of two so that blocks of
- * nearly the same size share a BigCache key. */
+/* Growth by realloc rounds to quarter powers of two, so that a buffer
+ * grown step by step moves its pages a logarithmic number of times. */
 static size_t map_size_for(size_t need)
 {
     need = (need + 4095) & ~(size_t)4095;
@@ -49,6 +49,8 @@ static size_t map_size_for(size_t need)
     return (need + step - 1) & ~(step - 1);
 }
 
+static inline size_t page_round(size_t n) { return (n + 4095) & ~(size_t)4095; }
+
 static void release(hk_large_hdr *h)
 {
     hk_chunk_set((uintptr_t)h->self, HK_CHUNK_NONE);
@@ -56,15 +58,148 @@ static void release(hk_large_hdr *h)
     hk_os_unmap(h->base, h->map_size);
 }
 
-static void evict(void *block, size_t size)
+/* ---- cached memory, cut and joined ----------------------------------------
+ * BigCache holds address ranges: whole freed blocks (their header still
+ * there, marked freed, so a second free is caught) and pieces of them.  A
+ * new block takes the cached range that best fits it: one big enough and
+ * 4 MiB-aligned serves in place, its tail going back as a piece; otherwise
+ * up to MAX_PIECES ranges are moved (mremap: page tables, no copy, no fault)
+ * into a fresh aligned mapping, the rest of which is faulted in as usual.
+ * So a block replaced by one of another size costs the faults of the
+ * difference at most, and the cache drains into the blocks that need it
+ * instead of holding memory beside them.
+ *
+ * A block assembled from several ranges spans several kernel mappings;
+ * kernels before 6.17 move only one at a time.  The first refusal (EFAULT)
+ * switches to single moves for good: one range per block, grown in the
+ * same mremap, so blocks and pieces stay single mappings. */
+#define MAX_PIECES 8
+#define MIN_PIECE  ((size_t)64 << 10)   /* smaller remainders are unmapped */
+#define RING_PER_SLOT 8                 /* ring entries per policy slot */
+
+static _Atomic int single_moves;
+
+/* The chunk-map entries of the whole freed blocks a cached range holds go
+ * when the range leaves its place (moved, unmapped or reused): a block's
+ * entry is the 4 MiB chunk it starts, and no live block starts inside a
+ * cached range. */
+static void unmark(uint8_t *base, size_t len)
 {
-    hk_large_hdr *h = block;
-    (void)size;
-    hk_site_note_bigcache(h->site, 0, 1);
-    release(h);
+    uintptr_t c = ((uintptr_t)base + HK_SEGMENT_MASK) & ~(uintptr_t)HK_SEGMENT_MASK;
+    for (; c < (uintptr_t)base + len; c += HK_SEGMENT_SIZE) hk_chunk_set(c + HK_LARGE_HDR, HK_CHUNK_NONE);
+}
+
+static void drop_range(uint8_t *base, size_t len)
+{
+    unmark(base, len);
+    atomic_fetch_sub_explicit(&n_mapped_bytes, len, memory_order_relaxed);
+    hk_os_unmap(base, len);
+}
+
+static void evict(void *block, size_t size, uint32_t site)
+{
+    hk_site_note_bigcache(site, 0, 1);
+    drop_range(block, size);
 }
 
 void hk_large_init(void) { hk_bigcache_init(evict); }
+
+/* The tail of a cached range the new block does not need goes back. */
+static void keep_range(uint32_t site, uint8_t *base, size_t len, unsigned entries)
+{
+    int evicted;
+    if (len < MIN_PIECE || !hk_bigcache_put(site, base, len, entries, &evicted)) drop_range(base, len);
+}
+
+/* A freed block goes to the cache joined with the cached ranges around it
+ * (they were mapped side by side): one bigger range serves a later block
+ * in place more often.  Joined ranges span several kernel mappings, so not
+ * once the kernel has refused to move such ranges.  The block keeps its
+ * header and chunk-map entry meanwhile: a second free is still caught. */
+static void cache_block(uint32_t site, uint8_t *base, size_t len, unsigned entries)
+{
+    if (!atomic_load_explicit(&single_moves, memory_order_relaxed)) {
+        size_t nlen;
+        uint8_t *before = hk_bigcache_take_at(site, NULL, base, &nlen);
+        if (before) {
+            base = before;
+            len += nlen;
+        }
+        if (hk_bigcache_take_at(site, base + len, NULL, &nlen)) len += nlen;
+    }
+    int evicted;
+    if (!hk_bigcache_put(site, base, len, entries, &evicted)) drop_range(base, len);
+}
+
+/* Moves `take` bytes of the cached range at e into dest + off, its rest
+ * going back to the cache; single: dest is NULL and gets a mapping of
+ * `need` bytes grown from the range.  Returns 0, or -1 when the kernel
+ * refused (the range is then unmapped: its layout is unknown). */
+static int move_in(uint32_t site, uint8_t *e, size_t len, size_t take, uint8_t **dest, size_t off,
+                   size_t need, unsigned entries)
+{
+    unmark(e, take);
+    int rc;
+    if (*dest == NULL) {
+        *dest = hk_os_remap_aligned(e, take, need, HK_SEGMENT_SIZE);
+        rc = *dest ? 0 : -1;
+    } else {
+        rc = hk_os_move(e, take, *dest + off);
+        if (rc == -EFAULT) atomic_store_explicit(&single_moves, 1, memory_order_relaxed);
+    }
+    if (rc != 0) {
+        drop_range(e, len);
+        return -1;
+    }
+    atomic_fetch_sub_explicit(&n_mapped_bytes, take, memory_order_relaxed);
+    if (len > take) keep_range(site, e + take, len - take, entries);
+    return 0;
+}
+
+/* A mapping of *need bytes, 4 MiB-aligned, made of cached memory as far as
+ * the site's ring has it (*reused: any), not counted as mapped yet; NULL
+ * when the ring is empty or the kernel refuses.  *need grows when a small
+ * tail stays with a block reused in place. */
+static uint8_t *from_cache(uint32_t site, size_t *need, unsigned entries, int *reused)
+{
+    size_t len, want = *need;
+    *reused = 0;
+    uint8_t *e = hk_bigcache_take(site, want, HK_SEGMENT_MASK, &len);
+    if (e == NULL) return NULL;
+    size_t head = (size_t)(-(uintptr_t)e & HK_SEGMENT_MASK);
+    if (head <= len && len - head >= want) {
+        /* In place, from the range's first 4 MiB boundary. */
+        if (head) keep_range(site, e, head, entries);
+        e += head;
+        len -= head;
+        if (len - want >= MIN_PIECE) keep_range(site, e + want, len - want, entries);
+        else *need = want = len;
+        unmark(e, want);
+        atomic_fetch_sub_explicit(&n_mapped_bytes, want, memory_order_relaxed);
+        *reused = 1;
+        return e;
+    }
+    uint8_t *dest = NULL;
+    if (!atomic_load_explicit(&single_moves, memory_order_relaxed)) {
+        dest = hk_os_map_aligned(want, HK_SEGMENT_SIZE);
+        if (dest == NULL) {
+            keep_range(site, e, len, entries);
+            return NULL;
+        }
+    }
+    size_t off = 0;
+    for (unsigned pieces = 1;; pieces++) {
+        size_t take = len < want - off ? len : want - off;
+        int single = dest == NULL;
+        if (move_in(site, e, len, take, &dest, off, want, entries) != 0) break;
+        *reused = 1;
+        off += take;
+        if (off == want || single || pieces == MAX_PIECES) break;
+        e = hk_bigcache_take(site, want - off, HK_SEGMENT_MASK, &len);
+        if (e == NULL) break;
+    }
+    return dest;
+}
 
 static void advise_huge(hk_large_hdr *h)
 {
@@ -83,30 +218,28 @@ static void *large_alloc(size_t size, size_t align, uint32_t site, const hk_site
     if (size > LARGE_MAX || align > LARGE_MAX) { errno = ENOMEM; return NULL; }
     int plain = align <= HK_LARGE_HDR;
     size_t off = plain ? HK_LARGE_HDR : align;
-    size_t map_size = plain ? map_size_for(off + size) : ((off + size + 4095) & ~(size_t)4095);
-    int use_cache = plain && hk_opt.bigcache && pol->bigcache_slots > 0;
+    size_t map_size = page_round(off + size);
+    unsigned entries = pol->bigcache_slots * RING_PER_SLOT;
+    int use_cache = plain && hk_opt.bigcache && entries > 0;
 
+    uint8_t *base = NULL;
+    int reused = 0;
     if (use_cache) {
-        hk_large_hdr *h = hk_bigcache_get(site, map_size);
-        hk_site_note_bigcache(site, h != NULL, 0);
-        if (h) {
-            /* The block may be somewhat bigger than asked: it keeps its mapping. */
-            h->site = site;
-            h->size = size;
-            if (!h->thp && pol->thp) advise_huge(h);
-            atomic_store_explicit(&h->magic, HK_LARGE_MAGIC, memory_order_release);
-            atomic_fetch_add_explicit(&n_allocs, 1, memory_order_relaxed);
-            hk_site_note_large_live(site, size, 1);
-            return h->self;
-        }
+        base = from_cache(site, &map_size, entries, &reused);
+        hk_bigcache_count(reused);
+        hk_site_note_bigcache(site, reused, 0);
     }
-    size_t map_align = align > HK_SEGMENT_SIZE ? align : HK_SEGMENT_SIZE;
-    uint8_t *base = hk_os_map_aligned(map_size, map_align);
-    if (base == NULL) { errno = ENOMEM; return NULL; }
+    int fresh = !reused;
+    if (base == NULL) {
+        size_t map_align = align > HK_SEGMENT_SIZE ? align : HK_SEGMENT_SIZE;
+        base = hk_os_map_aligned(map_size, map_align);
+        if (base == NULL) { errno = ENOMEM; return NULL; }
+    }
     uint8_t *p = base + off;
-    /* Advise before the header write faults in the first page: once a small
-     * page sits in the range, the kernel will not fault a huge one there. */
-    size_t huge = pol->thp ? hk_thp_advice((uintptr_t)base, map_size, 1) : 0;
+    /* Advise before the header write faults in the first page of a fresh
+     * mapping: once a small page sits in the range, the kernel will not
+     * fault a huge one there. */
+    size_t huge = fresh && pol->thp ? hk_thp_advice((uintptr_t)base, map_size, 1) : 0;
     int got_huge = huge && hk_os_advise_huge(base, huge) == 0;
     hk_large_hdr *h = hdr_of(p);
     h->site = site;
@@ -120,12 +253,13 @@ static void *large_alloc(size_t size, size_t align, uint32_t site, const hk_site
         atomic_fetch_add_explicit(&n_thp, 1, memory_order_relaxed);
         hk_site_note_thp(site);
     }
+    if (!fresh && pol->thp) advise_huge(h);
     atomic_store_explicit(&h->magic, HK_LARGE_MAGIC, memory_order_release);
     hk_chunk_set((uintptr_t)p, HK_CHUNK_LARGE);
     atomic_fetch_add_explicit(&n_allocs, 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&n_mapped_bytes, map_size, memory_order_relaxed);
     hk_site_note_large_live(site, size, 1);
-    *zeroed = 1;
+    *zeroed = fresh;
     return p;
 }
 
@@ -153,8 +287,11 @@ static void large_free(void *p, const char *fn)
     hk_site_note_free(h->site, h->size);
     if (h->cacheable && hk_opt.bigcache) {
         hk_site_policy pol = hk_site_policy_get(h->site);
-        int evicted;
-        if (hk_bigcache_put(h->site, h, h->map_size, pol.bigcache_slots, &evicted)) return;
+        unsigned entries = pol.bigcache_slots * RING_PER_SLOT;
+        if (entries > 0) {
+            cache_block(h->site, h->base, h->map_size, entries);
+            return;
+        }
     }
     release(h);
 }
@@ -163,6 +300,27 @@ size_t hk_large_usable(const void *p, const char *fn)
 {
     hk_large_hdr *h = checked(p, fn);
     return (size_t)(h->base + h->map_size - (uint8_t *)p);
+}
+
+/* Growth into the cached range right after the block (often the rest of
+ * the range the block was cut from, still resident): no system call.  The
+ * part it does not need stays cached.  0 when there is no such range or it
+ * is too short. */
+static int grow_in_place(hk_large_hdr *h, size_t need)
+{
+    size_t len, more = need - h->map_size;
+    uint8_t *t = hk_bigcache_take_at(h->site, h->base + h->map_size, NULL, &len);
+    if (t == NULL) return 0;
+    unsigned entries = hk_site_policy_get(h->site).bigcache_slots * RING_PER_SLOT;
+    if (len < more) {
+        keep_range(h->site, t, len, entries);
+        return 0;
+    }
+    if (len - more >= MIN_PIECE) keep_range(h->site, t + more, len - more, entries);
+    else more = len;
+    unmark(t, more);
+    h->map_size += more;
+    return 1;
 }
 
 static void *large_try_realloc(void *p, size_t size, const char *fn)
@@ -174,14 +332,23 @@ static void *large_try_realloc(void *p, size_t size, const char *fn)
         return p;
     }
     if (!h->cacheable || size < usable || size > LARGE_MAX) return NULL;
+    if (grow_in_place(h, page_round(HK_LARGE_HDR + size))) {
+        h->size = size;
+        return p;
+    }
     /* Growth: move the pages to a bigger aligned mapping, no copying. */
     size_t new_map = map_size_for(HK_LARGE_HDR + size);
     uint8_t *old_base = h->base;
     size_t old_map = h->map_size;
+    /* Into a fresh aligned mapping, the old pages moved to its start: a
+     * block assembled from cached pieces spans several kernel mappings,
+     * which a resizing mremap would refuse. */
+    uint8_t *base = hk_os_map_aligned(new_map, HK_SEGMENT_SIZE);
+    if (base == NULL) return NULL;
     hk_chunk_set((uintptr_t)p, HK_CHUNK_NONE);
-    uint8_t *base = hk_os_remap_aligned(old_base, old_map, new_map, HK_SEGMENT_SIZE);
-    if (base == NULL) {
+    if (hk_os_move(old_base, old_map, base) != 0) {
         hk_chunk_set((uintptr_t)p, HK_CHUNK_LARGE);
+        hk_os_unmap(base, new_map);
         return NULL;
     }
     uint8_t *np = base + HK_LARGE_HDR;

@@ -76,7 +76,8 @@ _Static_assert((int)HKSHM_KNOB_PURGE_DELAY_MS == (int)HK_KNOB_PURGE_DELAY_MS &&
                    (int)HKSHM_KNOB_PARTIAL_REUSE == (int)HK_KNOB_PARTIAL_REUSE &&
                    (int)HKSHM_KNOB_SMALL_THP == (int)HK_KNOB_SMALL_THP &&
                    (int)HKSHM_KNOB_LARGE_THRESHOLD == (int)HK_KNOB_LARGE_THRESHOLD &&
-                   (int)HKSHM_KNOB_BIGCACHE_KIB == (int)HK_KNOB_BIGCACHE_KIB,
+                   (int)HKSHM_KNOB_BIGCACHE_KIB == (int)HK_KNOB_BIGCACHE_KIB &&
+                   (int)HKSHM_KNOB_MEDIUM_PAGE_BLOCKS == (int)HK_KNOB_MEDIUM_PAGE_BLOCKS,
                "knob numbers");
 
 void hk_options_apply_binary(uint32_t set, const uint32_t knob[HKSHM_KNOBS])

@@ -98,6 +98,15 @@ void *hk_os_remap_aligned(void *p, size_t old_size, size_t new_size, size_t alig
     return moved;
 }
 
+int hk_os_move(void *from, size_t size, void *to)
+{
+    uint64_t t0 = hk_ticks();
+    void *moved = mremap(from, size, size, MREMAP_MAYMOVE | MREMAP_FIXED, to);
+    int err = moved == MAP_FAILED ? errno : 0;
+    hk_counters_syscall(HK_SYS_MREMAP, hk_ticks() - t0);
+    return -err;
+}
+
 int hk_os_advise_huge(void *p, size_t size)
 {
     return advise(p, size, MADV_HUGEPAGE);

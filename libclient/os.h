@@ -16,6 +16,10 @@ void  hk_os_purge(void *p, size_t size);
 /* Moves a mapping to a fresh aligned place of new_size bytes without copying
  * the pages; NULL when the kernel refuses. */
 void *hk_os_remap_aligned(void *p, size_t old_size, size_t new_size, size_t align);
+/* Moves the pages of [from, from + size) to `to`, replacing what was
+ * mapped there, without copying them.  0, or -errno (-EFAULT: the range
+ * spans several mappings and the kernel, before 6.17, moves one only). */
+int   hk_os_move(void *from, size_t size, void *to);
 int   hk_os_advise_huge(void *p, size_t size);
 int   hk_os_advise_no_huge(void *p, size_t size);
 

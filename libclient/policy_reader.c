@@ -30,11 +30,14 @@ static struct {
     pending_policy work[HK_SITE_MAX];
     uint32_t n_work;
     int binary_applied;             /* the knobs below are in force */
-    uint32_t bin_arm, bin_set, bin_knob[HKSHM_KNOBS];
+    uint32_t bin_set, bin_knob[HKSHM_KNOBS];
     int bin_decided;                /* the binary arm was chosen at bin_since_ns */
     uint64_t bin_since_ns;
     int bin_pending;                /* a different arm is published: taken once the hold is over */
-} pr = { .bin_arm = HKSHM_NO_ARM };
+} pr;
+/* Apart from pr, which is all zero at start so that it takes no room in
+ * the library's data pages (a small program's resident set counts them). */
+static uint32_t pr_bin_arm = HKSHM_NO_ARM;
 
 void (*hk_policy_mid_read_hook)(void);
 
@@ -285,7 +288,7 @@ static void read_binary(const hkshm_table *t, uint32_t n, uint32_t domain, uint6
 static int same_binary_policy(const binary_read *b)
 {
     if (!b->found)
-        return !pr.binary_applied && pr.bin_arm == HKSHM_NO_ARM;
+        return !pr.binary_applied && pr_bin_arm == HKSHM_NO_ARM;
     return pr.binary_applied && pr.bin_set == b->set && memcmp(pr.bin_knob, b->knob, sizeof b->knob) == 0;
 }
 
@@ -295,7 +298,7 @@ static int same_binary_policy(const binary_read *b)
 static void apply_binary(const binary_read *b, uint64_t now_ns)
 {
     if (same_binary_policy(b)) {
-        pr.bin_arm = b->found ? b->arm : HKSHM_NO_ARM;
+        pr_bin_arm = b->found ? b->arm : HKSHM_NO_ARM;
         pr.bin_pending = 0;
         if (!pr.bin_decided) {
             pr.bin_decided = 1;         /* the first read decides, whatever it finds */
@@ -311,15 +314,15 @@ static void apply_binary(const binary_read *b, uint64_t now_ns)
     pr.bin_since_ns = now_ns;
     pr.bin_pending = 0;
     if (!b->found) {
-        if (pr.binary_applied || pr.bin_arm != HKSHM_NO_ARM)
+        if (pr.binary_applied || pr_bin_arm != HKSHM_NO_ARM)
             hk_options_binary_defaults();
         pr.binary_applied = 0;
-        pr.bin_arm = HKSHM_NO_ARM;
+        pr_bin_arm = HKSHM_NO_ARM;
         return;
     }
     hk_options_apply_binary(b->set, b->knob);
     pr.binary_applied = 1;
-    pr.bin_arm = b->arm;
+    pr_bin_arm = b->arm;
     pr.bin_set = b->set;
     memcpy(pr.bin_knob, b->knob, sizeof b->knob);
 }
@@ -384,7 +387,7 @@ int hk_policy_apply(uint32_t domain, uint64_t binary_hash, hkshm_region *region)
         applied++;
     }
     apply_binary(&bin, now);
-    hk_region_set_applied(applied, pr.bin_arm);
+    hk_region_set_applied(applied, pr_bin_arm);
     pr.gen_applied = g;
     /* Sites not resolved yet are looked at again next time. */
     pr.sites_at_apply = pr.n_work < nsites ? pr.n_work : nsites;

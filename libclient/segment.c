@@ -244,7 +244,7 @@ int hk_segment_adopt_one(hk_heap *heap)
 
 hk_page *hk_segment_page_alloc(hk_heap *heap, unsigned cls)
 {
-    const hk_class_info *ci = &hk_classes[cls];
+    const hk_class_info *ci = hk_class_page(cls);
     unsigned n = ci->span;
     hk_segment *s;
     int first = -1;

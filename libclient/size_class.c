@@ -1,8 +1,11 @@
 /* The class table is computed at compile time by a generator-free rule: the
  * span of a class is the smallest number of slots that holds at least eight
  * blocks (or one block, for blocks over 128 KiB), widened by up to a quarter
- * when that wastes less of the span's tail. */
+ * when that wastes less of the span's tail.  Classes from 16 KiB to 128 KiB
+ * have a layout for each value of the MEDIUM_PAGE_BLOCKS knob too: at least
+ * that many blocks instead of eight. */
 #include "size_class.h"
+#include "knobs.h"
 
 #define KB(x) ((uint32_t)(x) * 1024u)
 
@@ -15,11 +18,15 @@ static uint32_t class_size(unsigned c)
     return (1u << (w - 1)) + k * (1u << (w - 3));
 }
 
-static void fill_table(hk_class_info *t)
+/* Classes whose pages follow the MEDIUM_PAGE_BLOCKS knob. */
+static int knob_sized(uint32_t bs) { return bs >= KB(16) && bs <= KB(128); }
+
+/* medium: the fewest blocks a page of a class of 16 KiB to 128 KiB holds. */
+static void fill_table(hk_class_info *t, unsigned medium)
 {
     for (unsigned c = 0; c < HK_CLASSES; c++) {
         uint32_t bs = class_size(c);
-        uint64_t want = bs > KB(128) ? bs : 8ull * bs;
+        uint64_t want = bs > KB(128) ? bs : (uint64_t)(knob_sized(bs) ? medium : 8) * bs;
         unsigned min_span = (unsigned)((want + HK_SLOT_SIZE - 1) / HK_SLOT_SIZE);
         unsigned best = min_span;
         uint64_t best_waste = (uint64_t)best * HK_SLOT_SIZE % bs;
@@ -36,14 +43,23 @@ static void fill_table(hk_class_info *t)
 
 /* Filled by the process-wide init, which every first malloc goes through. */
 hk_class_info hk_classes[HK_CLASSES];
+static hk_class_info medium_layout[HK_MEDIUM_PAGE_BLOCKS_MAX + 1][HK_CLASSES];
 static void fill_aligned(void);
 
 void hk_size_class_init(void)
 {
     if (hk_classes[0].block_size == 0) {
-        fill_table(hk_classes);
+        for (unsigned n = 1; n <= HK_MEDIUM_PAGE_BLOCKS_MAX; n++) fill_table(medium_layout[n], n);
+        fill_table(hk_classes, HK_MEDIUM_PAGE_BLOCKS_MAX);
         fill_aligned();
     }
+}
+
+const hk_class_info *hk_class_page(unsigned cls)
+{
+    unsigned n = hk_knob(HK_KNOB_MEDIUM_PAGE_BLOCKS);
+    if (n == 0 || n > HK_MEDIUM_PAGE_BLOCKS_MAX) n = HK_MEDIUM_PAGE_BLOCKS_MAX;
+    return &medium_layout[n][cls];
 }
 
 /* aligned_next[c][k]: the first class from c on whose block size is a

@@ -12,9 +12,15 @@ typedef struct hk_class_info {
     uint32_t blocks;        /* blocks per page */
 } hk_class_info;
 
+/* The layout of each class with the built-in page sizes. */
 extern hk_class_info hk_classes[HK_CLASSES];
-/* Fills the table; idempotent, allocation-free. */
+/* Fills the tables; idempotent, allocation-free. */
 void hk_size_class_init(void);
+/* The layout a new page of class cls gets now: the built-in one, except
+ * for classes of 16 KiB to 128 KiB, whose pages hold at least the
+ * MEDIUM_PAGE_BLOCKS knob's number of blocks (knobs.h).  A page keeps the
+ * layout it was made with. */
+const hk_class_info *hk_class_page(unsigned cls);
 
 /* Class of a size in 1..HK_CLASS_MAX (0 counts as 1). */
 static inline unsigned hk_size_class(size_t size)

@@ -1,6 +1,6 @@
 /* BigCache box on its own: opaque blocks (addresses in a static array,
- * never dereferenced) and a recording eviction callback, so every hit, miss,
- * put and eviction can be checked exactly. */
+ * never dereferenced) and a recording eviction callback, so every put, take
+ * and eviction can be checked exactly. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -17,16 +17,28 @@
 #define MiB ((size_t)1 << 20)
 #define SEC 1000000000ull
 
-static char blocks[16];
+static char blocks[40];
 #define BLK(i) ((void *)&blocks[i])
 
-static struct { void *block; size_t size; } evicted[64];
+static struct { void *block; size_t size; uint32_t site; } evicted[64];
 static unsigned n_evicted;
 
-static void record_evict(void *block, size_t size)
+static void record_evict(void *block, size_t size, uint32_t site)
 {
-    if (n_evicted < 64) { evicted[n_evicted].block = block; evicted[n_evicted].size = size; }
+    if (n_evicted < 64) {
+        evicted[n_evicted].block = block;
+        evicted[n_evicted].size = size;
+        evicted[n_evicted].site = site;
+    }
     n_evicted++;
+}
+
+/* hk_bigcache_take with no alignment preference; NULL or the block, whose
+ * size must be `size` when given. */
+static void *take(uint32_t site, size_t want)
+{
+    size_t size = 0;
+    return hk_bigcache_take(site, want, 0, &size);
 }
 
 static hk_bigcache_stats stats(void)
@@ -60,17 +72,22 @@ static int put(uint32_t site, void *b, size_t size, unsigned slots)
     return r * 2 + ev;          /* 2: cached, 3: cached with an eviction */
 }
 
-static void test_miss_on_empty(void **state)
+static void test_empty_ring(void **state)
 {
     (void)state;
+    size_t size = 7;
+    assert_null(hk_bigcache_take(10, 4 * MiB, 0, &size));
+    assert_int_equal(size, 7);                         /* untouched */
     hk_bigcache_stats s0 = stats();
-    assert_null(hk_bigcache_get(10, 4 * MiB));
+    hk_bigcache_count(0);
+    hk_bigcache_count(1);
+    hk_bigcache_count(1);
     hk_bigcache_stats s1 = stats();
     assert_int_equal(s1.misses, s0.misses + 1);
-    assert_int_equal(s1.hits, s0.hits);
+    assert_int_equal(s1.hits, s0.hits + 2);
 }
 
-static void test_put_then_hit(void **state)
+static void test_put_then_take(void **state)
 {
     (void)state;
     hk_bigcache_stats s0 = stats();
@@ -78,64 +95,99 @@ static void test_put_then_hit(void **state)
     hk_bigcache_stats s1 = stats();
     assert_int_equal(s1.puts, s0.puts + 1);
     assert_int_equal(s1.cached_bytes, 8 * MiB);
-    assert_ptr_equal(hk_bigcache_get(11, 8 * MiB), BLK(0));
+    assert_int_equal(s1.cached_blocks, 1);
+    size_t size = 0;
+    assert_ptr_equal(hk_bigcache_take(11, 8 * MiB, 0, &size), BLK(0));
+    assert_int_equal(size, 8 * MiB);
     hk_bigcache_stats s2 = stats();
-    assert_int_equal(s2.hits, s0.hits + 1);
-    assert_int_equal(s2.misses, s0.misses);
     assert_int_equal(s2.cached_bytes, 0);
-    assert_null(hk_bigcache_get(11, 8 * MiB));        /* taken: gone */
-    assert_int_equal(stats().misses, s0.misses + 1);
+    assert_int_equal(s2.cached_blocks, 0);
+    assert_int_equal(s2.hits, s0.hits);                /* taking counts nothing */
+    assert_int_equal(s2.misses, s0.misses);
+    assert_null(take(11, 8 * MiB));                    /* taken: gone */
     assert_int_equal(n_evicted, 0);
 }
 
-/* A cached block serves requests it holds without being twice too big. */
-static void test_size_window(void **state)
-{
-    (void)state;
-    hk_bigcache_stats s0 = stats();
-    put(12, BLK(0), 4 * MiB, 4);
-    assert_null(hk_bigcache_get(12, 4 * MiB + 4096));  /* too small */
-    assert_null(hk_bigcache_get(12, 2 * MiB - 4096));  /* over twice the request: too big */
-    assert_null(hk_bigcache_get(12, 1 * MiB));
-    assert_int_equal(stats().misses, s0.misses + 3);
-    assert_ptr_equal(hk_bigcache_get(12, 2 * MiB), BLK(0));  /* exactly twice: taken */
-    assert_int_equal(stats().cached_bytes, 0);         /* minus the block's size, not the request's */
-    put(12, BLK(1), 4 * MiB, 4);
-    assert_ptr_equal(hk_bigcache_get(12, 4 * MiB), BLK(1));
-    assert_int_equal(stats().hits, s0.hits + 2);
-}
-
-/* Of the blocks that fit, the smallest is handed out. */
-static void test_smallest_fit(void **state)
+/* Any cached block serves: the caller cuts a bigger one and joins smaller
+ * ones.  Of those that hold the request, the smallest; else the biggest. */
+static void test_best_fit(void **state)
 {
     (void)state;
     put(17, BLK(0), 5 * MiB, 4);
     put(17, BLK(1), 3 * MiB, 4);
     put(17, BLK(2), 4 * MiB, 4);
     put(17, BLK(3), 9 * MiB, 4);
-    assert_ptr_equal(hk_bigcache_get(17, 11 * MiB / 4), BLK(1));
+    size_t size;
+    assert_ptr_equal(hk_bigcache_take(17, 11 * MiB / 4, 0, &size), BLK(1));
+    assert_int_equal(size, 3 * MiB);
     assert_int_equal(stats().cached_bytes, 18 * MiB);
-    assert_ptr_equal(hk_bigcache_get(17, 11 * MiB / 4), BLK(2));
-    assert_ptr_equal(hk_bigcache_get(17, 11 * MiB / 4), BLK(0));
-    assert_null(hk_bigcache_get(17, 11 * MiB / 4));      /* 9 MiB is too big for it */
-    assert_ptr_equal(hk_bigcache_get(17, 8 * MiB), BLK(3));
+    assert_ptr_equal(take(17, 11 * MiB / 4), BLK(2));
+    assert_ptr_equal(take(17, 1 * MiB), BLK(0));        /* far bigger than asked: still the smallest */
+    assert_ptr_equal(hk_bigcache_take(17, 20 * MiB, 0, &size), BLK(3));   /* none holds it: the biggest */
+    assert_int_equal(size, 9 * MiB);
+    put(17, BLK(4), 2 * MiB, 4);
+    put(17, BLK(5), 6 * MiB, 4);
+    put(17, BLK(6), 1 * MiB, 4);
+    assert_ptr_equal(take(17, 7 * MiB), BLK(5));
+    assert_ptr_equal(take(17, 7 * MiB), BLK(4));
+    assert_ptr_equal(take(17, 7 * MiB), BLK(6));
+}
+
+/* Of the blocks that hold a request, one that holds it from an address
+ * with none of the mask's bits set wins over a smaller one that does not. */
+static void test_aligned_fit_preferred(void **state)
+{
+    (void)state;
+    /* Addresses in blocks[], aligned to 16 or 1 and 17 bytes past it. */
+    uintptr_t mask = 15;
+    uintptr_t base = ((uintptr_t)BLK(0) + mask) & ~mask;
+    void *aligned = (void *)base, *off = (void *)(base + 1), *tight = (void *)(base + 17);
+    put(25, off, 100, 8);                              /* aligned from base + 16: only 85 left */
+    put(25, aligned, 300, 8);
+    put(25, tight, 90, 8);                             /* aligned from base + 32: 75 left */
+    size_t size;
+    assert_ptr_equal(hk_bigcache_take(25, 80, mask, &size), off);     /* 85 >= 80 aligned, smallest such */
+    assert_ptr_equal(hk_bigcache_take(25, 80, mask, &size), aligned);
+    assert_ptr_equal(hk_bigcache_take(25, 80, mask, &size), tight);   /* holds 80, not aligned */
+}
+
+/* The block that begins at an address, or ends at one, is found and
+ * taken; other rings' are not. */
+static void test_take_at(void **state)
+{
+    (void)state;
+    char *b = blocks;
+    put(26, b + 0, 4, 8);                              /* [0, 4) */
+    put(26, b + 10, 5, 8);                             /* [10, 15) */
+    put(26, b + 20, 3, 8);                             /* [20, 23) */
+    put(27, b + 15, 2, 8);                             /* [15, 17): another ring */
+    size_t size = 0;
+    assert_null(hk_bigcache_take_at(26, b + 4, NULL, &size));
+    assert_null(hk_bigcache_take_at(26, NULL, b + 10, &size));
+    assert_ptr_equal(hk_bigcache_take_at(26, NULL, b + 4, &size), b);
+    assert_int_equal(size, 4);
+    assert_ptr_equal(hk_bigcache_take_at(26, b + 10, NULL, &size), b + 10);
+    assert_int_equal(size, 5);
+    assert_null(hk_bigcache_take_at(26, b + 15, NULL, &size));   /* site 27's */
+    assert_ptr_equal(hk_bigcache_take_at(27, b + 15, NULL, &size), b + 15);
+    assert_int_equal(stats().cached_bytes, 3);
 }
 
 static void test_per_site_rings(void **state)
 {
     (void)state;
     put(13, BLK(0), 2 * MiB, 4);
-    assert_null(hk_bigcache_get(14, 2 * MiB));        /* another site does not see it */
+    assert_null(take(14, 2 * MiB));        /* another site does not see it */
     for (unsigned i = 0; i < 4; i++) assert_int_equal(put(15, BLK(1 + i), 2 * MiB, 4), 2);
     for (unsigned i = 0; i < 4; i++) assert_int_equal(put(16, BLK(5 + i), 2 * MiB, 4), 2);
     assert_int_equal(n_evicted, 0);                   /* full rings, no interference */
     assert_int_equal(stats().cached_bytes, 9 * 2 * MiB);
     for (unsigned i = 0; i < 4; i++) {
-        void *a = hk_bigcache_get(15, 2 * MiB), *b = hk_bigcache_get(16, 2 * MiB);
+        void *a = take(15, 2 * MiB), *b = take(16, 2 * MiB);
         assert_true(a >= BLK(1) && a <= BLK(4));
         assert_true(b >= BLK(5) && b <= BLK(8));
     }
-    assert_ptr_equal(hk_bigcache_get(13, 2 * MiB), BLK(0));
+    assert_ptr_equal(take(13, 2 * MiB), BLK(0));
 }
 
 /* A full ring evicts its oldest entry through the callback, in circular
@@ -151,12 +203,13 @@ static void test_circular_eviction(void **state)
         assert_int_equal(n_evicted, i - 3);
         assert_ptr_equal(evicted[i - 4].block, BLK(i - 4));
         assert_int_equal(evicted[i - 4].size, (i - 3) * MiB);
+        assert_int_equal(evicted[i - 4].site, 18);
     }
     hk_bigcache_stats s1 = stats();
     assert_int_equal(s1.evictions, s0.evictions + 6);
     assert_int_equal(s1.puts, s0.puts + 10);
     assert_int_equal(s1.cached_bytes, (7 + 8 + 9 + 10) * MiB);
-    for (unsigned i = 6; i < 10; i++) assert_ptr_equal(hk_bigcache_get(18, (i + 1) * MiB), BLK(i));
+    for (unsigned i = 6; i < 10; i++) assert_ptr_equal(take(18, (i + 1) * MiB), BLK(i));
 
     /* A two-slot ring. */
     n_evicted = 0;
@@ -176,7 +229,7 @@ static void test_eviction_oldest_after_hole(void **state)
 {
     (void)state;
     for (unsigned i = 0; i < 4; i++) put(20, BLK(i), (i + 1) * MiB, 4);
-    assert_ptr_equal(hk_bigcache_get(20, 2 * MiB), BLK(1));
+    assert_ptr_equal(take(20, 2 * MiB), BLK(1));
     assert_int_equal(put(20, BLK(4), 5 * MiB, 4), 2);  /* fills the hole */
     assert_int_equal(n_evicted, 0);
     assert_int_equal(put(20, BLK(5), 6 * MiB, 4), 3);
@@ -198,12 +251,14 @@ static void test_zero_slots_disables(void **state)
     hk_bigcache_stats s1 = stats();
     assert_int_equal(s1.puts, s0.puts);
     assert_int_equal(s1.cached_bytes, 0);
-    assert_null(hk_bigcache_get(21, 2 * MiB));
+    assert_null(take(21, 2 * MiB));
     assert_int_equal(n_evicted, 0);
     /* More slots than a ring has: clamped to the ring. */
-    for (unsigned i = 0; i < HK_BIGCACHE_SLOTS; i++) assert_int_equal(put(22, BLK(i), 2 * MiB, 9), 2);
-    assert_int_equal(put(22, BLK(9), 2 * MiB, 9), 3);
+    for (unsigned i = 0; i < HK_BIGCACHE_SLOTS; i++)
+        assert_int_equal(put(22, BLK(i), 1 * MiB, HK_BIGCACHE_SLOTS + 5), 2);
+    assert_int_equal(put(22, BLK(HK_BIGCACHE_SLOTS), 1 * MiB, HK_BIGCACHE_SLOTS + 5), 3);
     assert_ptr_equal(evicted[0].block, BLK(0));
+    assert_int_equal(evicted[0].site, 22);
 }
 
 static void test_trim_by_idle_time(void **state)
@@ -230,7 +285,7 @@ static void test_trim_by_idle_time(void **state)
     assert_int_equal(n_evicted, 2);
     assert_ptr_equal(evicted[1].block, BLK(1));
     assert_int_equal(stats().cached_bytes, 0);
-    assert_null(hk_bigcache_get(24, 2 * MiB));
+    assert_null(take(24, 2 * MiB));
 }
 
 /* The byte budget (BIGCACHE_KIB): beyond it the oldest block of any ring
@@ -248,7 +303,7 @@ static void test_budget_evicts_oldest_first(void **state)
     assert_int_equal(n_evicted, 1);
     assert_ptr_equal(evicted[0].block, BLK(0));
     assert_int_equal(stats().cached_bytes, 3 * MiB);
-    assert_ptr_equal(hk_bigcache_get(31, 1 * MiB), BLK(1));      /* the others are still there */
+    assert_ptr_equal(take(31, 1 * MiB), BLK(1));      /* the others are still there */
     assert_int_equal(put(34, BLK(4), 2 * MiB, 4), 3);   /* needs 2 MiB: BLK(2) goes, BLK(3) stays */
     assert_int_equal(n_evicted, 2);
     assert_ptr_equal(evicted[1].block, BLK(2));
@@ -264,11 +319,12 @@ static void test_budget_evicts_oldest_first(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup(test_miss_on_empty, setup),
-        cmocka_unit_test_setup(test_put_then_hit, setup),
-        cmocka_unit_test_setup(test_size_window, setup),
+        cmocka_unit_test_setup(test_empty_ring, setup),
+        cmocka_unit_test_setup(test_put_then_take, setup),
+        cmocka_unit_test_setup(test_best_fit, setup),
+        cmocka_unit_test_setup(test_aligned_fit_preferred, setup),
+        cmocka_unit_test_setup(test_take_at, setup),
         cmocka_unit_test_setup(test_per_site_rings, setup),
-        cmocka_unit_test_setup(test_smallest_fit, setup),
         cmocka_unit_test_setup(test_circular_eviction, setup),
         cmocka_unit_test_setup(test_eviction_oldest_after_hole, setup),
         cmocka_unit_test_setup(test_zero_slots_disables, setup),

@@ -72,7 +72,7 @@ static void test_apply_clamps_and_resets(void **state)
         [HK_KNOB_PURGE_DELAY_MS] = 1000000, [HK_KNOB_RETAINED_SEGMENTS] = 100000,
         [HK_KNOB_PARTIAL_REUSE] = 9, [HK_KNOB_SMALL_THP] = 7,
         [HK_KNOB_LARGE_THRESHOLD] = 100, [HK_KNOB_BIGCACHE_KIB] = UINT32_MAX,
-        [6] = 5, [7] = 5,
+        [HK_KNOB_MEDIUM_PAGE_BLOCKS] = 50, [7] = 5,
     };
     hk_knobs_apply(0xFF, k);
     assert_int_equal(hk_knob(HK_KNOB_PURGE_DELAY_MS), 60000);
@@ -81,8 +81,11 @@ static void test_apply_clamps_and_resets(void **state)
     assert_int_equal(hk_knob(HK_KNOB_SMALL_THP), 1);
     assert_int_equal(hk_knob(HK_KNOB_LARGE_THRESHOLD), 64 * KiB);
     assert_int_equal(hk_knob(HK_KNOB_BIGCACHE_KIB), 16u << 20);
-    assert_int_equal(hk_knob(6), 0);                      /* reserved: never set */
-    assert_int_equal(hk_knob(7), 0);
+    assert_int_equal(hk_knob(HK_KNOB_MEDIUM_PAGE_BLOCKS), 8);
+    assert_int_equal(hk_knob(7), 0);                      /* reserved: never set */
+    k[HK_KNOB_MEDIUM_PAGE_BLOCKS] = 0;
+    hk_knobs_apply(1u << HK_KNOB_MEDIUM_PAGE_BLOCKS, k);
+    assert_int_equal(hk_knob(HK_KNOB_MEDIUM_PAGE_BLOCKS), 1);
 
     /* Only the knobs in the set change. */
     uint32_t other[HK_KNOBS] = { [HK_KNOB_PURGE_DELAY_MS] = 5, [HK_KNOB_PARTIAL_REUSE] = 0 };
@@ -96,7 +99,8 @@ static void test_apply_clamps_and_resets(void **state)
     assert_int_equal(hk_knob(HK_KNOB_PARTIAL_REUSE), 1);
     assert_int_equal(hk_knob(HK_KNOB_SMALL_THP), 0);
     assert_int_equal(hk_knob(HK_KNOB_LARGE_THRESHOLD), 1 << 20);
-    assert_int_equal(hk_knob(HK_KNOB_BIGCACHE_KIB), 64u << 10);
+    assert_int_equal(hk_knob(HK_KNOB_BIGCACHE_KIB), 128u << 10);
+    assert_int_equal(hk_knob(HK_KNOB_MEDIUM_PAGE_BLOCKS), 8);
 }
 
 static void test_environment_sets_what_reset_returns_to(void **state)
@@ -108,6 +112,7 @@ static void test_environment_sets_what_reset_returns_to(void **state)
     setenv("HAKMEM_SMALL_THP", "1", 1);
     setenv("HAKMEM_LARGE_THRESHOLD", "256K", 1);
     setenv("HAKMEM_BIGCACHE_BYTES", "3M", 1);
+    setenv("HAKMEM_MEDIUM_PAGE_BLOCKS", "2", 1);
     hk_options_load();
     uint32_t zero[HK_KNOBS] = { [HK_KNOB_LARGE_THRESHOLD] = 1 << 20 };
     hk_knobs_apply(0xFF, zero);
@@ -118,23 +123,29 @@ static void test_environment_sets_what_reset_returns_to(void **state)
     assert_int_equal(hk_knob(HK_KNOB_SMALL_THP), 1);
     assert_int_equal(hk_knob(HK_KNOB_LARGE_THRESHOLD), 256 * KiB);
     assert_int_equal(hk_knob(HK_KNOB_BIGCACHE_KIB), 3 * 1024);
+    assert_int_equal(hk_knob(HK_KNOB_MEDIUM_PAGE_BLOCKS), 2);
 
     /* Out of range: ignored, the previous value stands. */
     setenv("HAKMEM_PARTIAL_REUSE", "4", 1);
     setenv("HAKMEM_RETAINED_SEGMENTS", "-1", 1);
+    setenv("HAKMEM_MEDIUM_PAGE_BLOCKS", "9", 1);
     hk_options_load();
     assert_int_equal(hk_knob(HK_KNOB_PARTIAL_REUSE), 2);
     assert_int_equal(hk_knob(HK_KNOB_RETAINED_SEGMENTS), 3);
+    assert_int_equal(hk_knob(HK_KNOB_MEDIUM_PAGE_BLOCKS), 2);
 
     /* The built-in defaults again, for the tests that follow. */
     static const char *const defaults[][2] = {
         { "HAKMEM_PURGE_DELAY_MS", "100" }, { "HAKMEM_RETAINED_SEGMENTS", "8" }, { "HAKMEM_PARTIAL_REUSE", "1" },
-        { "HAKMEM_SMALL_THP", "0" }, { "HAKMEM_LARGE_THRESHOLD", "1M" }, { "HAKMEM_BIGCACHE_BYTES", "64M" },
+        { "HAKMEM_SMALL_THP", "0" }, { "HAKMEM_LARGE_THRESHOLD", "1M" }, { "HAKMEM_BIGCACHE_BYTES", "128M" },
+        { "HAKMEM_MEDIUM_PAGE_BLOCKS", "8" },
     };
-    for (unsigned i = 0; i < 6; i++) setenv(defaults[i][0], defaults[i][1], 1);
+    enum { N_DEFAULTS = sizeof defaults / sizeof defaults[0] };
+    for (unsigned i = 0; i < N_DEFAULTS; i++) setenv(defaults[i][0], defaults[i][1], 1);
     hk_options_load();
-    for (unsigned i = 0; i < 6; i++) unsetenv(defaults[i][0]);
-    assert_int_equal(hk_knob(HK_KNOB_BIGCACHE_KIB), 64u << 10);
+    for (unsigned i = 0; i < N_DEFAULTS; i++) unsetenv(defaults[i][0]);
+    assert_int_equal(hk_knob(HK_KNOB_BIGCACHE_KIB), 128u << 10);
+    assert_int_equal(hk_knob(HK_KNOB_MEDIUM_PAGE_BLOCKS), 8);
 }
 
 /* ---- PURGE_DELAY_MS ----------------------------------------------------- */
@@ -444,6 +455,55 @@ static void test_bigcache_budget_holds(void **state)
     assert_int_equal(st.cached_bytes, 0);
 }
 
+/* ---- MEDIUM_PAGE_BLOCKS ------------------------------------------------- */
+
+/* A class of 16 KiB to 128 KiB gets pages of at least the knob's blocks
+ * (pages made before keep theirs); smaller and bigger classes do not
+ * follow it.  With two blocks a page, freeing both gives its slots back,
+ * where an eight-block page stays with its free blocks resident. */
+static void test_medium_page_blocks_sizes_pages(void **state)
+{
+    (void)state;
+    hk_heap *h = ut_heap_new();
+    unsigned c64 = hk_size_class(64 * KiB), c8 = hk_size_class(8 * KiB), c256 = hk_size_class(256 * KiB);
+    hk_page *eight = hk_segment_page_alloc(h, c64);
+    assert_int_equal(eight->reserved, 8);
+    assert_int_equal(eight->span, 8);
+    ut_set_knob(HK_KNOB_MEDIUM_PAGE_BLOCKS, 2);
+    hk_page *two = hk_segment_page_alloc(h, c64);
+    assert_int_equal(two->reserved, 2);
+    assert_int_equal(two->span, 2);
+    assert_int_equal(eight->reserved, 8);             /* unchanged */
+    hk_page *small = hk_segment_page_alloc(h, c8), *big = hk_segment_page_alloc(h, c256);
+    assert_int_equal(small->reserved, hk_classes[c8].blocks);
+    assert_int_equal(big->reserved, 1);
+    unsigned c16 = hk_size_class(16 * KiB);
+    hk_page *p16 = hk_segment_page_alloc(h, c16);
+    assert_int_equal(p16->span, 1);                    /* one slot already holds four */
+    assert_int_equal(p16->reserved, 4);
+    hk_segment_page_free(h, eight);
+    hk_segment_page_free(h, two);
+    hk_segment_page_free(h, small);
+    hk_segment_page_free(h, big);
+    hk_segment_page_free(h, p16);
+    hk_segment_maintain(h, hk_coarse_ns(), 1);
+    ut_heap_free(h);
+
+    /* Through malloc: two blocks of 48 KiB fill a page; freed, it goes. */
+    unsigned c48 = hk_size_class(48 * KiB);
+    hk_heap *me = hk_heap_for_thread();
+    void *a = hak_malloc(48 * KiB), *b = hak_malloc(48 * KiB);
+    hk_page *pg = hk_segment_of(a)->slot_page[((uintptr_t)a >> HK_SLOT_SHIFT) & (HK_SLOTS - 1)];
+    assert_int_equal(pg->reserved, 2);
+    assert_ptr_equal(hk_segment_of(b)->slot_page[((uintptr_t)b >> HK_SLOT_SHIFT) & (HK_SLOTS - 1)], pg);
+    void *c = hak_malloc(48 * KiB);                    /* the page is full: another one is current */
+    assert_ptr_not_equal(me->current[c48], pg);
+    hak_free(a);
+    hak_free(b);
+    assert_int_equal(pg->in_use, 0);                   /* retired: its slots are a free span */
+    hak_free(c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -456,6 +516,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_partial_reuse_fullest_drains_sparse_pages, setup, teardown),
         cmocka_unit_test_setup_teardown(test_large_threshold_moves_blocks, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bigcache_budget_holds, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_medium_page_blocks_sizes_pages, setup, teardown),
     };
     return cmocka_run_group_tests_name("knobs", tests, NULL, NULL);
 }

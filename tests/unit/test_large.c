@@ -1,6 +1,7 @@
 /* Large block box: one aligned mapping per block with the "HAKM" header
- * below the user pointer, usable sizes, BigCache hand-off on free, resizing
- * in place or by moving pages, and fail-fast frees. */
+ * below the user pointer, usable sizes, BigCache hand-off on free, new
+ * blocks cut from or assembled of cached ones (page faults counted),
+ * resizing in place or by moving pages, and fail-fast frees. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -9,6 +10,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #include "bigcache.h"
 #include "chunk_map.h"
@@ -127,6 +129,142 @@ static void test_freed_block_cached_and_reused(void **state)
     hk_bigcache_trim(0, 0);                           /* eviction unmaps */
     assert_int_equal(hk_chunk_kind((uintptr_t)p), HK_CHUNK_NONE);
     assert_int_equal(hk_chunk_kind((uintptr_t)other), HK_CHUNK_NONE);
+}
+
+static uint64_t minor_faults(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (uint64_t)ru.ru_minflt;
+}
+
+/* A block at site A with every page written. */
+static uint8_t *touched(size_t size)
+{
+    int z;
+    uint8_t *p = hk_large_alloc(size, 0, SITE_A, &cached, &z);
+    assert_non_null(p);
+    memset(p, 0x44, size);
+    return p;
+}
+
+/* Page faults of writing a new block of `size` at site A; the block in *out. */
+static uint64_t faults_of_new(size_t size, uint8_t **out, int *zeroed)
+{
+    uint64_t f0 = minor_faults();
+    *out = hk_large_alloc(size, 0, SITE_A, &cached, zeroed);
+    assert_non_null(*out);
+    memset(*out, 0x55, size);
+    return minor_faults() - f0;
+}
+
+/* A smaller block replacing a cached one is cut from it where it is (no
+ * system call, no fault); the rest stays cached and serves the next one,
+ * moved into a new mapping: only what it lacks faults in. */
+static void test_cached_block_cut_in_place(void **state)
+{
+    (void)state;
+    hk_bigcache_stats b0, b1;
+    hk_large_stats s0, s1;
+    hk_large_get_stats(&s0);
+    uint8_t *p = touched(8 * MiB);
+    hk_large_free(p, "free()");
+    hk_bigcache_get_stats(&b0);
+    assert_int_equal(b0.cached_bytes, 8 * MiB + 4096);
+
+    uint8_t *q;
+    int z = -1;
+    uint64_t f = faults_of_new(6 * MiB, &q, &z);
+    assert_ptr_equal(q, p);
+    assert_int_equal(z, 0);
+    print_message("faults writing 6 MiB cut from a cached 8 MiB block: %llu\n", (unsigned long long)f);
+    assert_true(f < 16);
+    hk_bigcache_get_stats(&b1);
+    assert_int_equal(b1.cached_bytes, 2 * MiB);        /* 8 MiB + a page less 6 MiB + a page */
+    assert_int_equal(b1.hits, b0.hits + 1);
+
+    uint8_t *r;
+    f = faults_of_new(4 * MiB, &r, &z);
+    assert_int_equal((uintptr_t)r % (4 * MiB), 64);
+    print_message("faults writing 4 MiB made of a cached 2 MiB piece: %llu\n", (unsigned long long)f);
+    assert_true(f >= 2 * MiB / 4096 / 2);
+    assert_true(f < 2 * MiB / 4096 + 32);
+    assert_int_equal(hk_chunk_kind((uintptr_t)r), HK_CHUNK_LARGE);
+    hk_large_free(q, "free()");
+    hk_large_free(r, "free()");
+    hk_bigcache_trim(0, 0);
+    hk_large_get_stats(&s1);
+    assert_int_equal(s1.mapped_bytes, s0.mapped_bytes);
+}
+
+/* A bigger block is assembled from several cached ones that were not side
+ * by side, their pages moved, not faulted; their old places are no longer
+ * ours.  A block freed beside a cached range (the rest of the range it was
+ * cut from) is joined with it. */
+static void test_block_assembled_from_cached_ones(void **state)
+{
+    (void)state;
+    hk_large_stats s0, s1;
+    hk_large_get_stats(&s0);
+    uint8_t *a = touched(3 * MiB), *x = touched(2 * MiB), *b = touched(3 * MiB);
+    hk_large_free(a, "free()");
+    hk_large_free(b, "free()");
+    hk_bigcache_stats bc;
+    hk_bigcache_get_stats(&bc);
+    assert_int_equal(bc.cached_blocks, 2);             /* x keeps them apart */
+    uint8_t *n;
+    int z = -1;
+    uint64_t f = faults_of_new(6 * MiB, &n, &z);
+    print_message("faults writing 6 MiB assembled of two cached 3 MiB blocks: %llu\n", (unsigned long long)f);
+    assert_true(f < 16);
+    assert_int_equal(z, 0);
+    assert_int_equal(hk_chunk_kind((uintptr_t)a), HK_CHUNK_NONE);
+    assert_int_equal(hk_chunk_kind((uintptr_t)b), HK_CHUNK_NONE);
+    hk_bigcache_get_stats(&bc);
+    assert_int_equal(bc.cached_blocks, 0);
+
+    /* Cut, then freed beside its rest: one cached range again. */
+    uint8_t *c = touched(8 * MiB);
+    hk_large_free(c, "free()");
+    uint8_t *d = touched(5 * MiB);
+    assert_ptr_equal(d, c);
+    hk_bigcache_get_stats(&bc);
+    assert_int_equal(bc.cached_blocks, 1);
+    assert_int_equal(bc.cached_bytes, 3 * MiB);
+    hk_large_free(d, "free()");
+    hk_bigcache_get_stats(&bc);
+    assert_int_equal(bc.cached_blocks, 1);
+    assert_int_equal(bc.cached_bytes, 8 * MiB + 4096);
+    assert_int_equal(magic_of(d), MAGIC_FREED);        /* a second free would still be caught */
+    hk_large_free(x, "free()");
+    hk_large_free(n, "free()");
+    hk_bigcache_trim(0, 0);
+    hk_large_get_stats(&s1);
+    assert_int_equal(s1.mapped_bytes, s0.mapped_bytes);
+}
+
+/* A block cut from a cached range and then grown by realloc takes the rest
+ * of that range back where it is: same pointer, no fault. */
+static void test_realloc_grows_into_cached_rest(void **state)
+{
+    (void)state;
+    uint8_t *p = touched(4 * MiB);
+    hk_large_free(p, "free()");
+    int z;
+    uint8_t *q = hk_large_alloc(1 * MiB, 0, SITE_A, &cached, &z);
+    assert_ptr_equal(q, p);
+    memset(q, 0x66, 1 * MiB);
+    uint64_t f0 = minor_faults();
+    uint8_t *r = hk_large_try_realloc(q, 3 * MiB, "realloc()");
+    assert_ptr_equal(r, q);
+    assert_true(hk_large_usable(r, "test") >= 3 * MiB);
+    memset(r + 1 * MiB, 0x67, 2 * MiB);
+    assert_true(minor_faults() - f0 < 16);
+    assert_int_equal(r[100], 0x66);
+    hk_bigcache_stats bc;
+    hk_bigcache_get_stats(&bc);
+    assert_int_equal(bc.cached_bytes, 4 * MiB + 4096 - (3 * MiB + 4096));   /* the rest of the rest */
+    hk_large_free(r, "free()");
 }
 
 static void test_aligned_blocks(void **state)
@@ -261,6 +399,9 @@ int main(void)
         cmocka_unit_test_teardown(test_header_and_layout, teardown),
         cmocka_unit_test_teardown(test_usable_sizes, teardown),
         cmocka_unit_test_teardown(test_freed_block_cached_and_reused, teardown),
+        cmocka_unit_test_teardown(test_cached_block_cut_in_place, teardown),
+        cmocka_unit_test_teardown(test_block_assembled_from_cached_ones, teardown),
+        cmocka_unit_test_teardown(test_realloc_grows_into_cached_rest, teardown),
         cmocka_unit_test_teardown(test_aligned_blocks, teardown),
         cmocka_unit_test_teardown(test_try_realloc_in_place, teardown),
         cmocka_unit_test_teardown(test_try_realloc_moves_pages, teardown),

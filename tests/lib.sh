@@ -25,6 +25,7 @@
 #                               after SECONDS; its exit status (137: killed)
 #   stop_pid PID [SECONDS]      SIGTERM, then SIGKILL after SECONDS (10);
 #                               its exit status
+#   kill_pid PID                SIGKILL now
 # Cleanup at exit (each runs once, whatever way the suite ends)
 #   make_tmpdir VAR PREFIX      VAR=a fresh /tmp/PREFIX.XXXXXX, removed
 #   track_pid PID...            stopped (TERM, then KILL after 5 s)
@@ -82,19 +83,49 @@ wait_for() {
   "$@"
 }
 
+# 0 when PID is a child of this shell (alive, or dead and not yet waited
+# for): a pid reaped earlier may belong to someone else by now, and is
+# never signalled.
+ours() {
+  local st
+  st=$(proc_state "$1") && [ "${st#* }" = "$$" ]
+}
+
+# "STATE PPID" of a live (or zombie) process, from /proc/PID/stat.
+proc_state() {
+  local stat
+  stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+  stat=${stat##*) }
+  echo "${stat%% *} $(cut -d' ' -f2 <<<"$stat")"
+}
+
+# 0 while PID runs (a zombie has ended).
+running() {
+  local st
+  st=$(proc_state "$1") && [ "${st%% *}" != Z ]
+}
+
 # The bash builtin `wait` has no limit: these poll instead.
 wait_pid() {
   local pid=$1 limit=$2 i
+  ours "$pid" || { wait "$pid" 2>/dev/null; return; }
   for ((i = 0; i < limit * 10; i++)); do
-    kill -0 "$pid" 2>/dev/null || break
+    running "$pid" || break
     sleep 0.1
   done
-  kill -KILL "$pid" 2>/dev/null
-  wait "$pid" 2>/dev/null
+  ours "$pid" && kill -KILL "$pid" 2>/dev/null
+  { wait "$pid"; } 2>/dev/null
+}
+
+# SIGKILL, reaped at once (so bash has nothing to report of it later).
+kill_pid() {
+  ours "$1" || return 0
+  kill -KILL "$1" 2>/dev/null
+  { wait "$1"; } 2>/dev/null
 }
 
 stop_pid() {
-  kill -TERM "$1" 2>/dev/null
+  ours "$1" && kill -TERM "$1" 2>/dev/null
   wait_pid "$1" "${2:-10}"
 }
 
@@ -165,14 +196,16 @@ need_group() {
 testlib_cleanup() {
   local f p s u g d i alive
   for f in "${TESTLIB_AT_EXIT[@]}"; do "$f"; done
-  for p in "${TESTLIB_PIDS[@]}"; do kill -TERM "$p" 2>/dev/null; done
+  local mine=()
+  for p in "${TESTLIB_PIDS[@]}"; do ours "$p" && mine+=("$p"); done
+  for p in "${mine[@]}"; do kill -TERM "$p" 2>/dev/null; done
   for ((i = 0; i < 50; i++)); do
     alive=0
-    for p in "${TESTLIB_PIDS[@]}"; do kill -0 "$p" 2>/dev/null && alive=1; done
+    for p in "${mine[@]}"; do running "$p" && alive=1; done
     [ "$alive" = 0 ] && break
     sleep 0.1
   done
-  for p in "${TESTLIB_PIDS[@]}"; do kill -KILL "$p" 2>/dev/null; done
+  for p in "${mine[@]}"; do ours "$p" && kill -KILL "$p" 2>/dev/null; done
   for u in "${TESTLIB_USERS[@]}"; do userdel "$u" 2>/dev/null; groupdel "$u" 2>/dev/null; done
   for g in "${TESTLIB_GROUPS[@]}"; do groupdel "$g" 2>/dev/null; done
   for s in "${TESTLIB_SHMS[@]}"; do rm -f "/dev/shm/${s#/}" "/dev/shm/${s#/}.lock"; done

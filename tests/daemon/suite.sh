@@ -111,17 +111,14 @@ check "e2e no registrations, no processes" test "${regs:-x}" = 0
 for i in 1 2 3 4 5 6 7 8; do run_client "$A" a$i 12000; done
 for i in 1 2; do run_client "$B" b$i 12000; done
 
-# Let a few intervals pass, then look at the merged view the daemon logs.
-sleep 3
-nproc=$(status_field processes)
-WHY="the daemon counts ${nproc:-?} processes"
-check "e2e all 10 clients registered (processes counted by registration)" test "${nproc:-0}" -eq 10
-merged_a=$(grep -E "site [0-9a-f]+:[0-9a-f]+ module=[^ ]*e2e_client_a procs=8 " "$TMP/daemon.log" | head -1)
-merged_b=$(grep -E "site [0-9a-f]+:[0-9a-f]+ module=[^ ]*e2e_client_b procs=2 " "$TMP/daemon.log" | head -1)
+# All ten register, then the merged view the daemon logs shows them.
+ten() { local n; n=$(status_field processes); echo "the daemon counts ${n:-?} processes"; [ "$n" = 10 ]; }
+check "e2e all 10 clients registered (processes counted by registration)" wait_for 10 ten
+merged() { grep -qE "site [0-9a-f]+:[0-9a-f]+ module=[^ ]*$1 procs=$2 " "$TMP/daemon.log"; }
 WHY="no site of e2e_client_a seen in 8 processes: $(grep -m3 'e2e_client_a' "$TMP/daemon.log")"
-check "e2e one site key merged across the 8 processes of one binary" test -n "$merged_a"
+check "e2e one site key merged across the 8 processes of one binary" wait_for 5 merged e2e_client_a 8
 WHY="no site of e2e_client_b seen in 2 processes"
-check "e2e the other binary's sites are merged separately (2 processes)" test -n "$merged_b"
+check "e2e the other binary's sites are merged separately (2 processes)" wait_for 5 merged e2e_client_b 2
 keys_a=$(grep -oE "site [0-9a-f]+:[0-9a-f]+ module=[^ ]*e2e_client_a" "$TMP/daemon.log" | awk '{print $2}' | sort -u)
 keys_b=$(grep -oE "site [0-9a-f]+:[0-9a-f]+ module=[^ ]*e2e_client_b" "$TMP/daemon.log" | awk '{print $2}' | sort -u)
 common=$(comm -12 <(echo "$keys_a") <(echo "$keys_b"))

@@ -104,7 +104,7 @@ for w in $SUITE_WORKLOADS; do
     # fail (exit 3); big-blocks needs more rounds to reach a doubled block.
     [ "$w" = big-blocks ] && args=(--rounds 100 --live 2)
     if [ ! -e "$SHIM" ]; then
-        fail "bench: suite $w fails under an overlapping allocator" "$SHIM is missing (make all builds it)"
+        fail "bench: suite $w fails under an overlapping allocator" "$SHIM is missing (make test builds it)"
         continue
     fi
     timeout -k 5 60 env LD_PRELOAD="$SHIM" "$BIN/suite/$w" "${args[@]}" >"$WORK/out" 2>"$WORK/err"

@@ -146,6 +146,8 @@ else
   expect_rc "bad site key: exit 2" 2 "not a site key" C pin nokey 1
   expect_rc "extra argument: exit 2" 2 "takes no arguments" C status extra
   check "--help exits 0" bash -c "'$CTL' --help | grep -q '^usage: hakmemctl'"
+  check "--help names --version, which prints the version" \
+    bash -c "'$CTL' --help | grep -q -- '--version' && '$CTL' --version | grep -q '^hakmemctl [0-9][0-9.]* (control protocol [0-9]*)\$'"
 
   check "frame over the maximum: TOO_LARGE reply" bash -c "'$PROBE' '$F/ctl.sock' toolarge | grep -q '^error 3 frame of 4194305 bytes exceeds'"
   check "garbage payload: BAD_REQUEST reply" bash -c "'$PROBE' '$F/ctl.sock' garbage | grep -q '^error 1 '"

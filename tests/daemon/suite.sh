@@ -33,6 +33,13 @@ track_shm "$SHM"
 DPID=
 CPIDS=()
 
+# hakmemd --help: its usage lines name every option it takes.
+opts=$(sed -n 's/^ *{ "\([a-z-]*\)", [a-z_]*_argument, .*/\1/p' "$REPO/daemon/main.c")
+usage=$("$HAKMEMD" --help | sed -n '/^usage:/,/^  --/p' | grep -v '^  --')
+unnamed=$(for o in $opts; do grep -qE -- "\[--$o[] ]" <<<"$usage" || echo "--$o"; done)
+WHY="not in the usage lines: $unnamed"
+check "hakmemd --help: the usage lines name all $(wc -w <<<"$opts") options" test -n "$opts" -a -z "$unnamed"
+
 # ---- unit tests: one result per cmocka test ----
 for t in "${UNITS[@]}"; do
     run_cmocka "unit $t" 600 "$T/$t"

@@ -395,7 +395,7 @@ if wanted perl; then need perl; timed compare_check perl w_perl; timed loaded_ch
 if wanted sort; then need sort; need perl; timed compare_check sort w_sort; timed maps_check sort; fi
 if wanted cxx; then
     if [ ! -x "$CXX_BIN" ]; then
-        fail cxx "$CXX_BIN is missing (make all builds it from tests/programs/suite.mk)"
+        fail cxx "$CXX_BIN is missing (make test builds it)"
     else
         timed compare_check cxx w_cxx
         knobs cxx-knobs cxx w_cxx "${KNOBS_STRESS[@]}"
@@ -448,7 +448,7 @@ daemon_attached_check() {
 
 if [ $variants -eq 1 ]; then
     if [ ! -x "$BUILD/hakmemd" ]; then
-        fail "daemon" "$BUILD/hakmemd is missing (make all builds it)"
+        fail "daemon" "$BUILD/hakmemd is missing (make test builds it)"
     elif ! start_daemon; then
         fail "daemon" "hakmemd did not create /dev/shm$DAEMON_SHM" "$(tail -n 10 "$TMP/hakmemd.log")"
     else

@@ -77,12 +77,17 @@ for bogus in 'x hakmem - -' 'u bad:name - "y"' 'g hakmem 500-300'; do
 done
 
 # ---------------------------------------------------------------- install
-# make install's script into a DESTDIR: every file, a usable pkg-config
-# file (a program builds and runs against the installed library), the unit
-# rendered for the prefix, man pages that man(1) formats without warnings.
+# make install into a DESTDIR, as a packager runs it: every file, a usable
+# pkg-config file (a program builds and runs against the installed
+# library), the unit rendered for the prefix, man pages that man(1) formats
+# without warnings, and one version everywhere.  (It renders the build's
+# hakmem.pc for /usr; that is put back for the default prefix after.)
 IR=$T/root
-if PREFIX=/usr DESTDIR="$IR" bash "$REPO/scripts/install.sh" "$BUILD" >"$T/install.log" 2>&1; then
-  ok "scripts/install.sh PREFIX=/usr DESTDIR=..."
+VERSION=$(sed -n 's/^#define HAKMEM_VERSION "\(.*\)"/\1/p' "$REPO/include/hakmem.h")
+# (Not a job of the make that may be running this suite.)
+submake() { env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL timeout 300 make -s -C "$REPO" BUILD="$BUILD" "$@"; }
+if submake install PREFIX=/usr DESTDIR="$IR" >"$T/install.log" 2>&1; then
+  ok "make install PREFIX=/usr DESTDIR=..."
   missing=""
   for f in usr/lib/libhakmem.so usr/lib/libhakmem.a usr/include/hakmem.h usr/lib/pkgconfig/hakmem.pc \
            usr/sbin/hakmemd usr/bin/hakmemctl usr/lib/systemd/system/hakmemd.service \
@@ -107,12 +112,49 @@ if PREFIX=/usr DESTDIR="$IR" bash "$REPO/scripts/install.sh" "$BUILD" >"$T/insta
     fail "install: pkg-config builds a program" "flags '$PC_FLAGS'; $(cat "$T/pc.log" "$T/pc.out" 2>/dev/null | head -3)"
   fi
   for m in usr/share/man/man8/hakmemd.8 usr/share/man/man1/hakmemctl.1; do
-    out=$(LC_ALL=C.UTF-8 MANWIDTH=80 man --warnings -l "$IR/$m" 2>&1 >/dev/null)
+    out=$(LC_ALL=C.UTF-8 MANWIDTH=80 timeout 60 man --warnings -l "$IR/$m" 2>&1 >/dev/null)
     if [ -z "$out" ]; then ok "man page formats without warnings: ${m##*/}"; else fail "man page ${m##*/}" "$out"; fi
   done
+  WHY="include/hakmem.h says ${VERSION:-nothing}: $("$IR/usr/sbin/hakmemd" --version 2>&1); $("$IR/usr/bin/hakmemctl" --version 2>&1); $(head -1 "$IR/usr/share/man/man8/hakmemd.8")"
+  check "one version everywhere: hakmemd and hakmemctl --version, both man pages, pkg-config" bash -c "
+    [ -n '$VERSION' ] && [ \"\$('$IR/usr/sbin/hakmemd' --version)\" = 'hakmemd $VERSION' ] &&
+    '$IR/usr/bin/hakmemctl' --version | grep -q '^hakmemctl $VERSION ' &&
+    head -1 '$IR/usr/share/man/man8/hakmemd.8' | grep -qF '\"hakmem $VERSION\"' &&
+    head -1 '$IR/usr/share/man/man1/hakmemctl.1' | grep -qF '\"hakmem $VERSION\"' &&
+    grep -qx 'Version: $VERSION' '$IR/usr/lib/pkgconfig/hakmem.pc'"
+  # The script refuses a pkg-config file made for another prefix (the
+  # build's now says /usr).
+  PREFIX=/usr/local DESTDIR="$T/root2" bash "$REPO/scripts/install.sh" "$BUILD" >/dev/null 2>"$T/install2.err"
+  rc=$?
+  WHY="exit $rc: $(cat "$T/install2.err")"
+  check "install refuses a pkg-config file rendered for another prefix, in one line" \
+    bash -c "[ $rc -ne 0 ] && [ \$(wc -l <'$T/install2.err') = 1 ] &&
+             grep -q 'hakmem.pc says libdir=/usr/lib, not /usr/local/lib' '$T/install2.err'"
 else
-  fail "scripts/install.sh" "$(tail -3 "$T/install.log")"
+  fail "make install" "$(tail -3 "$T/install.log")"
 fi
+submake "$BUILD/hakmem.pc" >/dev/null 2>&1 ||
+  fail "the build's hakmem.pc rendered again for the default prefix" "make failed"
+# What a packager's `make` and `make install` run: the product, nothing of
+# the tests (no cmocka, no sanitizer, no fuzzer).
+submake -n BUILD="$T/fresh" all install DESTDIR="$T/root3" >"$T/plan.txt" 2>&1
+WHY="$(grep -m3 -E 'cmocka|fsanitize|/tests/|/fuzz/' "$T/plan.txt")"
+check "make and make install build the product only (nothing of the tests, cmocka or sanitizers)" \
+  bash -c "grep -q 'hakmemd' '$T/plan.txt' && ! grep -qE 'cmocka|fsanitize|/tests/|/fuzz/' '$T/plan.txt'"
+# On a machine without a build dependency (dpkg's database without
+# liburcu-dev, in a mount namespace of its own), make stops at once with
+# one line that names it and says make deps.
+python3 -c '
+import re, sys
+s = open("/var/lib/dpkg/status").read()
+open(sys.argv[1], "w").write("\n\n".join(b for b in s.split("\n\n") if not re.match(r"Package: liburcu-dev\n", b)))' "$T/status"
+timeout 60 unshare -m --propagation private bash -c "mount --bind '$T/status' /var/lib/dpkg/status &&
+  env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL make -C '$REPO' BUILD='$T/fresh'" >"$T/nodeps.out" 2>&1
+rc=$?
+WHY="exit $rc: $(cat "$T/nodeps.out")"
+check "make without liburcu-dev stops in one line naming it and make deps" \
+  bash -c "[ $rc -ne 0 ] && [ \$(grep -vc '^make: Entering\|^make: Leaving' '$T/nodeps.out') = 1 ] &&
+           grep -q 'missing build dependencies: liburcu-dev; install them with .make deps.' '$T/nodeps.out' && ! test -e '$T/fresh'"
 
 # ---------------------------------------------------------------- 2. socket activation
 SA=$T/sa

@@ -306,12 +306,15 @@ fi
 fresh save
 $GEN_POLICY 2000 "$TMP/state/state.pb" --state
 cp "$TMP/state/state.pb" "$TMP/seed.pb"
-unshare --mount --propagation private sleep 600 &
+# The namespace's first process mounts the tmpfs itself, after unshare:
+# nothing is ever mounted here.  A marker on the tmpfs says it is there.
+unshare --mount --propagation private bash -c \
+    'mount -t tmpfs -o size=4m tmpfs "$1" && touch "$1/.on-tmpfs" && exec sleep 600' _ "$TMP/state" &
 HOLDER=$!
 track_pid "$HOLDER"
 NSX() { timeout 30 nsenter -t "$HOLDER" -m "$@"; }
-if ! wait_for 5 NSX mount -t tmpfs -o size=4m tmpfs "$TMP/state" ||
-   ! NSX cp "$TMP/seed.pb" "$TMP/state/state.pb"; then
+on_tmpfs() { NSX test -e "$TMP/state/.on-tmpfs" && [ "$(NSX stat -f -c %T "$TMP/state")" = tmpfs ]; }
+if ! wait_for 10 on_tmpfs >/dev/null || ! NSX cp "$TMP/seed.pb" "$TMP/state/state.pb"; then
     fail "a save that fails: a tmpfs in a mount namespace" "unshare or mount failed"
 else
     nsenter -t "$HOLDER" -m "$HAKMEMD" --foreground --shm "$SHM" --socket "$TMP/ctl.sock" --state-dir "$TMP/state" \
@@ -319,7 +322,8 @@ else
     DPID=$!
     track_pid "$DPID"
     wait_for 5 grep -q "running:" "$TMP/daemon.log" >/dev/null
-    NSX dd if=/dev/zero of="$TMP/state/filler" bs=64k >/dev/null 2>&1
+    # (At most 16 MiB, whatever happens: the tmpfs holds 4.)
+    NSX dd if=/dev/zero of="$TMP/state/filler" bs=64k count=256 >/dev/null 2>&1
     NSX cp "$TMP/state/state.pb" "$TMP/held.pb"
     saved_fail() {   # saved_fail WHY: a SIGHUP's save fails for WHY, in one line
         local before

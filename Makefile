@@ -1,10 +1,29 @@
-# hakmem: one build for everything.  `make`, `make test`, `make run`,
-# `make bench`, `make install` (PREFIX, DESTDIR).
+# hakmem.  `make` builds the product into build/: the library variants,
+# hakmemd, hakmemctl, their unit files, man pages and pkg-config file;
+# `make install` (PREFIX, DESTDIR, LIBDIR, INCLUDEDIR) installs it.  Tests,
+# sanitizer builds and fuzzers belong to `make test`; benchmarks to
+# `make bench`; `make run` is the demo.  `make deps` installs (as root) the
+# Debian packages all of these need (scripts/deps.sh).
 BUILD   ?= build
 CC      ?= gcc
 CXX     ?= g++
 PREFIX  ?= /usr/local
 DESTDIR ?=
+LIBDIR  ?= $(PREFIX)/lib
+INCLUDEDIR ?= $(PREFIX)/include
+
+# The version, in one place: include/hakmem.h.
+HAKMEM_VERSION := $(shell sed -n 's/^\#define HAKMEM_VERSION "\(.*\)"/\1/p' include/hakmem.h)
+
+# Building the product needs a few -dev packages; without them the build
+# stops here in one line instead of deep in a compiler error.  (The goals
+# that install them first, and clean, need nothing.)
+ifneq ($(filter-out deps test run bench fuzz clean,$(or $(MAKECMDGOALS),all)),)
+MISSING_BUILD_DEPS := $(shell bash scripts/deps.sh --missing build)
+ifneq ($(MISSING_BUILD_DEPS),)
+$(error hakmem: missing build dependencies: $(MISSING_BUILD_DEPS); install them with `make deps` (as root))
+endif
+endif
 
 WARN      := -Wall -Wextra -Werror
 CSTD      := -std=gnu17
@@ -44,8 +63,8 @@ LIB_TSAN_A := $(BUILD)/libhakmem-tsan.a
 LIB_HARDENED_SO := $(BUILD)/libhakmem-hardened.so
 LIB_HARDENED_PREFIXED_A := $(BUILD)/libhakmem-hardened-prefixed.a
 
-.PHONY: all lib programs deps test run bench install clean
-all: lib
+.PHONY: all product lib programs tests deps test run bench install clean FORCE
+all: product
 
 lib: $(LIB_SO) $(LIB_A) $(LIB_PREFIXED_A) $(LIB_HARDENED_SO) $(LIB_HARDENED_PREFIXED_A)
 
@@ -76,6 +95,22 @@ $(LIB_ASAN_A): $(OBJ_asan)
 $(LIB_TSAN_A): $(OBJ_tsan)
 	@rm -f $@; ar rcs $@ $^
 
+# The manual pages and the pkg-config file, with the version (and, for the
+# latter, the directories) filled in.  hakmem.pc is rewritten only when what
+# it says changes, so `make install PREFIX=...` after `make` renders it for
+# that prefix.
+MAN_PAGES := $(BUILD)/man/hakmemd.8 $(BUILD)/man/hakmemctl.1
+PC_FILE   := $(BUILD)/hakmem.pc
+$(BUILD)/man/%: man/%.in include/hakmem.h
+	@mkdir -p $(@D)
+	sed 's|@VERSION@|$(HAKMEM_VERSION)|g' $< >$@
+$(PC_FILE): packaging/hakmem.pc.in include/hakmem.h FORCE
+	@mkdir -p $(@D)
+	@sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@LIBDIR@|$(LIBDIR)|g' -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|g' \
+	    -e 's|@VERSION@|$(HAKMEM_VERSION)|g' $< >$@.new
+	@if cmp -s $@.new $@; then rm -f $@.new; else mv $@.new $@; echo "  GEN $@ (prefix $(PREFIX))"; fi
+FORCE:
+
 # Each area owns its fragment; they may add to these.
 TEST_BINS :=
 BENCH_BINS :=
@@ -84,12 +119,14 @@ TOOL_BINS :=
 -include tests/tests.mk
 -include bench/bench.mk
 
-# What `make run` and `make bench` need; `make all` adds the tests.
-programs: lib $(TOOL_BINS) $(BENCH_BINS)
-all: programs $(TEST_BINS)
+product: lib $(TOOL_BINS) $(MAN_PAGES) $(PC_FILE)
+# What `make run` and `make bench` need.
+programs: product $(BENCH_BINS)
+# What `make test` runs: the tests, the sanitizer builds and the fuzzers.
+tests: programs $(TEST_BINS) $(LIB_ASAN_A) $(LIB_TSAN_A) fuzzers
 
 test: deps
-	@$(MAKE) --no-print-directory all $(LIB_ASAN_A) $(LIB_TSAN_A)
+	@$(MAKE) --no-print-directory tests
 	@bash tests/run_all.sh $(BUILD)
 
 run: deps
@@ -100,8 +137,8 @@ bench: deps
 	@$(MAKE) --no-print-directory programs
 	@BENCH_FROM_MAKE=1 bash bench/run.sh --build $(BUILD) $(BENCH_ARGS)
 
-install: all
-	@PREFIX=$(PREFIX) DESTDIR=$(DESTDIR) bash scripts/install.sh $(BUILD)
+install: product
+	@PREFIX=$(PREFIX) DESTDIR=$(DESTDIR) LIBDIR=$(LIBDIR) INCLUDEDIR=$(INCLUDEDIR) bash scripts/install.sh $(BUILD)
 
 clean:
 	rm -rf $(BUILD)

@@ -403,11 +403,12 @@ def main():
         for b in fp:
             cells = []
             for c in fp_configs:
-                v = [num(r["insn_per_pair"]) for r in rows if r["bench"] == b and r["config"] == c]
+                v = [num(r["insn_per_pair"]) for r in rows
+                     if r["bench"] == b and r["config"] == c and r["status"] == "ok"]
                 cells.append(fmt(v[0]) if v and v[0] is not None else "—")
             L.append(f"| {b.split('-')[1]} B | " + " | ".join(cells) + " |")
         for c in fp_configs:
-            bad = [r["status"] for r in rows if r["bench"] == "fastpath" and r["config"] == c]
+            bad = [r["status"] for r in rows if r["kind"] == "fastpath" and r["config"] == c and r["status"] != "ok"]
             if bad:
                 L.append(f"| {c} failed: {bad[0]} |")
         L.append("")

@@ -54,6 +54,7 @@
 #include <sys/mman.h>
 
 #include "collector.h"
+#include "hakmem.h"
 #include "log.h"
 #include "core_binaries.h"
 #include "registry.h"
@@ -61,7 +62,6 @@
 #include "site_key.h"
 #include "worker.h"
 
-#define HKD_VERSION "0.1.0"
 #define LEARN_PREFETCH 4             /* records ahead */
 #define LEARN_BATCH 32               /* changed arms published together */
 #define UNTRUSTED_MAX (MAX_SITES / 2)  /* users other than root and the daemon's, together */
@@ -1130,7 +1130,7 @@ int hkd_get_status(hkd_status *out)
     if (!out)
         return -EINVAL;
     memset(out, 0, sizeof *out);
-    snprintf(out->version, sizeof out->version, "%s", HKD_VERSION);
+    snprintf(out->version, sizeof out->version, "%s", HAKMEM_VERSION);
     out->uptime_ms = (hkd_now_ns() - iv.start_ns) / 1000000;
     snprintf(out->shm_name, sizeof out->shm_name, "%s", g.seg.name);
     out->generation = atomic_load(&g.generation);

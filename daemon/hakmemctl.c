@@ -39,6 +39,7 @@ int g_timeout_ms = 5000;
 
 static const char usage_text[] =
     "usage: hakmemctl [--socket PATH] [--json] [--timeout MS] COMMAND [ARGS]\n"
+    "       hakmemctl --version | --help\n"
     "\n"
     "commands:\n"
     "  status                         daemon version, uptime, segment, generation, counts\n"

@@ -15,6 +15,7 @@
 
 #include "core.h"
 #include "binlearn.h"
+#include "hakmem.h"
 #include "core_api.h"
 #include "ctl_server.h"
 #include "log.h"
@@ -47,7 +48,7 @@ static void usage(FILE *f)
             "usage: hakmemd [--foreground] [--shm NAME] [--socket PATH] [--state-dir DIR]\n"
             "               [--interval MS] [--metrics-file PATH] [--no-learn] [--no-socket] [--debug]\n"
             "               [--retention SECONDS] [--state-max-bytes N] [--max-sites-per-user N]\n"
-            "               [--new-sites-per-interval N]\n"
+            "               [--new-sites-per-interval N] [--memory-weight NS] [--version] [--help]\n"
             "  --shm NAME       shared-memory segment (default %s)\n"
             "  --socket PATH    control socket, where clients register (default %s)\n"
             "  --state-dir DIR  where learned state is kept (default /var/lib/hakmem)\n"
@@ -67,6 +68,7 @@ static void usage(FILE *f)
             "memory in all; root's and the daemon's user's are never refused for another user's.\n"
             "  --memory-weight NS   what one MiB of RSS held for one second is worth, in ns of CPU,\n"
             "                   when a binary's arms are compared (default %.0f: cloud prices)\n"
+            "  --version        print the version and exit\n"
             "hakmemd always runs in the foreground; --foreground is accepted for clarity.\n",
             HKSHM_DEFAULT_NAME, HKSHM_DEFAULT_SOCKET, HKD_DEFAULT_RETENTION_S, HKD_DEFAULT_STATE_MAX >> 20,
             HKD_STATE_MAX_BYTES >> 20, HKD_DEFAULT_SITES_PER_USER, HKD_MAX_SITES / 2, HKD_DEFAULT_NEW_SITES,
@@ -125,6 +127,7 @@ int main(int argc, char **argv)
         { "max-sites-per-user", required_argument, 0, 'U' },
         { "new-sites-per-interval", required_argument, 0, 'W' },
         { "help", no_argument, 0, 'h' },
+        { "version", no_argument, 0, 'V' },
         { 0, 0, 0, 0 },
     };
     int c;
@@ -183,6 +186,7 @@ int main(int argc, char **argv)
             }
             break;
         case 'h': usage(stdout); return 0;
+        case 'V': printf("hakmemd %s\n", HAKMEM_VERSION); return 0;
         default: usage(stderr); return 2;
         }
     }

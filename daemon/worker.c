@@ -14,6 +14,7 @@ static struct {
     hkd_job_fn fn;                   /* set: a job to run; NULL: idle */
     void *arg;
     int started, stop, failed;
+    unsigned long jobs;
 } worker = { .m = PTHREAD_MUTEX_INITIALIZER, .go = PTHREAD_COND_INITIALIZER, .done = PTHREAD_COND_INITIALIZER };
 
 static void *worker_main(void *arg)
@@ -31,6 +32,7 @@ static void *worker_main(void *arg)
         pthread_mutex_unlock(&worker.m);
         fn(job);
         pthread_mutex_lock(&worker.m);
+        worker.jobs++;
         worker.fn = NULL;
         pthread_cond_signal(&worker.done);
     }
@@ -72,6 +74,14 @@ void hkd_worker_wait(void)
 int hkd_worker_started(void)
 {
     return worker.started;
+}
+
+unsigned long hkd_worker_jobs(void)
+{
+    pthread_mutex_lock(&worker.m);
+    unsigned long n = worker.jobs;
+    pthread_mutex_unlock(&worker.m);
+    return n;
 }
 
 void hkd_worker_stop(void)

@@ -13,6 +13,9 @@ void hkd_worker_post(hkd_job_fn fn, void *arg);
 void hkd_worker_wait(void);
 /* 1 once the thread runs. */
 int  hkd_worker_started(void);
+/* Jobs the second thread has run since the process started (a job run
+ * here, for want of a thread, is not counted). */
+unsigned long hkd_worker_jobs(void);
 void hkd_worker_stop(void);
 
 #endif

@@ -34,6 +34,7 @@
 #define APPLY_MIN_NS          (1000000ull)      /* generation checks at most every 1 ms */
 #define FLUSH_DEFAULT_MS      250u
 #define STATE_TEXT            160
+_Static_assert(2 * STATE_TEXT + 32 <= HK_SHM_DESCRIBE_MAX, "a description holds both states");
 
 static struct {
     _Atomic int busy;               /* the one try-lock */

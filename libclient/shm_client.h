@@ -27,7 +27,9 @@ void hk_shm_client_after_fork_child(void);
 /* At process exit: the last flush (marked exited). */
 void hk_shm_client_exit(void);
 /* For the exit report: "registered with /run/hakmem/ctl.sock (registration 1);
- * segment /hakmem, generation 12, 3 sites applied" or why not. */
+ * segment /hakmem, generation 12, 3 sites applied" or why not.  Both whys
+ * at their longest fit in HK_SHM_DESCRIBE_MAX bytes. */
+#define HK_SHM_DESCRIBE_MAX 352
 void hk_shm_client_describe(char *buf, int len);
 /* What taking part has cost so far: steps taken (registration, flushes,
  * policy reads) and nanoseconds spent in them. */

@@ -163,7 +163,7 @@ void hakmem_report(int fd)
         (unsigned long long)bc.hits, (unsigned long long)bc.misses, (unsigned long long)bc.puts,
         (unsigned long long)bc.evictions, lookups ? 100.0 * (double)bc.hits / (double)lookups : 0.0,
         (unsigned long long)(bc.cached_bytes >> 20), hk_opt.bigcache ? "" : " (off)");
-    char daemon[160];
+    char daemon[HK_SHM_DESCRIBE_MAX];
     if (hk_opt.baseline) snprintf(daemon, sizeof daemon, "baseline mode (daemon ignored)");
     else hk_shm_client_describe(daemon, sizeof daemon);
     say(&o, "  daemon: %s\n", daemon);

@@ -11,7 +11,7 @@ scen=$PWD/$build/bench/scenarios
 hakmemd=$PWD/$build/hakmemd
 ctl=$PWD/$build/hakmemctl
 for f in "$lib" "$scen"; do
-  [ -x "$f" ] || [ -f "$f" ] || { echo "run: $f is missing (make all)" >&2; exit 1; }
+  [ -x "$f" ] || [ -f "$f" ] || { echo "run: $f is missing (make run builds it)" >&2; exit 1; }
 done
 
 work=$(mktemp -d /tmp/hakmem-demo.XXXXXX)

@@ -1,5 +1,5 @@
 # tests/bench: smoke test of the benchmark programs (tests/bench/suite.sh).
-# The programs themselves are built by bench/bench.mk as part of `make all`;
+# The programs themselves are built by bench/bench.mk (`make test` builds them);
 # `make test-bench` builds what the suite needs and runs it alone.
 BENCH_OVERLAP_SHIM := $(BUILD)/tests/overlap_shim.so
 

@@ -12,50 +12,30 @@
 #      a fresh one with the same thresholds published, a daemon not running.
 # usage (from the repo root): bash tests/ctl/suite.sh BUILD
 set -u
-
-BUILD=${1:-build}
-if [ ! -d "$BUILD" ]; then
-  echo "FAIL - ctl: build directory $BUILD missing"
-  exit 1
-fi
-BUILD=$(cd "$BUILD" && pwd)
-SRC=$(cd "$(dirname "$0")" && pwd)
+source "$(dirname "$0")/../lib.sh"
+testlib_begin ctl "${1:-build}"
+SRC=$REPO/tests/ctl
 JC="python3 $SRC/jcheck.py"
+for b in hakmemctl hakmemd tests/ctl/fake_hakmemd tests/ctl/ctl_probe tests/ctl/alloc_sites tests/ctl/test_ctl_unit; do
+  need "$BUILD/$b"
+done
+# The metrics checks use a real parser of the exposition format.
+command -v promtool >/dev/null || { fail "prerequisites" "promtool is not installed (make deps installs prometheus)"; finish; exit 1; }
 # A short path: core_api.h carries at most 63 bytes of a module path, and
 # other users must be able to reach the binaries and sockets.
-T=$(mktemp -d /tmp/hkctl.XXXXXX)
+make_tmpdir T hkctl
 chmod 755 "$T"
 mkdir -p "$T/bin"
-PIDS=()
-USERS_MADE=()
-GROUP_MADE=0
-SHMS=()
-fails=0
-passes=0
+for b in hakmemctl hakmemd tests/ctl/fake_hakmemd tests/ctl/ctl_probe tests/ctl/alloc_sites tests/ctl/test_ctl_unit; do
+  cp "$BUILD/$b" "$T/bin/"
+done
+chmod 755 "$T/bin"/*
+CTL=$T/bin/hakmemctl
+PROBE=$T/bin/ctl_probe
+PROMTOOL=$(command -v promtool)
+promtool() { timeout 120 "$PROMTOOL" "$@"; }
+MERGE_PIDS=()
 
-cleanup() {
-  local p u s
-  for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null; done
-  for p in "${PIDS[@]}"; do
-    for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$p" 2>/dev/null
-  done
-  for u in "${USERS_MADE[@]}"; do userdel "$u" 2>/dev/null; groupdel "$u" 2>/dev/null; done
-  [ "$GROUP_MADE" = 1 ] && groupdel hakmem 2>/dev/null
-  for s in "${SHMS[@]}"; do rm -f "/dev/shm$s" "/dev/shm$s.lock"; done
-  rm -rf "$T"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-ok() { echo "ok - $1"; passes=$((passes + 1)); }
-bad() { echo "FAIL - $1: $2"; fails=$((fails + 1)); }
-# check NAME COMMAND...: ok when the command succeeds, else FAIL with its output.
-check() {
-  local name=$1 out
-  shift
-  if out=$("$@" 2>&1); then ok "$name"; else bad "$name" "$(echo "$out" | tail -3 | tr '\n' ' ')"; fi
-}
 # expect_rc NAME RC PATTERN COMMAND...: the command exits RC, prints exactly
 # one line on stderr, and that line matches PATTERN (grep -E).
 expect_rc() {
@@ -64,47 +44,27 @@ expect_rc() {
   "$@" >"$T/out" 2>"$T/err"
   rc=$?
   if [ "$rc" != "$want" ]; then
-    bad "$name" "exit $rc, expected $want; stderr: $(head -c 300 "$T/err")"
+    fail "$name" "exit $rc, expected $want; stderr: $(head -c 300 "$T/err")"
   elif [ "$(wc -l <"$T/err")" != 1 ]; then
-    bad "$name" "expected one line on stderr, got: $(head -c 300 "$T/err")"
+    fail "$name" "expected one line on stderr, got: $(head -c 300 "$T/err")"
   elif ! grep -Eq -- "$pat" "$T/err"; then
-    bad "$name" "stderr does not match /$pat/: $(cat "$T/err")"
+    fail "$name" "stderr does not match /$pat/: $(cat "$T/err")"
   else
     ok "$name"
   fi
 }
-wait_for() {  # wait_for SECONDS COMMAND...: polls until the command succeeds
-  local n=$(($1 * 10))
-  shift
-  while [ "$n" -gt 0 ]; do "$@" >/dev/null 2>&1 && return 0; sleep 0.1; n=$((n - 1)); done
-  return 1
-}
-
-for b in hakmemctl hakmemd tests/ctl/fake_hakmemd tests/ctl/ctl_probe tests/ctl/alloc_sites tests/ctl/test_ctl_unit; do
-  if [ ! -x "$BUILD/$b" ]; then
-    bad "ctl binaries" "$BUILD/$b missing (make all first)"
-    echo "$passes passed, $fails failed"
-    exit 1
-  fi
-  cp "$BUILD/$b" "$T/bin/"
-done
-chmod 755 "$T/bin"/*
-# The metrics checks use a real parser of the exposition format.
-command -v promtool >/dev/null || bad "promtool available" "install Debian's package prometheus (scripts/deps.sh)"
-CTL=$T/bin/hakmemctl
-PROBE=$T/bin/ctl_probe
 
 # ---------------------------------------------------------------- 1. unit
-check "unit: framing, JSON writer, symbolizer (cmocka)" "$T/bin/test_ctl_unit"
+run_cmocka "unit: framing, JSON writer, symbolizer" 120 "$T/bin/test_ctl_unit"
 
 # ---------------------------------------------------------------- 2. fake core
 F=$T/f
 mkdir -p "$F"
 HAKMEMD_CTL_TIMEOUT_MS=1000 HAKMEMD_LOG=stderr "$T/bin/fake_hakmemd" "$F/ctl.sock" "$F/metrics.prom" 2>"$F/log" &
 FAKE=$!
-PIDS+=("$FAKE")
+track_pid "$FAKE"
 if ! wait_for 10 "$CTL" --socket "$F/ctl.sock" status; then
-  bad "fake daemon starts" "$(cat "$F/log")"
+  fail "fake daemon starts" "$(cat "$F/log")"
 else
   C() { "$CTL" --socket "$F/ctl.sock" "$@"; }
   check "status --json parses, names version and protocol" \
@@ -186,6 +146,8 @@ else
   expect_rc "bad site key: exit 2" 2 "not a site key" C pin nokey 1
   expect_rc "extra argument: exit 2" 2 "takes no arguments" C status extra
   check "--help exits 0" bash -c "'$CTL' --help | grep -q '^usage: hakmemctl'"
+  check "--help names --version, which prints the version" \
+    bash -c "'$CTL' --help | grep -q -- '--version' && '$CTL' --version | grep -q '^hakmemctl [0-9][0-9.]* (control protocol [0-9]*)\$'"
 
   check "frame over the maximum: TOO_LARGE reply" bash -c "'$PROBE' '$F/ctl.sock' toolarge | grep -q '^error 3 frame of 4194305 bytes exceeds'"
   check "garbage payload: BAD_REQUEST reply" bash -c "'$PROBE' '$F/ctl.sock' garbage | grep -q '^error 1 '"
@@ -203,7 +165,8 @@ else
   PP=$!
   sleep 0.2
   check "others are served while a client stays silent" C status
-  wait "$SP" "$PP"
+  wait_pid "$SP" 30
+  wait_pid "$PP" 30
   check "a silent client is disconnected by the timeout" grep -qx closed "$F/silent.out"
   check "a half-sent frame is disconnected by the timeout" grep -qx closed "$F/partial.out"
   "$PROBE" "$F/ctl.sock" idle 20000 >"$F/idle.out"
@@ -214,19 +177,17 @@ else
   # hang); once the timeout frees them, service resumes.
   "$PROBE" "$F/ctl.sock" hold 64 >"$F/hold.out" &
   HP=$!
-  PIDS+=("$HP")
+  track_pid "$HP"
   if wait_for 10 grep -q 'held 64' "$F/hold.out"; then
     sleep 0.1
     expect_rc "connection cap: the 65th client is told busy" 1 "busy" C status
     check "service resumes after idle connections time out" wait_for 15 "$CTL" --socket "$F/ctl.sock" status
   else
-    bad "connection cap" "could not open 64 connections"
+    fail "connection cap" "could not open 64 connections"
   fi
-  kill "$HP" 2>/dev/null
-  wait "$HP" 2>/dev/null
+  stop_pid "$HP"
 
-  kill -TERM "$FAKE"
-  wait "$FAKE"
+  stop_pid "$FAKE"
   check "fake daemon stops cleanly and removes its socket" test ! -e "$F/ctl.sock"
 fi
 
@@ -239,9 +200,9 @@ M=$T/many
 mkdir -p "$M"
 FAKE_CORE_SITES=20000 FAKE_CORE_FROZEN=1 HAKMEMD_LOG=stderr "$T/bin/fake_hakmemd" "$M/ctl.sock" 2>"$M/log" &
 MANY=$!
-PIDS+=("$MANY")
+track_pid "$MANY"
 if ! wait_for 10 "$CTL" --socket "$M/ctl.sock" status; then
-  bad "fake daemon with 20,000 sites starts" "$(cat "$M/log")"
+  fail "fake daemon with 20,000 sites starts" "$(cat "$M/log")"
 else
   MC() { timeout 120 "$CTL" --socket "$M/ctl.sock" --timeout 30000 "$@"; }
   MC --json sites --top 0 >"$M/all.json"
@@ -280,8 +241,7 @@ sys.exit(same(json.load(open(sys.argv[1]))["text"]) != same(open(sys.argv[2]).re
     bash -c "'$PROBE' '$M/ctl.sock' legacy export | grep -qx 'ok 13 more 0'"
   check "the daemon answers after all that" "$CTL" --socket "$M/ctl.sock" status
 fi
-kill -TERM "$MANY" 2>/dev/null
-wait "$MANY" 2>/dev/null
+stop_pid "$MANY"
 
 # Not running: no socket at all, and a socket nobody listens on.
 expect_rc "daemon not running: exit 3" 3 "not reachable" "$CTL" --socket "$T/none.sock" status
@@ -292,30 +252,25 @@ expect_rc "HAKMEM_SOCKET is honoured" 3 "$T/none2.sock" env HAKMEM_SOCKET="$T/no
 # ---------------------------------------------------------------- 3. authorization
 # The daemon runs as its own user (hkctl-d, primary group hakmem), as under
 # systemd; hkctl-m is a member of hakmem; hkctl-o is not.
-if ! getent group hakmem >/dev/null; then
-  groupadd --system hakmem && GROUP_MADE=1
-fi
-for u in hkctl-d hkctl-m hkctl-m2 hkctl-o; do
-  if id "$u" >/dev/null 2>&1; then userdel "$u" 2>/dev/null; groupdel "$u" 2>/dev/null; fi
-done
-useradd --system --no-create-home --shell /usr/sbin/nologin -g hakmem hkctl-d && USERS_MADE+=(hkctl-d)
-useradd --system --no-create-home --shell /usr/sbin/nologin -U -G hakmem hkctl-m && USERS_MADE+=(hkctl-m)
-useradd --system --no-create-home --shell /usr/sbin/nologin -U -G hakmem hkctl-m2 && USERS_MADE+=(hkctl-m2)
-useradd --system --no-create-home --shell /usr/sbin/nologin -U hkctl-o && USERS_MADE+=(hkctl-o)
+need_group hakmem
+add_user hkctl-d -g hakmem
+add_user hkctl-m -U -G hakmem
+add_user hkctl-m2 -U -G hakmem
+add_user hkctl-o -U
 as() { local u=$1; shift; setpriv --reuid="$u" --regid="$(id -g "$u")" --init-groups "$@"; }
 A=$T/auth
 mkdir -p "$A/state"
 chown -R hkctl-d:hakmem "$A"
 chmod 755 "$A"
 SHM_AUTH=/hkctl-auth-$$
-SHMS+=("$SHM_AUTH")
+track_shm "$SHM_AUTH"
 # setpriv directly (not through a function), so $! is the daemon itself.
 setpriv --reuid=hkctl-d --regid="$(id -g hkctl-d)" --init-groups env HAKMEMD_LOG=stderr "$T/bin/hakmemd" --foreground --shm "$SHM_AUTH" --socket "$A/ctl.sock" \
   --state-dir "$A/state" --interval 200 2>"$T/auth.log" &
 AUTHD=$!
-PIDS+=("$AUTHD")
+track_pid "$AUTHD"
 if ! wait_for 10 test -S "$A/ctl.sock"; then
-  bad "daemon as its own user starts" "$(cat "$T/auth.log")"
+  fail "daemon as its own user starts" "$(cat "$T/auth.log")"
 else
   UM=$(id -u hkctl-m)
   UO=$(id -u hkctl-o)
@@ -354,7 +309,7 @@ else
   # close then cut, and fewer than 8 stayed served.
   setpriv --reuid=hkctl-m --regid="$(id -g hkctl-m)" --init-groups "$PROBE" "$A/ctl.sock" keepalive 64 3000 >"$T/ka.out" &
   KA=$!
-  PIDS+=("$KA")
+  track_pid "$KA"
   if wait_for 20 grep -q '^served' "$T/ka.out"; then
     check "one member's 64 keep-alive connections: 8 served, 56 told busy" grep -qx 'served 8 busy 56' "$T/ka.out"
     check "meanwhile root is served" AC status
@@ -363,15 +318,14 @@ else
     expect_rc "meanwhile the member itself is told busy" 1 "busy: uid $UM already has 8 control connections" \
       as hkctl-m "$CTL" --socket "$A/ctl.sock" status
   else
-    bad "keep-alive connections of one member" "$(cat "$T/ka.out")"
+    fail "keep-alive connections of one member" "$(cat "$T/ka.out")"
   fi
-  timeout 30 tail --pid="$KA" -f /dev/null
+  wait_pid "$KA" 30
   check "the member's 8 connections stay served while they talk" grep -qx 'alive 8' "$T/ka.out"
   check "refusals are logged, at most one line a second" bash -c "n=\$(grep -c 'refused connection of uid $UM' '$T/auth.log'); [ \$n -ge 1 ] && [ \$n -le 6 ]"
 
 fi
-kill -TERM "$AUTHD" 2>/dev/null
-wait "$AUTHD" 2>/dev/null
+stop_pid "$AUTHD"
 
 # Capacity kept for root and the daemon's user: with the per-uid share
 # lifted, one member takes all it may (56 of 64), and then only root and
@@ -380,13 +334,13 @@ setpriv --reuid=hkctl-d --regid="$(id -g hkctl-d)" --init-groups env HAKMEMD_LOG
   "$T/bin/hakmemd" --foreground --shm "$SHM_AUTH" --socket "$A/ctl.sock" --state-dir "$A/state" --interval 200 \
   2>"$T/auth2.log" &
 AUTHD=$!
-PIDS+=("$AUTHD")
+track_pid "$AUTHD"
 if ! wait_for 10 test -S "$A/ctl.sock"; then
-  bad "daemon as its own user starts again" "$(cat "$T/auth2.log")"
+  fail "daemon as its own user starts again" "$(cat "$T/auth2.log")"
 else
   setpriv --reuid=hkctl-m --regid="$(id -g hkctl-m)" --init-groups "$PROBE" "$A/ctl.sock" keepalive 64 2000 >"$T/ka2.out" &
   KA=$!
-  PIDS+=("$KA")
+  track_pid "$KA"
   if wait_for 20 grep -q '^served' "$T/ka2.out"; then
     check "without a per-uid share a member gets 56 of 64 connections" grep -qx 'served 56 busy 8' "$T/ka2.out"
     check "the 8 kept: root is served" "$CTL" --socket "$A/ctl.sock" status
@@ -394,12 +348,11 @@ else
     expect_rc "the 8 kept: another member is told busy" 1 "busy: the control connections left are kept for root" \
       as hkctl-m2 "$CTL" --socket "$A/ctl.sock" status
   else
-    bad "keep-alive connections without a per-uid share" "$(cat "$T/ka2.out")"
+    fail "keep-alive connections without a per-uid share" "$(cat "$T/ka2.out")"
   fi
-  timeout 30 tail --pid="$KA" -f /dev/null
+  wait_pid "$KA" 30
 fi
-kill -TERM "$AUTHD" 2>/dev/null
-wait "$AUTHD" 2>/dev/null
+stop_pid "$AUTHD"
 
 # ---------------------------------------------------------------- 4. end to end
 LIB=$BUILD/libhakmem.so
@@ -407,17 +360,17 @@ E=$T/e2e
 mkdir -p "$E/a" "$E/b"
 SHM_A=/hkctl-a-$$
 SHM_B=/hkctl-b-$$
-SHMS+=("$SHM_A" "$SHM_B")
+track_shm "$SHM_A" "$SHM_B"
 HAKMEMD_LOG=stderr "$T/bin/hakmemd" --foreground --shm "$SHM_A" --socket "$E/a/ctl.sock" --state-dir "$E/a/state" \
   --interval 100 --metrics-file "$E/a/hakmem.prom" 2>"$E/a/log" &
 DA=$!
-PIDS+=("$DA")
+track_pid "$DA"
 EA() { "$CTL" --socket "$E/a/ctl.sock" "$@"; }
 EB() { "$CTL" --socket "$E/b/ctl.sock" "$@"; }
 if ! wait_for 10 EA status; then
-  bad "hakmemd A starts" "$(cat "$E/a/log")"
+  fail "hakmemd A starts" "$(cat "$E/a/log")"
 elif [ ! -e "$LIB" ]; then
-  bad "end to end" "$LIB missing: no client can report sites"
+  fail "end to end" "$LIB missing: no client can report sites"
 else
   # Two long-lived clients and one short one: whether the library flushes
   # its sites while running or only at exit, the daemon sees sites while
@@ -426,11 +379,11 @@ else
   for secs in 20 20 1; do
     HAKMEM_SHM=$SHM_A LD_PRELOAD=$LIB "$T/bin/alloc_sites" $secs >/dev/null 2>&1 &
     CLIENTS+=($!)
-    PIDS+=($!)
+    track_pid $!
   done
   CP=${CLIENTS[0]}
   if ! wait_for 15 bash -c "'$CTL' --socket '$E/a/ctl.sock' --json sites --exe alloc_sites | $JC 'len(j[\"sites\"])>=3'"; then
-    bad "real clients' sites reach hakmemd" "after 15 s: $(EA --json status 2>&1) $(EA --json procs 2>&1 | head -c 300)"
+    fail "real clients' sites reach hakmemd" "after 15 s: $(EA --json status 2>&1) $(EA --json procs 2>&1 | head -c 300)"
   else
     ok "real clients' sites reach hakmemd"
     check "status --json (real)" bash -c "'$CTL' --socket '$E/a/ctl.sock' --json status | $JC 'j[\"segment\"]==\"$SHM_A\" and j[\"processes\"]>=1 and j[\"sites\"]>=3 and j[\"interval_ms\"]==100 and j[\"learning\"]'"
@@ -454,58 +407,94 @@ else
       check "unpin (real)" bash -c "'$CTL' --socket '$E/a/ctl.sock' unpin '$VM' && '$CTL' --socket '$E/a/ctl.sock' --json sites --top 0 | $JC '[s[\"pinned_arm\"] for s in j[\"sites\"] if s[\"site\"]==\"$VM\"]==[-1]'"
       expect_rc "pin (real) to an arm out of range: exit 1" 1 "invalid argument|not found" EA pin "$VM" 99
     else
-      bad "pin (real)" "site $VM has no arms in hakmemd's answer"
+      fail "pin (real)" "site $VM has no arms in hakmemd's answer"
     fi
     check "watch (real)" bash -c "'$CTL' --socket '$E/a/ctl.sock' watch --count 2 --interval 150 | grep -q site_vm"
     check "reset --site (real)" EA reset --site "$VM"
     expect_rc "reset of an unknown site (real): exit 1" 1 "not found" EA reset --site 123:456
 
     # Export on A, import into a fresh B: B publishes the same thresholds.
-    for c in "${CLIENTS[@]}"; do kill -TERM "$c" 2>/dev/null; wait "$c" 2>/dev/null; done
+    for c in "${CLIENTS[@]}"; do stop_pid "$c"; done
     same=0
     for _ in 1 2 3 4 5; do
-      EA --json thresholds --top 0 >"$E/ta1.json"
+      EA --json sites --top 0 >"$E/ta1.json"
       EA export "$E/policy.bin" >/dev/null
-      EA --json thresholds --top 0 >"$E/ta2.json"
+      EA --json sites --top 0 >"$E/ta2.json"
       if cmp -s "$E/ta1.json" "$E/ta2.json"; then same=1; break; fi
       sleep 0.3
     done
     check "export (real) writes a policy" test -s "$E/policy.bin"
-    [ "$same" = 1 ] || bad "export snapshot" "A's thresholds kept changing around the export"
+    [ "$same" = 1 ] || fail "export snapshot" "A's thresholds kept changing around the export"
     HAKMEMD_LOG=stderr "$T/bin/hakmemd" --foreground --shm "$SHM_B" --socket "$E/b/ctl.sock" --state-dir "$E/b/state" \
       --interval 100 2>"$E/b/log" &
     DB=$!
-    PIDS+=("$DB")
+    track_pid "$DB"
     if ! wait_for 10 EB status; then
-      bad "hakmemd B starts" "$(cat "$E/b/log")"
+      fail "hakmemd B starts" "$(cat "$E/b/log")"
     else
       check "B starts cold (no sites)" bash -c "'$CTL' --socket '$E/b/ctl.sock' --json thresholds --top 0 | $JC 'len(j[\"sites\"])==0'"
       check "import (real) into B" bash -c "'$CTL' --socket '$E/b/ctl.sock' import '$E/policy.bin' | grep -Eq 'imported the policy of [1-9][0-9]* sites'"
-      cat >"$E/cmp.py" <<'EOF'
-import json, sys
-a = {s["site"]: s["thresholds"] for s in json.load(open(sys.argv[1]))["sites"]}
-b = {s["site"]: s["thresholds"] for s in json.load(open(sys.argv[2]))["sites"]}
-missing = [k for k in a if k not in b]
-diff = [k for k in a if k in b and a[k] != b[k]]
-if missing or diff or not a:
-    print("missing", missing, "different", [(k, a[k], b.get(k)) for k in diff])
-    sys.exit(1)
-EOF
-      if wait_for 10 bash -c "'$CTL' --socket '$E/b/ctl.sock' --json thresholds --top 0 > '$E/tb.json' && python3 '$E/cmp.py' '$E/ta1.json' '$E/tb.json'"; then
-        ok "B publishes the thresholds learned on A"
+      # Per site: the thresholds, and each arm's pulls and mean reward.
+      if wait_for 10 bash -c "'$CTL' --socket '$E/b/ctl.sock' --json sites --top 0 > '$E/tb.json' && python3 '$SRC/same_learning.py' '$E/ta1.json' '$E/tb.json'"; then
+        ok "B publishes the thresholds learned on A, with every arm's pulls and mean"
       else
-        bad "B publishes the thresholds learned on A" "$(python3 "$E/cmp.py" "$E/ta1.json" "$E/tb.json" 2>&1 | head -c 400)"
+        fail "B publishes the thresholds learned on A, with every arm's pulls and mean" \
+          "$(python3 "$SRC/same_learning.py" "$E/ta1.json" "$E/tb.json" 2>&1 | head -c 400)"
       fi
       B_EXPORT_OK=0
       EB export "$E/policy-b.bin" >/dev/null && B_EXPORT_OK=1
-      [ "$B_EXPORT_OK" = 1 ] && ok "B exports again after import" || bad "B exports again after import" "export failed"
+      [ "$B_EXPORT_OK" = 1 ] && ok "B exports again after import" || fail "B exports again after import" "export failed"
     fi
   fi
-  check "reset (real, all)" EA reset
+  # Resets on A, its clients gone (so nothing learns meanwhile): one site
+  # forgets its pulls and the others keep theirs; then a pin, and a reset
+  # of everything forgets all pulls and releases the pin.
+  EA --json sites --top 0 >"$E/r0.json"
+  EA reset --site "$VM" >/dev/null
+  EA --json sites --top 0 >"$E/r1.json"
+  check "reset --site (real): that site forgets its pulls, the others keep theirs" \
+    python3 "$SRC/same_learning.py" "$E/r0.json" "$E/r1.json" --forgot "$VM"
+  OTHER=$($JC '[s["site"] for s in j["sites"] if s["site"] != "'"$VM"'"][0]' --print <"$E/r1.json")
+  EA pin "$OTHER" 2 >/dev/null
+  EA reset >/dev/null
+  EA --json sites --top 0 >"$E/r2.json"
+  check "reset (real, all): every site forgets its pulls, the pin is released" \
+    python3 "$SRC/same_learning.py" "$E/r1.json" "$E/r2.json" --forgot all
 fi
-kill -TERM "$DA" 2>/dev/null
-wait "$DA" 2>/dev/null
+stop_pid "$DA"
 expect_rc "after hakmemd stops: exit 3" 3 "not reachable" EA status
+
+# ---------------------------------------------------------------- 4b. import into a daemon with sites
+# Two generated policies that share 5 of their sites: imported one after
+# the other, the daemon holds all 15, the shared ones with the pulls of
+# both added and the means weighted by them (what another daemon that
+# imported only the second one shows is the second one's part).
+G=$T/merge
+mkdir -p "$G/m" "$G/n"
+python3 "$SRC/gen_policy.py" 10 "$G/p1.pol"
+python3 "$SRC/gen_policy.py" 10 "$G/p2.pol" --first 5 --salt 1
+SHM_M=/hkctl-merge-$$
+SHM_N=/hkctl-merge2-$$
+track_shm "$SHM_M" "$SHM_N"
+for d in "m $SHM_M" "n $SHM_N"; do
+  set -- $d
+  HAKMEMD_LOG=stderr "$T/bin/hakmemd" --foreground --shm "$2" --socket "$G/$1/ctl.sock" \
+    --state-dir "$G/$1/state" --interval 3600000 2>"$G/$1/log" &
+  track_pid $!
+  MERGE_PIDS+=($!)
+done
+GM() { "$CTL" --socket "$G/m/ctl.sock" "$@"; }
+GN() { "$CTL" --socket "$G/n/ctl.sock" "$@"; }
+if ! wait_for 10 GM status || ! wait_for 10 GN status; then
+  fail "import into a daemon with sites: the daemons start" "$(tail -2 "$G/m/log" "$G/n/log")"
+else
+  GM import "$G/p1.pol" >/dev/null && GM --json sites --top 0 >"$G/one.json"
+  GN import "$G/p2.pol" >/dev/null && GN --json sites --top 0 >"$G/two.json"
+  GM import "$G/p2.pol" >/dev/null && GM --json sites --top 0 >"$G/both.json"
+  check "import into a daemon that has sites: all 15, the 5 shared with pulls added and means weighted" bash -c "
+    $JC 'len(j[\"sites\"])==15' <'$G/both.json' && python3 '$SRC/same_learning.py' '$G/one.json' '$G/both.json' --plus '$G/two.json'"
+fi
+for p in "${MERGE_PIDS[@]}"; do stop_pid "$p"; done
 
 # ---------------------------------------------------------------- 5. state files
 # Whatever sits at state.pb, startup goes on: a FIFO (opening it used to
@@ -526,15 +515,15 @@ for kind in fifo symlink dir device; do
     device) mknod "$D/state/state.pb" c 1 3 ;;     # what /dev/null is
   esac
   SHM_SF=/hkctl-sf$n-$$
-  SHMS+=("$SHM_SF")
+  track_shm "$SHM_SF"
   HAKMEMD_LOG=stderr "$T/bin/hakmemd" --foreground --shm "$SHM_SF" --socket "$D/ctl.sock" --state-dir "$D/state" \
     --interval 100 2>"$D/log" &
   P=$!
-  PIDS+=("$P")
+  track_pid "$P"
   if wait_for 10 "$CTL" --socket "$D/ctl.sock" status; then
     ok "a $kind at state.pb: the daemon starts"
   else
-    bad "a $kind at state.pb: the daemon starts" "$(tail -3 "$D/log")"
+    fail "a $kind at state.pb: the daemon starts" "$(tail -3 "$D/log")"
   fi
   check "a $kind at state.pb: one warning line, set aside" \
     bash -c "[ \$(grep -c 'warning' '$D/log') = 1 ] && grep -q 'state file in $D/state is not a regular file; set aside as $D/state/state.pb.corrupt-' '$D/log'"
@@ -545,14 +534,12 @@ for kind in fifo symlink dir device; do
     dir) check "the directory is what was set aside" bash -c "test -d '$D'/state/state.pb.corrupt-*" ;;
     device) check "the device is what was set aside" bash -c "test -c '$D'/state/state.pb.corrupt-*" ;;
   esac
-  kill -TERM "$P" 2>/dev/null
-  if timeout 10 tail --pid="$P" -f /dev/null; then
+  stop_pid "$P" 10
+  if [ $? -ne 137 ]; then
     ok "a $kind at state.pb: SIGTERM stops the daemon"
   else
-    bad "a $kind at state.pb: SIGTERM stops the daemon" "still running after 10 s"
-    kill -KILL "$P" 2>/dev/null
+    fail "a $kind at state.pb: SIGTERM stops the daemon" "still running after 10 s"
   fi
-  wait "$P" 2>/dev/null
   check "a $kind at state.pb: a regular state file saved at exit" bash -c "test -f '$D/state/state.pb' && ! test -L '$D/state/state.pb'"
 done
 
@@ -567,11 +554,11 @@ touch "$D/state/.state.pb.tmp.$$.1ive" "$D/state/.state.pb.tmp.$dead.notours" "$
 chown hkctl-o "$D/state/.state.pb.tmp.$dead.notours" 2>/dev/null
 ln -s "$D/m" "$D/state/.state.pb.tmp.$dead.link"
 SHM_OR=/hkctl-orphans-$$
-SHMS+=("$SHM_OR")
+track_shm "$SHM_OR"
 HAKMEMD_LOG=stderr "$T/bin/hakmemd" --foreground --shm "$SHM_OR" --socket "$D/ctl.sock" --state-dir "$D/state" \
   --interval 100 --metrics-file "$D/m/hakmem.prom" 2>"$D/log" &
 P=$!
-PIDS+=("$P")
+track_pid "$P"
 if wait_for 10 "$CTL" --socket "$D/ctl.sock" status; then
   check "orphaned temp files of a killed save are removed at start" \
     bash -c "! test -e '$D/state/.state.pb.tmp.$dead.0badf00d' && ! test -e '$D/state/.state.pb.tmp.$dead' && grep -q 'removed 2 temp files an interrupted save left' '$D/log'"
@@ -581,10 +568,9 @@ if wait_for 10 "$CTL" --socket "$D/ctl.sock" status; then
   check "the metrics file is written, no temp file left beside it" \
     wait_for 10 bash -c "test -s '$D/m/hakmem.prom' && [ \$(ls -A '$D/m' | grep -c tmp) = 0 ]"
 else
-  bad "daemon with orphaned temp files starts" "$(tail -3 "$D/log")"
+  fail "daemon with orphaned temp files starts" "$(tail -3 "$D/log")"
 fi
-kill -TERM "$P" 2>/dev/null
-wait "$P" 2>/dev/null
+stop_pid "$P"
 
 # ---------------------------------------------------------------- 6. strings from clients and imports
 # An executable whose name holds a newline, a double quote, a backslash,
@@ -600,11 +586,11 @@ ODD_TTY='o?d"q\\b?[31m\xffx'
 cp "$T/bin/alloc_sites" "$O/b/$ODD"
 chmod 755 "$O" "$O/b"
 SHM_O=/hkctl-odd-$$
-SHMS+=("$SHM_O")
+track_shm "$SHM_O"
 HAKMEMD_LOG=stderr "$T/bin/hakmemd" --foreground --shm "$SHM_O" --socket "$O/ctl.sock" --state-dir "$O/state" \
   --interval 100 2>"$O/log" &
 DO=$!
-PIDS+=("$DO")
+track_pid "$DO"
 OC() { "$CTL" --socket "$O/ctl.sock" "$@"; }
 # tty_clean FILE TEXT...: each TEXT is in FILE, which is valid UTF-8 with no
 # control character but newlines.
@@ -619,13 +605,13 @@ bad = [c for c in t if (ord(c) < 32 and c != "\n") or 127 <= ord(c) < 160]
 sys.exit("control characters: %r" % bad[:5] if bad else 0)' "$f"
 }
 if ! wait_for 10 OC status || [ ! -e "$LIB" ]; then
-  bad "strings: hakmemd starts" "$(tail -3 "$O/log")"
+  fail "strings: hakmemd starts" "$(tail -3 "$O/log")"
 else
   HAKMEM_SHM=$SHM_O LD_PRELOAD=$LIB "$O/b/$ODD" 20 >/dev/null 2>&1 &
   OP=$!
-  PIDS+=("$OP")
+  track_pid "$OP"
   if ! wait_for 15 bash -c "'$CTL' --socket '$O/ctl.sock' --json sites | $JC 'len(j[\"sites\"])>=3'"; then
-    bad "strings: the odd client's sites reach hakmemd" "$(OC procs 2>&1 | head -3)"
+    fail "strings: the odd client's sites reach hakmemd" "$(OC procs 2>&1 | head -3)"
   else
     OC procs >"$O/procs.txt"
     check "procs: the odd executable cleaned and escaped, on one line" \
@@ -655,11 +641,9 @@ sys.exit(not any(s["module"] == "/opt/odd?name\"q\\b?[31mred?end" for s in json.
   check "sites: the imported path shown with its backslash escaped" tty_clean "$O/sites2.txt" 'odd?name"q\\b?[31mred?end+0x'
   OC metrics >"$O/metrics2.txt"
   check "metrics with the imported path accepted by promtool" promtool check metrics <"$O/metrics2.txt"
-  kill -TERM "$OP" 2>/dev/null
-  wait "$OP" 2>/dev/null
+  stop_pid "$OP"
 fi
-kill -TERM "$DO" 2>/dev/null
-wait "$DO" 2>/dev/null
+stop_pid "$DO"
 
 # ---------------------------------------------------------------- 7. 65,536 sites
 # The design point, in a real hakmemd loaded from a generated state file:
@@ -677,12 +661,12 @@ python3 "$SRC/gen_policy.py" $N "$B/state/state.pb" --state
 python3 "$SRC/gen_policy.py" $N "$B/gen.pol"
 SHM_BIG=/hkctl-big-$$
 SHM_FRESH=/hkctl-fresh-$$
-SHMS+=("$SHM_BIG" "$SHM_FRESH")
+track_shm "$SHM_BIG" "$SHM_FRESH"
 # A long interval: no learning interval or periodic save runs meanwhile.
 HAKMEMD_LOG=stderr "$T/bin/hakmemd" --foreground --shm "$SHM_BIG" --socket "$B/ctl.sock" --state-dir "$B/state" \
   --interval 3600000 2>"$B/log" &
 DB=$!
-PIDS+=("$DB")
+track_pid "$DB"
 BC() { timeout 300 "$CTL" --socket "$B/ctl.sock" --timeout 60000 "$@"; }
 # peak NAME PID COMMAND...: runs COMMAND (its output in $B/out); ok when it
 # succeeds and the daemon PID grew by at most PEAK_BOUND_MIB meanwhile.
@@ -697,15 +681,15 @@ peak() {
   d=$(((hwm - rss0) / 1024))
   echo "info - $name: daemon RSS ${rss0} kB before, peak ${hwm} kB (+${d} MiB)"
   if [ "$rc" != 0 ]; then
-    bad "$name" "exit $rc: $(head -c 300 "$B/err")"
+    fail "$name" "exit $rc: $(head -c 300 "$B/err")"
   elif [ "$d" -gt "$PEAK_BOUND_MIB" ]; then
-    bad "$name" "the daemon grew by $d MiB (bound $PEAK_BOUND_MIB MiB)"
+    fail "$name" "the daemon grew by $d MiB (bound $PEAK_BOUND_MIB MiB)"
   else
     ok "$name: the daemon grew by $d MiB (bound $PEAK_BOUND_MIB)"
   fi
 }
 if ! wait_for 30 bash -c "'$CTL' --socket '$B/ctl.sock' --json sites --top 1 | $JC 'j[\"total\"]==$N'"; then
-  bad "hakmemd with $N sites starts" "$(tail -3 "$B/log")"
+  fail "hakmemd with $N sites starts" "$(tail -3 "$B/log")"
 elif ! echo 5 2>/dev/null >"/proc/$DB/clear_refs"; then
   echo "######################################################################"
   echo "# SKIPPED: peak RSS at $N sites: /proc/$DB/clear_refs is not writable"
@@ -736,7 +720,7 @@ else
   HAKMEMD_LOG=stderr "$T/bin/hakmemd" --foreground --shm "$SHM_FRESH" --socket "$B/fresh/ctl.sock" \
     --state-dir "$B/fresh/state" --interval 3600000 2>"$B/fresh/log" &
   DF=$!
-  PIDS+=("$DF")
+  track_pid "$DF"
   if wait_for 10 "$CTL" --socket "$B/fresh/ctl.sock" status; then
     echo 5 >"/proc/$DF/clear_refs"
     r0=$(awk '/^VmRSS/{print $2}' "/proc/$DF/status")
@@ -750,14 +734,11 @@ a = {s["site"]: s["thresholds"] for s in json.load(open(sys.argv[1]))["sites"]}
 b = {s["site"]: s["thresholds"] for s in json.load(open(sys.argv[2]))["sites"]}
 sys.exit(not (len(a) == int(sys.argv[3]) and a == b))' "$B/ta.json" "$B/tb.json" $N
   else
-    bad "fresh hakmemd starts" "$(tail -3 "$B/fresh/log")"
+    fail "fresh hakmemd starts" "$(tail -3 "$B/fresh/log")"
   fi
-  kill -TERM "$DF" 2>/dev/null
-  wait "$DF" 2>/dev/null
+  stop_pid "$DF"
 fi
-kill -TERM "$DB" 2>/dev/null
-wait "$DB" 2>/dev/null
+stop_pid "$DB"
 rm -rf "$B"
 
-echo "ctl: $passes passed, $fails failed"
-[ "$fails" -eq 0 ]
+finish

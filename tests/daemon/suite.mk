@@ -23,11 +23,16 @@ $(HKD_TEST_DIR)/e2e_client_b: tests/daemon/e2e_client.c $(LIB_SO)
 $(HKD_TEST_DIR)/knob_probe: tests/daemon/knob_probe.c $(LIB_SO)
 	@mkdir -p $(HKD_TEST_DIR)
 	$(CC) $(TOOL_CFLAGS) -o $@ $< -L$(BUILD) -Wl,-rpath,$(abspath $(BUILD)) -lhakmem
+# More call sites than a report region holds.
+$(HKD_TEST_DIR)/many_sites: tests/daemon/many_sites.c $(LIB_SO)
+	@mkdir -p $(HKD_TEST_DIR)
+	$(CC) $(TOOL_CFLAGS) -o $@ $< -L$(BUILD) -Wl,-rpath,$(abspath $(BUILD)) -lhakmem
 
 $(BUILD)/bench_daemon_scale: tests/daemon/bench_daemon_scale.c $(HKD_TEST_LINK) $(wildcard tests/daemon/*.h) | $(HKD_GEN_HDRS)
 	$(CC) $(TOOL_CFLAGS) -Idaemon -I$(HKD_GEN) -pthread -o $@ $< $(HKD_TEST_LINK) $(HKD_LIBS)
 
-TEST_BINS  += $(HKD_UNIT) $(HKD_TEST_DIR)/e2e_client_a $(HKD_TEST_DIR)/e2e_client_b $(HKD_TEST_DIR)/knob_probe
+TEST_BINS  += $(HKD_UNIT) $(HKD_TEST_DIR)/e2e_client_a $(HKD_TEST_DIR)/e2e_client_b $(HKD_TEST_DIR)/knob_probe \
+              $(HKD_TEST_DIR)/many_sites
 BENCH_BINS += $(BUILD)/bench_daemon_scale
 
 .PHONY: test-daemon

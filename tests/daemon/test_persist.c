@@ -3,6 +3,7 @@
  * corrupt, truncated or foreign (reported and set aside, never fatal).
  * Files from before domains: test_domains. */
 #include <errno.h>
+#include <math.h>
 #include <fcntl.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -16,6 +17,7 @@
 #include <cmocka.h>
 
 #include "persist.h"
+#include "policy.pb-c.h"
 #include "proc_status.h"
 
 static char dir[256];
@@ -257,6 +259,70 @@ static void a_hostile_policy_decodes_within_bounds(void **state)
     free(buf);
 }
 
+/* A policy from a build with another arm set (policy.proto: arms are
+ * matched by name; arms never pulled may be left out): an arm this build
+ * does not know is dropped without lending its pulls to another, arms
+ * left out are unpulled, a current or pinned arm of an unknown name falls
+ * back to the default and to no pin, and a mean outside [0,1] is refused. */
+static void unknown_and_missing_arms(void **state)
+{
+    (void)state;
+    Hakmem__Policy__ArmState a256 = HAKMEM__POLICY__ARM_STATE__INIT, a512 = HAKMEM__POLICY__ARM_STATE__INIT,
+                             a1m = HAKMEM__POLICY__ARM_STATE__INIT, wild = HAKMEM__POLICY__ARM_STATE__INIT;
+    a256.name = (char *)"large=256K,slots=4,thp=on";      /* arm 5 */
+    a256.pulls = 10, a256.reward_sum = 6.0;
+    a512.name = (char *)"large=512K,slots=2,thp=off";     /* no such arm here */
+    a512.pulls = 99, a512.reward_sum = 50.0;
+    a1m.name = (char *)"large=1M,slots=4,thp=off";        /* arm 0 */
+    a1m.pulls = 4, a1m.reward_sum = 1.0;
+    wild.name = (char *)"large=1M,slots=0,thp=off";       /* arm 2, a mean of 2 */
+    wild.pulls = 5, wild.reward_sum = 10.0;
+    Hakmem__Policy__ArmState *arms1[] = { &a256, &a1m, &a512 }, *arms3[] = { &wild, &a256 };
+    Hakmem__Policy__SiteState s1 = HAKMEM__POLICY__SITE_STATE__INIT, s2 = HAKMEM__POLICY__SITE_STATE__INIT,
+                              s3 = HAKMEM__POLICY__SITE_STATE__INIT;
+    s1.module_hash = 0xa1, s1.offset = 0x10, s1.n_arms = 3, s1.arms = arms1;
+    s1.current_arm = (char *)"large=512K,slots=2,thp=off";
+    s1.pinned_arm = (char *)"no-such-arm";
+    s2.module_hash = 0xa2, s2.offset = 0x20;                /* no arm at all */
+    s2.current_arm = (char *)"large=1M,slots=0,thp=on";     /* arm 3 */
+    s2.pinned_arm = (char *)"large=256K,slots=0,thp=off";   /* arm 6 */
+    s3.module_hash = 0xa3, s3.offset = 0x30, s3.n_arms = 2, s3.arms = arms3;
+    Hakmem__Policy__SiteState *sites[] = { &s1, &s2, &s3 };
+    Hakmem__Policy__Policy pol = HAKMEM__POLICY__POLICY__INIT;
+    pol.format = (char *)HKD_POLICY_FORMAT;
+    pol.n_sites = 3, pol.sites = sites;
+    size_t len = hakmem__policy__policy__get_packed_size(&pol);
+    uint8_t *buf = malloc(len);
+    assert_non_null(buf);
+    hakmem__policy__policy__pack(&pol, buf);
+
+    hkd_policy d;
+    assert_int_equal(hkd_policy_decode(buf, len, 0, &d), 0);
+    assert_int_equal(d.n, 3);
+    const hkd_site_state *x = NULL, *y = NULL, *z = NULL;
+    for (size_t i = 0; i < d.n; i++) {
+        const hkd_site_state *t = &d.sites[i];
+        if (t->key.module_hash == 0xa1) x = t;
+        if (t->key.module_hash == 0xa2) y = t;
+        if (t->key.module_hash == 0xa3) z = t;
+    }
+    assert_non_null(x);
+    assert_non_null(y);
+    assert_non_null(z);
+    for (int a = 0; a < HKD_N_ARMS; a++) {
+        assert_int_equal(x->pulls[a], a == 5 ? 10 : a == 0 ? 4 : 0);
+        assert_int_equal(y->pulls[a], 0);
+        assert_int_equal(z->pulls[a], a == 5 ? 10 : 0);
+    }
+    assert_true(fabsf(x->mean[5] - 0.6f) < 1e-6f && fabsf(x->mean[0] - 0.25f) < 1e-6f);
+    assert_int_equal(x->current, HKD_DEFAULT_ARM);
+    assert_int_equal(x->pinned, -1);
+    assert_int_equal(y->current, 3);
+    assert_int_equal(y->pinned, 6);
+    hkd_policy_free(&d);
+    free(buf);
+}
+
 static void write_state_then(int (*mangle)(const char *path, size_t size))
 {
     size_t n = 30;
@@ -354,6 +420,7 @@ int main(void)
         cmocka_unit_test(capped_encoding_keeps_the_worthiest_users_taking_turns),
         cmocka_unit_test(decoding_holds_what_it_would_keep),
         cmocka_unit_test(a_hostile_policy_decodes_within_bounds),
+        cmocka_unit_test(unknown_and_missing_arms),
         cmocka_unit_test(corrupt_file_is_set_aside),
         cmocka_unit_test(truncated_file_is_set_aside),
         cmocka_unit_test(foreign_file_is_set_aside),

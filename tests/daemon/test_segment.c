@@ -168,8 +168,10 @@ static void our_untrusted_segments_are_replaced(void **state)
 static void another_users_files_are_refused_and_kept(void **state)
 {
     (void)state;
-    if (geteuid() != 0)
-        skip();                      /* giving a file away needs root */
+    if (geteuid() != 0) {
+        print_message("skipped: giving a file away needs root\n");
+        skip();
+    }
     char why[256];
     hkd_segment s;
     /* Someone else's segment under our name. */

@@ -1,5 +1,6 @@
 # libFuzzer harnesses (tests/fuzz/fuzz_*.c), built with clang
-# (-fsanitize=fuzzer,address,undefined), not part of `make all`:
+# (-fsanitize=fuzzer,address,undefined).  `make test` builds them and runs
+# each for 30 s (tests/fuzz/suite.sh); besides:
 #   make fuzzers            builds every harness into $(BUILD)/fuzz/
 #   make fuzz               builds them and runs each for FUZZ_SECONDS
 #   tests/fuzz/run.sh S     runs each built harness for S seconds

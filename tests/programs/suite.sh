@@ -11,10 +11,9 @@
 #         PROGRAMS_TIMEOUT=120           seconds allowed to each program run
 #         PROGRAMS_KEEP=1                keep the temp dir (its path is printed)
 set -u -o pipefail
-
-BUILD=${1:-build}
-HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-case $BUILD in /*) ;; *) BUILD=$PWD/$BUILD ;; esac
+source "$(dirname "$0")/../lib.sh"
+testlib_begin programs "${1:-build}"
+HERE=$REPO/tests/programs
 PRELOAD=${PROGRAMS_PRELOAD:-$BUILD/libhakmem.so}
 case $PRELOAD in /*) ;; *) PRELOAD=$PWD/$PRELOAD ;; esac
 ONLY=${PROGRAMS_ONLY:-}
@@ -31,24 +30,15 @@ unset LD_PRELOAD MALLOC_CONF HAKMEM_STATS HAKMEM_VERBOSE
 # defaults, and no daemon left over on this machine can influence the result.
 export HAKMEM_SHM=/hakmem-programs-test-$$
 
-TMP=$(mktemp -d /tmp/hakmem-programs.XXXXXX)
+if [ -n "${PROGRAMS_KEEP:-}" ]; then
+    TMP=$(mktemp -d /tmp/hakmem-programs.XXXXXX)
+    echo "# keeping $TMP"
+else
+    make_tmpdir TMP hakmem-programs
+fi
 DAEMON_PID=
 DAEMON_SHM=/hakmem-programs-daemon-$$
-cleanup() {
-    if declare -F stop_daemon >/dev/null; then stop_daemon; fi   # defined further down
-    if [ -n "${PROGRAMS_KEEP:-}" ]; then echo "# kept $TMP" >&2; else rm -rf "$TMP"; fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-failures=0
-passes=0
-ok() { echo "ok - $1"; passes=$((passes + 1)); }
-fail() {
-    echo "FAIL - $1: $2"
-    [ -n "${3:-}" ] && printf '%s\n' "$3" | sed 's/^/#   /'
-    failures=$((failures + 1))
-}
+track_shm "$HAKMEM_SHM" "$DAEMON_SHM"
 wanted() { [ -z "$ONLY" ] || [[ " $ONLY " == *" $1 "* ]]; }
 
 # How a library proves it was loaded: hakmem prints its report when asked;
@@ -343,7 +333,7 @@ maps_check() {
         sleep 0.05
     done
     timeout 10 cp "$TMP/perl.tiny" "$dir/fifo" || kill "$pid" 2>/dev/null
-    wait "$pid" || rc=$?
+    wait_pid "$pid" 30 || rc=$?
     if [ $mapped -ne 1 ]; then
         fail "loaded: $name" "$PRELOAD never appeared in /proc/$pid/maps of sort: LD_PRELOAD ignored?"
     elif [ $rc -ne 0 ] || ! sort "$TMP/perl.tiny" | cmp -s - "$dir/out"; then
@@ -353,11 +343,7 @@ maps_check() {
     fi
 }
 
-if [ ! -e "$PRELOAD" ]; then
-    fail "preload library" "$PRELOAD does not exist (run make lib)"
-    echo "0 passed, 1 failed"
-    exit 1
-fi
+need "$PRELOAD"
 # Preload a private copy: a rebuild of the library while the suite runs
 # (make in another shell) must not swap it under half of the runs.
 mkdir -p "$TMP/lib"
@@ -409,7 +395,7 @@ if wanted perl; then need perl; timed compare_check perl w_perl; timed loaded_ch
 if wanted sort; then need sort; need perl; timed compare_check sort w_sort; timed maps_check sort; fi
 if wanted cxx; then
     if [ ! -x "$CXX_BIN" ]; then
-        fail cxx "$CXX_BIN is missing (make all builds it from tests/programs/suite.mk)"
+        fail cxx "$CXX_BIN is missing (make test builds it)"
     else
         timed compare_check cxx w_cxx
         knobs cxx-knobs cxx w_cxx "${KNOBS_STRESS[@]}"
@@ -427,6 +413,7 @@ start_daemon() {
     "$BUILD/hakmemd" --shm "$DAEMON_SHM" --socket "$TMP/ctl.sock" --state-dir "$TMP/dstate" \
         --interval 100 > "$TMP/hakmemd.log" 2>&1 &
     DAEMON_PID=$!
+    track_pid "$DAEMON_PID"
     local _
     for _ in $(seq 100); do
         [ -e "/dev/shm${DAEMON_SHM}" ] && return 0
@@ -437,8 +424,7 @@ start_daemon() {
 }
 stop_daemon() {
     if [ -n "$DAEMON_PID" ]; then
-        kill "$DAEMON_PID" 2>/dev/null
-        wait "$DAEMON_PID" 2>/dev/null
+        stop_pid "$DAEMON_PID"
         DAEMON_PID=
     fi
     # The daemon leaves its segment for clients still running; ours are done.
@@ -466,7 +452,7 @@ daemon_attached_check() {
 
 if [ $variants -eq 1 ]; then
     if [ ! -x "$BUILD/hakmemd" ]; then
-        fail "daemon" "$BUILD/hakmemd is missing (make all builds it)"
+        fail "daemon" "$BUILD/hakmemd is missing (make test builds it)"
     elif ! start_daemon; then
         fail "daemon" "hakmemd did not create /dev/shm$DAEMON_SHM" "$(tail -n 10 "$TMP/hakmemd.log")"
     else
@@ -482,5 +468,4 @@ if [ $variants -eq 1 ]; then
     fi
 fi
 
-echo "$passes passed, $failures failed"
-[ "$failures" -eq 0 ]
+finish

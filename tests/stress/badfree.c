@@ -5,8 +5,12 @@
  * usage: badfree CASE     (exit 0 when the child behaved as required)
  * cases: free-stack free-interior free-wild double-free-large
  *        realloc-stack realloc-interior free-small-misaligned
+ *        free-foreign-glibc free-foreign-glibc-large (a block of glibc's
+ *        own allocator, still in every process: __libc_malloc)
+ *        free-foreign-mimalloc (a block of mimalloc, loaded with dlopen)
  *        free-small-interior double-free-small (hardened library only)
  *        corrupt-link (hardened library only: "hakmem: malloc(): ") */
+#include <dlfcn.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -24,6 +28,26 @@ static inline void *launder(void *p)
 {
     __asm__ volatile("" : "+r"(p) : : "memory");
     return p;
+}
+
+/* glibc's allocator under its own name: LD_PRELOAD takes malloc from it,
+ * not these. */
+extern void *__libc_malloc(size_t size);
+
+/* A block of another allocator in this process. */
+static void *foreign_block(const char *name)
+{
+    if (!strcmp(name, "free-foreign-glibc"))
+        return __libc_malloc(64);
+    if (!strcmp(name, "free-foreign-glibc-large"))
+        return __libc_malloc(4 * MiB);      /* glibc maps it on its own */
+    void *lib = dlopen("libmimalloc.so.2", RTLD_NOW | RTLD_LOCAL);
+    void *(*mi_malloc)(size_t) = lib ? (void *(*)(size_t))dlsym(lib, "mi_malloc") : NULL;
+    if (mi_malloc == NULL) {
+        fprintf(stderr, "badfree: no mimalloc: %s\n", dlerror());
+        _exit(3);
+    }
+    return mi_malloc(64);
 }
 
 static void run_case(const char *name)
@@ -59,6 +83,14 @@ static void run_case(const char *name)
             void *volatile q = malloc(64);
             (void)q;
         }
+    } else if (!strncmp(name, "free-foreign-", 13)) {
+        char *p = launder(foreign_block(name));
+        if (p == NULL) {
+            fprintf(stderr, "badfree: the other allocator gave no block\n");
+            _exit(3);
+        }
+        memset(p, 5, 64);
+        free(p);
     } else if (!strcmp(name, "free-wild")) {
         free(launder((void *)0x7f0000001000));
     } else if (!strcmp(name, "double-free-large")) {

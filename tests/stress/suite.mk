@@ -36,7 +36,7 @@ $(STRESS_OUT)/stress-tsan: $(STRESS_DEPS) $(LIB_TSAN_A)
 
 $(STRESS_OUT)/stress-badfree: tests/stress/badfree.c
 	@mkdir -p $(@D)
-	$(CC) $(TOOL_CFLAGS) -o $@ $<
+	$(CC) $(TOOL_CFLAGS) -o $@ $< -ldl
 
 $(STRESS_OUT)/fork_dlopen: tests/stress/fork_dlopen.c
 	@mkdir -p $(@D)

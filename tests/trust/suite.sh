@@ -14,11 +14,8 @@
 # Users (and the group hakmem, if missing) are made here and removed at exit.
 # usage (from the repo root): bash tests/trust/suite.sh BUILD
 set -u
-BUILD=${1:-build}
-BUILD=$(cd "$BUILD" && pwd)
-REPO=$(cd "$(dirname "$0")/../.." && pwd)
-TESTLIB_SUITE=trust
-source "$REPO/tests/lib.sh"
+source "$(dirname "$0")/../lib.sh"
+testlib_begin trust "${1:-build}"
 
 HAKMEMD=$BUILD/hakmemd
 CTL=$BUILD/hakmemctl
@@ -27,58 +24,36 @@ HOSTILE=$BUILD/tests/trust/hostile
 CLIENT_A=$BUILD/tests/daemon/e2e_client_a
 CLIENT_B=$BUILD/tests/daemon/e2e_client_b
 FORKER=$BUILD/tests/fork_dlopen
-for f in "$HAKMEMD" "$CTL" "$LIB" "$HOSTILE" "$CLIENT_A" "$CLIENT_B" "$FORKER"; do
-  if [ ! -x "$f" ] && [ ! -f "$f" ]; then
-    fail "prerequisites" "$f is not built (make all)"
-    finish
-    exit 1
-  fi
-done
+need "$HAKMEMD" "$CTL" "$LIB" "$HOSTILE" "$CLIENT_A" "$CLIENT_B" "$FORKER"
 if [ "$(id -u)" != 0 ]; then
-  fail "prerequisites" "this suite makes users: run it as root"
+  skip "trust" "this suite makes users: it needs root"
   finish
-  exit 1
+  exit 0
 fi
 
 # Everything a member must reach lives under a world-readable directory.
-T=$(mktemp -d /tmp/hktrust.XXXXXX)
+make_tmpdir T hktrust
 chmod 755 "$T"
 SHM=/hktrust-$$
+track_shm "$SHM"
 SOCK=$T/ctl.sock
-USERS_MADE=()
-GROUP_MADE=0
-PIDS=()
 DPID=
 
-cleanup() {
-  local p u
-  for p in "${PIDS[@]}" $DPID; do kill -KILL "$p" 2>/dev/null; done
-  wait 2>/dev/null
-  for u in "${USERS_MADE[@]}"; do userdel "$u" 2>/dev/null; groupdel "$u" 2>/dev/null; done
-  [ "$GROUP_MADE" = 1 ] && groupdel hakmem 2>/dev/null
-  rm -f "/dev/shm$SHM" "/dev/shm$SHM.lock"
-  rm -rf "$T"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-if ! getent group hakmem >/dev/null; then
-  groupadd --system hakmem && GROUP_MADE=1
-fi
+need_group hakmem
 HOSTILE_USER=hktr-h$$
 MEMBER_USER=hktr-m$$
 OUTSIDER=hktr-o$$
-for u in "$HOSTILE_USER" "$MEMBER_USER"; do
-  useradd --system --no-create-home --shell /usr/sbin/nologin -U -G hakmem "$u" && USERS_MADE+=("$u")
-done
-useradd --system --no-create-home --shell /usr/sbin/nologin -U "$OUTSIDER" && USERS_MADE+=("$OUTSIDER")
+add_user "$HOSTILE_USER" -U -G hakmem
+add_user "$MEMBER_USER" -U -G hakmem
+add_user "$OUTSIDER" -U
 as() { local u=$1; shift; setpriv --reuid="$u" --regid="$(id -g "$u")" --init-groups "$@"; }
-H() { as "$HOSTILE_USER" "$HOSTILE" "$@"; }
+H() { as "$HOSTILE_USER" timeout -k 5 120 "$HOSTILE" "$@"; }
 
 start_daemon() {
   "$HAKMEMD" --foreground --shm "$SHM" --socket "$SOCK" --state-dir "$T/state" --interval 200 \
     >>"$T/daemon.log" 2>&1 &
   DPID=$!
+  track_pid "$DPID"
   wait_for 10 grep -q "running:" "$T/daemon.log"
 }
 status_field() { "$CTL" --socket "$SOCK" --json status 2>/dev/null | python3 -c "import json,sys; print(json.load(sys.stdin)['$1'])"; }
@@ -92,10 +67,11 @@ chmod 755 "$T"
 
 # ---- root's processes: a learning daemon's real clients ----
 ROOT_RUN_MS=16000
+ROOT_PIDS=()
 for i in 1 2 3 4; do
   HAKMEM_SHM=$SHM HAKMEM_SOCKET=$SOCK HAKMEM_STATS=1 timeout 120 "$CLIENT_A" $ROOT_RUN_MS \
     >"$T/root$i.out" 2>"$T/root$i.err" &
-  PIDS+=($!)
+  track_pid $!
   ROOT_PIDS+=($!)
 done
 # Root's policy: the large site pinned to a known arm, published for domain 0.
@@ -121,7 +97,7 @@ H segment-write "$SHM" >"$ATT/segment" 2>&1
 check "a member cannot open, map, remap or chmod the segment writable" \
   bash -c "[ \$(grep -c '^refused' '$ATT/segment') -eq 4 ] && ! grep -q '^done' '$ATT/segment'"
 # Someone outside the group: no read, no registration.
-setpriv --reuid="$OUTSIDER" --regid="$(id -g "$OUTSIDER")" --init-groups "$HOSTILE" segment-write "$SHM" >"$ATT/outsider" 2>&1
+timeout 30 setpriv --reuid="$OUTSIDER" --regid="$(id -g "$OUTSIDER")" --init-groups "$HOSTILE" segment-write "$SHM" >"$ATT/outsider" 2>&1
 check "a user outside the group cannot even read the segment" grep -q "^refused open read-only" "$ATT/outsider"
 timeout 30 setpriv --reuid="$OUTSIDER" --regid="$(id -g "$OUTSIDER")" --init-groups "$HOSTILE" registrations "$SOCK" 1 0 >"$ATT/outsider-reg" 2>&1
 check "a user outside the group cannot register a process" grep -q "done registrations: 0 accepted" "$ATT/outsider-reg"
@@ -144,20 +120,20 @@ check "a member's registrations stop at its cap (1,024 per user)" regs_capped
 
 # Long attacks, all at once, while root's clients run.
 H hold-segment "$SHM" 14 >"$ATT/holdseg" 2>&1 &
-PIDS+=($!)
+track_pid $!
 H hold-read "$SOCK" "$SHM" 14 >"$ATT/holdread" 2>&1 &
-PIDS+=($!)
+track_pid $!
 H stall-seq "$SOCK" 14 >"$ATT/stall" 2>&1 &
-PIDS+=($!)
+track_pid $!
 H mimic "$SOCK" "${LARGE_KEY%%:*}" "${LARGE_KEY##*:}" 14 >"$ATT/mimic" 2>&1 &
-PIDS+=($!)
+track_pid $!
 H strings "$SOCK" 14 >"$ATT/strings" 2>&1 &
-PIDS+=($!)
+track_pid $!
 H conns "$SOCK" 64 14 >"$ATT/conns" 2>&1 &
-PIDS+=($!)
+track_pid $!
 H flood "$SOCK" 32 1000000 60 >"$ATT/flood" 2>&1 &
 FLOOD=$!
-PIDS+=($FLOOD)
+track_pid "$FLOOD"
 
 # While they run: the daemon's RSS, root's and another member's answers,
 # and publication.
@@ -191,7 +167,7 @@ check "the daemon stays under 256 MB through a flood of 10^6 fake keys" test "$p
 echo "# daemon peak RSS during the flood: $((peak / 1024)) MB"
 
 # ---- root's processes: their policy and their counts ----
-for p in "${ROOT_PIDS[@]}"; do wait "$p"; done
+for p in "${ROOT_PIDS[@]}"; do wait_pid "$p" 150; done
 sleep 1
 check "root's clients finished correctly" bash -c "[ \$(grep -l 'rounds ok' '$T'/root*.out | wc -l) -eq 4 ]"
 check "root's clients ran root's pinned arm on the pinned site (exit report)" \
@@ -235,10 +211,9 @@ fi
 
 # ---- a restart after kill -9, with a member holding what it can ----
 H hold-segment "$SHM" 10 >"$ATT/holdseg2" 2>&1 &
-PIDS+=($!)
+track_pid $!
 sleep 0.3
-kill -9 "$DPID"
-wait "$DPID" 2>/dev/null
+kill_pid "$DPID"
 DPID=
 : >"$T/daemon.log"
 start_daemon
@@ -254,16 +229,16 @@ check "1,000 forks while the loader is busy finish under the learning daemon" \
 # A client in its own PID namespace: registered under the pid the daemon
 # sees, its counts exact (binary B runs nowhere else in this suite).
 if unshare --pid --fork --mount-proc true 2>/dev/null; then
-  unshare --pid --fork --mount-proc env HAKMEM_SHM=$SHM HAKMEM_SOCKET=$SOCK HAKMEM_STATS=1 \
+  timeout 120 unshare --pid --fork --mount-proc env HAKMEM_SHM=$SHM HAKMEM_SOCKET=$SOCK HAKMEM_STATS=1 \
     timeout 60 "$CLIENT_B" 3000 >"$T/ns.out" 2>"$T/ns.err" &
   NSP=$!
-  PIDS+=($NSP)
+  track_pid "$NSP"
   in_ns_registered() { "$CTL" --socket "$SOCK" --json procs | python3 -c "
 import json,sys
 j=json.load(sys.stdin)
 sys.exit(0 if any(p['exe'].endswith('e2e_client_b') and p['pid']>1 for p in j) else 1)"; }
   check "a client in its own PID namespace is registered under the daemon's pid for it" wait_for 5 in_ns_registered
-  wait "$NSP"
+  wait_pid "$NSP" 90
   sleep 1
   "$CTL" --socket "$SOCK" --json sites --top 0 >"$T/sites-ns.json"
   ns_counts() {
@@ -292,7 +267,7 @@ n_procs() { "$CTL" --socket "$SOCK" --json procs | python3 -c "import json,sys; 
 base=$(n_procs)
 HAKMEM_SHM=$SHM HAKMEM_SOCKET=$SOCK LD_PRELOAD=$LIB bash -c 'exec bash -c "exec sleep 3"' &
 EXP=$!
-PIDS+=($EXP)
+track_pid "$EXP"
 sleep 1.5
 one_registration() {
   "$CTL" --socket "$SOCK" --json procs | python3 -c "
@@ -305,6 +280,6 @@ sys.exit(0 if len(mine)==1 and mine[0]['exe'].endswith('sleep') else 1)"
 check "bash -c 'exec bash -c \"exec sleep 3\"' holds one registration, the sleep's" one_registration
 WHY="processes $(n_procs), before $base"
 check "and only one more than before it" test "$(n_procs)" -eq $((base + 1))
-wait "$EXP"
+wait_pid "$EXP" 30
 
 finish

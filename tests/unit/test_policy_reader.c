@@ -100,8 +100,10 @@ static void test_untrusted_segments_refused(void **state)
     seg = seg_create(name, HKSHM_SEGMENT_SIZE, 0620, -1, 1);
     assert_int_equal(open_seg(NULL, 0, why), -EPERM);
     munmap(seg, HKSHM_SEGMENT_SIZE);
-    if (geteuid() != 0)
-        skip();                     /* handing a file to another uid needs root */
+    if (geteuid() != 0) {
+        print_message("skipped: handing a file to another uid needs root\n");
+        skip();
+    }
     seg = seg_create(name, HKSHM_SEGMENT_SIZE, 0600, NOBODY, 1);
     int64_t me = (int64_t)geteuid();
     assert_int_equal(open_seg(&me, 1, why), -EPERM);

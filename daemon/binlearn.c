@@ -14,7 +14,7 @@ const hkd_bin_arm hkd_bin_arms[HKD_BIN_ARMS] = {
       KNOB(HKSHM_KNOB_PURGE_DELAY_MS) | KNOB(HKSHM_KNOB_RETAINED_SEGMENTS) | KNOB(HKSHM_KNOB_PARTIAL_REUSE) |
           KNOB(HKSHM_KNOB_SMALL_THP) | KNOB(HKSHM_KNOB_BIGCACHE_KIB),
       { [HKSHM_KNOB_PURGE_DELAY_MS] = 0, [HKSHM_KNOB_RETAINED_SEGMENTS] = 0, [HKSHM_KNOB_PARTIAL_REUSE] = 3,
-        [HKSHM_KNOB_SMALL_THP] = 0, [HKSHM_KNOB_BIGCACHE_KIB] = 0 } },
+        [HKSHM_KNOB_SMALL_THP] = 0, [HKSHM_KNOB_BIGCACHE_KIB] = 32u << 10 } },
     { "fast",
       KNOB(HKSHM_KNOB_PURGE_DELAY_MS) | KNOB(HKSHM_KNOB_RETAINED_SEGMENTS) | KNOB(HKSHM_KNOB_PARTIAL_REUSE) |
           KNOB(HKSHM_KNOB_SMALL_THP) | KNOB(HKSHM_KNOB_BIGCACHE_KIB),
@@ -40,6 +40,7 @@ const hkd_bin_cfg hkd_bin_default_cfg = {
     .z = 2.5,
     .min_gain = 0.02,
     .max_regression = 0.05,
+    .ruinous = 2.0,
     .min_cpu_s = 0.02,
     .window = 256,
     .arm_mask = (1u << HKD_BIN_ARMS) - 1,
@@ -173,24 +174,72 @@ int hkd_bin_choice(const hkd_bin_learn *l, const hkd_bin_cfg *cfg)
     return best;
 }
 
+/* Whether arm a's mean of measure k exceeds the default's by more than
+ * `margin` (logs), by the same test a gain must pass. */
+static int shown_worse(const hkd_bin_learn *l, const hkd_bin_cfg *cfg, int a, int k, double margin)
+{
+    const int d = HKD_BIN_DEFAULT_ARM;
+    double dof, var = pooled_variance(l, k, &dof);
+    double na = l->arm[a].n, nd = l->arm[d].n;
+    if (na <= 0.0 || nd <= 0.0 || dof < 1.0)
+        return 0;
+    double excess = l->arm[a].mean[k] - l->arm[d].mean[k] - margin;
+    double se = sqrt(var * (1.0 / na + 1.0 / nd));
+    return excess > 0.0 && (se <= 0.0 || excess / se >= critical(cfg->z, dof));
+}
+
+/* An arm already shown to cost more than the default, or to be more than
+ * max_regression worse on a measure (so that it could never be chosen),
+ * runs no more: exploring it again would only cost the programs that run
+ * on it.  One run is enough when the loss is large, which is what matters
+ * (an arm that triples a program's time). */
+static int ruled_out(const hkd_bin_learn *l, const hkd_bin_cfg *cfg, int a)
+{
+    const int d = HKD_BIN_DEFAULT_ARM;
+    if (a == d || l->arm[d].n < cfg->min_pulls || l->arm[a].n <= 0.0)
+        return 0;
+    /* Twice the default's cost is beyond any noise of this kind of
+     * measure, even while the variance is still too poorly known for the
+     * test below (three default runs, one of them slowed by a per-site
+     * experiment, leave it wide). */
+    if (cfg->ruinous > 1.0 && l->arm[a].mean[HKD_BIN_COST] - l->arm[d].mean[HKD_BIN_COST] > log(cfg->ruinous))
+        return 1;
+    if (shown_worse(l, cfg, a, HKD_BIN_COST, 0.0))
+        return 1;
+    for (int k = HKD_BIN_CPU; k < HKD_BIN_MEASURES; k++)
+        if (shown_worse(l, cfg, a, k, log1p(cfg->max_regression)))
+            return 1;
+    return 0;
+}
+
+static int explored(const hkd_bin_learn *l, const hkd_bin_cfg *cfg, int a)
+{
+    return !may_run(cfg, a) || l->arm[a].n >= cfg->min_pulls || ruled_out(l, cfg, a);
+}
+
 int hkd_bin_settled(const hkd_bin_learn *l, const hkd_bin_cfg *cfg)
 {
     for (int a = 0; a < HKD_BIN_ARMS; a++)
-        if (may_run(cfg, a) && l->arm[a].n < cfg->min_pulls)
+        if (!explored(l, cfg, a))
             return 0;
     return 1;
 }
 
-/* Before settling: the least observed arm (the default first).  After:
- * the choice, except one run in `recheck`, which goes to the arm whose
- * lower confidence bound on cost is lowest (the most likely to beat it). */
+/* Before settling: the default until it has its min_pulls runs (they cost
+ * nothing against running without a daemon, and every other arm is
+ * judged against them), then the least observed arm not yet ruled out.
+ * After: the choice, except one run in `recheck`, which goes to the arm
+ * whose lower confidence bound on cost is lowest (the most likely to beat
+ * it) among those not ruled out. */
 static int next_arm(hkd_bin_learn *l, const hkd_bin_cfg *cfg)
 {
     if (l->pinned >= 0)
         return l->pinned;
+    if (l->arm[HKD_BIN_DEFAULT_ARM].n < cfg->min_pulls)
+        return HKD_BIN_DEFAULT_ARM;
     int least = -1;
     for (int a = 0; a < HKD_BIN_ARMS; a++)
-        if (may_run(cfg, a) && l->arm[a].n < cfg->min_pulls && (least < 0 || l->arm[a].n < l->arm[least].n))
+        if (!explored(l, cfg, a) && (least < 0 || l->arm[a].n < l->arm[least].n))
             least = a;
     if (least >= 0)
         return least;
@@ -201,7 +250,7 @@ static int next_arm(hkd_bin_learn *l, const hkd_bin_cfg *cfg)
     int probe = choice;
     double lowest = INFINITY;
     for (int a = 0; a < HKD_BIN_ARMS; a++) {
-        if (a == choice || !may_run(cfg, a))
+        if (a == choice || !may_run(cfg, a) || ruled_out(l, cfg, a))
             continue;
         double dof, var = pooled_variance(l, HKD_BIN_COST, &dof);
         double bound = l->arm[a].mean[HKD_BIN_COST] - cfg->z * sqrt(var / l->arm[a].n);

@@ -49,6 +49,7 @@ typedef struct hkd_bin_cfg {
     double   z;                         /* standard errors an arm must win by */
     double   min_gain;                  /* and at least this ratio (0.01: 1% cheaper) */
     double   max_regression;            /* never an arm this much worse on time or memory */
+    double   ruinous;                   /* an arm this many times the default's cost runs no more */
     double   min_cpu_s;                 /* shorter runs are too noisy to be evidence */
     uint32_t window;                    /* past this many observations, halve the counts */
     uint32_t arm_mask;                  /* arms that may run (e.g. no THP arm where THP is off) */
@@ -101,7 +102,8 @@ double hkd_bin_cost(const hkd_bin_cfg *cfg, const hkd_bin_obs *o);
 int  hkd_bin_observe(hkd_bin_learn *l, const hkd_bin_cfg *cfg, const hkd_bin_obs *o);
 /* The arm the evidence supports now (what runs when not exploring). */
 int  hkd_bin_choice(const hkd_bin_learn *l, const hkd_bin_cfg *cfg);
-/* 1 once every arm that may run has min_pulls observations. */
+/* 1 once every arm that may run has min_pulls observations or has been
+ * shown to cost more than the default (it then runs no more). */
 int  hkd_bin_settled(const hkd_bin_learn *l, const hkd_bin_cfg *cfg);
 /* The ratio of an arm's geometric-mean cost to the default arm's (1.0
  * when either has no observation). */

@@ -90,8 +90,19 @@ void hkd_learn_set_sizes(hkd_learn *l, int lo, int hi)
     l->sizes_known = 1;
     l->size_lo = (uint8_t)lo;
     l->size_hi = (uint8_t)hi;
-    for (int a = 0; a < HKD_N_ARMS; a++)
-        l->canon[a] = (uint8_t)hkd_arm_canonical(a, lo, hi);
+    /* Huge pages are never explored (an operator may pin them): what they
+     * cost is zeroing 2 MiB, and at times compacting memory, at the fault;
+     * what they save is TLB misses.  The cost above sees neither, only
+     * that the page faults it counts become 512 times fewer, so it would
+     * choose them for every big block and slow the program down (3x on a
+     * program that maps 8 MiB blocks in a loop).  Small-object huge pages
+     * are a per-binary arm, judged by the program's real time. */
+    for (int a = 0; a < HKD_N_ARMS; a++) {
+        int c = hkd_arm_canonical(a, lo, hi);
+        if (hkd_arms[c].thp)
+            c = hkd_arm_canonical(c - 1, lo, hi);   /* its twin without them */
+        l->canon[a] = (uint8_t)c;
+    }
 }
 
 static int relevant(const hkd_learn *l, int arm)

@@ -45,13 +45,13 @@ static void thin_and_thick(void **state)
     assert_int_equal(hkd_band_index(0, (int)HKSHM_HIST), HKD_NO_BAND);
 }
 
-/* Arm 5 is the cheapest, as in test_learner. */
+/* Arm 4 is the cheapest (the learner explores no huge-page arm). */
 static hkd_obs obs_for(int arm, uint64_t allocs)
 {
     hkd_obs o = { 0 };
     o.allocs = allocs;
     o.bytes = allocs * (512u << 10);
-    o.slow_ns = allocs * (uint64_t)(arm == 5 ? 200 : 1000 + 100 * arm);
+    o.slow_ns = allocs * (uint64_t)(arm == 4 ? 200 : 1000 + 100 * arm);
     o.interval_s = 1.0;
     return o;
 }
@@ -80,15 +80,15 @@ static void pooled_thin_sites_learn_fast(void **state)
     }
     const hkd_learn *l = hkd_bands_learner(b, band);
     assert_non_null(l);
-    print_message("band: %u pulls, %u of arm 5; alone: %u pulls\n", l->total_pulls, l->pulls[5], alone.total_pulls);
+    print_message("band: %u pulls, %u of arm 4; alone: %u pulls\n", l->total_pulls, l->pulls[4], alone.total_pulls);
     /* Pooled, a pull ends every interval but those that settle a switch;
      * alone, every 16th. */
     assert_true(l->total_pulls >= INTERVALS * 2 / 3);
     assert_true(alone.total_pulls <= INTERVALS / 16 + 1);
-    assert_true(l->pulls[5] > l->total_pulls * 7 / 10);
+    assert_true(l->pulls[4] > l->total_pulls * 7 / 10);
     assert_true(hkd_learn_settled(l));
-    /* Alone, the site has just tried each arm once by now. */
-    assert_true(alone.pulls[5] <= 2);
+    /* Alone, the site has only begun: a few pulls of each arm. */
+    assert_true(alone.pulls[4] * 10 < l->pulls[4]);
     /* Bands never seen run the default arm and have no learner. */
     assert_int_equal(hkd_bands_arm(b, hkd_band_index(3, 9)), HKD_DEFAULT_ARM);
     assert_null(hkd_bands_learner(b, hkd_band_index(3, 9)));

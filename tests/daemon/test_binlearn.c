@@ -211,6 +211,66 @@ static void exploration_order_and_mask(void **state)
     assert_int_equal(s.runs_on[3], 0);
 }
 
+/* The default runs its min_pulls first; an arm that triples the time is
+ * ruled out by its first run and never runs again, while one as cheap as
+ * the default is explored in full. */
+static void a_ruinous_arm_runs_once(void **state)
+{
+    (void)state;
+    for (uint64_t seed = 1; seed <= 20; seed++) {
+        hkd_bin_cfg cfg = hkd_bin_default_cfg;
+        sim s = make_sim(seed, 0.05);
+        s.arm[1] = (truth){ 3.0, 3.0, 1.0, 1.0 };
+        hkd_bin_learn l;
+        hkd_bin_init(&l);
+        int first[HKD_BIN_ARMS] = { 0 };
+        for (int i = 0; i < (int)cfg.min_pulls; i++) {
+            first[l.current]++;
+            run(&s, &l, &cfg, 1, 0);
+        }
+        assert_int_equal(first[HKD_BIN_DEFAULT_ARM], (int)cfg.min_pulls);
+        run(&s, &l, &cfg, 200, 0);
+        assert_int_equal(s.runs_on[1], 1);
+        assert_true(s.runs_on[2] >= cfg.min_pulls);
+        assert_true(s.runs_on[3] >= cfg.min_pulls);
+        assert_true(hkd_bin_settled(&l, &cfg));
+    }
+}
+
+/* On runs so noisy that three default runs cannot prove anything, an arm
+ * that costs five times the default is still ruled out by its first run. */
+static void a_ruinous_arm_runs_once_in_noise(void **state)
+{
+    (void)state;
+    for (uint64_t seed = 1; seed <= 20; seed++) {
+        hkd_bin_cfg cfg = hkd_bin_default_cfg;
+        sim s = make_sim(seed, 0.25);
+        s.arm[1] = (truth){ 5.0, 5.0, 1.0, 1.0 };
+        hkd_bin_learn l;
+        hkd_bin_init(&l);
+        run(&s, &l, &cfg, 12, 0);
+        assert_int_equal(s.runs_on[1], 1);
+    }
+}
+
+/* An arm that is cheap by the cost but doubles the peak RSS can never be
+ * chosen (no measure may be more than max_regression worse): it is ruled
+ * out by its first run too. */
+static void an_arm_that_doubles_the_peak_runs_once(void **state)
+{
+    (void)state;
+    for (uint64_t seed = 1; seed <= 20; seed++) {
+        hkd_bin_cfg cfg = hkd_bin_default_cfg;
+        sim s = make_sim(seed, 0.05);
+        s.arm[3] = (truth){ 1.0, 1.0, 1.0, 2.0 };
+        hkd_bin_learn l;
+        hkd_bin_init(&l);
+        run(&s, &l, &cfg, 200, 0);
+        assert_int_equal(s.runs_on[3], 1);
+        assert_int_not_equal(hkd_bin_choice(&l, &cfg), 3);
+    }
+}
+
 /* Runs too short to measure, and garbage, change nothing. */
 static void bad_observations_are_ignored(void **state)
 {
@@ -281,6 +341,9 @@ int main(void)
         cmocka_unit_test(a_tiny_gain_keeps_the_default),
         cmocka_unit_test(inputs_of_different_size_compare),
         cmocka_unit_test(exploration_order_and_mask),
+        cmocka_unit_test(a_ruinous_arm_runs_once),
+        cmocka_unit_test(a_ruinous_arm_runs_once_in_noise),
+        cmocka_unit_test(an_arm_that_doubles_the_peak_runs_once),
         cmocka_unit_test(bad_observations_are_ignored),
         cmocka_unit_test(pin_and_release),
         cmocka_unit_test(the_window_halves_counts),

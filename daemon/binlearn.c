@@ -53,6 +53,15 @@ void hkd_bin_init(hkd_bin_learn *l)
     l->pinned = -1;
 }
 
+uint32_t hkd_bin_arms_without_small_thp(uint32_t mask)
+{
+    for (int a = 0; a < HKD_BIN_ARMS; a++)
+        if (a != HKD_BIN_DEFAULT_ARM && (hkd_bin_arms[a].set & KNOB(HKSHM_KNOB_SMALL_THP)) &&
+            hkd_bin_arms[a].knob[HKSHM_KNOB_SMALL_THP])
+            mask &= ~(1u << a);
+    return mask;
+}
+
 int hkd_bin_arm_by_name(const char *name)
 {
     for (int i = 0; i < HKD_BIN_ARMS; i++)

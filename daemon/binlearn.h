@@ -93,6 +93,9 @@ typedef struct hkd_bin_learn {
 } hkd_bin_learn;
 
 void hkd_bin_init(hkd_bin_learn *l);
+/* `mask` less the arms that ask for huge pages for small objects (for a
+ * kernel where asking changes nothing). */
+uint32_t hkd_bin_arms_without_small_thp(uint32_t mask);
 /* The cost of one observation: (cpu + weight * rss) per MiB allocated. */
 double hkd_bin_cost(const hkd_bin_cfg *cfg, const hkd_bin_obs *o);
 /* Takes one observation in and picks the arm to publish next.  Returns 1

@@ -6,19 +6,43 @@
 
 #include <errno.h>
 #include <stdatomic.h>
+#include <stdio.h>
+#include <string.h>
 
 #include "binaries.h"
 #include "core_api.h"
+#include "log.h"
 
 static hkd_binaries *bins;
 static double weight_ns;
 static _Atomic int changed;          /* a binary's published arm moved this interval */
+
+/* Whether the kernel gives huge pages to the memory a process asks for
+ * them with madvise, and only to it: "[madvise]" in sysfs.  Under
+ * "always" every segment gets them anyway, under "never" none does, and
+ * the client's small-object THP knob then changes nothing. */
+static int thp_on_request(void)
+{
+    char buf[128] = { 0 };
+    FILE *f = fopen("/sys/kernel/mm/transparent_hugepage/enabled", "re");
+    if (!f)
+        return 0;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = 0;
+    return strstr(buf, "[madvise]") != NULL;
+}
 
 int core_binaries_init(double memory_weight_ns)
 {
     hkd_binaries_cfg cfg = hkd_binaries_defaults();
     if (memory_weight_ns >= 0)
         cfg.learn.memory_weight_ns = memory_weight_ns;
+    if (!thp_on_request()) {
+        cfg.learn.arm_mask = hkd_bin_arms_without_small_thp(cfg.learn.arm_mask);
+        hkd_log(HKD_LOG_INFO, "transparent huge pages are not given on request here: "
+                              "no binary explores the small-object huge-page arm");
+    }
     weight_ns = cfg.learn.memory_weight_ns;
     bins = hkd_binaries_new(&cfg);
     return bins ? 0 : -ENOMEM;

@@ -44,7 +44,7 @@ run_clients() {
   local round=$1
   local pids=()
   for s in json mir vm mixed; do
-    LD_PRELOAD=$lib HAKMEM_SHM=$shm "$scen" --scenario "$s" --seed "$round" >"$work/$s.$round.out" &
+    LD_PRELOAD=$lib HAKMEM_SHM=$shm HAKMEM_SOCKET=$sock "$scen" --scenario "$s" --seed "$round" >"$work/$s.$round.out" &
     pids+=($!)
   done
   for p in "${pids[@]}"; do wait "$p"; done
@@ -60,7 +60,7 @@ if [ -n "$daemon_pid" ]; then
 fi
 
 # More rounds until the daemon has tried every arm that matters for the
-# three sites and publishes the best (at most 20 rounds).
+# sites and for the binary, and publishes the best (at most 20 rounds).
 section "rounds 2 and on: the daemon keeps learning until it has settled"
 r=1 verdict="no daemon"
 while [ "$r" -lt 20 ]; do
@@ -68,19 +68,24 @@ while [ "$r" -lt 20 ]; do
   run_clients "$r"
   [ -n "$daemon_pid" ] || { [ "$r" -ge 6 ] && break; continue; }
   sleep 0.5
-  if verdict=$("$ctl" --socket "$sock" --json sites --top 0 | python3 scripts/settled.py); then break; fi
+  if verdict=$("$ctl" --socket "$sock" --json sites --top 0 | python3 scripts/settled.py) &&
+     binaries=$("$ctl" --socket "$sock" --json binaries | python3 scripts/settled.py); then
+    verdict="$verdict; $binaries"
+    break
+  fi
 done
 echo "after round $r: $verdict"
 cat "$work"/*."$r".out
 
 section "one more MIXED run with the exit report (HAKMEM_STATS=1)"
-LD_PRELOAD=$lib HAKMEM_SHM=$shm HAKMEM_STATS=1 "$scen" --scenario mixed --seed 7
+LD_PRELOAD=$lib HAKMEM_SHM=$shm HAKMEM_SOCKET=$sock HAKMEM_STATS=1 "$scen" --scenario mixed --seed 7
 
 if [ -n "$daemon_pid" ]; then
   sleep 0.5
-  section "hakmemctl status and sites after learning"
+  section "hakmemctl status, sites and binaries after learning"
   "$ctl" --socket "$sock" status
   "$ctl" --socket "$sock" sites --top 10
+  "$ctl" --socket "$sock" binaries
   section "hakmemd log (last lines)"
   tail -n 8 "$work/hakmemd.log"
 fi

@@ -271,6 +271,18 @@ static void an_arm_that_doubles_the_peak_runs_once(void **state)
     }
 }
 
+/* Where asking for huge pages changes nothing, the arm that asks for them
+ * for small objects leaves the mask, and nothing else does. */
+static void no_small_thp_arm_where_it_is_a_no_op(void **state)
+{
+    (void)state;
+    uint32_t all = hkd_bin_default_cfg.arm_mask;
+    uint32_t m = hkd_bin_arms_without_small_thp(all);
+    int fast_thp = hkd_bin_arm_by_name("fast-thp");
+    assert_true(fast_thp > 0);
+    assert_int_equal(m, all & ~(1u << fast_thp));
+}
+
 /* Runs too short to measure, and garbage, change nothing. */
 static void bad_observations_are_ignored(void **state)
 {
@@ -341,6 +353,7 @@ int main(void)
         cmocka_unit_test(a_tiny_gain_keeps_the_default),
         cmocka_unit_test(inputs_of_different_size_compare),
         cmocka_unit_test(exploration_order_and_mask),
+        cmocka_unit_test(no_small_thp_arm_where_it_is_a_no_op),
         cmocka_unit_test(a_ruinous_arm_runs_once),
         cmocka_unit_test(a_ruinous_arm_runs_once_in_noise),
         cmocka_unit_test(an_arm_that_doubles_the_peak_runs_once),

@@ -2,7 +2,8 @@
 # hakmemd, hakmemctl, their unit files, man pages and pkg-config file;
 # `make install` (PREFIX, DESTDIR, LIBDIR, INCLUDEDIR) installs it.  Tests,
 # sanitizer builds and fuzzers belong to `make test`; benchmarks to
-# `make bench`; `make run` is the demo.  `make deps` installs (as root) the
+# `make bench`; `make run` is the demo; `make docs` writes README.md's
+# hakmemctl samples from a real run.  `make deps` installs (as root) the
 # Debian packages all of these need (scripts/deps.sh).
 BUILD   ?= build
 CC      ?= gcc
@@ -63,7 +64,7 @@ LIB_TSAN_A := $(BUILD)/libhakmem-tsan.a
 LIB_HARDENED_SO := $(BUILD)/libhakmem-hardened.so
 LIB_HARDENED_PREFIXED_A := $(BUILD)/libhakmem-hardened-prefixed.a
 
-.PHONY: all product lib programs tests deps test run bench install clean FORCE
+.PHONY: all product lib programs tests deps test run bench docs install clean FORCE
 all: product
 
 lib: $(LIB_SO) $(LIB_A) $(LIB_PREFIXED_A) $(LIB_HARDENED_SO) $(LIB_HARDENED_PREFIXED_A)
@@ -136,6 +137,14 @@ run: deps
 bench: deps
 	@$(MAKE) --no-print-directory programs
 	@BENCH_FROM_MAKE=1 bash bench/run.sh --build $(BUILD) $(BENCH_ARGS)
+
+# The hakmemctl samples of README.md, between its sample markers, from a
+# private daemon and a demo program (tests/docs checks they stay true).
+DOCS_SAMPLES := $(BUILD)/docs/samples
+docs: product $(CTL_OUT)/alloc_sites
+	@rm -rf $(DOCS_SAMPLES)
+	@bash scripts/readme_samples.sh $(BUILD) $(DOCS_SAMPLES)
+	@python3 bench/readme_tables.py --kind sample README.md $(DOCS_SAMPLES)
 
 install: product
 	@PREFIX=$(PREFIX) DESTDIR=$(DESTDIR) LIBDIR=$(LIBDIR) INCLUDEDIR=$(INCLUDEDIR) bash scripts/install.sh $(BUILD)

@@ -1,0 +1,161 @@
+#!/usr/bin/env bash
+# Makes the hakmemctl samples of README.md from a real run: a private
+# hakmemd (interval 200 ms) and one program, myserver (tests/ctl/alloc_sites:
+# 64 KiB, 256 KiB and 2 MiB blocks from three sites), under libhakmem.so.
+# Once the daemon has settled, each command the README shows runs, and
+# OUTDIR/NAME.md gets the fenced block of sample NAME: the commands as a
+# reader types them and what they printed.  `make docs` splices them into
+# README.md between <!-- sample:NAME:begin/end --> (bench/readme_tables.py);
+# tests/docs compares them with README.md (scripts/readme_samples.py).
+# Names that are this run's own are shown as a reader's would be: the
+# segment as /hkdoc, the work directory as /tmp/hkdoc.
+# usage: scripts/readme_samples.sh BUILD OUTDIR
+set -u -o pipefail
+[ $# -eq 2 ] || { echo "usage: scripts/readme_samples.sh BUILD OUTDIR" >&2; exit 64; }
+die() {
+  echo "readme_samples: $*" >&2
+  exit 1
+}
+[ -d "$1" ] || die "no build directory $1 (make docs builds it)"
+BUILD=$(cd "$1" && pwd)
+mkdir -p "$2" && OUT=$(cd "$2" && pwd) || exit 1
+cd "$(dirname "$0")/.." || exit 1
+REPO=$PWD
+source tests/lib.sh
+for f in libhakmem.so hakmemd hakmemctl tests/ctl/alloc_sites; do
+  [ -e "$BUILD/$f" ] || die "$BUILD/$f is not built (make docs builds it)"
+done
+trap testlib_cleanup EXIT
+trap 'exit 130' INT TERM
+
+make_tmpdir W hkdoc
+SHM=/hkdoc-$$
+ABSENT=$W/absent/ctl.sock
+cp "$BUILD/tests/ctl/alloc_sites" "$W/myserver" || exit 1
+
+# start_daemon DIR SHM: a private hakmemd with its socket and state in DIR.
+start_daemon() {
+  mkdir -p "$1"
+  "$BUILD/hakmemd" --foreground --shm "$2" --socket "$1/ctl.sock" --state-dir "$1/state" \
+    --interval 200 >"$1/hakmemd.log" 2>&1 &
+  track_pid $!
+  track_shm "$2"
+  wait_for 10 test -S "$1/ctl.sock" >/dev/null || die "hakmemd did not start: $(tail -n 3 "$1/hakmemd.log")"
+}
+
+SOCK=$W/a/ctl.sock
+ctl() { timeout 10 "$BUILD/hakmemctl" --socket "$SOCK" "$@"; }
+# jget EXPR: EXPR of the JSON document on stdin (as j), printed.
+jget() { python3 -c "import json, sys; j = json.load(sys.stdin); print($1)"; }
+site_bytes_metric() { ctl metrics | grep hakmem_site_alloc_bytes_total; }
+settled() { ctl --json sites --top 0 | python3 scripts/settled.py >/dev/null; }
+generation() { ctl --json status | jget 'j["generation"]'; }
+took_a_run() { [ "$(ctl --json binaries | jget 'any(b["observations"] for b in j["binaries"])')" = True ]; }
+
+# What a reader's run would print: this run's names replaced by theirs.
+reader_view() {
+  local t=$1
+  t=${t//"$ABSENT"/\/run\/hakmem\/ctl.sock}
+  t=${t//"$W"/\/tmp\/hkdoc}
+  t=${t//"$SHM"/\/hkdoc}
+  printf '%s\n' "$t"
+}
+
+# begin NAME ... end: one sample.  show [--rc N] SHOWN COMMAND...: runs
+# COMMAND, which must exit N (default 0; any other status is then shown
+# too), and adds "$ SHOWN" and what it printed on stdout and stderr.
+begin() {
+  CUR=$STAGE/$1.md
+  printf '```\n' >"$CUR"
+}
+show() {
+  local want=0 text rc
+  if [ "$1" = --rc ]; then want=$2; shift 2; fi
+  local shown=$1
+  shift
+  text=$("$@" 2>&1)
+  rc=$?
+  [ "$rc" = "$want" ] || die "'$shown' exited $rc, not $want: $(head -c 300 <<<"$text")"
+  printf '$ %s\n' "$shown" >>"$CUR"
+  reader_view "$text" >>"$CUR"
+  [ "$want" = 0 ] || printf '$ echo $?\n%s\n' "$rc" >>"$CUR"
+}
+end() { printf '```\n' >>"$CUR"; }
+
+start_daemon "$W/a" "$SHM"
+LD_PRELOAD=$BUILD/libhakmem.so HAKMEM_SHM=$SHM HAKMEM_SOCKET=$SOCK "$W/myserver" 60 &
+SERVER=$!
+track_pid "$SERVER"
+wait_for 20 settled || die "the daemon did not settle within 20 s: $(ctl --json sites --top 0 | python3 scripts/settled.py)"
+# A little longer, so the samples show more than each arm's first pull.
+sleep 2
+
+# The views of the learned state, taken again (at most 5 times) until the
+# daemon published nothing new while they were taken and was still settled
+# after them, so they all show one settled state.
+STAGE=$W/views
+for attempt in 1 2 3 4 5; do
+  rm -rf "$STAGE"
+  mkdir -p "$STAGE"
+  gen=$(generation)
+  begin status
+  show "hakmemctl status" ctl status
+  show "hakmemctl --json status" ctl --json status
+  end
+  begin procs
+  show "hakmemctl procs" ctl procs
+  end
+  begin sites
+  show "hakmemctl sites --top 1" ctl sites --top 1
+  end
+  begin thresholds
+  show "hakmemctl thresholds" ctl thresholds
+  end
+  begin watch
+  show "hakmemctl watch --count 2" ctl watch --count 2
+  end
+  begin metrics
+  show "hakmemctl metrics | grep hakmem_site_alloc_bytes_total" site_bytes_metric
+  end
+  settled && [ "$(generation)" = "$gen" ] && break
+  [ "$attempt" = 5 ] && die "the daemon kept changing its policy while the samples were taken"
+  sleep 1
+done
+cp "$STAGE"/*.md "$OUT"/ || exit 1
+STAGE=$OUT
+
+KEY=$(ctl --json sites --top 1 | jget 'j["sites"][0]["site"]')
+ARM=large=1M,slots=4,thp=on
+
+# The program exits; the daemon takes its run as one of its binary's.
+stop_pid "$SERVER" 10 >/dev/null
+wait_for 10 took_a_run || die "the daemon took no run of myserver"
+BIN=$(ctl --json binaries | jget 'j["binaries"][0]["binary"]')
+begin binaries
+show "hakmemctl binaries" ctl binaries
+show "sudo hakmemctl pin-binary $BIN lean" ctl pin-binary "$BIN" lean
+show "sudo hakmemctl unpin-binary $BIN" ctl unpin-binary "$BIN"
+show "sudo hakmemctl reset-binary $BIN" ctl reset-binary "$BIN"
+end
+
+# The learned policy, exported and imported into a second daemon ("host2").
+begin export
+cd "$W" || exit 1
+show "hakmemctl export policy.bin" ctl export policy.bin
+start_daemon "$W/b" "$SHM-2"
+show "scp policy.bin host2: && ssh host2 sudo hakmemctl import policy.bin" \
+  timeout 10 "$BUILD/hakmemctl" --socket "$W/b/ctl.sock" import policy.bin
+cd "$REPO" || exit 1
+end
+
+begin pin
+show "sudo hakmemctl pin $KEY $ARM" ctl pin "$KEY" "$ARM"
+show "sudo hakmemctl unpin $KEY" ctl unpin "$KEY"
+show "sudo hakmemctl reset --site $KEY" ctl reset --site "$KEY"
+show "sudo hakmemctl reset" ctl reset
+end
+
+begin unreachable
+show --rc 3 "hakmemctl status                      # daemon not running" \
+  timeout 10 "$BUILD/hakmemctl" --socket "$ABSENT" status
+end

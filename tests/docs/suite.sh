@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# README.md's hakmemctl samples against what the code prints today: a fresh
+# run of scripts/readme_samples.sh (a private daemon and a demo program),
+# each sample compared with README.md's, both normalised
+# (scripts/readme_samples.py: pids, times, counters and build-id hashes
+# aside, every character must match).  `make docs` writes them anew.
+# usage (from the repo root): bash tests/docs/suite.sh BUILD
+set -u
+source "$(dirname "$0")/../lib.sh"
+testlib_begin docs "${1:-build}"
+for b in libhakmem.so hakmemd hakmemctl tests/ctl/alloc_sites; do
+  need "$BUILD/$b"
+done
+cd "$REPO" || exit 1
+make_tmpdir T hkdocs
+
+if ! timeout -k 5 60 bash scripts/readme_samples.sh "$BUILD" "$T/samples" >"$T/log" 2>&1; then
+  fail "docs: the samples run" "$(tail -n 1 "$T/log")" "$(tail -n 10 "$T/log")"
+  finish
+  exit 1
+fi
+ok "docs: the samples run"
+
+if ! names=$(timeout 30 python3 scripts/readme_samples.py names README.md "$T/samples" 2>&1); then
+  fail "docs: README.md's sample markers" "$names"
+  finish
+  exit 1
+fi
+for name in $names; do
+  if out=$(timeout 30 python3 scripts/readme_samples.py compare README.md "$T/samples" "$name" 2>&1); then
+    ok "docs: README sample $name is what hakmemctl prints"
+  else
+    fail "docs: README sample $name is what hakmemctl prints" "it is not (make docs writes it anew)" "$out"
+  fi
+done
+finish

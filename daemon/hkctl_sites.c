@@ -161,7 +161,7 @@ static void site_human(const Hakmem__Ctl__Site *s, size_t rank)
     hist_summary(s->size_hist, s->n_size_hist, &p50, &max, &count);
     printf("#%zu site %s  user %s  %s  %s\n", rank, key, user_text(domain_of(s), user, sizeof user), loc,
            has_fn ? fn : "(no symbol)");
-    printf("   procs %u  allocs %" PRIu64 "  frees %" PRIu64 "  bytes %s  live %s\n", s->processes,
+    printf("   procs %u  allocs %" PRIu64 "  large frees %" PRIu64 "  bytes %s  live %s\n", s->processes,
            s->allocs, s->frees, human_bytes(s->bytes, b1, sizeof b1),
            human_bytes(s->live_bytes, b2, sizeof b2));
     double hr = hit_rate(s->bigcache_hits, s->bigcache_misses);

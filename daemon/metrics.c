@@ -186,7 +186,7 @@ static long long v_thin(const hkd_site_info *s) { return s->thin != 0; }
 
 static const site_family site_families[] = {
     U64("hakmem_site_allocs_total", "counter", "Allocations made at the site, all processes.", allocs),
-    U64("hakmem_site_frees_total", "counter", "Frees of blocks allocated at the site.", frees),
+    U64("hakmem_site_frees_total", "counter", "Frees of the site's blocks on the large path (only those carry their site).", frees),
     U64("hakmem_site_alloc_bytes_total", "counter", "Bytes allocated at the site.", bytes),
     U64("hakmem_site_live_bytes", "gauge", "Bytes allocated at the site and not yet freed.", live_bytes),
     U64("hakmem_site_bigcache_hits_total", "counter", "Large allocations served from BigCache.", bigcache_hits),

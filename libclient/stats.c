@@ -197,7 +197,7 @@ void hakmem_report(int fd)
         s.sites, top.n, hk_opt.sample_bytes);
     if (top.n) {
         say(&o, "    %-4s %-36s %10s %8s %8s %8s %7s %-24s\n", "site", "module+offset", "allocs", "bytes",
-            "frees", "size~", "bc-hit", "policy");
+            "lg-frees", "size~", "bc-hit", "policy");
     }
     for (unsigned i = 0; i < top.n; i++) {
         const hk_site_view *v = &top.v[i];

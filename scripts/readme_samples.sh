@@ -82,6 +82,14 @@ show() {
 }
 end() { printf '```\n' >>"$CUR"; }
 
+# The exit report of one short run with no daemon (the socket is absent).
+STAGE=$OUT
+begin report
+show "HAKMEM_STATS=1 LD_PRELOAD=libhakmem.so ./myserver 1" \
+  env HAKMEM_STATS=1 LD_PRELOAD="$BUILD/libhakmem.so" HAKMEM_SHM="$SHM-none" HAKMEM_SOCKET="$ABSENT" \
+  timeout 20 "$W/myserver" 1
+end
+
 start_daemon "$W/a" "$SHM"
 LD_PRELOAD=$BUILD/libhakmem.so HAKMEM_SHM=$SHM HAKMEM_SOCKET=$SOCK "$W/myserver" 60 &
 SERVER=$!

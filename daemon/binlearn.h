@@ -16,9 +16,11 @@
  *
  * It is conservative: the default arm runs until another is better by
  * `z` standard errors of the difference and by `min_gain`, and an arm
- * whose time or memory is worse than the default's by more than
- * `max_regression` is never chosen, whatever the price.  Until every arm
- * has `min_pulls` observations the least observed runs next; after that
+ * whose CPU time, wall time or peak RSS is worse than the default's by
+ * more than `max_regression` is never chosen, whatever the price (the RSS
+ * held over time is priced by the cost).  The default runs first, until
+ * it has `min_pulls` observations; then, until every other arm has as
+ * many or has been ruled out (shown worse), the least observed; after that
  * one run in `recheck` goes to the arm most likely to beat the choice,
  * and the others run the choice.
  *

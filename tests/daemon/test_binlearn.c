@@ -237,6 +237,30 @@ static void a_ruinous_arm_runs_once(void **state)
     }
 }
 
+/* An arm that saves a fifth of the CPU time by holding 15% more RSS over
+ * time (at the same peak) is chosen at the default price, where memory is
+ * cheap; at a price that makes memory dominate, the default stays. */
+static void rss_over_time_is_priced_not_guarded(void **state)
+{
+    (void)state;
+    for (uint64_t seed = 1; seed <= 10; seed++) {
+        hkd_bin_cfg cfg = hkd_bin_default_cfg;
+        cfg.arm_mask = 1u << 0 | 1u << 2;
+        sim s = make_sim(seed, 0.05);
+        s.arm[2] = (truth){ 0.8, 0.8, 1.15, 1.0 };
+        hkd_bin_learn l;
+        hkd_bin_init(&l);
+        run(&s, &l, &cfg, 60, 0);
+        assert_int_equal(hkd_bin_choice(&l, &cfg), 2);
+        cfg.memory_weight_ns = 1e9;
+        s = make_sim(seed, 0.05);
+        s.arm[2] = (truth){ 0.8, 0.8, 1.15, 1.0 };
+        hkd_bin_init(&l);
+        run(&s, &l, &cfg, 60, 0);
+        assert_int_equal(hkd_bin_choice(&l, &cfg), HKD_BIN_DEFAULT_ARM);
+    }
+}
+
 /* On runs so noisy that three default runs cannot prove anything, an arm
  * that costs five times the default is still ruled out by its first run. */
 static void a_ruinous_arm_runs_once_in_noise(void **state)
@@ -355,6 +379,7 @@ int main(void)
         cmocka_unit_test(exploration_order_and_mask),
         cmocka_unit_test(no_small_thp_arm_where_it_is_a_no_op),
         cmocka_unit_test(a_ruinous_arm_runs_once),
+        cmocka_unit_test(rss_over_time_is_priced_not_guarded),
         cmocka_unit_test(a_ruinous_arm_runs_once_in_noise),
         cmocka_unit_test(an_arm_that_doubles_the_peak_runs_once),
         cmocka_unit_test(bad_observations_are_ignored),

@@ -83,8 +83,10 @@ $(foreach v,lib prefixed asan tsan hardened hardened_prefixed,$(eval $(call vari
 
 $(LIB_SO): $(OBJ_lib)
 	$(CC) -shared -Wl,-soname,libhakmem.so -Wl,-z,now -o $@ $^ -lpthread
+	@bash scripts/check_tail_jumps.sh $@
 $(LIB_HARDENED_SO): $(OBJ_hardened)
 	$(CC) -shared -Wl,-soname,libhakmem-hardened.so -Wl,-z,now -o $@ $^ -lpthread
+	@bash scripts/check_tail_jumps.sh $@
 $(LIB_HARDENED_PREFIXED_A): $(OBJ_hardened_prefixed)
 	@rm -f $@; ar rcs $@ $^
 $(LIB_A): $(OBJ_lib)

@@ -25,7 +25,7 @@
 
 /* Policy is learned per domain: the uid the reporting processes run as.
  * One user's processes never move another user's policy or counters.
- * Ordered and hashed by daemon/site_key.h (domain first). */
+ * Ordered and hashed by common/site_key.h (domain first). */
 typedef struct hkd_site_key {
     uint64_t module_hash;          /* hash of build-id (or path when none) */
     uint64_t offset;               /* return address minus module load base */

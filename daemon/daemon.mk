@@ -1,11 +1,15 @@
-# hakmemd and its tools.  Included by the top-level Makefile.
+# hakmemd (daemon/), hakmemctl (hakmemctl/) and the code both use
+# (common/: the control frame, JSON, symbolization, UTF-8, atomic files,
+# policy parts).  Included by the top-level Makefile.  Every object lands
+# in $(HKD_OBJDIR), whichever folder its source is in.
 #
 # HKD_CORE_OBJS: the learning core (also linked into tests and benches).
 # HKD_OBJS:      everything hakmemd links.  Other daemon pieces append their
 #                objects to HKD_OBJS / HKD_CTL_OBJS in their own lines below.
 HKD_GEN    := $(BUILD)/gen
 HKD_OBJDIR := $(BUILD)/obj/daemon
-HKD_CFLAGS := $(TOOL_CFLAGS) -Idaemon -I$(HKD_GEN) -pthread -MMD -MP
+HKD_INC    := -Idaemon -Icommon -Ihakmemctl
+HKD_CFLAGS := $(TOOL_CFLAGS) $(HKD_INC) -I$(HKD_GEN) -pthread -MMD -MP
 HKD_LIBS   := -lurcu -lurcu-cds -lprotobuf-c -lsystemd -lm -lrt -pthread
 
 HKD_PROTOS   := $(wildcard proto/*.proto)
@@ -15,7 +19,7 @@ HKD_CORE_OBJS := $(addprefix $(HKD_OBJDIR)/,learner.o binlearn.o binaries.o core
                    core_ops.o core_table.o domains.o archive.o value.o pick.o saver.o worker.o)
 HKD_OBJS := $(HKD_CORE_OBJS) $(addprefix $(HKD_OBJDIR)/,main.o log.o sdnotify.o ctl_server.o)
 
-# Operations engineer's objects (control server dependencies, hakmemctl):
+# The control server and what it answers with:
 HKD_OBJS += $(addprefix $(HKD_OBJDIR)/,frame.o metrics.o metrics_file.o ctl_answer.o ctl_binaries.o proc_copy.o control.pb-c.o)
 
 $(HKD_GEN)/%.pb-c.c $(HKD_GEN)/%.pb-c.h: proto/%.proto
@@ -23,6 +27,12 @@ $(HKD_GEN)/%.pb-c.c $(HKD_GEN)/%.pb-c.h: proto/%.proto
 	protoc-c --c_out=$(HKD_GEN) -Iproto $<
 
 $(HKD_OBJDIR)/%.o: daemon/%.c | $(HKD_GEN_HDRS)
+	@mkdir -p $(HKD_OBJDIR)
+	$(CC) $(HKD_CFLAGS) -c $< -o $@
+$(HKD_OBJDIR)/%.o: common/%.c | $(HKD_GEN_HDRS)
+	@mkdir -p $(HKD_OBJDIR)
+	$(CC) $(HKD_CFLAGS) -c $< -o $@
+$(HKD_OBJDIR)/%.o: hakmemctl/%.c | $(HKD_GEN_HDRS)
 	@mkdir -p $(HKD_OBJDIR)
 	$(CC) $(HKD_CFLAGS) -c $< -o $@
 
@@ -39,7 +49,7 @@ TOOL_BINS += $(BUILD)/hakmemd
 
 -include $(wildcard $(HKD_OBJDIR)/*.d)
 
-# ---- operations (appended by the ops engineer: hakmemctl, unit files) ----
+# ---- hakmemctl, unit files ----
 HKC_OBJS := $(addprefix $(HKD_OBJDIR)/,hakmemctl.o hkctl_sites.o hkctl_binaries.o hkctl_user.o ctl_client.o frame.o jsonw.o symbolize.o \
               utf8.o atomic_file.o policy_split.o control.pb-c.o policy.pb-c.o)
 $(BUILD)/hakmemctl: $(HKC_OBJS)

@@ -6,12 +6,12 @@ HKD_UNIT      := $(addprefix $(HKD_TEST_DIR)/,test_learner test_binlearn test_bi
 
 $(HKD_TEST_DIR)/test_%: tests/daemon/test_%.c $(HKD_TEST_LINK) $(wildcard tests/daemon/*.h) | $(HKD_GEN_HDRS)
 	@mkdir -p $(HKD_TEST_DIR)
-	$(CC) $(TOOL_CFLAGS) -Idaemon -I$(HKD_GEN) -pthread -o $@ $< $(HKD_TEST_LINK) $(HKD_LIBS) -lcmocka
+	$(CC) $(TOOL_CFLAGS) $(HKD_INC) -I$(HKD_GEN) -pthread -o $@ $< $(HKD_TEST_LINK) $(HKD_LIBS) -lcmocka
 
 # Registration through the real control server: the daemon without main().
 $(HKD_TEST_DIR)/test_register: tests/daemon/test_register.c $(filter-out $(HKD_OBJDIR)/main.o,$(HKD_OBJS)) $(wildcard tests/daemon/*.h) | $(HKD_GEN_HDRS)
 	@mkdir -p $(HKD_TEST_DIR)
-	$(CC) $(TOOL_CFLAGS) -Idaemon -I$(HKD_GEN) -pthread -o $@ $< $(filter-out $(HKD_OBJDIR)/main.o,$(HKD_OBJS)) $(HKD_LIBS) -lcmocka
+	$(CC) $(TOOL_CFLAGS) $(HKD_INC) -I$(HKD_GEN) -pthread -o $@ $< $(filter-out $(HKD_OBJDIR)/main.o,$(HKD_OBJS)) $(HKD_LIBS) -lcmocka
 
 # Two binaries from one source: the daemon must keep their sites apart.
 $(HKD_TEST_DIR)/e2e_client_a: tests/daemon/e2e_client.c $(LIB_SO)
@@ -29,7 +29,7 @@ $(HKD_TEST_DIR)/many_sites: tests/daemon/many_sites.c $(LIB_SO)
 	$(CC) $(TOOL_CFLAGS) -o $@ $< -L$(BUILD) -Wl,-rpath,$(abspath $(BUILD)) -lhakmem
 
 $(BUILD)/bench_daemon_scale: tests/daemon/bench_daemon_scale.c $(HKD_TEST_LINK) $(wildcard tests/daemon/*.h) | $(HKD_GEN_HDRS)
-	$(CC) $(TOOL_CFLAGS) -Idaemon -I$(HKD_GEN) -pthread -o $@ $< $(HKD_TEST_LINK) $(HKD_LIBS)
+	$(CC) $(TOOL_CFLAGS) $(HKD_INC) -I$(HKD_GEN) -pthread -o $@ $< $(HKD_TEST_LINK) $(HKD_LIBS)
 
 TEST_BINS  += $(HKD_UNIT) $(HKD_TEST_DIR)/e2e_client_a $(HKD_TEST_DIR)/e2e_client_b $(HKD_TEST_DIR)/knob_probe \
               $(HKD_TEST_DIR)/many_sites

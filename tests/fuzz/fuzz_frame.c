@@ -1,4 +1,4 @@
-/* Fuzzes the frame decoder (daemon/frame.c) with the bytes a peer sends:
+/* Fuzzes the frame decoder (common/frame.c) with the bytes a peer sends:
  * every frame read until the stream ends, with a small maximum so the
  * oversize path runs too; each frame is also decoded as a Request and as a
  * Response, as the two sides of the control socket do, and written back

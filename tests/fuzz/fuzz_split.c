@@ -1,5 +1,5 @@
 /* Fuzzes hakmemctl's splitting of a policy file for import in parts
- * (daemon/policy_split.c), which reads any file an admin names.  Byte 0
+ * (common/policy_split.c), which reads any file an admin names.  Byte 0
  * sets the part size (64 bytes and up).  Every part fits it; when the
  * whole input is a policy, every part is one too and the parts hold its
  * sites exactly once. */

@@ -13,11 +13,11 @@ FUZZ_CC      ?= clang
 FUZZ_SECONDS ?= 300
 FUZZ_OUT     := $(BUILD)/fuzz
 FUZZ_SAN     := -fsanitize=address,undefined -fno-sanitize-recover=undefined
-FUZZ_CFLAGS  := -std=gnu17 -g -O1 $(WARN) -Iinclude -Idaemon -I$(HKD_GEN) -Itests/ctl -D_GNU_SOURCE -pthread $(FUZZ_SAN)
+FUZZ_CFLAGS  := -std=gnu17 -g -O1 $(WARN) -Iinclude -Idaemon -Icommon -Ihakmemctl -I$(HKD_GEN) -Itests/ctl -D_GNU_SOURCE -pthread $(FUZZ_SAN)
 FUZZ_LIBS    := -lprotobuf-c -lsystemd -lurcu -lurcu-cds -lm -ldl -lrt -pthread
 
-FUZZ_LIB_SRCS := $(filter-out daemon/main.c daemon/core.c daemon/core_%.c daemon/hakmemctl.c daemon/hkctl_%.c, \
-                   $(wildcard daemon/*.c)) tests/ctl/fake_core.c
+FUZZ_LIB_SRCS := $(filter-out daemon/main.c daemon/core.c daemon/core_%.c, $(wildcard daemon/*.c)) \
+                 $(wildcard common/*.c) hakmemctl/ctl_client.c tests/ctl/fake_core.c
 FUZZ_LIB_OBJS := $(patsubst %.c,$(FUZZ_OUT)/obj/%.o,$(FUZZ_LIB_SRCS)) \
                  $(patsubst proto/%.proto,$(FUZZ_OUT)/obj/gen/%.pb-c.o,$(HKD_PROTOS))
 FUZZ_LIB  := $(FUZZ_OUT)/libfuzzdeps.a

@@ -6,7 +6,25 @@
  * record (learner state and merged totals, four lines, walked by every
  * learn pass), one accumulator line per collecting thread, and a cold part
  * (key, histogram, module path, hash node).  Evicted records' slots are
- * reused; live records never move. */
+ * reused; live records never move.
+ *
+ * Who touches what:
+ *  - The main loop runs the interval (hkd_core_interval) under g.lock:
+ *    it collects the even registry entries, merges, learns, publishes.
+ *    It alone writes a record's hot part, between wbegin() and wend().
+ *  - The worker thread (worker.c), from 16,384 sites on, collects the odd
+ *    entries during the interval, into its own accumulator line of each
+ *    record (never the hot part); new records then need g.create_lock.
+ *    A histogram merge writes the cold part under the cold part's seq.
+ *  - Control-server threads (ctl_server.c) read records without g.lock,
+ *    by the seqlocks (copy, then retry if seq moved), inside
+ *    rcu_read_lock; what changes state (pin, reset, import, export) takes
+ *    g.lock, so it runs between intervals (core_ops.c).
+ *  - The saver thread (saver.c) writes a copy made under g.lock; it never
+ *    reads a record.  The metrics-file thread (metrics_file.c) reads
+ *    records as the control-server threads do, through metrics.c.
+ *  - g's fields are g.lock's unless their comment says otherwise; the
+ *    _Atomic ones are read by anyone. */
 #ifndef HAKMEMD_CORE_REC_H
 #define HAKMEMD_CORE_REC_H
 

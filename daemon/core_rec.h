@@ -11,7 +11,8 @@
  * Who touches what:
  *  - The main loop runs the interval (hkd_core_interval) under g.lock:
  *    it collects the even registry entries, merges, learns, publishes.
- *    It alone writes a record's hot part, between wbegin() and wend().
+ *    A record's hot part is written only under g.lock (by the interval
+ *    and the control operations below), between wbegin() and wend().
  *  - The worker thread (worker.c), from 16,384 sites on, collects the odd
  *    entries during the interval, into its own accumulator line of each
  *    record (never the hot part); new records then need g.create_lock.

@@ -125,15 +125,6 @@ static size_t varint_len(uint64_t v)
     return n;
 }
 
-static size_t put_varint(uint8_t *p, uint64_t v)
-{
-    size_t n = 0;
-    for (; v >= 0x80; v >>= 7)
-        p[n++] = (uint8_t)(v | 0x80);
-    p[n++] = (uint8_t)v;
-    return n;
-}
-
 typedef struct site_msg {
     Hakmem__Policy__SiteState site;
     Hakmem__Policy__ArmState arms[HKD_N_ARMS];
@@ -265,7 +256,7 @@ static int encode(const hkd_site_state *sites, size_t n, const hkd_module_name *
         site_msg_of(m, &sites[i], hkd_module_path(mods, n_mods, sites[i].key.module_hash));
         size_t msg = hakmem__policy__site_state__get_packed_size(&m->site);
         (*out)[at++] = SITES_TAG;
-        at += put_varint(*out + at, msg);
+        at += hkd_put_varint(*out + at, msg);
         at += hakmem__policy__site_state__pack(&m->site, *out + at);
     }
     *len = at;

@@ -11,7 +11,7 @@
 
 #define BINARIES_TAG 0xA2u           /* field 20, length-delimited: 0xA2 0x01 */
 
-static size_t put_varint(uint8_t *p, uint64_t v)
+size_t hkd_put_varint(uint8_t *p, uint64_t v)
 {
     size_t n = 0;
     for (; v >= 0x80; v >>= 7)
@@ -78,7 +78,7 @@ int hkd_binaries_encode(const hkd_binary_state *v, size_t n, uint8_t **out, size
         size_t k = hakmem__policy__binary_state__get_packed_size(&b->m);
         buf[at++] = BINARIES_TAG;
         buf[at++] = 0x01;
-        at += put_varint(buf + at, k);
+        at += hkd_put_varint(buf + at, k);
         at += hakmem__policy__binary_state__pack(&b->m, buf + at);
     }
     free(b);

@@ -12,6 +12,8 @@
 #include "binaries.h"
 #include "policy.pb-c.h"
 
+/* v as a protobuf varint at p (at most 10 bytes); returns its length. */
+size_t hkd_put_varint(uint8_t *p, uint64_t v);
 /* Policy field 20 entries for v[0..n): *out malloc'd (NULL and 0 when n is 0). */
 int hkd_binaries_encode(const hkd_binary_state *v, size_t n, uint8_t **out, size_t *len);
 /* One decoded BinaryState into *out: 0, or -EBADMSG when it holds nothing

@@ -82,6 +82,16 @@ static void binary_human(const Hakmem__Ctl__Binary *b)
     }
 }
 
+/* The daemon's binaries answer (freed by the caller), or an exit code. */
+static int fetch_binaries(Hakmem__Ctl__Response **resp)
+{
+    Hakmem__Ctl__Request rq = HAKMEM__CTL__REQUEST__INIT;
+    Hakmem__Ctl__BinariesRequest br = HAKMEM__CTL__BINARIES_REQUEST__INIT;
+    rq.command_case = HAKMEM__CTL__REQUEST__COMMAND_BINARIES;
+    rq.binaries = &br;
+    return call(&rq, HAKMEM__CTL__RESPONSE__RESULT_BINARIES, resp);
+}
+
 int cmd_binaries(int argc, char **argv)
 {
     const char *exe = NULL;
@@ -91,12 +101,8 @@ int cmd_binaries(int argc, char **argv)
         else
             return usage_error("binaries: unexpected argument '%s'", argv[i]);
     }
-    Hakmem__Ctl__Request rq = HAKMEM__CTL__REQUEST__INIT;
-    Hakmem__Ctl__BinariesRequest br = HAKMEM__CTL__BINARIES_REQUEST__INIT;
-    rq.command_case = HAKMEM__CTL__REQUEST__COMMAND_BINARIES;
-    rq.binaries = &br;
     Hakmem__Ctl__Response *resp;
-    int r = call(&rq, HAKMEM__CTL__RESPONSE__RESULT_BINARIES, &resp);
+    int r = fetch_binaries(&resp);
     if (r)
         return r;
     const Hakmem__Ctl__Binaries *bs = resp->binaries;
@@ -177,12 +183,8 @@ static int binary_arm(const binary_args *a, int32_t *out)
         *out = v > INT32_MAX ? INT32_MAX : (int32_t)v;
         return 0;
     }
-    Hakmem__Ctl__Request rq = HAKMEM__CTL__REQUEST__INIT;
-    Hakmem__Ctl__BinariesRequest br = HAKMEM__CTL__BINARIES_REQUEST__INIT;
-    rq.command_case = HAKMEM__CTL__REQUEST__COMMAND_BINARIES;
-    rq.binaries = &br;
     Hakmem__Ctl__Response *resp;
-    int r = call(&rq, HAKMEM__CTL__RESPONSE__RESULT_BINARIES, &resp);
+    int r = fetch_binaries(&resp);
     if (r)
         return r;
     int found = -1;

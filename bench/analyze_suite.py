@@ -8,6 +8,7 @@ means over the items.  cost = CPU seconds + weight x peak RSS (MiB) x wall
 seconds, the weight (ns per MiB-second) given to bench/run.sh.
 """
 import csv
+import json
 import math
 import os
 import statistics
@@ -47,6 +48,7 @@ def geomean(values):
 
 class Suite:
     def __init__(self, out, meta):
+        self.out = out
         self.meta = meta
         # run.sh always records the weight it used (its --memory-weight).
         self.weight_ns = float(meta["memory_weight_ns"])
@@ -182,6 +184,36 @@ class Suite:
                     res.setdefault(npass + int(run), {})[it] = self.cost(r)
         return res
 
+    def binaries_table(self):
+        """What the daemon chose for each binary by the end of the measured
+        runs (`hakmemctl --json binaries`, saved by suite.sh), and what
+        taking part cost its runs."""
+        path = os.path.join(self.out, "logs", "suite-binaries.json")
+        try:
+            with open(path) as f:
+                bins = json.load(f)["binaries"]
+        except (OSError, ValueError, KeyError, TypeError):
+            return []
+        bins = [b for b in bins if b.get("observations", 0) > 0]
+        if not bins:
+            return []
+        L = ["**What the daemon chose per binary** by the end of the measured runs (`hakmemctl --json "
+             "binaries`): runs counted, the arm each ran how often, the choice (the default stays unless "
+             "another arm is shown cheaper and no more than 5% worse on CPU, wall time or peak RSS), and "
+             "what taking part in learning (registering, report flushes, policy reads) cost its runs, as a "
+             "share of their time.", "",
+             "| binary | runs | runs per arm | choice | settled | taking part cost |",
+             "|---|---:|---|---|---|---:|"]
+        for b in sorted(bins, key=lambda b: os.path.basename(str(b.get("exe", "")))):
+            arms = ", ".join(f"{a.get('name')} {a.get('observations', 0):g}" for a in b.get("arms", [])
+                             if a.get("observations", 0) > 0)
+            share = b.get("plane_share")
+            L.append(f"| {os.path.basename(str(b.get('exe', '?')))} | {b.get('observations', 0)} | {arms} | "
+                     f"{b.get('choice', '?')} | {'yes' if b.get('settled') else 'no'} | "
+                     f"{'—' if share is None else f'{100 * share:.2f}%'} |")
+        L.append("")
+        return L
+
     def learning_section(self):
         if not ("hakmem-learning" in self.configs and "hakmem-baseline" in self.configs):
             return None
@@ -211,6 +243,7 @@ class Suite:
             gms.append("—" if g is None else f"**{g:.3f}**" + ("" if n == len(self.items) else f" ({n}/{len(self.items)})"))
         L.append("| **geometric mean** | " + " | ".join(gms) + " | |")
         L.append("")
+        L += self.binaries_table()
         npass, curve = self.learning_curve()
         base = {it: self.median(it, "hakmem-baseline", "cost") for it in self.items}
         if curve:

@@ -188,5 +188,10 @@ suite_main() {
         done
         printf 'run.sh: suite run %d/%d done (%ds)\n' "$r" "$SUITE_RUNS" $(( $(date +%s) - START ))
     done
+    # What the daemon learned per binary by the end, for the README's table.
+    if [ -n "$DAEMON_PID" ]; then
+        timeout 30 "$BUILD/hakmemctl" --socket "$TMP/ctl.sock" --json binaries >"$OUT/logs/suite-binaries.json" 2>&1 ||
+            rm -f "$OUT/logs/suite-binaries.json"
+    fi
     stop_daemon
 }

@@ -206,7 +206,14 @@ testlib_cleanup() {
     sleep 0.1
   done
   for p in "${mine[@]}"; do ours "$p" && kill -KILL "$p" 2>/dev/null; done
-  for u in "${TESTLIB_USERS[@]}"; do userdel "$u" 2>/dev/null; groupdel "$u" 2>/dev/null; done
+  # A test user's processes (a hostile client's children) are the test's:
+  # userdel refuses a user who still runs one.
+  for u in "${TESTLIB_USERS[@]}"; do
+    pkill -KILL -u "$u" 2>/dev/null
+    for ((i = 0; i < 50; i++)); do pgrep -u "$u" >/dev/null 2>&1 || break; sleep 0.1; done
+    userdel "$u" 2>/dev/null || echo "cleanup: could not remove test user $u: $(userdel "$u" 2>&1)" >&2
+    groupdel "$u" 2>/dev/null
+  done
   for g in "${TESTLIB_GROUPS[@]}"; do groupdel "$g" 2>/dev/null; done
   for s in "${TESTLIB_SHMS[@]}"; do rm -f "/dev/shm/${s#/}" "/dev/shm/${s#/}.lock"; done
   for d in "${TESTLIB_DIRS[@]}"; do rm -rf "$d"; done

@@ -15,6 +15,16 @@
 
 static char dir[256];
 
+/* The directory and what the loader may have left in it (the state file,
+ * one set aside), whenever the fuzzer exits. */
+static void remove_dir(void)
+{
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    if (dir[0] && system(cmd) != 0)
+        fprintf(stderr, "fuzz_state: could not remove %s\n", dir);
+}
+
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     (void)argc, (void)argv;
@@ -22,6 +32,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     snprintf(dir, sizeof dir, "%s/fuzz_state.XXXXXX", base);
     if (!mkdtemp(dir))
         abort();
+    atexit(remove_dir);
     return 0;
 }
 

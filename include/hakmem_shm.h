@@ -170,7 +170,7 @@ enum hkshm_proc_counter {
     HKSHM_PROC_ALLOCS,            /* allocations, small ones included (may be estimated) */
     HKSHM_PROC_BYTES,             /* bytes allocated, small ones included (may be estimated) */
     HKSHM_PROC_EXITED,            /* 1 once the final flush at exit is written */
-    HKSHM_PROC_PLANE_NS,          /* in the client's side of this plane: registering, flushing, reading policy */
+    HKSHM_PROC_PLANE_NS,          /* CPU ns in the client's side of this plane: registering, flushing, reading policy */
     /* 12..15 reserved: 0 */
 };
 

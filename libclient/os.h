@@ -24,6 +24,7 @@ int   hk_os_advise_huge(void *p, size_t size);
 int   hk_os_advise_no_huge(void *p, size_t size);
 
 uint64_t hk_now_ns(void);            /* CLOCK_MONOTONIC */
+uint64_t hk_thread_cpu_ns(void);     /* this thread's CPU time (a system call) */
 uint64_t hk_coarse_ns(void);         /* CLOCK_MONOTONIC_COARSE: cheap, ~4 ms resolution */
 /* Transparent huge pages: 0 never, 1 madvise, 2 always (from sysfs, once). */
 int   hk_os_thp_mode(void);

@@ -271,6 +271,22 @@ if [ "$(head -c 8 "$RES/chart.png" 2>/dev/null | od -An -tx1 | tr -d ' \n')" = 8
 else
     fail "bench: run.sh wrote chart.png" "missing or not a PNG"
 fi
+# The core's before and after: the library of another revision (this one,
+# HEAD, so the pipeline is what is checked) against this tree's.
+BA=$WORK/before-after
+if timeout -k 5 600 bash bench/before_after.sh --rev HEAD --smoke --build "$BUILD" --out "$BA" >"$WORK/ba.log" 2>&1 &&
+   grep -qE '^\| larson \| [0-9.]+ \| [0-9.]+ \| [0-9.]+ \| [0-9.]+ \|$' "$BA/sections/core-before-after.md" &&
+   grep -q '^| \*\*geometric mean\*\*' "$BA/sections/core-before-after.md"; then
+    ok "bench: before_after.sh builds an earlier library and tables both against glibc"
+else
+    fail "bench: before_after.sh builds an earlier library and tables both against glibc" "$(tail -n 3 "$WORK/ba.log")"
+fi
+if bash bench/before_after.sh --rev no-such-revision >"$WORK/ba-bad.log" 2>&1; then
+    fail "bench: before_after.sh refuses an unknown revision" "it exited 0"
+else
+    check "bench: before_after.sh refuses an unknown revision" grep -q "no revision 'no-such-revision'" "$WORK/ba-bad.log"
+fi
+
 # Whatever the runner started must be gone: daemon, its segment, temp dir.
 left=$(comm -13 <(echo "$shm_before") <(ls /dev/shm 2>/dev/null | grep -E '^hakmem-bench-([0-9]+$|programs\.)' | sort))
 stray=$(comm -13 <(echo "$daemons_before") <(pgrep -f -- '--state-dir /tmp/hakmem-bench\.' | sort))

@@ -1,4 +1,5 @@
-/* The four published scenarios (DESIGN.md, "Benchmarks").
+/* The four published scenarios (the benchmark report of 2025-10-21, whose
+ * figures are in bench/published.json).
  *
  *   JSON   1000 allocations of ~64 KiB from one site
  *   MIR     100 allocations of ~256 KiB from one site

@@ -6,6 +6,7 @@
 #include "clean_paths.h"
 #include "persist.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -19,9 +20,14 @@ static char dir[256];
  * one set aside), whenever the fuzzer exits. */
 static void remove_dir(void)
 {
-    char cmd[300];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    if (dir[0] && system(cmd) != 0)
+    DIR *d = dir[0] ? opendir(dir) : NULL;
+    if (!d)
+        return;
+    for (struct dirent *e; (e = readdir(d));)
+        if (strcmp(e->d_name, ".") && strcmp(e->d_name, ".."))
+            unlinkat(dirfd(d), e->d_name, 0);
+    closedir(d);
+    if (rmdir(dir) != 0)
         fprintf(stderr, "fuzz_state: could not remove %s\n", dir);
 }
 

@@ -15,7 +15,9 @@
  * difference of means is a ratio.
  *
  * It is conservative: the default arm runs until another is better by
- * `z` standard errors of the difference and by `min_gain`, and an arm
+ * `z` standard errors of the difference and by `min_gain`, or until one
+ * is shown to hold `min_peak_gain` less peak RSS with a cost within
+ * `min_gain` of the default's and no sign of more time; and an arm
  * whose CPU time, wall time or peak RSS is worse than the default's by
  * more than `max_regression` is never chosen, whatever the price (the RSS
  * held over time is priced by the cost).  The default runs first, until
@@ -33,7 +35,7 @@
 
 #include "hakmem_shm.h"
 
-#define HKD_BIN_ARMS        4
+#define HKD_BIN_ARMS        5
 #define HKD_BIN_DEFAULT_ARM 0
 
 typedef struct hkd_bin_arm {
@@ -50,6 +52,7 @@ typedef struct hkd_bin_cfg {
     uint32_t recheck;                   /* once settled, one run in this many explores */
     double   z;                         /* standard errors an arm must win by */
     double   min_gain;                  /* and at least this ratio (0.01: 1% cheaper) */
+    double   min_peak_gain;             /* or this much less peak RSS at the same time (0.1: 10%) */
     double   max_regression;            /* never an arm this much worse on time or memory */
     double   ruinous;                   /* an arm this many times the default's cost runs no more */
     double   min_cpu_s;                 /* shorter runs are too noisy to be evidence */

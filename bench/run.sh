@@ -44,7 +44,8 @@ usage: bash bench/run.sh [options]
                    small-leaky|grow-shrink|interp-churn|python|sqlite|perl|gcc|git
                    (e.g. --filter suite: the suite alone)
   --configs LIST   comma-separated subset of: hakmem-baseline,hakmem-learning,system,
-                   jemalloc,mimalloc,tcmalloc (default all)
+                   jemalloc,mimalloc,tcmalloc (default all); also hakmem-arm-NAME: learning
+                   off, the per-binary arm NAME set by hand (hakmemd --list-arms)
   --out DIR        output directory (default bench/results)
   --threads N      threads of the multi-threaded workloads (default 4)
   --interval MS    hakmemd collection interval for hakmem-learning (default 200)
@@ -150,11 +151,21 @@ declare -A PEER_LIB=([jemalloc]=$LIBDIR/libjemalloc.so.2 [mimalloc]=$LIBDIR/libm
                      [tcmalloc]=$LIBDIR/libtcmalloc_minimal.so.4)
 declare -A PEER_PKG=([jemalloc]=libjemalloc2 [mimalloc]=libmimalloc2.0 [tcmalloc]=libtcmalloc-minimal4)
 
+# The per-binary arms as the environment that sets each by hand.
+declare -A ARM_ENV=()
+if [ -x "$HAKMEMD" ]; then
+    while read -r name env; do ARM_ENV[$name]=$env; done < <("$HAKMEMD" --list-arms 2>/dev/null)
+fi
+
 # ---- which configurations run ----
 if [ -n "$CONFIGS_ARG" ]; then
     IFS=, read -r -a CONFIGS <<<"$CONFIGS_ARG"
     for c in "${CONFIGS[@]}"; do
-        [[ " ${CONFIGS_ALL[*]} " == *" $c "* ]] || { echo "run.sh: unknown configuration '$c'" >&2; exit 64; }
+        case $c in
+            hakmem-arm-*) [ -n "${ARM_ENV[${c#hakmem-arm-}]+set}" ] ||
+                { echo "run.sh: unknown configuration '$c' ($HAKMEMD --list-arms names the arms)" >&2; exit 64; } ;;
+            *) [[ " ${CONFIGS_ALL[*]} " == *" $c "* ]] || { echo "run.sh: unknown configuration '$c'" >&2; exit 64; } ;;
+        esac
     done
 else
     CONFIGS=("${CONFIGS_ALL[@]}")
@@ -179,7 +190,7 @@ if [ ${#missing_pkgs[@]} -gt 0 ]; then
 fi
 for c in "${CONFIGS[@]}"; do
     case $c in
-        hakmem-baseline|hakmem-learning)
+        hakmem-baseline|hakmem-learning|hakmem-arm-*)
             [ -e "$LIBHAKMEM" ] || UNAVAILABLE[$c]="$BUILD/libhakmem.so does not exist (make lib)" ;;
     esac
     if [ -n "${PEER_LIB[$c]:-}" ] && [ ! -e "${PEER_LIB[$c]}" ]; then
@@ -275,6 +286,8 @@ config_env() {
             # A segment nobody creates as well: no daemon can steer a baseline run.
             echo "LD_PRELOAD=$LIBHAKMEM HAKMEM_MODE=baseline HAKMEM_SHM=/hakmem-bench-none-$$ HAKMEM_STATS=1" ;;
         hakmem-learning) echo "LD_PRELOAD=$LIBHAKMEM HAKMEM_SHM=$SHM_NAME HAKMEM_STATS=1" ;;
+        hakmem-arm-*)
+            echo "LD_PRELOAD=$LIBHAKMEM HAKMEM_MODE=baseline HAKMEM_SHM=/hakmem-bench-none-$$ ${ARM_ENV[${1#hakmem-arm-}]}${ARM_ENV[${1#hakmem-arm-}]:+ }HAKMEM_STATS=1" ;;
         hakmem-hardened)
             echo "LD_PRELOAD=$LIBHARDENED HAKMEM_MODE=baseline HAKMEM_SHM=/hakmem-bench-none-$$ HAKMEM_STATS=1" ;;
         system)          echo "LD_PRELOAD=" ;;

@@ -2,6 +2,7 @@
 #include "binlearn.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
 
 #define KNOB(k) (1u << (k))
@@ -67,6 +68,39 @@ uint32_t hkd_bin_arms_without_small_thp(uint32_t mask)
             hkd_bin_arms[a].knob[HKSHM_KNOB_SMALL_THP])
             mask &= ~(1u << a);
     return mask;
+}
+
+/* The environment variable a person sets for each knob by hand, and the
+ * factor from the knob's unit to the variable's. */
+static const struct {
+    const char *name;
+    uint32_t scale;
+} knob_env[HKSHM_KNOBS] = {
+    [HKSHM_KNOB_PURGE_DELAY_MS] = { "HAKMEM_PURGE_DELAY_MS", 1 },
+    [HKSHM_KNOB_RETAINED_SEGMENTS] = { "HAKMEM_RETAINED_SEGMENTS", 1 },
+    [HKSHM_KNOB_PARTIAL_REUSE] = { "HAKMEM_PARTIAL_REUSE", 1 },
+    [HKSHM_KNOB_SMALL_THP] = { "HAKMEM_SMALL_THP", 1 },
+    [HKSHM_KNOB_LARGE_THRESHOLD] = { "HAKMEM_LARGE_THRESHOLD", 1 },
+    [HKSHM_KNOB_BIGCACHE_KIB] = { "HAKMEM_BIGCACHE_BYTES", 1024 },
+    [HKSHM_KNOB_MEDIUM_PAGE_BLOCKS] = { "HAKMEM_MEDIUM_PAGE_BLOCKS", 1 },
+};
+
+int hkd_bin_arm_env(int arm, char *buf, size_t len)
+{
+    if (arm < 0 || arm >= HKD_BIN_ARMS || len == 0)
+        return -1;
+    size_t used = 0;
+    buf[0] = '\0';
+    for (unsigned k = 0; k < HKSHM_KNOBS; k++) {
+        if (!(hkd_bin_arms[arm].set >> k & 1u) || !knob_env[k].name)
+            continue;
+        int n = snprintf(buf + used, len - used, "%s%s=%llu", used ? " " : "", knob_env[k].name,
+                         (unsigned long long)hkd_bin_arms[arm].knob[k] * knob_env[k].scale);
+        if (n < 0 || (size_t)n >= len - used)
+            return -1;
+        used += (size_t)n;
+    }
+    return (int)used;
 }
 
 int hkd_bin_arm_by_name(const char *name)

@@ -31,6 +31,7 @@
 #ifndef HAKMEMD_BINLEARN_H
 #define HAKMEMD_BINLEARN_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "hakmem_shm.h"
@@ -118,6 +119,10 @@ int  hkd_bin_settled(const hkd_bin_learn *l, const hkd_bin_cfg *cfg);
 double hkd_bin_ratio(const hkd_bin_learn *l, int arm, enum hkd_bin_measure m);
 /* Forces (arm >= 0) or releases (arm < 0) the arm; 1 when current changed. */
 int  hkd_bin_pin(hkd_bin_learn *l, const hkd_bin_cfg *cfg, int arm);
+/* The arm as the environment a person would set for it by hand
+ * ("HAKMEM_PURGE_DELAY_MS=10 ..."; empty for the default arm) into buf;
+ * its length, or -1 when the arm is out of range or buf too short. */
+int  hkd_bin_arm_env(int arm, char *buf, size_t len);
 /* Index of `name` in hkd_bin_arms, or -1. */
 int  hkd_bin_arm_by_name(const char *name);
 

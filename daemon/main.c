@@ -48,7 +48,8 @@ static void usage(FILE *f)
             "usage: hakmemd [--foreground] [--shm NAME] [--socket PATH] [--state-dir DIR]\n"
             "               [--interval MS] [--metrics-file PATH] [--no-learn] [--no-socket] [--debug]\n"
             "               [--retention SECONDS] [--state-max-bytes N] [--max-sites-per-user N]\n"
-            "               [--new-sites-per-interval N] [--memory-weight NS] [--version] [--help]\n"
+            "               [--new-sites-per-interval N] [--memory-weight NS] [--list-arms] [--version]\n"
+            "               [--help]\n"
             "  --shm NAME       shared-memory segment (default %s)\n"
             "  --socket PATH    control socket, where clients register (default %s)\n"
             "  --state-dir DIR  where learned state is kept (default /var/lib/hakmem)\n"
@@ -68,11 +69,27 @@ static void usage(FILE *f)
             "memory in all; root's and the daemon's user's are never refused for another user's.\n"
             "  --memory-weight NS   what one MiB of RSS held for one second is worth, in ns of CPU,\n"
             "                   when a binary's arms are compared (default %.0f: cloud prices)\n"
+            "  --list-arms      print each per-binary arm and the environment that sets it by hand\n"
             "  --version        print the version and exit\n"
             "hakmemd always runs in the foreground; --foreground is accepted for clarity.\n",
             HKSHM_DEFAULT_NAME, HKSHM_DEFAULT_SOCKET, HKD_DEFAULT_RETENTION_S, HKD_DEFAULT_STATE_MAX >> 20,
             HKD_STATE_MAX_BYTES >> 20, HKD_DEFAULT_SITES_PER_USER, HKD_MAX_SITES / 2, HKD_DEFAULT_NEW_SITES,
             HKD_MAX_SITES, hkd_bin_default_cfg.memory_weight_ns);
+}
+
+/* One line per per-binary arm: its name, then what a person would set in
+ * the environment to run a process on it without a daemon. */
+static int list_arms(void)
+{
+    char env[512];
+    for (int a = 0; a < HKD_BIN_ARMS; a++) {
+        if (hkd_bin_arm_env(a, env, sizeof env) < 0) {
+            fprintf(stderr, "hakmemd: arm %s does not fit in %zu bytes\n", hkd_bin_arms[a].name, sizeof env);
+            return 1;
+        }
+        printf("%s%s%s\n", hkd_bin_arms[a].name, *env ? " " : "", env);
+    }
+    return fflush(stdout) == 0 ? 0 : 1;
 }
 
 /* A whole number in [lo, hi], with an optional K, M or G suffix when
@@ -128,6 +145,7 @@ int main(int argc, char **argv)
         { "new-sites-per-interval", required_argument, 0, 'W' },
         { "help", no_argument, 0, 'h' },
         { "version", no_argument, 0, 'V' },
+        { "list-arms", no_argument, 0, 'L' },
         { 0, 0, 0, 0 },
     };
     int c;
@@ -187,6 +205,7 @@ int main(int argc, char **argv)
             break;
         case 'h': usage(stdout); return 0;
         case 'V': printf("hakmemd %s\n", HAKMEM_VERSION); return 0;
+        case 'L': return list_arms();
         default: usage(stderr); return 2;
         }
     }

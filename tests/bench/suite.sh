@@ -286,6 +286,24 @@ if bash bench/before_after.sh --rev no-such-revision >"$WORK/ba-bad.log" 2>&1; t
 else
     check "bench: before_after.sh refuses an unknown revision" grep -q "no revision 'no-such-revision'" "$WORK/ba-bad.log"
 fi
+# Every per-binary arm set by hand, against the default arm.
+AR=$WORK/arms
+if timeout -k 5 900 bash bench/arms.sh --smoke --build "$BUILD" --out "$AR" >"$WORK/arms.log" 2>&1 &&
+   grep -qE '^\| larson \| [0-9.]+ / [0-9.]+ \| [0-9.]+ / [0-9.]+ \| [0-9.]+ / [0-9.]+ \| [0-9.]+ / [0-9.]+ \| [a-z-]+ \|$' \
+       "$AR/sections/suite-arms.md" &&
+   grep -q '^| item | lean | fast | fast-thp | trim | best |$' "$AR/sections/suite-arms.md"; then
+    ok "bench: arms.sh runs the suite on every arm hakmemd --list-arms names and tables each against the default"
+else
+    fail "bench: arms.sh runs the suite on every arm hakmemd --list-arms names and tables each against the default" \
+         "$(tail -n 3 "$WORK/arms.log"; head -n 12 "$AR/sections/suite-arms.md" 2>/dev/null)"
+fi
+if bash bench/run.sh --build "$BUILD" --filter suite --configs hakmem-arm-no-such-arm --smoke --no-readme \
+       --out "$WORK/arm-bad" >"$WORK/arm-bad.log" 2>&1; then
+    fail "bench: run.sh refuses an arm hakmemd does not know" "it exited 0"
+else
+    check "bench: run.sh refuses an arm hakmemd does not know" \
+        grep -q "unknown configuration 'hakmem-arm-no-such-arm'" "$WORK/arm-bad.log"
+fi
 
 # Whatever the runner started must be gone: daemon, its segment, temp dir.
 left=$(comm -13 <(echo "$shm_before") <(ls /dev/shm 2>/dev/null | grep -E '^hakmem-bench-([0-9]+$|programs\.)' | sort))

@@ -475,6 +475,22 @@ else
     WHY="its first line: $first (lean: purge 0, retained 0, partial reuse 3, small THP 0, BigCache 32768 KiB)"
     check "binaries: a new process of a known binary runs its published arm from the start of main" \
         bash -c "[[ '$first' == 'arm 1 knobs 0 0 3 0 '*' 32768 '* ]]"
+    # Each arm, published by the daemon and set by hand from what
+    # `hakmemd --list-arms` prints, puts the same knobs in force: the
+    # benchmarks that run every arm statically rely on it.
+    arms_differ=''
+    while read -r name env; do
+        gen=$(status_field generation)
+        C pin-binary "$H" "$name" >/dev/null
+        wait_for 5 published >/dev/null
+        pinned=$(probe 150 | head -1)
+        # shellcheck disable=SC2086
+        by_hand=$(env HAKMEM_MODE=baseline $env "$P" 150 | head -1)
+        [ "${pinned#* knobs }" = "${by_hand#* knobs }" ] || arms_differ+="$name: pinned '$pinned', by hand '$by_hand'; "
+    done < <("$HAKMEMD" --list-arms)
+    WHY="${arms_differ:-}$("$HAKMEMD" --list-arms | tr '\n' ';')"
+    check "binaries: every arm set by hand as hakmemd --list-arms prints it runs the knobs the daemon publishes for it" \
+        test -z "$arms_differ" -a "$("$HAKMEMD" --list-arms | wc -l)" -ge 5
     C unpin-binary "$H" >/dev/null
     sleep 0.5
     # Runs one after another, as a build or a batch would: each is one

@@ -429,7 +429,7 @@ static void read_hist(const site_cold *c, uint64_t out[HKSHM_HIST])
 
 /* A consistent copy of the record: 0, or -ENOENT when its slot is free.
  * Every write a reader sees is under the record's seq, a slot's reuse
- * included (core.c: add_locked), and seq never goes back: a copy that saw
+ * included (core_store.c: add_locked), and seq never goes back: a copy that saw
  * the same even seq before and after is of one site. */
 static int read_site(site_rec *r, hkd_site_info *o)
 {

@@ -1,6 +1,8 @@
 /* The core's site records, shared by its parts (core.c: the interval;
- * core_table.c: the shared table; core_ops.c: loading, saving, import,
- * export, reset, pin and reading sites).  Private to the core.
+ * core_store.c: records by key and by slot, eviction; core_collect.c:
+ * collection; core_learn.c: the learn pass; core_table.c: the shared
+ * table; core_ops.c: loading, saving, import, export, reset, pin and
+ * reading sites).  Private to the core.
  *
  * A record is pieces allocated in chunks, indexed by creation slot: the hot
  * record (learner state and merged totals, four lines, walked by every
@@ -50,6 +52,7 @@
 #define IDX_BITS 19
 #define DOM_BITS 10
 #define COLLECTORS 2                 /* threads that collect (each its own accumulators) */
+#define SPLIT_MIN_RECS 16384u        /* fewer records or sites: one thread collects and learns */
 #define CHUNK_RECS 8192u             /* records per allocation, never moved */
 #define N_CHUNKS (MAX_SITES / CHUNK_RECS)
 #define ARCHIVE_ENTRY_BYTES 256u     /* what an archived site takes in a state file, about: the archive holds what the file can */
@@ -93,6 +96,12 @@ typedef struct site_cold {
     uint64_t hist[HKSHM_HIST];
     char module[HKD_MODULE_MAX];
 } site_cold;
+
+/* The histogram bucket of v (log2, rounded down; 0 for 0). */
+static inline int core_log2_floor(uint32_t v)
+{
+    return v ? 31 - __builtin_clz(v) : 0;
+}
 
 #define HOT_SIZE ((sizeof(site_rec) + 63) & ~(size_t)63)
 _Static_assert(sizeof(site_rec) <= 256, "hot record stays within four cache lines");
@@ -168,7 +177,9 @@ static inline int rec_arm(const site_rec *r)
     return r->learn.current;
 }
 
+/* core.c */
 uint64_t core_clock_ms(void);
+/* core_store.c */
 /* Inside rcu_read_lock. */
 site_rec *core_lookup(const hkd_site_key *k);
 /* Either collecting thread (inside rcu_read_lock), or the learner: the

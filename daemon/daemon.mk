@@ -16,7 +16,7 @@ HKD_PROTOS   := $(wildcard proto/*.proto)
 HKD_GEN_HDRS := $(patsubst proto/%.proto,$(HKD_GEN)/%.pb-c.h,$(HKD_PROTOS))
 
 HKD_CORE_OBJS := $(addprefix $(HKD_OBJDIR)/,learner.o binlearn.o binaries.o core_binaries.o bands.o persist.o persist_binaries.o atomic_file.o utf8.o segment.o registry.o collector.o publisher.o core.o policy.pb-c.o \
-                   core_ops.o core_table.o domains.o archive.o value.o pick.o saver.o worker.o)
+                   core_ops.o core_table.o core_store.o core_collect.o core_learn.o domains.o archive.o value.o pick.o saver.o worker.o)
 HKD_OBJS := $(HKD_CORE_OBJS) $(addprefix $(HKD_OBJDIR)/,main.o log.o sdnotify.o ctl_server.o)
 
 # The control server and what it answers with:

@@ -20,23 +20,17 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT" || exit 1
 RUNS=3 BUILD=build OUT=bench/results/arms README=README.md SMOKE=
 die() { echo "arms: $*" >&2; exit 1; }
+# shellcheck source=bench/side_run.sh
+source "$ROOT/bench/side_run.sh"
 while [ $# -gt 0 ]; do
+  side_option "$@"
+  if [ "$SIDE_SHIFT" -gt 0 ]; then shift "$SIDE_SHIFT"; continue; fi
   case $1 in
-    --runs) [[ ${2:-} =~ ^[1-9][0-9]*$ ]] || die "--runs needs a positive number"; RUNS=$2; shift 2 ;;
-    --build) [ $# -ge 2 ] || die "--build needs a directory"; BUILD=$2; shift 2 ;;
-    --out) [ $# -ge 2 ] || die "--out needs a directory"; OUT=$2; shift 2 ;;
-    --readme) [ $# -ge 2 ] || die "--readme needs a file"; README=$2; shift 2 ;;
-    --no-readme) README=''; shift ;;
-    --smoke) SMOKE=--smoke README='' RUNS=1; shift ;;
     -h|--help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) die "unknown option '$1' (--help lists them)" ;;
   esac
 done
-BUILD=$(cd "$BUILD" 2>/dev/null && pwd) || die "no build directory (make programs builds it)"
-for f in libhakmem.so hakmemd bench/measure; do
-  [ -e "$BUILD/$f" ] || die "$BUILD/$f is missing (make programs builds it)"
-done
-mkdir -p "$OUT" && OUT=$(cd "$OUT" && pwd) || die "cannot make $OUT"
+side_need libhakmem.so hakmemd bench/measure
 
 ARMS=$("$BUILD/hakmemd" --list-arms | awk '$1 != "default" { printf ",hakmem-arm-%s", $1 }')
 [ -n "$ARMS" ] || die "$BUILD/hakmemd --list-arms names no arm"
@@ -49,7 +43,4 @@ mkdir -p "$OUT/sections"
 python3 bench/arms.py "$OUT/run" "$BUILD/hakmemd" \
   "bash bench/arms.sh$([ "$RUNS" = 3 ] || echo " --runs $RUNS")" >"$OUT/sections/suite-arms.md" ||
   die "no table (see $OUT/run.log)"
-cat "$OUT/sections/suite-arms.md"
-if [ -n "$README" ]; then
-  python3 bench/readme_tables.py "$README" "$OUT/sections" || exit 1
-fi
+side_publish

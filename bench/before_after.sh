@@ -19,26 +19,20 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT" || exit 1
 REV='' RUNS=5 BUILD=build OUT=bench/results/before-after README=README.md SMOKE=
 die() { echo "before_after: $*" >&2; exit 1; }
+# shellcheck source=bench/side_run.sh
+source "$ROOT/bench/side_run.sh"
 while [ $# -gt 0 ]; do
+  side_option "$@"
+  if [ "$SIDE_SHIFT" -gt 0 ]; then shift "$SIDE_SHIFT"; continue; fi
   case $1 in
     --rev) [ $# -ge 2 ] || die "--rev needs a revision"; REV=$2; shift 2 ;;
-    --runs) [[ ${2:-} =~ ^[1-9][0-9]*$ ]] || die "--runs needs a positive number"; RUNS=$2; shift 2 ;;
-    --build) [ $# -ge 2 ] || die "--build needs a directory"; BUILD=$2; shift 2 ;;
-    --out) [ $# -ge 2 ] || die "--out needs a directory"; OUT=$2; shift 2 ;;
-    --readme) [ $# -ge 2 ] || die "--readme needs a file"; README=$2; shift 2 ;;
-    --no-readme) README=''; shift ;;
-    --smoke) SMOKE=--smoke README='' RUNS=1; shift ;;
     -h|--help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) die "unknown option '$1' (--help lists them)" ;;
   esac
 done
 [ -n "$REV" ] || die "--rev REV is required: the revision to compare with"
 SHA=$(git rev-parse --verify --quiet "$REV^{commit}") || die "no revision '$REV' in this repository"
-BUILD=$(cd "$BUILD" 2>/dev/null && pwd) || die "no build directory (make programs builds it)"
-for f in libhakmem.so bench/measure; do
-  [ -e "$BUILD/$f" ] || die "$BUILD/$f is missing (make programs builds it)"
-done
-mkdir -p "$OUT" && OUT=$(cd "$OUT" && pwd) || die "cannot make $OUT"
+side_need libhakmem.so bench/measure
 
 TMP=$(mktemp -d /tmp/hakmem-before-after.XXXXXX) || exit 1
 trap 'rm -rf "$TMP"' EXIT
@@ -73,7 +67,4 @@ python3 bench/before_after.py "$OUT/before/suite.csv" "$OUT/after/suite.csv" \
   "bash bench/before_after.sh --rev ${SHA:0:7}$([ "$RUNS" = 5 ] || echo " --runs $RUNS")" \
   "$(git log -1 --format=%cs "$SHA")" "$(git rev-parse --short HEAD)" >"$OUT/sections/core-before-after.md" ||
   die "no table (see $OUT/before.log and $OUT/after.log)"
-cat "$OUT/sections/core-before-after.md"
-if [ -n "$README" ]; then
-  python3 bench/readme_tables.py "$README" "$OUT/sections" || exit 1
-fi
+side_publish

@@ -199,8 +199,8 @@ class Suite:
             return []
         L = ["**What the daemon chose per binary** by the end of the measured runs (`hakmemctl --json "
              "binaries`): runs counted, the arm each ran how often, the choice (the default stays unless "
-             "another arm is shown cheaper, or 10% leaner in peak RSS at the same time, and is no more "
-             "than 5% worse on CPU, wall time or peak RSS), and what taking part in learning (registering, "
+             "another arm is shown cheaper, or shown 10% leaner in peak RSS and within 5% in time, and is "
+             "no more than 5% worse on CPU, wall time or peak RSS), and what taking part in learning (registering, "
              "report flushes, policy reads) cost its runs, as a share of their time.", "",
              "| binary | runs | runs per arm | choice | settled | taking part cost |",
              "|---|---:|---|---|---|---:|"]

@@ -10,8 +10,9 @@ default on the same runs (median of the per-run ratios).  For each item,
 the arm the learner's rule would pick knowing every figure in advance: the
 cheapest by cost (CPU s + weight x peak RSS MiB x wall s) at least 2%
 below the default's, else the one with the lowest peak RSS at least 10%
-below the default's at a cost within 2% of it; never one more than 5%
-worse on wall time or peak RSS.  Its geometric means over the items are
+below the default's at a cost within 2% of it (the learner also asks for
+proof that its time is within 5%, which these few runs cannot give);
+never one more than 5% worse on wall time or peak RSS.  Its geometric means over the items are
 the ceiling of what learning per binary can gain with these arms.  Prints
 the Markdown piece on stdout; exits 1 when there is no measured pair."""
 import datetime

@@ -207,24 +207,47 @@ static int eligible(const hkd_bin_learn *l, const hkd_bin_cfg *cfg, int a)
     return 1;
 }
 
-static int shown_worse(const hkd_bin_learn *l, const hkd_bin_cfg *cfg, int a, int k, double margin);
+
+/* Whether arm a's mean of measure k is shown to exceed the default's by no
+ * more than `margin` (logs): the upper confidence bound of the difference,
+ * by the test a gain must pass, lies within it. */
+static int shown_within(const hkd_bin_learn *l, const hkd_bin_cfg *cfg, int a, int k, double margin)
+{
+    const int d = HKD_BIN_DEFAULT_ARM;
+    double dof, var = pooled_variance(l, k, &dof);
+    if (l->arm[a].n <= 0.0 || l->arm[d].n <= 0.0 || dof < 1.0)
+        return 0;
+    double se = sqrt(var * (1.0 / l->arm[a].n + 1.0 / l->arm[d].n));
+    return l->arm[a].mean[k] - l->arm[d].mean[k] + critical(cfg->z, dof) * se <= margin;
+}
+
+/* Peak RSS lower than the default's by min_peak_gain on the means: an arm
+ * worth the runs that could show it leaner at the same time. */
+static int looks_leaner(const hkd_bin_learn *l, const hkd_bin_cfg *cfg, int a)
+{
+    const int d = HKD_BIN_DEFAULT_ARM;
+    return cfg->min_peak_gain > 0.0 && cfg->min_peak_gain < 1.0 && l->arm[a].n > 0.0 &&
+           l->arm[a].mean[HKD_BIN_PEAK] - l->arm[d].mean[HKD_BIN_PEAK] <= log1p(-cfg->min_peak_gain) &&
+           l->arm[a].mean[HKD_BIN_COST] - l->arm[d].mean[HKD_BIN_COST] <= log1p(cfg->min_gain);
+}
 
 /* The same time and less memory: peak RSS shown lower than the default's
- * by min_peak_gain, a cost within min_gain of the default's, and no sign
- * (by the test a gain must pass) that its cost, CPU or wall time is
- * higher.  Where memory is priced at what a cloud charges, a CPU-bound
+ * by min_peak_gain, a cost within min_gain of the default's, and CPU and
+ * wall time shown (not merely assumed) to be within max_regression of the
+ * default's.  Where memory is priced at what a cloud charges, a CPU-bound
  * run's RSS is a fraction of a percent of its cost, too little for the
- * cost to tell such an arm from the default through run-to-run noise; at
- * equal time it is the cheaper of the two at any positive price. */
+ * cost to tell such an arm from the default through run-to-run noise.
+ * Showing that the time is the same takes many more runs than showing a
+ * loss (at 5% noise, some twenty of the arm's): until then the default
+ * stays, so a lean arm that is in truth slower is never chosen on a lucky
+ * handful of runs. */
 static int leaner_at_equal_time(const hkd_bin_learn *l, const hkd_bin_cfg *cfg, int a)
 {
     const int d = HKD_BIN_DEFAULT_ARM;
-    if (!(cfg->min_peak_gain > 0.0 && cfg->min_peak_gain < 1.0))
+    if (!looks_leaner(l, cfg, a))
         return 0;
-    if (l->arm[a].mean[HKD_BIN_COST] - l->arm[d].mean[HKD_BIN_COST] > log1p(cfg->min_gain))
-        return 0;
-    if (shown_worse(l, cfg, a, HKD_BIN_COST, 0.0) || shown_worse(l, cfg, a, HKD_BIN_CPU, 0.0) ||
-        shown_worse(l, cfg, a, HKD_BIN_WALL, 0.0))
+    double limit = log1p(cfg->max_regression);
+    if (!shown_within(l, cfg, a, HKD_BIN_CPU, limit) || !shown_within(l, cfg, a, HKD_BIN_WALL, limit))
         return 0;
     double dof, var = pooled_variance(l, HKD_BIN_PEAK, &dof);
     double se = sqrt(var * (1.0 / l->arm[a].n + 1.0 / l->arm[d].n));
@@ -317,7 +340,9 @@ int hkd_bin_settled(const hkd_bin_learn *l, const hkd_bin_cfg *cfg)
  * judged against them), then the least observed arm not yet ruled out.
  * After: the choice, except one run in `recheck`, which goes to the arm
  * whose lower confidence bound on cost is lowest (the most likely to beat
- * it) among those not ruled out. */
+ * it) among those not ruled out; every other such run goes instead to the
+ * least observed arm that looks leaner at the same cost, if there is one,
+ * so that the evidence the memory rule needs can build up. */
 static int next_arm(hkd_bin_learn *l, const hkd_bin_cfg *cfg)
 {
     if (l->pinned >= 0)
@@ -335,6 +360,14 @@ static int next_arm(hkd_bin_learn *l, const hkd_bin_cfg *cfg)
         return choice;
     l->runs_since_choice = 0;
     int probe = choice;
+    if (++l->rechecks % 2 == 0) {
+        for (int a = 0; a < HKD_BIN_ARMS; a++)
+            if (a != choice && may_run(cfg, a) && !ruled_out(l, cfg, a) && looks_leaner(l, cfg, a) &&
+                (probe == choice || l->arm[a].n < l->arm[probe].n))
+                probe = a;
+        if (probe != choice)
+            return probe;
+    }
     double lowest = INFINITY;
     for (int a = 0; a < HKD_BIN_ARMS; a++) {
         if (a == choice || !may_run(cfg, a) || ruled_out(l, cfg, a))

@@ -17,7 +17,8 @@
  * It is conservative: the default arm runs until another is better by
  * `z` standard errors of the difference and by `min_gain`, or until one
  * is shown to hold `min_peak_gain` less peak RSS with a cost within
- * `min_gain` of the default's and no sign of more time; and an arm
+ * `min_gain` of the default's and CPU and wall time shown within
+ * `max_regression` of the default's; and an arm
  * whose CPU time, wall time or peak RSS is worse than the default's by
  * more than `max_regression` is never chosen, whatever the price (the RSS
  * held over time is priced by the cost).  The default runs first, until
@@ -94,6 +95,7 @@ typedef struct hkd_bin_learn {
     uint64_t observations;              /* taken, ever */
     uint64_t ignored;                   /* too short or malformed to count */
     uint32_t runs_since_choice;         /* for the recheck cadence */
+    uint32_t rechecks;                  /* taken, ever: odd and even ones probe differently */
     int32_t  current;                   /* the arm published now */
     int32_t  pinned;                    /* -1: learning */
 } hkd_bin_learn;

@@ -20,7 +20,7 @@ HKD_CORE_OBJS := $(addprefix $(HKD_OBJDIR)/,learner.o binlearn.o binaries.o core
 HKD_OBJS := $(HKD_CORE_OBJS) $(addprefix $(HKD_OBJDIR)/,main.o log.o sdnotify.o ctl_server.o)
 
 # The control server and what it answers with:
-HKD_OBJS += $(addprefix $(HKD_OBJDIR)/,frame.o metrics.o metrics_file.o ctl_answer.o ctl_binaries.o proc_copy.o control.pb-c.o)
+HKD_OBJS += $(addprefix $(HKD_OBJDIR)/,ctl_access.o ctl_handlers.o frame.o metrics.o metrics_file.o ctl_answer.o ctl_binaries.o proc_copy.o control.pb-c.o)
 
 $(HKD_GEN)/%.pb-c.c $(HKD_GEN)/%.pb-c.h: proto/%.proto
 	@mkdir -p $(HKD_GEN)

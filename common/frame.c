@@ -10,7 +10,7 @@
 #include <time.h>
 #include <unistd.h>
 
-static int64_t now_ms(void)
+int64_t hkc_now_ms(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -24,7 +24,7 @@ static int wait_ready(int fd, short events, int64_t deadline)
     for (;;) {
         int left = -1;
         if (deadline >= 0) {
-            int64_t d = deadline - now_ms();
+            int64_t d = deadline - hkc_now_ms();
             left = d <= 0 ? 0 : d > 60000 ? 60000 : (int)d;
         }
         struct pollfd p = { .fd = fd, .events = events };
@@ -81,7 +81,7 @@ int hkc_frame_write(int fd, const uint8_t *buf, size_t len, int timeout_ms)
 {
     if (len > UINT32_MAX)
         return -EMSGSIZE;
-    int64_t deadline = timeout_ms < 0 ? -1 : now_ms() + timeout_ms;
+    int64_t deadline = timeout_ms < 0 ? -1 : hkc_now_ms() + timeout_ms;
     uint8_t hdr[4] = { (uint8_t)(len >> 24), (uint8_t)(len >> 16),
                        (uint8_t)(len >> 8), (uint8_t)len };
     int r = write_all(fd, hdr, sizeof hdr, deadline);
@@ -142,7 +142,7 @@ static int frame_read(int fd, uint8_t **out, size_t *len, size_t max, int timeou
 {
     *out = NULL;
     *len = 0;
-    int64_t deadline = timeout_ms < 0 ? -1 : now_ms() + timeout_ms;
+    int64_t deadline = timeout_ms < 0 ? -1 : hkc_now_ms() + timeout_ms;
     uint8_t hdr[4];
     ssize_t k;
     if (passed) {

@@ -11,6 +11,9 @@
 #define HKC_FRAME_MAX (4u << 20)   /* largest payload either side accepts */
 #define HKC_PROTOCOL_VERSION 1
 
+/* CLOCK_MONOTONIC in milliseconds: the clock of the deadlines below. */
+int64_t hkc_now_ms(void);
+
 /* Sends one frame.  timeout_ms < 0 waits forever. */
 int hkc_frame_write(int fd, const uint8_t *buf, size_t len, int timeout_ms);
 

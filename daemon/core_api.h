@@ -1,7 +1,7 @@
 /* The daemon core as the control server sees it.
  *
  * hakmemd's core (segment owner, collector, learner, publisher, persistence)
- * implements these; the control server (ctl_server.c) and metrics writer use
+ * implements these; the control server (ctl_*.c) and metrics writer use
  * only these.  Readers may run on other threads than the learner: every
  * function here is safe to call concurrently with a learning interval (the
  * core reads its RCU-protected tables inside rcu_read_lock; callers must have

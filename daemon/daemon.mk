@@ -17,10 +17,10 @@ HKD_GEN_HDRS := $(patsubst proto/%.proto,$(HKD_GEN)/%.pb-c.h,$(HKD_PROTOS))
 
 HKD_CORE_OBJS := $(addprefix $(HKD_OBJDIR)/,learner.o binlearn.o binaries.o core_binaries.o bands.o persist.o persist_binaries.o atomic_file.o utf8.o segment.o registry.o collector.o publisher.o core.o policy.pb-c.o \
                    core_ops.o core_table.o core_store.o core_collect.o core_learn.o domains.o archive.o value.o pick.o saver.o worker.o)
-HKD_OBJS := $(HKD_CORE_OBJS) $(addprefix $(HKD_OBJDIR)/,main.o log.o sdnotify.o ctl_server.o)
+HKD_OBJS := $(HKD_CORE_OBJS) $(addprefix $(HKD_OBJDIR)/,main.o options.o log.o sdnotify.o ctl_server.o)
 
 # The control server and what it answers with:
-HKD_OBJS += $(addprefix $(HKD_OBJDIR)/,frame.o metrics.o metrics_file.o ctl_answer.o ctl_binaries.o proc_copy.o control.pb-c.o)
+HKD_OBJS += $(addprefix $(HKD_OBJDIR)/,ctl_access.o ctl_handlers.o frame.o metrics.o metrics_file.o ctl_answer.o ctl_binaries.o proc_copy.o control.pb-c.o)
 
 $(HKD_GEN)/%.pb-c.c $(HKD_GEN)/%.pb-c.h: proto/%.proto
 	@mkdir -p $(HKD_GEN)

@@ -1,4 +1,4 @@
-/* TEST ONLY: fake_hakmemd, the real control server (ctl_server.c,
+/* TEST ONLY: fake_hakmemd, the real control server (ctl_*.c,
  * metrics.c, log.c, sdnotify.c) over the fake core in fake_core.c.
  * usage: fake_hakmemd SOCKET [METRICS_FILE]; stops on SIGTERM/SIGINT. */
 #include "ctl_server.h"

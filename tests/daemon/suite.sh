@@ -34,7 +34,7 @@ DPID=
 CPIDS=()
 
 # hakmemd --help: its usage lines name every option it takes.
-opts=$(sed -n 's/^ *{ "\([a-z-]*\)", [a-z_]*_argument, .*/\1/p' "$REPO/daemon/main.c")
+opts=$(sed -n 's/^ *{ "\([a-z-]*\)", [a-z_]*_argument, .*/\1/p' "$REPO/daemon/options.c")
 usage=$("$HAKMEMD" --help | sed -n '/^usage:/,/^  --/p' | grep -v '^  --')
 unnamed=$(for o in $opts; do grep -qE -- "\[--$o[] ]" <<<"$usage" || echo "--$o"; done)
 WHY="not in the usage lines: $unnamed"

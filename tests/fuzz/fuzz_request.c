@@ -1,5 +1,5 @@
 /* Fuzzes every control request handler through the server's real dispatch
- * (ctl_server.c serve/handle via hkd_ctl_serve_as) with the fake core
+ * (ctl_handlers.c via hkd_ctl_serve_as) with the fake core
  * (tests/ctl/fake_core.c, 40 sites) behind it.
  *
  * Input: byte 0 picks the peer (root, a member of group hakmem when the

@@ -1,0 +1,204 @@
+/* hakmemd's options; see options.h. */
+#include "options.h"
+#include "binlearn.h"
+#include "core.h"
+#include "hakmem.h"
+#include "persist.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: hakmemd [--foreground] [--shm NAME] [--socket PATH] [--state-dir DIR]\n"
+            "               [--interval MS] [--metrics-file PATH] [--no-learn] [--no-socket] [--debug]\n"
+            "               [--retention SECONDS] [--state-max-bytes N] [--max-sites-per-user N]\n"
+            "               [--new-sites-per-interval N] [--memory-weight NS] [--list-arms] [--version]\n"
+            "               [--help]\n"
+            "  --shm NAME       shared-memory segment (default %s)\n"
+            "  --socket PATH    control socket, where clients register (default %s)\n"
+            "  --state-dir DIR  where learned state is kept (default /var/lib/hakmem)\n"
+            "  --interval MS    collection interval (default 1000)\n"
+            "  --no-learn       collect and report only; publish nothing\n"
+            "  --no-socket      no control socket: clients cannot register, nothing is collected\n"
+            "  --debug          log a summary of the merged view every interval\n"
+            "  --metrics-file PATH  rewrite Prometheus metrics to PATH (atomically) every interval\n"
+            "  --retention SECONDS  a site no process reports leaves memory after this long; what it\n"
+            "                   learned is archived and comes back with it (default %u, a day)\n"
+            "  --state-max-bytes N  the state file's cap (suffix K, M or G; default %uM, at most %uM):\n"
+            "                   past it the least used sites are left out, users taking turns\n"
+            "  --max-sites-per-user N  sites in memory of each user other than root and the\n"
+            "                   daemon's (default %u; all such users together at most %u)\n"
+            "  --new-sites-per-interval N  new sites each such user may add per interval (default %u)\n"
+            "Policy is learned per user (the uid a process runs as).  At most %u sites are in\n"
+            "memory in all; root's and the daemon's user's are never refused for another user's.\n"
+            "  --memory-weight NS   what one MiB of RSS held for one second is worth, in ns of CPU,\n"
+            "                   when a binary's arms are compared (default %.0f: cloud prices)\n"
+            "  --list-arms      print each per-binary arm and the environment that sets it by hand\n"
+            "  --version        print the version and exit\n"
+            "hakmemd always runs in the foreground; --foreground is accepted for clarity.\n",
+            HKSHM_DEFAULT_NAME, HKSHM_DEFAULT_SOCKET, HKD_DEFAULT_RETENTION_S, HKD_DEFAULT_STATE_MAX >> 20,
+            HKD_STATE_MAX_BYTES >> 20, HKD_DEFAULT_SITES_PER_USER, HKD_MAX_SITES / 2, HKD_DEFAULT_NEW_SITES,
+            HKD_MAX_SITES, hkd_bin_default_cfg.memory_weight_ns);
+}
+
+/* One line per per-binary arm: its name, then what a person would set in
+ * the environment to run a process on it without a daemon. */
+static int list_arms(void)
+{
+    char env[512];
+    for (int a = 0; a < HKD_BIN_ARMS; a++) {
+        if (hkd_bin_arm_env(a, env, sizeof env) < 0) {
+            fprintf(stderr, "hakmemd: arm %s does not fit in %zu bytes\n", hkd_bin_arms[a].name, sizeof env);
+            return 1;
+        }
+        printf("%s%s%s\n", hkd_bin_arms[a].name, *env ? " " : "", env);
+    }
+    return fflush(stdout) == 0 ? 0 : 1;
+}
+
+/* A whole number in [lo, hi], with an optional K, M or G suffix when
+ * scaled; 0 when it is not. */
+static int parse_count(const char *s, int scaled, uint64_t lo, uint64_t hi, uint64_t *out)
+{
+    char *end;
+    if (!s || !*s || *s == '-')
+        return 0;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno || end == s)
+        return 0;
+    unsigned shift = 0;
+    if (scaled && *end) {
+        const char *units = "KMG";
+        const char *u = strchr(units, *end);
+        if (!u || end[1])
+            return 0;
+        shift = 10u * (unsigned)(u - units + 1);
+    } else if (*end) {
+        return 0;
+    }
+    if (v > (hi >> shift) || (v << shift) < lo)
+        return 0;
+    *out = (uint64_t)v << shift;
+    return 1;
+}
+
+/* Sets the option opt that takes a number from arg; 2 (reported) when arg
+ * is not one in its range, else 0. */
+static int set_number(int opt, const char *arg, hkd_options *o)
+{
+    switch (opt) {
+    case 'i': {
+        char *end;
+        o->interval_ms = strtol(arg, &end, 10);
+        if (*end || o->interval_ms < 10 || o->interval_ms > 3600000) {
+            fprintf(stderr, "hakmemd: --interval must be 10..3600000 ms\n");
+            return 2;
+        }
+        return 0;
+    }
+    case 'w': {
+        char *end;
+        errno = 0;
+        o->memory_weight_ns = strtod(arg, &end);
+        if (errno || *end || end == arg || !(o->memory_weight_ns >= 0 && o->memory_weight_ns <= 1e12)) {
+            fprintf(stderr, "hakmemd: --memory-weight must be 0..1e12 ns per MiB-second\n");
+            return 2;
+        }
+        return 0;
+    }
+    case 'R':
+        if (!parse_count(arg, 0, 1, 10ull * 365 * 86400, &o->retention_s)) {
+            fprintf(stderr, "hakmemd: --retention must be 1..315360000 seconds\n");
+            return 2;
+        }
+        return 0;
+    case 'B':
+        if (!parse_count(arg, 1, HKD_STATE_MIN, HKD_STATE_MAX_BYTES, &o->state_max_bytes)) {
+            fprintf(stderr, "hakmemd: --state-max-bytes must be %u..%u bytes (K, M, G allowed)\n",
+                    HKD_STATE_MIN, HKD_STATE_MAX_BYTES);
+            return 2;
+        }
+        return 0;
+    case 'U':
+        if (!parse_count(arg, 0, 1, HKD_MAX_SITES / 2, &o->max_sites_per_user)) {
+            fprintf(stderr, "hakmemd: --max-sites-per-user must be 1..%u\n", HKD_MAX_SITES / 2);
+            return 2;
+        }
+        return 0;
+    default: /* 'W' */
+        if (!parse_count(arg, 0, 1, HKD_MAX_SITES, &o->new_sites_per_interval)) {
+            fprintf(stderr, "hakmemd: --new-sites-per-interval must be 1..%u\n", HKD_MAX_SITES);
+            return 2;
+        }
+        return 0;
+    }
+}
+
+int hkd_options_parse(int argc, char **argv, hkd_options *out)
+{
+    *out = (hkd_options){
+        .shm = HKSHM_DEFAULT_NAME,
+        .socket = HKSHM_DEFAULT_SOCKET,
+        .use_socket = 1,
+        .state_dir = "/var/lib/hakmem",
+        .interval_ms = 1000,
+        .learning = 1,
+        .memory_weight_ns = -1,
+        .retention_s = HKD_DEFAULT_RETENTION_S,
+        .state_max_bytes = HKD_DEFAULT_STATE_MAX,
+        .max_sites_per_user = HKD_DEFAULT_SITES_PER_USER,
+        .new_sites_per_interval = HKD_DEFAULT_NEW_SITES,
+    };
+    static const struct option opts[] = {
+        { "foreground", no_argument, 0, 'f' },
+        { "shm", required_argument, 0, 's' },
+        { "socket", required_argument, 0, 'S' },
+        { "state-dir", required_argument, 0, 'd' },
+        { "interval", required_argument, 0, 'i' },
+        { "no-learn", no_argument, 0, 'n' },
+        { "no-socket", no_argument, 0, 'N' },
+        { "debug", no_argument, 0, 'D' },
+        { "metrics-file", required_argument, 0, 'M' },
+        { "memory-weight", required_argument, 0, 'w' },
+        { "retention", required_argument, 0, 'R' },
+        { "state-max-bytes", required_argument, 0, 'B' },
+        { "max-sites-per-user", required_argument, 0, 'U' },
+        { "new-sites-per-interval", required_argument, 0, 'W' },
+        { "help", no_argument, 0, 'h' },
+        { "version", no_argument, 0, 'V' },
+        { "list-arms", no_argument, 0, 'L' },
+        { 0, 0, 0, 0 },
+    };
+    int c;
+    while ((c = getopt_long(argc, argv, "fs:S:d:i:nNDh", opts, NULL)) != -1) {
+        switch (c) {
+        case 'f': break;
+        case 's': out->shm = optarg; break;
+        case 'S': out->socket = optarg; break;
+        case 'd': out->state_dir = optarg; break;
+        case 'n': out->learning = 0; break;
+        case 'N': out->use_socket = 0; break;
+        case 'D': out->debug = 1; break;
+        case 'M': out->metrics_file = optarg; break;
+        case 'i': case 'w': case 'R': case 'B': case 'U': case 'W':
+            if (set_number(c, optarg, out))
+                return 2;
+            break;
+        case 'h': usage(stdout); return 0;
+        case 'V': printf("hakmemd %s\n", HAKMEM_VERSION); return 0;
+        case 'L': return list_arms();
+        default: usage(stderr); return 2;
+        }
+    }
+    if (optind < argc) {
+        usage(stderr);
+        return 2;
+    }
+    return HKD_OPTIONS_RUN;
+}

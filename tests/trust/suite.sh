@@ -265,10 +265,9 @@ fi
 # An exec chain: each image registers, the exec closes the one before.
 n_procs() { "$CTL" --socket "$SOCK" --json procs | python3 -c "import json,sys; print(len(json.load(sys.stdin)))"; }
 base=$(n_procs)
-HAKMEM_SHM=$SHM HAKMEM_SOCKET=$SOCK LD_PRELOAD=$LIB bash -c 'exec bash -c "exec sleep 3"' &
+HAKMEM_SHM=$SHM HAKMEM_SOCKET=$SOCK LD_PRELOAD=$LIB bash -c 'exec bash -c "exec sleep 60"' &
 EXP=$!
 track_pid "$EXP"
-sleep 1.5
 one_registration() {
   "$CTL" --socket "$SOCK" --json procs | python3 -c "
 import json,sys
@@ -277,9 +276,13 @@ mine=[p for p in j if p['pid']==$EXP]
 print(mine)
 sys.exit(0 if len(mine)==1 and mine[0]['exe'].endswith('sleep') else 1)"
 }
-check "bash -c 'exec bash -c \"exec sleep 3\"' holds one registration, the sleep's" one_registration
+# Each image registers in turn, as fast as the machine runs them: wait
+# for the last one's, then for the earlier ones' to be gone.
+check "bash -c 'exec bash -c \"exec sleep 60\"' holds one registration, the sleep's" wait_for 20 one_registration
+one_more() { test "$(n_procs)" -eq $((base + 1)); }
+wait_for 10 one_more
 WHY="processes $(n_procs), before $base"
-check "and only one more than before it" test "$(n_procs)" -eq $((base + 1))
-wait_pid "$EXP" 30
+check "and only one more than before it" one_more
+stop_pid "$EXP" 10
 
 finish

@@ -207,7 +207,6 @@ static int eligible(const hkd_bin_learn *l, const hkd_bin_cfg *cfg, int a)
     return 1;
 }
 
-
 /* Whether arm a's mean of measure k is shown to exceed the default's by no
  * more than `margin` (logs): the upper confidence bound of the difference,
  * by the test a gain must pass, lies within it. */

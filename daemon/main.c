@@ -18,6 +18,7 @@
 #include "hakmem.h"
 #include "core_api.h"
 #include "ctl_server.h"
+#include "fleet.h"
 #include "log.h"
 #include "metrics_file.h"
 #include "persist.h"
@@ -49,7 +50,9 @@ static void usage(FILE *f)
             "               [--interval MS] [--metrics-file PATH] [--no-learn] [--no-socket] [--debug]\n"
             "               [--retention SECONDS] [--state-max-bytes N] [--max-sites-per-user N]\n"
             "               [--new-sites-per-interval N] [--memory-weight NS] [--list-arms] [--version]\n"
-            "               [--help]\n"
+            "               [--fleet-endpoints URL[,URL...]] [--fleet-name NAME] [--host-id ID]\n"
+            "               [--fleet-cacert FILE] [--fleet-cert FILE] [--fleet-key FILE]\n"
+            "               [--fleet-sync MS] [--fleet-ttl SECONDS] [--help]\n"
             "  --shm NAME       shared-memory segment (default %s)\n"
             "  --socket PATH    control socket, where clients register (default %s)\n"
             "  --state-dir DIR  where learned state is kept (default /var/lib/hakmem)\n"
@@ -70,11 +73,20 @@ static void usage(FILE *f)
             "  --memory-weight NS   what one MiB of RSS held for one second is worth, in ns of CPU,\n"
             "                   when a binary's arms are compared (default %.0f: cloud prices)\n"
             "  --list-arms      print each per-binary arm and the environment that sets it by hand\n"
+            "  --fleet-endpoints URL[,URL...]  share what this host learns with a fleet of hosts\n"
+            "                   through these etcd members (v3 API; https:// for TLS)\n"
+            "  --fleet-name NAME    the fleet's keys in etcd: /hakmem/NAME/ (default \"default\")\n"
+            "  --host-id ID     this host in the fleet (default the host name)\n"
+            "  --fleet-cacert FILE  CA that signs etcd's certificates\n"
+            "  --fleet-cert FILE, --fleet-key FILE  this host's client certificate and its key\n"
+            "  --fleet-sync MS  between fleet syncs (default %u)\n"
+            "  --fleet-ttl SECONDS  lease of this host's keys: after this long without the daemon\n"
+            "                   its learning stops counting in the fleet (default %u)\n"
             "  --version        print the version and exit\n"
             "hakmemd always runs in the foreground; --foreground is accepted for clarity.\n",
             HKSHM_DEFAULT_NAME, HKSHM_DEFAULT_SOCKET, HKD_DEFAULT_RETENTION_S, HKD_DEFAULT_STATE_MAX >> 20,
             HKD_STATE_MAX_BYTES >> 20, HKD_DEFAULT_SITES_PER_USER, HKD_MAX_SITES / 2, HKD_DEFAULT_NEW_SITES,
-            HKD_MAX_SITES, hkd_bin_default_cfg.memory_weight_ns);
+            HKD_MAX_SITES, hkd_bin_default_cfg.memory_weight_ns, HKD_FLEET_DEFAULT_SYNC_MS, HKD_FLEET_DEFAULT_TTL_S);
 }
 
 /* One line per per-binary arm: its name, then what a person would set in
@@ -128,6 +140,8 @@ int main(int argc, char **argv)
     double memory_weight = -1;          /* unset: the learner's default */
     uint64_t retention = HKD_DEFAULT_RETENTION_S, state_max = HKD_DEFAULT_STATE_MAX;
     uint64_t per_user = HKD_DEFAULT_SITES_PER_USER, new_sites = HKD_DEFAULT_NEW_SITES;
+    hkd_fleet_cfg fleet = { 0 };
+    uint64_t fleet_sync = HKD_FLEET_DEFAULT_SYNC_MS, fleet_ttl = HKD_FLEET_DEFAULT_TTL_S;
     static const struct option opts[] = {
         { "foreground", no_argument, 0, 'f' },
         { "shm", required_argument, 0, 's' },
@@ -146,6 +160,14 @@ int main(int argc, char **argv)
         { "help", no_argument, 0, 'h' },
         { "version", no_argument, 0, 'V' },
         { "list-arms", no_argument, 0, 'L' },
+        { "fleet-endpoints", required_argument, 0, 'E' },
+        { "fleet-name", required_argument, 0, 'F' },
+        { "host-id", required_argument, 0, 'H' },
+        { "fleet-cacert", required_argument, 0, 'A' },
+        { "fleet-cert", required_argument, 0, 'C' },
+        { "fleet-key", required_argument, 0, 'K' },
+        { "fleet-sync", required_argument, 0, 'Y' },
+        { "fleet-ttl", required_argument, 0, 'T' },
         { 0, 0, 0, 0 },
     };
     int c;
@@ -203,6 +225,24 @@ int main(int argc, char **argv)
                 return 2;
             }
             break;
+        case 'E': fleet.endpoints = optarg; break;
+        case 'F': fleet.name = optarg; break;
+        case 'H': fleet.host_id = optarg; break;
+        case 'A': fleet.cacert = optarg; break;
+        case 'C': fleet.cert = optarg; break;
+        case 'K': fleet.key = optarg; break;
+        case 'Y':
+            if (!parse_count(optarg, 0, 100, 3600000, &fleet_sync)) {
+                fprintf(stderr, "hakmemd: --fleet-sync must be 100..3600000 ms\n");
+                return 2;
+            }
+            break;
+        case 'T':
+            if (!parse_count(optarg, 0, 2, 3600, &fleet_ttl)) {
+                fprintf(stderr, "hakmemd: --fleet-ttl must be 2..3600 seconds\n");
+                return 2;
+            }
+            break;
         case 'h': usage(stdout); return 0;
         case 'V': printf("hakmemd %s\n", HAKMEM_VERSION); return 0;
         case 'L': return list_arms();
@@ -213,6 +253,12 @@ int main(int argc, char **argv)
         usage(stderr);
         return 2;
     }
+    if (!fleet.endpoints && (fleet.name || fleet.host_id || fleet.cacert || fleet.cert || fleet.key)) {
+        fprintf(stderr, "hakmemd: the --fleet-* and --host-id options need --fleet-endpoints\n");
+        return 2;
+    }
+    fleet.sync_ms = (uint32_t)fleet_sync;
+    fleet.ttl_s = (uint32_t)fleet_ttl;
     hkd_log_init("hakmemd", debug ? HKD_LOG_DEBUG : HKD_LOG_INFO);
     raise_fd_limit();
 
@@ -278,6 +324,17 @@ int main(int argc, char **argv)
     } else {
         hkd_log(HKD_LOG_NOTICE, "--no-socket: clients cannot register, so no process will be collected");
     }
+    /* Off this loop, on its own thread: etcd never delays an interval. */
+    if (fleet.endpoints) {
+        char why[256];
+        if ((rc = hkd_fleet_start(&fleet, why, sizeof why)) < 0) {
+            hkd_log(HKD_LOG_ERR, "fleet: %s", why);
+            if (ctl)
+                hkd_ctl_stop();
+            hkd_core_shutdown();
+            return 1;
+        }
+    }
     /* For node_exporter's textfile collector; written off this loop. */
     if (metrics_file && (rc = hkd_metrics_file_start(metrics_file)) < 0)
         hkd_log(HKD_LOG_WARNING, "cannot write metrics to %s: %s (continuing without it)", metrics_file,
@@ -333,6 +390,7 @@ int main(int argc, char **argv)
         }
     }
     hkd_sd_stopping();
+    hkd_fleet_stop();
     hkd_metrics_file_stop();
     if (ctl)
         hkd_ctl_stop();

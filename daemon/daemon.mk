@@ -25,7 +25,7 @@ HKD_OBJS := $(HKD_CORE_OBJS) $(addprefix $(HKD_OBJDIR)/,main.o log.o sdnotify.o 
 HKD_OBJS += $(addprefix $(HKD_OBJDIR)/,fleet.o etcd.o)
 
 # The control server and what it answers with:
-HKD_OBJS += $(addprefix $(HKD_OBJDIR)/,frame.o metrics.o metrics_file.o ctl_answer.o ctl_binaries.o proc_copy.o control.pb-c.o)
+HKD_OBJS += $(addprefix $(HKD_OBJDIR)/,frame.o metrics.o metrics_file.o ctl_answer.o ctl_binaries.o ctl_fleet.o proc_copy.o control.pb-c.o)
 
 $(HKD_GEN)/%.pb-c.c $(HKD_GEN)/%.pb-c.h: proto/%.proto
 	@mkdir -p $(HKD_GEN)
@@ -55,7 +55,7 @@ TOOL_BINS += $(BUILD)/hakmemd
 -include $(wildcard $(HKD_OBJDIR)/*.d)
 
 # ---- hakmemctl, unit files ----
-HKC_OBJS := $(addprefix $(HKD_OBJDIR)/,hakmemctl.o hkctl_sites.o hkctl_binaries.o hkctl_user.o ctl_client.o frame.o jsonw.o symbolize.o \
+HKC_OBJS := $(addprefix $(HKD_OBJDIR)/,hakmemctl.o hkctl_sites.o hkctl_binaries.o hkctl_fleet.o hkctl_user.o ctl_client.o frame.o jsonw.o symbolize.o \
               utf8.o atomic_file.o policy_split.o control.pb-c.o policy.pb-c.o)
 $(BUILD)/hakmemctl: $(HKC_OBJS)
 	$(CC) -o $@ $^ -lprotobuf-c

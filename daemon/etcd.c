@@ -36,7 +36,9 @@ struct hkd_etcd {
     size_t n, cur;                      /* endpoints, and the one that answered last */
     hkd_etcd_endpoint ep[HKD_ETCD_ENDPOINTS_MAX];
     uint64_t bytes_sent;
-    char error[256];
+    int refused_tls;                    /* an endpoint refused this host's credentials (or it theirs) */
+    char error[HKD_ETCD_URL_MAX + 256];
+    char curl_error[CURL_ERROR_SIZE];
     /* the answer being received */
     char *buf;
     size_t len, cap;
@@ -256,6 +258,17 @@ static void endpoint_result(hkd_etcd *e, size_t i, int up, const char *why)
 
 enum { SENT, UNREACHED };
 
+/* A TLS failure over credentials: ours refused by the member (an alert
+ * during the handshake or the first read), or the member's not trusted by
+ * our CA.  A member that is simply down refuses the connection instead. */
+static int tls_refusal(CURLcode rc, const char *why)
+{
+    if (rc == CURLE_SSL_CERTPROBLEM || rc == CURLE_PEER_FAILED_VERIFICATION || rc == CURLE_SSL_CACERT_BADFILE)
+        return 1;
+    return (rc == CURLE_SSL_CONNECT_ERROR || rc == CURLE_RECV_ERROR || rc == CURLE_SEND_ERROR) &&
+           (strstr(why, "alert") || strstr(why, "certificate"));
+}
+
 /* A request to endpoint i (body NULL: a GET).  SENT with the HTTP status
  * in *status and the answer in e->buf, or UNREACHED with why in e->error. */
 static int exchange(hkd_etcd *e, size_t i, const char *path, const char *body, size_t blen, long *status)
@@ -288,13 +301,17 @@ static int exchange(hkd_etcd *e, size_t i, const char *path, const char *body, s
     e->too_big = 0;
     if (e->buf)
         e->buf[0] = 0;
+    e->curl_error[0] = 0;
+    curl_easy_setopt(c, CURLOPT_ERRORBUFFER, e->curl_error);
     CURLcode rc = curl_easy_perform(c);
     if (rc != CURLE_OK) {
+        char why[CURL_ERROR_SIZE];
+        clean(why, sizeof why, e->curl_error[0] ? e->curl_error : curl_easy_strerror(rc));
         if (e->too_big)
-            snprintf(e->error, sizeof e->error, "%s: answer over %u bytes", e->ep[i].url, HKD_ETCD_RESPONSE_MAX);
-        else
-            snprintf(e->error, sizeof e->error, "%s: %s", e->ep[i].url, curl_easy_strerror(rc));
-        endpoint_result(e, i, 0, curl_easy_strerror(rc));
+            snprintf(why, sizeof why, "answer over %u bytes", HKD_ETCD_RESPONSE_MAX);
+        snprintf(e->error, sizeof e->error, "%s: %.200s", e->ep[i].url, why);
+        endpoint_result(e, i, 0, why);
+        e->refused_tls |= tls_refusal(rc, why);
         return UNREACHED;
     }
     e->bytes_sent += blen;
@@ -348,6 +365,7 @@ static int refused(hkd_etcd *e, size_t i, long status)
 static int call(hkd_etcd *e, const char *path, const char *body, size_t blen, json_object **out)
 {
     *out = NULL;
+    e->refused_tls = 0;
     for (size_t k = 0; k < e->n; k++) {
         size_t i = (e->cur + k) % e->n;
         long status = 0;
@@ -369,7 +387,7 @@ static int call(hkd_etcd *e, const char *path, const char *body, size_t blen, js
         }
         return 0;
     }
-    return -EHOSTUNREACH;
+    return e->refused_tls ? -EACCES : -EHOSTUNREACH;
 }
 
 int hkd_etcd_check_health(hkd_etcd *e)

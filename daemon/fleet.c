@@ -45,6 +45,14 @@ typedef struct remote_shard {
 
 enum link_state { LINK_UNKNOWN, LINK_UP, LINK_DOWN, LINK_REFUSED };
 
+/* A shard as last put: a shard whose choices (its sites, their arms and
+ * sizes) changed is put at the next sync; one whose counts alone moved
+ * waits for the refresh period, so a settled host writes little. */
+typedef struct written {
+    uint64_t hash, choices;            /* 0: nothing put */
+    uint64_t at_ms;
+} written;
+
 static struct {
     pthread_t thread;
     int running;
@@ -59,7 +67,8 @@ static struct {
     char prefix[KEY_MAX], own[KEY_MAX];    /* /hakmem/<fleet>/hosts/ and <prefix><host>/shard/ */
     int64_t lease;
     uint64_t next_keepalive_ms;
-    uint64_t *written_hash;                /* per shard, what was last put (0: nothing) */
+    uint64_t refresh_ms;                   /* a shard whose counts alone moved is put this often */
+    written *put;                          /* per shard, what was last put */
     uint32_t shards;
     remote_shard *remote;
     size_t n_remote, cap_remote;
@@ -112,12 +121,28 @@ static void link_is(enum link_state now, const char *why)
 
 /* ---- this host's shards ---- */
 
-static uint64_t fnv1a(const uint8_t *p, size_t n)
+static uint64_t fnv1a_from(uint64_t h, const uint8_t *p, size_t n)
 {
-    uint64_t h = 0xcbf29ce484222325ull;
     for (size_t i = 0; i < n; i++)
         h = (h ^ p[i]) * 0x100000001b3ull;
-    return h | 1;                      /* never 0: 0 is "nothing written" */
+    return h;
+}
+
+static uint64_t fnv1a(const uint8_t *p, size_t n)
+{
+    return fnv1a_from(0xcbf29ce484222325ull, p, n) | 1;   /* never 0: 0 is "nothing put" */
+}
+
+/* What the other hosts act on in a shard: its sites, their arms and sizes. */
+static uint64_t choices_of(const hkd_fleet_site *v, size_t n)
+{
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (size_t i = 0; i < n; i++) {
+        uint64_t x[3] = { hkd_site_key_hash(&v[i].key), (uint64_t)(uint8_t)v[i].arm,
+                          (uint64_t)v[i].sizes_known << 16 | (uint64_t)v[i].size_lo << 8 | v[i].size_hi };
+        h = fnv1a_from(h, (const uint8_t *)x, sizeof x);
+    }
+    return h | 1;
 }
 
 static int shard_key(char *out, uint32_t shard)
@@ -182,13 +207,13 @@ static int write_own(void)
     uint32_t shards = shards_for(v, n, bytes);
     qsort_r(v, n, sizeof *v, by_shard, &shards);
     if (shards != fl.shards) {
-        uint64_t *h = calloc(shards, sizeof *h);
-        if (!h) {
+        written *w = calloc(shards, sizeof *w);
+        if (!w) {
             free(v), free(bytes), free(buf);
             return -ENOMEM;
         }
-        free(fl.written_hash);
-        fl.written_hash = h;
+        free(fl.put);
+        fl.put = w;
         if (shards < fl.shards) {
             char from[KEY_MAX];
             uint8_t end[KEY_MAX];
@@ -198,7 +223,7 @@ static int write_own(void)
         }
         fl.shards = shards;
     }
-    uint64_t now_s = unix_ms() / 1000;
+    uint64_t now_s = unix_ms() / 1000, now_ms = mono_ms();
     size_t at = 0;
     for (uint32_t s = 0; s < shards && rc == 0; s++) {
         size_t first = at;
@@ -211,8 +236,9 @@ static int write_own(void)
             rc = (int)len;
             break;
         }
-        uint64_t hash = fnv1a(buf, (size_t)len);
-        if (hash == fl.written_hash[s])
+        uint64_t hash = fnv1a(buf, (size_t)len), choices = choices_of(v + first, at - first);
+        written *w = &fl.put[s];
+        if (hash == w->hash || (choices == w->choices && now_ms - w->at_ms < fl.refresh_ms))
             continue;
         h.written_unix = now_s;
         len = hkd_fleet_encode(&h, v + first, at - first, buf, HKD_FLEET_VALUE_MAX);
@@ -220,7 +246,7 @@ static int write_own(void)
         int klen = shard_key(key, s);
         rc = klen < 0 ? klen : hkd_etcd_put(fl.etcd, key, (size_t)klen, buf, (size_t)len, fl.lease);
         if (rc == 0) {
-            fl.written_hash[s] = hash;
+            *w = (written){ hash, choices, now_ms };
             pthread_mutex_lock(&fl.lock);
             fl.st.keys_written++;
             fl.st.bytes_written += (uint64_t)len + (uint64_t)klen;
@@ -239,8 +265,8 @@ static int write_own(void)
 
 static void forget_written(void)
 {
-    if (fl.written_hash)
-        memset(fl.written_hash, 0, fl.shards * sizeof *fl.written_hash);
+    if (fl.put)
+        memset(fl.put, 0, fl.shards * sizeof *fl.put);
 }
 
 static int keep_lease(void)
@@ -699,6 +725,7 @@ int hkd_fleet_start(const hkd_fleet_cfg *cfg, char *why, size_t whylen)
     fl.st.configured = 1;
     fl.st.sync_ms = cfg->sync_ms ? cfg->sync_ms : HKD_FLEET_DEFAULT_SYNC_MS;
     fl.st.ttl_s = cfg->ttl_s ? cfg->ttl_s : HKD_FLEET_DEFAULT_TTL_S;
+    fl.refresh_ms = (uint64_t)fl.st.sync_ms * HKD_FLEET_REFRESH_SYNCS;
     fl.st.n_endpoints = hkd_etcd_endpoint_count(fl.etcd);
     for (size_t i = 0; i < fl.st.n_endpoints; i++)
         hkd_etcd_endpoint_get(fl.etcd, i, &fl.st.endpoints[i]);
@@ -732,10 +759,10 @@ void hkd_fleet_stop(void)
     for (size_t i = 0; i < fl.n_remote; i++)
         free(fl.remote[i].sites);
     free(fl.remote);
-    free(fl.written_hash);
+    free(fl.put);
     free(fl.hosts);
     fl.remote = NULL;
-    fl.written_hash = NULL;
+    fl.put = NULL;
     fl.hosts = NULL;
     fl.n_remote = fl.cap_remote = fl.n_hosts = 0;
     fl.shards = 0;

@@ -12,7 +12,9 @@
  * hold g.lock, so a slow or missing etcd delays no interval, publication
  * or watchdog ping.  The thread syncs every sync interval: keeps the lease
  * alive, writes the shards that changed, reads what other hosts changed,
- * and hands their sums to the core (core_fleet.h).  Up and down are logged
+ * and hands their sums to the core (core_fleet.h).  A shard is put again
+ * at the next sync when its sites' choices (arm, sizes, the sites
+ * themselves) changed, else at most every HKD_FLEET_REFRESH_SYNCS syncs.  Up and down are logged
  * once per change.  The status is copied out under a mutex for the
  * control server and metrics. */
 #ifndef HAKMEMD_FLEET_H
@@ -26,6 +28,7 @@
 #define HKD_FLEET_ID_MAX 64                /* fleet names and host ids: [A-Za-z0-9._-]{1,64} */
 #define HKD_FLEET_DEFAULT_SYNC_MS 5000u
 #define HKD_FLEET_DEFAULT_TTL_S 15u
+#define HKD_FLEET_REFRESH_SYNCS 12u        /* a shard whose counts alone moved is put every this many syncs */
 
 typedef struct hkd_fleet_cfg {
     const char *endpoints;                 /* URL[,URL...] */

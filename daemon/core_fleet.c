@@ -121,6 +121,13 @@ int hkd_fleet_apply(const hkd_fleet_sum *v, size_t n)
     uint32_t gen = ++apply_gen ? apply_gen : ++apply_gen;
     rcu_read_lock();
     for (size_t i = 0; i < n; i++) {
+        /* A uid names a user only on hosts that share a user database:
+         * the fleet adds sites for users this host knows (who have sites
+         * here), and for root and the daemon's own user, never a user of
+         * its own making. */
+        uint32_t uid = v[i].key.domain;
+        if (uid != 0 && uid != g.cfg.daemon_uid && hkd_domains_find(g.domains, uid) < 0)
+            continue;
         uint32_t before = g.n_idx - g.n_free;
         site_rec *r = core_get_or_add(&v[i].key, NULL, 0);
         if (!r)

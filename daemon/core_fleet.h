@@ -31,7 +31,8 @@ typedef struct hkd_fleet_sum {
 /* This host's learned sites (own pulls only): *out malloc'd, *n of them. */
 int hkd_fleet_snapshot(hkd_fleet_site **out, size_t *n);
 /* Replaces every prior with v[0..n): sites the host does not know yet get
- * a record (as an import would: a user's limits still apply), so that the
+ * a record (as an import would: a user's limits still apply; only users
+ * who have sites here, and root and the daemon's user), so that the
  * first process to run them already reads the fleet's arm; a site no
  * pull of this host has begun takes the fleet's choice now.  Sites no
  * longer in v lose their prior.  How many records it made, or -errno. */

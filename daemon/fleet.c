@@ -24,7 +24,7 @@
 #include "log.h"
 #include "site_key.h"
 
-#define FLEET_KEYS_MAX 65536u
+#define FLEET_KEYS_MAX 8192u               /* looked up by a walk of the list: a few ms at the cap */
 #define FLEET_SITES_MAX (1u << 19)
 #define SHARD_TARGET (256u << 10)          /* bytes a shard aims at: a change rewrites one shard, not all */
 #define SHARDS_MAX 4096u
@@ -72,7 +72,11 @@ static struct {
     uint32_t shards;
     remote_shard *remote;
     size_t n_remote, cap_remote;
+    size_t n_remote_sites;                 /* their sites, together */
     int64_t read_revision;                 /* values up to here are in remote */
+    hkd_fleet_sum *sums;                   /* the other hosts' sums, as last handed to the core */
+    size_t n_sums;
+    uint64_t core_sites;                   /* the core's records then (sites and evictions) */
     enum link_state link;
     int told_keys_cap, told_sites_cap;
     uint32_t syncs_since_health;
@@ -326,12 +330,14 @@ static remote_shard *find_remote(const char *host, uint32_t shard)
     return NULL;
 }
 
-static size_t remote_sites(void)
+/* A shard's sites, set or cleared, with the running total kept. */
+static void set_sites(remote_shard *r, hkd_fleet_site *v, uint32_t n)
 {
-    size_t n = 0;
-    for (size_t i = 0; i < fl.n_remote; i++)
-        n += fl.remote[i].n;
-    return n;
+    fl.n_remote_sites -= r->n;
+    free(r->sites);
+    r->sites = v;
+    r->n = n;
+    fl.n_remote_sites += n;
 }
 
 static remote_shard *add_remote(const char *host, uint32_t shard)
@@ -369,9 +375,7 @@ static int take_value(const hkd_etcd_kv *kv, void *arg)
         return 0;
     if (r->mod_revision == kv->mod_revision)
         return 0;
-    free(r->sites);
-    r->sites = NULL;
-    r->n = 0;
+    set_sites(r, NULL, 0);
     r->rejected = 0;
     r->mod_revision = kv->mod_revision;
     r->seen = 1;
@@ -385,7 +389,7 @@ static int take_value(const hkd_etcd_kv *kv, void *arg)
         free(v);
         rc = -EBADMSG;
     }
-    if (rc == 0 && remote_sites() + h.n_sites > FLEET_SITES_MAX) {
+    if (rc == 0 && fl.n_remote_sites + h.n_sites > FLEET_SITES_MAX) {
         if (!fl.told_sites_cap++)
             hkd_log(HKD_LOG_WARNING, "fleet: more than %u sites from other hosts; the rest are left out",
                     FLEET_SITES_MAX);
@@ -402,8 +406,7 @@ static int take_value(const hkd_etcd_kv *kv, void *arg)
         hkd_log(HKD_LOG_WARNING, "fleet: skipped shard %u of host %s: %s", shard, host, why);
         return 0;
     }
-    r->sites = v;
-    r->n = h.n_sites;
+    set_sites(r, v, h.n_sites);
     r->written_unix = h.written_unix;
     return 0;
 }
@@ -481,7 +484,7 @@ static int walk(const hkd_etcd_range *opt, int (*fn)(const hkd_etcd_kv *, void *
 
 static void drop_remote(size_t i)
 {
-    free(fl.remote[i].sites);
+    set_sites(&fl.remote[i], NULL, 0);
     fl.remote[i] = fl.remote[--fl.n_remote];
 }
 
@@ -537,11 +540,26 @@ static uint64_t pulls_of(const hkd_fleet_site *s)
     return n;
 }
 
+/* How many records the core has made and evicted: when it moves, sites
+ * of this host may have come that the fleet knows. */
+static uint64_t core_sites(void)
+{
+    hkd_status st;
+    return hkd_get_status(&st) == 0 ? (uint64_t)st.sites << 32 ^ st.sites_evicted : 0;
+}
+
+static int apply_sums(void)
+{
+    int rc = hkd_fleet_apply(fl.sums, fl.n_sums);
+    fl.core_sites = core_sites();
+    return rc;
+}
+
 /* Adds the other hosts' sites up, per site, each host once, and hands the
  * sums to the core; the hosts' list for the status. */
 static int aggregate(void)
 {
-    size_t n = remote_sites();
+    size_t n = fl.n_remote_sites;
     contrib *c = malloc((n ? n : 1) * sizeof *c);
     hkd_fleet_sum *sum = malloc((n ? n : 1) * sizeof *sum);
     hkd_fleet_host *hosts = calloc(fl.n_remote ? fl.n_remote : 1, sizeof *hosts);
@@ -596,7 +614,10 @@ static int aggregate(void)
         disagree += (uint32_t)differ;
         i = j;
     }
-    int rc = hkd_fleet_apply(sum, m);
+    free(fl.sums);
+    fl.sums = sum;
+    fl.n_sums = m;
+    int rc = apply_sums();
     pthread_mutex_lock(&fl.lock);
     free(fl.hosts);
     fl.hosts = hosts;
@@ -605,7 +626,7 @@ static int aggregate(void)
     fl.st.sites_shared = (uint32_t)m;
     fl.st.sites_disagree = disagree;
     pthread_mutex_unlock(&fl.lock);
-    free(c), free(sum);
+    free(c);
     return rc < 0 ? rc : 0;
 }
 
@@ -630,8 +651,10 @@ static int sync_once(int *first)
     if (rc == 0 && (changed || *first)) {
         rc = aggregate();
         *first = 0;
+    } else if (rc == 0 && fl.n_sums && core_sites() != fl.core_sites) {
+        rc = apply_sums();             /* records came: those the fleet knows take its prior */
     }
-    return rc;
+    return rc < 0 ? rc : 0;
 }
 
 static void publish_status(int rc)
@@ -761,10 +784,13 @@ void hkd_fleet_stop(void)
     free(fl.remote);
     free(fl.put);
     free(fl.hosts);
+    free(fl.sums);
+    fl.sums = NULL;
+    fl.n_sums = 0;
     fl.remote = NULL;
     fl.put = NULL;
     fl.hosts = NULL;
-    fl.n_remote = fl.cap_remote = fl.n_hosts = 0;
+    fl.n_remote = fl.cap_remote = fl.n_hosts = fl.n_remote_sites = 0;
     fl.shards = 0;
     fl.lease = 0;
     hkd_etcd_free(fl.etcd);

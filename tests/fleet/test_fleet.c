@@ -255,7 +255,7 @@ static void no_prior_is_the_plain_learner(void **state)
 
 #define MODULE 0xf1ee7ull
 #define OFFSET 0x5a0ull
-#define UID 1000u
+#define UID 0u                          /* root: the fleet may add its sites on any host */
 
 static int find_site(const hkd_site_info *si, void *arg)
 {
@@ -312,6 +312,10 @@ static void core_takes_the_fleet_without_writing_it_back(void **state)
     sum.size_lo = sum.size_hi = 21;
     sum.ref_cost = 300;
     sum.hosts = 1;
+    /* A user with no site on this host gets none from the fleet. */
+    hkd_fleet_sum stranger = sum;
+    stranger.key.domain = 4321;
+    assert_int_equal(hkd_fleet_apply(&stranger, 1), 0);
     assert_int_equal(hkd_fleet_apply(&sum, 1), 1);
 
     hkd_site_info si = { 0 };
@@ -328,15 +332,17 @@ static void core_takes_the_fleet_without_writing_it_back(void **state)
     assert_int_equal(n, 0);              /* nothing of its own yet: nothing to write */
     free(mine);
 
-    hkshm_region *r;
-    core_fixture_clients(&r, 1, 1);
+    char why[256];
+    hkshm_region *r = region_register(0, UID, 1, "/usr/bin/fleet-test", why, sizeof why);
+    if (!r)
+        fail_msg("simulated client refused: %s", why);
     for (uint64_t round = 0; round < 12; round++) {
         flush_2m(r, round);
         hkd_core_interval();
     }
     int sites = 0;
     hkd_for_each_site(count_sites, &sites);
-    assert_int_equal(sites, 1);          /* the process's site is the record the fleet made */
+    assert_int_equal(sites, 1);          /* the process's site is the record the fleet made, and no stranger's */
     memset(&si, 0, sizeof si);
     hkd_for_each_site(find_site, &si);
     assert_int_equal(si.arms[0].pulls, 0);

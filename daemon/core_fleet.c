@@ -57,12 +57,18 @@ int hkd_fleet_snapshot(hkd_fleet_site **out, size_t *n)
     return 0;
 }
 
+/* Record idx's prior, its chunk made when it is the first (released: a
+ * reader that sees the chunk sees it zeroed). */
 static core_prior *prior_slot(uint32_t idx)
 {
-    core_prior **c = &core_prior_chunks[idx / CHUNK_RECS];
-    if (!*c && !(*c = calloc(CHUNK_RECS, sizeof **c)))
-        return NULL;
-    return &(*c)[idx % CHUNK_RECS];
+    core_prior **at = &core_prior_chunks[idx / CHUNK_RECS];
+    core_prior *c = *at;
+    if (!c) {
+        if (!(c = calloc(CHUNK_RECS, sizeof *c)))
+            return NULL;
+        __atomic_store_n(at, c, __ATOMIC_RELEASE);
+    }
+    return &c[idx % CHUNK_RECS];
 }
 
 static void prior_write(core_prior *p, const hkd_site_key *key, const hkd_prior *prior, uint32_t gen)
@@ -163,7 +169,7 @@ int hkd_fleet_read_prior(uint32_t idx, const hkd_site_key *key, hkd_prior *out)
 {
     if (idx >= MAX_SITES)
         return 0;
-    core_prior *c = core_prior_chunks[idx / CHUNK_RECS];
+    core_prior *c = __atomic_load_n(&core_prior_chunks[idx / CHUNK_RECS], __ATOMIC_ACQUIRE);
     if (!c)
         return 0;
     core_prior *p = &c[idx % CHUNK_RECS];

@@ -362,18 +362,27 @@ static remote_shard *add_remote(const char *host, uint32_t shard)
     return r;
 }
 
+/* 1 when kv's key is a shard of another host: host and shard set, and *r
+ * its entry (found; made when add; NULL when neither). */
+static int other_shard(const hkd_etcd_kv *kv, int add, char host[HKD_FLEET_ID_MAX + 1], uint32_t *shard,
+                       remote_shard **r)
+{
+    if (parse_key(kv->key, kv->key_len, host, shard) < 0 || strcmp(host, fl.st.host_id) == 0)
+        return 0;
+    *r = find_remote(host, *shard);
+    if (!*r && add)
+        *r = add_remote(host, *shard);
+    return 1;
+}
+
 /* A value read: decoded and checked, or skipped with one line. */
 static int take_value(const hkd_etcd_kv *kv, void *arg)
 {
     int *changed = arg;
     char host[HKD_FLEET_ID_MAX + 1];
     uint32_t shard;
-    if (parse_key(kv->key, kv->key_len, host, &shard) < 0 || strcmp(host, fl.st.host_id) == 0)
-        return 0;
-    remote_shard *r = find_remote(host, shard);
-    if (!r && !(r = add_remote(host, shard)))
-        return 0;
-    if (r->mod_revision == kv->mod_revision)
+    remote_shard *r;
+    if (!other_shard(kv, 1, host, &shard, &r) || !r || r->mod_revision == kv->mod_revision)
         return 0;
     set_sites(r, NULL, 0);
     r->rejected = 0;
@@ -416,9 +425,9 @@ static int mark_seen(const hkd_etcd_kv *kv, void *arg)
     int *changed = arg;
     char host[HKD_FLEET_ID_MAX + 1];
     uint32_t shard;
-    if (parse_key(kv->key, kv->key_len, host, &shard) < 0 || strcmp(host, fl.st.host_id) == 0)
+    remote_shard *r;
+    if (!other_shard(kv, 0, host, &shard, &r))
         return 0;
-    remote_shard *r = find_remote(host, shard);
     if (r && r->mod_revision == kv->mod_revision)
         r->seen = 1;
     else

@@ -22,7 +22,7 @@ HKD_CORE_OBJS := $(addprefix $(HKD_OBJDIR)/,learner.o binlearn.o binaries.o core
 HKD_OBJS := $(HKD_CORE_OBJS) $(addprefix $(HKD_OBJDIR)/,main.o log.o sdnotify.o ctl_server.o)
 
 # The fleet link (its own thread; the core's side is core_fleet.o):
-HKD_OBJS += $(addprefix $(HKD_OBJDIR)/,fleet.o etcd.o)
+HKD_OBJS += $(addprefix $(HKD_OBJDIR)/,fleet.o fleet_peers.o etcd.o)
 
 # The control server and what it answers with:
 HKD_OBJS += $(addprefix $(HKD_OBJDIR)/,frame.o metrics.o metrics_file.o ctl_answer.o ctl_binaries.o ctl_fleet.o proc_copy.o control.pb-c.o)

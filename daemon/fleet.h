@@ -26,6 +26,7 @@
 #include "etcd.h"
 
 #define HKD_FLEET_ID_MAX 64                /* fleet names and host ids: [A-Za-z0-9._-]{1,64} */
+#define HKD_FLEET_KEY_MAX 256u             /* the longest key of ours: /hakmem/<fleet>/hosts/<host>/shard/NNNN */
 #define HKD_FLEET_DEFAULT_SYNC_MS 5000u
 #define HKD_FLEET_DEFAULT_TTL_S 15u
 #define HKD_FLEET_REFRESH_SYNCS 12u        /* a shard whose counts alone moved is put every this many syncs */

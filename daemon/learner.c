@@ -223,7 +223,18 @@ int hkd_ucb_select(const hkd_learn *l, double explore)
 
 int hkd_learn_settled(const hkd_learn *l)
 {
-    return hkd_learn_settled_with(l, NULL);
+    if (l->pinned >= 0)
+        return 1;
+    int best = -1;
+    for (int i = 0; i < HKD_N_ARMS; i++) {
+        if (!relevant(l, i))
+            continue;
+        if (l->pulls[i] == 0)
+            return 0;
+        if (best < 0 || l->mean[i] > l->mean[best])
+            best = i;
+    }
+    return best == canonical(l, l->current);
 }
 
 /* An arm's pulls and mean reward, the fleet's added to the site's own. */
@@ -249,8 +260,8 @@ int hkd_learn_best_with(const hkd_learn *l, const hkd_prior *p)
         combined(l, p, i, &n, &mean);
         if (n <= 0)
             return -1;
-        /* Float means, as the learner keeps them: a site without a fleet
-         * compares exactly what it always did. */
+        /* Compared as floats, as the learner keeps means: with an empty
+         * prior the answer is hkd_learn_settled's. */
         if (best < 0 || (float)mean > (float)best_mean) {
             best = i;
             best_mean = mean;
@@ -261,6 +272,8 @@ int hkd_learn_best_with(const hkd_learn *l, const hkd_prior *p)
 
 int hkd_learn_settled_with(const hkd_learn *l, const hkd_prior *p)
 {
+    if (!p)
+        return hkd_learn_settled(l);   /* the interval's path (size bands): float compares only */
     if (l->pinned >= 0)
         return 1;
     int best = hkd_learn_best_with(l, p);

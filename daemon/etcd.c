@@ -171,8 +171,10 @@ int hkd_etcd_new(const hkd_etcd_cfg *cfg, hkd_etcd **out, char *why, size_t whyl
         rc = copy_path(cfg->key, &e->key, why, whylen);
     if (rc == 0 && !e->cert != !e->key)
         rc = say(why, whylen, "%s", "a client certificate needs its key, and a key its certificate");
+    /* No "Expect: 100-continue": a put waits for no interim answer. */
     if (rc == 0 && (!(e->curl = curl_easy_init()) ||
-                    !(e->headers = curl_slist_append(NULL, "Content-Type: application/json"))))
+                    !(e->headers = curl_slist_append(NULL, "Content-Type: application/json")) ||
+                    !curl_slist_append(e->headers, "Expect:")))
         rc = say(why, whylen, "%s", "cannot set up libcurl");
     if (rc < 0) {
         hkd_etcd_free(e);
@@ -279,6 +281,7 @@ static int exchange(hkd_etcd *e, size_t i, const char *path, const char *body, s
     curl_easy_reset(c);
     curl_easy_setopt(c, CURLOPT_URL, url);
     curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(c, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);   /* the gateway, never gRPC */
     curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(c, CURLOPT_NOPROXY, "*");
     curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)e->timeout_ms);

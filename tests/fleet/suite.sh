@@ -132,12 +132,12 @@ import json, sys
 print(next(s['site'] for s in json.load(sys.stdin)['sites'] if (s.get('function') or '').startswith('site_large+')))"
 }
 KEY=
-a_settled() {   # the site settled on A with at least 6 pulls of its own
+a_settled() {   # the site settled on A with at least 20 pulls of its own
     [ -n "$KEY" ] || KEY=$(large_key 2>/dev/null) || return 1
     site_json A "$KEY" | python3 -c "
 import json, sys
 s = json.load(sys.stdin)
-sys.exit(not (s.get('settled') and s['own_pulls'] >= 6 and not s['thin']))"
+sys.exit(not (s.get('settled') and s['own_pulls'] >= 20 and not s['thin']))"
 }
 settle_on_a() {
     local i
@@ -149,7 +149,7 @@ settle_on_a() {
     return 1
 }
 settle_on_a; rc=$?
-WHY="site ${KEY:-?} on A: $(site_json A "${KEY:-none}" 2>&1 | head -c 400)"
+WHY="site ${KEY:-?} on A: $(site_json A "${KEY:-none}" 2>&1 | cut -c 1-400)"
 check "clients on host A settle its 2 MiB site" test $rc = 0
 # The arm A runs for it, as its interval log says (arm=N).
 arm_in_log() { grep -E "site $2 .* arm=[0-9]" "$TMP/$1.log" | tail -1 | sed -E 's/.* arm=([0-9]+).*/\1/'; }
@@ -166,12 +166,12 @@ sys.exit(not (s and str(s['thresholds']) == \"\"\"$THRESH\"\"\" and s['fleet_pul
               and s['settled']))"
 }
 for id in B C; do
-    WHY="site on $id: $(site_json $id "$KEY" 2>&1 | head -c 400)"
+    WHY="site on $id: $(site_json $id "$KEY" 2>&1 | cut -c 1-400)"
     check "host $id publishes A's arm for the site before any of its processes runs it" wait_for 20 ready_on $id
 done
 A_PULLS=$(site_json A "$KEY" | python3 -c "import json, sys; print(json.load(sys.stdin)['own_pulls'])")
 b_counts_a() { [ "$(site_json B "$KEY" | python3 -c "import json, sys; print(json.load(sys.stdin)['fleet_pulls'])")" -ge "$A_PULLS" ]; }
-WHY="B counts $(site_json B "$KEY" | head -c 300) against A's $A_PULLS"
+WHY="B counts $(site_json B "$KEY" | cut -c 1-300) against A's $A_PULLS"
 check "host B counts all of A's pulls of the site" wait_for 15 b_counts_a
 
 OFF=$(printf '0x%x' "0x${KEY#*:}")
@@ -180,28 +180,33 @@ REPORTED=$(THRESH="$THRESH" python3 -c "
 import ast, os
 t = ast.literal_eval(os.environ['THRESH'])
 print('large>=%dK slots=%d thp=%s [(]daemon[)]' % (t['large_threshold'] >> 10, t['bigcache_slots'], 'on' if t['thp'] else 'off'))")
-# first_pull_arm ID: the arm the host published for the site when its
-# first pull of its own ended (the interval line before the first with
-# pulls=1 names the arm published for that interval; a pull never spans a
-# change of arm).
-first_pull_arm() {
-    grep -E "site $KEY " "$TMP/$1.log" | awk '
+# pull_arms ID N: the arms of the host's first N pulls of the site, from
+# its interval lines (a line names the arm published for the next interval;
+# a pull never spans a change of arm, so the pulls that end in an interval
+# are of the arm the line before it names).
+pull_arms() {
+    grep -E "site $KEY " "$TMP/$1.log" | awk -v want="$2" '
         { arm = $0; sub(/.* arm=/, "", arm); sub(/[(].*/, "", arm); pulls = $0; sub(/.* pulls=/, "", pulls); sub(/ .*/, "", pulls) }
-        pulls + 0 >= 1 { print last; exit }
-        { last = arm }'
+        { for (; done < pulls + 0 && done < want; done++) printf "%s ", last; if (done >= want) exit; last = arm }'
 }
 for id in B C; do
+    # A process of 100 ms: done before its host could have learned or
+    # published anything of its own for the site.
+    env HAKMEM_SHM="/hkd-fleet-$id-$$" HAKMEM_SOCKET="$TMP/$id/ctl.sock" HAKMEM_STATS=1 \
+        timeout 60 "$CLIENT" 100 >"$TMP/${id}0.out" 2>"$TMP/${id}0.err"
+    WHY="$(grep -E "\+$OFF " "$TMP/${id}0.err") (want $REPORTED)"
+    check "host $id: its first process, 100 ms long, ran A's arm for the site (exit report)" \
+        bash -c "grep -qE '\+$OFF .* $REPORTED' '$TMP/${id}0.err' && grep -q 'rounds ok' '$TMP/${id}0.out'"
     run_client $id ${id}1 3000
     wait_pid "$CPID" 60
-    WHY="$(grep -E "\+$OFF " "$TMP/${id}1.err") (want $REPORTED)"
-    check "host $id: its first process ran A's arm for the site (exit report)" \
-        bash -c "grep -qE '\+$OFF .* $REPORTED' '$TMP/${id}1.err' && grep -q 'rounds ok' '$TMP/${id}1.out'"
     # Lines while its process ran and before its first pull: A's arm only.
     before=$(grep -E "site $KEY .* pulls=0 " "$TMP/$id.log" | grep -vE " procs=0 " | grep -oE "arm=[0-9]+" | sort -u | tr '\n' ' ')
-    first=$(first_pull_arm $id)
-    WHY="arm published at its first pull: ${first:-none}; arms while its process ran before it: ${before:-none}; A's: $ARM"
-    check "host $id: no pull of its own before it applied A's arm; its first pull was of A's arm" \
-        bash -c "[ '$first' = '$ARM' ] && { [ -z '$before' ] || [ '$before' = 'arm=$ARM ' ]; }"
+    # Alone, a learner's second pull of this site would be of the other arm
+    # that matters for its size (it pulls each once before it settles).
+    first=$(pull_arms $id 2)
+    WHY="arms of its first two pulls: ${first:-none}; arms while its process ran before them: ${before:-none}; A's: $ARM"
+    check "host $id: no pull of its own before it applied A's arm, and its first two were of A's arm (no exploring)" \
+        bash -c "[ '$first' = '$ARM $ARM ' ] && { [ -z '$before' ] || [ '$before' = 'arm=$ARM ' ]; }"
 done
 
 # ---- inspection ----
@@ -210,7 +215,7 @@ check "hakmemctl fleet on A: up, both other hosts, the site shared" bash -c "
     out=\$(timeout 20 '$CTL' --socket '$TMP/A/ctl.sock' fleet) &&
     grep -q '^fleet $FLEET, host A: up' <<<\"\$out\" && grep -qE '^    B +wrote' <<<\"\$out\" &&
     grep -qE '^    C +wrote' <<<\"\$out\" && grep -qE 'https://127.0.0.1:${PORTS[0]} +up' <<<\"\$out\""
-WHY="$(C B --json fleet 2>&1 | head -c 400)"
+WHY="$(C B --json fleet 2>&1 | cut -c 1-400)"
 check "hakmemctl --json fleet on B: A's sites shared, keys and bytes written" bash -c "
     [ \"\$(timeout 20 '$CTL' --socket '$TMP/B/ctl.sock' --json fleet | python3 -c \"
 import json, sys

@@ -313,8 +313,11 @@ static void *run(void *arg)
         uint64_t due = mono_ms() + fl.st.sync_ms;
         publish_status(sync_once());
         pthread_mutex_lock(&fl.lock);
-        uint64_t ka = fl.lease ? fl.next_keepalive_ms : due;
-        if (ka < due)
+        /* A keepalive due before the next sync brings it forward; one
+         * already past is one that failed, and waits for the sync like
+         * everything else (etcd down must not make this loop spin). */
+        uint64_t ka = fl.next_keepalive_ms;
+        if (fl.lease && ka > mono_ms() && ka < due)
             due = ka;
         while (!fl.stop && mono_ms() < due) {
             uint64_t left = due - mono_ms();

@@ -29,6 +29,16 @@ for tool in etcd etcdctl openssl python3; do
     command -v $tool >/dev/null || { fail "prerequisites" "$tool is not installed (make deps installs it)"; finish; exit 1; }
 done
 make_tmpdir TMP hkd-fleet
+# wait_secs SECONDS COMMAND...: wait_secs bounded by the clock, for commands
+# that may take seconds each (etcdctl or hakmemctl while a member is down).
+wait_secs() {
+    local end=$((SECONDS + $1))
+    shift
+    until "$@" >/dev/null 2>&1; do
+        [ "$SECONDS" -ge "$end" ] && { "$@"; return; }
+        sleep 0.2
+    done
+}
 FLEET=t$$
 TTL=3
 
@@ -81,7 +91,7 @@ ECTL() {
 cluster_healthy() { [ "$(ECTL endpoint health 2>&1 | grep -c 'is healthy')" = 3 ]; }
 for i in 0 1 2; do start_member $i; done
 WHY="members did not become healthy: $(ECTL endpoint health 2>&1 | tail -3) $(tail -3 "$TMP/m0.log")"
-check "a 3-member etcd cluster with TLS on loopback ports" wait_for 60 cluster_healthy
+check "a 3-member etcd cluster with TLS on loopback ports" wait_secs 60 cluster_healthy
 
 # ---- three hosts ----
 declare -A HPID
@@ -95,7 +105,7 @@ start_host() {   # ID [OPTION...]: hakmemd for host ID
         --fleet-cacert "$TMP/ca.crt" --fleet-sync 500 --fleet-ttl "$TTL" "$@" >>"$TMP/$id.log" 2>&1 &
     HPID[$id]=$!
     track_pid "${HPID[$id]}"
-    wait_for 10 grep -q "running:" "$TMP/$id.log"
+    wait_secs 10 grep -q "running:" "$TMP/$id.log"
 }
 HOSTCERT=(--fleet-cert "$TMP/host.crt" --fleet-key "$TMP/host.key")
 C() { local id=$1; shift; timeout 20 "$CTL" --socket "$TMP/$id/ctl.sock" "$@"; }
@@ -116,7 +126,7 @@ done
 joined() { grep -q "fleet: joined etcd as host $1 of fleet $FLEET" "$TMP/$1.log"; }
 for id in A B C; do
     WHY="$(grep fleet: "$TMP/$id.log" | tail -2)"
-    check "host $id joins the fleet (one line)" wait_for 20 joined $id
+    check "host $id joins the fleet (one line)" wait_secs 20 joined $id
 done
 
 # ---- learning on A only ----
@@ -167,12 +177,12 @@ sys.exit(not (s and str(s['thresholds']) == \"\"\"$THRESH\"\"\" and s['fleet_pul
 }
 for id in B C; do
     WHY="site on $id: $(site_json $id "$KEY" 2>&1 | cut -c 1-400)"
-    check "host $id publishes A's arm for the site before any of its processes runs it" wait_for 20 ready_on $id
+    check "host $id publishes A's arm for the site before any of its processes runs it" wait_secs 20 ready_on $id
 done
 A_PULLS=$(site_json A "$KEY" | python3 -c "import json, sys; print(json.load(sys.stdin)['own_pulls'])")
 b_counts_a() { [ "$(site_json B "$KEY" | python3 -c "import json, sys; print(json.load(sys.stdin)['fleet_pulls'])")" -ge "$A_PULLS" ]; }
 WHY="B counts $(site_json B "$KEY" | cut -c 1-300) against A's $A_PULLS"
-check "host B counts all of A's pulls of the site" wait_for 15 b_counts_a
+check "host B counts all of A's pulls of the site" wait_secs 15 b_counts_a
 
 OFF=$(printf '0x%x' "0x${KEY#*:}")
 # What an exit report says of a site that runs A's arm.
@@ -250,22 +260,30 @@ stop_member 0
 learn_a_while 3000; rc=$?
 check "one member stopped: A goes on learning" test $rc = 0
 WHY="A pulled $(own_pulls A), C $(own_pulls C); B counts $(fleet_pulls B)"
-check "one member stopped: what A learned reaches B (nothing lost)" wait_for 20 b_has_a_pulls
+check "one member stopped: what A learned reaches B (nothing lost)" wait_secs 20 b_has_a_pulls
 for id in A B C; do
     WHY="$(C $id fleet 2>&1 | head -8)"
-    check "one member stopped: host $id's link is up" wait_for 15 link_up $id
+    check "one member stopped: host $id's link is up" wait_secs 15 link_up $id
 done
 start_member 0
-check "the stopped member rejoins the cluster" wait_for 60 cluster_healthy
+check "the stopped member rejoins the cluster" wait_secs 60 cluster_healthy
 
 for i in 0 1 2; do stop_member $i; done
 down() { grep -q "fleet: etcd unreachable" "$TMP/$1.log"; }
 for id in A B C; do
-    check "cluster stopped: host $id says the fleet is down" wait_for 20 down $id
+    check "cluster stopped: host $id says the fleet is down" wait_secs 20 down $id
 done
 learn_a_while 3000; rc=$?
 check "cluster stopped: A goes on learning locally" test $rc = 0
-sleep 2   # more syncs, each failing: none may add a line
+# More syncs, each failing: none may add a line, and the fleet thread
+# waits between them (a loop that retried at once would take a core).
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+t0=$(cpu_ticks "${HPID[B]}")
+sleep 3
+t1=$(cpu_ticks "${HPID[B]}")
+WHY="host B took $((t1 - t0)) of $((3 * $(getconf CLK_TCK))) clock ticks in 3 s"
+check "cluster stopped: host B waits between attempts (under a third of a core)" \
+    test $((t1 - t0)) -lt "$(getconf CLK_TCK)"
 for id in A B C; do
     n=$(grep -c "fleet: etcd unreachable" "$TMP/$id.log")
     WHY="$n lines: $(grep 'fleet:' "$TMP/$id.log" | tail -3)"
@@ -276,26 +294,26 @@ for id in A B C; do
 done
 
 for i in 0 1 2; do start_member $i; done
-check "the cluster restarts" wait_for 60 cluster_healthy
+check "the cluster restarts" wait_secs 60 cluster_healthy
 rejoined() { grep -q "fleet: rejoined etcd as host $1" "$TMP/$1.log"; }
 for id in A B C; do
     WHY="$(grep 'fleet:' "$TMP/$id.log" | tail -3)"
-    check "cluster restarted: host $id rejoins without a restart" wait_for 30 rejoined $id
+    check "cluster restarted: host $id rejoins without a restart" wait_secs 30 rejoined $id
 done
 WHY="A pulled $(own_pulls A), C $(own_pulls C); B counts $(fleet_pulls B)"
-check "cluster restarted: what A learned meanwhile reaches B" wait_for 20 b_has_a_pulls
+check "cluster restarted: what A learned meanwhile reaches B" wait_secs 20 b_has_a_pulls
 
 # kill -9 C: its lease expires, and A and B stop counting it.
 C_PULLS=$(own_pulls C)
 kill_pid "${HPID[C]}"
 gone() { [ "$(fleet_field "$1" "sorted(h['id'] for h in j['hosts'])")" = "$2" ]; }
 WHY="A sees $(fleet_field A "[h['id'] for h in j['hosts']]" 2>&1)"
-check "kill -9 of C: its lease expires and A stops counting it" wait_for $((TTL + 20)) gone A "['B']"
+check "kill -9 of C: its lease expires and A stops counting it" wait_secs $((TTL + 20)) gone A "['B']"
 WHY="B sees $(fleet_field B "[h['id'] for h in j['hosts']]" 2>&1)"
-check "kill -9 of C: B stops counting it" wait_for 10 gone B "['A']"
+check "kill -9 of C: B stops counting it" wait_secs 10 gone B "['A']"
 b_counts_only_a() { [ "$(fleet_pulls B)" = "$(own_pulls A)" ]; }
 WHY="B counts $(fleet_pulls B) from the fleet; A pulled $(own_pulls A), C had $C_PULLS"
-check "kill -9 of C: B's fleet pulls of the site are A's alone" wait_for 20 b_counts_only_a
+check "kill -9 of C: B's fleet pulls of the site are A's alone" wait_secs 20 b_counts_only_a
 
 # ---- a host without credentials ----
 start_host D; rc=$?

@@ -255,6 +255,7 @@ void hkd_core_shutdown(void)
     hkd_segment_close(&g.seg);
     core_store_free();
     core_learn_free();
+    core_fleet_free();
     g.n_entries = 0;
     g.over_cap = g.set_changed = g.dirty = 0;
     g.selected_at = 0;

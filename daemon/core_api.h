@@ -40,8 +40,10 @@ typedef struct hkd_thresholds {
 
 typedef struct hkd_arm_stats {
     char     name[HKD_ARM_NAME_MAX];   /* e.g. "large=256K,slots=4,thp=on" */
-    uint64_t pulls;
+    uint64_t pulls;                    /* this host's own */
     double   mean_reward;
+    uint64_t fleet_pulls;              /* the other hosts' of a fleet, added up */
+    double   fleet_mean_reward;
 } hkd_arm_stats;
 
 typedef struct hkd_site_info {
@@ -57,6 +59,7 @@ typedef struct hkd_site_info {
     int      settled;                  /* exploiting: hkd_learn_settled() (its band's when thin) */
     int      thin;                     /* runs its size band's arm (daemon/bands.h) */
     int      published;                /* the shared table holds its entry */
+    uint64_t own_pulls, fleet_pulls;   /* pulls this host made, pulls the fleet's other hosts made */
     uint32_t n_arms;
     hkd_arm_stats arms[HKD_MAX_ARMS];
 } hkd_site_info;

@@ -125,7 +125,7 @@ static int learn_own(site_rec *r, const hkd_obs *obs, int *band_pending)
     }
     if (was_thin && band == HKD_NO_BAND)
         hkd_learn_resume(l, g.cfg.learn.settle_intervals);
-    hkd_learn_observe(l, &g.cfg.learn, obs);
+    hkd_learn_observe_with(l, &g.cfg.learn, obs, core_fleet_prior_at(r->idx));
     return rec_arm(r) != before;
 }
 

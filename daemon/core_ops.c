@@ -7,6 +7,7 @@
 #include "core_rec.h"
 #include "persist_binaries.h"
 #include "core_binaries.h"
+#include "core_fleet.h"
 
 #include <errno.h>
 #include <sched.h>
@@ -433,6 +434,8 @@ static void read_hist(const site_cold *c, uint64_t out[HKSHM_HIST])
  * the same even seq before and after is of one site. */
 static int read_site(site_rec *r, hkd_site_info *o)
 {
+    hkd_prior prior;
+    int fleet = 0;
     for (int tries = 0;; tries++) {
         uint32_t s1 = atomic_load_explicit(&r->seq, memory_order_acquire);
         if (s1 & 1) {
@@ -452,6 +455,7 @@ static int read_site(site_rec *r, hkd_site_info *o)
         }
         memset(o, 0, sizeof *o);
         o->key = cold_of(r)->key;
+        fleet = hkd_fleet_read_prior(r->idx, &o->key, &prior);
         memcpy(o->module, cold_of(r)->module, sizeof o->module);
         o->module[sizeof o->module - 1] = 0;
         o->processes = r->processes;
@@ -470,13 +474,20 @@ static int read_site(site_rec *r, hkd_site_info *o)
         o->thresholds.thp = hkd_arms[arm].thp;
         o->pinned_arm = r->learn.pinned;
         o->thin = r->learn.pinned < 0 && r->thin.band != HKD_NO_BAND && r->thin.arm >= 0;
-        o->settled = o->thin ? r->thin.band_settled : hkd_learn_settled(&r->learn);
+        o->settled = o->thin ? r->thin.band_settled : hkd_learn_settled_with(&r->learn, fleet ? &prior : NULL);
         o->published = r->in_table;
+        o->own_pulls = r->learn.total_pulls;
         o->n_arms = HKD_N_ARMS;
         for (int a = 0; a < HKD_N_ARMS; a++) {
-            snprintf(o->arms[a].name, sizeof o->arms[a].name, "%s", hkd_arms[a].name);
-            o->arms[a].pulls = r->learn.pulls[a];
-            o->arms[a].mean_reward = r->learn.mean[a];
+            hkd_arm_stats *x = &o->arms[a];
+            snprintf(x->name, sizeof x->name, "%s", hkd_arms[a].name);
+            x->pulls = r->learn.pulls[a];
+            x->mean_reward = r->learn.mean[a];
+            if (fleet && prior.pulls[a] > 0) {
+                x->fleet_pulls = (uint64_t)prior.pulls[a];
+                x->fleet_mean_reward = prior.reward_sum[a] / prior.pulls[a];
+                o->fleet_pulls += x->fleet_pulls;
+            }
         }
         atomic_thread_fence(memory_order_acquire);
         if (atomic_load_explicit(&r->seq, memory_order_relaxed) == s1)

@@ -191,6 +191,29 @@ site_rec *core_get_or_add(const hkd_site_key *k, const char *module, int by_repo
 /* What is kept of r's learning (the archive, state files). */
 void core_state_of(const site_rec *r, hkd_site_state *s);
 
+/* core_fleet.c: what other hosts learned, per record (core_fleet.h) */
+typedef struct core_prior {
+    _Atomic uint32_t seq;            /* odd while written */
+    uint32_t gen;                    /* the apply that wrote it (0: empty) */
+    hkd_site_key key;
+    hkd_prior prior;
+} core_prior;
+
+extern core_prior *core_prior_chunks[N_CHUNKS];
+
+/* Record idx's prior, or NULL when no fleet sent one (under g.lock). */
+static inline const hkd_prior *core_fleet_prior_at(uint32_t idx)
+{
+    core_prior *c = core_prior_chunks[idx / CHUNK_RECS];
+    if (__builtin_expect(c == NULL, 1))
+        return NULL;
+    core_prior *p = &c[idx % CHUNK_RECS];
+    return p->gen ? &p->prior : NULL;
+}
+/* An evicted record's prior goes with it (the learner). */
+void core_fleet_forget(uint32_t idx);
+void core_fleet_free(void);
+
 /* core_ops.c */
 void core_load_state(void);
 /* core_table.c */

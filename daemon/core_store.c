@@ -252,6 +252,7 @@ static void evict(evict_set *e)
         if (hkd_site_state_learned(&st) && hkd_archive_put(g.archive, &st) < 0)
             hkd_log(HKD_LOG_WARNING, "no memory to archive what a site learned; it is forgotten");
         hkd_domains_evicted(g.domains, (int)r->dom);
+        core_fleet_forget(e->idx[k]);
         cds_lfht_del(g.ht, &cold_of(r)->node);
         /* Before the grace period: readers by slot (hkd_site_page) see
          * it gone from here on, and any that saw it live end before the

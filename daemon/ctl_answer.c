@@ -380,6 +380,8 @@ static void view_site(site_part *sp, size_t i)
     s->pinned_arm = si->pinned_arm;
     s->settled = si->settled;
     s->thin = si->thin;
+    s->own_pulls = si->own_pulls;
+    s->fleet_pulls = si->fleet_pulls;
     uint32_t na = si->n_arms < HKD_MAX_ARMS ? si->n_arms : HKD_MAX_ARMS;
     s->n_arms = na;
     s->arms = sp->aptr[i];
@@ -390,6 +392,8 @@ static void view_site(site_part *sp, size_t i)
         arm->name = si->arms[a].name;
         arm->pulls = si->arms[a].pulls;
         arm->mean_reward = si->arms[a].mean_reward;
+        arm->fleet_pulls = si->arms[a].fleet_pulls;
+        arm->fleet_mean_reward = si->arms[a].fleet_mean_reward;
         sp->aptr[i][a] = arm;
     }
     sp->sptr[i] = s;

@@ -3,6 +3,7 @@
 #include "ctl_access.h"
 #include "ctl_answer.h"
 #include "ctl_binaries.h"
+#include "ctl_fleet.h"
 #include "core_api.h"
 #include "frame.h"
 #include "log.h"
@@ -288,6 +289,7 @@ static const char *command_name(Hakmem__Ctl__Request__CommandCase cc)
     case HAKMEM__CTL__REQUEST__COMMAND_BINARIES: return "binaries";
     case HAKMEM__CTL__REQUEST__COMMAND_BINARY_PIN: return "pin-binary";
     case HAKMEM__CTL__REQUEST__COMMAND_BINARY_RESET: return "reset-binary";
+    case HAKMEM__CTL__REQUEST__COMMAND_FLEET: return "fleet";
     default: return "?";
     }
 }
@@ -338,6 +340,7 @@ static int handle(hkc_conn *c, const Hakmem__Ctl__Request *rq)
     case HAKMEM__CTL__REQUEST__COMMAND_BINARIES: return hkc_answer_binaries(&o);
     case HAKMEM__CTL__REQUEST__COMMAND_BINARY_PIN: return do_binary_pin(c, rq->binary_pin);
     case HAKMEM__CTL__REQUEST__COMMAND_BINARY_RESET: return do_binary_reset(c, rq->binary_reset);
+    case HAKMEM__CTL__REQUEST__COMMAND_FLEET: return hkc_answer_fleet(&o);
     default: return -EINVAL;
     }
 }

@@ -10,17 +10,22 @@ HKD_GEN    := $(BUILD)/gen
 HKD_OBJDIR := $(BUILD)/obj/daemon
 HKD_INC    := -Idaemon -Icommon -Ihakmemctl
 HKD_CFLAGS := $(TOOL_CFLAGS) $(HKD_INC) -I$(HKD_GEN) -pthread -MMD -MP
-HKD_LIBS   := -lurcu -lurcu-cds -lprotobuf-c -lsystemd -lm -lrt -pthread
+# (-lcurl -ljson-c: the fleet link, etcd's JSON gateway over libcurl.)
+HKD_LIBS   := -lurcu -lurcu-cds -lprotobuf-c -lsystemd -lm -lrt -pthread -lcurl -ljson-c
 
 HKD_PROTOS   := $(wildcard proto/*.proto)
 HKD_GEN_HDRS := $(patsubst proto/%.proto,$(HKD_GEN)/%.pb-c.h,$(HKD_PROTOS))
 
 HKD_CORE_OBJS := $(addprefix $(HKD_OBJDIR)/,learner.o binlearn.o binaries.o core_binaries.o bands.o persist.o persist_binaries.o atomic_file.o utf8.o segment.o registry.o collector.o publisher.o core.o policy.pb-c.o \
-                   core_ops.o core_table.o core_store.o core_collect.o core_learn.o domains.o archive.o value.o pick.o saver.o worker.o)
+                   core_ops.o core_table.o core_store.o core_collect.o core_learn.o domains.o archive.o value.o pick.o saver.o worker.o \
+                   core_fleet.o fleet_codec.o)
 HKD_OBJS := $(HKD_CORE_OBJS) $(addprefix $(HKD_OBJDIR)/,main.o options.o log.o sdnotify.o ctl_server.o)
 
+# The fleet link (its own thread; the core's side is core_fleet.o):
+HKD_OBJS += $(addprefix $(HKD_OBJDIR)/,fleet.o fleet_peers.o etcd.o)
+
 # The control server and what it answers with:
-HKD_OBJS += $(addprefix $(HKD_OBJDIR)/,ctl_access.o ctl_handlers.o frame.o metrics.o metrics_file.o ctl_answer.o ctl_binaries.o proc_copy.o control.pb-c.o)
+HKD_OBJS += $(addprefix $(HKD_OBJDIR)/,ctl_access.o ctl_handlers.o frame.o metrics.o metrics_file.o ctl_answer.o ctl_binaries.o ctl_fleet.o proc_copy.o control.pb-c.o)
 
 $(HKD_GEN)/%.pb-c.c $(HKD_GEN)/%.pb-c.h: proto/%.proto
 	@mkdir -p $(HKD_GEN)
@@ -50,7 +55,7 @@ TOOL_BINS += $(BUILD)/hakmemd
 -include $(wildcard $(HKD_OBJDIR)/*.d)
 
 # ---- hakmemctl, unit files ----
-HKC_OBJS := $(addprefix $(HKD_OBJDIR)/,hakmemctl.o hkctl_sites.o hkctl_binaries.o hkctl_user.o ctl_client.o frame.o jsonw.o symbolize.o \
+HKC_OBJS := $(addprefix $(HKD_OBJDIR)/,hakmemctl.o hkctl_sites.o hkctl_binaries.o hkctl_fleet.o hkctl_user.o ctl_client.o frame.o jsonw.o symbolize.o \
               utf8.o atomic_file.o policy_split.o control.pb-c.o policy.pb-c.o)
 $(BUILD)/hakmemctl: $(HKC_OBJS)
 	$(CC) -o $@ $^ -lprotobuf-c

@@ -101,16 +101,21 @@ void hkd_domains_free(hkd_domains *d)
     free(d);
 }
 
-int hkd_domains_slot(hkd_domains *d, uint32_t uid)
+int hkd_domains_find(const hkd_domains *d, uint32_t uid)
 {
     for (uint32_t h = map_home(uid);; h = (h + 1) & (MAP_SLOTS - 1)) {
         int s = d->map[h];
-        if (s < 0)
-            break;
-        if (d->dom[s].uid == uid)
+        if (s < 0 || d->dom[s].uid == uid)
             return s;
     }
-    int s = take_slot(d, uid, uid == 0 || uid == d->lim.self_uid);
+}
+
+int hkd_domains_slot(hkd_domains *d, uint32_t uid)
+{
+    int s = hkd_domains_find(d, uid);
+    if (s >= 0)
+        return s;
+    s = take_slot(d, uid, uid == 0 || uid == d->lim.self_uid);
     if (s < 0) {
         d->no_slot_unlogged++;
         d->no_slot_uid = uid;

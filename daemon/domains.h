@@ -40,6 +40,8 @@ void hkd_domains_free(hkd_domains *d);
  * A slot stays uid's while it has sites; one left without any is given
  * back at the end of the interval. */
 int  hkd_domains_slot(hkd_domains *d, uint32_t uid);
+/* uid's slot when it has one, else -1 (never makes one). */
+int  hkd_domains_find(const hkd_domains *d, uint32_t uid);
 int  hkd_domains_trusted(const hkd_domains *d, int slot);
 
 /* May slot's user add a site?  by_report: a process reports it (the

@@ -237,6 +237,76 @@ int hkd_learn_settled(const hkd_learn *l)
     return best == canonical(l, l->current);
 }
 
+/* An arm's pulls and mean reward, the fleet's added to the site's own. */
+static void combined(const hkd_learn *l, const hkd_prior *p, int arm, double *pulls, double *mean)
+{
+    double n = l->pulls[arm], sum = hkd_learn_reward_sum(l, arm);
+    if (p) {
+        n += p->pulls[arm];
+        sum += p->reward_sum[arm];
+    }
+    *pulls = n;
+    *mean = n > 0 ? sum / n : 0.0;
+}
+
+int hkd_learn_best_with(const hkd_learn *l, const hkd_prior *p)
+{
+    int best = -1;
+    double best_mean = 0.0;
+    for (int i = 0; i < HKD_N_ARMS; i++) {
+        if (!relevant(l, i))
+            continue;
+        double n, mean;
+        combined(l, p, i, &n, &mean);
+        if (n <= 0)
+            return -1;
+        /* Compared as floats, as the learner keeps means: with an empty
+         * prior the answer is hkd_learn_settled's. */
+        if (best < 0 || (float)mean > (float)best_mean) {
+            best = i;
+            best_mean = mean;
+        }
+    }
+    return best;
+}
+
+int hkd_learn_settled_with(const hkd_learn *l, const hkd_prior *p)
+{
+    if (!p)
+        return hkd_learn_settled(l);   /* the interval's path (size bands): float compares only */
+    if (l->pinned >= 0)
+        return 1;
+    int best = hkd_learn_best_with(l, p);
+    return best >= 0 && best == canonical(l, l->current);
+}
+
+int hkd_ucb_select_with(const hkd_learn *l, const hkd_prior *p, double explore)
+{
+    if (!p)
+        return hkd_ucb_select(l, explore);
+    unsigned arms = relevant_mask(l);
+    double n[HKD_N_ARMS], mean[HKD_N_ARMS], total = 0.0;
+    for (int i = 0; i < HKD_N_ARMS; i++) {
+        combined(l, p, i, &n[i], &mean[i]);
+        total += n[i];
+    }
+    for (unsigned m = arms; m; m &= m - 1)
+        if (n[__builtin_ctz(m)] <= 0)
+            return __builtin_ctz(m);
+    double bonus = explore * (total > 1.0 ? sqrt(2.0 * log(total)) : 0.0);
+    int best = 0;
+    double best_score = -1.0;
+    for (unsigned m = arms; m; m &= m - 1) {
+        int i = __builtin_ctz(m);
+        double score = mean[i] + bonus / sqrt(n[i]);
+        if (score > best_score) {
+            best_score = score;
+            best = i;
+        }
+    }
+    return best;
+}
+
 static void halve_counts(hkd_learn *l)
 {
     /* Halving keeps every mean and lets the site follow a changed workload. */
@@ -294,7 +364,7 @@ static void reset_pull(hkd_learn *l, uint32_t settle)
     l->acc_faults = l->acc_seconds = 0.0;
 }
 
-int hkd_learn_observe(hkd_learn *l, const hkd_learn_cfg *cfg, const hkd_obs *obs)
+int hkd_learn_observe_with(hkd_learn *l, const hkd_learn_cfg *cfg, const hkd_obs *obs, const hkd_prior *prior)
 {
     if (l->settle > 0) {
         l->settle--;
@@ -321,7 +391,7 @@ int hkd_learn_observe(hkd_learn *l, const hkd_learn_cfg *cfg, const hkd_obs *obs
         l->ref_cost = cost;
     hkd_ucb_update(l, arm, hkd_reward_from_cost(cost, l->ref_cost), cfg->window);
 
-    int next = l->pinned >= 0 ? l->pinned : hkd_ucb_select(l, cfg->explore);
+    int next = l->pinned >= 0 ? l->pinned : hkd_ucb_select_with(l, prior, cfg->explore);
     int changed = next != l->current;
     l->current = next;
     reset_pull(l, changed ? cfg->settle_intervals : 0);

@@ -7,6 +7,7 @@
 #ifndef HAKMEMD_LEARNER_H
 #define HAKMEMD_LEARNER_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #define HKD_N_ARMS 8
@@ -72,6 +73,23 @@ double hkd_learn_cost(const hkd_learn *l, int arm);
 double hkd_reward_from_cost(double cost, double ref);
 /* UCB1 choice given the statistics so far (lowest index wins ties). */
 int    hkd_ucb_select(const hkd_learn *l, double explore);
+
+/* What other hosts of a fleet learned of a site (daemon/fleet.h): per arm,
+ * their pulls and reward sums.  It is kept beside the site's own learner,
+ * never in it, so that what a host tells the fleet is only what it saw
+ * itself; a choice adds the two.  All zeros: nothing from the fleet. */
+typedef struct hkd_prior {
+    double pulls[HKD_N_ARMS];
+    double reward_sum[HKD_N_ARMS];
+} hkd_prior;
+
+/* UCB1 over the site's own statistics plus the fleet's (p may be NULL). */
+int    hkd_ucb_select_with(const hkd_learn *l, const hkd_prior *p, double explore);
+/* hkd_learn_settled over the own statistics plus the fleet's. */
+int    hkd_learn_settled_with(const hkd_learn *l, const hkd_prior *p);
+/* The arm a site settles on given both: the relevant arm of the best mean
+ * reward (lowest index wins ties), or -1 while a relevant arm has no pull. */
+int    hkd_learn_best_with(const hkd_learn *l, const hkd_prior *p);
 /* Replaces the arm statistics with 64-bit counts and reward sums (a state
  * file, a merge), halving every count (means kept) until the total fits. */
 void   hkd_learn_set_counts(hkd_learn *l, const uint64_t pulls[HKD_N_ARMS], const double reward_sum[HKD_N_ARMS]);
@@ -79,8 +97,14 @@ void   hkd_learn_set_counts(hkd_learn *l, const uint64_t pulls[HKD_N_ARMS], cons
 static inline double hkd_learn_reward_sum(const hkd_learn *l, int arm) { return (double)l->mean[arm] * l->pulls[arm]; }
 /* Records a finished pull of `arm`. */
 void   hkd_ucb_update(hkd_learn *l, int arm, double reward, uint64_t window);
-/* Feeds one interval; returns 1 when the current arm changed (republish). */
-int    hkd_learn_observe(hkd_learn *l, const hkd_learn_cfg *cfg, const hkd_obs *obs);
+/* Feeds one interval; returns 1 when the current arm changed (republish).
+ * A pull that ends chooses the next arm with the fleet's statistics too
+ * (prior; NULL: none). */
+int    hkd_learn_observe_with(hkd_learn *l, const hkd_learn_cfg *cfg, const hkd_obs *obs, const hkd_prior *prior);
+static inline int hkd_learn_observe(hkd_learn *l, const hkd_learn_cfg *cfg, const hkd_obs *obs)
+{
+    return hkd_learn_observe_with(l, cfg, obs, NULL);
+}
 /* Starts a fresh pull of the current arm after `settle` intervals (a site
  * back from learning with its size band: what it accumulated before is
  * stale). */

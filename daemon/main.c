@@ -13,6 +13,7 @@
 #include "core.h"
 #include "core_api.h"
 #include "ctl_server.h"
+#include "fleet.h"
 #include "log.h"
 #include "metrics_file.h"
 #include "options.h"
@@ -186,6 +187,17 @@ int main(int argc, char **argv)
     if (start_core(&o) < 0)
         return 1;
     int ctl = start_control(&o);
+    /* Off this loop, on its own thread: etcd never delays an interval. */
+    if (o.fleet.endpoints) {
+        char why[256];
+        if ((rc = hkd_fleet_start(&o.fleet, why, sizeof why)) < 0) {
+            hkd_log(HKD_LOG_ERR, "fleet: %s", why);
+            if (ctl)
+                hkd_ctl_stop();
+            hkd_core_shutdown();
+            return 1;
+        }
+    }
     /* For node_exporter's textfile collector; written off this loop. */
     if (o.metrics_file && (rc = hkd_metrics_file_start(o.metrics_file)) < 0)
         hkd_log(HKD_LOG_WARNING, "cannot write metrics to %s: %s (continuing without it)", o.metrics_file,
@@ -197,6 +209,7 @@ int main(int argc, char **argv)
     run_intervals(sfd, &o);
 
     hkd_sd_stopping();
+    hkd_fleet_stop();
     hkd_metrics_file_stop();
     if (ctl)
         hkd_ctl_stop();

@@ -7,6 +7,7 @@
 #include "metrics.h"
 #include "binaries.h"
 #include "core_api.h"
+#include "fleet.h"
 #include "metrics_file.h"
 #include "proc_copy.h"
 #include "utf8.h"
@@ -19,6 +20,7 @@
 #include <stdio_ext.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define SITE_PAGE 64
 
@@ -453,6 +455,36 @@ static int render_binaries(FILE *f)
     return r;
 }
 
+/* ---- the fleet link (only when one is configured) ---- */
+
+static void render_fleet(FILE *f)
+{
+    hkd_fleet_status fs;
+    if (hkd_fleet_status_get(&fs, NULL, NULL) < 0 || !fs.configured)
+        return;
+    family(f, "hakmem_fleet_up", "gauge", "1 when the last sync with etcd succeeded.");
+    fprintf(f, "hakmem_fleet_up %d\n", fs.up ? 1 : 0);
+    if (fs.last_sync_unix_ms) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        double now = (double)ts.tv_sec + (double)ts.tv_nsec / 1e9, then = (double)fs.last_sync_unix_ms / 1000.0;
+        family(f, "hakmem_fleet_last_sync_age_seconds", "gauge", "Time since the last successful sync with etcd.");
+        fputs("hakmem_fleet_last_sync_age_seconds ", f);
+        put_double(f, now > then ? now - then : 0.0);
+        fputc('\n', f);
+    }
+    family(f, "hakmem_fleet_written_bytes_total", "counter", "Bytes of keys and values this host put into etcd.");
+    fprintf(f, "hakmem_fleet_written_bytes_total %" PRIu64 "\n", fs.bytes_written);
+    family(f, "hakmem_fleet_written_keys_total", "counter", "Keys this host put into etcd.");
+    fprintf(f, "hakmem_fleet_written_keys_total %" PRIu64 "\n", fs.keys_written);
+    family(f, "hakmem_fleet_rejected_values_total", "counter", "Values of other hosts that did not check, skipped.");
+    fprintf(f, "hakmem_fleet_rejected_values_total %" PRIu64 "\n", fs.values_rejected);
+    family(f, "hakmem_fleet_hosts", "gauge", "Other hosts whose learning this host counts.");
+    fprintf(f, "hakmem_fleet_hosts %" PRIu32 "\n", fs.hosts);
+    family(f, "hakmem_fleet_sites_shared", "gauge", "Sites the other hosts write.");
+    fprintf(f, "hakmem_fleet_sites_shared %" PRIu32 "\n", fs.sites_shared);
+}
+
 /* ---- the daemon ---- */
 
 static void render_daemon(FILE *f, hkd_status *st)
@@ -503,6 +535,7 @@ static void render_daemon(FILE *f, hkd_status *st)
         put_double(f, (double)fs.last_ns / 1e9);
         fputc('\n', f);
     }
+    render_fleet(f);
 }
 
 int hkd_metrics_stream(hkd_metrics_sink sink, void *arg)

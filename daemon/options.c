@@ -18,7 +18,9 @@ static void usage(FILE *f)
             "               [--interval MS] [--metrics-file PATH] [--no-learn] [--no-socket] [--debug]\n"
             "               [--retention SECONDS] [--state-max-bytes N] [--max-sites-per-user N]\n"
             "               [--new-sites-per-interval N] [--memory-weight NS] [--list-arms] [--version]\n"
-            "               [--help]\n"
+            "               [--fleet-endpoints URL[,URL...]] [--fleet-name NAME] [--host-id ID]\n"
+            "               [--fleet-cacert FILE] [--fleet-cert FILE] [--fleet-key FILE]\n"
+            "               [--fleet-sync MS] [--fleet-ttl SECONDS] [--help]\n"
             "  --shm NAME       shared-memory segment (default %s)\n"
             "  --socket PATH    control socket, where clients register (default %s)\n"
             "  --state-dir DIR  where learned state is kept (default /var/lib/hakmem)\n"
@@ -39,11 +41,20 @@ static void usage(FILE *f)
             "  --memory-weight NS   what one MiB of RSS held for one second is worth, in ns of CPU,\n"
             "                   when a binary's arms are compared (default %.0f: cloud prices)\n"
             "  --list-arms      print each per-binary arm and the environment that sets it by hand\n"
+            "  --fleet-endpoints URL[,URL...]  share what this host learns with a fleet of hosts\n"
+            "                   through these etcd members (v3 API; https:// for TLS)\n"
+            "  --fleet-name NAME    the fleet's keys in etcd: /hakmem/NAME/ (default \"default\")\n"
+            "  --host-id ID     this host in the fleet (default the host name)\n"
+            "  --fleet-cacert FILE  CA that signs etcd's certificates\n"
+            "  --fleet-cert FILE, --fleet-key FILE  this host's client certificate and its key\n"
+            "  --fleet-sync MS  between fleet syncs (default %u)\n"
+            "  --fleet-ttl SECONDS  lease of this host's keys: after this long without the daemon\n"
+            "                   its learning stops counting in the fleet (default %u)\n"
             "  --version        print the version and exit\n"
             "hakmemd always runs in the foreground; --foreground is accepted for clarity.\n",
             HKSHM_DEFAULT_NAME, HKSHM_DEFAULT_SOCKET, HKD_DEFAULT_RETENTION_S, HKD_DEFAULT_STATE_MAX >> 20,
             HKD_STATE_MAX_BYTES >> 20, HKD_DEFAULT_SITES_PER_USER, HKD_MAX_SITES / 2, HKD_DEFAULT_NEW_SITES,
-            HKD_MAX_SITES, hkd_bin_default_cfg.memory_weight_ns);
+            HKD_MAX_SITES, hkd_bin_default_cfg.memory_weight_ns, HKD_FLEET_DEFAULT_SYNC_MS, HKD_FLEET_DEFAULT_TTL_S);
 }
 
 /* One line per per-binary arm: its name, then what a person would set in
@@ -131,6 +142,24 @@ static int set_number(int opt, const char *arg, hkd_options *o)
             return 2;
         }
         return 0;
+    case 'Y': {
+        uint64_t v;
+        if (!parse_count(arg, 0, 100, 3600000, &v)) {
+            fprintf(stderr, "hakmemd: --fleet-sync must be 100..3600000 ms\n");
+            return 2;
+        }
+        o->fleet.sync_ms = (uint32_t)v;
+        return 0;
+    }
+    case 'T': {
+        uint64_t v;
+        if (!parse_count(arg, 0, 2, 3600, &v)) {
+            fprintf(stderr, "hakmemd: --fleet-ttl must be 2..3600 seconds\n");
+            return 2;
+        }
+        o->fleet.ttl_s = (uint32_t)v;
+        return 0;
+    }
     default: /* 'W' */
         if (!parse_count(arg, 0, 1, HKD_MAX_SITES, &o->new_sites_per_interval)) {
             fprintf(stderr, "hakmemd: --new-sites-per-interval must be 1..%u\n", HKD_MAX_SITES);
@@ -154,6 +183,7 @@ int hkd_options_parse(int argc, char **argv, hkd_options *out)
         .state_max_bytes = HKD_DEFAULT_STATE_MAX,
         .max_sites_per_user = HKD_DEFAULT_SITES_PER_USER,
         .new_sites_per_interval = HKD_DEFAULT_NEW_SITES,
+        .fleet = { .sync_ms = HKD_FLEET_DEFAULT_SYNC_MS, .ttl_s = HKD_FLEET_DEFAULT_TTL_S },
     };
     static const struct option opts[] = {
         { "foreground", no_argument, 0, 'f' },
@@ -173,6 +203,14 @@ int hkd_options_parse(int argc, char **argv, hkd_options *out)
         { "help", no_argument, 0, 'h' },
         { "version", no_argument, 0, 'V' },
         { "list-arms", no_argument, 0, 'L' },
+        { "fleet-endpoints", required_argument, 0, 'E' },
+        { "fleet-name", required_argument, 0, 'F' },
+        { "host-id", required_argument, 0, 'H' },
+        { "fleet-cacert", required_argument, 0, 'A' },
+        { "fleet-cert", required_argument, 0, 'C' },
+        { "fleet-key", required_argument, 0, 'K' },
+        { "fleet-sync", required_argument, 0, 'Y' },
+        { "fleet-ttl", required_argument, 0, 'T' },
         { 0, 0, 0, 0 },
     };
     int c;
@@ -186,7 +224,13 @@ int hkd_options_parse(int argc, char **argv, hkd_options *out)
         case 'N': out->use_socket = 0; break;
         case 'D': out->debug = 1; break;
         case 'M': out->metrics_file = optarg; break;
-        case 'i': case 'w': case 'R': case 'B': case 'U': case 'W':
+        case 'E': out->fleet.endpoints = optarg; break;
+        case 'F': out->fleet.name = optarg; break;
+        case 'H': out->fleet.host_id = optarg; break;
+        case 'A': out->fleet.cacert = optarg; break;
+        case 'C': out->fleet.cert = optarg; break;
+        case 'K': out->fleet.key = optarg; break;
+        case 'i': case 'w': case 'R': case 'B': case 'U': case 'W': case 'Y': case 'T':
             if (set_number(c, optarg, out))
                 return 2;
             break;
@@ -198,6 +242,11 @@ int hkd_options_parse(int argc, char **argv, hkd_options *out)
     }
     if (optind < argc) {
         usage(stderr);
+        return 2;
+    }
+    const hkd_fleet_cfg *f = &out->fleet;
+    if (!f->endpoints && (f->name || f->host_id || f->cacert || f->cert || f->key)) {
+        fprintf(stderr, "hakmemd: the --fleet-* and --host-id options need --fleet-endpoints\n");
         return 2;
     }
     return HKD_OPTIONS_RUN;

@@ -5,6 +5,8 @@
 
 #include <stdint.h>
 
+#include "fleet.h"
+
 typedef struct hkd_options {
     const char *shm;                 /* the shared-memory segment's name */
     const char *socket;              /* the control socket's path */
@@ -19,6 +21,7 @@ typedef struct hkd_options {
     uint64_t state_max_bytes;
     uint64_t max_sites_per_user;
     uint64_t new_sites_per_interval;
+    hkd_fleet_cfg fleet;             /* endpoints NULL: no fleet */
 } hkd_options;
 
 #define HKD_OPTIONS_RUN (-1)

@@ -59,6 +59,7 @@ static const char usage_text[] =
     "  unpin-binary HASH [--user U]   let the learner choose the binary's arm again\n"
     "  reset-binary [HASH] [--user U] forget a binary's learning (or every binary's)\n"
     "  metrics                        Prometheus text exposition\n"
+    "  fleet                          the fleet link: etcd endpoints, other hosts, sites shared\n"
     "  watch [--interval MS] [--count N] [--top N]\n"
     "                                 a live view, refreshed every interval\n"
     "\n"
@@ -793,6 +794,8 @@ int main(int argc, char **argv)
         r = cmd_reset_binary(n, args);
     else if (!strcmp(cmd, "watch"))
         r = cmd_watch(n, args);
+    else if (!strcmp(cmd, "fleet"))
+        r = cmd_fleet(n, args);
     else
         r = usage_error("unknown command '%s'", cmd);
     free(rest);

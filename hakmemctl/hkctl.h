@@ -58,4 +58,7 @@ int cmd_binaries(int argc, char **argv);
 int cmd_pin_binary(int argc, char **argv, int unpin);
 int cmd_reset_binary(int argc, char **argv);
 
+/* hkctl_fleet.c */
+int cmd_fleet(int argc, char **argv);
+
 #endif

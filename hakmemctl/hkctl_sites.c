@@ -74,12 +74,22 @@ static void location(const Hakmem__Ctl__Site *s, char *loc, size_t lcap, char *f
     snprintf(fn, fcap, "%s", *has_fn ? safe(sym, b) : "-");
 }
 
+/* The arm of the best mean reward, this host's pulls and the fleet's together. */
 static int best_arm(const Hakmem__Ctl__Site *s)
 {
     int best = -1;
-    for (size_t a = 0; a < s->n_arms; a++)
-        if (s->arms[a]->pulls && (best < 0 || s->arms[a]->mean_reward > s->arms[best]->mean_reward))
+    double best_mean = 0.0;
+    for (size_t a = 0; a < s->n_arms; a++) {
+        const Hakmem__Ctl__Arm *x = s->arms[a];
+        double n = (double)x->pulls + (double)x->fleet_pulls;
+        if (n <= 0)
+            continue;
+        double mean = ((double)x->pulls * x->mean_reward + (double)x->fleet_pulls * x->fleet_mean_reward) / n;
+        if (best < 0 || mean > best_mean) {
             best = (int)a;
+            best_mean = mean;
+        }
+    }
     return best;
 }
 
@@ -136,6 +146,8 @@ static void site_json(jw *w, const Hakmem__Ctl__Site *s, int full)
     jw_i64(w, "pinned_arm", s->pinned_arm);
     jw_bool(w, "settled", s->settled);
     jw_bool(w, "thin", s->thin);
+    jw_u64(w, "own_pulls", s->own_pulls);
+    jw_u64(w, "fleet_pulls", s->fleet_pulls);
     if (full) {
         jw_arr(w, "arms");
         for (size_t a = 0; a < s->n_arms; a++) {
@@ -144,6 +156,8 @@ static void site_json(jw *w, const Hakmem__Ctl__Site *s, int full)
             jw_str(w, "name", s->arms[a]->name);
             jw_u64(w, "pulls", s->arms[a]->pulls);
             jw_dbl(w, "mean_reward", s->arms[a]->mean_reward);
+            jw_u64(w, "fleet_pulls", s->arms[a]->fleet_pulls);
+            jw_dbl(w, "fleet_mean_reward", s->arms[a]->fleet_mean_reward);
             jw_end_obj(w);
         }
         jw_end_arr(w);
@@ -186,12 +200,22 @@ static void site_human(const Hakmem__Ctl__Site *s, size_t rank)
         printf("arm %d\n", s->pinned_arm);
     else
         printf("no  (%s%s)\n", s->settled ? "settled" : "exploring", s->thin ? ", with its size band" : "");
+    if (s->fleet_pulls)
+        printf("   pulls %" PRIu64 " of this host's, %" PRIu64 " from the fleet's other hosts\n", s->own_pulls,
+               s->fleet_pulls);
     if (s->n_arms) {
+        int fleet = s->fleet_pulls != 0;
         int best = s->pinned_arm >= 0 ? s->pinned_arm : best_arm(s);
-        printf("     %3s  %-32s %10s  %s\n", "ARM", "NAME", "PULLS", "MEAN REWARD");
-        for (size_t a = 0; a < s->n_arms; a++)
-            printf("   %c %3zu  %-32s %10" PRIu64 "  %.4f\n", (int)a == best ? '*' : ' ', a,
-                   safe(s->arms[a]->name, nb), s->arms[a]->pulls, s->arms[a]->mean_reward);
+        printf("     %3s  %-32s %10s  %s%s\n", "ARM", "NAME", "PULLS", "MEAN REWARD",
+               fleet ? "  FLEET PULLS  FLEET MEAN" : "");
+        for (size_t a = 0; a < s->n_arms; a++) {
+            const Hakmem__Ctl__Arm *x = s->arms[a];
+            printf("   %c %3zu  %-32s %10" PRIu64 "  %.4f", (int)a == best ? '*' : ' ', a, safe(x->name, nb), x->pulls,
+                   x->mean_reward);
+            if (fleet)
+                printf("       %11" PRIu64 "  %.4f", x->fleet_pulls, x->fleet_mean_reward);
+            putchar('\n');
+        }
     }
 }
 

@@ -11,6 +11,7 @@ set -euo pipefail
 
 BUILD_PACKAGES=(
   build-essential liburcu-dev libprotobuf-c-dev protobuf-c-compiler libsystemd-dev
+  libcurl4-openssl-dev libjson-c-dev
 )
 TEST_PACKAGES=(
   pkg-config libcmocka-dev
@@ -20,6 +21,7 @@ TEST_PACKAGES=(
   gnuplot-nox valgrind
   clang libclang-rt-14-dev
   prometheus man-db
+  etcd-server etcd-client openssl
 )
 
 missing_of() {

@@ -12,6 +12,7 @@
  * (the pinned one, if any) and republishes that arm's thresholds. */
 #include "core_api.h"
 #include "binaries.h"
+#include "fleet.h"
 
 #include <dlfcn.h>
 #include <errno.h>
@@ -413,4 +414,16 @@ int hkd_register_client(int conn_fd, int region_fd, const struct ucred *cred, ui
     (void)conn_fd, (void)region_fd, (void)cred, (void)instance;
     snprintf(why, whylen, "this fake daemon takes no registrations");
     return -ENODEV;
+}
+
+/* The fake is no member of a fleet: it learns alone, as hakmemd does
+ * without --fleet-endpoints. */
+int hkd_fleet_status_get(hkd_fleet_status *out, hkd_fleet_host **hosts, size_t *n)
+{
+    memset(out, 0, sizeof *out);
+    if (hosts) {
+        *hosts = NULL;
+        *n = 0;
+    }
+    return 0;
 }

@@ -4,7 +4,7 @@
 #   ctl_probe      TEST ONLY: raw and misbehaving control clients
 CTL_OUT  := $(BUILD)/tests/ctl
 CTL_CF   := $(HKD_CFLAGS) -Itests/ctl
-CTL_SRV_OBJS := $(addprefix $(HKD_OBJDIR)/,ctl_server.o ctl_access.o ctl_handlers.o ctl_answer.o ctl_binaries.o binaries.o binlearn.o frame.o metrics.o metrics_file.o proc_copy.o \
+CTL_SRV_OBJS := $(addprefix $(HKD_OBJDIR)/,ctl_server.o ctl_access.o ctl_handlers.o ctl_answer.o ctl_binaries.o ctl_fleet.o binaries.o binlearn.o frame.o metrics.o metrics_file.o proc_copy.o \
                 atomic_file.o utf8.o log.o sdnotify.o control.pb-c.o)
 
 $(CTL_OUT)/test_ctl_unit: tests/ctl/test_ctl_unit.c $(addprefix $(HKD_OBJDIR)/,frame.o jsonw.o symbolize.o utf8.o atomic_file.o)

@@ -140,6 +140,9 @@ else
   check "watch --count 2 (human)" bash -c "'$CTL' --socket '$F/ctl.sock' watch --count 2 --interval 200 > '$F/watch.txt' && [ \$(grep -c '^hakmemd 0.1.0-fake' '$F/watch.txt') = 2 ] && grep -q 'fake_site_vm' '$F/watch.txt'"
   check "watch --json: one document per refresh" bash -c "'$CTL' --socket '$F/ctl.sock' --json watch --count 3 --interval 100 | $JC --lines '[d[\"round\"] for d in j]==[0,1,2] and all(len(d[\"sites\"])==3 for d in j)'"
 
+  check "fleet (human, --json): a daemon without a fleet learns alone" \
+    bash -c "'$CTL' --socket '$F/ctl.sock' fleet | grep -qx 'no fleet: this host learns alone (hakmemd --fleet-endpoints joins one)' && '$CTL' --socket '$F/ctl.sock' --json fleet | $JC 'j == {\"configured\": False}'"
+
   expect_rc "no command: exit 2" 2 "no command" "$CTL" --socket "$F/ctl.sock"
   expect_rc "unknown command: exit 2" 2 "unknown command" C frobnicate
   expect_rc "bad option value: exit 2" 2 "--top needs a number" C sites --top many

@@ -1,0 +1,335 @@
+#!/usr/bin/env bash
+# tests/fleet: the fleet link's unit tests (cmocka), then a real fleet: a
+# 3-member etcd cluster on loopback ports with TLS (a CA and certificates
+# made here with openssl; members ask clients for certificates), and three
+# hakmemd instances standing for hosts A, B and C, each with its own
+# segment, socket and state directory.  Clients of one binary run on A
+# until its 2 MiB site settles; then B and C, which never ran the binary,
+# must already publish A's arm for it, their first processes must run it,
+# and their own learners must pull nothing else before it.  Then faults:
+# one member stopped (learning goes on, A's new pulls still reach B), all
+# three stopped (every host learns locally and says so once), the cluster
+# restarted (the hosts rejoin without a restart and what A learned
+# meanwhile reaches B), C killed with -9 (its lease expires; A and B stop
+# counting it), and a host without a client certificate (refused, said in
+# one line).
+#   bash tests/fleet/suite.sh BUILD
+set -u
+source "$(dirname "$0")/../lib.sh"
+testlib_begin fleet "${1:-build}"
+T=$BUILD/tests/fleet
+HAKMEMD=$BUILD/hakmemd
+CTL=$BUILD/hakmemctl
+CLIENT=$BUILD/tests/daemon/e2e_client_a
+need "$HAKMEMD" "$CTL" "$CLIENT" "$T/test_fleet"
+
+run_cmocka "unit test_fleet" 120 "$T/test_fleet"
+
+for tool in etcd etcdctl openssl python3; do
+    command -v $tool >/dev/null || { fail "prerequisites" "$tool is not installed (make deps installs it)"; finish; exit 1; }
+done
+make_tmpdir TMP hkd-fleet
+# wait_secs SECONDS COMMAND...: wait_secs bounded by the clock, for commands
+# that may take seconds each (etcdctl or hakmemctl while a member is down).
+wait_secs() {
+    local end=$((SECONDS + $1))
+    shift
+    until "$@" >/dev/null 2>&1; do
+        [ "$SECONDS" -ge "$end" ] && { "$@"; return; }
+        sleep 0.2
+    done
+}
+FLEET=t$$
+TTL=3
+
+# ---- certificates: a CA, the members' (server and peer), a host's ----
+cert() {   # name CN usage: NAME.key and NAME.crt signed by the CA
+    openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout "$TMP/$1.key" \
+        -out "$TMP/$1.csr" -subj "/CN=$2" 2>/dev/null &&
+    printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=%s\n' "$3" >"$TMP/$1.ext" &&
+    openssl x509 -req -in "$TMP/$1.csr" -CA "$TMP/ca.crt" -CAkey "$TMP/ca.key" -CAcreateserial \
+        -out "$TMP/$1.crt" -days 2 -extfile "$TMP/$1.ext" 2>/dev/null
+}
+certs() {
+    timeout 60 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout "$TMP/ca.key" \
+        -out "$TMP/ca.crt" -subj "/CN=hakmem fleet test CA" -days 2 2>/dev/null &&
+    cert member etcd-member serverAuth,clientAuth && cert host hakmem-host clientAuth
+}
+check "a CA and certificates for the members and the hosts" certs
+
+# ---- a 3-member cluster on free loopback ports ----
+read -r -a PORTS < <(python3 -c "
+import socket
+s = [socket.socket() for _ in range(6)]
+for x in s: x.bind(('127.0.0.1', 0))
+print(' '.join(str(x.getsockname()[1]) for x in s))")
+CLUSTER=
+ENDPOINTS=
+for i in 0 1 2; do
+    CLUSTER+="${CLUSTER:+,}m$i=https://127.0.0.1:${PORTS[$((3 + i))]}"
+    ENDPOINTS+="${ENDPOINTS:+,}https://127.0.0.1:${PORTS[$i]}"
+done
+MPID=("" "" "")
+start_member() {
+    local i=$1
+    etcd --name "m$i" --data-dir "$TMP/m$i" --logger zap --log-level error \
+        --listen-client-urls "https://127.0.0.1:${PORTS[$i]}" --advertise-client-urls "https://127.0.0.1:${PORTS[$i]}" \
+        --listen-peer-urls "https://127.0.0.1:${PORTS[$((3 + i))]}" \
+        --initial-advertise-peer-urls "https://127.0.0.1:${PORTS[$((3 + i))]}" \
+        --initial-cluster "$CLUSTER" --initial-cluster-state new --initial-cluster-token "hkd-fleet-$$" \
+        --cert-file "$TMP/member.crt" --key-file "$TMP/member.key" --trusted-ca-file "$TMP/ca.crt" --client-cert-auth \
+        --peer-cert-file "$TMP/member.crt" --peer-key-file "$TMP/member.key" --peer-trusted-ca-file "$TMP/ca.crt" \
+        --peer-client-cert-auth --heartbeat-interval 100 --election-timeout 1000 >>"$TMP/m$i.log" 2>&1 &
+    MPID[$i]=$!
+    track_pid "${MPID[$i]}"
+}
+stop_member() { stop_pid "${MPID[$1]}" 20; MPID[$1]=; }
+ECTL() {
+    timeout 20 etcdctl --endpoints "$ENDPOINTS" --cacert "$TMP/ca.crt" --cert "$TMP/host.crt" --key "$TMP/host.key" \
+        --dial-timeout 3s --command-timeout 10s "$@"
+}
+cluster_healthy() { [ "$(ECTL endpoint health 2>&1 | grep -c 'is healthy')" = 3 ]; }
+for i in 0 1 2; do start_member $i; done
+WHY="members did not become healthy: $(ECTL endpoint health 2>&1 | tail -3) $(tail -3 "$TMP/m0.log")"
+check "a 3-member etcd cluster with TLS on loopback ports" wait_secs 60 cluster_healthy
+
+# ---- three hosts ----
+declare -A HPID
+start_host() {   # ID [OPTION...]: hakmemd for host ID
+    local id=$1
+    shift
+    mkdir -p "$TMP/$id/state"
+    track_shm "/hkd-fleet-$id-$$"
+    "$HAKMEMD" --foreground --shm "/hkd-fleet-$id-$$" --socket "$TMP/$id/ctl.sock" --state-dir "$TMP/$id/state" \
+        --interval 200 --debug --fleet-endpoints "$ENDPOINTS" --fleet-name "$FLEET" --host-id "$id" \
+        --fleet-cacert "$TMP/ca.crt" --fleet-sync 500 --fleet-ttl "$TTL" "$@" >>"$TMP/$id.log" 2>&1 &
+    HPID[$id]=$!
+    track_pid "${HPID[$id]}"
+    wait_secs 10 grep -q "running:" "$TMP/$id.log"
+}
+HOSTCERT=(--fleet-cert "$TMP/host.crt" --fleet-key "$TMP/host.key")
+C() { local id=$1; shift; timeout 20 "$CTL" --socket "$TMP/$id/ctl.sock" "$@"; }
+fleet_field() {   # ID EXPR: a field of hakmemctl fleet --json, as Python prints it
+    C "$1" --json fleet | python3 -c "import json, sys; j = json.load(sys.stdin); print($2)"
+}
+run_client() {   # ID TAG MS: a client of the one binary on host ID, in the background
+    env HAKMEM_SHM="/hkd-fleet-$1-$$" HAKMEM_SOCKET="$TMP/$1/ctl.sock" HAKMEM_STATS=1 \
+        timeout -k 5 120 "$CLIENT" "$3" >"$TMP/$2.out" 2>"$TMP/$2.err" &
+    CPID=$!
+    track_pid "$CPID"
+}
+for id in A B C; do
+    start_host "$id" "${HOSTCERT[@]}"; rc=$?
+    WHY="host $id: $(tail -3 "$TMP/$id.log")"
+    check "host $id starts with the fleet configured" test $rc = 0
+done
+joined() { grep -q "fleet: joined etcd as host $1 of fleet $FLEET" "$TMP/$1.log"; }
+for id in A B C; do
+    WHY="$(grep fleet: "$TMP/$id.log" | tail -2)"
+    check "host $id joins the fleet (one line)" wait_secs 20 joined $id
+done
+
+# ---- learning on A only ----
+# site_json ID KEY: the site's JSON on host ID ('{}' while it has none).
+site_json() {
+    C "$1" --json sites --top 0 | python3 -c "
+import json, sys
+print(json.dumps(next((s for s in json.load(sys.stdin)['sites'] if s['site'] == '$2'), {})))"
+}
+large_key() {   # the key of the binary's 2 MiB site on host A
+    C A --json sites --top 0 --exe e2e_client_a | python3 -c "
+import json, sys
+print(next(s['site'] for s in json.load(sys.stdin)['sites'] if (s.get('function') or '').startswith('site_large+')))"
+}
+KEY=
+a_settled() {   # the site settled on A with at least 20 pulls of its own
+    [ -n "$KEY" ] || KEY=$(large_key 2>/dev/null) || return 1
+    site_json A "$KEY" | python3 -c "
+import json, sys
+s = json.load(sys.stdin)
+sys.exit(not (s.get('settled') and s['own_pulls'] >= 20 and not s['thin']))"
+}
+settle_on_a() {
+    local i
+    for ((i = 0; i < 12; i++)); do
+        run_client A a$i 5000
+        wait_pid "$CPID" 60
+        a_settled && return 0
+    done
+    return 1
+}
+settle_on_a; rc=$?
+WHY="site ${KEY:-?} on A: $(site_json A "${KEY:-none}" 2>&1 | cut -c 1-400)"
+check "clients on host A settle its 2 MiB site" test $rc = 0
+# The arm A runs for it, as its interval log says (arm=N).
+arm_in_log() { grep -E "site $2 .* arm=[0-9]" "$TMP/$1.log" | tail -1 | sed -E 's/.* arm=([0-9]+).*/\1/'; }
+ARM=$(arm_in_log A "$KEY")
+THRESH=$(site_json A "$KEY" | python3 -c "import json, sys; print(json.load(sys.stdin)['thresholds'])")
+echo "# site $KEY settled on A: arm ${ARM:-?}, thresholds $THRESH"
+
+# ---- B and C know it before any process of theirs runs it ----
+ready_on() {   # ID: the site published with A's thresholds, from the fleet, no pull of its own
+    site_json "$1" "$KEY" | python3 -c "
+import json, sys
+s = json.load(sys.stdin)
+sys.exit(not (s and str(s['thresholds']) == \"\"\"$THRESH\"\"\" and s['fleet_pulls'] > 0 and s['own_pulls'] == 0
+              and s['settled']))"
+}
+for id in B C; do
+    WHY="site on $id: $(site_json $id "$KEY" 2>&1 | cut -c 1-400)"
+    check "host $id publishes A's arm for the site before any of its processes runs it" wait_secs 20 ready_on $id
+done
+A_PULLS=$(site_json A "$KEY" | python3 -c "import json, sys; print(json.load(sys.stdin)['own_pulls'])")
+b_counts_a() { [ "$(site_json B "$KEY" | python3 -c "import json, sys; print(json.load(sys.stdin)['fleet_pulls'])")" -ge "$A_PULLS" ]; }
+WHY="B counts $(site_json B "$KEY" | cut -c 1-300) against A's $A_PULLS"
+check "host B counts all of A's pulls of the site" wait_secs 15 b_counts_a
+
+OFF=$(printf '0x%x' "0x${KEY#*:}")
+# What an exit report says of a site that runs A's arm.
+REPORTED=$(THRESH="$THRESH" python3 -c "
+import ast, os
+t = ast.literal_eval(os.environ['THRESH'])
+print('large>=%dK slots=%d thp=%s [(]daemon[)]' % (t['large_threshold'] >> 10, t['bigcache_slots'], 'on' if t['thp'] else 'off'))")
+# pull_arms ID N: the arms of the host's first N pulls of the site, from
+# its interval lines (a line names the arm published for the next interval;
+# a pull never spans a change of arm, so the pulls that end in an interval
+# are of the arm the line before it names).
+pull_arms() {
+    grep -E "site $KEY " "$TMP/$1.log" | awk -v want="$2" '
+        { arm = $0; sub(/.* arm=/, "", arm); sub(/[(].*/, "", arm); pulls = $0; sub(/.* pulls=/, "", pulls); sub(/ .*/, "", pulls) }
+        { for (; done < pulls + 0 && done < want; done++) printf "%s ", last; if (done >= want) exit; last = arm }'
+}
+for id in B C; do
+    # A process of 100 ms: done before its host could have learned or
+    # published anything of its own for the site.
+    env HAKMEM_SHM="/hkd-fleet-$id-$$" HAKMEM_SOCKET="$TMP/$id/ctl.sock" HAKMEM_STATS=1 \
+        timeout 60 "$CLIENT" 100 >"$TMP/${id}0.out" 2>"$TMP/${id}0.err"
+    WHY="$(grep -E "\+$OFF " "$TMP/${id}0.err") (want $REPORTED)"
+    check "host $id: its first process, 100 ms long, ran A's arm for the site (exit report)" \
+        bash -c "grep -qE '\+$OFF .* $REPORTED' '$TMP/${id}0.err' && grep -q 'rounds ok' '$TMP/${id}0.out'"
+    run_client $id ${id}1 3000
+    wait_pid "$CPID" 60
+    # Lines while its process ran and before its first pull: A's arm only.
+    before=$(grep -E "site $KEY .* pulls=0 " "$TMP/$id.log" | grep -vE " procs=0 " | grep -oE "arm=[0-9]+" | sort -u | tr '\n' ' ')
+    # Alone, a learner's second pull of this site would be of the other arm
+    # that matters for its size (it pulls each once before it settles).
+    first=$(pull_arms $id 2)
+    WHY="arms of its first two pulls: ${first:-none}; arms while its process ran before them: ${before:-none}; A's: $ARM"
+    check "host $id: no pull of its own before it applied A's arm, and its first two were of A's arm (no exploring)" \
+        bash -c "[ '$first' = '$ARM $ARM ' ] && { [ -z '$before' ] || [ '$before' = 'arm=$ARM ' ]; }"
+done
+
+# ---- inspection ----
+WHY="$(C A fleet 2>&1 | head -20)"
+check "hakmemctl fleet on A: up, both other hosts, the site shared" bash -c "
+    out=\$(timeout 20 '$CTL' --socket '$TMP/A/ctl.sock' fleet) &&
+    grep -q '^fleet $FLEET, host A: up' <<<\"\$out\" && grep -qE '^    B +wrote' <<<\"\$out\" &&
+    grep -qE '^    C +wrote' <<<\"\$out\" && grep -qE 'https://127.0.0.1:${PORTS[0]} +up' <<<\"\$out\""
+WHY="$(C B --json fleet 2>&1 | cut -c 1-400)"
+check "hakmemctl --json fleet on B: A's sites shared, keys and bytes written" bash -c "
+    [ \"\$(timeout 20 '$CTL' --socket '$TMP/B/ctl.sock' --json fleet | python3 -c \"
+import json, sys
+j = json.load(sys.stdin)
+print(j['up'] and j['sites_shared'] >= 1 and j['keys_written'] >= 1 and j['bytes_written'] > 0 and
+      sorted(h['id'] for h in j['hosts']) == ['A', 'C'])\")\" = True ]"
+WHY="$(C B sites --top 0 2>&1 | grep -A3 "$KEY" | head -5)"
+check "hakmemctl sites on B: pulls of its own and from the fleet" bash -c \
+    "timeout 20 '$CTL' --socket '$TMP/B/ctl.sock' sites --top 0 | grep -qE '^   pulls [0-9]+ of this host.s, [0-9]+ from the fleet.s other hosts'"
+WHY="$(C A metrics 2>&1 | grep hakmem_fleet | head -8)"
+check "metrics: the fleet link up, its last sync's age, bytes and keys written" bash -c "
+    m=\$(timeout 20 '$CTL' --socket '$TMP/A/ctl.sock' metrics) &&
+    grep -q '^hakmem_fleet_up 1$' <<<\"\$m\" && grep -q '^hakmem_fleet_last_sync_age_seconds ' <<<\"\$m\" &&
+    grep -qE '^hakmem_fleet_written_bytes_total [1-9]' <<<\"\$m\" && grep -qE '^hakmem_fleet_written_keys_total [1-9]' <<<\"\$m\""
+
+# ---- faults ----
+own_pulls() { site_json "$1" "$KEY" | python3 -c "import json, sys; print(json.load(sys.stdin).get('own_pulls', 0))"; }
+fleet_pulls() { site_json "$1" "$KEY" | python3 -c "import json, sys; print(json.load(sys.stdin).get('fleet_pulls', 0))"; }
+learn_a_while() {   # ms: A's clients run that long; 0 when A's own pulls grew
+    local before
+    before=$(own_pulls A)
+    run_client A more$RANDOM "$1"
+    wait_pid "$CPID" 60
+    [ "$(own_pulls A)" -gt "$before" ]
+}
+# b_has_a_pulls: B counts all that A and C have pulled by now (both idle):
+# what B counts of them is at most what they pulled, so this is equality.
+b_has_a_pulls() { local a c; a=$(own_pulls A); c=$(own_pulls C); [ "$(fleet_pulls B)" -ge $((a + c)) ]; }
+
+link_up() { [ "$(fleet_field "$1" "j['up']")" = True ]; }
+stop_member 0
+learn_a_while 3000; rc=$?
+check "one member stopped: A goes on learning" test $rc = 0
+WHY="A pulled $(own_pulls A), C $(own_pulls C); B counts $(fleet_pulls B)"
+check "one member stopped: what A learned reaches B (nothing lost)" wait_secs 20 b_has_a_pulls
+for id in A B C; do
+    WHY="$(C $id fleet 2>&1 | head -8)"
+    check "one member stopped: host $id's link is up" wait_secs 15 link_up $id
+done
+start_member 0
+check "the stopped member rejoins the cluster" wait_secs 60 cluster_healthy
+
+for i in 0 1 2; do stop_member $i; done
+down() { grep -q "fleet: etcd unreachable" "$TMP/$1.log"; }
+for id in A B C; do
+    check "cluster stopped: host $id says the fleet is down" wait_secs 20 down $id
+done
+learn_a_while 3000; rc=$?
+check "cluster stopped: A goes on learning locally" test $rc = 0
+# More syncs, each failing: none may add a line, and the fleet thread
+# waits between them (a loop that retried at once would take a core).
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+t0=$(cpu_ticks "${HPID[B]}")
+sleep 3
+t1=$(cpu_ticks "${HPID[B]}")
+WHY="host B took $((t1 - t0)) of $((3 * $(getconf CLK_TCK))) clock ticks in 3 s"
+check "cluster stopped: host B waits between attempts (under a third of a core)" \
+    test $((t1 - t0)) -lt "$(getconf CLK_TCK)"
+for id in A B C; do
+    n=$(grep -c "fleet: etcd unreachable" "$TMP/$id.log")
+    WHY="$n lines: $(grep 'fleet:' "$TMP/$id.log" | tail -3)"
+    check "cluster stopped: host $id said so once, not once per sync" test "$n" = 1
+done
+for id in A B C; do
+    kill -0 "${HPID[$id]}" 2>/dev/null && ok "cluster stopped: host $id still runs" || fail "cluster stopped: host $id still runs" "it exited"
+done
+
+for i in 0 1 2; do start_member $i; done
+check "the cluster restarts" wait_secs 60 cluster_healthy
+rejoined() { grep -q "fleet: rejoined etcd as host $1" "$TMP/$1.log"; }
+for id in A B C; do
+    WHY="$(grep 'fleet:' "$TMP/$id.log" | tail -3)"
+    check "cluster restarted: host $id rejoins without a restart" wait_secs 30 rejoined $id
+done
+WHY="A pulled $(own_pulls A), C $(own_pulls C); B counts $(fleet_pulls B)"
+check "cluster restarted: what A learned meanwhile reaches B" wait_secs 20 b_has_a_pulls
+
+# kill -9 C: its lease expires, and A and B stop counting it.
+C_PULLS=$(own_pulls C)
+kill_pid "${HPID[C]}"
+gone() { [ "$(fleet_field "$1" "sorted(h['id'] for h in j['hosts'])")" = "$2" ]; }
+WHY="A sees $(fleet_field A "[h['id'] for h in j['hosts']]" 2>&1)"
+check "kill -9 of C: its lease expires and A stops counting it" wait_secs $((TTL + 20)) gone A "['B']"
+WHY="B sees $(fleet_field B "[h['id'] for h in j['hosts']]" 2>&1)"
+check "kill -9 of C: B stops counting it" wait_secs 10 gone B "['A']"
+b_counts_only_a() { [ "$(fleet_pulls B)" = "$(own_pulls A)" ]; }
+WHY="B counts $(fleet_pulls B) from the fleet; A pulled $(own_pulls A), C had $C_PULLS"
+check "kill -9 of C: B's fleet pulls of the site are A's alone" wait_secs 20 b_counts_only_a
+
+# ---- a host without credentials ----
+start_host D; rc=$?
+sleep 3   # syncs, each refused
+WHY="rc $rc: $(grep fleet: "$TMP/D.log")"
+check "a host without a client certificate is refused, in one line, and runs alone" \
+    bash -c "[ $rc = 0 ] && [ \$(grep -c 'fleet: ' '$TMP/D.log') = 1 ] &&
+             grep -q 'fleet: etcd refused host D: .*; learning locally' '$TMP/D.log' && kill -0 ${HPID[D]}"
+WHY="$(fleet_field A "[h['id'] for h in j['hosts']]" 2>&1)"
+check "the refused host never counts in the fleet" gone A "['B']"
+
+for id in A B D; do
+    stop_pid "${HPID[$id]}" 20; rc=$?
+    WHY="exit status $rc: $(tail -2 "$TMP/$id.log")"
+    check "host $id stops cleanly" test $rc = 0
+done
+WHY="$(grep 'left fleet' "$TMP/A.log")"
+check "a host that stops gives its lease back" grep -q "fleet: host A left fleet $FLEET (lease revoked)" "$TMP/A.log"
+finish

@@ -332,4 +332,5 @@ for id in A B D; do
 done
 WHY="$(grep 'left fleet' "$TMP/A.log")"
 check "a host that stops gives its lease back" grep -q "fleet: host A left fleet $FLEET (lease revoked)" "$TMP/A.log"
+for i in 0 1 2; do stop_member $i; done
 finish

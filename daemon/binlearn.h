@@ -24,8 +24,9 @@
  * held over time is priced by the cost).  The default runs first, until
  * it has `min_pulls` observations; then, until every other arm has as
  * many or has been ruled out (shown worse), the least observed; after that
- * one run in `recheck` goes to the arm most likely to beat the choice,
- * and the others run the choice.
+ * one run in `recheck` goes to the arm most likely to beat the choice
+ * (one in `race` while an arm looks cheaper by min_gain without the
+ * evidence to show it), and the others run the choice.
  *
  * Pure and deterministic: no clocks, no randomness, no globals beyond the
  * constant arm set. */
@@ -52,6 +53,8 @@ typedef struct hkd_bin_cfg {
     double   memory_weight_ns;          /* ns of CPU one MiB held for one second is worth */
     uint32_t min_pulls;                 /* observations of every arm before any choice */
     uint32_t recheck;                   /* once settled, one run in this many explores */
+    uint32_t race;                      /* ... or in this many while an arm looks cheaper unproven */
+    uint32_t race_pulls;                /* and has fewer observations than this */
     double   z;                         /* standard errors an arm must win by */
     double   min_gain;                  /* and at least this ratio (0.01: 1% cheaper) */
     double   min_peak_gain;             /* or this much less peak RSS at the same time (0.1: 10%) */

@@ -14,6 +14,7 @@
 #include "core_api.h"
 #include "core_fleet.h"
 #include "fleet_codec.h"
+#include "fleet_controls.h"
 #include "fleet_peers.h"
 #include "log.h"
 #include "site_key.h"
@@ -263,6 +264,9 @@ static int keep_lease(void)
 static int sync_once(void)
 {
     int rc = keep_lease();
+    /* The controls first: what a reset cleared is written as cleared now. */
+    if (rc == 0)
+        rc = hkd_fleet_controls_sync();
     if (rc == 0) {
         rc = write_own();
         if (rc == -ENOENT) {
@@ -339,6 +343,22 @@ static void *run(void *arg)
     return NULL;
 }
 
+/* The etcd user's password: from its file, else from the environment
+ * (never from the command line, which every user of the host can read). */
+static int fleet_password(const hkd_fleet_cfg *cfg, char *out, size_t cap, char *why, size_t whylen)
+{
+    if (cfg->password_file)
+        return hkd_etcd_read_password(cfg->password_file, out, cap, why, whylen);
+    const char *env = getenv("HAKMEM_FLEET_PASSWORD");
+    if (!env || !*env || strlen(env) >= cap) {
+        snprintf(why, whylen, "etcd user %.80s needs a password (--fleet-password-file, or HAKMEM_FLEET_PASSWORD)",
+                 cfg->user);
+        return -EINVAL;
+    }
+    snprintf(out, cap, "%s", env);
+    return 0;
+}
+
 int hkd_fleet_start(const hkd_fleet_cfg *cfg, char *why, size_t whylen)
 {
     char host[256] = "";
@@ -357,8 +377,14 @@ int hkd_fleet_start(const hkd_fleet_cfg *cfg, char *why, size_t whylen)
         snprintf(why, whylen, "host id '%.80s' is not 1-64 of A-Z a-z 0-9 . _ - (set --host-id)", id);
         return -EINVAL;
     }
-    hkd_etcd_cfg ec = { .endpoints = cfg->endpoints, .cacert = cfg->cacert, .cert = cfg->cert, .key = cfg->key };
-    int rc = hkd_etcd_new(&ec, &fl.etcd, why, whylen);
+    char password[HKD_ETCD_PASSWORD_MAX + 2] = "";
+    int rc = cfg->user ? fleet_password(cfg, password, sizeof password, why, whylen) : 0;
+    if (rc < 0)
+        return rc;
+    hkd_etcd_cfg ec = { .endpoints = cfg->endpoints, .cacert = cfg->cacert, .cert = cfg->cert, .key = cfg->key,
+                        .user = cfg->user, .password = cfg->user ? password : NULL };
+    rc = hkd_etcd_new(&ec, &fl.etcd, why, whylen);
+    explicit_bzero(password, sizeof password);
     if (rc < 0)
         return rc;
     snprintf(fl.st.name, sizeof fl.st.name, "%s", name);
@@ -367,6 +393,7 @@ int hkd_fleet_start(const hkd_fleet_cfg *cfg, char *why, size_t whylen)
     snprintf(fl.prefix, sizeof fl.prefix, "/hakmem/%.64s/hosts/", name);
     snprintf(fl.own, sizeof fl.own, "/hakmem/%.64s/hosts/%.64s/shard/", name, id);
     hkd_fleet_peers_init(fl.etcd, fl.prefix, id);
+    hkd_fleet_controls_init(fl.etcd, name, cfg->state_dir);
     fl.st.configured = 1;
     fl.st.sync_ms = cfg->sync_ms ? cfg->sync_ms : HKD_FLEET_DEFAULT_SYNC_MS;
     fl.st.ttl_s = cfg->ttl_s ? cfg->ttl_s : HKD_FLEET_DEFAULT_TTL_S;
@@ -402,6 +429,7 @@ void hkd_fleet_stop(void)
     pthread_join(fl.thread, NULL);
     fl.running = 0;
     hkd_fleet_peers_free();
+    hkd_fleet_controls_free();
     free(fl.put);
     fl.put = NULL;
     fl.shards = 0;

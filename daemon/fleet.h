@@ -24,8 +24,8 @@
 #include <stdint.h>
 
 #include "etcd.h"
+#include "fleet_control.h"
 
-#define HKD_FLEET_ID_MAX 64                /* fleet names and host ids: [A-Za-z0-9._-]{1,64} */
 #define HKD_FLEET_KEY_MAX 256u             /* the longest key of ours: /hakmem/<fleet>/hosts/<host>/shard/NNNN */
 #define HKD_FLEET_DEFAULT_SYNC_MS 5000u
 #define HKD_FLEET_DEFAULT_TTL_S 15u
@@ -35,6 +35,9 @@ typedef struct hkd_fleet_cfg {
     const char *endpoints;                 /* URL[,URL...] */
     const char *name, *host_id;            /* NULL: "default", the host name */
     const char *cacert, *cert, *key;
+    const char *user, *password_file;      /* an etcd user (NULL: none); its password's file (NULL: the
+                                              environment's HAKMEM_FLEET_PASSWORD) */
+    const char *state_dir;                 /* where the resets applied are kept (NULL: nowhere) */
     uint32_t sync_ms;                      /* 0: the default */
     uint32_t ttl_s;                        /* 0: the default */
 } hkd_fleet_cfg;

@@ -9,7 +9,6 @@
  * once), so a fleet larger than one daemon should hold cannot bloat it. */
 #include "fleet_peers.h"
 
-#include <ctype.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -19,6 +18,8 @@
 #include "core_api.h"
 #include "core_fleet.h"
 #include "fleet_codec.h"
+#include "fleet_control.h"
+#include "fleet_controls.h"
 #include "log.h"
 #include "site_key.h"
 
@@ -56,15 +57,6 @@ static struct {
     uint32_t sites_shared, sites_disagree;
     uint64_t values_rejected;
 } pr = { .lock = PTHREAD_MUTEX_INITIALIZER };
-
-int hkd_fleet_valid_id(const char *s)
-{
-    size_t n = 0;
-    for (; s[n]; n++)
-        if (!isalnum((unsigned char)s[n]) && s[n] != '.' && s[n] != '_' && s[n] != '-')
-            return 0;
-    return n >= 1 && n <= HKD_FLEET_ID_MAX && strcmp(s, ".") && strcmp(s, "..");
-}
 
 /* host and shard of a key under the prefix: 0, or -1 for a key that is
  * not a shard (skipped). */
@@ -353,8 +345,10 @@ static int aggregate(void)
         h->rejected += (uint32_t)r->rejected;
         h->sites += r->n;
         h->written_unix = r->written_unix > h->written_unix ? r->written_unix : h->written_unix;
+        /* What a host wrote before a fleet reset of a site counts no more. */
         for (uint32_t j = 0; j < r->n; j++)
-            c[k++] = (contrib){ &r->sites[j], r->host };
+            if (r->mod_revision >= hkd_fleet_controls_reset_revision(&r->sites[j].key))
+                c[k++] = (contrib){ &r->sites[j], r->host };
     }
     qsort(c, k, sizeof *c, by_key_host);
     size_t m = 0;
@@ -443,6 +437,11 @@ int hkd_fleet_peers_status(hkd_fleet_status *st, hkd_fleet_host **hosts, size_t 
     }
     pthread_mutex_unlock(&pr.lock);
     return rc;
+}
+
+void hkd_fleet_peers_resum(void)
+{
+    pr.summed = 0;
 }
 
 void hkd_fleet_peers_free(void)

@@ -10,9 +10,6 @@
 #include "etcd.h"
 #include "fleet.h"
 
-/* A fleet name or host id: 1 to HKD_FLEET_ID_MAX of A-Z a-z 0-9 . _ - */
-int  hkd_fleet_valid_id(const char *s);
-
 /* Reads the keys under prefix (/hakmem/<fleet>/hosts/) through e, leaving
  * out own_id's. */
 int  hkd_fleet_peers_init(hkd_etcd *e, const char *prefix, const char *own_id);
@@ -22,6 +19,8 @@ int  hkd_fleet_peers_sync(void);
 /* hosts, sites_shared, sites_disagree and values_rejected into st; with
  * hosts, a copy of the hosts' list. */
 int  hkd_fleet_peers_status(hkd_fleet_status *st, hkd_fleet_host **hosts, size_t *n);
+/* The sums are made again at the next sync (a reset changed what counts). */
+void hkd_fleet_peers_resum(void);
 void hkd_fleet_peers_free(void);
 
 #endif

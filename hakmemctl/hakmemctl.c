@@ -250,7 +250,7 @@ const char *human_duration(uint64_t ms, char *buf, size_t cap)
     return buf;
 }
 
-static int parse_key(const char *s, uint64_t *hash, uint64_t *off)
+int parse_site_key(const char *s, uint64_t *hash, uint64_t *off)
 {
     char *end;
     const char *colon = strchr(s, ':');
@@ -604,7 +604,7 @@ static int cmd_reset(int argc, char **argv)
     for (int i = 0; i < argc; i++) {
         if (!strcmp(argv[i], "--site") && i + 1 < argc && !text) {
             text = argv[++i];
-            if (parse_key(text, &key.module_hash, &key.offset) < 0)
+            if (parse_site_key(text, &key.module_hash, &key.offset) < 0)
                 return usage_error("reset: '%s' is not a site key (MODULEHASH:OFFSET)", text);
             rr.site = &key;
         } else if (!strcmp(argv[i], "--user") && i + 1 < argc && !user) {
@@ -655,7 +655,7 @@ static int cmd_pin(int argc, char **argv, int unpin)
     }
     if (argc != (unpin ? 1 : 2))
         return usage_error(unpin ? "unpin needs a site KEY" : "pin needs a site KEY and an ARM");
-    if (parse_key(argv[0], &key.module_hash, &key.offset) < 0)
+    if (parse_site_key(argv[0], &key.module_hash, &key.offset) < 0)
         return usage_error("'%s' is not a site key (MODULEHASH:OFFSET)", argv[0]);
     Hakmem__Ctl__PinRequest pr = HAKMEM__CTL__PIN_REQUEST__INIT;
     pr.site = &key;

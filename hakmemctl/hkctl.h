@@ -60,5 +60,9 @@ int cmd_reset_binary(int argc, char **argv);
 
 /* hkctl_fleet.c */
 int cmd_fleet(int argc, char **argv);
+/* hkctl_fleetctl.c: fleet pin / unpin / reset (argv[0] names which) */
+int cmd_fleet_control(int argc, char **argv);
+/* A site key as MODULEHASH:OFFSET (hex): 0, or -1. */
+int parse_site_key(const char *s, uint64_t *hash, uint64_t *off);
 
 #endif

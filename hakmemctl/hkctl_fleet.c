@@ -109,6 +109,8 @@ static void fleet_human(const Hakmem__Ctl__Fleet *f)
 
 int cmd_fleet(int argc, char **argv)
 {
+    if (argc > 0 && (!strcmp(argv[0], "pin") || !strcmp(argv[0], "unpin") || !strcmp(argv[0], "reset")))
+        return cmd_fleet_control(argc, argv);
     if (argc > 0)
         return usage_error("fleet: unexpected argument '%s'", argv[0]);
     Hakmem__Ctl__Request rq = HAKMEM__CTL__REQUEST__INIT;

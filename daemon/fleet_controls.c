@@ -191,7 +191,7 @@ static int take_control(const hkd_etcd_kv *kv, void *arg)
  * or -errno. */
 static int apply_reset(const hkd_fleet_control *c)
 {
-    char site[HKD_CONTROL_SITE_TEXT_MAX] = "every site";
+    char site[HKD_CONTROL_SITE_TEXT_MAX] = "";
     if (c->all) {
         if (c->revision <= fc.all_revision)
             return 0;
@@ -205,7 +205,8 @@ static int apply_reset(const hkd_fleet_control *c)
         hkd_control_site_text(&c->key, site, sizeof site);
     }
     hkd_fleet_reset(c->all ? NULL : &c->key);
-    hkd_log(HKD_LOG_NOTICE, "fleet: reset %s (control revision %" PRId64 ")", site, c->revision);
+    hkd_log(HKD_LOG_NOTICE, "fleet: reset %s%s (control revision %" PRId64 ")", c->all ? "every site" : "site ", site,
+            c->revision);
     return 1;
 }
 

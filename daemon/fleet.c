@@ -222,8 +222,9 @@ static int write_own(void)
     fl.st.own_sites = (uint32_t)n;
     fl.st.own_shards = shards;
     pthread_mutex_unlock(&fl.lock);
+    int own = hkd_fleet_peers_own(v, n);
     free(v), free(bytes), free(buf);
-    return rc;
+    return rc < 0 ? rc : own;
 }
 
 /* ---- the lease ---- */

@@ -49,6 +49,21 @@ typedef struct hkd_fleet_host {
     uint32_t sites, shards, rejected;      /* rejected: shards whose value did not check */
 } hkd_fleet_host;
 
+#define HKD_FLEET_DISAGREE_TOP 10u         /* disagreeing sites listed, those with the most pulls */
+#define HKD_FLEET_DISAGREE_HOSTS 16u       /* hosts listed per site */
+
+/* A site whose hosts (this one among them) run different arms. */
+typedef struct hkd_fleet_disagreement {
+    hkd_site_key key;
+    uint64_t pulls;                        /* every host's together */
+    uint32_t hosts, n;                     /* hosts that run it; of them, listed in host[] */
+    struct {
+        char id[HKD_FLEET_ID_MAX + 1];
+        int arm;
+        uint64_t pulls;
+    } host[HKD_FLEET_DISAGREE_HOSTS];
+} hkd_fleet_disagreement;
+
 typedef struct hkd_fleet_status {
     int configured, up;
     char name[HKD_FLEET_ID_MAX + 1], host_id[HKD_FLEET_ID_MAX + 1];
@@ -61,6 +76,8 @@ typedef struct hkd_fleet_status {
     uint64_t syncs, bytes_written, keys_written, values_rejected;
     uint32_t own_sites, own_shards;
     uint32_t hosts, sites_shared, sites_disagree;
+    uint32_t n_disagree;                   /* sites in disagree[], most pulls first */
+    hkd_fleet_disagreement disagree[HKD_FLEET_DISAGREE_TOP];
 } hkd_fleet_status;
 
 /* Checks the configuration and starts the thread: 0, or -errno with why

@@ -47,6 +47,8 @@ const char *user_text(uint32_t uid, char *buf, size_t cap);
 int parse_user(const char *s, uint32_t *uid);
 
 /* hkctl_sites.c */
+/* A site key as MODULEHASH:OFFSET (its user apart). */
+void key_text(const Hakmem__Ctl__SiteKey *k, char *buf, size_t cap);
 int cmd_sites(int argc, char **argv, int thresholds_only);
 int cmd_watch(int argc, char **argv);
 /* The index of the arm named name at the site, or an exit code (> 0) after

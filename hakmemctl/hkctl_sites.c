@@ -21,7 +21,7 @@ static const char *base_name(const char *path)
     return s && s[1] ? s + 1 : path;
 }
 
-static void key_text(const Hakmem__Ctl__SiteKey *k, char *buf, size_t cap)
+void key_text(const Hakmem__Ctl__SiteKey *k, char *buf, size_t cap)
 {
     snprintf(buf, cap, "%016" PRIx64 ":%" PRIx64, k ? k->module_hash : 0, k ? k->offset : 0);
 }

@@ -218,7 +218,28 @@ check "metrics: the fleet link up, its last sync's age, bytes and keys written" 
     grep -q '^hakmem_fleet_up 1$' <<<\"\$m\" && grep -q '^hakmem_fleet_last_sync_age_seconds ' <<<\"\$m\" &&
     grep -qE '^hakmem_fleet_written_bytes_total [1-9]' <<<\"\$m\" && grep -qE '^hakmem_fleet_written_keys_total [1-9]' <<<\"\$m\""
 
+# ---- sites where the hosts disagree ----
+# B pinned locally to another arm: A lists the site, with each host's arm.
+OTHER=$(( (ARM + 2) % 8 ))
+C B pin "$KEY" "$OTHER" >/dev/null
+listed_on_a() {
+    C A --json fleet | python3 -c "
+import json, sys
+j = json.load(sys.stdin)
+d = next((d for d in j['disagree'] if d['site'] == '$KEY'), None)
+arms = {a['host']: a['arm'] for a in d['arms']} if d else {}
+sys.exit(not (j['sites_disagree'] >= 1 and arms.get('B') == $OTHER and arms.get('A') == $ARM and arms.get('C') == $ARM))"
+}
+WHY="$(C A --json fleet 2>&1 | python3 -c "import json, sys; print(json.load(sys.stdin).get('disagree'))" 2>&1 | cut -c 1-400)"
+check "hakmemctl --json fleet on A: the site B runs another arm for, with each host's arm" wait_secs 20 listed_on_a
+WHY="$(C A fleet 2>&1 | tail -3)"
+check "hakmemctl fleet on A lists it: A: arm $ARM, B: arm $OTHER" bash -c "
+    timeout 20 '$CTL' --socket '$TMP/A/ctl.sock' fleet | grep -E '^    ${KEY} .* pulls .*A: arm $ARM.*B: arm $OTHER'"
+C B unpin "$KEY" >/dev/null
+
 # ---- fleet controls: pins and resets, authorised by etcd ----
+own_pulls() { site_json "$1" "$KEY" | python3 -c "import json, sys; print(json.load(sys.stdin).get('own_pulls', 0))"; }
+fleet_pulls() { site_json "$1" "$KEY" | python3 -c "import json, sys; print(json.load(sys.stdin).get('fleet_pulls', 0))"; }
 # FCTL USER ARGS...: hakmemctl fleet ARGS as etcd user USER ("": none)
 FCTL() {
     local user=$1
@@ -249,11 +270,13 @@ s = json.load(sys.stdin)
 sys.exit(not (s['pinned_arm'] == -1 and not s['fleet_pinned']))"; }
 
 FCTL host-B pin "$SITE" "$PIN" >"$TMP/pin-host.out" 2>"$TMP/pin-host.err"; rc=$?
+echo "# host-B: $(cat "$TMP/pin-host.err")"
 WHY="rc $rc: $(cat "$TMP/pin-host.err" "$TMP/pin-host.out")"
 check "a host's etcd user cannot pin: refused, in one line that says etcd refused it" \
     bash -c "[ $rc != 0 ] && [ \$(wc -l <'$TMP/pin-host.err') = 1 ] && [ ! -s '$TMP/pin-host.out' ] &&
              grep -q 'fleet pin: etcd refused it: .*permission denied' '$TMP/pin-host.err'"
 FCTL "" pin "$SITE" "$PIN" >"$TMP/pin-none.out" 2>"$TMP/pin-none.err"; rc=$?
+echo "# no user: $(cat "$TMP/pin-none.err")"
 WHY="rc $rc: $(cat "$TMP/pin-none.err")"
 check "no etcd user: fleet pin refused, in one line" \
     bash -c "[ $rc != 0 ] && [ \$(wc -l <'$TMP/pin-none.err') = 1 ] && grep -q 'fleet pin: etcd refused it' '$TMP/pin-none.err'"
@@ -268,6 +291,7 @@ for id in A B C; do
 done
 
 FCTL fleet-admin pin "$SITE" "$PIN" >"$TMP/pin.out" 2>&1; rc=$?
+echo "# fleet-admin: $(cat "$TMP/pin.out")"
 WHY="rc $rc: $(cat "$TMP/pin.out")"
 check "the admin's etcd user pins the site fleet-wide" test $rc = 0
 for id in A B C; do
@@ -284,6 +308,21 @@ for id in A B C; do
 done
 
 # A reset: every host forgets the site, its own pulls and the fleet's, once.
+# Host Z stands for a host that has not applied it yet: its value, written
+# (by root) before the reset, holds 7 pulls of the site and must stop
+# counting; written again after the reset, it counts again.
+put_z() {
+    python3 -c "
+import struct, sys, time
+h, o = '$KEY'.split(':')
+site = struct.pack('<IQQBBBbdB', 0, int(h, 16), int(o, 16), 0, 0, 0, $PIN, 0.0, 1 << $PIN) + struct.pack('<Id', 7, 3.5)
+sys.stdout.buffer.write(b'HKF1' + struct.pack('<HHIQ', 0, 1, 1, int(time.time())) + site)" |
+        ECTL --user "root:root-$$" put "/hakmem/$FLEET/hosts/Z/shard/0000"
+}
+counts_z() { [ "$(fleet_pulls B)" -ge 7 ]; }
+put_z >/dev/null 2>&1
+WHY="B counts $(fleet_pulls B) from the fleet"
+check "host Z's value, written before the reset, counts on B" wait_secs 20 counts_z
 site_pulls() { site_json "$1" "$KEY" | python3 -c "import json, sys; s = json.load(sys.stdin); print(s.get('own_pulls', 0) + s.get('fleet_pulls', 0))"; }
 cleared_on() { [ "$(site_pulls "$1")" = 0 ]; }
 FCTL fleet-admin reset "$SITE" >"$TMP/reset.out" 2>&1; rc=$?
@@ -291,16 +330,22 @@ for id in A B C; do
     WHY="rc $rc $(cat "$TMP/reset.out"); site on $id: $(site_json $id "$KEY" 2>&1 | cut -c 1-300)"
     check "fleet reset: host $id forgets the site's pulls, its own and the fleet's" wait_secs 20 cleared_on $id
 done
+put_z >/dev/null 2>&1
+WHY="B counts $(fleet_pulls B) from the fleet"
+check "host Z's value, written again after the reset, counts on B again" wait_secs 20 counts_z
+ECTL --user "root:root-$$" del "/hakmem/$FLEET/hosts/Z/shard/0000" >/dev/null 2>&1
+z_gone() { [ "$(fleet_field B "[h['id'] for h in j['hosts']]")" = "['A', 'C']" ]; }
+WHY="B sees $(fleet_field B "[h['id'] for h in j['hosts']]" 2>&1)"
+check "host Z's key deleted: B stops counting it" wait_secs 20 z_gone
 learn_again() {   # A's clients until A has pulls of the site again
     local i
     for ((i = 0; i < 4; i++)); do
         run_client A r$i 3000
         wait_pid "$CPID" 60
-        [ "$(own_pulls_of A)" -gt 0 ] && return 0
+        [ "$(own_pulls A)" -gt 0 ] && return 0
     done
     return 1
 }
-own_pulls_of() { site_json "$1" "$KEY" | python3 -c "import json, sys; print(json.load(sys.stdin).get('own_pulls', 0))"; }
 learn_again; rc=$?
 check "after the reset, A learns the site again" test $rc = 0
 stop_pid "${HPID[A]}" 20
@@ -309,14 +354,12 @@ BEFORE=$(grep -c "fleet: reset site" "$TMP/A.log")
 start_host A $(as_host A)
 WHY="$(grep 'fleet:' "$TMP/A.log" | tail -2)"
 check "host A restarted rejoins" wait_secs 20 joined_again A
-A_AFTER=$(own_pulls_of A)
+A_AFTER=$(own_pulls A)
 WHY="A's own pulls after its restart: $A_AFTER; reset lines: $(grep 'fleet: reset' "$TMP/A.log")"
 check "a reset is applied once: host A's restart keeps what it learned since" \
     bash -c "[ '$A_AFTER' -gt 0 ] && [ \$(grep -c 'fleet: reset site' '$TMP/A.log') = $BEFORE ] && [ $BEFORE = 1 ]"
 
 # ---- faults ----
-own_pulls() { site_json "$1" "$KEY" | python3 -c "import json, sys; print(json.load(sys.stdin).get('own_pulls', 0))"; }
-fleet_pulls() { site_json "$1" "$KEY" | python3 -c "import json, sys; print(json.load(sys.stdin).get('fleet_pulls', 0))"; }
 learn_a_while() {   # ms: A's clients run that long; 0 when A's own pulls grew
     local before
     before=$(own_pulls A)

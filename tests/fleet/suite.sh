@@ -221,7 +221,7 @@ check "metrics: the fleet link up, its last sync's age, bytes and keys written" 
 # ---- sites where the hosts disagree ----
 # B pinned locally to another arm: A lists the site, with each host's arm.
 OTHER=$(( (ARM + 2) % 8 ))
-C B pin "$KEY" "$OTHER" >/dev/null
+C B pin "$KEY" "$OTHER" >"$TMP/pin-b.out" 2>&1
 listed_on_a() {
     C A --json fleet | python3 -c "
 import json, sys
@@ -230,8 +230,9 @@ d = next((d for d in j['disagree'] if d['site'] == '$KEY'), None)
 arms = {a['host']: a['arm'] for a in d['arms']} if d else {}
 sys.exit(not (j['sites_disagree'] >= 1 and arms.get('B') == $OTHER and arms.get('A') == $ARM and arms.get('C') == $ARM))"
 }
-WHY="$(C A --json fleet 2>&1 | python3 -c "import json, sys; print(json.load(sys.stdin).get('disagree'))" 2>&1 | cut -c 1-400)"
-check "hakmemctl --json fleet on A: the site B runs another arm for, with each host's arm" wait_secs 20 listed_on_a
+WHY="$(C A --json fleet 2>&1 | python3 -c "import json, sys; print(json.load(sys.stdin).get('disagree'))" 2>&1 | cut -c 1-400);
+ pin on B: $(cat "$TMP/pin-b.out"); on B: $(site_json B "$KEY" | cut -c 1-200) ... $(grep -E "fleet:|site $KEY" "$TMP/B.log" | tail -3)"
+check "hakmemctl --json fleet on A: the site B runs another arm for, with each host's arm" wait_secs 40 listed_on_a
 WHY="$(C A fleet 2>&1 | tail -3)"
 check "hakmemctl fleet on A lists it: A: arm $ARM, B: arm $OTHER" bash -c "
     timeout 20 '$CTL' --socket '$TMP/A/ctl.sock' fleet | grep -E '^    ${KEY} .* pulls .*A: arm $ARM.*B: arm $OTHER'"

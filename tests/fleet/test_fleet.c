@@ -295,17 +295,18 @@ static void flush_2m(hkshm_region *s, uint64_t round)
     region_write_end(s);
 }
 
-/* Host B: the fleet says arm 2 wins a 2 MiB site no process of B has run.
- * B makes the record, publishes arm 2 before any process reports, and its
- * own learner pulls only arm 2 once a process runs the site; what B would
- * write holds its own pulls only, never the fleet's. */
-static void core_takes_the_fleet_without_writing_it_back(void **state)
+/* A core of its own (settle: intervals a new arm waits), and what the
+ * fleet's other hosts say of the 2 MiB site: arm 2 wins. */
+static void core_begin(uint32_t settle)
 {
-    (void)state;
     hkd_core_cfg cfg = { .shm_name = shm, .state_dir = dir, .interval_ms = 100, .learning = 1,
                          .learn = hkd_learn_default_cfg };
-    cfg.learn.settle_intervals = 0;
+    cfg.learn.settle_intervals = settle;
     assert_int_equal(hkd_core_init(&cfg), 0);
+}
+
+static hkd_fleet_sum arm2_sum(void)
+{
     hkd_fleet_sum sum;
     memset(&sum, 0, sizeof sum);
     sum.key = (hkd_site_key){ .module_hash = MODULE, .offset = OFFSET, .domain = UID };
@@ -314,6 +315,18 @@ static void core_takes_the_fleet_without_writing_it_back(void **state)
     sum.size_lo = sum.size_hi = 21;
     sum.ref_cost = 300;
     sum.hosts = 1;
+    return sum;
+}
+
+/* Host B: the fleet says arm 2 wins a 2 MiB site no process of B has run.
+ * B makes the record, publishes arm 2 before any process reports, and its
+ * own learner pulls only arm 2 once a process runs the site; what B would
+ * write holds its own pulls only, never the fleet's. */
+static void core_takes_the_fleet_without_writing_it_back(void **state)
+{
+    (void)state;
+    core_begin(0);
+    hkd_fleet_sum sum = arm2_sum();
     /* A user with no site on this host gets none from the fleet. */
     hkd_fleet_sum stranger = sum;
     stranger.key.domain = 4321;
@@ -431,14 +444,8 @@ static void control_keys_round_trip_and_reject_the_rest(void **state)
 static void core_takes_the_fleets_pins_and_resets(void **state)
 {
     (void)state;
-    hkd_core_cfg cfg = { .shm_name = shm, .state_dir = dir, .interval_ms = 100, .learning = 1,
-                         .learn = hkd_learn_default_cfg };
-    assert_int_equal(hkd_core_init(&cfg), 0);
-    hkd_fleet_sum sum;
-    memset(&sum, 0, sizeof sum);
-    sum.key = (hkd_site_key){ .module_hash = MODULE, .offset = OFFSET, .domain = UID };
-    sum.prior = prior_best(2, 30);
-    sum.hosts = 1;
+    core_begin(hkd_learn_default_cfg.settle_intervals);
+    hkd_fleet_sum sum = arm2_sum();
     assert_int_equal(hkd_fleet_apply(&sum, 1), 1);
     hkd_fleet_pin pin = { sum.key, 5 };
     assert_int_equal(hkd_fleet_pins(&pin, 1), 1);

@@ -182,8 +182,9 @@ int hkd_etcd_read_password(const char *path, char *out, size_t cap, char *why, s
 {
     FILE *f = fopen(path, "re");
     if (!f) {
-        snprintf(why, whylen, "cannot read the password file %.200s: %s", path, strerror(errno));
-        return -errno;
+        int err = errno;
+        snprintf(why, whylen, "cannot read the password file %.200s: %s", path, strerror(err));
+        return -err;
     }
     size_t n = fread(out, 1, cap - 1, f);
     int bad = ferror(f), more = !bad && fgetc(f) != EOF;
@@ -498,12 +499,8 @@ static int authenticate(hkd_etcd *e)
     }
     if (rc == -EIO && e->last_code == GRPC_INVALID_ARGUMENT)
         rc = -EACCES;
-    if (rc < 0) {
-        char was[sizeof e->error];
-        snprintf(was, sizeof was, "%s", e->error);
-        snprintf(e->error, sizeof e->error, "etcd user %.80s: %.300s", e->user, was);
+    if (rc < 0)
         return rc;
-    }
     size_t n = 0;
     const char *tok = json_object_object_get_ex(o, "token", &t) && json_object_is_type(t, json_type_string)
                           ? json_object_get_string(t)
@@ -527,19 +524,17 @@ static int authenticate(hkd_etcd *e)
 static int call(hkd_etcd *e, const char *path, const char *body, size_t blen, json_object **out)
 {
     *out = NULL;
-    if (e->user && !e->token[0] && !e->auth_off) {
-        int rc = authenticate(e);
-        if (rc < 0)
-            return rc;
-    }
-    int rc = call_once(e, path, body, blen, out);
+    int rc = e->user && !e->token[0] && !e->auth_off ? authenticate(e) : 0;
+    if (rc == 0)
+        rc = call_once(e, path, body, blen, out);
     if (rc == -EACCES && e->user && (e->last_code == GRPC_UNAUTHENTICATED ||
                                      (e->auth_off && e->last_code == GRPC_INVALID_ARGUMENT))) {
         rc = authenticate(e);
         if (rc == 0)
             rc = call_once(e, path, body, blen, out);
     }
-    if (rc == -EACCES && e->user && !strstr(e->error, "etcd user ")) {
+    /* Who was refused, for the one line that says so. */
+    if (rc == -EACCES && e->user) {
         char was[sizeof e->error];
         snprintf(was, sizeof was, "%s", e->error);
         snprintf(e->error, sizeof e->error, "etcd user %.80s: %.300s", e->user, was);

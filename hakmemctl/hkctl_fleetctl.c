@@ -141,7 +141,7 @@ int cmd_fleet_control(int argc, char **argv)
     if (pin) {
         uint64_t arm;
         if (parse_u64(args[1], &arm) < 0 || arm >= HKD_N_ARMS)
-            return usage_error("fleet pin: arm '%s' is not 0-%d (hakmemd --list-arms names them)", args[1],
+            return usage_error("fleet pin: arm '%s' is not 0-%d (the index in hakmemctl sites)", args[1],
                                HKD_N_ARMS - 1);
         o.arm = (int)arm;
     }

@@ -281,6 +281,14 @@ echo "# no user: $(cat "$TMP/pin-none.err")"
 WHY="rc $rc: $(cat "$TMP/pin-none.err")"
 check "no etcd user: fleet pin refused, in one line" \
     bash -c "[ $rc != 0 ] && [ \$(wc -l <'$TMP/pin-none.err') = 1 ] && grep -q 'fleet pin: etcd refused it' '$TMP/pin-none.err'"
+printf 'not-the-password\n' >"$TMP/pw-wrong"
+FCTL "" pin "$SITE" "$PIN" --fleet-user fleet-admin --fleet-password-file "$TMP/pw-wrong" \
+    >"$TMP/pin-wrong.out" 2>"$TMP/pin-wrong.err"; rc=$?
+echo "# wrong password: $(cat "$TMP/pin-wrong.err")"
+WHY="rc $rc: $(cat "$TMP/pin-wrong.err")"
+check "the admin's user with a wrong password: refused, in one line" \
+    bash -c "[ $rc != 0 ] && [ \$(wc -l <'$TMP/pin-wrong.err') = 1 ] &&
+             grep -q 'fleet pin: etcd refused it: etcd user fleet-admin: .*authentication failed' '$TMP/pin-wrong.err'"
 ectl_as() { local u=$1; shift; ECTL --user "$u:$(cat "$TMP/pw-${u#host-}")" "$@"; }
 ectl_as host-B put "/hakmem/$FLEET/hosts/A/shard/0000" forged >"$TMP/forge.out" 2>&1; rc=$?
 WHY="rc $rc: $(tail -2 "$TMP/forge.out")"

@@ -178,27 +178,6 @@ static int copy_user(const hkd_etcd_cfg *cfg, hkd_etcd *e, char *why, size_t why
     return 0;
 }
 
-int hkd_etcd_read_password(const char *path, char *out, size_t cap, char *why, size_t whylen)
-{
-    FILE *f = fopen(path, "re");
-    if (!f) {
-        int err = errno;
-        snprintf(why, whylen, "cannot read the password file %.200s: %s", path, strerror(err));
-        return -err;
-    }
-    size_t n = fread(out, 1, cap - 1, f);
-    int bad = ferror(f), more = !bad && fgetc(f) != EOF;
-    fclose(f);
-    out[n] = 0;
-    out[strcspn(out, "\r\n")] = 0;
-    if (bad || (more && strlen(out) == n) || !out[0]) {
-        snprintf(why, whylen, "the password file %.200s is %s", path,
-                 bad ? "unreadable" : out[0] ? "longer than 256 bytes" : "empty");
-        return -EINVAL;
-    }
-    return 0;
-}
-
 int hkd_etcd_new(const hkd_etcd_cfg *cfg, hkd_etcd **out, char *why, size_t whylen)
 {
     static int curl_ready;

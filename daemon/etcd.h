@@ -86,10 +86,6 @@ int  hkd_etcd_lease_grant(hkd_etcd *e, int64_t ttl_s, int64_t *id);
 int  hkd_etcd_lease_keepalive(hkd_etcd *e, int64_t id, int64_t *ttl_s);
 int  hkd_etcd_lease_revoke(hkd_etcd *e, int64_t id);
 
-/* A password from the first line of path (without its newline), into
- * out: 0, or -errno with why (unreadable, empty, too long). */
-int  hkd_etcd_read_password(const char *path, char *out, size_t cap, char *why, size_t whylen);
-
 /* The end of the range of every key that begins with prefix (into end,
  * which has room for plen bytes): its length, 0 for "to the last key". */
 size_t hkd_etcd_prefix_end(const void *prefix, size_t plen, uint8_t *end);

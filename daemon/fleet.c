@@ -13,6 +13,7 @@
 
 #include "core_api.h"
 #include "core_fleet.h"
+#include "etcd_password.h"
 #include "fleet_codec.h"
 #include "fleet_controls.h"
 #include "fleet_peers.h"
@@ -344,22 +345,6 @@ static void *run(void *arg)
     return NULL;
 }
 
-/* The etcd user's password: from its file, else from the environment
- * (never from the command line, which every user of the host can read). */
-static int fleet_password(const hkd_fleet_cfg *cfg, char *out, size_t cap, char *why, size_t whylen)
-{
-    if (cfg->password_file)
-        return hkd_etcd_read_password(cfg->password_file, out, cap, why, whylen);
-    const char *env = getenv("HAKMEM_FLEET_PASSWORD");
-    if (!env || !*env || strlen(env) >= cap) {
-        snprintf(why, whylen, "etcd user %.80s needs a password (--fleet-password-file, or HAKMEM_FLEET_PASSWORD)",
-                 cfg->user);
-        return -EINVAL;
-    }
-    snprintf(out, cap, "%s", env);
-    return 0;
-}
-
 int hkd_fleet_start(const hkd_fleet_cfg *cfg, char *why, size_t whylen)
 {
     char host[256] = "";
@@ -379,7 +364,7 @@ int hkd_fleet_start(const hkd_fleet_cfg *cfg, char *why, size_t whylen)
         return -EINVAL;
     }
     char password[HKD_ETCD_PASSWORD_MAX + 2] = "";
-    int rc = cfg->user ? fleet_password(cfg, password, sizeof password, why, whylen) : 0;
+    int rc = cfg->user ? hkd_etcd_password(cfg->user, cfg->password_file, password, sizeof password, why, whylen) : 0;
     if (rc < 0)
         return rc;
     hkd_etcd_cfg ec = { .endpoints = cfg->endpoints, .cacert = cfg->cacert, .cert = cfg->cert, .key = cfg->key,

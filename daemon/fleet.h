@@ -35,8 +35,7 @@ typedef struct hkd_fleet_cfg {
     const char *endpoints;                 /* URL[,URL...] */
     const char *name, *host_id;            /* NULL: "default", the host name */
     const char *cacert, *cert, *key;
-    const char *user, *password_file;      /* an etcd user (NULL: none); its password's file (NULL: the
-                                              environment's HAKMEM_FLEET_PASSWORD) */
+    const char *user, *password_file;      /* an etcd user (NULL: none); its password (etcd_password.h) */
     const char *state_dir;                 /* where the resets applied are kept (NULL: nowhere) */
     uint32_t sync_ms;                      /* 0: the default */
     uint32_t ttl_s;                        /* 0: the default */

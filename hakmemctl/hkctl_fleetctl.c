@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "etcd.h"
+#include "etcd_password.h"
 #include "fleet_control.h"
 #include "hkctl.h"
 #include "learner.h"
@@ -91,16 +92,8 @@ static int connect_etcd(const char *cmd, const fleet_opts *o, hkd_etcd **e)
     char password[HKD_ETCD_PASSWORD_MAX + 2] = "", why[512];
     hkd_etcd_cfg cfg = o->etcd;
     if (cfg.user) {
-        const char *env = getenv("HAKMEM_FLEET_PASSWORD");
-        if (o->password_file) {
-            if (hkd_etcd_read_password(o->password_file, password, sizeof password, why, sizeof why) < 0)
-                return fail(EXIT_USAGE, "fleet %s: %s", cmd, why);
-        } else if (env && *env && strlen(env) < sizeof password) {
-            snprintf(password, sizeof password, "%s", env);
-        } else {
-            return usage_error("fleet %s: etcd user %.80s needs a password (--fleet-password-file, or "
-                               "HAKMEM_FLEET_PASSWORD)", cmd, cfg.user);
-        }
+        if (hkd_etcd_password(cfg.user, o->password_file, password, sizeof password, why, sizeof why) < 0)
+            return usage_error("fleet %s: %s", cmd, why);
         cfg.password = password;
     }
     int r = hkd_etcd_new(&cfg, e, why, sizeof why);

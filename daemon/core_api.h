@@ -56,6 +56,7 @@ typedef struct hkd_site_info {
     uint64_t thp_blocks, slow_ns;
     hkd_thresholds thresholds;         /* as last published */
     int      pinned_arm;               /* -1 when not pinned */
+    int      fleet_pinned;             /* the pin is the fleet's (fleet_control.h), not this host's */
     int      settled;                  /* exploiting: hkd_learn_settled() (its band's when thin) */
     int      thin;                     /* runs its size band's arm (daemon/bands.h) */
     int      published;                /* the shared table holds its entry */

@@ -116,6 +116,12 @@ static int take_prior(site_rec *r, const hkd_fleet_sum *s, const hkd_prior *prio
     return changed;
 }
 
+/* The users whose sites the fleet may add here (see hkd_fleet_apply). */
+static int fleet_may_add(uint32_t uid)
+{
+    return uid == 0 || uid == g.cfg.daemon_uid || hkd_domains_find(g.domains, uid) >= 0;
+}
+
 int hkd_fleet_apply(const hkd_fleet_sum *v, size_t n)
 {
     int made = 0, changed = 0, no_room = 0;
@@ -131,8 +137,7 @@ int hkd_fleet_apply(const hkd_fleet_sum *v, size_t n)
          * the fleet adds sites for users this host knows (who have sites
          * here), and for root and the daemon's own user, never a user of
          * its own making. */
-        uint32_t uid = v[i].key.domain;
-        if (uid != 0 && uid != g.cfg.daemon_uid && hkd_domains_find(g.domains, uid) < 0)
+        if (!fleet_may_add(v[i].key.domain))
             continue;
         uint32_t before = g.n_idx - g.n_free;
         site_rec *r = core_get_or_add(&v[i].key, NULL, 0);
@@ -165,6 +170,77 @@ int hkd_fleet_apply(const hkd_fleet_sum *v, size_t n)
     return made;
 }
 
+int hkd_fleet_pins(const hkd_fleet_pin *v, size_t n)
+{
+    static uint32_t pin_gen;         /* g.lock's */
+    int changed = 0;
+    pthread_mutex_lock(&g.lock);
+    if (!g.ht) {
+        pthread_mutex_unlock(&g.lock);
+        return 0;
+    }
+    uint32_t gen = ++pin_gen ? pin_gen : ++pin_gen;
+    rcu_read_lock();
+    for (size_t i = 0; i < n; i++) {
+        if (!fleet_may_add(v[i].key.domain) || v[i].arm < 0 || v[i].arm >= HKD_N_ARMS)
+            continue;
+        site_rec *r = core_get_or_add(&v[i].key, NULL, 0);
+        core_prior *p = r ? prior_slot(r->idx) : NULL;
+        if (!p)
+            continue;
+        p->pin_gen = gen;
+        if (atomic_load_explicit(&p->pin, memory_order_relaxed) == v[i].arm + 1 && r->learn.pinned == v[i].arm)
+            continue;
+        atomic_store_explicit(&p->pin, (uint8_t)(v[i].arm + 1), memory_order_release);
+        core_pin_record(r, v[i].arm);
+        changed++;
+    }
+    rcu_read_unlock();
+    /* Pins the fleet no longer names: the site learns again. */
+    for (uint32_t ci = 0; ci < N_CHUNKS; ci++) {
+        core_prior *c = core_prior_chunks[ci];
+        for (uint32_t k = 0; c && k < CHUNK_RECS; k++) {
+            if (!atomic_load_explicit(&c[k].pin, memory_order_relaxed) || c[k].pin_gen == gen)
+                continue;
+            atomic_store_explicit(&c[k].pin, 0, memory_order_release);
+            site_rec *r = rec_at(ci * CHUNK_RECS + k);
+            if (!r->free) {
+                core_pin_record(r, -1);
+                changed++;
+            }
+        }
+    }
+    pthread_mutex_unlock(&g.lock);
+    return changed;
+}
+
+void hkd_fleet_reset(const hkd_site_key *key)
+{
+    hkd_reset(key);                  /* -ENOENT: nothing of it here, nothing to forget */
+    pthread_mutex_lock(&g.lock);
+    if (key) {
+        rcu_read_lock();
+        site_rec *r = g.ht ? core_lookup(key) : NULL;
+        rcu_read_unlock();
+        if (r)
+            core_fleet_forget(r->idx);
+    } else {
+        for (uint32_t ci = 0; ci < N_CHUNKS; ci++)
+            for (uint32_t k = 0; core_prior_chunks[ci] && k < CHUNK_RECS; k++)
+                if (core_prior_chunks[ci][k].gen)
+                    prior_write(&core_prior_chunks[ci][k], NULL, NULL, 0);
+    }
+    pthread_mutex_unlock(&g.lock);
+}
+
+int core_fleet_pinned(uint32_t idx)
+{
+    if (idx >= MAX_SITES)
+        return 0;
+    core_prior *c = __atomic_load_n(&core_prior_chunks[idx / CHUNK_RECS], __ATOMIC_ACQUIRE);
+    return c && atomic_load_explicit(&c[idx % CHUNK_RECS].pin, memory_order_acquire) != 0;
+}
+
 int hkd_fleet_read_prior(uint32_t idx, const hkd_site_key *key, hkd_prior *out)
 {
     if (idx >= MAX_SITES)
@@ -194,6 +270,8 @@ void core_fleet_forget(uint32_t idx)
     core_prior *c = core_prior_chunks[idx / CHUNK_RECS];
     if (c && c[idx % CHUNK_RECS].gen)
         prior_write(&c[idx % CHUNK_RECS], NULL, NULL, 0);
+    if (c)
+        atomic_store_explicit(&c[idx % CHUNK_RECS].pin, 0, memory_order_release);
 }
 
 void core_fleet_free(void)

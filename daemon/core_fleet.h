@@ -37,6 +37,20 @@ int hkd_fleet_snapshot(hkd_fleet_site **out, size_t *n);
  * pull of this host has begun takes the fleet's choice now.  Sites no
  * longer in v lose their prior.  How many records it made, or -errno. */
 int hkd_fleet_apply(const hkd_fleet_sum *v, size_t n);
+/* A site the fleet pins (fleet_control.h), as the core takes it. */
+typedef struct hkd_fleet_pin {
+    hkd_site_key key;
+    int arm;
+} hkd_fleet_pin;
+
+/* Makes v[0..n) the fleet's pins: each site runs its arm whatever it
+ * learned (a site this host does not know yet gets a record, for the same
+ * users as hkd_fleet_apply), and a site the fleet pinned before that is
+ * not in v learns again.  How many sites changed, or -errno. */
+int hkd_fleet_pins(const hkd_fleet_pin *v, size_t n);
+/* A fleet reset: forgets what this host learned of the site (every site
+ * when key is NULL) and what the fleet told it. */
+void hkd_fleet_reset(const hkd_site_key *key);
 /* Pulls of a site from the fleet, per arm, as readers see them. */
 int hkd_fleet_read_prior(uint32_t idx, const hkd_site_key *key, hkd_prior *out);
 

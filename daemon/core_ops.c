@@ -245,6 +245,20 @@ int hkd_reset(const hkd_site_key *key)
     return rc;
 }
 
+void core_pin_record(site_rec *r, int arm)
+{
+    wbegin(r);
+    int changed = hkd_learn_pin(&r->learn, arm);
+    core_set_published(r);
+    wend(r);
+    /* Left out of a full table, a pinned site is chosen again soon. */
+    g.set_changed |= r->excluded && arm >= 0;
+    if (changed || g.set_changed) {
+        g.dirty = 1;
+        core_publish(0);
+    }
+}
+
 int hkd_pin(const hkd_site_key *key, int arm)
 {
     if (!key)
@@ -257,16 +271,7 @@ int hkd_pin(const hkd_site_key *key, int arm)
     rcu_read_unlock();
     int rc = -ENOENT;
     if (r) {
-        wbegin(r);
-        int changed = hkd_learn_pin(&r->learn, arm);
-        core_set_published(r);
-        wend(r);
-        /* Left out of a full table, a pinned site is chosen again soon. */
-        g.set_changed |= r->excluded && arm >= 0;
-        if (changed || g.set_changed) {
-            g.dirty = 1;
-            core_publish(0);
-        }
+        core_pin_record(r, arm);
         rc = 0;
     }
     pthread_mutex_unlock(&g.lock);
@@ -473,6 +478,7 @@ static int read_site(site_rec *r, hkd_site_info *o)
         o->thresholds.bigcache_slots = hkd_arms[arm].bigcache_slots;
         o->thresholds.thp = hkd_arms[arm].thp;
         o->pinned_arm = r->learn.pinned;
+        o->fleet_pinned = r->learn.pinned >= 0 && core_fleet_pinned(r->idx);
         o->thin = r->learn.pinned < 0 && r->thin.band != HKD_NO_BAND && r->thin.arm >= 0;
         o->settled = o->thin ? r->thin.band_settled : hkd_learn_settled_with(&r->learn, fleet ? &prior : NULL);
         o->published = r->in_table;

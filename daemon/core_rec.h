@@ -197,6 +197,8 @@ typedef struct core_prior {
     uint32_t gen;                    /* the apply that wrote it (0: empty) */
     hkd_site_key key;
     hkd_prior prior;
+    _Atomic uint8_t pin;             /* the fleet's pin: its arm + 1 (0: none); g.lock's to write */
+    uint32_t pin_gen;                /* the pins' apply that last named it */
 } core_prior;
 
 extern core_prior *core_prior_chunks[N_CHUNKS];
@@ -212,10 +214,15 @@ static inline const hkd_prior *core_fleet_prior_at(uint32_t idx)
 }
 /* An evicted record's prior goes with it (the learner). */
 void core_fleet_forget(uint32_t idx);
+/* 1 when the fleet pins record idx (any thread). */
+int  core_fleet_pinned(uint32_t idx);
 void core_fleet_free(void);
 
 /* core_ops.c */
 void core_load_state(void);
+/* Forces (arm >= 0) or releases (arm < 0) r's arm and publishes when that
+ * changed what runs (under g.lock). */
+void core_pin_record(site_rec *r, int arm);
 /* core_table.c */
 /* Updates the record's table entry when it has one (the arm it runs). */
 void core_set_published(site_rec *r);

@@ -71,6 +71,10 @@ void core_state_of(const site_rec *r, hkd_site_state *s)
 {
     const site_cold *c = cold_of(r);
     hkd_site_state_of(s, &c->key, &r->learn);
+    /* The fleet's pin is etcd's to keep: a restart reads it again, and
+     * one removed meanwhile must not stay as a local pin. */
+    if (core_fleet_pinned(r->idx))
+        s->pinned = -1;
     s->last_seen = r->processes ? g.now_s : r->last_seen;
     s->usage = c->usage_before + r->allocs;
 }

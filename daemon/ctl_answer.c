@@ -378,6 +378,7 @@ static void view_site(site_part *sp, size_t i)
     sp->th[i].thp = si->thresholds.thp != 0;
     s->thresholds = &sp->th[i];
     s->pinned_arm = si->pinned_arm;
+    s->fleet_pinned = si->fleet_pinned != 0;
     s->settled = si->settled;
     s->thin = si->thin;
     s->own_pulls = si->own_pulls;

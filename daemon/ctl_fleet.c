@@ -72,6 +72,33 @@ int hkc_answer_fleet(const hkc_out *o)
     f.sites_shared = st.sites_shared;
     f.sites_disagree = st.sites_disagree;
     f.last_error = st.last_error;
+    Hakmem__Ctl__FleetDisagreement dis[HKD_FLEET_DISAGREE_TOP], *disp[HKD_FLEET_DISAGREE_TOP];
+    Hakmem__Ctl__SiteKey keys[HKD_FLEET_DISAGREE_TOP];
+    Hakmem__Ctl__FleetHostArm arms[HKD_FLEET_DISAGREE_TOP][HKD_FLEET_DISAGREE_HOSTS];
+    Hakmem__Ctl__FleetHostArm *armp[HKD_FLEET_DISAGREE_TOP][HKD_FLEET_DISAGREE_HOSTS];
+    f.n_disagree = st.n_disagree;
+    f.disagree = disp;
+    for (size_t i = 0; i < st.n_disagree; i++) {
+        const hkd_fleet_disagreement *d = &st.disagree[i];
+        hakmem__ctl__fleet_disagreement__init(&dis[i]);
+        hakmem__ctl__site_key__init(&keys[i]);
+        keys[i].module_hash = d->key.module_hash;
+        keys[i].offset = d->key.offset;
+        keys[i].domain = d->key.domain;
+        dis[i].site = &keys[i];
+        dis[i].pulls = d->pulls;
+        dis[i].hosts = d->hosts;
+        dis[i].n_host_arms = d->n;
+        dis[i].host_arms = armp[i];
+        for (size_t k = 0; k < d->n; k++) {
+            hakmem__ctl__fleet_host_arm__init(&arms[i][k]);
+            arms[i][k].host = (char *)d->host[k].id;
+            arms[i][k].arm = d->host[k].arm;
+            arms[i][k].pulls = d->host[k].pulls;
+            armp[i][k] = &arms[i][k];
+        }
+        disp[i] = &dis[i];
+    }
     Hakmem__Ctl__Response resp = HAKMEM__CTL__RESPONSE__INIT;
     resp.result_case = HAKMEM__CTL__RESPONSE__RESULT_FLEET;
     resp.fleet = &f;

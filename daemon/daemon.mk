@@ -22,7 +22,7 @@ HKD_CORE_OBJS := $(addprefix $(HKD_OBJDIR)/,learner.o binlearn.o binaries.o core
 HKD_OBJS := $(HKD_CORE_OBJS) $(addprefix $(HKD_OBJDIR)/,main.o options.o log.o sdnotify.o ctl_server.o)
 
 # The fleet link (its own thread; the core's side is core_fleet.o):
-HKD_OBJS += $(addprefix $(HKD_OBJDIR)/,fleet.o fleet_peers.o etcd.o)
+HKD_OBJS += $(addprefix $(HKD_OBJDIR)/,fleet.o fleet_peers.o fleet_controls.o fleet_control.o etcd.o etcd_password.o)
 
 # The control server and what it answers with:
 HKD_OBJS += $(addprefix $(HKD_OBJDIR)/,ctl_access.o ctl_handlers.o frame.o metrics.o metrics_file.o ctl_answer.o ctl_binaries.o ctl_fleet.o proc_copy.o control.pb-c.o)
@@ -55,10 +55,11 @@ TOOL_BINS += $(BUILD)/hakmemd
 -include $(wildcard $(HKD_OBJDIR)/*.d)
 
 # ---- hakmemctl, unit files ----
-HKC_OBJS := $(addprefix $(HKD_OBJDIR)/,hakmemctl.o hkctl_sites.o hkctl_binaries.o hkctl_fleet.o hkctl_user.o ctl_client.o frame.o jsonw.o symbolize.o \
+HKC_OBJS := $(addprefix $(HKD_OBJDIR)/,hakmemctl.o hkctl_sites.o hkctl_binaries.o hkctl_fleet.o hkctl_fleetctl.o hkctl_user.o ctl_client.o frame.o jsonw.o symbolize.o \
+              etcd.o etcd_password.o fleet_control.o \
               utf8.o atomic_file.o policy_split.o control.pb-c.o policy.pb-c.o)
 $(BUILD)/hakmemctl: $(HKC_OBJS)
-	$(CC) -o $@ $^ -lprotobuf-c
+	$(CC) -o $@ $^ -lprotobuf-c -lcurl -ljson-c
 # Unit files and snippets for this build tree: ExecStart points into $(BUILD)
 # so tests (systemd-analyze verify, the container boot) use the fresh build.
 # scripts/install.sh renders the same templates for PREFIX.

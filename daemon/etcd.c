@@ -27,11 +27,19 @@
 
 #define JSON_DEPTH 8
 #define CONNECT_TIMEOUT_MS 1000u
+#define HKD_ETCD_TOKEN_MAX 512
+#define GRPC_INVALID_ARGUMENT 3
+#define GRPC_FAILED_PRECONDITION 9
+#define GRPC_UNAUTHENTICATED 16
 
 struct hkd_etcd {
     CURL *curl;
     struct curl_slist *headers;
     char *cacert, *cert, *key;
+    char *user, *password;              /* NULL: no etcd user */
+    char token[HKD_ETCD_TOKEN_MAX];     /* the user's, while etcd takes it ("": none yet) */
+    int auth_off;                       /* etcd said its auth is not enabled: no token to send */
+    int last_code;                      /* the gRPC code of the last refusal (-1: none) */
     uint32_t timeout_ms;
     size_t n, cur;                      /* endpoints, and the one that answered last */
     hkd_etcd_endpoint ep[HKD_ETCD_ENDPOINTS_MAX];
@@ -130,6 +138,46 @@ static int copy_path(const char *path, char **out, char *why, size_t whylen)
     return (*out = strdup(path)) ? 0 : -ENOMEM;
 }
 
+/* The request headers, with the user's token once there is one.  No
+ * "Expect: 100-continue": a put waits for no interim answer. */
+static int set_headers(hkd_etcd *e)
+{
+    struct curl_slist *h = curl_slist_append(NULL, "Content-Type: application/json");
+    if (h && !curl_slist_append(h, "Expect:"))
+        h = NULL;
+    if (h && e->token[0]) {
+        char line[HKD_ETCD_TOKEN_MAX + 32];
+        snprintf(line, sizeof line, "Authorization: %s", e->token);
+        if (!curl_slist_append(h, line))
+            h = NULL;
+    }
+    if (!h)
+        return -ENOMEM;
+    curl_slist_free_all(e->headers);
+    e->headers = h;
+    return 0;
+}
+
+static int printable(const char *s)
+{
+    for (; *s; s++)
+        if ((unsigned char)*s < 0x20 || *s == 0x7f)
+            return 0;
+    return 1;
+}
+
+static int copy_user(const hkd_etcd_cfg *cfg, hkd_etcd *e, char *why, size_t whylen)
+{
+    size_t ul = strlen(cfg->user), pl = cfg->password ? strlen(cfg->password) : 0;
+    if (ul == 0 || ul > HKD_ETCD_USER_MAX || !printable(cfg->user))
+        return say(why, whylen, "etcd user '%.80s' is not 1-128 printable characters", cfg->user);
+    if (pl == 0 || pl > HKD_ETCD_PASSWORD_MAX)
+        return say(why, whylen, "etcd user %.80s needs a password of 1-256 bytes", cfg->user);
+    if (!(e->user = strdup(cfg->user)) || !(e->password = strdup(cfg->password)))
+        return -ENOMEM;
+    return 0;
+}
+
 int hkd_etcd_new(const hkd_etcd_cfg *cfg, hkd_etcd **out, char *why, size_t whylen)
 {
     static int curl_ready;
@@ -171,10 +219,9 @@ int hkd_etcd_new(const hkd_etcd_cfg *cfg, hkd_etcd **out, char *why, size_t whyl
         rc = copy_path(cfg->key, &e->key, why, whylen);
     if (rc == 0 && !e->cert != !e->key)
         rc = say(why, whylen, "%s", "a client certificate needs its key, and a key its certificate");
-    /* No "Expect: 100-continue": a put waits for no interim answer. */
-    if (rc == 0 && (!(e->curl = curl_easy_init()) ||
-                    !(e->headers = curl_slist_append(NULL, "Content-Type: application/json")) ||
-                    !curl_slist_append(e->headers, "Expect:")))
+    if (rc == 0 && cfg->user)
+        rc = copy_user(cfg, e, why, whylen);
+    if (rc == 0 && (!(e->curl = curl_easy_init()) || set_headers(e) < 0))
         rc = say(why, whylen, "%s", "cannot set up libcurl");
     if (rc < 0) {
         hkd_etcd_free(e);
@@ -192,7 +239,12 @@ void hkd_etcd_free(hkd_etcd *e)
     if (e->curl)
         curl_easy_cleanup(e->curl);
     curl_slist_free_all(e->headers);
-    free(e->cacert), free(e->cert), free(e->key), free(e->buf);
+    free(e->cacert), free(e->cert), free(e->key), free(e->buf), free(e->user);
+    if (e->password) {
+        explicit_bzero(e->password, strlen(e->password));
+        free(e->password);
+    }
+    explicit_bzero(e->token, sizeof e->token);
     free(e);
 }
 
@@ -356,19 +408,28 @@ static int refused(hkd_etcd *e, size_t i, long status)
     clean(text, sizeof text, msg);
     snprintf(e->error, sizeof e->error, "%s: HTTP %ld: %s", e->ep[i].url, status, text);
     json_object_put(o);
+    e->last_code = code;
     if (code == 5 || status == 404)
         return -ENOENT;
-    if (code == 7 || code == 16 || status == 401 || status == 403)
+    if (code == 7 || code == GRPC_UNAUTHENTICATED || status == 401 || status == 403)
+        return -EACCES;
+    /* No user where auth is on, a wrong password, a certificate the
+     * gateway will not take: etcd refusing who asks. */
+    if (code == GRPC_INVALID_ARGUMENT &&
+        (strstr(text, "user name is empty") || strstr(text, "authentication failed") || strstr(text, "CommonName")))
+        return -EACCES;
+    if (status == 400 && strstr(e->buf ? e->buf : "", "CommonName"))
         return -EACCES;
     return -EIO;
 }
 
 /* POSTs body to path on the endpoints in turn until one answers: 0 and
  * the parsed answer in *out, or -errno. */
-static int call(hkd_etcd *e, const char *path, const char *body, size_t blen, json_object **out)
+static int call_once(hkd_etcd *e, const char *path, const char *body, size_t blen, json_object **out)
 {
     *out = NULL;
     e->refused_tls = 0;
+    e->last_code = -1;
     for (size_t k = 0; k < e->n; k++) {
         size_t i = (e->cur + k) % e->n;
         long status = 0;
@@ -391,6 +452,73 @@ static int call(hkd_etcd *e, const char *path, const char *body, size_t blen, js
         return 0;
     }
     return e->refused_tls ? -EACCES : -EHOSTUNREACH;
+}
+
+/* The user's token from /v3/auth/authenticate (the name and password go
+ * as JSON strings, escaped by json-c). */
+static int authenticate(hkd_etcd *e)
+{
+    json_object *req = json_object_new_object(), *o = NULL, *t;
+    if (!req || json_object_object_add(req, "name", json_object_new_string(e->user)) < 0 ||
+        json_object_object_add(req, "password", json_object_new_string(e->password)) < 0) {
+        json_object_put(req);
+        return -ENOMEM;
+    }
+    size_t blen;
+    const char *body = json_object_to_json_string_length(req, JSON_C_TO_STRING_PLAIN, &blen);
+    e->token[0] = 0;
+    set_headers(e);
+    int rc = body ? call_once(e, "/v3/auth/authenticate", body, blen, &o) : -ENOMEM;
+    if (body)
+        explicit_bzero((char *)body, blen);
+    json_object_put(req);
+    if (rc == -EIO && e->last_code == GRPC_FAILED_PRECONDITION && strstr(e->error, "not enabled")) {
+        e->auth_off = 1;               /* etcd decides: without auth it takes every request */
+        return 0;
+    }
+    if (rc == -EIO && e->last_code == GRPC_INVALID_ARGUMENT)
+        rc = -EACCES;
+    if (rc < 0)
+        return rc;
+    size_t n = 0;
+    const char *tok = json_object_object_get_ex(o, "token", &t) && json_object_is_type(t, json_type_string)
+                          ? json_object_get_string(t)
+                          : NULL;
+    if (tok)
+        n = strlen(tok);
+    if (!tok || n == 0 || n >= sizeof e->token || strcspn(tok, "\r\n") != n || !printable(tok)) {
+        json_object_put(o);
+        snprintf(e->error, sizeof e->error, "etcd user %.80s: an authenticate answer without a usable token",
+                 e->user);
+        return -EPROTO;
+    }
+    memcpy(e->token, tok, n + 1);
+    json_object_put(o);
+    e->auth_off = 0;
+    return set_headers(e);
+}
+
+/* call_once as the user: authenticated first, and again once when etcd
+ * no longer takes the token (it expired, or the member restarted). */
+static int call(hkd_etcd *e, const char *path, const char *body, size_t blen, json_object **out)
+{
+    *out = NULL;
+    int rc = e->user && !e->token[0] && !e->auth_off ? authenticate(e) : 0;
+    if (rc == 0)
+        rc = call_once(e, path, body, blen, out);
+    if (rc == -EACCES && e->user && (e->last_code == GRPC_UNAUTHENTICATED ||
+                                     (e->auth_off && e->last_code == GRPC_INVALID_ARGUMENT))) {
+        rc = authenticate(e);
+        if (rc == 0)
+            rc = call_once(e, path, body, blen, out);
+    }
+    /* Who was refused, for the one line that says so. */
+    if (rc == -EACCES && e->user) {
+        char was[sizeof e->error];
+        snprintf(was, sizeof was, "%s", e->error);
+        snprintf(e->error, sizeof e->error, "etcd user %.80s: %.300s", e->user, was);
+    }
+    return rc;
 }
 
 int hkd_etcd_check_health(hkd_etcd *e)

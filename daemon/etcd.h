@@ -8,6 +8,13 @@
  * fails for want of etcd only when no endpoint answers.  Every answer is
  * bounded (HKD_ETCD_RESPONSE_MAX) and parsed as untrusted JSON.
  *
+ * With a user, the client authenticates as that etcd user (name and
+ * password for a token, /v3/auth/authenticate) before its first request
+ * and again when etcd says the token is no longer valid: the gateway maps
+ * no TLS client identity to a user (etcd 3.4 refuses gateway requests whose
+ * client certificate carries a CommonName while auth is on), so a
+ * certificate only opens the connection and the token says who asks.
+ *
  * Errors are negative errno values, with the last one's text (one line)
  * from hkd_etcd_error(): -EHOSTUNREACH no endpoint answered, -EACCES etcd
  * refused the credentials or the permission, -ENOENT not found (a lease),
@@ -22,10 +29,13 @@
 #define HKD_ETCD_ENDPOINTS_MAX 16
 #define HKD_ETCD_URL_MAX 256
 #define HKD_ETCD_RESPONSE_MAX (24u << 20)
+#define HKD_ETCD_USER_MAX 128
+#define HKD_ETCD_PASSWORD_MAX 256
 
 typedef struct hkd_etcd_cfg {
     const char *endpoints;              /* URL[,URL...]: http:// or https:// */
     const char *cacert, *cert, *key;    /* PEM files; NULL: none */
+    const char *user, *password;        /* an etcd user (NULL: none) and its password */
     uint32_t timeout_ms;                /* per request and endpoint */
 } hkd_etcd_cfg;
 

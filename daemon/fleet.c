@@ -13,7 +13,9 @@
 
 #include "core_api.h"
 #include "core_fleet.h"
+#include "etcd_password.h"
 #include "fleet_codec.h"
+#include "fleet_controls.h"
 #include "fleet_peers.h"
 #include "log.h"
 #include "site_key.h"
@@ -221,8 +223,9 @@ static int write_own(void)
     fl.st.own_sites = (uint32_t)n;
     fl.st.own_shards = shards;
     pthread_mutex_unlock(&fl.lock);
+    int own = hkd_fleet_peers_own(v, n);
     free(v), free(bytes), free(buf);
-    return rc;
+    return rc < 0 ? rc : own;
 }
 
 /* ---- the lease ---- */
@@ -263,6 +266,9 @@ static int keep_lease(void)
 static int sync_once(void)
 {
     int rc = keep_lease();
+    /* The controls first: what a reset cleared is written as cleared now. */
+    if (rc == 0)
+        rc = hkd_fleet_controls_sync();
     if (rc == 0) {
         rc = write_own();
         if (rc == -ENOENT) {
@@ -357,8 +363,14 @@ int hkd_fleet_start(const hkd_fleet_cfg *cfg, char *why, size_t whylen)
         snprintf(why, whylen, "host id '%.80s' is not 1-64 of A-Z a-z 0-9 . _ - (set --host-id)", id);
         return -EINVAL;
     }
-    hkd_etcd_cfg ec = { .endpoints = cfg->endpoints, .cacert = cfg->cacert, .cert = cfg->cert, .key = cfg->key };
-    int rc = hkd_etcd_new(&ec, &fl.etcd, why, whylen);
+    char password[HKD_ETCD_PASSWORD_MAX + 2] = "";
+    int rc = cfg->user ? hkd_etcd_password(cfg->user, cfg->password_file, password, sizeof password, why, whylen) : 0;
+    if (rc < 0)
+        return rc;
+    hkd_etcd_cfg ec = { .endpoints = cfg->endpoints, .cacert = cfg->cacert, .cert = cfg->cert, .key = cfg->key,
+                        .user = cfg->user, .password = cfg->user ? password : NULL };
+    rc = hkd_etcd_new(&ec, &fl.etcd, why, whylen);
+    explicit_bzero(password, sizeof password);
     if (rc < 0)
         return rc;
     snprintf(fl.st.name, sizeof fl.st.name, "%s", name);
@@ -367,6 +379,7 @@ int hkd_fleet_start(const hkd_fleet_cfg *cfg, char *why, size_t whylen)
     snprintf(fl.prefix, sizeof fl.prefix, "/hakmem/%.64s/hosts/", name);
     snprintf(fl.own, sizeof fl.own, "/hakmem/%.64s/hosts/%.64s/shard/", name, id);
     hkd_fleet_peers_init(fl.etcd, fl.prefix, id);
+    hkd_fleet_controls_init(fl.etcd, name, cfg->state_dir);
     fl.st.configured = 1;
     fl.st.sync_ms = cfg->sync_ms ? cfg->sync_ms : HKD_FLEET_DEFAULT_SYNC_MS;
     fl.st.ttl_s = cfg->ttl_s ? cfg->ttl_s : HKD_FLEET_DEFAULT_TTL_S;
@@ -402,6 +415,7 @@ void hkd_fleet_stop(void)
     pthread_join(fl.thread, NULL);
     fl.running = 0;
     hkd_fleet_peers_free();
+    hkd_fleet_controls_free();
     free(fl.put);
     fl.put = NULL;
     fl.shards = 0;

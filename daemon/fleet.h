@@ -24,8 +24,8 @@
 #include <stdint.h>
 
 #include "etcd.h"
+#include "fleet_control.h"
 
-#define HKD_FLEET_ID_MAX 64                /* fleet names and host ids: [A-Za-z0-9._-]{1,64} */
 #define HKD_FLEET_KEY_MAX 256u             /* the longest key of ours: /hakmem/<fleet>/hosts/<host>/shard/NNNN */
 #define HKD_FLEET_DEFAULT_SYNC_MS 5000u
 #define HKD_FLEET_DEFAULT_TTL_S 15u
@@ -35,6 +35,8 @@ typedef struct hkd_fleet_cfg {
     const char *endpoints;                 /* URL[,URL...] */
     const char *name, *host_id;            /* NULL: "default", the host name */
     const char *cacert, *cert, *key;
+    const char *user, *password_file;      /* an etcd user (NULL: none); its password (etcd_password.h) */
+    const char *state_dir;                 /* where the resets applied are kept (NULL: nowhere) */
     uint32_t sync_ms;                      /* 0: the default */
     uint32_t ttl_s;                        /* 0: the default */
 } hkd_fleet_cfg;
@@ -45,6 +47,21 @@ typedef struct hkd_fleet_host {
     uint64_t written_unix;                 /* newest of its shards */
     uint32_t sites, shards, rejected;      /* rejected: shards whose value did not check */
 } hkd_fleet_host;
+
+#define HKD_FLEET_DISAGREE_TOP 10u         /* disagreeing sites listed, those with the most pulls */
+#define HKD_FLEET_DISAGREE_HOSTS 16u       /* hosts listed per site */
+
+/* A site whose hosts (this one among them) run different arms. */
+typedef struct hkd_fleet_disagreement {
+    hkd_site_key key;
+    uint64_t pulls;                        /* every host's together */
+    uint32_t hosts, n;                     /* hosts that run it; of them, listed in host[] */
+    struct {
+        char id[HKD_FLEET_ID_MAX + 1];
+        int arm;
+        uint64_t pulls;
+    } host[HKD_FLEET_DISAGREE_HOSTS];
+} hkd_fleet_disagreement;
 
 typedef struct hkd_fleet_status {
     int configured, up;
@@ -58,6 +75,8 @@ typedef struct hkd_fleet_status {
     uint64_t syncs, bytes_written, keys_written, values_rejected;
     uint32_t own_sites, own_shards;
     uint32_t hosts, sites_shared, sites_disagree;
+    uint32_t n_disagree;                   /* sites in disagree[], most pulls first */
+    hkd_fleet_disagreement disagree[HKD_FLEET_DISAGREE_TOP];
 } hkd_fleet_status;
 
 /* Checks the configuration and starts the thread: 0, or -errno with why

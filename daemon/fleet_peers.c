@@ -9,7 +9,6 @@
  * once), so a fleet larger than one daemon should hold cannot bloat it. */
 #include "fleet_peers.h"
 
-#include <ctype.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -19,6 +18,8 @@
 #include "core_api.h"
 #include "core_fleet.h"
 #include "fleet_codec.h"
+#include "fleet_control.h"
+#include "fleet_controls.h"
 #include "log.h"
 #include "site_key.h"
 
@@ -54,17 +55,13 @@ static struct {
     hkd_fleet_host *hosts;
     size_t n_hosts;
     uint32_t sites_shared, sites_disagree;
+    uint32_t n_disagree;
+    hkd_fleet_disagreement disagree[HKD_FLEET_DISAGREE_TOP];
     uint64_t values_rejected;
+    /* this host's sites, by key: the arm it runs and its pulls */
+    hkd_fleet_site *own_sites;
+    size_t n_own;
 } pr = { .lock = PTHREAD_MUTEX_INITIALIZER };
-
-int hkd_fleet_valid_id(const char *s)
-{
-    size_t n = 0;
-    for (; s[n]; n++)
-        if (!isalnum((unsigned char)s[n]) && s[n] != '.' && s[n] != '_' && s[n] != '-')
-            return 0;
-    return n >= 1 && n <= HKD_FLEET_ID_MAX && strcmp(s, ".") && strcmp(s, "..");
-}
 
 /* host and shard of a key under the prefix: 0, or -1 for a key that is
  * not a shard (skipped). */
@@ -330,8 +327,91 @@ static int apply_sums(void)
     return rc;
 }
 
+static int by_site_key(const void *a, const void *b)
+{
+    return hkd_site_key_cmp(&((const hkd_fleet_site *)a)->key, &((const hkd_fleet_site *)b)->key);
+}
+
+int hkd_fleet_peers_own(const hkd_fleet_site *v, size_t n)
+{
+    hkd_fleet_site *c = malloc((n ? n : 1) * sizeof *c);
+    if (!c)
+        return -ENOMEM;
+    memcpy(c, v, n * sizeof *c);
+    qsort(c, n, sizeof *c, by_site_key);
+    /* Only a change of arm (or of the sites) changes who disagrees. */
+    int moved = n != pr.n_own;
+    for (size_t i = 0; i < n && !moved; i++)
+        moved = !hkd_site_key_eq(&c[i].key, &pr.own_sites[i].key) || c[i].arm != pr.own_sites[i].arm;
+    free(pr.own_sites);
+    pr.own_sites = c;
+    pr.n_own = n;
+    if (moved)
+        pr.summed = 0;
+    return 0;
+}
+
+static const hkd_fleet_site *own_site(const hkd_site_key *k)
+{
+    hkd_fleet_site x = { .key = *k };
+    return pr.n_own ? bsearch(&x, pr.own_sites, pr.n_own, sizeof x, by_site_key) : NULL;
+}
+
+/* Keeps the HKD_FLEET_DISAGREE_TOP sites with the most pulls, most first:
+ * where d goes (NULL: not among them), the ones after it moved down. */
+static hkd_fleet_disagreement *top_slot(hkd_fleet_disagreement *top, uint32_t *n, uint64_t pulls)
+{
+    uint32_t at = *n;
+    while (at > 0 && top[at - 1].pulls < pulls)
+        at--;
+    if (at >= HKD_FLEET_DISAGREE_TOP)
+        return NULL;
+    uint32_t last = *n < HKD_FLEET_DISAGREE_TOP ? *n : HKD_FLEET_DISAGREE_TOP - 1;
+    memmove(&top[at + 1], &top[at], (last - at) * sizeof *top);
+    *n = last + 1;
+    return &top[at];
+}
+
+static void host_arm(hkd_fleet_disagreement *d, const char *id, const hkd_fleet_site *s)
+{
+    d->hosts++;
+    if (d->n == HKD_FLEET_DISAGREE_HOSTS)
+        return;
+    snprintf(d->host[d->n].id, sizeof d->host[d->n].id, "%s", id);
+    d->host[d->n].arm = s->arm;
+    d->host[d->n++].pulls = pulls_of(s);
+}
+
+/* Whether the hosts of the site c[i..end) (and this host) run different
+ * arms; listed among the top ones when so. */
+static int disagreement(const contrib *c, size_t i, size_t end, hkd_fleet_disagreement *top, uint32_t *n_top)
+{
+    const hkd_fleet_site *own = own_site(&c[i].s->key);
+    int arm = own ? own->arm : c[i].s->arm, differ = 0;
+    uint64_t pulls = own ? pulls_of(own) : 0;
+    for (size_t j = i; j < end; j++) {
+        if (j > i && strcmp(c[j].host, c[j - 1].host) == 0)
+            continue;                  /* a host that sent a site twice counts once */
+        differ |= c[j].s->arm != arm;
+        pulls += pulls_of(c[j].s);
+    }
+    hkd_fleet_disagreement *d = differ ? top_slot(top, n_top, pulls) : NULL;
+    if (!d)
+        return differ;
+    memset(d, 0, sizeof *d);
+    d->key = c[i].s->key;
+    d->pulls = pulls;
+    if (own)
+        host_arm(d, pr.own, own);
+    for (size_t j = i; j < end; j++)
+        if (j == i || strcmp(c[j].host, c[j - 1].host) != 0)
+            host_arm(d, c[j].host, c[j].s);
+    return 1;
+}
+
 /* Adds the other hosts' sites up, per site, each host once, and hands the
- * sums to the core; the hosts' list for the status. */
+ * sums to the core; the hosts' list and the sites where the hosts
+ * disagree for the status. */
 static int aggregate(void)
 {
     size_t n = pr.n_remote_sites;
@@ -353,18 +433,24 @@ static int aggregate(void)
         h->rejected += (uint32_t)r->rejected;
         h->sites += r->n;
         h->written_unix = r->written_unix > h->written_unix ? r->written_unix : h->written_unix;
+        /* What a host wrote before a fleet reset of a site counts no more. */
         for (uint32_t j = 0; j < r->n; j++)
-            c[k++] = (contrib){ &r->sites[j], r->host };
+            if (r->mod_revision >= hkd_fleet_controls_reset_revision(&r->sites[j].key))
+                c[k++] = (contrib){ &r->sites[j], r->host };
     }
     qsort(c, k, sizeof *c, by_key_host);
     size_t m = 0;
-    uint32_t disagree = 0;
+    uint32_t disagree = 0, n_top = 0;
+    hkd_fleet_disagreement *top = calloc(HKD_FLEET_DISAGREE_TOP, sizeof *top);
+    if (!top) {
+        free(c), free(sum), free(hosts);
+        return -ENOMEM;
+    }
     for (size_t i = 0; i < k;) {
         hkd_fleet_sum *s = &sum[m++];
         memset(s, 0, sizeof *s);
         s->key = c[i].s->key;
         uint64_t most = 0;
-        int arm = c[i].s->arm, differ = 0;
         size_t j = i;
         for (; j < k && hkd_site_key_eq(&c[j].s->key, &s->key); j++) {
             if (j > i && strcmp(c[j].host, c[j - 1].host) == 0)
@@ -384,9 +470,8 @@ static int aggregate(void)
                 most = pulls_of(x);
                 s->ref_cost = x->ref_cost;
             }
-            differ |= x->arm != arm;
         }
-        disagree += (uint32_t)differ;
+        disagree += (uint32_t)disagreement(c, i, j, top, &n_top);
         i = j;
     }
     free(pr.sums);
@@ -399,8 +484,10 @@ static int aggregate(void)
     pr.n_hosts = n_hosts;
     pr.sites_shared = (uint32_t)m;
     pr.sites_disagree = disagree;
+    pr.n_disagree = n_top;
+    memcpy(pr.disagree, top, n_top * sizeof *top);
     pthread_mutex_unlock(&pr.lock);
-    free(c);
+    free(c), free(top);
     return rc < 0 ? rc : 0;
 }
 
@@ -432,6 +519,8 @@ int hkd_fleet_peers_status(hkd_fleet_status *st, hkd_fleet_host **hosts, size_t 
     st->hosts = (uint32_t)pr.n_hosts;
     st->sites_shared = pr.sites_shared;
     st->sites_disagree = pr.sites_disagree;
+    st->n_disagree = pr.n_disagree;
+    memcpy(st->disagree, pr.disagree, pr.n_disagree * sizeof *pr.disagree);
     st->values_rejected = pr.values_rejected;
     if (hosts) {
         *n = pr.n_hosts;
@@ -445,13 +534,22 @@ int hkd_fleet_peers_status(hkd_fleet_status *st, hkd_fleet_host **hosts, size_t 
     return rc;
 }
 
+void hkd_fleet_peers_resum(void)
+{
+    pr.summed = 0;
+}
+
 void hkd_fleet_peers_free(void)
 {
     for (size_t i = 0; i < pr.n_remote; i++)
         free(pr.remote[i].sites);
     free(pr.remote);
     free(pr.sums);
+    free(pr.own_sites);
+    pr.own_sites = NULL;
+    pr.n_own = 0;
     pthread_mutex_lock(&pr.lock);
+    pr.n_disagree = 0;
     free(pr.hosts);
     pr.hosts = NULL;
     pr.n_hosts = 0;

@@ -9,9 +9,7 @@
 
 #include "etcd.h"
 #include "fleet.h"
-
-/* A fleet name or host id: 1 to HKD_FLEET_ID_MAX of A-Z a-z 0-9 . _ - */
-int  hkd_fleet_valid_id(const char *s);
+#include "fleet_codec.h"
 
 /* Reads the keys under prefix (/hakmem/<fleet>/hosts/) through e, leaving
  * out own_id's. */
@@ -22,6 +20,11 @@ int  hkd_fleet_peers_sync(void);
 /* hosts, sites_shared, sites_disagree and values_rejected into st; with
  * hosts, a copy of the hosts' list. */
 int  hkd_fleet_peers_status(hkd_fleet_status *st, hkd_fleet_host **hosts, size_t *n);
+/* This host's sites as it last wrote them (the arm each runs), so that
+ * the sites where the hosts disagree count this one too. */
+int  hkd_fleet_peers_own(const hkd_fleet_site *v, size_t n);
+/* The sums are made again at the next sync (a reset changed what counts). */
+void hkd_fleet_peers_resum(void);
 void hkd_fleet_peers_free(void);
 
 #endif

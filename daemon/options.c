@@ -20,6 +20,7 @@ static void usage(FILE *f)
             "               [--new-sites-per-interval N] [--memory-weight NS] [--list-arms] [--version]\n"
             "               [--fleet-endpoints URL[,URL...]] [--fleet-name NAME] [--host-id ID]\n"
             "               [--fleet-cacert FILE] [--fleet-cert FILE] [--fleet-key FILE]\n"
+            "               [--fleet-user USER [--fleet-password-file FILE]]\n"
             "               [--fleet-sync MS] [--fleet-ttl SECONDS] [--help]\n"
             "  --shm NAME       shared-memory segment (default %s)\n"
             "  --socket PATH    control socket, where clients register (default %s)\n"
@@ -47,6 +48,8 @@ static void usage(FILE *f)
             "  --host-id ID     this host in the fleet (default the host name)\n"
             "  --fleet-cacert FILE  CA that signs etcd's certificates\n"
             "  --fleet-cert FILE, --fleet-key FILE  this host's client certificate and its key\n"
+            "  --fleet-user USER    the etcd user this host is (etcd auth); its password is the\n"
+            "                   first line of --fleet-password-file FILE, else $HAKMEM_FLEET_PASSWORD\n"
             "  --fleet-sync MS  between fleet syncs (default %u)\n"
             "  --fleet-ttl SECONDS  lease of this host's keys: after this long without the daemon\n"
             "                   its learning stops counting in the fleet (default %u)\n"
@@ -211,6 +214,8 @@ int hkd_options_parse(int argc, char **argv, hkd_options *out)
         { "fleet-key", required_argument, 0, 'K' },
         { "fleet-sync", required_argument, 0, 'Y' },
         { "fleet-ttl", required_argument, 0, 'T' },
+        { "fleet-user", required_argument, 0, 'u' },
+        { "fleet-password-file", required_argument, 0, 'P' },
         { 0, 0, 0, 0 },
     };
     int c;
@@ -230,6 +235,8 @@ int hkd_options_parse(int argc, char **argv, hkd_options *out)
         case 'A': out->fleet.cacert = optarg; break;
         case 'C': out->fleet.cert = optarg; break;
         case 'K': out->fleet.key = optarg; break;
+        case 'u': out->fleet.user = optarg; break;
+        case 'P': out->fleet.password_file = optarg; break;
         case 'i': case 'w': case 'R': case 'B': case 'U': case 'W': case 'Y': case 'T':
             if (set_number(c, optarg, out))
                 return 2;
@@ -245,9 +252,14 @@ int hkd_options_parse(int argc, char **argv, hkd_options *out)
         return 2;
     }
     const hkd_fleet_cfg *f = &out->fleet;
-    if (!f->endpoints && (f->name || f->host_id || f->cacert || f->cert || f->key)) {
+    if (!f->endpoints && (f->name || f->host_id || f->cacert || f->cert || f->key || f->user || f->password_file)) {
         fprintf(stderr, "hakmemd: the --fleet-* and --host-id options need --fleet-endpoints\n");
         return 2;
     }
+    if (f->password_file && !f->user) {
+        fprintf(stderr, "hakmemd: --fleet-password-file goes with --fleet-user\n");
+        return 2;
+    }
+    out->fleet.state_dir = out->state_dir;
     return HKD_OPTIONS_RUN;
 }

@@ -59,14 +59,22 @@ static const char usage_text[] =
     "  unpin-binary HASH [--user U]   let the learner choose the binary's arm again\n"
     "  reset-binary [HASH] [--user U] forget a binary's learning (or every binary's)\n"
     "  metrics                        Prometheus text exposition\n"
-    "  fleet                          the fleet link: etcd endpoints, other hosts, sites shared\n"
+    "  fleet                          the fleet link: etcd endpoints, other hosts, sites shared,\n"
+    "                                 the sites where the hosts run different arms\n"
+    "  fleet pin [--user U] KEY ARM ETCD   pin a site's arm on every host of the fleet\n"
+    "  fleet unpin [--user U] KEY ETCD     remove the fleet's pin: every host learns it again\n"
+    "  fleet reset [--user U] KEY|all ETCD forget a site (or every site) on every host, once\n"
+    "     ETCD: --fleet-endpoints URL[,URL...] (or $HAKMEM_FLEET_ENDPOINTS) [--fleet-name NAME]\n"
+    "           [--fleet-cacert FILE] [--fleet-cert FILE --fleet-key FILE]\n"
+    "           [--fleet-user USER [--fleet-password-file FILE]]  (else $HAKMEM_FLEET_PASSWORD)\n"
+    "           written to etcd with these credentials, no daemon asked: etcd decides who may\n"
     "  watch [--interval MS] [--count N] [--top N]\n"
     "                                 a live view, refreshed every interval\n"
     "\n"
     "KEY is a site key as printed by 'sites' (MODULEHASH:OFFSET, hex).  Policy is learned\n"
     "per user: --user (a name or uid, default root) says whose site KEY is.\n"
     "--socket defaults to $HAKMEM_SOCKET, else /run/hakmem/ctl.sock.\n"
-    "exit codes: 0 ok, 1 refused or error, 2 usage, 3 daemon not reachable\n";
+    "exit codes: 0 ok, 1 refused or error, 2 usage, 3 daemon (or etcd) not reachable\n";
 
 int fail(int code, const char *fmt, ...)
 {
@@ -250,7 +258,7 @@ const char *human_duration(uint64_t ms, char *buf, size_t cap)
     return buf;
 }
 
-static int parse_key(const char *s, uint64_t *hash, uint64_t *off)
+int parse_site_key(const char *s, uint64_t *hash, uint64_t *off)
 {
     char *end;
     const char *colon = strchr(s, ':');
@@ -604,7 +612,7 @@ static int cmd_reset(int argc, char **argv)
     for (int i = 0; i < argc; i++) {
         if (!strcmp(argv[i], "--site") && i + 1 < argc && !text) {
             text = argv[++i];
-            if (parse_key(text, &key.module_hash, &key.offset) < 0)
+            if (parse_site_key(text, &key.module_hash, &key.offset) < 0)
                 return usage_error("reset: '%s' is not a site key (MODULEHASH:OFFSET)", text);
             rr.site = &key;
         } else if (!strcmp(argv[i], "--user") && i + 1 < argc && !user) {
@@ -655,7 +663,7 @@ static int cmd_pin(int argc, char **argv, int unpin)
     }
     if (argc != (unpin ? 1 : 2))
         return usage_error(unpin ? "unpin needs a site KEY" : "pin needs a site KEY and an ARM");
-    if (parse_key(argv[0], &key.module_hash, &key.offset) < 0)
+    if (parse_site_key(argv[0], &key.module_hash, &key.offset) < 0)
         return usage_error("'%s' is not a site key (MODULEHASH:OFFSET)", argv[0]);
     Hakmem__Ctl__PinRequest pr = HAKMEM__CTL__PIN_REQUEST__INIT;
     pr.site = &key;

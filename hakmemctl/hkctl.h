@@ -47,6 +47,8 @@ const char *user_text(uint32_t uid, char *buf, size_t cap);
 int parse_user(const char *s, uint32_t *uid);
 
 /* hkctl_sites.c */
+/* A site key as MODULEHASH:OFFSET (its user apart). */
+void key_text(const Hakmem__Ctl__SiteKey *k, char *buf, size_t cap);
 int cmd_sites(int argc, char **argv, int thresholds_only);
 int cmd_watch(int argc, char **argv);
 /* The index of the arm named name at the site, or an exit code (> 0) after
@@ -60,5 +62,9 @@ int cmd_reset_binary(int argc, char **argv);
 
 /* hkctl_fleet.c */
 int cmd_fleet(int argc, char **argv);
+/* hkctl_fleetctl.c: fleet pin / unpin / reset (argv[0] names which) */
+int cmd_fleet_control(int argc, char **argv);
+/* A site key as MODULEHASH:OFFSET (hex): 0, or -1. */
+int parse_site_key(const char *s, uint64_t *hash, uint64_t *off);
 
 #endif

@@ -62,6 +62,28 @@ static void fleet_json(const Hakmem__Ctl__Fleet *f)
             jw_end_obj(&w);
         }
         jw_end_arr(&w);
+        jw_arr(&w, "disagree");
+        for (size_t i = 0; i < f->n_disagree; i++) {
+            const Hakmem__Ctl__FleetDisagreement *d = f->disagree[i];
+            char key[48];
+            key_text(d->site, key, sizeof key);
+            jw_obj(&w, NULL);
+            jw_str(&w, "site", key);
+            jw_u64(&w, "domain", d->site ? d->site->domain : 0);
+            jw_u64(&w, "pulls", d->pulls);
+            jw_u64(&w, "hosts", d->hosts);
+            jw_arr(&w, "arms");
+            for (size_t k = 0; k < d->n_host_arms; k++) {
+                jw_obj(&w, NULL);
+                jw_str(&w, "host", d->host_arms[k]->host);
+                jw_i64(&w, "arm", d->host_arms[k]->arm);
+                jw_u64(&w, "pulls", d->host_arms[k]->pulls);
+                jw_end_obj(&w);
+            }
+            jw_end_arr(&w);
+            jw_end_obj(&w);
+        }
+        jw_end_arr(&w);
     }
     jw_end_obj(&w);
     jw_done(&w);
@@ -105,10 +127,27 @@ static void fleet_human(const Hakmem__Ctl__Fleet *f)
             printf("  (%u skipped: did not check)", h->rejected);
         printf("\n");
     }
+    if (f->n_disagree)
+        printf("  sites where the hosts run different arms, most pulls first%s:\n",
+               f->n_disagree < f->sites_disagree ? " (the top ones)" : "");
+    for (size_t i = 0; i < f->n_disagree; i++) {
+        const Hakmem__Ctl__FleetDisagreement *d = f->disagree[i];
+        char key[48], user[64];
+        key_text(d->site, key, sizeof key);
+        printf("    %s %-12s %8" PRIu64 " pulls ", key, user_text(d->site ? d->site->domain : 0, user, sizeof user),
+               d->pulls);
+        for (size_t k = 0; k < d->n_host_arms; k++)
+            printf(" %s: arm %d", safe(d->host_arms[k]->host, b1), d->host_arms[k]->arm);
+        if (d->hosts > d->n_host_arms)
+            printf(" (and %zu more hosts)", (size_t)d->hosts - d->n_host_arms);
+        printf("\n");
+    }
 }
 
 int cmd_fleet(int argc, char **argv)
 {
+    if (argc > 0 && (!strcmp(argv[0], "pin") || !strcmp(argv[0], "unpin") || !strcmp(argv[0], "reset")))
+        return cmd_fleet_control(argc, argv);
     if (argc > 0)
         return usage_error("fleet: unexpected argument '%s'", argv[0]);
     Hakmem__Ctl__Request rq = HAKMEM__CTL__REQUEST__INIT;

@@ -21,7 +21,7 @@ static const char *base_name(const char *path)
     return s && s[1] ? s + 1 : path;
 }
 
-static void key_text(const Hakmem__Ctl__SiteKey *k, char *buf, size_t cap)
+void key_text(const Hakmem__Ctl__SiteKey *k, char *buf, size_t cap)
 {
     snprintf(buf, cap, "%016" PRIx64 ":%" PRIx64, k ? k->module_hash : 0, k ? k->offset : 0);
 }
@@ -144,6 +144,7 @@ static void site_json(jw *w, const Hakmem__Ctl__Site *s, int full)
     jw_bool(w, "thp", s->thresholds && s->thresholds->thp);
     jw_end_obj(w);
     jw_i64(w, "pinned_arm", s->pinned_arm);
+    jw_bool(w, "fleet_pinned", s->fleet_pinned);
     jw_bool(w, "settled", s->settled);
     jw_bool(w, "thin", s->thin);
     jw_u64(w, "own_pulls", s->own_pulls);
@@ -197,7 +198,7 @@ static void site_human(const Hakmem__Ctl__Site *s, size_t rank)
            human_bytes(t ? t->large_threshold : 0, b5, sizeof b5), t ? t->bigcache_slots : 0,
            t && t->thp ? "on" : "off");
     if (s->pinned_arm >= 0)
-        printf("arm %d\n", s->pinned_arm);
+        printf("arm %d%s\n", s->pinned_arm, s->fleet_pinned ? " (by the fleet)" : "");
     else
         printf("no  (%s%s)\n", s->settled ? "settled" : "exploring", s->thin ? ", with its size band" : "");
     if (s->fleet_pulls)
@@ -226,7 +227,7 @@ static void threshold_row(const Hakmem__Ctl__Site *s)
     key_text(s->key, key, sizeof key);
     location(s, loc, sizeof loc, fn, sizeof fn, &has_fn);
     const Hakmem__Ctl__Thresholds *t = s->thresholds;
-    snprintf(pin, sizeof pin, s->pinned_arm >= 0 ? "arm %d" : "-", s->pinned_arm);
+    snprintf(pin, sizeof pin, s->pinned_arm < 0 ? "-" : s->fleet_pinned ? "arm %d fleet" : "arm %d", s->pinned_arm);
     printf("%-34s %-12s %-28s %-28s %8s %5u %4s %s\n", key, user_text(domain_of(s), user, sizeof user), loc, fn,
            human_bytes(t ? t->large_threshold : 0, b, sizeof b), t ? t->bigcache_slots : 0,
            t && t->thp ? "on" : "off", pin);
@@ -436,7 +437,7 @@ static void watch_row(const round_view *rv, const Hakmem__Ctl__Site *x)
     double h = hit_rate(x->bigcache_hits, x->bigcache_misses);
     snprintf(hr, sizeof hr, h < 0 ? "-" : "%.1f%%", h * 100);
     int b = x->pinned_arm >= 0 ? x->pinned_arm : best_arm(x);
-    snprintf(arm, sizeof arm, b < 0 ? "-" : x->pinned_arm >= 0 ? "%d (pin)" : "%d", b);
+    snprintf(arm, sizeof arm, b < 0 ? "-" : x->fleet_pinned ? "%d (fleet)" : x->pinned_arm >= 0 ? "%d (pin)" : "%d", b);
     const Hakmem__Ctl__Thresholds *t = x->thresholds;
     printf("%-34s %-26.26s %10s %10s %9s %7s %8s %5u %4s %s\n", key, has_fn ? fn : loc, ar,
            rb >= 0 ? human_bytes((uint64_t)rb, b1, sizeof b1) : "-", human_bytes(x->live_bytes, b2, sizeof b2), hr,

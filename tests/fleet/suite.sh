@@ -37,6 +37,37 @@ for i in 0 1 2; do start_member $i; done
 WHY="members did not become healthy: $(ECTL endpoint health 2>&1 | tail -3) $(tail -3 "$TMP/m0.log")"
 check "a 3-member etcd cluster with TLS on loopback ports" wait_secs 60 cluster_healthy
 
+# ---- etcd auth: a user per host, an admin for the fleet's controls ----
+# Each host's role reads the fleet and writes only its own keys; the
+# admin's writes the controls.  Identity is an etcd user and password: the
+# JSON gateway maps no client certificate to a user, and with auth on it
+# refuses a certificate that has a CommonName, so the clients' certificate
+# has none (it only opens the TLS connection).  etcdctl's own certificate
+# (CN hakmem-host) maps to a user with no role, so its health checks read
+# "permission denied", which etcdctl counts as healthy.
+auth_setup() {
+    local id
+    cert client "" clientAuth || return 1
+    ECTL user add root --new-user-password=root-$$ && ECTL user grant-role root root &&
+    ECTL user add hakmem-host --no-password || return 1
+    for id in A B C; do
+        printf 'pw-%s-%s\n' "$id" $$ >"$TMP/pw-$id" && chmod 600 "$TMP/pw-$id" &&
+        ECTL role add "fleet-host-$id" &&
+        ECTL role grant-permission "fleet-host-$id" --prefix=true read "/hakmem/$FLEET/" &&
+        ECTL role grant-permission "fleet-host-$id" --prefix=true readwrite "/hakmem/$FLEET/hosts/$id/" &&
+        ECTL user add "host-$id" --new-user-password="pw-$id-$$" && ECTL user grant-role "host-$id" "fleet-host-$id" ||
+            return 1
+    done
+    printf 'pw-admin-%s\n' $$ >"$TMP/pw-admin" && chmod 600 "$TMP/pw-admin" &&
+    ECTL role add fleet-admin && ECTL role grant-permission fleet-admin --prefix=true read "/hakmem/$FLEET/" &&
+    ECTL role grant-permission fleet-admin --prefix=true readwrite "/hakmem/$FLEET/controls/" &&
+    ECTL user add fleet-admin --new-user-password="pw-admin-$$" && ECTL user grant-role fleet-admin fleet-admin &&
+    ECTL auth enable
+}
+auth_setup >"$TMP/auth.log" 2>&1; rc=$?
+WHY="$(tail -3 "$TMP/auth.log")"
+check "etcd auth on: a user and role per host, an admin role for the controls" test $rc = 0
+
 # ---- three hosts ----
 declare -A HPID
 start_host() {   # ID [OPTION...]: hakmemd for host ID
@@ -51,7 +82,8 @@ start_host() {   # ID [OPTION...]: hakmemd for host ID
     track_pid "${HPID[$id]}"
     wait_secs 10 grep -q "running:" "$TMP/$id.log"
 }
-HOSTCERT=(--fleet-cert "$TMP/host.crt" --fleet-key "$TMP/host.key")
+CLIENTCERT=(--fleet-cacert "$TMP/ca.crt" --fleet-cert "$TMP/client.crt" --fleet-key "$TMP/client.key")
+as_host() { echo --fleet-cert "$TMP/client.crt" --fleet-key "$TMP/client.key" --fleet-user "host-$1" --fleet-password-file "$TMP/pw-$1"; }
 C() { local id=$1; shift; timeout 20 "$CTL" --socket "$TMP/$id/ctl.sock" "$@"; }
 fleet_field() {   # ID EXPR: a field of hakmemctl fleet --json, as Python prints it
     C "$1" --json fleet | python3 -c "import json, sys; j = json.load(sys.stdin); print($2)"
@@ -63,7 +95,8 @@ run_client() {   # ID TAG MS: a client of the one binary on host ID, in the back
     track_pid "$CPID"
 }
 for id in A B C; do
-    start_host "$id" "${HOSTCERT[@]}"; rc=$?
+    # shellcheck disable=SC2046
+    start_host "$id" $(as_host "$id"); rc=$?
     WHY="host $id: $(tail -3 "$TMP/$id.log")"
     check "host $id starts with the fleet configured" test $rc = 0
 done
@@ -185,9 +218,157 @@ check "metrics: the fleet link up, its last sync's age, bytes and keys written" 
     grep -q '^hakmem_fleet_up 1$' <<<\"\$m\" && grep -q '^hakmem_fleet_last_sync_age_seconds ' <<<\"\$m\" &&
     grep -qE '^hakmem_fleet_written_bytes_total [1-9]' <<<\"\$m\" && grep -qE '^hakmem_fleet_written_keys_total [1-9]' <<<\"\$m\""
 
-# ---- faults ----
+# ---- sites where the hosts disagree ----
+# B pinned locally to another arm: A lists the site, with each host's arm.
+OTHER=$(( (ARM + 2) % 8 ))
+C B pin "$KEY" "$OTHER" >"$TMP/pin-b.out" 2>&1
+listed_on_a() {
+    C A --json fleet | python3 -c "
+import json, sys
+j = json.load(sys.stdin)
+d = next((d for d in j['disagree'] if d['site'] == '$KEY'), None)
+arms = {a['host']: a['arm'] for a in d['arms']} if d else {}
+sys.exit(not (j['sites_disagree'] >= 1 and arms.get('B') == $OTHER and arms.get('A') == $ARM and arms.get('C') == $ARM))"
+}
+WHY="$(C A --json fleet 2>&1 | python3 -c "import json, sys; print(json.load(sys.stdin).get('disagree'))" 2>&1 | cut -c 1-400);
+ pin on B: $(cat "$TMP/pin-b.out"); on B: $(site_json B "$KEY" | cut -c 1-200) ... $(grep -E "fleet:|site $KEY" "$TMP/B.log" | tail -3)"
+check "hakmemctl --json fleet on A: the site B runs another arm for, with each host's arm" wait_secs 40 listed_on_a
+WHY="$(C A fleet 2>&1 | tail -3)"
+check "hakmemctl fleet on A lists it: A: arm $ARM, B: arm $OTHER" bash -c "
+    timeout 20 '$CTL' --socket '$TMP/A/ctl.sock' fleet | grep -E '^    ${KEY} .* pulls .*A: arm $ARM.*B: arm $OTHER'"
+C B unpin "$KEY" >/dev/null
+
+# ---- fleet controls: pins and resets, authorised by etcd ----
 own_pulls() { site_json "$1" "$KEY" | python3 -c "import json, sys; print(json.load(sys.stdin).get('own_pulls', 0))"; }
 fleet_pulls() { site_json "$1" "$KEY" | python3 -c "import json, sys; print(json.load(sys.stdin).get('fleet_pulls', 0))"; }
+# FCTL USER ARGS...: hakmemctl fleet ARGS as etcd user USER ("": none)
+FCTL() {
+    local user=$1
+    shift
+    timeout 30 "$CTL" fleet "$@" --fleet-endpoints "$ENDPOINTS" --fleet-name "$FLEET" "${CLIENTCERT[@]}" \
+        ${user:+--fleet-user "$user" --fleet-password-file "$TMP/pw-${user#host-}"}
+}
+cp "$TMP/pw-admin" "$TMP/pw-fleet-admin"
+fleet_up() { [ "$(fleet_field "$1" "j['up']")" = True ]; }
+joined_again() { [ "$(grep -c "fleet: joined etcd as host $1 of fleet" "$TMP/$1.log")" -ge 2 ]; }
+SITE=${KEY}
+PIN=$(( (ARM + 1) % 8 ))
+# pinned_on ID ARM: the site on host ID is pinned by the fleet to ARM and publishes that arm's thresholds
+pinned_on() {
+    site_json "$1" "$KEY" | python3 -c "
+import json, sys
+s = json.load(sys.stdin)
+name = s['arms'][$2]['name']
+want = dict(p.split('=') for p in name.split(','))
+large = int(want['large'][:-1]) << (20 if want['large'].endswith('M') else 10)
+t = s['thresholds']
+sys.exit(not (s['pinned_arm'] == $2 and s['fleet_pinned'] and t['large_threshold'] == large and
+              t['bigcache_slots'] == int(want['slots']) and t['thp'] == (want['thp'] == 'on')))"
+}
+unpinned_on() { site_json "$1" "$KEY" | python3 -c "
+import json, sys
+s = json.load(sys.stdin)
+sys.exit(not (s['pinned_arm'] == -1 and not s['fleet_pinned']))"; }
+
+FCTL host-B pin "$SITE" "$PIN" >"$TMP/pin-host.out" 2>"$TMP/pin-host.err"; rc=$?
+echo "# host-B: $(cat "$TMP/pin-host.err")"
+WHY="rc $rc: $(cat "$TMP/pin-host.err" "$TMP/pin-host.out")"
+check "a host's etcd user cannot pin: refused, in one line that says etcd refused it" \
+    bash -c "[ $rc != 0 ] && [ \$(wc -l <'$TMP/pin-host.err') = 1 ] && [ ! -s '$TMP/pin-host.out' ] &&
+             grep -q 'fleet pin: etcd refused it: .*permission denied' '$TMP/pin-host.err'"
+FCTL "" pin "$SITE" "$PIN" >"$TMP/pin-none.out" 2>"$TMP/pin-none.err"; rc=$?
+echo "# no user: $(cat "$TMP/pin-none.err")"
+WHY="rc $rc: $(cat "$TMP/pin-none.err")"
+check "no etcd user: fleet pin refused, in one line" \
+    bash -c "[ $rc != 0 ] && [ \$(wc -l <'$TMP/pin-none.err') = 1 ] && grep -q 'fleet pin: etcd refused it' '$TMP/pin-none.err'"
+printf 'not-the-password\n' >"$TMP/pw-wrong"
+FCTL "" pin "$SITE" "$PIN" --fleet-user fleet-admin --fleet-password-file "$TMP/pw-wrong" \
+    >"$TMP/pin-wrong.out" 2>"$TMP/pin-wrong.err"; rc=$?
+echo "# wrong password: $(cat "$TMP/pin-wrong.err")"
+WHY="rc $rc: $(cat "$TMP/pin-wrong.err")"
+check "the admin's user with a wrong password: refused, in one line" \
+    bash -c "[ $rc != 0 ] && [ \$(wc -l <'$TMP/pin-wrong.err') = 1 ] &&
+             grep -q 'fleet pin: etcd refused it: etcd user fleet-admin: .*authentication failed' '$TMP/pin-wrong.err'"
+ectl_as() { local u=$1; shift; ECTL --user "$u:$(cat "$TMP/pw-${u#host-}")" "$@"; }
+ectl_as host-B put "/hakmem/$FLEET/hosts/A/shard/0000" forged >"$TMP/forge.out" 2>&1; rc=$?
+WHY="rc $rc: $(tail -2 "$TMP/forge.out")"
+check "a host's etcd user cannot write another host's keys" \
+    bash -c "[ $rc != 0 ] && grep -q 'permission denied' '$TMP/forge.out'"
+for id in A B C; do
+    WHY="$(grep 'fleet:' "$TMP/$id.log" | tail -2)"
+    check "host $id's link stays up under etcd auth" wait_secs 15 fleet_up $id
+done
+
+FCTL fleet-admin pin "$SITE" "$PIN" >"$TMP/pin.out" 2>&1; rc=$?
+echo "# fleet-admin: $(cat "$TMP/pin.out")"
+WHY="rc $rc: $(cat "$TMP/pin.out")"
+check "the admin's etcd user pins the site fleet-wide" test $rc = 0
+for id in A B C; do
+    WHY="site on $id: $(site_json $id "$KEY" 2>&1 | cut -c 1-300)"
+    check "host $id publishes the fleet's pinned arm $PIN for the site" wait_secs 20 pinned_on $id $PIN
+done
+WHY="$(C B sites --top 0 2>&1 | grep -A3 "$KEY" | head -4)"
+check "hakmemctl sites on B: the site pinned by the fleet" \
+    bash -c "timeout 20 '$CTL' --socket '$TMP/B/ctl.sock' sites --top 0 | grep -q 'pinned: arm $PIN (by the fleet)'"
+FCTL fleet-admin unpin "$SITE" >"$TMP/unpin.out" 2>&1; rc=$?
+for id in A B C; do
+    WHY="rc $rc $(cat "$TMP/unpin.out"); site on $id: $(site_json $id "$KEY" 2>&1 | cut -c 1-300)"
+    check "fleet unpin: host $id learns the site again" wait_secs 20 unpinned_on $id
+done
+
+# A reset: every host forgets the site, its own pulls and the fleet's, once.
+# Host Z stands for a host that has not applied it yet: its value, written
+# (by root) before the reset, holds 7 pulls of the site and must stop
+# counting; written again after the reset, it counts again.
+put_z() {
+    python3 -c "
+import struct, sys, time
+h, o = '$KEY'.split(':')
+site = struct.pack('<IQQBBBbdB', 0, int(h, 16), int(o, 16), 0, 0, 0, $PIN, 0.0, 1 << $PIN) + struct.pack('<Id', 7, 3.5)
+sys.stdout.buffer.write(b'HKF1' + struct.pack('<HHIQ', 0, 1, 1, int(time.time())) + site)" |
+        ECTL --user "root:root-$$" put "/hakmem/$FLEET/hosts/Z/shard/0000"
+}
+counts_z() { [ "$(fleet_pulls B)" -ge 7 ]; }
+put_z >/dev/null 2>&1
+WHY="B counts $(fleet_pulls B) from the fleet"
+check "host Z's value, written before the reset, counts on B" wait_secs 20 counts_z
+site_pulls() { site_json "$1" "$KEY" | python3 -c "import json, sys; s = json.load(sys.stdin); print(s.get('own_pulls', 0) + s.get('fleet_pulls', 0))"; }
+cleared_on() { [ "$(site_pulls "$1")" = 0 ]; }
+FCTL fleet-admin reset "$SITE" >"$TMP/reset.out" 2>&1; rc=$?
+for id in A B C; do
+    WHY="rc $rc $(cat "$TMP/reset.out"); site on $id: $(site_json $id "$KEY" 2>&1 | cut -c 1-300)"
+    check "fleet reset: host $id forgets the site's pulls, its own and the fleet's" wait_secs 20 cleared_on $id
+done
+put_z >/dev/null 2>&1
+WHY="B counts $(fleet_pulls B) from the fleet"
+check "host Z's value, written again after the reset, counts on B again" wait_secs 20 counts_z
+ECTL --user "root:root-$$" del "/hakmem/$FLEET/hosts/Z/shard/0000" >/dev/null 2>&1
+z_gone() { [ "$(fleet_field B "[h['id'] for h in j['hosts']]")" = "['A', 'C']" ]; }
+WHY="B sees $(fleet_field B "[h['id'] for h in j['hosts']]" 2>&1)"
+check "host Z's key deleted: B stops counting it" wait_secs 20 z_gone
+learn_again() {   # A's clients until A has pulls of the site again
+    local i
+    for ((i = 0; i < 4; i++)); do
+        run_client A r$i 3000
+        wait_pid "$CPID" 60
+        [ "$(own_pulls A)" -gt 0 ] && return 0
+    done
+    return 1
+}
+learn_again; rc=$?
+check "after the reset, A learns the site again" test $rc = 0
+stop_pid "${HPID[A]}" 20
+BEFORE=$(grep -c "fleet: reset site" "$TMP/A.log")
+# shellcheck disable=SC2046
+start_host A $(as_host A)
+WHY="$(grep 'fleet:' "$TMP/A.log" | tail -2)"
+check "host A restarted rejoins" wait_secs 20 joined_again A
+A_AFTER=$(own_pulls A)
+WHY="A's own pulls after its restart: $A_AFTER; reset lines: $(grep 'fleet: reset' "$TMP/A.log")"
+check "a reset is applied once: host A's restart keeps what it learned since" \
+    bash -c "[ '$A_AFTER' -gt 0 ] && [ \$(grep -c 'fleet: reset site' '$TMP/A.log') = $BEFORE ] && [ $BEFORE = 1 ]"
+
+# ---- faults ----
 learn_a_while() {   # ms: A's clients run that long; 0 when A's own pulls grew
     local before
     before=$(own_pulls A)

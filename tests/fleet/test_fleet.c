@@ -1,6 +1,7 @@
 /* The fleet's pieces that need no etcd: the value format against hostile
- * bytes, UCB1 with a prior, and the core taking other hosts' sums without
- * ever writing them back as its own. */
+ * bytes, UCB1 with a prior, the core taking other hosts' sums without
+ * ever writing them back as its own, the control keys, and the core
+ * taking the fleet's pins and resets. */
 #include <errno.h>
 #include <math.h>
 #include <setjmp.h>
@@ -15,6 +16,7 @@
 #include "core_fixture.h"
 #include "core_fleet.h"
 #include "fleet_codec.h"
+#include "fleet_control.h"
 #include "learner.h"
 
 /* ---- the value format ---- */
@@ -293,17 +295,18 @@ static void flush_2m(hkshm_region *s, uint64_t round)
     region_write_end(s);
 }
 
-/* Host B: the fleet says arm 2 wins a 2 MiB site no process of B has run.
- * B makes the record, publishes arm 2 before any process reports, and its
- * own learner pulls only arm 2 once a process runs the site; what B would
- * write holds its own pulls only, never the fleet's. */
-static void core_takes_the_fleet_without_writing_it_back(void **state)
+/* A core of its own (settle: intervals a new arm waits), and what the
+ * fleet's other hosts say of the 2 MiB site: arm 2 wins. */
+static void core_begin(uint32_t settle)
 {
-    (void)state;
     hkd_core_cfg cfg = { .shm_name = shm, .state_dir = dir, .interval_ms = 100, .learning = 1,
                          .learn = hkd_learn_default_cfg };
-    cfg.learn.settle_intervals = 0;
+    cfg.learn.settle_intervals = settle;
     assert_int_equal(hkd_core_init(&cfg), 0);
+}
+
+static hkd_fleet_sum arm2_sum(void)
+{
     hkd_fleet_sum sum;
     memset(&sum, 0, sizeof sum);
     sum.key = (hkd_site_key){ .module_hash = MODULE, .offset = OFFSET, .domain = UID };
@@ -312,6 +315,18 @@ static void core_takes_the_fleet_without_writing_it_back(void **state)
     sum.size_lo = sum.size_hi = 21;
     sum.ref_cost = 300;
     sum.hosts = 1;
+    return sum;
+}
+
+/* Host B: the fleet says arm 2 wins a 2 MiB site no process of B has run.
+ * B makes the record, publishes arm 2 before any process reports, and its
+ * own learner pulls only arm 2 once a process runs the site; what B would
+ * write holds its own pulls only, never the fleet's. */
+static void core_takes_the_fleet_without_writing_it_back(void **state)
+{
+    (void)state;
+    core_begin(0);
+    hkd_fleet_sum sum = arm2_sum();
     /* A user with no site on this host gets none from the fleet. */
     hkd_fleet_sum stranger = sum;
     stranger.key.domain = 4321;
@@ -364,6 +379,105 @@ static void core_takes_the_fleet_without_writing_it_back(void **state)
     hkd_core_shutdown();
 }
 
+/* ---- the controls ---- */
+
+static int parse_control(const char *key, const char *value, hkd_fleet_control *c)
+{
+    char why[96];
+    return hkd_control_parse("/hakmem/web/controls/", (const uint8_t *)key, strlen(key), (const uint8_t *)value,
+                             strlen(value), c, why, sizeof why);
+}
+
+static void control_keys_round_trip_and_reject_the_rest(void **state)
+{
+    (void)state;
+    hkd_site_key k = { .module_hash = 0xbf0cab7b82bb4dc1ull, .offset = 0x1484, .domain = 1000 };
+    char key[HKD_CONTROL_KEY_MAX], value[HKD_CONTROL_VALUE_MAX];
+    assert_true(hkd_control_key("web", HKD_CONTROL_PIN, &k, key, sizeof key) > 0);
+    assert_string_equal(key, "/hakmem/web/controls/pin/1000:bf0cab7b82bb4dc1:1484");
+    assert_true(hkd_control_value(5, "ops@example", 1700000000, value, sizeof value) > 0);
+    hkd_fleet_control c;
+    assert_int_equal(parse_control(key, value, &c), 0);
+    assert_int_equal(c.kind, HKD_CONTROL_PIN);
+    assert_int_equal(c.arm, 5);
+    assert_int_equal(c.key.module_hash, k.module_hash);
+    assert_int_equal(c.key.offset, k.offset);
+    assert_int_equal(c.key.domain, 1000);
+    assert_true(hkd_control_key("web", HKD_CONTROL_RESET, NULL, key, sizeof key) > 0);
+    assert_int_equal(parse_control(key, "by=ops at=1", &c), 0);
+    assert_true(c.kind == HKD_CONTROL_RESET && c.all);
+    assert_int_equal(parse_control("/hakmem/web/controls/pin/0:1:2", "arm=7", &c), 0);
+    assert_int_equal(hkd_control_key("web", HKD_CONTROL_PIN, NULL, key, sizeof key), -EINVAL);
+    assert_int_equal(hkd_control_value(1, "two words", 1, value, sizeof value), -EINVAL);
+
+    static const char *const bad[][2] = {
+        { "/hakmem/web/controls/pin/1000:bf0cab7b82bb4dc1:1484", "arm=8" },         /* no such arm */
+        { "/hakmem/web/controls/pin/1000:bf0cab7b82bb4dc1:1484", "arm=" },
+        { "/hakmem/web/controls/pin/1000:bf0cab7b82bb4dc1:1484", "arm=1x" },
+        { "/hakmem/web/controls/pin/1000:bf0cab7b82bb4dc1:1484", "arm=0001" },     /* more digits than an arm has */
+        { "/hakmem/web/controls/pin/1000:bf0cab7b82bb4dc1:1484", "arm=1 \x01" },   /* not printable */
+        { "/hakmem/web/controls/pin/1000:bf0cab7b82bb4dc1:1484", "" },
+        { "/hakmem/web/controls/pin/all", "arm=1" },                                /* a pin names a site */
+        { "/hakmem/web/controls/pin/4294967296:1:2", "arm=1" },                     /* uid over 32 bits */
+        { "/hakmem/web/controls/pin/1:10000000000000000:2", "arm=1" },              /* hash over 64 bits */
+        { "/hakmem/web/controls/pin/1:1:2:3", "arm=1" },
+        { "/hakmem/web/controls/pin/1:xyz:2", "arm=1" },
+        { "/hakmem/web/controls/pin/", "arm=1" },
+        { "/hakmem/web/controls/stop/1:1:2", "arm=1" },
+        { "/hakmem/other/controls/pin/1:1:2", "arm=1" },
+        { "/hakmem/web/controls/reset/-1:1:2", "" },
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        if (parse_control(bad[i][0], bad[i][1], &c) != -EBADMSG)
+            fail_msg("took %s = '%s'", bad[i][0], bad[i][1]);
+    char big[HKD_CONTROL_VALUE_MAX + 2];
+    memset(big, 'a', sizeof big - 1);
+    big[sizeof big - 1] = 0;
+    memcpy(big, "arm=1 ", 6);
+    assert_int_equal(parse_control("/hakmem/web/controls/pin/1:1:2", big, &c), -EBADMSG);
+}
+
+/* The fleet pins a site: it runs that arm whatever it learned, readers
+ * see the pin as the fleet's, and the state kept does not hold it; when
+ * the fleet unpins it, it learns again.  A fleet reset forgets its pulls,
+ * the host's and the fleet's. */
+static void core_takes_the_fleets_pins_and_resets(void **state)
+{
+    (void)state;
+    core_begin(hkd_learn_default_cfg.settle_intervals);
+    hkd_fleet_sum sum = arm2_sum();
+    assert_int_equal(hkd_fleet_apply(&sum, 1), 1);
+    hkd_fleet_pin pin = { sum.key, 5 };
+    assert_int_equal(hkd_fleet_pins(&pin, 1), 1);
+    assert_int_equal(hkd_fleet_pins(&pin, 1), 0);       /* the same pins again change nothing */
+    hkd_site_info si = { 0 };
+    hkd_for_each_site(find_site, &si);
+    assert_int_equal(si.pinned_arm, 5);
+    assert_true(si.fleet_pinned);
+    assert_int_equal(si.thresholds.large_threshold, hkd_arms[5].large_threshold);
+    assert_int_equal(si.thresholds.thp, hkd_arms[5].thp);
+    /* A local pin is not the fleet's. */
+    assert_int_equal(hkd_fleet_pins(NULL, 0), 1);
+    memset(&si, 0, sizeof si);
+    hkd_for_each_site(find_site, &si);
+    assert_int_equal(si.pinned_arm, -1);
+    assert_false(si.fleet_pinned);
+    assert_int_equal(hkd_pin(&sum.key, 3), 0);
+    memset(&si, 0, sizeof si);
+    hkd_for_each_site(find_site, &si);
+    assert_int_equal(si.pinned_arm, 3);
+    assert_false(si.fleet_pinned);
+    assert_int_equal(hkd_pin(&sum.key, -1), 0);
+
+    assert_int_equal(si.fleet_pulls, 120);
+    hkd_fleet_reset(&sum.key);
+    memset(&si, 0, sizeof si);
+    hkd_for_each_site(find_site, &si);
+    assert_int_equal(si.fleet_pulls, 0);
+    assert_int_equal(si.own_pulls, 0);
+    hkd_core_shutdown();
+}
+
 int main(void)
 {
     if (core_fixture_begin("fleet") != 0)
@@ -375,6 +489,8 @@ int main(void)
         cmocka_unit_test(prior_chooses_without_exploring),
         cmocka_unit_test(no_prior_is_the_plain_learner),
         cmocka_unit_test(core_takes_the_fleet_without_writing_it_back),
+        cmocka_unit_test(control_keys_round_trip_and_reject_the_rest),
+        cmocka_unit_test(core_takes_the_fleets_pins_and_resets),
     };
     return core_fixture_end(cmocka_run_group_tests(tests, NULL, NULL));
 }

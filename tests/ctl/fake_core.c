@@ -202,15 +202,15 @@ int hkd_for_each_binary(int (*fn)(const hkd_binary_info *, void *), void *arg)
     return hkd_binaries_for_each(bins, fn, arg);
 }
 
-int hkd_binary_pin(uint32_t domain, uint64_t binary_hash, int arm)
+int hkd_binary_pin(const hkd_binary_sel *sel, int arm)
 {
-    int rc = hkd_binaries_pin(bins, domain, binary_hash, arm);
-    return rc < 0 ? rc : 0;
+    int changed;
+    return hkd_binaries_pin(bins, sel, arm, &changed);
 }
 
-int hkd_binary_reset(uint32_t domain, uint64_t binary_hash)
+int hkd_binary_reset(const hkd_binary_sel *sel)
 {
-    return hkd_binaries_reset(bins, domain, binary_hash);
+    return hkd_binaries_reset(bins, sel);
 }
 
 double hkd_memory_weight_ns(void)

@@ -245,7 +245,7 @@ static void test_applies_own_domain_only(void **state)
     hkshm_region *r = hk_region_get();
     uint32_t default_threshold = hk_knob(HK_KNOB_LARGE_THRESHOLD);
 
-    assert_int_equal(hk_policy_apply(me, bh, r), 1);
+    assert_int_equal(hk_policy_apply(me, bh, 0, r), 1);
     hk_site_policy p0 = hk_site_policy_get(sites[0].index);
     assert_true(p0.from_daemon);
     assert_int_equal(p0.large_threshold, 256 << 10);
@@ -260,13 +260,13 @@ static void test_applies_own_domain_only(void **state)
     hk_region_flush(0);
     assert_int_equal(r->binary_arm, 3);
     assert_int_equal(r->sites_applied, 1);
-    assert_int_equal(hk_policy_apply(me, bh, r), 0);    /* nothing new */
+    assert_int_equal(hk_policy_apply(me, bh, 0, r), 0);    /* nothing new */
 
     /* The other domain's process sees the other entries. */
     hk_site_reset_policies();
     hk_policy_forget_generation();
     hk_policy_binary_since(UINT64_MAX);
-    assert_int_equal(hk_policy_apply(other, bh, r), 1);
+    assert_int_equal(hk_policy_apply(other, bh, 0, r), 1);
     assert_int_equal(hk_site_policy_get(sites[0].index).large_threshold, 512 << 10);
     assert_false(hk_site_policy_get(sites[2].index).from_daemon);    /* thp 7 */
     assert_int_equal(hk_knob(HK_KNOB_PURGE_DELAY_MS), 555);
@@ -275,13 +275,13 @@ static void test_applies_own_domain_only(void **state)
     /* A new generation without this binary: the process keeps its arm for
      * the hold, and then goes back to the defaults. */
     seg_publish(seg, 0, 6, s, 5, NULL, 0);
-    assert_int_equal(hk_policy_apply(other, bh, r), 1);
+    assert_int_equal(hk_policy_apply(other, bh, 0, r), 1);
     assert_int_equal(hk_knob(HK_KNOB_PURGE_DELAY_MS), 555);
     hk_region_flush(0);
     assert_int_equal(r->binary_arm, 4);
-    assert_int_equal(hk_policy_apply(other, bh, r), 0);         /* nothing new, hold not over */
+    assert_int_equal(hk_policy_apply(other, bh, 0, r), 0);         /* nothing new, hold not over */
     hk_policy_binary_since((uint64_t)HKSHM_BINARY_HOLD_MS * 1000000ull);
-    assert_int_equal(hk_policy_apply(other, bh, r), 1);         /* the same generation, read again */
+    assert_int_equal(hk_policy_apply(other, bh, 0, r), 1);         /* the same generation, read again */
     assert_int_equal(hk_knob(HK_KNOB_PURGE_DELAY_MS), saved.purge_delay_ms);
     hk_region_flush(0);
     assert_int_equal(r->binary_arm, HKSHM_NO_ARM);
@@ -290,7 +290,7 @@ static void test_applies_own_domain_only(void **state)
     b[0].knob[HKSHM_KNOB_PURGE_DELAY_MS] = 70000;
     seg_publish(seg, 1, 7, s, 5, b, 2);
     hk_policy_binary_since(UINT64_MAX);
-    assert_int_equal(hk_policy_apply(me, bh, r), 1);
+    assert_int_equal(hk_policy_apply(me, bh, 0, r), 1);
     assert_int_equal(hk_knob(HK_KNOB_PURGE_DELAY_MS), saved.purge_delay_ms);
     assert_int_equal(hk_knob(HK_KNOB_LARGE_THRESHOLD), 128 << 10);
     munmap(seg, HKSHM_SEGMENT_SIZE);
@@ -326,7 +326,7 @@ static void test_raced_read_thrown_away(void **state)
     hk_policy_forget_generation();
     hook_calls = 0;
     hk_policy_mid_read_hook = rewrite_under_reader;
-    assert_int_equal(hk_policy_apply(me, 0, race_region), -EAGAIN);
+    assert_int_equal(hk_policy_apply(me, 0, 0, race_region), -EAGAIN);
     hk_policy_mid_read_hook = NULL;
     assert_int_equal(hook_calls, 1);
     assert_false(hk_site_policy_get(sites[0].index).from_daemon);
@@ -334,7 +334,7 @@ static void test_raced_read_thrown_away(void **state)
     assert_int_equal(atomic_load(&race_region->read_gen), 0);
     /* Published again: now it applies. */
     seg_publish(race_seg, 1, 10, s, 1, NULL, 0);
-    assert_int_equal(hk_policy_apply(me, 0, race_region), 1);
+    assert_int_equal(hk_policy_apply(me, 0, 0, race_region), 1);
     assert_int_equal(hk_site_policy_get(sites[0].index).large_threshold, 128 << 10);
     assert_int_equal(atomic_load(&race_region->gen_seen), 10);
     munmap(race_seg, HKSHM_SEGMENT_SIZE);
@@ -353,12 +353,12 @@ static void test_garbage_counts_ignored(void **state)
     assert_int_equal(open_seg(NULL, 0, why), 0);
     hk_site_reset_policies();
     hk_policy_forget_generation();
-    assert_int_equal(hk_policy_apply(me, 0, NULL), -EAGAIN);
+    assert_int_equal(hk_policy_apply(me, 0, 0, NULL), -EAGAIN);
     assert_false(hk_site_policy_get(sites[0].index).from_daemon);
     /* Learning off: nothing to apply. */
     hkshm_table_at(seg, 0)->n_sites = 1;
     atomic_store(&((hkshm_header *)seg)->learning, 0);
-    assert_int_equal(hk_policy_apply(me, 0, NULL), 0);
+    assert_int_equal(hk_policy_apply(me, 0, 0, NULL), 0);
     assert_false(hk_site_policy_get(sites[0].index).from_daemon);
     munmap(seg, HKSHM_SEGMENT_SIZE);
 }

@@ -52,6 +52,7 @@ size_t hk_command_word(const char *arg, char out[HKSHM_COMMAND_MAX])
 
 void hk_command_take_argv(int argc, char **argv)
 {
+    cmd.argv_taken = 0;
     if (argc < 1 || !argv)
         return;
     cmd.argv_taken = 1;

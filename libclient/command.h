@@ -24,7 +24,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* argv as the constructor got it (argc 0 or argv NULL: none). */
+/* argv as the constructor got it (argc 0 or argv NULL: not given, the
+ * command then comes from /proc/self/cmdline). */
 void hk_command_take_argv(int argc, char **argv);
 /* Decides the command (HAKMEM_COMMAND, the argv taken, else
  * /proc/self/cmdline); once, before the first registration. */

@@ -15,6 +15,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "command.h"
 #include "fake_daemon.h"
 #include "hakmem.h"
 #include "init.h"
@@ -296,6 +297,52 @@ static void test_applies_own_domain_only(void **state)
     munmap(seg, HKSHM_SEGMENT_SIZE);
 }
 
+/* One binary published for three keys: its runs without a command and
+ * two commands.  A process takes its own command's entry and no other;
+ * one of a command the daemon has no entry for runs the defaults.  Its
+ * region names the command. */
+static void test_takes_its_own_commands_entry(void **state)
+{
+    (void)state;
+    uint32_t me = (uint32_t)geteuid();
+    uint64_t bh = exe_hash();
+    uint64_t add = hkshm_command_hash("add", 3), log = hkshm_command_hash("log", 3);
+    void *seg = seg_create(name, HKSHM_SEGMENT_SIZE, 0600, -1, 1);
+    hkshm_binary_policy b[3] = {
+        { .domain = me, .arm = 3, .binary_hash = bh, .set = 1u << HKSHM_KNOB_PURGE_DELAY_MS,
+          .knob = { [HKSHM_KNOB_PURGE_DELAY_MS] = 777 } },
+        { .domain = me, .arm = 1, .binary_hash = bh, .command_hash = add, .set = 1u << HKSHM_KNOB_PURGE_DELAY_MS,
+          .knob = { [HKSHM_KNOB_PURGE_DELAY_MS] = 111 } },
+        { .domain = me, .arm = 2, .binary_hash = bh, .command_hash = log, .set = 1u << HKSHM_KNOB_PURGE_DELAY_MS,
+          .knob = { [HKSHM_KNOB_PURGE_DELAY_MS] = 222 } },
+    };
+    seg_publish(seg, 1, 5, NULL, 0, b, 3);
+    char why[160];
+    assert_int_equal(open_seg(NULL, 0, why), 0);
+    char *argv[] = { "git", "add", "-A", NULL };
+    hk_command_take_argv(3, argv);
+    unsetenv("HAKMEM_COMMAND");
+    hk_command_init();
+    assert_int_equal(hk_region_create(1), 0);
+    hkshm_region *r = hk_region_get();
+    assert_true(r->command_hash == add);
+    assert_string_equal(r->command, "add");
+    assert_int_equal(hkshm_command_valid(r->command), 3);
+    const struct { uint64_t command; uint32_t purge, arm; } cases[] = {
+        { add, 111, 1 }, { log, 222, 2 }, { 0, 777, 3 },
+        { hkshm_command_hash("gc", 2), saved.purge_delay_ms, HKSHM_NO_ARM },
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        hk_policy_forget_generation();
+        hk_policy_binary_since(UINT64_MAX);
+        assert_int_equal(hk_policy_apply(me, bh, cases[i].command, r), 1);
+        assert_int_equal(hk_knob(HK_KNOB_PURGE_DELAY_MS), cases[i].purge);
+        hk_region_flush(0);
+        assert_int_equal(r->binary_arm, cases[i].arm);
+    }
+    munmap(seg, HKSHM_SEGMENT_SIZE);
+}
+
 static void *race_seg;
 static hkshm_region *race_region;
 static int hook_calls;
@@ -371,6 +418,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_incompatible_segments_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_abi1_said_once, setup, teardown),
         cmocka_unit_test_setup_teardown(test_applies_own_domain_only, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_takes_its_own_commands_entry, setup, teardown),
         cmocka_unit_test_setup_teardown(test_raced_read_thrown_away, setup, teardown),
         cmocka_unit_test_setup_teardown(test_garbage_counts_ignored, setup, teardown),
     };

@@ -214,12 +214,9 @@ static int binary_sel(uint32_t domain, uint64_t hash, int by_command, const char
     sel->by_command = by_command;
     if (!by_command || !command || !command[0])
         return 0;
-    char field[HKSHM_COMMAND_MAX] = { 0 };
-    size_t n = strnlen(command, HKSHM_COMMAND_LEN + 1);
-    if (n > HKSHM_COMMAND_LEN)
-        return -EINVAL;
-    memcpy(field, command, n);
-    if (hkshm_command_valid(field) != n)
+    char field[HKSHM_COMMAND_MAX];
+    size_t n = hkshm_command_field(field, command);
+    if (!n)
         return -EINVAL;
     sel->command_hash = hkshm_command_hash(field, n);
     return 0;

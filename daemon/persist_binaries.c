@@ -106,11 +106,8 @@ int hkd_binary_state_of_msg(const Hakmem__Policy__BinaryState *m, hkd_binary_sta
     if (m->exe)
         hk_text_clean(out->exe, sizeof out->exe, m->exe, strlen(m->exe));
     if (m->command && m->command[0]) {
-        size_t n = strnlen(m->command, HKSHM_COMMAND_LEN + 1);
-        if (n > HKSHM_COMMAND_LEN)
-            return -EBADMSG;
-        memcpy(out->command, m->command, n);
-        if (hkshm_command_valid(out->command) != n)
+        size_t n = hkshm_command_field(out->command, m->command);
+        if (!n)
             return -EBADMSG;
         out->command_hash = hkshm_command_hash(out->command, n);
     }

@@ -379,6 +379,26 @@ static inline size_t hkshm_command_valid(const char *field)
     return n;
 }
 
+/* A C string as a command field: its length, with field holding it
+ * NUL-padded; 0 and field all NUL when text is not a valid command. */
+static inline size_t hkshm_command_field(char field[HKSHM_COMMAND_MAX], const char *text)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < HKSHM_COMMAND_MAX; i++)
+        field[i] = 0;
+    while (n <= HKSHM_COMMAND_LEN && text[n])
+        n++;
+    if (n > HKSHM_COMMAND_LEN)
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        field[i] = text[i];
+    if (hkshm_command_valid(field) == n)
+        return n;
+    for (size_t i = 0; i < n; i++)
+        field[i] = 0;
+    return 0;
+}
+
 /* A command's key: FNV-1a 64 of its text, never 0 (0 is "no command"). */
 static inline uint64_t hkshm_command_hash(const char *text, size_t n)
 {

@@ -17,29 +17,13 @@ static struct {
     uint64_t hash;
 } cmd;
 
-/* 1..HKSHM_COMMAND_LEN command bytes, copied NUL-padded; else 0. */
-static size_t plain(const char *arg, char out[HKSHM_COMMAND_MAX])
-{
-    memset(out, 0, HKSHM_COMMAND_MAX);
-    size_t n = 0;
-    while (arg[n] && n <= HKSHM_COMMAND_LEN) {
-        if (!hkshm_command_char(arg[n]))
-            return 0;
-        n++;
-    }
-    if (n == 0 || n > HKSHM_COMMAND_LEN)
-        return 0;
-    memcpy(out, arg, n);
-    return n;
-}
-
 size_t hk_command_word(const char *arg, char out[HKSHM_COMMAND_MAX])
 {
     if (!arg) {
         memset(out, 0, HKSHM_COMMAND_MAX);
         return 0;
     }
-    size_t n = plain(arg, out);
+    size_t n = hkshm_command_field(out, arg);
     size_t digits = 0;
     while (digits < n && arg[digits] >= '0' && arg[digits] <= '9')
         digits++;
@@ -102,7 +86,7 @@ void hk_command_init(void)
     size_t n = 0;
     if (env && !*env)
         return;                     /* set empty: no command */
-    if (env && !(n = plain(env, cmd.text)))
+    if (env && !(n = hkshm_command_field(cmd.text, env)))
         hk_log(0, "ignoring HAKMEM_COMMAND=%.40s (expected 1..%u of [A-Za-z0-9_+=-], or empty for none)", env,
                HKSHM_COMMAND_LEN);
     if (!n && cmd.argv_taken)

@@ -12,7 +12,7 @@
 
 #define TRACK_SLOTS   8192u          /* > 2 x the registry's cap: probes stay short */
 #define INDEX_SLOTS   8192u          /* > 2 x HKD_BINARIES_MAX */
-#define PER_DOMAIN    256u           /* binaries of one domain other than root's and ours */
+#define PER_DOMAIN    256u           /* keys (binary, command) of a domain other than root's and ours */
 #define NO_INDEX      UINT32_MAX
 
 typedef struct binary {

@@ -207,9 +207,9 @@ class Suite:
         return res
 
     def binaries_table(self):
-        """What the daemon chose for each binary by the end of the measured
-        runs (`hakmemctl --json binaries`, saved by suite.sh), and what
-        taking part cost its runs."""
+        """What the daemon chose for each binary and command by the end of
+        the measured runs (`hakmemctl --json binaries`, saved by suite.sh),
+        and what taking part cost its runs."""
         path = os.path.join(self.out, "logs", "suite-binaries.json")
         try:
             with open(path) as f:
@@ -220,17 +220,19 @@ class Suite:
         if not bins:
             return []
         L = ["**What the daemon chose per binary** by the end of the measured runs (`hakmemctl --json "
-             "binaries`): runs counted, the arm each ran how often, the choice (the default stays unless "
-             "another arm is shown cheaper, or shown 10% leaner in peak RSS and within 5% in time, and is "
-             "no more than 5% worse on CPU, wall time or peak RSS), and what taking part in learning (registering, "
-             "report flushes, policy reads) cost its runs, as a share of their time.", "",
-             "| binary | runs | runs per arm | choice | settled | taking part cost |",
-             "|---|---:|---|---|---|---:|"]
-        for b in sorted(bins, key=lambda b: os.path.basename(str(b.get("exe", "")))):
+             "binaries`), each command of a binary apart (argv[1] when it is a plain word; — when none): "
+             "runs counted, the arm each ran how often, the choice (the default stays unless another arm is "
+             "shown cheaper, or shown 10% leaner in peak RSS and within 5% in time, and is no more than 5% "
+             "worse on CPU, wall time or peak RSS), and what taking part in learning (registering, report "
+             "flushes, policy reads) cost its runs, as a share of their time.", "",
+             "| binary | command | runs | runs per arm | choice | settled | taking part cost |",
+             "|---|---|---:|---|---|---|---:|"]
+        for b in sorted(bins, key=lambda b: (os.path.basename(str(b.get("exe", ""))), b.get("command") or "")):
             arms = ", ".join(f"{a.get('name')} {a.get('observations', 0):g}" for a in b.get("arms", [])
                              if a.get("observations", 0) > 0)
             share = b.get("plane_share")
-            L.append(f"| {os.path.basename(str(b.get('exe', '?')))} | {b.get('observations', 0)} | {arms} | "
+            command = str(b.get("command") or "—").replace("|", "\\|")
+            L.append(f"| {os.path.basename(str(b.get('exe', '?')))} | {command} | {b.get('observations', 0)} | {arms} | "
                      f"{b.get('choice', '?')} | {'yes' if b.get('settled') else 'no'} | "
                      f"{'—' if share is None else f'{100 * share:.2f}%'} |")
         L.append("")

@@ -2,19 +2,24 @@
 #include "binaries.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "log.h"
+
 #define TRACK_SLOTS   8192u          /* > 2 x the registry's cap: probes stay short */
 #define INDEX_SLOTS   8192u          /* > 2 x HKD_BINARIES_MAX */
-#define PER_DOMAIN    256u           /* binaries of one domain other than root's and ours */
+#define PER_DOMAIN    256u           /* keys (binary, command) of a domain other than root's and ours */
 #define NO_INDEX      UINT32_MAX
 
 typedef struct binary {
     uint32_t domain;
     uint64_t hash;
+    uint64_t command;                /* the command's hash, 0: none */
+    char command_text[HKSHM_COMMAND_MAX];
     char exe[HKD_EXE_MAX];
     uint32_t live;                   /* registrations seen this interval */
     uint32_t live_building;
@@ -44,6 +49,7 @@ struct hkd_binaries {
     track tracks[TRACK_SLOTS];
     uint64_t gone[TRACK_SLOTS];      /* scratch of end_interval */
     uint64_t refused;                /* processes of binaries past a cap */
+    int commands_told;               /* a binary's command cap was logged */
 };
 
 hkd_binaries_cfg hkd_binaries_defaults(void)
@@ -87,22 +93,16 @@ void hkd_binaries_free(hkd_binaries *b)
 
 /* ---- the table of binaries ---- */
 
-static uint32_t find_slot(const hkd_binaries *b, uint32_t domain, uint64_t hash)
+static uint32_t find_slot(const hkd_binaries *b, uint32_t domain, uint64_t hash, uint64_t command)
 {
-    uint32_t i = (uint32_t)mix(hash ^ ((uint64_t)domain << 32 | domain)) & (INDEX_SLOTS - 1);
+    uint32_t i = (uint32_t)mix(hash ^ mix(command) ^ ((uint64_t)domain << 32 | domain)) & (INDEX_SLOTS - 1);
     while (b->index[i] != NO_INDEX) {
         const binary *r = &b->recs[b->index[i]];
-        if (r->domain == domain && r->hash == hash)
+        if (r->domain == domain && r->hash == hash && r->command == command)
             break;
         i = (i + 1) & (INDEX_SLOTS - 1);
     }
     return i;
-}
-
-static binary *find(const hkd_binaries *b, uint32_t domain, uint64_t hash)
-{
-    uint32_t i = find_slot(b, domain, hash);
-    return b->index[i] == NO_INDEX ? NULL : &b->recs[b->index[i]];
 }
 
 static uint32_t domain_count(const hkd_binaries *b, uint32_t domain)
@@ -113,21 +113,53 @@ static uint32_t domain_count(const hkd_binaries *b, uint32_t domain)
     return c;
 }
 
-/* A binary's record, made on first sight; NULL past the caps (one user's
- * fake hashes cannot crowd out root's binaries). */
-static binary *get(hkd_binaries *b, uint32_t domain, uint64_t hash, const char *exe)
+static uint32_t command_count(const hkd_binaries *b, uint32_t domain, uint64_t hash)
 {
-    uint32_t slot = find_slot(b, domain, hash);
+    uint32_t c = 0;
+    for (uint32_t i = 0; i < b->n; i++)
+        c += b->recs[i].domain == domain && b->recs[i].hash == hash && b->recs[i].command != 0;
+    return c;
+}
+
+/* Whether a key may be added (under the lock): the caps, so that one
+ * user's fake hashes cannot crowd out root's binaries, and one binary's
+ * flood of commands cannot crowd out other binaries. */
+static int room_for(hkd_binaries *b, uint32_t domain, uint64_t hash, uint64_t command, const char *exe)
+{
+    if (b->n >= HKD_BINARIES_MAX)
+        return 0;
+    if (domain != 0 && domain != (uint32_t)b->self_uid && domain_count(b, domain) >= PER_DOMAIN)
+        return 0;
+    if (command != 0 && command_count(b, domain, hash) >= HKD_BINARY_COMMANDS) {
+        if (!b->commands_told) {
+            b->commands_told = 1;
+            hkd_log(HKD_LOG_NOTICE,
+                    "binary %016" PRIx64 " of uid %u (%s) runs %u commands, the most learned apart: "
+                    "runs of further commands are not learned (said once)",
+                    hash, (unsigned)domain, exe && exe[0] ? exe : "?", HKD_BINARY_COMMANDS);
+        }
+        return 0;
+    }
+    return 1;
+}
+
+/* A key's record, made on first sight; NULL past the caps.  command_text
+ * is valid (or all NUL) when it comes here. */
+static binary *get(hkd_binaries *b, uint32_t domain, uint64_t hash, uint64_t command, const char *command_text,
+                   const char *exe)
+{
+    uint32_t slot = find_slot(b, domain, hash, command);
     if (b->index[slot] != NO_INDEX)
         return &b->recs[b->index[slot]];
-    if (b->n >= HKD_BINARIES_MAX)
-        return NULL;
-    if (domain != 0 && domain != (uint32_t)b->self_uid && domain_count(b, domain) >= PER_DOMAIN)
+    if (!room_for(b, domain, hash, command, exe))
         return NULL;
     binary *r = &b->recs[b->n];
     memset(r, 0, sizeof *r);
     r->domain = domain;
     r->hash = hash;
+    r->command = command;
+    if (command && command_text)
+        memcpy(r->command_text, command_text, sizeof r->command_text);
     if (exe)
         memcpy(r->exe, exe, sizeof r->exe - 1);
     hkd_bin_init(&r->learn);
@@ -231,7 +263,7 @@ int hkd_binaries_proc(hkd_binaries *b, uint64_t serial, const hkd_proc_info *p, 
     if (made) {
         /* A process's first registration is counted from its start; a
          * later one's earlier counts belong to another daemon. */
-        binary *r = get(b, p->uid, p->binary_hash, p->exe);
+        binary *r = get(b, p->uid, p->binary_hash, p->command_hash, p->command, p->exe);
         t->binary = r ? (uint32_t)(r - b->recs) : NO_INDEX;
         if (r)
             r->processes++;
@@ -307,7 +339,7 @@ void hkd_binaries_end_interval(hkd_binaries *b)
 static int key_cmp(const void *x, const void *y)
 {
     const binary *a = *(binary *const *)x, *c = *(binary *const *)y;
-    return hkshm_binary_cmp(a->domain, a->hash, c->domain, c->hash);
+    return hkshm_binary_cmp(a->domain, a->hash, a->command, c->domain, c->hash, c->command);
 }
 
 /* Pointers to every record in key order (under the lock); NULL on ENOMEM. */
@@ -337,6 +369,7 @@ uint32_t hkd_binaries_fill(hkd_binaries *b, hkshm_binary_policy *out, uint32_t c
         memset(e, 0, sizeof *e);
         e->domain = v[i]->domain;
         e->binary_hash = v[i]->hash;
+        e->command_hash = v[i]->command;
         e->arm = (uint32_t)arm;
         e->set = hkd_bin_arms[arm].set;
         memcpy(e->knob, hkd_bin_arms[arm].knob, sizeof e->knob);
@@ -360,6 +393,8 @@ int hkd_binaries_for_each(hkd_binaries *b, int (*fn)(const hkd_binary_info *, vo
         memset(o, 0, sizeof *o);
         o->domain = r->domain;
         o->binary_hash = r->hash;
+        o->command_hash = r->command;
+        memcpy(o->command, r->command_text, sizeof o->command);
         memcpy(o->exe, r->exe, sizeof o->exe);
         o->exe[sizeof o->exe - 1] = 0;
         o->live = r->live;
@@ -386,18 +421,34 @@ int hkd_binaries_for_each(hkd_binaries *b, int (*fn)(const hkd_binary_info *, vo
     return rc;
 }
 
-int hkd_binaries_pin(hkd_binaries *b, uint32_t domain, uint64_t binary_hash, int arm)
+static int picked(const binary *r, const hkd_binary_sel *sel)
 {
-    if (!b || arm >= HKD_BIN_ARMS)
-        return -EINVAL;
-    pthread_mutex_lock(&b->lock);
-    binary *r = find(b, domain, binary_hash);
-    int rc = r ? hkd_bin_pin(&r->learn, &b->cfg.learn, arm) : -ENOENT;
-    pthread_mutex_unlock(&b->lock);
-    return rc;
+    if (!sel->binary_hash)
+        return 1;
+    return r->domain == sel->domain && r->hash == sel->binary_hash &&
+           (!sel->by_command || r->command == sel->command_hash);
 }
 
-int hkd_binaries_reset(hkd_binaries *b, uint32_t domain, uint64_t binary_hash)
+int hkd_binaries_pin(hkd_binaries *b, const hkd_binary_sel *sel, int arm, int *changed)
+{
+    *changed = 0;
+    if (!b || !sel->binary_hash || arm >= HKD_BIN_ARMS)
+        return -EINVAL;
+    pthread_mutex_lock(&b->lock);
+    int found = 0, rc = 0;
+    for (uint32_t i = 0; i < b->n && rc >= 0; i++) {
+        binary *r = &b->recs[i];
+        if (!picked(r, sel))
+            continue;
+        rc = hkd_bin_pin(&r->learn, &b->cfg.learn, arm);
+        *changed |= rc == 1;
+        found++;
+    }
+    pthread_mutex_unlock(&b->lock);
+    return rc < 0 ? rc : found ? found : -ENOENT;
+}
+
+int hkd_binaries_reset(hkd_binaries *b, const hkd_binary_sel *sel)
 {
     if (!b)
         return -EINVAL;
@@ -405,13 +456,21 @@ int hkd_binaries_reset(hkd_binaries *b, uint32_t domain, uint64_t binary_hash)
     int found = 0;
     for (uint32_t i = 0; i < b->n; i++) {
         binary *r = &b->recs[i];
-        if (binary_hash && (r->domain != domain || r->hash != binary_hash))
+        if (!picked(r, sel))
             continue;
         hkd_bin_init(&r->learn);
         found++;
     }
     pthread_mutex_unlock(&b->lock);
-    return binary_hash && !found ? -ENOENT : found;
+    return sel->binary_hash && !found ? -ENOENT : found;
+}
+
+uint64_t hkd_binaries_refused(hkd_binaries *b)
+{
+    pthread_mutex_lock(&b->lock);
+    uint64_t n = b->refused;
+    pthread_mutex_unlock(&b->lock);
+    return n;
 }
 
 hkd_binary_state *hkd_binaries_snapshot(hkd_binaries *b, size_t *n)
@@ -422,6 +481,8 @@ hkd_binary_state *hkd_binaries_snapshot(hkd_binaries *b, size_t *n)
         for (uint32_t i = 0; i < b->n; i++) {
             out[i].domain = b->recs[i].domain;
             out[i].binary_hash = b->recs[i].hash;
+            out[i].command_hash = b->recs[i].command;
+            memcpy(out[i].command, b->recs[i].command_text, sizeof out[i].command);
             memcpy(out[i].exe, b->recs[i].exe, sizeof out[i].exe);
             out[i].learn = b->recs[i].learn;
         }
@@ -436,7 +497,7 @@ int hkd_binaries_merge(hkd_binaries *b, const hkd_binary_state *in, size_t n, in
     int count = 0;
     pthread_mutex_lock(&b->lock);
     for (size_t i = 0; i < n; i++) {
-        binary *r = get(b, in[i].domain, in[i].binary_hash, in[i].exe);
+        binary *r = get(b, in[i].domain, in[i].binary_hash, in[i].command_hash, in[i].command, in[i].exe);
         if (!r)
             continue;
         if (restore || r->learn.observations == 0) {

@@ -1,5 +1,9 @@
-/* The binaries: per (domain, build-id hash of the main executable), the
- * per-binary learner (binlearn.h), fed with the processes of that binary.
+/* The binaries: per (domain, build-id hash of the main executable,
+ * command), the per-binary learner (binlearn.h), fed with the processes of
+ * that binary that run that command (include/hakmem_shm.h, Command; runs
+ * that name none are one more key of the binary).  Commands of one binary
+ * never share learning: their costs per unit are not comparable, so a new
+ * command starts on the default arm whatever another command runs.
  *
  * Every interval the core hands over each registration it collected, live
  * or ended (hkd_binaries_proc).  A process that ends is one observation:
@@ -22,7 +26,9 @@
 #include "core_api.h"
 #include "hakmem_shm.h"
 
-#define HKD_BINARIES_MAX 4096u       /* binaries known at once (HKSHM_BINARY_CAP) */
+#define HKD_BINARIES_MAX 4096u       /* (binary, command) keys known at once (HKSHM_BINARY_CAP) */
+#define HKD_BINARY_COMMANDS 32u      /* commands of one binary learned apart; runs of any further
+                                      * command are not learned (no key, the default arm) */
 
 typedef struct hkd_binaries hkd_binaries;
 
@@ -45,14 +51,16 @@ int  hkd_binaries_proc(hkd_binaries *b, uint64_t serial, const hkd_proc_info *p,
 /* Ends the interval: forgets registrations not seen in it (interval thread). */
 void hkd_binaries_end_interval(hkd_binaries *b);
 
-/* The entries to publish, sorted by (domain, binary_hash): binaries whose
- * arm is not the default.  Returns how many were written (<= cap). */
+/* The entries to publish, sorted by (domain, binary_hash, command_hash):
+ * keys whose arm is not the default.  Returns how many were written (<= cap). */
 uint32_t hkd_binaries_fill(hkd_binaries *b, hkshm_binary_policy *out, uint32_t cap);
 
 /* What a reader sees of one binary. */
 typedef struct hkd_binary_info {
     uint32_t domain;
     uint64_t binary_hash;
+    uint64_t command_hash;           /* 0: the runs that name no command */
+    char     command[HKSHM_COMMAND_MAX];
     char     exe[HKD_EXE_MAX];       /* the tail of a process's /proc/self/exe (escaped on output) */
     uint32_t live;                   /* registrations of it now */
     uint64_t processes;              /* seen since the daemon started */
@@ -63,19 +71,33 @@ typedef struct hkd_binary_info {
     hkd_bin_stat arms[HKD_BIN_ARMS];
 } hkd_binary_info;
 
-/* Calls fn for every binary, sorted by (domain, hash); stops at fn's
- * first nonzero return, which it returns. */
+/* Calls fn for every key, sorted by (domain, hash, command hash); stops
+ * at fn's first nonzero return, which it returns. */
 int  hkd_binaries_for_each(hkd_binaries *b, int (*fn)(const hkd_binary_info *, void *), void *arg);
-/* Forces (arm >= 0) or releases (arm < 0) a binary's arm: 1 when the
- * published arm changed, 0 when not, -ENOENT, -EINVAL. */
-int  hkd_binaries_pin(hkd_binaries *b, uint32_t domain, uint64_t binary_hash, int arm);
-/* Forgets what was learned: one binary, or every one when hash is 0. */
-int  hkd_binaries_reset(hkd_binaries *b, uint32_t domain, uint64_t binary_hash);
+/* Which keys a pin or a reset is about: the binary's of every command, or
+ * (by_command) of one (command_hash 0: the runs that name none). */
+typedef struct hkd_binary_sel {
+    uint32_t domain;
+    uint64_t binary_hash;            /* reset: 0 is every binary */
+    int by_command;
+    uint64_t command_hash;
+} hkd_binary_sel;
+/* Forces (arm >= 0) or releases (arm < 0) the arm of the keys sel picks:
+ * how many there were, with *changed set when a published arm moved;
+ * -ENOENT (none), -EINVAL. */
+int  hkd_binaries_pin(hkd_binaries *b, const hkd_binary_sel *sel, int arm, int *changed);
+/* Forgets what was learned of the keys sel picks: how many, or -ENOENT. */
+int  hkd_binaries_reset(hkd_binaries *b, const hkd_binary_sel *sel);
+/* Processes not learned since the start: past a cap (keys, a domain's
+ * keys, a binary's commands). */
+uint64_t hkd_binaries_refused(hkd_binaries *b);
 
 /* Persistence: the learned state as plain records (persist.c encodes). */
 typedef struct hkd_binary_state {
     uint32_t domain;
     uint64_t binary_hash;
+    uint64_t command_hash;           /* hkshm_command_hash(command), 0: none */
+    char     command[HKSHM_COMMAND_MAX];
     char     exe[HKD_EXE_MAX];
     hkd_bin_learn learn;
 } hkd_binary_state;

@@ -337,6 +337,8 @@ static void report_proc(const hkd_reg *r, const hkshm_region *snap, uint64_t now
     pi.pid = r->pid;
     pi.uid = r->uid;
     pi.binary_hash = r->binary_hash;
+    pi.command_hash = r->command_hash;
+    memcpy(pi.command, r->command, sizeof pi.command);
     memcpy(pi.exe, r->exe, sizeof pi.exe < sizeof r->exe ? sizeof pi.exe : sizeof r->exe);
     pi.exe[sizeof pi.exe - 1] = 0;
     for (uint32_t i = 0; i < snap->n_sites; i++) {

@@ -74,6 +74,8 @@ typedef struct hkd_proc_info {
     uint64_t last_heartbeat_ms_ago;
     uid_t    uid;                      /* the process's domain */
     uint64_t binary_hash;              /* build-id hash of its executable (0: none) */
+    uint64_t command_hash;             /* the command it runs (0: none), checked at registration */
+    char     command[HKSHM_COMMAND_MAX];
     uint64_t proc[HKSHM_PROC_COUNTERS];/* as it reported them (enum hkshm_proc_counter) */
     uint64_t serial;                   /* the registration's, unique for the daemon's lifetime */
     uint32_t registration;             /* 1: the process's first (counted from its start) */
@@ -149,16 +151,19 @@ int  hkd_policy_export_page(uint32_t *cursor, size_t max_sites, uint8_t **out, s
 int  hkd_register_client(int conn_fd, int region_fd, const struct ucred *cred, uint64_t *instance, char *why,
                          size_t whylen);
 
-/* Per-binary learning (daemon/binaries.h has hkd_binary_info).  fn runs
- * once per binary, sorted by (domain, hash), outside any lock; its first
- * nonzero return ends the walk and is returned. */
+/* Per-binary learning, per (binary, command) (daemon/binaries.h has
+ * hkd_binary_info and hkd_binary_sel).  fn runs once per (binary,
+ * command), sorted by (domain, hash, command hash), outside any lock; its
+ * first nonzero return ends the walk and is returned. */
 typedef struct hkd_binary_info hkd_binary_info;
+typedef struct hkd_binary_sel hkd_binary_sel;
 int  hkd_for_each_binary(int (*fn)(const hkd_binary_info *, void *), void *arg);
-/* Forces (arm >= 0) or releases (arm < 0) a binary's arm: 0, -ENOENT, -EINVAL. */
-int  hkd_binary_pin(uint32_t domain, uint64_t binary_hash, int arm);
-/* Forgets a binary's learning, or every binary's when binary_hash is 0:
- * how many, or -ENOENT. */
-int  hkd_binary_reset(uint32_t domain, uint64_t binary_hash);
+/* Forces (arm >= 0) or releases (arm < 0) the arm of the binary's
+ * commands `sel` picks: how many, -ENOENT, -EINVAL. */
+int  hkd_binary_pin(const hkd_binary_sel *sel, int arm);
+/* Forgets the learning of what `sel` picks (a zero binary hash: every
+ * binary): how many, or -ENOENT. */
+int  hkd_binary_reset(const hkd_binary_sel *sel);
 /* The price the per-binary learner judges by: ns of CPU per MiB-second. */
 double hkd_memory_weight_ns(void);
 

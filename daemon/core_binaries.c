@@ -89,17 +89,18 @@ int hkd_for_each_binary(int (*fn)(const hkd_binary_info *, void *), void *arg)
     return bins ? hkd_binaries_for_each(bins, fn, arg) : 0;
 }
 
-int hkd_binary_pin(uint32_t domain, uint64_t binary_hash, int arm)
+int hkd_binary_pin(const hkd_binary_sel *sel, int arm)
 {
-    int rc = bins ? hkd_binaries_pin(bins, domain, binary_hash, arm) : -ENOENT;
-    if (rc == 1)
+    int moved = 0;
+    int rc = bins ? hkd_binaries_pin(bins, sel, arm, &moved) : -ENOENT;
+    if (moved)
         atomic_store_explicit(&changed, 1, memory_order_relaxed);
-    return rc < 0 ? rc : 0;
+    return rc;
 }
 
-int hkd_binary_reset(uint32_t domain, uint64_t binary_hash)
+int hkd_binary_reset(const hkd_binary_sel *sel)
 {
-    int rc = bins ? hkd_binaries_reset(bins, domain, binary_hash) : -ENOENT;
+    int rc = bins ? hkd_binaries_reset(bins, sel) : -ENOENT;
     if (rc > 0)
         atomic_store_explicit(&changed, 1, memory_order_relaxed);
     return rc;

@@ -64,6 +64,8 @@ int hkc_answer_binaries(const hkc_out *o)
         m->domain = b->domain;
         m->binary_hash = b->binary_hash;
         m->exe = (char *)b->exe;
+        m->command = (char *)b->command;
+        m->command_hash = b->command_hash;
         m->live = b->live;
         m->processes = b->processes;
         m->observations = b->observations;

@@ -1,5 +1,6 @@
 /* Control request handlers; see ctl_handlers.h. */
 #include "ctl_handlers.h"
+#include "binaries.h"
 #include "ctl_access.h"
 #include "ctl_answer.h"
 #include "ctl_binaries.h"
@@ -203,23 +204,62 @@ static int do_pin(hkc_conn *c, const Hakmem__Ctl__PinRequest *rq)
     return send_done(c, r);
 }
 
+/* A pin's or a reset's choice of keys; -EINVAL when the command named is
+ * not one. */
+static int binary_sel(uint32_t domain, uint64_t hash, int by_command, const char *command, hkd_binary_sel *sel)
+{
+    memset(sel, 0, sizeof *sel);
+    sel->domain = domain;
+    sel->binary_hash = hash;
+    sel->by_command = by_command;
+    if (!by_command || !command || !command[0])
+        return 0;
+    char field[HKSHM_COMMAND_MAX];
+    size_t n = hkshm_command_field(field, command);
+    if (!n)
+        return -EINVAL;
+    sel->command_hash = hkshm_command_hash(field, n);
+    return 0;
+}
+
+static const char *sel_text(const hkd_binary_sel *sel, const char *command, char *buf, size_t len)
+{
+    if (!sel->by_command)
+        snprintf(buf, len, "every command");
+    else if (!sel->command_hash)
+        snprintf(buf, len, "no command");
+    else
+        snprintf(buf, len, "command %s", command);
+    return buf;
+}
+
 static int do_binary_pin(hkc_conn *c, const Hakmem__Ctl__BinaryPinRequest *rq)
 {
-    int r = hkd_binary_pin(rq->domain, rq->binary_hash, rq->arm < 0 ? -1 : rq->arm);
+    const char *what = rq->arm < 0 ? "unpin-binary" : "pin-binary";
+    hkd_binary_sel sel;
+    int r = binary_sel(rq->domain, rq->binary_hash, rq->by_command, rq->command, &sel);
+    if (r == 0)
+        r = hkd_binary_pin(&sel, rq->arm < 0 ? -1 : rq->arm);
     if (r < 0)
-        return send_core_error(c, rq->arm < 0 ? "unpin-binary" : "pin-binary", r);
-    hkd_log(HKD_LOG_NOTICE, "binary %016" PRIx64 " of uid %u %s by uid %u (pid %d)", rq->binary_hash,
-            (unsigned)rq->domain, rq->arm < 0 ? "unpinned" : "pinned", (unsigned)c->cred.uid, (int)c->cred.pid);
-    return send_done(c, 0);
+        return send_core_error(c, what, r);
+    char which[48];
+    hkd_log(HKD_LOG_NOTICE, "binary %016" PRIx64 " of uid %u (%s, %d key%s) %s by uid %u (pid %d)", rq->binary_hash,
+            (unsigned)rq->domain, sel_text(&sel, rq->command, which, sizeof which), r, r == 1 ? "" : "s",
+            rq->arm < 0 ? "unpinned" : "pinned", (unsigned)c->cred.uid, (int)c->cred.pid);
+    return send_done(c, r);
 }
 
 static int do_binary_reset(hkc_conn *c, const Hakmem__Ctl__BinaryResetRequest *rq)
 {
-    int r = hkd_binary_reset(rq->domain, rq->binary_hash);
+    hkd_binary_sel sel;
+    int r = binary_sel(rq->domain, rq->binary_hash, rq->by_command, rq->command, &sel);
+    if (r == 0)
+        r = hkd_binary_reset(&sel);
     if (r < 0)
         return send_core_error(c, "reset-binary", r);
-    hkd_log(HKD_LOG_NOTICE, "%s learning reset by uid %u (pid %d)", rq->binary_hash ? "a binary's" : "every binary's",
-            (unsigned)c->cred.uid, (int)c->cred.pid);
+    char which[48];
+    hkd_log(HKD_LOG_NOTICE, "%s learning reset (%s) by uid %u (pid %d)", rq->binary_hash ? "a binary's" : "every binary's",
+            sel_text(&sel, rq->command, which, sizeof which), (unsigned)c->cred.uid, (int)c->cred.pid);
     return send_done(c, r);
 }
 

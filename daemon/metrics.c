@@ -430,11 +430,12 @@ typedef struct binary_pass {
 static int binary_sample(const hkd_binary_info *b, void *arg)
 {
     const binary_pass *bp = arg;
-    char exe[LABEL_MAX];
+    char exe[LABEL_MAX], command[LABEL_MAX];
     put_label(exe, "exe", base_name(b->exe));
+    put_label(command, "command", b->command);
     for (int a = bp->fam->per_arm ? 0 : -1; a < (bp->fam->per_arm ? HKD_BIN_ARMS : 0); a++) {
-        fprintf(bp->f, "%s{%s,binary=\"%016" PRIx64 "\",domain=\"%" PRIu32 "\"", bp->fam->name, exe,
-                b->binary_hash, b->domain);
+        fprintf(bp->f, "%s{%s,binary=\"%016" PRIx64 "\",%s,domain=\"%" PRIu32 "\"", bp->fam->name, exe,
+                b->binary_hash, command, b->domain);
         if (a >= 0)
             fprintf(bp->f, ",arm=\"%s\"", hkd_bin_arms[a].name);
         fputs("} ", bp->f);

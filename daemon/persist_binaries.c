@@ -25,6 +25,7 @@ typedef struct binary_msg {
     Hakmem__Policy__BinaryArmState arms[HKD_BIN_ARMS];
     Hakmem__Policy__BinaryArmState *ptrs[HKD_BIN_ARMS];
     char exe[HKD_EXE_MAX];
+    char command[HKSHM_COMMAND_MAX + 1];
 } binary_msg;
 
 static void fill(binary_msg *b, const hkd_binary_state *s)
@@ -35,6 +36,9 @@ static void fill(binary_msg *b, const hkd_binary_state *s)
     memcpy(b->exe, s->exe, sizeof b->exe);
     b->exe[sizeof b->exe - 1] = 0;
     b->m.exe = b->exe;
+    memcpy(b->command, s->command, HKSHM_COMMAND_MAX);
+    b->command[HKSHM_COMMAND_MAX] = 0;
+    b->m.command = b->command;
     b->m.observations = s->learn.observations;
     b->m.ignored = s->learn.ignored;
     b->m.pinned_arm = s->learn.pinned >= 0 && s->learn.pinned < HKD_BIN_ARMS ? (char *)hkd_bin_arms[s->learn.pinned].name
@@ -101,6 +105,12 @@ int hkd_binary_state_of_msg(const Hakmem__Policy__BinaryState *m, hkd_binary_sta
     out->binary_hash = m->binary_hash;
     if (m->exe)
         hk_text_clean(out->exe, sizeof out->exe, m->exe, strlen(m->exe));
+    if (m->command && m->command[0]) {
+        size_t n = hkshm_command_field(out->command, m->command);
+        if (!n)
+            return -EBADMSG;
+        out->command_hash = hkshm_command_hash(out->command, n);
+    }
     hkd_bin_init(&out->learn);
     out->learn.observations = m->observations;
     out->learn.ignored = m->ignored;

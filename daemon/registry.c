@@ -17,6 +17,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -120,6 +121,49 @@ static void printable(char *s, size_t n)
             s[i] = '?';
 }
 
+int hkd_region_command(const hkshm_region *g, char out[HKSHM_COMMAND_MAX], uint64_t *hash)
+{
+    /* One copy, checked: the owner may rewrite the bytes under us. */
+    uint64_t h = __atomic_load_n(&g->command_hash, __ATOMIC_RELAXED);
+    int blank = 1;
+    for (size_t i = 0; i < HKSHM_COMMAND_MAX; i++) {
+        out[i] = __atomic_load_n(&g->command[i], __ATOMIC_RELAXED);
+        blank &= out[i] == 0;
+    }
+    *hash = 0;
+    if (h == 0 && blank)
+        return 0;
+    size_t n = hkshm_command_valid(out);
+    if (h == 0 || !n || hkshm_command_hash(out, n) != h) {
+        memset(out, 0, HKSHM_COMMAND_MAX);
+        return -EINVAL;
+    }
+    *hash = h;
+    return 0;
+}
+
+/* The first refused command of the daemon's run is told, escaped, in one
+ * line; later ones are not (a client could fill the log with them). */
+static void command_refused(const hkd_reg *r, const hkshm_region *g)
+{
+    static _Atomic int told;
+    if (atomic_exchange(&told, 1))
+        return;
+    char shown[HKSHM_COMMAND_MAX * 4 + 1] = "";
+    size_t o = 0, end = HKSHM_COMMAND_MAX;
+    while (end > 0 && __atomic_load_n(&g->command[end - 1], __ATOMIC_RELAXED) == 0)
+        end--;
+    for (size_t i = 0; i < end; i++) {
+        unsigned char c = (unsigned char)__atomic_load_n(&g->command[i], __ATOMIC_RELAXED);
+        o += (size_t)snprintf(shown + o, sizeof shown - o, c >= 0x20 && c < 0x7f && c != '\\' ? "%c" : "\\x%02x", c);
+    }
+    hkd_log(HKD_LOG_WARNING,
+            "uid %u (%s): its region names a command that is not a valid one (hash %016llx, text \"%s\"); "
+            "taken as none (said once)",
+            (unsigned)r->uid, r->exe[0] ? r->exe : "?",
+            (unsigned long long)__atomic_load_n(&g->command_hash, __ATOMIC_RELAXED), shown);
+}
+
 /* Checks and maps the region, and reads its identity into r. */
 static int map_region(hkd_reg *r, int region_fd, char *why, size_t whylen)
 {
@@ -166,6 +210,8 @@ static int map_region(hkd_reg *r, int region_fd, char *why, size_t whylen)
     memcpy(r->exe, g->exe, sizeof r->exe);
     r->exe[sizeof r->exe - 1] = 0;
     printable(r->exe, sizeof r->exe);
+    if (hkd_region_command(g, r->command, &r->command_hash) < 0)
+        command_refused(r, g);
     return 0;
 }
 

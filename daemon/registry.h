@@ -33,11 +33,19 @@ typedef struct hkd_reg {
     uint32_t registration;           /* 1: counted from zero; > 1: from what is first seen */
     uint64_t binary_hash;
     char exe[HKSHM_EXE_MAX];
+    uint64_t command_hash;           /* 0: none, or one refused (hkd_region_command) */
+    char command[HKSHM_COMMAND_MAX]; /* valid text, NUL-padded, when command_hash != 0 */
     int ended;                       /* collected one last time this interval, then dropped */
     /* The publisher's view of its reads (publisher.c). */
     uint64_t read_gen_seen, read_gen_since_ns;
     int read_timeout_told;
 } hkd_reg;
+
+/* The command a region names, checked (include/hakmem_shm.h, Command):
+ * its hash, with the text in out; 0 and out all NUL when it names none.
+ * A command whose text is not a valid one, or whose hash is not its
+ * text's, is refused (-EINVAL): the process counts as naming none. */
+int  hkd_region_command(const hkshm_region *g, char out[HKSHM_COMMAND_MAX], uint64_t *hash);
 
 /* Caps: total registrations and per uid (not root, not self_uid). */
 int  hkd_registry_init(uint32_t max_total, uint32_t max_per_uid, uid_t self_uid);

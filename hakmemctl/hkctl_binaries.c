@@ -1,5 +1,7 @@
-/* hakmemctl's binaries: what the per-binary learner knows (binaries),
- * and steering it (pin-binary, unpin-binary, reset-binary). */
+/* hakmemctl's binaries: what the per-binary learner knows of each
+ * binary and command (binaries), and steering it (pin-binary,
+ * unpin-binary, reset-binary, each for every command of a binary or,
+ * with --command, one). */
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -28,6 +30,7 @@ static void binary_json(jw *w, const Hakmem__Ctl__Binary *b)
     jw_u64(w, "domain", b->domain);
     jw_str(w, "user", user_text(b->domain, user, sizeof user));
     jw_str(w, "exe", b->exe);
+    jw_str(w, "command", b->command && b->command[0] ? b->command : NULL);
     jw_u64(w, "live", b->live);
     jw_u64(w, "processes", b->processes);
     jw_u64(w, "observations", b->observations);
@@ -57,10 +60,11 @@ static void binary_json(jw *w, const Hakmem__Ctl__Binary *b)
 
 static void binary_human(const Hakmem__Ctl__Binary *b)
 {
-    char user[64], exe[SAFE_MAX];
-    printf("%016" PRIx64 "  %-10s %-24s live %u  runs %" PRIu64 " (%" PRIu64 " not counted)  arm %s",
-           b->binary_hash, user_text(b->domain, user, sizeof user), safe(base_name(b->exe), exe), b->live,
-           b->observations, b->ignored, arm_name(b, b->current));
+    char user[64], exe[SAFE_MAX], command[SAFE_MAX];
+    printf("%016" PRIx64 "  %-10s %-24s %-12s live %u  runs %" PRIu64 " (%" PRIu64 " not counted)  arm %s",
+           b->binary_hash, user_text(b->domain, user, sizeof user), safe(base_name(b->exe), exe),
+           b->command && b->command[0] ? safe(b->command, command) : "-", b->live, b->observations, b->ignored,
+           arm_name(b, b->current));
     if (b->pinned >= 0)
         printf(" (pinned)\n");
     else if (!b->settled)
@@ -129,18 +133,20 @@ int cmd_binaries(int argc, char **argv)
         jw_end_obj(&w);
         jw_done(&w);
     } else {
-        printf("(%zu of %zu binaries; cost = CPU + %.0f ns per MiB-second of RSS, per MiB allocated)\n", shown,
+        printf("(%zu of %zu binaries and commands; cost = CPU + %.0f ns per MiB-second of RSS, per MiB allocated)\n", shown,
                bs->n_binaries, bs->memory_weight_ns);
     }
     hakmem__ctl__response__free_unpacked(resp, NULL);
     return 0;
 }
 
-/* HASH [--user USER] and, for pin, an ARM (index or name). */
+/* HASH [--user USER] [--command WORD] and, for pin, an ARM (index or name). */
 typedef struct binary_args {
     uint64_t hash;
     uint32_t domain;
     const char *arm;
+    int by_command;
+    const char *command;            /* by_command: "" is the runs that name none */
 } binary_args;
 
 static int parse_binary_args(const char *cmd, int argc, char **argv, int want_hash, int want_arm, binary_args *out)
@@ -149,8 +155,15 @@ static int parse_binary_args(const char *cmd, int argc, char **argv, int want_ha
     out->domain = 0;
     out->hash = 0;
     out->arm = NULL;
+    out->by_command = 0;
+    out->command = "";
     for (int i = 0; i < argc; i++) {
-        if (!strcmp(argv[i], "--user")) {
+        if (!strcmp(argv[i], "--command")) {
+            if (i + 1 >= argc)
+                return usage_error("%s --command needs a command as 'binaries' prints it ('' for none)", cmd);
+            out->by_command = 1;
+            out->command = argv[++i];
+        } else if (!strcmp(argv[i], "--user")) {
             if (i + 1 >= argc || parse_user(argv[i + 1], &out->domain) < 0)
                 return usage_error("%s --user needs a user name or uid", cmd);
             i++;
@@ -172,6 +185,8 @@ static int parse_binary_args(const char *cmd, int argc, char **argv, int want_ha
         return usage_error("%s needs a binary (its hash, as 'binaries' prints it)", cmd);
     if (want_arm && positional < 2)
         return usage_error("%s needs a binary and an arm", cmd);
+    if (out->by_command && !out->hash)
+        return usage_error("%s --command needs a binary", cmd);
     return 0;
 }
 
@@ -190,7 +205,8 @@ static int binary_arm(const binary_args *a, int32_t *out)
     int found = -1;
     for (size_t i = 0; i < resp->binaries->n_binaries && found < 0; i++) {
         const Hakmem__Ctl__Binary *b = resp->binaries->binaries[i];
-        if (b->binary_hash != a->hash || b->domain != a->domain)
+        if (b->binary_hash != a->hash || b->domain != a->domain ||
+            (a->by_command && strcmp(b->command ? b->command : "", a->command) != 0))
             continue;
         for (size_t k = 0; k < b->n_arms; k++)
             if (b->arms[k]->name && !strcmp(b->arms[k]->name, a->arm))
@@ -214,6 +230,8 @@ int cmd_pin_binary(int argc, char **argv, int unpin)
     pr.domain = a.domain;
     pr.binary_hash = a.hash;
     pr.arm = -1;
+    pr.by_command = a.by_command;
+    pr.command = (char *)a.command;
     if (!unpin && (r = binary_arm(&a, &pr.arm)))
         return r;
     Hakmem__Ctl__Request rq = HAKMEM__CTL__REQUEST__INIT;
@@ -222,13 +240,24 @@ int cmd_pin_binary(int argc, char **argv, int unpin)
     Hakmem__Ctl__Response *resp;
     if ((r = call(&rq, HAKMEM__CTL__RESPONSE__RESULT_DONE, &resp)))
         return r;
+    int n = resp->done ? resp->done->count : 0;
     hakmem__ctl__response__free_unpacked(resp, NULL);
-    if (g_json)
-        printf("{\"binary\":\"%016" PRIx64 "\",\"domain\":%" PRIu32 ",\"pinned_arm\":%d}\n", a.hash, a.domain, pr.arm);
-    else if (unpin)
-        printf("binary %016" PRIx64 " unpinned: the learner chooses again\n", a.hash);
+    char which[SAFE_MAX + 16], safe_cmd[SAFE_MAX];
+    if (a.by_command && a.command[0])
+        snprintf(which, sizeof which, " (command %s)", safe(a.command, safe_cmd));
+    else if (a.by_command)
+        snprintf(which, sizeof which, " (no command)");
+    else if (n != 1)
+        snprintf(which, sizeof which, " (%d commands)", n);
     else
-        printf("binary %016" PRIx64 " pinned to arm %d\n", a.hash, pr.arm);
+        which[0] = 0;
+    if (g_json)
+        printf("{\"binary\":\"%016" PRIx64 "\",\"domain\":%" PRIu32 ",\"pinned_arm\":%d,\"keys\":%d}\n", a.hash,
+               a.domain, pr.arm, n);
+    else if (unpin)
+        printf("binary %016" PRIx64 "%s unpinned: the learner chooses again\n", a.hash, which);
+    else
+        printf("binary %016" PRIx64 "%s pinned to arm %d\n", a.hash, which, pr.arm);
     return 0;
 }
 
@@ -241,6 +270,8 @@ int cmd_reset_binary(int argc, char **argv)
     Hakmem__Ctl__BinaryResetRequest br = HAKMEM__CTL__BINARY_RESET_REQUEST__INIT;
     br.domain = a.domain;
     br.binary_hash = a.hash;
+    br.by_command = a.by_command;
+    br.command = (char *)a.command;
     Hakmem__Ctl__Request rq = HAKMEM__CTL__REQUEST__INIT;
     rq.command_case = HAKMEM__CTL__REQUEST__COMMAND_BINARY_RESET;
     rq.binary_reset = &br;

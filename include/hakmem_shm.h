@@ -80,11 +80,28 @@
  *   one from what it first sees); a refused request's number is reused.  A
  *   fork child starts over at 1 with its own region.
  *
+ * - Command.  A region may name the command the process runs, a word
+ *   its argv gives (libclient/command.h has the client's rule):
+ *   `command` holds 1..HKSHM_COMMAND_LEN bytes of [A-Za-z0-9_+=-],
+ *   NUL-padded to HKSHM_COMMAND_MAX, and `command_hash` is
+ *   hkshm_command_hash of that text; both 0 when there is none.  They are
+ *   identity, written once before registration, though they sit after the
+ *   flushed fields (in bytes that were reserved, so a region of an older
+ *   client carries none).  A daemon refuses a command that fails
+ *   hkshm_command_valid and takes the process as having none.
+ *
  * - Domain of a reader: the euid it registered with (geteuid() before).
  *
  * - Domains.  Policy is learned and published per domain, the uid a
  *   process runs as: one user's processes never move another user's policy
  *   or counters.  Entries are sorted by (domain, key).
+ *
+ * - Binary entries are per (domain, binary_hash, command_hash): a process
+ *   takes the entry of its own binary and command, and none other (a
+ *   binary's commands cost differently, so one's arm says nothing of
+ *   another's).  A client that looks entries up by (domain, binary_hash)
+ *   alone, as clients before commands did, may find any command's entry
+ *   of its binary.
  *
  * - Tables.  One publication is a copy holding both the per-site and the
  *   per-binary entries.  The daemon never writes a copy a client may be
@@ -124,6 +141,8 @@
 #define HKSHM_SITE_CAP       65536u   /* published site policies per copy */
 #define HKSHM_BINARY_CAP     4096u    /* published binary policies per copy */
 #define HKSHM_KNOBS          8u
+#define HKSHM_COMMAND_LEN    24u      /* bytes of a command's text at most */
+#define HKSHM_COMMAND_MAX    32u      /* its field, NUL-padded */
 #define HKSHM_HEADER_SIZE    4096u
 
 #define HKSHM_NO_MODULE      0xFFFFu
@@ -217,7 +236,10 @@ typedef struct hkshm_region {
     uint32_t n_modules;
     uint32_t sites_applied;               /* sites running on a published policy */
     uint32_t binary_arm;                  /* binary arm applied (HKSHM_NO_ARM: defaults) */
-    uint8_t  reserved[512 - 312];
+    /* Identity, written once before registration (see Command above). */
+    uint64_t command_hash;                /* hkshm_command_hash(command); 0: no command */
+    char     command[HKSHM_COMMAND_MAX];  /* informational text, NUL-padded */
+    uint8_t  reserved[512 - 352];
     hkshm_module modules[HKSHM_REGION_MODULES];
     hkshm_site   sites[HKSHM_REGION_SITES];
 } hkshm_region;
@@ -253,7 +275,7 @@ typedef struct hkshm_binary_policy {
     uint32_t set;                         /* bit k: knob[k] is set */
     uint32_t pad;
     uint32_t knob[HKSHM_KNOBS];
-    uint8_t  reserved[8];
+    uint64_t command_hash;                /* the command's (0: runs that name none) */
 } hkshm_binary_policy;
 
 typedef struct hkshm_table {
@@ -298,12 +320,14 @@ _Static_assert(sizeof(hkshm_site) == 224, "site record");
 _Static_assert(offsetof(hkshm_site, size_hist) == 96, "site layout");
 _Static_assert(offsetof(hkshm_region, read_gen) == 128, "region layout");
 _Static_assert(offsetof(hkshm_region, flushes) == 160, "region layout");
-_Static_assert(offsetof(hkshm_region, reserved) == 312, "region layout");
+_Static_assert(offsetof(hkshm_region, command_hash) == 312, "region layout");
+_Static_assert(offsetof(hkshm_region, reserved) == 352, "region layout");
 _Static_assert(offsetof(hkshm_region, modules) == 512, "region header is 512 bytes");
 _Static_assert(sizeof(hkshm_region) == 512 + 16 * 64 + 256 * 224, "region size");
 _Static_assert(sizeof(hkshm_region) % 64 == 0, "regions stay cache-line aligned");
 _Static_assert(sizeof(hkshm_site_policy) == 32, "site policy entry");
 _Static_assert(sizeof(hkshm_binary_policy) == 64, "binary policy entry");
+_Static_assert(offsetof(hkshm_binary_policy, command_hash) == 56, "binary policy layout");
 _Static_assert(offsetof(hkshm_table, sites) == 64, "table layout");
 _Static_assert(sizeof(hkshm_table) % 64 == 0, "copies stay aligned");
 _Static_assert(sizeof(_Atomic uint64_t) == 8 && sizeof(_Atomic uint32_t) == 4,
@@ -326,10 +350,64 @@ static inline int hkshm_site_cmp(uint32_t da, uint64_t ha, uint64_t oa, uint32_t
     return 0;
 }
 
-/* Orders two binary entries' keys. */
-static inline int hkshm_binary_cmp(uint32_t da, uint64_t ha, uint32_t db, uint64_t hb)
+/* Orders two binary entries' keys: (domain, binary hash, command hash). */
+static inline int hkshm_binary_cmp(uint32_t da, uint64_t ha, uint64_t ca, uint32_t db, uint64_t hb, uint64_t cb)
 {
-    return hkshm_site_cmp(da, ha, 0, db, hb, 0);
+    return hkshm_site_cmp(da, ha, ca, db, hb, cb);
+}
+
+/* Whether c may be in a command's text. */
+static inline int hkshm_command_char(char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '+' ||
+           c == '=' || c == '-';
+}
+
+/* The length of the command text in field[0..HKSHM_COMMAND_MAX): 1 to
+ * HKSHM_COMMAND_LEN command bytes, then NULs to the end of the field;
+ * 0 when the field is not that (empty, too long, another byte in it). */
+static inline size_t hkshm_command_valid(const char *field)
+{
+    size_t n = 0;
+    while (n < HKSHM_COMMAND_MAX && field[n] && hkshm_command_char(field[n]))
+        n++;
+    if (n == 0 || n > HKSHM_COMMAND_LEN)
+        return 0;
+    for (size_t i = n; i < HKSHM_COMMAND_MAX; i++)
+        if (field[i])
+            return 0;
+    return n;
+}
+
+/* A C string as a command field: its length, with field holding it
+ * NUL-padded; 0 and field all NUL when text is not a valid command. */
+static inline size_t hkshm_command_field(char field[HKSHM_COMMAND_MAX], const char *text)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < HKSHM_COMMAND_MAX; i++)
+        field[i] = 0;
+    while (n <= HKSHM_COMMAND_LEN && text[n])
+        n++;
+    if (n > HKSHM_COMMAND_LEN)
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        field[i] = text[i];
+    if (hkshm_command_valid(field) == n)
+        return n;
+    for (size_t i = 0; i < n; i++)
+        field[i] = 0;
+    return 0;
+}
+
+/* A command's key: FNV-1a 64 of its text, never 0 (0 is "no command"). */
+static inline uint64_t hkshm_command_hash(const char *text, size_t n)
+{
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (size_t i = 0; i < n; i++) {
+        h ^= (uint8_t)text[i];
+        h *= 0x100000001b3ull;
+    }
+    return h ? h : 1;
 }
 
 /* The header this build expects; 0 when `h` matches, else a short reason:

@@ -2,6 +2,7 @@
  * nothing that allocates, so a malloc arriving during it cannot recurse. */
 #include "init.h"
 #include "bigcache.h"
+#include "command.h"
 #include "counters.h"
 #include "freelist.h"
 #include "heap.h"
@@ -71,8 +72,18 @@ static void fork_child(void)
     hk_shm_client_after_fork_child();
 }
 
+/* glibc passes argc, argv and envp to ELF constructors, in shared objects
+ * and static programs alike; elsewhere the command comes from
+ * /proc/self/cmdline. */
+#ifdef __GLIBC__
+__attribute__((constructor(101))) static void hk_constructor(int argc, char **argv, char **envp)
+{
+    (void)envp;
+    hk_command_take_argv(argc, argv);
+#else
 __attribute__((constructor(101))) static void hk_constructor(void)
 {
+#endif
     hk_process_init();
     hk_options_load();            /* the environment may not have been there before */
     pthread_atfork(fork_prepare, fork_parent, fork_child);

@@ -221,7 +221,7 @@ static int64_t search(uint32_t n, int (*cmp)(uint32_t i, const void *key), const
 typedef struct search_key {
     const hkshm_table *t;
     uint32_t domain;
-    uint64_t hash, offset;
+    uint64_t hash, offset;          /* a binary's: offset is the command's hash */
 } search_key;
 
 static int site_at(uint32_t i, const void *key)
@@ -235,7 +235,7 @@ static int binary_at(uint32_t i, const void *key)
 {
     const search_key *k = key;
     const hkshm_binary_policy *e = &k->t->binaries[i];
-    return hkshm_binary_cmp(e->domain, e->binary_hash, k->domain, k->hash);
+    return hkshm_binary_cmp(e->domain, e->binary_hash, e->command_hash, k->domain, k->hash, k->offset);
 }
 
 /* Site i's published entry, copied out and checked (key and values). */
@@ -263,17 +263,18 @@ typedef struct binary_read {
     uint32_t arm, set, knob[HKSHM_KNOBS];
 } binary_read;
 
-static void read_binary(const hkshm_table *t, uint32_t n, uint32_t domain, uint64_t hash, binary_read *b)
+static void read_binary(const hkshm_table *t, uint32_t n, uint32_t domain, uint64_t hash, uint64_t command,
+                        binary_read *b)
 {
     memset(b, 0, sizeof *b);
-    search_key key = { t, domain, hash, 0 };
+    search_key key = { t, domain, hash, command };
     int64_t at = hash ? search(n, binary_at, &key) : -1;
     if (at < 0)
         return;
     const hkshm_binary_policy *e = &t->binaries[at];
     hkshm_binary_policy c;
     memcpy(&c, e, sizeof c);
-    if (c.domain != domain || c.binary_hash != hash)
+    if (c.domain != domain || c.binary_hash != hash || c.command_hash != command)
         return;
     b->found = 1;
     b->arm = c.arm;
@@ -327,7 +328,7 @@ static void apply_binary(const binary_read *b, uint64_t now_ns)
     memcpy(pr.bin_knob, b->knob, sizeof b->knob);
 }
 
-int hk_policy_apply(uint32_t domain, uint64_t binary_hash, hkshm_region *region)
+int hk_policy_apply(uint32_t domain, uint64_t binary_hash, uint64_t command_hash, hkshm_region *region)
 {
     hkshm_header *h = __atomic_load_n(&pr.hdr, __ATOMIC_ACQUIRE);
     if (!h)
@@ -365,7 +366,7 @@ int hk_policy_apply(uint32_t domain, uint64_t binary_hash, hkshm_region *region)
     if (ok) {
         for (uint32_t i = 0; i < pr.n_work; i++)
             read_site(tab, n_sites, domain, &pr.work[i]);
-        read_binary(tab, n_bins, domain, binary_hash, &bin);
+        read_binary(tab, n_bins, domain, binary_hash, command_hash, &bin);
         if (hk_policy_mid_read_hook)
             hk_policy_mid_read_hook();
         atomic_thread_fence(memory_order_acquire);

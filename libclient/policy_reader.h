@@ -25,11 +25,12 @@ void hk_policy_close(void);
 const hkshm_header *hk_policy_header(void);
 
 /* Reads the active copy under the read protocol and applies this domain's
- * entries: site policies (hk_site_set_policy) and the binary's knobs
- * (hk_options_apply_binary).  `region` (may be NULL) carries read_gen and
+ * entries: site policies (hk_site_set_policy) and the knobs of the entry
+ * of this binary and command (hk_options_apply_binary; command_hash 0:
+ * the entry of runs that name no command).  `region` (may be NULL) carries read_gen and
  * gen_seen.  1 applied, 0 nothing new, -EAGAIN the read raced a rewrite or
  * the generation moved (try again soon). */
-int hk_policy_apply(uint32_t domain, uint64_t binary_hash, hkshm_region *region);
+int hk_policy_apply(uint32_t domain, uint64_t binary_hash, uint64_t command_hash, hkshm_region *region);
 /* Forget what was applied, so the next apply reads again (a new region or
  * a new segment must be told gen_seen). */
 void hk_policy_forget_generation(void);

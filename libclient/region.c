@@ -1,5 +1,6 @@
 /* Report region box (region.h). */
 #include "region.h"
+#include "command.h"
 #include "os.h"
 #include "modules.h"
 #include "site.h"
@@ -81,6 +82,8 @@ static void write_identity(hkshm_region *r, uint32_t registration)
     r->build_id_len = (uint8_t)n;
     r->binary_hash = n > 0 ? hk_module_hash(r->build_id, (size_t)n) : 0;
     r->registration = registration;
+    r->command_hash = hk_command_hash();
+    memcpy(r->command, hk_command_text(), HKSHM_COMMAND_MAX);
     char exe[256];
     ssize_t len = readlink("/proc/self/exe", exe, sizeof exe);
     if (len > 0) {

@@ -10,6 +10,7 @@
  * never waits for the daemon either: a registration's reply is taken at a
  * later step, given up at REGISTER_DEADLINE_NS. */
 #include "shm_client.h"
+#include "command.h"
 #include "os.h"
 #include "modules.h"
 #include "options.h"
@@ -331,7 +332,8 @@ static void step_body(uint64_t now)
     /* Policy before registering: the region's first flush, the one the
      * daemon reads first, already says which binary arm the process runs. */
     if (hk_policy_header() && now >= cs.next_apply) {
-        int rc = hk_policy_apply(cs.registered ? cs.domain : (uint32_t)geteuid(), cs.binary_hash, hk_region_get());
+        int rc = hk_policy_apply(cs.registered ? cs.domain : (uint32_t)geteuid(), cs.binary_hash, hk_command_hash(),
+                                 hk_region_get());
         cs.next_apply = now + APPLY_MIN_NS;
         if (rc < 0)
             cs.next_apply = now;    /* a raced read: again at the next tick */
@@ -376,6 +378,7 @@ void hk_shm_client_init(void)
     int n = hk_module_exe_build_id(id, sizeof id);
     cs.binary_hash = n > 0 ? hk_module_hash(id, (size_t)n) : 0;
     cs.retry_ns = RETRY_NS;
+    hk_command_init();
     hk_region_init();
     if (try_lock()) {
         step(hk_now_ns());            /* a known binary runs its arm from the start */

@@ -162,7 +162,8 @@ static void init_sites(void)
 }
 
 /* Binaries: the real per-binary box, fed once with made-up runs of two
- * binaries (one whose "fast" arm is 30% cheaper, one with an odd name). */
+ * binaries (one whose "fast" arm is 30% cheaper, one with an odd name
+ * whose runs name the command "worker"). */
 static hkd_binaries *bins;
 
 static void init_binaries(void)
@@ -178,7 +179,8 @@ static void init_binaries(void)
             uint32_t n = hkd_binaries_fill(bins, pub, 4);
             uint32_t arm = HKSHM_NO_ARM;
             for (uint32_t k = 0; k < n; k++)
-                if (pub[k].binary_hash == 0xb1a0000000000000ull + (uint64_t)b)
+                if (pub[k].binary_hash == 0xb1a0000000000000ull + (uint64_t)b &&
+                    pub[k].command_hash == (b == 1 ? hkshm_command_hash("worker", 6) : 0))
                     arm = pub[k].arm;
             double cost = b == 0 && arm == 2 ? 0.7 : 1.0;
             hkd_proc_info p;
@@ -186,6 +188,10 @@ static void init_binaries(void)
             p.uid = b == 0 ? 0 : 1000;
             p.binary_hash = 0xb1a0000000000000ull + (uint64_t)b;
             snprintf(p.exe, sizeof p.exe, "%s", exes[b]);
+            if (b == 1) {
+                memcpy(p.command, "worker", 6);
+                p.command_hash = hkshm_command_hash("worker", 6);
+            }
             p.proc[HKSHM_PROC_CPU_NS] = (uint64_t)(2e9 * cost * (1.0 + 0.01 * (run % 3)));
             p.proc[HKSHM_PROC_WALL_NS] = p.proc[HKSHM_PROC_CPU_NS];
             p.proc[HKSHM_PROC_RSS_BYTES] = p.proc[HKSHM_PROC_PEAK_RSS_BYTES] = 40u << 20;
@@ -202,15 +208,15 @@ int hkd_for_each_binary(int (*fn)(const hkd_binary_info *, void *), void *arg)
     return hkd_binaries_for_each(bins, fn, arg);
 }
 
-int hkd_binary_pin(uint32_t domain, uint64_t binary_hash, int arm)
+int hkd_binary_pin(const hkd_binary_sel *sel, int arm)
 {
-    int rc = hkd_binaries_pin(bins, domain, binary_hash, arm);
-    return rc < 0 ? rc : 0;
+    int changed;
+    return hkd_binaries_pin(bins, sel, arm, &changed);
 }
 
-int hkd_binary_reset(uint32_t domain, uint64_t binary_hash)
+int hkd_binary_reset(const hkd_binary_sel *sel)
 {
-    return hkd_binaries_reset(bins, domain, binary_hash);
+    return hkd_binaries_reset(bins, sel);
 }
 
 double hkd_memory_weight_ns(void)

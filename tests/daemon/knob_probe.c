@@ -3,7 +3,9 @@
  * allocation on), then does `rounds` rounds of a big-block churn (blocks of
  * 4-12 MiB, a few live at once, zero-filled) that the knobs change the cost
  * of, and checks what it wrote.
- *   knob_probe [ROUNDS]  ->  "arm A knobs K0 K1 ... K7" then "rounds ok" */
+ *   knob_probe [COMMAND] [ROUNDS]  ->  "arm A knobs K0 K1 ... K7" then "rounds ok"
+ * COMMAND, a word, is only there to name the command the daemon keys the
+ * run's learning by (argv[1]). */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,7 +22,8 @@ int main(int argc, char **argv)
         printf(" %u", k.value[i]);
     printf("\n");
     fflush(stdout);
-    int rounds = argc > 1 ? atoi(argv[1]) : 50;
+    int at = argc > 1 && (argv[1][0] < '0' || argv[1][0] > '9') ? 2 : 1;
+    int rounds = argc > at ? atoi(argv[at]) : 50;
     enum { LIVE = 6 };
     unsigned char *live[LIVE] = { 0 };
     size_t len[LIVE] = { 0 };

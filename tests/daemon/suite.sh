@@ -539,6 +539,40 @@ sys.exit(not (b["settled"] and all(a["observations"] >= 1 for a in may_run)
     start_daemon
     WHY="runs before the restart $before, after $(runs_of); $(grep -m1 'loaded learned state' "$TMP/daemon.log")"
     check "binaries: what the learner knew comes back after a restart (state file)" test "$(runs_of)" = "$before"
+    # Commands: argv[1] a plain word names the command; each command of the
+    # binary is a key of its own, and a process runs its own key's arm.
+    probe alpha 150 >/dev/null
+    probe beta 150 >/dev/null
+    keys() { bins_json | python3 -c "import json,sys; print(' '.join(sorted(str(b['command']) for b in json.load(sys.stdin)['binaries'])))"; }
+    three() { [ "$(keys)" = "None alpha beta" ]; }
+    WHY="commands known: $(keys)"
+    check "binaries: runs of two commands of one binary are learned apart (keys: none, alpha, beta)" wait_for 5 three
+    gen=$(status_field generation)
+    C pin-binary "$H" lean --command alpha >/dev/null &&
+        C pin-binary "$H" fast --command beta >/dev/null &&
+        C pin-binary "$H" trim --command '' >/dev/null
+    wait_for 5 published >/dev/null
+    a=$(probe alpha 150 | head -1)
+    b=$(probe beta 150 | head -1)
+    g=$(probe gamma 150 | head -1)
+    n=$(probe 150 | head -1)
+    WHY="alpha: $a; beta: $b; gamma: $g; none: $n"
+    check "binaries: a process of command alpha runs alpha's arm, beta's beta's, none's none's, a new command the default" \
+        bash -c "[[ '$a' == 'arm 1 '* && '$b' == 'arm 2 '* && '$g' == 'arm -1 '* && '$n' == 'arm 4 '* ]]"
+    o=$(HAKMEM_COMMAND=beta probe alpha 150 | head -1)
+    e=$(HAKMEM_COMMAND='' probe alpha 150 | head -1)
+    WHY="HAKMEM_COMMAND=beta: $o; HAKMEM_COMMAND='': $e"
+    check "binaries: HAKMEM_COMMAND names the command over argv, empty names none" \
+        bash -c "[[ '$o' == 'arm 2 '* && '$e' == 'arm 4 '* ]]"
+    C binaries >"$TMP/bins.txt"
+    C metrics >"$TMP/metrics.txt"
+    WHY="$(grep knob_probe "$TMP/bins.txt")"
+    check "binaries: hakmemctl and the metrics show each command" bash -c "
+        grep -q 'knob_probe  *alpha  *live' '$TMP/bins.txt' && grep -q 'knob_probe  *-  *live' '$TMP/bins.txt' &&
+        grep -q '^hakmem_binary_runs_total{exe=\"knob_probe\",binary=\"$H\",command=\"beta\",domain=' '$TMP/metrics.txt'"
+    reset=$(C reset-binary "$H" --command alpha)
+    WHY="$reset"
+    check "binaries: reset-binary --command forgets one command" test "$reset" = "reset the learning of 1 binary"
     stop_daemon
 fi
 

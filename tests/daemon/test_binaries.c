@@ -1,11 +1,13 @@
 /* The binaries box: observations made from what registrations report,
- * windows of long-running processes, caps per domain, publication. */
+ * windows of long-running processes, caps per domain and per binary's
+ * commands, publication per (binary, command). */
 #include <errno.h>
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -35,6 +37,34 @@ static hkd_proc_info proc_at(uint32_t uid, uint64_t hash, double s, double cpu_p
     p.proc[HKSHM_PROC_RSS_KIB_MS] = (uint64_t)(rss_mib * 1024.0 * s * 1000.0);
     p.proc[HKSHM_PROC_BYTES] = (uint64_t)(mib_per_s * s * MIB);
     return p;
+}
+
+/* The same run, of a process that names `command`. */
+static hkd_proc_info with_command(hkd_proc_info p, const char *command)
+{
+    memset(p.command, 0, sizeof p.command);
+    size_t n = strlen(command);
+    memcpy(p.command, command, n);
+    p.command_hash = hkshm_command_hash(command, n);
+    return p;
+}
+
+static hkd_binary_sel every_command(uint32_t domain, uint64_t hash)
+{
+    return (hkd_binary_sel){ .domain = domain, .binary_hash = hash };
+}
+
+static hkd_binary_sel one_command(uint32_t domain, uint64_t hash, const char *command)
+{
+    return (hkd_binary_sel){ .domain = domain, .binary_hash = hash, .by_command = 1,
+                             .command_hash = command[0] ? hkshm_command_hash(command, strlen(command)) : 0 };
+}
+
+static int pin(hkd_binaries *b, hkd_binary_sel sel, int arm)
+{
+    int changed;
+    int rc = hkd_binaries_pin(b, &sel, arm, &changed);
+    return rc < 0 ? rc : changed;
 }
 
 typedef struct seen {
@@ -202,12 +232,15 @@ static void the_box_learns_and_publishes(void **state)
         assert_memory_equal(out[0].knob, hkd_bin_arms[2].knob, sizeof out[0].knob);
     }
     /* Pin and reset. */
-    assert_int_equal(hkd_binaries_pin(b, 0, 0xABC, 1), 1);
+    assert_int_equal(pin(b, every_command(0, 0xABC), 1), 1);
     assert_int_equal(hkd_binaries_fill(b, out, 4), 1);
     assert_int_equal(out[0].arm, 1);
-    assert_int_equal(hkd_binaries_pin(b, 0, 0xDEAD, 1), -ENOENT);
-    assert_int_equal(hkd_binaries_pin(b, 0, 0xABC, HKD_BIN_ARMS), -EINVAL);
-    assert_int_equal(hkd_binaries_reset(b, 0, 0xABC), 1);
+    assert_int_equal(out[0].command_hash, 0);
+    assert_int_equal(pin(b, every_command(0, 0xDEAD), 1), -ENOENT);
+    assert_int_equal(pin(b, one_command(0, 0xABC, "log"), 1), -ENOENT);
+    assert_int_equal(pin(b, every_command(0, 0xABC), HKD_BIN_ARMS), -EINVAL);
+    hkd_binary_sel sel = every_command(0, 0xABC);
+    assert_int_equal(hkd_binaries_reset(b, &sel), 1);
     assert_int_equal(hkd_binaries_fill(b, out, 4), 0);
     assert_int_equal(only(b).observations, 0);
     hkd_binaries_free(b);
@@ -254,10 +287,13 @@ static void binaries_in_a_state_file(void **state)
         hkd_binaries_proc(b, serial, &p, 1, (uint32_t)(serial % 3), 1);
         hkd_binaries_end_interval(b);
     }
-    assert_int_equal(hkd_binaries_pin(b, 0, 0xABD, 2), 1);
+    assert_int_equal(pin(b, every_command(0, 0xABD), 2), 1);
+    hkd_proc_info named = with_command(proc_at(0, 0xABD, 2.0, 1.0, 40, 100), "rev-list");
+    hkd_binaries_proc(b, 100, &named, 1, HKSHM_NO_ARM, 1);
+    hkd_binaries_end_interval(b);
     size_t n = 0;
     hkd_binary_state *st = hkd_binaries_snapshot(b, &n);
-    assert_int_equal(n, 2);
+    assert_int_equal(n, 3);
     uint8_t *sites, *bins;
     size_t slen, blen;
     assert_int_equal(hkd_policy_encode(NULL, 0, NULL, 0, 7, 0, &sites, &slen, NULL), 0);
@@ -267,21 +303,35 @@ static void binaries_in_a_state_file(void **state)
     memcpy(all + slen, bins, blen);
     hkd_policy pol;
     assert_int_equal(hkd_policy_decode(all, slen + blen, 0, &pol), 0);
-    assert_int_equal(pol.n_binaries, 2);
+    assert_int_equal(pol.n_binaries, 3);
+    int commands = 0;
     for (size_t i = 0; i < n; i++) {
         assert_int_equal(pol.binaries[i].domain, st[i].domain);
         assert_int_equal(pol.binaries[i].binary_hash, st[i].binary_hash);
+        assert_int_equal(pol.binaries[i].command_hash, st[i].command_hash);
+        assert_memory_equal(pol.binaries[i].command, st[i].command, HKSHM_COMMAND_MAX);
+        commands += st[i].command_hash == hkshm_command_hash("rev-list", 8);
         assert_string_equal(pol.binaries[i].exe, st[i].exe);
         assert_int_equal(pol.binaries[i].learn.pinned, st[i].learn.pinned);
         assert_int_equal(pol.binaries[i].learn.observations, st[i].learn.observations);
         assert_memory_equal(pol.binaries[i].learn.arm, st[i].learn.arm, sizeof st[i].learn.arm);
     }
+    assert_int_equal(commands, 1);
     hkd_binaries *c = hkd_binaries_new(NULL);
-    assert_int_equal(hkd_binaries_merge(c, pol.binaries, pol.n_binaries, 1), 2);
+    assert_int_equal(hkd_binaries_merge(c, pol.binaries, pol.n_binaries, 1), 3);
     hkshm_binary_policy out[4];
     assert_int_equal(hkd_binaries_fill(c, out, 4), 1);      /* the pinned one publishes its arm */
     assert_int_equal(out[0].arm, 2);
     hkd_policy_free(&pol);
+    /* A command that is not one (a path): the whole policy is refused. */
+    for (size_t i = 0; i < n; i++)
+        if (st[i].command_hash)
+            memcpy(st[i].command, "a/b", 4);
+    free(bins);
+    assert_int_equal(hkd_binaries_encode(st, n, &bins, &blen), 0);
+    all = realloc(all, slen + blen);
+    memcpy(all + slen, bins, blen);
+    assert_int_equal(hkd_policy_decode(all, slen + blen, 0, &pol), -EBADMSG);
     /* A mean that is not a number: the whole policy is refused. */
     st[0].learn.arm[0].mean[HKD_BIN_COST] = NAN;
     st[0].learn.arm[0].n = 1;
@@ -295,6 +345,88 @@ static void binaries_in_a_state_file(void **state)
     hkd_binaries_free(c);
 }
 
+/* One binary, two commands whose runs cost differently per unit and
+ * whose best arms differ: "add" is 30% cheaper on arm 2, "log" costs four
+ * times as much and is best on the default.  Each run takes what is
+ * published for its own command: each is learned apart, "add" publishes
+ * arm 2 and "log" nothing (the default). */
+static void two_commands_are_learned_apart(void **state)
+{
+    (void)state;
+    hkd_binaries *b = hkd_binaries_new(NULL);
+    uint64_t rng = 777;
+    const char *names[2] = { "add", "log" };
+    uint64_t hashes[2] = { hkshm_command_hash("add", 3), hkshm_command_hash("log", 3) };
+    hkshm_binary_policy out[8];
+    for (uint64_t serial = 1; serial <= 120; serial++) {
+        int c = (int)(serial % 2);
+        uint32_t n = hkd_binaries_fill(b, out, 8);
+        uint32_t arm = HKSHM_NO_ARM;
+        for (uint32_t k = 0; k < n; k++)
+            if (out[k].binary_hash == 0xABC && out[k].command_hash == hashes[c])
+                arm = out[k].arm;
+        double cost = c == 0 ? (arm == 2 ? 0.7 : 1.0) : (arm == HKSHM_NO_ARM || arm == 0 ? 4.0 : 5.0);
+        rng = rng * 6364136223846793005ull + 1442695040888963407ull;
+        double noise = 1.0 + 0.05 * ((double)(rng >> 40) / (double)(1ull << 24) - 0.5);
+        hkd_proc_info p = with_command(proc_at(0, 0xABC, 2.0, cost * noise, 40, 100), names[c]);
+        hkd_binaries_proc(b, serial, &p, 1, arm, 1);
+        hkd_binaries_end_interval(b);
+    }
+    seen s = { 0 };
+    hkd_binaries_for_each(b, grab, &s);
+    assert_int_equal(s.n, 2);
+    uint32_t n = hkd_binaries_fill(b, out, 8);
+    assert_int_equal(n, 1);
+    assert_int_equal(out[0].binary_hash, 0xABC);
+    assert_int_equal(out[0].command_hash, hashes[0]);
+    assert_int_equal(out[0].arm, 2);
+    /* A third command of the binary starts on the default: no entry of its own. */
+    hkd_proc_info p = with_command(proc_at(0, 0xABC, 2.0, 1.0, 40, 100), "gc");
+    hkd_binaries_proc(b, 1000, &p, 1, HKSHM_NO_ARM, 0);
+    hkd_binaries_end_interval(b);
+    assert_int_equal(hkd_binaries_fill(b, out, 8), 1);
+    /* Pins: one command, or every command of the binary. */
+    assert_int_equal(pin(b, one_command(0, 0xABC, "log"), 1), 1);
+    assert_int_equal(hkd_binaries_fill(b, out, 8), 2);
+    assert_int_equal(out[0].command_hash < out[1].command_hash, 1);   /* sorted by command */
+    int changed;
+    hkd_binary_sel all = every_command(0, 0xABC);
+    assert_int_equal(hkd_binaries_pin(b, &all, 3, &changed), 3);
+    assert_int_equal(hkd_binaries_fill(b, out, 8), 3);
+    hkd_binary_sel one = one_command(0, 0xABC, "add");
+    assert_int_equal(hkd_binaries_reset(b, &one), 1);
+    assert_int_equal(hkd_binaries_fill(b, out, 8), 2);
+    hkd_binaries_free(b);
+}
+
+/* A binary run with 10,000 distinct commands holds HKD_BINARY_COMMANDS
+ * keys and the one of its runs without a command; the rest are not
+ * learned, and other binaries still get their keys. */
+static void a_flood_of_commands_is_bounded(void **state)
+{
+    (void)state;
+    hkd_binaries *b = hkd_binaries_new(NULL);
+    uint64_t serial = 1;
+    hkd_proc_info plain = proc_at(0, 0xF100D, 1.0, 1.0, 10, 10);
+    hkd_binaries_proc(b, serial++, &plain, 1, HKSHM_NO_ARM, 1);
+    for (int k = 0; k < 10000; k++) {
+        char word[16];
+        snprintf(word, sizeof word, "cmd%d", k);
+        hkd_proc_info p = with_command(proc_at(0, 0xF100D, 1.0, 1.0, 10, 10), word);
+        hkd_binaries_proc(b, serial++, &p, 1, HKSHM_NO_ARM, 1);
+        if (k % 100 == 99)
+            hkd_binaries_end_interval(b);
+    }
+    hkd_proc_info other = with_command(proc_at(0, 0xBEEF, 1.0, 1.0, 10, 10), "serve");
+    hkd_binaries_proc(b, serial++, &other, 1, HKSHM_NO_ARM, 1);
+    hkd_binaries_end_interval(b);
+    seen s = { 0 };
+    hkd_binaries_for_each(b, grab, &s);
+    assert_int_equal(s.n, 1 + HKD_BINARY_COMMANDS + 1);
+    assert_int_equal(hkd_binaries_refused(b), 10000 - HKD_BINARY_COMMANDS);
+    hkd_binaries_free(b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -305,6 +437,8 @@ int main(void)
         cmocka_unit_test(the_box_learns_and_publishes),
         cmocka_unit_test(snapshot_and_merge),
         cmocka_unit_test(binaries_in_a_state_file),
+        cmocka_unit_test(two_commands_are_learned_apart),
+        cmocka_unit_test(a_flood_of_commands_is_bounded),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -52,6 +52,8 @@ typedef struct seen {
     uint64_t hist[16];
     uint32_t domain, reports, procs, changed, ended_reports;
     pid_t proc_pid;
+    uint64_t command_hash;
+    char command[HKSHM_COMMAND_MAX];
 } seen;
 
 static void on_site(const hkd_site_delta *d, void **cookie, void *arg)
@@ -80,6 +82,8 @@ static void on_proc(const hkd_proc_info *p, void *arg)
     }
     s->procs++;
     s->proc_pid = p->pid;
+    s->command_hash = p->command_hash;
+    memcpy(s->command, p->command, sizeof s->command);
 }
 
 static const hkd_collect_ops ops = { .site = on_site, .proc = on_proc };
@@ -426,6 +430,89 @@ static void a_later_registration_counts_from_its_first_snapshot(void **state)
     hkd_collector_free(c);
 }
 
+/* ---- the command a region names ---- */
+
+/* Out of line: inlined after region_make, gcc takes its MAP_FAILED path
+ * for an object of no size. */
+__attribute__((noinline)) static void name_command(hkshm_region *r, const char *text, size_t len, uint64_t hash)
+{
+    memset(r->command, 0, sizeof r->command);
+    memcpy(r->command, text, len);
+    r->command_hash = hash;
+}
+
+/* A valid command is taken, hash and text; anything else (a text that is
+ * not a command, not NUL-padded, too long, or whose hash is not its
+ * text's) is refused and the process counts as naming none. */
+static void a_region_names_a_command_or_none(void **state)
+{
+    (void)state;
+    hkshm_region *r;
+    int fd = region_make(&r, 1, NULL, 0);
+    assert_true(fd >= 0);
+    char out[HKSHM_COMMAND_MAX];
+    uint64_t h = 0, add = hkshm_command_hash("add", 3);
+    assert_int_equal(hkd_region_command(r, out, &h), 0);                 /* none */
+    assert_true(h == 0);
+    name_command(r, "add", 3, add);
+    assert_int_equal(hkd_region_command(r, out, &h), 0);
+    assert_true(h == add);
+    assert_string_equal(out, "add");
+    static const struct { const char *text; size_t len; } bad[] = {
+        { "a/b", 3 }, { "x.py", 4 }, { "tab\t", 4 }, { "\033[31m", 5 }, { "caf\xc3\xa9", 5 },
+        { "add\0junk", 8 },                                              /* not NUL-padded */
+        { "abcdefghijklmnopqrstuvwxy", 25 },                              /* too long */
+        { "abcdefghijklmnopqrstuvwxyzabcdef", 32 },                       /* no NUL at all */
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        /* The hash of the text up to its first NUL: what a reader that
+         * skipped the padding check would take as valid. */
+        name_command(r, bad[i].text, bad[i].len, hkshm_command_hash(bad[i].text, strnlen(bad[i].text, bad[i].len)));
+        memset(out, 'x', sizeof out);
+        h = 77;
+        assert_int_equal(hkd_region_command(r, out, &h), -EINVAL);
+        assert_true(h == 0);
+        for (size_t k = 0; k < sizeof out; k++)
+            assert_int_equal(out[k], 0);
+    }
+    name_command(r, "add", 3, add + 1);                                   /* not its text's hash */
+    assert_int_equal(hkd_region_command(r, out, &h), -EINVAL);
+    name_command(r, "add", 3, 0);                                         /* text without a hash */
+    assert_int_equal(hkd_region_command(r, out, &h), -EINVAL);
+    name_command(r, "", 0, add);                                          /* a hash without text */
+    assert_int_equal(hkd_region_command(r, out, &h), -EINVAL);
+    munmap(r, HKSHM_REGION_SIZE);
+    close(fd);
+
+    /* Through a registration: a valid one reaches the process report, a
+     * corrupt one is not a refusal of the registration, only of the command. */
+    hkd_collector *c = hkd_collector_new(0, 1);
+    char why[256];
+    int fd2 = region_make(&r, 1, NULL, 0);
+    name_command(r, "log", 3, hkshm_command_hash("log", 3));
+    assert_int_equal(fcntl(fd2, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW), 0);
+    assert_int_equal(hkd_registry_add_local(fd2, 0, 1000, why, sizeof why), 0);
+    close(fd2);
+    seen s = interval(c, NULL);
+    assert_int_equal(s.procs, 1);
+    assert_true(s.command_hash == hkshm_command_hash("log", 3));
+    assert_string_equal(s.command, "log");
+    munmap(r, HKSHM_REGION_SIZE);
+    hkd_registry_shutdown();
+    assert_int_equal(hkd_registry_init(64, 4, 0), 0);
+    fd2 = region_make(&r, 1, NULL, 0);
+    name_command(r, "../../etc/passwd", 16, hkshm_command_hash("../../etc/passwd", 16));
+    assert_int_equal(fcntl(fd2, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW), 0);
+    assert_int_equal(hkd_registry_add_local(fd2, 0, 1000, why, sizeof why), 0);
+    close(fd2);
+    s = interval(c, NULL);
+    assert_int_equal(s.procs, 1);
+    assert_true(s.command_hash == 0);
+    assert_int_equal(s.command[0], 0);
+    munmap(r, HKSHM_REGION_SIZE);
+    hkd_collector_free(c);
+}
+
 /* ---- hostile owners ---- */
 
 static void a_region_left_mid_flush_is_skipped(void **state)
@@ -610,6 +697,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(connection_end_or_bytes_end_it, setup, teardown),
         cmocka_unit_test_setup_teardown(a_key_that_changes_at_an_index_counts_nothing, setup, teardown),
         cmocka_unit_test_setup_teardown(a_later_registration_counts_from_its_first_snapshot, setup, teardown),
+        cmocka_unit_test_setup_teardown(a_region_names_a_command_or_none, setup, teardown),
         cmocka_unit_test_setup_teardown(a_region_left_mid_flush_is_skipped, setup, teardown),
         cmocka_unit_test_setup_teardown(a_reader_that_never_leaves_holds_publication_only_so_long, setup, teardown),
         cmocka_unit_test_setup_teardown(publication_carries_both_tables, setup, teardown),

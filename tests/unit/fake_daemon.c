@@ -272,7 +272,7 @@ static int site_order(const void *a, const void *b)
 static int binary_order(const void *a, const void *b)
 {
     const hkshm_binary_policy *x = a, *y = b;
-    return hkshm_binary_cmp(x->domain, x->binary_hash, y->domain, y->binary_hash);
+    return hkshm_binary_cmp(x->domain, x->binary_hash, x->command_hash, y->domain, y->binary_hash, y->command_hash);
 }
 
 void seg_publish(void *seg, uint32_t copy, uint64_t g, const hkshm_site_policy *sites, uint32_t n_sites,

@@ -15,6 +15,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "command.h"
 #include "fake_daemon.h"
 #include "hakmem.h"
 #include "init.h"
@@ -245,7 +246,7 @@ static void test_applies_own_domain_only(void **state)
     hkshm_region *r = hk_region_get();
     uint32_t default_threshold = hk_knob(HK_KNOB_LARGE_THRESHOLD);
 
-    assert_int_equal(hk_policy_apply(me, bh, r), 1);
+    assert_int_equal(hk_policy_apply(me, bh, 0, r), 1);
     hk_site_policy p0 = hk_site_policy_get(sites[0].index);
     assert_true(p0.from_daemon);
     assert_int_equal(p0.large_threshold, 256 << 10);
@@ -260,13 +261,13 @@ static void test_applies_own_domain_only(void **state)
     hk_region_flush(0);
     assert_int_equal(r->binary_arm, 3);
     assert_int_equal(r->sites_applied, 1);
-    assert_int_equal(hk_policy_apply(me, bh, r), 0);    /* nothing new */
+    assert_int_equal(hk_policy_apply(me, bh, 0, r), 0);    /* nothing new */
 
     /* The other domain's process sees the other entries. */
     hk_site_reset_policies();
     hk_policy_forget_generation();
     hk_policy_binary_since(UINT64_MAX);
-    assert_int_equal(hk_policy_apply(other, bh, r), 1);
+    assert_int_equal(hk_policy_apply(other, bh, 0, r), 1);
     assert_int_equal(hk_site_policy_get(sites[0].index).large_threshold, 512 << 10);
     assert_false(hk_site_policy_get(sites[2].index).from_daemon);    /* thp 7 */
     assert_int_equal(hk_knob(HK_KNOB_PURGE_DELAY_MS), 555);
@@ -275,13 +276,13 @@ static void test_applies_own_domain_only(void **state)
     /* A new generation without this binary: the process keeps its arm for
      * the hold, and then goes back to the defaults. */
     seg_publish(seg, 0, 6, s, 5, NULL, 0);
-    assert_int_equal(hk_policy_apply(other, bh, r), 1);
+    assert_int_equal(hk_policy_apply(other, bh, 0, r), 1);
     assert_int_equal(hk_knob(HK_KNOB_PURGE_DELAY_MS), 555);
     hk_region_flush(0);
     assert_int_equal(r->binary_arm, 4);
-    assert_int_equal(hk_policy_apply(other, bh, r), 0);         /* nothing new, hold not over */
+    assert_int_equal(hk_policy_apply(other, bh, 0, r), 0);         /* nothing new, hold not over */
     hk_policy_binary_since((uint64_t)HKSHM_BINARY_HOLD_MS * 1000000ull);
-    assert_int_equal(hk_policy_apply(other, bh, r), 1);         /* the same generation, read again */
+    assert_int_equal(hk_policy_apply(other, bh, 0, r), 1);         /* the same generation, read again */
     assert_int_equal(hk_knob(HK_KNOB_PURGE_DELAY_MS), saved.purge_delay_ms);
     hk_region_flush(0);
     assert_int_equal(r->binary_arm, HKSHM_NO_ARM);
@@ -290,9 +291,55 @@ static void test_applies_own_domain_only(void **state)
     b[0].knob[HKSHM_KNOB_PURGE_DELAY_MS] = 70000;
     seg_publish(seg, 1, 7, s, 5, b, 2);
     hk_policy_binary_since(UINT64_MAX);
-    assert_int_equal(hk_policy_apply(me, bh, r), 1);
+    assert_int_equal(hk_policy_apply(me, bh, 0, r), 1);
     assert_int_equal(hk_knob(HK_KNOB_PURGE_DELAY_MS), saved.purge_delay_ms);
     assert_int_equal(hk_knob(HK_KNOB_LARGE_THRESHOLD), 128 << 10);
+    munmap(seg, HKSHM_SEGMENT_SIZE);
+}
+
+/* One binary published for three keys: its runs without a command and
+ * two commands.  A process takes its own command's entry and no other;
+ * one of a command the daemon has no entry for runs the defaults.  Its
+ * region names the command. */
+static void test_takes_its_own_commands_entry(void **state)
+{
+    (void)state;
+    uint32_t me = (uint32_t)geteuid();
+    uint64_t bh = exe_hash();
+    uint64_t add = hkshm_command_hash("add", 3), log = hkshm_command_hash("log", 3);
+    void *seg = seg_create(name, HKSHM_SEGMENT_SIZE, 0600, -1, 1);
+    hkshm_binary_policy b[3] = {
+        { .domain = me, .arm = 3, .binary_hash = bh, .set = 1u << HKSHM_KNOB_PURGE_DELAY_MS,
+          .knob = { [HKSHM_KNOB_PURGE_DELAY_MS] = 777 } },
+        { .domain = me, .arm = 1, .binary_hash = bh, .command_hash = add, .set = 1u << HKSHM_KNOB_PURGE_DELAY_MS,
+          .knob = { [HKSHM_KNOB_PURGE_DELAY_MS] = 111 } },
+        { .domain = me, .arm = 2, .binary_hash = bh, .command_hash = log, .set = 1u << HKSHM_KNOB_PURGE_DELAY_MS,
+          .knob = { [HKSHM_KNOB_PURGE_DELAY_MS] = 222 } },
+    };
+    seg_publish(seg, 1, 5, NULL, 0, b, 3);
+    char why[160];
+    assert_int_equal(open_seg(NULL, 0, why), 0);
+    char *argv[] = { "git", "add", "-A", NULL };
+    hk_command_take_argv(3, argv);
+    unsetenv("HAKMEM_COMMAND");
+    hk_command_init();
+    assert_int_equal(hk_region_create(1), 0);
+    hkshm_region *r = hk_region_get();
+    assert_true(r->command_hash == add);
+    assert_string_equal(r->command, "add");
+    assert_int_equal(hkshm_command_valid(r->command), 3);
+    const struct { uint64_t command; uint32_t purge, arm; } cases[] = {
+        { add, 111, 1 }, { log, 222, 2 }, { 0, 777, 3 },
+        { hkshm_command_hash("gc", 2), saved.purge_delay_ms, HKSHM_NO_ARM },
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        hk_policy_forget_generation();
+        hk_policy_binary_since(UINT64_MAX);
+        assert_int_equal(hk_policy_apply(me, bh, cases[i].command, r), 1);
+        assert_int_equal(hk_knob(HK_KNOB_PURGE_DELAY_MS), cases[i].purge);
+        hk_region_flush(0);
+        assert_int_equal(r->binary_arm, cases[i].arm);
+    }
     munmap(seg, HKSHM_SEGMENT_SIZE);
 }
 
@@ -326,7 +373,7 @@ static void test_raced_read_thrown_away(void **state)
     hk_policy_forget_generation();
     hook_calls = 0;
     hk_policy_mid_read_hook = rewrite_under_reader;
-    assert_int_equal(hk_policy_apply(me, 0, race_region), -EAGAIN);
+    assert_int_equal(hk_policy_apply(me, 0, 0, race_region), -EAGAIN);
     hk_policy_mid_read_hook = NULL;
     assert_int_equal(hook_calls, 1);
     assert_false(hk_site_policy_get(sites[0].index).from_daemon);
@@ -334,7 +381,7 @@ static void test_raced_read_thrown_away(void **state)
     assert_int_equal(atomic_load(&race_region->read_gen), 0);
     /* Published again: now it applies. */
     seg_publish(race_seg, 1, 10, s, 1, NULL, 0);
-    assert_int_equal(hk_policy_apply(me, 0, race_region), 1);
+    assert_int_equal(hk_policy_apply(me, 0, 0, race_region), 1);
     assert_int_equal(hk_site_policy_get(sites[0].index).large_threshold, 128 << 10);
     assert_int_equal(atomic_load(&race_region->gen_seen), 10);
     munmap(race_seg, HKSHM_SEGMENT_SIZE);
@@ -353,12 +400,12 @@ static void test_garbage_counts_ignored(void **state)
     assert_int_equal(open_seg(NULL, 0, why), 0);
     hk_site_reset_policies();
     hk_policy_forget_generation();
-    assert_int_equal(hk_policy_apply(me, 0, NULL), -EAGAIN);
+    assert_int_equal(hk_policy_apply(me, 0, 0, NULL), -EAGAIN);
     assert_false(hk_site_policy_get(sites[0].index).from_daemon);
     /* Learning off: nothing to apply. */
     hkshm_table_at(seg, 0)->n_sites = 1;
     atomic_store(&((hkshm_header *)seg)->learning, 0);
-    assert_int_equal(hk_policy_apply(me, 0, NULL), 0);
+    assert_int_equal(hk_policy_apply(me, 0, 0, NULL), 0);
     assert_false(hk_site_policy_get(sites[0].index).from_daemon);
     munmap(seg, HKSHM_SEGMENT_SIZE);
 }
@@ -371,6 +418,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_incompatible_segments_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_abi1_said_once, setup, teardown),
         cmocka_unit_test_setup_teardown(test_applies_own_domain_only, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_takes_its_own_commands_entry, setup, teardown),
         cmocka_unit_test_setup_teardown(test_raced_read_thrown_away, setup, teardown),
         cmocka_unit_test_setup_teardown(test_garbage_counts_ignored, setup, teardown),
     };

@@ -152,6 +152,17 @@ class Fleet:
                 out[name] = out.get(name, 0.0) + float(line.rsplit(" ", 1)[1])
         return out
 
+    def trouble(self):
+        """Lines the hosts logged of a lease that expired (etcd too slow to
+        keep it alive) and of etcd unreachable, all hosts together."""
+        n = {"expired": 0, "unreachable": 0}
+        for h in self.hosts:
+            with open(os.path.join(self.a.tmp, h["id"] + ".log"), errors="replace") as f:
+                for line in f:
+                    n["expired"] += "fleet: lease" in line and "expired" in line
+                    n["unreachable"] += "fleet: etcd unreachable" in line
+        return n
+
     def etcdctl(self, *args):
         tls = ["--cacert", os.path.join(self.a.tls, "ca.crt"), "--cert", os.path.join(self.a.tls, "host.crt"),
                "--key", os.path.join(self.a.tls, "host.key")]
@@ -180,6 +191,7 @@ def snapshot(fl):
     s = {"t": time.monotonic(), "load": loadavg()}
     s["members"] = [fl.member_metrics(m) for m in fl.members]
     s["hosts"] = fl.on_all(lambda h: fl.ctl_json(h, "fleet"))
+    s["trouble"] = fl.trouble()
     s["cpu_members"] = sum(cpu_s(m["pid"]) for m in fl.members)
     s["cpu_hosts"] = sum(cpu_s(h["pid"]) for h in fl.hosts)
     return s
@@ -371,6 +383,8 @@ def figures(fl, a, b, status, probes, k, sync_ms):
          "cpu_members": (b["cpu_members"] - a["cpu_members"]) / dt, "cpu_hosts": (b["cpu_hosts"] - a["cpu_hosts"]) / dt,
          "db": max(int(s["Status"]["dbSize"]) for s in status),
          "db_in_use": max(int(s["Status"].get("dbSizeInUse", 0)) for s in status),
+         "leases_expired": b["trouble"]["expired"] - a["trouble"]["expired"],
+         "unreachable": b["trouble"]["unreachable"] - a["trouble"]["unreachable"],
          "keys": None, "load": a["load"], "load_end": b["load"], "own_shards": b["hosts"][0]["own_shards"]}
     f["paper"] = paper(n, k, sync_ms)
     med = [statistics.median(p["seen"].values()) for p in probes]
@@ -398,8 +412,11 @@ def section(f, n, k, sync_ms, probes, command):
          f"{human(f['grpc_out_Bps'])}/s | — / {human(p['read_Bps'])}/s read |",
          f"| ranges a second, all members; WAL fsyncs a second; peer traffic | {f['etcd_ranges']:.1f}; "
          f"{f['fsyncs']:.1f}; {human(f['peer_Bps'])}/s | — |",
-         f"| etcd database (`dbSize` / `dbSizeInUse`, no compaction) | {human(f['db'])} / {human(f['db_in_use'])} | "
-         f"{human(p['live'])} live |",
+         f"| etcd database (`dbSize` / `dbSizeInUse`, no compaction; keys) | {human(f['db'])} / "
+         f"{human(f['db_in_use'])}; {f['keys']} | "
+         f"{human(p['live'])} live; {n * shards_of(k)} |",
+         f"| hosts' leases that expired / hosts that lost etcd, in the window | {f['leases_expired']} / "
+         f"{f['unreachable']} | 0 / 0 |",
          f"| CPU: the 3 members / the {n} hosts | {f['cpu_members']:.2f} / {f['cpu_hosts']:.2f} cores | — |",
          f"| a site settled on one host, until every other host publishes its arm: median over hosts "
          f"(median of {len(probes)} sites) / slowest host of all | {f['prop_median']:.1f} s / {f['prop_max']:.1f} s | "
@@ -428,7 +445,7 @@ def main():
     write_policies(a.tmp, fl.hosts, k)
     log(f"seeded the hosts over {seed(fl, period):.1f} s; waiting until each reads all the others")
     t0 = time.monotonic()
-    wait_warm(fl, k, max(120, n * 6))
+    wait_warm(fl, k, max(30, n * 6))
     log(f"warm after {time.monotonic() - t0:.1f} s; counts moving for a refresh period ({period:g} s), then "
         f"a window of {seconds:g} s")
     pa, pb = window(fl, seconds, period)

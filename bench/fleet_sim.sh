@@ -101,8 +101,11 @@ echo "fleet-sim: every host joined" >&2
 
 mkdir -p "$OUT/sections"
 rm -f "$OUT/sections/fleet-sim.md"
+# In the background, so that a signal reaches the trap (and the cleanup) at once.
 timeout $((3600 + 10 * HOSTS + SECONDS_ + 120 * PROBES)) python3 bench/fleet_sim.py \
   --hosts-file "$TMP/hosts" --members-file "$TMP/members" --tls "$TMP" --ctl "$BUILD/hakmemctl" --tmp "$TMP" \
   --sites "$SITES" --seconds "$SECONDS_" --sync-ms "$SYNC_MS" --probes "$PROBES" --out "$OUT" \
-  --command "bash bench/fleet_sim.sh${ARGS:+ $ARGS}" || die "no figures (hosts' logs: $TMP, removed at exit)"
+  --command "bash bench/fleet_sim.sh${ARGS:+ $ARGS}" &
+track_pid $!
+wait $! || die "no figures"
 side_publish

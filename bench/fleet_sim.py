@@ -49,10 +49,11 @@ PULLED = (0, 4, 6)
 SITE_BYTES = 33 + 12 * len(PULLED)      # daemon/fleet_codec.h
 HEADER_BYTES = 20
 SITES_PER_MODULE = 512
+DESIGN_SITES = 4096                     # the README's design point, sites a host
 PROBE_MODULE = 0x5F1EE7FF00000000
 ETCD_COUNTERS = ("etcd_mvcc_put_total", "etcd_mvcc_range_total", "etcd_network_client_grpc_received_bytes_total",
                  "etcd_network_client_grpc_sent_bytes_total", "etcd_disk_wal_fsync_duration_seconds_count",
-                 "etcd_network_peer_sent_bytes_total")
+                 "etcd_network_peer_sent_bytes_total", "etcd_mvcc_db_total_size_in_bytes")
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
@@ -368,7 +369,7 @@ def human(b):
     return f"{b:.0f} B"
 
 
-def figures(fl, a, b, status, probes, k, sync_ms):
+def figures(fl, a, b, status, k, sync_ms):
     dt = b["t"] - a["t"]
     n = len(fl.hosts)
     hw = sum(y["bytes_written"] - x["bytes_written"] for x, y in zip(a["hosts"], b["hosts"]))
@@ -380,6 +381,7 @@ def figures(fl, a, b, status, probes, k, sync_ms):
          "grpc_out_Bps": member_delta(a, b, "etcd_network_client_grpc_sent_bytes_total", "sum") / dt,
          "fsyncs": member_delta(a, b, "etcd_disk_wal_fsync_duration_seconds_count", "sum") / dt,
          "peer_Bps": member_delta(a, b, "etcd_network_peer_sent_bytes_total", "sum") / dt,
+         "db_growth_Bph": member_delta(a, b, "etcd_mvcc_db_total_size_in_bytes", "max") / dt * 3600,
          "cpu_members": (b["cpu_members"] - a["cpu_members"]) / dt, "cpu_hosts": (b["cpu_hosts"] - a["cpu_hosts"]) / dt,
          "db": max(int(s["Status"]["dbSize"]) for s in status),
          "db_in_use": max(int(s["Status"].get("dbSizeInUse", 0)) for s in status),
@@ -387,11 +389,13 @@ def figures(fl, a, b, status, probes, k, sync_ms):
          "unreachable": b["trouble"]["unreachable"] - a["trouble"]["unreachable"],
          "keys": None, "load": a["load"], "load_end": b["load"], "own_shards": b["hosts"][0]["own_shards"]}
     f["paper"] = paper(n, k, sync_ms)
-    med = [statistics.median(p["seen"].values()) for p in probes]
-    mx = [max(p["seen"].values()) for p in probes]
-    f["prop_median"], f["prop_max"] = statistics.median(med), max(mx)
-    f["prop_poll"] = statistics.median(p["poll_s"] for p in probes)
     return f
+
+
+def propagation(f, probes):
+    med = [statistics.median(p["seen"].values()) for p in probes]
+    f["prop_median"], f["prop_max"] = statistics.median(med), max(max(p["seen"].values()) for p in probes)
+    f["prop_poll"] = statistics.median(p["poll_s"] for p in probes)
 
 
 def section(f, n, k, sync_ms, probes, command):
@@ -413,8 +417,9 @@ def section(f, n, k, sync_ms, probes, command):
          f"| ranges a second, all members; WAL fsyncs a second; peer traffic | {f['etcd_ranges']:.1f}; "
          f"{f['fsyncs']:.1f}; {human(f['peer_Bps'])}/s | — |",
          f"| etcd database (`dbSize` / `dbSizeInUse`, no compaction; keys) | {human(f['db'])} / "
-         f"{human(f['db_in_use'])}; {f['keys']} | "
-         f"{human(p['live'])} live; {n * shards_of(k)} |",
+         f"{human(f['db_in_use'])}; {f['keys']} | {human(p['live'])} live; {n * shards_of(k)} |",
+         f"| etcd database's growth, no compaction (all history kept) | {human(f['db_growth_Bph'])} an hour | "
+         f"{human(p['write_Bps'] * 3600)} an hour written |",
          f"| hosts' leases that expired / hosts that lost etcd, in the window | {f['leases_expired']} / "
          f"{f['unreachable']} | 0 / 0 |",
          f"| CPU: the 3 members / the {n} hosts | {f['cpu_members']:.2f} / {f['cpu_hosts']:.2f} cores | — |",
@@ -426,7 +431,15 @@ def section(f, n, k, sync_ms, probes, command):
              f"its {f['own_shards']} shard(s) about once a refresh period, {REFRESH_SYNCS} syncs); what the "
              f"members sent to clients, {human(f['grpc_out_Bps'])}/s, is the reading of every other host's "
              f"changed shards the arithmetic puts at {human(p['read_Bps'])}/s. Propagation was polled (each "
-             f"host's publication generation, a poll round {f['prop_poll']:.2f} s), so it is late by up to a round.")
+             f"host's publication generation, a poll round {f['prop_poll']:.2f} s), so it is late by up to a round: a "
+             f"site waits for its host's next sync and then for each reader's, up to two syncs and the requests.")
+    if k < DESIGN_SITES and f["grpc_out_Bps"] >= 1e6:   # reading then takes most of the CPU
+        per = (f["cpu_members"] + f["cpu_hosts"]) / (f["grpc_out_Bps"] / 1e6)
+        d = paper(n, DESIGN_SITES, sync_ms)
+        L.append(f"Reads grow as the hosts squared times the sites: at the design point of {DESIGN_SITES:,} sites "
+                 f"these {n} hosts would read {human(d['read_Bps'])}/s, which at this run's CPU per byte read "
+                 f"(members and hosts together, {per:.3f} cores per MB/s) is about {per * d['read_Bps'] / 1e6:.1f} "
+                 f"cores on this machine of {os.cpu_count()}.")
     return "\n".join(L) + "\n"
 
 
@@ -449,23 +462,30 @@ def main():
     log(f"warm after {time.monotonic() - t0:.1f} s; counts moving for a refresh period ({period:g} s), then "
         f"a window of {seconds:g} s")
     pa, pb = window(fl, seconds, period)
-    status = json.loads(fl.etcdctl("endpoint", "status", "-w", "json"))
-    probes = []
+    f = figures(fl, pa, pb, json.loads(fl.etcdctl("endpoint", "status", "-w", "json")), k, a.sync_ms)
+    f["keys"] = int(json.loads(fl.etcdctl("get", "--prefix", "/hakmem/", "--keys-only", "-w", "json"))["count"])
+    os.makedirs(os.path.join(a.out, "sections"), exist_ok=True)
+    out = {"hosts": n, "sites": k, "sync_ms": a.sync_ms, "figures": f, "probes": []}
+
+    def save():
+        with open(os.path.join(a.out, "figures.json"), "w") as fh:
+            json.dump(out, fh, indent=1)
+    save()   # the window's figures stand even when propagation fails
+    log(f"window: {f['host_puts']:.2f} puts/s, {human(f['host_write_Bps'])}/s written, {human(f['grpc_out_Bps'])}/s "
+        f"sent by the members, CPU {f['cpu_members']:.2f} + {f['cpu_hosts']:.2f} cores, {f['leases_expired']} "
+        f"leases expired, {f['unreachable']} times etcd lost")
     for i in range(a.probes):
         src = fl.hosts[(i * 37) % n]
         base = wait_quiet(fl, a.sync_ms / 1000, max(60, 4 * period))
         p = probe(fl, i, src, base, max(60, 10 * a.sync_ms / 1000))
         log(f"site {p['key']} from host {src['id']}: every other host in {max(p['seen'].values()):.2f} s")
-        probes.append(p)
-    check_published(fl, probes[-1])
-    f = figures(fl, pa, pb, status, probes, k, a.sync_ms)
-    f["keys"] = int(json.loads(fl.etcdctl("get", "--prefix", "/hakmem/", "--keys-only", "-w", "json"))
-                    ["count"])
-    os.makedirs(os.path.join(a.out, "sections"), exist_ok=True)
-    with open(os.path.join(a.out, "figures.json"), "w") as fh:
-        json.dump({"hosts": n, "sites": k, "sync_ms": a.sync_ms, "figures": f, "probes": probes}, fh, indent=1)
+        out["probes"].append(p)
+        save()
+    check_published(fl, out["probes"][-1])
+    propagation(f, out["probes"])
+    save()
     with open(os.path.join(a.out, "sections", "fleet-sim.md"), "w") as fh:
-        fh.write(section(f, n, k, a.sync_ms, probes, a.command))
+        fh.write(section(f, n, k, a.sync_ms, out["probes"], a.command))
     return 0
 
 

@@ -72,6 +72,7 @@ trap testlib_cleanup EXIT
 trap 'exit 130' INT TERM
 make_tmpdir TMP hkd-fleet-sim
 : >"$TMP/hosts"
+echo "fleet-sim: pid $$, temporary files in $TMP" >&2
 # shellcheck source=tests/fleet/etcd_cluster.sh
 source "$ROOT/tests/fleet/etcd_cluster.sh"
 certs || die "cannot make the certificates with openssl"

@@ -313,7 +313,7 @@ fi
 # cannot see each other (each in a fleet of its own, through a hakmemd
 # that names one) must make it fail.
 fleet_sim_ok() {   # OUT: the table's rows and the figures behind them
-    [ "$(grep -c '^| ' "$1/sections/fleet-sim.md")" = 11 ] &&
+    [ "$(grep -c '^| ' "$1/sections/fleet-sim.md")" = 10 ] &&
     grep -qE '^\| puts a second .* \| [0-9.]+; [0-9.]+ \| [0-9.]+ \|$' "$1/sections/fleet-sim.md" &&
     grep -qE '^\| a site settled on one host.* \| [0-9.]+ s / [0-9.]+ s \| .* \|$' "$1/sections/fleet-sim.md" &&
     $PY -c "

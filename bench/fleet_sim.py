@@ -420,7 +420,8 @@ def section(f, n, k, sync_ms, probes, command):
          f"{human(f['db_in_use'])}; {f['keys']} | {human(p['live'])} live; {n * shards_of(k)} |",
          f"| etcd database's growth, no compaction (all history kept) | {human(f['db_growth_Bph'])} an hour | "
          f"{human(p['write_Bps'] * 3600)} an hour written |",
-         f"| hosts' leases that expired / hosts that lost etcd, in the window | {f['leases_expired']} / "
+         f"| in the window: hosts' leases that expired / times a host logged `etcd unreachable` | "
+         f"{f['leases_expired']} / "
          f"{f['unreachable']} | 0 / 0 |",
          f"| CPU: the 3 members / the {n} hosts | {f['cpu_members']:.2f} / {f['cpu_hosts']:.2f} cores | — |",
          f"| a site settled on one host, until every other host publishes its arm: median over hosts "

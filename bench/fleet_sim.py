@@ -51,7 +51,7 @@ HEADER_BYTES = 20
 SITES_PER_MODULE = 512
 DESIGN_SITES = 4096                     # the README's design point, sites a host
 PROBE_MODULE = 0x5F1EE7FF00000000
-ETCD_COUNTERS = ("etcd_mvcc_put_total", "etcd_mvcc_range_total", "etcd_network_client_grpc_received_bytes_total",
+ETCD_METRICS = ("etcd_mvcc_put_total", "etcd_mvcc_range_total", "etcd_network_client_grpc_received_bytes_total",
                  "etcd_network_client_grpc_sent_bytes_total", "etcd_disk_wal_fsync_duration_seconds_count",
                  "etcd_network_peer_sent_bytes_total", "etcd_mvcc_db_total_size_in_bytes")
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -149,7 +149,7 @@ class Fleet:
             if line.startswith("#") or not line:
                 continue
             name = line.split("{", 1)[0].split(" ", 1)[0]
-            if name in ETCD_COUNTERS:
+            if name in ETCD_METRICS:
                 out[name] = out.get(name, 0.0) + float(line.rsplit(" ", 1)[1])
         return out
 

@@ -7,7 +7,9 @@
 # --smoke must produce its CSVs, Markdown tables and PNGs, run every suite
 # item (workloads and real programs) through its check, write its tables
 # into a copy of README.md (and change nothing on a second pass), and clean
-# up after itself.  No timing decides anything here.
+# up after itself; bench/fleet_sim.sh --smoke must table a 4-host fleet on a
+# real etcd cluster, see its sites propagate, and fail when the hosts do
+# not share a fleet.  No timing decides anything here.
 # usage (from the repo root): bash tests/bench/suite.sh BUILD
 set -u
 source "$(dirname "$0")/../lib.sh"
@@ -313,6 +315,62 @@ if bash bench/run.sh --build "$BUILD" --filter suite --configs hakmem-arm-no-suc
 else
     check "bench: run.sh refuses an arm hakmemd does not know" \
         grep -q "unknown configuration 'hakmem-arm-no-such-arm'" "$WORK/arm-bad.log"
+fi
+
+# The simulated fleet at its smallest: a real 3-member etcd cluster and 4
+# hosts.  The table must have its rows, every probe must have reached
+# every other host, and the run must leave nothing behind.  Hosts that
+# cannot see each other (each in a fleet of its own, through a hakmemd
+# that names one) must make it fail.
+fleet_sim_ok() {   # OUT: the table's rows and the figures behind them
+    [ "$(grep -c '^| ' "$1/sections/fleet-sim.md")" = 10 ] &&
+    grep -qE '^\| puts a second .* \| [0-9.]+; [0-9.]+ \| [0-9.]+ \|$' "$1/sections/fleet-sim.md" &&
+    grep -qE '^\| a site settled on one host.* \| [0-9.]+ s / [0-9.]+ s \| .* \|$' "$1/sections/fleet-sim.md" &&
+    $PY -c "
+import json, sys
+j = json.load(open('$1/figures.json'))
+f, probes = j['figures'], j['probes']
+sys.exit(not (f['host_puts'] > 0 and f['grpc_out_Bps'] > 0 and f['db'] > 0 and len(probes) == 2 and
+              all(len(p['seen']) == j['hosts'] - 1 and min(p['seen'].values()) > 0 for p in probes)))"
+}
+fleet_sim_left() {   # LOG: what the run named as its own and left behind
+    local pid dir
+    pid=$(sed -n 's/^fleet-sim: pid \([0-9]*\), temporary files in .*/\1/p' "$1")
+    dir=$(sed -n 's/^fleet-sim: pid [0-9]*, temporary files in //p' "$1")
+    [ -n "$pid" ] && [ -n "$dir" ] || { echo "the run named no pid or directory"; return; }
+    [ -e "$dir" ] && echo "$dir"
+    ls /dev/shm | grep "^hkd-fleet-sim-$pid-" | head -3
+    pgrep -f -- "--state-dir $dir/" | head -3
+}
+if ! command -v etcd >/dev/null; then
+    fail "bench: fleet_sim.sh --smoke" "etcd is not installed (make deps installs it)"
+else
+    FS=$WORK/fleet-sim
+    if timeout -k 10 300 bash bench/fleet_sim.sh --smoke --build "$BUILD" --out "$FS" >"$WORK/fs.log" 2>&1 &&
+       fleet_sim_ok "$FS"; then
+        ok "bench: fleet_sim.sh --smoke measures a 4-host fleet on a 3-member etcd cluster and sees sites propagate"
+    else
+        fail "bench: fleet_sim.sh --smoke measures a 4-host fleet on a 3-member etcd cluster and sees sites propagate" \
+             "$(tail -n 3 "$WORK/fs.log")" "$(cat "$FS/sections/fleet-sim.md" 2>/dev/null)"
+    fi
+    left=$(fleet_sim_left "$WORK/fs.log")
+    WHY="left behind: $left"
+    check "bench: fleet_sim.sh removes its hosts, their segments and its directory" test -z "$left"
+    mkdir -p "$WORK/split"
+    ln -sf "$BUILD/hakmemctl" "$WORK/split/hakmemctl"
+    printf '#!/bin/sh\nexec "%s" "$@" --fleet-name "split$$"\n' "$BUILD/hakmemd" >"$WORK/split/hakmemd"
+    chmod +x "$WORK/split/hakmemd"
+    if timeout -k 10 300 bash bench/fleet_sim.sh --smoke --build "$WORK/split" --out "$WORK/fs-split" \
+           >"$WORK/fs-split.log" 2>&1; then
+        fail "bench: fleet_sim.sh fails when the hosts do not share a fleet" "it exited 0"
+    else
+        WHY="$(tail -n 2 "$WORK/fs-split.log")"
+        check "bench: fleet_sim.sh fails when the hosts do not share a fleet" \
+            grep -q "hosts not warm after .* 0 other hosts" "$WORK/fs-split.log"
+    fi
+    left=$(fleet_sim_left "$WORK/fs-split.log")
+    WHY="left behind: $left"
+    check "bench: fleet_sim.sh cleans up after a failed run too" test -z "$left"
 fi
 
 # Whatever the runner started must be gone: daemon, its segment, temp dir.

@@ -188,8 +188,17 @@ suite_main() {
         done
         printf 'run.sh: suite run %d/%d done (%ds)\n' "$r" "$SUITE_RUNS" $(( $(date +%s) - START ))
     done
-    # What the daemon learned per binary by the end, for the README's table.
+    # What the daemon learned per binary by the end, for the README's table,
+    # once it has collected every run's exit (no binary has a live process,
+    # or 10 s have passed): the last runs' observations count too.
     if [ -n "$DAEMON_PID" ]; then
+        local waited=0
+        while [ $waited -lt 50 ] &&
+              ! timeout 30 "$BUILD/hakmemctl" --socket "$TMP/ctl.sock" --json binaries 2>/dev/null |
+                  python3 -c 'import json, sys; sys.exit(any(b["live"] for b in json.load(sys.stdin)["binaries"]))'; do
+            sleep 0.2
+            waited=$((waited + 1))
+        done
         timeout 30 "$BUILD/hakmemctl" --socket "$TMP/ctl.sock" --json binaries >"$OUT/logs/suite-binaries.json" 2>&1 ||
             rm -f "$OUT/logs/suite-binaries.json"
     fi

@@ -547,10 +547,13 @@ sys.exit(not (b["settled"] and all(a["observations"] >= 1 for a in may_run)
     three() { [ "$(keys)" = "None alpha beta" ]; }
     WHY="commands known: $(keys)"
     check "binaries: runs of two commands of one binary are learned apart (keys: none, alpha, beta)" wait_for 5 three
-    gen=$(status_field generation)
+    # The three pins go out at the daemon's next publications: wait for the
+    # second one after the last pin (the first may have begun before it),
+    # or 5 s when nothing more is published.
     C pin-binary "$H" lean --command alpha >/dev/null &&
         C pin-binary "$H" fast --command beta >/dev/null &&
         C pin-binary "$H" trim --command '' >/dev/null
+    gen=$(( $(status_field generation) + 1 ))
     wait_for 5 published >/dev/null
     a=$(probe alpha 150 | head -1)
     b=$(probe beta 150 | head -1)

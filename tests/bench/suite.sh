@@ -295,6 +295,16 @@ if timeout -k 5 600 bash bench/before_after.sh --rev HEAD --smoke --build "$BUIL
 else
     fail "bench: before_after.sh builds an earlier library and tables both against glibc" "$(tail -n 3 "$WORK/ba.log")"
 fi
+# The learning table's "shown": five runs all about 10% worse show it; a
+# median 10% worse among runs that spread from 0.9 to 1.3 does not; two
+# runs are too few to say.
+check "bench: a worse item is shown only when its runs' lower bound is beyond 5%" "$PY" -c '
+import sys
+sys.path.insert(0, "bench")
+from analyze_suite import lower_bound, WORSE
+sys.exit(not (lower_bound([1.10, 1.12, 1.08, 1.09, 1.11]) > WORSE
+              and lower_bound([1.2, 0.9, 1.1, 1.3, 0.95]) < WORSE
+              and lower_bound([1.1, 1.1]) is None))'
 if bash bench/before_after.sh --rev no-such-revision >"$WORK/ba-bad.log" 2>&1; then
     fail "bench: before_after.sh refuses an unknown revision" "it exited 0"
 else

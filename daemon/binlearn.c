@@ -1,5 +1,6 @@
 /* Per-binary learner (see binlearn.h). */
 #include "binlearn.h"
+#include "learner.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -34,14 +35,10 @@ const hkd_bin_arm hkd_bin_arms[HKD_BIN_ARMS] = {
     { "trim", KNOB(HKSHM_KNOB_PURGE_DELAY_MS), { [HKSHM_KNOB_PURGE_DELAY_MS] = 10 } },
 };
 
-/* The memory weight prices RAM against CPU as a cloud price list does.
- * On-demand prices in AWS us-east-1: c6i.large (2 vCPU, 4 GiB) $0.085 an
- * hour, r6i.large (2 vCPU, 16 GiB) $0.126.  The 12 GiB between them cost
- * $0.0034 per GiB-hour, which leaves $0.0357 per vCPU-hour: a GiB-hour is
- * worth 0.096 CPU-hours, so one MiB held for one second is worth 0.096 /
- * 1024 s = 94 us of CPU. */
+/* The memory weight prices RAM against CPU as a cloud price list does
+ * (learner.h). */
 const hkd_bin_cfg hkd_bin_default_cfg = {
-    .memory_weight_ns = 94000.0,
+    .memory_weight_ns = HKD_MEMORY_WEIGHT_NS,
     .min_pulls = 3,
     .recheck = 8,
     .race = 2,

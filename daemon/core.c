@@ -108,6 +108,9 @@ int hkd_core_init(const hkd_core_cfg *cfg)
     g.archive = hkd_archive_new(arch > MAX_SITES ? MAX_SITES : (uint32_t)arch);
     if (core_binaries_init(g.cfg.memory_weight_ns) < 0)
         return -ENOMEM;
+    /* Sites price the memory BigCache holds as binaries price their RSS. */
+    if (g.cfg.memory_weight_ns >= 0)
+        g.cfg.learn.memory_weight_ns = g.cfg.memory_weight_ns;
     g.entries = malloc(HKSHM_SITE_CAP * sizeof *g.entries);
     g.binaries = calloc(HKSHM_BINARY_CAP, sizeof *g.binaries);
     int ok = g.col && g.col2 && g.domains && g.archive && g.entries && g.binaries && core_store_init() == 0 &&

@@ -3,7 +3,10 @@
  * A pull is a stretch of intervals during which one arm is published for a
  * site.  Its cost is what the fleet paid per allocation under that arm:
  * slow-path nanoseconds, page faults (priced at a fixed ns each) and memory
- * BigCache keeps idle (priced per MiB-second).  Costs become rewards in
+ * BigCache keeps idle (priced per MiB-second at the operator's memory
+ * weight, the price the per-binary learner uses: at a cheaper one, a site
+ * learned to keep blocks cached that raised its program's peak RSS by a
+ * tenth to save a few microseconds a second).  Costs become rewards in
  * [0,1] on a log scale around the site's reference cost, so rewards are
  * comparable across sites of very different size and UCB1's bounds hold. */
 #include "learner.h"
@@ -12,7 +15,6 @@
 #include <string.h>
 
 #define PAGE_FAULT_NS      500.0    /* one minor fault: trap + zeroing a page */
-#define IDLE_NS_PER_MIB_S  2000.0   /* what holding 1 MiB idle for 1 s is worth */
 #define COST_FLOOR_NS      1.0
 
 /* Arm 0 is the allocator's default (1 MiB, 4 slots, THP off): a site the
@@ -36,6 +38,7 @@ const hkd_learn_cfg hkd_learn_default_cfg = {
     .max_pull_intervals = 30,
     .explore = 0.25,
     .window = 4096,
+    .memory_weight_ns = HKD_MEMORY_WEIGHT_NS,
 };
 
 void hkd_learn_init(hkd_learn *l)
@@ -123,7 +126,7 @@ int hkd_arm_by_name(const char *name)
     return -1;
 }
 
-double hkd_learn_cost(const hkd_learn *l, int arm)
+double hkd_learn_cost(const hkd_learn *l, const hkd_learn_cfg *cfg, int arm)
 {
     if (l->acc_allocs == 0)
         return 0.0;
@@ -133,7 +136,7 @@ double hkd_learn_cost(const hkd_learn *l, int arm)
         /* A full ring of blocks of the site's mean size sits idle between uses. */
         double mean = (double)l->acc_bytes / allocs;
         double mib = hkd_arms[arm].bigcache_slots * mean / (1024.0 * 1024.0);
-        idle_ns = mib * IDLE_NS_PER_MIB_S * l->acc_seconds;
+        idle_ns = mib * cfg->memory_weight_ns * l->acc_seconds;
     }
     double cost = ((double)l->acc_slow_ns + l->acc_faults * PAGE_FAULT_NS + idle_ns) / allocs;
     return cost < COST_FLOOR_NS ? COST_FLOOR_NS : cost;
@@ -385,7 +388,7 @@ int hkd_learn_observe_with(hkd_learn *l, const hkd_learn_cfg *cfg, const hkd_obs
         return 0;
 
     int arm = hkd_learn_arm(l);
-    double cost = hkd_learn_cost(l, arm);
+    double cost = hkd_learn_cost(l, cfg, arm);
     arm = canonical(l, arm);
     if (l->ref_cost <= 0.0)
         l->ref_cost = cost;

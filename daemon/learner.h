@@ -28,7 +28,17 @@ typedef struct hkd_learn_cfg {
     uint32_t max_pull_intervals;        /* a thin site's pull ends after this many anyway */
     double   explore;                   /* UCB exploration coefficient (1.0 = UCB1) */
     uint64_t window;                    /* halve all counts past this many pulls; 0 = never */
+    double   memory_weight_ns;          /* what BigCache holding 1 MiB idle for 1 s costs, in ns */
 } hkd_learn_cfg;
+
+/* The operator's default price of memory against CPU (hakmemd
+ * --memory-weight), for sites and binaries alike.  On-demand prices in
+ * AWS us-east-1: c6i.large (2 vCPU, 4 GiB) $0.085 an hour, r6i.large
+ * (2 vCPU, 16 GiB) $0.126.  The 12 GiB between them cost $0.0034 per
+ * GiB-hour, which leaves $0.0357 per vCPU-hour: a GiB-hour is worth 0.096
+ * CPU-hours, so one MiB held for one second is worth 0.096 / 1024 s =
+ * 94 us of CPU. */
+#define HKD_MEMORY_WEIGHT_NS 94000.0
 
 extern const hkd_learn_cfg hkd_learn_default_cfg;
 
@@ -67,8 +77,9 @@ typedef struct hkd_learn {
 } hkd_learn;
 
 void   hkd_learn_init(hkd_learn *l);
-/* Cost of one allocation in ns, from what a pull accumulated under `arm`. */
-double hkd_learn_cost(const hkd_learn *l, int arm);
+/* Cost of one allocation in ns, from what a pull accumulated under `arm`,
+ * memory priced at cfg->memory_weight_ns. */
+double hkd_learn_cost(const hkd_learn *l, const hkd_learn_cfg *cfg, int arm);
 /* Cost -> reward in [0,1]: 0.5 at ref, +0.25 per halving, -0.25 per doubling. */
 double hkd_reward_from_cost(double cost, double ref);
 /* UCB1 choice given the statistics so far (lowest index wins ties). */

@@ -347,6 +347,67 @@ static void only_arms_that_matter_are_explored(void **state)
     assert_int_equal(l.pulls[3], 0);
 }
 
+/* A site of 480 KiB blocks (the per-thread arrays of a program of thread
+ * waves): on the default arm they come from segments; at a 256 KiB
+ * threshold with four BigCache slots they are mapped on their own and
+ * cached, cheaper per call but with up to four of them held idle. */
+static hkd_obs obs_480k(int arm)
+{
+    hkd_obs o = { 0 };
+    o.allocs = 100;
+    o.bytes = o.allocs * (480u << 10);
+    o.interval_s = 1.0;
+    int mapped = hkd_arms[arm].large_threshold <= (480u << 10);
+    o.large_allocs = mapped ? o.allocs : 0;
+    o.slow_ns = o.allocs * (mapped ? 200 : 1000);
+    if (mapped && hkd_arms[arm].bigcache_slots == 0)
+        o.faults = (double)o.allocs * 120;       /* every block faulted in afresh */
+    return o;
+}
+
+static int most_pulled_480k(double memory_weight_ns)
+{
+    hkd_learn l;
+    hkd_learn_init(&l);
+    hkd_learn_set_sizes(&l, 18, 18);
+    hkd_learn_cfg cfg = hkd_learn_default_cfg;
+    cfg.memory_weight_ns = memory_weight_ns;
+    for (int i = 0; i < 400; i++) {
+        hkd_obs o = obs_480k(hkd_learn_arm(&l));
+        hkd_learn_observe(&l, &cfg, &o);
+    }
+    int most = 0;
+    for (int a = 1; a < HKD_N_ARMS; a++)
+        if (l.pulls[a] > l.pulls[most])
+            most = a;
+    return most;
+}
+
+static void cached_memory_is_priced_at_the_memory_weight(void **state)
+{
+    (void)state;
+    /* The cost: slow path, faults and a full ring idle for the pull's seconds. */
+    hkd_learn l;
+    hkd_learn_init(&l);
+    l.acc_allocs = 100;
+    l.acc_bytes = 100u << 20;                   /* 1 MiB each */
+    l.acc_large = 100;
+    l.acc_slow_ns = 100 * 300;
+    l.acc_faults = 10;
+    l.acc_seconds = 2.0;
+    hkd_learn_cfg cfg = hkd_learn_default_cfg;
+    assert_true(cfg.memory_weight_ns == HKD_MEMORY_WEIGHT_NS);
+    double want = (100 * 300 + 10 * 500.0 + 4 * 1.0 * HKD_MEMORY_WEIGHT_NS * 2.0) / 100;
+    assert_true(fabs(hkd_learn_cost(&l, &cfg, 4) - want) < 1e-6 * want);
+    cfg.memory_weight_ns = 0;
+    assert_true(fabs(hkd_learn_cost(&l, &cfg, 4) - (100 * 300 + 10 * 500.0) / 100) < 1e-6);
+
+    /* At the default price, 1.9 MiB held to save 80 us a second loses, and
+     * the blocks stay in segments; at a fiftieth of it, caching wins. */
+    assert_int_equal(most_pulled_480k(HKD_MEMORY_WEIGHT_NS), HKD_DEFAULT_ARM);
+    assert_int_equal(most_pulled_480k(2000.0), 4);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -360,6 +421,7 @@ int main(void)
         cmocka_unit_test(window_keeps_means),
         cmocka_unit_test(counts_fit_32_bits),
         cmocka_unit_test(only_arms_that_matter_are_explored),
+        cmocka_unit_test(cached_memory_is_priced_at_the_memory_weight),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -6,8 +6,6 @@
 
 #include "hakmem_shm.h"
 
-#include "hakmem_shm.h"
-
 typedef struct hk_options {
     int stats;                  /* HAKMEM_STATS: report to stderr at exit */
     int verbose;                /* HAKMEM_VERBOSE: 0..3 */
@@ -19,6 +17,7 @@ typedef struct hk_options {
     uint32_t bigcache_slots;    /* HAKMEM_BIGCACHE_SLOTS: ring size per site, <= 4 */
     uint32_t sample_bytes;      /* HAKMEM_SAMPLE_BYTES: small-allocation sampling period */
     uint32_t purge_delay_ms;    /* HAKMEM_PURGE_DELAY_MS: idle time before memory goes back */
+    uint32_t register_after_ms; /* HAKMEM_REGISTER_AFTER_MS: a process this young does not register */
     char shm_name[64];          /* HAKMEM_SHM */
     char socket_path[108];      /* HAKMEM_SOCKET: where to register ("": not set) */
 } hk_options;

@@ -34,6 +34,7 @@
 #define REGISTER_DEADLINE_NS  (2 * SECOND_NS)
 #define APPLY_MIN_NS          (1000000ull)      /* generation checks at most every 1 ms */
 #define FLUSH_DEFAULT_MS      250u
+#define MS_NS                 1000000ull
 #define STATE_TEXT            160
 _Static_assert(2 * STATE_TEXT + 32 <= HK_SHM_DESCRIBE_MAX, "a description holds both states");
 
@@ -243,6 +244,25 @@ static void registration_result(uint64_t now, int rc, const hk_reg_reply *reply)
     say_change(cs.reg_state, line);
 }
 
+/* When a process (or a fork child) just started may first register.  Most
+ * of what taking part costs is paid once, at registration: the region's
+ * memfd and pages, resolving every site for the first report, the socket,
+ * and the final flush at exit, about 0.2 ms on this project's machines.  A
+ * process that exits sooner would pay it to teach nothing: the daemon
+ * counts a run of a binary only from 20 ms of CPU on, which takes 10 ms
+ * of wall time on two cores.  It reads and applies the published policy
+ * from its first allocation all the same. */
+static uint64_t registration_start(uint64_t now)
+{
+    if (hk_opt.register_after_ms > 0) {
+        hk_text t = hk_text_on(cs.reg_state, sizeof cs.reg_state);
+        hk_text_str(&t, "not registered: a process registers once ");
+        hk_text_u64(&t, hk_opt.register_after_ms);
+        hk_text_str(&t, " ms old (HAKMEM_REGISTER_AFTER_MS)");
+    }
+    return now + (uint64_t)hk_opt.register_after_ms * MS_NS;
+}
+
 /* A registration in two halves, so the process never waits for the daemon:
  * the request goes out at one step, and later steps take the reply once it
  * has arrived (or give up at the deadline). */
@@ -277,6 +297,10 @@ static void register_attempt(uint64_t now)
     if (!hk_region_get() || cs.region_sent) {
         rc = hk_region_create(number);
         cs.region_sent = 0;
+        /* A fresh region says which generation its process applied only
+         * once a read has written it there: read again at the next step. */
+        hk_policy_forget_generation();
+        cs.next_apply = now;
     } else {
         hk_region_get()->registration = number;
     }
@@ -380,6 +404,7 @@ void hk_shm_client_init(void)
     cs.retry_ns = RETRY_NS;
     hk_command_init();
     hk_region_init();
+    cs.next_register = registration_start(hk_now_ns());
     if (try_lock()) {
         step(hk_now_ns());            /* a known binary runs its arm from the start */
         unlock();
@@ -428,7 +453,7 @@ void hk_shm_client_after_fork_child(void)
     cs.region_sent = 0;
     cs.instance = 0;
     cs.retry_ns = RETRY_NS;
-    cs.next_register = 0;
+    cs.next_register = registration_start(hk_now_ns());
     cs.next_apply = 0;
     hk_policy_forget_generation();
     atomic_store_explicit(&cs.next_due, 0, memory_order_relaxed);

@@ -162,9 +162,13 @@ static void test_decode_malformed(void **state)
 
 /* ---- the client's life cycle, in forked children ---- */
 
+/* The protocol's tests register at once; the delay has its own test. */
+static const char *register_after_ms = "0";
+
 static void client_start(const char *socket, const char *shm)
 {
     setenv("HAKMEM_MODE", "learning", 1);   /* anything but baseline */
+    setenv("HAKMEM_REGISTER_AFTER_MS", register_after_ms, 1);
     if (socket) setenv("HAKMEM_SOCKET", socket, 1);
     else unsetenv("HAKMEM_SOCKET");
     setenv("HAKMEM_SHM", shm, 1);
@@ -448,6 +452,31 @@ static void run_daemon_later(void *arg)
     fd_stop(&d);
 }
 
+/* A process younger than HAKMEM_REGISTER_AFTER_MS does not register: one
+ * that exits that young would pay for it and teach nothing. */
+static void run_young(void *arg)
+{
+    (void)arg;
+    register_after_ms = "40";
+    fake_daemon d;
+    CHECK(fd_start(&d, dir, 17) == 0);
+    client_start(d.path, shm_none);
+    char desc[256];
+    hk_shm_client_describe(desc, sizeof desc);
+    CHECK(strstr(desc, "registers once 40 ms old (HAKMEM_REGISTER_AFTER_MS)") != NULL);
+    hk_shm_client_tick(t0 + 39 * 1000000ull);
+    usleep(100 * 1000);                         /* time for a request, were one sent */
+    pthread_mutex_lock(&d.mu);
+    int sent = d.n_req;
+    pthread_mutex_unlock(&d.mu);
+    CHECK(sent == 0);
+    hk_shm_client_tick(t0 + 41 * 1000000ull);   /* the client started a little after t0 */
+    CHECK(fd_wait_requests(&d, 1) == 0);
+    take_reply_at(1);
+    CHECK(registered());
+    fd_stop(&d);
+}
+
 static void expect_child_ok(void (*fn)(void *), const char *verbose_must_have)
 {
     ut_child c;
@@ -526,6 +555,12 @@ static void test_new_instance_registers_again(void **state)
         fail_msg("child: exited %d code %d signal %d; stderr:\n%s", c.exited, c.exit_code, c.signo, c.err);
 }
 
+static void test_young_process_does_not_register(void **state)
+{
+    (void)state;
+    expect_child_ok(run_young, "registered with the daemon at");
+}
+
 static void test_daemon_appears_later(void **state)
 {
     (void)state;
@@ -566,6 +601,7 @@ int main(void)
         cmocka_unit_test(test_fork_child_registers_alone),
         cmocka_unit_test(test_new_instance_registers_again),
         cmocka_unit_test(test_daemon_appears_later),
+        cmocka_unit_test(test_young_process_does_not_register),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

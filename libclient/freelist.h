@@ -93,6 +93,26 @@ static inline void hk_block_pop(hk_page *pg, hk_block *b)
 #endif
 }
 
+/* A page's remote list is one word: the number of blocks on it in the high
+ * half, the head block's offset in its segment in the low half (0: the list
+ * is empty; no block starts at offset 0, the segment header does).  Pushes
+ * compare and swap the whole word, so the count always matches the list,
+ * and the owner takes both with one exchange: collecting does not walk the
+ * blocks, whose lines the freeing threads wrote last. */
+static inline hk_block *hk_remote_head(uintptr_t segment, uintptr_t word)
+{
+    uint32_t off = (uint32_t)word;
+    return off ? (hk_block *)(segment + off) : NULL;
+}
+
+static inline uint32_t hk_remote_count(uintptr_t word) { return (uint32_t)(word >> 32); }
+
+/* b pushed on the list `word` describes. */
+static inline uintptr_t hk_remote_word_with(uintptr_t segment, const hk_block *b, uintptr_t word)
+{
+    return ((uintptr_t)(hk_remote_count(word) + 1) << 32) | ((uintptr_t)b - segment);
+}
+
 /* Pushes b on pg's own free list (owner thread only). */
 static inline void hk_block_push(hk_page *pg, hk_block *b)
 {

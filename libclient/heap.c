@@ -51,11 +51,21 @@ static unsigned live_count;
 /* When the longest-pooled heap that holds memory was pooled; UINT64_MAX when none. */
 static _Atomic uint64_t pool_oldest_ns = UINT64_MAX;
 static pthread_key_t heap_key;
-static _Atomic uint64_t remote_collected;
 static _Atomic uint64_t info_requested;  /* mallinfo calls so far: heaps refresh when behind */
 
 unsigned hk_heap_live_count(void) { return live_count; }
-uint64_t hk_heap_remote_collected(void) { return atomic_load(&remote_collected); }
+static void add_collected(const hk_heap_counts *c, const hk_heap_info *info, void *arg)
+{
+    (void)info;
+    *(uint64_t *)arg += atomic_load_explicit(&c->remote_collected, memory_order_relaxed);
+}
+
+uint64_t hk_heap_remote_collected(void)
+{
+    uint64_t n = 0;
+    hk_heap_visit(add_collected, &n);
+    return n;
+}
 
 static void heap_thread_done(void *arg);
 
@@ -104,7 +114,7 @@ static void queue_insert(hk_heap *heap, hk_page *pg, int as_head)
 }
 
 static void retire(hk_heap *heap, hk_page *pg);
-static void collect_remote(hk_page *pg);
+static void collect_remote(hk_heap *heap, hk_page *pg);
 
 /* The current page of a class holds one phantom use, so that freeing its
  * last real block does not make it look empty: a malloc/free pair on an
@@ -125,7 +135,7 @@ static void set_current(hk_heap *heap, unsigned cls, hk_page *pg)
 void hk_heap_adopt_page(hk_heap *heap, hk_page *pg)
 {
     atomic_store_explicit(&pg->heap, heap, memory_order_release);
-    collect_remote(pg);
+    collect_remote(heap, pg);
     if (pg->used == 0) {                 /* everything was freed while abandoned */
         hk_segment_page_free(heap, pg);
         return;
@@ -135,19 +145,36 @@ void hk_heap_adopt_page(hk_heap *heap, hk_page *pg)
 
 /* ---- blocks ---------------------------------------------------------- */
 
-static void collect_remote(hk_page *pg)
+/* The blocks other threads freed into pg go on its free list.  A page
+ * whose list ran dry (the usual case: the owner is refilling) takes them as
+ * they are; only one that still has blocks walks them to find the tail. */
+static void collect_remote(hk_heap *heap, hk_page *pg)
 {
-    if (atomic_load_explicit(&pg->remote, memory_order_relaxed) == NULL) return;
-    hk_block *list = atomic_exchange_explicit(&pg->remote, NULL, memory_order_acquire);
+    if (atomic_load_explicit(&pg->remote, memory_order_relaxed) == 0) return;
+    uintptr_t word = atomic_exchange_explicit(&pg->remote, 0, memory_order_acquire);
+    hk_block *list = hk_remote_head((uintptr_t)hk_segment_of(pg), word);
     if (list == NULL) return;
-    uint32_t n = 1;
-    uint32_t carved = pg->capacity;
-    hk_block *tail = list, *next;
-    while ((next = hk_block_next_checked(pg, tail, carved)) != NULL) { tail = next; n++; }
-    hk_block_link(tail, pg->free);
+    if (pg->free != NULL) {
+        uint32_t carved = pg->capacity;
+        hk_block *tail = list, *next;
+        while ((next = hk_block_next_checked(pg, tail, carved)) != NULL) tail = next;
+        hk_block_link(tail, pg->free);
+    }
     pg->free = list;
+    uint32_t n = hk_remote_count(word);
     pg->used -= n;
-    atomic_fetch_add_explicit(&remote_collected, n, memory_order_relaxed);
+    hk_count_own(&heap->counts.remote_collected, n);
+}
+
+/* b goes on pg's remote list (any thread but the owner). */
+static void remote_push(hk_page *pg, hk_block *b)
+{
+    uintptr_t segment = (uintptr_t)hk_segment_of(b);
+    uintptr_t word = atomic_load_explicit(&pg->remote, memory_order_relaxed);
+    do {
+        hk_block_link(b, hk_remote_head(segment, word));
+    } while (!atomic_compare_exchange_weak_explicit(&pg->remote, &word, hk_remote_word_with(segment, b, word),
+                                                    memory_order_release, memory_order_relaxed));
 }
 
 /* Carves the next stretch of never-used blocks onto the free list, in
@@ -196,7 +223,7 @@ static hk_page *find_page(hk_heap *heap, unsigned cls)
     unsigned level = hk_knob(HK_KNOB_PARTIAL_REUSE) & 3;
     hk_page *head = heap->queue[cls], *pg = head, *best = NULL, *fallback = NULL;
     for (unsigned scanned = 0; pg && scanned < reuse_level[level].scan; scanned++) {
-        collect_remote(pg);
+        collect_remote(heap, pg);
         uint32_t freed = pg->capacity > pg->used ? pg->capacity - pg->used : 0;
         if (pg->free != NULL && freed * 2 >= carve_blocks(pg->block_size)) {
             if (!reuse_level[level].fullest) { best = pg; break; }
@@ -338,11 +365,7 @@ void hk_heap_free_slow(hk_page *pg, void *p, const char *fn)
         if (--pg->used == 0) hk_heap_page_emptied(me, pg);
         return;
     }
-    hk_block *head = atomic_load_explicit(&pg->remote, memory_order_relaxed);
-    do {
-        hk_block_link(b, head);
-    } while (!atomic_compare_exchange_weak_explicit(&pg->remote, &head, b,
-                                                    memory_order_release, memory_order_relaxed));
+    remote_push(pg, b);
 }
 
 /* Collects remote frees and retires every empty page; drop_current: the
@@ -357,7 +380,7 @@ static void collect_pages(hk_heap *heap, int drop_current)
         do { n++; pg = pg->next; } while (pg != heap->queue[c]);
         for (; n > 0; n--) {
             hk_page *next = pg->next;
-            collect_remote(pg);
+            collect_remote(heap, pg);
             if (pg->used == 0) retire(heap, pg);
             pg = next;
         }

@@ -87,24 +87,33 @@ typedef struct hk_heap hk_heap;
  *  - used = carved - on `free` (so blocks on `remote` still count as used
  *    until the owner collects them);
  *  - heap is the owner, NULL when abandoned or when the span is not a page.
+ *
+ * Three cache lines, by who writes them: the owner's allocations and frees
+ * write the first on every call; other threads' frees read the second
+ * (owner, geometry) and write only the third.  Sharing one line made every
+ * remote free take the line the owner was allocating from, and the owner's
+ * next allocation take it back.
  */
 typedef struct hk_page {
+    /* written by the owner on every allocation and free */
     hk_block *free;
     uint32_t used;
-    uint32_t capacity;
     uint32_t reserved;
-    uint32_t block_size;
-    _Atomic(hk_heap *) heap;
-    _Atomic(hk_block *) remote;
-    uint8_t *start;
-    uint64_t block_inv;              /* ceil(2^42 / block_size): offset -> index without dividing */
     struct hk_page *next, *prev;     /* in the owner's class queue */
+    uint64_t idle_since_ns;          /* free span: when it became free */
     uint8_t cls;
     uint8_t span;                    /* slots in this span (page or free span) */
-    uint8_t in_use;                  /* 1: a page; 0: a free span head */
     uint8_t dirty;                   /* free span whose memory is still resident */
-    uint64_t idle_since_ns;          /* free span: when it became free */
-} hk_page;
+    /* read by every free; written when the page is set up or extended */
+    _Alignas(64) _Atomic(hk_heap *) heap;
+    uint8_t *start;
+    uint64_t block_inv;              /* ceil(2^42 / block_size): offset -> index without dividing */
+    uint32_t block_size;
+    uint32_t capacity;
+    uint8_t in_use;                  /* 1: a page; 0: a free span head */
+    /* the blocks other threads freed (freelist.h: hk_remote_*) */
+    _Alignas(64) _Atomic uintptr_t remote;
+} __attribute__((aligned(64))) hk_page;
 
 /* Segment header, at the start of slot 0. */
 typedef struct hk_segment {
@@ -153,6 +162,7 @@ typedef struct hk_heap_counts {
      * so the compiler does not pair the adds into vector instructions. */
     _Atomic uint64_t small_bytes, medium_allocs;     /* small allocations estimated */
     _Atomic uint64_t small_allocs, medium_bytes;
+    _Atomic uint64_t remote_collected;              /* blocks other threads freed, collected */
 } hk_heap_counts;
 
 /* A heap's mallinfo figures (mallinfo.c) as of its last refresh: the owner
@@ -175,10 +185,12 @@ struct hk_heap {
     int64_t sample_left;             /* bytes until the next sampled allocation */
     hk_page *queue[HK_CLASSES];      /* all pages of a class, current first */
     hk_segment *segments;            /* segments this heap owns */
-    _Atomic uint8_t pooled;          /* 1 while in the pool of exited threads' heaps
+    /* Alone on its line: every remote free into this heap peeks at it, and
+     * the owner's slow paths write what would otherwise share the line. */
+    _Alignas(64) _Atomic uint8_t pooled;  /* 1 while in the pool of exited threads' heaps
                                       * (written under the heap list lock, peeked at
                                       * by remote frees; never reset with the rest) */
-    uint64_t slow_calls;
+    _Alignas(64) uint64_t slow_calls;
     uint64_t medium_calls;
     uint32_t sites_known;            /* process site count this thread last saw */
     uint32_t site_added;             /* a site appeared since: the shm client should look */

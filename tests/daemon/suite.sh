@@ -552,7 +552,7 @@ sys.exit(not (b["settled"] and all(a["observations"] >= 1 for a in may_run)
     # or 5 s when nothing more is published.
     C pin-binary "$H" lean --command alpha >/dev/null &&
         C pin-binary "$H" fast --command beta >/dev/null &&
-        C pin-binary "$H" trim --command '' >/dev/null
+        C pin-binary "$H" compact --command '' >/dev/null
     gen=$(( $(status_field generation) + 1 ))
     wait_for 5 published >/dev/null
     a=$(probe alpha 150 | head -1)

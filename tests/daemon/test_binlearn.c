@@ -335,15 +335,15 @@ static int choice_with(uint64_t seed, int arm, truth t, int runs)
 static void a_leaner_arm_at_equal_time_is_chosen(void **state)
 {
     (void)state;
-    int trim = hkd_bin_arm_by_name("trim");
-    assert_true(trim > 0);
+    int compact = hkd_bin_arm_by_name("compact");
+    assert_true(compact > 0);
     int same_time = 0, early = 0, slower = 0;
     for (uint64_t seed = 1; seed <= 20; seed++) {
-        same_time += choice_with(seed, trim, (truth){ 1.0, 1.0, 0.8, 0.8 }, 400) == trim;
-        early += choice_with(seed, trim, (truth){ 1.0, 1.0, 0.8, 0.8 }, 25) == trim;
-        slower += choice_with(seed, trim, (truth){ 1.04, 1.04, 0.8, 0.8 }, 400) == trim;
-        assert_int_not_equal(choice_with(seed, trim, (truth){ 1.10, 1.10, 0.8, 0.8 }, 400), trim);
-        assert_int_not_equal(choice_with(seed, trim, (truth){ 1.0, 1.0, 0.95, 0.95 }, 400), trim);
+        same_time += choice_with(seed, compact, (truth){ 1.0, 1.0, 0.8, 0.8 }, 400) == compact;
+        early += choice_with(seed, compact, (truth){ 1.0, 1.0, 0.8, 0.8 }, 25) == compact;
+        slower += choice_with(seed, compact, (truth){ 1.04, 1.04, 0.8, 0.8 }, 400) == compact;
+        assert_int_not_equal(choice_with(seed, compact, (truth){ 1.10, 1.10, 0.8, 0.8 }, 400), compact);
+        assert_int_not_equal(choice_with(seed, compact, (truth){ 1.0, 1.0, 0.95, 0.95 }, 400), compact);
     }
     assert_true(same_time >= 16);
     assert_int_equal(early, 0);

@@ -381,7 +381,12 @@ int hkd_learn_observe_with(hkd_learn *l, const hkd_learn_cfg *cfg, const hkd_obs
     l->acc_slow_ns += obs->slow_ns;
     l->acc_large += obs->large_allocs;
     l->acc_faults += obs->faults;
-    l->acc_seconds += obs->interval_s;
+    /* Cached blocks are priced only over intervals in which the site
+     * allocated: a pull that outlives its processes holds nothing after
+     * them, and counting those seconds made caching look costly in
+     * short-lived programs. */
+    if (obs->allocs > 0)
+        l->acc_seconds += obs->interval_s;
     if (l->acc_allocs < cfg->min_allocs && l->pull_intervals < cfg->max_pull_intervals)
         return 0;
     if (l->acc_allocs == 0)

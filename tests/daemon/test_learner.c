@@ -402,6 +402,18 @@ static void cached_memory_is_priced_at_the_memory_weight(void **state)
     cfg.memory_weight_ns = 0;
     assert_true(fabs(hkd_learn_cost(&l, &cfg, 4) - (100 * 300 + 10 * 500.0) / 100) < 1e-6);
 
+    /* Seconds count only while the site allocates: a pull whose process
+     * has exited holds no cached block. */
+    hkd_learn_init(&l);
+    cfg = hkd_learn_default_cfg;
+    cfg.min_allocs = 1000;
+    hkd_obs busy = obs_480k(4), idle = { .interval_s = 1.0 };
+    hkd_learn_observe(&l, &cfg, &busy);
+    for (int i = 0; i < 9; i++)
+        hkd_learn_observe(&l, &cfg, &idle);
+    assert_int_equal(l.acc_allocs, busy.allocs);
+    assert_true(l.acc_seconds == 1.0);
+
     /* At the default price, 1.9 MiB held to save 80 us a second loses, and
      * the blocks stay in segments; at a fiftieth of it, caching wins. */
     assert_int_equal(most_pulled_480k(HKD_MEMORY_WEIGHT_NS), HKD_DEFAULT_ARM);

@@ -433,14 +433,16 @@ stop_daemon() {
 
 # daemon_attached_check: a client under the daemon says in its report that
 # it attached, so the daemon variants really ran against the daemon.  A
-# client does not wait for the daemon's reply; the pause lets it arrive
-# while the program still allocates and so takes it.
+# client registers at its first allocation once 10 ms old (the second
+# burst) and does not wait for the daemon's reply; the second pause lets
+# the reply arrive while the program still allocates, and so takes it.
 daemon_attached_check() {
     local dir=$TMP/daemon-attached
     mkdir -p "$dir"
     if ! timeout "$TMO" env LD_PRELOAD="$PRELOAD" HAKMEM_SHM="$DAEMON_SHM" HAKMEM_STATS=1 \
             perl -e 'my @a = map { "x" x $_ } 1 .. 3000; select(undef, undef, undef, 0.3);
-                         my @b = map { "y" x $_ } 1 .. 3000; print scalar(@a) + scalar(@b), "\n"' \
+                         my @b = map { "y" x $_ } 1 .. 3000; select(undef, undef, undef, 0.3);
+                         my @c = map { "z" x $_ } 1 .. 3000; print scalar(@a) + scalar(@b) + scalar(@c), "\n"' \
                 > "$dir/out" 2> "$dir/err"; then
         fail "daemon: client attached" "perl under the daemon failed" "$(tail -n 10 "$dir/err")"
     elif ! grep -q "registered with .*segment $DAEMON_SHM, generation" "$dir/err"; then

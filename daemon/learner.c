@@ -5,8 +5,8 @@
  * slow-path nanoseconds, page faults (priced at a fixed ns each) and memory
  * BigCache keeps idle (priced per MiB-second at the operator's memory
  * weight, the price the per-binary learner uses: at a cheaper one, a site
- * learned to keep blocks cached that raised its program's peak RSS by a
- * tenth to save a few microseconds a second).  Costs become rewards in
+ * would keep blocks cached that raise its program's peak RSS by a tenth to
+ * save a few microseconds a second).  Costs become rewards in
  * [0,1] on a log scale around the site's reference cost, so rewards are
  * comparable across sites of very different size and UCB1's bounds hold. */
 #include "learner.h"
@@ -383,7 +383,7 @@ int hkd_learn_observe_with(hkd_learn *l, const hkd_learn_cfg *cfg, const hkd_obs
     l->acc_faults += obs->faults;
     /* Cached blocks are priced only over intervals in which the site
      * allocated: a pull that outlives its processes holds nothing after
-     * them, and counting those seconds made caching look costly in
+     * them, and counting those seconds would make caching look costly in
      * short-lived programs. */
     if (obs->allocs > 0)
         l->acc_seconds += obs->interval_s;

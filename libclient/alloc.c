@@ -310,6 +310,13 @@ static void *realloc_impl(void *p, size_t size, uintptr_t ra)
     void *q = alloc_inline(size, ra, 0);
     if (q == NULL) return NULL;           /* the old block is left untouched */
     memcpy(q, p, old < size ? old : size);
+    if (kind == HK_CHUNK_SEGMENT && old > HK_SAMPLED_MAX) {
+        hk_page *page = hk_segment_of(p)->slot_page[(a >> HK_SLOT_SHIFT) & (HK_SLOTS - 1)];
+        if (hk_page_owner(page) == hk_tls_heap) {
+            hk_heap_free_moved(page, p, fn);
+            return q;
+        }
+    }
     free_inline(p, fn);
     return q;
 }

@@ -38,6 +38,7 @@ __thread hk_heap *hk_tls_heap __attribute__((tls_model("initial-exec"))) = &hk_e
 static __thread uint8_t tls_took_over __attribute__((tls_model("initial-exec")));
 
 static uint8_t direct_lo[HK_CLASSES], direct_hi[HK_CLASSES];  /* buckets per class */
+static unsigned first_medium_class;  /* the class of HK_SAMPLED_MAX + 1 */
 static hk_lock heap_lock = HK_LOCK_INIT;
 static hk_heap *live_heaps;
 /* Heaps of exited threads, most recent first.  One that still holds memory
@@ -77,6 +78,7 @@ void hk_heap_process_init(void)
         if (direct_lo[c] == 0xff) direct_lo[c] = (uint8_t)b;
         direct_hi[c] = (uint8_t)b;
     }
+    first_medium_class = hk_size_class(HK_SAMPLED_MAX + 1);
     pthread_key_create(&heap_key, heap_thread_done);
 }
 
@@ -273,6 +275,20 @@ static void release_stale_pool(uint64_t now)
     if (oldest != UINT64_MAX && now - oldest >= delay) pool_release(now, delay, 0);
 }
 
+/* A medium class's current page whose blocks are all free would keep them
+ * resident for good: its phantom use stops it from retiring (a buffer grown
+ * by realloc leaves one such page in every class it passed through).  At
+ * maintenance it gives the phantom up, so the page retires and its span is
+ * purged after the delay like any other.  A small class's page stays: it
+ * is small, and its malloc/free pairs stay on the fast path. */
+static void release_idle_medium(hk_heap *heap)
+{
+    for (unsigned c = first_medium_class; c < HK_CLASSES; c++) {
+        hk_page *pg = heap->current[c];
+        if (pg != &hk_empty_page && pg->used == 1) set_current(heap, c, &hk_empty_page);
+    }
+}
+
 static void maintain(hk_heap *heap)
 {
     uint64_t now = hk_coarse_ns();
@@ -281,6 +297,7 @@ static void maintain(hk_heap *heap)
     uint64_t t0 = hk_ticks();
     release_stale_pool(now);
     hk_segment_adopt_one(heap);          /* memory of exited threads comes back */
+    release_idle_medium(heap);
     hk_segment_maintain(heap, now, 0);
     hk_bigcache_trim(now, BIGCACHE_IDLE_NS);
     if (atomic_load_explicit(&heap->info.epoch, memory_order_relaxed) !=
@@ -337,6 +354,25 @@ void hk_heap_page_emptied(hk_heap *heap, hk_page *pg)
 }
 
 static int take_over(hk_heap *target);
+
+void hk_heap_free_moved(hk_page *pg, void *p, const char *fn)
+{
+    hk_heap *heap = hk_tls_heap;
+    hk_heap_check_block(pg, p, fn);
+#ifdef HAKMEM_HARDENED
+    if (hk_block_is_free(p)) hk_fatal_pointer(fn, "double free", p);
+#endif
+    hk_block_push(pg, p);
+    pg->used--;
+    if (pg->used == 1 && heap->current[pg->cls] == pg)
+        set_current(heap, pg->cls, &hk_empty_page);      /* its phantom was its last use: retires it */
+    else if (pg->used == 0)
+        retire(heap, pg);
+    else
+        return;
+    /* No maintenance ran since: the span is still this heap's, and free. */
+    hk_segment_purge_span(pg);
+}
 
 void hk_heap_check_block(const hk_page *pg, const void *p, const char *fn)
 {

@@ -34,6 +34,11 @@ void hk_heap_free_slow(hk_page *page, void *p, const char *fn);
 void hk_heap_tick(hk_heap *heap);
 /* A local free made the page empty. */
 void hk_heap_page_emptied(hk_heap *heap, hk_page *page);
+/* Frees p, a medium block realloc moved out of pg (a page of the calling
+ * thread's heap): a page left with no block goes back and its memory is
+ * purged now, so that a buffer grown step by step leaves no resident
+ * copies behind. */
+void hk_heap_free_moved(hk_page *pg, void *p, const char *fn);
 /* Collects remote frees, retires empty pages, purges idle memory;
  * force: everything free goes back to the OS now. */
 void hk_heap_collect(hk_heap *heap, int force);

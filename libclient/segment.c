@@ -330,6 +330,17 @@ static void purge_segment(hk_segment *s, uint64_t now, uint64_t delay, int force
     }
 }
 
+void hk_segment_purge_span(const hk_page *page)
+{
+    hk_segment *s = hk_segment_of(page);
+    unsigned first = (unsigned)(page - s->pages);
+    uint64_t mask = run_mask(first, page->span);
+    if ((s->free_slots & mask) != mask || (s->dirty_slots & mask) != mask) return;
+    hk_os_purge((uint8_t *)s + (size_t)first * HK_SLOT_SIZE, (size_t)page->span * HK_SLOT_SIZE);
+    atomic_fetch_add_explicit(&bytes_purged, (uint64_t)page->span * HK_SLOT_SIZE, memory_order_relaxed);
+    s->dirty_slots &= ~mask;
+}
+
 void hk_segment_maintain(hk_heap *heap, uint64_t now, int force)
 {
     uint64_t delay = delay_ns();

@@ -14,6 +14,9 @@
 hk_page *hk_segment_page_alloc(hk_heap *heap, unsigned cls);
 /* The page's blocks are all free: its slots become a free span. */
 void hk_segment_page_free(hk_heap *heap, hk_page *page);
+/* The span that page (a retired one) had goes back to the OS now, if it is
+ * still free. */
+void hk_segment_purge_span(const hk_page *page);
 /* Purges spans idle for longer than the purge delay (of the heap's segments
  * and the retained ones) and hands the heap's empty segments to the retained
  * list, or back to the OS beyond the RETAINED_SEGMENTS knob; force: purges

@@ -10,6 +10,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <time.h>
 
@@ -172,6 +173,64 @@ static void test_phantom_use_of_current_page(void **state)
     assert_ptr_equal(heap->current[cls], &hk_empty_page);
     assert_null(heap->segments);
     assert_int_equal(hk_chunk_kind((uintptr_t)b), HK_CHUNK_NONE);
+}
+
+static int resident(const void *p)
+{
+    unsigned char v = 0;
+    void *page = (void *)((uintptr_t)p & ~(uintptr_t)4095);
+    assert_int_equal(mincore(page, 4096, &v), 0);
+    return v & 1;
+}
+
+/* A buffer grown by realloc through medium sizes (each step a class of its
+ * own, each page the current one of its class) leaves no resident copy
+ * behind: every page it moved out of retires and is purged at once. */
+static void test_realloc_growth_leaves_no_resident_trail(void **state)
+{
+    (void)state;
+    size_t size = 70 * 1024;
+    unsigned char *p = hak_malloc(size);
+    assert_non_null(p);
+    memset(p, 0xa5, size);
+    for (unsigned step = 0; step < 4; step++) {
+        hk_page *old_page = page_of(p);
+        unsigned char *old = p;
+        size *= 2;
+        p = hak_realloc(p, size);
+        assert_non_null(p);
+        assert_ptr_not_equal(p, old);
+        assert_int_equal(p[size / 2 - 1], 0xa5);
+        memset(p + size / 2, 0xa5, size / 2);
+        assert_int_equal(old_page->in_use, 0);
+        assert_false(resident(old + 8192));
+        assert_ptr_not_equal(heap->current[hk_size_class(size / 2)], old_page);
+    }
+    hak_free(p);
+}
+
+/* A medium class's current page left with no block gives its memory up at
+ * the next maintenance, without a forced collection. */
+static void test_idle_medium_page_released_at_maintenance(void **state)
+{
+    (void)state;
+    ut_set_knob(HK_KNOB_PURGE_DELAY_MS, 1);
+    unsigned cls = hk_size_class(256 * 1024);
+    void *a = hk_heap_alloc_class(heap, cls);
+    memset(a, 1, 256 * 1024);
+    hk_page *pa = page_of(a);
+    hak_free(a);
+    assert_ptr_equal(heap->current[cls], pa);        /* the phantom keeps it */
+    heap->last_maintenance_ns = 0;
+    hk_heap_tick(heap);
+    assert_ptr_equal(heap->current[cls], &hk_empty_page);
+    assert_int_equal(pa->in_use, 0);
+    struct timespec nap = { 0, 5 * 1000 * 1000 };
+    nanosleep(&nap, NULL);
+    heap->last_maintenance_ns = 0;
+    hk_heap_tick(heap);
+    assert_false(resident((char *)a + 8192));        /* purged after the delay */
+    hk_knobs_reset();
 }
 
 typedef struct free_job { void **p; unsigned n; } free_job;
@@ -552,6 +611,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_alloc_class_blocks, setup, teardown),
         cmocka_unit_test_setup_teardown(test_page_extension, setup, teardown),
         cmocka_unit_test_setup_teardown(test_phantom_use_of_current_page, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_realloc_growth_leaves_no_resident_trail, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_idle_medium_page_released_at_maintenance, setup, teardown),
         cmocka_unit_test_setup_teardown(test_remote_free_collected, setup, teardown),
         cmocka_unit_test_setup_teardown(test_remote_free_on_slow_path, setup, teardown),
         cmocka_unit_test_setup_teardown(test_refill_reuses_freed_blocks_before_carving, setup, teardown),

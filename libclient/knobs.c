@@ -24,7 +24,7 @@ static const knob_range range[HK_KNOBS] = {
 /* Built-in defaults until the environment is read (knobs.h says why). */
 #define DEFAULTS                                   \
     {                                              \
-        [HK_KNOB_PURGE_DELAY_MS] = 100,            \
+        [HK_KNOB_PURGE_DELAY_MS] = 20,             \
         [HK_KNOB_RETAINED_SEGMENTS] = 8,           \
         [HK_KNOB_PARTIAL_REUSE] = 1,               \
         [HK_KNOB_SMALL_THP] = 0,                   \

@@ -94,7 +94,7 @@ static void test_apply_clamps_and_resets(void **state)
     assert_int_equal(hk_knob(HK_KNOB_PARTIAL_REUSE), 3);
 
     hk_knobs_reset();                                     /* the suite sets no HAKMEM_* */
-    assert_int_equal(hk_knob(HK_KNOB_PURGE_DELAY_MS), 100);
+    assert_int_equal(hk_knob(HK_KNOB_PURGE_DELAY_MS), 20);
     assert_int_equal(hk_knob(HK_KNOB_RETAINED_SEGMENTS), 8);
     assert_int_equal(hk_knob(HK_KNOB_PARTIAL_REUSE), 1);
     assert_int_equal(hk_knob(HK_KNOB_SMALL_THP), 0);
@@ -136,7 +136,7 @@ static void test_environment_sets_what_reset_returns_to(void **state)
 
     /* The built-in defaults again, for the tests that follow. */
     static const char *const defaults[][2] = {
-        { "HAKMEM_PURGE_DELAY_MS", "100" }, { "HAKMEM_RETAINED_SEGMENTS", "8" }, { "HAKMEM_PARTIAL_REUSE", "1" },
+        { "HAKMEM_PURGE_DELAY_MS", "20" }, { "HAKMEM_RETAINED_SEGMENTS", "8" }, { "HAKMEM_PARTIAL_REUSE", "1" },
         { "HAKMEM_SMALL_THP", "0" }, { "HAKMEM_LARGE_THRESHOLD", "1M" }, { "HAKMEM_BIGCACHE_BYTES", "128M" },
         { "HAKMEM_MEDIUM_PAGE_BLOCKS", "8" },
     };

@@ -62,7 +62,7 @@ static void test_defaults(void **state)
     assert_int_equal(at_start.large_threshold, 1 << 20);
     assert_int_equal(at_start.bigcache_slots, 4);
     assert_int_equal(at_start.sample_bytes, 256 * 1024);
-    assert_int_equal(at_start.purge_delay_ms, 100);
+    assert_int_equal(at_start.purge_delay_ms, 20);
     /* With nothing set, loading changes nothing. */
     hk_options before = hk_opt;
     hk_options_load();

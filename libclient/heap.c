@@ -281,12 +281,19 @@ static void release_stale_pool(uint64_t now)
  * maintenance it gives the phantom up, so the page retires and its span is
  * purged after the delay like any other.  A small class's page stays: it
  * is small, and its malloc/free pairs stay on the fast path. */
+/* The current page of cls gives its phantom up if that is its only use,
+ * and so retires; 1 if it did. */
+static int drop_idle_current(hk_heap *heap, unsigned cls)
+{
+    hk_page *pg = heap->current[cls];
+    if (pg == &hk_empty_page || pg->used != 1) return 0;
+    set_current(heap, cls, &hk_empty_page);
+    return 1;
+}
+
 static void release_idle_medium(hk_heap *heap)
 {
-    for (unsigned c = first_medium_class; c < HK_CLASSES; c++) {
-        hk_page *pg = heap->current[c];
-        if (pg != &hk_empty_page && pg->used == 1) set_current(heap, c, &hk_empty_page);
-    }
+    for (unsigned c = first_medium_class; c < HK_CLASSES; c++) drop_idle_current(heap, c);
 }
 
 static void maintain(hk_heap *heap)
@@ -355,25 +362,6 @@ void hk_heap_page_emptied(hk_heap *heap, hk_page *pg)
 
 static int take_over(hk_heap *target);
 
-void hk_heap_free_moved(hk_page *pg, void *p, const char *fn)
-{
-    hk_heap *heap = hk_tls_heap;
-    hk_heap_check_block(pg, p, fn);
-#ifdef HAKMEM_HARDENED
-    if (hk_block_is_free(p)) hk_fatal_pointer(fn, "double free", p);
-#endif
-    hk_block_push(pg, p);
-    pg->used--;
-    if (pg->used == 1 && heap->current[pg->cls] == pg)
-        set_current(heap, pg->cls, &hk_empty_page);      /* its phantom was its last use: retires it */
-    else if (pg->used == 0)
-        retire(heap, pg);
-    else
-        return;
-    /* No maintenance ran since: the span is still this heap's, and free. */
-    hk_segment_purge_span(pg);
-}
-
 void hk_heap_check_block(const hk_page *pg, const void *p, const char *fn)
 {
     if (pg == &hk_invalid_page || !pg->in_use || pg->block_size == 0)
@@ -382,13 +370,36 @@ void hk_heap_check_block(const hk_page *pg, const void *p, const char *fn)
     if (!hk_page_has_block(pg, (uintptr_t)p, carved)) hk_fatal_pointer(fn, "invalid pointer", p);
 }
 
-void hk_heap_free_slow(hk_page *pg, void *p, const char *fn)
+/* What every free off the fast path checks before it touches p. */
+static void check_free(const hk_page *pg, void *p, const char *fn)
 {
     hk_heap_check_block(pg, p, fn);
-    hk_block *b = p;
 #ifdef HAKMEM_HARDENED
-    if (hk_block_is_free(b)) hk_fatal_pointer(fn, "double free", p);
+    if (hk_block_is_free(p)) hk_fatal_pointer(fn, "double free", p);
 #endif
+}
+
+void hk_heap_free_moved(hk_page *pg, void *p, const char *fn)
+{
+    hk_heap *heap = hk_tls_heap;
+    check_free(pg, p, fn);
+    hk_block_push(pg, p);
+    pg->used--;
+    if (heap->current[pg->cls] == pg) {
+        if (!drop_idle_current(heap, pg->cls)) return;
+    } else if (pg->used == 0) {
+        retire(heap, pg);
+    } else {
+        return;
+    }
+    /* No maintenance ran since: the span is still this heap's, and free. */
+    hk_segment_purge_span(pg);
+}
+
+void hk_heap_free_slow(hk_page *pg, void *p, const char *fn)
+{
+    check_free(pg, p, fn);
+    hk_block *b = p;
     hk_heap *me = hk_tls_heap;
     hk_heap *owner = atomic_load_explicit(&pg->heap, memory_order_acquire);
     if (owner != me && owner != NULL && !tls_took_over &&

@@ -87,10 +87,9 @@ static void prior_write(core_prior *p, const hkd_site_key *key, const hkd_prior 
 
 /* A record takes the fleet's sizes and reference cost when it has none of
  * its own (so its rewards are on the fleet's scale), and, while no pull of
- * its own is under way, the arm the fleet's statistics choose: the best
- * one while this host has pulled nothing (a host that joins exploits what
- * the fleet learned; exploring is for the end of its own pulls), else
- * UCB1's choice over both.  1 when the arm it runs changed. */
+ * its own is under way, the arm the fleet's statistics choose
+ * (hkd_learn_next_with: a host that joins exploits what the fleet learned
+ * before it explores).  1 when the arm it runs changed. */
 static int take_prior(site_rec *r, const hkd_fleet_sum *s, const hkd_prior *prior)
 {
     hkd_learn *l = &r->learn;
@@ -101,9 +100,7 @@ static int take_prior(site_rec *r, const hkd_fleet_sum *s, const hkd_prior *prio
     if (l->ref_cost <= 0.0 && s->ref_cost > 0.0)
         l->ref_cost = s->ref_cost;
     if (l->pinned < 0 && l->acc_allocs == 0 && l->settle == 0) {
-        int next = l->total_pulls == 0 ? hkd_learn_best_with(l, prior) : -1;
-        if (next < 0)
-            next = hkd_ucb_select_with(l, prior, g.cfg.learn.explore);
+        int next = hkd_learn_next_with(l, prior, g.cfg.learn.explore);
         if (next != l->current) {
             l->current = next;
             hkd_learn_resume(l, r->processes ? g.cfg.learn.settle_intervals : 0);

@@ -310,6 +310,31 @@ int hkd_ucb_select_with(const hkd_learn *l, const hkd_prior *p, double explore)
     return best;
 }
 
+/* A host that joins a site the fleet has measured confirms the fleet's
+ * choice before it explores: for its first pulls it runs the arm of the
+ * best combined mean.  One costly pull (a first process's cold faults, a
+ * loaded machine) then cannot send it exploring arms other hosts already
+ * measured; if its own pulls disagree, they move that best arm too. */
+#define FLEET_CONFIRM_PULLS 4
+
+static int prior_has_pulls(const hkd_prior *p)
+{
+    double n = 0.0;
+    for (int i = 0; i < HKD_N_ARMS; i++)
+        n += p->pulls[i];
+    return n > 0.0;
+}
+
+int hkd_learn_next_with(const hkd_learn *l, const hkd_prior *p, double explore)
+{
+    if (p && l->total_pulls < FLEET_CONFIRM_PULLS && prior_has_pulls(p)) {
+        int best = hkd_learn_best_with(l, p);
+        if (best >= 0)
+            return best;
+    }
+    return hkd_ucb_select_with(l, p, explore);
+}
+
 static void halve_counts(hkd_learn *l)
 {
     /* Halving keeps every mean and lets the site follow a changed workload. */
@@ -399,7 +424,7 @@ int hkd_learn_observe_with(hkd_learn *l, const hkd_learn_cfg *cfg, const hkd_obs
         l->ref_cost = cost;
     hkd_ucb_update(l, arm, hkd_reward_from_cost(cost, l->ref_cost), cfg->window);
 
-    int next = l->pinned >= 0 ? l->pinned : hkd_ucb_select_with(l, prior, cfg->explore);
+    int next = l->pinned >= 0 ? l->pinned : hkd_learn_next_with(l, prior, cfg->explore);
     int changed = next != l->current;
     l->current = next;
     reset_pull(l, changed ? cfg->settle_intervals : 0);

@@ -96,6 +96,10 @@ typedef struct hkd_prior {
 
 /* UCB1 over the site's own statistics plus the fleet's (p may be NULL). */
 int    hkd_ucb_select_with(const hkd_learn *l, const hkd_prior *p, double explore);
+/* The arm a site pulls next: UCB1 over both, except that while the site
+ * has fewer than four pulls of its own and the fleet has some, the best
+ * arm of both (a host confirms the fleet's choice before it explores). */
+int    hkd_learn_next_with(const hkd_learn *l, const hkd_prior *p, double explore);
 /* hkd_learn_settled over the own statistics plus the fleet's. */
 int    hkd_learn_settled_with(const hkd_learn *l, const hkd_prior *p);
 /* The arm a site settles on given both: the relevant arm of the best mean

@@ -229,6 +229,46 @@ static void prior_chooses_without_exploring(void **state)
     assert_int_equal(l.current, 2);
 }
 
+/* A fleet that settled arm 0 but pulled arm 2 only twice: UCB1 over the
+ * sums would explore arm 2 at a joining host's first choice. */
+static void joining_host_confirms_before_exploring(void **state)
+{
+    (void)state;
+    hkd_learn l;
+    learner_2m(&l);
+    hkd_prior p;
+    memset(&p, 0, sizeof p);
+    p.pulls[0] = 20;
+    p.reward_sum[0] = 20 * 0.55;
+    p.pulls[2] = 2;
+    p.reward_sum[2] = 2 * 0.45;
+    assert_int_equal(hkd_ucb_select_with(&l, &p, 0.25), 2);
+    assert_int_equal(hkd_learn_next_with(&l, &p, 0.25), 0);
+    hkd_learn_cfg cfg = hkd_learn_default_cfg;
+    cfg.settle_intervals = 0;
+    l.ref_cost = 100;
+    /* Each pull of its own costs a little more than the fleet's mean. */
+    hkd_obs o = { .allocs = 100, .bytes = 100u << 21, .slow_ns = 100 * 110, .interval_s = 1 };
+    for (int i = 0; i < 3; i++) {
+        hkd_learn_observe_with(&l, &cfg, &o, &p);
+        assert_int_equal(l.current, 0);
+    }
+    /* The fourth pull of the fleet's arm; then UCB1 explores as it would. */
+    hkd_learn_observe_with(&l, &cfg, &o, &p);
+    assert_int_equal(l.pulls[0], 4);
+    assert_int_equal(l.pulls[2], 0);
+    assert_int_equal(l.current, 2);
+    /* Without a prior's pulls the rule is moot: a lone site explores. */
+    hkd_prior none;
+    memset(&none, 0, sizeof none);
+    hkd_learn alone;
+    learner_2m(&alone);
+    alone.pulls[0] = 1;
+    alone.mean[0] = 0.5f;
+    alone.total_pulls = 1;
+    assert_int_equal(hkd_learn_next_with(&alone, &none, 0.25), 2);
+}
+
 static void no_prior_is_the_plain_learner(void **state)
 {
     (void)state;
@@ -487,6 +527,7 @@ int main(void)
         cmocka_unit_test(codec_rejects_every_truncation),
         cmocka_unit_test(codec_rejects_what_does_not_check),
         cmocka_unit_test(prior_chooses_without_exploring),
+        cmocka_unit_test(joining_host_confirms_before_exploring),
         cmocka_unit_test(no_prior_is_the_plain_learner),
         cmocka_unit_test(core_takes_the_fleet_without_writing_it_back),
         cmocka_unit_test(control_keys_round_trip_and_reject_the_rest),

@@ -114,7 +114,7 @@ static inline __attribute__((always_inline)) void free_inline(void *p, const cha
             if (unlikely(hk_block_is_free(b))) hk_fatal_pointer(fn, "double free", p);
 #endif
             hk_block_push(page, b);
-            if (unlikely(--page->used == 0)) hk_heap_page_emptied(heap, page);
+            if (unlikely(hk_page_unuse(page) == 0)) hk_heap_page_emptied(heap, page);
             return;
         }
         hk_heap_free_slow(page, p, fn);
@@ -411,9 +411,6 @@ EXPORT void hakmem_collect(void)
 {
     hk_heap_release_pooled();
     hk_heap *heap = hk_heap_for_thread();
-    if (heap != NULL) {
-        while (hk_segment_adopt_one(heap)) {}   /* what exited threads left behind */
-        hk_heap_collect(heap, 1);
-    }
+    if (heap != NULL) hk_heap_collect(heap, 1);     /* what exited threads left behind too */
     hk_bigcache_trim(0, 0);
 }

@@ -255,17 +255,22 @@ static hk_page *find_page(hk_heap *heap, unsigned cls)
 void *hk_heap_alloc_class_slow(hk_heap *heap, unsigned cls)
 {
     uint64_t t0 = hk_ticks();
+    hk_lock_acquire(&heap->own);
     hk_page *pg = find_page(heap, cls);
+    hk_block *b = NULL;
+    if (pg != NULL) {
+        b = pg->free;
+        hk_block_pop(pg, b);
+        pg->used++;
+    }
+    hk_lock_release(&heap->own);
     hk_count_own(&heap->counts.refill_ticks, hk_ticks() - t0);
     hk_count_own(&heap->counts.refills, 1);
-    if (pg == NULL) return NULL;
-    hk_block *b = pg->free;
-    hk_block_pop(pg, b);
-    pg->used++;
     return b;
 }
 
 static void pool_release(uint64_t now, uint64_t delay, int all);
+static void info_publish(hk_heap *heap);
 
 /* Pooled memory unclaimed for the purge delay goes back (pool_release). */
 static void release_stale_pool(uint64_t now)
@@ -296,20 +301,87 @@ static void release_idle_medium(hk_heap *heap)
     for (unsigned c = first_medium_class; c < HK_CLASSES; c++) drop_idle_current(heap, c);
 }
 
+/* A heap whose thread has done no allocator work for IDLE_HEAP_NS (blocked:
+ * a main thread in pthread_join while its workers free everything it
+ * allocated) would keep every block other threads free into it, as only its
+ * own slow paths collect them.  Other threads' maintenance takes such
+ * pages back for it, at most once every IDLE_HEAP_NS: under the heap list
+ * lock (so no fork, exit or pooling runs meanwhile) and the heap's own
+ * lock, taken only if free (so the owner's slow paths are excluded, and a
+ * busy heap is simply skipped), it retires and purges each page that is not
+ * current and whose blocks handed out are all on its remote list.  Such a
+ * page is safe from the owner's fast paths: they allocate only from
+ * current pages, and free only blocks that are in use, of which it has
+ * none; its use count, read first, can then only have been lowered by a
+ * free that is already complete.  (larson: the main thread's heap held a
+ * fifth of the peak in blocks its workers had freed.) */
+#define IDLE_HEAP_NS 40000000ull
+static _Atomic uint64_t last_reclaim_ns;
+static _Atomic uint64_t pages_reclaimed;
+
+uint64_t hk_heap_pages_reclaimed(void) { return atomic_load_explicit(&pages_reclaimed, memory_order_relaxed); }
+
+static void reclaim_pages_of(hk_heap *h)
+{
+    for (unsigned c = 0; c < HK_CLASSES; c++) {
+        hk_page *pg = h->queue[c];
+        if (pg == NULL) continue;
+        unsigned n = 0;
+        do { n++; pg = pg->next; } while (pg != h->queue[c]);
+        for (; n > 0; n--) {
+            hk_page *next = pg->next;
+            if (pg == h->current[c]) {       /* its owner may be allocating from it */
+                pg = next;
+                continue;
+            }
+            uint32_t used = __atomic_load_n(&pg->used, __ATOMIC_ACQUIRE);
+            uint32_t remote = hk_remote_count(atomic_load_explicit(&pg->remote, memory_order_acquire));
+            if (remote != 0 && remote == used) {
+                atomic_store_explicit(&pg->remote, 0, memory_order_relaxed);   /* its blocks are all free */
+                retire(h, pg);
+                hk_segment_purge_span(pg);
+                atomic_fetch_add_explicit(&pages_reclaimed, 1, memory_order_relaxed);
+            }
+            pg = next;
+        }
+    }
+}
+
+static void reclaim_idle_heaps(hk_heap *me, uint64_t now)
+{
+    uint64_t last = atomic_load_explicit(&last_reclaim_ns, memory_order_relaxed);
+    if (now - last < IDLE_HEAP_NS ||
+        !atomic_compare_exchange_strong_explicit(&last_reclaim_ns, &last, now, memory_order_relaxed,
+                                                 memory_order_relaxed))
+        return;
+    hk_lock_acquire(&heap_lock);
+    for (hk_heap *h = live_heaps; h; h = h->next_heap) {
+        if (h == me || now - __atomic_load_n(&h->last_maintenance_ns, __ATOMIC_RELAXED) < IDLE_HEAP_NS ||
+            !hk_lock_try(&h->own))
+            continue;
+        reclaim_pages_of(h);
+        hk_lock_release(&h->own);
+    }
+    hk_lock_release(&heap_lock);
+}
+
 static void maintain(hk_heap *heap)
 {
     uint64_t now = hk_coarse_ns();
     if (now - heap->last_maintenance_ns < MAINTAIN_NS) return;
-    heap->last_maintenance_ns = now;
+    __atomic_store_n(&heap->last_maintenance_ns, now, __ATOMIC_RELAXED);   /* read by reclaim_idle_heaps */
     uint64_t t0 = hk_ticks();
     release_stale_pool(now);
+    reclaim_idle_heaps(heap, now);
+    hk_lock_acquire(&heap->own);
     hk_segment_adopt_one(heap);          /* memory of exited threads comes back */
     release_idle_medium(heap);
     hk_segment_maintain(heap, now, 0);
-    hk_bigcache_trim(now, BIGCACHE_IDLE_NS);
     if (atomic_load_explicit(&heap->info.epoch, memory_order_relaxed) !=
         atomic_load_explicit(&info_requested, memory_order_relaxed))
-        hk_heap_info_publish(heap);
+        info_publish(heap);
+    hk_lock_release(&heap->own);
+    hk_bigcache_trim(now, BIGCACHE_IDLE_NS);
     hk_count_own(&heap->counts.maintain_ticks, hk_ticks() - t0);
     hk_shm_client_tick(now);
 }
@@ -355,7 +427,9 @@ void hk_heap_tick(hk_heap *heap)
 void hk_heap_page_emptied(hk_heap *heap, hk_page *pg)
 {
     uint64_t t0 = hk_ticks();
+    hk_lock_acquire(&heap->own);
     retire(heap, pg);                            /* never current: see set_current */
+    hk_lock_release(&heap->own);
     hk_count_own(&heap->counts.retire_ticks, hk_ticks() - t0);
     if ((++heap->slow_calls % 16) == 0) maintain(heap);
 }
@@ -383,17 +457,19 @@ void hk_heap_free_moved(hk_page *pg, void *p, const char *fn)
 {
     hk_heap *heap = hk_tls_heap;
     check_free(pg, p, fn);
+    hk_lock_acquire(&heap->own);
     hk_block_push(pg, p);
     pg->used--;
-    if (heap->current[pg->cls] == pg) {
-        if (!drop_idle_current(heap, pg->cls)) return;
-    } else if (pg->used == 0) {
+    int retired = 1;
+    if (heap->current[pg->cls] == pg)
+        retired = drop_idle_current(heap, pg->cls);
+    else if (pg->used == 0)
         retire(heap, pg);
-    } else {
-        return;
-    }
+    else
+        retired = 0;
     /* No maintenance ran since: the span is still this heap's, and free. */
-    hk_segment_purge_span(pg);
+    if (retired) hk_segment_purge_span(pg);
+    hk_lock_release(&heap->own);
 }
 
 void hk_heap_free_slow(hk_page *pg, void *p, const char *fn)
@@ -409,7 +485,7 @@ void hk_heap_free_slow(hk_page *pg, void *p, const char *fn)
     }
     if (owner == me) {
         hk_block_push(pg, b);
-        if (--pg->used == 0) hk_heap_page_emptied(me, pg);
+        if (hk_page_unuse(pg) == 0) hk_heap_page_emptied(me, pg);
         return;
     }
     remote_push(pg, b);
@@ -437,8 +513,12 @@ static void collect_pages(hk_heap *heap, int drop_current)
 void hk_heap_collect(hk_heap *heap, int force)
 {
     uint64_t t0 = hk_ticks();
+    hk_lock_acquire(&heap->own);
+    if (force)
+        while (hk_segment_adopt_one(heap)) {}   /* what exited threads left behind */
     collect_pages(heap, force);
     hk_segment_maintain(heap, hk_coarse_ns(), force);
+    hk_lock_release(&heap->own);
     hk_count_own(&heap->counts.maintain_ticks, hk_ticks() - t0);
 }
 
@@ -449,7 +529,7 @@ void hk_heap_info_request(void)
     atomic_fetch_add_explicit(&info_requested, 1, memory_order_relaxed);
 }
 
-void hk_heap_info_publish(hk_heap *heap)
+static void info_publish(hk_heap *heap)
 {
     uint64_t used = 0, free_blocks = 0, dirty_slots = 0;
     for (unsigned c = 0; c < HK_CLASSES; c++) {
@@ -469,6 +549,13 @@ void hk_heap_info_publish(hk_heap *heap)
     atomic_store_explicit(&heap->info.dirty_bytes, dirty_slots * HK_SLOT_SIZE, memory_order_relaxed);
     atomic_store_explicit(&heap->info.epoch, atomic_load_explicit(&info_requested, memory_order_relaxed),
                           memory_order_relaxed);
+}
+
+void hk_heap_info_publish(hk_heap *heap)
+{
+    hk_lock_acquire(&heap->own);
+    info_publish(heap);
+    hk_lock_release(&heap->own);
 }
 
 /* ---- heap lifetime ---------------------------------------------------- */
@@ -552,6 +639,7 @@ static void unlink_live(hk_heap *h)
 static void serve_thread(hk_heap *h)
 {
     heap_reset(h);
+    h->last_maintenance_ns = hk_coarse_ns();    /* not idle: reclaim_idle_heaps */
     hk_lock_acquire(&heap_lock);
     link_live(h);
     hk_lock_release(&heap_lock);
@@ -610,9 +698,11 @@ static void heap_unlink_and_pool(hk_heap *h, uint64_t now)
  * count there for mallinfo from then on). */
 static void heap_abandon(hk_heap *h)
 {
+    hk_lock_acquire(&h->own);
     collect_pages(h, 1);
     hk_segment_abandon_all(h);
     for (unsigned c = 0; c < HK_CLASSES; c++) h->queue[c] = NULL;
+    hk_lock_release(&h->own);
     atomic_store_explicit(&h->info.used_bytes, 0, memory_order_relaxed);
     atomic_store_explicit(&h->info.free_blocks, 0, memory_order_relaxed);
     atomic_store_explicit(&h->info.dirty_bytes, 0, memory_order_relaxed);
@@ -670,9 +760,11 @@ static void pool_heap(hk_heap *h)
     if (hk_knob(HK_KNOB_PURGE_DELAY_MS) == 0) {
         heap_abandon(h);
     } else {
+        hk_lock_acquire(&h->own);
         collect_pages(h, 0);
         hk_segment_maintain(h, now, 0);
-        hk_heap_info_publish(h);
+        info_publish(h);
+        hk_lock_release(&h->own);
     }
     hk_count_own(&h->counts.maintain_ticks, hk_ticks() - t0);
     heap_unlink_and_pool(h, now);
@@ -724,6 +816,7 @@ void hk_heap_fork_child(void)
     live_count = 0;
     memset(&exited_counts, 0, sizeof exited_counts);    /* the child counts from zero */
     if (me != &hk_empty_heap) {
+        hk_lock_reinit(&me->own);
         memset(&me->counts, 0, sizeof me->counts);
         me->next_heap = me->prev_heap = NULL;
         live_heaps = me;

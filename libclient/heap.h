@@ -40,7 +40,8 @@ void hk_heap_page_emptied(hk_heap *heap, hk_page *page);
  * copies behind. */
 void hk_heap_free_moved(hk_page *pg, void *p, const char *fn);
 /* Collects remote frees, retires empty pages, purges idle memory;
- * force: everything free goes back to the OS now. */
+ * force: first adopts every abandoned segment, then everything free goes
+ * back to the OS now. */
 void hk_heap_collect(hk_heap *heap, int force);
 /* The heaps of exited threads waiting in the pool for a new thread give
  * their memory up now (their segments abandoned, their free memory purged). */
@@ -64,6 +65,8 @@ void hk_heap_check_block(const hk_page *page, const void *p, const char *fn);
 
 void hk_heap_process_init(void);
 unsigned hk_heap_live_count(void);
+/* Pages other threads took back from idle heaps (heap.c: reclaim_idle_heaps). */
+uint64_t hk_heap_pages_reclaimed(void);
 uint64_t hk_heap_remote_collected(void);
 
 void hk_heap_fork_prepare(void);

@@ -37,6 +37,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "lock.h"
+
 #define likely(x)   __builtin_expect(!!(x), 1)
 #define unlikely(x) __builtin_expect(!!(x), 0)
 #define HK_NOINLINE __attribute__((noinline))
@@ -190,6 +192,9 @@ struct hk_heap {
     _Alignas(64) _Atomic uint8_t pooled;  /* 1 while in the pool of exited threads' heaps
                                       * (written under the heap list lock, peeked at
                                       * by remote frees; never reset with the rest) */
+    hk_lock own;                     /* held over every change to the queues and segments:
+                                      * by the owner's slow paths, and by another thread
+                                      * reclaiming pages of an idle heap (heap.c) */
     _Alignas(64) uint64_t slow_calls;
     uint64_t medium_calls;
     uint32_t sites_known;            /* process site count this thread last saw */
@@ -214,6 +219,16 @@ struct hk_heap {
 #define hk_page_owner(pg) atomic_load_explicit(&(pg)->heap, memory_order_relaxed)
 #else
 #define hk_page_owner(pg) (*(hk_heap *const *)&(pg)->heap)
+#endif
+
+/* A page's use, lowered by a free of the owner's.  Another thread may read
+ * it while it reclaims an idle heap's pages (heap.c), which the aligned
+ * store of the plain decrement allows; under TSan the decrement is atomic
+ * so that the race the checker reports is a real one. */
+#if defined(__SANITIZE_THREAD__)
+#define hk_page_unuse(pg) __atomic_sub_fetch(&(pg)->used, 1, __ATOMIC_RELEASE)
+#else
+#define hk_page_unuse(pg) (--(pg)->used)
 #endif
 
 extern hk_heap hk_empty_heap;

@@ -19,6 +19,13 @@ static inline void hk_lock_acquire(hk_lock *l)
     }
 }
 
+/* 1 if it took the lock, 0 (at once) if someone holds it. */
+static inline int hk_lock_try(hk_lock *l)
+{
+    return atomic_load_explicit(&l->v, memory_order_relaxed) == 0 &&
+           atomic_exchange_explicit(&l->v, 1, memory_order_acquire) == 0;
+}
+
 static inline void hk_lock_release(hk_lock *l)
 {
     atomic_store_explicit(&l->v, 0, memory_order_release);

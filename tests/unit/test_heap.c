@@ -239,6 +239,95 @@ static void test_idle_medium_page_released_at_maintenance(void **state)
     hk_knobs_reset();
 }
 
+/* A thread that allocated blocks and then blocks (a main thread in
+ * pthread_join) while another frees them all: another thread's maintenance
+ * retires and purges the idle heap's pages that are not current, and the
+ * idle thread carries on allocating afterwards as if nothing happened. */
+enum { IDLE_BLOCKS = 24, IDLE_SIZE = 16 * 1024 };
+
+typedef struct idle_job {
+    void *p[IDLE_BLOCKS];
+    hk_page *pages[IDLE_BLOCKS];
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int stage;                          /* 1: allocated; 2: may go on; 3: done */
+    int ok_after;
+} idle_job;
+
+static void idle_stage(idle_job *j, int stage)
+{
+    pthread_mutex_lock(&j->mu);
+    j->stage = stage;
+    pthread_cond_broadcast(&j->cv);
+    pthread_mutex_unlock(&j->mu);
+}
+
+static void idle_wait(idle_job *j, int stage)
+{
+    pthread_mutex_lock(&j->mu);
+    while (j->stage < stage) pthread_cond_wait(&j->cv, &j->mu);
+    pthread_mutex_unlock(&j->mu);
+}
+
+static void *alloc_then_idle(void *arg)
+{
+    idle_job *j = arg;
+    for (unsigned i = 0; i < IDLE_BLOCKS; i++) {
+        j->p[i] = hak_malloc(IDLE_SIZE);
+        memset(j->p[i], 0x5a, IDLE_SIZE);
+        j->pages[i] = page_of(j->p[i]);
+    }
+    idle_stage(j, 1);
+    idle_wait(j, 2);
+    /* Its heap lost pages while it slept: it allocates and frees as before. */
+    void *q[IDLE_BLOCKS];
+    int ok = 1;
+    for (unsigned i = 0; i < IDLE_BLOCKS; i++) {
+        q[i] = hak_malloc(IDLE_SIZE);
+        memset(q[i], (int)i, IDLE_SIZE);
+    }
+    for (unsigned i = 0; i < IDLE_BLOCKS; i++) {
+        ok &= ((unsigned char *)q[i])[IDLE_SIZE - 1] == (unsigned char)i;
+        hak_free(q[i]);
+    }
+    j->ok_after = ok;
+    idle_stage(j, 3);
+    return NULL;
+}
+
+static void test_idle_heap_pages_reclaimed(void **state)
+{
+    (void)state;
+    idle_job j;
+    memset(&j, 0, sizeof j);
+    pthread_mutex_init(&j.mu, NULL);
+    pthread_cond_init(&j.cv, NULL);
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, alloc_then_idle, &j), 0);
+    idle_wait(&j, 1);
+    hk_page *last = j.pages[IDLE_BLOCKS - 1];           /* its class's current page */
+    unsigned earlier = 0;                               /* blocks on pages before it */
+    while (j.pages[earlier] != last) earlier++;
+    assert_true(earlier >= 8);
+    for (unsigned i = 0; i < IDLE_BLOCKS; i++) hak_free(j.p[i]);    /* all remote */
+    assert_true(resident((char *)j.p[0] + 8192));
+    uint64_t before = hk_heap_pages_reclaimed();
+    struct timespec nap = { 0, 100 * 1000 * 1000 };   /* past the idle time and the last reclaim */
+    nanosleep(&nap, NULL);
+    heap->last_maintenance_ns = 0;
+    hk_heap_tick(heap);
+    assert_true(hk_heap_pages_reclaimed() >= before + 1);
+    for (unsigned i = 0; i < earlier; i++) {
+        assert_int_equal(j.pages[i]->in_use, 0);
+        assert_false(resident((char *)j.p[i] + 8192));
+    }
+    assert_int_equal(last->in_use, 1);                  /* the current page stays */
+    idle_stage(&j, 2);
+    idle_wait(&j, 3);
+    assert_int_equal(pthread_join(t, NULL), 0);
+    assert_true(j.ok_after);
+}
+
 typedef struct free_job { void **p; unsigned n; } free_job;
 
 static void *free_all(void *arg)
@@ -619,6 +708,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_phantom_use_of_current_page, setup, teardown),
         cmocka_unit_test_setup_teardown(test_realloc_growth_leaves_no_resident_trail, setup, teardown),
         cmocka_unit_test_setup_teardown(test_idle_medium_page_released_at_maintenance, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_idle_heap_pages_reclaimed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_remote_free_collected, setup, teardown),
         cmocka_unit_test_setup_teardown(test_remote_free_on_slow_path, setup, teardown),
         cmocka_unit_test_setup_teardown(test_refill_reuses_freed_blocks_before_carving, setup, teardown),

@@ -118,6 +118,18 @@ static void queue_insert(hk_heap *heap, hk_page *pg, int as_head)
 static void retire(hk_heap *heap, hk_page *pg);
 static void collect_remote(hk_heap *heap, hk_page *pg);
 
+/* Pages in the queue of class cls, counted before a walk that may retire
+ * some of them (retiring one unlinks it, so the walk cannot stop at the
+ * head it started from). */
+static unsigned queue_length(const hk_heap *heap, unsigned cls)
+{
+    const hk_page *head = heap->queue[cls], *pg = head;
+    unsigned n = 0;
+    if (pg == NULL) return 0;
+    do { n++; pg = pg->next; } while (pg != head);
+    return n;
+}
+
 /* The current page of a class holds one phantom use, so that freeing its
  * last real block does not make it look empty: a malloc/free pair on an
  * otherwise idle class stays entirely on the fast path.  The phantom moves
@@ -280,12 +292,6 @@ static void release_stale_pool(uint64_t now)
     if (oldest != UINT64_MAX && now - oldest >= delay) pool_release(now, delay, 0);
 }
 
-/* A medium class's current page whose blocks are all free would keep them
- * resident for good: its phantom use stops it from retiring (a buffer grown
- * by realloc leaves one such page in every class it passed through).  At
- * maintenance it gives the phantom up, so the page retires and its span is
- * purged after the delay like any other.  A small class's page stays: it
- * is small, and its malloc/free pairs stay on the fast path. */
 /* The current page of cls gives its phantom up if that is its only use,
  * and so retires; 1 if it did. */
 static int drop_idle_current(hk_heap *heap, unsigned cls)
@@ -296,6 +302,12 @@ static int drop_idle_current(hk_heap *heap, unsigned cls)
     return 1;
 }
 
+/* A medium class's current page whose blocks are all free would keep them
+ * resident for good: its phantom use stops it from retiring (a buffer grown
+ * by realloc leaves one such page in every class it passed through).  At
+ * maintenance it gives the phantom up, so the page retires and its span is
+ * purged after the delay like any other.  A small class's page stays: it
+ * is small, and its malloc/free pairs stay on the fast path. */
 static void release_idle_medium(hk_heap *heap)
 {
     for (unsigned c = first_medium_class; c < HK_CLASSES; c++) drop_idle_current(heap, c);
@@ -325,10 +337,7 @@ static void reclaim_pages_of(hk_heap *h)
 {
     for (unsigned c = 0; c < HK_CLASSES; c++) {
         hk_page *pg = h->queue[c];
-        if (pg == NULL) continue;
-        unsigned n = 0;
-        do { n++; pg = pg->next; } while (pg != h->queue[c]);
-        for (; n > 0; n--) {
+        for (unsigned n = queue_length(h, c); n > 0; n--) {
             hk_page *next = pg->next;
             if (pg == h->current[c]) {       /* its owner may be allocating from it */
                 pg = next;
@@ -497,11 +506,8 @@ static void collect_pages(hk_heap *heap, int drop_current)
 {
     for (unsigned c = 0; c < HK_CLASSES; c++) {
         if (drop_current) set_current(heap, c, &hk_empty_page);
-        unsigned n = 0;
         hk_page *pg = heap->queue[c];
-        if (pg == NULL) continue;
-        do { n++; pg = pg->next; } while (pg != heap->queue[c]);
-        for (; n > 0; n--) {
+        for (unsigned n = queue_length(heap, c); n > 0; n--) {
             hk_page *next = pg->next;
             collect_remote(heap, pg);
             if (pg->used == 0) retire(heap, pg);

@@ -1,4 +1,5 @@
-/* A small test-and-test-and-set lock for the allocator's rare global paths.
+/* A small test-and-test-and-set lock for the allocator's rare paths (global
+ * lists, a heap's slow paths).
  * It never allocates and is trivially reinitialised in a fork child. */
 #ifndef HK_LOCK_H
 #define HK_LOCK_H

@@ -1,12 +1,15 @@
-/* Thread heap box.  Everything here runs on the owning thread except the
- * remote push in hk_heap_free_slow and the heap list (under heap_lock). */
+/* Thread heap box, the pages: class queues, refill, retire and extend,
+ * collecting remote frees, maintenance (with the reclaim of idle heaps'
+ * pages), the free slow paths and the mallinfo figures.  Everything here
+ * runs on the owning thread except the remote push in hk_heap_free_slow and
+ * the reclaim of an idle heap's pages (under that heap's own lock).  A
+ * heap's lifetime (threads, the pool, fork) is heap_life.c's. */
 #include "heap.h"
 #include "bigcache.h"
 #include "counters.h"
-#include "init.h"
+#include "heap_life.h"
 #include "knobs.h"
 #include "lock.h"
-#include "meta.h"
 #include "options.h"
 #include "os.h"
 #include "segment.h"
@@ -15,8 +18,6 @@
 #include "shm_client.h"
 
 #include <errno.h>
-#include <pthread.h>
-#include <string.h>
 
 #define EXTEND_BYTES 4096       /* carve about one OS page of blocks at a time */
 #define MAINTAIN_EVERY 64       /* slow calls between looks at the clock */
@@ -34,41 +35,10 @@ hk_heap hk_empty_heap = {
 };
 
 __thread hk_heap *hk_tls_heap __attribute__((tls_model("initial-exec"))) = &hk_empty_heap;
-/* Whether this thread took over a pooled heap (take_over): once at most. */
-static __thread uint8_t tls_took_over __attribute__((tls_model("initial-exec")));
 
 static uint8_t direct_lo[HK_CLASSES], direct_hi[HK_CLASSES];  /* buckets per class */
 static unsigned first_medium_class;  /* the class of HK_SAMPLED_MAX + 1 */
-static hk_lock heap_lock = HK_LOCK_INIT;
-static hk_heap *live_heaps;
-/* Heaps of exited threads, most recent first.  One that still holds memory
- * (segments with live blocks, free pages, remote frees that arrived since)
- * goes whole to the next thread that starts, as if its thread had gone on
- * running: thread waves reuse warm memory without adopting, re-faulting or
- * collecting anything first.  One left unclaimed for the purge delay gives
- * its memory up as before (pool_release). */
-static hk_heap *pooled_heaps;
-static unsigned live_count;
-/* When the longest-pooled heap that holds memory was pooled; UINT64_MAX when none. */
-static _Atomic uint64_t pool_oldest_ns = UINT64_MAX;
-static pthread_key_t heap_key;
 static _Atomic uint64_t info_requested;  /* mallinfo calls so far: heaps refresh when behind */
-
-unsigned hk_heap_live_count(void) { return live_count; }
-static void add_collected(const hk_heap_counts *c, const hk_heap_info *info, void *arg)
-{
-    (void)info;
-    *(uint64_t *)arg += atomic_load_explicit(&c->remote_collected, memory_order_relaxed);
-}
-
-uint64_t hk_heap_remote_collected(void)
-{
-    uint64_t n = 0;
-    hk_heap_visit(add_collected, &n);
-    return n;
-}
-
-static void heap_thread_done(void *arg);
 
 void hk_heap_process_init(void)
 {
@@ -79,7 +49,7 @@ void hk_heap_process_init(void)
         direct_hi[c] = (uint8_t)b;
     }
     first_medium_class = hk_size_class(HK_SAMPLED_MAX + 1);
-    pthread_key_create(&heap_key, heap_thread_done);
+    hk_heap_life_init();
 }
 
 /* ---- page queues ----------------------------------------------------
@@ -281,17 +251,6 @@ void *hk_heap_alloc_class_slow(hk_heap *heap, unsigned cls)
     return b;
 }
 
-static void pool_release(uint64_t now, uint64_t delay, int all);
-static void info_publish(hk_heap *heap);
-
-/* Pooled memory unclaimed for the purge delay goes back (pool_release). */
-static void release_stale_pool(uint64_t now)
-{
-    uint64_t oldest = atomic_load_explicit(&pool_oldest_ns, memory_order_relaxed);
-    uint64_t delay = (uint64_t)hk_knob(HK_KNOB_PURGE_DELAY_MS) * 1000000u;
-    if (oldest != UINT64_MAX && now - oldest >= delay) pool_release(now, delay, 0);
-}
-
 /* The current page of cls gives its phantom up if that is its only use,
  * and so retires; 1 if it did. */
 static int drop_idle_current(hk_heap *heap, unsigned cls)
@@ -356,6 +315,18 @@ static void reclaim_pages_of(hk_heap *h)
     }
 }
 
+struct idle_reclaim { hk_heap *me; uint64_t now; };
+
+static void reclaim_if_idle(hk_heap *h, void *arg)
+{
+    const struct idle_reclaim *r = arg;
+    if (h == r->me || r->now - __atomic_load_n(&h->last_maintenance_ns, __ATOMIC_RELAXED) < IDLE_HEAP_NS ||
+        !hk_lock_try(&h->own))
+        return;
+    reclaim_pages_of(h);
+    hk_lock_release(&h->own);
+}
+
 static void reclaim_idle_heaps(hk_heap *me, uint64_t now)
 {
     uint64_t last = atomic_load_explicit(&last_reclaim_ns, memory_order_relaxed);
@@ -363,15 +334,8 @@ static void reclaim_idle_heaps(hk_heap *me, uint64_t now)
         !atomic_compare_exchange_strong_explicit(&last_reclaim_ns, &last, now, memory_order_relaxed,
                                                  memory_order_relaxed))
         return;
-    hk_lock_acquire(&heap_lock);
-    for (hk_heap *h = live_heaps; h; h = h->next_heap) {
-        if (h == me || now - __atomic_load_n(&h->last_maintenance_ns, __ATOMIC_RELAXED) < IDLE_HEAP_NS ||
-            !hk_lock_try(&h->own))
-            continue;
-        reclaim_pages_of(h);
-        hk_lock_release(&h->own);
-    }
-    hk_lock_release(&heap_lock);
+    struct idle_reclaim r = { me, now };
+    hk_heap_each_live(reclaim_if_idle, &r);
 }
 
 static void maintain(hk_heap *heap)
@@ -380,7 +344,7 @@ static void maintain(hk_heap *heap)
     if (now - heap->last_maintenance_ns < MAINTAIN_NS) return;
     __atomic_store_n(&heap->last_maintenance_ns, now, __ATOMIC_RELAXED);   /* read by reclaim_idle_heaps */
     uint64_t t0 = hk_ticks();
-    release_stale_pool(now);
+    hk_heap_release_stale_pool(now);
     reclaim_idle_heaps(heap, now);
     hk_lock_acquire(&heap->own);
     hk_segment_adopt_one(heap);          /* memory of exited threads comes back */
@@ -388,7 +352,7 @@ static void maintain(hk_heap *heap)
     hk_segment_maintain(heap, now, 0);
     if (atomic_load_explicit(&heap->info.epoch, memory_order_relaxed) !=
         atomic_load_explicit(&info_requested, memory_order_relaxed))
-        info_publish(heap);
+        hk_heap_info_publish_locked(heap);
     hk_lock_release(&heap->own);
     hk_bigcache_trim(now, BIGCACHE_IDLE_NS);
     hk_count_own(&heap->counts.maintain_ticks, hk_ticks() - t0);
@@ -443,8 +407,6 @@ void hk_heap_page_emptied(hk_heap *heap, hk_page *pg)
     if ((++heap->slow_calls % 16) == 0) maintain(heap);
 }
 
-static int take_over(hk_heap *target);
-
 void hk_heap_check_block(const hk_page *pg, const void *p, const char *fn)
 {
     if (pg == &hk_invalid_page || !pg->in_use || pg->block_size == 0)
@@ -487,8 +449,8 @@ void hk_heap_free_slow(hk_page *pg, void *p, const char *fn)
     hk_block *b = p;
     hk_heap *me = hk_tls_heap;
     hk_heap *owner = atomic_load_explicit(&pg->heap, memory_order_acquire);
-    if (owner != me && owner != NULL && !tls_took_over &&
-        atomic_load_explicit(&owner->pooled, memory_order_relaxed) && take_over(owner)) {
+    if (owner != me && owner != NULL && atomic_load_explicit(&owner->pooled, memory_order_relaxed) &&
+        hk_heap_take_over(owner)) {
         me = hk_tls_heap;                        /* the page is the thread's own now */
         owner = atomic_load_explicit(&pg->heap, memory_order_acquire);
     }
@@ -500,9 +462,7 @@ void hk_heap_free_slow(hk_page *pg, void *p, const char *fn)
     remote_push(pg, b);
 }
 
-/* Collects remote frees and retires every empty page; drop_current: the
- * current pages give up their phantom use first (so they may retire too). */
-static void collect_pages(hk_heap *heap, int drop_current)
+void hk_heap_collect_pages(hk_heap *heap, int drop_current)
 {
     for (unsigned c = 0; c < HK_CLASSES; c++) {
         if (drop_current) set_current(heap, c, &hk_empty_page);
@@ -522,7 +482,7 @@ void hk_heap_collect(hk_heap *heap, int force)
     hk_lock_acquire(&heap->own);
     if (force)
         while (hk_segment_adopt_one(heap)) {}   /* what exited threads left behind */
-    collect_pages(heap, force);
+    hk_heap_collect_pages(heap, force);
     hk_segment_maintain(heap, hk_coarse_ns(), force);
     hk_lock_release(&heap->own);
     hk_count_own(&heap->counts.maintain_ticks, hk_ticks() - t0);
@@ -535,7 +495,7 @@ void hk_heap_info_request(void)
     atomic_fetch_add_explicit(&info_requested, 1, memory_order_relaxed);
 }
 
-static void info_publish(hk_heap *heap)
+void hk_heap_info_publish_locked(hk_heap *heap)
 {
     uint64_t used = 0, free_blocks = 0, dirty_slots = 0;
     for (unsigned c = 0; c < HK_CLASSES; c++) {
@@ -560,272 +520,6 @@ static void info_publish(hk_heap *heap)
 void hk_heap_info_publish(hk_heap *heap)
 {
     hk_lock_acquire(&heap->own);
-    info_publish(heap);
+    hk_heap_info_publish_locked(heap);
     hk_lock_release(&heap->own);
-}
-
-/* ---- heap lifetime ---------------------------------------------------- */
-
-/* A heap about to serve a new thread.  One that holds memory keeps what
- * it allocates from (its pages, queues and segments: internal.h puts them
- * before `pooled`) and starts the rest from zero. */
-static void heap_reset(hk_heap *h)
-{
-    memset(&h->slow_calls, 0, sizeof *h - offsetof(hk_heap, slow_calls));
-    if (h->segments == NULL) {
-        memset(h, 0, offsetof(hk_heap, pooled));
-        for (unsigned b = 0; b <= HK_DIRECT_MAX / HK_ALIGN; b++) h->direct[b] = &hk_empty_page;
-        for (unsigned c = 0; c < HK_CLASSES; c++) h->current[c] = &hk_empty_page;
-    }
-    h->sample_left = (int64_t)hk_opt.sample_bytes;
-}
-
-/* What exited threads counted (counters.h), folded in under heap_lock as each
- * heap leaves the live list, and again as it leaves the pool (what giving
- * up its memory cost while pooled). */
-static hk_heap_counts exited_counts;
-
-static void fold_counts(hk_heap_counts *into, const hk_heap_counts *c)
-{
-    _Atomic uint64_t *dst = &into->refill_ticks;
-    const _Atomic uint64_t *src = &c->refill_ticks;
-    for (size_t i = 0; i < sizeof *c / sizeof *src; i++)
-        hk_count_own(&dst[i], atomic_load_explicit(&src[i], memory_order_relaxed));
-}
-
-/* Under heap_lock. */
-static void pool_note_oldest(void)
-{
-    uint64_t oldest = UINT64_MAX;
-    for (hk_heap *h = pooled_heaps; h; h = h->next_free)
-        if (h->segments && h->pooled_ns < oldest) oldest = h->pooled_ns;
-    atomic_store_explicit(&pool_oldest_ns, oldest, memory_order_relaxed);
-}
-
-/* Under heap_lock: takes h (pointed to by *at) out of the pool. */
-static hk_heap *pool_unlink(hk_heap **at)
-{
-    hk_heap *h = *at;
-    *at = h->next_free;
-    atomic_store_explicit(&h->pooled, 0, memory_order_relaxed);
-    if (h->segments) pool_note_oldest();
-    fold_counts(&exited_counts, &h->counts);
-    return h;
-}
-
-/* Under heap_lock: a pooled heap for a new thread, one with memory first. */
-static hk_heap *pool_take(void)
-{
-    hk_heap **at = &pooled_heaps;
-    while (*at && (*at)->segments == NULL) at = &(*at)->next_free;
-    if (*at == NULL) at = &pooled_heaps;
-    return *at ? pool_unlink(at) : NULL;
-}
-
-/* Under heap_lock. */
-static void link_live(hk_heap *h)
-{
-    h->prev_heap = NULL;
-    h->next_heap = live_heaps;
-    if (live_heaps) live_heaps->prev_heap = h;
-    live_heaps = h;
-    live_count++;
-}
-
-/* Under heap_lock. */
-static void unlink_live(hk_heap *h)
-{
-    if (h->prev_heap) h->prev_heap->next_heap = h->next_heap; else live_heaps = h->next_heap;
-    if (h->next_heap) h->next_heap->prev_heap = h->prev_heap;
-    h->next_heap = h->prev_heap = NULL;
-    live_count--;
-}
-
-/* h becomes the calling thread's heap. */
-static void serve_thread(hk_heap *h)
-{
-    heap_reset(h);
-    h->last_maintenance_ns = hk_coarse_ns();    /* not idle: reclaim_idle_heaps */
-    hk_lock_acquire(&heap_lock);
-    link_live(h);
-    hk_lock_release(&heap_lock);
-    /* Visible before pthread_setspecific, which may itself allocate. */
-    hk_tls_heap = h;
-    pthread_setspecific(heap_key, h);
-}
-
-hk_heap *hk_heap_for_thread(void)
-{
-    hk_heap *h = hk_tls_heap;
-    if (h != &hk_empty_heap) return h;
-    hk_process_init();
-    hk_lock_acquire(&heap_lock);
-    h = pool_take();
-    hk_lock_release(&heap_lock);
-    if (h == NULL) h = hk_meta_alloc(sizeof *h);
-    if (h == NULL) return NULL;
-    serve_thread(h);
-    return h;
-}
-
-/* Pooled heaps are visited too: their mallinfo figures are as of their
- * thread's exit (zero once they gave their memory up). */
-void hk_heap_visit(hk_heap_visit_fn fn, void *arg)
-{
-    hk_lock_acquire(&heap_lock);
-    for (hk_heap *h = live_heaps; h; h = h->next_heap) fn(&h->counts, &h->info, arg);
-    for (hk_heap *h = pooled_heaps; h; h = h->next_free) fn(&h->counts, &h->info, arg);
-    fn(&exited_counts, NULL, arg);
-    hk_lock_release(&heap_lock);
-}
-
-/* Under heap_lock. */
-static void pool_push(hk_heap *h, uint64_t now)
-{
-    h->pooled_ns = now;
-    h->next_free = pooled_heaps;
-    pooled_heaps = h;
-    atomic_store_explicit(&h->pooled, 1, memory_order_relaxed);
-    if (h->segments) pool_note_oldest();
-}
-
-static void heap_unlink_and_pool(hk_heap *h, uint64_t now)
-{
-    hk_lock_acquire(&heap_lock);
-    fold_counts(&exited_counts, &h->counts);
-    memset(&h->counts, 0, sizeof h->counts);
-    unlink_live(h);
-    pool_push(h, now);
-    hk_lock_release(&heap_lock);
-}
-
-/* Gives up everything a heap of an exited thread owns: its empty memory to
- * the OS, the rest to whichever thread adopts its segments (whose blocks
- * count there for mallinfo from then on). */
-static void heap_abandon(hk_heap *h)
-{
-    hk_lock_acquire(&h->own);
-    collect_pages(h, 1);
-    hk_segment_abandon_all(h);
-    for (unsigned c = 0; c < HK_CLASSES; c++) h->queue[c] = NULL;
-    hk_lock_release(&h->own);
-    atomic_store_explicit(&h->info.used_bytes, 0, memory_order_relaxed);
-    atomic_store_explicit(&h->info.free_blocks, 0, memory_order_relaxed);
-    atomic_store_explicit(&h->info.dirty_bytes, 0, memory_order_relaxed);
-}
-
-/* Pooled heaps holding memory, pooled at least `delay` ago (all of them:
- * every one), give it up; they stay pooled, empty.  They leave the pool
- * meanwhile so that no thread takes one halfway. */
-static void pool_release(uint64_t now, uint64_t delay, int all)
-{
-    hk_heap *stale = NULL;
-    hk_lock_acquire(&heap_lock);
-    for (hk_heap **at = &pooled_heaps; *at;) {
-        hk_heap *h = *at;
-        if (h->segments && (all || now - h->pooled_ns >= delay)) {
-            *at = h->next_free;
-            atomic_store_explicit(&h->pooled, 0, memory_order_relaxed);
-            h->next_free = stale;
-            stale = h;
-        } else {
-            at = &h->next_free;
-        }
-    }
-    pool_note_oldest();
-    hk_lock_release(&heap_lock);
-    hk_heap *last = NULL;
-    for (hk_heap *h = stale; h; h = h->next_free) {
-        uint64_t t0 = hk_ticks();
-        heap_abandon(h);
-        hk_count_own(&h->counts.maintain_ticks, hk_ticks() - t0);
-        last = h;
-    }
-    if (last == NULL) return;
-    hk_lock_acquire(&heap_lock);
-    for (hk_heap *h = stale; h; h = h->next_free) atomic_store_explicit(&h->pooled, 1, memory_order_relaxed);
-    last->next_free = pooled_heaps;
-    pooled_heaps = stale;
-    hk_lock_release(&heap_lock);
-}
-
-void hk_heap_release_pooled(void)
-{
-    pool_release(0, 0, 1);
-}
-
-/* A heap whose thread is done with it waits in the pool for the next
- * thread, as it is: remote frees collected, empty pages retired, spans idle
- * for the purge delay purged and empty segments retained.  With no purge
- * delay it gives up its memory at once. */
-static void pool_heap(hk_heap *h)
-{
-    uint64_t t0 = hk_ticks();
-    hk_site_flush_thread(h);
-    uint64_t now = hk_coarse_ns();
-    if (hk_knob(HK_KNOB_PURGE_DELAY_MS) == 0) {
-        heap_abandon(h);
-    } else {
-        hk_lock_acquire(&h->own);
-        collect_pages(h, 0);
-        hk_segment_maintain(h, now, 0);
-        info_publish(h);
-        hk_lock_release(&h->own);
-    }
-    hk_count_own(&h->counts.maintain_ticks, hk_ticks() - t0);
-    heap_unlink_and_pool(h, now);
-}
-
-static void heap_thread_done(void *arg)
-{
-    hk_heap *h = arg;
-    if (h == NULL || h == &hk_empty_heap) return;
-    if (hk_tls_heap == h) hk_tls_heap = &hk_empty_heap;
-    pool_heap(h);
-}
-
-/* The calling thread frees into a pooled heap: that heap becomes the
- * thread's own, its previous one (if any) going to the pool.  A thread that
- * carries on an exited one's work (its data, its blocks) frees locally from
- * then on and allocates from warm memory.  Once per thread, so that one
- * freeing into several pooled heaps does not hop between them.  Returns 0
- * when another thread took it first. */
-static HK_NOINLINE int take_over(hk_heap *target)
-{
-    tls_took_over = 1;
-    hk_lock_acquire(&heap_lock);
-    hk_heap **at = &pooled_heaps;
-    while (*at && *at != target) at = &(*at)->next_free;
-    int found = *at != NULL;
-    if (found) pool_unlink(at);
-    hk_lock_release(&heap_lock);
-    if (!found) return 0;
-    hk_heap *me = hk_tls_heap;
-    if (me != &hk_empty_heap) pool_heap(me);
-    serve_thread(target);
-    return 1;
-}
-
-void hk_heap_fork_prepare(void) { hk_lock_acquire(&heap_lock); }
-void hk_heap_fork_parent(void)  { hk_lock_release(&heap_lock); }
-
-/* The child has one thread.  The heaps of the parent's other threads may have
- * been caught halfway through an update, so they are not walked: they are
- * dropped from the list and their memory stays with them (frees of their
- * blocks are pushed remotely and never collected).  Their structs are not
- * reused, since their pages still name them as owner. */
-void hk_heap_fork_child(void)
-{
-    hk_lock_reinit(&heap_lock);
-    hk_heap *me = hk_tls_heap;
-    live_heaps = NULL;
-    live_count = 0;
-    memset(&exited_counts, 0, sizeof exited_counts);    /* the child counts from zero */
-    if (me != &hk_empty_heap) {
-        hk_lock_reinit(&me->own);
-        memset(&me->counts, 0, sizeof me->counts);
-        me->next_heap = me->prev_heap = NULL;
-        live_heaps = me;
-        live_count = 1;
-    }
 }

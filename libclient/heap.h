@@ -1,5 +1,7 @@
 /* Thread heaps: the owner-only page queues behind the fast path, and every
- * slow path of small and medium allocation and free. */
+ * slow path of small and medium allocation and free (heap.c); a heap's
+ * lifetime, from a thread's first slow call through the pool of exited
+ * threads' heaps, and fork (heap_life.c). */
 #ifndef HK_HEAP_H
 #define HK_HEAP_H
 

@@ -180,7 +180,7 @@ typedef struct hk_heap_info {
  * empty page when there is none) so the fast path never tests for NULL.
  * What it allocates from comes before `pooled`; from slow_calls on, the
  * state belongs to the thread it serves (a pooled heap passes the first
- * part on to its next thread, heap.c). */
+ * part on to its next thread, heap_life.c). */
 struct hk_heap {
     hk_page *direct[HK_DIRECT_MAX / HK_ALIGN + 1];
     hk_page *current[HK_CLASSES];

@@ -38,6 +38,7 @@ static _Atomic uint64_t pool_oldest_ns = UINT64_MAX;
 static pthread_key_t heap_key;
 
 unsigned hk_heap_live_count(void) { return live_count; }
+
 static void add_collected(const hk_heap_counts *c, const hk_heap_info *info, void *arg)
 {
     (void)info;

@@ -250,7 +250,7 @@ static void registration_result(uint64_t now, int rc, const hk_reg_reply *reply)
  * flushes and the final report at exit, 0.3-0.5 ms of CPU on a 2-core VM
  * (the `daemon plane` line of HAKMEM_STATS=1).  Learning must not cost a
  * program it cannot help more than 1% of its time, so a process registers
- * only once that is at most 1% of what it has run: from 50 ms on.  A shorter
+ * only once that is under 1% of what it has run: from 50 ms on.  A shorter
  * run teaches little anyway: the daemon counts a run of a binary only from
  * 20 ms of CPU on.  A younger process reads and applies the published
  * policy from its first allocation all the same. */

@@ -14,7 +14,7 @@
 hk_options hk_opt = {
     .stats = 0, .verbose = 0, .bigcache = 1, .thp = 1, .thp_default = 0, .baseline = 0,
     .large_threshold = 1u << 20, .bigcache_slots = 4,
-    .sample_bytes = 256 * 1024, .purge_delay_ms = 20, .register_after_ms = 50,
+    .sample_bytes = 256 * 1024, .purge_delay_ms = 20, .register_after_ms = 10,
     .shm_name = "/hakmem",
 };
 

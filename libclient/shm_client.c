@@ -245,15 +245,13 @@ static void registration_result(uint64_t now, int rc, const hk_reg_reply *reply)
 }
 
 /* When a process (or a fork child) just started may first register.  Most
- * of what taking part costs comes with registering: the region's memfd and
- * pages, resolving every site for the first report, the socket, the
- * flushes and the final report at exit, 0.3-0.5 ms of CPU on a 2-core VM
- * (the `daemon plane` line of HAKMEM_STATS=1).  Learning must not cost a
- * program it cannot help more than 1% of its time, so a process registers
- * only once that is under 1% of what it has run: from 50 ms on.  A shorter
- * run teaches little anyway: the daemon counts a run of a binary only from
- * 20 ms of CPU on.  A younger process reads and applies the published
- * policy from its first allocation all the same. */
+ * of what taking part costs is paid once, at registration: the region's
+ * memfd and pages, resolving every site for the first report, the socket,
+ * and the final flush at exit, about 0.2 ms on this project's machines.  A
+ * process that exits sooner would pay it to teach nothing: the daemon
+ * counts a run of a binary only from 20 ms of CPU on, which takes 10 ms
+ * of wall time on two cores.  It reads and applies the published policy
+ * from its first allocation all the same. */
 static uint64_t registration_start(uint64_t now)
 {
     if (hk_opt.register_after_ms > 0) {

@@ -433,7 +433,7 @@ stop_daemon() {
 
 # daemon_attached_check: a client under the daemon says in its report that
 # it attached, so the daemon variants really ran against the daemon.  A
-# client registers at its first allocation once 50 ms old (the second
+# client registers at its first allocation once 10 ms old (the second
 # burst) and does not wait for the daemon's reply; the second pause lets
 # the reply arrive while the program still allocates, and so takes it.
 daemon_attached_check() {

@@ -265,7 +265,7 @@ fi
 # An exec chain: each image registers, the exec closes the one before.
 n_procs() { "$CTL" --socket "$SOCK" --json procs | python3 -c "import json,sys; print(len(json.load(sys.stdin)))"; }
 base=$(n_procs)
-# (A sleep allocates only at its start: it registers then, not 50 ms on.)
+# (A sleep allocates only at its start: it registers then, not 10 ms on.)
 HAKMEM_REGISTER_AFTER_MS=0 HAKMEM_SHM=$SHM HAKMEM_SOCKET=$SOCK LD_PRELOAD=$LIB bash -c 'exec bash -c "exec sleep 60"' &
 EXP=$!
 track_pid "$EXP"

@@ -247,11 +247,12 @@ static void registration_result(uint64_t now, int rc, const hk_reg_reply *reply)
 /* When a process (or a fork child) just started may first register.  Most
  * of what taking part costs is paid once, at registration: the region's
  * memfd and pages, resolving every site for the first report, the socket,
- * and the final flush at exit, about 0.2 ms on this project's machines.  A
- * process that exits sooner would pay it to teach nothing: the daemon
- * counts a run of a binary only from 20 ms of CPU on, which takes 10 ms
- * of wall time on two cores.  It reads and applies the published policy
- * from its first allocation all the same. */
+ * and the final flush at exit, 0.3-0.5 ms of CPU on a 2-core VM (the
+ * `daemon plane` line of HAKMEM_STATS=1).  A process that exits sooner
+ * would pay it mostly to teach nothing: the daemon counts a run of a
+ * binary only from 20 ms of CPU on, which takes 10 ms of wall time on two
+ * cores.  It reads and applies the published policy from its first
+ * allocation all the same. */
 static uint64_t registration_start(uint64_t now)
 {
     if (hk_opt.register_after_ms > 0) {

@@ -6,10 +6,11 @@ set -euo pipefail
 build=${1:-build}
 cd "$(dirname "$0")/.."
 
-lib=$PWD/$build/libhakmem.so
-scen=$PWD/$build/bench/scenarios
-hakmemd=$PWD/$build/hakmemd
-ctl=$PWD/$build/hakmemctl
+case $build in /*) ;; *) build=$PWD/$build ;; esac
+lib=$build/libhakmem.so
+scen=$build/bench/scenarios
+hakmemd=$build/hakmemd
+ctl=$build/hakmemctl
 for f in "$lib" "$scen"; do
   [ -x "$f" ] || [ -f "$f" ] || { echo "run: $f is missing (make run builds it)" >&2; exit 1; }
 done
@@ -40,11 +41,18 @@ else
   section "hakmemd is not built: the clients run on their defaults"
 fi
 
+# Operations per scenario: enough for each process to run some 30-60 ms of
+# CPU.  A process registers with the daemon only once 10 ms old
+# (HAKMEM_REGISTER_AFTER_MS) and the daemon counts a binary's run from
+# 20 ms of CPU: the scenarios' own short defaults would teach it nothing.
+declare -A ops=([json]=200000 [mir]=30000 [vm]=4000 [mixed]=30000)
+
 run_clients() {
   local round=$1
   local pids=()
   for s in json mir vm mixed; do
-    LD_PRELOAD=$lib HAKMEM_SHM=$shm HAKMEM_SOCKET=$sock "$scen" --scenario "$s" --seed "$round" >"$work/$s.$round.out" &
+    LD_PRELOAD=$lib HAKMEM_SHM=$shm HAKMEM_SOCKET=$sock "$scen" --scenario "$s" --ops "${ops[$s]}" --seed "$round" \
+      >"$work/$s.$round.out" &
     pids+=($!)
   done
   for p in "${pids[@]}"; do wait "$p"; done
@@ -78,7 +86,7 @@ echo "after round $r: $verdict"
 cat "$work"/*."$r".out
 
 section "one more MIXED run with the exit report (HAKMEM_STATS=1)"
-LD_PRELOAD=$lib HAKMEM_SHM=$shm HAKMEM_SOCKET=$sock HAKMEM_STATS=1 "$scen" --scenario mixed --seed 7
+LD_PRELOAD=$lib HAKMEM_SHM=$shm HAKMEM_SOCKET=$sock HAKMEM_STATS=1 "$scen" --scenario mixed --ops "${ops[mixed]}" --seed 7
 
 if [ -n "$daemon_pid" ]; then
   sleep 0.5

@@ -3,12 +3,14 @@
 # run of scripts/readme_samples.sh (a private daemon and a demo program),
 # each sample compared with README.md's, both normalised
 # (scripts/readme_samples.py: pids, times, counters and build-id hashes
-# aside, every character must match).  `make docs` writes them anew.
+# aside, every character must match).  `make docs` writes them anew.  And
+# the demo of `make run`, the README's first command: the daemon it starts
+# learns from its processes, sites and the binary, and settles.
 # usage (from the repo root): bash tests/docs/suite.sh BUILD
 set -u
 source "$(dirname "$0")/../lib.sh"
 testlib_begin docs "${1:-build}"
-for b in libhakmem.so hakmemd hakmemctl tests/ctl/alloc_sites; do
+for b in libhakmem.so hakmemd hakmemctl tests/ctl/alloc_sites bench/scenarios; do
   need "$BUILD/$b"
 done
 cd "$REPO" || exit 1
@@ -33,4 +35,17 @@ for name in $names; do
     fail "docs: README sample $name is what hakmemctl prints" "it is not (make docs writes it anew)" "$out"
   fi
 done
+
+# The demo cleans up after itself (its daemon, segment and directory).
+timeout -k 5 300 bash scripts/run_demo.sh "$BUILD" >"$T/demo.log" 2>&1
+rc=$?
+verdict=$(grep '^after round ' "$T/demo.log")
+runs=$(grep -oE 'scenarios +--scenario +live [0-9]+ +runs [0-9]+' "$T/demo.log" | tail -n 1 | awk '{print $NF}')
+if [ "$rc" -eq 0 ] && [[ "$verdict" == *": settled: "*"; settled: "* ]] && [ "${runs:-0}" -ge 5 ] &&
+   grep -q '^#1 site .*scenarios+0x' "$T/demo.log"; then
+  ok "docs: make run's demo teaches the daemon its sites and its binary, which settle"
+else
+  fail "docs: make run's demo teaches the daemon its sites and its binary, which settle" \
+    "exit $rc; ${verdict:-no verdict}; binary runs ${runs:-none}" "$(tail -n 20 "$T/demo.log")"
+fi
 finish

@@ -36,9 +36,17 @@ for name in $names; do
   fi
 done
 
-# The demo cleans up after itself (its daemon, segment and directory).
+# The demo cleans up after itself (its daemon, segment and directory);
+# killed at the timeout it cannot, so what its first lines name goes here.
 timeout -k 5 300 bash scripts/run_demo.sh "$BUILD" >"$T/demo.log" 2>&1
 rc=$?
+demo_shm=$(grep -oE '^== starting hakmemd on segment /hakmem-demo-[0-9]+' "$T/demo.log" | grep -oE '/hakmem-demo-[0-9]+$')
+demo_dir=$(grep -oE 'socket /tmp/hakmem-demo\.[A-Za-z0-9]+/' "$T/demo.log" | head -n 1 | cut -d' ' -f2)
+if [ -n "$demo_shm" ]; then
+  pkill -f -- "--shm $demo_shm " 2>/dev/null
+  rm -f "/dev/shm$demo_shm" "/dev/shm$demo_shm.lock"
+fi
+[ -n "$demo_dir" ] && rm -rf "$demo_dir"
 verdict=$(grep '^after round ' "$T/demo.log")
 runs=$(grep -oE 'scenarios +--scenario +live [0-9]+ +runs [0-9]+' "$T/demo.log" | tail -n 1 | awk '{print $NF}')
 if [ "$rc" -eq 0 ] && [[ "$verdict" == *": settled: "*"; settled: "* ]] && [ "${runs:-0}" -ge 5 ] &&

@@ -28,8 +28,26 @@ _Static_assert(HK_SITE_MODULE_MAX == HK_MODULE_PATH_MAX, "a site keeps its modul
 
 static site_entry table[HK_SITE_MAX];
 static _Atomic uint32_t n_sites;
+/* The claimed entries, in the order they were claimed (index + 1; 0 while
+ * the claim is being written down).  Walks go through this list, not the
+ * table: reading every entry of a table that is nearly all untouched .bss
+ * faults in over a hundred pages, which on a VM costs more than a
+ * millisecond, at registration and at the first policy read. */
+static _Atomic uint16_t claimed[HK_SITE_MAX];
+_Static_assert(HK_SITE_MAX < UINT16_MAX, "a claimed entry's index + 1 fits in 16 bits");
 /* Starts at 1 so that a zeroed cache entry is stale. */
 _Atomic uint64_t hk_site_policy_epoch = 1;
+
+/* The k-th claimed entry and its index, or NULL while its claim is being
+ * written down. */
+static site_entry *claimed_entry(uint32_t k, uint32_t *index)
+{
+    uint16_t c = atomic_load_explicit(&claimed[k], memory_order_acquire);
+    if (c == 0)
+        return NULL;
+    *index = (uint32_t)c - 1;
+    return &table[c - 1];
+}
 
 static inline uint32_t hash_ra(uintptr_t ra)
 {
@@ -52,7 +70,9 @@ static uint32_t global_lookup(uintptr_t ra)
         if (cur == 0) {
             uintptr_t expected = 0;
             if (atomic_compare_exchange_strong(&table[i].ra, &expected, ra)) {
-                atomic_fetch_add(&n_sites, 1);
+                /* Each entry is claimed once, so the count stays below HK_SITE_MAX. */
+                uint32_t k = atomic_fetch_add(&n_sites, 1);
+                atomic_store_explicit(&claimed[k], (uint16_t)(i + 1), memory_order_release);
                 return i;
             }
             if (expected == ra) return i;
@@ -140,7 +160,9 @@ void hk_site_set_policy(uint32_t site, const hk_site_policy *p)
 
 void hk_site_reset_policies(void)
 {
-    for (uint32_t i = 0; i < HK_SITE_MAX; i++) atomic_store_explicit(&table[i].policy, 0, memory_order_relaxed);
+    for (uint32_t i = 0; i < HK_SITE_MAX; i++)
+        if (atomic_load_explicit(&table[i].policy, memory_order_relaxed) != 0)
+            atomic_store_explicit(&table[i].policy, 0, memory_order_relaxed);
     atomic_fetch_add_explicit(&hk_site_policy_epoch, 1, memory_order_release);
 }
 
@@ -225,9 +247,10 @@ void hk_site_fork_child(hk_heap *heap)
             l->pending = 0;
         }
     }
-    for (uint32_t i = 0; i < HK_SITE_MAX; i++) {
-        site_entry *e = &table[i];
-        if (atomic_load_explicit(&e->ra, memory_order_relaxed) == 0) continue;
+    for (uint32_t k = 0, n = hk_site_count(); k < n; k++) {
+        uint32_t i;
+        site_entry *e = claimed_entry(k, &i);
+        if (e == NULL) continue;
         atomic_store_explicit(&e->allocs, 0, memory_order_relaxed);
         atomic_store_explicit(&e->frees, 0, memory_order_relaxed);
         atomic_store_explicit(&e->bytes, 0, memory_order_relaxed);
@@ -264,10 +287,11 @@ void hk_site_for_each(void (*fn)(const hk_site_view *, void *), void *arg)
 {
     hk_heap *heap = hk_tls_heap;
     if (heap != &hk_empty_heap) hk_site_flush_thread(heap);
-    for (uint32_t i = 0; i < HK_SITE_MAX; i++) {
-        site_entry *e = &table[i];
+    for (uint32_t k = 0, n = hk_site_count(); k < n; k++) {
+        uint32_t i;
+        site_entry *e = claimed_entry(k, &i);
+        if (e == NULL) continue;
         uintptr_t ra = atomic_load_explicit(&e->ra, memory_order_acquire);
-        if (ra == 0) continue;
         if (atomic_load_explicit(&e->resolved, memory_order_acquire) != 2) resolve(e);
         if (atomic_load_explicit(&e->resolved, memory_order_acquire) != 2) continue;
         hk_site_view v;

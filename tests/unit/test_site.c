@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/resource.h>
 
 #include "chunk_map.h"
 #include "hakmem.h"
@@ -100,6 +101,39 @@ static int only_new_site(new_ctx *c, hk_site_view *out)
     if (c->n != 1) return 0;
     *out = c->view;
     return 1;
+}
+
+static void count_cb(const hk_site_view *v, void *arg)
+{
+    (void)v;
+    (*(unsigned *)arg)++;
+}
+
+static long thread_minor_faults(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_THREAD, &ru);
+    return ru.ru_minflt;
+}
+
+/* Walking the sites reads the entries in use, not the whole table: its
+ * untouched pages would each cost a fault (over a hundred, more than a
+ * millisecond on a VM) at a process's registration.  Must run first, while
+ * the table has never been walked. */
+static void test_walk_touches_only_claimed_entries(void **state)
+{
+    hk_heap *h = *state;
+    assert_int_equal(hk_site_count(), 0);
+    for (unsigned i = 0; i < 3; i++)
+        assert_true(hk_site_of(h, FAKE_RA(900 + i)) < HK_SITE_MAX);
+    unsigned seen = 0;
+    long before = thread_minor_faults();
+    hk_site_for_each(count_cb, &seen);
+    long faults = thread_minor_faults() - before;
+    assert_int_equal(seen, 3);
+    size_t table_pages = HK_SITE_MAX * sizeof(hk_site_view) / 4096;
+    if (faults * 4 > (long)table_pages)
+        fail_msg("walking 3 sites took %ld page faults (the table is some %zu pages)", faults, table_pages);
 }
 
 static void test_register_once(void **state)
@@ -474,6 +508,7 @@ int main(void)
 {
     if (getenv("UNIT_SITE_PRINT")) return print_own_site();
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_walk_touches_only_claimed_entries, setup, teardown),
         cmocka_unit_test_setup_teardown(test_register_once, setup, teardown),
         cmocka_unit_test_setup_teardown(test_table_full, setup, teardown),
         cmocka_unit_test_setup_teardown(test_counters, setup, teardown),

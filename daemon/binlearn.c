@@ -84,6 +84,7 @@ static const struct {
     [HKSHM_KNOB_LARGE_THRESHOLD] = { "HAKMEM_LARGE_THRESHOLD", 1 },
     [HKSHM_KNOB_BIGCACHE_KIB] = { "HAKMEM_BIGCACHE_BYTES", 1024 },
     [HKSHM_KNOB_MEDIUM_PAGE_BLOCKS] = { "HAKMEM_MEDIUM_PAGE_BLOCKS", 1 },
+    [HKSHM_KNOB_POPULATE_KIB] = { "HAKMEM_POPULATE_KIB", 1 },
 };
 
 int hkd_bin_arm_env(int arm, char *buf, size_t len)

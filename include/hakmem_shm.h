@@ -265,7 +265,7 @@ enum hkshm_knob {
     HKSHM_KNOB_LARGE_THRESHOLD,           /* bytes: the default for sites without a policy */
     HKSHM_KNOB_BIGCACHE_KIB,              /* BigCache's total bytes, in KiB */
     HKSHM_KNOB_MEDIUM_PAGE_BLOCKS,        /* 1..8: fewest blocks in a page of a 16-128 KiB class */
-    /* 7 reserved */
+    HKSHM_KNOB_POPULATE_KIB,              /* 0..1024: KiB faulted in at once ahead of carving */
 };
 
 typedef struct hkshm_binary_policy {
@@ -308,6 +308,7 @@ static inline int hkshm_knob_valid(uint32_t knob, uint32_t v)
     case HKSHM_KNOB_LARGE_THRESHOLD:   return v >= HKSHM_THRESHOLD_MIN && v <= HKSHM_THRESHOLD_MAX;
     case HKSHM_KNOB_BIGCACHE_KIB:      return v <= (4u << 20);
     case HKSHM_KNOB_MEDIUM_PAGE_BLOCKS: return v >= 1u && v <= 8u;
+    case HKSHM_KNOB_POPULATE_KIB:      return v <= 1024u;
     default:                           return 0;
     }
 }

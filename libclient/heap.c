@@ -20,6 +20,7 @@
 #include <errno.h>
 
 #define EXTEND_BYTES 4096       /* carve about one OS page of blocks at a time */
+#define OS_PAGE      4096u
 #define MAINTAIN_EVERY 64       /* slow calls between looks at the clock */
 #define MAINTAIN_NS 1000000ull  /* at most one maintenance pass a millisecond */
 #define BIGCACHE_IDLE_NS 2000000000ull  /* cached large blocks unused this long go back */
@@ -161,6 +162,25 @@ static void remote_push(hk_page *pg, hk_block *b)
                                                     memory_order_release, memory_order_relaxed));
 }
 
+/* POPULATE_KIB (knobs.h): carving touches a page's memory one OS page at a
+ * time, a fault each; instead, the next stretch is faulted in with one
+ * system call when the carving first reaches it.  Not in the first page a
+ * heap takes of a class (find_page): a class with a single page may never
+ * fill it, and a small program would hold stretches it never uses. */
+static void populate_ahead(hk_page *pg, size_t from, size_t to)
+{
+    size_t ahead = (size_t)hk_knob(HK_KNOB_POPULATE_KIB) << 10;
+    if (ahead == 0 || to <= pg->populated)
+        return;
+    size_t lo = (from > pg->populated ? from : pg->populated) & ~(size_t)(OS_PAGE - 1);
+    size_t hi = (lo + ahead + OS_PAGE - 1) & ~(size_t)(OS_PAGE - 1);
+    size_t end = (size_t)pg->span * HK_SLOT_SIZE;
+    if (hi > end)
+        hi = end;
+    hk_os_populate(pg->start + lo, hi - lo);
+    pg->populated = (uint32_t)hi;
+}
+
 /* Carves the next stretch of never-used blocks onto the free list, in
  * address order, touching about one OS page. */
 static void extend(hk_page *pg)
@@ -168,6 +188,7 @@ static void extend(hk_page *pg)
     uint32_t bs = pg->block_size;
     uint32_t n = bs >= EXTEND_BYTES ? 1 : EXTEND_BYTES / bs;
     if (n > pg->reserved - pg->capacity) n = pg->reserved - pg->capacity;
+    populate_ahead(pg, (size_t)pg->capacity * bs, (size_t)(pg->capacity + n) * bs);
     uint8_t *first = pg->start + (size_t)pg->capacity * bs;
     hk_block *b = (hk_block *)first;
     for (uint32_t i = 1; i < n; i++) {
@@ -228,6 +249,10 @@ static hk_page *find_page(hk_heap *heap, unsigned cls)
     if (pg) heap->queue[cls] = pg;
     pg = hk_segment_page_alloc(heap, cls);
     if (pg == NULL) return NULL;
+    if (!(heap->classes_paged >> cls & 1)) {
+        heap->classes_paged |= (uint64_t)1 << cls;
+        pg->populated = UINT32_MAX;
+    }
     extend(pg);
     queue_insert(heap, pg, 1);
     set_current(heap, cls, pg);

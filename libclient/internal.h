@@ -106,6 +106,8 @@ typedef struct hk_page {
     uint8_t cls;
     uint8_t span;                    /* slots in this span (page or free span) */
     uint8_t dirty;                   /* free span whose memory is still resident */
+    uint32_t populated;              /* bytes from start populated ahead of carving
+                                      * (UINT32_MAX: left to fault, heap.c) */
     /* read by every free; written when the page is set up or extended */
     _Alignas(64) _Atomic(hk_heap *) heap;
     uint8_t *start;
@@ -187,6 +189,7 @@ struct hk_heap {
     int64_t sample_left;             /* bytes until the next sampled allocation */
     hk_page *queue[HK_CLASSES];      /* all pages of a class, current first */
     hk_segment *segments;            /* segments this heap owns */
+    uint64_t classes_paged;          /* bit c: a fresh page of class c was taken */
     /* Alone on its line: every remote free into this heap peeks at it, and
      * the owner's slow paths write what would otherwise share the line. */
     _Alignas(64) _Atomic uint8_t pooled;  /* 1 while in the pool of exited threads' heaps

@@ -107,6 +107,15 @@ int hk_os_move(void *from, size_t size, void *to)
     return -err;
 }
 
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23          /* Linux 5.14 */
+#endif
+
+int hk_os_populate(void *p, size_t size)
+{
+    return advise(p, size, MADV_POPULATE_WRITE);
+}
+
 int hk_os_advise_huge(void *p, size_t size)
 {
     return advise(p, size, MADV_HUGEPAGE);

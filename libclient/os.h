@@ -20,6 +20,9 @@ void *hk_os_remap_aligned(void *p, size_t old_size, size_t new_size, size_t alig
  * mapped there, without copying them.  0, or -errno (-EFAULT: the range
  * spans several mappings and the kernel, before 6.17, moves one only). */
 int   hk_os_move(void *from, size_t size, void *to);
+/* Faults [p, p + size) in with one system call (MADV_POPULATE_WRITE);
+ * -1 where the kernel lacks it (before 5.14). */
+int   hk_os_populate(void *p, size_t size);
 int   hk_os_advise_huge(void *p, size_t size);
 int   hk_os_advise_no_huge(void *p, size_t size);
 

@@ -280,6 +280,7 @@ hk_page *hk_segment_page_alloc(hk_heap *heap, unsigned cls)
     pg->free = NULL;
     pg->used = 0;
     pg->capacity = 0;
+    pg->populated = 0;
     pg->reserved = ci->blocks;
     pg->block_size = ci->block_size;
     pg->block_inv = hk_block_inv(ci->block_size);

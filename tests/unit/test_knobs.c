@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -72,7 +73,7 @@ static void test_apply_clamps_and_resets(void **state)
         [HK_KNOB_PURGE_DELAY_MS] = 1000000, [HK_KNOB_RETAINED_SEGMENTS] = 100000,
         [HK_KNOB_PARTIAL_REUSE] = 9, [HK_KNOB_SMALL_THP] = 7,
         [HK_KNOB_LARGE_THRESHOLD] = 100, [HK_KNOB_BIGCACHE_KIB] = UINT32_MAX,
-        [HK_KNOB_MEDIUM_PAGE_BLOCKS] = 50, [7] = 5,
+        [HK_KNOB_MEDIUM_PAGE_BLOCKS] = 50, [HK_KNOB_POPULATE_KIB] = 5000,
     };
     hk_knobs_apply(0xFF, k);
     assert_int_equal(hk_knob(HK_KNOB_PURGE_DELAY_MS), 60000);
@@ -82,7 +83,7 @@ static void test_apply_clamps_and_resets(void **state)
     assert_int_equal(hk_knob(HK_KNOB_LARGE_THRESHOLD), 64 * KiB);
     assert_int_equal(hk_knob(HK_KNOB_BIGCACHE_KIB), 16u << 20);
     assert_int_equal(hk_knob(HK_KNOB_MEDIUM_PAGE_BLOCKS), 8);
-    assert_int_equal(hk_knob(7), 0);                      /* reserved: never set */
+    assert_int_equal(hk_knob(HK_KNOB_POPULATE_KIB), 1024);
     k[HK_KNOB_MEDIUM_PAGE_BLOCKS] = 0;
     hk_knobs_apply(1u << HK_KNOB_MEDIUM_PAGE_BLOCKS, k);
     assert_int_equal(hk_knob(HK_KNOB_MEDIUM_PAGE_BLOCKS), 1);
@@ -101,6 +102,7 @@ static void test_apply_clamps_and_resets(void **state)
     assert_int_equal(hk_knob(HK_KNOB_LARGE_THRESHOLD), 1 << 20);
     assert_int_equal(hk_knob(HK_KNOB_BIGCACHE_KIB), 128u << 10);
     assert_int_equal(hk_knob(HK_KNOB_MEDIUM_PAGE_BLOCKS), 8);
+    assert_int_equal(hk_knob(HK_KNOB_POPULATE_KIB), 0);
 }
 
 static void test_environment_sets_what_reset_returns_to(void **state)
@@ -461,6 +463,63 @@ static void test_bigcache_budget_holds(void **state)
  * (pages made before keep theirs); smaller and bigger classes do not
  * follow it.  With two blocks a page, freeing both gives its slots back,
  * where an eight-block page stays with its free blocks resident. */
+/* ---- POPULATE_KIB ------------------------------------------------------ */
+
+/* OS pages of [p, p + len) resident now. */
+static unsigned resident_pages(const void *p, size_t len)
+{
+    unsigned char vec[HK_SLOT_SIZE / 4096];
+    assert_true(len <= sizeof vec * 4096);
+    assert_int_equal(mincore((void *)p, len, vec), 0);
+    unsigned n = 0;
+    for (size_t i = 0; i < len / 4096; i++) n += vec[i] & 1;
+    return n;
+}
+
+/* Allocates (and writes) 700-byte blocks until one comes from a second
+ * fresh page of the class; how many of that page's OS pages are resident
+ * then.  Everything is freed and purged after. */
+static unsigned second_page_resident(uint32_t kib)
+{
+    enum { SIZE = 700, MAX = 1024 };
+    static void *blocks[MAX];
+    ut_set_knob(HK_KNOB_RETAINED_SEGMENTS, 0);
+    ut_set_knob(HK_KNOB_PURGE_DELAY_MS, 0);
+    hakmem_collect();
+    ut_set_knob(HK_KNOB_POPULATE_KIB, kib);
+    unsigned n = 0, resident = 0;
+    uintptr_t first_slot = 0;
+    while (n < MAX) {
+        void *b = hak_malloc(SIZE);
+        assert_non_null(b);
+        memset(b, 1, SIZE);
+        blocks[n++] = b;
+        uintptr_t slot = (uintptr_t)b & ~(uintptr_t)(HK_SLOT_SIZE - 1);
+        if (first_slot == 0) first_slot = slot;
+        if (slot != first_slot) {
+            resident = resident_pages((void *)slot, HK_SLOT_SIZE);
+            break;
+        }
+    }
+    assert_true(n < MAX);
+    for (unsigned i = 0; i < n; i++) hak_free(blocks[i]);
+    hakmem_collect();
+    return resident;
+}
+
+static void test_populate_faults_ahead(void **state)
+{
+    (void)state;
+    unsigned without = second_page_resident(0);
+    unsigned with = second_page_resident(64);
+    unsigned part = second_page_resident(16);
+    print_message("second page of 700-byte blocks, one block carved: %u of %zu OS pages resident; "
+                  "%u with POPULATE_KIB=64, %u with 16\n", without, HK_SLOT_SIZE / 4096, with, part);
+    assert_true(without <= 2);                        /* faulted in as carved */
+    assert_int_equal(with, HK_SLOT_SIZE / 4096);       /* all of it at once */
+    assert_true(part >= 4 && part <= 5);               /* 16 KiB from where the carving starts */
+}
+
 static void test_medium_page_blocks_sizes_pages(void **state)
 {
     (void)state;
@@ -517,6 +576,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_large_threshold_moves_blocks, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bigcache_budget_holds, setup, teardown),
         cmocka_unit_test_setup_teardown(test_medium_page_blocks_sizes_pages, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_populate_faults_ahead, setup, teardown),
     };
     return cmocka_run_group_tests_name("knobs", tests, NULL, NULL);
 }

@@ -38,7 +38,7 @@
 
 #include "hakmem_shm.h"
 
-#define HKD_BIN_ARMS        5
+#define HKD_BIN_ARMS        6
 #define HKD_BIN_DEFAULT_ARM 0
 
 typedef struct hkd_bin_arm {

@@ -11,8 +11,9 @@
 #include "core_api.h"
 #include "hakmem_shm.h"
 
-/* memory_weight_ns < 0: the learner's default price. */
-int  core_binaries_init(double memory_weight_ns);
+/* memory_weight_ns < 0: the learner's default price; arm_mask 0: its
+ * default arms. */
+int  core_binaries_init(double memory_weight_ns, uint32_t arm_mask);
 void core_binaries_shutdown(void);
 /* One registration as collected this interval (live or ended). */
 void core_binaries_proc(const hkd_proc_info *p);

@@ -17,7 +17,8 @@ static void usage(FILE *f)
             "usage: hakmemd [--foreground] [--shm NAME] [--socket PATH] [--state-dir DIR]\n"
             "               [--interval MS] [--metrics-file PATH] [--no-learn] [--no-socket] [--debug]\n"
             "               [--retention SECONDS] [--state-max-bytes N] [--max-sites-per-user N]\n"
-            "               [--new-sites-per-interval N] [--memory-weight NS] [--list-arms] [--version]\n"
+            "               [--new-sites-per-interval N] [--memory-weight NS] [--arms NAME[,NAME...]]\n"
+            "               [--list-arms] [--version]\n"
             "               [--fleet-endpoints URL[,URL...]] [--fleet-name NAME] [--host-id ID]\n"
             "               [--fleet-cacert FILE] [--fleet-cert FILE] [--fleet-key FILE]\n"
             "               [--fleet-user USER [--fleet-password-file FILE]]\n"
@@ -42,6 +43,8 @@ static void usage(FILE *f)
             "  --memory-weight NS   what one MiB of RSS held for one second is worth, in ns of CPU,\n"
             "                   when a binary's arms are compared and what a site's BigCache holds\n"
             "                   idle is priced (default %.0f: cloud prices)\n"
+            "  --arms NAME[,NAME...]  the per-binary arms the learner may run besides default\n"
+            "                   (default: all but fast-thp)\n"
             "  --list-arms      print each per-binary arm and the environment that sets it by hand\n"
             "  --fleet-endpoints URL[,URL...]  share what this host learns with a fleet of hosts\n"
             "                   through these etcd members (v3 API; https:// for TLS)\n"
@@ -74,6 +77,34 @@ static int list_arms(void)
         printf("%s%s%s\n", hkd_bin_arms[a].name, *env ? " " : "", env);
     }
     return fflush(stdout) == 0 ? 0 : 1;
+}
+
+/* --arms: names from --list-arms, separated by commas; the default arm
+ * always runs.  2 (reported) on a name no arm has. */
+static int parse_arms(const char *arg, uint32_t *mask)
+{
+    uint32_t m = 1u << HKD_BIN_DEFAULT_ARM;
+    const char *p = arg;
+    for (;;) {
+        size_t len = strcspn(p, ",");
+        char name[32];
+        int arm = -1;
+        if (len > 0 && len < sizeof name) {
+            memcpy(name, p, len);
+            name[len] = 0;
+            arm = hkd_bin_arm_by_name(name);
+        }
+        if (arm < 0) {
+            fprintf(stderr, "hakmemd: --arms: no arm '%.*s' (hakmemd --list-arms names them)\n", (int)len, p);
+            return 2;
+        }
+        m |= 1u << arm;
+        if (p[len] == 0)
+            break;
+        p += len + 1;
+    }
+    *mask = m;
+    return 0;
 }
 
 /* A whole number in [lo, hi], with an optional K, M or G suffix when
@@ -207,6 +238,7 @@ int hkd_options_parse(int argc, char **argv, hkd_options *out)
         { "help", no_argument, 0, 'h' },
         { "version", no_argument, 0, 'V' },
         { "list-arms", no_argument, 0, 'L' },
+        { "arms", required_argument, 0, 'a' },
         { "fleet-endpoints", required_argument, 0, 'E' },
         { "fleet-name", required_argument, 0, 'F' },
         { "host-id", required_argument, 0, 'H' },
@@ -245,6 +277,10 @@ int hkd_options_parse(int argc, char **argv, hkd_options *out)
         case 'h': usage(stdout); return 0;
         case 'V': printf("hakmemd %s\n", HAKMEM_VERSION); return 0;
         case 'L': return list_arms();
+        case 'a':
+            if (parse_arms(optarg, &out->arm_mask))
+                return 2;
+            break;
         default: usage(stderr); return 2;
         }
     }

@@ -50,7 +50,8 @@ void hakmem_get_stats(hakmem_stats *out);
 /* The process-level knobs in force now, numbered as include/hakmem_shm.h
  * numbers them (purge delay in ms, retained segments, partial reuse 0..3,
  * small-object THP, default large threshold in bytes, BigCache budget in
- * KiB, two reserved), and the arm the daemon published for this binary
+ * KiB, fewest blocks per medium page, KiB populated ahead of carving), and
+ * the arm the daemon published for this binary
  * (-1: none; the knobs are then the environment's or the defaults). */
 typedef struct hakmem_knobs {
     int32_t  binary_arm;

@@ -516,18 +516,15 @@ else
     # Settled: every arm ran three times, or fewer when it was shown worse
     # than the default (lean, whose 32 MiB BigCache cannot hold these
     # blocks, costs several times the default and runs once).  The
-    # small-object huge-page arm runs only where the kernel's THP mode is
-    # madvise (elsewhere asking for huge pages changes nothing).
+    # small-object huge-page arm runs only when --arms names it (its one
+    # run is the pinned one above).
     check "binaries: the learner tried every arm, each run counted once for the arm it ran" python3 -c '
 import json, sys
 b = json.load(open(sys.argv[1]))["binaries"][0]
 runs = sum(a["observations"] for a in b["arms"])
-try:
-    madvise = "[madvise]" in open("/sys/kernel/mm/transparent_hugepage/enabled").read()
-except OSError:
-    madvise = False
-may_run = [a for a in b["arms"] if madvise or a["name"] != "fast-thp"]
-sys.exit(not (b["settled"] and all(a["observations"] >= 1 for a in may_run)
+may_run = [a for a in b["arms"] if a["name"] != "fast-thp"]
+thp = [a for a in b["arms"] if a["name"] == "fast-thp"]
+sys.exit(not (b["settled"] and all(a["observations"] >= 1 for a in may_run) and thp[0]["observations"] <= 1
               and b["arms"][0]["observations"] >= 3 and b["ignored"] - int(sys.argv[2]) <= 1
               and runs == b["observations"] >= 30))' "$TMP/bins.json" "$ignored_before"
     C binaries >"$TMP/bins.txt"
@@ -576,6 +573,33 @@ sys.exit(not (b["settled"] and all(a["observations"] >= 1 for a in may_run)
     reset=$(C reset-binary "$H" --command alpha)
     WHY="$reset"
     check "binaries: reset-binary --command forgets one command" test "$reset" = "reset the learning of 1 binary"
+    stop_daemon
+fi
+
+# --arms: the learner runs only the arms named (and the default).
+out=$("$HAKMEMD" --arms lean,nosuch --shm /hkd-none-$$ 2>&1)
+rc=$?
+WHY="exit $rc: $out"
+check "--arms: an arm no one has is refused in one line" \
+    bash -c "[ $rc -eq 2 ] && [ \"\$(printf '%s\n' \"\$1\" | wc -l)\" -eq 1 ] && [[ \"\$1\" == *\"no arm 'nosuch'\"* ]]" _ "$out"
+fresh arms
+if ! start_daemon --arms populate; then
+    fail "--arms: the daemon starts" "$(tail -3 "$TMP/daemon.log")"
+else
+    probe() { HAKMEM_SHM=$SHM HAKMEM_SOCKET=$TMP/ctl.sock timeout 60 "$P" "$@"; }
+    ran=''
+    for i in $(seq 10); do
+        ran+="$(probe 150 | head -1 | cut -d' ' -f2) "
+        sleep 0.25
+    done
+    arms_run() { C --json binaries --exe knob_probe | python3 -c "
+import json, sys
+b = json.load(sys.stdin)['binaries'][0]
+print(' '.join(a['name'] for a in b['arms'] if a['observations'] > 0))"; }
+    got=$(arms_run)
+    WHY="arms with runs: $got; arms started on: $ran"
+    check "--arms populate: the binary's runs are on the default and populate arms only" \
+        test "$got" = "default populate"
     stop_daemon
 fi
 

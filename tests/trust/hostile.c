@@ -7,7 +7,8 @@
  *   hostile lock SHM                     open the daemon's lock file
  *   hostile hold-segment SHM SECONDS     hold a shared flock on the segment itself
  *   hostile register-bad SOCKET          regions that must be refused
- *   hostile registrations SOCKET N SECS  N processes each holding a registration for SECS
+ *   hostile registrations SOCKET N SECS  N processes each holding a registration until all
+ *                                        have an answer, then SECS more
  *   hostile hold-read SOCKET SHM SECS    a registration whose read never ends
  *   hostile stall-seq SOCKET SECS        a registration whose flush never ends
  *   hostile flood SOCKET PROCS KEYS SECS     KEYS fake site keys from PROCS processes, fresh every round
@@ -301,11 +302,16 @@ static void in_children(int n, int (*fn)(int i, void *arg), void *arg, int *resu
 typedef struct hold_args {
     const char *sock;
     double secs;
+    int n;
+    int *answered;              /* shared by all children: how many have their answer */
 } hold_args;
 
 /* 1: registered and held; 0: refused; 2: no answer.  A refusal for the
  * number of control connections at once is a "try again" (the real client
- * retries too); the registration cap is the answer wanted. */
+ * retries too); the registration cap is the answer wanted.  A registered
+ * child holds on until every child has its answer (then SECS more), so the
+ * cap is met however slowly the children start: a fixed hold alone let the
+ * first registrations end before the last ones were made. */
 static int register_and_hold(int i, void *arg)
 {
     (void)i;
@@ -316,14 +322,24 @@ static int register_and_hold(int i, void *arg)
     while ((rc = register_region(a->sock, &reg, "hostile-many")) != 1 && now_s() < until &&
            (rc == -1 || strstr(last_refusal, "control connections")))
         usleep(50000 + (useconds_t)(next_random() % 200000));
-    if (rc == 1)
+    __atomic_add_fetch(a->answered, 1, __ATOMIC_SEQ_CST);
+    if (rc == 1) {
+        double give_up = now_s() + 60;
+        while (__atomic_load_n(a->answered, __ATOMIC_SEQ_CST) < a->n && now_s() < give_up)
+            usleep(50000);
         usleep((useconds_t)(a->secs * 1e6));
+    }
     return rc == 1 ? 1 : rc == 0 ? 0 : 2;
 }
 
 static int registrations(const char *sock, int n, double secs)
 {
-    hold_args a = { sock, secs };
+    int *answered = mmap(NULL, sizeof *answered, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (answered == MAP_FAILED) {
+        printf("failed: mmap: %s\n", strerror(errno));
+        return 1;
+    }
+    hold_args a = { sock, secs, n, answered };
     int *res = calloc((size_t)n, sizeof *res);
     in_children(n, register_and_hold, &a, res);
     int ok = 0, refused = 0, failed = 0;
@@ -333,6 +349,8 @@ static int registrations(const char *sock, int n, double secs)
         failed += res[i] != 0 && res[i] != 1;
     }
     printf("done registrations: %d accepted, %d refused, %d failed\n", ok, refused, failed);
+    free(res);
+    munmap(answered, sizeof *answered);
     return 0;
 }
 

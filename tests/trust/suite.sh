@@ -109,7 +109,7 @@ check "a member's unsealed, wrong-sized, pipe, plain-file and missing regions ar
 check "a member cannot pin a site" bash -c "! as_out=\$(setpriv --reuid=$HOSTILE_USER --regid=\$(id -g $HOSTILE_USER) --init-groups '$CTL' --socket '$SOCK' pin '$LARGE_KEY' 0 2>&1) && grep -qi 'root or the daemon' <<<\"\$as_out\""
 
 # 1,100 processes of the member, each holding a registration.
-timeout 60 setpriv --reuid="$HOSTILE_USER" --regid="$(id -g "$HOSTILE_USER")" --init-groups \
+timeout 120 setpriv --reuid="$HOSTILE_USER" --regid="$(id -g "$HOSTILE_USER")" --init-groups \
   "$HOSTILE" registrations "$SOCK" 1100 3 >"$ATT/regs" 2>&1
 regs_capped() {
   read -r accepted refused < <(sed -n 's/done registrations: \([0-9]*\) accepted, \([0-9]*\) refused.*/\1 \2/p' "$ATT/regs")

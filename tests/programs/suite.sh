@@ -365,8 +365,9 @@ need() { [ -n "${made[$1]:-}" ] || { make_inputs "$1"; made[$1]=1; }; }
 # Knob variants (hakmem only): the lowest large-block threshold sends every
 # block of 64 KiB and up through mmap, headers and BigCache; sampling every
 # 4 KiB keeps the site profiler busy; purging without delay returns memory
-# as soon as it is idle.  And the plain allocator with BigCache and THP off.
-KNOBS_STRESS=(HAKMEM_LARGE_THRESHOLD=65536 HAKMEM_SAMPLE_BYTES=4096 HAKMEM_PURGE_DELAY_MS=0)
+# as soon as it is idle, and populating ahead of carving faults in what
+# purging gives back, 64 KiB at a time.  And the plain allocator with BigCache and THP off.
+KNOBS_STRESS=(HAKMEM_LARGE_THRESHOLD=65536 HAKMEM_SAMPLE_BYTES=4096 HAKMEM_PURGE_DELAY_MS=0 HAKMEM_POPULATE_KIB=64)
 KNOBS_OFF=(HAKMEM_BIGCACHE=0 HAKMEM_THP=0)
 variants=0
 case $(basename "$PRELOAD") in libhakmem*) variants=1 ;; esac

@@ -247,8 +247,9 @@ static void registration_result(uint64_t now, int rc, const hk_reg_reply *reply)
 /* When a process (or a fork child) just started may first register.  Most
  * of what taking part costs is paid once, at registration: the region's
  * memfd and pages, resolving every site for the first report, the socket,
- * and the final flush at exit, 0.3-0.5 ms of CPU on a 2-core VM (the
- * `daemon plane` line of HAKMEM_STATS=1).  A process that exits sooner
+ * and the final flush at exit: 0.6-0.9 ms of CPU (quartiles of 30 runs
+ * of a 40 ms process under a private daemon, the `daemon plane` line of
+ * HAKMEM_STATS=1) on a 2-core VM where a page fault costs ~11 us.  A process that exits sooner
  * would pay it mostly to teach nothing: the daemon counts a run of a
  * binary only from 20 ms of CPU on, which takes 10 ms of wall time on two
  * cores.  It reads and applies the published policy from its first

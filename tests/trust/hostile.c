@@ -302,8 +302,8 @@ static void in_children(int n, int (*fn)(int i, void *arg), void *arg, int *resu
 typedef struct hold_args {
     const char *sock;
     double secs;
-    int n;
-    int *answered;              /* shared by all children: how many have their answer */
+    int answered;               /* write end: one byte per child with its answer */
+    int release;                /* read end: end of file once every child has one */
 } hold_args;
 
 /* 1: registered and held; 0: refused; 2: no answer.  A refusal for the
@@ -311,7 +311,9 @@ typedef struct hold_args {
  * retries too); the registration cap is the answer wanted.  A registered
  * child holds on until every child has its answer (then SECS more), so the
  * cap is met however slowly the children start: a fixed hold alone let the
- * first registrations end before the last ones were made. */
+ * first registrations end before the last ones were made.  The children
+ * block on a pipe rather than poll, so thousands of them waiting cost the
+ * daemon no CPU. */
 static int register_and_hold(int i, void *arg)
 {
     (void)i;
@@ -322,26 +324,60 @@ static int register_and_hold(int i, void *arg)
     while ((rc = register_region(a->sock, &reg, "hostile-many")) != 1 && now_s() < until &&
            (rc == -1 || strstr(last_refusal, "control connections")))
         usleep(50000 + (useconds_t)(next_random() % 200000));
-    __atomic_add_fetch(a->answered, 1, __ATOMIC_SEQ_CST);
+    ssize_t w = write(a->answered, "", 1);
+    (void)w;
     if (rc == 1) {
-        double give_up = now_s() + 60;
-        while (__atomic_load_n(a->answered, __ATOMIC_SEQ_CST) < a->n && now_s() < give_up)
-            usleep(50000);
+        char c;
+        while (read(a->release, &c, 1) < 0 && errno == EINTR)
+            ;
         usleep((useconds_t)(a->secs * 1e6));
     }
     return rc == 1 ? 1 : rc == 0 ? 0 : 2;
 }
 
+/* Waits (up to LIMIT seconds) for N bytes on FD: one per child answered. */
+static int await_answers(int fd, int n, double limit)
+{
+    double give_up = now_s() + limit;
+    int got = 0;
+    char buf[512];
+    while (got < n && now_s() < give_up) {
+        struct pollfd p = { .fd = fd, .events = POLLIN };
+        if (poll(&p, 1, 1000) <= 0)
+            continue;
+        ssize_t r = read(fd, buf, sizeof buf);
+        if (r == 0)
+            break;              /* every child has exited */
+        if (r > 0)
+            got += (int)r;
+    }
+    return got;
+}
+
 static int registrations(const char *sock, int n, double secs)
 {
-    int *answered = mmap(NULL, sizeof *answered, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-    if (answered == MAP_FAILED) {
-        printf("failed: mmap: %s\n", strerror(errno));
+    int answered[2], release[2];
+    if (pipe(answered) || pipe(release)) {
+        printf("failed: pipe: %s\n", strerror(errno));
         return 1;
     }
-    hold_args a = { sock, secs, n, answered };
+    hold_args a = { sock, secs, answered[1], release[0] };
     int *res = calloc((size_t)n, sizeof *res);
+    pid_t waiter = fork();
+    if (waiter == 0) {
+        /* Releases the children once all have answered (or after 150 s),
+         * while the parent below waits for them. */
+        close(answered[1]);
+        close(release[0]);
+        await_answers(answered[0], n, 150);
+        _exit(0);
+    }
+    close(answered[0]);
+    close(release[1]);
     in_children(n, register_and_hold, &a, res);
+    close(answered[1]);
+    close(release[0]);
+    waitpid(waiter, NULL, 0);
     int ok = 0, refused = 0, failed = 0;
     for (int i = 0; i < n; i++) {
         ok += res[i] == 1;
@@ -350,7 +386,6 @@ static int registrations(const char *sock, int n, double secs)
     }
     printf("done registrations: %d accepted, %d refused, %d failed\n", ok, refused, failed);
     free(res);
-    munmap(answered, sizeof *answered);
     return 0;
 }
 

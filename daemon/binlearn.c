@@ -15,19 +15,23 @@ const hkd_bin_arm hkd_bin_arms[HKD_BIN_ARMS] = {
     { "default", 0, { 0 } },
     { "lean",
       KNOB(HKSHM_KNOB_PURGE_DELAY_MS) | KNOB(HKSHM_KNOB_RETAINED_SEGMENTS) | KNOB(HKSHM_KNOB_PARTIAL_REUSE) |
-          KNOB(HKSHM_KNOB_SMALL_THP) | KNOB(HKSHM_KNOB_BIGCACHE_KIB),
+          KNOB(HKSHM_KNOB_THP) | KNOB(HKSHM_KNOB_BIGCACHE_KIB),
       { [HKSHM_KNOB_PURGE_DELAY_MS] = 0, [HKSHM_KNOB_RETAINED_SEGMENTS] = 0, [HKSHM_KNOB_PARTIAL_REUSE] = 3,
-        [HKSHM_KNOB_SMALL_THP] = 0, [HKSHM_KNOB_BIGCACHE_KIB] = 32u << 10 } },
+        [HKSHM_KNOB_THP] = 0, [HKSHM_KNOB_BIGCACHE_KIB] = 32u << 10 } },
+    /* Huge pages for large blocks: a program replacing big buffers keeps
+     * them when BigCache hands the memory on (README.md, HAKMEM_LARGE_THP);
+     * one touching big blocks sparsely holds more, which the guard on peak
+     * RSS catches. */
     { "fast",
       KNOB(HKSHM_KNOB_PURGE_DELAY_MS) | KNOB(HKSHM_KNOB_RETAINED_SEGMENTS) | KNOB(HKSHM_KNOB_PARTIAL_REUSE) |
-          KNOB(HKSHM_KNOB_SMALL_THP) | KNOB(HKSHM_KNOB_BIGCACHE_KIB),
+          KNOB(HKSHM_KNOB_THP) | KNOB(HKSHM_KNOB_BIGCACHE_KIB),
       { [HKSHM_KNOB_PURGE_DELAY_MS] = 2000, [HKSHM_KNOB_RETAINED_SEGMENTS] = 16, [HKSHM_KNOB_PARTIAL_REUSE] = 0,
-        [HKSHM_KNOB_SMALL_THP] = 0, [HKSHM_KNOB_BIGCACHE_KIB] = 512u << 10 } },
+        [HKSHM_KNOB_THP] = HKSHM_THP_LARGE, [HKSHM_KNOB_BIGCACHE_KIB] = 512u << 10 } },
     { "fast-thp",
       KNOB(HKSHM_KNOB_PURGE_DELAY_MS) | KNOB(HKSHM_KNOB_RETAINED_SEGMENTS) | KNOB(HKSHM_KNOB_PARTIAL_REUSE) |
-          KNOB(HKSHM_KNOB_SMALL_THP) | KNOB(HKSHM_KNOB_BIGCACHE_KIB),
+          KNOB(HKSHM_KNOB_THP) | KNOB(HKSHM_KNOB_BIGCACHE_KIB),
       { [HKSHM_KNOB_PURGE_DELAY_MS] = 2000, [HKSHM_KNOB_RETAINED_SEGMENTS] = 16, [HKSHM_KNOB_PARTIAL_REUSE] = 0,
-        [HKSHM_KNOB_SMALL_THP] = 1, [HKSHM_KNOB_BIGCACHE_KIB] = 512u << 10 } },
+        [HKSHM_KNOB_THP] = HKSHM_THP_SMALL | HKSHM_THP_LARGE, [HKSHM_KNOB_BIGCACHE_KIB] = 512u << 10 } },
     /* Pages of the 16-128 KiB classes hold two blocks instead of eight, and
      * nothing else changes: a page whose blocks are all free goes back
      * whole, so a server keeping a few medium blocks of many sizes live
@@ -76,26 +80,30 @@ void hkd_bin_init(hkd_bin_learn *l)
 uint32_t hkd_bin_arms_without_small_thp(uint32_t mask)
 {
     for (int a = 0; a < HKD_BIN_ARMS; a++)
-        if (a != HKD_BIN_DEFAULT_ARM && (hkd_bin_arms[a].set & KNOB(HKSHM_KNOB_SMALL_THP)) &&
-            hkd_bin_arms[a].knob[HKSHM_KNOB_SMALL_THP])
+        if (a != HKD_BIN_DEFAULT_ARM && (hkd_bin_arms[a].set & KNOB(HKSHM_KNOB_THP)) &&
+            (hkd_bin_arms[a].knob[HKSHM_KNOB_THP] & HKSHM_THP_SMALL))
             mask &= ~(1u << a);
     return mask;
 }
 
-/* The environment variable a person sets for each knob by hand, and the
- * factor from the knob's unit to the variable's. */
+/* The environment variables a person sets for the knobs by hand: each
+ * gives a knob's value times `scale` or, for a knob of bits, whether the
+ * bit `bit` is set. */
 static const struct {
+    unsigned knob;
     const char *name;
     uint32_t scale;
-} knob_env[HKSHM_KNOBS] = {
-    [HKSHM_KNOB_PURGE_DELAY_MS] = { "HAKMEM_PURGE_DELAY_MS", 1 },
-    [HKSHM_KNOB_RETAINED_SEGMENTS] = { "HAKMEM_RETAINED_SEGMENTS", 1 },
-    [HKSHM_KNOB_PARTIAL_REUSE] = { "HAKMEM_PARTIAL_REUSE", 1 },
-    [HKSHM_KNOB_SMALL_THP] = { "HAKMEM_SMALL_THP", 1 },
-    [HKSHM_KNOB_LARGE_THRESHOLD] = { "HAKMEM_LARGE_THRESHOLD", 1 },
-    [HKSHM_KNOB_BIGCACHE_KIB] = { "HAKMEM_BIGCACHE_BYTES", 1024 },
-    [HKSHM_KNOB_MEDIUM_PAGE_BLOCKS] = { "HAKMEM_MEDIUM_PAGE_BLOCKS", 1 },
-    [HKSHM_KNOB_POPULATE_KIB] = { "HAKMEM_POPULATE_KIB", 1 },
+    uint32_t bit;
+} knob_env[] = {
+    { HKSHM_KNOB_PURGE_DELAY_MS, "HAKMEM_PURGE_DELAY_MS", 1, 0 },
+    { HKSHM_KNOB_RETAINED_SEGMENTS, "HAKMEM_RETAINED_SEGMENTS", 1, 0 },
+    { HKSHM_KNOB_PARTIAL_REUSE, "HAKMEM_PARTIAL_REUSE", 1, 0 },
+    { HKSHM_KNOB_THP, "HAKMEM_SMALL_THP", 1, HKSHM_THP_SMALL },
+    { HKSHM_KNOB_THP, "HAKMEM_LARGE_THP", 1, HKSHM_THP_LARGE },
+    { HKSHM_KNOB_LARGE_THRESHOLD, "HAKMEM_LARGE_THRESHOLD", 1, 0 },
+    { HKSHM_KNOB_BIGCACHE_KIB, "HAKMEM_BIGCACHE_BYTES", 1024, 0 },
+    { HKSHM_KNOB_MEDIUM_PAGE_BLOCKS, "HAKMEM_MEDIUM_PAGE_BLOCKS", 1, 0 },
+    { HKSHM_KNOB_POPULATE_KIB, "HAKMEM_POPULATE_KIB", 1, 0 },
 };
 
 int hkd_bin_arm_env(int arm, char *buf, size_t len)
@@ -104,11 +112,13 @@ int hkd_bin_arm_env(int arm, char *buf, size_t len)
         return -1;
     size_t used = 0;
     buf[0] = '\0';
-    for (unsigned k = 0; k < HKSHM_KNOBS; k++) {
-        if (!(hkd_bin_arms[arm].set >> k & 1u) || !knob_env[k].name)
+    for (size_t i = 0; i < sizeof knob_env / sizeof knob_env[0]; i++) {
+        unsigned k = knob_env[i].knob;
+        if (!(hkd_bin_arms[arm].set >> k & 1u))
             continue;
-        int n = snprintf(buf + used, len - used, "%s%s=%llu", used ? " " : "", knob_env[k].name,
-                         (unsigned long long)hkd_bin_arms[arm].knob[k] * knob_env[k].scale);
+        uint32_t v = hkd_bin_arms[arm].knob[k];
+        unsigned long long shown = knob_env[i].bit ? (v & knob_env[i].bit) != 0 : (unsigned long long)v * knob_env[i].scale;
+        int n = snprintf(buf + used, len - used, "%s%s=%llu", used ? " " : "", knob_env[i].name, shown);
         if (n < 0 || (size_t)n >= len - used)
             return -1;
         used += (size_t)n;

@@ -261,12 +261,17 @@ enum hkshm_knob {
     HKSHM_KNOB_PURGE_DELAY_MS = 0,        /* how long freed pages stay resident */
     HKSHM_KNOB_RETAINED_SEGMENTS,         /* empty segments a process keeps mapped */
     HKSHM_KNOB_PARTIAL_REUSE,             /* 0..3: how eagerly partly used pages are reused */
-    HKSHM_KNOB_SMALL_THP,                 /* 1: huge pages for small-object segments */
+    HKSHM_KNOB_THP,                       /* bits: HKSHM_THP_SMALL, HKSHM_THP_LARGE */
     HKSHM_KNOB_LARGE_THRESHOLD,           /* bytes: the default for sites without a policy */
     HKSHM_KNOB_BIGCACHE_KIB,              /* BigCache's total bytes, in KiB */
     HKSHM_KNOB_MEDIUM_PAGE_BLOCKS,        /* 1..8: fewest blocks in a page of a 16-128 KiB class */
     HKSHM_KNOB_POPULATE_KIB,              /* 0..1024: KiB faulted in at once ahead of carving */
 };
+
+/* HKSHM_KNOB_THP's bits: huge pages asked for small-object segments, and
+ * for every large block of 2 MiB or more whatever its site's policy. */
+#define HKSHM_THP_SMALL      1u
+#define HKSHM_THP_LARGE      2u
 
 typedef struct hkshm_binary_policy {
     uint32_t domain;                      /* uid */
@@ -304,7 +309,7 @@ static inline int hkshm_knob_valid(uint32_t knob, uint32_t v)
     case HKSHM_KNOB_PURGE_DELAY_MS:    return v <= 60000u;
     case HKSHM_KNOB_RETAINED_SEGMENTS: return v <= 1024u;
     case HKSHM_KNOB_PARTIAL_REUSE:     return v <= 3u;
-    case HKSHM_KNOB_SMALL_THP:         return v <= 1u;
+    case HKSHM_KNOB_THP:               return v <= (HKSHM_THP_SMALL | HKSHM_THP_LARGE);
     case HKSHM_KNOB_LARGE_THRESHOLD:   return v >= HKSHM_THRESHOLD_MIN && v <= HKSHM_THRESHOLD_MAX;
     case HKSHM_KNOB_BIGCACHE_KIB:      return v <= (4u << 20);
     case HKSHM_KNOB_MEDIUM_PAGE_BLOCKS: return v >= 1u && v <= 8u;

@@ -130,7 +130,7 @@ typedef struct hk_segment {
     hk_page *slot_page[HK_SLOTS];    /* span head of each slot, or the invalid page */
     hk_page pages[HK_SLOTS];         /* descriptors; only span heads are meaningful */
     uint64_t abandoned_used;         /* bytes handed out when it was abandoned */
-    uint8_t huge;                    /* advised MADV_HUGEPAGE (SMALL_THP) */
+    uint8_t huge;                    /* advised MADV_HUGEPAGE (THP's small bit) */
 } hk_segment;
 
 #define HK_SEGMENT_MAGIC 0x48414B4D53454721ull

@@ -14,7 +14,7 @@ static const knob_range range[HK_KNOBS] = {
     [HK_KNOB_PURGE_DELAY_MS] = { 0, 60000 },
     [HK_KNOB_RETAINED_SEGMENTS] = { 0, 256 },
     [HK_KNOB_PARTIAL_REUSE] = { 0, 3 },
-    [HK_KNOB_SMALL_THP] = { 0, 1 },
+    [HK_KNOB_THP] = { 0, HK_THP_SMALL | HK_THP_LARGE },
     [HK_KNOB_LARGE_THRESHOLD] = { HK_SAMPLED_MAX + 1, HK_CLASS_MAX },
     [HK_KNOB_BIGCACHE_KIB] = { 0, 16u << 20 },
     [HK_KNOB_MEDIUM_PAGE_BLOCKS] = { 1, HK_MEDIUM_PAGE_BLOCKS_MAX },
@@ -28,7 +28,7 @@ static const knob_range range[HK_KNOBS] = {
         [HK_KNOB_PURGE_DELAY_MS] = 20,             \
         [HK_KNOB_RETAINED_SEGMENTS] = 8,           \
         [HK_KNOB_PARTIAL_REUSE] = 1,               \
-        [HK_KNOB_SMALL_THP] = 0,                   \
+        [HK_KNOB_THP] = 0,                         \
         [HK_KNOB_LARGE_THRESHOLD] = 1u << 20,      \
         [HK_KNOB_BIGCACHE_KIB] = 128u << 10,       \
         [HK_KNOB_MEDIUM_PAGE_BLOCKS] = HK_MEDIUM_PAGE_BLOCKS_MAX, \
@@ -80,8 +80,12 @@ void hk_knobs_load_env(void)
         range[HK_KNOB_RETAINED_SEGMENTS].hi);
     from_env[HK_KNOB_PARTIAL_REUSE] = (uint32_t)hk_env_long(
         "HAKMEM_PARTIAL_REUSE", from_env[HK_KNOB_PARTIAL_REUSE], 0, range[HK_KNOB_PARTIAL_REUSE].hi);
-    from_env[HK_KNOB_SMALL_THP] = (uint32_t)hk_env_long(
-        "HAKMEM_SMALL_THP", from_env[HK_KNOB_SMALL_THP], 0, 1);
+    uint32_t thp = from_env[HK_KNOB_THP];
+    if (hk_env_long("HAKMEM_SMALL_THP", thp & HK_THP_SMALL, 0, 1)) thp |= HK_THP_SMALL;
+    else thp &= ~HK_THP_SMALL;
+    if (hk_env_long("HAKMEM_LARGE_THP", (thp & HK_THP_LARGE) != 0, 0, 1)) thp |= HK_THP_LARGE;
+    else thp &= ~HK_THP_LARGE;
+    from_env[HK_KNOB_THP] = thp;
     from_env[HK_KNOB_MEDIUM_PAGE_BLOCKS] = (uint32_t)hk_env_long(
         "HAKMEM_MEDIUM_PAGE_BLOCKS", from_env[HK_KNOB_MEDIUM_PAGE_BLOCKS], range[HK_KNOB_MEDIUM_PAGE_BLOCKS].lo,
         range[HK_KNOB_MEDIUM_PAGE_BLOCKS].hi);

@@ -6,6 +6,7 @@
 #include "bigcache.h"
 #include "chunk_map.h"
 #include "counters.h"
+#include "knobs.h"
 #include "options.h"
 #include "os.h"
 #include "thp.h"
@@ -234,6 +235,12 @@ static uint8_t *from_cache(uint32_t site, size_t *need, unsigned entries, int *r
     return dest;
 }
 
+/* The site's policy, or the THP knob for every site. */
+static int wants_huge(const hk_site_policy *pol)
+{
+    return pol->thp || (hk_knob(HK_KNOB_THP) & HK_THP_LARGE);
+}
+
 static void advise_huge(hk_large_hdr *h)
 {
     size_t len = hk_thp_advice((uintptr_t)h->base, h->map_size, 1);
@@ -272,7 +279,7 @@ static void *large_alloc(size_t size, size_t align, uint32_t site, const hk_site
     /* Advise before the header write faults in the first page of a fresh
      * mapping: once a small page sits in the range, the kernel will not
      * fault a huge one there. */
-    size_t huge = fresh && pol->thp ? hk_thp_advice((uintptr_t)base, map_size, 1) : 0;
+    size_t huge = fresh && wants_huge(pol) ? hk_thp_advice((uintptr_t)base, map_size, 1) : 0;
     int got_huge = huge && hk_os_advise_huge(base, huge) == 0;
     hk_large_hdr *h = hdr_of(p);
     h->site = site;
@@ -286,7 +293,7 @@ static void *large_alloc(size_t size, size_t align, uint32_t site, const hk_site
         atomic_fetch_add_explicit(&n_thp, 1, memory_order_relaxed);
         hk_site_note_thp(site);
     }
-    if (!fresh && pol->thp) advise_huge(h);
+    if (!fresh && wants_huge(pol)) advise_huge(h);
     atomic_store_explicit(&h->magic, HK_LARGE_MAGIC, memory_order_release);
     hk_chunk_set((uintptr_t)p, HK_CHUNK_LARGE);
     atomic_fetch_add_explicit(&n_allocs, 1, memory_order_relaxed);
@@ -392,7 +399,7 @@ static void *large_try_realloc(void *p, size_t size, const char *fn)
     nh->self = np;
     nh->thp = 0;
     hk_site_policy pol = hk_site_policy_get(nh->site);
-    if (pol.thp) advise_huge(nh);
+    if (wants_huge(&pol)) advise_huge(nh);
     hk_chunk_set((uintptr_t)np, HK_CHUNK_LARGE);
     atomic_fetch_add_explicit(&n_mapped_bytes, new_map - old_map, memory_order_relaxed);
     return np;

@@ -76,7 +76,8 @@ _Static_assert(HKSHM_KNOBS == HK_KNOBS, "knob count");
 _Static_assert((int)HKSHM_KNOB_PURGE_DELAY_MS == (int)HK_KNOB_PURGE_DELAY_MS &&
                    (int)HKSHM_KNOB_RETAINED_SEGMENTS == (int)HK_KNOB_RETAINED_SEGMENTS &&
                    (int)HKSHM_KNOB_PARTIAL_REUSE == (int)HK_KNOB_PARTIAL_REUSE &&
-                   (int)HKSHM_KNOB_SMALL_THP == (int)HK_KNOB_SMALL_THP &&
+                   (int)HKSHM_KNOB_THP == (int)HK_KNOB_THP && HKSHM_THP_SMALL == HK_THP_SMALL &&
+                   HKSHM_THP_LARGE == HK_THP_LARGE &&
                    (int)HKSHM_KNOB_LARGE_THRESHOLD == (int)HK_KNOB_LARGE_THRESHOLD &&
                    (int)HKSHM_KNOB_BIGCACHE_KIB == (int)HK_KNOB_BIGCACHE_KIB &&
                    (int)HKSHM_KNOB_MEDIUM_PAGE_BLOCKS == (int)HK_KNOB_MEDIUM_PAGE_BLOCKS,

@@ -152,12 +152,12 @@ uint64_t hk_segment_retained_dirty_bytes(void)
 
 /* ---- new segments ------------------------------------------------------ */
 
-/* SMALL_THP, for a segment about to be used: huge pages asked for (before
+/* THP's small bit, for a segment about to be used: huge pages asked for (before
  * the first touch of a fresh mapping, or the kernel places small pages
  * there) or, for a retained one advised earlier, no longer. */
 static int advise_huge(void *s, int advised)
 {
-    int want = hk_knob(HK_KNOB_SMALL_THP) && hk_os_thp_mode() == 1;
+    int want = (hk_knob(HK_KNOB_THP) & HK_THP_SMALL) && hk_os_thp_mode() == 1;
     if (want && !advised) return hk_os_advise_huge(s, HK_SEGMENT_SIZE) == 0;
     if (!want && advised) return hk_os_advise_no_huge(s, HK_SEGMENT_SIZE) != 0;
     return advised;

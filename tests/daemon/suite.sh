@@ -472,7 +472,7 @@ else
     published() { [ "$(status_field generation)" -gt "$gen" ]; }
     wait_for 5 published >/dev/null
     first=$(probe 150 | head -1)
-    WHY="its first line: $first (lean: purge 0, retained 0, partial reuse 3, small THP 0, BigCache 32768 KiB)"
+    WHY="its first line: $first (lean: purge 0, retained 0, partial reuse 3, THP 0, BigCache 32768 KiB)"
     check "binaries: a new process of a known binary runs its published arm from the start of main" \
         bash -c "[[ '$first' == 'arm 1 knobs 0 0 3 0 '*' 32768 '* ]]"
     # Each arm, published by the daemon and set by hand from what

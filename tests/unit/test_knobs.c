@@ -71,7 +71,7 @@ static void test_apply_clamps_and_resets(void **state)
     (void)state;
     uint32_t k[HK_KNOBS] = {
         [HK_KNOB_PURGE_DELAY_MS] = 1000000, [HK_KNOB_RETAINED_SEGMENTS] = 100000,
-        [HK_KNOB_PARTIAL_REUSE] = 9, [HK_KNOB_SMALL_THP] = 7,
+        [HK_KNOB_PARTIAL_REUSE] = 9, [HK_KNOB_THP] = 7,
         [HK_KNOB_LARGE_THRESHOLD] = 100, [HK_KNOB_BIGCACHE_KIB] = UINT32_MAX,
         [HK_KNOB_MEDIUM_PAGE_BLOCKS] = 50, [HK_KNOB_POPULATE_KIB] = 5000,
     };
@@ -79,7 +79,7 @@ static void test_apply_clamps_and_resets(void **state)
     assert_int_equal(hk_knob(HK_KNOB_PURGE_DELAY_MS), 60000);
     assert_int_equal(hk_knob(HK_KNOB_RETAINED_SEGMENTS), 256);
     assert_int_equal(hk_knob(HK_KNOB_PARTIAL_REUSE), 3);
-    assert_int_equal(hk_knob(HK_KNOB_SMALL_THP), 1);
+    assert_int_equal(hk_knob(HK_KNOB_THP), HK_THP_SMALL | HK_THP_LARGE);
     assert_int_equal(hk_knob(HK_KNOB_LARGE_THRESHOLD), 64 * KiB);
     assert_int_equal(hk_knob(HK_KNOB_BIGCACHE_KIB), 16u << 20);
     assert_int_equal(hk_knob(HK_KNOB_MEDIUM_PAGE_BLOCKS), 8);
@@ -98,7 +98,7 @@ static void test_apply_clamps_and_resets(void **state)
     assert_int_equal(hk_knob(HK_KNOB_PURGE_DELAY_MS), 20);
     assert_int_equal(hk_knob(HK_KNOB_RETAINED_SEGMENTS), 8);
     assert_int_equal(hk_knob(HK_KNOB_PARTIAL_REUSE), 1);
-    assert_int_equal(hk_knob(HK_KNOB_SMALL_THP), 0);
+    assert_int_equal(hk_knob(HK_KNOB_THP), 0);
     assert_int_equal(hk_knob(HK_KNOB_LARGE_THRESHOLD), 1 << 20);
     assert_int_equal(hk_knob(HK_KNOB_BIGCACHE_KIB), 128u << 10);
     assert_int_equal(hk_knob(HK_KNOB_MEDIUM_PAGE_BLOCKS), 8);
@@ -112,6 +112,7 @@ static void test_environment_sets_what_reset_returns_to(void **state)
     setenv("HAKMEM_RETAINED_SEGMENTS", "3", 1);
     setenv("HAKMEM_PARTIAL_REUSE", "2", 1);
     setenv("HAKMEM_SMALL_THP", "1", 1);
+    setenv("HAKMEM_LARGE_THP", "1", 1);
     setenv("HAKMEM_LARGE_THRESHOLD", "256K", 1);
     setenv("HAKMEM_BIGCACHE_BYTES", "3M", 1);
     setenv("HAKMEM_MEDIUM_PAGE_BLOCKS", "2", 1);
@@ -122,7 +123,10 @@ static void test_environment_sets_what_reset_returns_to(void **state)
     assert_int_equal(hk_knob(HK_KNOB_PURGE_DELAY_MS), 250);
     assert_int_equal(hk_knob(HK_KNOB_RETAINED_SEGMENTS), 3);
     assert_int_equal(hk_knob(HK_KNOB_PARTIAL_REUSE), 2);
-    assert_int_equal(hk_knob(HK_KNOB_SMALL_THP), 1);
+    assert_int_equal(hk_knob(HK_KNOB_THP), HK_THP_SMALL | HK_THP_LARGE);
+    setenv("HAKMEM_SMALL_THP", "0", 1);
+    hk_options_load();
+    assert_int_equal(hk_knob(HK_KNOB_THP), HK_THP_LARGE);
     assert_int_equal(hk_knob(HK_KNOB_LARGE_THRESHOLD), 256 * KiB);
     assert_int_equal(hk_knob(HK_KNOB_BIGCACHE_KIB), 3 * 1024);
     assert_int_equal(hk_knob(HK_KNOB_MEDIUM_PAGE_BLOCKS), 2);
@@ -139,7 +143,7 @@ static void test_environment_sets_what_reset_returns_to(void **state)
     /* The built-in defaults again, for the tests that follow. */
     static const char *const defaults[][2] = {
         { "HAKMEM_PURGE_DELAY_MS", "20" }, { "HAKMEM_RETAINED_SEGMENTS", "8" }, { "HAKMEM_PARTIAL_REUSE", "1" },
-        { "HAKMEM_SMALL_THP", "0" }, { "HAKMEM_LARGE_THRESHOLD", "1M" }, { "HAKMEM_BIGCACHE_BYTES", "128M" },
+        { "HAKMEM_SMALL_THP", "0" }, { "HAKMEM_LARGE_THP", "0" }, { "HAKMEM_LARGE_THRESHOLD", "1M" }, { "HAKMEM_BIGCACHE_BYTES", "128M" },
         { "HAKMEM_MEDIUM_PAGE_BLOCKS", "8" },
     };
     enum { N_DEFAULTS = sizeof defaults / sizeof defaults[0] };
@@ -289,7 +293,7 @@ static void test_small_thp_backs_segments(void **state)
         print_message("skipped: transparent huge pages are off in this kernel (mode \"never\")\n");
         skip();
     }
-    ut_set_knob(HK_KNOB_SMALL_THP, 1);
+    ut_set_knob(HK_KNOB_THP, 1);
     unsigned long fallbacks;
     long on = touch_segment_huge_kb(&fallbacks);
     if (on == 0 && fallbacks > 0) {
@@ -298,7 +302,7 @@ static void test_small_thp_backs_segments(void **state)
     }
     assert_true(on >= 2048);
     if (mode == 1) {                               /* "madvise": without the advice, none */
-        ut_set_knob(HK_KNOB_SMALL_THP, 0);
+        ut_set_knob(HK_KNOB_THP, 0);
         assert_int_equal(touch_segment_huge_kb(&fallbacks), 0);
     }
 }

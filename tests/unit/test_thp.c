@@ -1,7 +1,8 @@
 /* THP box: hk_thp_advice for every combination of process switch, site
  * wish, kernel mode (read, not changed: the test checks what the kernel
  * reports and applies the rules for that mode), alignment and size; and the
- * advice reaching a real large mapping (VmFlags "hg" in smaps). */
+ * advice reaching a real large mapping (VmFlags "hg" in smaps), by a site's
+ * policy or by the THP knob. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -11,6 +12,7 @@
 #include <string.h>
 
 #include "init.h"
+#include "knobs.h"
 #include "large.h"
 #include "options.h"
 #include "os.h"
@@ -162,6 +164,29 @@ static void test_large_block_advised(void **state)
     hk_large_free(t, "free()");
 }
 
+/* The THP knob's large bit asks for huge pages on every large block, over
+ * a site policy that does not; cleared, the site's policy rules again. */
+static void test_knob_advises_every_large_block(void **state)
+{
+    (void)state;
+    int mode = hk_os_thp_mode();
+    hk_opt.thp = 1;
+    hk_site_policy off = { .large_threshold = 1 << 20, .bigcache_slots = 0, .thp = 0 };
+    uint32_t k[HK_KNOBS] = { [HK_KNOB_THP] = HK_THP_LARGE };
+    int z;
+    hk_knobs_apply(1u << HK_KNOB_THP, k);
+    void *p = hk_large_alloc(4 * MiB, 0, 1020, &off, &z);
+    assert_int_equal(vma_has_hugepage_flag(p), mode == 1);
+    hk_large_free(p, "free()");
+
+    k[HK_KNOB_THP] = HK_THP_SMALL;                     /* small-object segments only */
+    hk_knobs_apply(1u << HK_KNOB_THP, k);
+    void *q = hk_large_alloc(4 * MiB, 0, 1020, &off, &z);
+    assert_int_equal(vma_has_hugepage_flag(q), 0);
+    hk_large_free(q, "free()");
+    hk_knobs_reset();
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -169,6 +194,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_every_combination, setup, teardown),
         cmocka_unit_test_setup_teardown(test_madvise_mode_cases, setup, teardown),
         cmocka_unit_test_setup_teardown(test_large_block_advised, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_knob_advises_every_large_block, setup, teardown),
     };
     return cmocka_run_group_tests_name("thp", tests, NULL, NULL);
 }

@@ -503,20 +503,8 @@ int hkd_binaries_merge(hkd_binaries *b, const hkd_binary_state *in, size_t n, in
         if (restore || r->learn.observations == 0) {
             r->learn = in[i].learn;
         } else {
-            /* Statistics of the same arms add: Chan's parallel update. */
-            for (int a = 0; a < HKD_BIN_ARMS; a++) {
-                hkd_bin_stat *x = &r->learn.arm[a];
-                const hkd_bin_stat *y = &in[i].learn.arm[a];
-                double nx = x->n, ny = y->n, nn = nx + ny;
-                if (ny <= 0.0)
-                    continue;
-                for (int k = 0; k < HKD_BIN_MEASURES; k++) {
-                    double d = y->mean[k] - x->mean[k];
-                    x->mean[k] += d * ny / nn;
-                    x->m2[k] += y->m2[k] + d * d * nx * ny / nn;
-                }
-                x->n = nn;
-            }
+            for (int a = 0; a < HKD_BIN_ARMS; a++)
+                hkd_bin_stat_merge(&r->learn.arm[a], &in[i].learn.arm[a]);
             r->learn.observations += in[i].learn.observations;
             if (in[i].learn.pinned >= 0)
                 r->learn.pinned = in[i].learn.pinned;

@@ -150,40 +150,118 @@ static int finite_positive(double v)
     return isfinite(v) && v > 0.0;
 }
 
-static void add(hkd_bin_stat *s, const double x[HKD_BIN_MEASURES])
+static void add(hkd_bin_stat *s, double work, const double x[HKD_BIN_MEASURES])
 {
     s->n += 1.0;
+    s->with_work += 1.0;
+    double dw = work - s->mean_work;
+    s->mean_work += dw / s->n;
+    s->sxx += dw * (work - s->mean_work);
     for (int k = 0; k < HKD_BIN_MEASURES; k++) {
         double d = x[k] - s->mean[k];
         s->mean[k] += d / s->n;
-        s->m2[k] += d * (x[k] - s->mean[k]);
+        double d_after = x[k] - s->mean[k];
+        s->m2[k] += d * d_after;
+        s->sxy[k] += dw * d_after;
     }
+}
+
+void hkd_bin_stat_merge(hkd_bin_stat *x, const hkd_bin_stat *y)
+{
+    double nx = x->n, ny = y->n, nn = nx + ny;
+    if (!(ny > 0.0))
+        return;
+    double dw = y->mean_work - x->mean_work;
+    for (int k = 0; k < HKD_BIN_MEASURES; k++) {
+        double d = y->mean[k] - x->mean[k];
+        x->mean[k] += d * ny / nn;
+        x->m2[k] += y->m2[k] + d * d * nx * ny / nn;
+        x->sxy[k] += y->sxy[k] + dw * d * nx * ny / nn;
+    }
+    x->mean_work += dw * ny / nn;
+    x->sxx += y->sxx + dw * dw * nx * ny / nn;
+    x->with_work += y->with_work;
+    x->n = nn;
 }
 
 /* Counts halve, means stay: old evidence weighs half as much. */
 static void halve(hkd_bin_learn *l)
 {
     for (int a = 0; a < HKD_BIN_ARMS; a++) {
-        l->arm[a].n *= 0.5;
-        for (int k = 0; k < HKD_BIN_MEASURES; k++)
-            l->arm[a].m2[k] *= 0.5;
+        hkd_bin_stat *s = &l->arm[a];
+        s->n *= 0.5;
+        s->with_work *= 0.5;
+        s->sxx *= 0.5;
+        for (int k = 0; k < HKD_BIN_MEASURES; k++) {
+            s->m2[k] *= 0.5;
+            s->sxy[k] *= 0.5;
+        }
     }
 }
 
-/* The variance of measure k, pooled over every arm: the noise of a run is
- * the machine's and the input's, much the same whatever arm runs, and a
- * variance from three runs of one arm is itself too noisy to trust. */
-static double pooled_variance(const hkd_bin_learn *l, int k, double *dof)
+/* Whether every observation of every arm carried its work. */
+static int work_known(const hkd_bin_stat *s)
 {
-    double m2 = 0.0;
-    *dof = 0.0;
+    for (int a = 0; a < HKD_BIN_ARMS; a++)
+        if (s[a].n > 0.0 && s[a].with_work < s[a].n * (1.0 - 1e-9))
+            return 0;
+    return 1;
+}
+
+/* Measure k's noise and its slope on the work, pooled over every arm: the
+ * noise of a run is the machine's and the input's, much the same whatever
+ * arm runs, and a variance from three runs of one arm is itself too noisy
+ * to trust.  The slope is the within-arm regression's, so that a
+ * difference between arms cannot pass for one of work; it costs a degree
+ * of freedom, and it is 0 where the work does not vary or is not known. */
+typedef struct pooled {
+    double var, dof, slope, sxx;
+} pooled;
+
+static pooled pool(const hkd_bin_stat *s, int k)
+{
+    pooled p = { 0 };
+    double m2 = 0.0, sxy = 0.0, sxx = 0.0;
     for (int b = 0; b < HKD_BIN_ARMS; b++) {
-        if (l->arm[b].n >= 2.0) {
-            m2 += l->arm[b].m2[k];
-            *dof += l->arm[b].n - 1.0;
+        if (s[b].n >= 2.0) {
+            m2 += s[b].m2[k];
+            sxy += s[b].sxy[k];
+            sxx += s[b].sxx;
+            p.dof += s[b].n - 1.0;
         }
     }
-    return *dof > 0.0 ? m2 / *dof : 0.0;
+    if (p.dof >= 2.0 && sxx > 1e-9 && work_known(s)) {
+        p.slope = sxy / sxx;
+        p.sxx = sxx;
+        m2 -= p.slope * sxy;
+        p.dof -= 1.0;
+    }
+    p.var = p.dof > 0.0 && m2 > 0.0 ? m2 / p.dof : 0.0;
+    return p;
+}
+
+/* Arm a's mean of measure k less arm b's at equal work, and the standard
+ * error of that difference (`known` 0: no evidence for one). */
+typedef struct contrast {
+    double d, se, dof;
+    int known;
+} contrast;
+
+static contrast compare(const hkd_bin_stat *s, int a, int b, int k)
+{
+    pooled p = pool(s, k);
+    double dw = s[a].mean_work - s[b].mean_work;
+    contrast c = { .d = s[a].mean[k] - s[b].mean[k] - p.slope * dw, .dof = p.dof };
+    c.known = s[a].n > 0.0 && s[b].n > 0.0 && p.dof >= 1.0;
+    if (c.known)
+        c.se = sqrt(p.var * (1.0 / s[a].n + 1.0 / s[b].n + (p.sxx > 0.0 ? dw * dw / p.sxx : 0.0)));
+    return c;
+}
+
+/* Arm a's difference from the default on measure k, at equal work. */
+static double from_default(const hkd_bin_learn *l, int a, int k)
+{
+    return compare(l->arm, a, HKD_BIN_DEFAULT_ARM, k).d;
 }
 
 /* Standard errors a difference must exceed: z, widened for few degrees of
@@ -198,13 +276,10 @@ static double critical(double z, double dof)
 /* How many standard errors arm a's mean of measure k lies below arm b's. */
 static double t_below(const hkd_bin_learn *l, int a, int b, int k)
 {
-    double dof, var = pooled_variance(l, k, &dof);
-    double na = l->arm[a].n, nb = l->arm[b].n;
-    if (na <= 0.0 || nb <= 0.0 || dof < 1.0)
+    contrast c = compare(l->arm, a, b, k);
+    if (!c.known)
         return 0.0;
-    double se = sqrt(var * (1.0 / na + 1.0 / nb));
-    double d = l->arm[b].mean[k] - l->arm[a].mean[k];
-    return se > 0.0 ? d / se : (d > 0.0 ? INFINITY : 0.0);
+    return c.se > 0.0 ? -c.d / c.se : (c.d < 0.0 ? INFINITY : 0.0);
 }
 
 /* The measures no chosen arm may worsen by more than max_regression: what
@@ -222,10 +297,9 @@ static int guarded(int k)
  * before any arm could be shown not to be 5% worse.) */
 static int eligible(const hkd_bin_learn *l, const hkd_bin_cfg *cfg, int a)
 {
-    const int d = HKD_BIN_DEFAULT_ARM;
     double limit = log1p(cfg->max_regression);
     for (int k = HKD_BIN_CPU; k < HKD_BIN_MEASURES; k++)
-        if (guarded(k) && l->arm[a].mean[k] - l->arm[d].mean[k] > limit)
+        if (guarded(k) && from_default(l, a, k) > limit)
             return 0;
     return 1;
 }
@@ -235,22 +309,17 @@ static int eligible(const hkd_bin_learn *l, const hkd_bin_cfg *cfg, int a)
  * by the test a gain must pass, lies within it. */
 static int shown_within(const hkd_bin_learn *l, const hkd_bin_cfg *cfg, int a, int k, double margin)
 {
-    const int d = HKD_BIN_DEFAULT_ARM;
-    double dof, var = pooled_variance(l, k, &dof);
-    if (l->arm[a].n <= 0.0 || l->arm[d].n <= 0.0 || dof < 1.0)
-        return 0;
-    double se = sqrt(var * (1.0 / l->arm[a].n + 1.0 / l->arm[d].n));
-    return l->arm[a].mean[k] - l->arm[d].mean[k] + critical(cfg->z, dof) * se <= margin;
+    contrast c = compare(l->arm, a, HKD_BIN_DEFAULT_ARM, k);
+    return c.known && c.d + critical(cfg->z, c.dof) * c.se <= margin;
 }
 
 /* Peak RSS lower than the default's by min_peak_gain on the means: an arm
  * worth the runs that could show it leaner at the same time. */
 static int looks_leaner(const hkd_bin_learn *l, const hkd_bin_cfg *cfg, int a)
 {
-    const int d = HKD_BIN_DEFAULT_ARM;
     return cfg->min_peak_gain > 0.0 && cfg->min_peak_gain < 1.0 && l->arm[a].n > 0.0 &&
-           l->arm[a].mean[HKD_BIN_PEAK] - l->arm[d].mean[HKD_BIN_PEAK] <= log1p(-cfg->min_peak_gain) &&
-           l->arm[a].mean[HKD_BIN_COST] - l->arm[d].mean[HKD_BIN_COST] <= log1p(cfg->min_gain);
+           from_default(l, a, HKD_BIN_PEAK) <= log1p(-cfg->min_peak_gain) &&
+           from_default(l, a, HKD_BIN_COST) <= log1p(cfg->min_gain);
 }
 
 /* The same time and less memory: peak RSS shown lower than the default's
@@ -265,16 +334,14 @@ static int looks_leaner(const hkd_bin_learn *l, const hkd_bin_cfg *cfg, int a)
  * handful of runs. */
 static int leaner_at_equal_time(const hkd_bin_learn *l, const hkd_bin_cfg *cfg, int a)
 {
-    const int d = HKD_BIN_DEFAULT_ARM;
     if (!looks_leaner(l, cfg, a))
         return 0;
     double limit = log1p(cfg->max_regression);
     if (!shown_within(l, cfg, a, HKD_BIN_CPU, limit) || !shown_within(l, cfg, a, HKD_BIN_WALL, limit))
         return 0;
-    double dof, var = pooled_variance(l, HKD_BIN_PEAK, &dof);
-    double se = sqrt(var * (1.0 / l->arm[a].n + 1.0 / l->arm[d].n));
-    double below = l->arm[d].mean[HKD_BIN_PEAK] - l->arm[a].mean[HKD_BIN_PEAK] + log1p(-cfg->min_peak_gain);
-    return below > 0.0 && (se <= 0.0 || below / se >= critical(cfg->z, dof));
+    contrast c = compare(l->arm, a, HKD_BIN_DEFAULT_ARM, HKD_BIN_PEAK);
+    double below = log1p(-cfg->min_peak_gain) - c.d;
+    return c.known && below > 0.0 && (c.se <= 0.0 || below / c.se >= critical(cfg->z, c.dof));
 }
 
 /* The arm shown cheapest by at least min_gain; failing that, the leanest
@@ -284,18 +351,16 @@ int hkd_bin_choice(const hkd_bin_learn *l, const hkd_bin_cfg *cfg)
     const int d = HKD_BIN_DEFAULT_ARM;
     if (l->arm[d].n < cfg->min_pulls)
         return d;
-    double dof;
-    pooled_variance(l, HKD_BIN_COST, &dof);
-    double need = critical(cfg->z, dof);
+    double need = critical(cfg->z, pool(l->arm, HKD_BIN_COST).dof);
     int best = d, leanest = d;
     double best_gain = 0.0;
     for (int a = 0; a < HKD_BIN_ARMS; a++) {
         if (a == d || !may_run(cfg, a) || l->arm[a].n < cfg->min_pulls || !eligible(l, cfg, a))
             continue;
         if (leaner_at_equal_time(l, cfg, a) &&
-            (leanest == d || l->arm[a].mean[HKD_BIN_PEAK] < l->arm[leanest].mean[HKD_BIN_PEAK]))
+            (leanest == d || compare(l->arm, a, leanest, HKD_BIN_PEAK).d < 0.0))
             leanest = a;
-        double gain = l->arm[d].mean[HKD_BIN_COST] - l->arm[a].mean[HKD_BIN_COST];
+        double gain = -from_default(l, a, HKD_BIN_COST);
         if (gain < log1p(cfg->min_gain) || t_below(l, a, d, HKD_BIN_COST) < need)
             continue;
         if (gain > best_gain) {
@@ -310,14 +375,9 @@ int hkd_bin_choice(const hkd_bin_learn *l, const hkd_bin_cfg *cfg)
  * `margin` (logs), by the same test a gain must pass. */
 static int shown_worse(const hkd_bin_learn *l, const hkd_bin_cfg *cfg, int a, int k, double margin)
 {
-    const int d = HKD_BIN_DEFAULT_ARM;
-    double dof, var = pooled_variance(l, k, &dof);
-    double na = l->arm[a].n, nd = l->arm[d].n;
-    if (na <= 0.0 || nd <= 0.0 || dof < 1.0)
-        return 0;
-    double excess = l->arm[a].mean[k] - l->arm[d].mean[k] - margin;
-    double se = sqrt(var * (1.0 / na + 1.0 / nd));
-    return excess > 0.0 && (se <= 0.0 || excess / se >= critical(cfg->z, dof));
+    contrast c = compare(l->arm, a, HKD_BIN_DEFAULT_ARM, k);
+    double excess = c.d - margin;
+    return c.known && excess > 0.0 && (c.se <= 0.0 || excess / c.se >= critical(cfg->z, c.dof));
 }
 
 /* An arm already shown to cost more than the default, or to be more than
@@ -334,7 +394,7 @@ static int ruled_out(const hkd_bin_learn *l, const hkd_bin_cfg *cfg, int a)
      * measure, even while the variance is still too poorly known for the
      * test below (three default runs, one of them slowed by a per-site
      * experiment, leave it wide). */
-    if (cfg->ruinous > 1.0 && l->arm[a].mean[HKD_BIN_COST] - l->arm[d].mean[HKD_BIN_COST] > log(cfg->ruinous))
+    if (cfg->ruinous > 1.0 && from_default(l, a, HKD_BIN_COST) > log(cfg->ruinous))
         return 1;
     if (shown_worse(l, cfg, a, HKD_BIN_COST, 0.0))
         return 1;
@@ -373,8 +433,8 @@ static int racing_contender(const hkd_bin_learn *l, const hkd_bin_cfg *cfg, int 
     for (int a = 0; a < HKD_BIN_ARMS; a++)
         if (a != choice && may_run(cfg, a) && l->arm[a].n > 0.0 && l->arm[a].n < cfg->race_pulls &&
             !ruled_out(l, cfg, a) && eligible(l, cfg, a) &&
-            l->arm[a].mean[HKD_BIN_COST] < l->arm[choice].mean[HKD_BIN_COST] - log1p(cfg->min_gain) &&
-            (best < 0 || l->arm[a].mean[HKD_BIN_COST] < l->arm[best].mean[HKD_BIN_COST]))
+            compare(l->arm, a, choice, HKD_BIN_COST).d < -log1p(cfg->min_gain) &&
+            (best < 0 || compare(l->arm, a, best, HKD_BIN_COST).d < 0.0))
             best = a;
     return best;
 }
@@ -418,12 +478,14 @@ static int next_arm(hkd_bin_learn *l, const hkd_bin_cfg *cfg)
         if (probe != choice)
             return probe;
     }
+    /* Each arm's cost against the choice's at equal work, less z of its
+     * own standard errors. */
     double lowest = INFINITY;
+    pooled p = pool(l->arm, HKD_BIN_COST);
     for (int a = 0; a < HKD_BIN_ARMS; a++) {
         if (a == choice || !may_run(cfg, a) || ruled_out(l, cfg, a))
             continue;
-        double dof, var = pooled_variance(l, HKD_BIN_COST, &dof);
-        double bound = l->arm[a].mean[HKD_BIN_COST] - cfg->z * sqrt(var / l->arm[a].n);
+        double bound = compare(l->arm, a, choice, HKD_BIN_COST).d - cfg->z * sqrt(p.var / l->arm[a].n);
         if (bound < lowest) {
             lowest = bound;
             probe = a;
@@ -448,7 +510,7 @@ int hkd_bin_observe(hkd_bin_learn *l, const hkd_bin_cfg *cfg, const hkd_bin_obs 
         [HKD_BIN_MEM] = log(o->rss_mib_s / work),
         [HKD_BIN_PEAK] = log(o->peak_mib),
     };
-    add(&l->arm[o->arm], x);
+    add(&l->arm[o->arm], log(work), x);
     l->observations++;
     double total = 0.0;
     for (int a = 0; a < HKD_BIN_ARMS; a++)
@@ -461,12 +523,18 @@ int hkd_bin_observe(hkd_bin_learn *l, const hkd_bin_cfg *cfg, const hkd_bin_obs 
     return changed;
 }
 
+double hkd_bin_stats_ratio(const hkd_bin_stat arms[HKD_BIN_ARMS], int arm, enum hkd_bin_measure m)
+{
+    if (arm < 0 || arm >= HKD_BIN_ARMS || m >= HKD_BIN_MEASURES || !(arms[arm].n > 0.0) ||
+        !(arms[HKD_BIN_DEFAULT_ARM].n > 0.0))
+        return NAN;
+    return exp(compare(arms, arm, HKD_BIN_DEFAULT_ARM, (int)m).d);
+}
+
 double hkd_bin_ratio(const hkd_bin_learn *l, int arm, enum hkd_bin_measure m)
 {
-    const int d = HKD_BIN_DEFAULT_ARM;
-    if (arm < 0 || arm >= HKD_BIN_ARMS || m >= HKD_BIN_MEASURES || l->arm[arm].n <= 0.0 || l->arm[d].n <= 0.0)
-        return 1.0;
-    return exp(l->arm[arm].mean[m] - l->arm[d].mean[m]);
+    double r = hkd_bin_stats_ratio(l->arm, arm, m);
+    return isnan(r) ? 1.0 : r;
 }
 
 int hkd_bin_pin(hkd_bin_learn *l, const hkd_bin_cfg *cfg, int arm)

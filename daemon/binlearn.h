@@ -9,10 +9,16 @@
  *
  * One observation is one process run, or one window of a long-running
  * process.  Its cost is the CPU it used plus the operator's memory weight
- * times the MiB-seconds of RSS it held, per MiB it allocated, so runs of
- * one binary on inputs of different size compare.  The learner keeps the
- * logarithm of each measure: run-to-run noise is multiplicative, and a
- * difference of means is a ratio.
+ * times the MiB-seconds of RSS it held, per MiB it allocated.  The learner
+ * keeps the logarithm of each measure: run-to-run noise is multiplicative,
+ * and a difference of means is a ratio.  Dividing by the MiB allocated
+ * does not make runs on small and large inputs alike (a small run's cost
+ * per MiB is mostly its start), so arms are compared at equal work: each
+ * measure is regressed on the logarithm of the MiB allocated, within arms
+ * and pooled over them, and a difference of means is taken less the slope
+ * times the difference of the arms' mean work (analysis of covariance).
+ * `git add` of a whole tree and of one edit, or a compiler on a long and
+ * a short file, then count as evidence for the same comparison.
  *
  * It is conservative: the default arm runs until another is better by
  * `z` standard errors of the difference and by `min_gain`, or until one
@@ -91,6 +97,14 @@ typedef struct hkd_bin_stat {
     double   n;                         /* observations (halved past the window) */
     double   mean[HKD_BIN_MEASURES];
     double   m2[HKD_BIN_MEASURES];      /* sum of squared deviations (Welford) */
+    /* The covariate, ln of the MiB allocated: how many of the n carried
+     * it (fewer: statistics restored from a daemon that kept none, which
+     * are then compared unadjusted), its mean, its sum of squared
+     * deviations, and its sums of cross-deviations with each measure. */
+    double   with_work;
+    double   mean_work;
+    double   sxx;
+    double   sxy[HKD_BIN_MEASURES];
 } hkd_bin_stat;
 
 typedef struct hkd_bin_learn {
@@ -119,9 +133,14 @@ int  hkd_bin_choice(const hkd_bin_learn *l, const hkd_bin_cfg *cfg);
 /* 1 once every arm that may run has min_pulls observations or has been
  * shown to cost more than the default (it then runs no more). */
 int  hkd_bin_settled(const hkd_bin_learn *l, const hkd_bin_cfg *cfg);
-/* The ratio of an arm's geometric-mean cost to the default arm's (1.0
- * when either has no observation). */
+/* The ratio of an arm's geometric mean of measure m to the default arm's,
+ * at equal work (1.0 when either has no observation). */
 double hkd_bin_ratio(const hkd_bin_learn *l, int arm, enum hkd_bin_measure m);
+/* The same from a copy of the arms' statistics; NAN when either arm has
+ * no observation. */
+double hkd_bin_stats_ratio(const hkd_bin_stat arms[HKD_BIN_ARMS], int arm, enum hkd_bin_measure m);
+/* Adds y's observations to x's (Chan's parallel update). */
+void hkd_bin_stat_merge(hkd_bin_stat *x, const hkd_bin_stat *y);
 /* Forces (arm >= 0) or releases (arm < 0) the arm; 1 when current changed. */
 int  hkd_bin_pin(hkd_bin_learn *l, const hkd_bin_cfg *cfg, int arm);
 /* The arm as the environment a person would set for it by hand

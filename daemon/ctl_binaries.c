@@ -32,12 +32,10 @@ static int collect(const hkd_binary_info *b, void *arg)
     return 0;
 }
 
-static double ratio(const hkd_binary_info *b, int arm, int measure)
+static double ratio(const hkd_binary_info *b, int arm, enum hkd_bin_measure measure)
 {
-    const hkd_bin_stat *x = &b->arms[arm], *d = &b->arms[HKD_BIN_DEFAULT_ARM];
-    if (x->n <= 0.0 || d->n <= 0.0)
-        return 1.0;
-    return exp(x->mean[measure] - d->mean[measure]);
+    double r = hkd_bin_stats_ratio(b->arms, arm, measure);
+    return isnan(r) ? 1.0 : r;
 }
 
 int hkc_answer_binaries(const hkc_out *o)

@@ -400,8 +400,7 @@ static double bin_current(const hkd_binary_info *b, int arm) { return b->current
 static double bin_arm_runs(const hkd_binary_info *b, int arm) { return b->arms[arm].n; }
 static double bin_arm_cost(const hkd_binary_info *b, int arm)
 {
-    const hkd_bin_stat *x = &b->arms[arm], *d = &b->arms[HKD_BIN_DEFAULT_ARM];
-    return x->n > 0 && d->n > 0 ? exp(x->mean[HKD_BIN_COST] - d->mean[HKD_BIN_COST]) : NAN;
+    return hkd_bin_stats_ratio(b->arms, arm, HKD_BIN_COST);
 }
 
 static const binary_family binary_families[] = {

@@ -53,6 +53,11 @@ static void fill(binary_msg *b, const hkd_binary_state *s)
         x->n_mean = x->n_m2 = HKD_BIN_MEASURES;
         x->mean = (double *)s->learn.arm[a].mean;
         x->m2 = (double *)s->learn.arm[a].m2;
+        x->with_work = s->learn.arm[a].with_work;
+        x->mean_work = s->learn.arm[a].mean_work;
+        x->sxx = s->learn.arm[a].sxx;
+        x->n_sxy = HKD_BIN_MEASURES;
+        x->sxy = (double *)s->learn.arm[a].sxy;
         b->ptrs[a] = x;
     }
 }
@@ -130,6 +135,18 @@ int hkd_binary_state_of_msg(const Hakmem__Policy__BinaryState *m, hkd_binary_sta
         out->learn.arm[a].n = x->observations;
         memcpy(out->learn.arm[a].mean, x->mean, sizeof out->learn.arm[a].mean);
         memcpy(out->learn.arm[a].m2, x->m2, sizeof out->learn.arm[a].m2);
+        if (x->n_sxy == 0)
+            continue;               /* kept by a daemon without the covariate: compared unadjusted */
+        if (x->n_sxy != HKD_BIN_MEASURES || !(x->with_work >= 0 && x->with_work <= x->observations) ||
+            !isfinite(x->mean_work) || !(x->sxx >= 0 && isfinite(x->sxx)))
+            return -EBADMSG;
+        for (int k = 0; k < HKD_BIN_MEASURES; k++)
+            if (!isfinite(x->sxy[k]))
+                return -EBADMSG;
+        out->learn.arm[a].with_work = x->with_work;
+        out->learn.arm[a].mean_work = x->mean_work;
+        out->learn.arm[a].sxx = x->sxx;
+        memcpy(out->learn.arm[a].sxy, x->sxy, sizeof out->learn.arm[a].sxy);
     }
     return 0;
 }

@@ -275,6 +275,25 @@ static void snapshot_and_merge(void **state)
     hkd_binaries_free(c);
 }
 
+/* Decodes the encoded sites `sites` with `st` appended, as a state file
+ * holds them: 0 or the decoder's error. */
+static int decode_after(const uint8_t *sites, size_t slen, const hkd_binary_state *st, size_t n)
+{
+    uint8_t *bins;
+    size_t blen;
+    assert_int_equal(hkd_binaries_encode(st, n, &bins, &blen), 0);
+    uint8_t *all = malloc(slen + blen);
+    assert_non_null(all);
+    memcpy(all, sites, slen);
+    memcpy(all + slen, bins, blen);
+    hkd_policy pol;
+    int rc = hkd_policy_decode(all, slen + blen, 0, &pol);
+    if (rc == 0)
+        hkd_policy_free(&pol);
+    free(all), free(bins);
+    return rc;
+}
+
 /* Binaries survive a state file: appended to an encoded policy, they come
  * back whole from the same decoder that reads the sites; a hostile entry
  * (not a number where a mean should be) makes the policy invalid. */
@@ -323,24 +342,28 @@ static void binaries_in_a_state_file(void **state)
     assert_int_equal(hkd_binaries_fill(c, out, 4), 1);      /* the pinned one publishes its arm */
     assert_int_equal(out[0].arm, 2);
     hkd_policy_free(&pol);
+    free(all), free(bins);
     /* A command that is not one (a path): the whole policy is refused. */
     for (size_t i = 0; i < n; i++)
         if (st[i].command_hash)
             memcpy(st[i].command, "a/b", 4);
-    free(bins);
-    assert_int_equal(hkd_binaries_encode(st, n, &bins, &blen), 0);
-    all = realloc(all, slen + blen);
-    memcpy(all + slen, bins, blen);
-    assert_int_equal(hkd_policy_decode(all, slen + blen, 0, &pol), -EBADMSG);
-    /* A mean that is not a number: the whole policy is refused. */
+    assert_int_equal(decode_after(sites, slen, st, n), -EBADMSG);
+    /* Made whole again, it is read. */
+    for (size_t i = 0; i < n; i++)
+        if (st[i].command_hash)
+            memcpy(st[i].command, "rev-list", 9);
+    assert_int_equal(decode_after(sites, slen, st, n), 0);
+    /* A mean that is not a number: refused. */
+    hkd_bin_stat whole = st[0].learn.arm[0];
+    assert_true(whole.n > 0);
     st[0].learn.arm[0].mean[HKD_BIN_COST] = NAN;
-    st[0].learn.arm[0].n = 1;
-    free(bins);
-    assert_int_equal(hkd_binaries_encode(st, n, &bins, &blen), 0);
-    all = realloc(all, slen + blen);
-    memcpy(all + slen, bins, blen);
-    assert_int_equal(hkd_policy_decode(all, slen + blen, 0, &pol), -EBADMSG);
-    free(all), free(sites), free(bins), free(st);
+    assert_int_equal(decode_after(sites, slen, st, n), -EBADMSG);
+    /* A sum of cross-deviations with the work that is not a number: the
+     * same. */
+    st[0].learn.arm[0] = whole;
+    st[0].learn.arm[0].sxy[HKD_BIN_WALL] = NAN;
+    assert_int_equal(decode_after(sites, slen, st, n), -EBADMSG);
+    free(sites), free(st);
     hkd_binaries_free(b);
     hkd_binaries_free(c);
 }

@@ -22,6 +22,7 @@ typedef struct sim {
     double sigma;                       /* log-normal noise of CPU and wall time */
     double sigma_mem;                   /* of memory: RSS moves far less from run to run */
     double work_spread;                 /* inputs vary in size by up to this factor */
+    double elasticity;                  /* time grows as work to this power (0: as work itself) */
     truth arm[HKD_BIN_ARMS];
     uint32_t runs_on[HKD_BIN_ARMS];     /* runs counted from `count_from` on */
 } sim;
@@ -48,10 +49,11 @@ static void run(sim *s, hkd_bin_learn *l, const hkd_bin_cfg *cfg, int runs, int 
         int arm = l->current;
         const truth *t = &s->arm[arm];
         double work = 100.0 * (s->work_spread > 1.0 ? 1.0 + (s->work_spread - 1.0) * uniform(s) : 1.0);
+        double scaled = s->elasticity > 0.0 ? 100.0 * pow(work / 100.0, s->elasticity) : work;
         hkd_bin_obs o = {
             .arm = (uint32_t)arm,
-            .cpu_s = 0.01 * work * t->cpu * noise(s, s->sigma),
-            .wall_s = 0.01 * work * t->wall * noise(s, s->sigma),
+            .cpu_s = 0.01 * scaled * t->cpu * noise(s, s->sigma),
+            .wall_s = 0.01 * scaled * t->wall * noise(s, s->sigma),
             .rss_mib_s = 0.5 * work * t->rss * noise(s, s->sigma_mem),
             .peak_mib = 50.0 * t->peak * noise(s, s->sigma_mem),
             .work_mib = work,
@@ -197,6 +199,99 @@ static void inputs_of_different_size_compare(void **state)
     hkd_bin_init(&l);
     run(&s, &l, &base_cfg, 80, 0);
     assert_int_equal(hkd_bin_choice(&l, &base_cfg), 2);
+}
+
+/* Time that does not grow as the work (a run's start weighs most in a
+ * small one): the cost per MiB of a run on a small input is many times a
+ * large one's, far beyond the gain, and only the comparison at equal
+ * work finds the cheaper arm in this many runs. */
+static void small_and_large_inputs_compare_at_equal_work(void **state)
+{
+    (void)state;
+    int found = 0;
+    for (uint64_t seed = 1; seed <= 10; seed++) {
+        sim s = make_sim(seed, 0.05);
+        s.work_spread = 30.0;
+        s.elasticity = 0.3;
+        s.arm[2] = (truth){ 0.9, 0.9, 1.0, 1.0 };
+        hkd_bin_learn l;
+        hkd_bin_init(&l);
+        run(&s, &l, &base_cfg, 60, 0);
+        found += hkd_bin_choice(&l, &base_cfg) == 2;
+        print_message("seed %d choice %d cost ratio %.3f\n", (int)seed, hkd_bin_choice(&l, &base_cfg),
+                      hkd_bin_ratio(&l, 2, HKD_BIN_COST));
+        assert_true(fabs(hkd_bin_ratio(&l, 2, HKD_BIN_CPU) - 0.9) < 0.05);
+    }
+    assert_true(found >= 9);
+}
+
+/* One observation with the arm and work given (cost per MiB falling as
+ * work^-0.5, the same for every arm). */
+static void observe_at(hkd_bin_learn *l, int arm, double work)
+{
+    double cpu = 0.1 * sqrt(work);
+    hkd_bin_obs o = { .arm = (uint32_t)arm, .cpu_s = cpu, .wall_s = cpu, .rss_mib_s = 0.5 * work,
+                      .peak_mib = 50.0, .work_mib = work };
+    assert_true(hkd_bin_observe(l, &base_cfg, &o) >= 0);
+}
+
+/* An arm no better than the default that happened to run on inputs ten
+ * times larger looks three times cheaper per MiB; compared at equal work,
+ * it is what it is, and the default stays. */
+static void larger_inputs_do_not_pass_for_a_gain(void **state)
+{
+    (void)state;
+    hkd_bin_learn l;
+    hkd_bin_init(&l);
+    for (int i = 0; i < 30; i++) {
+        double spread = 1.0 + 0.05 * (i % 7);
+        observe_at(&l, HKD_BIN_DEFAULT_ARM, 10.0 * spread);
+        observe_at(&l, 2, 100.0 * spread);
+    }
+    assert_true(fabs(hkd_bin_ratio(&l, 2, HKD_BIN_COST) - 1.0) < 0.02);
+    assert_int_equal(hkd_bin_choice(&l, &base_cfg), HKD_BIN_DEFAULT_ARM);
+    /* Statistics kept without the work (a state from an older daemon) are
+     * compared as they are. */
+    for (int a = 0; a < HKD_BIN_ARMS; a++)
+        l.arm[a].with_work = 0.0;
+    double raw = exp(l.arm[2].mean[HKD_BIN_COST] - l.arm[HKD_BIN_DEFAULT_ARM].mean[HKD_BIN_COST]);
+    assert_true(raw < 0.4);
+    assert_true(fabs(hkd_bin_ratio(&l, 2, HKD_BIN_COST) - raw) < 1e-12);
+}
+
+/* Statistics of two sets of runs merge into those of all the runs. */
+static void merged_statistics_are_the_whole(void **state)
+{
+    (void)state;
+    hkd_bin_cfg cfg = base_cfg;
+    cfg.window = 0;
+    hkd_bin_learn all, first, second;
+    hkd_bin_init(&all);
+    hkd_bin_init(&first);
+    hkd_bin_init(&second);
+    sim s = make_sim(21, 0.1);
+    for (int i = 0; i < 70; i++) {
+        double work = 10.0 + 90.0 * uniform(&s);
+        double cpu = 0.05 * sqrt(work) * noise(&s, 0.1);
+        hkd_bin_obs o = { .arm = (uint32_t)(i % 3), .cpu_s = cpu, .wall_s = cpu * noise(&s, 0.1),
+                          .rss_mib_s = 0.5 * work * noise(&s, 0.1), .peak_mib = 40.0 * noise(&s, 0.1),
+                          .work_mib = work };
+        assert_true(hkd_bin_observe(&all, &cfg, &o) >= 0);
+        assert_true(hkd_bin_observe(i < 30 ? &first : &second, &cfg, &o) >= 0);
+    }
+    for (int a = 0; a < HKD_BIN_ARMS; a++) {
+        hkd_bin_stat_merge(&first.arm[a], &second.arm[a]);
+        const hkd_bin_stat *x = &first.arm[a], *y = &all.arm[a];
+        assert_true(fabs(x->n - y->n) < 1e-9);
+        assert_true(fabs(x->with_work - y->with_work) < 1e-9);
+        assert_true(fabs(x->mean_work - y->mean_work) < 1e-9);
+        assert_true(fabs(x->sxx - y->sxx) < 1e-9);
+        for (int k = 0; k < HKD_BIN_MEASURES; k++) {
+            assert_true(fabs(x->mean[k] - y->mean[k]) < 1e-9);
+            assert_true(fabs(x->m2[k] - y->m2[k]) < 1e-9);
+            assert_true(fabs(x->sxy[k] - y->sxy[k]) < 1e-9);
+        }
+    }
 }
 
 /* Every arm is tried min_pulls times, the default first, before any
@@ -469,6 +564,9 @@ int main(void)
         cmocka_unit_test(the_memory_weight_sets_the_price),
         cmocka_unit_test(a_tiny_gain_keeps_the_default),
         cmocka_unit_test(inputs_of_different_size_compare),
+        cmocka_unit_test(small_and_large_inputs_compare_at_equal_work),
+        cmocka_unit_test(larger_inputs_do_not_pass_for_a_gain),
+        cmocka_unit_test(merged_statistics_are_the_whole),
         cmocka_unit_test(exploration_order_and_mask),
         cmocka_unit_test(no_small_thp_arm_where_it_is_a_no_op),
         cmocka_unit_test(a_ruinous_arm_runs_once),

@@ -417,7 +417,7 @@ static const binary_family binary_families[] = {
     { "hakmem_binary_arm_runs", "gauge", "Runs of the binary on the arm (halved past the learner's window).",
       bin_arm_runs, 1 },
     { "hakmem_binary_arm_cost_ratio", "gauge",
-      "The arm's geometric-mean cost against the default arm's (CPU plus priced memory per MiB allocated).",
+      "The arm's geometric-mean cost against the default arm's at equal work (CPU plus priced memory per MiB allocated).",
       bin_arm_cost, 1 },
 };
 

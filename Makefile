@@ -72,10 +72,17 @@ lib: $(LIB_SO) $(LIB_A) $(LIB_PREFIXED_A) $(LIB_HARDENED_SO) $(LIB_HARDENED_PREF
 deps:
 	@bash scripts/deps.sh
 
+# Boxes off the allocation paths (the daemon plane, statistics, thread
+# start and exit, options) are built for size: a program maps every page
+# of the library's code, and a small one's resident set counts them.
+LIB_COLD := shm_client policy_reader registration region modules stats command options init mallinfo \
+            counters heap_life meta thp os
+COLD_OPT ?= -Os
+
 define variant_rule
 $(BUILD)/obj/$(1)/%.o: libclient/%.c $(LIB_HDRS) | $(BUILD)/obj/$(1)
 	@echo "  CC [$(1)] $$<"
-	@$$(CC) $$(LIB_CFLAGS) $$(FLAGS_$(1)) -c $$< -o $$@
+	@$$(CC) $$(LIB_CFLAGS) $$(FLAGS_$(1)) $$(if $$(filter $$*,$$(LIB_COLD)),$$(COLD_OPT)) -c $$< -o $$@
 $(BUILD)/obj/$(1):
 	@mkdir -p $$@
 endef

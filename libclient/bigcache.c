@@ -2,7 +2,14 @@
  * ring has its own lock (large allocations are rare enough that one
  * uncontended lock costs nothing next to the mmap it saves).  The bytes
  * cached are bounded by the BIGCACHE_KIB knob: beyond it the oldest blocks
- * of all rings go first. */
+ * of all rings go first.
+ *
+ * The rings take 84 KiB, of which a program uses a ring or two: what walks
+ * them (trim, eviction) visits only the rings that hold a block, and the
+ * locks sit together, apart from the rings, so that locking them all at
+ * fork touches one page.  A page of the rings that is never read stays out
+ * of the resident set (some kernels give even a read of untouched memory a
+ * page of its own). */
 #include "bigcache.h"
 #include "internal.h"
 #include "knobs.h"
@@ -19,12 +26,16 @@ typedef struct cache_slot {
 } cache_slot;
 
 typedef struct ring {
-    hk_lock lock;
-    uint64_t puts;
+    uint32_t held;                /* slots holding a block (under the ring's lock) */
     cache_slot slot[HK_BIGCACHE_SLOTS];
 } __attribute__((aligned(64))) ring;
 
 static ring rings[HK_BIGCACHE_SITES];
+static hk_lock ring_lock[HK_BIGCACHE_SITES];
+/* Bit s: ring s holds a block.  Set and cleared under the ring's lock, read
+ * without it (a stale bit costs a walker one ring, or a take one miss). */
+static _Atomic uint64_t occupied;
+_Static_assert(HK_BIGCACHE_SITES <= 64, "a bit of `occupied` per ring");
 static hk_bigcache_evict_fn evict_cb;
 static _Atomic uint64_t n_hits, n_misses, n_puts, n_evictions, n_cached_bytes, n_cached_blocks;
 static _Atomic uint64_t put_seq;
@@ -46,6 +57,26 @@ static void evicted(const cache_slot *old)
 }
 
 void hk_bigcache_init(hk_bigcache_evict_fn evict) { evict_cb = evict; }
+
+static unsigned ring_of(uint32_t site) { return site % HK_BIGCACHE_SITES; }
+
+/* Under ring s's lock: slot k gives its block up. */
+static void slot_emptied(unsigned s, unsigned k)
+{
+    __atomic_store_n(&rings[s].slot[k].block, NULL, __ATOMIC_RELAXED);
+    if (--rings[s].held == 0)
+        atomic_fetch_and_explicit(&occupied, ~(1ull << s), memory_order_relaxed);
+}
+
+/* Rings that hold a block, for walking with next_ring. */
+static uint64_t occupied_rings(void) { return atomic_load_explicit(&occupied, memory_order_relaxed); }
+
+static unsigned next_ring(uint64_t *m)
+{
+    unsigned s = (unsigned)__builtin_ctzll(*m);
+    *m &= *m - 1;
+    return s;
+}
 
 /* Whether slot c holds want bytes from its first address with no bit of
  * align_mask set. */
@@ -70,9 +101,12 @@ static int serves_better(const cache_slot *c, const cache_slot *than, size_t wan
 
 void *hk_bigcache_take(uint32_t site, size_t want, uintptr_t align_mask, size_t *size)
 {
-    ring *r = &rings[site % HK_BIGCACHE_SITES];
+    unsigned s = ring_of(site);
+    if (!(occupied_rings() >> s & 1))
+        return NULL;
+    ring *r = &rings[s];
     void *found = NULL;
-    hk_lock_acquire(&r->lock);
+    hk_lock_acquire(&ring_lock[s]);
     int best = -1;
     for (unsigned k = 0; k < HK_BIGCACHE_SLOTS; k++) {
         if (r->slot[k].block == NULL) continue;
@@ -81,26 +115,29 @@ void *hk_bigcache_take(uint32_t site, size_t want, uintptr_t align_mask, size_t 
     if (best >= 0) {
         found = r->slot[best].block;
         *size = r->slot[best].size;
-        __atomic_store_n(&r->slot[best].block, NULL, __ATOMIC_RELAXED);
+        slot_emptied(s, (unsigned)best);
     }
-    hk_lock_release(&r->lock);
+    hk_lock_release(&ring_lock[s]);
     if (found) left_cache(*size);
     return found;
 }
 
 void *hk_bigcache_take_at(uint32_t site, const void *start, const void *end, size_t *size)
 {
-    ring *r = &rings[site % HK_BIGCACHE_SITES];
+    unsigned s = ring_of(site);
+    if (!(occupied_rings() >> s & 1))
+        return NULL;
+    ring *r = &rings[s];
     void *found = NULL;
-    hk_lock_acquire(&r->lock);
+    hk_lock_acquire(&ring_lock[s]);
     for (unsigned k = 0; k < HK_BIGCACHE_SLOTS && found == NULL; k++) {
         uint8_t *b = r->slot[k].block;
         if (b == NULL || !(start ? b == start : b + r->slot[k].size == end)) continue;
         found = b;
         *size = r->slot[k].size;
-        __atomic_store_n(&r->slot[k].block, NULL, __ATOMIC_RELAXED);
+        slot_emptied(s, k);
     }
-    hk_lock_release(&r->lock);
+    hk_lock_release(&ring_lock[s]);
     if (found) left_cache(*size);
     return found;
 }
@@ -113,26 +150,27 @@ void hk_bigcache_count(int hit)
 /* Evicts the oldest block of all rings.  Returns 0 when there is none. */
 static int evict_oldest(void)
 {
-    ring *oldest_ring = NULL;
+    int oldest_ring = -1;
     unsigned oldest_k = 0;
     uint64_t oldest_seq = UINT64_MAX;
-    for (unsigned s = 0; s < HK_BIGCACHE_SITES; s++) {
+    for (uint64_t m = occupied_rings(); m;) {
+        unsigned s = next_ring(&m);
         for (unsigned k = 0; k < HK_BIGCACHE_SLOTS; k++) {
             const cache_slot *c = &rings[s].slot[k];
             if (__atomic_load_n(&c->block, __ATOMIC_RELAXED) == NULL) continue;
             uint64_t seq = __atomic_load_n(&c->seq, __ATOMIC_RELAXED);
-            if (seq < oldest_seq) { oldest_seq = seq; oldest_ring = &rings[s]; oldest_k = k; }
+            if (seq < oldest_seq) { oldest_seq = seq; oldest_ring = (int)s; oldest_k = k; }
         }
     }
-    if (oldest_ring == NULL) return 0;
+    if (oldest_ring < 0) return 0;
     cache_slot old = { 0 };
-    hk_lock_acquire(&oldest_ring->lock);
-    cache_slot *c = &oldest_ring->slot[oldest_k];
+    hk_lock_acquire(&ring_lock[oldest_ring]);
+    cache_slot *c = &rings[oldest_ring].slot[oldest_k];
     if (c->block && c->seq == oldest_seq) {      /* still the block the peek saw */
         old = *c;
-        __atomic_store_n(&c->block, NULL, __ATOMIC_RELAXED);
+        slot_emptied((unsigned)oldest_ring, oldest_k);
     }
-    hk_lock_release(&oldest_ring->lock);
+    hk_lock_release(&ring_lock[oldest_ring]);
     if (old.block) evicted(&old);
     return 1;
 }
@@ -153,10 +191,11 @@ int hk_bigcache_put(uint32_t site, void *block, size_t size, unsigned slots, int
     *evicted_out = 0;
     if (slots == 0 || size > budget_bytes()) return 0;
     if (slots > HK_BIGCACHE_SLOTS) slots = HK_BIGCACHE_SLOTS;
-    ring *r = &rings[site % HK_BIGCACHE_SITES];
+    unsigned s = ring_of(site);
+    ring *r = &rings[s];
     cache_slot old = { 0 };
     uint64_t seq = atomic_fetch_add_explicit(&put_seq, 1, memory_order_relaxed) + 1;
-    hk_lock_acquire(&r->lock);
+    hk_lock_acquire(&ring_lock[s]);
     /* An empty slot among the site's first `slots` if any, else the one
      * holding the oldest block (circular eviction). */
     unsigned k = 0;
@@ -170,7 +209,9 @@ int hk_bigcache_put(uint32_t site, void *block, size_t size, unsigned slots, int
     r->slot[k].freed_ns = hk_coarse_ns();
     __atomic_store_n(&r->slot[k].seq, seq, __ATOMIC_RELAXED);
     __atomic_store_n(&r->slot[k].block, block, __ATOMIC_RELAXED);   /* trim peeks at it */
-    hk_lock_release(&r->lock);
+    if (old.block == NULL && r->held++ == 0)
+        atomic_fetch_or_explicit(&occupied, 1ull << s, memory_order_relaxed);
+    hk_lock_release(&ring_lock[s]);
     atomic_fetch_add_explicit(&n_puts, 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&n_cached_bytes, size, memory_order_relaxed);
     atomic_fetch_add_explicit(&n_cached_blocks, 1, memory_order_relaxed);
@@ -187,21 +228,28 @@ void hk_bigcache_trim(uint64_t now_ns, uint64_t max_idle_ns)
     /* Every thread's maintenance calls this: with nothing cached, it does
      * not walk (and pull into its cache) all 64 rings. */
     if (atomic_load_explicit(&n_cached_blocks, memory_order_relaxed) == 0) return;
-    for (unsigned s = 0; s < HK_BIGCACHE_SITES; s++) {
+    for (uint64_t m = occupied_rings(); m;) {
+        unsigned s = next_ring(&m);
         ring *r = &rings[s];
         for (unsigned i = 0; i < HK_BIGCACHE_SLOTS; i++) {
             /* a racy peek, rechecked under the lock */
             if (__atomic_load_n(&r->slot[i].block, __ATOMIC_RELAXED) == NULL) continue;
             cache_slot old = { 0 };
-            hk_lock_acquire(&r->lock);
+            hk_lock_acquire(&ring_lock[s]);
             if (r->slot[i].block && (max_idle_ns == 0 || now_ns - r->slot[i].freed_ns > max_idle_ns)) {
                 old = r->slot[i];
-                __atomic_store_n(&r->slot[i].block, NULL, __ATOMIC_RELAXED);
+                slot_emptied(s, i);
             }
-            hk_lock_release(&r->lock);
+            hk_lock_release(&ring_lock[s]);
             if (old.block) evicted(&old);
         }
     }
+}
+
+void hk_bigcache_memory(const void **start, size_t *bytes)
+{
+    *start = rings;
+    *bytes = sizeof rings;
 }
 
 void hk_bigcache_get_stats(hk_bigcache_stats *out)
@@ -216,13 +264,13 @@ void hk_bigcache_get_stats(hk_bigcache_stats *out)
 
 void hk_bigcache_fork_prepare(void)
 {
-    for (unsigned s = 0; s < HK_BIGCACHE_SITES; s++) hk_lock_acquire(&rings[s].lock);
+    for (unsigned s = 0; s < HK_BIGCACHE_SITES; s++) hk_lock_acquire(&ring_lock[s]);
 }
 void hk_bigcache_fork_parent(void)
 {
-    for (unsigned s = 0; s < HK_BIGCACHE_SITES; s++) hk_lock_release(&rings[s].lock);
+    for (unsigned s = 0; s < HK_BIGCACHE_SITES; s++) hk_lock_release(&ring_lock[s]);
 }
 void hk_bigcache_fork_child(void)
 {
-    for (unsigned s = 0; s < HK_BIGCACHE_SITES; s++) hk_lock_reinit(&rings[s].lock);
+    for (unsigned s = 0; s < HK_BIGCACHE_SITES; s++) hk_lock_reinit(&ring_lock[s]);
 }

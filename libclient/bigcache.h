@@ -45,6 +45,8 @@ void hk_bigcache_fit_budget(void);
 /* Evicts blocks idle longer than max_idle_ns (all when 0). */
 void hk_bigcache_trim(uint64_t now_ns, uint64_t max_idle_ns);
 void hk_bigcache_get_stats(hk_bigcache_stats *out);
+/* For tests: where the rings lie (what a walk must not touch in full). */
+void hk_bigcache_memory(const void **start, size_t *bytes);
 
 void hk_bigcache_fork_prepare(void);
 void hk_bigcache_fork_parent(void);

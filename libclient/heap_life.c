@@ -54,12 +54,20 @@ uint64_t hk_heap_remote_collected(void)
 
 /* A heap about to serve a new thread.  One that holds memory keeps what
  * it allocates from (its pages, queues and segments: internal.h puts them
- * before `pooled`) and starts the rest from zero. */
-static void heap_reset(hk_heap *h)
+ * before `pooled`) and starts the rest from zero.  A fresh one is zero
+ * already: writing zeros over it would make every page of it resident
+ * (most of it is the site cache, of which a thread may use a few
+ * entries), and the pooled one clears only the entries it used. */
+static void heap_reset(hk_heap *h, int fresh)
 {
-    memset(&h->slow_calls, 0, sizeof *h - offsetof(hk_heap, slow_calls));
+    if (!fresh) {
+        for (uint32_t used = h->sites_used; used; used &= used - 1)
+            memset(&h->sites[__builtin_ctz(used)], 0, sizeof h->sites[0]);
+        memset(&h->slow_calls, 0, offsetof(hk_heap, sites) - offsetof(hk_heap, slow_calls));
+    }
     if (h->segments == NULL) {
-        memset(h, 0, offsetof(hk_heap, pooled));
+        if (!fresh)
+            memset(h, 0, offsetof(hk_heap, pooled));
         for (unsigned b = 0; b <= HK_DIRECT_MAX / HK_ALIGN; b++) h->direct[b] = &hk_empty_page;
         for (unsigned c = 0; c < HK_CLASSES; c++) h->current[c] = &hk_empty_page;
     }
@@ -128,9 +136,9 @@ static void unlink_live(hk_heap *h)
 }
 
 /* h becomes the calling thread's heap. */
-static void serve_thread(hk_heap *h)
+static void serve_thread(hk_heap *h, int fresh)
 {
-    heap_reset(h);
+    heap_reset(h, fresh);
     h->last_maintenance_ns = hk_coarse_ns();    /* not idle: reclaim_idle_heaps (heap.c) */
     hk_lock_acquire(&heap_lock);
     link_live(h);
@@ -148,9 +156,10 @@ hk_heap *hk_heap_for_thread(void)
     hk_lock_acquire(&heap_lock);
     h = pool_take();
     hk_lock_release(&heap_lock);
-    if (h == NULL) h = hk_meta_alloc(sizeof *h);
+    int fresh = h == NULL;
+    if (fresh) h = hk_meta_alloc(sizeof *h);
     if (h == NULL) return NULL;
-    serve_thread(h);
+    serve_thread(h, fresh);
     return h;
 }
 
@@ -308,7 +317,7 @@ int hk_heap_take_over(hk_heap *target)
     if (!found) return 0;
     hk_heap *me = hk_tls_heap;
     if (me != &hk_empty_heap) pool_heap(me);
-    serve_thread(target);
+    serve_thread(target, 0);
     return 1;
 }
 

@@ -157,6 +157,7 @@ typedef struct hk_site_local {
     uint64_t hist[32];
 } hk_site_local;
 #define HK_SITE_LOCAL 32
+_Static_assert(HK_SITE_LOCAL <= 32, "hk_heap.sites_used has a bit per entry");
 
 /* What a heap counts for counters.h: its owner adds (hk_count_own, no
  * read-modify-write), any thread reads. */
@@ -207,9 +208,13 @@ struct hk_heap {
     struct hk_heap *next_free;       /* pool of exited threads' heaps */
     uint64_t pooled_ns;              /* when it was pooled */
     hk_site_local *last_site;        /* entry of the last hk_site_of() */
-    hk_site_local sites[HK_SITE_LOCAL];
     hk_heap_counts counts;
     hk_heap_info info;
+    uint32_t sites_used;             /* bit i: sites[i] has been filled since the reset
+                                      * (only those are walked or cleared: a page of
+                                      * the array never used is never touched) */
+    /* Last: most of the heap, of which a thread uses a few entries. */
+    hk_site_local sites[HK_SITE_LOCAL];
 };
 
 /* The owner of a page, as the free fast path compares it with its own heap.

@@ -102,6 +102,7 @@ hk_site_local *hk_site_local_refill(hk_heap *heap, hk_site_local *l, uintptr_t r
     uint64_t epoch = atomic_load_explicit(&hk_site_policy_epoch, memory_order_acquire);
     if (l->ra != ra) {
         hk_site_local_flush(l);
+        heap->sites_used |= 1u << (l - heap->sites);
         l->ra = ra;
         l->site = global_lookup(ra);
         uint32_t known = hk_site_count();
@@ -229,7 +230,8 @@ void hk_site_sample(hk_heap *heap, uintptr_t ra, size_t size)
 
 void hk_site_flush_thread(hk_heap *heap)
 {
-    for (unsigned i = 0; i < HK_SITE_LOCAL; i++) hk_site_local_flush(&heap->sites[i]);
+    for (uint32_t used = heap->sites_used; used; used &= used - 1)
+        hk_site_local_flush(&heap->sites[__builtin_ctz(used)]);
 }
 
 uint32_t hk_site_count(void) { return atomic_load(&n_sites); }
@@ -240,8 +242,8 @@ void hk_site_fork_child(hk_heap *heap)
      * starts from zero or the daemon would count those allocations twice.
      * live_bytes is a level and the child does hold those blocks. */
     if (heap != NULL && heap != &hk_empty_heap) {
-        for (unsigned i = 0; i < HK_SITE_LOCAL; i++) {
-            hk_site_local *l = &heap->sites[i];
+        for (uint32_t used = heap->sites_used; used; used &= used - 1) {
+            hk_site_local *l = &heap->sites[__builtin_ctz(used)];
             l->allocs = l->bytes = 0;
             memset(l->hist, 0, sizeof l->hist);
             l->pending = 0;

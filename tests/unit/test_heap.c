@@ -58,6 +58,41 @@ static int teardown(void **state)
     return heap->segments == NULL && hk_segment_mapped_count() == baseline_segments ? 0 : -1;
 }
 
+/* A thread's first heap is fresh memory, zero already: the pages of its
+ * site cache that the thread never uses stay untouched (writing zeros over
+ * them made all three of a heap's pages resident in every thread).  Run
+ * first, while no exited thread has left a heap in the pool. */
+static void *small_work(void *arg)
+{
+    hk_heap **out = arg;
+    void *p[16];
+    for (int i = 0; i < 16; i++) p[i] = hak_malloc(48);
+    for (int i = 0; i < 16; i++) hak_free(p[i]);
+    *out = hk_heap_for_thread();
+    /* The pages wholly inside its site cache, of which it used no entry
+     * (no large block, no sampled allocation). */
+    uintptr_t lo = ((uintptr_t)&(*out)->sites[0] + 4095) & ~(uintptr_t)4095;
+    uintptr_t hi = ((uintptr_t)&(*out)->sites[HK_SITE_LOCAL]) & ~(uintptr_t)4095;
+    unsigned char vec[8];
+    unsigned resident = 0;
+    if (hi > lo && (hi - lo) / 4096 <= sizeof vec && mincore((void *)lo, hi - lo, vec) == 0)
+        for (size_t i = 0; i < (hi - lo) / 4096; i++) resident += vec[i] & 1;
+    return (void *)(uintptr_t)(hi > lo ? resident : 99);
+}
+
+static void test_fresh_heap_touches_only_what_it_uses(void **state)
+{
+    (void)state;
+    hk_heap *h = NULL;
+    pthread_t t;
+    void *resident;
+    assert_int_equal(pthread_create(&t, NULL, small_work, &h), 0);
+    assert_int_equal(pthread_join(t, &resident), 0);
+    assert_non_null(h);
+    print_message("pages wholly inside the thread's site cache that are resident: %u\n", (unsigned)(uintptr_t)resident);
+    assert_int_equal((uintptr_t)resident, 0);
+}
+
 static void test_alloc_class_blocks(void **state)
 {
     (void)state;
@@ -703,6 +738,7 @@ static void test_free_into_pooled_heap_takes_it_over(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_fresh_heap_touches_only_what_it_uses, setup, teardown),
         cmocka_unit_test_setup_teardown(test_alloc_class_blocks, setup, teardown),
         cmocka_unit_test_setup_teardown(test_page_extension, setup, teardown),
         cmocka_unit_test_setup_teardown(test_phantom_use_of_current_page, setup, teardown),

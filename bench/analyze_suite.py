@@ -223,8 +223,10 @@ class Suite:
              "binaries`), each command of a binary apart (argv[1] when it is a plain word; — when none): "
              "runs counted, the arm each ran how often, the choice (the default stays unless another arm is "
              "shown cheaper, or shown 10% leaner in peak RSS and within 5% in time, and is no more than 5% "
-             "worse on CPU, wall time or peak RSS), and what taking part in learning (registering, report "
-             "flushes, policy reads) cost its runs, as a share of their time.", "",
+             "worse on CPU, wall time or peak RSS), and what taking part in learning (reading its entry, "
+             "registering, report flushes, policy reads) cost its runs, as a share of their time: once a "
+             "choice is settled 1 in 8 young processes registers, and each that does stands for the eight "
+             "that read their entry and the one that also registered.", "",
              "| binary | command | runs | runs per arm | choice | settled | taking part cost |",
              "|---|---|---:|---|---|---|---:|"]
         for b in sorted(bins, key=lambda b: (os.path.basename(str(b.get("exe", ""))), b.get("command") or "")):

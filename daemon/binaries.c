@@ -295,9 +295,13 @@ int hkd_binaries_proc(hkd_binaries *b, uint64_t serial, const hkd_proc_info *p, 
     if (ended) {
         /* Reported by the process itself: bounded, so a liar skews only its own binary's figure. */
         uint64_t plane = p->proc[HKSHM_PROC_PLANE_NS], wall = p->proc[HKSHM_PROC_WALL_NS];
-        if (plane <= wall && wall < (1ull << 50)) {
-            r->plane_ns += plane;
-            r->wall_ns += wall;
+        uint64_t attach = p->proc[HKSHM_PROC_ATTACH_NS], every = p->proc[HKSHM_PROC_REPORT_EVERY];
+        if (plane <= wall && wall < (1ull << 50) && attach <= plane) {
+            /* A run drawn to register stands for `every` runs that only
+             * read their entry (hakmem_shm.h, Sampling). */
+            every = every < 1 ? 1 : every > HKSHM_REPORT_EVERY_MAX ? HKSHM_REPORT_EVERY_MAX : every;
+            r->plane_ns += attach * every + (plane - attach);
+            r->wall_ns += wall * every;
         }
         track_drop(b, t);
     }
@@ -362,14 +366,20 @@ uint32_t hkd_binaries_fill(hkd_binaries *b, hkshm_binary_policy *out, uint32_t c
     binary **v = sorted(b);
     uint32_t n = 0;
     for (uint32_t i = 0; v && i < b->n && n < cap; i++) {
-        int arm = v[i]->learn.current;
-        if (arm == HKD_BIN_DEFAULT_ARM)
+        const hkd_bin_learn *l = &v[i]->learn;
+        int arm = l->current;
+        /* Settled and running its choice: published even on the default,
+         * for the sampling its report_every asks for. */
+        int sampled = b->cfg.learn.settled_report_every > 1 && l->pinned < 0 && hkd_bin_settled(l, &b->cfg.learn) &&
+                      arm == hkd_bin_choice(l, &b->cfg.learn);
+        if (arm == HKD_BIN_DEFAULT_ARM && !sampled)
             continue;
         hkshm_binary_policy *e = &out[n++];
         memset(e, 0, sizeof *e);
         e->domain = v[i]->domain;
         e->binary_hash = v[i]->hash;
         e->command_hash = v[i]->command;
+        e->report_every = sampled ? b->cfg.learn.settled_report_every : 1;
         e->arm = (uint32_t)arm;
         e->set = hkd_bin_arms[arm].set;
         memcpy(e->knob, hkd_bin_arms[arm].knob, sizeof e->knob);

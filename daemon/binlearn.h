@@ -59,6 +59,8 @@ typedef struct hkd_bin_cfg {
     double   memory_weight_ns;          /* ns of CPU one MiB held for one second is worth */
     uint32_t min_pulls;                 /* observations of every arm before any choice */
     uint32_t recheck;                   /* once settled, one run in this many explores */
+    uint32_t settled_report_every;      /* once settled on the choice, 1 in this many young
+                                         * processes registers (hakmem_shm.h, Sampling) */
     uint32_t race;                      /* ... or in this many while an arm looks cheaper unproven */
     uint32_t race_pulls;                /* and has fewer observations than this */
     double   z;                         /* standard errors an arm must win by */

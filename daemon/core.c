@@ -106,7 +106,7 @@ int hkd_core_init(const hkd_core_cfg *cfg)
     g.col2 = hkd_collector_new(1, COLLECTORS);
     g.domains = hkd_domains_new(&lim);
     g.archive = hkd_archive_new(arch > MAX_SITES ? MAX_SITES : (uint32_t)arch);
-    if (core_binaries_init(g.cfg.memory_weight_ns, g.cfg.arm_mask) < 0)
+    if (core_binaries_init(g.cfg.memory_weight_ns, g.cfg.arm_mask, g.cfg.settled_report_every) < 0)
         return -ENOMEM;
     /* Sites price the memory BigCache holds as binaries price their RSS. */
     if (g.cfg.memory_weight_ns >= 0)

@@ -26,6 +26,7 @@ typedef struct hkd_core_cfg {
     hkd_learn_cfg learn;
     double memory_weight_ns;         /* per-binary price of a MiB-second of RSS; < 0: the default */
     uint32_t arm_mask;               /* per-binary arms the learner may run; 0: its default */
+    uint32_t settled_report_every;   /* 0: the learner's default (hakmem_shm.h, Sampling) */
     uint32_t daemon_uid;             /* trusted like root (main: geteuid()) */
     /* 0: the defaults above */
     uint32_t max_sites_per_user;

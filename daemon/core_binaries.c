@@ -33,13 +33,15 @@ static int thp_on_request(void)
     return strstr(buf, "[madvise]") != NULL;
 }
 
-int core_binaries_init(double memory_weight_ns, uint32_t arm_mask)
+int core_binaries_init(double memory_weight_ns, uint32_t arm_mask, uint32_t settled_report_every)
 {
     hkd_binaries_cfg cfg = hkd_binaries_defaults();
     if (memory_weight_ns >= 0)
         cfg.learn.memory_weight_ns = memory_weight_ns;
     if (arm_mask)
         cfg.learn.arm_mask = arm_mask;
+    if (settled_report_every)
+        cfg.learn.settled_report_every = settled_report_every;
     if (!thp_on_request()) {
         cfg.learn.arm_mask = hkd_bin_arms_without_small_thp(cfg.learn.arm_mask);
         hkd_log(HKD_LOG_INFO, "transparent huge pages are not given on request here: "

@@ -12,8 +12,8 @@
 #include "hakmem_shm.h"
 
 /* memory_weight_ns < 0: the learner's default price; arm_mask 0: its
- * default arms. */
-int  core_binaries_init(double memory_weight_ns, uint32_t arm_mask);
+ * default arms; settled_report_every 0: its default sampling. */
+int  core_binaries_init(double memory_weight_ns, uint32_t arm_mask, uint32_t settled_report_every);
 void core_binaries_shutdown(void);
 /* One registration as collected this interval (live or ended). */
 void core_binaries_proc(const hkd_proc_info *p);

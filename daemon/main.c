@@ -85,6 +85,7 @@ static int start_core(const hkd_options *o)
         .learn = hkd_learn_default_cfg,
         .memory_weight_ns = o->memory_weight_ns,
         .arm_mask = o->arm_mask,
+        .settled_report_every = (uint32_t)o->settled_report_every,
         .daemon_uid = (uint32_t)geteuid(),
         .max_sites_per_user = (uint32_t)o->max_sites_per_user,
         .new_sites_per_interval = (uint32_t)o->new_sites_per_interval,

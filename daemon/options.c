@@ -18,7 +18,7 @@ static void usage(FILE *f)
             "               [--interval MS] [--metrics-file PATH] [--no-learn] [--no-socket] [--debug]\n"
             "               [--retention SECONDS] [--state-max-bytes N] [--max-sites-per-user N]\n"
             "               [--new-sites-per-interval N] [--memory-weight NS] [--arms NAME[,NAME...]]\n"
-            "               [--list-arms] [--version]\n"
+            "               [--settled-report-every N] [--list-arms] [--version]\n"
             "               [--fleet-endpoints URL[,URL...]] [--fleet-name NAME] [--host-id ID]\n"
             "               [--fleet-cacert FILE] [--fleet-cert FILE] [--fleet-key FILE]\n"
             "               [--fleet-user USER [--fleet-password-file FILE]]\n"
@@ -45,6 +45,9 @@ static void usage(FILE *f)
             "                   idle is priced (default %.0f: cloud prices)\n"
             "  --arms NAME[,NAME...]  the per-binary arms the learner may run besides default\n"
             "                   (default: all but fast-thp)\n"
+            "  --settled-report-every N  once a binary and command's choice is settled, 1 in N of\n"
+            "                   its processes registers young, the others from 1 s old (1..64; 1: all;\n"
+            "                   default %u)\n"
             "  --list-arms      print each per-binary arm and the environment that sets it by hand\n"
             "  --fleet-endpoints URL[,URL...]  share what this host learns with a fleet of hosts\n"
             "                   through these etcd members (v3 API; https:// for TLS)\n"
@@ -61,7 +64,7 @@ static void usage(FILE *f)
             "hakmemd always runs in the foreground; --foreground is accepted for clarity.\n",
             HKSHM_DEFAULT_NAME, HKSHM_DEFAULT_SOCKET, HKD_DEFAULT_RETENTION_S, HKD_DEFAULT_STATE_MAX >> 20,
             HKD_STATE_MAX_BYTES >> 20, HKD_DEFAULT_SITES_PER_USER, HKD_MAX_SITES / 2, HKD_DEFAULT_NEW_SITES,
-            HKD_MAX_SITES, hkd_bin_default_cfg.memory_weight_ns, HKD_FLEET_DEFAULT_SYNC_MS, HKD_FLEET_DEFAULT_TTL_S);
+            HKD_MAX_SITES, hkd_bin_default_cfg.memory_weight_ns, hkd_bin_default_cfg.settled_report_every, HKD_FLEET_DEFAULT_SYNC_MS, HKD_FLEET_DEFAULT_TTL_S);
 }
 
 /* One line per per-binary arm: its name, then what a person would set in
@@ -158,6 +161,12 @@ static int set_number(int opt, const char *arg, hkd_options *o)
         }
         return 0;
     }
+    case 'e':
+        if (!parse_count(arg, 0, 1, HKSHM_REPORT_EVERY_MAX, &o->settled_report_every)) {
+            fprintf(stderr, "hakmemd: --settled-report-every must be 1..%u\n", HKSHM_REPORT_EVERY_MAX);
+            return 2;
+        }
+        return 0;
     case 'R':
         if (!parse_count(arg, 0, 1, 10ull * 365 * 86400, &o->retention_s)) {
             fprintf(stderr, "hakmemd: --retention must be 1..315360000 seconds\n");
@@ -231,6 +240,7 @@ int hkd_options_parse(int argc, char **argv, hkd_options *out)
         { "debug", no_argument, 0, 'D' },
         { "metrics-file", required_argument, 0, 'M' },
         { "memory-weight", required_argument, 0, 'w' },
+        { "settled-report-every", required_argument, 0, 'e' },
         { "retention", required_argument, 0, 'R' },
         { "state-max-bytes", required_argument, 0, 'B' },
         { "max-sites-per-user", required_argument, 0, 'U' },
@@ -270,7 +280,7 @@ int hkd_options_parse(int argc, char **argv, hkd_options *out)
         case 'K': out->fleet.key = optarg; break;
         case 'u': out->fleet.user = optarg; break;
         case 'P': out->fleet.password_file = optarg; break;
-        case 'i': case 'w': case 'R': case 'B': case 'U': case 'W': case 'Y': case 'T':
+        case 'i': case 'w': case 'e': case 'R': case 'B': case 'U': case 'W': case 'Y': case 'T':
             if (set_number(c, optarg, out))
                 return 2;
             break;

@@ -18,6 +18,7 @@ typedef struct hkd_options {
     int debug;
     double memory_weight_ns;         /* < 0: the learner's default */
     uint32_t arm_mask;               /* per-binary arms the learner may run; 0: its default */
+    uint64_t settled_report_every;   /* 0: the learner's default */
     uint64_t retention_s;
     uint64_t state_max_bytes;
     uint64_t max_sites_per_user;

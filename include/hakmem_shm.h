@@ -103,6 +103,18 @@
  *   alone, as clients before commands did, may find any command's entry
  *   of its binary.
  *
+ * - Sampling.  Once the learner has settled a binary and command's choice
+ *   and runs it (not exploring), its entry is published even when the
+ *   choice is the default, with report_every = R > 1: a process of it
+ *   then registers young (HAKMEM_REGISTER_AFTER_MS) only when its own
+ *   draw falls on 1 in R, and otherwise only once it is a second old, so
+ *   short runs of a settled command mostly pay reading their entry and no
+ *   more.  A process drawn reports proc[REPORT_EVERY] = R, one that
+ *   registered otherwise 1; the daemon weighs what taking part costs by
+ *   it: the drawn process's cost before registering (ATTACH_NS) stands
+ *   for R runs, the rest for one.  A client that ignores report_every
+ *   registers as before.
+ *
  * - Tables.  One publication is a copy holding both the per-site and the
  *   per-binary entries.  The daemon never writes a copy a client may be
  *   reading: it picks the inactive copy once every registered reader is
@@ -190,7 +202,10 @@ enum hkshm_proc_counter {
     HKSHM_PROC_BYTES,             /* bytes allocated, small ones included (may be estimated) */
     HKSHM_PROC_EXITED,            /* 1 once the final flush at exit is written */
     HKSHM_PROC_PLANE_NS,          /* CPU ns in the client's side of this plane: registering, flushing, reading policy */
-    /* 12..15 reserved: 0 */
+    HKSHM_PROC_ATTACH_NS,         /* of PLANE_NS, what went before the process registered (peeks) */
+    HKSHM_PROC_REPORT_EVERY,      /* the runs this one stands for: its entry's report_every when it
+                                   * registered young because it was drawn, else 1 (0: 1) */
+    /* 14..15 reserved: 0 */
 };
 
 typedef struct hkshm_module {
@@ -278,7 +293,8 @@ typedef struct hkshm_binary_policy {
     uint32_t arm;                         /* daemon's arm index, informational */
     uint64_t binary_hash;                 /* build-id hash of the main executable */
     uint32_t set;                         /* bit k: knob[k] is set */
-    uint32_t pad;
+    uint32_t report_every;                /* 1 in this many processes registers young
+                                           * (0, 1: every one; see Sampling) */
     uint32_t knob[HKSHM_KNOBS];
     uint64_t command_hash;                /* the command's (0: runs that name none) */
 } hkshm_binary_policy;
@@ -297,6 +313,7 @@ typedef struct hkshm_table {
 #define HKSHM_REGION_SIZE    ((uint32_t)sizeof(hkshm_region))
 
 /* Sanity limits a reader applies to published values (garbage defence). */
+#define HKSHM_REPORT_EVERY_MAX 64u    /* larger report_every values count as this */
 #define HKSHM_THRESHOLD_MIN  (4u << 10)
 #define HKSHM_THRESHOLD_MAX  (1u << 30)
 #define HKSHM_SLOTS_LIMIT    64u

@@ -38,6 +38,9 @@ static struct {
 /* Apart from pr, which is all zero at start so that it takes no room in
  * the library's data pages (a small program's resident set counts them). */
 static uint32_t pr_bin_arm = HKSHM_NO_ARM;
+static uint32_t pr_report_every;     /* 0 until an entry says otherwise: every process */
+
+uint32_t hk_policy_report_every(void) { return pr_report_every > 1 ? pr_report_every : 1; }
 
 void (*hk_policy_mid_read_hook)(void);
 
@@ -85,60 +88,79 @@ static void describe_foreign(int fd, uint64_t size, hk_text *t)
     hk_text_str(t, ")");
 }
 
+/* Opens `name` if it is trusted and of this layout's size: the
+ * descriptor, or -errno with the reason in t. */
+static int open_trusted(const char *name, const int64_t *trusted_uids, int n_uids, struct stat *st, hk_text *t)
+{
+    int fd = shm_open(name, O_RDONLY, 0);
+    if (fd < 0) {
+        int e = errno;
+        hk_text_str(t, e == ENOENT ? "no segment" : e == EACCES ? "segment: permission denied" : "cannot open segment");
+        return -e;
+    }
+    int rc = 0;
+    if (fstat(fd, st) < 0) {
+        rc = -errno;
+        hk_text_str(t, "cannot stat segment");
+    } else if (!S_ISREG(st->st_mode)) {
+        rc = -EPERM;
+        hk_text_str(t, "segment refused: not a regular file");
+    } else if (!trusted_owner(st->st_uid, trusted_uids, n_uids)) {
+        rc = -EPERM;
+        hk_text_str(t, "segment refused: owned by uid ");
+        hk_text_u64(t, st->st_uid);
+        hk_text_str(t, ", neither root nor the daemon's user");
+    } else if (st->st_mode & 022) {
+        rc = -EPERM;
+        hk_text_str(t, "segment refused: writable by group or others (mode 0");
+        hk_text_char(t, (char)('0' + ((st->st_mode >> 6) & 7)));
+        hk_text_char(t, (char)('0' + ((st->st_mode >> 3) & 7)));
+        hk_text_char(t, (char)('0' + (st->st_mode & 7)));
+        hk_text_str(t, ")");
+    } else if ((uint64_t)st->st_size != HKSHM_SEGMENT_SIZE) {
+        rc = -EPROTO;
+        describe_foreign(fd, (uint64_t)st->st_size, t);
+    }
+    if (rc < 0) {
+        close(fd);
+        return rc;
+    }
+    return fd;
+}
+
+/* -EPROTO with the reason in t when h is not a header of this layout. */
+static int check_header(const hkshm_header *h, hk_text *t)
+{
+    const char *m = hkshm_header_mismatch(h, HKSHM_SEGMENT_SIZE);
+    if (!m)
+        return 0;
+    if (m[0] == 'A') {
+        describe_abi(t, h->abi_version);
+    } else {
+        hk_text_str(t, "incompatible segment (");
+        hk_text_str(t, m);
+        hk_text_str(t, ")");
+    }
+    return -EPROTO;
+}
+
 int hk_policy_open(const char *name, const int64_t *trusted_uids, int n_uids, char *why, int why_len)
 {
     hk_text t = hk_text_on(why, why_len);
     hk_policy_close();
-    int fd = shm_open(name, O_RDONLY, 0);
-    if (fd < 0) {
-        int e = errno;
-        hk_text_str(&t, e == ENOENT ? "no segment" : e == EACCES ? "segment: permission denied" : "cannot open segment");
-        return -e;
-    }
     struct stat st;
+    int fd = open_trusted(name, trusted_uids, n_uids, &st, &t);
+    if (fd < 0)
+        return fd;
     int rc = 0;
-    if (fstat(fd, &st) < 0) {
-        rc = -errno;
-        hk_text_str(&t, "cannot stat segment");
-    } else if (!S_ISREG(st.st_mode)) {
-        rc = -EPERM;
-        hk_text_str(&t, "segment refused: not a regular file");
-    } else if (!trusted_owner(st.st_uid, trusted_uids, n_uids)) {
-        rc = -EPERM;
-        hk_text_str(&t, "segment refused: owned by uid ");
-        hk_text_u64(&t, st.st_uid);
-        hk_text_str(&t, ", neither root nor the daemon's user");
-    } else if (st.st_mode & 022) {
-        rc = -EPERM;
-        hk_text_str(&t, "segment refused: writable by group or others (mode 0");
-        hk_text_char(&t, (char)('0' + ((st.st_mode >> 6) & 7)));
-        hk_text_char(&t, (char)('0' + ((st.st_mode >> 3) & 7)));
-        hk_text_char(&t, (char)('0' + (st.st_mode & 7)));
-        hk_text_str(&t, ")");
-    } else if ((uint64_t)st.st_size != HKSHM_SEGMENT_SIZE) {
-        rc = -EPROTO;
-        describe_foreign(fd, (uint64_t)st.st_size, &t);
-    }
-    void *p = MAP_FAILED;
-    if (rc == 0 && (p = mmap(NULL, HKSHM_SEGMENT_SIZE, PROT_READ, MAP_SHARED, fd, 0)) == MAP_FAILED) {
+    void *p = mmap(NULL, HKSHM_SEGMENT_SIZE, PROT_READ, MAP_SHARED, fd, 0);
+    if (p == MAP_FAILED) {
         rc = -errno;
         hk_text_str(&t, "cannot map segment");
     }
     close(fd);
-    if (rc == 0) {
-        const char *m = hkshm_header_mismatch(p, (uint64_t)st.st_size);
-        if (m) {
-            rc = -EPROTO;
-            if (m[0] == 'A') {
-                describe_abi(&t, ((const hkshm_header *)p)->abi_version);
-            } else {
-                hk_text_str(&t, "incompatible segment (");
-                hk_text_str(&t, m);
-                hk_text_str(&t, ")");
-            }
-            munmap(p, HKSHM_SEGMENT_SIZE);
-        }
-    }
+    if (rc == 0 && (rc = check_header(p, &t)) < 0)
+        munmap(p, HKSHM_SEGMENT_SIZE);
     if (rc < 0)
         return rc;
     __atomic_store_n(&pr.hdr, (hkshm_header *)p, __ATOMIC_RELEASE);
@@ -200,6 +222,35 @@ static void collect_site(const hk_site_view *v, void *arg)
     w->found = 0;
 }
 
+/* Where a copy's entries come from: its mapping, or the segment's
+ * descriptor at the copy's offset (a peek, which maps nothing). */
+typedef struct table_src {
+    const hkshm_table *t;           /* NULL: pread from fd */
+    int fd;
+    uint64_t off;
+} table_src;
+
+/* len bytes at `at` in the copy, into out; a short read leaves zeros,
+ * which no key or value check passes. */
+static void table_read(const table_src *s, size_t at, void *out, size_t len)
+{
+    if (s->t) {
+        memcpy(out, (const char *)s->t + at, len);
+    } else if (pread(s->fd, out, len, (off_t)(s->off + at)) != (ssize_t)len) {
+        memset(out, 0, len);
+    }
+}
+
+static void site_entry_at(const table_src *s, uint32_t i, hkshm_site_policy *e)
+{
+    table_read(s, offsetof(hkshm_table, sites) + (size_t)i * sizeof *e, e, sizeof *e);
+}
+
+static void binary_entry_at(const table_src *s, uint32_t i, hkshm_binary_policy *e)
+{
+    table_read(s, offsetof(hkshm_table, binaries) + (size_t)i * sizeof *e, e, sizeof *e);
+}
+
 /* Binary search over n sorted entries; cmp(i) orders entry i against the
  * key.  The index found, or -1. */
 static int64_t search(uint32_t n, int (*cmp)(uint32_t i, const void *key), const void *key)
@@ -219,7 +270,7 @@ static int64_t search(uint32_t n, int (*cmp)(uint32_t i, const void *key), const
 }
 
 typedef struct search_key {
-    const hkshm_table *t;
+    const table_src *src;
     uint32_t domain;
     uint64_t hash, offset;          /* a binary's: offset is the command's hash */
 } search_key;
@@ -227,27 +278,28 @@ typedef struct search_key {
 static int site_at(uint32_t i, const void *key)
 {
     const search_key *k = key;
-    const hkshm_site_policy *e = &k->t->sites[i];
-    return hkshm_site_cmp(e->domain, e->module_hash, e->offset, k->domain, k->hash, k->offset);
+    hkshm_site_policy e;
+    site_entry_at(k->src, i, &e);
+    return hkshm_site_cmp(e.domain, e.module_hash, e.offset, k->domain, k->hash, k->offset);
 }
 
 static int binary_at(uint32_t i, const void *key)
 {
     const search_key *k = key;
-    const hkshm_binary_policy *e = &k->t->binaries[i];
-    return hkshm_binary_cmp(e->domain, e->binary_hash, e->command_hash, k->domain, k->hash, k->offset);
+    hkshm_binary_policy e;
+    binary_entry_at(k->src, i, &e);
+    return hkshm_binary_cmp(e.domain, e.binary_hash, e.command_hash, k->domain, k->hash, k->offset);
 }
 
 /* Site i's published entry, copied out and checked (key and values). */
-static void read_site(const hkshm_table *t, uint32_t n, uint32_t domain, pending_policy *w)
+static void read_site(const table_src *src, uint32_t n, uint32_t domain, pending_policy *w)
 {
-    search_key key = { t, domain, w->module_hash, w->offset };
+    search_key key = { src, domain, w->module_hash, w->offset };
     int64_t at = search(n, site_at, &key);
     if (at < 0)
         return;
-    const hkshm_site_policy *e = &t->sites[at];
     hkshm_site_policy c;
-    memcpy(&c, e, sizeof c);
+    site_entry_at(src, (uint32_t)at, &c);
     if (c.domain != domain || c.module_hash != w->module_hash || c.offset != w->offset ||
         c.large_threshold < HKSHM_THRESHOLD_MIN || c.large_threshold > HKSHM_THRESHOLD_MAX ||
         c.bigcache_slots > HKSHM_SLOTS_LIMIT || c.thp > 1)
@@ -260,24 +312,24 @@ static void read_site(const hkshm_table *t, uint32_t n, uint32_t domain, pending
 
 typedef struct binary_read {
     int found;
-    uint32_t arm, set, knob[HKSHM_KNOBS];
+    uint32_t arm, set, knob[HKSHM_KNOBS], report_every;
 } binary_read;
 
-static void read_binary(const hkshm_table *t, uint32_t n, uint32_t domain, uint64_t hash, uint64_t command,
+static void read_binary(const table_src *src, uint32_t n, uint32_t domain, uint64_t hash, uint64_t command,
                         binary_read *b)
 {
     memset(b, 0, sizeof *b);
-    search_key key = { t, domain, hash, command };
+    search_key key = { src, domain, hash, command };
     int64_t at = hash ? search(n, binary_at, &key) : -1;
     if (at < 0)
         return;
-    const hkshm_binary_policy *e = &t->binaries[at];
     hkshm_binary_policy c;
-    memcpy(&c, e, sizeof c);
+    binary_entry_at(src, (uint32_t)at, &c);
     if (c.domain != domain || c.binary_hash != hash || c.command_hash != command)
         return;
     b->found = 1;
     b->arm = c.arm;
+    b->report_every = c.report_every < 1 ? 1 : c.report_every > HKSHM_REPORT_EVERY_MAX ? HKSHM_REPORT_EVERY_MAX : c.report_every;
     /* A knob out of its range (or a reserved one) counts as not set. */
     for (uint32_t k = 0; k < HKSHM_KNOBS; k++)
         if ((c.set & (1u << k)) && hkshm_knob_valid(k, c.knob[k])) {
@@ -298,6 +350,7 @@ static int same_binary_policy(const binary_read *b)
  * and a long one changes arm only between the daemon's windows. */
 static void apply_binary(const binary_read *b, uint64_t now_ns)
 {
+    pr_report_every = b->found ? b->report_every : 1;
     if (same_binary_policy(b)) {
         pr_bin_arm = b->found ? b->arm : HKSHM_NO_ARM;
         pr.bin_pending = 0;
@@ -326,6 +379,67 @@ static void apply_binary(const binary_read *b, uint64_t now_ns)
     pr_bin_arm = b->arm;
     pr.bin_set = b->set;
     memcpy(pr.bin_knob, b->knob, sizeof b->knob);
+}
+
+/* The header's fields up to `reserved`: all a peek reads of it. */
+#define HEADER_USED offsetof(hkshm_header, reserved)
+
+int hk_policy_peek(const char *name, const int64_t *trusted_uids, int n_uids, uint32_t domain,
+                   uint64_t binary_hash, uint64_t command_hash, hk_policy_peeked *seen, char *why, int why_len)
+{
+    hk_text t = hk_text_on(why, why_len);
+    memset(seen, 0, sizeof *seen);
+    struct stat st;
+    int fd = open_trusted(name, trusted_uids, n_uids, &st, &t);
+    if (fd < 0)
+        return fd;
+    /* The header's first bytes only: a whole one would take a page of
+     * the stack of whichever thread's slow path this runs in. */
+    _Alignas(hkshm_header) unsigned char bytes[HEADER_USED];
+    const hkshm_header *head = (const hkshm_header *)(void *)bytes;
+    int rc = 0;
+    if (pread(fd, bytes, HEADER_USED, 0) != (ssize_t)HEADER_USED) {
+        rc = -EIO;
+        hk_text_str(&t, "cannot read segment");
+    }
+    if (rc == 0)
+        rc = check_header(head, &t);
+    uint64_t g = rc == 0 ? head->generation : 0;
+    if (rc == 0) {
+        seen->generation = g;
+        seen->learning = head->learning != 0;
+        memcpy(seen->socket_path, head->socket_path, sizeof seen->socket_path);
+    }
+    if (rc == 0 && g != 0 && seen->learning) {
+        /* The read protocol of hk_policy_apply, without a region: the
+         * stamp is checked again after the entry is read. */
+        rc = -EAGAIN;
+        uint32_t a = head->active % HKSHM_TABLES;
+        for (uint32_t k = 0; k < HKSHM_TABLES; k++) {
+            table_src src = { NULL, fd, HKSHM_TABLES_OFFSET + (uint64_t)((a + k) % HKSHM_TABLES) * sizeof(hkshm_table) };
+            struct { uint64_t generation; uint32_t n_sites, n_binaries; } th;
+            _Static_assert(offsetof(hkshm_table, n_binaries) == 12, "the table's stamp and counts lead it");
+            table_read(&src, 0, &th, sizeof th);
+            if (th.generation != g)
+                continue;
+            if (th.n_binaries > HKSHM_BINARY_CAP)
+                break;
+            binary_read bin;
+            read_binary(&src, th.n_binaries, domain, binary_hash, command_hash, &bin);
+            if (hk_policy_mid_read_hook)
+                hk_policy_mid_read_hook();
+            uint64_t again;
+            table_read(&src, 0, &again, sizeof again);
+            if (again == g) {
+                apply_binary(&bin, hk_now_ns());
+                hk_region_set_applied(0, pr_bin_arm);
+                rc = 1;
+            }
+            break;
+        }
+    }
+    close(fd);
+    return rc;
 }
 
 int hk_policy_apply(uint32_t domain, uint64_t binary_hash, uint64_t command_hash, hkshm_region *region)
@@ -364,9 +478,10 @@ int hk_policy_apply(uint32_t domain, uint64_t binary_hash, uint64_t command_hash
     binary_read bin;
     memset(&bin, 0, sizeof bin);
     if (ok) {
+        table_src src = { tab, -1, 0 };
         for (uint32_t i = 0; i < pr.n_work; i++)
-            read_site(tab, n_sites, domain, &pr.work[i]);
-        read_binary(tab, n_bins, domain, binary_hash, command_hash, &bin);
+            read_site(&src, n_sites, domain, &pr.work[i]);
+        read_binary(&src, n_bins, domain, binary_hash, command_hash, &bin);
         if (hk_policy_mid_read_hook)
             hk_policy_mid_read_hook();
         atomic_thread_fence(memory_order_acquire);

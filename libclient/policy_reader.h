@@ -17,6 +17,24 @@
  * in why: -ENOENT (no segment), -EPERM (not trusted), -EPROTO (another ABI
  * or layout), or what open/mmap said. */
 int hk_policy_open(const char *name, const int64_t *trusted_uids, int n_uids, char *why, int why_len);
+/* What a peek saw of the header. */
+typedef struct hk_policy_peeked {
+    uint64_t generation;
+    int learning;
+    char socket_path[HKSHM_SOCKET_PATH];    /* as published: unchecked */
+} hk_policy_peeked;
+
+/* Reads this binary and command's entry of the active copy and applies
+ * it, as hk_policy_apply does, without mapping the segment: a handful of
+ * preads on a descriptor closed before it returns.  A process maps the
+ * segment only once reading it costs less than its first touches of the
+ * pages would (many sites, a long run); every page first touched costs a
+ * fault.  Trusts and refuses segments as hk_policy_open does, with the
+ * same codes; 1 applied, 0 nothing to apply (no generation yet, learning
+ * off), -EAGAIN the copy was rewritten under the read.  Site entries are
+ * left to hk_policy_apply. */
+int hk_policy_peek(const char *name, const int64_t *trusted_uids, int n_uids, uint32_t domain,
+                   uint64_t binary_hash, uint64_t command_hash, hk_policy_peeked *seen, char *why, int why_len);
 /* 1 when the name now refers to another object (or to none) than the one
  * mapped; the caller closes and opens again. */
 int hk_policy_replaced(const char *name);
@@ -31,6 +49,8 @@ const hkshm_header *hk_policy_header(void);
  * gen_seen.  1 applied, 0 nothing new, -EAGAIN the read raced a rewrite or
  * the generation moved (try again soon). */
 int hk_policy_apply(uint32_t domain, uint64_t binary_hash, uint64_t command_hash, hkshm_region *region);
+/* The report_every of the binary entry last read (1 when none). */
+uint32_t hk_policy_report_every(void);
 /* Forget what was applied, so the next apply reads again (a new region or
  * a new segment must be told gen_seen). */
 void hk_policy_forget_generation(void);

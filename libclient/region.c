@@ -15,26 +15,29 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define NO_POS 0xFFFFu
+_Static_assert(HKSHM_REGION_SITES < 0xFFFFu, "region positions plus one fit 16 bits");
 
-_Static_assert(HK_SITE_MAX < NO_POS, "site positions fit 16 bits");
-
+/* All zero at start, so that it takes no room in the library's data pages
+ * and its tables stay untouched until a site is reported: positions and
+ * arms are kept plus one (a zero is none; HKSHM_NO_ARM + 1 wraps to it). */
 static struct {
     hkshm_region *map;
-    int fd;                         /* -1: released or none */
+    int fd_plus1;                   /* 0: released or none */
     dev_t fd_dev;
     ino_t fd_ino;
-    uint16_t pos_of[HK_SITE_MAX];   /* site index -> region index */
     uint32_t n_pos;
-    uint32_t arm_of_site[HK_SITE_MAX];
-    uint32_t sites_applied, binary_arm;
+    uint32_t sites_applied, binary_arm_plus1;
     uint64_t start_ns;              /* wall time counts from here */
     uint64_t sampled_ns;            /* RSS integral: last sample */
     uint64_t rss_kib_ms, rss_rem;   /* the integral, and KiB*ns not yet a whole KiB*ms */
     uint64_t flushes;
     uint64_t page_size;
     uint64_t plane_ns;              /* the shm client's steps so far (hk_region_note_plane_ns) */
-} rg = { .fd = -1, .binary_arm = HKSHM_NO_ARM };
+    uint64_t attach_ns, report_every;   /* hk_region_note_sampling */
+    /* Last, apart from the fields every flush writes. */
+    uint16_t pos_of[HK_SITE_MAX];   /* site index -> region index + 1 */
+    uint32_t arm_of_site[HK_SITE_MAX];  /* + 1 */
+} rg;
 
 
 static void counters_restart(void)
@@ -48,10 +51,6 @@ void hk_region_init(void)
 {
     uint64_t page = getauxval(AT_PAGESZ);
     rg.page_size = page ? page : 4096;
-    memset(rg.pos_of, 0xFF, sizeof rg.pos_of);
-    for (uint32_t i = 0; i < HK_SITE_MAX; i++)
-        rg.arm_of_site[i] = HKSHM_NO_ARM;
-    rg.binary_arm = HKSHM_NO_ARM;
     counters_restart();
 }
 
@@ -60,9 +59,10 @@ void hk_region_init(void)
 static void close_own_fd(void)
 {
     struct stat st;
-    if (rg.fd >= 0 && fstat(rg.fd, &st) == 0 && st.st_dev == rg.fd_dev && st.st_ino == rg.fd_ino)
-        close(rg.fd);
-    rg.fd = -1;
+    int fd = rg.fd_plus1 - 1;
+    if (fd >= 0 && fstat(fd, &st) == 0 && st.st_dev == rg.fd_dev && st.st_ino == rg.fd_ino)
+        close(fd);
+    rg.fd_plus1 = 0;
 }
 
 static void drop(void)
@@ -124,31 +124,31 @@ int hk_region_create(uint32_t registration)
         return rc;
     }
     rg.map = p;
-    rg.fd = fd;
+    rg.fd_plus1 = fd + 1;
     rg.fd_dev = st.st_dev;
     rg.fd_ino = st.st_ino;
     return 0;
 }
 
 hkshm_region *hk_region_get(void) { return rg.map; }
-int hk_region_fd(void) { return rg.fd; }
+int hk_region_fd(void) { return rg.fd_plus1 - 1; }
 void hk_region_release_fd(void) { close_own_fd(); }
 
 void hk_region_set_site_arm(uint32_t site, uint32_t arm)
 {
     if (site < HK_SITE_MAX)
-        rg.arm_of_site[site] = arm;
+        rg.arm_of_site[site] = arm + 1;
 }
 
 uint32_t hk_region_binary_arm(void)
 {
-    return rg.binary_arm;
+    return rg.binary_arm_plus1 - 1;
 }
 
 void hk_region_set_applied(uint32_t sites_applied, uint32_t binary_arm)
 {
     rg.sites_applied = sites_applied;
-    rg.binary_arm = binary_arm;
+    rg.binary_arm_plus1 = binary_arm + 1;
 }
 
 void hk_region_fork_child(void)
@@ -183,12 +183,12 @@ static void flush_site(const hk_site_view *v, void *arg)
     hkshm_region *r = arg;
     if (v->index >= HK_SITE_MAX)
         return;
-    uint16_t pos = rg.pos_of[v->index];
-    if (pos == NO_POS) {
+    uint16_t pos = (uint16_t)(rg.pos_of[v->index] - 1);
+    if (rg.pos_of[v->index] == 0) {
         if (rg.n_pos >= HKSHM_REGION_SITES)
             return;                 /* the region is full: later sites go unreported */
         pos = (uint16_t)rg.n_pos++;
-        rg.pos_of[v->index] = pos;
+        rg.pos_of[v->index] = (uint16_t)(pos + 1);
     }
     hkshm_site *d = &r->sites[pos];
     const hk_site_counters *c = &v->counters;
@@ -205,7 +205,7 @@ static void flush_site(const hk_site_view *v, void *arg)
     st64(&d->slow_ns, c->slow_ns);
     d->module = module_index(r, v->module_hash, v->module);
     d->flags = v->policy.from_daemon;
-    d->policy_arm = rg.arm_of_site[v->index];
+    d->policy_arm = rg.arm_of_site[v->index] - 1;
     for (uint32_t b = 0; b < HKSHM_HIST && b < HK_SITE_HIST; b++)
         __atomic_store_n(&d->size_hist[b], (uint32_t)c->size_hist[b], __ATOMIC_RELAXED);
 }
@@ -262,11 +262,19 @@ static void proc_counters(uint64_t *proc, uint64_t now, int exiting)
     st64(&proc[HKSHM_PROC_BYTES], bytes);
     st64(&proc[HKSHM_PROC_EXITED], exiting ? 1 : 0);
     st64(&proc[HKSHM_PROC_PLANE_NS], rg.plane_ns);
+    st64(&proc[HKSHM_PROC_ATTACH_NS], rg.attach_ns);
+    st64(&proc[HKSHM_PROC_REPORT_EVERY], rg.report_every);
 }
 
 void hk_region_note_plane_ns(uint64_t ns)
 {
     rg.plane_ns = ns;
+}
+
+void hk_region_note_sampling(uint64_t attach_ns, uint32_t report_every)
+{
+    rg.attach_ns = attach_ns;
+    rg.report_every = report_every;
 }
 
 void hk_region_flush(int exiting)
@@ -281,7 +289,7 @@ void hk_region_flush(int exiting)
     hk_site_for_each(flush_site, r);
     r->n_sites = rg.n_pos;
     r->sites_applied = rg.sites_applied;
-    r->binary_arm = rg.binary_arm;
+    r->binary_arm = rg.binary_arm_plus1 - 1;
     proc_counters(r->proc, now, exiting);
     st64(&r->flushes, ++rg.flushes);
     atomic_store_explicit(&r->seq, (seq | 1) + 1, memory_order_release);

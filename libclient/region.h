@@ -35,6 +35,9 @@ void hk_region_set_applied(uint32_t sites_applied, uint32_t binary_arm);
 /* Time spent taking part so far (the shm client's steps), reported as
  * proc[HKSHM_PROC_PLANE_NS] from the next flush on. */
 void hk_region_note_plane_ns(uint64_t ns);
+/* What registering was for (hakmem_shm.h, Sampling): the plane's CPU ns
+ * before it, and the runs this one stands for. */
+void hk_region_note_sampling(uint64_t attach_ns, uint32_t report_every);
 /* The daemon's arm for this binary now in force (HKSHM_NO_ARM: none). */
 uint32_t hk_region_binary_arm(void);
 /* In the fork child: the parent's region is the parent's (shared memory):

@@ -33,6 +33,8 @@
 #define RETRY_MAX_NS          (32 * SECOND_NS)  /* after repeated timeouts */
 #define REGISTER_DEADLINE_NS  (2 * SECOND_NS)
 #define APPLY_MIN_NS          (1000000ull)      /* generation checks at most every 1 ms */
+#define MAP_AFTER_NS          (100000000ull)    /* a process that does not register maps from 100 ms */
+#define SETTLED_REGISTER_NS   SECOND_NS         /* a process not drawn registers from 1 s (Sampling) */
 #define FLUSH_DEFAULT_MS      250u
 #define MS_NS                 1000000ull
 #define STATE_TEXT            160
@@ -63,6 +65,17 @@ static struct {
     /* Schedule (CLOCK_MONOTONIC); the tick reads next_due without the lock. */
     _Atomic uint64_t next_due;
     uint64_t next_register, next_check, next_segment, next_flush, next_apply;
+    uint64_t map_at;                /* until then the segment is peeked at, not mapped */
+
+    /* Sampling (hakmem_shm.h): this process's draw, when it started, and
+     * the runs its registration stands for. */
+    uint32_t draw;
+    uint64_t started_ns;
+    uint32_t report_every;
+
+    /* What the last peek saw (peek_ok: it read a trusted header). */
+    hk_policy_peeked peeked;
+    int peek_ok;
 
     /* What was last said at HAKMEM_VERBOSE, one line per change. */
     char reg_state[STATE_TEXT];
@@ -103,8 +116,8 @@ static const char *socket_path(char *buf)
     if (cs.env_socket[0])
         return cs.env_socket;
     const hkshm_header *h = hk_policy_header();
-    if (h) {
-        memcpy(buf, h->socket_path, HKSHM_SOCKET_PATH);
+    if (h || cs.peek_ok) {
+        memcpy(buf, h ? h->socket_path : cs.peeked.socket_path, HKSHM_SOCKET_PATH);
         if (buf[0] == '/' && memchr(buf, 0, HKSHM_SOCKET_PATH))
             return buf;
     }
@@ -122,42 +135,82 @@ static uint32_t flush_interval_ns(void)
 
 /* ---- the segment ---- */
 
-static void segment_open(uint64_t now)
+/* The uids that may own a trusted segment: ours, the socket's owner and
+ * the peer behind our connection.  The trust anchor is the socket we
+ * would use, checked before reading the segment. */
+static void trusted_uids(int64_t uids[3])
 {
-    cs.next_segment = now + CHECK_NS;
-    int64_t uids[3] = { (int64_t)geteuid(), -1, hk_conn_peer_uid(&cs.conn) };
+    uids[0] = (int64_t)geteuid();
+    uids[1] = -1;
+    uids[2] = hk_conn_peer_uid(&cs.conn);
     struct stat st;
-    /* The trust anchor is the socket we would use before reading the segment. */
     const char *sock = cs.env_socket[0] ? cs.env_socket : HKSHM_DEFAULT_SOCKET;
     if (stat(sock, &st) == 0 && S_ISSOCK(st.st_mode))
         uids[1] = st.st_uid;
-    char why[STATE_TEXT - 64];
-    int rc = hk_policy_open(cs.name, uids, 3, why, sizeof why);
+}
+
+/* One line on what opening or peeking at the segment came to. */
+static void say_segment(int rc, const char *why, const char *done)
+{
     char line[STATE_TEXT];
     hk_text t = hk_text_on(line, sizeof line);
     hk_text_str(&t, "segment ");
     hk_text_str(&t, cs.name);
-    if (rc < 0) {
+    if (rc < 0 && rc != -EAGAIN) {
         hk_text_str(&t, ": ");
         hk_text_str(&t, why);
         hk_text_str(&t, "; running on defaults");
     } else {
-        hk_text_str(&t, ": mapped read-only");
+        hk_text_str(&t, done);
+    }
+    say_change(cs.seg_state, line);
+}
+
+static void segment_open(uint64_t now)
+{
+    cs.next_segment = now + CHECK_NS;
+    int64_t uids[3];
+    trusted_uids(uids);
+    char why[STATE_TEXT - 64];
+    int rc = hk_policy_open(cs.name, uids, 3, why, sizeof why);
+    if (rc == 0) {
         hk_policy_forget_generation();
         cs.next_apply = now;
     }
-    say_change(cs.seg_state, line);
+    say_segment(rc, why, ": mapped read-only");
+}
+
+/* Before the process maps the segment: its binary's entry only, read
+ * through the descriptor (policy_reader.h says why). */
+static void segment_peek(uint64_t now)
+{
+    int64_t uids[3];
+    trusted_uids(uids);
+    char why[STATE_TEXT - 64];
+    int rc = hk_policy_peek(cs.name, uids, 3, (uint32_t)geteuid(), cs.binary_hash, hk_command_hash(), &cs.peeked,
+                            why, sizeof why);
+    cs.peek_ok = rc >= 0;
+    /* A read that raced a rewrite is tried again at the next step. */
+    cs.next_segment = rc == -EAGAIN ? now + APPLY_MIN_NS : now + CHECK_NS;
+    if (cs.next_segment > cs.map_at)
+        cs.next_segment = cs.map_at;
+    say_segment(rc, why, ": read (binary entry), not mapped");
 }
 
 static void segment_step(uint64_t now)
 {
     if (now < cs.next_segment)
         return;
-    if (hk_policy_header() && !hk_policy_replaced(cs.name)) {
-        cs.next_segment = now + CHECK_NS;
+    if (hk_policy_header()) {
+        if (!hk_policy_replaced(cs.name)) {
+            cs.next_segment = now + CHECK_NS;
+            return;
+        }
+        hk_policy_close();
+    } else if (now < cs.map_at) {
+        segment_peek(now);
         return;
     }
-    hk_policy_close();
     segment_open(now);
 }
 
@@ -265,6 +318,42 @@ static uint64_t registration_start(uint64_t now)
     return now + (uint64_t)hk_opt.register_after_ms * MS_NS;
 }
 
+/* Whether a process of a settled binary and command registers now
+ * (hakmem_shm.h, Sampling): young only when its draw falls on 1 in
+ * report_every, else once a second old.  What registering is for goes
+ * to the region. */
+static int drawn_to_register(uint64_t now)
+{
+    uint32_t every = hk_policy_report_every();
+    uint64_t old_enough = cs.started_ns + SETTLED_REGISTER_NS;
+    int young = now < old_enough;
+    if (every > 1 && young && cs.draw % every != 0) {
+        cs.next_register = old_enough;
+        char line[STATE_TEXT];
+        hk_text t = hk_text_on(line, sizeof line);
+        hk_text_str(&t, "not registered: its binary and command are settled; 1 in ");
+        hk_text_u64(&t, every);
+        hk_text_str(&t, " of their processes registers young, the others once 1 s old");
+        say_change(cs.reg_state, line);
+        return 0;
+    }
+    cs.report_every = every > 1 && young ? every : 1;
+    hk_region_note_sampling(cs.step_ns, cs.report_every);
+    return 1;
+}
+
+/* A fresh draw, for a new process or a fork child. */
+static void draw_anew(uint64_t now)
+{
+    uint64_t x = ((uint64_t)getpid() << 32) ^ now;
+    x ^= x >> 33;
+    x *= 0xff51afd7ed558ccdull;
+    x ^= x >> 33;
+    cs.draw = (uint32_t)x;
+    cs.started_ns = now;
+    cs.report_every = 1;
+}
+
 /* A registration in two halves, so the process never waits for the daemon:
  * the request goes out at one step, and later steps take the reply once it
  * has arrived (or give up at the deadline). */
@@ -288,6 +377,14 @@ static void register_attempt(uint64_t now)
             cs.registrations = cs.pending_number;
         registration_result(now, rc, &reply);
         return;
+    }
+    if (!drawn_to_register(now))
+        return;
+    /* A process that registers reads the segment from then on: its sites'
+     * entries too, and the segment's instance and flush interval. */
+    if (!hk_policy_header()) {
+        cs.map_at = now;
+        segment_open(now);
     }
     char path_buf[HKSHM_SOCKET_PATH];
     const char *path = socket_path(path_buf);
@@ -406,6 +503,8 @@ void hk_shm_client_init(void)
     cs.retry_ns = RETRY_NS;
     hk_command_init();
     hk_region_init();
+    cs.map_at = hk_now_ns() + MAP_AFTER_NS;
+    draw_anew(hk_now_ns());
     cs.next_register = registration_start(hk_now_ns());
     if (try_lock()) {
         step(hk_now_ns());            /* a known binary runs its arm from the start */
@@ -455,6 +554,8 @@ void hk_shm_client_after_fork_child(void)
     cs.region_sent = 0;
     cs.instance = 0;
     cs.retry_ns = RETRY_NS;
+    draw_anew(hk_now_ns());
+    hk_region_note_sampling(0, 1);
     cs.next_register = registration_start(hk_now_ns());
     cs.next_apply = 0;
     hk_policy_forget_generation();
@@ -484,6 +585,10 @@ void hk_shm_client_exit(void)
             registration_result(hk_now_ns(), 0, &reply);
         }
     }
+    /* A drawn process that lived past the age at which it would have
+     * registered anyway stands for itself alone. */
+    if (cs.report_every > 1 && hk_now_ns() >= cs.started_ns + SETTLED_REGISTER_NS)
+        hk_region_note_sampling(0, 1);
     /* The connection stays open until the process is gone: the daemon reads
      * this final flush when it sees the exit. */
     if (cs.registered || cs.pending)
@@ -536,6 +641,14 @@ void hk_shm_client_describe(char *buf, int len)
             hk_text_str(&t, " sites applied");
         }
         if (!atomic_load(&h->learning))
+            hk_text_str(&t, ", daemon not learning");
+    } else if (cs.peek_ok) {
+        hk_text_str(&t, "; segment ");
+        hk_text_str(&t, cs.name);
+        hk_text_str(&t, ", generation ");
+        hk_text_u64(&t, cs.peeked.generation);
+        hk_text_str(&t, " (read, not mapped)");
+        if (!cs.peeked.learning)
             hk_text_str(&t, ", daemon not learning");
     } else {
         hk_text_str(&t, "; ");

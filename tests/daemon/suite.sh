@@ -455,7 +455,9 @@ fi
 # ---- per-binary learning, with real processes ----
 # knob_probe prints, first thing in main, the binary arm and knobs in force.
 fresh binaries
-if ! start_daemon; then
+# Every process registers here (each run is counted); the sampling of a
+# settled binary's registrations has its own section below.
+if ! start_daemon --settled-report-every 1; then
     fail "binaries: daemon starts" "$(tail -3 "$TMP/daemon.log")"
 else
     probe() { HAKMEM_SHM=$SHM HAKMEM_SOCKET=$TMP/ctl.sock timeout 60 "$P" "$@"; }
@@ -533,7 +535,7 @@ sys.exit(not (b["settled"] and all(a["observations"] >= 1 for a in may_run) and 
     before=$(runs_of)
     stop_daemon
     : >"$TMP/daemon.log"
-    start_daemon
+    start_daemon --settled-report-every 1
     WHY="runs before the restart $before, after $(runs_of); $(grep -m1 'loaded learned state' "$TMP/daemon.log")"
     check "binaries: what the learner knew comes back after a restart (state file)" test "$(runs_of)" = "$before"
     # Commands: argv[1] a plain word names the command; each command of the
@@ -600,6 +602,30 @@ print(' '.join(a['name'] for a in b['arms'] if a['observations'] > 0))"; }
     WHY="arms with runs: $got; arms started on: $ran"
     check "--arms populate: the binary's runs are on the default and populate arms only" \
         test "$got" = "default populate"
+    # Settled (two arms, three runs each): from then on 1 in 8 of its young
+    # processes registers, the others say why and run the published arm.
+    settled() { C --json binaries --exe knob_probe | python3 -c "
+import json, sys
+sys.exit(not json.load(sys.stdin)['binaries'][0]['settled'])"; }
+    for i in $(seq 30); do settled && break; probe 150 >/dev/null; sleep 0.25; done
+    published() { [ "$(status_field generation)" -gt "$gen" ]; }
+    gen=$(status_field generation)
+    wait_for 5 published >/dev/null
+    obs() { C --json binaries --exe knob_probe | python3 -c "import json,sys; print(json.load(sys.stdin)['binaries'][0]['observations'])"; }
+    before=$(obs)
+    said=0
+    for i in $(seq 60); do
+        HAKMEM_VERBOSE=1 probe 150 >/dev/null 2>"$TMP/sampled.err"
+        grep -q 'settled; 1 in 8 of their processes registers young' "$TMP/sampled.err" && said=$((said + 1))
+    done
+    sleep 0.5
+    after=$(obs)
+    WHY="settled: $(settled && echo yes || echo no); of 60 runs $said said they were not drawn; observations $before -> $after"
+    # 52 of 60 expected not drawn; fewer than 30 has odds below 1e-9.  The
+    # drawn ones (and an exploring run's) are counted: at least one of 60
+    # has odds 1 - 3e-4.
+    check "sampling: a settled binary's young processes register 1 in 8, the others say why" \
+        bash -c "[ $said -ge 30 ] && [ $((after - before)) -ge 1 ] && [ $((after - before)) -le 30 ]"
     stop_daemon
 fi
 

@@ -227,6 +227,7 @@ static void the_box_learns_and_publishes(void **state)
     if (i.current == 2) {
         assert_int_equal(n, 1);
         assert_int_equal(out[0].arm, 2);
+        assert_int_equal(out[0].report_every, hkd_bin_default_cfg.settled_report_every);
         assert_int_equal(out[0].binary_hash, 0xABC);
         assert_int_equal(out[0].set, hkd_bin_arms[2].set);
         assert_memory_equal(out[0].knob, hkd_bin_arms[2].knob, sizeof out[0].knob);
@@ -236,6 +237,7 @@ static void the_box_learns_and_publishes(void **state)
     assert_int_equal(hkd_binaries_fill(b, out, 4), 1);
     assert_int_equal(out[0].arm, 1);
     assert_int_equal(out[0].command_hash, 0);
+    assert_int_equal(out[0].report_every, 1);              /* pinned: every process reports */
     assert_int_equal(pin(b, every_command(0, 0xDEAD), 1), -ENOENT);
     assert_int_equal(pin(b, one_command(0, 0xABC, "log"), 1), -ENOENT);
     assert_int_equal(pin(b, every_command(0, 0xABC), HKD_BIN_ARMS), -EINVAL);
@@ -243,6 +245,73 @@ static void the_box_learns_and_publishes(void **state)
     assert_int_equal(hkd_binaries_reset(b, &sel), 1);
     assert_int_equal(hkd_binaries_fill(b, out, 4), 0);
     assert_int_equal(only(b).observations, 0);
+    hkd_binaries_free(b);
+}
+
+/* Settled on the default, the binary is published all the same, with no
+ * knob set and the sampling of its registrations; while it explores an
+ * arm, every process registers.  Before it settles, the default is not
+ * published at all. */
+static void settled_default_is_published_for_sampling(void **state)
+{
+    (void)state;
+    hkd_binaries *b = hkd_binaries_new(NULL);
+    hkshm_binary_policy out[4];
+    uint64_t serial = 1;
+    int saw_sampled = 0, saw_exploring = 0, saw_unsettled = 0;
+    uint64_t rng = 99;
+    for (; serial <= 200; serial++) {
+        uint32_t n = hkd_binaries_fill(b, out, 4);
+        hkd_binary_info i = serial > 1 ? only(b) : (hkd_binary_info){ 0 };
+        if (serial > 1 && !i.settled && i.current == HKD_BIN_DEFAULT_ARM) {
+            assert_int_equal(n, 0);
+            saw_unsettled = 1;
+        } else if (serial > 1 && i.settled && i.current == i.choice) {
+            assert_int_equal(n, 1);
+            assert_int_equal(out[0].arm, (uint32_t)i.choice);
+            assert_int_equal(out[0].report_every, hkd_bin_default_cfg.settled_report_every);
+            if (i.choice == HKD_BIN_DEFAULT_ARM)
+                assert_int_equal(out[0].set, 0);
+            saw_sampled = 1;
+        } else if (n == 1) {
+            assert_int_equal(out[0].report_every, 1);
+            saw_exploring |= i.settled;
+        }
+        uint32_t arm = n ? out[0].arm : HKSHM_NO_ARM;
+        /* Arm 2 costs the same as the default (so rechecks still try it), the others more. */
+        double cost = arm == HKSHM_NO_ARM || arm == HKD_BIN_DEFAULT_ARM || arm == 2 ? 1.0 : 1.3;
+        rng = rng * 6364136223846793005ull + 1442695040888963407ull;
+        double noise = 1.0 + 0.05 * ((double)(rng >> 40) / (double)(1ull << 24) - 0.5);
+        hkd_proc_info p = proc_at(0, 0xD0, 2.0, cost * noise, 40, 100);
+        hkd_binaries_proc(b, serial, &p, 1, arm, 1);
+        hkd_binaries_end_interval(b);
+    }
+    assert_int_equal(only(b).choice, HKD_BIN_DEFAULT_ARM);
+    assert_true(saw_unsettled && saw_sampled && saw_exploring);
+    hkd_binaries_free(b);
+}
+
+/* What taking part cost: a run drawn to register stands for
+ * report_every runs, of which only it paid more than attaching. */
+static void taking_part_weighs_drawn_runs(void **state)
+{
+    (void)state;
+    hkd_binaries *b = hkd_binaries_new(NULL);
+    hkd_proc_info p = proc_at(0, 0xE0, 0.1, 1.0, 10, 10);
+    p.proc[HKSHM_PROC_PLANE_NS] = 1000000;
+    p.proc[HKSHM_PROC_ATTACH_NS] = 100000;
+    p.proc[HKSHM_PROC_REPORT_EVERY] = 4;
+    hkd_binaries_proc(b, 1, &p, 1, HKSHM_NO_ARM, 1);
+    /* (0.1 ms x 4 + 0.9 ms) over 4 x 100 ms. */
+    assert_true(fabs(only(b).plane_share - 1.3e-3 / 0.4) < 1e-9);
+    /* A run that says it stands for itself, or lies beyond the bound. */
+    p.proc[HKSHM_PROC_REPORT_EVERY] = 1;
+    hkd_binaries_proc(b, 2, &p, 1, HKSHM_NO_ARM, 1);
+    assert_true(fabs(only(b).plane_share - (1.3e-3 + 1e-3) / 0.5) < 1e-9);
+    p.proc[HKSHM_PROC_REPORT_EVERY] = 1u << 30;
+    p.proc[HKSHM_PROC_ATTACH_NS] = 2000000;          /* more than the whole: not counted */
+    hkd_binaries_proc(b, 3, &p, 1, HKSHM_NO_ARM, 1);
+    assert_true(fabs(only(b).plane_share - (1.3e-3 + 1e-3) / 0.5) < 1e-9);
     hkd_binaries_free(b);
 }
 
@@ -398,16 +467,25 @@ static void two_commands_are_learned_apart(void **state)
     seen s = { 0 };
     hkd_binaries_for_each(b, grab, &s);
     assert_int_equal(s.n, 2);
+    /* "add" on arm 2; "log", settled on the default, is there only for
+     * sampling: no knob, its default arm. */
     uint32_t n = hkd_binaries_fill(b, out, 8);
-    assert_int_equal(n, 1);
+    assert_true(n >= 1 && n <= 2);
     assert_int_equal(out[0].binary_hash, 0xABC);
-    assert_int_equal(out[0].command_hash, hashes[0]);
-    assert_int_equal(out[0].arm, 2);
+    int add = out[0].command_hash == hashes[0] ? 0 : 1;
+    assert_int_equal(out[add].command_hash, hashes[0]);
+    assert_int_equal(out[add].arm, 2);
+    if (n == 2) {
+        assert_int_equal(out[1 - add].command_hash, hashes[1]);
+        assert_int_equal(out[1 - add].arm, HKD_BIN_DEFAULT_ARM);
+        assert_int_equal(out[1 - add].set, 0);
+        assert_int_equal(out[1 - add].report_every, hkd_bin_default_cfg.settled_report_every);
+    }
     /* A third command of the binary starts on the default: no entry of its own. */
     hkd_proc_info p = with_command(proc_at(0, 0xABC, 2.0, 1.0, 40, 100), "gc");
     hkd_binaries_proc(b, 1000, &p, 1, HKSHM_NO_ARM, 0);
     hkd_binaries_end_interval(b);
-    assert_int_equal(hkd_binaries_fill(b, out, 8), 1);
+    assert_int_equal(hkd_binaries_fill(b, out, 8), n);
     /* Pins: one command, or every command of the binary. */
     assert_int_equal(pin(b, one_command(0, 0xABC, "log"), 1), 1);
     assert_int_equal(hkd_binaries_fill(b, out, 8), 2);
@@ -458,6 +536,8 @@ int main(void)
         cmocka_unit_test(windows_of_a_long_running_process),
         cmocka_unit_test(caps_and_vanishing_registrations),
         cmocka_unit_test(the_box_learns_and_publishes),
+        cmocka_unit_test(settled_default_is_published_for_sampling),
+        cmocka_unit_test(taking_part_weighs_drawn_runs),
         cmocka_unit_test(snapshot_and_merge),
         cmocka_unit_test(binaries_in_a_state_file),
         cmocka_unit_test(two_commands_are_learned_apart),

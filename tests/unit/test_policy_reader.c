@@ -350,8 +350,9 @@ static int hook_calls;
 static void rewrite_under_reader(void)
 {
     hook_calls++;
-    /* The reader announced its read. */
-    assert_int_equal(atomic_load(&race_region->read_gen), atomic_load(&((hkshm_header *)race_seg)->generation));
+    /* The reader announced its read (a peek has no region to announce it in). */
+    if (race_region)
+        assert_int_equal(atomic_load(&race_region->read_gen), atomic_load(&((hkshm_header *)race_seg)->generation));
     hkshm_table *t = hkshm_table_at(race_seg, atomic_load(&((hkshm_header *)race_seg)->active));
     atomic_store(&t->generation, 0);              /* a daemon that gave up waiting rewrites it */
 }
@@ -410,6 +411,115 @@ static void test_garbage_counts_ignored(void **state)
     munmap(seg, HKSHM_SEGMENT_SIZE);
 }
 
+/* ---- peeking: the binary's entry without a mapping ---- */
+
+static int peek(uint32_t domain, uint64_t bh, uint64_t command, hk_policy_peeked *seen, char *why)
+{
+    return hk_policy_peek(name, NULL, 0, domain, bh, command, seen, why, 160);
+}
+
+/* Whether this process has the segment mapped (/proc/self/maps). */
+static int segment_mapped(void)
+{
+    char line[4096], want[96];
+    snprintf(want, sizeof want, "/dev/shm%s", name);
+    FILE *f = fopen("/proc/self/maps", "r");
+    assert_non_null(f);
+    int found = 0;
+    while (fgets(line, sizeof line, f))
+        found |= strstr(line, want) != NULL;
+    fclose(f);
+    return found;
+}
+
+static void test_peek_applies_binary_entry_unmapped(void **state)
+{
+    (void)state;
+    uint32_t me = (uint32_t)geteuid();
+    uint64_t bh = exe_hash();
+    hkshm_binary_policy b[] = {
+        { .domain = me, .arm = 3, .binary_hash = bh, .command_hash = 0,
+          .set = 1u << HKSHM_KNOB_PURGE_DELAY_MS, .knob = { [HKSHM_KNOB_PURGE_DELAY_MS] = 333 } },
+        { .domain = me, .arm = 4, .binary_hash = bh, .command_hash = 77,
+          .set = 1u << HKSHM_KNOB_PURGE_DELAY_MS, .knob = { [HKSHM_KNOB_PURGE_DELAY_MS] = 444 } },
+    };
+    hkshm_header *seg = seg_create(name, HKSHM_SEGMENT_SIZE, 0600, -1, 1);
+    memcpy(seg->socket_path, "/run/elsewhere.sock", 20);
+    seg_publish(seg, 1, 12, NULL, 0, b, 2);
+    munmap(seg, HKSHM_SEGMENT_SIZE);            /* only the reader may have it mapped now */
+    hk_policy_binary_since(UINT64_MAX);
+    char why[160];
+    hk_policy_peeked seen;
+    assert_int_equal(peek(me, bh, 77, &seen, why), 1);
+    assert_int_equal(hk_knob(HK_KNOB_PURGE_DELAY_MS), 444);
+    assert_int_equal(hk_region_binary_arm(), 4);
+    assert_int_equal(seen.generation, 12);
+    assert_true(seen.learning);
+    assert_string_equal(seen.socket_path, "/run/elsewhere.sock");
+    assert_null(hk_policy_header());
+    assert_false(segment_mapped());
+    /* Another user's process finds no entry of its own. */
+    hk_policy_binary_since(UINT64_MAX);
+    assert_int_equal(peek(me + 1000, bh, 77, &seen, why), 1);
+    assert_int_equal(hk_knob(HK_KNOB_PURGE_DELAY_MS), saved.purge_delay_ms);
+    assert_int_equal(hk_region_binary_arm(), HKSHM_NO_ARM);
+}
+
+static void test_peek_trusts_as_open_does(void **state)
+{
+    (void)state;
+    char why[160], why_open[160];
+    hk_policy_peeked seen;
+    void *seg = seg_create(name, HKSHM_SEGMENT_SIZE, 0666, -1, 1);
+    assert_int_equal(peek(0, 1, 0, &seen, why), -EPERM);
+    assert_int_equal(open_seg(NULL, 0, why_open), -EPERM);
+    assert_string_equal(why, why_open);
+    munmap(seg, HKSHM_SEGMENT_SIZE);
+    hkshm_header *h = seg_create(name, HKSHM_SEGMENT_SIZE, 0600, -1, 1);
+    h->site_cap = 1;
+    assert_int_equal(peek(0, 1, 0, &seen, why), -EPROTO);
+    assert_string_equal(why, "incompatible segment (layout)");
+    munmap(h, HKSHM_SEGMENT_SIZE);
+    shm_unlink(name);
+    assert_int_equal(peek(0, 1, 0, &seen, why), -ENOENT);
+    assert_string_equal(why, "no segment");
+    assert_false(segment_mapped());
+}
+
+static void test_peek_raced_or_not_learning_applies_nothing(void **state)
+{
+    (void)state;
+    uint32_t me = (uint32_t)geteuid();
+    uint64_t bh = exe_hash();
+    hkshm_binary_policy b[] = {
+        { .domain = me, .arm = 2, .binary_hash = bh, .set = 1u << HKSHM_KNOB_PURGE_DELAY_MS,
+          .knob = { [HKSHM_KNOB_PURGE_DELAY_MS] = 222 } },
+    };
+    race_seg = seg_create(name, HKSHM_SEGMENT_SIZE, 0600, -1, 1);
+    seg_publish(race_seg, 0, 9, NULL, 0, b, 1);
+    char why[160];
+    hk_policy_peeked seen;
+    hk_policy_binary_since(UINT64_MAX);
+    hook_calls = 0;
+    race_region = NULL;
+    hk_policy_mid_read_hook = rewrite_under_reader;
+    assert_int_equal(peek(me, bh, 0, &seen, why), -EAGAIN);
+    hk_policy_mid_read_hook = NULL;
+    assert_int_equal(hook_calls, 1);
+    assert_int_equal(hk_knob(HK_KNOB_PURGE_DELAY_MS), saved.purge_delay_ms);
+    /* Learning off: nothing applied, and the peek says so. */
+    seg_publish(race_seg, 1, 10, NULL, 0, b, 1);
+    atomic_store(&((hkshm_header *)race_seg)->learning, 0);
+    assert_int_equal(peek(me, bh, 0, &seen, why), 0);
+    assert_false(seen.learning);
+    assert_int_equal(hk_knob(HK_KNOB_PURGE_DELAY_MS), saved.purge_delay_ms);
+    /* Learning on: the entry applies. */
+    atomic_store(&((hkshm_header *)race_seg)->learning, 1);
+    assert_int_equal(peek(me, bh, 0, &seen, why), 1);
+    assert_int_equal(hk_knob(HK_KNOB_PURGE_DELAY_MS), 222);
+    munmap(race_seg, HKSHM_SEGMENT_SIZE);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -421,6 +531,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_takes_its_own_commands_entry, setup, teardown),
         cmocka_unit_test_setup_teardown(test_raced_read_thrown_away, setup, teardown),
         cmocka_unit_test_setup_teardown(test_garbage_counts_ignored, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_peek_applies_binary_entry_unmapped, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_peek_trusts_as_open_does, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_peek_raced_or_not_learning_applies_nothing, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

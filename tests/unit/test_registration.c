@@ -27,6 +27,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "command.h"
 #include "control.pb-c.h"
 #include "fake_daemon.h"
 #include "hakmem.h"
@@ -487,6 +488,72 @@ static void expect_child_ok(void (*fn)(void *), const char *verbose_must_have)
         fail_msg("stderr lacks \"%s\":\n%s", verbose_must_have, c.err);
 }
 
+/* Sampling (hakmem_shm.h): the segment publishes this binary and command
+ * as settled with report_every 4.  A process drawn registers young and
+ * says it stands for 4 runs (exit 10); one not drawn does not register
+ * young, says why, registers once a second old and stands for itself
+ * (exit 11). */
+static void run_sampled(void *arg)
+{
+    (void)arg;
+    fake_daemon d;
+    CHECK(fd_start(&d, dir, 19) == 0);
+    client_start(d.path, shm_seg);
+    hk_shm_client_tick(t0 + 1000000ull);
+    usleep(50 * 1000);                          /* time for a request, were one sent */
+    pthread_mutex_lock(&d.mu);
+    int sent = d.n_req;
+    pthread_mutex_unlock(&d.mu);
+    int code = 10;
+    if (!sent) {
+        char desc[256];
+        hk_shm_client_describe(desc, sizeof desc);
+        CHECK(strstr(desc, "settled; 1 in 4 of their processes registers young") != NULL);
+        hk_shm_client_tick(t0 + 999000000ull);
+        usleep(50 * 1000);
+        pthread_mutex_lock(&d.mu);
+        sent = d.n_req;
+        pthread_mutex_unlock(&d.mu);
+        CHECK(sent == 0);
+        hk_shm_client_tick(t0 + 1001000000ull);  /* a second old: it registers */
+        code = 11;
+    }
+    CHECK(fd_wait_requests(&d, 1) == 0);
+    take_reply_at(2);
+    CHECK(registered());
+    const hkshm_region *r = fd_map_region(&d, 0);
+    CHECK(r != NULL);
+    CHECK(r->proc[HKSHM_PROC_REPORT_EVERY] == (code == 10 ? 4u : 1u));
+    CHECK(r->proc[HKSHM_PROC_ATTACH_NS] <= r->proc[HKSHM_PROC_PLANE_NS]);
+    fd_stop(&d);
+    _exit(code);
+}
+
+static void test_settled_binary_samples_registration(void **state)
+{
+    (void)state;
+    hk_command_init();
+    hkshm_binary_policy b = { .domain = (uint32_t)geteuid(), .arm = 0, .binary_hash = oracle_exe_hash(),
+                              .command_hash = hk_command_hash(), .report_every = 4 };
+    void *seg = seg_create(shm_seg, HKSHM_SEGMENT_SIZE, 0600, -1, 1);
+    seg_publish(seg, 1, 3, NULL, 0, &b, 1);
+    int drawn = 0, not_drawn = 0;
+    for (int i = 0; i < 40; i++) {
+        ut_child c;
+        ut_run_child(run_sampled, NULL, &c);
+        if (!c.exited || (c.exit_code != 10 && c.exit_code != 11))
+            fail_msg("child: exited %d code %d signal %d; stderr:\n%s", c.exited, c.exit_code, c.signo, c.err);
+        drawn += c.exit_code == 10;
+        not_drawn += c.exit_code == 11;
+    }
+    munmap(seg, HKSHM_SEGMENT_SIZE);
+    shm_unlink(shm_seg);
+    /* One in four of 40: 10 expected; 0 or more than 24 has odds below 1e-4. */
+    print_message("drawn %d of 40\n", drawn);
+    assert_true(drawn >= 1 && drawn <= 24);
+    assert_int_equal(drawn + not_drawn, 40);
+}
+
 static void test_identity_and_counters(void **state)
 {
     (void)state;
@@ -595,6 +662,7 @@ int main(void)
         cmocka_unit_test(test_decode_replies),
         cmocka_unit_test(test_decode_malformed),
         cmocka_unit_test(test_identity_and_counters),
+        cmocka_unit_test(test_settled_binary_samples_registration),
         cmocka_unit_test(test_refused_then_retry),
         cmocka_unit_test(test_malformed_replies),
         cmocka_unit_test(test_daemon_gone_registers_again),

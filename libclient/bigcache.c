@@ -225,9 +225,8 @@ int hk_bigcache_put(uint32_t site, void *block, size_t size, unsigned slots, int
 
 void hk_bigcache_trim(uint64_t now_ns, uint64_t max_idle_ns)
 {
-    /* Every thread's maintenance calls this: with nothing cached, it does
-     * not walk (and pull into its cache) all 64 rings. */
-    if (atomic_load_explicit(&n_cached_blocks, memory_order_relaxed) == 0) return;
+    /* Every thread's maintenance calls this: with nothing cached there is
+     * no ring to visit. */
     for (uint64_t m = occupied_rings(); m;) {
         unsigned s = next_ring(&m);
         ring *r = &rings[s];

@@ -1,5 +1,6 @@
 /* The hardened build's free-list secret (freelist.h says how it is used). */
 #include "freelist.h"
+#include "mix.h"
 
 #ifdef HAKMEM_HARDENED
 
@@ -10,15 +11,6 @@
 #include <x86intrin.h>
 
 hk_freelist_key hk_fl_key;
-
-/* splitmix64: spreads a few random bytes over independent-looking words. */
-static uint64_t mix(uint64_t *state)
-{
-    uint64_t z = (*state += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
 
 /* 2-adic Newton iteration: each step doubles the correct low bits, and an
  * odd a is its own inverse modulo 8, so five steps reach 64 bits. */
@@ -40,13 +32,13 @@ void hk_freelist_init(void)
         seed[2] ^= __rdtsc();
         seed[3] ^= (uint64_t)(uintptr_t)&seed;
     }
-    uint64_t state = seed[0] ^ mix(&seed[1]) ^ mix(&seed[2]) ^ mix(&seed[3]);
-    uint64_t mul = mix(&state) | 1;
+    uint64_t state = seed[0] ^ hk_splitmix64(&seed[1]) ^ hk_splitmix64(&seed[2]) ^ hk_splitmix64(&seed[3]);
+    uint64_t mul = hk_splitmix64(&state) | 1;
     if (mul == 1) mul = 0x9E3779B97F4A7C15ull;
     hk_fl_key.mul = mul;
     hk_fl_key.mul_inv = odd_inverse(mul);
-    hk_fl_key.mask = mix(&state);
-    hk_fl_key.tag = mix(&state);
+    hk_fl_key.mask = hk_splitmix64(&state);
+    hk_fl_key.tag = hk_splitmix64(&state);
 }
 
 void hk_freelist_corrupt(const hk_block *at)

@@ -222,10 +222,10 @@ static void collect_site(const hk_site_view *v, void *arg)
     w->found = 0;
 }
 
-/* Where a copy's entries come from: its mapping, or the segment's
- * descriptor at the copy's offset (a peek, which maps nothing). */
+/* Where a copy's entries come from: the mapped segment, or the segment's
+ * descriptor (a peek, which maps nothing); off is the copy's offset. */
 typedef struct table_src {
-    const hkshm_table *t;           /* NULL: pread from fd */
+    const char *seg;                /* NULL: pread from fd */
     int fd;
     uint64_t off;
 } table_src;
@@ -234,11 +234,50 @@ typedef struct table_src {
  * which no key or value check passes. */
 static void table_read(const table_src *s, size_t at, void *out, size_t len)
 {
-    if (s->t) {
-        memcpy(out, (const char *)s->t + at, len);
+    if (s->seg) {
+        memcpy(out, s->seg + s->off + at, len);
     } else if (pread(s->fd, out, len, (off_t)(s->off + at)) != (ssize_t)len) {
         memset(out, 0, len);
     }
+}
+
+/* The copy's stamp (an atomic load when mapped). */
+static uint64_t stamp_of(const table_src *s, memory_order order)
+{
+    if (s->seg)
+        return atomic_load_explicit(&((const hkshm_table *)(const void *)(s->seg + s->off))->generation, order);
+    uint64_t g;
+    table_read(s, 0, &g, sizeof g);
+    return g;
+}
+
+/* Points src at the copy stamped g, looked for from `active` on, with its
+ * counts; 0 when no copy bears g (rewritten since) or its counts are out
+ * of bounds. */
+static int find_copy(table_src *src, uint32_t active, uint64_t g, uint32_t *n_sites, uint32_t *n_bins)
+{
+    for (uint32_t k = 0; k < HKSHM_TABLES; k++) {
+        src->off = HKSHM_TABLES_OFFSET + (uint64_t)((active + k) % HKSHM_TABLES) * sizeof(hkshm_table);
+        if (stamp_of(src, memory_order_acquire) != g)
+            continue;
+        struct { uint32_t n_sites, n_binaries; } n;
+        table_read(src, offsetof(hkshm_table, n_sites), &n, sizeof n);
+        _Static_assert(offsetof(hkshm_table, n_binaries) == offsetof(hkshm_table, n_sites) + 4, "counts side by side");
+        *n_sites = n.n_sites;
+        *n_bins = n.n_binaries;
+        return n.n_sites <= HKSHM_SITE_CAP && n.n_binaries <= HKSHM_BINARY_CAP;
+    }
+    return 0;
+}
+
+/* After the entries were read: whether the copy still bears g (a copy
+ * rewritten under the read voids all of it). */
+static int copy_unchanged(const table_src *src, uint64_t g)
+{
+    if (hk_policy_mid_read_hook)
+        hk_policy_mid_read_hook();
+    atomic_thread_fence(memory_order_acquire);
+    return stamp_of(src, memory_order_relaxed) == g;
 }
 
 static void site_entry_at(const table_src *s, uint32_t i, hkshm_site_policy *e)
@@ -411,31 +450,19 @@ int hk_policy_peek(const char *name, const int64_t *trusted_uids, int n_uids, ui
         memcpy(seen->socket_path, head->socket_path, sizeof seen->socket_path);
     }
     if (rc == 0 && g != 0 && seen->learning) {
-        /* The read protocol of hk_policy_apply, without a region: the
-         * stamp is checked again after the entry is read. */
+        /* The read protocol of hk_policy_apply, without a region to
+         * announce the read in. */
+        table_src src = { NULL, fd, 0 };
+        uint32_t n_sites, n_bins;
+        binary_read bin;
         rc = -EAGAIN;
-        uint32_t a = head->active % HKSHM_TABLES;
-        for (uint32_t k = 0; k < HKSHM_TABLES; k++) {
-            table_src src = { NULL, fd, HKSHM_TABLES_OFFSET + (uint64_t)((a + k) % HKSHM_TABLES) * sizeof(hkshm_table) };
-            struct { uint64_t generation; uint32_t n_sites, n_binaries; } th;
-            _Static_assert(offsetof(hkshm_table, n_binaries) == 12, "the table's stamp and counts lead it");
-            table_read(&src, 0, &th, sizeof th);
-            if (th.generation != g)
-                continue;
-            if (th.n_binaries > HKSHM_BINARY_CAP)
-                break;
-            binary_read bin;
-            read_binary(&src, th.n_binaries, domain, binary_hash, command_hash, &bin);
-            if (hk_policy_mid_read_hook)
-                hk_policy_mid_read_hook();
-            uint64_t again;
-            table_read(&src, 0, &again, sizeof again);
-            if (again == g) {
+        if (find_copy(&src, head->active, g, &n_sites, &n_bins)) {
+            read_binary(&src, n_bins, domain, binary_hash, command_hash, &bin);
+            if (copy_unchanged(&src, g)) {
                 apply_binary(&bin, hk_now_ns());
                 hk_region_set_applied(0, pr_bin_arm);
                 rc = 1;
             }
-            break;
         }
     }
     close(fd);
@@ -464,29 +491,17 @@ int hk_policy_apply(uint32_t domain, uint64_t binary_hash, uint64_t command_hash
         atomic_store(&region->read_gen, g);
         atomic_thread_fence(memory_order_seq_cst);
     }
-    int ok = atomic_load(&h->generation) == g;
-    const hkshm_table *tab = NULL;
-    uint32_t a = atomic_load(&h->active) % HKSHM_TABLES;
-    for (uint32_t k = 0; ok && k < HKSHM_TABLES && !tab; k++) {
-        const hkshm_table *t = hkshm_table_at(h, (a + k) % HKSHM_TABLES);
-        if (atomic_load_explicit(&t->generation, memory_order_acquire) == g)
-            tab = t;
-    }
-    ok = ok && tab;
-    uint32_t n_sites = ok ? tab->n_sites : 0, n_bins = ok ? tab->n_binaries : 0;
-    ok = ok && n_sites <= HKSHM_SITE_CAP && n_bins <= HKSHM_BINARY_CAP;
+    table_src src = { (const char *)h, -1, 0 };
+    uint32_t n_sites = 0, n_bins = 0;
+    int ok = atomic_load(&h->generation) == g && find_copy(&src, atomic_load(&h->active), g, &n_sites, &n_bins);
     binary_read bin;
     memset(&bin, 0, sizeof bin);
     if (ok) {
-        table_src src = { tab, -1, 0 };
         for (uint32_t i = 0; i < pr.n_work; i++)
             read_site(&src, n_sites, domain, &pr.work[i]);
         read_binary(&src, n_bins, domain, binary_hash, command_hash, &bin);
-        if (hk_policy_mid_read_hook)
-            hk_policy_mid_read_hook();
-        atomic_thread_fence(memory_order_acquire);
         /* Rewritten under us (the daemon gave up waiting for this reader): all of it is void. */
-        ok = atomic_load_explicit(&tab->generation, memory_order_relaxed) == g;
+        ok = copy_unchanged(&src, g);
     }
     if (region)
         atomic_store(&region->read_gen, 0);

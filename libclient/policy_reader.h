@@ -26,10 +26,9 @@ typedef struct hk_policy_peeked {
 
 /* Reads this binary and command's entry of the active copy and applies
  * it, as hk_policy_apply does, without mapping the segment: a handful of
- * preads on a descriptor closed before it returns.  A process maps the
- * segment only once reading it costs less than its first touches of the
- * pages would (many sites, a long run); every page first touched costs a
- * fault.  Trusts and refuses segments as hk_policy_open does, with the
+ * preads on a descriptor closed before it returns (every page of a
+ * mapping first touched costs a fault; the client maps the segment only
+ * once the process registers or is 100 ms old, shm_client.c).  Trusts and refuses segments as hk_policy_open does, with the
  * same codes; 1 applied, 0 nothing to apply (no generation yet, learning
  * off), -EAGAIN the copy was rewritten under the read.  Site entries are
  * left to hk_policy_apply. */

@@ -12,6 +12,7 @@
 #include "shm_client.h"
 #include "command.h"
 #include "os.h"
+#include "mix.h"
 #include "modules.h"
 #include "options.h"
 #include "policy_reader.h"
@@ -345,11 +346,8 @@ static int drawn_to_register(uint64_t now)
 /* A fresh draw, for a new process or a fork child. */
 static void draw_anew(uint64_t now)
 {
-    uint64_t x = ((uint64_t)getpid() << 32) ^ now;
-    x ^= x >> 33;
-    x *= 0xff51afd7ed558ccdull;
-    x ^= x >> 33;
-    cs.draw = (uint32_t)x;
+    uint64_t seed = ((uint64_t)getpid() << 32) ^ now;
+    cs.draw = (uint32_t)hk_splitmix64(&seed);
     cs.started_ns = now;
     cs.report_every = 1;
 }

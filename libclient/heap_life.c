@@ -10,6 +10,7 @@
 #include "heap_life.h"
 #include "init.h"
 #include "knobs.h"
+#include "purge_pace.h"
 #include "lock.h"
 #include "meta.h"
 #include "options.h"
@@ -259,7 +260,7 @@ void hk_heap_release_pooled(void)
 void hk_heap_release_stale_pool(uint64_t now)
 {
     uint64_t oldest = atomic_load_explicit(&pool_oldest_ns, memory_order_relaxed);
-    uint64_t delay = (uint64_t)hk_knob(HK_KNOB_PURGE_DELAY_MS) * 1000000u;
+    uint64_t delay = hk_purge_delay_ns(now);
     if (oldest != UINT64_MAX && now - oldest >= delay) pool_release(now, delay, 0);
 }
 

@@ -126,6 +126,7 @@ typedef struct hk_segment {
     struct hk_segment *next, *prev;  /* in the owner's segment list */
     uint64_t free_slots;             /* bit i: slot i is free */
     uint64_t dirty_slots;            /* free slots still resident (not purged) */
+    uint64_t purged_slots;           /* free slots purged since they were last used */
     uint32_t pages_in_use;
     hk_page *slot_page[HK_SLOTS];    /* span head of each slot, or the invalid page */
     hk_page pages[HK_SLOTS];         /* descriptors; only span heads are meaningful */

@@ -4,6 +4,7 @@
 #include "bigcache.h"
 #include "internal.h"
 #include "options.h"
+#include "purge_pace.h"
 #include "segment.h"
 
 typedef struct knob_range {
@@ -44,10 +45,13 @@ static uint32_t clamp(unsigned k, uint32_t v)
 
 static void store(uint32_t set, const uint32_t *v)
 {
+    uint32_t purge_delay = hk_knob(HK_KNOB_PURGE_DELAY_MS);
     for (unsigned k = 0; k < HK_KNOBS; k++) {
         if (((set & KNOBS_USED) >> k) & 1)
             atomic_store_explicit(&hk_knob_value[k], clamp(k, v[k]), memory_order_relaxed);
     }
+    /* A new floor starts from itself, not from what the old one learned. */
+    if (hk_knob(HK_KNOB_PURGE_DELAY_MS) != purge_delay) hk_purge_pace_reset();
     /* What is over a lowered limit goes now, not at some later free. */
     if (set & (1u << HK_KNOB_RETAINED_SEGMENTS)) hk_segment_trim_retained();
     if (set & (1u << HK_KNOB_BIGCACHE_KIB)) hk_bigcache_fit_budget();

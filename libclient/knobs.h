@@ -5,7 +5,9 @@
  * so a change takes effect at each path's next look:
  *
  *  0 PURGE_DELAY_MS     ms a freed span (or retained segment) stays resident
- *                       before MADV_DONTNEED.  0..60000, default 20
+ *                       before MADV_DONTNEED, at least: refaults of spans
+ *                       purged too soon raise the delay in force above it
+ *                       (purge_pace.h).  0..60000, default 20
  *                       (HAKMEM_PURGE_DELAY_MS): long enough that a program
  *                       freeing and reallocating in a loop pays no faults,
  *                       short enough that one that shrinks shows it at once

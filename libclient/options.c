@@ -14,7 +14,8 @@
 hk_options hk_opt = {
     .stats = 0, .verbose = 0, .bigcache = 1, .thp = 1, .thp_default = 0, .baseline = 0,
     .large_threshold = 1u << 20, .bigcache_slots = 4,
-    .sample_bytes = 256 * 1024, .purge_delay_ms = 20, .register_after_ms = 10,
+    .sample_bytes = 256 * 1024, .purge_delay_ms = 20, .purge_delay_max_ms = 1000,
+    .register_after_ms = 10,
     .shm_name = "/hakmem",
 };
 
@@ -54,6 +55,8 @@ void hk_options_load(void)
                                              4096, 1 << 30);
     hk_opt.purge_delay_ms = (uint32_t)hk_env_long("HAKMEM_PURGE_DELAY_MS", hk_opt.purge_delay_ms,
                                                0, 60000);
+    hk_opt.purge_delay_max_ms = (uint32_t)hk_env_long("HAKMEM_PURGE_DELAY_MAX_MS", hk_opt.purge_delay_max_ms,
+                                                   0, 60000);
     hk_opt.register_after_ms = (uint32_t)hk_env_long("HAKMEM_REGISTER_AFTER_MS", hk_opt.register_after_ms,
                                                   0, 60000);
     const char *mode = getenv("HAKMEM_MODE");

@@ -17,6 +17,7 @@ typedef struct hk_options {
     uint32_t bigcache_slots;    /* HAKMEM_BIGCACHE_SLOTS: ring size per site, <= 4 */
     uint32_t sample_bytes;      /* HAKMEM_SAMPLE_BYTES: small-allocation sampling period */
     uint32_t purge_delay_ms;    /* HAKMEM_PURGE_DELAY_MS: idle time before memory goes back */
+    uint32_t purge_delay_max_ms; /* HAKMEM_PURGE_DELAY_MAX_MS: how far refaults raise it (purge_pace.h) */
     uint32_t register_after_ms; /* HAKMEM_REGISTER_AFTER_MS: a process this young does not register */
     char shm_name[64];          /* HAKMEM_SHM */
     char socket_path[108];      /* HAKMEM_SOCKET: where to register ("": not set) */
@@ -35,15 +36,6 @@ long hk_env_long(const char *name, long fallback, long lo, long hi);
  * validated, hkshm_knob_valid): a knob whose bit is set in `set` takes the
  * published value, every other one goes back to what the environment (or
  * the built-in default) said. */
-void hk_options_apply_binary(uint32_t set, const uint32_t knob[HKSHM_KNOBS]);
-/* No entry for this binary: every knob back to the environment's value. */
-void hk_options_binary_defaults(void);
-
-/* The daemon's knobs for this binary (enum hkshm_knob; values already
- * validated, hkshm_knob_valid): a knob whose bit is set in `set` takes the
- * published value, every other one goes back to what the environment (or
- * the built-in default) said.  Applies what the allocator has today: the
- * purge delay and the default large threshold. */
 void hk_options_apply_binary(uint32_t set, const uint32_t knob[HKSHM_KNOBS]);
 /* No entry for this binary: every knob back to the environment's value. */
 void hk_options_binary_defaults(void);

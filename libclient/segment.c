@@ -13,6 +13,7 @@
 #include "lock.h"
 #include "options.h"
 #include "os.h"
+#include "purge_pace.h"
 #include "size_class.h"
 
 #include <string.h>
@@ -31,8 +32,6 @@ uint64_t hk_segment_mapped_count(void) { return atomic_load(&segments_live); }
 uint64_t hk_segment_purged_bytes(void) { return atomic_load(&bytes_purged); }
 uint64_t hk_segment_abandoned_used(void) { return atomic_load(&abandoned_used); }
 uint32_t hk_segment_retained_count(void) { return atomic_load(&retained_count); }
-
-static uint64_t delay_ns(void) { return (uint64_t)hk_knob(HK_KNOB_PURGE_DELAY_MS) * 1000000u; }
 
 static void link_segment(hk_heap *heap, hk_segment *s)
 {
@@ -133,7 +132,7 @@ static void maintain_retained(uint64_t now, int force)
         trim_retained_to(0);
         return;
     }
-    uint64_t delay = delay_ns();
+    uint64_t delay = hk_purge_delay_ns(now);
     hk_lock_acquire(&retained_lock);
     for (hk_segment *s = retained; s; s = s->next) {
         if (s->dirty_slots) purge_segment(s, now, delay, 0);
@@ -184,6 +183,7 @@ static hk_segment *segment_new(hk_heap *heap)
     s->huge = (uint8_t)huge;
     s->free_slots = ALL_SLOTS;
     s->dirty_slots = 0;
+    s->purged_slots = 0;
     for (unsigned i = 0; i < HK_SLOTS; i++) s->slot_page[i] = &hk_invalid_page;
     atomic_fetch_add(&segments_live, 1);
     hk_chunk_set((uintptr_t)s, HK_CHUNK_SEGMENT);
@@ -209,6 +209,34 @@ static int best_run(const hk_segment *s, unsigned n)
 {
     int first = find_run(s->dirty_slots & s->free_slots, n);
     return first >= 0 ? first : find_run(s->free_slots, n);
+}
+
+/* A page about to fault in `faulting` slots while the heap keeps resident
+ * free slots it could not use (too scattered for the page's run): as many
+ * of those, idle for the floor delay at least, go back now, so a delay
+ * raised by refaults does not raise the peak as well. */
+static void trade_resident(hk_heap *heap, const hk_segment *taking, uint64_t run, unsigned faulting,
+                           uint64_t resident_seen)
+{
+    uint64_t now = hk_coarse_ns();
+    if (!resident_seen) {
+        hk_purge_faulting(now);
+        return;
+    }
+    uint64_t floor = (uint64_t)hk_knob(HK_KNOB_PURGE_DELAY_MS) * 1000000u;
+    for (hk_segment *s = heap->segments; s && faulting; s = s->next) {
+        uint64_t idle = s->dirty_slots & s->free_slots & ~(s == taking ? run : 0);
+        for (; idle && faulting; idle &= idle - 1) {
+            unsigned i = (unsigned)__builtin_ctzll(idle);
+            if (now - s->pages[i].idle_since_ns < floor) continue;
+            hk_os_purge((uint8_t *)s + (size_t)i * HK_SLOT_SIZE, HK_SLOT_SIZE);
+            atomic_fetch_add_explicit(&bytes_purged, HK_SLOT_SIZE, memory_order_relaxed);
+            s->dirty_slots &= ~((uint64_t)1 << i);
+            s->purged_slots |= (uint64_t)1 << i;
+            faulting--;
+        }
+    }
+    if (faulting) hk_purge_faulting(now);
 }
 
 /* Registers an abandoned segment's live pages with the adopting heap. */
@@ -242,15 +270,29 @@ int hk_segment_adopt_one(hk_heap *heap)
     return adopt_abandoned(heap) != NULL;
 }
 
+/* Slots purged while free are in use again: each OS page of them faults.
+ * The most recently idled one tells how long a delay would have kept them. */
+static void note_refault(const hk_segment *s, uint64_t slots)
+{
+    uint64_t idle_since = 0;
+    for (uint64_t m = slots; m; m &= m - 1) {
+        uint64_t t = s->pages[__builtin_ctzll(m)].idle_since_ns;
+        if (t > idle_since) idle_since = t;
+    }
+    hk_purge_refaulted(hk_coarse_ns(), idle_since);
+}
+
 hk_page *hk_segment_page_alloc(hk_heap *heap, unsigned cls)
 {
     const hk_class_info *ci = hk_class_page(cls);
     unsigned n = ci->span;
     hk_segment *s;
     int first = -1;
+    uint64_t resident_seen = 0;
     /* Prefer resident (dirty) free slots, the heap's own or a retained
      * segment's: no page faults, and untouched memory stays untouched. */
     for (s = heap->segments; s; s = s->next) {
+        resident_seen |= s->dirty_slots & s->free_slots;
         first = find_run(s->dirty_slots & s->free_slots, n);
         if (first >= 0) break;
     }
@@ -272,8 +314,12 @@ hk_page *hk_segment_page_alloc(hk_heap *heap, unsigned cls)
         first = best_run(s, n);
     }
     uint64_t mask = run_mask((unsigned)first, n);
+    if (s->purged_slots & mask) note_refault(s, s->purged_slots & mask);
+    if (mask & ~s->dirty_slots)
+        trade_resident(heap, s, mask, (unsigned)__builtin_popcountll(mask & ~s->dirty_slots), resident_seen);
     s->free_slots &= ~mask;
     s->dirty_slots &= ~mask;
+    s->purged_slots &= ~mask;
     s->pages_in_use++;
 
     hk_page *pg = &s->pages[first];
@@ -327,6 +373,7 @@ static void purge_segment(hk_segment *s, uint64_t now, uint64_t delay, int force
         atomic_fetch_add_explicit(&bytes_purged, (uint64_t)(j - i) * HK_SLOT_SIZE, memory_order_relaxed);
         uint64_t m = run_mask(i, j - i);
         s->dirty_slots &= ~m;
+        s->purged_slots |= m;
         dirty &= ~m;
     }
 }
@@ -340,11 +387,12 @@ void hk_segment_purge_span(const hk_page *page)
     hk_os_purge((uint8_t *)s + (size_t)first * HK_SLOT_SIZE, (size_t)page->span * HK_SLOT_SIZE);
     atomic_fetch_add_explicit(&bytes_purged, (uint64_t)page->span * HK_SLOT_SIZE, memory_order_relaxed);
     s->dirty_slots &= ~mask;
+    s->purged_slots |= mask;
 }
 
 void hk_segment_maintain(hk_heap *heap, uint64_t now, int force)
 {
-    uint64_t delay = delay_ns();
+    uint64_t delay = hk_purge_delay_ns(now);
     hk_segment *next;
     for (hk_segment *s = heap->segments; s; s = next) {
         next = s->next;

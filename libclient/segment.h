@@ -9,8 +9,11 @@
 #include "internal.h"
 
 /* A span of `slots` slots for a page of class cls, from the heap's segments,
- * an abandoned segment, or a new one.  Returns the initialised page (in use,
- * empty, owned by heap), or NULL when out of memory. */
+ * an abandoned segment, or a new one, resident slots first.  A span that
+ * faults in slots while the heap keeps resident free ones it could not use
+ * gives back as many of those (idle for the floor delay).  Returns the
+ * initialised page (in use, empty, owned by heap), or NULL when out of
+ * memory. */
 hk_page *hk_segment_page_alloc(hk_heap *heap, unsigned cls);
 /* The page's blocks are all free: its slots become a free span. */
 void hk_segment_page_free(hk_heap *heap, hk_page *page);

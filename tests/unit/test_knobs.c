@@ -2,7 +2,7 @@
  * process itself (RSS from /proc/self/statm, minor faults from getrusage,
  * AnonHugePages from /proc/self/smaps, pages held in a heap's queue, where a
  * block is mapped, what BigCache holds), with maintenance driven by calling
- * it with a chosen clock, never by sleeping. */
+ * it with a chosen clock (one test also waits 25 ms for real, and says why). */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -14,6 +14,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "bigcache.h"
@@ -22,6 +23,7 @@
 #include "heap.h"
 #include "knobs.h"
 #include "options.h"
+#include "purge_pace.h"
 #include "os.h"
 #include "segment.h"
 #include "site.h"
@@ -199,6 +201,64 @@ static void test_purge_delay_moves_rss(void **state)
     size_t rss_short = rss_bytes();
     if (rss_long < rss_short + 24 * MiB)
         fail_msg("RSS %zu KiB after a 10 ms delay passed, %zu KiB before", rss_short >> 10, rss_long >> 10);
+}
+
+/* Every free slot of the heap's segments fell idle `ms` earlier than it did:
+ * the time a program would have spent between its shrink and its regrow. */
+static void age_free_slots(hk_heap *h, uint64_t ms)
+{
+    for (hk_segment *s = h->segments; s; s = s->next)
+        for (unsigned i = 1; i < HK_SLOTS; i++)
+            if ((s->free_slots >> i) & 1) s->pages[i].idle_since_ns -= ms * MS;
+}
+
+/* Minor faults of the second of two shrink, 300 ms idle, regrow cycles. */
+static uint64_t second_regrow_faults(size_t bytes)
+{
+    hk_heap *h = hk_heap_for_thread();
+    uint64_t faults = 0;
+    unsigned n = fill(bytes);
+    for (int cycle = 0; cycle < 2; cycle++) {
+        free_fill(n);
+        age_free_slots(h, 300);
+        hk_segment_maintain(h, hk_coarse_ns() + 25 * MS, 0);
+        /* The slots are aged, not the clock: the floor delay after the last
+         * fault must pass for real, or the regrow's own maintenance would
+         * still purge at the floor. */
+        nanosleep(&(struct timespec){ .tv_nsec = 25 * 1000000L }, NULL);
+        uint64_t f0 = minor_faults();
+        n = fill(bytes);
+        faults = minor_faults() - f0;
+    }
+    free_fill(n);
+    return faults;
+}
+
+/* HAKMEM_PURGE_DELAY_MAX_MS: a regrow that faults back memory purged after
+ * 300 ms idle raises the delay past that, so the next regrow after the same
+ * idle time finds its memory resident; with the ceiling at the floor every
+ * regrow faults. */
+static void test_refaults_raise_purge_delay(void **state)
+{
+    (void)state;
+    size_t bytes = 16 * MiB;
+    ut_set_knob(HK_KNOB_RETAINED_SEGMENTS, 64);
+    ut_set_knob(HK_KNOB_PURGE_DELAY_MS, 20);
+    hk_opt.purge_delay_max_ms = 1000;
+    hk_purge_pace_reset();
+    uint64_t adaptive = second_regrow_faults(bytes);
+    uint32_t raised = (uint32_t)(hk_purge_delay_ns(hk_coarse_ns() + 25 * MS) / MS);   /* past the last fault */
+    hakmem_collect();
+    hk_opt.purge_delay_max_ms = 20;
+    hk_purge_pace_reset();
+    uint64_t fixed = second_regrow_faults(bytes);
+    hk_opt.purge_delay_max_ms = 1000;
+    print_message("second regrow of %zu MiB after 300 ms idle: %llu minor faults (delay raised to %u ms), "
+                  "%llu with the delay fixed at 20 ms\n", bytes >> 20, (unsigned long long)adaptive, raised,
+                  (unsigned long long)fixed);
+    assert_true(raised >= 600);
+    assert_true(fixed > bytes / 4096 / 2);            /* most pages fault again */
+    assert_true(adaptive * 10 < fixed);
 }
 
 /* ---- RETAINED_SEGMENTS -------------------------------------------------- */
@@ -573,6 +633,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_apply_clamps_and_resets, setup, teardown),
         cmocka_unit_test_setup_teardown(test_environment_sets_what_reset_returns_to, setup, teardown),
         cmocka_unit_test_setup_teardown(test_purge_delay_moves_rss, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_refaults_raise_purge_delay, setup, teardown),
         cmocka_unit_test_setup_teardown(test_retained_segments_spare_faults, setup, teardown),
         cmocka_unit_test_setup_teardown(test_small_thp_backs_segments, setup, teardown),
         cmocka_unit_test_setup_teardown(test_partial_reuse_depth, setup, teardown),

@@ -13,6 +13,7 @@
 #include "knobs.h"
 #include "options.h"
 #include "os.h"
+#include "purge_pace.h"
 #include "segment.h"
 #include "size_class.h"
 #include "unit_util.h"
@@ -253,6 +254,147 @@ static void test_purge_after_delay(void **state)
     assert_null(h->segments);
 }
 
+/* A span purged and then used again faults in every page: the delay rises
+ * to twice the time the span had been idle, so the next span idle that long
+ * stays resident; after 16 quiet delays it halves, down to the floor. */
+static void test_refault_raises_delay(void **state)
+{
+    hk_heap *h = *state;
+    ut_set_knob(HK_KNOB_PURGE_DELAY_MS, 20);
+    hk_opt.purge_delay_max_ms = 1000;
+    hk_purge_pace_reset();
+    uint64_t refaults0 = hk_purge_refaults();
+    unsigned c1 = class_with_span(1);
+    hk_page *keep = hk_segment_page_alloc(h, c1);
+    hk_page *pg = hk_segment_page_alloc(h, c1);
+    hk_segment *s = hk_segment_of(pg->start);
+    unsigned slot = slot_of(pg);
+    uint64_t bit = (uint64_t)1 << slot;
+
+    hk_segment_page_free(h, pg);
+    uint64_t now = hk_coarse_ns();
+    s->pages[slot].idle_since_ns = now - 300 * MS;    /* it fell idle 300 ms ago */
+    hk_segment_maintain(h, now, 0);
+    assert_true((s->dirty_slots & bit) == 0);
+    assert_true((s->purged_slots & bit) == bit);
+    assert_int_equal(hk_purge_refaults(), refaults0);
+
+    hk_page *again = hk_segment_page_alloc(h, c1);
+    assert_int_equal(slot_of(again), slot);
+    assert_true((s->purged_slots & bit) == 0);
+    assert_int_equal(hk_purge_refaults(), refaults0 + 1);
+    /* The refault itself faulted memory nothing resident paid for: for the
+     * floor delay the floor holds, then the raised delay. */
+    now = hk_coarse_ns();
+    assert_int_equal(hk_purge_delay_ns(now), 20 * MS);
+    uint64_t delay = hk_purge_delay_ns(now + 25 * MS);
+    print_message("refault after 300 ms idle: delay %llu ms\n", (unsigned long long)(delay / MS));
+    assert_true(delay >= 600 * MS && delay <= 660 * MS);
+
+    hk_segment_page_free(h, again);
+    now = hk_coarse_ns() + 25 * MS;
+    s->pages[slot].idle_since_ns = now - 300 * MS;
+    hk_segment_maintain(h, now, 0);                   /* idle 300 ms < the raised delay: kept */
+    assert_true((s->dirty_slots & bit) == bit);
+    hk_segment_maintain(h, now + 400 * MS, 0);        /* idle 700 ms: purged */
+    assert_true((s->dirty_slots & bit) == 0);
+
+    /* A heap faulting fresh memory puts the floor back for the floor delay. */
+    hk_purge_faulting(now + 500 * MS);
+    assert_int_equal(hk_purge_delay_ns(now + 510 * MS), 20 * MS);
+    assert_true(hk_purge_delay_ns(now + 521 * MS) >= 600 * MS);
+
+    /* Quiet: it halves each 16 delays, to the floor and no lower. */
+    uint64_t t = now + 600 * MS;
+    for (unsigned i = 0; i < 8; i++) {
+        uint64_t before = hk_purge_delay_ns(t);
+        t += 16 * before;
+        uint64_t after = hk_purge_delay_ns(t);
+        if (before > 20 * MS) assert_true(after == before / 2 || after == 20 * MS);
+        else assert_true(after == 20 * MS);
+    }
+    assert_int_equal(hk_purge_delay_ns(t), 20 * MS);
+    hk_segment_page_free(h, keep);
+}
+
+/* What a refault cannot raise: idle a ceiling or longer (no delay up to it
+ * would have kept the span), a ceiling at or under the floor (adaptation
+ * off), a floor of 0 (memory goes back at once); and a new floor starts
+ * from itself. */
+static void test_refault_bounds(void **state)
+{
+    (void)state;
+    ut_set_knob(HK_KNOB_PURGE_DELAY_MS, 20);
+    hk_opt.purge_delay_max_ms = 1000;
+    hk_purge_pace_reset();
+    uint64_t now = hk_coarse_ns() + 10000 * MS;
+    uint64_t refaults0 = hk_purge_refaults();
+
+    hk_purge_refaulted(now, now - 1000 * MS);
+    assert_int_equal(hk_purge_delay_ns(now), 20 * MS);
+    assert_int_equal(hk_purge_refaults(), refaults0);
+
+    hk_purge_refaulted(now, now - 900 * MS);          /* twice 900 ms: capped */
+    assert_int_equal(hk_purge_delay_ns(now), 1000 * MS);
+    assert_int_equal(hk_purge_refaults(), refaults0 + 1);
+    hk_purge_refaulted(now, now - 100 * MS);          /* counted; never lowers it */
+    assert_int_equal(hk_purge_delay_ns(now), 1000 * MS);
+    assert_int_equal(hk_purge_refaults(), refaults0 + 2);
+
+    ut_set_knob(HK_KNOB_PURGE_DELAY_MS, 30);          /* a new floor */
+    assert_int_equal(hk_purge_delay_ns(now), 30 * MS);
+
+    hk_opt.purge_delay_max_ms = 30;
+    hk_purge_refaulted(now, now - 100 * MS);
+    assert_int_equal(hk_purge_delay_ns(now), 30 * MS);
+
+    hk_opt.purge_delay_max_ms = 1000;
+    ut_set_knob(HK_KNOB_PURGE_DELAY_MS, 0);
+    hk_purge_refaulted(now, now - 100 * MS);
+    assert_int_equal(hk_purge_delay_ns(now), 0);
+    assert_int_equal(hk_purge_refaults(), refaults0 + 2);
+}
+
+/* A page whose run holds no resident slot faults in fresh ones: as many of
+ * the heap's resident free slots as it faults, idle for the floor delay,
+ * go back at once; a slot freed just now stays. */
+static void test_fresh_run_trades_idle_resident_slots(void **state)
+{
+    hk_heap *h = *state;
+    ut_set_knob(HK_KNOB_PURGE_DELAY_MS, 20);
+    hk_purge_pace_reset();
+    unsigned c1 = class_with_span(1), c8 = class_with_span(8);
+    hk_page *pg[12];
+    for (unsigned i = 1; i <= 11; i++) pg[i] = hk_segment_page_alloc(h, c1);
+    hk_segment *s = hk_segment_of(pg[1]->start);
+    assert_int_equal(slot_of(pg[1]), 1);
+    uint64_t now = hk_coarse_ns();
+    uint64_t old = 0;
+    for (unsigned i = 2; i <= 8; i += 2) {            /* scattered, idle 100 ms */
+        hk_segment_page_free(h, pg[i]);
+        s->pages[i].idle_since_ns = now - 100 * MS;
+        old |= (uint64_t)1 << i;
+    }
+    hk_segment_page_free(h, pg[9]);                   /* idle since now */
+    uint64_t young = (uint64_t)1 << 9;
+    uint64_t purged0 = hk_segment_purged_bytes();
+
+    hk_page *big = hk_segment_page_alloc(h, c8);      /* eight fresh slots from 12 */
+    assert_int_equal(slot_of(big), 12);
+    assert_true((s->dirty_slots & old) == 0);
+    assert_true((s->purged_slots & old) == old);
+    assert_true((s->dirty_slots & young) == young);
+    assert_int_equal(hk_segment_purged_bytes(), purged0 + 4 * HK_SLOT_SIZE);
+
+    hk_page *small = hk_segment_page_alloc(h, c1);    /* a resident slot fits: nothing traded */
+    assert_int_equal(slot_of(small), 9);
+    assert_int_equal(hk_segment_purged_bytes(), purged0 + 4 * HK_SLOT_SIZE);
+
+    hk_segment_page_free(h, small);
+    hk_segment_page_free(h, big);
+    for (unsigned i = 1; i <= 11; i++) if (i == 1 || i == 3 || i == 5 || i == 7 || i >= 10) hk_segment_page_free(h, pg[i]);
+}
+
 /* Empty segments leave their heap at its next maintenance for the retained
  * list, up to RETAINED_SEGMENTS of them (the rest are unmapped), with their
  * memory resident until the purge delay; a heap needing a segment takes the
@@ -416,6 +558,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_find_run, setup, teardown),
         cmocka_unit_test_setup_teardown(test_resident_slots_preferred, setup, teardown),
         cmocka_unit_test_setup_teardown(test_purge_after_delay, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_refault_raises_delay, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_refault_bounds, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_fresh_run_trades_idle_resident_slots, setup, teardown),
         cmocka_unit_test_setup_teardown(test_retain_empty_segments, setup, teardown),
         cmocka_unit_test_setup_teardown(test_release_empty_segments, setup, teardown),
         cmocka_unit_test_setup_teardown(test_abandon_and_adopt, setup, teardown),

@@ -10,11 +10,11 @@
 #include "heap_life.h"
 #include "init.h"
 #include "knobs.h"
-#include "purge_pace.h"
 #include "lock.h"
 #include "meta.h"
 #include "options.h"
 #include "os.h"
+#include "purge_pace.h"
 #include "segment.h"
 #include "site.h"
 

@@ -28,10 +28,10 @@ typedef struct hk_policy_peeked {
  * it, as hk_policy_apply does, without mapping the segment: a handful of
  * preads on a descriptor closed before it returns (every page of a
  * mapping first touched costs a fault; the client maps the segment only
- * once the process registers or is 100 ms old, shm_client.c).  Trusts and refuses segments as hk_policy_open does, with the
- * same codes; 1 applied, 0 nothing to apply (no generation yet, learning
- * off), -EAGAIN the copy was rewritten under the read.  Site entries are
- * left to hk_policy_apply. */
+ * once the process registers or is 100 ms old, shm_client.c).  Trusts and
+ * refuses segments as hk_policy_open does, with the same codes; 1 applied,
+ * 0 nothing to apply (no generation yet, learning off), -EAGAIN the copy
+ * was rewritten under the read.  Site entries are left to hk_policy_apply. */
 int hk_policy_peek(const char *name, const int64_t *trusted_uids, int n_uids, uint32_t domain,
                    uint64_t binary_hash, uint64_t command_hash, hk_policy_peeked *seen, char *why, int why_len);
 /* 1 when the name now refers to another object (or to none) than the one

@@ -21,9 +21,11 @@ static uint64_t ceiling_ns(uint64_t floor)
     return cap > floor ? cap : floor;
 }
 
+uint64_t hk_purge_floor_ns(void) { return (uint64_t)hk_knob(HK_KNOB_PURGE_DELAY_MS) * MS; }
+
 uint64_t hk_purge_delay_ns(uint64_t now)
 {
-    uint64_t floor = (uint64_t)hk_knob(HK_KNOB_PURGE_DELAY_MS) * MS;
+    uint64_t floor = hk_purge_floor_ns();
     uint64_t r = atomic_load_explicit(&raised_ns, memory_order_relaxed);
     if (floor == 0 || r <= floor) return floor;
     uint64_t faulting = atomic_load_explicit(&faulting_since_ns, memory_order_relaxed);
@@ -41,7 +43,7 @@ uint64_t hk_purge_delay_ns(uint64_t now)
 
 void hk_purge_refaulted(uint64_t now, uint64_t idle_since)
 {
-    uint64_t floor = (uint64_t)hk_knob(HK_KNOB_PURGE_DELAY_MS) * MS;
+    uint64_t floor = hk_purge_floor_ns();
     uint64_t cap = ceiling_ns(floor);
     uint64_t idle = now > idle_since ? now - idle_since : 0;
     if (floor == 0 || cap <= floor || idle >= cap) return;

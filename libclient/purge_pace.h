@@ -10,8 +10,8 @@
  * of its own (segment.h): resident free memory held in one thread's heap
  * while another faults raises the peak (threads that hand work to one
  * another, like larson), where in a heap that shrinks and regrows it is
- * used again first.  A floor of 0 (give memory back at
- * once) or a ceiling at or under the floor turns this off.
+ * used again first.  A floor of 0 (give memory back at once) or a ceiling
+ * at or under the floor turns this off.
  *
  * Why a second at most: at the default memory price (hakmemd
  * --memory-weight, 94000 ns of CPU per MiB-second) keeping 1 MiB resident
@@ -22,6 +22,8 @@
 
 #include <stdint.h>
 
+/* The floor: the PURGE_DELAY_MS knob, in ns. */
+uint64_t hk_purge_floor_ns(void);
 /* The delay in force at `now` (CLOCK_MONOTONIC_COARSE ns). */
 uint64_t hk_purge_delay_ns(uint64_t now);
 /* A span that fell idle at idle_since and was purged is being used again. */

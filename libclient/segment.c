@@ -211,6 +211,17 @@ static int best_run(const hk_segment *s, unsigned n)
     return first >= 0 ? first : find_run(s->free_slots, n);
 }
 
+/* Gives n free resident slots from `first` back to the OS; a page that
+ * takes them again refaults (note_refault). */
+static void purge_run(hk_segment *s, unsigned first, unsigned n)
+{
+    hk_os_purge((uint8_t *)s + (size_t)first * HK_SLOT_SIZE, (size_t)n * HK_SLOT_SIZE);
+    atomic_fetch_add_explicit(&bytes_purged, (uint64_t)n * HK_SLOT_SIZE, memory_order_relaxed);
+    uint64_t m = run_mask(first, n);
+    s->dirty_slots &= ~m;
+    s->purged_slots |= m;
+}
+
 /* A page about to fault in `faulting` slots while the heap keeps resident
  * free slots it could not use (too scattered for the page's run): as many
  * of those, idle for the floor delay at least, go back now, so a delay
@@ -223,16 +234,13 @@ static void trade_resident(hk_heap *heap, const hk_segment *taking, uint64_t run
         hk_purge_faulting(now);
         return;
     }
-    uint64_t floor = (uint64_t)hk_knob(HK_KNOB_PURGE_DELAY_MS) * 1000000u;
+    uint64_t floor = hk_purge_floor_ns();
     for (hk_segment *s = heap->segments; s && faulting; s = s->next) {
         uint64_t idle = s->dirty_slots & s->free_slots & ~(s == taking ? run : 0);
         for (; idle && faulting; idle &= idle - 1) {
             unsigned i = (unsigned)__builtin_ctzll(idle);
             if (now - s->pages[i].idle_since_ns < floor) continue;
-            hk_os_purge((uint8_t *)s + (size_t)i * HK_SLOT_SIZE, HK_SLOT_SIZE);
-            atomic_fetch_add_explicit(&bytes_purged, HK_SLOT_SIZE, memory_order_relaxed);
-            s->dirty_slots &= ~((uint64_t)1 << i);
-            s->purged_slots |= (uint64_t)1 << i;
+            purge_run(s, i, 1);
             faulting--;
         }
     }
@@ -369,12 +377,8 @@ static void purge_segment(hk_segment *s, uint64_t now, uint64_t delay, int force
         while (j < HK_SLOTS && (dirty & ((uint64_t)1 << j)) &&
                (force || now - s->pages[j].idle_since_ns >= delay)) j++;
         if (j == i) { dirty &= ~((uint64_t)1 << i); continue; }
-        hk_os_purge((uint8_t *)s + (size_t)i * HK_SLOT_SIZE, (size_t)(j - i) * HK_SLOT_SIZE);
-        atomic_fetch_add_explicit(&bytes_purged, (uint64_t)(j - i) * HK_SLOT_SIZE, memory_order_relaxed);
-        uint64_t m = run_mask(i, j - i);
-        s->dirty_slots &= ~m;
-        s->purged_slots |= m;
-        dirty &= ~m;
+        purge_run(s, i, j - i);
+        dirty &= ~run_mask(i, j - i);
     }
 }
 
@@ -384,10 +388,7 @@ void hk_segment_purge_span(const hk_page *page)
     unsigned first = (unsigned)(page - s->pages);
     uint64_t mask = run_mask(first, page->span);
     if ((s->free_slots & mask) != mask || (s->dirty_slots & mask) != mask) return;
-    hk_os_purge((uint8_t *)s + (size_t)first * HK_SLOT_SIZE, (size_t)page->span * HK_SLOT_SIZE);
-    atomic_fetch_add_explicit(&bytes_purged, (uint64_t)page->span * HK_SLOT_SIZE, memory_order_relaxed);
-    s->dirty_slots &= ~mask;
-    s->purged_slots |= mask;
+    purge_run(s, first, page->span);
 }
 
 void hk_segment_maintain(hk_heap *heap, uint64_t now, int force)

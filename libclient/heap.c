@@ -249,8 +249,8 @@ static hk_page *find_page(hk_heap *heap, unsigned cls)
     if (pg) heap->queue[cls] = pg;
     pg = hk_segment_page_alloc(heap, cls);
     if (pg == NULL) return NULL;
-    if (!(heap->classes_paged >> cls & 1)) {
-        heap->classes_paged |= (uint64_t)1 << cls;
+    if (!heap->classes_paged[cls]) {
+        heap->classes_paged[cls] = 1;
         pg->populated = UINT32_MAX;
     }
     extend(pg);

@@ -61,7 +61,7 @@
  * "medium" (or large) and always attributed. */
 #define HK_SAMPLED_MAX   (64 * 1024 - 1)
 #define HK_CLASS_MAX     ((size_t)1 << 20)  /* largest segment block */
-#define HK_CLASSES       60
+#define HK_CLASSES       68
 
 #define HK_LARGE_MAGIC   0x48414B4Du /* "HAKM": a live large block */
 #define HK_LARGE_FREED   0x46524545u /* "FREE": large block sitting in BigCache */
@@ -191,7 +191,7 @@ struct hk_heap {
     int64_t sample_left;             /* bytes until the next sampled allocation */
     hk_page *queue[HK_CLASSES];      /* all pages of a class, current first */
     hk_segment *segments;            /* segments this heap owns */
-    uint64_t classes_paged;          /* bit c: a fresh page of class c was taken */
+    uint8_t classes_paged[HK_CLASSES]; /* 1: a fresh page of class c was taken */
     /* Alone on its line: every remote free into this heap peeks at it, and
      * the owner's slow paths write what would otherwise share the line. */
     _Alignas(64) _Atomic uint8_t pooled;  /* 1 while in the pool of exited threads' heaps

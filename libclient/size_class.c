@@ -9,13 +9,21 @@
 
 #define KB(x) ((uint32_t)(x) * 1024u)
 
+_Static_assert(HK_CLASS_8K == HK_CLASS_2K + 2 * 8 && HK_CLASS_8K + 1 + 7 * 4 == HK_CLASSES,
+               "eight classes per power of two from 2 KiB to 8 KiB, four from there to 1 MiB");
+
 static uint32_t class_size(unsigned c)
 {
     if (c < 4) return 16u * (c + 1);
-    unsigned q = c - 4;              /* 0..55 */
-    unsigned w = 7 + q / 4;          /* power-of-two bracket (2^(w-1), 2^w] */
-    unsigned k = q % 4 + 1;
-    return (1u << (w - 1)) + k * (1u << (w - 3));
+    unsigned q, w, per;            /* bracket (2^(w-1), 2^w], per classes in it */
+    if (c <= HK_CLASS_2K) {
+        q = c - 4, w = 7 + q / 4, per = 4;
+    } else if (c <= HK_CLASS_8K) {
+        q = c - HK_CLASS_2K - 1, w = 12 + q / 8, per = 8;
+    } else {
+        q = c - HK_CLASS_8K - 1, w = 14 + q / 4, per = 4;
+    }
+    return (1u << (w - 1)) + (q % per + 1) * ((1u << (w - 1)) / per);
 }
 
 /* Classes whose pages follow the MEDIUM_PAGE_BLOCKS knob. */

@@ -9,7 +9,10 @@
 #                               follows indented, as comments
 #   skip NAME WHY               a check this machine cannot run, and why
 #   check NAME COMMAND...       ok when COMMAND succeeds, else fail with the
-#                               last lines of its output (or $WHY when set)
+#                               last lines of its output (or $WHY when set);
+#                               $WHY_AFTER, when set, is a command run on
+#                               failure only, after the wait, whose output
+#                               is the failure's DETAIL
 #   run_cmocka NAME SECS BIN    runs a cmocka binary under a timeout: one
 #                               result per test ("NAME/test"); a skipped
 #                               test gives the reason it printed
@@ -43,6 +46,7 @@ TESTLIB_USERS=()
 TESTLIB_GROUPS=()
 TESTLIB_AT_EXIT=()
 WHY=
+WHY_AFTER=
 
 ok() {
   echo "ok - $1"
@@ -68,9 +72,9 @@ check() {
   if out=$("$@" 2>&1); then
     ok "$name"
   else
-    fail "$name" "${WHY:-$(echo "$out" | tail -3 | tr '\n' ' ')}"
+    fail "$name" "${WHY:-$(echo "$out" | tail -3 | tr '\n' ' ')}" "${WHY_AFTER:+$(eval "$WHY_AFTER" 2>&1)}"
   fi
-  WHY=
+  WHY= WHY_AFTER=
 }
 
 wait_for() {

@@ -55,7 +55,7 @@ TOOL_BINS += $(BUILD)/hakmemd
 -include $(wildcard $(HKD_OBJDIR)/*.d)
 
 # ---- hakmemctl, unit files ----
-HKC_OBJS := $(addprefix $(HKD_OBJDIR)/,hakmemctl.o hkctl_sites.o hkctl_binaries.o hkctl_fleet.o hkctl_fleetctl.o hkctl_user.o ctl_client.o frame.o jsonw.o symbolize.o \
+HKC_OBJS := $(addprefix $(HKD_OBJDIR)/,hakmemctl.o hkctl_policy.o hkctl_sites.o hkctl_binaries.o hkctl_fleet.o hkctl_fleetctl.o hkctl_user.o ctl_client.o frame.o jsonw.o symbolize.o \
               etcd.o etcd_password.o fleet_control.o \
               utf8.o atomic_file.o policy_split.o control.pb-c.o policy.pb-c.o)
 $(BUILD)/hakmemctl: $(HKC_OBJS)

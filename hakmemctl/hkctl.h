@@ -1,5 +1,5 @@
 /* hakmemctl's parts, shared between its files: talking to the daemon
- * (hakmemctl.c) and showing sites (hkctl_sites.c).  Commands return 0 or
+ * (hakmemctl.c), and the commands each of the others implements.  Commands return 0 or
  * an exit code after printing exactly one line on stderr. */
 #ifndef HAKMEMD_HKCTL_H
 #define HAKMEMD_HKCTL_H
@@ -19,6 +19,12 @@ extern int g_timeout_ms;
 int fail(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
+/* A connection to the daemon, or minus an exit code after printing why. */
+int connect_daemon(void);
+/* On an open connection: 0 with *out of the kind wanted, or an exit code
+ * (why in msg, nothing printed). */
+int exchange(int fd, Hakmem__Ctl__Request *rq, Hakmem__Ctl__Response__ResultCase want,
+             Hakmem__Ctl__Response **out, char *msg, size_t cap);
 /* One request, one response of the kind wanted (*out, free with
  * hakmem__ctl__response__free_unpacked), or an exit code. */
 int call(Hakmem__Ctl__Request *rq, Hakmem__Ctl__Response__ResultCase want, Hakmem__Ctl__Response **out);
@@ -59,6 +65,10 @@ int find_arm(const Hakmem__Ctl__SiteKey *key, const char *name, int32_t *out);
 int cmd_binaries(int argc, char **argv);
 int cmd_pin_binary(int argc, char **argv, int unpin);
 int cmd_reset_binary(int argc, char **argv);
+
+/* hkctl_policy.c: export FILE, import FILE */
+int cmd_export(int argc, char **argv);
+int cmd_import(int argc, char **argv);
 
 /* hkctl_fleet.c */
 int cmd_fleet(int argc, char **argv);

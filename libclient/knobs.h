@@ -41,9 +41,18 @@
  *                       replaces big buffers neither faults nor misses the
  *                       TLB on them (bench/suite's big-blocks: 0.45-0.95 s
  *                       against 2.1-2.3 s without, tcmalloc 1.3-1.5, at the
- *                       same peak RSS).  Default 0: huge pages make RSS
- *                       coarse (a block touched sparsely holds 2 MiB per
- *                       page touched) and purging splits them.
+ *                       same peak RSS, on one VM; on another, whose
+ *                       kernel reports free memory to the host
+ *                       (page_reporting_order=11), the kernel's zeroing of
+ *                       huge pages took 77% of the run's samples against
+ *                       12% of small ones (perf, cpu-clock), the fast arm
+ *                       ran at 1.24x the default's time and fast-thp at
+ *                       0.78x (bash bench/arms.sh, three runs), and the
+ *                       learner kept the default).  Default 0: huge pages
+ *                       make RSS coarse (a block touched sparsely holds
+ *                       2 MiB per page touched), purging splits them, and
+ *                       whether they pay depends on the machine: a
+ *                       per-binary choice.
  *  4 LARGE_THRESHOLD    bytes from which a block of a site without a
  *                       published policy is mapped on its own.  64 KiB..1 MiB,
  *                       default 1 MiB (HAKMEM_LARGE_THRESHOLD).

@@ -2,7 +2,7 @@
 # clients, and the scale bench (build/bench_daemon_scale).
 HKD_TEST_DIR  := $(BUILD)/tests/daemon
 HKD_TEST_LINK := $(HKD_CORE_OBJS) $(HKD_OBJDIR)/log.o
-HKD_UNIT      := $(addprefix $(HKD_TEST_DIR)/,test_learner test_binlearn test_binaries test_bands test_segment test_registry test_register test_persist test_core test_hostile test_split test_domains test_keep)
+HKD_UNIT      := $(addprefix $(HKD_TEST_DIR)/,test_learner test_binlearn test_binaries test_bands test_segment test_registry test_register test_persist test_core test_hostile test_split test_domains test_domain_caps test_keep)
 
 $(HKD_TEST_DIR)/test_%: tests/daemon/test_%.c $(HKD_TEST_LINK) $(wildcard tests/daemon/*.h) | $(HKD_GEN_HDRS)
 	@mkdir -p $(HKD_TEST_DIR)

@@ -24,7 +24,7 @@ MANY=$T/many_sites
 HOSTILE=$BUILD/tests/trust/hostile
 GEN_POLICY="python3 $REPO/tests/ctl/gen_policy.py"
 UNITS=(test_learner test_binlearn test_binaries test_bands test_segment test_registry test_register test_persist
-       test_core test_hostile test_split test_domains test_keep)
+       test_core test_hostile test_split test_domains test_domain_caps test_keep)
 need "$HAKMEMD" "$CTL" "$A" "$B" "$P" "$MANY" "$HOSTILE" "${UNITS[@]/#/$T/}"
 command -v valgrind >/dev/null || { fail "prerequisites" "valgrind is not installed (make deps installs it)"; finish; exit 1; }
 make_tmpdir TMP hkd-suite

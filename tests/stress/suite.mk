@@ -8,8 +8,8 @@
 #                  (standard names, run with LD_PRELOAD)
 #   knob-churn     knobs changed while threads allocate (hak_* names, the
 #   knob-churn-tsan prefixed library, and its TSan build)
-STRESS_SRC  := tests/stress/stress.c
-STRESS_DEPS := $(STRESS_SRC) include/hakmem.h
+STRESS_SRC  := tests/stress/stress.c tests/stress/stress_blocks.c
+STRESS_DEPS := $(STRESS_SRC) tests/stress/stress.h include/hakmem.h
 STRESS_OUT  := $(BUILD)/tests
 STRESS_SAN  := -fno-omit-frame-pointer -fno-sanitize-recover=all
 STRESS_LIBS := -lpthread -lrt -ldl

@@ -70,14 +70,19 @@ static void release(hk_large_hdr *h)
  * difference at most, and the cache drains into the blocks that need it
  * instead of holding memory beside them.
  *
- * A range moves from its own first 2 MiB boundary, in whole 2 MiB units
- * but for the block's last bytes, to a 2 MiB boundary of the block, so
- * the kernel moves page tables rather than one entry per page; its ragged
- * ends stay cached, and serve a block they can finish.  On this VM
- * (shadow paging) bench/suite's big-blocks ran at 3x tcmalloc's time when
- * every range moved entry by entry, nearly all of it in the program's
- * memset of the moved pages, and at 1.7x with this rule; moving the
- * ragged ends too, entry by entry, cost more than the faults they save.
+ * A range moves whole, from its start, as far as the block needs it.
+ * Where it lies at the same offset within 2 MiB as its place in the
+ * block (a whole freed block, 4 MiB-aligned, at the start of a new one:
+ * the common case), the kernel moves page tables whole; elsewhere one
+ * entry per page, which still costs far less than faulting the pages in
+ * afresh.  Moving only whole 2 MiB units, from the range's first boundary,
+ * and leaving the ragged ends cached, cost more here: bench/suite's
+ * big-blocks ran at 0.797x glibc's time and 0.908x its peak RSS that way,
+ * at 0.655x and 0.838x this way (the ends left behind were faulted in
+ * afresh in the new block and kept resident in the cache), against
+ * tcmalloc's 0.491x (bash bench/before_after.sh, 2026-12-04).  On a VM
+ * with shadow paging, where every entry moved is a trap, the opposite
+ * held: 3x tcmalloc's time moving whole ranges, 1.7x by 2 MiB units.
  *
  * A block assembled from several ranges spans several kernel mappings;
  * kernels before 6.17 move only one at a time.  The first refusal (EFAULT)
@@ -86,7 +91,6 @@ static void release(hk_large_hdr *h)
 #define MAX_PIECES 8
 #define MIN_PIECE  ((size_t)64 << 10)   /* smaller remainders are unmapped */
 #define RING_PER_SLOT 8                 /* ring entries per policy slot */
-#define MOVE_UNIT ((size_t)2 << 20)     /* what one page-table page maps */
 
 static _Atomic int single_moves;
 
@@ -142,22 +146,20 @@ static void cache_block(uint32_t site, uint8_t *base, size_t len, unsigned entri
     if (!hk_bigcache_put(site, base, len, entries, &evicted)) drop_range(base, len);
 }
 
-/* Moves `take` bytes of the cached range at e, from `skip` bytes in, into
- * dest + off, its head and tail going back to the cache; single: dest is
- * NULL and gets a mapping of `need` bytes grown from the range.  Returns
- * 0, or -1 when the kernel refused (the range is then unmapped: its
- * layout is unknown). */
-static int move_in(uint32_t site, uint8_t *e, size_t len, size_t skip, size_t take, uint8_t **dest,
-                   size_t off, size_t need, unsigned entries)
+/* Moves the first `take` bytes of the cached range at e into dest + off,
+ * its rest going back to the cache; single: dest is NULL and gets a
+ * mapping of `need` bytes grown from the range.  Returns 0, or -1 when the
+ * kernel refused (the range is then unmapped: its layout is unknown). */
+static int move_in(uint32_t site, uint8_t *e, size_t len, size_t take, uint8_t **dest, size_t off, size_t need,
+                   unsigned entries)
 {
-    uint8_t *from = e + skip;
-    unmark(from, take);
+    unmark(e, take);
     int rc;
     if (*dest == NULL) {
-        *dest = hk_os_remap_aligned(from, take, need, HK_SEGMENT_SIZE);
+        *dest = hk_os_remap_aligned(e, take, need, HK_SEGMENT_SIZE);
         rc = *dest ? 0 : -1;
     } else {
-        rc = hk_os_move(from, take, *dest + off);
+        rc = hk_os_move(e, take, *dest + off);
         if (rc == -EFAULT) atomic_store_explicit(&single_moves, 1, memory_order_relaxed);
     }
     if (rc != 0) {
@@ -165,25 +167,8 @@ static int move_in(uint32_t site, uint8_t *e, size_t len, size_t skip, size_t ta
         return -1;
     }
     atomic_fetch_sub_explicit(&n_mapped_bytes, take, memory_order_relaxed);
-    if (skip) keep_range(site, e, skip, entries);
-    if (len > skip + take) keep_range(site, from + take, len - skip - take, entries);
+    if (len > take) keep_range(site, e + take, len - take, entries);
     return 0;
-}
-
-/* How much of the cached range [e, e+len) goes into a block that needs
- * `need` more bytes from one of its 2 MiB boundaries, from *skip bytes
- * in: from the range's own first boundary, what is needed if it holds
- * that much, else its whole 2 MiB units; failing both, what is needed
- * from its start if it holds that much; else nothing (0). */
-static size_t move_plan(const uint8_t *e, size_t len, size_t need, size_t *skip)
-{
-    size_t head = (size_t)(-(uintptr_t)e & (MOVE_UNIT - 1));
-    size_t units = len > head ? (len - head) & ~(MOVE_UNIT - 1) : 0;
-    *skip = head;
-    if (len > head && len - head >= need) return need;
-    if (units) return units;
-    *skip = 0;
-    return len >= need ? need : 0;
 }
 
 /* A mapping of *need bytes, 4 MiB-aligned, made of cached memory as far as
@@ -219,13 +204,9 @@ static uint8_t *from_cache(uint32_t site, size_t *need, unsigned entries, int *r
     }
     size_t off = 0;
     for (unsigned pieces = 1;; pieces++) {
-        size_t skip, take = move_plan(e, len, want - off, &skip);
-        if (take == 0) {
-            keep_range(site, e, len, entries);
-            break;
-        }
+        size_t take = len < want - off ? len : want - off;
         int single = dest == NULL;
-        if (move_in(site, e, len, skip, take, &dest, off, want, entries) != 0) break;
+        if (move_in(site, e, len, take, &dest, off, want, entries) != 0) break;
         *reused = 1;
         off += take;
         if (off == want || single || pieces == MAX_PIECES) break;

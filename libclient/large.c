@@ -74,15 +74,15 @@ static void release(hk_large_hdr *h)
  * Where it lies at the same offset within 2 MiB as its place in the
  * block (a whole freed block, 4 MiB-aligned, at the start of a new one:
  * the common case), the kernel moves page tables whole; elsewhere one
- * entry per page, which still costs far less than faulting the pages in
- * afresh.  Moving only whole 2 MiB units, from the range's first boundary,
- * and leaving the ragged ends cached, cost more here: bench/suite's
- * big-blocks ran at 0.797x glibc's time and 0.908x its peak RSS that way,
- * at 0.655x and 0.838x this way (the ends left behind were faulted in
- * afresh in the new block and kept resident in the cache), against
- * tcmalloc's 0.491x (bash bench/before_after.sh, 2026-12-04).  On a VM
- * with shadow paging, where every entry moved is a trap, the opposite
- * held: 3x tcmalloc's time moving whole ranges, 1.7x by 2 MiB units.
+ * entry per page.  Moving only whole 2 MiB units, from the range's first
+ * boundary, and leaving the ragged ends cached, cost more on this VM:
+ * bench/suite's big-blocks ran at 0.797x glibc's time and 0.908x its peak
+ * RSS that way, at 0.655x and 0.838x this way (the ends left behind were
+ * faulted in afresh in the new block and held resident in the cache;
+ * bash bench/before_after.sh, 2026-12-04), tcmalloc at 0.49-0.68x in
+ * that day's suite runs.  On a VM with shadow paging, where every entry
+ * moved is a trap, the opposite held: 3x tcmalloc's time moving whole
+ * ranges, 1.7x by 2 MiB units.
  *
  * A block assembled from several ranges spans several kernel mappings;
  * kernels before 6.17 move only one at a time.  The first refusal (EFAULT)

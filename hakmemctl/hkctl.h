@@ -1,6 +1,7 @@
 /* hakmemctl's parts, shared between its files: talking to the daemon
- * (hakmemctl.c), and the commands each of the others implements.  Commands return 0 or
- * an exit code after printing exactly one line on stderr. */
+ * (hakmemctl.c), and the commands each of the others implements.
+ * Commands return 0 or an exit code after printing exactly one line on
+ * stderr. */
 #ifndef HAKMEMD_HKCTL_H
 #define HAKMEMD_HKCTL_H
 

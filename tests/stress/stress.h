@@ -88,15 +88,6 @@ static inline uint64_t rnd_below(rng_t *r, uint64_t n) { return rnd(r) % n; }
 #define KiB ((size_t)1024)
 #define MiB (1024 * KiB)
 
-/* Skewed sizes: mostly small, some medium (16K..1M), a few large (to 4 MiB). */
-size_t rand_size(rng_t *r, size_t max);
-
-#define PAT_OK SIZE_MAX
-/* Writes or checks the pattern of a block laid out for length n, touching
- * only bytes below lim (a realloc keeps only min(old, new) bytes): PAT_OK,
- * or the offset of the first byte that differs. */
-size_t pattern(void *p, size_t n, size_t lim, uint64_t tag, bool check);
-
 long page_size(void);
 size_t rss_bytes(void);
 
@@ -107,7 +98,6 @@ typedef struct blk {
     uint64_t tag;
 } blk_t;
 
-void blk_fill(blk_t *b);
 void blk_verify(const blk_t *b, const char *when);
 /* Checks what every fresh block must satisfy, then patterns it. */
 void blk_adopt(blk_t *b, void *p, size_t n, size_t align, uint64_t tag, const char *how);

@@ -70,7 +70,8 @@ void fail(const char *fmt, ...)
     _exit(1);
 }
 
-size_t rand_size(rng_t *r, size_t max)
+/* Skewed sizes: mostly small, some medium (16K..1M), a few large (to 4 MiB). */
+static size_t rand_size(rng_t *r, size_t max)
 {
     uint64_t pick = rnd_below(r, 1000), y = rnd(r);
     size_t n;
@@ -89,6 +90,7 @@ size_t rand_size(rng_t *r, size_t max)
  * so multi-megabyte blocks stay cheap while overlap at either end shows. */
 #define PAT_FULL (128 * KiB)
 #define PAT_EDGE (16 * KiB)
+#define PAT_OK   SIZE_MAX
 
 static inline uint64_t pat_word(uint64_t tag, size_t off) { return tag ^ (off * 0x9e3779b97f4a7c15ull); }
 static inline unsigned char pat_byte(uint64_t tag, size_t off)
@@ -113,7 +115,10 @@ static size_t pat_span(unsigned char *b, size_t from, size_t to, size_t step,
     return PAT_OK;
 }
 
-size_t pattern(void *p, size_t n, size_t lim, uint64_t tag, bool check)
+/* Writes or checks the pattern of a block laid out for length n, touching
+ * only bytes below lim (a realloc keeps only min(old, new) bytes): PAT_OK,
+ * or the offset of the first byte that differs. */
+static size_t pattern(void *p, size_t n, size_t lim, uint64_t tag, bool check)
 {
     unsigned char *b = p;
     size_t n8 = n & ~(size_t)7;
@@ -155,7 +160,7 @@ size_t rss_bytes(void)
 }
 
 /* ---- blocks ------------------------------------------------------------ */
-void blk_fill(blk_t *b) { pattern(b->p, b->n, b->n, b->tag, false); }
+static void blk_fill(blk_t *b) { pattern(b->p, b->n, b->n, b->tag, false); }
 
 void blk_verify(const blk_t *b, const char *when)
 {

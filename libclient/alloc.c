@@ -37,8 +37,13 @@
 
 #define MAX_REQUEST ((size_t)PTRDIFF_MAX)
 #define TIMED_EVERY 16
+/* Growth by realloc to this size or more maps the block on its own (the
+ * smallest large threshold a site can have), as glibc's realloc moves any
+ * block past its mmap threshold with mremap: a vector doubled to 2 MiB is
+ * copied up to 64 KiB and moved from there. */
+#define REALLOC_MAP_FROM ((size_t)HK_SAMPLED_MAX + 1)
 
-static void *malloc_medium(size_t size, uintptr_t ra, int *zeroed);
+static void *malloc_medium(size_t size, uintptr_t ra, int *zeroed, size_t map_from);
 static void free_other(void *p, const char *fn);
 
 /* A small size whose page has no free block (or no heap yet). */
@@ -64,7 +69,7 @@ static HK_NOINLINE void *malloc_slow_tail(size_t size)
 
 static HK_NOINLINE void *malloc_medium_tail(size_t size)
 {
-    return malloc_medium(size, RA(), NULL);
+    return malloc_medium(size, RA(), NULL, SIZE_MAX);
 }
 
 static HK_NOINLINE void *sampled_tail(hk_heap *heap, size_t size, void *block)
@@ -84,7 +89,7 @@ static inline __attribute__((always_inline)) void *alloc_inline(size_t size, uin
     hk_page *page;
     if (likely(size <= HK_DIRECT_MAX)) page = heap->direct[(size + HK_ALIGN - 1) / HK_ALIGN];
     else if (likely(size <= HK_SAMPLED_MAX)) page = heap->current[hk_size_class(size)];
-    else return from_malloc ? malloc_medium_tail(size) : malloc_medium(size, ra, NULL);
+    else return from_malloc ? malloc_medium_tail(size) : malloc_medium(size, ra, NULL, SIZE_MAX);
     hk_block *b = page->free;
     if (unlikely(b == NULL)) return from_malloc ? malloc_slow_tail(size) : malloc_slow(size, ra);
     hk_block_pop(page, b);
@@ -147,12 +152,13 @@ static inline void *medium_block(hk_heap *heap, unsigned cls, size_t size)
 }
 
 /* Medium and large sizes: always attributed to their site, whose policy
- * decides between a segment block and a large mapping. */
+ * decides between a segment block and a large mapping (map_from: a size
+ * from which the caller wants a mapping whatever the policy). */
 static inline __attribute__((always_inline)) void *medium_alloc(hk_heap *heap, hk_site_local *site,
-                                                                size_t size, int *zeroed)
+                                                                size_t size, int *zeroed, size_t map_from)
 {
     void *p;
-    if (unlikely(size >= large_threshold(site) || size > HK_CLASS_MAX)) {
+    if (unlikely(size >= large_threshold(site) || size > HK_CLASS_MAX || size >= map_from)) {
         p = hk_large_alloc(size, 0, site->site, &site->policy, zeroed);
     } else {
         p = medium_block(heap, hk_size_class(size), size);
@@ -165,16 +171,17 @@ static inline __attribute__((always_inline)) void *medium_alloc(hk_heap *heap, h
 /* One medium call in TIMED_EVERY: timed (the time counts for all of them, so
  * the learner sees the cost of both paths without a clock read per call),
  * then maintenance. */
-static HK_NOINLINE void *medium_timed(hk_heap *heap, hk_site_local *site, size_t size, int *zeroed)
+static HK_NOINLINE void *medium_timed(hk_heap *heap, hk_site_local *site, size_t size, int *zeroed,
+                                      size_t map_from)
 {
     uint64_t t0 = hk_now_ns();
-    void *p = medium_alloc(heap, site, size, zeroed);
+    void *p = medium_alloc(heap, site, size, zeroed, map_from);
     hk_site_note_slow_ns(site->site, (hk_now_ns() - t0) * TIMED_EVERY);
     hk_heap_tick(heap);
     return p;
 }
 
-static HK_NOINLINE void *malloc_medium(size_t size, uintptr_t ra, int *zeroed)
+static HK_NOINLINE void *malloc_medium(size_t size, uintptr_t ra, int *zeroed, size_t map_from)
 {
     int fresh_ignored;
     if (zeroed == NULL) zeroed = &fresh_ignored;
@@ -192,8 +199,8 @@ static HK_NOINLINE void *malloc_medium(size_t size, uintptr_t ra, int *zeroed)
         hk_shm_client_sites_added(hk_coarse_ns());
         site = hk_site_local_of(heap, ra);
     }
-    if (unlikely((++heap->medium_calls % TIMED_EVERY) == 0)) return medium_timed(heap, site, size, zeroed);
-    return medium_alloc(heap, site, size, zeroed);
+    if (unlikely((++heap->medium_calls % TIMED_EVERY) == 0)) return medium_timed(heap, site, size, zeroed, map_from);
+    return medium_alloc(heap, site, size, zeroed, map_from);
 }
 
 static HK_NOINLINE void free_other(void *p, const char *fn)
@@ -271,7 +278,7 @@ EXPORT void *API(calloc)(size_t n, size_t size)
     if (__builtin_mul_overflow(n, size, &total)) { errno = ENOMEM; return NULL; }
     void *p;
     int zeroed = 0;
-    if (total > HK_SAMPLED_MAX) p = malloc_medium(total, RA(), &zeroed);
+    if (total > HK_SAMPLED_MAX) p = malloc_medium(total, RA(), &zeroed, SIZE_MAX);
     else p = alloc_inline(total, RA(), 0);
     if (p && !zeroed) memset(p, 0, total);
     return p;
@@ -307,7 +314,13 @@ static void *realloc_impl(void *p, size_t size, uintptr_t ra)
     } else {
         hk_fatal_pointer(fn, "invalid pointer", p);
     }
-    void *q = alloc_inline(size, ra, 0);
+    /* A segment block that realloc grows to REALLOC_MAP_FROM or more gets a
+     * mapping of its own, whatever its site's large threshold: the buffer
+     * is copied once, and its later growth moves pages instead of copying
+     * them (large.c), so pages it never touched stay unpopulated. */
+    void *q = kind == HK_CHUNK_SEGMENT && size > old && size >= REALLOC_MAP_FROM
+                  ? malloc_medium(size, ra, NULL, REALLOC_MAP_FROM)
+                  : alloc_inline(size, ra, 0);
     if (q == NULL) return NULL;           /* the old block is left untouched */
     memcpy(q, p, old < size ? old : size);
     if (kind == HK_CHUNK_SEGMENT && old > HK_SAMPLED_MAX) {

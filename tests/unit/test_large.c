@@ -11,6 +11,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 
 #include "bigcache.h"
@@ -398,6 +399,45 @@ static void test_public_realloc_large(void **state)
     hak_free(r);
 }
 
+/* Pages of [lo, hi) in core, by mincore. */
+static size_t resident_pages(const uint8_t *lo, const uint8_t *hi)
+{
+    unsigned char vec[512];
+    size_t n = (size_t)(hi - lo) / 4096, in = 0;
+    assert_true(n <= sizeof vec);
+    assert_int_equal(mincore((void *)lo, (size_t)(hi - lo), vec), 0);
+    for (size_t i = 0; i < n; i++) in += vec[i] & 1;
+    return in;
+}
+
+/* A segment block grown by realloc past 64 KiB gets a mapping of its own,
+ * though its site's large threshold is 1 MiB, and its next growth moves the
+ * pages: the ones its owner never touched are not faulted in by a copy. */
+static void test_realloc_grown_block_maps_and_moves(void **state)
+{
+    (void)state;
+    uint8_t *p = hak_malloc(48 * 1024);
+    assert_int_equal(hk_chunk_kind((uintptr_t)p), HK_CHUNK_SEGMENT);
+    for (size_t i = 0; i < 48 * 1024; i++) p[i] = (uint8_t)(i * 7);
+    uint8_t *q = hak_realloc(p, 256 * 1024);
+    assert_non_null(q);
+    assert_int_equal(hk_chunk_kind((uintptr_t)q), HK_CHUNK_LARGE);
+    assert_int_equal(magic_of(q), MAGIC_LIVE);
+    q[256 * 1024 - 1] = 0x3C;                         /* the last page only */
+    uint8_t *r = hak_realloc(q, 1536 * 1024);
+    assert_non_null(r);
+    assert_int_equal(hk_chunk_kind((uintptr_t)r), HK_CHUNK_LARGE);
+    for (size_t i = 0; i < 48 * 1024; i++)
+        if (r[i] != (uint8_t)(i * 7)) { fail_msg("byte %zu lost on the way", i); return; }
+    /* Between the copied 48 KiB and the last page: never touched. */
+    const uint8_t *lo = (const uint8_t *)(((uintptr_t)r + 52 * 1024 + 4095) & ~(uintptr_t)4095);
+    const uint8_t *hi = (const uint8_t *)(((uintptr_t)r + 252 * 1024) & ~(uintptr_t)4095);
+    size_t in = resident_pages(lo, hi);
+    if (in != 0) fail_msg("%zu of %zu untouched pages were faulted in", in, (size_t)(hi - lo) / 4096);
+    assert_int_equal(r[256 * 1024 - 1], 0x3C);
+    hak_free(r);
+}
+
 static void *bad_ptr;
 
 static void child_free(void *arg)
@@ -445,6 +485,7 @@ int main(void)
         cmocka_unit_test_teardown(test_try_realloc_in_place, teardown),
         cmocka_unit_test_teardown(test_try_realloc_moves_pages, teardown),
         cmocka_unit_test_teardown(test_public_realloc_large, teardown),
+        cmocka_unit_test_teardown(test_realloc_grown_block_maps_and_moves, teardown),
         cmocka_unit_test_teardown(test_bad_frees_abort, teardown),
     };
     return cmocka_run_group_tests_name("large", tests, group_setup, NULL);

@@ -314,13 +314,19 @@ static void *realloc_impl(void *p, size_t size, uintptr_t ra)
     } else {
         hk_fatal_pointer(fn, "invalid pointer", p);
     }
-    /* A segment block that realloc grows to REALLOC_MAP_FROM or more gets a
-     * mapping of its own, whatever its site's large threshold: the buffer
-     * is copied once, and its later growth moves pages instead of copying
-     * them (large.c), so pages it never touched stay unpopulated. */
-    void *q = kind == HK_CHUNK_SEGMENT && size > old && size >= REALLOC_MAP_FROM
-                  ? malloc_medium(size, ra, NULL, REALLOC_MAP_FROM)
-                  : alloc_inline(size, ra, 0);
+    void *q;
+    if (kind == HK_CHUNK_SEGMENT && size > old && size >= REALLOC_MAP_FROM) {
+        /* A mapping of its own, whatever its site's large threshold: the
+         * buffer is copied once, and its later growth moves pages instead
+         * of copying them (large.c), so pages it never touched stay
+         * unpopulated.  Where no mapping can be had (vm.max_map_count
+         * reached, address space limited), a segment block still serves. */
+        int saved = errno;
+        q = malloc_medium(size, ra, NULL, REALLOC_MAP_FROM);
+        if (q == NULL && size <= HK_CLASS_MAX && (q = alloc_inline(size, ra, 0)) != NULL) errno = saved;
+    } else {
+        q = alloc_inline(size, ra, 0);
+    }
     if (q == NULL) return NULL;           /* the old block is left untouched */
     memcpy(q, p, old < size ? old : size);
     if (kind == HK_CHUNK_SEGMENT && old > HK_SAMPLED_MAX) {

@@ -8,11 +8,13 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
+#include <unistd.h>
 
 #include "bigcache.h"
 #include "chunk_map.h"
@@ -438,6 +440,42 @@ static void test_realloc_grown_block_maps_and_moves(void **state)
     hak_free(r);
 }
 
+/* Where no mapping can be had, a block realloc grows past 64 KiB still
+ * moves, into a segment block: run in a child whose address space is
+ * capped at what it has mapped. */
+static void child_realloc_without_mappings(void *arg)
+{
+    (void)arg;
+    hk_bigcache_trim(0, 0);
+    hak_free(hak_malloc(100 * 1024));                 /* a page of the class, with room */
+    uint8_t *p = hak_malloc(48 * 1024);
+    for (size_t i = 0; i < 48 * 1024; i++) p[i] = (uint8_t)(i * 5);
+    FILE *f = fopen("/proc/self/statm", "r");
+    unsigned long pages = 0;
+    if (f == NULL || fscanf(f, "%lu", &pages) != 1) _exit(2);
+    fclose(f);
+    struct rlimit cap = { .rlim_cur = pages * 4096 + 16 * 1024, .rlim_max = RLIM_INFINITY };
+    if (setrlimit(RLIMIT_AS, &cap) != 0) _exit(2);
+    errno = 0;
+    uint8_t *q = hak_realloc(p, 100 * 1024);
+    if (q == NULL) _exit(3);
+    if (hk_chunk_kind((uintptr_t)q) != HK_CHUNK_SEGMENT) _exit(4);
+    for (size_t i = 0; i < 48 * 1024; i++)
+        if (q[i] != (uint8_t)(i * 5)) _exit(5);
+    if (errno != 0) _exit(6);
+    _exit(0);
+}
+
+static void test_realloc_grows_into_segment_without_mappings(void **state)
+{
+    (void)state;
+    ut_child c;
+    ut_run_child(child_realloc_without_mappings, NULL, &c);
+    assert_int_equal(c.signo, 0);
+    assert_true(c.exited);
+    assert_int_equal(c.exit_code, 0);      /* 3: NULL, 4: not a segment block, 5: contents, 6: errno */
+}
+
 static void *bad_ptr;
 
 static void child_free(void *arg)
@@ -486,6 +524,7 @@ int main(void)
         cmocka_unit_test_teardown(test_try_realloc_moves_pages, teardown),
         cmocka_unit_test_teardown(test_public_realloc_large, teardown),
         cmocka_unit_test_teardown(test_realloc_grown_block_maps_and_moves, teardown),
+        cmocka_unit_test_teardown(test_realloc_grows_into_segment_without_mappings, teardown),
         cmocka_unit_test_teardown(test_bad_frees_abort, teardown),
     };
     return cmocka_run_group_tests_name("large", tests, group_setup, NULL);

@@ -147,13 +147,14 @@ run_cmocka() {
     why=$(sed -n "/^\[ RUN      \] $t\$/,/^\[  SKIPPED \] $t\$/s/^skipped: //p" <<<"$out" | head -1)
     skip "$name/$t" "${why:-the test gave no reason}"
   done < <(grep -E '^\[  SKIPPED \] [a-z_0-9]+$' <<<"$out" | sed 's/^\[  SKIPPED \] //' | sort -u)
+  # A failed test ends in FAILED; one whose setup or teardown failed, in ERROR.
   while read -r t; do
-    why=$(sed -n "/^\[ RUN      \] $t\$/,/^\[  FAILED  \] $t\$/p" <<<"$out" | grep -m1 -E 'ERROR|[Ee]rror|fail' | tr -s ' ')
+    why=$(sed -nE "/^\[ RUN      \] $t\$/,/^\[  (FAILED  |ERROR   )\] $t\$/p" <<<"$out" | grep -m1 -E 'ERROR|[Ee]rror|fail' | tr -s ' ')
     fail "$name/$t" "${why:-failed}"
-  done < <(grep -E '^\[  FAILED  \] [a-z_0-9]+$' <<<"$out" | sed 's/^\[  FAILED  \] //' | sort -u)
+  done < <(sed -nE 's/^\[  (FAILED  |ERROR   )\] ([a-z_0-9]+)$/\2/p' <<<"$out" | sort -u)
   if [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then
     fail "$name" "timed out after ${limit}s" "$(tail -n 5 <<<"$out")"
-  elif [ "$rc" -ne 0 ] && ! grep -q '^\[  FAILED  \] [a-z_0-9]*$' <<<"$out"; then
+  elif [ "$rc" -ne 0 ] && ! grep -qE '^\[  (FAILED  |ERROR   )\] [a-z_0-9]*$' <<<"$out"; then
     fail "$name" "exit status $rc with no failed test" "$(tail -n 5 <<<"$out")"
   elif ! grep -q '^\[==========\] [0-9]* test(s) run\.' <<<"$out"; then
     fail "$name" "cmocka never finished its run" "$(tail -n 5 <<<"$out")"

@@ -259,9 +259,11 @@ expect_rc "HAKMEM_SOCKET is honoured" 3 "$T/none2.sock" env HAKMEM_SOCKET="$T/no
 
 # ---------------------------------------------------------------- 3. authorization
 # The daemon runs as its own user (hkctl-d, primary group hakmem), as under
-# systemd; hkctl-m is a member of hakmem; hkctl-o is not.
+# systemd; hkctl-m is a member of hakmem, hkctl-p has it as its primary
+# group (SO_PEERCRED's gid, not the supplementary groups); hkctl-o is not.
 need_group hakmem
 add_user hkctl-d -g hakmem
+add_user hkctl-p -g hakmem
 add_user hkctl-m -U -G hakmem
 add_user hkctl-m2 -U -G hakmem
 add_user hkctl-o -U
@@ -300,6 +302,9 @@ else
   check "group member may read binaries" as hkctl-m "$CTL" --socket "$A/ctl.sock" binaries
   expect_rc "group member may not pin a binary" 1 "permission denied: pin-binary" as hkctl-m "$CTL" --socket "$A/ctl.sock" pin-binary 1234 0
   expect_rc "group member may not reset binaries" 1 "permission denied: reset-binary" as hkctl-m "$CTL" --socket "$A/ctl.sock" reset-binary
+  check "a user whose primary group is hakmem may read" as hkctl-p "$CTL" --socket "$A/ctl.sock" status
+  expect_rc "a user whose primary group is hakmem may not reset" 1 "permission denied: reset changes the daemon" as hkctl-p "$CTL" --socket "$A/ctl.sock" reset
+  expect_rc "a user whose primary group is hakmem may not pin" 1 "permission denied: pin" as hkctl-p "$CTL" --socket "$A/ctl.sock" pin 1:2 0
   expect_rc "outsider is shut out by the socket's mode: exit 1" 1 "permission denied on .*join group hakmem" as hkctl-o "$CTL" --socket "$A/ctl.sock" status
   # Even with the socket opened to everyone, SO_PEERCRED still refuses.
   chmod 666 "$A/ctl.sock"

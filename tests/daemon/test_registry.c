@@ -245,6 +245,27 @@ static void a_new_registration_of_a_pid_replaces_the_old(void **state)
     hkd_collector_free(c);
 }
 
+/* A process whose user is at its cap still registers again when it execs:
+ * the new registration replaces its own, so it does not count. */
+static void a_pid_at_its_users_cap_registers_again(void **state)
+{
+    (void)state;
+    hkd_registry_shutdown();
+    assert_int_equal(hkd_registry_init(6, 2, 0), 0);
+    char why[256];
+    hkshm_region *r[3];
+    assert_non_null(r[0] = region_register(getpid(), 1000, 1, "/usr/bin/before-exec", why, sizeof why));
+    assert_non_null(r[1] = region_register(getppid(), 1000, 1, NULL, why, sizeof why));
+    assert_null(region_register(0, 1000, 1, NULL, why, sizeof why));        /* at the cap */
+    r[2] = region_register(getpid(), 1000, 1, "/usr/bin/after-exec", why, sizeof why);
+    if (r[2] == NULL) fail_msg("the re-registration was refused: %s", why);
+    hkd_registry_begin_interval();                   /* the new one replaces the old */
+    hkd_registry_end_interval();
+    assert_int_equal(hkd_registry_count(), 2);
+    for (int i = 0; i < 3; i++)
+        munmap(r[i], HKSHM_REGION_SIZE);
+}
+
 /* ---- the end of a registration ---- */
 
 static void process_exit_ends_it_after_a_last_collection(void **state)
@@ -693,6 +714,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(untrusted_regions_are_refused_with_their_reason, setup, teardown),
         cmocka_unit_test_setup_teardown(caps_per_user_and_in_all, setup, teardown),
         cmocka_unit_test_setup_teardown(a_new_registration_of_a_pid_replaces_the_old, setup, teardown),
+        cmocka_unit_test_setup_teardown(a_pid_at_its_users_cap_registers_again, setup, teardown),
         cmocka_unit_test_setup_teardown(process_exit_ends_it_after_a_last_collection, setup, teardown),
         cmocka_unit_test_setup_teardown(connection_end_or_bytes_end_it, setup, teardown),
         cmocka_unit_test_setup_teardown(a_key_that_changes_at_an_index_counts_nothing, setup, teardown),

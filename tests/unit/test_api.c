@@ -138,6 +138,14 @@ static void test_memalign_rounds_up(void **state)
     void *z = hak_memalign(0, 10);
     assert_non_null(z);
     hak_free(z);
+    /* No power of two is that large: glibc says EINVAL, not a small block. */
+    static const size_t huge[] = { SIZE_MAX, ((size_t)1 << 63) + 1, ((size_t)1 << 62) + 1 };
+    for (unsigned i = 0; i < sizeof huge / sizeof huge[0]; i++) {
+        errno = 0;
+        void *h = hak_memalign(huge[i], 10);
+        if (h != NULL) fail_msg("memalign(%#zx, 10) gave %p", huge[i], h);
+        assert_int_equal(errno, EINVAL);
+    }
 }
 
 static void test_realloc_zero_frees(void **state)
@@ -236,6 +244,24 @@ static void test_calloc_zeroes_reused(void **state)
             assert_ptr_equal(c, first);               /* it was reused, and still zeroed */
         }
         hak_free(c);
+    }
+}
+
+/* A block shrunk to under half its size moves to a block of the new size
+ * (what it held beyond would otherwise stay resident), contents kept. */
+static void test_realloc_shrink_moves(void **state)
+{
+    (void)state;
+    static const size_t sizes[] = { 512, 4096, 60000, 262144 };
+    for (unsigned i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+        unsigned char *p = hak_malloc(sizes[i]);
+        for (size_t k = 0; k < sizes[i]; k++) p[k] = (unsigned char)(k + i);
+        unsigned char *q = hak_realloc(p, 100);
+        assert_non_null(q);
+        size_t u = hak_malloc_usable_size(q);
+        if (u >= 256) fail_msg("realloc(%zu-byte block, 100) kept %zu bytes", sizes[i], u);
+        for (size_t k = 0; k < 100; k++) assert_int_equal(q[k], (unsigned char)(k + i));
+        hak_free(q);
     }
 }
 
@@ -408,6 +434,14 @@ static void test_other_calls_name_themselves(void **state)
     int local = 0;
     expect_abort(DO_REALLOC, &local, "realloc()", "invalid pointer");
     expect_abort(DO_USABLE, (void *)0x5e5e5e5e5e50ull, "malloc_usable_size()", "invalid pointer");
+    /* Inside one of our blocks: realloc rejects what free does (a pointer no
+     * block can have), and malloc_usable_size, which would hand out a size
+     * past the block's end, any pointer but a block's start. */
+    char *p = hak_malloc(64);
+    expect_abort(DO_REALLOC, p + 8, "realloc()", "invalid pointer");
+    expect_abort(DO_USABLE, p + 8, "malloc_usable_size()", "invalid pointer");
+    expect_abort(DO_USABLE, p + 16, "malloc_usable_size()", "invalid pointer");
+    hak_free(p);
 }
 
 int main(void)
@@ -419,6 +453,7 @@ int main(void)
         cmocka_unit_test(test_posix_memalign_einval),
         cmocka_unit_test(test_aligned_alloc_einval),
         cmocka_unit_test(test_memalign_rounds_up),
+        cmocka_unit_test(test_realloc_shrink_moves),
         cmocka_unit_test(test_realloc_zero_frees),
         cmocka_unit_test(test_free_null),
         cmocka_unit_test(test_malloc_zero_unique),

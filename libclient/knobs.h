@@ -55,7 +55,9 @@
  *                       per-binary choice.
  *  4 LARGE_THRESHOLD    bytes from which a block of a site without a
  *                       published policy is mapped on its own.  64 KiB..1 MiB,
- *                       default 1 MiB (HAKMEM_LARGE_THRESHOLD).
+ *                       default 1 MiB (HAKMEM_LARGE_THRESHOLD).  A block
+ *                       realloc grows to 64 KiB or more is mapped on its own
+ *                       whatever this says (alloc.c: REALLOC_MAP_FROM).
  *  5 BIGCACHE_KIB       total bytes BigCache may hold (oldest blocks evicted
  *                       first beyond it).  0..16 GiB, default 128 MiB
  *                       (HAKMEM_BIGCACHE_BYTES, with K/M suffixes): room for

@@ -46,9 +46,10 @@
  *                       (page_reporting_order=11), the kernel's zeroing of
  *                       huge pages took 77% of the run's samples against
  *                       12% of small ones (perf, cpu-clock), the fast arm
- *                       ran at 1.24x the default's time and fast-thp at
- *                       0.78x (bash bench/arms.sh, three runs), and the
- *                       learner kept the default).  Default 0: huge pages
+ *                       ran at 1.24-1.61x the default's time and fast-thp
+ *                       at 0.78-1.12x (bash bench/arms.sh, three runs, at
+ *                       three revisions), and the learner kept the
+ *                       default).  Default 0: huge pages
  *                       make RSS coarse (a block touched sparsely holds
  *                       2 MiB per page touched), purging splits them, and
  *                       whether they pay depends on the machine: a

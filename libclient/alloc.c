@@ -316,11 +316,9 @@ static void *realloc_impl(void *p, size_t size, uintptr_t ra)
     }
     void *q;
     if (kind == HK_CHUNK_SEGMENT && size > old && size >= REALLOC_MAP_FROM) {
-        /* A mapping of its own, whatever its site's large threshold: the
-         * buffer is copied once, and its later growth moves pages instead
-         * of copying them (large.c), so pages it never touched stay
-         * unpopulated.  Where no mapping can be had (vm.max_map_count
-         * reached, address space limited), a segment block still serves. */
+        /* A mapping of its own (REALLOC_MAP_FROM); where none can be had
+         * (vm.max_map_count reached, address space capped), a segment
+         * block still serves. */
         int saved = errno;
         q = malloc_medium(size, ra, NULL, REALLOC_MAP_FROM);
         if (q == NULL && size <= HK_CLASS_MAX && (q = alloc_inline(size, ra, 0)) != NULL) errno = saved;

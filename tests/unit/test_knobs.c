@@ -529,17 +529,6 @@ static void test_bigcache_budget_holds(void **state)
  * where an eight-block page stays with its free blocks resident. */
 /* ---- POPULATE_KIB ------------------------------------------------------ */
 
-/* OS pages of [p, p + len) resident now. */
-static unsigned resident_pages(const void *p, size_t len)
-{
-    unsigned char vec[HK_SLOT_SIZE / 4096];
-    assert_true(len <= sizeof vec * 4096);
-    assert_int_equal(mincore((void *)p, len, vec), 0);
-    unsigned n = 0;
-    for (size_t i = 0; i < len / 4096; i++) n += vec[i] & 1;
-    return n;
-}
-
 /* Allocates (and writes) 700-byte blocks until one comes from a second
  * fresh page of the class; how many of that page's OS pages are resident
  * then.  Everything is freed and purged after. */
@@ -561,7 +550,7 @@ static unsigned second_page_resident(uint32_t kib)
         uintptr_t slot = (uintptr_t)b & ~(uintptr_t)(HK_SLOT_SIZE - 1);
         if (first_slot == 0) first_slot = slot;
         if (slot != first_slot) {
-            resident = resident_pages((void *)slot, HK_SLOT_SIZE);
+            resident = (unsigned)ut_resident_pages((void *)slot, HK_SLOT_SIZE);
             break;
         }
     }

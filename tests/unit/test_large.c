@@ -12,7 +12,6 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -401,17 +400,6 @@ static void test_public_realloc_large(void **state)
     hak_free(r);
 }
 
-/* Pages of [lo, hi) in core, by mincore. */
-static size_t resident_pages(const uint8_t *lo, const uint8_t *hi)
-{
-    unsigned char vec[512];
-    size_t n = (size_t)(hi - lo) / 4096, in = 0;
-    assert_true(n <= sizeof vec);
-    assert_int_equal(mincore((void *)lo, (size_t)(hi - lo), vec), 0);
-    for (size_t i = 0; i < n; i++) in += vec[i] & 1;
-    return in;
-}
-
 /* A segment block grown by realloc past 64 KiB gets a mapping of its own,
  * though its site's large threshold is 1 MiB, and its next growth moves the
  * pages: the ones its owner never touched are not faulted in by a copy. */
@@ -434,7 +422,7 @@ static void test_realloc_grown_block_maps_and_moves(void **state)
     /* Between the copied 48 KiB and the last page: never touched. */
     const uint8_t *lo = (const uint8_t *)(((uintptr_t)r + 52 * 1024 + 4095) & ~(uintptr_t)4095);
     const uint8_t *hi = (const uint8_t *)(((uintptr_t)r + 252 * 1024) & ~(uintptr_t)4095);
-    size_t in = resident_pages(lo, hi);
+    size_t in = ut_resident_pages(lo, (size_t)(hi - lo));
     if (in != 0) fail_msg("%zu of %zu untouched pages were faulted in", in, (size_t)(hi - lo) / 4096);
     assert_int_equal(r[256 * 1024 - 1], 0x3C);
     hak_free(r);

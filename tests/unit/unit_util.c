@@ -127,3 +127,19 @@ void ut_set_knob(unsigned knob, uint32_t value)
     knobs[knob] = value;
     hk_knobs_apply(1u << knob, knobs);
 }
+
+size_t ut_resident_pages(const void *p, size_t len)
+{
+    unsigned char vec[256];
+    const size_t chunk = sizeof vec * 4096;
+    size_t n = 0;
+    for (size_t off = 0; off < len; off += chunk) {
+        size_t part = len - off < chunk ? len - off : chunk;
+        if (mincore((char *)p + off, part, vec) != 0) {
+            fprintf(stderr, "mincore(%p, %zu) failed\n", (const void *)((const char *)p + off), part);
+            abort();
+        }
+        for (size_t i = 0; i < part / 4096; i++) n += vec[i] & 1;
+    }
+    return n;
+}

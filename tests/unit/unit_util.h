@@ -36,6 +36,10 @@ uint64_t ut_file_build_id_hash(const char *path);
 /* Sets one process-level knob (knobs.h), as the daemon's policy would. */
 void ut_set_knob(unsigned knob, uint32_t value);
 
+/* OS pages of [p, p + len) resident now, by mincore (p and len page-aligned);
+ * a mincore failure aborts the test with one line on stderr. */
+size_t ut_resident_pages(const void *p, size_t len);
+
 /* Number of newline-terminated lines in s. */
 unsigned ut_count_lines(const char *s);
 

@@ -317,6 +317,34 @@ static _Atomic uint64_t pages_reclaimed;
 
 uint64_t hk_heap_pages_reclaimed(void) { return atomic_load_explicit(&pages_reclaimed, memory_order_relaxed); }
 
+/* A page that some live block keeps (larson's main thread: its slot arrays
+ * pin pages whose other blocks its workers freed long ago) cannot retire,
+ * and its owner's fast paths may touch its local list and use count at any
+ * time.  Its remote list, though, is the reclaim's alone while it holds the
+ * owner's lock: only a slow path collects it, and pushes only put blocks in
+ * front of the head read here.  So each block on it of two OS pages or more
+ * gives back the OS pages past the one holding its list link; the owner
+ * faults them in again if it ever reuses the block.  The walk stops at the
+ * head the previous one started from, unless the list was collected in
+ * between (its count fell): blocks past it were hollowed then. */
+static void hollow_remote_blocks(hk_page *pg)
+{
+    uint32_t bs = pg->block_size;
+    uintptr_t word = atomic_load_explicit(&pg->remote, memory_order_acquire);
+    uintptr_t before = pg->remote_hollowed;
+    if (bs < 2 * OS_PAGE || word == 0 || word == before || hk_segment_of(pg->start)->huge) return;
+    pg->remote_hollowed = word;
+    uintptr_t segment = (uintptr_t)hk_segment_of(pg->start);
+    hk_block *stop = hk_remote_count(word) > hk_remote_count(before) ? hk_remote_head(segment, before) : NULL;
+    uint32_t carved = pg->capacity;
+    for (hk_block *b = hk_remote_head(segment, word); b != NULL && b != stop;
+         b = hk_block_next_checked(pg, b, carved)) {
+        uintptr_t lo = ((uintptr_t)b + sizeof *b + OS_PAGE - 1) & ~(uintptr_t)(OS_PAGE - 1);
+        uintptr_t hi = ((uintptr_t)b + bs) & ~(uintptr_t)(OS_PAGE - 1);
+        if (hi > lo) hk_os_purge((void *)lo, hi - lo);
+    }
+}
+
 static void reclaim_pages_of(hk_heap *h)
 {
     for (unsigned c = 0; c < HK_CLASSES; c++) {
@@ -324,6 +352,7 @@ static void reclaim_pages_of(hk_heap *h)
         for (unsigned n = queue_length(h, c); n > 0; n--) {
             hk_page *next = pg->next;
             if (pg == h->current[c]) {       /* its owner may be allocating from it */
+                hollow_remote_blocks(pg);
                 pg = next;
                 continue;
             }
@@ -334,6 +363,8 @@ static void reclaim_pages_of(hk_heap *h)
                 retire(h, pg);
                 hk_segment_purge_span(pg);
                 atomic_fetch_add_explicit(&pages_reclaimed, 1, memory_order_relaxed);
+            } else {
+                hollow_remote_blocks(pg);
             }
             pg = next;
         }

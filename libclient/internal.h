@@ -117,6 +117,8 @@ typedef struct hk_page {
     uint8_t in_use;                  /* 1: a page; 0: a free span head */
     /* the blocks other threads freed (freelist.h: hk_remote_*) */
     _Alignas(64) _Atomic uintptr_t remote;
+    uintptr_t remote_hollowed;       /* `remote` when an idle heap's reclaim last hollowed
+                                      * its blocks (heap.c), under the owner's lock */
 } __attribute__((aligned(64))) hk_page;
 
 /* Segment header, at the start of slot 0. */

@@ -339,6 +339,7 @@ hk_page *hk_segment_page_alloc(hk_heap *heap, unsigned cls)
     pg->block_size = ci->block_size;
     pg->block_inv = hk_block_inv(ci->block_size);
     atomic_store_explicit(&pg->remote, 0, memory_order_relaxed);
+    pg->remote_hollowed = 0;
     pg->start = (uint8_t *)s + (size_t)first * HK_SLOT_SIZE;
     pg->next = pg->prev = NULL;
     pg->cls = (uint8_t)cls;

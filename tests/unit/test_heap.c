@@ -330,16 +330,23 @@ static void *alloc_then_idle(void *arg)
     return NULL;
 }
 
+/* A thread that has allocated j's blocks and waits, idle, for stage 2. */
+static pthread_t idle_job_start(idle_job *j)
+{
+    memset(j, 0, sizeof *j);
+    pthread_mutex_init(&j->mu, NULL);
+    pthread_cond_init(&j->cv, NULL);
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, alloc_then_idle, j), 0);
+    idle_wait(j, 1);
+    return t;
+}
+
 static void test_idle_heap_pages_reclaimed(void **state)
 {
     (void)state;
     idle_job j;
-    memset(&j, 0, sizeof j);
-    pthread_mutex_init(&j.mu, NULL);
-    pthread_cond_init(&j.cv, NULL);
-    pthread_t t;
-    assert_int_equal(pthread_create(&t, NULL, alloc_then_idle, &j), 0);
-    idle_wait(&j, 1);
+    pthread_t t = idle_job_start(&j);
     hk_page *last = j.pages[IDLE_BLOCKS - 1];           /* its class's current page */
     unsigned earlier = 0;                               /* blocks on pages before it */
     while (j.pages[earlier] != last) earlier++;
@@ -361,6 +368,47 @@ static void test_idle_heap_pages_reclaimed(void **state)
     idle_wait(&j, 3);
     assert_int_equal(pthread_join(t, NULL), 0);
     assert_true(j.ok_after);
+}
+
+/* Pages of an idle heap that a live block keeps (larson's main thread: its
+ * slot arrays): another thread's maintenance gives back every OS page of
+ * the blocks freed into them but the first of each, which holds the list
+ * link, current page included, and touches neither the kept blocks nor
+ * what the idle thread does next. */
+static void test_idle_heap_pinned_pages_hollowed(void **state)
+{
+    (void)state;
+    idle_job j;
+    pthread_t t = idle_job_start(&j);
+    int kept[IDLE_BLOCKS] = { 0 };
+    unsigned pages = 0;
+    for (unsigned i = 0; i < IDLE_BLOCKS; i++) {
+        kept[i] = i == 0 || j.pages[i] != j.pages[i - 1];   /* the first block of each page */
+        pages += (unsigned)kept[i];
+        if (!kept[i]) hak_free(j.p[i]);                    /* remote */
+    }
+    assert_true(pages >= 2);
+    assert_true(resident((char *)j.p[1] + 8192));
+    struct timespec nap = { 0, 100 * 1000 * 1000 };       /* past the idle time and the last reclaim */
+    nanosleep(&nap, NULL);
+    heap->last_maintenance_ns = 0;
+    hk_heap_tick(heap);
+    for (unsigned i = 0; i < IDLE_BLOCKS; i++) {
+        const unsigned char *b = j.p[i];
+        if (kept[i]) {
+            assert_int_equal(ut_resident_pages(b, IDLE_SIZE), IDLE_SIZE / 4096);
+            for (size_t k = 0; k < IDLE_SIZE; k += 512) assert_int_equal(b[k], 0x5a);
+        } else {
+            assert_true(resident(b));                      /* the link stays */
+            assert_int_equal(ut_resident_pages(b + 4096, IDLE_SIZE - 4096), 0);
+        }
+    }
+    idle_stage(&j, 2);
+    idle_wait(&j, 3);
+    assert_int_equal(pthread_join(t, NULL), 0);
+    assert_true(j.ok_after);
+    for (unsigned i = 0; i < IDLE_BLOCKS; i++)
+        if (kept[i]) hak_free(j.p[i]);
 }
 
 typedef struct free_job { void **p; unsigned n; } free_job;
@@ -745,6 +793,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_realloc_shrink_leaves_no_resident_trail, setup, teardown),
         cmocka_unit_test_setup_teardown(test_idle_medium_page_released_at_maintenance, setup, teardown),
         cmocka_unit_test_setup_teardown(test_idle_heap_pages_reclaimed, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_idle_heap_pinned_pages_hollowed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_remote_free_collected, setup, teardown),
         cmocka_unit_test_setup_teardown(test_remote_free_on_slow_path, setup, teardown),
         cmocka_unit_test_setup_teardown(test_refill_reuses_freed_blocks_before_carving, setup, teardown),

@@ -327,22 +327,32 @@ uint64_t hk_heap_pages_reclaimed(void) { return atomic_load_explicit(&pages_recl
  * faults them in again if it ever reuses the block.  The walk stops at the
  * head the previous one started from, unless the list was collected in
  * between (its count fell): blocks past it were hollowed then. */
-static void hollow_remote_blocks(hk_page *pg)
+static int hollowable(const hk_page *pg)
 {
-    uint32_t bs = pg->block_size;
-    uintptr_t word = atomic_load_explicit(&pg->remote, memory_order_acquire);
-    uintptr_t before = pg->remote_hollowed;
-    if (bs < 2 * OS_PAGE || word == 0 || word == before || hk_segment_of(pg->start)->huge) return;
-    pg->remote_hollowed = word;
-    uintptr_t segment = (uintptr_t)hk_segment_of(pg->start);
-    hk_block *stop = hk_remote_count(word) > hk_remote_count(before) ? hk_remote_head(segment, before) : NULL;
-    uint32_t carved = pg->capacity;
-    for (hk_block *b = hk_remote_head(segment, word); b != NULL && b != stop;
-         b = hk_block_next_checked(pg, b, carved)) {
+    return pg->block_size >= 2 * OS_PAGE && !hk_segment_of(pg->start)->huge;
+}
+
+/* The free blocks of pg from b on, up to stop, give back every OS page but
+ * the one holding their list link. */
+static void hollow_list(const hk_page *pg, hk_block *b, const hk_block *stop)
+{
+    uint32_t bs = pg->block_size, carved = pg->capacity;
+    for (; b != NULL && b != stop; b = hk_block_next_checked(pg, b, carved)) {
         uintptr_t lo = ((uintptr_t)b + sizeof *b + OS_PAGE - 1) & ~(uintptr_t)(OS_PAGE - 1);
         uintptr_t hi = ((uintptr_t)b + bs) & ~(uintptr_t)(OS_PAGE - 1);
         if (hi > lo) hk_os_purge((void *)lo, hi - lo);
     }
+}
+
+static void hollow_remote_blocks(hk_page *pg)
+{
+    uintptr_t word = atomic_load_explicit(&pg->remote, memory_order_acquire);
+    uintptr_t before = pg->remote_hollowed;
+    if (word == 0 || word == before || !hollowable(pg)) return;
+    pg->remote_hollowed = word;
+    uintptr_t segment = (uintptr_t)hk_segment_of(pg->start);
+    hk_block *stop = hk_remote_count(word) > hk_remote_count(before) ? hk_remote_head(segment, before) : NULL;
+    hollow_list(pg, hk_remote_head(segment, word), stop);
 }
 
 static void reclaim_pages_of(hk_heap *h)
@@ -527,6 +537,7 @@ void hk_heap_collect_pages(hk_heap *heap, int drop_current)
             hk_page *next = pg->next;
             collect_remote(heap, pg);
             if (pg->used == 0) retire(heap, pg);
+            else if (drop_current && hollowable(pg)) hollow_list(pg, pg->free, NULL);
             pg = next;
         }
     }

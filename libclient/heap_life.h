@@ -26,7 +26,9 @@ int hk_heap_take_over(hk_heap *target);
 /* ---- heap.c, for heap_life.c (both under heap->own) ---- */
 
 /* Collects remote frees and retires every empty page; drop_current: the
- * current pages give up their phantom use first (so they may retire too). */
+ * current pages give up their phantom use first (so they may retire too),
+ * and the free blocks of 8 KiB or more left in pages some block keeps give
+ * back their memory but the OS page holding their list link. */
 void hk_heap_collect_pages(hk_heap *heap, int drop_current);
 /* Refreshes the heap's mallinfo figures (a heap pooled keeps them). */
 void hk_heap_info_publish_locked(hk_heap *heap);

@@ -684,6 +684,54 @@ static void test_collect_releases_pooled_heaps(void **state)
     hk_knobs_reset();
 }
 
+/* A thread frees all but one 16 KiB block of each page and exits: when its
+ * pooled heap gives its memory up, the pages the kept blocks pin keep only
+ * the OS page holding each free block's list link, and the kept blocks are
+ * intact. */
+enum { PINNED_BLOCKS = 32, PINNED_SIZE = 16 * 1024 };
+typedef struct pinned_job {
+    void *p[PINNED_BLOCKS];
+    int kept[PINNED_BLOCKS];
+} pinned_job;
+
+static void *pin_pages_and_exit(void *arg)
+{
+    pinned_job *j = arg;
+    for (unsigned i = 0; i < PINNED_BLOCKS; i++) {
+        j->p[i] = hak_malloc(PINNED_SIZE);
+        memset(j->p[i], 0x33, PINNED_SIZE);
+        j->kept[i] = i == 0 || page_of(j->p[i]) != page_of(j->p[i - 1]);
+    }
+    for (unsigned i = 0; i < PINNED_BLOCKS; i++)
+        if (!j->kept[i]) hak_free(j->p[i]);
+    return NULL;
+}
+
+static void test_released_heap_hollows_pinned_pages(void **state)
+{
+    (void)state;
+    ut_set_knob(HK_KNOB_PURGE_DELAY_MS, 60000);
+    pinned_job j;
+    memset(&j, 0, sizeof j);
+    run_thread(pin_pages_and_exit, &j);
+    unsigned freed = 0;
+    for (unsigned i = 0; i < PINNED_BLOCKS; i++)
+        if (!j.kept[i]) freed++, assert_int_equal(ut_resident_pages(j.p[i], PINNED_SIZE), PINNED_SIZE / 4096);
+    assert_true(freed >= PINNED_BLOCKS / 2);
+    hk_heap_release_pooled();
+    for (unsigned i = 0; i < PINNED_BLOCKS; i++) {
+        const unsigned char *b = j.p[i];
+        if (j.kept[i]) {
+            assert_int_equal(ut_resident_pages(b, PINNED_SIZE), PINNED_SIZE / 4096);
+            for (size_t k = 0; k < PINNED_SIZE; k += 512) assert_int_equal(b[k], 0x33);
+            hak_free(j.p[i]);
+        } else {
+            assert_int_equal(ut_resident_pages(b, PINNED_SIZE), 1);
+        }
+    }
+    hk_knobs_reset();
+}
+
 typedef struct handover_job {
     void **blocks;              /* the exited thread's blocks, freed here */
     void **other;               /* freed instead if blocks are in the heap this thread got */
@@ -801,6 +849,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_exited_heap_goes_whole_to_next_thread, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unclaimed_heap_released_after_delay, setup, teardown),
         cmocka_unit_test_setup_teardown(test_collect_releases_pooled_heaps, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_released_heap_hollows_pinned_pages, setup, teardown),
         cmocka_unit_test_setup_teardown(test_free_into_pooled_heap_takes_it_over, setup, teardown),
     };
     return cmocka_run_group_tests_name("heap", tests, NULL, NULL);

@@ -4,6 +4,7 @@
 #include "os.h"
 #include "counters.h"
 #include "internal.h"
+#include "vdso.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -126,17 +127,32 @@ int hk_os_advise_no_huge(void *p, size_t size)
     return advise(p, size, MADV_NOHUGEPAGE);
 }
 
+/* The vDSO's clock, found at the first reading (every thread finds the
+ * same); libc's where there is none. */
+static int read_clock(clockid_t clock, struct timespec *ts)
+{
+    static _Atomic(hk_clock_fn) vdso_clock;
+    static _Atomic int looked;
+    hk_clock_fn fn = atomic_load_explicit(&vdso_clock, memory_order_acquire);
+    if (fn == NULL && !atomic_load_explicit(&looked, memory_order_acquire)) {
+        fn = hk_vdso_clock_gettime();
+        atomic_store_explicit(&vdso_clock, fn, memory_order_release);
+        atomic_store_explicit(&looked, 1, memory_order_release);
+    }
+    return fn != NULL ? fn(clock, ts) : clock_gettime(clock, ts);
+}
+
 uint64_t hk_now_ns(void)
 {
     struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
+    read_clock(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
 uint64_t hk_thread_cpu_ns(void)
 {
     struct timespec ts;
-    if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts) != 0)
+    if (read_clock(CLOCK_THREAD_CPUTIME_ID, &ts) != 0)
         return hk_now_ns();
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
@@ -144,7 +160,7 @@ uint64_t hk_thread_cpu_ns(void)
 uint64_t hk_coarse_ns(void)
 {
     struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    read_clock(CLOCK_MONOTONIC_COARSE, &ts);
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 

@@ -22,7 +22,8 @@
  *
  * It is conservative: the default arm runs until another is better by
  * `z` standard errors of the difference and by `min_gain`, or until one
- * is shown to hold `min_peak_gain` less peak RSS with a cost within
+ * holds `min_peak_gain` less peak RSS on the means, shown lower by `z`
+ * standard errors, with a cost within
  * `min_gain` of the default's and CPU and wall time shown within
  * `max_regression` of the default's; and an arm
  * whose CPU time, wall time or peak RSS is worse than the default's by

@@ -20,7 +20,6 @@
 #include <errno.h>
 
 #define EXTEND_BYTES 4096       /* carve about one OS page of blocks at a time */
-#define OS_PAGE      4096u
 #define MAINTAIN_EVERY 64       /* slow calls between looks at the clock */
 #define MAINTAIN_NS 1000000ull  /* at most one maintenance pass a millisecond */
 #define BIGCACHE_IDLE_NS 2000000000ull  /* cached large blocks unused this long go back */
@@ -172,8 +171,8 @@ static void populate_ahead(hk_page *pg, size_t from, size_t to)
     size_t ahead = (size_t)hk_knob(HK_KNOB_POPULATE_KIB) << 10;
     if (ahead == 0 || to <= pg->populated)
         return;
-    size_t lo = (from > pg->populated ? from : pg->populated) & ~(size_t)(OS_PAGE - 1);
-    size_t hi = (lo + ahead + OS_PAGE - 1) & ~(size_t)(OS_PAGE - 1);
+    size_t lo = (from > pg->populated ? from : pg->populated) & ~(size_t)(HK_OS_PAGE - 1);
+    size_t hi = (lo + ahead + HK_OS_PAGE - 1) & ~(size_t)(HK_OS_PAGE - 1);
     size_t end = (size_t)pg->span * HK_SLOT_SIZE;
     if (hi > end)
         hi = end;
@@ -329,7 +328,7 @@ uint64_t hk_heap_pages_reclaimed(void) { return atomic_load_explicit(&pages_recl
  * between (its count fell): blocks past it were hollowed then. */
 static int hollowable(const hk_page *pg)
 {
-    return pg->block_size >= 2 * OS_PAGE && !hk_segment_of(pg->start)->huge;
+    return pg->block_size >= 2 * HK_OS_PAGE && !hk_segment_of(pg->start)->huge;
 }
 
 /* The free blocks of pg from b on, up to stop, give back every OS page but
@@ -338,8 +337,8 @@ static void hollow_list(const hk_page *pg, hk_block *b, const hk_block *stop)
 {
     uint32_t bs = pg->block_size, carved = pg->capacity;
     for (; b != NULL && b != stop; b = hk_block_next_checked(pg, b, carved)) {
-        uintptr_t lo = ((uintptr_t)b + sizeof *b + OS_PAGE - 1) & ~(uintptr_t)(OS_PAGE - 1);
-        uintptr_t hi = ((uintptr_t)b + bs) & ~(uintptr_t)(OS_PAGE - 1);
+        uintptr_t lo = ((uintptr_t)b + sizeof *b + HK_OS_PAGE - 1) & ~(uintptr_t)(HK_OS_PAGE - 1);
+        uintptr_t hi = ((uintptr_t)b + bs) & ~(uintptr_t)(HK_OS_PAGE - 1);
         if (hi > lo) hk_os_purge((void *)lo, hi - lo);
     }
 }

@@ -51,6 +51,7 @@
 #define HK_SLOT_SHIFT    16
 #define HK_SLOT_SIZE     ((size_t)1 << HK_SLOT_SHIFT)             /* 64 KiB */
 #define HK_SLOTS         (HK_SEGMENT_SIZE / HK_SLOT_SIZE)         /* 64 */
+#define HK_OS_PAGE       4096u                                    /* what the kernel faults in and takes back */
 #define HK_ADDR_BITS     47
 #define HK_CHUNKS        ((size_t)1 << (HK_ADDR_BITS - HK_SEGMENT_SHIFT))
 
@@ -129,6 +130,9 @@ typedef struct hk_segment {
     uint64_t free_slots;             /* bit i: slot i is free */
     uint64_t dirty_slots;            /* free slots still resident (not purged) */
     uint64_t purged_slots;           /* free slots purged since they were last used */
+    /* OS pages from the start of each slot that may be resident: what the
+     * pages that held it touched, less what went back since (segment.c) */
+    uint8_t resident_pages[HK_SLOTS];
     uint32_t pages_in_use;
     hk_page *slot_page[HK_SLOTS];    /* span head of each slot, or the invalid page */
     hk_page pages[HK_SLOTS];         /* descriptors; only span heads are meaningful */

@@ -190,6 +190,43 @@ static void test_resident_slots_preferred(void **state)
     for (unsigned i = 1; i <= 10; i++) if (i != 2 && i != 8) hk_segment_page_free(h, pg[i]);
 }
 
+/* A page of one block (MEDIUM_PAGE_BLOCKS=1) takes the resident free slot
+ * that fits it best: the least resident of those resident as far as it
+ * reaches, else the most resident.  Taking the first would leave a slot
+ * once held by a 60 KiB block pinned whole under a 40 KiB one, and every
+ * slot resident whole in time. */
+static void test_one_slot_page_takes_the_fitting_slot(void **state)
+{
+    hk_heap *h = *state;
+    uint32_t k[HK_KNOBS] = { [HK_KNOB_MEDIUM_PAGE_BLOCKS] = 1 };
+    hk_knobs_apply(1u << HK_KNOB_MEDIUM_PAGE_BLOCKS, k);
+    unsigned c60 = hk_size_class(60 * 1024), c40 = hk_size_class(40 * 1024);
+    assert_int_equal(hk_class_page(c60)->span, 1);
+    assert_int_equal(hk_class_page(c40)->span, 1);
+    assert_int_equal(hk_class_page(c40)->blocks, 1);
+    hk_page *big = hk_segment_page_alloc(h, c60), *mid = hk_segment_page_alloc(h, c40);
+    hk_page *small = hk_segment_page_alloc(h, hk_size_class(20 * 1024));
+    unsigned big_slot = slot_of(big), mid_slot = slot_of(mid), small_slot = slot_of(small);
+    assert_true(big_slot < mid_slot && mid_slot < small_slot);
+    big->capacity = big->reserved;              /* each carved whole */
+    mid->capacity = mid->reserved;
+    small->capacity = 1;                        /* one 20 KiB block: 5 OS pages */
+    hk_segment_page_free(h, big);
+    hk_segment_page_free(h, mid);
+    hk_segment_page_free(h, small);
+    hk_page *fit40 = hk_segment_page_alloc(h, c40);
+    assert_int_equal(slot_of(fit40), mid_slot);
+    hk_page *fit60 = hk_segment_page_alloc(h, c60);
+    assert_int_equal(slot_of(fit60), big_slot);
+    /* Only the 20 KiB slot is left, resident short of a 60 KiB page's
+     * reach: taken all the same (fewest faults), not a purged or fresh one. */
+    hk_page *short_fit = hk_segment_page_alloc(h, c60);
+    assert_int_equal(slot_of(short_fit), small_slot);
+    hk_segment_page_free(h, fit40);
+    hk_segment_page_free(h, fit60);
+    hk_segment_page_free(h, short_fit);
+}
+
 static int all_bytes(const uint8_t *p, size_t n, uint8_t v)
 {
     for (size_t i = 0; i < n; i += 512) if (p[i] != v) return 0;
@@ -557,6 +594,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_first_page_maps_segment, setup, teardown),
         cmocka_unit_test_setup_teardown(test_find_run, setup, teardown),
         cmocka_unit_test_setup_teardown(test_resident_slots_preferred, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_one_slot_page_takes_the_fitting_slot, setup, teardown),
         cmocka_unit_test_setup_teardown(test_purge_after_delay, setup, teardown),
         cmocka_unit_test_setup_teardown(test_refault_raises_delay, setup, teardown),
         cmocka_unit_test_setup_teardown(test_refault_bounds, setup, teardown),

@@ -222,7 +222,7 @@ class Suite:
         L = ["**What the daemon chose per binary** by the end of the measured runs (`hakmemctl --json "
              "binaries`), each command of a binary apart (argv[1] when it is a plain word; — when none): "
              "runs counted, the arm each ran how often, the choice (the default stays unless another arm is "
-             "shown cheaper, or shown 10% leaner in peak RSS and within 5% in time, and is no more than 5% "
+             "shown cheaper, or 10% leaner in peak RSS and shown leaner and within 5% in time, and is no more than 5% "
              "worse on CPU, wall time or peak RSS), and what taking part in learning (reading its entry, "
              "registering, report flushes, policy reads) cost its runs, as a share of their time: once a "
              "choice is settled 1 in 8 young processes registers, and each that does stands for the eight "

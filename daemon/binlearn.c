@@ -34,14 +34,15 @@ const hkd_bin_arm hkd_bin_arms[HKD_BIN_ARMS] = {
         [HKSHM_KNOB_THP] = HKSHM_THP_SMALL | HKSHM_THP_LARGE, [HKSHM_KNOB_BIGCACHE_KIB] = 512u << 10 } },
     /* Pages of the 16-128 KiB classes are as small as their blocks allow
      * instead of holding eight, and nothing else changes: a page whose
-     * blocks are all free goes back whole, so a server keeping a few medium
-     * blocks of many sizes live holds less at the same speed, while a heap
-     * that shrinks and regrows refaults more and holds more at its peak.
-     * Against the default arm (bash bench/run.sh --filter suite --configs
-     * hakmem-baseline,hakmem-arm-compact): larson 0.90 of its peak RSS at
-     * 0.88 of its time; grow-shrink 1.12 and git 1.22 of theirs, which the
-     * guard on peak RSS keeps them from.  Two blocks a page gained larson
-     * half as much. */
+     * blocks are all free goes back whole, to be taken by a page of any
+     * class that fits its slot, so a server keeping a few medium blocks of
+     * many sizes live holds less at the same speed.  Against the default
+     * arm (bash bench/run.sh --filter suite --configs
+     * hakmem-baseline,hakmem-arm-compact, 3 runs): larson 0.84 of its peak
+     * RSS at 0.99 of its time, grow-shrink 1.01; git 1.22, whose small
+     * pages come to sit on slots the medium ones left resident whole, and
+     * which the guard on peak RSS keeps from it.  Two blocks a page gained
+     * larson half as much. */
     { "compact", KNOB(HKSHM_KNOB_MEDIUM_PAGE_BLOCKS), { [HKSHM_KNOB_MEDIUM_PAGE_BLOCKS] = 1 } },
     /* Fresh pages of a class, after a heap's first of it, are faulted in
      * 32 KiB at a time as they are carved: one system call instead of eight

@@ -71,12 +71,14 @@
  *  6 MEDIUM_PAGE_BLOCKS the fewest blocks a new page of a class of 16 KiB to
  *                       128 KiB holds.  1..8, default 8
  *                       (HAKMEM_MEDIUM_PAGE_BLOCKS).  Fewer: a page whose
- *                       few blocks are all free goes back as a whole span
- *                       (purged after the delay), so a program that keeps
- *                       a few medium blocks of many sizes holds less (a
- *                       server like larson: -15% RSS at 2); more: fewer
- *                       page refills and purge/re-fault cycles for one that
- *                       shrinks and regrows (grow-shrink: +50% faults at 2).
+ *                       few blocks are all free goes back as a whole span,
+ *                       for a page of any class that fits it (segment.c),
+ *                       so a program that keeps a few medium blocks of
+ *                       many sizes holds less (a server like larson: -16%
+ *                       peak RSS at 1); more: fewer page refills and
+ *                       purge/re-fault cycles for one that shrinks and
+ *                       regrows, and small pages that do not come to sit on
+ *                       slots medium ones left resident (git: +22% at 1).
  *  7 POPULATE_KIB       KiB of a fresh page faulted in with one system call
  *                       (MADV_POPULATE_WRITE) when carving first reaches
  *                       them, in every page but the first a heap takes of

@@ -68,10 +68,12 @@ if [ -n "$daemon_pid" ]; then
 fi
 
 # More rounds until the daemon has tried every arm that matters for the
-# sites and for the binary, and publishes the best (at most 20 rounds).
+# sites and for the binary, and publishes the best (at most 40 rounds).
+# Most runs settle in 5; a site whose best arms are close keeps UCB
+# exploring longer (past 20 rounds in about one run in twenty).
 section "rounds 2 and on: the daemon keeps learning until it has settled"
 r=1 verdict="no daemon"
-while [ "$r" -lt 20 ]; do
+while [ "$r" -lt 40 ]; do
   r=$((r + 1))
   run_clients "$r"
   [ -n "$daemon_pid" ] || { [ "$r" -ge 6 ] && break; continue; }

@@ -144,7 +144,7 @@ static inline uint32_t large_threshold(const hk_site_local *site)
 /* A medium block from the heap's segments, counted (counters.h). */
 static inline void *medium_block(hk_heap *heap, unsigned cls, size_t size)
 {
-    void *p = hk_heap_alloc_class(heap, cls);
+    void *p = hk_heap_alloc_class(heap, cls, 0);
     if (unlikely(p == NULL)) return NULL;
     hk_count_own(&heap->counts.medium_allocs, 1);
     hk_count_own(&heap->counts.medium_bytes, size);
@@ -225,7 +225,7 @@ void *hk_alloc_aligned(size_t align, size_t size, uintptr_t ra)
     if (likely(size <= HK_SAMPLED_MAX && align <= HK_SLOT_SIZE)) {
         /* A class whose blocks are multiples of align: pages start 64 KiB-
          * aligned, so every block of it is aligned. */
-        void *p = hk_heap_alloc_class(heap, hk_aligned_class(size, align));
+        void *p = hk_heap_alloc_class(heap, hk_aligned_class(size, align), 1);
         if (p == NULL) { errno = ENOMEM; return NULL; }
         if (unlikely((heap->sample_left -= (int64_t)size) < 0)) hk_heap_sample(heap, ra, size);
         return p;

@@ -14,15 +14,18 @@ hk_heap *hk_heap_for_thread(void);
 
 /* The fast path found no free block (or no heap yet). */
 void *hk_heap_malloc_slow(size_t size, uintptr_t ra);
-/* A block of class cls when its current page has none; NULL when out of memory. */
-void *hk_heap_alloc_class_slow(hk_heap *heap, unsigned cls);
+/* A block of class cls when its current page has none; NULL when out of
+ * memory.  exact: of class cls itself (an aligned request); otherwise a
+ * block of 1 KiB or more may be one of the class above (heap.c). */
+void *hk_heap_alloc_class_slow(hk_heap *heap, unsigned cls, int exact);
 
-/* A block of class cls, fast or slow; NULL when out of memory. */
-static inline void *hk_heap_alloc_class(hk_heap *heap, unsigned cls)
+/* A block of class cls (exact: see hk_heap_alloc_class_slow), fast or slow;
+ * NULL when out of memory. */
+static inline void *hk_heap_alloc_class(hk_heap *heap, unsigned cls, int exact)
 {
     hk_page *pg = heap->current[cls];
     hk_block *b = pg->free;
-    if (unlikely(b == NULL)) return hk_heap_alloc_class_slow(heap, cls);
+    if (unlikely(b == NULL)) return hk_heap_alloc_class_slow(heap, cls, exact);
     hk_block_pop(pg, b);
     pg->used++;
     return b;

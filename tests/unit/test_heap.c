@@ -101,7 +101,7 @@ static void test_alloc_class_blocks(void **state)
     enum { N = 40 };
     void *p[N];
     for (unsigned i = 0; i < N; i++) {
-        p[i] = hk_heap_alloc_class(heap, cls);
+        p[i] = hk_heap_alloc_class(heap, cls, 0);
         assert_non_null(p[i]);
         assert_int_equal(hk_chunk_kind((uintptr_t)p[i]), HK_CHUNK_SEGMENT);
         hk_page *pg = page_of(p[i]);
@@ -122,11 +122,11 @@ static void test_alloc_class_blocks(void **state)
     /* The free list is LIFO: the last freed block is the next one out. */
     hak_free(p[7]);
     assert_ptr_equal(pg->free, p[7]);
-    assert_ptr_equal(hk_heap_alloc_class(heap, cls), p[7]);
+    assert_ptr_equal(hk_heap_alloc_class(heap, cls, 0), p[7]);
     hak_free(p[3]);
     hak_free(p[9]);
     assert_ptr_equal(hak_malloc(90), p[9]);           /* malloc takes the same list */
-    assert_ptr_equal(hk_heap_alloc_class(heap, cls), p[3]);
+    assert_ptr_equal(hk_heap_alloc_class(heap, cls, 0), p[3]);
     for (unsigned i = 0; i < N; i++) hak_free(p[i]);
     assert_int_equal(pg->used, 1);
 }
@@ -141,14 +141,14 @@ static void test_page_extension(void **state)
     uint32_t bs = hk_classes[cls].block_size, reserved = hk_classes[cls].blocks;
     assert_true(reserved * bs > 4096);
     void **p = calloc(reserved + 1, sizeof *p);
-    p[0] = hk_heap_alloc_class(heap, cls);
+    p[0] = hk_heap_alloc_class(heap, cls, 0);
     hk_page *pg = page_of(p[0]);
     assert_ptr_equal(p[0], pg->start);
     assert_true(pg->capacity >= 1 && pg->capacity < reserved);
     assert_true((size_t)(pg->capacity - 1) * bs < 4096);
     uint32_t grows = 0, last_cap = pg->capacity;
     for (uint32_t i = 1; i < reserved; i++) {
-        p[i] = hk_heap_alloc_class(heap, cls);
+        p[i] = hk_heap_alloc_class(heap, cls, 0);
         assert_ptr_equal(p[i], pg->start + (size_t)i * bs);
         assert_true(pg->capacity >= i + 1 && pg->capacity <= reserved);
         if (pg->capacity != last_cap) { grows++; last_cap = pg->capacity; }
@@ -158,7 +158,7 @@ static void test_page_extension(void **state)
     assert_null(pg->free);
     assert_int_equal(pg->used, reserved + 1);
 
-    p[reserved] = hk_heap_alloc_class(heap, cls);
+    p[reserved] = hk_heap_alloc_class(heap, cls, 0);
     hk_page *pg2 = page_of(p[reserved]);
     assert_ptr_not_equal(pg2, pg);
     assert_ptr_equal(heap->current[cls], pg2);
@@ -169,6 +169,45 @@ static void test_page_extension(void **state)
     free(p);
 }
 
+/* A class of 1 KiB or more whose next block would be fresh memory takes a
+ * spare block of the class above, already carved, instead; a class below
+ * 1 KiB and the aligned path (exact) take their own. */
+static void test_borrows_spare_block_of_class_above(void **state)
+{
+    (void)state;
+    unsigned cls = hk_size_class(3000), up = cls + 1;
+    assert_true(hk_classes[cls].block_size >= 1024 && hk_classes[up].block_size > hk_classes[cls].block_size);
+    void *u1 = hk_heap_alloc_class(heap, up, 0), *u2 = hk_heap_alloc_class(heap, up, 0);
+    hk_page *pu = page_of(u1);
+    assert_ptr_equal(page_of(u2), pu);
+    hak_free(u2);                                     /* a spare block of the class above */
+    uint32_t used = pu->used;
+
+    void *exact = hk_heap_alloc_class(heap, cls, 1);  /* a page of its own, one block carved */
+    hk_page *pc = page_of(exact);
+    assert_ptr_not_equal(pc, pu);
+    assert_int_equal(pu->used, used);
+    assert_null(pc->free);
+
+    void *b = hk_heap_alloc_class(heap, cls, 0);      /* pc would carve: u2 instead */
+    assert_ptr_equal(b, u2);
+    assert_int_equal(pu->used, used + 1);
+    assert_null(pc->free);
+    hak_free(b);
+    assert_int_equal(pu->used, used);
+    hak_free(exact);
+
+    unsigned small = hk_size_class(700);
+    assert_true(hk_classes[small].block_size < 1024);
+    void *s1 = hk_heap_alloc_class(heap, small + 1, 0), *s2 = hk_heap_alloc_class(heap, small + 1, 0);
+    hak_free(s2);
+    void *s = hk_heap_alloc_class(heap, small, 0);
+    assert_ptr_not_equal(page_of(s), page_of(s1));
+    hak_free(s);
+    hak_free(s1);
+    hak_free(u1);
+}
+
 /* The current page keeps one phantom use: freeing its last block leaves it
  * in place (the next malloc needs no slow path); a page that is no longer
  * current goes back to its segment as soon as its last block is freed. */
@@ -177,7 +216,7 @@ static void test_phantom_use_of_current_page(void **state)
     (void)state;
     unsigned cls = hk_size_class(256 * 1024);
     assert_int_equal(hk_classes[cls].blocks, 1);
-    void *a = hk_heap_alloc_class(heap, cls);
+    void *a = hk_heap_alloc_class(heap, cls, 0);
     hk_page *pa = page_of(a);
     hk_segment *seg = hk_segment_of(a);
     unsigned slot = (unsigned)(((uintptr_t)pa->start & HK_SEGMENT_MASK) >> HK_SLOT_SHIFT);
@@ -187,9 +226,9 @@ static void test_phantom_use_of_current_page(void **state)
     assert_int_equal(pa->in_use, 1);
     assert_ptr_equal(heap->current[cls], pa);
     assert_true((seg->free_slots >> slot & 1) == 0);
-    assert_ptr_equal(hk_heap_alloc_class(heap, cls), a);   /* same block again */
+    assert_ptr_equal(hk_heap_alloc_class(heap, cls, 0), a);   /* same block again */
 
-    void *b = hk_heap_alloc_class(heap, cls);        /* pa is full: a second page */
+    void *b = hk_heap_alloc_class(heap, cls, 0);        /* pa is full: a second page */
     hk_page *pb = page_of(b);
     assert_ptr_not_equal(pb, pa);
     assert_ptr_equal(heap->current[cls], pb);
@@ -257,7 +296,7 @@ static void test_idle_medium_page_released_at_maintenance(void **state)
     (void)state;
     ut_set_knob(HK_KNOB_PURGE_DELAY_MS, 1);
     unsigned cls = hk_size_class(256 * 1024);
-    void *a = hk_heap_alloc_class(heap, cls);
+    void *a = hk_heap_alloc_class(heap, cls, 0);
     memset(a, 1, 256 * 1024);
     hk_page *pa = page_of(a);
     hak_free(a);
@@ -440,7 +479,7 @@ static void test_remote_free_collected(void **state)
     unsigned cls = hk_size_class(48);
     enum { N = 50 };
     void *p[N];
-    for (unsigned i = 0; i < N; i++) p[i] = hk_heap_alloc_class(heap, cls);
+    for (unsigned i = 0; i < N; i++) p[i] = hk_heap_alloc_class(heap, cls, 0);
     hk_page *pg = page_of(p[0]);
     for (unsigned i = 0; i < N; i++) assert_ptr_equal(page_of(p[i]), pg);
     uint64_t collected0 = hk_heap_remote_collected();
@@ -460,7 +499,7 @@ static void test_remote_free_collected(void **state)
     /* The collected blocks are the next ones handed out. */
     void *q[N];
     for (unsigned i = 0; i < N; i++) {
-        q[i] = hk_heap_alloc_class(heap, cls);
+        q[i] = hk_heap_alloc_class(heap, cls, 0);
         assert_true(contains(p, N, q[i]));
         for (unsigned j = 0; j < i; j++) assert_ptr_not_equal(q[i], q[j]);
     }
@@ -475,13 +514,13 @@ static void test_remote_free_on_slow_path(void **state)
     uint32_t n = hk_classes[cls].blocks;
     void *p[64];
     assert_true(n <= 64);
-    for (uint32_t i = 0; i < n; i++) p[i] = hk_heap_alloc_class(heap, cls);
+    for (uint32_t i = 0; i < n; i++) p[i] = hk_heap_alloc_class(heap, cls, 0);
     hk_page *pg = page_of(p[0]);
     assert_null(pg->free);
     assert_int_equal(pg->capacity, pg->reserved);
     uint64_t collected0 = hk_heap_remote_collected();
     free_from_other_thread(p, n);
-    void *again = hk_heap_alloc_class(heap, cls);
+    void *again = hk_heap_alloc_class(heap, cls, 0);
     assert_ptr_equal(page_of(again), pg);             /* no new page was needed */
     assert_true(contains(p, n, again));
     assert_int_equal(hk_heap_remote_collected(), collected0 + n);
@@ -499,28 +538,28 @@ static void test_refill_reuses_freed_blocks_before_carving(void **state)
     unsigned cls = hk_size_class(1024);
     uint32_t reserved = hk_classes[cls].blocks;
     void **full = calloc(reserved, sizeof *full);
-    for (uint32_t i = 0; i < reserved; i++) full[i] = hk_heap_alloc_class(heap, cls);
+    for (uint32_t i = 0; i < reserved; i++) full[i] = hk_heap_alloc_class(heap, cls, 0);
     hk_page *p1 = page_of(full[0]);
     void *taken[64];
     unsigned n_taken = 0;
-    taken[n_taken++] = hk_heap_alloc_class(heap, cls);   /* p1 is full: a new current page */
+    taken[n_taken++] = hk_heap_alloc_class(heap, cls, 0);   /* p1 is full: a new current page */
     hk_page *p2 = page_of(taken[0]);
     assert_ptr_not_equal(p2, p1);
-    while (p2->free != NULL && n_taken < 64) taken[n_taken++] = hk_heap_alloc_class(heap, cls);
+    while (p2->free != NULL && n_taken < 64) taken[n_taken++] = hk_heap_alloc_class(heap, cls, 0);
     assert_null(p2->free);                            /* its carved blocks, all taken */
     assert_true(p2->capacity < p2->reserved);
 
     free_from_other_thread(full, 1);                  /* one block: not worth it */
     uint32_t carved = p2->capacity;
-    taken[n_taken++] = hk_heap_alloc_class(heap, cls);
+    taken[n_taken++] = hk_heap_alloc_class(heap, cls, 0);
     assert_ptr_equal(page_of(taken[n_taken - 1]), p2);
     assert_true(p2->capacity > carved);
-    while (p2->free != NULL && n_taken < 64) taken[n_taken++] = hk_heap_alloc_class(heap, cls);
+    while (p2->free != NULL && n_taken < 64) taken[n_taken++] = hk_heap_alloc_class(heap, cls, 0);
     assert_true(p2->capacity < p2->reserved);
 
     free_from_other_thread(full + 1, 8);              /* eight: taken before carving */
     carved = p2->capacity;
-    void *next = hk_heap_alloc_class(heap, cls);
+    void *next = hk_heap_alloc_class(heap, cls, 0);
     assert_ptr_equal(page_of(next), p1);
     assert_true(contains(full, 9, next));
     assert_int_equal(p2->capacity, carved);           /* nothing new carved */
@@ -837,6 +876,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_fresh_heap_touches_only_what_it_uses, setup, teardown),
         cmocka_unit_test_setup_teardown(test_alloc_class_blocks, setup, teardown),
         cmocka_unit_test_setup_teardown(test_page_extension, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_borrows_spare_block_of_class_above, setup, teardown),
         cmocka_unit_test_setup_teardown(test_phantom_use_of_current_page, setup, teardown),
         cmocka_unit_test_setup_teardown(test_realloc_shrink_leaves_no_resident_trail, setup, teardown),
         cmocka_unit_test_setup_teardown(test_idle_medium_page_released_at_maintenance, setup, teardown),

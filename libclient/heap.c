@@ -219,6 +219,11 @@ static uint32_t carve_blocks(uint32_t bs) { return bs >= EXTEND_BYTES ? 1 : EXTE
 /* Blocks of 1 KiB and more (below the medium classes) may come from the
  * class above: see borrow_larger. */
 #define BORROW_MIN_BYTES 1024u
+/* Borrows in a row before a class uses its own page again.  A borrowed
+ * block goes back to the lender when freed, so a loop of malloc and free
+ * of one size would borrow on the slow path every time; after this many
+ * the class carves, and the loop stays on the fast path. */
+#define BORROW_RUN_MAX 16u
 
 /* A block of the class above cls, from the free list of that class's
  * current page, when a page of cls would otherwise touch fresh memory; NULL
@@ -266,8 +271,12 @@ static hk_page *find_page(hk_heap *heap, unsigned cls, hk_block **borrowed)
         if (pg == head) break;                   /* went all the way round */
     }
     if (best == NULL) best = fallback;
-    if (borrowed && (best == NULL || best->free == NULL) && (*borrowed = borrow_larger(heap, cls)) != NULL)
+    if (borrowed && (best == NULL || best->free == NULL) && heap->borrow_run[cls] < BORROW_RUN_MAX &&
+        (*borrowed = borrow_larger(heap, cls)) != NULL) {
+        heap->borrow_run[cls]++;
         return NULL;
+    }
+    heap->borrow_run[cls] = 0;
     if (best) {
         if (best->free == NULL) extend(best);
         heap->queue[cls] = best;                 /* the pages scanned before it go to the back */

@@ -198,6 +198,8 @@ struct hk_heap {
     hk_page *queue[HK_CLASSES];      /* all pages of a class, current first */
     hk_segment *segments;            /* segments this heap owns */
     uint8_t classes_paged[HK_CLASSES]; /* 1: a fresh page of class c was taken */
+    uint8_t borrow_run[HK_CLASSES];  /* blocks class c took from the class above
+                                      * since it last used a page of its own */
     /* Alone on its line: every remote free into this heap peeks at it, and
      * the owner's slow paths write what would otherwise share the line. */
     _Alignas(64) _Atomic uint8_t pooled;  /* 1 while in the pool of exited threads' heaps

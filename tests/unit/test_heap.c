@@ -208,6 +208,33 @@ static void test_borrows_spare_block_of_class_above(void **state)
     hak_free(u1);
 }
 
+/* A borrowed block goes back to its lender when freed, so a malloc/free
+ * loop of one size would borrow on the slow path forever: after a short run
+ * of borrows the class uses its own page, and the loop's block cycles there. */
+static void test_malloc_free_loop_stops_borrowing(void **state)
+{
+    (void)state;
+    unsigned cls = hk_size_class(3000), up = cls + 1;
+    void *u1 = hk_heap_alloc_class(heap, up, 0), *u2 = hk_heap_alloc_class(heap, up, 0);
+    hk_page *pu = page_of(u1);
+    hak_free(u2);
+    void *exact = hk_heap_alloc_class(heap, cls, 1);
+    hk_page *pc = page_of(exact);
+    assert_null(pc->free);
+
+    unsigned borrowed = 0, own_at_end = 0;
+    for (unsigned i = 0; i < 100; i++) {
+        void *b = hk_heap_alloc_class(heap, cls, 0);
+        if (page_of(b) == pu) borrowed++;
+        else if (i >= 50 && page_of(b) == pc) own_at_end++;
+        hak_free(b);
+    }
+    assert_true(borrowed >= 1);
+    assert_int_equal(own_at_end, 50);
+    hak_free(exact);
+    hak_free(u1);
+}
+
 /* The current page keeps one phantom use: freeing its last block leaves it
  * in place (the next malloc needs no slow path); a page that is no longer
  * current goes back to its segment as soon as its last block is freed. */
@@ -877,6 +904,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_alloc_class_blocks, setup, teardown),
         cmocka_unit_test_setup_teardown(test_page_extension, setup, teardown),
         cmocka_unit_test_setup_teardown(test_borrows_spare_block_of_class_above, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_malloc_free_loop_stops_borrowing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_phantom_use_of_current_page, setup, teardown),
         cmocka_unit_test_setup_teardown(test_realloc_shrink_leaves_no_resident_trail, setup, teardown),
         cmocka_unit_test_setup_teardown(test_idle_medium_page_released_at_maintenance, setup, teardown),

@@ -212,6 +212,7 @@ static int write_own(void)
         int klen = shard_key(key, s);
         rc = klen < 0 ? klen : hkd_etcd_put(fl.etcd, key, (size_t)klen, buf, (size_t)len, fl.lease);
         if (rc == 0) {
+            hkd_log(HKD_LOG_DEBUG, "fleet: put shard %u of %u: %zu sites, %ld bytes", s, shards, at - first, len);
             *w = (written){ hash, choices, now_ms };
             pthread_mutex_lock(&fl.lock);
             fl.st.keys_written++;

@@ -232,7 +232,8 @@ sys.exit(not (j['sites_disagree'] >= 1 and arms.get('B') == $OTHER and arms.get(
 }
 WHY="$(C A --json fleet 2>&1 | python3 -c "import json, sys; print(json.load(sys.stdin).get('disagree'))" 2>&1 | cut -c 1-400);
  pin on B: $(cat "$TMP/pin-b.out"); on B: $(site_json B "$KEY" | cut -c 1-200) ... $(grep -E "fleet:|site $KEY" "$TMP/B.log" | tail -3)"
-WHY_AFTER='for h in A B; do echo "$h after the wait:"; C $h fleet 2>&1 | head -8; done; grep -E "fleet" "$TMP/B.log" | tail -5'
+WHY_AFTER='for h in A B; do echo "$h after the wait:"; C $h fleet 2>&1 | head -8; done; grep -E "fleet" "$TMP/B.log" | tail -8;
+    echo "B, the site after the wait:"; grep -E "site $KEY" "$TMP/B.log" | tail -2; site_json B "$KEY" | cut -c 1-300'
 check "hakmemctl --json fleet on A: the site B runs another arm for, with each host's arm" wait_secs 40 listed_on_a
 WHY="$(C A fleet 2>&1 | tail -3)"
 check "hakmemctl fleet on A lists it: A: arm $ARM, B: arm $OTHER" bash -c "

@@ -217,7 +217,7 @@ static const struct { uint8_t scan, fullest; } reuse_level[4] = {
 static uint32_t carve_blocks(uint32_t bs) { return bs >= EXTEND_BYTES ? 1 : EXTEND_BYTES / bs; }
 
 /* Blocks of 1 KiB and more (below the medium classes) may come from the
- * class above: see borrow_larger. */
+ * class above: see lender_above. */
 #define BORROW_MIN_BYTES 1024u
 /* Borrows in a row before a class uses its own page again.  A borrowed
  * block goes back to the lender when freed, so a loop of malloc and free
@@ -225,36 +225,33 @@ static uint32_t carve_blocks(uint32_t bs) { return bs >= EXTEND_BYTES ? 1 : EXTE
  * the class carves, and the loop stays on the fast path. */
 #define BORROW_RUN_MAX 16u
 
-/* A block of the class above cls, from the free list of that class's
- * current page, when a page of cls would otherwise touch fresh memory; NULL
- * when there is none.  Each class otherwise keeps as many blocks as it ever
- * had in flight at once, and where blocks come back late (remote frees,
- * threads handing work on) the classes' peaks add up; a neighbour's spare
- * block, already resident, costs its rounding (an eighth or a quarter)
- * instead of fresh pages.  Smaller blocks are left out: a fresh stretch of
- * them refills many mallocs, a borrowed block one, and taking them from
- * other classes' pages kept those pages from retiring (mstress held 8% more
- * at 256 B and up).  Not for the aligned path: only its own class is sure
- * to keep the alignment. */
-static hk_block *borrow_larger(hk_heap *heap, unsigned cls)
+/* The current page of the class above cls when it has a spare block and a
+ * page of cls would otherwise touch fresh memory; NULL when there is none.
+ * Each class otherwise keeps as many blocks as it ever had in flight at
+ * once, and where blocks come back late (remote frees, threads handing
+ * work on) the classes' peaks add up; a neighbour's spare block, already
+ * resident, costs its rounding (an eighth or a quarter) instead of fresh
+ * pages.  Smaller blocks are left out: a fresh stretch of them refills many
+ * mallocs, a borrowed block one, and taking them from other classes' pages
+ * kept those pages from retiring (mstress held 8% more at 256 B and up).
+ * Not for the aligned path: only its own class is sure to keep the
+ * alignment. */
+static hk_page *lender_above(hk_heap *heap, unsigned cls)
 {
     if (cls + 1 >= first_medium_class || hk_classes[cls].block_size < BORROW_MIN_BYTES) return NULL;
     hk_page *lender = heap->current[cls + 1];
-    hk_block *b = lender->free;
-    if (b == NULL) return NULL;
-    hk_block_pop(lender, b);
-    lender->used++;
-    return b;
+    return lender->free != NULL ? lender : NULL;
 }
 
-/* A page of class cls with a free block, made current; NULL when out of
- * memory, or (borrowed not NULL) when *borrowed holds a block of the class
- * above instead of one that would touch fresh memory.  A page holding at least half an extend's worth of freed blocks
+/* A page with a free block: one of class cls, made current, or (may_borrow)
+ * the class above's current page instead of room that would touch fresh
+ * memory; NULL when out of memory.  A page holding at least half an
+ * extend's worth of freed blocks
  * (remote frees collected on the way) is taken before never-touched room
  * is carved: memory already resident is used first (a heap taken over
  * from an exited thread, or one whose blocks other threads free, stays
  * small), but a refill is not spent on a block or two. */
-static hk_page *find_page(hk_heap *heap, unsigned cls, hk_block **borrowed)
+static hk_page *find_page(hk_heap *heap, unsigned cls, int may_borrow)
 {
     unsigned level = hk_knob(HK_KNOB_PARTIAL_REUSE) & 3;
     hk_page *head = heap->queue[cls], *pg = head, *best = NULL, *fallback = NULL;
@@ -271,10 +268,12 @@ static hk_page *find_page(hk_heap *heap, unsigned cls, hk_block **borrowed)
         if (pg == head) break;                   /* went all the way round */
     }
     if (best == NULL) best = fallback;
-    if (borrowed && (best == NULL || best->free == NULL) && heap->borrow_run[cls] < BORROW_RUN_MAX &&
-        (*borrowed = borrow_larger(heap, cls)) != NULL) {
-        heap->borrow_run[cls]++;
-        return NULL;
+    if (may_borrow && (best == NULL || best->free == NULL) && heap->borrow_run[cls] < BORROW_RUN_MAX) {
+        hk_page *lender = lender_above(heap, cls);
+        if (lender) {
+            heap->borrow_run[cls]++;
+            return lender;
+        }
     }
     heap->borrow_run[cls] = 0;
     if (best) {
@@ -301,7 +300,7 @@ void *hk_heap_alloc_class_slow(hk_heap *heap, unsigned cls, int exact)
     uint64_t t0 = hk_ticks();
     hk_lock_acquire(&heap->own);
     hk_block *b = NULL;
-    hk_page *pg = find_page(heap, cls, exact ? NULL : &b);
+    hk_page *pg = find_page(heap, cls, !exact);
     if (pg != NULL) {
         b = pg->free;
         hk_block_pop(pg, b);

@@ -216,8 +216,8 @@ static const struct { uint8_t scan, fullest; } reuse_level[4] = {
 /* Blocks one extend() carves for block size bs. */
 static uint32_t carve_blocks(uint32_t bs) { return bs >= EXTEND_BYTES ? 1 : EXTEND_BYTES / bs; }
 
-/* Blocks of 1 KiB and more (below the medium classes) may come from the
- * class above: see lender_above. */
+/* Blocks of 1 KiB and more whose class above is not a medium one (1 to
+ * 48 KiB) may come from the class above: see lender_above. */
 #define BORROW_MIN_BYTES 1024u
 /* Borrows in a row before a class uses its own page again.  A borrowed
  * block goes back to the lender when freed, so a loop of malloc and free

@@ -16,7 +16,7 @@ hk_heap *hk_heap_for_thread(void);
 void *hk_heap_malloc_slow(size_t size, uintptr_t ra);
 /* A block of class cls when its current page has none; NULL when out of
  * memory.  exact: of class cls itself (an aligned request); otherwise a
- * block of 1 KiB or more may be one of the class above (heap.c). */
+ * block of 1 to 48 KiB may be one of the class above (heap.c). */
 void *hk_heap_alloc_class_slow(hk_heap *heap, unsigned cls, int exact);
 
 /* A block of class cls (exact: see hk_heap_alloc_class_slow), fast or slow;

@@ -87,9 +87,13 @@ static void prior_write(core_prior *p, const hkd_site_key *key, const hkd_prior 
 
 /* A record takes the fleet's sizes and reference cost when it has none of
  * its own (so its rewards are on the fleet's scale), and, while no pull of
- * its own is under way, the arm the fleet's statistics choose
+ * its own has begun, the arm the fleet's statistics choose
  * (hkd_learn_next_with: a host that joins exploits what the fleet learned
- * before it explores).  1 when the arm it runs changed. */
+ * before it explores).  Once it has pulled the site, its arm moves only as
+ * a pull of its own ends, which weighs the prior too: chosen again at every
+ * change of another host's sums, an idle site would take each of UCB1's
+ * explorations at once, on every idle host of the fleet together, with no
+ * process there to measure it.  1 when the arm it runs changed. */
 static int take_prior(site_rec *r, const hkd_fleet_sum *s, const hkd_prior *prior)
 {
     hkd_learn *l = &r->learn;
@@ -99,7 +103,7 @@ static int take_prior(site_rec *r, const hkd_fleet_sum *s, const hkd_prior *prio
         hkd_learn_set_sizes(l, s->size_lo, s->size_hi);
     if (l->ref_cost <= 0.0 && s->ref_cost > 0.0)
         l->ref_cost = s->ref_cost;
-    if (l->pinned < 0 && l->acc_allocs == 0 && l->settle == 0) {
+    if (l->pinned < 0 && l->total_pulls == 0 && l->acc_allocs == 0 && l->settle == 0) {
         int next = hkd_learn_next_with(l, prior, g.cfg.learn.explore);
         if (next != l->current) {
             l->current = next;

@@ -335,6 +335,21 @@ static void flush_2m(hkshm_region *s, uint64_t round)
     region_write_end(s);
 }
 
+/* A process of the fleet test's binary on this host, that ran the 2 MiB
+ * site for that many intervals. */
+static hkshm_region *run_2m(uint64_t rounds)
+{
+    char why[256];
+    hkshm_region *r = region_register(0, UID, 1, "/usr/bin/fleet-test", why, sizeof why);
+    if (!r)
+        fail_msg("simulated client refused: %s", why);
+    for (uint64_t round = 0; round < rounds; round++) {
+        flush_2m(r, round);
+        hkd_core_interval();
+    }
+    return r;
+}
+
 /* A core of its own (settle: intervals a new arm waits), and what the
  * fleet's other hosts say of the 2 MiB site: arm 2 wins. */
 static void core_begin(uint32_t settle)
@@ -387,14 +402,7 @@ static void core_takes_the_fleet_without_writing_it_back(void **state)
     assert_int_equal(n, 0);              /* nothing of its own yet: nothing to write */
     free(mine);
 
-    char why[256];
-    hkshm_region *r = region_register(0, UID, 1, "/usr/bin/fleet-test", why, sizeof why);
-    if (!r)
-        fail_msg("simulated client refused: %s", why);
-    for (uint64_t round = 0; round < 12; round++) {
-        flush_2m(r, round);
-        hkd_core_interval();
-    }
+    run_2m(12);
     int sites = 0;
     hkd_for_each_site(count_sites, &sites);
     assert_int_equal(sites, 1);          /* the process's site is the record the fleet made, and no stranger's */
@@ -518,6 +526,76 @@ static void core_takes_the_fleets_pins_and_resets(void **state)
     hkd_core_shutdown();
 }
 
+/* The arm a site runs and publishes (hkd_fleet_snapshot), as the core has it. */
+static int snapshot_arm(void)
+{
+    hkd_fleet_site *mine;
+    size_t n;
+    assert_int_equal(hkd_fleet_snapshot(&mine, &n), 0);
+    assert_int_equal(n, 1);
+    int arm = mine[0].arm;
+    free(mine);
+    return arm;
+}
+
+/* Host A pulled a 2 MiB site itself and settled on arm 0; now none of its
+ * processes runs it.  Other hosts pull on, and their sums move: over them
+ * UCB1 would explore arm 2, as it would on every idle host of the fleet at
+ * once.  A keeps the arm its own pulls chose until a pull of its own ends;
+ * only a site it never pulled takes the fleet's choice.  A site pinned
+ * here keeps its pin through the fleet's sums and the fleet's pins. */
+static void idle_site_keeps_its_arm_as_the_fleet_moves(void **state)
+{
+    (void)state;
+    core_begin(0);
+    hkd_fleet_sum sum = arm2_sum();
+    sum.prior = prior_best(0, 30);
+    assert_int_equal(hkd_fleet_apply(&sum, 1), 1);
+    hkshm_region *r = run_2m(8);
+    for (int i = 0; i < 3; i++)
+        hkd_core_interval();         /* the process is idle: its last pull ends */
+    hkd_site_info si = { 0 };
+    hkd_for_each_site(find_site, &si);
+    assert_true(si.arms[0].pulls >= 4);
+    assert_int_equal(si.arms[2].pulls, 0);
+    assert_int_equal(snapshot_arm(), 0);
+
+    /* Another host explored arm 2 once; arm 0 still has the best mean. */
+    hkd_fleet_sum moved = sum;
+    memset(&moved.prior, 0, sizeof moved.prior);
+    moved.prior.pulls[0] = 40;
+    moved.prior.reward_sum[0] = 40 * 0.55;
+    moved.prior.pulls[2] = 1;
+    moved.prior.reward_sum[2] = 0.45;
+    moved.hosts = 2;
+    assert_int_equal(hkd_fleet_apply(&moved, 1), 0);
+    assert_int_equal(snapshot_arm(), 0);
+    memset(&si, 0, sizeof si);
+    hkd_for_each_site(find_site, &si);
+    assert_int_equal(si.thresholds.bigcache_slots, hkd_arms[0].bigcache_slots);
+    for (int i = 0; i < 3; i++)
+        hkd_core_interval();
+    assert_int_equal(snapshot_arm(), 0);
+
+    /* Pinned here to arm 2: the fleet's sums, either way, and a sync of
+     * the fleet's pins that names none leave the pin as it is. */
+    assert_int_equal(hkd_pin(&sum.key, 2), 0);
+    assert_int_equal(snapshot_arm(), 2);
+    assert_int_equal(hkd_fleet_apply(&sum, 1), 0);
+    assert_int_equal(hkd_fleet_pins(NULL, 0), 0);
+    assert_int_equal(hkd_fleet_apply(&moved, 1), 0);
+    assert_int_equal(hkd_fleet_pins(NULL, 0), 0);
+    for (int i = 0; i < 3; i++)
+        hkd_core_interval();
+    assert_int_equal(snapshot_arm(), 2);
+    memset(&si, 0, sizeof si);
+    hkd_for_each_site(find_site, &si);
+    assert_int_equal(si.pinned_arm, 2);
+    assert_false(si.fleet_pinned);
+    hkd_core_shutdown();
+    munmap(r, HKSHM_REGION_SIZE);
+}
+
 int main(void)
 {
     if (core_fixture_begin("fleet") != 0)
@@ -532,6 +610,7 @@ int main(void)
         cmocka_unit_test(core_takes_the_fleet_without_writing_it_back),
         cmocka_unit_test(control_keys_round_trip_and_reject_the_rest),
         cmocka_unit_test(core_takes_the_fleets_pins_and_resets),
+        cmocka_unit_test(idle_site_keeps_its_arm_as_the_fleet_moves),
     };
     return core_fixture_end(cmocka_run_group_tests(tests, NULL, NULL));
 }

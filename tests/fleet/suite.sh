@@ -126,12 +126,29 @@ import json, sys
 s = json.load(sys.stdin)
 sys.exit(not (s.get('settled') and s['own_pulls'] >= 20 and not s['thin']))"
 }
+own_pulls_on_a() { site_json A "$KEY" | python3 -c "import json, sys; print(json.load(sys.stdin).get('own_pulls', 0))"; }
+# A pull of A's can end an interval or two after its client exits, and the
+# arm chosen then may be one UCB1 explores: A has settled only when its
+# pulls have stopped (no change over a second, five intervals) and its arm
+# is then the best of its own, the one B and C take from the fleet.
+a_quiet() {
+    local before after i
+    [ -n "$KEY" ] || KEY=$(large_key 2>/dev/null) || return 1
+    before=$(own_pulls_on_a)
+    for ((i = 0; i < 20; i++)); do
+        sleep 1
+        after=$(own_pulls_on_a)
+        [ "$after" = "$before" ] && return 0
+        before=$after
+    done
+    return 1
+}
 settle_on_a() {
     local i
     for ((i = 0; i < 12; i++)); do
         run_client A a$i 5000
         wait_pid "$CPID" 60
-        a_settled && return 0
+        a_quiet && a_settled && return 0
     done
     return 1
 }

@@ -1,9 +1,10 @@
 # Lays out the initial tree of the git check in the current directory:
-# 400 text files in 10 directories, plus "manifest", the list of files that
-# git_edit.awk rewrites round after round.
+# FILES text files (400 unless -v FILES=N) in 10 directories, plus
+# "manifest", the list of files that git_edit.awk rewrites round after round.
 BEGIN {
     seed = 7
-    for (n = 0; n < 400; n++) {
+    if (FILES + 0 < 100) FILES = 400
+    for (n = 0; n < FILES; n++) {
         d = "dir" (n % 10)
         if (!(d in made)) { system("mkdir -p " d); made[d] = 1 }
         f = d "/file" n ".txt"

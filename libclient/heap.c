@@ -246,11 +246,11 @@ static hk_page *lender_above(hk_heap *heap, unsigned cls)
 /* A page with a free block: one of class cls, made current, or (may_borrow)
  * the class above's current page instead of room that would touch fresh
  * memory; NULL when out of memory.  A page holding at least half an
- * extend's worth of freed blocks
- * (remote frees collected on the way) is taken before never-touched room
- * is carved: memory already resident is used first (a heap taken over
- * from an exited thread, or one whose blocks other threads free, stays
- * small), but a refill is not spent on a block or two. */
+ * extend's worth of freed blocks (remote frees collected on the way) is
+ * taken before never-touched room is carved: memory already resident is
+ * used first (a heap taken over from an exited thread, or one whose blocks
+ * other threads free, stays small), but a refill is not spent on a block
+ * or two. */
 static hk_page *find_page(hk_heap *heap, unsigned cls, int may_borrow)
 {
     unsigned level = hk_knob(HK_KNOB_PARTIAL_REUSE) & 3;

@@ -126,7 +126,8 @@ import json, sys
 s = json.load(sys.stdin)
 sys.exit(not (s.get('settled') and s['own_pulls'] >= 20 and not s['thin']))"
 }
-own_pulls_on_a() { site_json A "$KEY" | python3 -c "import json, sys; print(json.load(sys.stdin).get('own_pulls', 0))"; }
+# own_pulls ID: the pulls of the site that host ID made itself
+own_pulls() { site_json "$1" "$KEY" | python3 -c "import json, sys; print(json.load(sys.stdin).get('own_pulls', 0))"; }
 # A pull of A's can end an interval or two after its client exits, and the
 # arm chosen then may be one UCB1 explores: A has settled only when its
 # pulls have stopped (no change over a second, five intervals) and its arm
@@ -134,10 +135,10 @@ own_pulls_on_a() { site_json A "$KEY" | python3 -c "import json, sys; print(json
 a_quiet() {
     local before after i
     [ -n "$KEY" ] || KEY=$(large_key 2>/dev/null) || return 1
-    before=$(own_pulls_on_a)
+    before=$(own_pulls A)
     for ((i = 0; i < 20; i++)); do
         sleep 1
-        after=$(own_pulls_on_a)
+        after=$(own_pulls A)
         [ "$after" = "$before" ] && return 0
         before=$after
     done
@@ -258,7 +259,6 @@ check "hakmemctl fleet on A lists it: A: arm $ARM, B: arm $OTHER" bash -c "
 C B unpin "$KEY" >/dev/null
 
 # ---- fleet controls: pins and resets, authorised by etcd ----
-own_pulls() { site_json "$1" "$KEY" | python3 -c "import json, sys; print(json.load(sys.stdin).get('own_pulls', 0))"; }
 fleet_pulls() { site_json "$1" "$KEY" | python3 -c "import json, sys; print(json.load(sys.stdin).get('fleet_pulls', 0))"; }
 # FCTL USER ARGS...: hakmemctl fleet ARGS as etcd user USER ("": none)
 FCTL() {

@@ -3,7 +3,7 @@
 # "manifest", the list of files that git_edit.awk rewrites round after round.
 BEGIN {
     seed = 7
-    if (FILES + 0 < 100) FILES = 400
+    if (FILES == "") FILES = 400
     for (n = 0; n < FILES; n++) {
         d = "dir" (n % 10)
         if (!(d in made)) { system("mkdir -p " d); made[d] = 1 }

@@ -263,6 +263,7 @@ void hkd_core_shutdown(void)
     g.over_cap = g.set_changed = g.dirty = 0;
     g.selected_at = 0;
     core_collect_free();
+    core_table_free();
     hkd_collector_free(g.col);
     hkd_collector_free(g.col2);
     g.col = g.col2 = NULL;

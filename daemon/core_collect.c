@@ -99,13 +99,16 @@ static uint32_t add_sat32(uint32_t a, uint64_t d)
     return v > UINT32_MAX ? UINT32_MAX : (uint32_t)v;
 }
 
+/* Each collecting thread's note of a user refused for this interval. */
+static core_spent spent[COLLECTORS];
+
 /* Either collecting thread; arg is its index, which picks its accumulator. */
 static void on_site(const hkd_site_delta *d, void **cookie, void *arg)
 {
     uint32_t t = (uint32_t)(uintptr_t)arg;
     site_acc *a = *cookie;
     if (!a) {
-        site_rec *r = core_get_or_add(&d->key, d->module, 1);
+        site_rec *r = core_get_or_add(&d->key, d->module, 1, &spent[t]);
         if (!r)
             return;                  /* refused: asked again next interval */
         a = core_acc_at(t, r->idx);
@@ -199,11 +202,15 @@ int core_collect(hkd_collect_stats *st)
     /* Accumulators from earlier intervals are stale from here on. */
     for (uint32_t t = 0; t < COLLECTORS; t++)
         memset(core_acc.touched[t], 0, ((g.n_idx + 63) / 64) * sizeof(uint64_t));
+    for (uint32_t t = 0; t < COLLECTORS; t++)
+        spent[t] = CORE_SPENT_NONE;
     /* Half of the registrations each, on two threads once the fleet is big. */
     collect_part theirs = { .col = g.col2 };
     post(collect_job, &theirs);
     int rc = collect(g.col, st, (void *)(uintptr_t)0);
     hkd_worker_wait();
+    for (uint32_t t = 0; t < COLLECTORS; t++)
+        core_spent_settle(&spent[t]);
     if (theirs.rc < 0)
         rc = theirs.rc;
     st->live += theirs.st.live;

@@ -141,7 +141,7 @@ int hkd_fleet_apply(const hkd_fleet_sum *v, size_t n)
         if (!fleet_may_add(v[i].key.domain))
             continue;
         uint32_t before = g.n_idx - g.n_free;
-        site_rec *r = core_get_or_add(&v[i].key, NULL, 0);
+        site_rec *r = core_get_or_add(&v[i].key, NULL, 0, NULL);
         if (!r)
             continue;                /* refused by the user's limits, or no memory */
         made += g.n_idx - g.n_free != before;
@@ -185,7 +185,7 @@ int hkd_fleet_pins(const hkd_fleet_pin *v, size_t n)
     for (size_t i = 0; i < n; i++) {
         if (!fleet_may_add(v[i].key.domain) || v[i].arm < 0 || v[i].arm >= HKD_N_ARMS)
             continue;
-        site_rec *r = core_get_or_add(&v[i].key, NULL, 0);
+        site_rec *r = core_get_or_add(&v[i].key, NULL, 0, NULL);
         core_prior *p = r ? prior_slot(r->idx) : NULL;
         if (!p)
             continue;

@@ -102,7 +102,7 @@ static int merge_policy(hkd_policy *p, int replace)
         const hkd_site_state *st = &p->sites[order[k].i];
         int recent = st->last_seen > g.now_s || g.now_s - st->last_seen < g.cfg.retention_s;
         site_rec *r = recent ? core_get_or_add(&st->key, hkd_module_path(p->modules, p->n_modules,
-                                                                         st->key.module_hash), 0)
+                                                                         st->key.module_hash), 0, NULL)
                              : NULL;
         count++;
         if (!r) {

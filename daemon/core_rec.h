@@ -182,11 +182,26 @@ uint64_t core_clock_ms(void);
 /* core_store.c */
 /* Inside rcu_read_lock. */
 site_rec *core_lookup(const hkd_site_key *k);
+/* A collecting thread's note of the user whose new sites are used up for
+ * this interval (slot -1: none yet), and the refusals made on it since.
+ * A flood of new keys then costs a lookup each, not a turn at the create
+ * lock that the other collecting thread waits for. */
+typedef struct core_spent {
+    int slot;
+    uint32_t uid;
+    uint64_t refused;
+} core_spent;
+#define CORE_SPENT_NONE ((core_spent){ .slot = -1 })
+
 /* Either collecting thread (inside rcu_read_lock), or the learner: the
  * record for k, made when new and its domain may add it (by_report: a
  * process reports it), restored from the archive when kept there.
- * NULL: refused or no memory. */
-site_rec *core_get_or_add(const hkd_site_key *k, const char *module, int by_report);
+ * NULL: refused or no memory.  spent: a collecting thread's note, or NULL:
+ * a new key of the user it names is refused at once; a refusal for the
+ * per-interval limit names its user there. */
+site_rec *core_get_or_add(const hkd_site_key *k, const char *module, int by_report, core_spent *spent);
+/* Counts the refusals made on a note with its user's, and clears it. */
+void core_spent_settle(core_spent *spent);
 
 /* What is kept of r's learning (the archive, state files). */
 void core_state_of(const site_rec *r, hkd_site_state *s);
@@ -226,6 +241,8 @@ void core_pin_record(site_rec *r, int arm);
 /* core_table.c */
 /* Updates the record's table entry when it has one (the arm it runs). */
 void core_set_published(site_rec *r);
+/* Frees the table choice's working arrays (at shutdown). */
+void core_table_free(void);
 /* Chooses the table's sites when due (or now, with force) and publishes
  * when something changed. */
 int  core_publish(int force);

@@ -186,15 +186,19 @@ static site_rec *add_locked(const hkd_site_key *k, const char *module, int dom)
     return r;
 }
 
-site_rec *core_get_or_add(const hkd_site_key *k, const char *module, int by_report)
+site_rec *core_get_or_add(const hkd_site_key *k, const char *module, int by_report, core_spent *spent)
 {
     /* Once per process and site (the caller keeps the answer), or once an
      * interval while refused.  The lookup needs no lock (readers of the
-     * table never do), so a flood of keys holds the lock only to be
-     * refused, one at a time. */
+     * table never do), and a user whose new sites are used up is refused
+     * on the caller's note, so a flood of keys takes the lock once. */
     site_rec *r = core_lookup(k);
     if (r && (cold_of(r)->module[0] || !module || !module[0]))
         return r;
+    if (!r && spent && spent->slot >= 0 && spent->uid == k->domain) {
+        spent->refused++;
+        return NULL;
+    }
     pthread_mutex_lock(&g.create_lock);
     if (r) {
         /* A site restored from state has no module path until a client names it. */
@@ -202,14 +206,31 @@ site_rec *core_get_or_add(const hkd_site_key *k, const char *module, int by_repo
             snprintf(cold_of(r)->module, sizeof cold_of(r)->module, "%s", module);
     } else {
         int dom = hkd_domains_slot(g.domains, k->domain);
-        if (dom >= 0 && hkd_domains_admit(g.domains, dom, by_report) == 0) {
+        int rc = dom >= 0 ? hkd_domains_admit(g.domains, dom, by_report) : dom;
+        if (rc == 0) {
             /* The other collecting thread may have added it meanwhile. */
             if ((r = core_lookup(k)) || !(r = add_locked(k, module, dom)))
                 hkd_domains_unadmit(g.domains, dom, by_report);
+        } else if (rc == -EAGAIN && spent) {
+            /* The limit holds until the interval ends: settle the note's
+             * count first should it name another user. */
+            if (spent->slot >= 0)
+                hkd_domains_refused_rate(g.domains, spent->slot, spent->refused);
+            *spent = (core_spent){ .slot = dom, .uid = k->domain };
         }
     }
     pthread_mutex_unlock(&g.create_lock);
     return r;
+}
+
+void core_spent_settle(core_spent *spent)
+{
+    if (spent->slot >= 0 && spent->refused) {
+        pthread_mutex_lock(&g.create_lock);
+        hkd_domains_refused_rate(g.domains, spent->slot, spent->refused);
+        pthread_mutex_unlock(&g.create_lock);
+    }
+    *spent = CORE_SPENT_NONE;
 }
 
 /* ---- eviction ---- */

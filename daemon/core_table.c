@@ -44,6 +44,57 @@ static int keyed_cmp(const void *a, const void *b)
     return hkd_site_key_cmp(&((const keyed_rec *)a)->key, &((const keyed_rec *)b)->key);
 }
 
+/* The choice's working arrays, kept from one choice to the next: where
+ * records come and go the choice runs every few intervals, and arrays
+ * made afresh each time were pages faulted in afresh each time. */
+static struct {
+    hkd_pick *cand;
+    keyed_rec *v;
+    site_rec **kept;
+    size_t cap_cand, cap_v, cap_kept;
+} work;
+
+/* *p with room for n (at least one) of size bytes; NULL: no memory. */
+static void *grown(void **p, size_t *cap, size_t n, size_t size)
+{
+    if (n > *cap || !*p) {
+        size_t want = n > 2 * *cap ? n : 2 * *cap;
+        void *q = realloc(*p, (want ? want : 1) * size);
+        if (!q)
+            return NULL;
+        *p = q;
+        *cap = want ? want : 1;
+    }
+    return *p;
+}
+
+void core_table_free(void)
+{
+    free(work.cand);
+    free(work.v);
+    free(work.kept);
+    memset(&work, 0, sizeof work);
+}
+
+/* v holds `fresh` sorted records, room for the kept ones too: kept[],
+ * indexed by entry (NULL where that entry's record left), merged in by
+ * key, from the back so that nothing is overwritten before it is read. */
+static void merge_kept(keyed_rec *v, size_t fresh, site_rec *const *kept, uint32_t n_kept)
+{
+    size_t total = fresh;
+    for (uint32_t i = 0; i < n_kept; i++)
+        total += kept[i] != NULL;
+    size_t out = total, a = fresh;
+    for (uint32_t i = n_kept; i-- > 0;) {
+        if (!kept[i])
+            continue;
+        keyed_rec k = { cold_of(kept[i])->key, kept[i] };
+        while (a > 0 && keyed_cmp(&v[a - 1], &k) > 0)
+            v[--out] = v[--a];
+        v[--out] = k;
+    }
+}
+
 /* What a site's claim to a place in a full table is: pinned first (an
  * operator chose its arm), then bytes over the last minute or so, then
  * allocations. */
@@ -68,13 +119,12 @@ static uint64_t table_weight(const site_rec *r)
  * offset), so every user's sites have their place. */
 static int select_and_fill(void)
 {
-    hkd_pick *cand = malloc((g.n_idx ? g.n_idx : 1) * sizeof *cand);
-    keyed_rec *v = malloc((g.n_idx < HKSHM_SITE_CAP ? (g.n_idx ? g.n_idx : 1) : HKSHM_SITE_CAP) * sizeof *v);
-    if (!cand || !v) {
-        free(cand);
-        free(v);
+    hkd_pick *cand = grown((void **)&work.cand, &work.cap_cand, g.n_idx, sizeof *cand);
+    keyed_rec *v = grown((void **)&work.v, &work.cap_v, g.n_idx < HKSHM_SITE_CAP ? g.n_idx : HKSHM_SITE_CAP,
+                         sizeof *v);
+    site_rec **kept = grown((void **)&work.kept, &work.cap_kept, g.n_entries, sizeof *kept);
+    if (!cand || !v || !kept)
         return -ENOMEM;
-    }
     size_t n = 0;
     for (uint32_t i = 0; i < g.n_idx; i++) {
         site_rec *r = rec_at(i);
@@ -83,11 +133,8 @@ static int select_and_fill(void)
         cand[n++] = (hkd_pick){ .weight = table_weight(r), .domain = r->dom, .id = i };
     }
     int64_t m = hkd_pick_fair(cand, n, HKSHM_SITE_CAP, HKD_DOMAINS_MAX);
-    if (m < 0) {
-        free(cand);
-        free(v);
+    if (m < 0)
         return (int)m;
-    }
     g.over_cap = (size_t)m < n;
     for (size_t j = (size_t)m; j < n; j++) {
         site_rec *r = rec_at(cand[j].id);
@@ -98,6 +145,10 @@ static int select_and_fill(void)
             wend(r);
         }
     }
+    /* Those already in the table keep the order the last choice sorted
+     * them in; only the newcomers are sorted, then merged in. */
+    memset(kept, 0, g.n_entries * sizeof *kept);
+    size_t fresh = 0;
     for (int64_t j = 0; j < m; j++) {
         site_rec *r = rec_at(cand[j].id);
         if (r->excluded) {
@@ -107,9 +158,13 @@ static int select_and_fill(void)
             hkd_learn_resume(&r->learn, g.cfg.learn.settle_intervals);
             wend(r);
         }
-        v[j] = (keyed_rec){ cold_of(r)->key, r };
+        if (r->in_table)
+            kept[r->pos] = r;
+        else
+            v[fresh++] = (keyed_rec){ cold_of(r)->key, r };
     }
-    qsort(v, (size_t)m, sizeof *v, keyed_cmp);
+    qsort(v, fresh, sizeof *v, keyed_cmp);
+    merge_kept(v, fresh, kept, g.n_entries);
     for (int64_t j = 0; j < m; j++) {
         site_rec *r = v[j].r;
         hkshm_site_policy *e = &g.entries[j];
@@ -124,8 +179,6 @@ static int select_and_fill(void)
     g.n_entries = (uint32_t)m;
     g.set_changed = 0;
     g.selected_at = atomic_load(&g.intervals);
-    free(cand);
-    free(v);
     return 0;
 }
 

@@ -129,14 +129,18 @@ int hkd_domains_trusted(const hkd_domains *d, int slot)
     return d->dom[slot].trusted;
 }
 
+static void count_refused(hkd_domains *d, domain *m, int reason, uint64_t n)
+{
+    m->refused += n;
+    m->refused_unlogged += n;
+    m->last_reason = reason;
+    __atomic_fetch_add(&d->refused_total, n, __ATOMIC_RELAXED);
+}
+
 static int refuse(hkd_domains *d, domain *m, int reason, int by_report)
 {
-    if (by_report) {
-        m->refused++;
-        m->refused_unlogged++;
-        m->last_reason = reason;
-        __atomic_fetch_add(&d->refused_total, 1, __ATOMIC_RELAXED);
-    }
+    if (by_report)
+        count_refused(d, m, reason, 1);
     if (reason == REFUSED_RATE)
         return -EAGAIN;
     if (by_report) {
@@ -164,6 +168,12 @@ int hkd_domains_admit(hkd_domains *d, int slot, int by_report)
     d->live++;
     d->untrusted += !m->trusted;
     return 0;
+}
+
+void hkd_domains_refused_rate(hkd_domains *d, int slot, uint64_t n)
+{
+    if (n)
+        count_refused(d, &d->dom[slot], REFUSED_RATE, n);
 }
 
 void hkd_domains_unadmit(hkd_domains *d, int slot, int by_report)

@@ -182,10 +182,11 @@ uint64_t core_clock_ms(void);
 /* core_store.c */
 /* Inside rcu_read_lock. */
 site_rec *core_lookup(const hkd_site_key *k);
-/* A collecting thread's note of the user whose new sites are used up for
- * this interval (slot -1: none yet), and the refusals made on it since.
- * A flood of new keys then costs a lookup each, not a turn at the create
- * lock that the other collecting thread waits for. */
+/* A collecting thread's note of the user its last refusal was for (slot
+ * -1: none yet), and the refusals made on it since: until the interval
+ * ends, admissions only fill the limits, so that user's other new keys
+ * are refused too.  A flood of new keys then costs a lookup each, not a
+ * turn at the create lock that the other collecting thread waits for. */
 typedef struct core_spent {
     int slot;
     uint32_t uid;
@@ -197,8 +198,8 @@ typedef struct core_spent {
  * record for k, made when new and its domain may add it (by_report: a
  * process reports it), restored from the archive when kept there.
  * NULL: refused or no memory.  spent: a collecting thread's note, or NULL:
- * a new key of the user it names is refused at once; a refusal for the
- * per-interval limit names its user there. */
+ * a new key of the user it names is refused at once, and a refusal for a
+ * limit names its user there. */
 site_rec *core_get_or_add(const hkd_site_key *k, const char *module, int by_report, core_spent *spent);
 /* Counts the refusals made on a note with its user's, and clears it. */
 void core_spent_settle(core_spent *spent);

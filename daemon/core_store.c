@@ -190,8 +190,9 @@ site_rec *core_get_or_add(const hkd_site_key *k, const char *module, int by_repo
 {
     /* Once per process and site (the caller keeps the answer), or once an
      * interval while refused.  The lookup needs no lock (readers of the
-     * table never do), and a user whose new sites are used up is refused
-     * on the caller's note, so a flood of keys takes the lock once. */
+     * table never do), and a user refused once for a limit is refused
+     * again on the caller's note, so a flood of keys takes the lock once
+     * an interval. */
     site_rec *r = core_lookup(k);
     if (r && (cold_of(r)->module[0] || !module || !module[0]))
         return r;
@@ -211,11 +212,11 @@ site_rec *core_get_or_add(const hkd_site_key *k, const char *module, int by_repo
             /* The other collecting thread may have added it meanwhile. */
             if ((r = core_lookup(k)) || !(r = add_locked(k, module, dom)))
                 hkd_domains_unadmit(g.domains, dom, by_report);
-        } else if (rc == -EAGAIN && spent) {
-            /* The limit holds until the interval ends: settle the note's
-             * count first should it name another user. */
+        } else if (dom >= 0 && by_report && spent) {
+            /* Refused for a limit, which holds until the interval ends
+             * (the note's count settled first should it name another user). */
             if (spent->slot >= 0)
-                hkd_domains_refused_rate(g.domains, spent->slot, spent->refused);
+                hkd_domains_refused_again(g.domains, spent->slot, spent->refused);
             *spent = (core_spent){ .slot = dom, .uid = k->domain };
         }
     }
@@ -227,7 +228,7 @@ void core_spent_settle(core_spent *spent)
 {
     if (spent->slot >= 0 && spent->refused) {
         pthread_mutex_lock(&g.create_lock);
-        hkd_domains_refused_rate(g.domains, spent->slot, spent->refused);
+        hkd_domains_refused_again(g.domains, spent->slot, spent->refused);
         pthread_mutex_unlock(&g.create_lock);
     }
     *spent = CORE_SPENT_NONE;

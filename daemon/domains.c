@@ -129,25 +129,24 @@ int hkd_domains_trusted(const hkd_domains *d, int slot)
     return d->dom[slot].trusted;
 }
 
+/* n of m's new sites refused by report, for reason. */
 static void count_refused(hkd_domains *d, domain *m, int reason, uint64_t n)
 {
     m->refused += n;
     m->refused_unlogged += n;
     m->last_reason = reason;
     __atomic_fetch_add(&d->refused_total, n, __ATOMIC_RELAXED);
+    if (reason != REFUSED_RATE) {
+        m->waiting += (uint32_t)n;
+        m->waiting_reason = reason;
+    }
 }
 
 static int refuse(hkd_domains *d, domain *m, int reason, int by_report)
 {
     if (by_report)
         count_refused(d, m, reason, 1);
-    if (reason == REFUSED_RATE)
-        return -EAGAIN;
-    if (by_report) {
-        m->waiting++;
-        m->waiting_reason = reason;
-    }
-    return -EDQUOT;
+    return reason == REFUSED_RATE ? -EAGAIN : -EDQUOT;
 }
 
 int hkd_domains_admit(hkd_domains *d, int slot, int by_report)
@@ -170,10 +169,11 @@ int hkd_domains_admit(hkd_domains *d, int slot, int by_report)
     return 0;
 }
 
-void hkd_domains_refused_rate(hkd_domains *d, int slot, uint64_t n)
+void hkd_domains_refused_again(hkd_domains *d, int slot, uint64_t n)
 {
-    if (n)
-        count_refused(d, &d->dom[slot], REFUSED_RATE, n);
+    domain *m = &d->dom[slot];
+    if (n && m->last_reason != REFUSED_NONE)
+        count_refused(d, m, m->last_reason, n);
 }
 
 void hkd_domains_unadmit(hkd_domains *d, int slot, int by_report)

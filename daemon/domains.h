@@ -51,10 +51,11 @@ int  hkd_domains_trusted(const hkd_domains *d, int slot);
  * everyone's); room it makes by evicting its own idle sites is its to use
  * (hkd_domains_waiting).  Refusals by report are counted. */
 int  hkd_domains_admit(hkd_domains *d, int slot, int by_report);
-/* n more of slot's new sites refused by report for the per-interval
- * limit, counted as admit counts them: a caller that was told -EAGAIN
- * need not ask again for the rest of the interval. */
-void hkd_domains_refused_rate(hkd_domains *d, int slot, uint64_t n);
+/* n more of slot's new sites refused by report, for the reason admit
+ * last refused one, and counted as admit counts them.  Until an interval
+ * ends, admissions only fill the limits, so a caller told no may take
+ * the answer for the user's other new sites without asking again. */
+void hkd_domains_refused_again(hkd_domains *d, int slot, uint64_t n);
 /* Undoes an admission whose site could not be made. */
 void hkd_domains_unadmit(hkd_domains *d, int slot, int by_report);
 /* One of slot's sites is gone. */

@@ -26,9 +26,11 @@ typedef struct cache_slot {
 } cache_slot;
 
 typedef struct ring {
-    uint32_t held;                /* slots holding a block (under the ring's lock) */
+    uint32_t held;                /* bit k: slot k holds a block; written under the
+                                   * ring's lock, peeked without */
     cache_slot slot[HK_BIGCACHE_SLOTS];
 } __attribute__((aligned(64))) ring;
+_Static_assert(HK_BIGCACHE_SLOTS <= 32, "a bit of `held` per slot");
 
 static ring rings[HK_BIGCACHE_SITES];
 static hk_lock ring_lock[HK_BIGCACHE_SITES];
@@ -64,8 +66,21 @@ static unsigned ring_of(uint32_t site) { return site % HK_BIGCACHE_SITES; }
 static void slot_emptied(unsigned s, unsigned k)
 {
     __atomic_store_n(&rings[s].slot[k].block, NULL, __ATOMIC_RELAXED);
-    if (--rings[s].held == 0)
+    uint32_t held = rings[s].held & ~(1u << k);
+    __atomic_store_n(&rings[s].held, held, __ATOMIC_RELAXED);
+    if (held == 0)
         atomic_fetch_and_explicit(&occupied, ~(1ull << s), memory_order_relaxed);
+}
+
+/* The slots of a ring that hold a block, for walking with next_slot
+ * (a peek when not under the ring's lock). */
+static uint32_t held_slots(const ring *r) { return __atomic_load_n(&r->held, __ATOMIC_RELAXED); }
+
+static unsigned next_slot(uint32_t *m)
+{
+    unsigned k = (unsigned)__builtin_ctz(*m);
+    *m &= *m - 1;
+    return k;
 }
 
 /* Rings that hold a block, for walking with next_ring. */
@@ -108,8 +123,8 @@ void *hk_bigcache_take(uint32_t site, size_t want, uintptr_t align_mask, size_t 
     void *found = NULL;
     hk_lock_acquire(&ring_lock[s]);
     int best = -1;
-    for (unsigned k = 0; k < HK_BIGCACHE_SLOTS; k++) {
-        if (r->slot[k].block == NULL) continue;
+    for (uint32_t m = r->held; m;) {
+        unsigned k = next_slot(&m);
         if (best < 0 || serves_better(&r->slot[k], &r->slot[best], want, align_mask)) best = (int)k;
     }
     if (best >= 0) {
@@ -130,9 +145,10 @@ void *hk_bigcache_take_at(uint32_t site, const void *start, const void *end, siz
     ring *r = &rings[s];
     void *found = NULL;
     hk_lock_acquire(&ring_lock[s]);
-    for (unsigned k = 0; k < HK_BIGCACHE_SLOTS && found == NULL; k++) {
+    for (uint32_t m = r->held; m && found == NULL;) {
+        unsigned k = next_slot(&m);
         uint8_t *b = r->slot[k].block;
-        if (b == NULL || !(start ? b == start : b + r->slot[k].size == end)) continue;
+        if (!(start ? b == start : b + r->slot[k].size == end)) continue;
         found = b;
         *size = r->slot[k].size;
         slot_emptied(s, k);
@@ -155,7 +171,8 @@ static int evict_oldest(void)
     uint64_t oldest_seq = UINT64_MAX;
     for (uint64_t m = occupied_rings(); m;) {
         unsigned s = next_ring(&m);
-        for (unsigned k = 0; k < HK_BIGCACHE_SLOTS; k++) {
+        for (uint32_t h = held_slots(&rings[s]); h;) {
+            unsigned k = next_slot(&h);
             const cache_slot *c = &rings[s].slot[k];
             if (__atomic_load_n(&c->block, __ATOMIC_RELAXED) == NULL) continue;
             uint64_t seq = __atomic_load_n(&c->seq, __ATOMIC_RELAXED);
@@ -198,10 +215,13 @@ int hk_bigcache_put(uint32_t site, void *block, size_t size, unsigned slots, int
     hk_lock_acquire(&ring_lock[s]);
     /* An empty slot among the site's first `slots` if any, else the one
      * holding the oldest block (circular eviction). */
+    uint32_t mine = slots >= 32 ? ~0u : (1u << slots) - 1, empty = mine & ~r->held;
     unsigned k = 0;
-    for (unsigned i = 0; i < slots; i++) {
-        if (r->slot[i].block == NULL) { k = i; break; }
-        if (r->slot[i].seq < r->slot[k].seq) k = i;
+    if (empty) {
+        k = (unsigned)__builtin_ctz(empty);
+    } else {
+        for (unsigned i = 1; i < slots; i++)
+            if (r->slot[i].seq < r->slot[k].seq) k = i;
     }
     old = r->slot[k];
     r->slot[k].size = size;
@@ -209,8 +229,10 @@ int hk_bigcache_put(uint32_t site, void *block, size_t size, unsigned slots, int
     r->slot[k].freed_ns = hk_coarse_ns();
     __atomic_store_n(&r->slot[k].seq, seq, __ATOMIC_RELAXED);
     __atomic_store_n(&r->slot[k].block, block, __ATOMIC_RELAXED);   /* trim peeks at it */
-    if (old.block == NULL && r->held++ == 0)
-        atomic_fetch_or_explicit(&occupied, 1ull << s, memory_order_relaxed);
+    if (old.block == NULL) {
+        if (r->held == 0) atomic_fetch_or_explicit(&occupied, 1ull << s, memory_order_relaxed);
+        __atomic_store_n(&r->held, r->held | 1u << k, __ATOMIC_RELAXED);
+    }
     hk_lock_release(&ring_lock[s]);
     atomic_fetch_add_explicit(&n_puts, 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&n_cached_bytes, size, memory_order_relaxed);
@@ -230,9 +252,9 @@ void hk_bigcache_trim(uint64_t now_ns, uint64_t max_idle_ns)
     for (uint64_t m = occupied_rings(); m;) {
         unsigned s = next_ring(&m);
         ring *r = &rings[s];
-        for (unsigned i = 0; i < HK_BIGCACHE_SLOTS; i++) {
+        for (uint32_t h = held_slots(r); h;) {
             /* a racy peek, rechecked under the lock */
-            if (__atomic_load_n(&r->slot[i].block, __ATOMIC_RELAXED) == NULL) continue;
+            unsigned i = next_slot(&h);
             cache_slot old = { 0 };
             hk_lock_acquire(&ring_lock[s]);
             if (r->slot[i].block && (max_idle_ns == 0 || now_ns - r->slot[i].freed_ns > max_idle_ns)) {

@@ -200,10 +200,10 @@ int core_collect(hkd_collect_stats *st)
         cl.building_cap = cap;
     }
     /* Accumulators from earlier intervals are stale from here on. */
-    for (uint32_t t = 0; t < COLLECTORS; t++)
+    for (uint32_t t = 0; t < COLLECTORS; t++) {
         memset(core_acc.touched[t], 0, ((g.n_idx + 63) / 64) * sizeof(uint64_t));
-    for (uint32_t t = 0; t < COLLECTORS; t++)
         spent[t] = CORE_SPENT_NONE;
+    }
     /* Half of the registrations each, on two threads once the fleet is big. */
     collect_part theirs = { .col = g.col2 };
     post(collect_job, &theirs);

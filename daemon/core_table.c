@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "grow.h"
 #include "log.h"
 #include "pick.h"
 #include "publisher.h"
@@ -53,20 +54,6 @@ static struct {
     site_rec **kept;
     size_t cap_cand, cap_v, cap_kept;
 } work;
-
-/* *p with room for n (at least one) of size bytes; NULL: no memory. */
-static void *grown(void **p, size_t *cap, size_t n, size_t size)
-{
-    if (n > *cap || !*p) {
-        size_t want = n > 2 * *cap ? n : 2 * *cap;
-        void *q = realloc(*p, (want ? want : 1) * size);
-        if (!q)
-            return NULL;
-        *p = q;
-        *cap = want ? want : 1;
-    }
-    return *p;
-}
 
 void core_table_free(void)
 {
@@ -119,12 +106,15 @@ static uint64_t table_weight(const site_rec *r)
  * offset), so every user's sites have their place. */
 static int select_and_fill(void)
 {
-    hkd_pick *cand = grown((void **)&work.cand, &work.cap_cand, g.n_idx, sizeof *cand);
-    keyed_rec *v = grown((void **)&work.v, &work.cap_v, g.n_idx < HKSHM_SITE_CAP ? g.n_idx : HKSHM_SITE_CAP,
-                         sizeof *v);
-    site_rec **kept = grown((void **)&work.kept, &work.cap_kept, g.n_entries, sizeof *kept);
-    if (!cand || !v || !kept)
+    /* One more than needed, so that none is NULL (qsort, memset). */
+    if (hkd_grow((void **)&work.cand, &work.cap_cand, g.n_idx + 1, sizeof *work.cand) < 0 ||
+        hkd_grow((void **)&work.v, &work.cap_v, (g.n_idx < HKSHM_SITE_CAP ? g.n_idx : HKSHM_SITE_CAP) + 1,
+                 sizeof *work.v) < 0 ||
+        hkd_grow((void **)&work.kept, &work.cap_kept, g.n_entries + 1, sizeof *work.kept) < 0)
         return -ENOMEM;
+    hkd_pick *cand = work.cand;
+    keyed_rec *v = work.v;
+    site_rec **kept = work.kept;
     size_t n = 0;
     for (uint32_t i = 0; i < g.n_idx; i++) {
         site_rec *r = rec_at(i);

@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "atomic_file.h"
+#include "grow.h"
 #include "hakmem_shm.h"
 #include "policy.pb-c.h"
 #include "utf8.h"
@@ -358,21 +359,6 @@ static int trim_to(hkd_policy *p, uint64_t budget, int by_count)
     return rc;
 }
 
-static int grow(void **p, size_t *cap, size_t need, size_t size)
-{
-    if (need <= *cap)
-        return 0;
-    size_t c = *cap ? *cap * 2 : 256;
-    while (c < need)
-        c *= 2;
-    void *n = realloc(*p, c * size);
-    if (!n)
-        return -ENOMEM;
-    *p = n;
-    *cap = c;
-    return 0;
-}
-
 static int add_site(hkd_policy *p, size_t *cap, size_t *cap_bytes, size_t *cap_mods,
                     const Hakmem__Policy__SiteState *msg, uint32_t bytes, size_t max_sites)
 {
@@ -383,8 +369,8 @@ static int add_site(hkd_policy *p, size_t *cap, size_t *cap_bytes, size_t *cap_m
         if (rc < 0)
             return rc;
     }
-    if (grow((void **)&p->sites, cap, p->n + 1, sizeof *p->sites) < 0 ||
-        grow((void **)&p->site_bytes, cap_bytes, p->n + 1, sizeof *p->site_bytes) < 0)
+    if (hkd_grow((void **)&p->sites, cap, p->n + 1, sizeof *p->sites) < 0 ||
+        hkd_grow((void **)&p->site_bytes, cap_bytes, p->n + 1, sizeof *p->site_bytes) < 0)
         return -ENOMEM;
     p->sites[p->n] = st;
     p->site_bytes[p->n++] = bytes;
@@ -394,7 +380,7 @@ static int add_site(hkd_policy *p, size_t *cap, size_t *cap_bytes, size_t *cap_m
         if (p->n_modules == MODULE_NAMES_MAX)
             p->n_modules = hkd_module_names_unique(p->modules, p->n_modules);
         if (p->n_modules < MODULE_NAMES_MAX) {
-            if (grow((void **)&p->modules, cap_mods, p->n_modules + 1, sizeof *p->modules) < 0)
+            if (hkd_grow((void **)&p->modules, cap_mods, p->n_modules + 1, sizeof *p->modules) < 0)
                 return -ENOMEM;
             hkd_module_name *m = &p->modules[p->n_modules++];
             m->hash = msg->module_hash;

@@ -469,8 +469,10 @@ else
     known() { bins_json | python3 -c "import json,sys; sys.exit(len(json.load(sys.stdin)['binaries'])!=1)"; }
     check "binaries: the daemon knows the binary after one run" wait_for 5 known
     H=$(bins_json | python3 -c "import json,sys; print(json.load(sys.stdin)['binaries'][0]['binary'])")
-    gen=$(status_field generation)
+    # The generation is read after the pin: one publication may already be
+    # under way without it, and its generation must not count.
     C pin-binary "$H" lean >/dev/null
+    gen=$(status_field generation)
     published() { [ "$(status_field generation)" -gt "$gen" ]; }
     wait_for 5 published >/dev/null
     first=$(probe 150 | head -1)

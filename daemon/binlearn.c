@@ -113,6 +113,7 @@ static const struct {
     { HKSHM_KNOB_BIGCACHE_KIB, "HAKMEM_BIGCACHE_BYTES", 1024, 0 },
     { HKSHM_KNOB_MEDIUM_PAGE_BLOCKS, "HAKMEM_MEDIUM_PAGE_BLOCKS", 1, 0 },
     { HKSHM_KNOB_POPULATE_KIB, "HAKMEM_POPULATE_KIB", 1, 0 },
+    { HKSHM_KNOB_PACKED_MEDIUM, "HAKMEM_PACKED_MEDIUM", 1, 0 },
 };
 
 int hkd_bin_arm_env(int arm, char *buf, size_t len)

@@ -50,12 +50,14 @@ void hakmem_get_stats(hakmem_stats *out);
 /* The process-level knobs in force now, numbered as include/hakmem_shm.h
  * numbers them (purge delay in ms, retained segments, partial reuse 0..3,
  * small-object THP, default large threshold in bytes, BigCache budget in
- * KiB, fewest blocks per medium page, KiB populated ahead of carving), and
- * the arm the daemon published for this binary
+ * KiB, fewest blocks per medium page, KiB populated ahead of carving,
+ * whether 8-64 KiB requests are packed; entries past the last knob are 0),
+ * and the arm the daemon published for this binary
  * (-1: none; the knobs are then the environment's or the defaults). */
+#define HAKMEM_KNOBS_MAX 16
 typedef struct hakmem_knobs {
     int32_t  binary_arm;
-    uint32_t value[8];
+    uint32_t value[HAKMEM_KNOBS_MAX];
 } hakmem_knobs;
 
 void hakmem_get_knobs(hakmem_knobs *out);

@@ -135,9 +135,9 @@
 #include <stddef.h>
 #include <stdatomic.h>
 
-#define HKSHM_MAGIC          0x324D48534D4B4148ULL   /* "HAKMSHM2" */
+#define HKSHM_MAGIC          0x334D48534D4B4148ULL   /* "HAKMSHM3" */
 #define HKSHM_REGION_MAGIC   0x3247524D4B4148ULL     /* "HAKMRG2" */
-#define HKSHM_ABI_VERSION    2u
+#define HKSHM_ABI_VERSION    3u
 #define HKSHM_DEFAULT_NAME   "/hakmem"
 #define HKSHM_DEFAULT_SOCKET "/run/hakmem/ctl.sock"
 
@@ -152,7 +152,7 @@
 #define HKSHM_TABLES         2u
 #define HKSHM_SITE_CAP       65536u   /* published site policies per copy */
 #define HKSHM_BINARY_CAP     4096u    /* published binary policies per copy */
-#define HKSHM_KNOBS          8u
+#define HKSHM_KNOBS          9u
 #define HKSHM_COMMAND_LEN    24u      /* bytes of a command's text at most */
 #define HKSHM_COMMAND_MAX    32u      /* its field, NUL-padded */
 #define HKSHM_HEADER_SIZE    4096u
@@ -281,6 +281,7 @@ enum hkshm_knob {
     HKSHM_KNOB_BIGCACHE_KIB,              /* BigCache's total bytes, in KiB */
     HKSHM_KNOB_MEDIUM_PAGE_BLOCKS,        /* 1..8: fewest blocks in a page of a 16-128 KiB class */
     HKSHM_KNOB_POPULATE_KIB,              /* 0..1024: KiB faulted in at once ahead of carving */
+    HKSHM_KNOB_PACKED_MEDIUM,             /* 0..1: requests of 8-64 KiB packed end to end */
 };
 
 /* HKSHM_KNOB_THP's bits: huge pages asked for small-object segments, and
@@ -331,6 +332,7 @@ static inline int hkshm_knob_valid(uint32_t knob, uint32_t v)
     case HKSHM_KNOB_BIGCACHE_KIB:      return v <= (4u << 20);
     case HKSHM_KNOB_MEDIUM_PAGE_BLOCKS: return v >= 1u && v <= 8u;
     case HKSHM_KNOB_POPULATE_KIB:      return v <= 1024u;
+    case HKSHM_KNOB_PACKED_MEDIUM:     return v <= 1u;
     default:                           return 0;
     }
 }
@@ -349,8 +351,8 @@ _Static_assert(offsetof(hkshm_region, modules) == 512, "region header is 512 byt
 _Static_assert(sizeof(hkshm_region) == 512 + 16 * 64 + 256 * 224, "region size");
 _Static_assert(sizeof(hkshm_region) % 64 == 0, "regions stay cache-line aligned");
 _Static_assert(sizeof(hkshm_site_policy) == 32, "site policy entry");
-_Static_assert(sizeof(hkshm_binary_policy) == 64, "binary policy entry");
-_Static_assert(offsetof(hkshm_binary_policy, command_hash) == 56, "binary policy layout");
+_Static_assert(sizeof(hkshm_binary_policy) == 72, "binary policy entry");
+_Static_assert(offsetof(hkshm_binary_policy, command_hash) == 64, "binary policy layout");
 _Static_assert(offsetof(hkshm_table, sites) == 64, "table layout");
 _Static_assert(sizeof(hkshm_table) % 64 == 0, "copies stay aligned");
 _Static_assert(sizeof(_Atomic uint64_t) == 8 && sizeof(_Atomic uint32_t) == 4,

@@ -18,6 +18,7 @@
 #include "mallinfo.h"
 #include "options.h"
 #include "os.h"
+#include "packed.h"
 #include "segment.h"
 #include "shm_client.h"
 #include "site.h"
@@ -206,7 +207,12 @@ static HK_NOINLINE void *malloc_medium(size_t size, uintptr_t ra, int *zeroed, s
 static HK_NOINLINE void free_other(void *p, const char *fn)
 {
     if (p == NULL) return;
-    if (hk_chunk_kind((uintptr_t)p) == HK_CHUNK_LARGE) {
+    unsigned kind = hk_chunk_kind((uintptr_t)p);
+    if (kind == HK_CHUNK_PACKED) {
+        hk_packed_free(p, fn);
+        return;
+    }
+    if (kind == HK_CHUNK_LARGE) {
         hk_large_free(p, fn);
         return;
     }
@@ -254,6 +260,7 @@ static size_t usable_size(void *p, const char *fn)
         hk_heap_check_block(page, p, fn);
         return page->block_size;
     }
+    if (kind == HK_CHUNK_PACKED) return hk_packed_usable(p, fn);
     if (kind == HK_CHUNK_LARGE) return hk_large_usable(p, fn);
     hk_fatal_pointer(fn, "invalid pointer", p);
 }
@@ -307,6 +314,9 @@ static void *realloc_impl(void *p, size_t size, uintptr_t ra)
         old = page->block_size;
         /* Stays put while it fits and would not waste more than half. */
         if (size <= old && (size >= old / 2 || old <= 64)) return p;
+    } else if (kind == HK_CHUNK_PACKED) {
+        old = hk_packed_usable(p, fn);
+        if (size <= old && size >= old / 2) return p;
     } else if (kind == HK_CHUNK_LARGE) {
         void *q = hk_large_try_realloc(p, size, fn);
         if (q) return q;
@@ -430,4 +440,5 @@ EXPORT void hakmem_collect(void)
     hk_heap *heap = hk_heap_for_thread();
     if (heap != NULL) hk_heap_collect(heap, 1);     /* what exited threads left behind too */
     hk_bigcache_trim(0, 0);
+    hk_packed_collect();
 }

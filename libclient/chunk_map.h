@@ -7,7 +7,7 @@
 
 #include "internal.h"
 
-enum { HK_CHUNK_NONE = 0, HK_CHUNK_SEGMENT = 1, HK_CHUNK_LARGE = 2 };
+enum { HK_CHUNK_NONE = 0, HK_CHUNK_SEGMENT = 1, HK_CHUNK_LARGE = 2, HK_CHUNK_PACKED = 3 };
 
 extern _Atomic uint8_t hk_chunk_map[HK_CHUNKS];
 

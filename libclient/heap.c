@@ -12,6 +12,7 @@
 #include "lock.h"
 #include "options.h"
 #include "os.h"
+#include "packed.h"
 #include "segment.h"
 #include "site.h"
 #include "size_class.h"
@@ -457,6 +458,7 @@ static void maintain(hk_heap *heap)
         hk_heap_info_publish_locked(heap);
     hk_lock_release(&heap->own);
     hk_bigcache_trim(now, BIGCACHE_IDLE_NS);
+    hk_packed_maintain(now);
     hk_count_own(&heap->counts.maintain_ticks, hk_ticks() - t0);
     hk_shm_client_tick(now);
 }
@@ -468,7 +470,7 @@ void *hk_heap_malloc_slow(size_t size, uintptr_t ra)
         heap = hk_heap_for_thread();
         if (heap == NULL) { errno = ENOMEM; return NULL; }
     }
-    void *p = hk_heap_alloc_class(heap, hk_size_class(size), 0);
+    void *p = hk_packed_wanted(size) ? hk_packed_alloc(size) : hk_heap_alloc_class(heap, hk_size_class(size), 0);
     if (p == NULL) { errno = ENOMEM; return NULL; }
     if ((heap->sample_left -= (int64_t)size) < 0) hk_heap_sample(heap, ra, size);
     if ((++heap->slow_calls % MAINTAIN_EVERY) == 0) maintain(heap);

@@ -12,6 +12,7 @@
 #include "meta.h"
 #include "modules.h"
 #include "options.h"
+#include "packed.h"
 #include "segment.h"
 #include "shm_client.h"
 #include "site.h"
@@ -50,10 +51,12 @@ static void fork_prepare(void)
     hk_segment_fork_prepare();
     hk_bigcache_fork_prepare();
     hk_meta_fork_prepare();
+    hk_packed_fork_prepare();
 }
 
 static void fork_parent(void)
 {
+    hk_packed_fork_parent();
     hk_meta_fork_parent();
     hk_bigcache_fork_parent();
     hk_segment_fork_parent();
@@ -63,6 +66,7 @@ static void fork_parent(void)
 static void fork_child(void)
 {
     hk_module_fork_child();
+    hk_packed_fork_child();
     hk_meta_fork_child();
     hk_bigcache_fork_child();
     hk_segment_fork_child();

@@ -1,13 +1,16 @@
 /* mallinfo2() and mallinfo(): glibc's fields, filled from what hakmem knows.
  *
- *   arena     bytes of segments mapped (4 MiB each, retained empty ones too)
- *   ordblks   free blocks carved in pages (on free lists)
+ *   arena     bytes of segments and packed chunks mapped (4 MiB each,
+ *             retained empty segments too)
+ *   ordblks   free blocks carved in pages (on free lists) and free packed
+ *             blocks
  *   smblks    large blocks waiting in BigCache for reuse
  *   hblks     large blocks handed out (each mapped on its own)
  *   hblkhd    bytes mapped for them
  *   usmblks   0, as in glibc
  *   fsmblks   bytes of the blocks waiting in BigCache (mapped, free)
- *   uordblks  bytes of segment blocks handed out (block sizes, not requests)
+ *   uordblks  bytes of segment and packed blocks handed out (block sizes,
+ *             headers included, not requests)
  *   fordblks  arena - uordblks: free blocks, never-carved page room, free
  *             slots and segment headers
  *   keepcost  bytes malloc_trim(0) would give back: free slots still resident
@@ -22,6 +25,7 @@
 #include "bigcache.h"
 #include "heap.h"
 #include "large.h"
+#include "packed.h"
 #include "segment.h"
 
 #include <limits.h>
@@ -52,13 +56,15 @@ void hk_mallinfo(struct mallinfo2 *out)
     hk_large_stats ls;
     hk_bigcache_get_stats(&bc);
     hk_large_get_stats(&ls);
+    hk_packed_figures pk;
+    hk_packed_figures_get(&pk);
 
     memset(out, 0, sizeof *out);
-    out->arena = hk_segment_mapped_count() * HK_SEGMENT_SIZE;
-    out->uordblks = f.used + hk_segment_abandoned_used();
+    out->arena = (hk_segment_mapped_count() + pk.chunks) * HK_SEGMENT_SIZE;
+    out->uordblks = f.used + hk_segment_abandoned_used() + pk.used_bytes;
     if (out->uordblks > out->arena) out->uordblks = out->arena;
     out->fordblks = out->arena - out->uordblks;
-    out->ordblks = f.free_blocks;
+    out->ordblks = f.free_blocks + pk.free_blocks;
     out->keepcost = f.dirty + hk_segment_retained_dirty_bytes();
     out->smblks = bc.cached_blocks;
     out->fsmblks = bc.cached_bytes;

@@ -13,6 +13,7 @@
 #include "lock.h"
 #include "options.h"
 #include "os.h"
+#include "packed.h"
 #include "purge_pace.h"
 #include "segment.h"
 #include "shm_client.h"
@@ -36,7 +37,8 @@ void hakmem_get_knobs(hakmem_knobs *out)
 {
     uint32_t arm = hk_region_binary_arm();
     out->binary_arm = arm == HKSHM_NO_ARM ? -1 : (int32_t)arm;
-    for (unsigned k = 0; k < 8; k++)
+    _Static_assert(HK_KNOBS <= HAKMEM_KNOBS_MAX, "the public struct holds every knob");
+    for (unsigned k = 0; k < HAKMEM_KNOBS_MAX; k++)
         out->value[k] = k < HK_KNOBS ? hk_knob(k) : 0;
 }
 
@@ -155,6 +157,12 @@ void hakmem_report(int fd)
         s.threads_live, (unsigned long long)s.segments_mapped,
         (unsigned long long)(s.segment_bytes_mapped >> 20), (unsigned long long)(s.bytes_purged >> 20),
         (unsigned long long)s.remote_frees_collected);
+    hk_packed_figures pk;
+    hk_packed_figures_get(&pk);
+    say(&o, "  packed: chunks %llu (%llu MiB), in use %llu KiB, free blocks %llu (%llu KiB), purged %llu MiB\n",
+        (unsigned long long)pk.chunks, (unsigned long long)(pk.chunks * HK_SEGMENT_SIZE >> 20),
+        (unsigned long long)(pk.used_bytes >> 10), (unsigned long long)pk.free_blocks,
+        (unsigned long long)(pk.free_bytes >> 10), (unsigned long long)(pk.purged_bytes >> 20));
     say(&o, "  large: allocs %llu, frees %llu, mapped %llu MiB, THP blocks %llu (kernel THP mode %s)\n",
         (unsigned long long)ls.allocs, (unsigned long long)ls.frees,
         (unsigned long long)(ls.mapped_bytes >> 20), (unsigned long long)ls.thp_blocks,
@@ -187,11 +195,11 @@ void hakmem_report(int fd)
     char arm[32] = "none";
     if (kn.binary_arm >= 0) snprintf(arm, sizeof arm, "%d (daemon)", kn.binary_arm);
     say(&o, "  knobs: purge %u ms (now %u ms, raised by %llu refaults), retained segments %u, partial reuse %u, THP small %s large %s, large >= %s, "
-            "BigCache %s, medium page blocks %u, populate %u KiB; binary arm %s\n",
+            "BigCache %s, medium page blocks %u, populate %u KiB, packed medium %s; binary arm %s\n",
         kn.value[HK_KNOB_PURGE_DELAY_MS], hk_purge_delay_current_ms(), (unsigned long long)hk_purge_refaults(),
         kn.value[HK_KNOB_RETAINED_SEGMENTS], kn.value[HK_KNOB_PARTIAL_REUSE],
         kn.value[HK_KNOB_THP] & HK_THP_SMALL ? "on" : "off", kn.value[HK_KNOB_THP] & HK_THP_LARGE ? "on" : "off", thr, bc_budget, kn.value[HK_KNOB_MEDIUM_PAGE_BLOCKS],
-        kn.value[HK_KNOB_POPULATE_KIB], arm);
+        kn.value[HK_KNOB_POPULATE_KIB], kn.value[HK_KNOB_PACKED_MEDIUM] ? "on" : "off", arm);
 
     hk_lock_acquire(&report_lock);
     top.n = 0;

@@ -18,7 +18,7 @@ int main(int argc, char **argv)
     hakmem_knobs k;
     hakmem_get_knobs(&k);
     printf("arm %d knobs", k.binary_arm);
-    for (int i = 0; i < 8; i++)
+    for (int i = 0; i < 9; i++)
         printf(" %u", k.value[i]);
     printf("\n");
     fflush(stdout);

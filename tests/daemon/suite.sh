@@ -384,14 +384,14 @@ fi
 fresh abi
 python3 - "/dev/shm/${SHM#/}" <<'EOF'
 import struct, sys
-with open(sys.argv[1], "wb") as f:       # "HAKMSHM3", ABI 3: a later layout
-    f.write(struct.pack("<QII", 0x334D48534D4B4148, 3, 4096) + bytes(4096 - 16))
+with open(sys.argv[1], "wb") as f:       # "HAKMSHM4", ABI 4: a later layout
+    f.write(struct.pack("<QII", 0x344D48534D4B4148, 4, 4096) + bytes(4096 - 16))
 EOF
 chmod 640 "/dev/shm/${SHM#/}"
 HAKMEM_SHM=$SHM HAKMEM_SOCKET=$TMP/ctl.sock HAKMEM_STATS=1 timeout 60 "$A" 300 >"$TMP/abi.out" 2>"$TMP/abi.err"; rc=$?
 WHY="rc $rc: $(grep 'daemon:' "$TMP/abi.err")"
-check "a client meeting a segment of ABI 3 runs on defaults and says why" \
-    bash -c "[ $rc -eq 0 ] && grep -q 'rounds ok' '$TMP/abi.out' && grep -q 'segment $SHM: incompatible segment (ABI version 3, this library speaks 2); running on defaults' '$TMP/abi.err' && ! grep -q '(daemon)' '$TMP/abi.err'"
+check "a client meeting a segment of ABI 4 runs on defaults and says why" \
+    bash -c "[ $rc -eq 0 ] && grep -q 'rounds ok' '$TMP/abi.out' && grep -q 'segment $SHM: incompatible segment (ABI version 4, this library speaks 3); running on defaults' '$TMP/abi.err' && ! grep -q '(daemon)' '$TMP/abi.err'"
 run_client "$A" abi2 6000 HAKMEM_SOCKET="$TMP/ctl.sock"
 sleep 1
 if ! start_daemon; then

@@ -2,7 +2,7 @@
 # (tests/unit/suite.sh).  They link the prefixed static library: the test
 # program itself runs on glibc's malloc while it calls hak_* and the hidden
 # hk_* internals, which a static link still resolves.
-UNIT_BOXES  := size_class chunk_map segment heap large bigcache thp site options api modules mallinfo knobs counters command vdso
+UNIT_BOXES  := size_class chunk_map segment heap large bigcache thp site options api modules mallinfo knobs counters command vdso packed
 UNIT_OUT    := $(BUILD)/tests
 UNIT_CFLAGS := $(TOOL_CFLAGS) -Ilibclient -Itests/unit -pthread
 UNIT_BINS   := $(addprefix $(UNIT_OUT)/unit_,$(UNIT_BOXES))

@@ -50,15 +50,6 @@ static int teardown(void **state)
     return 0;
 }
 
-static size_t rss_bytes(void)
-{
-    FILE *f = fopen("/proc/self/statm", "r");
-    unsigned long size = 0, resident = 0;
-    if (f == NULL || fscanf(f, "%lu %lu", &size, &resident) != 2) fail_msg("cannot read /proc/self/statm");
-    fclose(f);
-    return resident * (size_t)sysconf(_SC_PAGESIZE);
-}
-
 static uint64_t minor_faults(void)
 {
     struct rusage ru;
@@ -188,17 +179,17 @@ static void test_purge_delay_moves_rss(void **state)
     unsigned n = fill(30 * MiB);
     free_fill(n);
     uint64_t t = hk_coarse_ns();
-    size_t rss_freed = rss_bytes();
+    size_t rss_freed = ut_rss_bytes();
 
     hk_segment_maintain(h, t + 20 * MS, 0);       /* a long delay: still resident */
-    size_t rss_long = rss_bytes();
+    size_t rss_long = ut_rss_bytes();
     print_message("RSS after freeing %u blocks: %zu KiB; after a pass 20 ms later with a 60 s delay: %zu KiB\n", n,
                   rss_freed >> 10, rss_long >> 10);
     assert_true(rss_long + 4 * MiB > rss_freed);
 
     ut_set_knob(HK_KNOB_PURGE_DELAY_MS, 10);         /* shortened: the next pass purges */
     hk_segment_maintain(h, t + 20 * MS, 0);
-    size_t rss_short = rss_bytes();
+    size_t rss_short = ut_rss_bytes();
     if (rss_long < rss_short + 24 * MiB)
         fail_msg("RSS %zu KiB after a 10 ms delay passed, %zu KiB before", rss_short >> 10, rss_long >> 10);
 }

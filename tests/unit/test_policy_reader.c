@@ -124,7 +124,9 @@ static void test_incompatible_segments_refused(void **state)
     old[0] = 0x314D48534D4B4148ull;
     ((uint32_t *)old)[2] = 1;
     assert_int_equal(open_seg(NULL, 0, why), -EPROTO);
-    assert_string_equal(why, "incompatible segment (ABI version 1, this library speaks 2)");
+    char want[96];
+    snprintf(want, sizeof want, "incompatible segment (ABI version 1, this library speaks %u)", HKSHM_ABI_VERSION);
+    assert_string_equal(why, want);
     munmap(old, 18157696);
     /* Right size, other layout; right size, magic not stored yet. */
     hkshm_header *h = seg_create(name, HKSHM_SEGMENT_SIZE, 0600, -1, 1);
@@ -168,7 +170,9 @@ static void test_abi1_said_once(void **state)
     ut_run_child(child_abi1, NULL, &c);
     munmap(old, 18157696);
     assert_true(c.exited && c.exit_code == 0);
-    const char *line = "incompatible segment (ABI version 1, this library speaks 2); running on defaults\n";
+    char line[128];
+    snprintf(line, sizeof line, "incompatible segment (ABI version 1, this library speaks %u); running on defaults\n",
+             HKSHM_ABI_VERSION);
     const char *at = strstr(c.err, line);
     if (!at) fail_msg("stderr:\n%s", c.err);
     assert_null(strstr(at + 1, line));              /* once, not every retry */

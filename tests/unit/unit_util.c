@@ -128,6 +128,18 @@ void ut_set_knob(unsigned knob, uint32_t value)
     hk_knobs_apply(1u << knob, knobs);
 }
 
+size_t ut_rss_bytes(void)
+{
+    FILE *f = fopen("/proc/self/statm", "r");
+    unsigned long size = 0, resident = 0;
+    if (f == NULL || fscanf(f, "%lu %lu", &size, &resident) != 2) {
+        fprintf(stderr, "cannot read /proc/self/statm\n");
+        abort();
+    }
+    fclose(f);
+    return resident * (size_t)sysconf(_SC_PAGESIZE);
+}
+
 size_t ut_resident_pages(const void *p, size_t len)
 {
     unsigned char vec[256];

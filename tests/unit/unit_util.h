@@ -40,6 +40,10 @@ void ut_set_knob(unsigned knob, uint32_t value);
  * a mincore failure aborts the test with one line on stderr. */
 size_t ut_resident_pages(const void *p, size_t len);
 
+/* This process's resident bytes now (/proc/self/statm); a read failure
+ * aborts the test with one line on stderr. */
+size_t ut_rss_bytes(void);
+
 /* Number of newline-terminated lines in s. */
 unsigned ut_count_lines(const char *s);
 

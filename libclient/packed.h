@@ -1,0 +1,54 @@
+/* Packed medium blocks: requests of 8 KiB to 64 KiB laid end to end in
+ * 4 MiB chunks, each block exactly as big as asked (to 64 bytes) behind a
+ * 16-byte header, freed blocks joined with their free neighbours and
+ * found again by good fit (two-level size bins).  Where the size classes
+ * give a 33 KiB request a 40 KiB block and a page of its own, whose last
+ * partial page no neighbour shares, packing holds what the program asked
+ * for.  The PACKED_MEDIUM knob (knobs.h) says whether new requests of
+ * these sizes are packed; a block freed is always freed where it lives.
+ *
+ * A few arenas, each under its own lock, serve every thread: a thread
+ * keeps to one, and a block goes back to the arena of its chunk from any
+ * thread, so no block waits for an owner to collect it. */
+#ifndef HK_PACKED_H
+#define HK_PACKED_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define HK_PACKED_MIN ((size_t)8 * 1024 + 1)   /* smallest request packed */
+#define HK_PACKED_MAX ((size_t)64 * 1024 - 1)  /* largest (HK_SAMPLED_MAX) */
+
+/* Whether a request of `size` bytes is packed now (the knob, the range). */
+int hk_packed_wanted(size_t size);
+
+/* A block of at least `size` bytes, 16-aligned; NULL when out of memory. */
+void *hk_packed_alloc(size_t size);
+/* p, a block of a packed chunk (chunk map), back to its arena: fails fast
+ * on a pointer that is no block's start or a block already free. */
+void hk_packed_free(void *p, const char *fn);
+/* Bytes p may use (checked as free checks it). */
+size_t hk_packed_usable(const void *p, const char *fn);
+
+/* Gives back the pages of free blocks idle past the purge delay, and
+ * chunks left wholly free beyond one per arena.  Any thread, now and then;
+ * an arena in use is skipped. */
+void hk_packed_maintain(uint64_t now_ns);
+/* Gives back every free block's inner pages and every wholly free chunk
+ * now (hakmem_collect, malloc_trim). */
+void hk_packed_collect(void);
+
+typedef struct hk_packed_figures {
+    uint64_t chunks;       /* 4 MiB chunks mapped */
+    uint64_t used_bytes;   /* blocks handed out, headers included */
+    uint64_t free_blocks;  /* free blocks */
+    uint64_t free_bytes;   /* their bytes */
+    uint64_t purged_bytes; /* bytes given back since start */
+} hk_packed_figures;
+void hk_packed_figures_get(hk_packed_figures *out);
+
+void hk_packed_fork_prepare(void);
+void hk_packed_fork_parent(void);
+void hk_packed_fork_child(void);
+
+#endif

@@ -281,7 +281,7 @@ enum hkshm_knob {
     HKSHM_KNOB_BIGCACHE_KIB,              /* BigCache's total bytes, in KiB */
     HKSHM_KNOB_MEDIUM_PAGE_BLOCKS,        /* 1..8: fewest blocks in a page of a 16-128 KiB class */
     HKSHM_KNOB_POPULATE_KIB,              /* 0..1024: KiB faulted in at once ahead of carving */
-    HKSHM_KNOB_PACKED_MEDIUM,             /* 0..1: requests of 8-64 KiB packed end to end */
+    HKSHM_KNOB_PACKED_KIB,                /* 0..63: requests over this many KiB, to 64 KiB, packed (0: none) */
 };
 
 /* HKSHM_KNOB_THP's bits: huge pages asked for small-object segments, and
@@ -332,7 +332,7 @@ static inline int hkshm_knob_valid(uint32_t knob, uint32_t v)
     case HKSHM_KNOB_BIGCACHE_KIB:      return v <= (4u << 20);
     case HKSHM_KNOB_MEDIUM_PAGE_BLOCKS: return v >= 1u && v <= 8u;
     case HKSHM_KNOB_POPULATE_KIB:      return v <= 1024u;
-    case HKSHM_KNOB_PACKED_MEDIUM:     return v <= 1u;
+    case HKSHM_KNOB_PACKED_KIB:        return v <= 63u;
     default:                           return 0;
     }
 }

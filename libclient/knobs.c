@@ -20,7 +20,7 @@ static const knob_range range[HK_KNOBS] = {
     [HK_KNOB_BIGCACHE_KIB] = { 0, 16u << 20 },
     [HK_KNOB_MEDIUM_PAGE_BLOCKS] = { 1, HK_MEDIUM_PAGE_BLOCKS_MAX },
     [HK_KNOB_POPULATE_KIB] = { 0, 1024 },
-    [HK_KNOB_PACKED_MEDIUM] = { 0, 1 },
+    [HK_KNOB_PACKED_KIB] = { 0, 63 },
 };
 #define KNOBS_USED ((1u << HK_KNOBS) - 1)
 
@@ -35,7 +35,7 @@ static const knob_range range[HK_KNOBS] = {
         [HK_KNOB_BIGCACHE_KIB] = 128u << 10,       \
         [HK_KNOB_MEDIUM_PAGE_BLOCKS] = HK_MEDIUM_PAGE_BLOCKS_MAX, \
         [HK_KNOB_POPULATE_KIB] = 0,                \
-        [HK_KNOB_PACKED_MEDIUM] = 1,               \
+        [HK_KNOB_PACKED_KIB] = 8,                  \
     }
 static uint32_t from_env[HK_KNOBS] = DEFAULTS;
 _Atomic uint32_t hk_knob_value[HK_KNOBS] = DEFAULTS;
@@ -97,8 +97,8 @@ void hk_knobs_load_env(void)
         range[HK_KNOB_MEDIUM_PAGE_BLOCKS].hi);
     from_env[HK_KNOB_POPULATE_KIB] = (uint32_t)hk_env_long(
         "HAKMEM_POPULATE_KIB", from_env[HK_KNOB_POPULATE_KIB], 0, range[HK_KNOB_POPULATE_KIB].hi);
-    from_env[HK_KNOB_PACKED_MEDIUM] = (uint32_t)hk_env_long(
-        "HAKMEM_PACKED_MEDIUM", from_env[HK_KNOB_PACKED_MEDIUM], 0, range[HK_KNOB_PACKED_MEDIUM].hi);
+    from_env[HK_KNOB_PACKED_KIB] = (uint32_t)hk_env_long(
+        "HAKMEM_PACKED_KIB", from_env[HK_KNOB_PACKED_KIB], 0, range[HK_KNOB_PACKED_KIB].hi);
     long budget = hk_env_long("HAKMEM_BIGCACHE_BYTES", (long)from_env[HK_KNOB_BIGCACHE_KIB] << 10, 0,
                               (long)range[HK_KNOB_BIGCACHE_KIB].hi << 10);
     from_env[HK_KNOB_BIGCACHE_KIB] = (uint32_t)((budget + 1023) >> 10);

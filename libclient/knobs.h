@@ -91,23 +91,32 @@
  *                       larson -9% at +2%); a small program holds up to
  *                       28 KiB per class it never carves (small-leaky
  *                       +5.7% RSS): a per-binary choice, not a default.
- *  8 PACKED_MEDIUM      1: requests of 8 to 64 KiB that are not a multiple
- *                       of 4 KiB are packed end to end (packed.h) instead
- *                       of taking a size class; 0: every one takes its
- *                       class.  Default 1 (HAKMEM_PACKED_MEDIUM): a class
- *                       rounds such a block up by an eighth on average and
- *                       gives it a last page no neighbour shares, so a heap
- *                       of them holds about a tenth more than it asked for;
- *                       packed, it holds what it asked for.  On this VM
- *                       (/usr/bin/time, 5 alternating runs, medians):
- *                       bench/suite's grow-shrink --mib 200 --cycles 5
- *                       peaked at 214.6 MB against 230.5 in classes and
- *                       210.4 under glibc, in the same time; larson
- *                       --threads 4 --rounds 100 --ops 40000 at 28.1 MB
- *                       against 34.7 (glibc 35.9), in 1.29 s against 1.39.
- *                       A page multiple keeps its class, which it fits
- *                       exactly: packed behind a header, a 32 KiB buffer
- *                       written whole would touch nine pages, not eight.
+ *  8 PACKED_KIB         requests of more than this many KiB, up to 64 KiB,
+ *                       that are not a multiple of 4 KiB are packed end to
+ *                       end (packed.h) instead of taking a size class.
+ *                       0..63, 0: none; default 8 (HAKMEM_PACKED_KIB).  A
+ *                       class rounds such a block up by an eighth on
+ *                       average and gives it a last page no neighbour
+ *                       shares, so a heap of them holds about a tenth more
+ *                       than it asked for; packed, it holds what it asked
+ *                       for.  On this VM (/usr/bin/time, 5 alternating
+ *                       runs, medians): bench/suite's grow-shrink --mib 200
+ *                       --cycles 5 peaked at 214.6 MB against 230.5 in
+ *                       classes and 210.4 under glibc, in the same time;
+ *                       larson --threads 4 --rounds 100 --ops 40000 at
+ *                       28.1 MB against 34.7 (glibc 35.9), in 1.29 s
+ *                       against 1.39.  Below 8 KiB the classes are an
+ *                       eighth of a power of two apart and a block and its
+ *                       neighbours share pages, so packing gains less and
+ *                       costs the arena's lock where the class's free list
+ *                       costs none: at 1, remote-free --pairs 1 --items
+ *                       2000000 peaked at 2.05 MB against 2.31 (glibc
+ *                       1.88) but ran 20% longer, grow-shrink 5% longer,
+ *                       and sqlite (bench/programs.sh, 3 runs) was 3%
+ *                       leaner: a per-binary choice.  A page multiple keeps its
+ *                       class, which it fits exactly: packed behind a
+ *                       header, a 32 KiB buffer written whole would touch
+ *                       nine pages, not eight.
  */
 #ifndef HK_KNOBS_H
 #define HK_KNOBS_H
@@ -124,7 +133,7 @@ enum {
     HK_KNOB_BIGCACHE_KIB = 5,
     HK_KNOB_MEDIUM_PAGE_BLOCKS = 6,
     HK_KNOB_POPULATE_KIB = 7,
-    HK_KNOB_PACKED_MEDIUM = 8,
+    HK_KNOB_PACKED_KIB = 8,
     HK_KNOBS = 9,
 };
 

@@ -86,8 +86,8 @@ static __thread uint8_t my_arena_plus1 __attribute__((tls_model("initial-exec"))
 
 int hk_packed_wanted(size_t size)
 {
-    return size >= HK_PACKED_MIN && size <= HK_PACKED_MAX && (size & (HK_OS_PAGE - 1)) &&
-           hk_knob(HK_KNOB_PACKED_MEDIUM) != 0;
+    uint32_t kib = hk_knob(HK_KNOB_PACKED_KIB);
+    return kib != 0 && size > (size_t)kib << 10 && size <= HK_PACKED_MAX && (size & (HK_OS_PAGE - 1));
 }
 
 /* ---- headers ----------------------------------------------------------- */

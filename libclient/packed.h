@@ -1,11 +1,12 @@
-/* Packed medium blocks: requests of 8 KiB to 64 KiB laid end to end in
+/* Packed medium blocks: requests of more than PACKED_KIB KiB (knobs.h; 8
+ * by default) up to 64 KiB that are not page multiples, laid end to end in
  * 4 MiB chunks, each block exactly as big as asked (to 64 bytes) behind a
  * 16-byte header, freed blocks joined with their free neighbours and
  * found again by good fit (two-level size bins).  Where the size classes
  * give a 33 KiB request a 40 KiB block and a page of its own, whose last
  * partial page no neighbour shares, packing holds what the program asked
- * for.  The PACKED_MEDIUM knob (knobs.h) says whether new requests of
- * these sizes are packed; a block freed is always freed where it lives.
+ * for.  The knob moves only new requests: a block freed is always freed
+ * where it lives.
  *
  * A few arenas, each under its own lock, serve every thread: a thread
  * keeps to one, and a block goes back to the arena of its chunk from any
@@ -16,8 +17,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define HK_PACKED_MIN ((size_t)8 * 1024 + 1)   /* smallest request packed */
-#define HK_PACKED_MAX ((size_t)64 * 1024 - 1)  /* largest (HK_SAMPLED_MAX) */
+#define HK_PACKED_MAX ((size_t)64 * 1024 - 1)  /* the largest request packed (HK_SAMPLED_MAX) */
 
 /* Whether a request of `size` bytes is packed now (the knob, the range). */
 int hk_packed_wanted(size_t size);

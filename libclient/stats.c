@@ -195,11 +195,11 @@ void hakmem_report(int fd)
     char arm[32] = "none";
     if (kn.binary_arm >= 0) snprintf(arm, sizeof arm, "%d (daemon)", kn.binary_arm);
     say(&o, "  knobs: purge %u ms (now %u ms, raised by %llu refaults), retained segments %u, partial reuse %u, THP small %s large %s, large >= %s, "
-            "BigCache %s, medium page blocks %u, populate %u KiB, packed medium %s; binary arm %s\n",
+            "BigCache %s, medium page blocks %u, populate %u KiB, packed over %u KiB; binary arm %s\n",
         kn.value[HK_KNOB_PURGE_DELAY_MS], hk_purge_delay_current_ms(), (unsigned long long)hk_purge_refaults(),
         kn.value[HK_KNOB_RETAINED_SEGMENTS], kn.value[HK_KNOB_PARTIAL_REUSE],
         kn.value[HK_KNOB_THP] & HK_THP_SMALL ? "on" : "off", kn.value[HK_KNOB_THP] & HK_THP_LARGE ? "on" : "off", thr, bc_budget, kn.value[HK_KNOB_MEDIUM_PAGE_BLOCKS],
-        kn.value[HK_KNOB_POPULATE_KIB], kn.value[HK_KNOB_PACKED_MEDIUM] ? "on" : "off", arm);
+        kn.value[HK_KNOB_POPULATE_KIB], kn.value[HK_KNOB_PACKED_KIB], arm);
 
     hk_lock_acquire(&report_lock);
     top.n = 0;

@@ -1,7 +1,7 @@
 /* Packed medium blocks (packed.h): which requests are packed, blocks laid
  * end to end and joined again when freed, frees from any thread, the
  * pages of idle free blocks given back, empty chunks unmapped, bad frees
- * caught, and the PACKED_MEDIUM knob's claim: less resident memory for
+ * caught, and the PACKED_KIB knob's claims: which sizes it packs, less resident memory for
  * blocks whose class would round them up (RSS from /proc/self/statm in a
  * child of its own per setting). */
 #include <stdarg.h>
@@ -49,7 +49,7 @@ static void purge_all(void) { hk_packed_maintain(hk_coarse_ns() + 3600 * SEC); }
 static void test_which_requests_are_packed(void **state)
 {
     (void)state;
-    assert_int_equal(hk_knob(HK_KNOB_PACKED_MEDIUM), 1);     /* on by default */
+    assert_int_equal(hk_knob(HK_KNOB_PACKED_KIB), 8);        /* over 8 KiB by default */
     void *a = hak_malloc(9000), *b = hak_malloc(8 * KiB), *c = hak_malloc(8000), *d = hak_malloc(65535),
          *e = hak_malloc(32 * KiB), *f = hak_malloc(64 * KiB + 1);
     assert_int_equal(kind_of(a), HK_CHUNK_PACKED);
@@ -61,9 +61,23 @@ static void test_which_requests_are_packed(void **state)
     size_t u = hak_malloc_usable_size(a);
     assert_true(u >= 9000 && u < 9000 + 64);                 /* to 64 bytes, not to a class */
     assert_int_equal((uintptr_t)a % 16, 0);
-    ut_set_knob(HK_KNOB_PACKED_MEDIUM, 0);
+    ut_set_knob(HK_KNOB_PACKED_KIB, 0);
     void *g = hak_malloc(9000);
     assert_int_equal(kind_of(g), HK_CHUNK_SEGMENT);
+    ut_set_knob(HK_KNOB_PACKED_KIB, 1);                      /* from just over 1 KiB */
+    void *h = hak_malloc(1100), *i = hak_malloc(1024), *j = hak_malloc(20 * KiB);
+    assert_int_equal(kind_of(h), HK_CHUNK_PACKED);
+    assert_int_equal(kind_of(i), HK_CHUNK_SEGMENT);
+    assert_int_equal(kind_of(j), HK_CHUNK_SEGMENT);
+    ut_set_knob(HK_KNOB_PACKED_KIB, 40);                     /* only over 40 KiB */
+    void *k = hak_malloc(39 * KiB + 1), *l = hak_malloc(40 * KiB + 1);
+    assert_int_equal(kind_of(k), HK_CHUNK_SEGMENT);
+    assert_int_equal(kind_of(l), HK_CHUNK_PACKED);
+    hak_free(h);
+    hak_free(i);
+    hak_free(j);
+    hak_free(k);
+    hak_free(l);
     hak_free(a);                                             /* a packed block frees where it lives */
     hak_free(b);
     hak_free(c);
@@ -71,6 +85,7 @@ static void test_which_requests_are_packed(void **state)
     hak_free(e);
     hak_free(f);
     hak_free(g);
+    hakmem_collect();       /* the class pages used here serve no later test's sizes */
 }
 
 /* Blocks are carved end to end; freed neighbours join, and the joined
@@ -80,6 +95,7 @@ static void test_blocks_split_and_join(void **state)
     (void)state;
     enum { SIZE = 20000 };
     uint8_t *a = hak_malloc(SIZE), *b = hak_malloc(SIZE), *c = hak_malloc(SIZE);
+    assert_int_equal(kind_of(a), HK_CHUNK_PACKED);
     size_t step = hak_malloc_usable_size(a) + 16;
     assert_ptr_equal(b, a + step);
     assert_ptr_equal(c, b + step);
@@ -276,7 +292,7 @@ static void test_fork_child_allocates(void **state)
  * RSS they added, in KiB, on stderr. */
 static void child_rss(void *arg)
 {
-    ut_set_knob(HK_KNOB_PACKED_MEDIUM, (uint32_t)(uintptr_t)arg);
+    ut_set_knob(HK_KNOB_PACKED_KIB, (uint32_t)(uintptr_t)arg);
     enum { N = 400, SIZE = 33 * 1024 + 100 };
     static void *b[N];
     size_t before = ut_rss_bytes();
@@ -292,7 +308,7 @@ static void test_knob_holds_less(void **state)
     (void)state;
     ut_child off, on;
     ut_run_child(child_rss, (void *)0, &off);
-    ut_run_child(child_rss, (void *)1, &on);
+    ut_run_child(child_rss, (void *)8, &on);
     assert_true(off.exited && on.exited);
     size_t kib_off = strtoul(off.err, NULL, 10), kib_on = strtoul(on.err, NULL, 10);
     size_t asked = 400 * (33 * 1024 + 100) / 1024;

@@ -18,7 +18,8 @@
  * arena already keeps one such chunk, and maintenance gives back the inner
  * pages of free blocks of 32 KiB and more once they have been idle for the
  * purge delay in force (purge_pace.h, which taking such a block back
- * raises). */
+ * raises), as maintenance counts idleness: from its first walk to see the
+ * block free. */
 #include "packed.h"
 #include "chunk_map.h"
 #include "internal.h"
@@ -53,7 +54,8 @@ typedef struct pk_block {
     uint32_t check;
     /* free blocks only (the body of one in use is the program's) */
     struct pk_block *next, *prev;
-    uint64_t idle_since;                          /* coarse ns freed; bit 0: PURGED */
+    uint64_t idle_since;                          /* coarse ns maintenance first saw it free
+                                                   * (0: not yet); bit 0: PURGED */
 } pk_block;
 _Static_assert(sizeof(pk_block) <= GRAIN, "a free block's links fit the smallest block");
 _Static_assert(offsetof(pk_block, next) == HDR, "the header is what a block in use keeps");
@@ -322,7 +324,7 @@ void hk_packed_free(void *p, const char *fn)
         }
     }
     set_header(b, size, TAG_FREE);
-    b->idle_since = hk_coarse_ns() & ~(uint64_t)PURGED;
+    b->idle_since = 0;                            /* dirty; maintenance stamps when it sees it */
     if ((next = after(b)) != NULL) next->prev_size = size;
     if (size == WHOLE) {
         if (a->empty_chunks > 0) {
@@ -371,8 +373,11 @@ static void give_back(pk_arena *a, uint64_t now, uint64_t delay, int release_emp
                     remove_free(a, b);
                     a->empty_chunks--;
                     chunk_release(a, chunk_of(b));
-                } else if (b->size >= PURGE_MIN && !(b->idle_since & PURGED) && now - b->idle_since >= delay) {
-                    purge_block(a, b);
+                } else if (b->size >= PURGE_MIN && !(b->idle_since & PURGED)) {
+                    /* A free reads no clock: the first walk to see a block
+                     * stamps it, so it goes back one to two delays after. */
+                    if (b->idle_since == 0 && delay > 0) b->idle_since = now & ~(uint64_t)PURGED;
+                    else if (now - b->idle_since >= delay) purge_block(a, b);
                 }
             }
         }

@@ -8,6 +8,7 @@
 #include "heap.h"
 #include "counters.h"
 #include "heap_life.h"
+#include "packed.h"
 #include "init.h"
 #include "knobs.h"
 #include "lock.h"
@@ -291,6 +292,7 @@ static void heap_thread_done(void *arg)
     hk_heap *h = arg;
     if (h == NULL || h == &hk_empty_heap) return;
     if (hk_tls_heap == h) hk_tls_heap = &hk_empty_heap;
+    hk_packed_thread_done();             /* keeps no block from now on: it has no heap */
     pool_heap(h);
 }
 

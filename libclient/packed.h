@@ -27,6 +27,9 @@ void *hk_packed_alloc(size_t size);
 /* p, a block of a packed chunk (chunk map), back to its arena: fails fast
  * on a pointer that is no block's start or a block already free. */
 void hk_packed_free(void *p, const char *fn);
+/* The calling thread's kept block (packed.c) back to its arena: at the
+ * thread's exit, and before a trim. */
+void hk_packed_thread_done(void);
 /* Bytes p may use (checked as free checks it). */
 size_t hk_packed_usable(const void *p, const char *fn);
 

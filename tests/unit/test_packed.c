@@ -31,8 +31,13 @@ static int setup(void **state)
 {
     (void)state;
     hk_knobs_reset();
+    hk_packed_thread_done();
     return 0;
 }
+
+/* The block this thread keeps after a free goes back to its arena, so the
+ * arena's state is what the frees made it. */
+static void settle(void) { hk_packed_thread_done(); }
 
 static unsigned kind_of(const void *p) { return hk_chunk_kind((uintptr_t)p); }
 
@@ -101,13 +106,16 @@ static void test_blocks_split_and_join(void **state)
     assert_ptr_equal(c, b + step);
     hk_packed_figures before = figures();
     hak_free(b);
+    settle();
     assert_int_equal(figures().free_blocks, before.free_blocks + 1);
     hak_free(a);                                             /* joins b */
+    settle();
     assert_int_equal(figures().free_blocks, before.free_blocks + 1);
     uint8_t *ab = hak_malloc(2 * SIZE);
     assert_ptr_equal(ab, a);
     hak_free(ab);
     hak_free(c);                                             /* all three and the rest: one block */
+    settle();
     hk_packed_figures after = figures();
     assert_int_equal(after.used_bytes, before.used_bytes - 3 * step);
 }
@@ -174,6 +182,7 @@ static void test_idle_free_blocks_give_pages_back(void **state)
     size_t pages = (hi - lo) / 4096;
     assert_int_equal(ut_resident_pages((void *)lo, hi - lo), pages);
     for (int i = 0; i < N; i++) hak_free(b[i]);
+    settle();
     uint64_t now = hk_coarse_ns();
     hk_packed_maintain(now);                                 /* not idle yet: kept */
     assert_int_equal(ut_resident_pages((void *)lo, hi - lo), pages);
@@ -197,11 +206,46 @@ static void test_empty_chunks_unmapped_but_one(void **state)
     void *far = b[N - 1];
     assert_int_equal(kind_of(far), HK_CHUNK_PACKED);
     for (int i = 0; i < N; i++) hak_free(b[i]);
+    settle();
     assert_int_equal(figures().chunks, 1);                   /* one wholly free chunk is kept */
     hakmem_collect();                                        /* malloc_trim: that one too */
     assert_int_equal(figures().chunks, 0);
     assert_int_not_equal(kind_of(far), HK_CHUNK_PACKED);
     assert_true(grown - 1 > 0);
+}
+
+/* ---- the block a thread keeps --------------------------------------------- */
+
+static void *keep_and_exit(void *arg)
+{
+    void *p = hak_malloc(30000);
+    hak_free(p);                                             /* kept by this thread... */
+    *(void **)arg = p;
+    return NULL;                                             /* ...until it exits */
+}
+
+static void test_thread_keeps_its_last_freed_block(void **state)
+{
+    (void)state;
+    uint8_t *p = hak_malloc(30000);
+    hk_packed_figures before = figures();
+    hak_free(p);
+    assert_int_equal(figures().used_bytes, before.used_bytes);  /* kept: still counted in use */
+    assert_ptr_equal(hak_malloc(29000), p);                   /* about its size: served at once */
+    hak_free(p);
+    void *small = hak_malloc(20000);                          /* a third smaller: not the kept one whole */
+    assert_true(hak_malloc_usable_size(small) < 20000 + 64);
+    hak_free(small);
+    settle();
+    assert_int_equal(figures().used_bytes, before.used_bytes - (30000 + 16 + 63) / 64 * 64);
+    /* A thread's exit gives its kept block back. */
+    uint64_t used = figures().used_bytes;
+    void *theirs = NULL;
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, keep_and_exit, &theirs), 0);
+    pthread_join(t, NULL);
+    assert_non_null(theirs);
+    assert_int_equal(figures().used_bytes, used);
 }
 
 /* ---- bad frees ------------------------------------------------------------ */
@@ -234,7 +278,9 @@ static void test_bad_frees_fail_fast(void **state)
 {
     (void)state;
     uint8_t *p = hak_malloc(10000), *q = hak_malloc(10000);
-    expect_abort(p, p, "double free");
+    expect_abort(p, p, "double free");                       /* the first free kept it */
+    hak_free(hak_malloc(12000));                             /* this thread keeps another */
+    expect_abort(p, p, "double free");                       /* the first free released it */
     expect_abort(NULL, p + 64, "invalid pointer");           /* inside a block */
     expect_abort(NULL, p + 8, "invalid pointer");            /* not 16-aligned */
     /* A header the program overwrote (running past the block before). */
@@ -327,6 +373,7 @@ int main(void)
         cmocka_unit_test_setup(test_other_threads_free_at_once, setup),
         cmocka_unit_test_setup(test_idle_free_blocks_give_pages_back, setup),
         cmocka_unit_test_setup(test_empty_chunks_unmapped_but_one, setup),
+        cmocka_unit_test_setup(test_thread_keeps_its_last_freed_block, setup),
         cmocka_unit_test_setup(test_bad_frees_fail_fast, setup),
         cmocka_unit_test_setup(test_fork_child_allocates, setup),
         cmocka_unit_test_setup(test_knob_holds_less, setup),

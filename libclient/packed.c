@@ -379,6 +379,42 @@ static void release(pk_block *b, const void *p, const char *fn)
     hk_lock_release(&a->lock);
 }
 
+int hk_packed_grow(void *p, size_t size, const char *fn)
+{
+    pk_block *b = block_of(p, fn, 0);
+    uint32_t need = (uint32_t)((size + HDR + GRAIN - 1) & ~(size_t)(GRAIN - 1));
+    if (size > HK_PACKED_MAX) return 0;
+    pk_arena *a = chunk_of(p)->arena;
+    hk_lock_acquire(&a->lock);
+    pk_block *next = after(b);
+    uint32_t old = b->size;
+    if (tag_of(b) != TAG_USED || next == NULL || tag_of(neighbour(next, p, fn)) != TAG_FREE ||
+        old + next->size < need) {
+        hk_lock_release(&a->lock);
+        return 0;
+    }
+    remove_free(a, next);
+    uint32_t total = old + next->size, rest = total - need;
+    uint64_t idle = next->idle_since;
+    if (rest >= SPLIT_MIN) {
+        pk_block *r = (pk_block *)((uint8_t *)b + need);
+        r->prev_size = need;
+        set_header(r, rest, TAG_FREE);
+        r->idle_since = idle;
+        pk_block *n = after(r);
+        if (n) n->prev_size = rest;
+        insert(a, r);
+        set_header(b, need, TAG_USED);
+    } else {
+        set_header(b, total, TAG_USED);
+        pk_block *n = after(b);
+        if (n) n->prev_size = total;
+    }
+    a->used_bytes += b->size - old;
+    hk_lock_release(&a->lock);
+    return 1;
+}
+
 void hk_packed_thread_done(void)
 {
     pk_block *k = kept;

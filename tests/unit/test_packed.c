@@ -137,6 +137,35 @@ static void test_realloc_keeps_contents(void **state)
     hak_free(r);
 }
 
+/* A buffer appended to: in place while the block after it is free, else
+ * moved with an eighth to spare, so it is copied a logarithmic number of
+ * times. */
+static void test_realloc_grows_in_place(void **state)
+{
+    (void)state;
+    uint8_t *p = hak_malloc(9000);
+    memset(p, 7, 9000);
+    uint8_t *q = hak_realloc(p, 30000);                       /* the free rest of the chunk follows */
+    assert_ptr_equal(q, p);
+    assert_true(hak_malloc_usable_size(q) >= 30000);
+    for (size_t i = 0; i < 9000; i++) assert_int_equal(q[i], 7);
+    uint8_t *wall = hak_malloc(9000);                         /* the next block is in use now */
+    uint8_t *r = hak_realloc(q, 32000);
+    assert_ptr_not_equal(r, q);
+    assert_true(hak_malloc_usable_size(r) >= 32000 + 32000 / 8);
+    unsigned moves = 0;
+    uint8_t *s = r;
+    for (size_t n = 32000; n < 60000; n += 100) {
+        uint8_t *t = hak_realloc(s, n);
+        moves += t != s;
+        s = t;
+    }
+    assert_true(moves <= 6);
+    hak_free(s);
+    hak_free(wall);
+    settle();
+}
+
 /* ---- frees from other threads -------------------------------------------- */
 
 enum { HANDED = 500 };
@@ -370,6 +399,7 @@ int main(void)
         cmocka_unit_test_setup(test_which_requests_are_packed, setup),
         cmocka_unit_test_setup(test_blocks_split_and_join, setup),
         cmocka_unit_test_setup(test_realloc_keeps_contents, setup),
+        cmocka_unit_test_setup(test_realloc_grows_in_place, setup),
         cmocka_unit_test_setup(test_other_threads_free_at_once, setup),
         cmocka_unit_test_setup(test_idle_free_blocks_give_pages_back, setup),
         cmocka_unit_test_setup(test_empty_chunks_unmapped_but_one, setup),

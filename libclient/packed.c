@@ -70,7 +70,6 @@ typedef struct pk_arena pk_arena;
 typedef struct pk_chunk {
     uint64_t magic;
     pk_arena *arena;
-    struct pk_chunk *next, *prev;
 } pk_chunk;
 _Static_assert(sizeof(pk_chunk) <= FIRST, "the chunk header fits before the first block");
 
@@ -79,7 +78,6 @@ struct pk_arena {
     uint32_t fl_map;
     uint32_t sl_map[FL];
     pk_block *head[FL][SL];
-    pk_chunk *chunks;
     uint32_t empty_chunks;                        /* chunks wholly free */
     uint32_t dirty_big;                           /* free blocks >= PURGE_MIN not purged (dirty_big_add) */
     uint64_t n_chunks, used_bytes, free_blocks, free_bytes;
@@ -230,10 +228,6 @@ static pk_block *chunk_new(pk_arena *a)
     pk_chunk *ch = (pk_chunk *)c;
     ch->magic = CHUNK_MAGIC;
     ch->arena = a;
-    ch->prev = NULL;
-    ch->next = a->chunks;
-    if (a->chunks) a->chunks->prev = ch;
-    a->chunks = ch;
     pk_block *b = (pk_block *)(c + FIRST);
     b->prev_size = 0;
     set_header(b, WHOLE, TAG_FREE);
@@ -247,9 +241,6 @@ static pk_block *chunk_new(pk_arena *a)
 
 static void chunk_release(pk_arena *a, pk_chunk *ch)
 {
-    if (ch->prev) ch->prev->next = ch->next;
-    else a->chunks = ch->next;
-    if (ch->next) ch->next->prev = ch->prev;
     a->n_chunks--;
     hk_chunk_set((uintptr_t)ch, HK_CHUNK_NONE);
     hk_os_unmap(ch, CHUNK_SIZE);
@@ -268,6 +259,27 @@ static pk_arena *my_arena(void)
 }
 
 static void release(pk_block *b, const void *p, const char *fn);
+
+/* b, out of the bins, becomes a block in use of `need` of its `total`
+ * bytes; the rest goes back as a free block (idle as `idle`) when it is
+ * SPLIT_MIN or more, else stays with b. */
+static void carve(pk_arena *a, pk_block *b, uint32_t total, uint32_t need, uint64_t idle)
+{
+    uint32_t rest = total - need;
+    pk_block *last = b;                           /* the block whose successor learns its size */
+    if (rest >= SPLIT_MIN) {
+        pk_block *r = (pk_block *)((uint8_t *)b + need);
+        r->prev_size = need;
+        set_header(r, rest, TAG_FREE);
+        r->idle_since = idle;
+        insert(a, r);
+        last = r;
+        total = need;
+    }
+    set_header(b, total, TAG_USED);
+    pk_block *n = after(last);
+    if (n) n->prev_size = last->size;
+}
 
 void *hk_packed_alloc(size_t size)
 {
@@ -291,19 +303,7 @@ void *hk_packed_alloc(size_t size)
     /* Pages given back too soon come back as faults: the pace says so. */
     if ((b->idle_since & PURGED) && b->idle_since > PURGED)
         hk_purge_refaulted(hk_coarse_ns(), b->idle_since & ~(uint64_t)PURGED);
-    uint32_t rest = b->size - need;
-    if (rest >= SPLIT_MIN) {
-        pk_block *r = (pk_block *)((uint8_t *)b + need);
-        r->prev_size = need;
-        set_header(r, rest, TAG_FREE);
-        r->idle_since = b->idle_since;            /* as resident as the block was */
-        pk_block *n = after(r);
-        if (n) n->prev_size = rest;
-        insert(a, r);
-        set_header(b, need, TAG_USED);
-    } else {
-        set_header(b, b->size, TAG_USED);
-    }
+    carve(a, b, b->size, need, b->idle_since);   /* the rest as resident as the block was */
     a->used_bytes += b->size;
     hk_lock_release(&a->lock);
     return (uint8_t *)b + HDR;
@@ -394,22 +394,7 @@ int hk_packed_grow(void *p, size_t size, const char *fn)
         return 0;
     }
     remove_free(a, next);
-    uint32_t total = old + next->size, rest = total - need;
-    uint64_t idle = next->idle_since;
-    if (rest >= SPLIT_MIN) {
-        pk_block *r = (pk_block *)((uint8_t *)b + need);
-        r->prev_size = need;
-        set_header(r, rest, TAG_FREE);
-        r->idle_since = idle;
-        pk_block *n = after(r);
-        if (n) n->prev_size = rest;
-        insert(a, r);
-        set_header(b, need, TAG_USED);
-    } else {
-        set_header(b, total, TAG_USED);
-        pk_block *n = after(b);
-        if (n) n->prev_size = total;
-    }
+    carve(a, b, old + next->size, need, next->idle_since);
     a->used_bytes += b->size - old;
     hk_lock_release(&a->lock);
     return 1;

@@ -240,7 +240,6 @@ static void test_empty_chunks_unmapped_but_one(void **state)
     hakmem_collect();                                        /* malloc_trim: that one too */
     assert_int_equal(figures().chunks, 0);
     assert_int_not_equal(kind_of(far), HK_CHUNK_PACKED);
-    assert_true(grown - 1 > 0);
 }
 
 /* ---- the block a thread keeps --------------------------------------------- */

@@ -524,8 +524,10 @@ static void test_peek_raced_or_not_learning_applies_nothing(void **state)
     munmap(race_seg, HKSHM_SEGMENT_SIZE);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+    (void)argc;
+    ut_baseline_process(argv);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_trusted_segment_maps_read_only, setup, teardown),
         cmocka_unit_test_setup_teardown(test_untrusted_segments_refused, setup, teardown),

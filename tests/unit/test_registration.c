@@ -655,8 +655,10 @@ static int teardown(void **state)
     return 0;
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+    (void)argc;
+    ut_baseline_process(argv);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_request_frame),
         cmocka_unit_test(test_decode_replies),

@@ -44,6 +44,13 @@ size_t ut_resident_pages(const void *p, size_t len);
  * aborts the test with one line on stderr. */
 size_t ut_rss_bytes(void);
 
+/* Makes the test process one that never took part in learning, whoever
+ * runs it: the library's constructor reads HAKMEM_MODE before main, and a
+ * test that plays the daemon to a child needs a parent whose shm client
+ * stayed off.  Unless HAKMEM_MODE is baseline already, sets it and
+ * re-executes the test (argv of main); returns only when it is. */
+void ut_baseline_process(char **argv);
+
 /* Number of newline-terminated lines in s. */
 unsigned ut_count_lines(const char *s);
 

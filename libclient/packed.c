@@ -96,12 +96,6 @@ static __thread uint8_t my_arena_plus1 __attribute__((tls_model("initial-exec"))
 static __thread pk_block *kept __attribute__((tls_model("initial-exec")));
 #define KEPT_SLACK 8u   /* a kept block serves a request it exceeds by at most 1/8 of itself */
 
-int hk_packed_wanted(size_t size)
-{
-    uint32_t kib = hk_knob(HK_KNOB_PACKED_KIB);
-    return kib != 0 && size > (size_t)kib << 10 && size <= HK_PACKED_MAX && (size & (HK_OS_PAGE - 1));
-}
-
 /* ---- headers ----------------------------------------------------------- */
 
 static inline pk_chunk *chunk_of(const void *p)

@@ -17,10 +17,18 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "internal.h"
+#include "knobs.h"
+
 #define HK_PACKED_MAX ((size_t)64 * 1024 - 1)  /* the largest request packed (HK_SAMPLED_MAX) */
 
-/* Whether a request of `size` bytes is packed now (the knob, the range). */
-int hk_packed_wanted(size_t size);
+/* Whether a request of `size` bytes is packed now (the knob, the range).
+ * Inline: every malloc of the packed classes asks it on its way in. */
+static inline int hk_packed_wanted(size_t size)
+{
+    uint32_t kib = hk_knob(HK_KNOB_PACKED_KIB);
+    return kib != 0 && size > (size_t)kib << 10 && size <= HK_PACKED_MAX && (size & (HK_OS_PAGE - 1));
+}
 
 /* A block of at least `size` bytes, 16-aligned; NULL when out of memory. */
 void *hk_packed_alloc(size_t size);

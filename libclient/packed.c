@@ -46,7 +46,6 @@
 _Static_assert(WHOLE < (1u << FL), "every block has a bin");
 #define SL         8u
 
-#define CHUNK_MAGIC 0x48414B4D50434B31ull         /* "HAKMPCK1" */
 #define TAG_USED    0x55534544u
 #define TAG_FREE    0x46524545u
 #define TAG_KEPT    0x4B455054u                   /* freed, kept by its thread for its next request */
@@ -68,7 +67,6 @@ _Static_assert(offsetof(pk_block, next) == HDR, "the header is what a block in u
 typedef struct pk_arena pk_arena;
 
 typedef struct pk_chunk {
-    uint64_t magic;
     pk_arena *arena;
 } pk_chunk;
 _Static_assert(sizeof(pk_chunk) <= FIRST, "the chunk header fits before the first block");
@@ -220,7 +218,6 @@ static pk_block *chunk_new(pk_arena *a)
     uint8_t *c = hk_os_map_aligned(CHUNK_SIZE, CHUNK_SIZE);
     if (c == NULL) return NULL;
     pk_chunk *ch = (pk_chunk *)c;
-    ch->magic = CHUNK_MAGIC;
     ch->arena = a;
     pk_block *b = (pk_block *)(c + FIRST);
     b->prev_size = 0;
@@ -305,13 +302,14 @@ void *hk_packed_alloc(size_t size)
 
 /* The header of p, a block's start in a packed chunk, or a fatal error
  * (freeing: a block already free is freed twice; else it is used after
- * its free). */
+ * its free).  The chunk map said p's chunk is a packed one, so the chunk's
+ * own header is not read: a free that keeps its block touches no line but
+ * the block's. */
 static pk_block *block_of(const void *p, const char *fn, int freeing)
 {
     pk_chunk *ch = chunk_of(p);
     uintptr_t place = (uintptr_t)p - HDR - (uintptr_t)ch;
-    if (unlikely(((uintptr_t)p & (HK_ALIGN - 1)) || place < FIRST || place >= CHUNK_SIZE || place % GRAIN ||
-                 ch->magic != CHUNK_MAGIC))
+    if (unlikely(((uintptr_t)p & (HK_ALIGN - 1)) || place < FIRST || place >= CHUNK_SIZE || place % GRAIN))
         hk_fatal_pointer(fn, "invalid pointer", p);
     pk_block *b = (pk_block *)((uint8_t *)ch + place);
     uint32_t tag = tag_of(b);

@@ -35,7 +35,7 @@ static const knob_range range[HK_KNOBS] = {
         [HK_KNOB_BIGCACHE_KIB] = 128u << 10,       \
         [HK_KNOB_MEDIUM_PAGE_BLOCKS] = HK_MEDIUM_PAGE_BLOCKS_MAX, \
         [HK_KNOB_POPULATE_KIB] = 0,                \
-        [HK_KNOB_PACKED_KIB] = 8,                  \
+        [HK_KNOB_PACKED_KIB] = 4,                  \
     }
 static uint32_t from_env[HK_KNOBS] = DEFAULTS;
 _Atomic uint32_t hk_knob_value[HK_KNOBS] = DEFAULTS;

@@ -94,7 +94,7 @@
  *  8 PACKED_KIB         requests of more than this many KiB, up to 64 KiB,
  *                       that are not a multiple of 4 KiB are packed end to
  *                       end (packed.h) instead of taking a size class.
- *                       0..63, 0: none; default 8 (HAKMEM_PACKED_KIB).  A
+ *                       0..63, 0: none; default 4 (HAKMEM_PACKED_KIB).  A
  *                       class rounds such a block up by an eighth on
  *                       average and gives it a last page no neighbour
  *                       shares, so a heap of them holds about a tenth more
@@ -105,15 +105,22 @@
  *                       classes and 210.4 under glibc, in the same time;
  *                       larson --threads 4 --rounds 100 --ops 40000 at
  *                       28.1 MB against 34.7 (glibc 35.9), in 1.29 s
- *                       against 1.39.  Below 8 KiB the classes are an
- *                       eighth of a power of two apart and a block and its
+ *                       against 1.39.  From 4 KiB, not 8: a page and a
+ *                       header is a common size (sqlite's page-cache
+ *                       entries are 4368 bytes, which the 4608-byte class
+ *                       rounds up by 5%); sqlite's queries of
+ *                       bench/programs.sh peaked at 8608 KB against 8920
+ *                       at 8 (glibc 8328), its load at 8368 against 8576
+ *                       (glibc 8184), in the same time; git's largest
+ *                       process (gc --aggressive) held about 1% more.
+ *                       Below 4 KiB the classes are a quarter or an eighth
+ *                       of a power of two apart and a block and its
  *                       neighbours share pages, so packing gains less and
  *                       costs the arena's lock where the class's free list
  *                       costs none: at 1, remote-free --pairs 1 --items
  *                       2000000 peaked at 2.05 MB against 2.31 (glibc
- *                       1.88) but ran 20% longer, grow-shrink 5% longer,
- *                       and sqlite (bench/programs.sh, 3 runs) was 3%
- *                       leaner: a per-binary choice.  A page multiple keeps its
+ *                       1.88) but ran 20% longer, grow-shrink 5% longer:
+ *                       a per-binary choice.  A page multiple keeps its
  *                       class, which it fits exactly: packed behind a
  *                       header, a 32 KiB buffer written whole would touch
  *                       nine pages, not eight.

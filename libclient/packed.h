@@ -1,4 +1,4 @@
-/* Packed medium blocks: requests of more than PACKED_KIB KiB (knobs.h; 8
+/* Packed medium blocks: requests of more than PACKED_KIB KiB (knobs.h; 4
  * by default) up to 64 KiB that are not page multiples, laid end to end in
  * 4 MiB chunks, each block exactly as big as asked (to 64 bytes) behind a
  * 16-byte header, freed blocks joined with their free neighbours and

@@ -54,17 +54,17 @@ static void purge_all(void) { hk_packed_maintain(hk_coarse_ns() + 3600 * SEC); }
 static void test_which_requests_are_packed(void **state)
 {
     (void)state;
-    assert_int_equal(hk_knob(HK_KNOB_PACKED_KIB), 8);        /* over 8 KiB by default */
-    void *a = hak_malloc(9000), *b = hak_malloc(8 * KiB), *c = hak_malloc(8000), *d = hak_malloc(65535),
+    assert_int_equal(hk_knob(HK_KNOB_PACKED_KIB), 4);        /* over 4 KiB by default */
+    void *a = hak_malloc(4368), *b = hak_malloc(8 * KiB), *c = hak_malloc(4000), *d = hak_malloc(65535),
          *e = hak_malloc(32 * KiB), *f = hak_malloc(64 * KiB + 1);
     assert_int_equal(kind_of(a), HK_CHUNK_PACKED);
     assert_int_equal(kind_of(b), HK_CHUNK_SEGMENT);          /* a page multiple fits its class exactly */
-    assert_int_equal(kind_of(c), HK_CHUNK_SEGMENT);          /* below 8 KiB */
+    assert_int_equal(kind_of(c), HK_CHUNK_SEGMENT);          /* below 4 KiB */
     assert_int_equal(kind_of(d), HK_CHUNK_PACKED);
     assert_int_equal(kind_of(e), HK_CHUNK_SEGMENT);
     assert_int_not_equal(kind_of(f), HK_CHUNK_PACKED);       /* above 64 KiB */
     size_t u = hak_malloc_usable_size(a);
-    assert_true(u >= 9000 && u < 9000 + 64);                 /* to 64 bytes, not to a class */
+    assert_true(u >= 4368 && u < 4368 + 64);                 /* to 64 bytes, not to a class */
     assert_int_equal((uintptr_t)a % 16, 0);
     ut_set_knob(HK_KNOB_PACKED_KIB, 0);
     void *g = hak_malloc(9000);

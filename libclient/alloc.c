@@ -326,7 +326,7 @@ static void *realloc_impl(void *p, size_t size, uintptr_t ra)
         hk_fatal_pointer(fn, "invalid pointer", p);
     }
     void *q;
-    if (kind == HK_CHUNK_SEGMENT && size > old && size >= REALLOC_MAP_FROM) {
+    if (kind != HK_CHUNK_LARGE && size > old && size >= REALLOC_MAP_FROM) {
         /* A mapping of its own (REALLOC_MAP_FROM); where none can be had
          * (vm.max_map_count reached, address space capped), a segment
          * block still serves. */

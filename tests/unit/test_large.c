@@ -428,6 +428,22 @@ static void test_realloc_grown_block_maps_and_moves(void **state)
     hak_free(r);
 }
 
+/* So does a packed one: not a class block first, to be copied again at
+ * its next growth. */
+static void test_realloc_grown_packed_block_maps(void **state)
+{
+    (void)state;
+    uint8_t *p = hak_malloc(48 * 1024 + 100);
+    assert_int_equal(hk_chunk_kind((uintptr_t)p), HK_CHUNK_PACKED);
+    for (size_t i = 0; i < 48 * 1024 + 100; i++) p[i] = (uint8_t)(i * 3);
+    uint8_t *q = hak_realloc(p, 80 * 1024);
+    assert_non_null(q);
+    assert_int_equal(hk_chunk_kind((uintptr_t)q), HK_CHUNK_LARGE);
+    for (size_t i = 0; i < 48 * 1024 + 100; i++)
+        if (q[i] != (uint8_t)(i * 3)) { fail_msg("byte %zu lost on the way", i); return; }
+    hak_free(q);
+}
+
 /* Where no mapping can be had, a block realloc grows past 64 KiB still
  * moves, into a segment block: run in a child whose address space is
  * capped at what it has mapped. */
@@ -512,6 +528,7 @@ int main(void)
         cmocka_unit_test_teardown(test_try_realloc_moves_pages, teardown),
         cmocka_unit_test_teardown(test_public_realloc_large, teardown),
         cmocka_unit_test_teardown(test_realloc_grown_block_maps_and_moves, teardown),
+        cmocka_unit_test_teardown(test_realloc_grown_packed_block_maps, teardown),
         cmocka_unit_test_teardown(test_realloc_grows_into_segment_without_mappings, teardown),
         cmocka_unit_test_teardown(test_bad_frees_abort, teardown),
     };

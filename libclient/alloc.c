@@ -315,9 +315,7 @@ static void *realloc_impl(void *p, size_t size, uintptr_t ra)
         /* Stays put while it fits and would not waste more than half. */
         if (size <= old && (size >= old / 2 || old <= 64)) return p;
     } else if (kind == HK_CHUNK_PACKED) {
-        old = hk_packed_usable(p, fn);
-        if (size <= old && size >= old / 2) return p;
-        if (size > old && hk_packed_grow(p, size, fn)) return p;
+        if (hk_packed_resize(p, size, &old, fn)) return p;
     } else if (kind == HK_CHUNK_LARGE) {
         void *q = hk_large_try_realloc(p, size, fn);
         if (q) return q;

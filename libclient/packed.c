@@ -251,6 +251,9 @@ static pk_arena *my_arena(void)
 
 static void release(pk_block *b, const void *p, const char *fn);
 
+/* Bytes a block holding `size` request bytes spans, header included. */
+static uint32_t span_for(size_t size) { return (uint32_t)((size + HDR + GRAIN - 1) & ~(size_t)(GRAIN - 1)); }
+
 /* b, out of the bins, becomes a block in use of `need` of its `total`
  * bytes; the rest goes back as a free block (idle as `idle`) when it is
  * SPLIT_MIN or more, else stays with b. */
@@ -274,7 +277,7 @@ static void carve(pk_arena *a, pk_block *b, uint32_t total, uint32_t need, uint6
 
 void *hk_packed_alloc(size_t size)
 {
-    uint32_t need = (uint32_t)((size + HDR + GRAIN - 1) & ~(size_t)(GRAIN - 1));
+    uint32_t need = span_for(size);
     pk_block *k = kept;
     if (k != NULL) {
         kept = NULL;
@@ -371,24 +374,32 @@ static void release(pk_block *b, const void *p, const char *fn)
     hk_lock_release(&a->lock);
 }
 
-int hk_packed_grow(void *p, size_t size, const char *fn)
+int hk_packed_resize(void *p, size_t size, size_t *usable, const char *fn)
 {
     pk_block *b = block_of(p, fn, 0);
-    uint32_t need = (uint32_t)((size + HDR + GRAIN - 1) & ~(size_t)(GRAIN - 1));
+    size_t old = b->size - HDR;
+    *usable = old;
+    if (size <= old) return size >= old / 2;
     if (size > HK_PACKED_MAX) return 0;
+    /* An eighth more when the room is there, as a move gives (alloc.c), so
+     * a buffer appended to a few bytes at a time grows here a logarithmic
+     * number of times rather than at every 64 bytes. */
+    size_t roomy = size + size / 8 < HK_PACKED_MAX ? size + size / 8 : HK_PACKED_MAX;
+    uint32_t need = span_for(size), want = span_for(roomy);
     pk_arena *a = chunk_of(p)->arena;
     hk_lock_acquire(&a->lock);
     pk_block *next = after(b);
-    uint32_t old = b->size;
+    uint32_t have = b->size;
     if (tag_of(b) != TAG_USED || next == NULL || tag_of(neighbour(next, p, fn)) != TAG_FREE ||
-        old + next->size < need) {
+        have + next->size < need) {
         hk_lock_release(&a->lock);
         return 0;
     }
     remove_free(a, next);
-    carve(a, b, old + next->size, need, next->idle_since);
-    a->used_bytes += b->size - old;
+    carve(a, b, have + next->size, have + next->size >= want ? want : need, next->idle_since);
+    a->used_bytes += b->size - have;
     hk_lock_release(&a->lock);
+    *usable = b->size - HDR;
     return 1;
 }
 

@@ -38,10 +38,11 @@ void hk_packed_free(void *p, const char *fn);
 /* The calling thread's kept block (packed.c) back to its arena: at the
  * thread's exit, and before a trim. */
 void hk_packed_thread_done(void);
-/* Grows p, a packed block, in place to hold `size` bytes by taking from the
- * free block after it: 1 when it did, 0 when that block is in use or too
- * small (realloc then moves it). */
-int hk_packed_grow(void *p, size_t size, const char *fn);
+/* realloc's first try for p, a packed block: 1 when it holds `size` bytes
+ * where it is (kept when it would waste no more than half, or grown into
+ * the free block after it), 0 when it must move.  *usable: its usable size
+ * either way. */
+int hk_packed_resize(void *p, size_t size, size_t *usable, const char *fn);
 /* Bytes p may use (checked as free checks it). */
 size_t hk_packed_usable(const void *p, const char *fn);
 

@@ -331,11 +331,8 @@ static void *realloc_impl(void *p, size_t size, uintptr_t ra)
         int saved = errno;
         q = malloc_medium(size, ra, NULL, REALLOC_MAP_FROM);
         if (q == NULL && size <= HK_CLASS_MAX && (q = alloc_inline(size, ra, 0)) != NULL) errno = saved;
-    } else if (kind == HK_CHUNK_PACKED && size > old && hk_packed_wanted(size + size / 8)) {
-        /* A packed block has no class's slack: one that moves grows by an
-         * eighth more, as the next class would, so a buffer appended to
-         * byte by byte moves a logarithmic number of times. */
-        q = alloc_inline(size + size / 8, ra, 0);
+    } else if (kind == HK_CHUNK_PACKED && size > old && hk_packed_wanted(hk_packed_roomy(size))) {
+        q = alloc_inline(hk_packed_roomy(size), ra, 0);
     } else {
         q = alloc_inline(size, ra, 0);
     }

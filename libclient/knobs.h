@@ -105,14 +105,15 @@
  *                       classes and 210.4 under glibc, in the same time;
  *                       larson --threads 4 --rounds 100 --ops 40000 at
  *                       28.1 MB against 34.7 (glibc 35.9), in 1.29 s
- *                       against 1.39.  From 4 KiB, not 8: a page and a
+ *                       against 1.39.  From 4 KiB because a page and a
  *                       header is a common size (sqlite's page-cache
  *                       entries are 4368 bytes, which the 4608-byte class
  *                       rounds up by 5%); sqlite's queries of
  *                       bench/programs.sh peaked at 8608 KB against 8920
  *                       at 8 (glibc 8328), its load at 8368 against 8576
  *                       (glibc 8184), in the same time; git's largest
- *                       process (gc --aggressive) held about 1% more.
+ *                       process (gc --aggressive) held about 1% more than
+ *                       at 8.
  *                       Below 4 KiB the classes are a quarter or an eighth
  *                       of a power of two apart and a block and its
  *                       neighbours share pages, so packing gains less and

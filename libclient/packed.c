@@ -381,10 +381,8 @@ int hk_packed_resize(void *p, size_t size, size_t *usable, const char *fn)
     *usable = old;
     if (size <= old) return size >= old / 2;
     if (size > HK_PACKED_MAX) return 0;
-    /* An eighth more when the room is there, as a move gives (alloc.c), so
-     * a buffer appended to a few bytes at a time grows here a logarithmic
-     * number of times rather than at every 64 bytes. */
-    size_t roomy = size + size / 8 < HK_PACKED_MAX ? size + size / 8 : HK_PACKED_MAX;
+    /* The slack when the room is there, else what was asked. */
+    size_t roomy = hk_packed_roomy(size) < HK_PACKED_MAX ? hk_packed_roomy(size) : HK_PACKED_MAX;
     uint32_t need = span_for(size), want = span_for(roomy);
     pk_arena *a = chunk_of(p)->arena;
     hk_lock_acquire(&a->lock);

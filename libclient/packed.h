@@ -30,6 +30,12 @@ static inline int hk_packed_wanted(size_t size)
     return kib != 0 && size > (size_t)kib << 10 && size <= HK_PACKED_MAX && (size & (HK_OS_PAGE - 1));
 }
 
+/* What a packed block that realloc grows to `size` bytes is given, moved or
+ * in place: an eighth more, as the next class would have, since a packed
+ * block has no class's slack; a buffer appended to a little at a time then
+ * grows a logarithmic number of times. */
+static inline size_t hk_packed_roomy(size_t size) { return size + size / 8; }
+
 /* A block of at least `size` bytes, 16-aligned; NULL when out of memory. */
 void *hk_packed_alloc(size_t size);
 /* p, a block of a packed chunk (chunk map), back to its arena: fails fast

@@ -439,7 +439,10 @@ EXPORT void hakmem_collect(void)
 {
     hk_heap_release_pooled();
     hk_heap *heap = hk_heap_for_thread();
-    if (heap != NULL) hk_heap_collect(heap, 1);     /* what exited threads left behind too */
+    if (heap != NULL) {
+        hk_heap_collect(heap, 1);                    /* what exited threads left behind too */
+        hk_large_drop_kept(heap);
+    }
     hk_bigcache_trim(0, 0);
     hk_packed_collect();
 }

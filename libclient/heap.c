@@ -9,6 +9,7 @@
 #include "counters.h"
 #include "heap_life.h"
 #include "knobs.h"
+#include "large.h"
 #include "lock.h"
 #include "options.h"
 #include "os.h"
@@ -423,9 +424,10 @@ struct idle_reclaim { hk_heap *me; uint64_t now; };
 static void reclaim_if_idle(hk_heap *h, void *arg)
 {
     const struct idle_reclaim *r = arg;
-    if (h == r->me || r->now - __atomic_load_n(&h->last_maintenance_ns, __ATOMIC_RELAXED) < IDLE_HEAP_NS ||
-        !hk_lock_try(&h->own))
+    if (h == r->me || r->now - __atomic_load_n(&h->last_maintenance_ns, __ATOMIC_RELAXED) < IDLE_HEAP_NS)
         return;
+    hk_large_drop_kept(h);
+    if (!hk_lock_try(&h->own)) return;
     reclaim_pages_of(h);
     hk_lock_release(&h->own);
 }
@@ -457,6 +459,7 @@ static void maintain(hk_heap *heap)
         atomic_load_explicit(&info_requested, memory_order_relaxed))
         hk_heap_info_publish_locked(heap);
     hk_lock_release(&heap->own);
+    hk_large_drop_kept(heap);
     hk_bigcache_trim(now, BIGCACHE_IDLE_NS);
     hk_packed_maintain(now);
     hk_count_own(&heap->counts.maintain_ticks, hk_ticks() - t0);

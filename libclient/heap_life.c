@@ -11,6 +11,7 @@
 #include "packed.h"
 #include "init.h"
 #include "knobs.h"
+#include "large.h"
 #include "lock.h"
 #include "meta.h"
 #include "options.h"
@@ -293,6 +294,7 @@ static void heap_thread_done(void *arg)
     if (h == NULL || h == &hk_empty_heap) return;
     if (hk_tls_heap == h) hk_tls_heap = &hk_empty_heap;
     hk_packed_thread_done();             /* keeps no block from now on: it has no heap */
+    hk_large_drop_kept(h);
     pool_heap(h);
 }
 

@@ -210,6 +210,10 @@ struct hk_heap {
                                       * reclaiming pages of an idle heap (heap.c) */
     _Alignas(64) uint64_t slow_calls;
     uint64_t medium_calls;
+    /* The large block this thread freed last (large.c), for its next large
+     * request; whoever takes it exchanges it out: the owner, its maintenance,
+     * another thread reclaiming the heap while idle, its exit. */
+    _Atomic(void *) large_kept;
     uint32_t sites_known;            /* process site count this thread last saw */
     uint32_t site_added;             /* a site appeared since: the shm client should look */
     uint64_t last_maintenance_ns;

@@ -1,11 +1,13 @@
-/* Large block box.  The user pointer is base + 64 for ordinary blocks and
- * base + alignment for aligned ones, so the header is always at p - 64 and
+/* Large block box.  The user pointer is base + 64 + a multiple of 64 below
+ * a page for ordinary blocks (block_offset) and base + alignment for
+ * aligned ones, so the header is always at p - 64 and
  * the chunk holding p belongs to this mapping alone: free() can trust the
  * header once the chunk map says "large" and the offset has a legal shape. */
 #include "large.h"
 #include "bigcache.h"
 #include "chunk_map.h"
 #include "counters.h"
+#include "internal.h"
 #include "knobs.h"
 #include "options.h"
 #include "os.h"
@@ -28,6 +30,11 @@ _Static_assert(sizeof(hk_large_hdr) == HK_LARGE_HDR, "large header is 64 bytes")
 
 #define LARGE_MAX ((size_t)1 << 46)
 static _Atomic uint64_t n_allocs, n_frees, n_mapped_bytes, n_thp;
+/* What the kept slots hold, for mallinfo: pages above bit 20, blocks below
+ * (a block per thread with a heap: far fewer than 2^20), so that a block
+ * entering or leaving a slot costs one atomic add. */
+#define KEPT_PAGE_SHIFT 20
+static _Atomic uint64_t n_kept;
 
 void hk_large_get_stats(hk_large_stats *out)
 {
@@ -35,6 +42,9 @@ void hk_large_get_stats(hk_large_stats *out)
     out->frees = atomic_load(&n_frees);
     out->mapped_bytes = atomic_load(&n_mapped_bytes);
     out->thp_blocks = atomic_load(&n_thp);
+    uint64_t kept = atomic_load(&n_kept);
+    out->kept_blocks = kept & (((uint64_t)1 << KEPT_PAGE_SHIFT) - 1);
+    out->kept_bytes = (kept >> KEPT_PAGE_SHIFT) << 12;
 }
 
 static inline hk_large_hdr *hdr_of(const void *p) { return (hk_large_hdr *)((uintptr_t)p - HK_LARGE_HDR); }
@@ -216,6 +226,74 @@ static uint8_t *from_cache(uint32_t site, size_t *need, unsigned entries, int *r
     return dest;
 }
 
+/* ---- the block a thread freed last ---------------------------------------
+ * A program that frees a large buffer and asks for one of about its size
+ * again, over and over, would take a ring lock and walk a ring twice per
+ * round.  So a thread with a heap keeps the block it freed last (marked
+ * freed, so a second free is still caught) for its own next request, and
+ * the block goes to BigCache as soon as the thread frees another, asks for
+ * one it does not fit, or its heap's maintenance, idleness, exit or a trim
+ * comes: a kept block is out of BigCache's budget and ageing for a
+ * millisecond of the thread's allocator work at most. */
+#define KEPT_SLACK 8u   /* a kept block serves a request it exceeds by at most 1/8 of itself */
+
+static void count_kept(const hk_large_hdr *h, int in)
+{
+    uint64_t d = ((uint64_t)(h->map_size >> 12) << KEPT_PAGE_SHIFT) | 1;
+    if (in) atomic_fetch_add_explicit(&n_kept, d, memory_order_relaxed);
+    else atomic_fetch_sub_explicit(&n_kept, d, memory_order_relaxed);
+}
+
+/* A freed block to BigCache, or to the OS when its site caches nothing now. */
+static void stash(hk_large_hdr *h)
+{
+    unsigned entries = hk_site_policy_get(h->site).bigcache_slots * RING_PER_SLOT;
+    if (entries > 0) cache_block(h->site, h->base, h->map_size, entries);
+    else release(h);
+}
+
+void hk_large_drop_kept(hk_heap *heap)
+{
+    if (atomic_load_explicit(&heap->large_kept, memory_order_relaxed) == NULL) return;
+    hk_large_hdr *k = atomic_exchange_explicit(&heap->large_kept, NULL, memory_order_acquire);
+    if (k == NULL) return;
+    count_kept(k, 0);
+    stash(k);
+}
+
+/* 1 when h, just freed, is now the calling thread's kept block. */
+static int keep(hk_large_hdr *h)
+{
+    hk_heap *heap = hk_tls_heap;
+    if (heap == &hk_empty_heap || h->map_size > (size_t)hk_knob(HK_KNOB_BIGCACHE_KIB) << 10) return 0;
+    count_kept(h, 1);
+    hk_large_hdr *old = atomic_exchange_explicit(&heap->large_kept, h, memory_order_acq_rel);
+    if (old != NULL) {
+        count_kept(old, 0);
+        stash(old);
+    }
+    return 1;
+}
+
+/* The calling thread's kept block when it serves a block of *need bytes
+ * for site (*need becomes its size; it is still counted as mapped); else
+ * NULL, the kept block (if any) gone to BigCache, where the caller looks
+ * next. */
+static uint8_t *take_kept(uint32_t site, size_t *need)
+{
+    hk_heap *heap = hk_tls_heap;
+    if (atomic_load_explicit(&heap->large_kept, memory_order_relaxed) == NULL) return NULL;
+    hk_large_hdr *k = atomic_exchange_explicit(&heap->large_kept, NULL, memory_order_acquire);
+    if (k == NULL) return NULL;
+    count_kept(k, 0);
+    if (k->site != site || k->map_size < *need || k->map_size - *need > k->map_size / KEPT_SLACK) {
+        stash(k);
+        return NULL;
+    }
+    *need = k->map_size;
+    return k->base;
+}
+
 /* The site's policy, or the THP knob for every site. */
 static int wants_huge(const hk_site_policy *pol)
 {
@@ -232,6 +310,25 @@ static void advise_huge(hk_large_hdr *h)
     }
 }
 
+/* Where in its first page an ordinary block starts: 64 bytes (its header)
+ * past a cache line chosen by the mapping's address, within the room its
+ * last page leaves (so it costs no page).  A program that walks a block a
+ * page at a time (a column of rows 4 KiB long, a byte per page) touches
+ * one cache set per offset in the page; at a fixed offset of 64 that was
+ * the set of every page-aligned structure's second line, and such a walk
+ * ran about 10% slower than at glibc's offset (bench/scenarios VM).  By
+ * the address, so that a block reused where it was keeps its offset and
+ * its lines stay cached; the first line (offset 64) only when nothing else
+ * fits. */
+static size_t block_offset(size_t size, const uint8_t *base)
+{
+    size_t room = page_round(HK_LARGE_HDR + size) - (HK_LARGE_HDR + size);
+    size_t colors = (room < 4096 - 2 * 64 ? room : 4096 - 2 * 64) / 64;   /* p stays in page 0 */
+    if (colors == 0) return HK_LARGE_HDR;
+    uint64_t h = ((uint64_t)(uintptr_t)base >> 22) * 0x9E3779B97F4A7C15ull;
+    return HK_LARGE_HDR + 64 * (1 + (size_t)((h >> 32) % colors));
+}
+
 static void *large_alloc(size_t size, size_t align, uint32_t site, const hk_site_policy *pol,
                          int *zeroed)
 {
@@ -239,14 +336,14 @@ static void *large_alloc(size_t size, size_t align, uint32_t site, const hk_site
     if (size > LARGE_MAX || align > LARGE_MAX) { errno = ENOMEM; return NULL; }
     int plain = align <= HK_LARGE_HDR;
     size_t off = plain ? HK_LARGE_HDR : align;
-    size_t map_size = page_round(off + size);
+    size_t map_size = page_round(off + size);     /* block_offset keeps it */
     unsigned entries = pol->bigcache_slots * RING_PER_SLOT;
     int use_cache = plain && hk_opt.bigcache && entries > 0;
 
-    uint8_t *base = NULL;
-    int reused = 0;
+    uint8_t *base = use_cache ? take_kept(site, &map_size) : NULL;
+    int was_kept = base != NULL, reused = was_kept;
     if (use_cache) {
-        base = from_cache(site, &map_size, entries, &reused);
+        if (!was_kept) base = from_cache(site, &map_size, entries, &reused);
         hk_bigcache_count(reused);
         hk_site_note_bigcache(site, reused, 0);
     }
@@ -256,6 +353,7 @@ static void *large_alloc(size_t size, size_t align, uint32_t site, const hk_site
         base = hk_os_map_aligned(map_size, map_align);
         if (base == NULL) { errno = ENOMEM; return NULL; }
     }
+    if (plain) off = block_offset(size, base);
     uint8_t *p = base + off;
     /* Advise before the header write faults in the first page of a fresh
      * mapping: once a small page sits in the range, the kernel will not
@@ -278,7 +376,7 @@ static void *large_alloc(size_t size, size_t align, uint32_t site, const hk_site
     atomic_store_explicit(&h->magic, HK_LARGE_MAGIC, memory_order_release);
     hk_chunk_set((uintptr_t)p, HK_CHUNK_LARGE);
     atomic_fetch_add_explicit(&n_allocs, 1, memory_order_relaxed);
-    atomic_fetch_add_explicit(&n_mapped_bytes, map_size, memory_order_relaxed);
+    if (!was_kept) atomic_fetch_add_explicit(&n_mapped_bytes, map_size, memory_order_relaxed);
     hk_site_note_large_live(site, size, 1);
     *zeroed = fresh;
     return p;
@@ -288,7 +386,7 @@ static void *large_alloc(size_t size, size_t align, uint32_t site, const hk_site
 static hk_large_hdr *checked(const void *p, const char *fn)
 {
     uintptr_t off = (uintptr_t)p & HK_SEGMENT_MASK;
-    int legal = off == HK_LARGE_HDR || off == 0 ||
+    int legal = (off >= HK_LARGE_HDR && off < 4096 && off % 64 == 0) || off == 0 ||
                 (off >= 2 * HK_LARGE_HDR && (off & (off - 1)) == 0);
     if (!legal) hk_fatal_pointer(fn, "invalid pointer", p);
     hk_large_hdr *h = hdr_of(p);
@@ -310,7 +408,7 @@ static void large_free(void *p, const char *fn)
         hk_site_policy pol = hk_site_policy_get(h->site);
         unsigned entries = pol.bigcache_slots * RING_PER_SLOT;
         if (entries > 0) {
-            cache_block(h->site, h->base, h->map_size, entries);
+            if (!keep(h)) cache_block(h->site, h->base, h->map_size, entries);
             return;
         }
     }
@@ -353,12 +451,13 @@ static void *large_try_realloc(void *p, size_t size, const char *fn)
         return p;
     }
     if (!h->cacheable || size < usable || size > LARGE_MAX) return NULL;
-    if (grow_in_place(h, page_round(HK_LARGE_HDR + size))) {
+    size_t off = (size_t)((uint8_t *)p - h->base);
+    if (grow_in_place(h, page_round(off + size))) {
         h->size = size;
         return p;
     }
     /* Growth: move the pages to a bigger aligned mapping, no copying. */
-    size_t new_map = map_size_for(HK_LARGE_HDR + size);
+    size_t new_map = map_size_for(off + size);
     uint8_t *old_base = h->base;
     size_t old_map = h->map_size;
     /* Into a fresh aligned mapping, the old pages moved to its start: a
@@ -372,7 +471,7 @@ static void *large_try_realloc(void *p, size_t size, const char *fn)
         hk_os_unmap(base, new_map);
         return NULL;
     }
-    uint8_t *np = base + HK_LARGE_HDR;
+    uint8_t *np = base + off;
     hk_large_hdr *nh = hdr_of(np);
     nh->base = base;
     nh->map_size = new_map;

@@ -1,5 +1,6 @@
 /* Large blocks: one mapping each, 4 MiB-aligned, with a 64-byte header just
- * below the user pointer (magic "HAKM", mapping, size, site).  Freed blocks
+ * below the user pointer (magic "HAKM", mapping, size, site), which lies in
+ * the mapping's first page.  Freed blocks
  * go to BigCache when the site's policy allows; huge pages are requested
  * for 2 MiB-aligned blocks when the THP box says so. */
 #ifndef HK_LARGE_H
@@ -22,8 +23,16 @@ size_t hk_large_usable(const void *p, const char *fn);
  * must allocate, copy and free instead. */
 void *hk_large_try_realloc(void *p, size_t size, const char *fn);
 
+/* The large block the heap's thread freed last, kept for that thread's next
+ * request of about its size, to BigCache (any thread may call it): at the
+ * heap's maintenance, while it is idle, at its thread's exit and before a
+ * trim. */
+struct hk_heap;
+void hk_large_drop_kept(struct hk_heap *heap);
+
 typedef struct hk_large_stats {
     uint64_t allocs, frees, mapped_bytes, thp_blocks;
+    uint64_t kept_blocks, kept_bytes;    /* freed, in their threads' kept slots (mapped) */
 } hk_large_stats;
 void hk_large_get_stats(hk_large_stats *out);
 

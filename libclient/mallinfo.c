@@ -4,11 +4,12 @@
  *             retained empty segments too)
  *   ordblks   free blocks carved in pages (on free lists) and free packed
  *             blocks
- *   smblks    large blocks waiting in BigCache for reuse
+ *   smblks    large blocks waiting for reuse: in BigCache or kept by the
+ *             thread that freed them
  *   hblks     large blocks handed out (each mapped on its own)
  *   hblkhd    bytes mapped for them
  *   usmblks   0, as in glibc
- *   fsmblks   bytes of the blocks waiting in BigCache (mapped, free)
+ *   fsmblks   bytes of the blocks waiting for reuse (mapped, free)
  *   uordblks  bytes of segment and packed blocks handed out (block sizes,
  *             headers included, not requests)
  *   fordblks  arena - uordblks: free blocks, never-carved page room, free
@@ -66,10 +67,11 @@ void hk_mallinfo(struct mallinfo2 *out)
     out->fordblks = out->arena - out->uordblks;
     out->ordblks = f.free_blocks + pk.free_blocks;
     out->keepcost = f.dirty + hk_segment_retained_dirty_bytes();
-    out->smblks = bc.cached_blocks;
-    out->fsmblks = bc.cached_bytes;
+    uint64_t waiting = bc.cached_bytes + ls.kept_bytes;
+    out->smblks = bc.cached_blocks + ls.kept_blocks;
+    out->fsmblks = waiting;
     out->hblks = ls.allocs - ls.frees;
-    out->hblkhd = ls.mapped_bytes > bc.cached_bytes ? ls.mapped_bytes - bc.cached_bytes : 0;
+    out->hblkhd = ls.mapped_bytes > waiting ? ls.mapped_bytes - waiting : 0;
 }
 
 static int clamp_int(size_t v) { return v > INT_MAX ? INT_MAX : (int)v; }

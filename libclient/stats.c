@@ -163,9 +163,11 @@ void hakmem_report(int fd)
         (unsigned long long)pk.chunks, (unsigned long long)(pk.chunks * HK_SEGMENT_SIZE >> 20),
         (unsigned long long)(pk.used_bytes >> 10), (unsigned long long)pk.free_blocks,
         (unsigned long long)(pk.free_bytes >> 10), (unsigned long long)(pk.purged_bytes >> 20));
-    say(&o, "  large: allocs %llu, frees %llu, mapped %llu MiB, THP blocks %llu (kernel THP mode %s)\n",
+    say(&o, "  large: allocs %llu, frees %llu, mapped %llu MiB, kept by their threads %llu (%llu MiB), "
+        "THP blocks %llu (kernel THP mode %s)\n",
         (unsigned long long)ls.allocs, (unsigned long long)ls.frees,
-        (unsigned long long)(ls.mapped_bytes >> 20), (unsigned long long)ls.thp_blocks,
+        (unsigned long long)(ls.mapped_bytes >> 20), (unsigned long long)ls.kept_blocks,
+        (unsigned long long)(ls.kept_bytes >> 20), (unsigned long long)ls.thp_blocks,
         hk_os_thp_mode() == 2 ? "always" : hk_os_thp_mode() == 1 ? "madvise" : "never");
     uint64_t lookups = bc.hits + bc.misses;
     say(&o, "  BigCache: hits %llu, misses %llu, puts %llu, evictions %llu, hit rate %.1f%%, cached %llu MiB%s\n",

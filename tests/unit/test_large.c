@@ -1,7 +1,8 @@
 /* Large block box: one aligned mapping per block with the "HAKM" header
  * below the user pointer, usable sizes, BigCache hand-off on free, new
- * blocks cut from or assembled of cached ones (page faults counted, cached
- * ranges moved whole),
+ * the block a thread freed last kept for its next request, blocks cut from
+ * or assembled of cached ones (page faults counted, cached ranges moved
+ * whole),
  * resizing in place or by moving pages, and fail-fast frees. */
 #include <stdarg.h>
 #include <stddef.h>
@@ -9,6 +10,8 @@
 #include <cmocka.h>
 
 #include <errno.h>
+#include <malloc.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -17,6 +20,8 @@
 
 #include "bigcache.h"
 #include "chunk_map.h"
+#include "heap.h"
+#include "internal.h"
 #include "hakmem.h"
 #include "init.h"
 #include "large.h"
@@ -50,6 +55,7 @@ static int group_setup(void **state)
 static int teardown(void **state)
 {
     (void)state;
+    hk_large_drop_kept(hk_tls_heap);   /* the test thread has a heap once a test used malloc */
     hk_bigcache_trim(0, 0);
     return 0;
 }
@@ -64,25 +70,55 @@ static void test_header_and_layout(void **state)
     uint8_t *p = hk_large_alloc(size, 0, SITE_NOCACHE, &uncached, &zeroed);
     assert_non_null(p);
     assert_int_equal(zeroed, 1);
-    assert_int_equal((uintptr_t)p % (4 * MiB), 64);   /* 4 MiB-aligned mapping + header */
+    assert_true(UT_LARGE_OFFSET_OK(p));               /* 4 MiB-aligned mapping + header + colour */
     assert_int_equal(magic_of(p), MAGIC_LIVE);
     assert_int_equal(hk_chunk_kind((uintptr_t)p), HK_CHUNK_LARGE);
     size_t usable = hk_large_usable(p, "test");
     assert_true(usable >= size);
     assert_true(usable <= size + size / 4 + 4096);
-    assert_int_equal((usable + 64) % 4096, 0);        /* the mapping ends on a page */
+    size_t offset = (uintptr_t)p % (4 * MiB);
+    assert_int_equal((usable + offset) % 4096, 0);    /* the mapping ends on a page */
     assert_int_equal(hak_malloc_usable_size(p), usable);
     for (size_t i = 0; i < usable; i += 4096) assert_int_equal(p[i], 0);
     memset(p, 0x77, usable);                          /* every usable byte is ours */
     hk_large_get_stats(&s1);
     assert_int_equal(s1.allocs, s0.allocs + 1);
-    assert_int_equal(s1.mapped_bytes, s0.mapped_bytes + usable + 64);
+    assert_int_equal(s1.mapped_bytes, s0.mapped_bytes + usable + offset);
 
     hk_large_free(p, "free()");
     hk_large_get_stats(&s2);
     assert_int_equal(s2.frees, s0.frees + 1);
     assert_int_equal(s2.mapped_bytes, s0.mapped_bytes);
     assert_int_equal(hk_chunk_kind((uintptr_t)p), HK_CHUNK_NONE);
+}
+
+/* Ordinary blocks start at a cache line of their first page chosen by
+ * their mapping's address, within the room their last page leaves: so
+ * walks a page at a time over different blocks do not all land in one
+ * cache set, and the colour costs no page.  A block that fills its last
+ * page starts at 64. */
+static void test_block_offsets_vary(void **state)
+{
+    (void)state;
+    enum { N = 64 };
+    uint8_t *p[N];
+    uint64_t seen = 0;
+    int z;
+    for (int i = 0; i < N; i++) {
+        p[i] = hk_large_alloc(3 * MiB, 0, SITE_NOCACHE, &uncached, &z);
+        assert_true(UT_LARGE_OFFSET_OK(p[i]));
+        uintptr_t off = (uintptr_t)p[i] % (4 * MiB);
+        assert_int_equal(off + hk_large_usable(p[i], "test"), 3 * MiB + 4096);   /* no page more */
+        seen |= 1ull << (off / 64);
+    }
+    assert_true(__builtin_popcountll(seen) >= 8);
+    for (int i = 0; i < N; i++) hk_large_free(p[i], "free()");
+    for (int i = 0; i < 4; i++) {
+        uint8_t *full = hk_large_alloc(4 * MiB - 64, 0, SITE_NOCACHE, &uncached, &z);
+        assert_int_equal((uintptr_t)full % (4 * MiB), 64);
+        assert_int_equal(hk_large_usable(full, "test"), 4 * MiB - 64);
+        hk_large_free(full, "free()");
+    }
 }
 
 /* Usable sizes round up by at most a quarter, to a whole page. */
@@ -119,9 +155,9 @@ static void test_freed_block_cached_and_reused(void **state)
     uint8_t *other = hk_large_alloc(2 * MiB, 0, SITE_B, &cached, &z);  /* other site: miss */
     assert_ptr_not_equal(other, p);
     uint8_t *q = hk_large_alloc(2 * MiB, 0, SITE_A, &cached, &z);
-    assert_ptr_equal(q, p);
+    assert_int_equal(UT_PAGE_OF(q), UT_PAGE_OF(p));
     assert_int_equal(z, 0);                           /* reused: not known to be zero */
-    assert_int_equal(q[100], 0x33);
+    assert_int_equal(p[4096], 0x33);                  /* the same memory, as it was */
     assert_int_equal(magic_of(q), MAGIC_LIVE);
     hk_bigcache_get_stats(&b1);
     assert_int_equal(b1.hits, b0.hits + 1);
@@ -132,6 +168,139 @@ static void test_freed_block_cached_and_reused(void **state)
     hk_bigcache_trim(0, 0);                           /* eviction unmaps */
     assert_int_equal(hk_chunk_kind((uintptr_t)p), HK_CHUNK_NONE);
     assert_int_equal(hk_chunk_kind((uintptr_t)other), HK_CHUNK_NONE);
+}
+
+static uint64_t kept_blocks(void)
+{
+    hk_large_stats s;
+    hk_large_get_stats(&s);
+    return s.kept_blocks;
+}
+
+/* The kept-block tests run in threads of their own, which get heaps; the
+ * test thread has none, so that in the other tests every freed block goes
+ * to BigCache.  cmocka's asserts must not fire off the test thread: a
+ * thread notes the line of its first failed check, and the test asserts
+ * there was none. */
+static int failed_line;
+#define CHECK(c) do { if (!(c) && !failed_line) failed_line = __LINE__; } while (0)
+
+static void in_thread(void *(*fn)(void *), void *arg)
+{
+    failed_line = 0;
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, fn, arg), 0);
+    assert_int_equal(pthread_join(t, NULL), 0);
+    if (failed_line) fail_msg("check at line %d failed", failed_line);
+}
+
+/* A thread with a heap keeps the large block it freed last for its own
+ * next request of about that size: no ring is touched either way.  A
+ * request from another site, or one the block exceeds by more than an
+ * eighth, sends it to BigCache first, as does the next block freed. */
+static void *kept_and_served(void *arg)
+{
+    (void)arg;
+    hak_free(hak_malloc(16));                         /* the thread gets a heap */
+    hk_bigcache_stats b0, b1;
+    hk_bigcache_get_stats(&b0);
+    hk_large_stats s;
+    int z;
+    uint8_t *p = hk_large_alloc(2 * MiB, 0, SITE_A, &cached, &z);
+    memset(p, 0x66, 2 * MiB);
+    hk_large_free(p, "free()");
+    CHECK(magic_of(p) == MAGIC_FREED);                /* a second free is caught */
+    hk_large_get_stats(&s);
+    CHECK(s.kept_blocks == 1);
+    CHECK(s.kept_bytes == 2 * MiB + 4096);
+    struct mallinfo2 mi = hak_mallinfo2();
+    CHECK(mi.smblks == 1);                            /* free, waiting for reuse */
+    CHECK(mi.fsmblks == 2 * MiB + 4096);
+
+    uint8_t *q = hk_large_alloc(2 * MiB - 200000, 0, SITE_A, &cached, &z);
+    CHECK(UT_PAGE_OF(q) == UT_PAGE_OF(p));
+    CHECK(z == 0);
+    CHECK(p[4096] == 0x66);
+    CHECK(magic_of(q) == MAGIC_LIVE);
+    CHECK(hk_large_usable(q, "test") + (uintptr_t)q % (4 * MiB) == 2 * MiB + 4096);   /* all of it */
+    CHECK(kept_blocks() == 0);
+    hk_bigcache_get_stats(&b1);
+    CHECK(b1.puts == b0.puts);
+    CHECK(b1.hits == b0.hits + 1);
+
+    hk_large_free(q, "free()");
+    uint8_t *other = hk_large_alloc(2 * MiB, 0, SITE_B, &cached, &z);   /* not its site */
+    CHECK(UT_PAGE_OF(other) != UT_PAGE_OF(p));
+    CHECK(z == 1);
+    CHECK(kept_blocks() == 0);
+    hk_bigcache_get_stats(&b1);
+    CHECK(b1.puts == b0.puts + 1);                    /* p went to site A's ring */
+    CHECK(b1.cached_blocks == b0.cached_blocks + 1);
+    hk_large_free(other, "free()");                   /* kept */
+    uint8_t *half = hk_large_alloc(MiB, 0, SITE_B, &cached, &z);         /* too small for it */
+    CHECK(UT_PAGE_OF(half) == UT_PAGE_OF(other));                             /* cut from it in site B's ring */
+    CHECK(hk_large_usable(half, "test") < 2 * MiB);   /* the rest stayed there */
+    CHECK(kept_blocks() == 0);
+    hk_large_free(half, "free()");                    /* kept */
+    uint8_t *again = hk_large_alloc(2 * MiB, 0, SITE_A, &cached, &z);
+    CHECK(UT_PAGE_OF(again) == UT_PAGE_OF(p));                                /* from the ring, as before */
+    CHECK(kept_blocks() == 0);
+    hk_large_free(again, "free()");
+    CHECK(kept_blocks() == 1);
+    hakmem_collect();
+    CHECK(kept_blocks() == 0);
+    return NULL;
+}
+
+static void test_freed_block_kept_by_its_thread(void **state)
+{
+    (void)state;
+    in_thread(kept_and_served, NULL);
+}
+
+/* The kept block goes to BigCache at a trim, at the heap's maintenance (so
+ * it stays out of the cache's ageing and budget for a millisecond of
+ * allocator work at most) and at its thread's exit. */
+static void *kept_then_given_up(void *arg)
+{
+    hak_free(hak_malloc(16));
+    hk_heap *heap = hk_heap_for_thread();
+    int z;
+    uint8_t *p = hk_large_alloc(2 * MiB, 0, SITE_A, &cached, &z);
+    hk_large_free(p, "free()");
+    CHECK(kept_blocks() == 1);
+    hakmem_collect();                                 /* a trim gives everything back */
+    CHECK(kept_blocks() == 0);
+    CHECK(hk_chunk_kind((uintptr_t)p) == HK_CHUNK_NONE);
+
+    p = hk_large_alloc(2 * MiB, 0, SITE_A, &cached, &z);
+    hk_large_free(p, "free()");
+    CHECK(kept_blocks() == 1);
+    usleep(10000);                    /* a maintenance pass is due (by the coarse clock) */
+    hk_heap_tick(heap);
+    CHECK(kept_blocks() == 0);
+    hk_bigcache_stats b;
+    hk_bigcache_get_stats(&b);
+    CHECK(b.cached_blocks == 1);
+
+    p = hk_large_alloc(2 * MiB, 0, SITE_A, &cached, &z);
+    hk_large_free(p, "free()");
+    CHECK(kept_blocks() == 1);
+    *(uint8_t **)arg = p;
+    return NULL;
+}
+
+static void test_kept_block_given_up(void **state)
+{
+    (void)state;
+    uint8_t *p = NULL;
+    in_thread(kept_then_given_up, &p);
+    assert_int_equal(kept_blocks(), 0);              /* the thread's exit gave it up */
+    hk_bigcache_stats b;
+    hk_bigcache_get_stats(&b);
+    assert_int_equal(b.cached_blocks, 1);
+    assert_int_equal(hk_chunk_kind((uintptr_t)p), HK_CHUNK_LARGE);
+    assert_int_equal(magic_of(p), MAGIC_FREED);
 }
 
 static uint64_t minor_faults(void)
@@ -178,7 +347,7 @@ static void test_cached_block_cut_in_place(void **state)
     uint8_t *q;
     int z = -1;
     uint64_t f = faults_of_new(6 * MiB, &q, &z);
-    assert_ptr_equal(q, p);
+    assert_int_equal(UT_PAGE_OF(q), UT_PAGE_OF(p));
     assert_int_equal(z, 0);
     print_message("faults writing 6 MiB cut from a cached 8 MiB block: %llu\n", (unsigned long long)f);
     assert_true(f < 16);
@@ -188,7 +357,7 @@ static void test_cached_block_cut_in_place(void **state)
 
     uint8_t *r;
     f = faults_of_new(3 * MiB / 2, &r, &z);
-    assert_int_equal((uintptr_t)r % (4 * MiB), 64);
+    assert_true(UT_LARGE_OFFSET_OK(r));
     print_message("faults writing 1.5 MiB made of a cached 2 MiB piece: %llu\n", (unsigned long long)f);
     assert_true(f < 16);
     assert_int_equal(z, 0);
@@ -232,7 +401,7 @@ static void test_block_assembled_from_cached_ones(void **state)
     uint8_t *c = touched(8 * MiB);
     hk_large_free(c, "free()");
     uint8_t *d = touched(5 * MiB);
-    assert_ptr_equal(d, c);
+    assert_int_equal(UT_PAGE_OF(d), UT_PAGE_OF(c));
     hk_bigcache_get_stats(&bc);
     assert_int_equal(bc.cached_blocks, 1);
     assert_int_equal(bc.cached_bytes, 3 * MiB);
@@ -258,18 +427,18 @@ static void test_cached_rest_moves_whole(void **state)
     (void)state;
     const uint64_t mark = 0x5354414D50000000ull;     /* "STAMP" */
     uint8_t *c = touched(10 * MiB);
-    uint8_t *base = c - 64;
+    uint8_t *base = (uint8_t *)UT_PAGE_OF(c);
     for (size_t off = 4096; off < 10 * MiB; off += 4096)
         *(uint64_t *)(base + off) = mark | off;
     hk_large_free(c, "free()");
     int z;
     uint8_t *d = hk_large_alloc(5 * MiB, 0, SITE_A, &cached, &z);  /* cut in place, not written */
-    assert_ptr_equal(d, c);
+    assert_int_equal(UT_PAGE_OF(d), UT_PAGE_OF(c));
     const size_t rest = 5 * MiB + 4096;                            /* where the rest begins */
     uint64_t f0 = minor_faults();
     uint8_t *e = hk_large_alloc(4 * MiB, 0, SITE_A, &cached, &z);  /* moved from the rest */
     assert_int_equal(z, 0);
-    uint8_t *ebase = e - 64;
+    uint8_t *ebase = (uint8_t *)UT_PAGE_OF(e);
     size_t moved = 0;
     for (size_t off = 4096; off < 4 * MiB; off += 4096)
         moved += *(uint64_t *)(ebase + off) == (mark | (rest + off));
@@ -292,7 +461,7 @@ static void test_realloc_grows_into_cached_rest(void **state)
     hk_large_free(p, "free()");
     int z;
     uint8_t *q = hk_large_alloc(1 * MiB, 0, SITE_A, &cached, &z);
-    assert_ptr_equal(q, p);
+    assert_int_equal(UT_PAGE_OF(q), UT_PAGE_OF(p));
     memset(q, 0x66, 1 * MiB);
     uint64_t f0 = minor_faults();
     uint8_t *r = hk_large_try_realloc(q, 3 * MiB, "realloc()");
@@ -354,9 +523,10 @@ static void test_try_realloc_moves_pages(void **state)
     for (size_t i = 0; i < u; i += 4096) memcpy(p + i, &i, sizeof i);
     p[u - 1] = 0x5C;
     hk_large_get_stats(&s0);
+    uintptr_t offset = (uintptr_t)p % (4 * MiB);
     uint8_t *np = hk_large_try_realloc(p, 10 * MiB, "realloc()");
     assert_non_null(np);
-    assert_int_equal((uintptr_t)np % (4 * MiB), 64);
+    assert_int_equal((uintptr_t)np % (4 * MiB), offset);   /* the pages moved, the block with them */
     assert_int_equal(magic_of(np), MAGIC_LIVE);
     size_t nu = hk_large_usable(np, "test");
     assert_true(nu >= 10 * MiB);
@@ -373,7 +543,7 @@ static void test_try_realloc_moves_pages(void **state)
     assert_int_equal(s1.mapped_bytes, s0.mapped_bytes + (nu - u));
     hk_large_free(np, "free()");
     hk_large_get_stats(&s1);
-    assert_int_equal(s1.mapped_bytes, s0.mapped_bytes - (u + 64));
+    assert_int_equal(s1.mapped_bytes, s0.mapped_bytes - (u + offset));
 
     /* An aligned block cannot be moved that way. */
     uint8_t *a = hk_large_alloc(1 * MiB, 8 * MiB, SITE_NOCACHE, &uncached, &z);
@@ -499,6 +669,20 @@ static void expect_abort(void *p, const char *what)
     assert_string_equal(c.err, want);
 }
 
+/* Frees a block, which it keeps, and waits to be told to exit. */
+static int keeper_state;
+static void *keep_one_until_told(void *arg)
+{
+    hak_free(hak_malloc(16));
+    int z;
+    uint8_t *p = hk_large_alloc(2 * MiB, 0, SITE_A, &cached, &z);
+    hk_large_free(p, "free()");
+    *(uint8_t **)arg = p;
+    __atomic_store_n(&keeper_state, 1, __ATOMIC_RELEASE);
+    while (__atomic_load_n(&keeper_state, __ATOMIC_ACQUIRE) != 2) usleep(100);
+    return NULL;
+}
+
 static void test_bad_frees_abort(void **state)
 {
     (void)state;
@@ -507,7 +691,15 @@ static void test_bad_frees_abort(void **state)
     expect_abort(p + 16, "invalid pointer");           /* inside the block */
     expect_abort(p + 4096, "invalid pointer");
     hk_large_free(p, "free()");
-    expect_abort(p, "double free");                   /* cached: the header says FREE */
+    expect_abort(p, "double free");                   /* cached or kept: the header says FREE */
+    uint64_t kept0 = kept_blocks();
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, keep_one_until_told, &p), 0);
+    while (__atomic_load_n(&keeper_state, __ATOMIC_ACQUIRE) != 1) usleep(100);
+    assert_int_equal(kept_blocks(), kept0 + 1);
+    expect_abort(p, "double free");                   /* kept by a thread: the same */
+    __atomic_store_n(&keeper_state, 2, __ATOMIC_RELEASE);
+    assert_int_equal(pthread_join(t, NULL), 0);
     uint8_t *n = hk_large_alloc(2 * MiB, 0, SITE_NOCACHE, &uncached, &z);
     hk_large_free(n, "free()");                       /* unmapped: nobody vouches for it */
     expect_abort(n, "invalid pointer");
@@ -518,7 +710,10 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(test_header_and_layout, teardown),
         cmocka_unit_test_teardown(test_usable_sizes, teardown),
+        cmocka_unit_test_teardown(test_block_offsets_vary, teardown),
         cmocka_unit_test_teardown(test_freed_block_cached_and_reused, teardown),
+        cmocka_unit_test_teardown(test_freed_block_kept_by_its_thread, teardown),
+        cmocka_unit_test_teardown(test_kept_block_given_up, teardown),
         cmocka_unit_test_teardown(test_cached_block_cut_in_place, teardown),
         cmocka_unit_test_teardown(test_block_assembled_from_cached_ones, teardown),
         cmocka_unit_test_teardown(test_cached_rest_moves_whole, teardown),

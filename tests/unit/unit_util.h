@@ -10,6 +10,15 @@
 
 #include "internal.h"
 
+/* The first page of a block.  A large block served from cached memory
+ * starts in the same first page as the block it reuses, at a cache-line
+ * offset of its own (large.c), so tests compare pages, not pointers. */
+#define UT_PAGE_OF(p) ((uintptr_t)(p) & ~(uintptr_t)4095)
+/* Where an ordinary large block may start in its 4 MiB-aligned mapping. */
+#define UT_LARGE_OFFSET_OK(p) \
+    ((uintptr_t)(p) % ((uintptr_t)4 << 20) >= 64 && (uintptr_t)(p) % ((uintptr_t)4 << 20) < 4096 && \
+     (uintptr_t)(p) % 64 == 0)
+
 /* A heap no thread owns, set up the way a thread heap starts out, so a test
  * can drive the segment and site boxes without touching the thread's heap. */
 hk_heap *ut_heap_new(void);

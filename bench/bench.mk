@@ -16,6 +16,16 @@ $(BUILD)/bench/%.o: bench/%.c bench/bench_util.h include/hakmem.h
 $(addprefix $(BUILD)/bench/,$(BENCH_PROGS)): $(BUILD)/bench/%: $(BUILD)/bench/%.o $(BENCH_UTIL_O)
 	$(CC) -o $@ $^ -pthread -ldl
 
+# bench/headroom.sh's counter of live requested bytes, preloaded in front of
+# the allocator: it defines malloc and the rest itself, so the compiler must
+# not treat those names as the builtins it knows.
+HEADROOM_SHIM := $(BUILD)/bench/headroom_shim.so
+$(HEADROOM_SHIM): bench/headroom_shim.c
+	@mkdir -p $(@D)
+	$(CC) $(TOOL_CFLAGS) -fPIC -shared -fno-builtin -o $@ $< -ldl -pthread
+
+BENCH_BINS += $(HEADROOM_SHIM)
+
 .PHONY: bench-programs
 bench-programs: $(addprefix $(BUILD)/bench/,$(BENCH_PROGS))
 

@@ -7,9 +7,10 @@
 # --smoke must produce its CSVs, Markdown tables and PNGs, run every suite
 # item (workloads and real programs) through its check, write its tables
 # into a copy of README.md (and change nothing on a second pass), and clean
-# up after itself; bench/fleet_sim.sh --smoke must table a 4-host fleet on a
-# real etcd cluster, see its sites propagate, and fail when the hosts do
-# not share a fleet.  No timing decides anything here.
+# up after itself; bench/headroom.sh --smoke must table every bound of the
+# items it runs, and its shim must count a known peak; bench/fleet_sim.sh
+# --smoke must table a 4-host fleet on a real etcd cluster, see its sites
+# propagate, and fail when the hosts do not share a fleet.  No timing decides anything here.
 # usage (from the repo root): bash tests/bench/suite.sh BUILD
 set -u
 source "$(dirname "$0")/../lib.sh"
@@ -323,6 +324,56 @@ else
     fail "bench: arms.sh runs the suite on every arm hakmemd --list-arms names and tables each against the default" \
          "$(tail -n 3 "$WORK/arms.log"; head -n 12 "$AR/sections/suite-arms.md" 2>/dev/null)"
 fi
+# The headroom bounds.  First the shim's count against a program whose peak
+# of live requested bytes is known (libc's own thread and stdio blocks come
+# on top: a few KiB), with a floor of at least that peak plus some pages of
+# code; then bench/headroom.sh --smoke on a threaded C workload, the C++
+# one (operator new through the shim) and two real programs of several
+# processes (gcc's driver forks cc1 and as): every item must come out with
+# an instruction share, a system time share, a peak RSS, a peak of live
+# bytes and a floor above it (code pages at least), all numbers, and the
+# table their bounds.
+HR_SHIM=$BUILD/bench/headroom_shim.so
+if [ ! -x "$BUILD/tests/headroom_known" ] || [ ! -e "$HR_SHIM" ]; then
+    fail "bench: headroom_shim.so counts the live bytes of a program whose peak is known" \
+         "$BUILD/tests/headroom_known or $HR_SHIM is missing (make test builds them)"
+else
+    rm -f "$WORK/known-peak".*
+    expected=$(timeout -k 5 60 env HAKMEM_HEADROOM_PEAKS="$WORK/known-peak" LD_PRELOAD="$HR_SHIM:$LIB" \
+                   HAKMEM_MODE=baseline "$BUILD/tests/headroom_known" 2>&1)
+    counted=$(cat "$WORK/known-peak".* 2>/dev/null)
+    WHY="program: $expected; shim: ${counted:-no report}"
+    check "bench: headroom_shim.so counts the live bytes of a program whose peak is known" "$PY" -c '
+import re, sys
+want = dict(re.findall(r"(\w+)=(\d+)", sys.argv[1]))
+got = dict(re.findall(r"(\w+)=(\S+)", sys.argv[2]))
+peak, live = int(got["peak_live_bytes"]), int(got["live_at_exit_bytes"])
+expected = int(want["expected_peak"])
+floor, fixed = int(got["floor_bytes"]), int(got["floor_fixed_bytes"])
+sys.exit(not (expected <= peak <= expected + 16384 and live <= 16384 and got["table_full"] == "0"
+              and fixed > 0 and floor >= peak))' \
+        "$expected" "$counted"
+fi
+HR=$WORK/headroom
+HR_ITEMS=larson,big-blocks,sqlite,gcc
+hr_left_before=$(ls -d /tmp/hakmem-headroom.* /dev/shm/hakmem-headroom-* 2>/dev/null | sort)
+if timeout -k 5 600 bash bench/headroom.sh --smoke --items "$HR_ITEMS" --build "$BUILD" --out "$HR" >"$WORK/headroom.log" 2>&1 &&
+   awk -F, -v want="$(tr ',' '\n' <<<"$HR_ITEMS" | wc -l)" '
+       NR == 1 { next }
+       { n++
+         if (!($5 == "ok" && $8 ~ /^0\.[0-9]+$/ && $8 + 0 > 0 && $15 ~ /^[01]\.[0-9]+$/ &&
+               $16 ~ /^[1-9][0-9]*$/ && $17 ~ /^[1-9][0-9]*$/ && $19 ~ /^[1-9][0-9]*$/ && $19 + 0 > $17 + 0)) bad++ }
+       END { exit n == want && !bad ? 0 : 1 }' "$HR/headroom.csv" &&
+   [ "$(grep -cE '^\| [a-z-]+ \| [^|]+ \| [0-9.]+ \| [0-9.]+ \| -?[0-9.]+ \| [0-9]+ \| [0-9]+ \| [^ |]+ \| [0-9.]+ \| [0-9]+ \| [0-9.]+ \|$' "$HR/headroom.md")" = 4 ] &&
+   grep -qE '^\| \*\*geometric mean\*\* \| \| \| \| \*\*[0-9.]+\*\* \| \| \| \| \*\*[0-9.]+\*\* \| \| \*\*[0-9.]+\*\* \|$' "$HR/headroom.md"; then
+    ok "bench: headroom.sh measures each item's allocator share, system time and peak of live bytes, and tables the bounds"
+else
+    fail "bench: headroom.sh measures each item's allocator share, system time and peak of live bytes, and tables the bounds" \
+         "$(tail -n 3 "$WORK/headroom.log")" "$(cat "$HR/headroom.csv" 2>/dev/null)"
+fi
+WHY="left behind: $(comm -13 <(echo "$hr_left_before") <(ls -d /tmp/hakmem-headroom.* /dev/shm/hakmem-headroom-* 2>/dev/null | sort))"
+check "bench: headroom.sh removes its temporary files" \
+    test -z "$(comm -13 <(echo "$hr_left_before") <(ls -d /tmp/hakmem-headroom.* /dev/shm/hakmem-headroom-* 2>/dev/null | sort))"
 if bash bench/run.sh --build "$BUILD" --filter suite --configs hakmem-arm-no-such-arm --smoke --no-readme \
        --out "$WORK/arm-bad" >"$WORK/arm-bad.log" 2>&1; then
     fail "bench: run.sh refuses an arm hakmemd does not know" "it exited 0"

@@ -244,10 +244,13 @@ static void count_kept(const hk_large_hdr *h, int in)
     else atomic_fetch_sub_explicit(&n_kept, d, memory_order_relaxed);
 }
 
+/* Entries the site's ring may hold under its policy now (0: it caches nothing). */
+static unsigned ring_entries(uint32_t site) { return hk_site_policy_get(site).bigcache_slots * RING_PER_SLOT; }
+
 /* A freed block to BigCache, or to the OS when its site caches nothing now. */
 static void stash(hk_large_hdr *h)
 {
-    unsigned entries = hk_site_policy_get(h->site).bigcache_slots * RING_PER_SLOT;
+    unsigned entries = ring_entries(h->site);
     if (entries > 0) cache_block(h->site, h->base, h->map_size, entries);
     else release(h);
 }
@@ -404,15 +407,9 @@ static void large_free(void *p, const char *fn)
         hk_fatal_pointer(fn, "double free", p);     /* lost a race with another free */
     atomic_fetch_add_explicit(&n_frees, 1, memory_order_relaxed);
     hk_site_note_free(h->site, h->size);
-    if (h->cacheable && hk_opt.bigcache) {
-        hk_site_policy pol = hk_site_policy_get(h->site);
-        unsigned entries = pol.bigcache_slots * RING_PER_SLOT;
-        if (entries > 0) {
-            if (!keep(h)) cache_block(h->site, h->base, h->map_size, entries);
-            return;
-        }
-    }
-    release(h);
+    unsigned entries = h->cacheable && hk_opt.bigcache ? ring_entries(h->site) : 0;
+    if (entries == 0) release(h);
+    else if (!keep(h)) cache_block(h->site, h->base, h->map_size, entries);
 }
 
 size_t hk_large_usable(const void *p, const char *fn)
@@ -430,7 +427,7 @@ static int grow_in_place(hk_large_hdr *h, size_t need)
     size_t len, more = need - h->map_size;
     uint8_t *t = hk_bigcache_take_at(h->site, h->base + h->map_size, NULL, &len);
     if (t == NULL) return 0;
-    unsigned entries = hk_site_policy_get(h->site).bigcache_slots * RING_PER_SLOT;
+    unsigned entries = ring_entries(h->site);
     if (len < more) {
         keep_range(h->site, t, len, entries);
         return 0;

@@ -20,9 +20,10 @@ $(addprefix $(BUILD)/bench/,$(BENCH_PROGS)): $(BUILD)/bench/%: $(BUILD)/bench/%.
 # the allocator: it defines malloc and the rest itself, so the compiler must
 # not treat those names as the builtins it knows.
 HEADROOM_SHIM := $(BUILD)/bench/headroom_shim.so
-$(HEADROOM_SHIM): bench/headroom_shim.c
+HEADROOM_SHIM_SRCS := bench/headroom_shim.c bench/headroom_floor.c
+$(HEADROOM_SHIM): $(HEADROOM_SHIM_SRCS) bench/headroom_shim.h
 	@mkdir -p $(@D)
-	$(CC) $(TOOL_CFLAGS) -fPIC -shared -fno-builtin -o $@ $< -ldl -pthread
+	$(CC) $(TOOL_CFLAGS) -fPIC -shared -fno-builtin -o $@ $(HEADROOM_SHIM_SRCS) -ldl -pthread
 
 BENCH_BINS += $(HEADROOM_SHIM)
 

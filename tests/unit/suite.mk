@@ -2,11 +2,11 @@
 # (tests/unit/suite.sh).  They link the prefixed static library: the test
 # program itself runs on glibc's malloc while it calls hak_* and the hidden
 # hk_* internals, which a static link still resolves.
-UNIT_BOXES  := size_class chunk_map segment heap large bigcache thp site options api modules mallinfo knobs counters command vdso packed
+UNIT_BOXES  := size_class chunk_map segment heap heap_life large bigcache thp site options api modules mallinfo knobs counters command vdso packed
 UNIT_OUT    := $(BUILD)/tests
 UNIT_CFLAGS := $(TOOL_CFLAGS) -Ilibclient -Itests/unit -pthread
 UNIT_BINS   := $(addprefix $(UNIT_OUT)/unit_,$(UNIT_BOXES))
-UNIT_COMMON := tests/unit/unit_util.c tests/unit/unit_util.h
+UNIT_COMMON := tests/unit/unit_util.c tests/unit/unit_util.h tests/unit/heap_fixture.h
 
 $(UNIT_BINS): $(UNIT_OUT)/unit_%: tests/unit/test_%.c $(UNIT_COMMON) $(LIB_PREFIXED_A) $(LIB_HDRS)
 	@mkdir -p $(@D)

@@ -8,7 +8,7 @@ set -u
 source "$(dirname "$0")/../lib.sh"
 testlib_begin unit "${1:-build}"
 
-BOXES=(size_class chunk_map segment heap large bigcache thp site options api api_hardened modules registration policy_reader mallinfo hardened knobs counters command vdso packed)
+BOXES=(size_class chunk_map segment heap heap_life large bigcache thp site options api api_hardened modules registration policy_reader mallinfo hardened knobs counters command vdso packed)
 SHM=/hakmem-unit-$$
 track_shm "$SHM"
 

@@ -291,6 +291,13 @@ EXPORT void *API(calloc)(size_t n, size_t size)
     return p;
 }
 
+/* A segment block asked to hold size stays put while it fits and would not
+ * waste more than half. */
+static inline int stays_put(size_t size, size_t old)
+{
+    return size <= old && (size >= old / 2 || old <= 64);
+}
+
 static void *realloc_impl(void *p, size_t size, uintptr_t ra)
 {
     const char *fn = "realloc()";
@@ -312,8 +319,7 @@ static void *realloc_impl(void *p, size_t size, uintptr_t ra)
         if (page == &hk_invalid_page || (a & (HK_ALIGN - 1))) hk_fatal_pointer(fn, "invalid pointer", p);
 #endif
         old = page->block_size;
-        /* Stays put while it fits and would not waste more than half. */
-        if (size <= old && (size >= old / 2 || old <= 64)) return p;
+        if (stays_put(size, old)) return p;
     } else if (kind == HK_CHUNK_PACKED) {
         if (hk_packed_resize(p, size, &old, fn)) return p;
     } else if (kind == HK_CHUNK_LARGE) {
@@ -349,9 +355,44 @@ static void *realloc_impl(void *p, size_t size, uintptr_t ra)
     return q;
 }
 
+/* A small block of this thread's that stays put, or grows into a class
+ * whose page has a free block at hand and no sample due: malloc and free
+ * fused, each page looked up once.  NULL: anything else, which realloc_impl
+ * takes whole (as it takes every call of the hardened build, which checks
+ * the block first). */
+static inline __attribute__((always_inline)) void *realloc_small_inline(void *p, size_t size)
+{
+#ifndef HAKMEM_HARDENED
+    uintptr_t a = (uintptr_t)p;
+    if (likely(size - 1 < HK_DIRECT_MAX && !(a & FREE_REJECT) && hk_chunk_kind_unchecked(a) == HK_CHUNK_SEGMENT)) {
+        hk_page *page = hk_segment_of(p)->slot_page[(a >> HK_SLOT_SHIFT) & (HK_SLOTS - 1)];
+        hk_heap *heap = hk_tls_heap;
+        size_t old = page->block_size;
+        hk_page *to = heap->direct[(size + HK_ALIGN - 1) / HK_ALIGN];
+        hk_block *b = to->free;
+        if (unlikely(hk_page_owner(page) != heap)) return NULL;
+        if (size <= old) return stays_put(size, old) ? p : NULL;
+        if (likely(b != NULL && heap->sample_left >= (int64_t)size)) {
+            hk_block_pop(to, b);
+            to->used++;
+            heap->sample_left -= (int64_t)size;
+            memcpy(b, p, old);
+            hk_block_push(page, (hk_block *)p);
+            if (unlikely(hk_page_unuse(page) == 0)) hk_heap_page_emptied(heap, page);
+            return b;
+        }
+    }
+#else
+    (void)p;
+    (void)size;
+#endif
+    return NULL;
+}
+
 EXPORT void *API(realloc)(void *p, size_t size)
 {
-    return realloc_impl(p, size, RA());
+    void *q = realloc_small_inline(p, size);
+    return likely(q != NULL) ? q : realloc_impl(p, size, RA());
 }
 
 EXPORT void *API(reallocarray)(void *p, size_t n, size_t size)

@@ -265,6 +265,27 @@ static void test_realloc_shrink_moves(void **state)
     }
 }
 
+/* A small block grown past its class moves, contents kept, and its old
+ * block goes back to its page at once: the next malloc of the old size
+ * gets it. */
+static void test_realloc_growth_frees_old_block(void **state)
+{
+    (void)state;
+    for (size_t s = 16; s <= 512; s *= 2) {
+        unsigned char *p = hak_malloc(s);
+        for (size_t k = 0; k < s; k++) p[k] = (unsigned char)(k * 7 + s);
+        unsigned char *q = hak_realloc(p, 2 * s);
+        assert_non_null(q);
+        assert_ptr_not_equal(q, p);
+        assert_true(hak_malloc_usable_size(q) >= 2 * s);
+        for (size_t k = 0; k < s; k++) assert_int_equal(q[k], (unsigned char)(k * 7 + s));
+        void *again = hak_malloc(s);
+        assert_ptr_equal(again, p);
+        hak_free(again);
+        hak_free(q);
+    }
+}
+
 static void test_usable_size_holds_request(void **state)
 {
     (void)state;
@@ -454,6 +475,7 @@ int main(void)
         cmocka_unit_test(test_aligned_alloc_einval),
         cmocka_unit_test(test_memalign_rounds_up),
         cmocka_unit_test(test_realloc_shrink_moves),
+        cmocka_unit_test(test_realloc_growth_frees_old_block),
         cmocka_unit_test(test_realloc_zero_frees),
         cmocka_unit_test(test_free_null),
         cmocka_unit_test(test_malloc_zero_unique),

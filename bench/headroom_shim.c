@@ -296,7 +296,8 @@ static void resolve_all(void)
     while (atomic_load_explicit(&resolve_state, memory_order_acquire) != RESOLVE_DONE) sched_yield();
 }
 
-int hr_ready(void)
+/* 1 when the calls can be passed on; 0 while this thread is inside dlsym. */
+static inline int ready(void)
 {
     if (__builtin_expect(atomic_load_explicit(&resolve_state, memory_order_acquire) == RESOLVE_DONE, 1))
         return 1;
@@ -304,6 +305,8 @@ int hr_ready(void)
     resolve_all();
     return 1;
 }
+
+int hr_ready(void) { return ready(); }
 
 /* ---- the report at exit ---- */
 
@@ -371,7 +374,7 @@ __attribute__((constructor)) static void headroom_start(void)
 {
     const char *prefix = getenv("HAKMEM_HEADROOM_PEAKS");
     if (prefix && strlen(prefix) < sizeof report_path - 32) strcpy(report_path, prefix);
-    if (!hr_ready()) return;
+    if (!ready()) return;
     pthread_atfork(fork_prepare, fork_parent, fork_child);
 }
 
@@ -432,7 +435,7 @@ __attribute__((destructor)) static void headroom_report(void)
 
 EXPORT void *malloc(size_t size)
 {
-    if (!hr_ready()) return boot_alloc(size);
+    if (!ready()) return boot_alloc(size);
     void *p = next_malloc(size);
     remember(p, size);
     return p;
@@ -441,7 +444,7 @@ EXPORT void *malloc(size_t size)
 EXPORT void free(void *p)
 {
     if (p == NULL || in_boot(p)) return;
-    if (!hr_ready()) return;
+    if (!ready()) return;
     forget(p);
     next_free(p);
 }
@@ -453,7 +456,7 @@ EXPORT void *calloc(size_t n, size_t size)
         errno = ENOMEM;
         return NULL;
     }
-    if (!hr_ready()) return boot_alloc(total);
+    if (!ready()) return boot_alloc(total);
     void *p = next_calloc(n, size);
     remember(p, total);
     return p;
@@ -466,7 +469,7 @@ static void *realloc_tracked(void *p, size_t size, void *(*call)(void *, size_t,
         if (q) memcpy(q, p, boot_size(p) < size ? boot_size(p) : size);
         return q;
     }
-    if (!hr_ready()) die("realloc of a block while the shim was starting");
+    if (!ready()) die("realloc of a block while the shim was starting");
     /* Out of the table before the call: once the allocator has the block
      * back, another thread may be handed the same address. */
     size_t old = 0;
@@ -493,7 +496,7 @@ static void *call_reallocarray(void *p, size_t n, size_t unit)
 
 EXPORT void *realloc(void *p, size_t size)
 {
-    if (!hr_ready() && !in_boot(p)) return p ? NULL : boot_alloc(size);
+    if (!ready() && !in_boot(p)) return p ? NULL : boot_alloc(size);
     return realloc_tracked(p, size, call_realloc, size, 1);
 }
 
@@ -504,14 +507,14 @@ EXPORT void *reallocarray(void *p, size_t n, size_t unit)
         errno = ENOMEM;
         return NULL;
     }
-    if (!hr_ready() && !in_boot(p)) return p ? NULL : boot_alloc(total);
+    if (!ready() && !in_boot(p)) return p ? NULL : boot_alloc(total);
     if (next_reallocarray == NULL) return realloc_tracked(p, total, call_realloc, total, 1);
     return realloc_tracked(p, total, call_reallocarray, n, unit);
 }
 
 EXPORT int posix_memalign(void **out, size_t align, size_t size)
 {
-    if (!hr_ready()) die("posix_memalign while the shim was starting");
+    if (!ready()) die("posix_memalign while the shim was starting");
     int rc = next_posix_memalign(out, align, size);
     if (rc == 0) remember(*out, size);
     return rc;
@@ -521,7 +524,7 @@ EXPORT int posix_memalign(void **out, size_t align, size_t size)
 #define ALIGNED_ENTRY(NAME, PARAMS, ARGS, SIZE)                              \
     EXPORT void *NAME PARAMS                                                 \
     {                                                                        \
-        if (!hr_ready()) die(#NAME " while the shim was starting");             \
+        if (!ready()) die(#NAME " while the shim was starting");             \
         if (next_##NAME == NULL) die("no " #NAME " after the shim");         \
         void *p = next_##NAME ARGS;                                          \
         remember(p, SIZE);                                                   \
@@ -541,7 +544,7 @@ static void *next_named(void *_Atomic *slot, const char *name)
 {
     void *fn = atomic_load_explicit(slot, memory_order_acquire);
     if (fn == NULL) {
-        if (!hr_ready()) die("operator new or delete while the shim was starting");
+        if (!ready()) die("operator new or delete while the shim was starting");
         fn = lookup_next(name);
         if (fn == NULL) die("no operator new or delete after the shim");
         atomic_store_explicit(slot, fn, memory_order_release);

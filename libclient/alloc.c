@@ -81,6 +81,20 @@ static HK_NOINLINE void *sampled_tail(hk_heap *heap, size_t size, void *block)
 
 /* ---- the fast paths ---------------------------------------------------- */
 
+/* A free block b of page handed out (malloc's pop, realloc's move). */
+static inline __attribute__((always_inline)) void take_block(hk_page *page, hk_block *b)
+{
+    hk_block_pop(page, b);
+    page->used++;
+}
+
+/* A block of a page the heap owns given back (free's push, realloc's move). */
+static inline __attribute__((always_inline)) void give_back_own(hk_heap *heap, hk_page *page, hk_block *b)
+{
+    hk_block_push(page, b);
+    if (unlikely(hk_page_unuse(page) == 0)) hk_heap_page_emptied(heap, page);
+}
+
 /* from_malloc: the caller is malloc itself, whose slow exits are tail jumps,
  * so the out-of-line functions find malloc's return address as their own and
  * the fast path does not load it.  Other entry points pass it explicitly. */
@@ -93,8 +107,7 @@ static inline __attribute__((always_inline)) void *alloc_inline(size_t size, uin
     else return from_malloc ? malloc_medium_tail(size) : malloc_medium(size, ra, NULL, SIZE_MAX);
     hk_block *b = page->free;
     if (unlikely(b == NULL)) return from_malloc ? malloc_slow_tail(size) : malloc_slow(size, ra);
-    hk_block_pop(page, b);
-    page->used++;
+    take_block(page, b);
     if (unlikely((heap->sample_left -= (int64_t)size) < 0))
         return from_malloc ? sampled_tail(heap, size, b) : sampled(heap, ra, size, b);
     return b;
@@ -119,8 +132,7 @@ static inline __attribute__((always_inline)) void free_inline(void *p, const cha
             if (unlikely(!hk_page_has_block(page, a, page->capacity))) hk_fatal_pointer(fn, "invalid pointer", p);
             if (unlikely(hk_block_is_free(b))) hk_fatal_pointer(fn, "double free", p);
 #endif
-            hk_block_push(page, b);
-            if (unlikely(hk_page_unuse(page) == 0)) hk_heap_page_emptied(heap, page);
+            give_back_own(heap, page, b);
             return;
         }
         hk_heap_free_slow(page, p, fn);
@@ -367,18 +379,16 @@ static inline __attribute__((always_inline)) void *realloc_small_inline(void *p,
     if (likely(size - 1 < HK_DIRECT_MAX && !(a & FREE_REJECT) && hk_chunk_kind_unchecked(a) == HK_CHUNK_SEGMENT)) {
         hk_page *page = hk_segment_of(p)->slot_page[(a >> HK_SLOT_SHIFT) & (HK_SLOTS - 1)];
         hk_heap *heap = hk_tls_heap;
+        if (unlikely(hk_page_owner(page) != heap)) return NULL;
         size_t old = page->block_size;
+        if (size <= old) return stays_put(size, old) ? p : NULL;
         hk_page *to = heap->direct[(size + HK_ALIGN - 1) / HK_ALIGN];
         hk_block *b = to->free;
-        if (unlikely(hk_page_owner(page) != heap)) return NULL;
-        if (size <= old) return stays_put(size, old) ? p : NULL;
         if (likely(b != NULL && heap->sample_left >= (int64_t)size)) {
-            hk_block_pop(to, b);
-            to->used++;
+            take_block(to, b);
             heap->sample_left -= (int64_t)size;
             memcpy(b, p, old);
-            hk_block_push(page, (hk_block *)p);
-            if (unlikely(hk_page_unuse(page) == 0)) hk_heap_page_emptied(heap, page);
+            give_back_own(heap, page, (hk_block *)p);
             return b;
         }
     }

@@ -9,6 +9,7 @@
 #include "hakmem.h"
 #include "heap.h"
 #include "segment.h"
+
 static hk_heap *heap;
 static uint64_t baseline_segments;
 

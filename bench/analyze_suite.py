@@ -350,6 +350,10 @@ def sections(out, meta):
     learn = s.learning_section()
     if learn:
         res.append(("suite-learning", "Allocator suite: hakmem-learning against hakmem-baseline", learn))
+    import suite_targets  # it uses this module's helpers
+    targets = suite_targets.section(s)
+    if targets:
+        res.append(("suite-targets", "Allocator suite: against the targets", targets))
     s.write_curve(out)
     return res
 

@@ -236,6 +236,9 @@ sys.exit(not (sqlite <= {\"-cmd\", \"-header\"} and len(sqlite) >= 1 and len(git
     grep -q '^## Allocator suite: standard patterns and real programs' "$RES/table.md" &&
         grep -qE '^\| \*\*geometric mean\*\* \| \| \| \*\*[0-9.]+\*\*' "$RES/table.md" &&
         ok "bench: table.md has the suite's tables" || fail "bench: table.md has the suite's tables" "missing"
+    check "bench: table.md judges every item against the fastest other allocator and glibc's peak RSS" \
+        grep -qE '^\| larson \| (glibc|jemalloc|mimalloc|tcmalloc) \| [0-9.]+ \| (PASS|\*\*MISS\*\*)[^|]* \| [0-9.]+ \| (PASS|\*\*MISS\*\*)' \
+        "$RES/sections/suite-targets.md"
 else
     fail "bench: run.sh wrote suite.csv" "missing or without header"
 fi
@@ -308,6 +311,19 @@ from analyze_suite import lower_bound, WORSE
 sys.exit(not (lower_bound([1.10, 1.12, 1.08, 1.09, 1.11]) > WORSE
               and lower_bound([1.2, 0.9, 1.1, 1.3, 0.95]) < WORSE
               and lower_bound([1.1, 1.1]) is None))'
+# The targets' verdicts: runs all 3% below a limit pass and show it; all 3%
+# above miss and show it; a median below (or above) among runs that spread
+# from 0.8 to 1.3 passes (misses) within noise; two runs cannot show anything.
+check "bench: a target's verdict is shown only when its runs' 95% bound is on the median's side of the limit" "$PY" -c '
+import sys
+sys.path.insert(0, "bench")
+from suite_targets import verdict
+sys.exit(not (verdict([0.97, 0.96, 0.98, 0.97, 0.97], 1.0) == (0.97, "PASS")
+              and verdict([1.03, 1.04, 1.02, 1.03, 1.03], 1.0) == (1.03, "**MISS**")
+              and verdict([0.8, 1.3, 0.95, 1.2, 0.9], 1.0)[1] == "PASS (within noise)"
+              and verdict([1.08, 1.01], 1.05)[1] == "PASS (within noise)"
+              and verdict([1.3, 0.85, 1.1, 0.9, 1.2], 1.0)[1] == "**MISS** (within noise)"
+              and verdict([1.2, 0.9], 1.0)[1] == "**MISS** (within noise)"))'
 if bash bench/before_after.sh --rev no-such-revision >"$WORK/ba-bad.log" 2>&1; then
     fail "bench: before_after.sh refuses an unknown revision" "it exited 0"
 else

@@ -175,11 +175,24 @@ static void populate_ahead(hk_page *pg, size_t from, size_t to)
         return;
     size_t lo = (from > pg->populated ? from : pg->populated) & ~(size_t)(HK_OS_PAGE - 1);
     size_t hi = (lo + ahead + HK_OS_PAGE - 1) & ~(size_t)(HK_OS_PAGE - 1);
-    size_t end = (size_t)pg->span * HK_SLOT_SIZE;
+    size_t end = (size_t)pg->span * HK_SLOT_SIZE - hk_page_color(pg);
     if (hi > end)
         hi = end;
     hk_os_populate(pg->start + lo, hi - lo);
     pg->populated = (uint32_t)hi;
+}
+
+/* Blocks of size bs from `from` up to the OS page boundary that about
+ * EXTEND_BYTES later falls on (at least one block): a stretch ends where
+ * an OS page does, so that the next one faults in no page this one left
+ * partly carved, wherever the page began (segment.c colours page starts)
+ * and whether or not bs divides a page. */
+static uint32_t stretch_blocks(uintptr_t from, uint32_t bs)
+{
+    if (bs >= EXTEND_BYTES) return 1;
+    uintptr_t end = (from + EXTEND_BYTES) & ~(uintptr_t)(HK_OS_PAGE - 1);
+    if (end - from < bs) end += HK_OS_PAGE;
+    return (uint32_t)((end - from) / bs);
 }
 
 /* Carves the next stretch of never-used blocks onto the free list, in
@@ -187,7 +200,7 @@ static void populate_ahead(hk_page *pg, size_t from, size_t to)
 static void extend(hk_page *pg)
 {
     uint32_t bs = pg->block_size;
-    uint32_t n = bs >= EXTEND_BYTES ? 1 : EXTEND_BYTES / bs;
+    uint32_t n = stretch_blocks((uintptr_t)pg->start + (size_t)pg->capacity * bs, bs);
     if (n > pg->reserved - pg->capacity) n = pg->reserved - pg->capacity;
     populate_ahead(pg, (size_t)pg->capacity * bs, (size_t)(pg->capacity + n) * bs);
     uint8_t *first = pg->start + (size_t)pg->capacity * bs;

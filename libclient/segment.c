@@ -287,6 +287,7 @@ static void note_touched(hk_segment *s, const hk_page *page, unsigned first, uns
 {
     size_t touched = (size_t)page->capacity * page->block_size;
     if (page->populated != UINT32_MAX && page->populated > touched) touched = page->populated;
+    touched += hk_page_color(page);
     for (unsigned i = 0; i < n; i++) {
         unsigned t = pages_in_slot(touched, i);
         if (t > s->resident_pages[first + i]) s->resident_pages[first + i] = (uint8_t)t;
@@ -361,6 +362,27 @@ static void note_refault(const hk_segment *s, uint64_t slots)
     hk_purge_refaulted(hk_coarse_ns(), idle_since);
 }
 
+/* Pages of small blocks begin a few cache lines into their slot, by an
+ * amount that varies with the class and the slot (slab colouring).  With
+ * every page at a 64 KiB boundary, the first blocks of all pages share one
+ * offset modulo 4 KiB: their hot blocks crowd the same L1 sets, and a load
+ * from one block waits on a store to another that differs from it by a
+ * multiple of 4 KiB (4K aliasing: cache-thrash --threads 1 --size 4, which
+ * writes two blocks while reading its settings from a third, ran 4-5%
+ * slower than under mimalloc).  A whole number of blocks, so that every block
+ * keeps the alignment its size gives it; the blocks skipped are never
+ * touched. */
+#define COLOR_STEP 64u          /* a cache line */
+#define COLOR_STEPS 16u
+#define COLOR_MAX_BLOCK 512u    /* larger blocks would give up too much of a page */
+
+static uint32_t page_color(const hk_class_info *ci, unsigned cls, unsigned slot)
+{
+    if (ci->span != 1 || ci->block_size > COLOR_MAX_BLOCK) return 0;
+    uint32_t want = ((cls * 7u + slot * 5u) % COLOR_STEPS) * COLOR_STEP;
+    return want / ci->block_size * ci->block_size;
+}
+
 hk_page *hk_segment_page_alloc(hk_heap *heap, unsigned cls)
 {
     const hk_class_info *ci = hk_class_page(cls);
@@ -412,12 +434,13 @@ hk_page *hk_segment_page_alloc(hk_heap *heap, unsigned cls)
     pg->used = 0;
     pg->capacity = 0;
     pg->populated = 0;
-    pg->reserved = ci->blocks;
+    uint32_t color = page_color(ci, cls, (unsigned)first);
+    pg->reserved = ci->blocks - color / ci->block_size;
     pg->block_size = ci->block_size;
     pg->block_inv = hk_block_inv(ci->block_size);
     atomic_store_explicit(&pg->remote, 0, memory_order_relaxed);
     pg->remote_hollowed = 0;
-    pg->start = (uint8_t *)s + (size_t)first * HK_SLOT_SIZE;
+    pg->start = (uint8_t *)s + (size_t)first * HK_SLOT_SIZE + color;
     pg->next = pg->prev = NULL;
     pg->cls = (uint8_t)cls;
     pg->span = (uint8_t)n;

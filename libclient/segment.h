@@ -51,4 +51,11 @@ static inline hk_segment *hk_segment_of(const void *p)
     return (hk_segment *)((uintptr_t)p & ~(uintptr_t)HK_SEGMENT_MASK);
 }
 
+/* Bytes a page's first block lies past its slot's start (segment.c:
+ * page_color); a page of several slots has none. */
+static inline size_t hk_page_color(const hk_page *pg)
+{
+    return pg->span == 1 ? (uintptr_t)pg->start & (HK_SLOT_SIZE - 1) : 0;
+}
+
 #endif

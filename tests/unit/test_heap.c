@@ -135,6 +135,39 @@ static void test_page_extension(void **state)
     free(p);
 }
 
+/* Each stretch of carved blocks ends within a block of an OS page
+ * boundary, wherever the page begins (coloured starts) and whether or not
+ * the block size divides 4 KiB: the next stretch starts a fresh OS page
+ * instead of finishing one the last left half carved. */
+static void test_stretches_end_on_os_pages(void **state)
+{
+    (void)state;
+    static const uint32_t sizes[] = { 16, 48, 80, 112, 176, 320, 448, 1536 };
+    for (unsigned k = 0; k < sizeof sizes / sizeof sizes[0]; k++) {
+        unsigned cls = hk_size_class(sizes[k]);
+        uint32_t bs = hk_classes[cls].block_size;
+        void **p = calloc(hk_classes[cls].blocks, sizeof *p);
+        unsigned n = 0, stretches = 0;
+        hk_page *pg = NULL;
+        uint32_t last_cap = 0;
+        while (stretches < 3) {
+            p[n] = hk_heap_alloc_class(heap, cls, 1);
+            if (pg == NULL) pg = page_of(p[n]);
+            assert_ptr_equal(page_of(p[n]), pg);
+            n++;
+            if (pg->capacity == last_cap) continue;
+            last_cap = pg->capacity;
+            stretches++;
+            uintptr_t end = (uintptr_t)pg->start + (size_t)pg->capacity * bs;
+            uintptr_t short_of = (HK_OS_PAGE - end % HK_OS_PAGE) % HK_OS_PAGE;
+            if (short_of >= bs) fail_msg("%u-byte blocks: stretch %u ends %lu bytes short of an OS page", bs,
+                                         stretches, (unsigned long)short_of);
+        }
+        for (unsigned i = 0; i < n; i++) hak_free(p[i]);
+        free(p);
+    }
+}
+
 /* A class of 1 KiB or more whose next block would be fresh memory takes a
  * spare block of the class above, already carved, instead; a class below
  * 1 KiB and the aligned path (exact) take their own. */
@@ -568,6 +601,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_fresh_heap_touches_only_what_it_uses, setup, teardown),
         cmocka_unit_test_setup_teardown(test_alloc_class_blocks, setup, teardown),
         cmocka_unit_test_setup_teardown(test_page_extension, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stretches_end_on_os_pages, setup, teardown),
         cmocka_unit_test_setup_teardown(test_borrows_spare_block_of_class_above, setup, teardown),
         cmocka_unit_test_setup_teardown(test_malloc_free_loop_stops_borrowing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_phantom_use_of_current_page, setup, teardown),

@@ -326,7 +326,7 @@ static long touch_segment_huge_kb(unsigned long *fallbacks)
     unsigned long fb0 = vmstat("thp_fault_fallback");
     for (unsigned i = 1; i < HK_SLOTS; i++) {
         pg[i] = hk_segment_page_alloc(h, cls);
-        memset(pg[i]->start, 1, HK_SLOT_SIZE);
+        memset(pg[i]->start - hk_page_color(pg[i]), 1, HK_SLOT_SIZE);   /* the whole slot */
     }
     *fallbacks = vmstat("thp_fault_fallback") - fb0;
     long kb = anon_huge_kb(pg[1]->start);
@@ -362,6 +362,11 @@ static void test_small_thp_backs_segments(void **state)
 
 enum { PAGES = 48, BLOCK = 256 };
 
+static hk_page *page_of_block(const void *p)
+{
+    return hk_segment_of(p)->slot_page[((uintptr_t)p >> HK_SLOT_SHIFT) & (HK_SLOTS - 1)];
+}
+
 typedef struct reuse_run {
     unsigned level;
     int sparse_head;            /* 0: room deep in the queue; 1: sparse pages first, then fuller ones */
@@ -384,18 +389,25 @@ static void *reuse_thread(void *arg)
 {
     reuse_run *r = arg;
     unsigned cls = hk_size_class(BLOCK);
-    unsigned per_page = hk_classes[cls].blocks;
-    unsigned total = PAGES * per_page;
+    unsigned total = PAGES * hk_classes[cls].blocks;   /* at most: a coloured page holds a few less */
+    unsigned first[PAGES], held[PAGES];
     void **b = calloc(total + r->extra, sizeof *b);
     ut_set_knob(HK_KNOB_PARTIAL_REUSE, 3);
-    for (unsigned i = 0; i < total; i++) b[i] = hak_malloc(BLOCK);
+    unsigned n = 0;
+    for (unsigned k = 0; k < PAGES; k++) {             /* each page filled before the next is taken */
+        first[k] = n;
+        b[n++] = hak_malloc(BLOCK);
+        held[k] = page_of_block(b[first[k]])->reserved;
+        while (n < first[k] + held[k]) b[n++] = hak_malloc(BLOCK);
+    }
+    total = n;
     hk_heap *h = hk_heap_for_thread();
     if (pages_held(h, cls) != PAGES) { free(b); r->pages_after = 0; return NULL; }
     /* Page k (0 = oldest) is at queue position PAGES - k from the head. */
     for (unsigned k = 0; k < PAGES; k++) {
         unsigned pos = PAGES - k;
-        for (unsigned j = 0; j < per_page; j++) {
-            void **slot = &b[k * per_page + j];
+        for (unsigned j = 0; j < held[k]; j++) {
+            void **slot = &b[first[k] + j];
             int drop;
             if (!r->sparse_head) drop = pos >= 25 && pos <= 36 && j % 4 != 0;   /* 3/4 free */
             else if (pos <= 8) drop = j != 0;                                   /* one block left */
@@ -408,8 +420,8 @@ static void *reuse_thread(void *arg)
     if (r->sparse_head) {
         /* The sparse pages' last old blocks go: pages left with nothing retire. */
         for (unsigned k = PAGES - 8; k < PAGES; k++) {
-            hak_free(b[k * per_page]);
-            b[k * per_page] = NULL;
+            hak_free(b[first[k]]);
+            b[first[k]] = NULL;
         }
     }
     r->pages_after = pages_held(h, cls);
@@ -597,9 +609,9 @@ static void test_medium_page_blocks_sizes_pages(void **state)
     unsigned c48 = hk_size_class(48 * KiB);
     hk_heap *me = hk_heap_for_thread();
     void *a = hak_malloc(48 * KiB), *b = hak_malloc(48 * KiB);
-    hk_page *pg = hk_segment_of(a)->slot_page[((uintptr_t)a >> HK_SLOT_SHIFT) & (HK_SLOTS - 1)];
+    hk_page *pg = page_of_block(a);
     assert_int_equal(pg->reserved, 2);
-    assert_ptr_equal(hk_segment_of(b)->slot_page[((uintptr_t)b >> HK_SLOT_SHIFT) & (HK_SLOTS - 1)], pg);
+    assert_ptr_equal(page_of_block(b), pg);
     void *c = hak_malloc(48 * KiB);                    /* the page is full: another one is current */
     assert_ptr_not_equal(me->current[c48], pg);
     hak_free(a);

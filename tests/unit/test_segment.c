@@ -107,6 +107,45 @@ static void test_first_page_maps_segment(void **state)
     assert_int_equal(hk_chunk_kind((uintptr_t)s), HK_CHUNK_NONE);
 }
 
+/* One-slot pages of small blocks begin past their slot's start by a whole
+ * number of blocks, at offsets modulo 4 KiB that differ from class to
+ * class and slot to slot; their blocks stay inside the slot and keep the
+ * alignment of their size; pages of larger blocks begin at the slot. */
+static void test_small_pages_coloured(void **state)
+{
+    hk_heap *h = *state;
+    hk_page *pg[HK_SLOTS];
+    unsigned n = 0, offsets = 0;
+    uint64_t seen = 0;                               /* bit k: an offset in cache line k of 4 KiB */
+    for (unsigned c = 0; c < HK_CLASSES && n < HK_SLOTS - 1; c++) {
+        const hk_class_info *ci = &hk_classes[c];
+        if (ci->span != 1 || ci->block_size > 512) continue;
+        for (unsigned k = 0; k < 2; k++) {           /* two slots of each class */
+            hk_page *p = pg[n++] = hk_segment_page_alloc(h, c);
+            assert_non_null(p);
+            uintptr_t slot = (uintptr_t)p->start & ~(uintptr_t)(HK_SLOT_SIZE - 1);
+            size_t color = (uintptr_t)p->start - slot;
+            assert_int_equal(color, hk_page_color(p));
+            assert_true(color < HK_OS_PAGE);
+            assert_int_equal(color % ci->block_size, 0);
+            assert_int_equal(p->reserved, ci->blocks - color / ci->block_size);
+            assert_true(color + (size_t)p->reserved * p->block_size <= HK_SLOT_SIZE);
+            unsigned line = (unsigned)((uintptr_t)p->start % HK_OS_PAGE / 64);
+            if (!(seen & ((uint64_t)1 << line))) offsets++;
+            seen |= (uint64_t)1 << line;
+        }
+    }
+    assert_true(offsets >= 8);
+    unsigned big = hk_size_class(4096);
+    assert_int_equal(hk_classes[big].span, 1);
+    hk_page *p = hk_segment_page_alloc(h, big);
+    assert_int_equal((uintptr_t)p->start & (HK_SLOT_SIZE - 1), 0);
+    assert_int_equal(hk_page_color(p), 0);
+    assert_int_equal(p->reserved, hk_classes[big].blocks);
+    hk_segment_page_free(h, p);
+    for (unsigned i = 0; i < n; i++) hk_segment_page_free(h, pg[i]);
+}
+
 /* First fit over runs of free slots: pages pack, a full segment spills into
  * a new one, a hole takes a span only if it is long enough. */
 static void test_find_run(void **state)
@@ -592,6 +631,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_first_page_maps_segment, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_small_pages_coloured, setup, teardown),
         cmocka_unit_test_setup_teardown(test_find_run, setup, teardown),
         cmocka_unit_test_setup_teardown(test_resident_slots_preferred, setup, teardown),
         cmocka_unit_test_setup_teardown(test_one_slot_page_takes_the_fitting_slot, setup, teardown),

@@ -77,7 +77,7 @@ def core_table(suite, config="hakmem-baseline"):
     for it in suite.items:
         if not suite.ok.get((it, config)):
             L.append(f"| {it} | — | no run of {config} | | | |")
-            misses.append(it)
+            misses += [f"{it} (wall time)", f"{it} (peak RSS)"]
             continue
         row = [it]
         other = fastest_other(suite, it)
@@ -139,16 +139,16 @@ def learning_lines(suite):
     L.append(f"- {'PASS' if not worse else '**MISS**'} no item more than {round((WORSE - 1) * 100)}% worse with "
              f"learning on" + (f": {', '.join(worse)}" if worse else ""))
     own, _ = gm_paired(suite, "hakmem-learning", "system", "wall_s")
-    slower = []
+    peers = []
     for c in PEERS:
         if c in suite.configs:
             g, _ = gm_paired(suite, c, "system", "wall_s")
             if g is not None:
-                slower.append((c, g))
-    if own is not None and slower:
-        beaten = [f"{c} {g:.3f}" for c, g in slower if g < own]
+                peers.append((c, g))
+    if own is not None and peers:
+        beaten = [f"{c} {g:.3f}" for c, g in peers if g < own]
         L.append(f"- {'PASS' if not beaten else '**MISS**'} wall time at most every other allocator's: "
-                 f"{own:.3f}x glibc against " + ", ".join(f"{c} {g:.3f}" for c, g in slower))
+                 f"{own:.3f}x glibc against " + ", ".join(f"{c} {g:.3f}" for c, g in peers))
     own_rss, _ = gm_paired(suite, "hakmem-learning", "system", "maxrss_kb")
     if own_rss is not None:
         L.append(f"- {'PASS' if own_rss <= 1.0 else '**MISS**'} peak RSS at most glibc's: {own_rss:.3f}x")

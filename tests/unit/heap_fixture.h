@@ -13,11 +13,6 @@
 static hk_heap *heap;
 static uint64_t baseline_segments;
 
-static inline hk_page *page_of(const void *p)
-{
-    uintptr_t a = (uintptr_t)p;
-    return hk_segment_of(p)->slot_page[(a >> HK_SLOT_SHIFT) & (HK_SLOTS - 1)];
-}
 
 static inline unsigned segments_of_heap(const hk_heap *h)
 {

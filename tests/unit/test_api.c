@@ -346,19 +346,13 @@ static void test_free_interior_small(void **state)
 }
 
 #ifdef UNIT_HARDENED
-static hk_page *page_of(const void *p)
-{
-    uintptr_t a = (uintptr_t)p;
-    return hk_segment_of(p)->slot_page[(a >> HK_SLOT_SHIFT) & (HK_SLOTS - 1)];
-}
-
 /* Block-aligned addresses that are still no block: past what the page has
  * carved, and in the tail a span leaves after its last block. */
 static void test_free_uncarved_block(void **state)
 {
     (void)state;
     char *p = hak_malloc(96);
-    hk_page *pg = page_of(p);
+    hk_page *pg = ut_block_page(p);
     assert_true(pg->capacity < pg->reserved);
     expect_abort(DO_FREE, pg->start + (size_t)(pg->reserved - 1) * pg->block_size, "free()", "invalid pointer");
     hak_free(p);
@@ -374,7 +368,7 @@ static void test_free_span_tail(void **state)
     }
     assert_true(cls < HK_CLASSES);
     char *b = hak_malloc(hk_classes[cls].block_size);
-    hk_page *bp = page_of(b);
+    hk_page *bp = ut_block_page(b);
     assert_int_equal(bp->cls, cls);
     expect_abort(DO_FREE, bp->start + (size_t)bp->reserved * bp->block_size, "free()", "invalid pointer");
     hak_free(b);

@@ -362,10 +362,6 @@ static void test_small_thp_backs_segments(void **state)
 
 enum { PAGES = 48, BLOCK = 256 };
 
-static hk_page *page_of_block(const void *p)
-{
-    return hk_segment_of(p)->slot_page[((uintptr_t)p >> HK_SLOT_SHIFT) & (HK_SLOTS - 1)];
-}
 
 typedef struct reuse_run {
     unsigned level;
@@ -397,7 +393,7 @@ static void *reuse_thread(void *arg)
     for (unsigned k = 0; k < PAGES; k++) {             /* each page filled before the next is taken */
         first[k] = n;
         b[n++] = hak_malloc(BLOCK);
-        held[k] = page_of_block(b[first[k]])->reserved;
+        held[k] = ut_block_page(b[first[k]])->reserved;
         while (n < first[k] + held[k]) b[n++] = hak_malloc(BLOCK);
     }
     total = n;
@@ -609,9 +605,9 @@ static void test_medium_page_blocks_sizes_pages(void **state)
     unsigned c48 = hk_size_class(48 * KiB);
     hk_heap *me = hk_heap_for_thread();
     void *a = hak_malloc(48 * KiB), *b = hak_malloc(48 * KiB);
-    hk_page *pg = page_of_block(a);
+    hk_page *pg = ut_block_page(a);
     assert_int_equal(pg->reserved, 2);
-    assert_ptr_equal(page_of_block(b), pg);
+    assert_ptr_equal(ut_block_page(b), pg);
     void *c = hak_malloc(48 * KiB);                    /* the page is full: another one is current */
     assert_ptr_not_equal(me->current[c48], pg);
     hak_free(a);

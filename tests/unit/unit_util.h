@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 #include "internal.h"
+#include "segment.h"
 
 /* The first page of a block.  A large block served from cached memory
  * starts in the same first page as the block it reuses, at a cache-line
@@ -18,6 +19,12 @@
 #define UT_LARGE_OFFSET_OK(p) \
     ((uintptr_t)(p) % ((uintptr_t)4 << 20) >= 64 && (uintptr_t)(p) % ((uintptr_t)4 << 20) < 4096 && \
      (uintptr_t)(p) % 64 == 0)
+
+/* The page of a segment block p (its slot's span head). */
+static inline hk_page *ut_block_page(const void *p)
+{
+    return hk_segment_of(p)->slot_page[((uintptr_t)p >> HK_SLOT_SHIFT) & (HK_SLOTS - 1)];
+}
 
 /* A heap no thread owns, set up the way a thread heap starts out, so a test
  * can drive the segment and site boxes without touching the thread's heap. */

@@ -121,8 +121,7 @@ static inline __attribute__((always_inline)) void free_inline(void *p, const cha
 {
     uintptr_t a = (uintptr_t)p;
     if (likely(!(a & FREE_REJECT) && hk_chunk_kind_unchecked(a) == HK_CHUNK_SEGMENT)) {
-        hk_segment *seg = hk_segment_of(p);
-        hk_page *page = seg->slot_page[(a >> HK_SLOT_SHIFT) & (HK_SLOTS - 1)];
+        hk_page *page = hk_page_of(p);
         hk_heap *heap = hk_tls_heap;
         if (likely(hk_page_owner(page) == heap)) {
             hk_block *b = p;
@@ -268,7 +267,7 @@ static size_t usable_size(void *p, const char *fn)
     uintptr_t a = (uintptr_t)p;
     unsigned kind = hk_chunk_kind(a);
     if (kind == HK_CHUNK_SEGMENT) {
-        hk_page *page = hk_segment_of(p)->slot_page[(a >> HK_SLOT_SHIFT) & (HK_SLOTS - 1)];
+        hk_page *page = hk_page_of(p);
         hk_heap_check_block(page, p, fn);
         return page->block_size;
     }
@@ -322,7 +321,7 @@ static void *realloc_impl(void *p, size_t size, uintptr_t ra)
     unsigned kind = hk_chunk_kind(a);
     size_t old;
     if (kind == HK_CHUNK_SEGMENT) {
-        hk_page *page = hk_segment_of(p)->slot_page[(a >> HK_SLOT_SHIFT) & (HK_SLOTS - 1)];
+        hk_page *page = hk_page_of(p);
 #ifdef HAKMEM_HARDENED
         hk_heap_check_block(page, p, fn);
 #else
@@ -357,7 +356,7 @@ static void *realloc_impl(void *p, size_t size, uintptr_t ra)
     if (q == NULL) return NULL;           /* the old block is left untouched */
     memcpy(q, p, old < size ? old : size);
     if (kind == HK_CHUNK_SEGMENT && old > HK_SAMPLED_MAX) {
-        hk_page *page = hk_segment_of(p)->slot_page[(a >> HK_SLOT_SHIFT) & (HK_SLOTS - 1)];
+        hk_page *page = hk_page_of(p);
         if (hk_page_owner(page) == hk_tls_heap) {
             hk_heap_free_moved(page, p, fn);
             return q;
@@ -377,7 +376,7 @@ static inline __attribute__((always_inline)) void *realloc_small_inline(void *p,
 #ifndef HAKMEM_HARDENED
     uintptr_t a = (uintptr_t)p;
     if (likely(size - 1 < HK_DIRECT_MAX && !(a & FREE_REJECT) && hk_chunk_kind_unchecked(a) == HK_CHUNK_SEGMENT)) {
-        hk_page *page = hk_segment_of(p)->slot_page[(a >> HK_SLOT_SHIFT) & (HK_SLOTS - 1)];
+        hk_page *page = hk_page_of(p);
         hk_heap *heap = hk_tls_heap;
         if (unlikely(hk_page_owner(page) != heap)) return NULL;
         size_t old = page->block_size;

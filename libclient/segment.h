@@ -51,6 +51,13 @@ static inline hk_segment *hk_segment_of(const void *p)
     return (hk_segment *)((uintptr_t)p & ~(uintptr_t)HK_SEGMENT_MASK);
 }
 
+/* The page whose span holds p, a pointer into a segment: the span head of
+ * p's slot (the invalid page for a slot no span holds). */
+static inline hk_page *hk_page_of(const void *p)
+{
+    return hk_segment_of(p)->slot_page[((uintptr_t)p >> HK_SLOT_SHIFT) & (HK_SLOTS - 1)];
+}
+
 /* Bytes a page's first block lies past its slot's start (segment.c:
  * page_color); a page of several slots has none. */
 static inline size_t hk_page_color(const hk_page *pg)

@@ -324,6 +324,24 @@ sys.exit(not (verdict([0.97, 0.96, 0.98, 0.97, 0.97], 1.0) == (0.97, "PASS")
               and verdict([1.08, 1.01], 1.05)[1] == "PASS (within noise)"
               and verdict([1.3, 0.85, 1.1, 0.9, 1.2], 1.0)[1] == "**MISS** (within noise)"
               and verdict([1.2, 0.9], 1.0)[1] == "**MISS** (within noise)"))'
+# How far choosing per item could go: on two items, the best of each is
+# taken apart (tcmalloc's 0.8 on one, hakmem itself on the other), and an
+# allocator with no successful run of an item does not count.
+check "bench: the per-item best takes each item's lowest median among the allocators that ran it" "$PY" -c '
+import sys, statistics
+sys.path.insert(0, "bench")
+from suite_targets import per_item_best
+class S:
+    items = ["a", "b"]
+    configs = ["hakmem-baseline", "system", "tcmalloc", "mimalloc"]
+    ok = {("a", "hakmem-baseline"): 1, ("a", "system"): 1, ("a", "tcmalloc"): 1, ("a", "mimalloc"): 1,
+          ("b", "hakmem-baseline"): 1, ("b", "system"): 1, ("b", "tcmalloc"): 1}
+    r = {("a", "system"): 1.2, ("a", "tcmalloc"): 0.8, ("a", "mimalloc"): 0.9,
+         ("b", "system"): 1.1, ("b", "tcmalloc"): 1.05, ("b", "mimalloc"): 0.5}
+    def paired(self, it, c, base, field):
+        return self.r[(it, c)]
+g, wins = per_item_best(S(), "wall_s")
+sys.exit(not (abs(g - 0.8 ** 0.5) < 1e-9 and wins == {"tcmalloc": 1, "hakmem-baseline": 1}))'
 if bash bench/before_after.sh --rev no-such-revision >"$WORK/ba-bad.log" 2>&1; then
     fail "bench: before_after.sh refuses an unknown revision" "it exited 0"
 else

@@ -35,6 +35,7 @@ static _Atomic uint64_t n_allocs, n_frees, n_mapped_bytes, n_thp;
  * entering or leaving a slot costs one atomic add. */
 #define KEPT_PAGE_SHIFT 20
 static _Atomic uint64_t n_kept;
+static _Atomic uint32_t unit_used, touch_ns;   /* move_unit(): what it chose, from what */
 
 void hk_large_get_stats(hk_large_stats *out)
 {
@@ -45,6 +46,8 @@ void hk_large_get_stats(hk_large_stats *out)
     uint64_t kept = atomic_load(&n_kept);
     out->kept_blocks = kept & (((uint64_t)1 << KEPT_PAGE_SHIFT) - 1);
     out->kept_bytes = (kept >> KEPT_PAGE_SHIFT) << 12;
+    out->move_unit = atomic_load_explicit(&unit_used, memory_order_relaxed);
+    out->moved_touch_ns = atomic_load_explicit(&touch_ns, memory_order_relaxed);
 }
 
 static inline hk_large_hdr *hdr_of(const void *p) { return (hk_large_hdr *)((uintptr_t)p - HK_LARGE_HDR); }
@@ -80,25 +83,54 @@ static void release(hk_large_hdr *h)
  * difference at most, and the cache drains into the blocks that need it
  * instead of holding memory beside them.
  *
- * A range moves whole, from its start, as far as the block needs it.
- * Where it lies at the same offset within 2 MiB as its place in the
- * block (a whole freed block, 4 MiB-aligned, at the start of a new one:
- * the common case), the kernel moves page tables whole; elsewhere one
- * entry per page.  Moving only whole 2 MiB units, from the range's first
- * boundary, and leaving the ragged ends cached, cost more on this VM:
- * bench/suite's big-blocks ran at 0.797x glibc's time and 0.908x its peak
- * RSS that way, at 0.655x and 0.838x this way (the ends left behind were
- * faulted in afresh in the new block and held resident in the cache;
- * bash bench/before_after.sh, 2026-12-04), tcmalloc at 0.49-0.68x in
- * that day's suite runs.  On a VM with shadow paging, where every entry
- * moved is a trap, the opposite held: 3x tcmalloc's time moving whole
- * ranges, 1.7x by 2 MiB units.
+ * A range moves from its start, as far as the block needs it.  Where it
+ * lies at the same offset within 2 MiB as its place in the block (a whole
+ * freed block, 4 MiB-aligned, at the start of a new one), the kernel moves
+ * page-table pages whole; elsewhere one entry per page.  What an entry
+ * moved on its own costs depends on the machine (move_unit):
+ *  - where the hardware walks the guest's page tables, next to nothing:
+ *    ranges are cut and moved at any page.  Moving only whole 2 MiB units
+ *    and leaving the ragged ends cached cost more on such a VM:
+ *    bench/suite's big-blocks ran at 0.797x glibc's time and 0.908x its
+ *    peak RSS that way, at 0.655x and 0.838x at any page (the ends left
+ *    behind were faulted in afresh; bash bench/before_after.sh,
+ *    2026-12-04);
+ *  - under shadow paging, a trap on the page's next touch (6 us a page on
+ *    one VM, half a fresh fault's 12 us, against 0.13 us for a page moved
+ *    with its page-table page): ranges are cut and moved in 2 MiB units.
+ *    There big-blocks (400 rounds) took 1.5 s this way, 3.4 s at any page,
+ *    1.6 s under tcmalloc and 2.8 s under glibc.
  *
  * A block assembled from several ranges spans several kernel mappings;
  * kernels before 6.17 move only one at a time.  The first refusal (EFAULT)
  * switches to single moves for good: one range per block, grown in the
  * same mremap, so blocks and pieces stay single mappings. */
 #define MAX_PIECES 8
+#define MOVE_UNIT  ((size_t)2 << 20)    /* what one page-table page maps */
+#define TRAP_NS    1000u                /* a moved page's touch costing more is a trap */
+
+/* The granule ranges are cut and moved in: the OS page, or MOVE_UNIT where
+ * a page moved on its own traps when touched (hk_opt.moves_trap, else
+ * measured).  There every cached range starts on a 2 MiB boundary, as
+ * freed blocks do: an in-place cut leaves its rest at the next boundary
+ * (the block keeps the pages between, resident either way), and a piece
+ * that does not complete a block moves in whole units, the rest staying
+ * cached.  Each piece then lies at its place's offset within 2 MiB, and
+ * the kernel moves its page-table pages whole. */
+static size_t move_unit(void)
+{
+    int trap = hk_opt.moves_trap;
+    if (trap < 0) {
+        uint32_t ns = hk_os_moved_page_touch_ns();
+        atomic_store_explicit(&touch_ns, ns, memory_order_relaxed);
+        trap = ns > TRAP_NS;
+    }
+    size_t unit = trap ? MOVE_UNIT : HK_OS_PAGE;
+    atomic_store_explicit(&unit_used, (uint32_t)unit, memory_order_relaxed);
+    return unit;
+}
+
+static inline size_t unit_round(size_t n, size_t unit) { return (n + unit - 1) & ~(unit - 1); }
 #define MIN_PIECE  ((size_t)64 << 10)   /* smaller remainders are unmapped */
 #define RING_PER_SLOT 8                 /* ring entries per policy slot */
 
@@ -191,20 +223,24 @@ static uint8_t *from_cache(uint32_t site, size_t *need, unsigned entries, int *r
     *reused = 0;
     uint8_t *e = hk_bigcache_take(site, want, HK_SEGMENT_MASK, &len);
     if (e == NULL) return NULL;
+    size_t unit = move_unit();
     size_t head = (size_t)(-(uintptr_t)e & HK_SEGMENT_MASK);
     if (head <= len && len - head >= want) {
         /* In place, from the range's first 4 MiB boundary. */
         if (head) keep_range(site, e, head, entries);
         e += head;
         len -= head;
-        if (len - want >= MIN_PIECE) keep_range(site, e + want, len - want, entries);
-        else *need = want = len;
+        size_t cut = unit_round(want, unit);
+        if (cut <= len && len - cut >= MIN_PIECE) keep_range(site, e + cut, len - cut, entries);
+        else cut = len;
+        *need = want = cut;
         unmark(e, want);
         atomic_fetch_sub_explicit(&n_mapped_bytes, want, memory_order_relaxed);
         *reused = 1;
         return e;
     }
     uint8_t *dest = NULL;
+    *need = want = unit_round(want, unit);
     if (!atomic_load_explicit(&single_moves, memory_order_relaxed)) {
         dest = hk_os_map_aligned(want, HK_SEGMENT_SIZE);
         if (dest == NULL) {
@@ -214,8 +250,12 @@ static uint8_t *from_cache(uint32_t site, size_t *need, unsigned entries, int *r
     }
     size_t off = 0;
     for (unsigned pieces = 1;; pieces++) {
-        size_t take = len < want - off ? len : want - off;
+        size_t take = len < want - off ? len & ~(unit - 1) : want - off;
         int single = dest == NULL;
+        if (take == 0) {
+            keep_range(site, e, len, entries);
+            break;
+        }
         if (move_in(site, e, len, take, &dest, off, want, entries) != 0) break;
         *reused = 1;
         off += take;

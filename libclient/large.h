@@ -33,6 +33,8 @@ void hk_large_drop_kept(struct hk_heap *heap);
 typedef struct hk_large_stats {
     uint64_t allocs, frees, mapped_bytes, thp_blocks;
     uint64_t kept_blocks, kept_bytes;    /* freed, in their threads' kept slots (mapped) */
+    uint32_t move_unit;                  /* bytes cached ranges are cut and moved in; 0: none moved yet */
+    uint32_t moved_touch_ns;             /* the probe's figure (os.h); 0: not measured */
 } hk_large_stats;
 void hk_large_get_stats(hk_large_stats *out);
 

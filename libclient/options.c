@@ -15,7 +15,7 @@ hk_options hk_opt = {
     .stats = 0, .verbose = 0, .bigcache = 1, .thp = 1, .thp_default = 0, .baseline = 0,
     .large_threshold = 1u << 20, .bigcache_slots = 4,
     .sample_bytes = 256 * 1024, .purge_delay_ms = 20, .purge_delay_max_ms = 1000,
-    .register_after_ms = 10,
+    .register_after_ms = 10, .moves_trap = -1,
     .shm_name = "/hakmem",
 };
 
@@ -59,6 +59,7 @@ void hk_options_load(void)
                                                    0, 60000);
     hk_opt.register_after_ms = (uint32_t)hk_env_long("HAKMEM_REGISTER_AFTER_MS", hk_opt.register_after_ms,
                                                   0, 60000);
+    hk_opt.moves_trap = (int)hk_env_long("HAKMEM_MOVES_TRAP", hk_opt.moves_trap, 0, 1);
     const char *mode = getenv("HAKMEM_MODE");
     if (mode) hk_opt.baseline = strcmp(mode, "baseline") == 0;
     const char *shm = getenv("HAKMEM_SHM");

@@ -19,6 +19,8 @@ typedef struct hk_options {
     uint32_t purge_delay_ms;    /* HAKMEM_PURGE_DELAY_MS: idle time before memory goes back */
     uint32_t purge_delay_max_ms; /* HAKMEM_PURGE_DELAY_MAX_MS: how far refaults raise it (purge_pace.h) */
     uint32_t register_after_ms; /* HAKMEM_REGISTER_AFTER_MS: a process this young does not register */
+    int moves_trap;             /* HAKMEM_MOVES_TRAP: 1/0: a page mremap moved alone traps or not when
+                                 * touched; -1 (unset): measured (large.c) */
     char shm_name[64];          /* HAKMEM_SHM */
     char socket_path[108];      /* HAKMEM_SOCKET: where to register ("": not set) */
 } hk_options;

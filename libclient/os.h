@@ -23,6 +23,14 @@ int   hk_os_move(void *from, size_t size, void *to);
 /* Faults [p, p + size) in with one system call (MADV_POPULATE_WRITE);
  * -1 where the kernel lacks it (before 5.14). */
 int   hk_os_populate(void *p, size_t size);
+/* What touching a page costs after mremap moved its table entry on its
+ * own (not a whole page-table page, which moves 2 MiB at once), in ns
+ * beyond a second touch: a few ns where the hardware walks the guest's
+ * page tables, microseconds under a hypervisor's shadow paging, which
+ * rebuilds the entry on that touch.  Measured once, on a few pages, the
+ * first time it is asked; at least 1 (1 also when the probe could not
+ * run). */
+uint32_t hk_os_moved_page_touch_ns(void);
 int   hk_os_advise_huge(void *p, size_t size);
 int   hk_os_advise_no_huge(void *p, size_t size);
 

@@ -169,6 +169,13 @@ void hakmem_report(int fd)
         (unsigned long long)(ls.mapped_bytes >> 20), (unsigned long long)ls.kept_blocks,
         (unsigned long long)(ls.kept_bytes >> 20), (unsigned long long)ls.thp_blocks,
         hk_os_thp_mode() == 2 ? "always" : hk_os_thp_mode() == 1 ? "madvise" : "never");
+    if (ls.move_unit != 0) {
+        if (ls.moved_touch_ns != 0)
+            say(&o, "  large moves: cached memory cut and moved by %u KiB (a page moved alone cost %u ns "
+                "more to touch)\n", ls.move_unit >> 10, ls.moved_touch_ns);
+        else
+            say(&o, "  large moves: cached memory cut and moved by %u KiB (HAKMEM_MOVES_TRAP)\n", ls.move_unit >> 10);
+    }
     uint64_t lookups = bc.hits + bc.misses;
     say(&o, "  BigCache: hits %llu, misses %llu, puts %llu, evictions %llu, hit rate %.1f%%, cached %llu MiB%s\n",
         (unsigned long long)bc.hits, (unsigned long long)bc.misses, (unsigned long long)bc.puts,

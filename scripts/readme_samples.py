@@ -81,7 +81,7 @@ VARYING = [
     (r"^(hakmem_\w+\{[^}]*\}) " + NUM + "$", r"\1 N"),
     (r"\bcost its runs " + NUM + "%", "cost its runs N%"),
     # the exit report: every figure of its lines (their words and layout stay)
-    (r"^ *(?:hakmem \S+ report:|heaps live|large:|BigCache:|daemon:|daemon plane:|knobs:|sites:|\d+ +myserver\+).*$",
+    (r"^ *(?:hakmem \S+ report:|heaps live|large:|large moves:|BigCache:|daemon:|daemon plane:|knobs:|sites:|\d+ +myserver\+).*$",
      lambda m: re.sub(r"\d+(?:\.\d+)?", "N", m.group(0))),
 ]
 VARYING = [(re.compile(p, re.M), r) for p, r in VARYING]

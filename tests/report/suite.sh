@@ -76,6 +76,27 @@ for mode in calloc hold; do
     ok "$name ($hits BigCache hits)"
   fi
 done
+# Cached memory is cut and moved by the page, or by 2 MiB where a page
+# moved on its own traps when touched (shadow paging): HAKMEM_MOVES_TRAP
+# says which, else the library measures it; either way the blocks keep
+# their data, and the report says which it did and why.
+for trap in 0 1; do
+  unit=$([ "$trap" = 1 ] && echo 2048 || echo 4)
+  HAKMEM_MOVES_TRAP=$trap hakmem "$PROG" hold >"$WORK/trap$trap.out" 2>"$WORK/trap$trap.err"
+  WHY="exit $?: $(grep -E 'bigcache_ten|large moves' "$WORK/trap$trap.err" "$WORK/trap$trap.out")"
+  check "HAKMEM_MOVES_TRAP=$trap: cached memory moved by $unit KiB, every held block intact" \
+    bash -c "grep -q 'rounds=10 intact\$' '$WORK/trap$trap.out' &&
+             grep -q '^  large moves: cached memory cut and moved by $unit KiB (HAKMEM_MOVES_TRAP)\$' '$WORK/trap$trap.err'"
+done
+hakmem "$PROG" hold >"$WORK/measured.out" 2>"$WORK/measured.err"
+read -r unit ns <<<"$(sed -n 's/^  large moves: cached memory cut and moved by \([0-9]*\) KiB (a page moved alone cost \([0-9]*\) ns more to touch)$/\1 \2/p' "$WORK/measured.err")"
+if [ -n "${ns:-}" ] && [ "$unit" = "$([ "$ns" -gt 1000 ] && echo 2048 || echo 4)" ] &&
+   grep -q 'rounds=10 intact$' "$WORK/measured.out"; then
+  ok "moves measured: a moved page cost $ns ns more to touch, so cached memory moved by $unit KiB"
+else
+  fail "moves measured and the unit chosen by the measure" "$(grep -E 'large moves' "$WORK/measured.err")"
+fi
+
 # The same program under glibc: the checks themselves hold.
 check "calloc and held blocks under glibc" bash -c "timeout 60 '$PROG' calloc && timeout 60 '$PROG' hold"
 

@@ -48,6 +48,9 @@ static int group_setup(void **state)
     hk_site_set_policy(SITE_NOCACHE, &uncached);
     hk_site_set_policy(SITE_A, &cached);
     hk_site_set_policy(SITE_B, &cached);
+    /* The tests below but one are of the machines where a page moved on
+     * its own costs nothing more to touch (large.c: move_unit). */
+    hk_opt.moves_trap = 0;
     return 0;
 }
 
@@ -452,6 +455,84 @@ static void test_cached_rest_moves_whole(void **state)
     hk_large_free(e, "free()");
 }
 
+/* Where a page moved on its own traps when touched (shadow paging), cached
+ * memory is cut and moved in 2 MiB units.  A block cut in place keeps the
+ * pages up to the next 2 MiB boundary, where its rest begins; a piece that
+ * does not complete a block moves whole units of its start, its ragged
+ * rest staying cached on a boundary, and a piece under 2 MiB that would
+ * not complete one stays cached (the block's remainder faults in).  Every
+ * page is stamped with its block and offset before the blocks are freed. */
+static void stamp_pages(uint8_t *p, size_t size, uint64_t mark)
+{
+    uint8_t *base = (uint8_t *)UT_PAGE_OF(p);
+    for (size_t off = 4096; off < size; off += 4096) *(uint64_t *)(base + off) = mark | off;
+}
+
+static int cached_at(const uint8_t *start, size_t *len)
+{
+    uint8_t *r = hk_bigcache_take_at(SITE_A, start, NULL, len);
+    if (r == NULL) return 0;
+    int evicted;
+    assert_true(hk_bigcache_put(SITE_A, r, *len, 32, &evicted));
+    return 1;
+}
+
+static void test_cached_memory_moves_by_2mib_where_moves_trap(void **state)
+{
+    (void)state;
+    const uint64_t mark_a = 0x4100000000000000ull, mark_b = 0x4200000000000000ull;
+    int saved = hk_opt.moves_trap;
+    hk_opt.moves_trap = 1;
+    hk_large_stats ls;
+
+    /* Cut in place: 5 MiB of a cached 8 MiB block keep 6 MiB; the rest,
+     * 2 MiB and the header's page, is cached from the 6 MiB boundary. */
+    uint8_t *c = touched(8 * MiB);
+    uint8_t *cbase = (uint8_t *)UT_PAGE_OF(c);
+    hk_large_free(c, "free()");
+    int z;
+    uint8_t *d = hk_large_alloc(5 * MiB, 0, SITE_A, &cached, &z);
+    assert_ptr_equal(UT_PAGE_OF(d), cbase);
+    assert_true(hk_large_usable(d, "test") >= 6 * MiB - 4096);
+    size_t len = 0;
+    assert_true(cached_at(cbase + 6 * MiB, &len));
+    assert_int_equal(len, 2 * MiB + 4096);
+    hk_large_get_stats(&ls);
+    assert_int_equal(ls.move_unit, 2 * MiB);
+    hk_large_free(d, "free()");
+    hk_bigcache_trim(0, 0);
+
+    /* Assembled: two cached 3 MiB blocks each give their first 2 MiB to a
+     * 5 MiB block, in order; their ragged rests (1 MiB and a page) stay
+     * cached at their 2 MiB boundaries, too small to complete it. */
+    uint8_t *a = touched(3 * MiB), *x = touched(2 * MiB), *b = touched(3 * MiB);
+    uint8_t *abase = (uint8_t *)UT_PAGE_OF(a), *bbase = (uint8_t *)UT_PAGE_OF(b);
+    stamp_pages(a, 3 * MiB, mark_a);
+    stamp_pages(b, 3 * MiB, mark_b);
+    hk_large_free(a, "free()");
+    hk_large_free(b, "free()");
+    uint8_t *n = hk_large_alloc(5 * MiB, 0, SITE_A, &cached, &z);
+    assert_non_null(n);
+    uint8_t *nbase = (uint8_t *)UT_PAGE_OF(n);
+    size_t from_a = 0, from_b = 0;
+    for (size_t off = 4096; off < 4 * MiB; off += 4096) {
+        uint64_t w = *(uint64_t *)(nbase + off);
+        if (off < 2 * MiB) from_a += w == (mark_a | off) || w == (mark_b | off);
+        else from_b += w == (mark_a | (off - 2 * MiB)) || w == (mark_b | (off - 2 * MiB));
+    }
+    print_message("pages of a 5 MiB block moved by 2 MiB units from two cached 3 MiB blocks: %zu and %zu\n",
+                  from_a, from_b);
+    assert_int_equal(from_a, 2 * MiB / 4096 - 1);     /* each piece's first page held its header */
+    assert_int_equal(from_b, 2 * MiB / 4096 - 1);
+    assert_true(cached_at(abase + 2 * MiB, &len));
+    assert_int_equal(len, MiB + 4096);
+    assert_true(cached_at(bbase + 2 * MiB, &len));
+    assert_int_equal(len, MiB + 4096);
+    hk_large_free(n, "free()");
+    hk_large_free(x, "free()");
+    hk_opt.moves_trap = saved;
+}
+
 /* A block cut from a cached range and then grown by realloc takes the rest
  * of that range back where it is: same pointer, no fault. */
 static void test_realloc_grows_into_cached_rest(void **state)
@@ -717,6 +798,7 @@ int main(void)
         cmocka_unit_test_teardown(test_cached_block_cut_in_place, teardown),
         cmocka_unit_test_teardown(test_block_assembled_from_cached_ones, teardown),
         cmocka_unit_test_teardown(test_cached_rest_moves_whole, teardown),
+        cmocka_unit_test_teardown(test_cached_memory_moves_by_2mib_where_moves_trap, teardown),
         cmocka_unit_test_teardown(test_realloc_grows_into_cached_rest, teardown),
         cmocka_unit_test_teardown(test_aligned_blocks, teardown),
         cmocka_unit_test_teardown(test_try_realloc_in_place, teardown),

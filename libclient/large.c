@@ -106,6 +106,8 @@ static void release(hk_large_hdr *h)
  * switches to single moves for good: one range per block, grown in the
  * same mremap, so blocks and pieces stay single mappings. */
 #define MAX_PIECES 8
+#define MIN_PIECE  ((size_t)64 << 10)   /* smaller remainders are unmapped */
+#define RING_PER_SLOT 8                 /* ring entries per policy slot */
 #define MOVE_UNIT  ((size_t)2 << 20)    /* what one page-table page maps */
 #define TRAP_NS    1000u                /* a moved page's touch costing more is a trap */
 
@@ -131,8 +133,6 @@ static size_t move_unit(void)
 }
 
 static inline size_t unit_round(size_t n, size_t unit) { return (n + unit - 1) & ~(unit - 1); }
-#define MIN_PIECE  ((size_t)64 << 10)   /* smaller remainders are unmapped */
-#define RING_PER_SLOT 8                 /* ring entries per policy slot */
 
 static _Atomic int single_moves;
 

@@ -13,7 +13,6 @@
 static hk_heap *heap;
 static uint64_t baseline_segments;
 
-
 static inline unsigned segments_of_heap(const hk_heap *h)
 {
     unsigned n = 0;

@@ -352,7 +352,7 @@ static void test_free_uncarved_block(void **state)
 {
     (void)state;
     char *p = hak_malloc(96);
-    hk_page *pg = ut_block_page(p);
+    hk_page *pg = hk_page_of(p);
     assert_true(pg->capacity < pg->reserved);
     expect_abort(DO_FREE, pg->start + (size_t)(pg->reserved - 1) * pg->block_size, "free()", "invalid pointer");
     hak_free(p);
@@ -368,7 +368,7 @@ static void test_free_span_tail(void **state)
     }
     assert_true(cls < HK_CLASSES);
     char *b = hak_malloc(hk_classes[cls].block_size);
-    hk_page *bp = ut_block_page(b);
+    hk_page *bp = hk_page_of(b);
     assert_int_equal(bp->cls, cls);
     expect_abort(DO_FREE, bp->start + (size_t)bp->reserved * bp->block_size, "free()", "invalid pointer");
     hak_free(b);

@@ -70,7 +70,7 @@ static void test_alloc_class_blocks(void **state)
         p[i] = hk_heap_alloc_class(heap, cls, 0);
         assert_non_null(p[i]);
         assert_int_equal(hk_chunk_kind((uintptr_t)p[i]), HK_CHUNK_SEGMENT);
-        hk_page *pg = ut_block_page(p[i]);
+        hk_page *pg = hk_page_of(p[i]);
         assert_int_equal(pg->cls, cls);
         assert_ptr_equal(atomic_load(&pg->heap), heap);
         assert_int_equal(((uint8_t *)p[i] - pg->start) % bs, 0);
@@ -78,7 +78,7 @@ static void test_alloc_class_blocks(void **state)
         assert_int_equal(hak_malloc_usable_size(p[i]), bs);
         for (unsigned j = 0; j < i; j++) assert_ptr_not_equal(p[i], p[j]);
     }
-    hk_page *pg = ut_block_page(p[0]);
+    hk_page *pg = hk_page_of(p[0]);
     assert_ptr_equal(heap->current[cls], pg);
     /* Every direct bucket of the class serves from the current page. */
     for (unsigned b = 0; b <= HK_DIRECT_MAX / HK_ALIGN; b++) {
@@ -108,7 +108,7 @@ static void test_page_extension(void **state)
     assert_true(reserved * bs > 4096);
     void **p = calloc(reserved + 1, sizeof *p);
     p[0] = hk_heap_alloc_class(heap, cls, 0);
-    hk_page *pg = ut_block_page(p[0]);
+    hk_page *pg = hk_page_of(p[0]);
     assert_ptr_equal(p[0], pg->start);
     assert_true(pg->capacity >= 1 && pg->capacity < reserved);
     assert_true((size_t)(pg->capacity - 1) * bs < 4096);
@@ -125,7 +125,7 @@ static void test_page_extension(void **state)
     assert_int_equal(pg->used, reserved + 1);
 
     p[reserved] = hk_heap_alloc_class(heap, cls, 0);
-    hk_page *pg2 = ut_block_page(p[reserved]);
+    hk_page *pg2 = hk_page_of(p[reserved]);
     assert_ptr_not_equal(pg2, pg);
     assert_ptr_equal(heap->current[cls], pg2);
     assert_ptr_equal(heap->direct[1024 / HK_ALIGN], pg2);
@@ -152,8 +152,8 @@ static void test_stretches_end_on_os_pages(void **state)
         uint32_t last_cap = 0;
         while (stretches < 3) {
             p[n] = hk_heap_alloc_class(heap, cls, 1);
-            if (pg == NULL) pg = ut_block_page(p[n]);
-            assert_ptr_equal(ut_block_page(p[n]), pg);
+            if (pg == NULL) pg = hk_page_of(p[n]);
+            assert_ptr_equal(hk_page_of(p[n]), pg);
             n++;
             if (pg->capacity == last_cap) continue;
             last_cap = pg->capacity;
@@ -177,13 +177,13 @@ static void test_borrows_spare_block_of_class_above(void **state)
     unsigned cls = hk_size_class(3000), up = cls + 1;
     assert_true(hk_classes[cls].block_size >= 1024 && hk_classes[up].block_size > hk_classes[cls].block_size);
     void *u1 = hk_heap_alloc_class(heap, up, 0), *u2 = hk_heap_alloc_class(heap, up, 0);
-    hk_page *pu = ut_block_page(u1);
-    assert_ptr_equal(ut_block_page(u2), pu);
+    hk_page *pu = hk_page_of(u1);
+    assert_ptr_equal(hk_page_of(u2), pu);
     hak_free(u2);                                     /* a spare block of the class above */
     uint32_t used = pu->used;
 
     void *exact = hk_heap_alloc_class(heap, cls, 1);  /* a page of its own, one block carved */
-    hk_page *pc = ut_block_page(exact);
+    hk_page *pc = hk_page_of(exact);
     assert_ptr_not_equal(pc, pu);
     assert_int_equal(pu->used, used);
     assert_null(pc->free);
@@ -201,7 +201,7 @@ static void test_borrows_spare_block_of_class_above(void **state)
     void *s1 = hk_heap_alloc_class(heap, small + 1, 0), *s2 = hk_heap_alloc_class(heap, small + 1, 0);
     hak_free(s2);
     void *s = hk_heap_alloc_class(heap, small, 0);
-    assert_ptr_not_equal(ut_block_page(s), ut_block_page(s1));
+    assert_ptr_not_equal(hk_page_of(s), hk_page_of(s1));
     hak_free(s);
     hak_free(s1);
     hak_free(u1);
@@ -215,17 +215,17 @@ static void test_malloc_free_loop_stops_borrowing(void **state)
     (void)state;
     unsigned cls = hk_size_class(3000), up = cls + 1;
     void *u1 = hk_heap_alloc_class(heap, up, 0), *u2 = hk_heap_alloc_class(heap, up, 0);
-    hk_page *pu = ut_block_page(u1);
+    hk_page *pu = hk_page_of(u1);
     hak_free(u2);
     void *exact = hk_heap_alloc_class(heap, cls, 1);
-    hk_page *pc = ut_block_page(exact);
+    hk_page *pc = hk_page_of(exact);
     assert_null(pc->free);
 
     unsigned borrowed = 0, own_at_end = 0;
     for (unsigned i = 0; i < 100; i++) {
         void *b = hk_heap_alloc_class(heap, cls, 0);
-        if (ut_block_page(b) == pu) borrowed++;
-        else if (i >= 50 && ut_block_page(b) == pc) own_at_end++;
+        if (hk_page_of(b) == pu) borrowed++;
+        else if (i >= 50 && hk_page_of(b) == pc) own_at_end++;
         hak_free(b);
     }
     assert_true(borrowed >= 1);
@@ -243,7 +243,7 @@ static void test_phantom_use_of_current_page(void **state)
     unsigned cls = hk_size_class(256 * 1024);
     assert_int_equal(hk_classes[cls].blocks, 1);
     void *a = hk_heap_alloc_class(heap, cls, 0);
-    hk_page *pa = ut_block_page(a);
+    hk_page *pa = hk_page_of(a);
     hk_segment *seg = hk_segment_of(a);
     unsigned slot = (unsigned)(((uintptr_t)pa->start & HK_SEGMENT_MASK) >> HK_SLOT_SHIFT);
     assert_int_equal(pa->used, 2);
@@ -255,7 +255,7 @@ static void test_phantom_use_of_current_page(void **state)
     assert_ptr_equal(hk_heap_alloc_class(heap, cls, 0), a);   /* same block again */
 
     void *b = hk_heap_alloc_class(heap, cls, 0);        /* pa is full: a second page */
-    hk_page *pb = ut_block_page(b);
+    hk_page *pb = hk_page_of(b);
     assert_ptr_not_equal(pb, pa);
     assert_ptr_equal(heap->current[cls], pb);
     assert_int_equal(pa->used, 1);
@@ -301,7 +301,7 @@ static void test_realloc_shrink_leaves_no_resident_trail(void **state)
     assert_non_null(p);
     memset(p, 0xa5, sizes[0]);
     for (unsigned step = 1; step < sizeof sizes / sizeof sizes[0]; step++) {
-        hk_page *old_page = ut_block_page(p);
+        hk_page *old_page = hk_page_of(p);
         unsigned char *old = p;
         p = hak_realloc(p, sizes[step]);
         assert_non_null(p);
@@ -324,7 +324,7 @@ static void test_idle_medium_page_released_at_maintenance(void **state)
     unsigned cls = hk_size_class(256 * 1024);
     void *a = hk_heap_alloc_class(heap, cls, 0);
     memset(a, 1, 256 * 1024);
-    hk_page *pa = ut_block_page(a);
+    hk_page *pa = hk_page_of(a);
     hak_free(a);
     assert_ptr_equal(heap->current[cls], pa);        /* the phantom keeps it */
     heap->last_maintenance_ns = 0;
@@ -375,7 +375,7 @@ static void *alloc_then_idle(void *arg)
     for (unsigned i = 0; i < IDLE_BLOCKS; i++) {
         j->p[i] = hak_malloc(IDLE_SIZE);
         memset(j->p[i], 0x5a, IDLE_SIZE);
-        j->pages[i] = ut_block_page(j->p[i]);
+        j->pages[i] = hk_page_of(j->p[i]);
     }
     idle_stage(j, 1);
     idle_wait(j, 2);
@@ -506,8 +506,8 @@ static void test_remote_free_collected(void **state)
     enum { N = 50 };
     void *p[N];
     for (unsigned i = 0; i < N; i++) p[i] = hk_heap_alloc_class(heap, cls, 0);
-    hk_page *pg = ut_block_page(p[0]);
-    for (unsigned i = 0; i < N; i++) assert_ptr_equal(ut_block_page(p[i]), pg);
+    hk_page *pg = hk_page_of(p[0]);
+    for (unsigned i = 0; i < N; i++) assert_ptr_equal(hk_page_of(p[i]), pg);
     uint64_t collected0 = hk_heap_remote_collected();
     unsigned live0 = hk_heap_live_count();
 
@@ -541,13 +541,13 @@ static void test_remote_free_on_slow_path(void **state)
     void *p[64];
     assert_true(n <= 64);
     for (uint32_t i = 0; i < n; i++) p[i] = hk_heap_alloc_class(heap, cls, 0);
-    hk_page *pg = ut_block_page(p[0]);
+    hk_page *pg = hk_page_of(p[0]);
     assert_null(pg->free);
     assert_int_equal(pg->capacity, pg->reserved);
     uint64_t collected0 = hk_heap_remote_collected();
     free_from_other_thread(p, n);
     void *again = hk_heap_alloc_class(heap, cls, 0);
-    assert_ptr_equal(ut_block_page(again), pg);             /* no new page was needed */
+    assert_ptr_equal(hk_page_of(again), pg);             /* no new page was needed */
     assert_true(contains(p, n, again));
     assert_int_equal(hk_heap_remote_collected(), collected0 + n);
     assert_int_equal(segments_of_heap(heap), 1);
@@ -565,11 +565,11 @@ static void test_refill_reuses_freed_blocks_before_carving(void **state)
     uint32_t reserved = hk_classes[cls].blocks;
     void **full = calloc(reserved, sizeof *full);
     for (uint32_t i = 0; i < reserved; i++) full[i] = hk_heap_alloc_class(heap, cls, 0);
-    hk_page *p1 = ut_block_page(full[0]);
+    hk_page *p1 = hk_page_of(full[0]);
     void *taken[64];
     unsigned n_taken = 0;
     taken[n_taken++] = hk_heap_alloc_class(heap, cls, 0);   /* p1 is full: a new current page */
-    hk_page *p2 = ut_block_page(taken[0]);
+    hk_page *p2 = hk_page_of(taken[0]);
     assert_ptr_not_equal(p2, p1);
     while (p2->free != NULL && n_taken < 64) taken[n_taken++] = hk_heap_alloc_class(heap, cls, 0);
     assert_null(p2->free);                            /* its carved blocks, all taken */
@@ -578,7 +578,7 @@ static void test_refill_reuses_freed_blocks_before_carving(void **state)
     free_from_other_thread(full, 1);                  /* one block: not worth it */
     uint32_t carved = p2->capacity;
     taken[n_taken++] = hk_heap_alloc_class(heap, cls, 0);
-    assert_ptr_equal(ut_block_page(taken[n_taken - 1]), p2);
+    assert_ptr_equal(hk_page_of(taken[n_taken - 1]), p2);
     assert_true(p2->capacity > carved);
     while (p2->free != NULL && n_taken < 64) taken[n_taken++] = hk_heap_alloc_class(heap, cls, 0);
     assert_true(p2->capacity < p2->reserved);
@@ -586,7 +586,7 @@ static void test_refill_reuses_freed_blocks_before_carving(void **state)
     free_from_other_thread(full + 1, 8);              /* eight: taken before carving */
     carved = p2->capacity;
     void *next = hk_heap_alloc_class(heap, cls, 0);
-    assert_ptr_equal(ut_block_page(next), p1);
+    assert_ptr_equal(hk_page_of(next), p1);
     assert_true(contains(full, 9, next));
     assert_int_equal(p2->capacity, carved);           /* nothing new carved */
     hak_free(next);

@@ -122,7 +122,7 @@ static void test_exited_heap_goes_whole_to_next_thread(void **state)
     run_thread(alloc_and_exit, &j);
     hk_segment *seg = hk_segment_of(j.kept[0]);
     assert_ptr_equal(seg->heap, j.heap);             /* still the pooled heap's */
-    assert_ptr_equal(atomic_load(&ut_block_page(j.kept[0])->heap), j.heap);
+    assert_ptr_equal(atomic_load(&hk_page_of(j.kept[0])->heap), j.heap);
     assert_int_equal(atomic_load(&j.heap->pooled), 1);
     assert_int_equal(hk_segment_mapped_count(), j.segments_seen);
 
@@ -147,7 +147,7 @@ static void test_unclaimed_heap_released_after_delay(void **state)
     exit_job j = { .keep = 10 };
     run_thread(alloc_and_exit, &j);
     hk_segment *seg = hk_segment_of(j.kept[0]);
-    hk_page *pg = ut_block_page(j.kept[0]);
+    hk_page *pg = hk_page_of(j.kept[0]);
     assert_ptr_equal(seg->heap, j.heap);
     struct timespec nap = { 0, 20 * 1000 * 1000 };
     nanosleep(&nap, NULL);
@@ -192,7 +192,7 @@ static void *pin_pages_and_exit(void *arg)
     for (unsigned i = 0; i < PINNED_BLOCKS; i++) {
         j->p[i] = hak_malloc(PINNED_SIZE);
         memset(j->p[i], 0x33, PINNED_SIZE);
-        j->kept[i] = i == 0 || ut_block_page(j->p[i]) != ut_block_page(j->p[i - 1]);
+        j->kept[i] = i == 0 || hk_page_of(j->p[i]) != hk_page_of(j->p[i - 1]);
     }
     for (unsigned i = 0; i < PINNED_BLOCKS; i++)
         if (!j->kept[i]) hak_free(j->p[i]);
@@ -239,13 +239,13 @@ static void *free_handed_over(void *arg)
     void *mine = NULL;
     if (j->allocate_first) mine = hak_malloc(64);
     j->before = hk_tls_heap;
-    if (j->other && atomic_load(&ut_block_page(j->blocks[0])->heap) == j->before) {
+    if (j->other && atomic_load(&hk_page_of(j->blocks[0])->heap) == j->before) {
         void **t = j->blocks;
         j->blocks = j->other;
         j->other = t;
     }
     for (unsigned i = 0; i < j->n; i++) {
-        if (atomic_load(&ut_block_page(j->blocks[i])->heap) != hk_tls_heap) j->remote_frees++;
+        if (atomic_load(&hk_page_of(j->blocks[i])->heap) != hk_tls_heap) j->remote_frees++;
         hak_free(j->blocks[i]);
     }
     j->after = hk_tls_heap;

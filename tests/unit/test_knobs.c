@@ -393,7 +393,7 @@ static void *reuse_thread(void *arg)
     for (unsigned k = 0; k < PAGES; k++) {             /* each page filled before the next is taken */
         first[k] = n;
         b[n++] = hak_malloc(BLOCK);
-        held[k] = ut_block_page(b[first[k]])->reserved;
+        held[k] = hk_page_of(b[first[k]])->reserved;
         while (n < first[k] + held[k]) b[n++] = hak_malloc(BLOCK);
     }
     total = n;
@@ -605,9 +605,9 @@ static void test_medium_page_blocks_sizes_pages(void **state)
     unsigned c48 = hk_size_class(48 * KiB);
     hk_heap *me = hk_heap_for_thread();
     void *a = hak_malloc(48 * KiB), *b = hak_malloc(48 * KiB);
-    hk_page *pg = ut_block_page(a);
+    hk_page *pg = hk_page_of(a);
     assert_int_equal(pg->reserved, 2);
-    assert_ptr_equal(ut_block_page(b), pg);
+    assert_ptr_equal(hk_page_of(b), pg);
     void *c = hak_malloc(48 * KiB);                    /* the page is full: another one is current */
     assert_ptr_not_equal(me->current[c48], pg);
     hak_free(a);

@@ -503,7 +503,7 @@ static void test_cached_memory_moves_by_2mib_where_moves_trap(void **state)
     hk_bigcache_trim(0, 0);
 
     /* Assembled: two cached 3 MiB blocks each give their first 2 MiB to a
-     * 5 MiB block, in order; their ragged rests (1 MiB and a page) stay
+     * 5 MiB block, one after the other; their ragged rests (1 MiB and a page) stay
      * cached at their 2 MiB boundaries, too small to complete it. */
     uint8_t *a = touched(3 * MiB), *x = touched(2 * MiB), *b = touched(3 * MiB);
     uint8_t *abase = (uint8_t *)UT_PAGE_OF(a), *bbase = (uint8_t *)UT_PAGE_OF(b);

@@ -20,12 +20,6 @@
     ((uintptr_t)(p) % ((uintptr_t)4 << 20) >= 64 && (uintptr_t)(p) % ((uintptr_t)4 << 20) < 4096 && \
      (uintptr_t)(p) % 64 == 0)
 
-/* The page of a segment block p (its slot's span head). */
-static inline hk_page *ut_block_page(const void *p)
-{
-    return hk_segment_of(p)->slot_page[((uintptr_t)p >> HK_SLOT_SHIFT) & (HK_SLOTS - 1)];
-}
-
 /* A heap no thread owns, set up the way a thread heap starts out, so a test
  * can drive the segment and site boxes without touching the thread's heap. */
 hk_heap *ut_heap_new(void);

@@ -483,7 +483,9 @@ static void *large_try_realloc(void *p, size_t size, const char *fn)
 {
     hk_large_hdr *h = checked(p, fn);
     size_t usable = (size_t)(h->base + h->map_size - (uint8_t *)p);
-    if (size <= usable && size >= usable / 2) {
+    /* Growth within the mapping stays put (a block cut in 2 MiB units
+     * holds room to grow); a shrink does while it wastes at most half. */
+    if (size <= usable && (size >= h->size || size >= usable / 2)) {
         h->size = size;
         return p;
     }

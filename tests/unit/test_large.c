@@ -533,6 +533,35 @@ static void test_cached_memory_moves_by_2mib_where_moves_trap(void **state)
     hk_opt.moves_trap = saved;
 }
 
+/* Where moves trap, a small block cut from a cached range holds a whole
+ * 2 MiB unit: a vector doubled by realloc within it stays put, with no
+ * copy and no fault, up to the unit's end. */
+static void test_realloc_grows_within_its_2mib_cut(void **state)
+{
+    (void)state;
+    int saved = hk_opt.moves_trap;
+    hk_opt.moves_trap = 1;
+    uint8_t *c = touched(4 * MiB);
+    hk_large_free(c, "free()");
+    int z;
+    uint8_t *p = hk_large_alloc(128 * 1024, 0, SITE_A, &cached, &z);
+    assert_ptr_equal(UT_PAGE_OF(p), UT_PAGE_OF(c));
+    size_t usable = hk_large_usable(p, "test");
+    assert_true(usable >= 2 * MiB - 4096);
+    memset(p, 0x71, 128 * 1024);
+    uint64_t f0 = minor_faults();
+    for (size_t size = 256 * 1024; size <= usable; size *= 2) {
+        assert_ptr_equal(hk_large_try_realloc(p, size, "realloc()"), p);
+        p[size - 1] = 0x72;
+    }
+    assert_true(minor_faults() - f0 < 16);
+    assert_int_equal(p[1000], 0x71);
+    /* A shrink that would waste over half still moves. */
+    assert_null(hk_large_try_realloc(p, 128 * 1024, "realloc()"));
+    hk_large_free(p, "free()");
+    hk_opt.moves_trap = saved;
+}
+
 /* A block cut from a cached range and then grown by realloc takes the rest
  * of that range back where it is: same pointer, no fault. */
 static void test_realloc_grows_into_cached_rest(void **state)
@@ -799,6 +828,7 @@ int main(void)
         cmocka_unit_test_teardown(test_block_assembled_from_cached_ones, teardown),
         cmocka_unit_test_teardown(test_cached_rest_moves_whole, teardown),
         cmocka_unit_test_teardown(test_cached_memory_moves_by_2mib_where_moves_trap, teardown),
+        cmocka_unit_test_teardown(test_realloc_grows_within_its_2mib_cut, teardown),
         cmocka_unit_test_teardown(test_realloc_grows_into_cached_rest, teardown),
         cmocka_unit_test_teardown(test_aligned_blocks, teardown),
         cmocka_unit_test_teardown(test_try_realloc_in_place, teardown),

@@ -348,6 +348,11 @@ static void release_idle_medium(hk_heap *heap)
     for (unsigned c = first_medium_class; c < HK_CLASSES; c++) drop_idle_current(heap, c);
 }
 
+void hk_heap_drop_idle_current(hk_heap *heap)
+{
+    for (unsigned c = 0; c < HK_CLASSES; c++) drop_idle_current(heap, c);
+}
+
 /* A heap whose thread has done no allocator work for IDLE_HEAP_NS (blocked:
  * a main thread in pthread_join while its workers free everything it
  * allocated) would keep every block other threads free into it, as only its

@@ -259,11 +259,59 @@ void hk_heap_release_pooled(void)
     pool_release(0, 0, 1);
 }
 
+/* What a pooled heap's thread would have done by now: remote frees
+ * collected, pages with no block in use retired, spans idle for the purge
+ * delay purged, empty segments retained; idle: the heap has waited the
+ * purge delay unclaimed, and its current pages retire too if they hold no
+ * block (a next thread would fault them in again).  Under h->own. */
+static void settle_pooled(hk_heap *h, uint64_t now, int idle)
+{
+    if (idle) hk_heap_drop_idle_current(h);
+    hk_heap_collect_pages(h, 0);
+    hk_segment_maintain(h, now, 0);
+    hk_heap_info_publish_locked(h);
+}
+
+/* Pooled heaps' idle spans go back after the purge delay, as a live
+ * heap's do, while the heaps keep their segments for a next thread.  One
+ * whose lock another thread holds (taking it over) is left to that one. */
+static void pool_purge_idle(uint64_t now)
+{
+    hk_lock_acquire(&heap_lock);
+    for (hk_heap *h = pooled_heaps; h; h = h->next_free) {
+        if (h->segments == NULL || !hk_lock_try(&h->own)) continue;
+        uint64_t t0 = hk_ticks();
+        settle_pooled(h, now, 1);
+        hk_count_own(&h->counts.maintain_ticks, hk_ticks() - t0);
+        hk_lock_release(&h->own);
+    }
+    hk_lock_release(&heap_lock);
+}
+
+/* A pooled heap waits HK_POOL_HOLD_NS (or the purge delay, if longer) for
+ * a next thread before it gives its segments up.  The threads of a wave
+ * end over tens of milliseconds, and the next wave starts when the last
+ * has: released after the purge delay (20 ms), the heaps of the first to
+ * end went to the abandoned list, their free spans purged, and the next
+ * wave's threads started on empty heaps, faulting memory in beside them
+ * and adopting them a segment at a time (mstress, 9 alternating runs:
+ * median 2.76 s and 80.0 MB peak RSS, against 1.40 s and 78.2 MB with the
+ * hold; larson, whose threads start their successors before they exit,
+ * the same within noise). */
+static _Atomic uint64_t pool_purged_ns;
+
 void hk_heap_release_stale_pool(uint64_t now)
 {
     uint64_t oldest = atomic_load_explicit(&pool_oldest_ns, memory_order_relaxed);
     uint64_t delay = hk_purge_delay_ns(now);
-    if (oldest != UINT64_MAX && now - oldest >= delay) pool_release(now, delay, 0);
+    if (oldest == UINT64_MAX || now - oldest < delay) return;
+    uint64_t last = atomic_load_explicit(&pool_purged_ns, memory_order_relaxed);
+    if (now - last >= delay / 2 &&
+        atomic_compare_exchange_strong_explicit(&pool_purged_ns, &last, now, memory_order_relaxed,
+                                                memory_order_relaxed))
+        pool_purge_idle(now);
+    uint64_t hold = delay > HK_POOL_HOLD_NS ? delay : HK_POOL_HOLD_NS;
+    if (now - oldest >= hold) pool_release(now, hold, 0);
 }
 
 /* A heap whose thread is done with it waits in the pool for the next
@@ -279,9 +327,7 @@ static void pool_heap(hk_heap *h)
         heap_abandon(h);
     } else {
         hk_lock_acquire(&h->own);
-        hk_heap_collect_pages(h, 0);
-        hk_segment_maintain(h, now, 0);
-        hk_heap_info_publish_locked(h);
+        settle_pooled(h, now, 0);
         hk_lock_release(&h->own);
     }
     hk_count_own(&h->counts.maintain_ticks, hk_ticks() - t0);

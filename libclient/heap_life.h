@@ -12,8 +12,11 @@
 
 /* Registers the thread-exit hook that pools a thread's heap (at process init). */
 void hk_heap_life_init(void);
-/* Maintenance: pooled memory left unclaimed for the purge delay goes back. */
+/* Maintenance: pooled heaps' spans idle for the purge delay go back, and a
+ * heap left unclaimed for HK_POOL_HOLD_NS (or the purge delay, if longer)
+ * gives its segments up to other heaps. */
 void hk_heap_release_stale_pool(uint64_t now);
+#define HK_POOL_HOLD_NS 250000000ull
 /* Calls fn for every live heap under the heap list lock, so that no fork,
  * thread exit or pooling runs meanwhile (the reclaim of idle heaps' pages). */
 void hk_heap_each_live(void (*fn)(hk_heap *heap, void *arg), void *arg);
@@ -30,6 +33,10 @@ int hk_heap_take_over(hk_heap *target);
  * and the free blocks of 8 KiB or more left in pages some block keeps give
  * back their memory but the OS page holding their list link. */
 void hk_heap_collect_pages(hk_heap *heap, int drop_current);
+/* Current pages of every class whose blocks are all free give up their
+ * phantom use, so that they retire at the next collection (a pooled heap's:
+ * no thread allocates from it meanwhile). */
+void hk_heap_drop_idle_current(hk_heap *heap);
 /* Refreshes the heap's mallinfo figures (a heap pooled keeps them). */
 void hk_heap_info_publish_locked(hk_heap *heap);
 

@@ -16,6 +16,7 @@
 #include "chunk_map.h"
 #include "hakmem.h"
 #include "heap.h"
+#include "heap_life.h"
 #include "knobs.h"
 #include "segment.h"
 #include "size_class.h"
@@ -25,6 +26,8 @@
 typedef struct exit_job {
     unsigned keep;              /* blocks handed back to the main thread */
     void *kept[16];
+    void *small;                /* freed before the thread exits, as all */
+                                /* of its page's blocks were */
     uint64_t segments_seen;
     hk_heap *heap;              /* the thread's heap */
 } exit_job;
@@ -44,6 +47,7 @@ static void *alloc_and_exit(void *arg)
     for (unsigned i = 0; i < j->keep; i++) j->kept[i] = hak_malloc(4096);
     for (unsigned i = 0; i < 300; i++) hak_free(p[i]);
     hak_free(medium);
+    j->small = p[1];
     return NULL;
 }
 
@@ -137,10 +141,17 @@ static void test_exited_heap_goes_whole_to_next_thread(void **state)
     hk_knobs_reset();
 }
 
-/* A pooled heap nobody claims for the purge delay gives its memory up at
- * another thread's maintenance: its segments are abandoned, then adopted,
- * live pages and all. */
-static void test_unclaimed_heap_released_after_delay(void **state)
+static void nap_ms(long ms)
+{
+    struct timespec nap = { ms / 1000, (ms % 1000) * 1000 * 1000 };
+    nanosleep(&nap, NULL);
+}
+
+/* A pooled heap nobody claims gives its idle spans back after the purge
+ * delay, at another thread's maintenance, and keeps its segments for a
+ * next thread; unclaimed for HK_POOL_HOLD_NS, it gives them up: they are
+ * abandoned, then adopted, live pages and all. */
+static void test_unclaimed_heap_purged_then_released(void **state)
 {
     (void)state;
     ut_set_knob(HK_KNOB_PURGE_DELAY_MS, 1);
@@ -149,8 +160,21 @@ static void test_unclaimed_heap_released_after_delay(void **state)
     hk_segment *seg = hk_segment_of(j.kept[0]);
     hk_page *pg = hk_page_of(j.kept[0]);
     assert_ptr_equal(seg->heap, j.heap);
-    struct timespec nap = { 0, 20 * 1000 * 1000 };
-    nanosleep(&nap, NULL);
+    uint8_t *small_page = (uint8_t *)((uintptr_t)j.small & ~(uintptr_t)4095);
+    assert_int_equal(ut_resident_pages(small_page, 4096), 1);
+
+    /* The first pass retires the current page the small blocks left, the
+     * next purges its span, idle for the delay by then. */
+    for (int pass = 0; pass < 2; pass++) {
+        nap_ms(20);
+        heap->last_maintenance_ns = 0;
+        hk_heap_tick(heap);
+    }
+    assert_int_equal(ut_resident_pages(small_page, 4096), 0);          /* purged */
+    assert_ptr_equal(seg->heap, j.heap);                               /* still pooled, whole */
+    assert_int_equal(atomic_load(&j.heap->pooled), 1);
+
+    nap_ms(HK_POOL_HOLD_NS / 1000000 + 10);
     heap->last_maintenance_ns = 0;
     hk_heap_tick(heap);
     assert_null(j.heap->segments);
@@ -329,7 +353,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_thread_exit_without_delay_returns_memory, setup, teardown),
         cmocka_unit_test_setup_teardown(test_exited_heap_goes_whole_to_next_thread, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_unclaimed_heap_released_after_delay, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_unclaimed_heap_purged_then_released, setup, teardown),
         cmocka_unit_test_setup_teardown(test_collect_releases_pooled_heaps, setup, teardown),
         cmocka_unit_test_setup_teardown(test_released_heap_hollows_pinned_pages, setup, teardown),
         cmocka_unit_test_setup_teardown(test_free_into_pooled_heap_takes_it_over, setup, teardown),

@@ -9,17 +9,17 @@
 
 #define KB(x) ((uint32_t)(x) * 1024u)
 
-_Static_assert(HK_CLASS_8K == HK_CLASS_2K + 2 * 8 && HK_CLASS_8K + 1 + 7 * 4 == HK_CLASSES,
-               "eight classes per power of two from 2 KiB to 8 KiB, four from there to 1 MiB");
+_Static_assert(HK_CLASSES == 76 && HK_CLASS_8K + 1 + 7 * 4 == HK_CLASSES,
+               "four classes per power of two to 512 B, eight to 8 KiB, four to 1 MiB");
 
 static uint32_t class_size(unsigned c)
 {
     if (c < 4) return 16u * (c + 1);
     unsigned q, w, per;            /* bracket (2^(w-1), 2^w], per classes in it */
-    if (c <= HK_CLASS_2K) {
+    if (c <= HK_CLASS_FINE_FROM) {
         q = c - 4, w = 7 + q / 4, per = 4;
     } else if (c <= HK_CLASS_8K) {
-        q = c - HK_CLASS_2K - 1, w = 12 + q / 8, per = 8;
+        q = c - HK_CLASS_FINE_FROM - 1, w = HK_FINE_FROM_LOG2 + 1 + q / 8, per = 8;
     } else {
         q = c - HK_CLASS_8K - 1, w = 14 + q / 4, per = 4;
     }

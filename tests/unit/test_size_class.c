@@ -1,6 +1,6 @@
 /* Size classes: every size maps to the smallest class that holds it, the
  * classes are spaced tightly enough that no request wastes more than a
- * quarter (an eighth from 2 KiB to 8 KiB), and each class's page geometry is
+ * quarter (an eighth from 512 B to 8 KiB), and each class's page geometry is
  * self-consistent. */
 #include <stdarg.h>
 #include <stddef.h>
@@ -56,7 +56,7 @@ static void test_waste_bounded(void **state)
     (void)state;
     for (size_t s = 65; s <= HK_CLASS_MAX; s++) {
         size_t bs = hk_classes[hk_size_class(s)].block_size;
-        size_t parts = s > 2048 && s <= 8192 ? 8 : 4;
+        size_t parts = s > (1u << HK_FINE_FROM_LOG2) && s <= 8192 ? 8 : 4;
         if ((bs - s) * parts > s) fail_msg("size %zu gets %zu: waste %zu > 1/%zu", s, bs, bs - s, parts);
     }
     /* A page and a header: 4368 bytes take 4608, not 5120. */
@@ -64,7 +64,7 @@ static void test_waste_bounded(void **state)
 }
 
 /* Above 64 bytes, consecutive classes are at most a quarter of the power of
- * two below them apart (four classes per doubling), an eighth from 2 KiB
+ * two below them apart (four classes per doubling), an eighth from 512 B
  * to 8 KiB. */
 static void test_spacing(void **state)
 {
@@ -72,7 +72,7 @@ static void test_spacing(void **state)
     for (unsigned c = 4; c < HK_CLASSES; c++) {
         uint32_t prev = hk_classes[c - 1].block_size, cur = hk_classes[c].block_size;
         uint32_t pow2 = 1u << (31 - __builtin_clz(prev));      /* largest power of two <= prev */
-        uint32_t step = prev >= 2048 && prev < 8192 ? pow2 / 8 : pow2 / 4;
+        uint32_t step = prev >= (1u << HK_FINE_FROM_LOG2) && prev < 8192 ? pow2 / 8 : pow2 / 4;
         if (cur - prev > step)
             fail_msg("class %u: %u after %u, step %u > %u", c, cur, prev, cur - prev, step);
     }

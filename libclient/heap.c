@@ -343,15 +343,14 @@ static int drop_idle_current(hk_heap *heap, unsigned cls)
  * maintenance it gives the phantom up, so the page retires and its span is
  * purged after the delay like any other.  A small class's page stays: it
  * is small, and its malloc/free pairs stay on the fast path. */
-static void release_idle_medium(hk_heap *heap)
+static void drop_idle_currents_from(hk_heap *heap, unsigned first)
 {
-    for (unsigned c = first_medium_class; c < HK_CLASSES; c++) drop_idle_current(heap, c);
+    for (unsigned c = first; c < HK_CLASSES; c++) drop_idle_current(heap, c);
 }
 
-void hk_heap_drop_idle_current(hk_heap *heap)
-{
-    for (unsigned c = 0; c < HK_CLASSES; c++) drop_idle_current(heap, c);
-}
+static void release_idle_medium(hk_heap *heap) { drop_idle_currents_from(heap, first_medium_class); }
+
+void hk_heap_drop_idle_current(hk_heap *heap) { drop_idle_currents_from(heap, 0); }
 
 /* A heap whose thread has done no allocator work for IDLE_HEAP_NS (blocked:
  * a main thread in pthread_join while its workers free everything it

@@ -63,9 +63,9 @@
 #define HK_SAMPLED_MAX   (64 * 1024 - 1)
 #define HK_CLASS_MAX     ((size_t)1 << 20)  /* largest segment block */
 /* Eight classes per power of two from 2^HK_FINE_FROM_LOG2 bytes to 8 KiB,
- * four elsewhere above 64 B (size_class.h): 76 in all. */
+ * four elsewhere above 64 B (size_class.h). */
 #define HK_FINE_FROM_LOG2 9
-#define HK_CLASSES       (3 + (HK_FINE_FROM_LOG2 - 6) * 4 + (13 - HK_FINE_FROM_LOG2) * 8 + 1 + 7 * 4)
+#define HK_CLASSES       76
 
 #define HK_LARGE_MAGIC   0x48414B4Du /* "HAKM": a live large block */
 #define HK_LARGE_FREED   0x46524545u /* "FREE": large block sitting in BigCache */

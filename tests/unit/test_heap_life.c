@@ -26,8 +26,7 @@
 typedef struct exit_job {
     unsigned keep;              /* blocks handed back to the main thread */
     void *kept[16];
-    void *small;                /* freed before the thread exits, as all */
-                                /* of its page's blocks were */
+    void *small;                /* freed, as every block of its page was */
     uint64_t segments_seen;
     hk_heap *heap;              /* the thread's heap */
 } exit_job;

@@ -18,7 +18,7 @@
 
 typedef struct cache_slot {
     void *block;                  /* written under the ring lock, peeked without */
-    size_t size;
+    size_t size;                  /* written under the ring lock, peeked without */
     uint64_t freed_ns;
     uint64_t seq;                 /* put order, process-wide: the smallest is the oldest;
                                    * written under the ring lock, peeked without */
@@ -114,11 +114,9 @@ static int serves_better(const cache_slot *c, const cache_slot *than, size_t wan
     return c->size < than->size;
 }
 
-void *hk_bigcache_take(uint32_t site, size_t want, uintptr_t align_mask, size_t *size)
+/* Takes ring s's slot that serves want best (see hk_bigcache_take). */
+static void *take_from_ring(unsigned s, size_t want, uintptr_t align_mask, size_t *size)
 {
-    unsigned s = ring_of(site);
-    if (!(occupied_rings() >> s & 1))
-        return NULL;
     ring *r = &rings[s];
     void *found = NULL;
     hk_lock_acquire(&ring_lock[s]);
@@ -135,6 +133,41 @@ void *hk_bigcache_take(uint32_t site, size_t want, uintptr_t align_mask, size_t 
     hk_lock_release(&ring_lock[s]);
     if (found) left_cache(*size);
     return found;
+}
+
+/* The ring other than `own` whose best slot serves want best, by a peek
+ * without the locks (the taker looks again under its lock); -1: none. */
+static int best_other_ring(unsigned own, size_t want, uintptr_t align_mask)
+{
+    int best_ring = -1;
+    cache_slot best = { 0 };
+    for (uint64_t m = occupied_rings() & ~(1ull << own); m;) {
+        unsigned s = next_ring(&m);
+        for (uint32_t h = held_slots(&rings[s]); h;) {
+            unsigned k = next_slot(&h);
+            cache_slot c = { 0 };
+            c.block = __atomic_load_n(&rings[s].slot[k].block, __ATOMIC_RELAXED);
+            c.size = __atomic_load_n(&rings[s].slot[k].size, __ATOMIC_RELAXED);
+            if (c.block == NULL) continue;
+            if (best_ring < 0 || serves_better(&c, &best, want, align_mask)) {
+                best = c;
+                best_ring = (int)s;
+            }
+        }
+    }
+    return best_ring;
+}
+
+void *hk_bigcache_take(uint32_t site, size_t want, uintptr_t align_mask, int others, size_t *size)
+{
+    unsigned s = ring_of(site);
+    if (occupied_rings() >> s & 1) {
+        void *found = take_from_ring(s, want, align_mask, size);
+        if (found) return found;
+    }
+    if (!others) return NULL;
+    int other = best_other_ring(s, want, align_mask);
+    return other < 0 ? NULL : take_from_ring((unsigned)other, want, align_mask, size);
 }
 
 void *hk_bigcache_take_at(uint32_t site, const void *start, const void *end, size_t *size)
@@ -224,7 +257,7 @@ int hk_bigcache_put(uint32_t site, void *block, size_t size, unsigned slots, int
             if (r->slot[i].seq < r->slot[k].seq) k = i;
     }
     old = r->slot[k];
-    r->slot[k].size = size;
+    __atomic_store_n(&r->slot[k].size, size, __ATOMIC_RELAXED);      /* other sites' takers peek */
     r->slot[k].site = site;
     r->slot[k].freed_ns = hk_coarse_ns();
     __atomic_store_n(&r->slot[k].seq, seq, __ATOMIC_RELAXED);

@@ -25,9 +25,12 @@ void hk_bigcache_init(hk_bigcache_evict_fn evict);
  * bytes: of those at least that big, one that holds want bytes from an
  * address with no bit of align_mask set if any (the caller can use it
  * where it is), then the smallest; else the biggest (which the caller
- * joins with others).  Its size in *size; NULL when the ring is empty.
- * Counts nothing: the caller tells hk_bigcache_count what it served. */
-void *hk_bigcache_take(uint32_t site, size_t want, uintptr_t align_mask, size_t *size);
+ * joins with others).  When the site's ring holds nothing and `others` is
+ * set, the best such block of any other ring: memory another site left
+ * idle serves this one before fresh memory is mapped and faulted in beside
+ * it.  Its size in *size; NULL when there is none.  Counts nothing: the
+ * caller tells hk_bigcache_count what it served. */
+void *hk_bigcache_take(uint32_t site, size_t want, uintptr_t align_mask, int others, size_t *size);
 /* Takes the cached block of the site's ring that begins at start (when
  * start is not NULL) or else ends at end; its size in *size; or NULL. */
 void *hk_bigcache_take_at(uint32_t site, const void *start, const void *end, size_t *size);

@@ -14,6 +14,7 @@
 #include "options.h"
 #include "os.h"
 #include "packed.h"
+#include "purge_pace.h"
 #include "segment.h"
 #include "site.h"
 #include "size_class.h"
@@ -24,7 +25,6 @@
 #define EXTEND_BYTES 4096       /* carve about one OS page of blocks at a time */
 #define MAINTAIN_EVERY 64       /* slow calls between looks at the clock */
 #define MAINTAIN_NS 1000000ull  /* at most one maintenance pass a millisecond */
-#define BIGCACHE_IDLE_NS 2000000000ull  /* cached large blocks unused this long go back */
 
 hk_page hk_empty_page;          /* never has blocks: the fast path falls through */
 hk_page hk_invalid_page;        /* stands in every slot that is not a page */
@@ -477,7 +477,9 @@ static void maintain(hk_heap *heap)
         hk_heap_info_publish_locked(heap);
     hk_lock_release(&heap->own);
     hk_large_drop_kept(heap);
-    hk_bigcache_trim(now, BIGCACHE_IDLE_NS);
+    /* Cached large blocks are freed memory kept for reuse, as free spans
+     * are: unused for as long as the purge delay can grow, they go back. */
+    hk_bigcache_trim(now, hk_purge_ceiling_ns());
     hk_packed_maintain(now);
     hk_count_own(&heap->counts.maintain_ticks, hk_ticks() - t0);
     hk_shm_client_tick(now);

@@ -62,12 +62,14 @@
  *  5 BIGCACHE_KIB       total bytes BigCache may hold (oldest blocks evicted
  *                       first beyond it).  0..16 GiB, default 128 MiB
  *                       (HAKMEM_BIGCACHE_BYTES, with K/M suffixes): room for
- *                       a few recent large blocks; they also leave after 2 s
- *                       idle.  A large allocation takes what it needs of the
- *                       cached memory and leaves the rest, so a program that
- *                       replaces big buffers keeps the cache drained and its
- *                       RSS at what it holds; the budget bounds what one that
- *                       stops allocating keeps for those 2 s.
+ *                       a few recent large blocks; they also leave once idle
+ *                       for as long as the purge delay can grow (1 s by
+ *                       default, purge_pace.h).  A large allocation takes
+ *                       what it needs of the cached memory and leaves the
+ *                       rest, so a program that replaces big buffers keeps
+ *                       the cache drained and its RSS at what it holds; the
+ *                       budget bounds what one that stops allocating keeps
+ *                       for that second.
  *  6 MEDIUM_PAGE_BLOCKS the fewest blocks a new page of a class of 16 KiB to
  *                       128 KiB holds.  1..8, default 8
  *                       (HAKMEM_MEDIUM_PAGE_BLOCKS).  Fewer: a page whose

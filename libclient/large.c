@@ -214,14 +214,15 @@ static int move_in(uint32_t site, uint8_t *e, size_t len, size_t take, uint8_t *
 }
 
 /* A mapping of *need bytes, 4 MiB-aligned, made of cached memory as far as
- * the site's ring has it (*reused: any), not counted as mapped yet; NULL
- * when the ring is empty or the kernel refuses.  *need grows when a small
- * tail stays with a block reused in place. */
-static uint8_t *from_cache(uint32_t site, size_t *need, unsigned entries, int *reused)
+ * the site's ring has it, or (others) another's when the site's is empty
+ * (*reused: any), not counted as mapped yet; NULL when there is none or
+ * the kernel refuses.  *need grows when a small tail stays with a block
+ * reused in place. */
+static uint8_t *from_cache(uint32_t site, size_t *need, unsigned entries, int others, int *reused)
 {
     size_t len, want = *need;
     *reused = 0;
-    uint8_t *e = hk_bigcache_take(site, want, HK_SEGMENT_MASK, &len);
+    uint8_t *e = hk_bigcache_take(site, want, HK_SEGMENT_MASK, others, &len);
     if (e == NULL) return NULL;
     size_t unit = move_unit();
     size_t head = (size_t)(-(uintptr_t)e & HK_SEGMENT_MASK);
@@ -260,7 +261,7 @@ static uint8_t *from_cache(uint32_t site, size_t *need, unsigned entries, int *r
         *reused = 1;
         off += take;
         if (off == want || single || pieces == MAX_PIECES) break;
-        e = hk_bigcache_take(site, want - off, HK_SEGMENT_MASK, &len);
+        e = hk_bigcache_take(site, want - off, HK_SEGMENT_MASK, others, &len);
         if (e == NULL) break;
     }
     return dest;
@@ -337,10 +338,11 @@ static uint8_t *take_kept(uint32_t site, size_t *need)
     return k->base;
 }
 
-/* The site's policy, or the THP knob for every site. */
+/* The site's policy, or the THP knob for every site, unless HAKMEM_THP=0
+ * forbids them. */
 static int wants_huge(const hk_site_policy *pol)
 {
-    return pol->thp || (hk_knob(HK_KNOB_THP) & HK_THP_LARGE);
+    return hk_opt.thp && (pol->thp || (hk_knob(HK_KNOB_THP) & HK_THP_LARGE));
 }
 
 static void advise_huge(hk_large_hdr *h)
@@ -386,7 +388,10 @@ static void *large_alloc(size_t size, size_t align, uint32_t site, const hk_site
     uint8_t *base = use_cache ? take_kept(site, &map_size) : NULL;
     int was_kept = base != NULL, reused = was_kept;
     if (use_cache) {
-        if (!was_kept) base = from_cache(site, &map_size, entries, &reused);
+        /* Another site's cached memory may carry huge-page advice this
+         * site's policy does not want: not once any block was advised. */
+        int others = wants_huge(pol) || atomic_load_explicit(&n_thp, memory_order_relaxed) == 0;
+        if (!was_kept) base = from_cache(site, &map_size, entries, others, &reused);
         hk_bigcache_count(reused);
         hk_site_note_bigcache(site, reused, 0);
     }

@@ -23,6 +23,8 @@ static uint64_t ceiling_ns(uint64_t floor)
 
 uint64_t hk_purge_floor_ns(void) { return (uint64_t)hk_knob(HK_KNOB_PURGE_DELAY_MS) * MS; }
 
+uint64_t hk_purge_ceiling_ns(void) { return ceiling_ns(hk_purge_floor_ns()); }
+
 uint64_t hk_purge_delay_ns(uint64_t now)
 {
     uint64_t floor = hk_purge_floor_ns();

@@ -24,6 +24,10 @@
 
 /* The floor: the PURGE_DELAY_MS knob, in ns. */
 uint64_t hk_purge_floor_ns(void);
+/* The longest the delay in force can be: the ceiling, or the floor when
+ * that is higher.  Memory kept for reuse elsewhere (BigCache's cached large
+ * blocks) stays resident no longer than this either. */
+uint64_t hk_purge_ceiling_ns(void);
 /* The delay in force at `now` (CLOCK_MONOTONIC_COARSE ns). */
 uint64_t hk_purge_delay_ns(uint64_t now);
 /* A span that fell idle at idle_since and was purged is being used again. */

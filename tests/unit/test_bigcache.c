@@ -34,12 +34,19 @@ static void record_evict(void *block, size_t size, uint32_t site)
     n_evicted++;
 }
 
-/* hk_bigcache_take with no alignment preference; NULL or the block, whose
- * size must be `size` when given. */
+/* hk_bigcache_take from the site's own ring only, with no alignment
+ * preference; NULL or the block. */
 static void *take(uint32_t site, size_t want)
 {
     size_t size = 0;
-    return hk_bigcache_take(site, want, 0, &size);
+    return hk_bigcache_take(site, want, 0, 0, &size);
+}
+
+/* The same, where other sites' rings serve when the site's is empty. */
+static void *take_any(uint32_t site, size_t want)
+{
+    size_t size = 0;
+    return hk_bigcache_take(site, want, 0, 1, &size);
 }
 
 static hk_bigcache_stats stats(void)
@@ -108,7 +115,7 @@ static void test_empty_ring(void **state)
 {
     (void)state;
     size_t size = 7;
-    assert_null(hk_bigcache_take(10, 4 * MiB, 0, &size));
+    assert_null(hk_bigcache_take(10, 4 * MiB, 0, 0, &size));
     assert_int_equal(size, 7);                         /* untouched */
     hk_bigcache_stats s0 = stats();
     hk_bigcache_count(0);
@@ -129,7 +136,7 @@ static void test_put_then_take(void **state)
     assert_int_equal(s1.cached_bytes, 8 * MiB);
     assert_int_equal(s1.cached_blocks, 1);
     size_t size = 0;
-    assert_ptr_equal(hk_bigcache_take(11, 8 * MiB, 0, &size), BLK(0));
+    assert_ptr_equal(hk_bigcache_take(11, 8 * MiB, 0, 0, &size), BLK(0));
     assert_int_equal(size, 8 * MiB);
     hk_bigcache_stats s2 = stats();
     assert_int_equal(s2.cached_bytes, 0);
@@ -150,12 +157,12 @@ static void test_best_fit(void **state)
     put(17, BLK(2), 4 * MiB, 4);
     put(17, BLK(3), 9 * MiB, 4);
     size_t size;
-    assert_ptr_equal(hk_bigcache_take(17, 11 * MiB / 4, 0, &size), BLK(1));
+    assert_ptr_equal(hk_bigcache_take(17, 11 * MiB / 4, 0, 0, &size), BLK(1));
     assert_int_equal(size, 3 * MiB);
     assert_int_equal(stats().cached_bytes, 18 * MiB);
     assert_ptr_equal(take(17, 11 * MiB / 4), BLK(2));
     assert_ptr_equal(take(17, 1 * MiB), BLK(0));        /* far bigger than asked: still the smallest */
-    assert_ptr_equal(hk_bigcache_take(17, 20 * MiB, 0, &size), BLK(3));   /* none holds it: the biggest */
+    assert_ptr_equal(hk_bigcache_take(17, 20 * MiB, 0, 0, &size), BLK(3));   /* none holds it: the biggest */
     assert_int_equal(size, 9 * MiB);
     put(17, BLK(4), 2 * MiB, 4);
     put(17, BLK(5), 6 * MiB, 4);
@@ -178,9 +185,9 @@ static void test_aligned_fit_preferred(void **state)
     put(25, aligned, 300, 8);
     put(25, tight, 90, 8);                             /* aligned from base + 32: 75 left */
     size_t size;
-    assert_ptr_equal(hk_bigcache_take(25, 80, mask, &size), off);     /* 85 >= 80 aligned, smallest such */
-    assert_ptr_equal(hk_bigcache_take(25, 80, mask, &size), aligned);
-    assert_ptr_equal(hk_bigcache_take(25, 80, mask, &size), tight);   /* holds 80, not aligned */
+    assert_ptr_equal(hk_bigcache_take(25, 80, mask, 0, &size), off);     /* 85 >= 80 aligned, smallest such */
+    assert_ptr_equal(hk_bigcache_take(25, 80, mask, 0, &size), aligned);
+    assert_ptr_equal(hk_bigcache_take(25, 80, mask, 0, &size), tight);   /* holds 80, not aligned */
 }
 
 /* The block that begins at an address, or ends at one, is found and
@@ -220,6 +227,23 @@ static void test_per_site_rings(void **state)
         assert_true(b >= BLK(5) && b <= BLK(8));
     }
     assert_ptr_equal(take(13, 2 * MiB), BLK(0));
+}
+
+/* A site whose ring is empty takes the block of another ring that serves
+ * it best; one whose ring holds a block takes its own, even one too small
+ * (the caller joins pieces). */
+static void test_other_sites_serve_an_empty_ring(void **state)
+{
+    (void)state;
+    put(13, BLK(0), 2 * MiB, 4);
+    put(20, BLK(1), 4 * MiB, 4);
+    assert_null(take(14, 3 * MiB));
+    assert_ptr_equal(take_any(14, 3 * MiB), BLK(1));   /* holds it; the 2 MiB does not */
+    put(14, BLK(2), MiB, 4);
+    assert_ptr_equal(take_any(14, 2 * MiB), BLK(2));   /* its own first */
+    assert_ptr_equal(take_any(14, 2 * MiB), BLK(0));
+    assert_null(take_any(14, 2 * MiB));
+    assert_int_equal(stats().cached_bytes, 0);
 }
 
 /* A full ring evicts its oldest entry through the callback, in circular
@@ -358,6 +382,7 @@ int main(void)
         cmocka_unit_test_setup(test_aligned_fit_preferred, setup),
         cmocka_unit_test_setup(test_take_at, setup),
         cmocka_unit_test_setup(test_per_site_rings, setup),
+        cmocka_unit_test_setup(test_other_sites_serve_an_empty_ring, setup),
         cmocka_unit_test_setup(test_circular_eviction, setup),
         cmocka_unit_test_setup(test_eviction_oldest_after_hole, setup),
         cmocka_unit_test_setup(test_zero_slots_disables, setup),

@@ -1,6 +1,7 @@
 /* BigCache: a per-site ring of recently freed large blocks (or pieces of
- * them), so the next large allocation from the same site reuses memory that
- * is already mapped and faulted in.  It stores opaque ranges with their
+ * them), so the next large allocation from the same site (or from a site
+ * whose ring is empty) reuses memory that is already mapped and faulted
+ * in.  It stores opaque ranges with their
  * size; evicting one (ring full, idle too long, over the byte budget,
  * flush) hands it to the callback given at init, which unmaps it.  The
  * cache knows nothing of block headers: large.c cuts and joins ranges. */

@@ -388,10 +388,12 @@ static void *large_alloc(size_t size, size_t align, uint32_t site, const hk_site
     uint8_t *base = use_cache ? take_kept(site, &map_size) : NULL;
     int was_kept = base != NULL, reused = was_kept;
     if (use_cache) {
-        /* Another site's cached memory may carry huge-page advice this
-         * site's policy does not want: not once any block was advised. */
-        int others = wants_huge(pol) || atomic_load_explicit(&n_thp, memory_order_relaxed) == 0;
-        if (!was_kept) base = from_cache(site, &map_size, entries, others, &reused);
+        if (!was_kept) {
+            /* Another site's cached memory may carry huge-page advice this
+             * site's policy does not want: not once any block was advised. */
+            int others = wants_huge(pol) || atomic_load_explicit(&n_thp, memory_order_relaxed) == 0;
+            base = from_cache(site, &map_size, entries, others, &reused);
+        }
         hk_bigcache_count(reused);
         hk_site_note_bigcache(site, reused, 0);
     }

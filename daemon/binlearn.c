@@ -401,12 +401,12 @@ static int shown_worse(const hkd_bin_learn *l, const hkd_bin_cfg *cfg, int a, in
 static int ruled_out(const hkd_bin_learn *l, const hkd_bin_cfg *cfg, int a)
 {
     const int d = HKD_BIN_DEFAULT_ARM;
-    if (a == d || l->arm[d].n < cfg->min_pulls || l->arm[a].n <= 0.0)
+    if (a == d || l->arm[d].n <= 0.0 || l->arm[a].n <= 0.0)
         return 0;
     /* Twice the default's cost is beyond any noise of this kind of
-     * measure, even while the variance is still too poorly known for the
-     * test below (three default runs, one of them slowed by a per-site
-     * experiment, leave it wide). */
+     * measure, even while the variance is still unknown or too poorly
+     * known for the test below: against one default run, so that an arm
+     * tried in the first round of exploration runs once. */
     if (cfg->ruinous > 1.0 && from_default(l, a, HKD_BIN_COST) > log(cfg->ruinous))
         return 1;
     if (shown_worse(l, cfg, a, HKD_BIN_COST, 0.0))
@@ -452,10 +452,13 @@ static int racing_contender(const hkd_bin_learn *l, const hkd_bin_cfg *cfg, int 
     return best;
 }
 
-/* Before settling: the default until it has its min_pulls runs (they cost
- * nothing against running without a daemon, and every other arm is
- * judged against them), then the least observed arm not yet ruled out.
- * After: the choice, except one run in `race` that goes to a racing
+/* Before settling: rounds of one run of each arm not yet explored, the
+ * default first, the least observed arm next.  Every arm is judged
+ * against the default, so the default's runs are spread over the same
+ * stretch of time as theirs: the first runs of a binary are dearer than
+ * later ones (each registers, its sites try their own arms, caches are
+ * cold), and a default that took them all would make every other arm
+ * look cheaper than it is.  After: the choice, except one run in `race` that goes to a racing
  * contender while there is one, else one run in `recheck`, which goes to
  * the arm whose lower confidence bound on cost is lowest (the most likely
  * to beat it) among those not ruled out; every other such run goes
@@ -466,8 +469,6 @@ static int next_arm(hkd_bin_learn *l, const hkd_bin_cfg *cfg)
 {
     if (l->pinned >= 0)
         return l->pinned;
-    if (l->arm[HKD_BIN_DEFAULT_ARM].n < cfg->min_pulls)
-        return HKD_BIN_DEFAULT_ARM;
     int least = -1;
     for (int a = 0; a < HKD_BIN_ARMS; a++)
         if (!explored(l, cfg, a) && (least < 0 || l->arm[a].n < l->arm[least].n))

@@ -28,9 +28,10 @@
  * `max_regression` of the default's; and an arm
  * whose CPU time, wall time or peak RSS is worse than the default's by
  * more than `max_regression` is never chosen, whatever the price (the RSS
- * held over time is priced by the cost).  The default runs first, until
- * it has `min_pulls` observations; then, until every other arm has as
- * many or has been ruled out (shown worse), the least observed; after that
+ * held over time is priced by the cost).  Until every arm has `min_pulls`
+ * observations or has been ruled out (shown worse, or twice the
+ * default's cost), arms run in rounds, one run each, the default first,
+ * so that a drift over the first runs weighs on every arm; after that
  * one run in `recheck` goes to the arm most likely to beat the choice
  * (one in `race` while an arm looks cheaper by min_gain without the
  * evidence to show it), and the others run the choice.

@@ -2,8 +2,8 @@
 """Says whether a learning daemon has settled.  Reads on stdin either
 `hakmemctl --json sites --top 0` (every site with 0.5% or more of the
 bytes allocated exploits its best arm) or `hakmemctl --json binaries`
-(every binary the daemon has taken a run of has tried every arm enough to
-choose).  Prints one line starting with "settled" or "exploring"; exits 0
+(every binary the daemon has taken three runs or more of has tried every
+arm enough to choose).  Prints one line starting with "settled" or "exploring"; exits 0
 when settled, 1 otherwise."""
 import json
 import sys
@@ -20,14 +20,22 @@ def sites_verdict(sites):
         word, len(hot) - len(still), len(hot))
 
 
+# A binary the daemon has taken fewer runs of than this is left out: one
+# whose runs are nearly all too short to count (or too young to register)
+# would keep the verdict at exploring however long the others have settled.
+MIN_RUNS = 3
+
+
 def binaries_verdict(binaries):
-    seen = [b for b in binaries if b.get("observations", 0) > 0]
+    seen = [b for b in binaries if b.get("observations", 0) >= MIN_RUNS]
+    rare = sum(1 for b in binaries if 0 < b.get("observations", 0) < MIN_RUNS)
+    aside = " (%d with fewer than %d runs left aside)" % (rare, MIN_RUNS) if rare else ""
     if not seen:
-        return 1, "exploring: the daemon has taken no run of any binary yet"
+        return 1, "exploring: the daemon has taken %d runs of no binary yet%s" % (MIN_RUNS, aside)
     still = [b for b in seen if not b.get("settled")]
     word = "exploring" if still else "settled"
-    return (1 if still else 0), "%s: %d of %d binaries have tried every arm" % (
-        word, len(seen) - len(still), len(seen))
+    return (1 if still else 0), "%s: %d of %d binaries have tried every arm%s" % (
+        word, len(seen) - len(still), len(seen), aside)
 
 
 def main():

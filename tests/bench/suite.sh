@@ -301,6 +301,14 @@ if timeout -k 5 600 bash bench/before_after.sh --rev HEAD --smoke --build "$BUIL
 else
     fail "bench: before_after.sh builds an earlier library and tables both against glibc" "$(tail -n 3 "$WORK/ba.log")"
 fi
+# The learning phase's verdict: a binary with one or two runs (nearly all
+# of its runs too short to count) is left aside and does not hold the
+# others' verdict at exploring; one with three runs still exploring does.
+check "bench: the learning phase settles without binaries the daemon took fewer than three runs of" bash -c '
+v() { printf "%s" "$1" | "$0" scripts/settled.py; }
+v "{\"binaries\":[{\"observations\":2,\"settled\":false},{\"observations\":9,\"settled\":true}]}" | grep -q "^settled: 1 of 1 .*1 with fewer than 3 runs left aside" &&
+! v "{\"binaries\":[{\"observations\":3,\"settled\":false},{\"observations\":9,\"settled\":true}]}" >/dev/null &&
+! v "{\"binaries\":[{\"observations\":2,\"settled\":false}]}" >/dev/null' "$PY"
 # The learning table's "shown": five runs all about 10% worse show it; a
 # median 10% worse among runs that spread from 0.9 to 1.3 does not; two
 # runs are too few to say.

@@ -232,7 +232,7 @@ static int send_request(int fd, int region_fd, uint32_t region_size)
     return (size_t)w == n ? 0 : -EMSGSIZE;
 }
 
-int hk_register_send(const char *path, int region_fd, uint32_t region_size, hk_conn *conn)
+int hk_register_connect(const char *path, hk_conn *conn)
 {
     conn->fd = -1;
     struct sockaddr_un sa = { .sun_family = AF_UNIX };
@@ -249,8 +249,6 @@ int hk_register_send(const char *path, int region_fd, uint32_t region_size, hk_c
     while (rc < 0 && errno == EINTR);
     if (rc < 0)
         rc = -errno;                /* EAGAIN: the daemon's backlog is full */
-    if (rc == 0)
-        rc = send_request(fd, region_fd, region_size);
     struct stat st;
     if (rc == 0 && fstat(fd, &st) < 0)
         rc = -errno;
@@ -262,6 +260,20 @@ int hk_register_send(const char *path, int region_fd, uint32_t region_size, hk_c
     conn->dev = st.st_dev;
     conn->ino = st.st_ino;
     return 0;
+}
+
+int hk_register_request(hk_conn *conn, int region_fd, uint32_t region_size)
+{
+    int rc = hk_conn_is_ours(conn) ? send_request(conn->fd, region_fd, region_size) : -EBADF;
+    if (rc < 0)
+        hk_conn_close(conn);
+    return rc;
+}
+
+int hk_register_send(const char *path, int region_fd, uint32_t region_size, hk_conn *conn)
+{
+    int rc = hk_register_connect(path, conn);
+    return rc < 0 ? rc : hk_register_request(conn, region_fd, region_size);
 }
 
 /* 1 when the daemon has closed its end (what it sent may still be unread). */

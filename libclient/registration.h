@@ -42,6 +42,12 @@ typedef struct hk_conn {
  * connection); poll takes the reply if it has arrived whole: 0 registered,
  * -EAGAIN not yet, and otherwise as hk_register says. */
 int hk_register_send(const char *path, int region_fd, uint32_t region_size, hk_conn *conn);
+/* send's halves: connect leaves *conn open (0) or none (-errno); request
+ * sends on it, and closes it if that fails (-errno).  A process connects
+ * before it makes anything to send, so that with no daemon it holds
+ * nothing. */
+int hk_register_connect(const char *path, hk_conn *conn);
+int hk_register_request(hk_conn *conn, int region_fd, uint32_t region_size);
 int hk_register_poll(hk_conn *conn, hk_reg_reply *reply);
 
 /* Both, waiting for the reply until deadline_ns (CLOCK_MONOTONIC).  0 with *conn open on

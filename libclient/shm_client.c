@@ -389,21 +389,25 @@ static void register_attempt(uint64_t now)
     size_t plen = strlen(path);
     memcpy(cs.socket, path, plen + 1);
 
-    int rc = 0;
+    /* Connected first: with no daemon, a process makes no region, and
+     * holds no descriptor or page for one. */
+    int rc = hk_register_connect(path, &cs.conn);
     uint32_t number = cs.registrations + 1;
-    if (!hk_region_get() || cs.region_sent) {
+    if (rc == 0 && (!hk_region_get() || cs.region_sent)) {
         rc = hk_region_create(number);
         cs.region_sent = 0;
         /* A fresh region says which generation its process applied only
          * once a read has written it there: read again at the next step. */
         hk_policy_forget_generation();
         cs.next_apply = now;
-    } else {
+        if (rc < 0)
+            hk_conn_close(&cs.conn);
+    } else if (rc == 0) {
         hk_region_get()->registration = number;
     }
     if (rc == 0) {
         hk_region_flush(0);         /* the daemon's first look sees where we are */
-        rc = hk_register_send(path, hk_region_fd(), HKSHM_REGION_SIZE, &cs.conn);
+        rc = hk_register_request(&cs.conn, hk_region_fd(), HKSHM_REGION_SIZE);
     }
     if (rc == 0) {
         cs.region_sent = 1;

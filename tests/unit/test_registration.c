@@ -17,6 +17,7 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -437,13 +438,38 @@ static void run_segment_instance(void *arg)
     fd_stop(&d);
 }
 
+/* Descriptors of this process open on a report region. */
+static int region_fds(void)
+{
+    int n = 0;
+    DIR *d = opendir("/proc/self/fd");
+    if (!d)
+        return -1;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        char link[300], target[128];
+        snprintf(link, sizeof link, "/proc/self/fd/%s", e->d_name);
+        ssize_t k = readlink(link, target, sizeof target - 1);
+        if (k > 0) {
+            target[k] = '\0';
+            n += strstr(target, "memfd:hakmem-report") != NULL;
+        }
+    }
+    closedir(d);
+    return n;
+}
+
 static void run_daemon_later(void *arg)
 {
     (void)arg;
     char path[128];
     snprintf(path, sizeof path, "%s/ctl.sock", dir);
     client_start(path, shm_none);
+    tick_at(1);
     CHECK(!registered());
+    /* With no daemon, nothing is made for one: no region, no descriptor. */
+    CHECK(region_fds() == 0);
+    CHECK(hk_region_get() == NULL);
     fake_daemon d;
     CHECK(fd_start(&d, dir, 13) == 0);
     tick_at(3);

@@ -352,6 +352,23 @@ static void draw_anew(uint64_t now)
     cs.report_every = 1;
 }
 
+/* The region registration `number` sends: a fresh one when there is none
+ * or the one there went to an earlier registration, else the one there,
+ * renumbered.  0, or the -errno of making it. */
+static int region_to_send(uint64_t now, uint32_t number)
+{
+    if (hk_region_get() && !cs.region_sent) {
+        hk_region_get()->registration = number;
+        return 0;
+    }
+    cs.region_sent = 0;
+    /* A fresh region says which generation its process applied only once a
+     * read has written it there: read again at the next step. */
+    hk_policy_forget_generation();
+    cs.next_apply = now;
+    return hk_region_create(number);
+}
+
 /* A registration in two halves, so the process never waits for the daemon:
  * the request goes out at one step, and later steps take the reply once it
  * has arrived (or give up at the deadline). */
@@ -391,20 +408,10 @@ static void register_attempt(uint64_t now)
 
     /* Connected first: with no daemon, a process makes no region, and
      * holds no descriptor or page for one. */
-    int rc = hk_register_connect(path, &cs.conn);
     uint32_t number = cs.registrations + 1;
-    if (rc == 0 && (!hk_region_get() || cs.region_sent)) {
-        rc = hk_region_create(number);
-        cs.region_sent = 0;
-        /* A fresh region says which generation its process applied only
-         * once a read has written it there: read again at the next step. */
-        hk_policy_forget_generation();
-        cs.next_apply = now;
-        if (rc < 0)
-            hk_conn_close(&cs.conn);
-    } else if (rc == 0) {
-        hk_region_get()->registration = number;
-    }
+    int rc = hk_register_connect(path, &cs.conn);
+    if (rc == 0 && (rc = region_to_send(now, number)) < 0)
+        hk_conn_close(&cs.conn);
     if (rc == 0) {
         hk_region_flush(0);         /* the daemon's first look sees where we are */
         rc = hk_register_request(&cs.conn, hk_region_fd(), HKSHM_REGION_SIZE);

@@ -3,8 +3,8 @@
 `hakmemctl --json sites --top 0` (every site with 0.5% or more of the
 bytes allocated exploits its best arm) or `hakmemctl --json binaries`
 (every binary the daemon has taken three runs or more of has tried every
-arm enough to choose).  Prints one line starting with "settled" or "exploring"; exits 0
-when settled, 1 otherwise."""
+arm enough to choose).  Prints one line starting with "settled" or
+"exploring"; exits 0 when settled, 1 otherwise."""
 import json
 import sys
 

@@ -46,7 +46,7 @@
 
 #include "hakmem_shm.h"
 
-#define HKD_BIN_ARMS        6
+#define HKD_BIN_ARMS        7
 #define HKD_BIN_DEFAULT_ARM 0
 
 typedef struct hkd_bin_arm {

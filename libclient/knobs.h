@@ -32,8 +32,10 @@
  *                            (least memory; each refill scans them all).
  *  3 THP                bits.  HK_THP_SMALL: MADV_HUGEPAGE on segments
  *                       mapped (or taken back from the retained ones) from
- *                       then on, two huge pages each, when the kernel's THP
- *                       mode is "madvise" (HAKMEM_SMALL_THP=1).  HK_THP_LARGE:
+ *                       then on while the process maps four others or
+ *                       more (its first 16 MiB stay in small pages), two
+ *                       huge pages each, when the kernel's THP mode is
+ *                       "madvise" (HAKMEM_SMALL_THP=1).  HK_THP_LARGE:
  *                       on every large block of 2 MiB or more mapped from
  *                       then on, whatever its site's policy
  *                       (HAKMEM_LARGE_THP=1); a huge page moves whole when
@@ -49,7 +51,10 @@
  *                       ran at 1.24-1.61x the default's time and fast-thp
  *                       at 0.78-1.12x (bash bench/arms.sh, three runs, at
  *                       three revisions), and the learner kept the
- *                       default).  Default 0: huge pages
+ *                       default; on a third, with page_reporting_order=9,
+ *                       both bits ran bench/programs.sh's python at 0.69x
+ *                       the default's time and perl at 0.84x, for 3-6%
+ *                       more peak RSS).  Default 0: huge pages
  *                       make RSS coarse (a block touched sparsely holds
  *                       2 MiB per page touched), purging splits them, and
  *                       whether they pay depends on the machine: a

@@ -8,6 +8,10 @@
 
 #include "internal.h"
 
+/* THP's small bit (knobs.h) advises a segment only while the process maps
+ * at least this many others. */
+#define HK_THP_SMALL_AFTER_SEGMENTS 4u
+
 /* A span of `slots` slots for a page of class cls, from the heap's segments,
  * an abandoned segment, or a new one, resident slots first.  A span that
  * faults in slots while the heap keeps resident free ones it could not use

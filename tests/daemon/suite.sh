@@ -520,13 +520,15 @@ else
     # Settled: every arm ran three times, or fewer when it was shown worse
     # than the default (lean, whose 32 MiB BigCache cannot hold these
     # blocks, costs several times the default and runs once).  The
-    # small-object huge-page arm runs only when --arms names it (its one
-    # run is the pinned one above).
+    # fast-thp arm runs only when --arms names it (its one run is the
+    # pinned one above), and thp only where the kernel's THP mode is
+    # "madvise" (elsewhere its advice would change nothing).
     check "binaries: the learner tried every arm, each run counted once for the arm it ran" python3 -c '
 import json, sys
 b = json.load(open(sys.argv[1]))["binaries"][0]
 runs = sum(a["observations"] for a in b["arms"])
-may_run = [a for a in b["arms"] if a["name"] != "fast-thp"]
+madvise = "[madvise]" in open("/sys/kernel/mm/transparent_hugepage/enabled").read()
+may_run = [a for a in b["arms"] if a["name"] != "fast-thp" and (madvise or a["name"] != "thp")]
 thp = [a for a in b["arms"] if a["name"] == "fast-thp"]
 sys.exit(not (b["settled"] and all(a["observations"] >= 1 for a in may_run) and thp[0]["observations"] <= 1
               and b["arms"][0]["observations"] >= 3 and b["ignored"] - int(sys.argv[2]) <= 1
@@ -617,7 +619,8 @@ else
     probe() { HAKMEM_SHM=$SHM HAKMEM_SOCKET=$TMP/ctl.sock timeout 60 "$P" "$@"; }
     settled() { C --json binaries --exe knob_probe | python3 -c "
 import json, sys
-sys.exit(not json.load(sys.stdin)['binaries'][0]['settled'])"; }
+b = json.load(sys.stdin)['binaries']
+sys.exit(not (b and b[0]['settled']))"; }
     for i in $(seq 30); do settled && break; probe 150 >/dev/null; sleep 0.25; done
     published() { [ "$(status_field generation)" -gt "$gen" ]; }
     gen=$(status_field generation)

@@ -316,12 +316,19 @@ static unsigned long vmstat(const char *name)
     return found;
 }
 
+/* A class whose pages are one slot each. */
+static unsigned one_slot_class(void)
+{
+    unsigned cls = 0;
+    while (hk_classes[cls].span != 1) cls++;
+    return cls;
+}
+
 /* A whole segment of pages, every byte written; its huge-page backing. */
 static long touch_segment_huge_kb(unsigned long *fallbacks)
 {
     hk_heap *h = ut_heap_new();
-    unsigned cls = 0;
-    while (hk_classes[cls].span != 1) cls++;
+    unsigned cls = one_slot_class();
     hk_page *pg[HK_SLOTS];
     unsigned long fb0 = vmstat("thp_fault_fallback");
     for (unsigned i = 1; i < HK_SLOTS; i++) {
@@ -346,16 +353,33 @@ static void test_small_thp_backs_segments(void **state)
     }
     ut_set_knob(HK_KNOB_THP, 1);
     unsigned long fallbacks;
+    /* A process's first segments stay in small pages whatever the knob. */
+    assert_true(hk_segment_mapped_count() < HK_THP_SMALL_AFTER_SEGMENTS);
+    if (mode == 1) assert_int_equal(touch_segment_huge_kb(&fallbacks), 0);
+    /* Past them, the next one is advised: a heap of its own holds that many. */
+    hk_heap *ballast = ut_heap_new();
+    hk_page *held[HK_THP_SMALL_AFTER_SEGMENTS * HK_SLOTS];
+    unsigned n = 0, cls = one_slot_class();
+    while (hk_segment_mapped_count() < HK_THP_SMALL_AFTER_SEGMENTS) {
+        held[n] = hk_segment_page_alloc(ballast, cls);
+        assert_non_null(held[n]);
+        n++;
+    }
     long on = touch_segment_huge_kb(&fallbacks);
+    long off = -1;
+    if (mode == 1) {                               /* "madvise": without the advice, none */
+        ut_set_knob(HK_KNOB_THP, 0);
+        off = touch_segment_huge_kb(&fallbacks);
+    }
+    while (n > 0) hk_segment_page_free(ballast, held[--n]);
+    hk_segment_maintain(ballast, hk_coarse_ns(), 1);
+    ut_heap_free(ballast);
     if (on == 0 && fallbacks > 0) {
         print_message("skipped: the kernel had no free huge page (%lu fallbacks)\n", fallbacks);
         skip();
     }
     assert_true(on >= 2048);
-    if (mode == 1) {                               /* "madvise": without the advice, none */
-        ut_set_knob(HK_KNOB_THP, 0);
-        assert_int_equal(touch_segment_huge_kb(&fallbacks), 0);
-    }
+    if (mode == 1) assert_int_equal(off, 0);
 }
 
 /* ---- PARTIAL_REUSE ------------------------------------------------------ */

@@ -51,14 +51,15 @@ const hkd_bin_arm hkd_bin_arms[HKD_BIN_ARMS] = {
      * RSS, while a small program holds stretches it never carves
      * (HAKMEM_POPULATE_KIB in README.md). */
     { "populate", KNOB(HKSHM_KNOB_POPULATE_KIB), { [HKSHM_KNOB_POPULATE_KIB] = 32 } },
-    /* Huge pages for small objects past a heap's first 16 MiB and for
-     * large blocks, and nothing else.  What they are worth is the
-     * machine's: on a VM where a 4 KiB fault costs 11 us and a 2 MiB one
-     * 0.24 us a page once the host backs the memory, python (bench/programs.sh,
-     * 5 runs each) ran at 0.69x the default's time for 5.7% more peak RSS,
-     * perl at 0.84x for 3.4%; where the host reclaims free memory as huge
-     * pages, zeroing them cost more than the faults saved (knobs.h, THP).
-     * A program whose heap stays under 16 MiB runs as on the default. */
+    /* Huge pages for small objects past a thread heap's first 16 MiB and
+     * for large blocks, and nothing else.  What they are worth is the
+     * machine's: on a VM where a 4 KiB fault costs 11 us and memory in huge
+     * pages 0.24 us a 4 KiB page once the host backs it, python
+     * (bench/programs.sh, 5 interleaved runs) ran at 0.69x the default's
+     * time for 5.7% more peak RSS, perl (3 runs) at 0.84x for 3.4%; where
+     * the host reclaims free memory as huge pages, zeroing them cost more
+     * than the faults saved (knobs.h, THP).  Threads whose heaps stay
+     * under 16 MiB run as on the default. */
     { "thp", KNOB(HKSHM_KNOB_THP), { [HKSHM_KNOB_THP] = HKSHM_THP_SMALL | HKSHM_THP_LARGE } },
 };
 

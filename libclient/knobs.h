@@ -32,8 +32,8 @@
  *                            (least memory; each refill scans them all).
  *  3 THP                bits.  HK_THP_SMALL: MADV_HUGEPAGE on segments
  *                       mapped (or taken back from the retained ones) from
- *                       then on while the process maps four others or
- *                       more (its first 16 MiB stay in small pages), two
+ *                       then on for a thread heap that owns four others
+ *                       or more (its first 16 MiB stay in small pages), two
  *                       huge pages each, when the kernel's THP mode is
  *                       "madvise" (HAKMEM_SMALL_THP=1).  HK_THP_LARGE:
  *                       on every large block of 2 MiB or more mapped from

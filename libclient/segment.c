@@ -151,21 +151,23 @@ uint64_t hk_segment_retained_dirty_bytes(void)
 
 /* ---- new segments ------------------------------------------------------ */
 
-/* HK_THP_SMALL_AFTER_SEGMENTS (segment.h): the first 16 MiB of small
- * objects stay in small pages.  A huge page is
- * resident whole once any of its slots is touched, so a heap of a few MiB
- * would hold up to twice its pages (git: 9 -> 21 MiB peak, sqlite3 8.6 ->
- * 12.4, in bench/programs.sh), while a heap of hundreds of MiB, where huge
- * pages save the most faults, holds a few percent more. */
-
-/* THP's small bit, for a segment about to be used while the process maps
- * `others` besides it: huge pages asked for (before the first touch of a
- * fresh mapping, or the kernel places small pages there) or, for a
- * retained one advised earlier, no longer. */
-static int advise_huge(void *s, int advised, uint64_t others)
+/* THP's small bit, for a segment about to join heap: huge pages asked for
+ * (before the first touch of a fresh mapping, or the kernel places small
+ * pages there) or, for a retained one advised earlier, no longer.  Only
+ * once the heap owns HK_THP_SMALL_AFTER_SEGMENTS (segment.h): a huge page
+ * is resident whole once any of its slots is touched, so a heap of a few
+ * MiB would hold up to twice its pages (git: 9 -> 21 MiB peak, sqlite3
+ * 8.6 -> 12.4, in bench/programs.sh), while one of hundreds of MiB, where
+ * huge pages save the most faults, holds a few percent more.  Per heap,
+ * not per process: each thread's heap has a segment of its own, and four
+ * threads of a 2 MiB program held 2.2x its peak RSS with a process-wide
+ * count (bash bench/arms.sh, cache-thrash). */
+static int advise_huge(const hk_heap *heap, void *s, int advised)
 {
+    unsigned owned = 0;
+    for (const hk_segment *o = heap->segments; o && owned < HK_THP_SMALL_AFTER_SEGMENTS; o = o->next) owned++;
     int want = (hk_knob(HK_KNOB_THP) & HK_THP_SMALL) && hk_os_thp_mode() == 1 &&
-               others >= HK_THP_SMALL_AFTER_SEGMENTS;
+               owned >= HK_THP_SMALL_AFTER_SEGMENTS;
     if (want && !advised) return hk_os_advise_huge(s, HK_SEGMENT_SIZE) == 0;
     if (!want && advised) return hk_os_advise_no_huge(s, HK_SEGMENT_SIZE) != 0;
     return advised;
@@ -175,7 +177,7 @@ static hk_segment *reuse_retained(hk_heap *heap, int resident_only)
 {
     hk_segment *s = take_retained(resident_only);
     if (s) {
-        s->huge = (uint8_t)advise_huge(s, s->huge, atomic_load(&segments_live) - 1);
+        s->huge = (uint8_t)advise_huge(heap, s, s->huge);
         link_segment(heap, s);
     }
     return s;
@@ -187,7 +189,7 @@ static hk_segment *segment_new(hk_heap *heap)
     if (s) return s;
     s = hk_os_map_aligned(HK_SEGMENT_SIZE, HK_SEGMENT_SIZE);
     if (s == NULL) return NULL;
-    int huge = advise_huge(s, 0, atomic_load(&segments_live));
+    int huge = advise_huge(heap, s, 0);
     s->magic = HK_SEGMENT_MAGIC;
     s->huge = (uint8_t)huge;
     s->free_slots = ALL_SLOTS;

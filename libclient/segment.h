@@ -8,8 +8,8 @@
 
 #include "internal.h"
 
-/* THP's small bit (knobs.h) advises a segment only while the process maps
- * at least this many others. */
+/* THP's small bit (knobs.h) advises a segment only for a heap that owns at
+ * least this many others. */
 #define HK_THP_SMALL_AFTER_SEGMENTS 4u
 
 /* A span of `slots` slots for a page of class cls, from the heap's segments,

@@ -324,10 +324,10 @@ static unsigned one_slot_class(void)
     return cls;
 }
 
-/* A whole segment of pages, every byte written; its huge-page backing. */
-static long touch_segment_huge_kb(unsigned long *fallbacks)
+/* A segment more for heap, whose segments are full, every byte of its pages
+ * written: its huge-page backing.  It goes back (empty) before the return. */
+static long touch_segment_huge_kb(hk_heap *h, unsigned long *fallbacks)
 {
-    hk_heap *h = ut_heap_new();
     unsigned cls = one_slot_class();
     hk_page *pg[HK_SLOTS];
     unsigned long fb0 = vmstat("thp_fault_fallback");
@@ -339,8 +339,14 @@ static long touch_segment_huge_kb(unsigned long *fallbacks)
     long kb = anon_huge_kb(pg[1]->start);
     for (unsigned i = 1; i < HK_SLOTS; i++) hk_segment_page_free(h, pg[i]);
     hk_segment_maintain(h, hk_coarse_ns(), 1);
-    ut_heap_free(h);
     return kb;
+}
+
+static unsigned segments_of(const hk_heap *h)
+{
+    unsigned n = 0;
+    for (const hk_segment *s = h->segments; s; s = s->next) n++;
+    return n;
 }
 
 static void test_small_thp_backs_segments(void **state)
@@ -353,29 +359,35 @@ static void test_small_thp_backs_segments(void **state)
     }
     ut_set_knob(HK_KNOB_THP, 1);
     unsigned long fallbacks;
-    /* A process's first segments stay in small pages whatever the knob. */
-    assert_true(hk_segment_mapped_count() < HK_THP_SMALL_AFTER_SEGMENTS);
-    if (mode == 1) assert_int_equal(touch_segment_huge_kb(&fallbacks), 0);
-    /* Past them, the next one is advised: a heap of its own holds that many. */
-    hk_heap *ballast = ut_heap_new();
-    hk_page *held[HK_THP_SMALL_AFTER_SEGMENTS * HK_SLOTS];
+    /* A heap that owns HK_THP_SMALL_AFTER_SEGMENTS full segments. */
+    hk_heap *big = ut_heap_new();
+    hk_page *held[HK_THP_SMALL_AFTER_SEGMENTS * (HK_SLOTS - 1)];
     unsigned n = 0, cls = one_slot_class();
-    while (hk_segment_mapped_count() < HK_THP_SMALL_AFTER_SEGMENTS) {
-        held[n] = hk_segment_page_alloc(ballast, cls);
+    while (n < HK_THP_SMALL_AFTER_SEGMENTS * (HK_SLOTS - 1)) {
+        held[n] = hk_segment_page_alloc(big, cls);
         assert_non_null(held[n]);
         n++;
     }
-    long on = touch_segment_huge_kb(&fallbacks);
+    assert_int_equal(segments_of(big), HK_THP_SMALL_AFTER_SEGMENTS);
+    /* Another heap's first segments stay in small pages whatever the knob,
+     * however many the process maps. */
+    hk_heap *small = ut_heap_new();
+    long first = touch_segment_huge_kb(small, &fallbacks);
+    ut_heap_free(small);
+    /* The big heap's next one is advised, and without the knob it is not. */
+    long on = touch_segment_huge_kb(big, &fallbacks);
+    unsigned long on_fallbacks = fallbacks;
     long off = -1;
     if (mode == 1) {                               /* "madvise": without the advice, none */
         ut_set_knob(HK_KNOB_THP, 0);
-        off = touch_segment_huge_kb(&fallbacks);
+        off = touch_segment_huge_kb(big, &fallbacks);
     }
-    while (n > 0) hk_segment_page_free(ballast, held[--n]);
-    hk_segment_maintain(ballast, hk_coarse_ns(), 1);
-    ut_heap_free(ballast);
-    if (on == 0 && fallbacks > 0) {
-        print_message("skipped: the kernel had no free huge page (%lu fallbacks)\n", fallbacks);
+    while (n > 0) hk_segment_page_free(big, held[--n]);
+    hk_segment_maintain(big, hk_coarse_ns(), 1);
+    ut_heap_free(big);
+    if (mode == 1) assert_int_equal(first, 0);
+    if (on == 0 && on_fallbacks > 0) {
+        print_message("skipped: the kernel had no free huge page (%lu fallbacks)\n", on_fallbacks);
         skip();
     }
     assert_true(on >= 2048);

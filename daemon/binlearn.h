@@ -36,6 +36,14 @@
  * (one in `race` while an arm looks cheaper by min_gain without the
  * evidence to show it), and the others run the choice.
  *
+ * A run is counted winsorised: each measure at most `clip_z` pooled
+ * standard deviations (widened by the uncertainty of the arm's mean) from
+ * what its arm's mean predicts at its work.  A shared machine stalls now
+ * and then, and one run at twice its usual time among an arm's first few
+ * would make that arm look dearer, or, on the default, every other arm
+ * cheaper, for dozens of runs, and would widen the noise every gain is
+ * tested against.
+ *
  * Pure and deterministic: no clocks, no randomness, no globals beyond the
  * constant arm set. */
 #ifndef HAKMEMD_BINLEARN_H
@@ -66,6 +74,8 @@ typedef struct hkd_bin_cfg {
     uint32_t race;                      /* ... or in this many while an arm looks cheaper unproven */
     uint32_t race_pulls;                /* and has fewer observations than this */
     double   z;                         /* standard errors an arm must win by */
+    double   clip_z;                    /* a run's measure counts at most this many
+                                         * standard deviations from its arm's mean (0: off) */
     double   min_gain;                  /* and at least this ratio (0.01: 1% cheaper) */
     double   min_peak_gain;             /* or this much less peak RSS at the same time (0.1: 10%) */
     double   max_regression;            /* never an arm this much worse on time or memory */

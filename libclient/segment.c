@@ -162,12 +162,17 @@ uint64_t hk_segment_retained_dirty_bytes(void)
  * not per process: each thread's heap has a segment of its own, and four
  * threads of a 2 MiB program held 2.2x its peak RSS with a process-wide
  * count (bash bench/arms.sh, cache-thrash). */
+static int owns_at_least(const hk_heap *heap, unsigned n)
+{
+    const hk_segment *o = heap->segments;
+    while (n > 0 && o) { o = o->next; n--; }
+    return n == 0;
+}
+
 static int advise_huge(const hk_heap *heap, void *s, int advised)
 {
-    unsigned owned = 0;
-    for (const hk_segment *o = heap->segments; o && owned < HK_THP_SMALL_AFTER_SEGMENTS; o = o->next) owned++;
     int want = (hk_knob(HK_KNOB_THP) & HK_THP_SMALL) && hk_os_thp_mode() == 1 &&
-               owned >= HK_THP_SMALL_AFTER_SEGMENTS;
+               owns_at_least(heap, HK_THP_SMALL_AFTER_SEGMENTS);
     if (want && !advised) return hk_os_advise_huge(s, HK_SEGMENT_SIZE) == 0;
     if (!want && advised) return hk_os_advise_no_huge(s, HK_SEGMENT_SIZE) != 0;
     return advised;

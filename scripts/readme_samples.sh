@@ -98,38 +98,52 @@ wait_for 20 settled || die "the daemon did not settle within 20 s: $(ctl --json 
 # A little longer, so the samples show more than each arm's first pull.
 sleep 2
 
-# The views of the learned state, taken again (at most 5 times) until the
-# daemon published nothing new while they were taken and was still settled
-# after them, so they all show one settled state.
-STAGE=$W/views
-for attempt in 1 2 3 4 5; do
-  rm -rf "$STAGE"
-  mkdir -p "$STAGE"
-  gen=$(generation)
-  begin status
+# settled_state: each site's published thresholds, one line, when the
+# daemon is settled (fails otherwise), from one view of its sites.
+settled_state() {
+  ctl --json sites --top 0 | python3 -c '
+import json, sys
+sys.path.insert(0, "scripts")
+from settled import sites_verdict
+sites = json.load(sys.stdin)["sites"]
+print(" ".join(sorted("%s=%s" % (s["site"], json.dumps(s["thresholds"], sort_keys=True)) for s in sites)))
+sys.exit(sites_verdict(sites)[0])'
+}
+
+# steady NAME FN: sample NAME, made by FN, taken again (at most 10 times)
+# until the daemon published nothing new while FN ran and was settled, on
+# the thresholds the first sample saw: every sample shows one settled
+# state.  Each sample is taken alone, so one takes a second, not all of
+# them: a settled site still tries another arm now and then (UCB1), which
+# republishes its thresholds twice within a few intervals.
+STATE=
+steady() {
+  local name=$1 fn=$2 attempt gen state
+  for attempt in 1 2 3 4 5 6 7 8 9 10; do
+    gen=$(generation)
+    begin "$name"
+    "$fn"
+    end
+    if state=$(settled_state) && [ "$(generation)" = "$gen" ]; then
+      [ -n "$STATE" ] || STATE=$state
+      [ "$state" = "$STATE" ] && return 0
+    fi
+    sleep 0.3
+  done
+  die "the daemon kept changing its policy while sample $name was taken"
+}
+status_sample() {
   show "hakmemctl status" ctl status
   show "hakmemctl --json status" ctl --json status
-  end
-  begin procs
-  show "hakmemctl procs" ctl procs
-  end
-  begin sites
-  show "hakmemctl sites --top 1" ctl sites --top 1
-  end
-  begin thresholds
-  show "hakmemctl thresholds" ctl thresholds
-  end
-  begin watch
-  show "hakmemctl watch --count 2" ctl watch --count 2
-  end
-  begin metrics
-  show "hakmemctl metrics | grep hakmem_site_alloc_bytes_total" site_bytes_metric
-  end
-  settled && [ "$(generation)" = "$gen" ] && break
-  [ "$attempt" = 5 ] && die "the daemon kept changing its policy while the samples were taken"
-  sleep 1
+}
+procs_sample() { show "hakmemctl procs" ctl procs; }
+sites_sample() { show "hakmemctl sites --top 1" ctl sites --top 1; }
+thresholds_sample() { show "hakmemctl thresholds" ctl thresholds; }
+watch_sample() { show "hakmemctl watch --count 2" ctl watch --count 2; }
+metrics_sample() { show "hakmemctl metrics | grep hakmem_site_alloc_bytes_total" site_bytes_metric; }
+for name in status procs sites thresholds watch metrics; do
+  steady "$name" "${name}_sample"
 done
-cp "$STAGE"/*.md "$OUT"/ || exit 1
 STAGE=$OUT
 
 KEY=$(ctl --json sites --top 1 | jget 'j["sites"][0]["site"]')

@@ -90,12 +90,18 @@ const hkd_bin_cfg hkd_bin_default_cfg = {
     .ruinous = 2.0,
     .min_cpu_s = 0.02,
     .window = 256,
-    /* fast-thp only when asked for (hakmemd --arms): in every suite run
-     * it was tried and never chosen (thp asks for the same huge pages
-     * without fast's caches), and each arm explored costs every binary
-     * runs before its choice and adds chances for an arm that is in truth
-     * no better to look cheaper by luck. */
-    .arm_mask = ((1u << HKD_BIN_ARMS) - 1) & ~(1u << 3),
+    /* fast only when asked for (hakmemd --arms): with each arm set by
+     * hand (bash bench/arms.sh, 3 runs, 2026-12-07) fast-thp, its caches
+     * and huge pages for small objects too, ran at fast's time or less on
+     * 11 of 14 items (big-blocks 0.53 of the default's against 0.70,
+     * mstress 0.91 against 0.98, interp-churn 0.91 against 0.95); fast
+     * was the best arm of one item, remote-free, at 0.96 of the default's
+     * time on three runs of a bimodal program.  Where fast-thp's small huge
+     * pages hold more (larson 1.64x, git 1.52x peak RSS) the guard on peak
+     * RSS keeps it out.  Each arm explored costs every binary runs before
+     * its choice and adds chances for an arm that is in truth no better to
+     * look cheaper by luck, so six run, not seven. */
+    .arm_mask = ((1u << HKD_BIN_ARMS) - 1) & ~(1u << 2),
 };
 
 void hkd_bin_init(hkd_bin_learn *l)

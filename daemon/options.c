@@ -44,7 +44,7 @@ static void usage(FILE *f)
             "                   when a binary's arms are compared and what a site's BigCache holds\n"
             "                   idle is priced (default %.0f: cloud prices)\n"
             "  --arms NAME[,NAME...]  the per-binary arms the learner may run besides default\n"
-            "                   (default: all but fast-thp)\n"
+            "                   (default: all but fast)\n"
             "  --settled-report-every N  once a binary and command's choice is settled, 1 in N of\n"
             "                   its processes registers young, the others from 1 s old (1..64; 1: all;\n"
             "                   default %u)\n"

@@ -162,7 +162,7 @@ static void init_sites(void)
 }
 
 /* Binaries: the real per-binary box, fed once with made-up runs of two
- * binaries (one whose "fast" arm is 30% cheaper, one with an odd name
+ * binaries (one whose "compact" arm is 30% cheaper, one with an odd name
  * whose runs name the command "worker"). */
 static hkd_binaries *bins;
 
@@ -182,7 +182,7 @@ static void init_binaries(void)
                 if (pub[k].binary_hash == 0xb1a0000000000000ull + (uint64_t)b &&
                     pub[k].command_hash == (b == 1 ? hkshm_command_hash("worker", 6) : 0))
                     arm = pub[k].arm;
-            double cost = b == 0 && arm == 2 ? 0.7 : 1.0;
+            double cost = b == 0 && arm == (uint32_t)hkd_bin_arm_by_name("compact") ? 0.7 : 1.0;
             hkd_proc_info p;
             memset(&p, 0, sizeof p);
             p.uid = b == 0 ? 0 : 1000;

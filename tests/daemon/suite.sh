@@ -520,17 +520,17 @@ else
     # Settled: every arm ran three times, or fewer when it was shown worse
     # than the default (lean, whose 32 MiB BigCache cannot hold these
     # blocks, costs several times the default and runs once).  The
-    # fast-thp arm runs only when --arms names it (its one run is the
-    # pinned one above), and thp only where the kernel's THP mode is
-    # "madvise" (elsewhere its advice would change nothing).
+    # fast arm runs only when --arms names it (its one run is the
+    # pinned one above), and thp and fast-thp only where the kernel's THP
+    # mode is "madvise" (elsewhere their advice would change nothing).
     check "binaries: the learner tried every arm, each run counted once for the arm it ran" python3 -c '
 import json, sys
 b = json.load(open(sys.argv[1]))["binaries"][0]
 runs = sum(a["observations"] for a in b["arms"])
 madvise = "[madvise]" in open("/sys/kernel/mm/transparent_hugepage/enabled").read()
-may_run = [a for a in b["arms"] if a["name"] != "fast-thp" and (madvise or a["name"] != "thp")]
-thp = [a for a in b["arms"] if a["name"] == "fast-thp"]
-sys.exit(not (b["settled"] and all(a["observations"] >= 1 for a in may_run) and thp[0]["observations"] <= 1
+may_run = [a for a in b["arms"] if a["name"] != "fast" and (madvise or a["name"] not in ("thp", "fast-thp"))]
+fast = [a for a in b["arms"] if a["name"] == "fast"]
+sys.exit(not (b["settled"] and all(a["observations"] >= 1 for a in may_run) and fast[0]["observations"] <= 1
               and b["arms"][0]["observations"] >= 3 and b["ignored"] - int(sys.argv[2]) <= 1
               and runs == b["observations"] >= 30))' "$TMP/bins.json" "$ignored_before"
     C binaries >"$TMP/bins.txt"

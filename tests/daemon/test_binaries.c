@@ -202,18 +202,28 @@ static void caps_and_vanishing_registrations(void **state)
     hkd_binaries_free(b);
 }
 
-/* Processes of one binary that run the arm the box publishes: when arm 2
- * is 30% cheaper, the box learns it and publishes its knobs. */
+/* An arm the learner explores by default, the one the tests below make
+ * cheaper or equal to the default. */
+static uint32_t other_arm(void)
+{
+    int a = hkd_bin_arm_by_name("compact");
+    assert_true(a > 0 && (hkd_bin_default_cfg.arm_mask & (1u << a)));
+    return (uint32_t)a;
+}
+
+/* Processes of one binary that run the arm the box publishes: when
+ * other_arm() is 30% cheaper, the box learns it and publishes its knobs. */
 static void the_box_learns_and_publishes(void **state)
 {
     (void)state;
     hkd_binaries *b = hkd_binaries_new(NULL);
     uint64_t rng = 12345;
     hkshm_binary_policy out[4];
+    const uint32_t cheap = other_arm();
     for (uint64_t serial = 1; serial <= 40; serial++) {
         uint32_t n = hkd_binaries_fill(b, out, 4);
         uint32_t arm = n ? out[0].arm : HKSHM_NO_ARM;
-        double cost = (arm == 2 ? 0.7 : 1.0);
+        double cost = (arm == cheap ? 0.7 : 1.0);
         rng = rng * 6364136223846793005ull + 1442695040888963407ull;
         double noise = 1.0 + 0.05 * ((double)(rng >> 40) / (double)(1ull << 24) - 0.5);
         hkd_proc_info p = proc_at(0, 0xABC, 2.0, cost * noise, 40, 100);
@@ -222,15 +232,15 @@ static void the_box_learns_and_publishes(void **state)
     }
     uint32_t n = hkd_binaries_fill(b, out, 4);
     hkd_binary_info i = only(b);
-    assert_int_equal(i.choice, 2);
+    assert_int_equal(i.choice, cheap);
     assert_true(i.settled);
-    if (i.current == 2) {
+    if (i.current == (int)cheap) {
         assert_int_equal(n, 1);
-        assert_int_equal(out[0].arm, 2);
+        assert_int_equal(out[0].arm, cheap);
         assert_int_equal(out[0].report_every, hkd_bin_default_cfg.settled_report_every);
         assert_int_equal(out[0].binary_hash, 0xABC);
-        assert_int_equal(out[0].set, hkd_bin_arms[2].set);
-        assert_memory_equal(out[0].knob, hkd_bin_arms[2].knob, sizeof out[0].knob);
+        assert_int_equal(out[0].set, hkd_bin_arms[cheap].set);
+        assert_memory_equal(out[0].knob, hkd_bin_arms[cheap].knob, sizeof out[0].knob);
     }
     /* Pin and reset. */
     assert_int_equal(pin(b, every_command(0, 0xABC), 1), 1);
@@ -278,8 +288,8 @@ static void settled_default_is_published_for_sampling(void **state)
             saw_exploring |= i.settled;
         }
         uint32_t arm = n ? out[0].arm : HKSHM_NO_ARM;
-        /* Arm 2 costs the same as the default (so rechecks still try it), the others more. */
-        double cost = arm == HKSHM_NO_ARM || arm == HKD_BIN_DEFAULT_ARM || arm == 2 ? 1.0 : 1.3;
+        /* other_arm() costs the same as the default (so rechecks still try it), the others more. */
+        double cost = arm == HKSHM_NO_ARM || arm == HKD_BIN_DEFAULT_ARM || arm == other_arm() ? 1.0 : 1.3;
         rng = rng * 6364136223846793005ull + 1442695040888963407ull;
         double noise = 1.0 + 0.05 * ((double)(rng >> 40) / (double)(1ull << 24) - 0.5);
         hkd_proc_info p = proc_at(0, 0xD0, 2.0, cost * noise, 40, 100);
@@ -438,10 +448,10 @@ static void binaries_in_a_state_file(void **state)
 }
 
 /* One binary, two commands whose runs cost differently per unit and
- * whose best arms differ: "add" is 30% cheaper on arm 2, "log" costs four
- * times as much and is best on the default.  Each run takes what is
- * published for its own command: each is learned apart, "add" publishes
- * arm 2 and "log" nothing (the default). */
+ * whose best arms differ: "add" is 30% cheaper on other_arm(), "log"
+ * costs four times as much and is best on the default.  Each run takes
+ * what is published for its own command: each is learned apart, "add"
+ * publishes its cheaper arm and "log" nothing (the default). */
 static void two_commands_are_learned_apart(void **state)
 {
     (void)state;
@@ -457,7 +467,7 @@ static void two_commands_are_learned_apart(void **state)
         for (uint32_t k = 0; k < n; k++)
             if (out[k].binary_hash == 0xABC && out[k].command_hash == hashes[c])
                 arm = out[k].arm;
-        double cost = c == 0 ? (arm == 2 ? 0.7 : 1.0) : (arm == HKSHM_NO_ARM || arm == 0 ? 4.0 : 5.0);
+        double cost = c == 0 ? (arm == other_arm() ? 0.7 : 1.0) : (arm == HKSHM_NO_ARM || arm == 0 ? 4.0 : 5.0);
         rng = rng * 6364136223846793005ull + 1442695040888963407ull;
         double noise = 1.0 + 0.05 * ((double)(rng >> 40) / (double)(1ull << 24) - 0.5);
         hkd_proc_info p = with_command(proc_at(0, 0xABC, 2.0, cost * noise, 40, 100), names[c]);
@@ -467,14 +477,14 @@ static void two_commands_are_learned_apart(void **state)
     seen s = { 0 };
     hkd_binaries_for_each(b, grab, &s);
     assert_int_equal(s.n, 2);
-    /* "add" on arm 2; "log", settled on the default, is there only for
+    /* "add" on its cheaper arm; "log", settled on the default, is there only for
      * sampling: no knob, its default arm. */
     uint32_t n = hkd_binaries_fill(b, out, 8);
     assert_true(n >= 1 && n <= 2);
     assert_int_equal(out[0].binary_hash, 0xABC);
     int add = out[0].command_hash == hashes[0] ? 0 : 1;
     assert_int_equal(out[add].command_hash, hashes[0]);
-    assert_int_equal(out[add].arm, 2);
+    assert_int_equal(out[add].arm, other_arm());
     if (n == 2) {
         assert_int_equal(out[1 - add].command_hash, hashes[1]);
         assert_int_equal(out[1 - add].arm, HKD_BIN_DEFAULT_ARM);

@@ -83,7 +83,7 @@ static sim make_sim(uint64_t seed, double sigma)
 
 /* The learner's rules, with arms 0-4 explored (set in main): the figures
  * below were calibrated on five arms explored, with the truths of arms
- * 1-4 given by index.  The default explores six (fast-thp left out), and
+ * 1-4 given by index.  The default explores six (fast left out), and
  * what the rules do depends on how many arms are explored, not on which:
  * one more gives an arm that is no better one more chance to look
  * cheaper by luck. */
@@ -311,9 +311,9 @@ static void merged_statistics_are_the_whole(void **state)
 static void exploration_order_and_mask(void **state)
 {
     (void)state;
-    /* fast-thp runs only when asked for; masking another arm keeps it out. */
-    int thp = hkd_bin_arm_by_name("fast-thp"), compact = hkd_bin_arm_by_name("compact");
-    assert_int_equal(hkd_bin_default_cfg.arm_mask, ((1u << HKD_BIN_ARMS) - 1) & ~(1u << thp));
+    /* fast runs only when asked for; masking another arm keeps it out. */
+    int fast = hkd_bin_arm_by_name("fast"), compact = hkd_bin_arm_by_name("compact");
+    assert_int_equal(hkd_bin_default_cfg.arm_mask, ((1u << HKD_BIN_ARMS) - 1) & ~(1u << fast));
     hkd_bin_cfg cfg = hkd_bin_default_cfg;
     cfg.arm_mask &= ~(1u << compact);
     sim s = make_sim(5, 0.05);
@@ -329,10 +329,10 @@ static void exploration_order_and_mask(void **state)
         run(&s, &l, &cfg, 1, 0);
     }
     for (int a = 0; a < HKD_BIN_ARMS; a++)
-        assert_int_equal(seen[a], a == thp || a == compact ? 0 : (int)cfg.min_pulls);
+        assert_int_equal(seen[a], a == fast || a == compact ? 0 : (int)cfg.min_pulls);
     assert_true(hkd_bin_settled(&l, &cfg));
     run(&s, &l, &cfg, 200, 0);
-    assert_int_equal(s.runs_on[thp], 0);
+    assert_int_equal(s.runs_on[fast], 0);
     assert_int_equal(s.runs_on[compact], 0);
 }
 

@@ -33,7 +33,7 @@ usage: bash bench/run.sh [options]
   --warmup N       scenarios and workloads: unmeasured runs before them (default 2)
   --learn-max S    hakmem-learning only: after the --learn passes, more passes until the
                    daemon has settled (hakmemctl sites and binaries: "settled"), for at
-                   most S seconds (default 1200; quick 20; smoke 0)
+                   most S seconds (default 1800; quick 20; smoke 0)
   --learn N        hakmem-learning only: unmeasured passes over the benchmarks with the
                    daemon running, before measuring (default 3; quick 1, the suite 2;
                    smoke 1); the scenarios and the suite each have their own daemon,
@@ -65,7 +65,7 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT" || exit 1
 
 BUILD=build RUNS=10 WARMUP=2 LEARN=3 FILTER='' OUT=bench/results THREADS=4
-INTERVAL=200 TIMEOUT=120 MODE=full LEARN_MAX_S=1200 SUITE_RUNS=5 SUITE_LEARN=3
+INTERVAL=200 TIMEOUT=120 MODE=full LEARN_MAX_S=1800 SUITE_RUNS=5 SUITE_LEARN=3
 # The weight of memory in the suite's cost, ns of CPU per MiB-second of
 # RSS: the learning daemon's (its default unless --memory-weight is given,
 # which both then use).

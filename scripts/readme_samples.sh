@@ -48,9 +48,19 @@ ctl() { timeout 10 "$BUILD/hakmemctl" --socket "$SOCK" "$@"; }
 # jget EXPR: EXPR of the JSON document on stdin (as j), printed.
 jget() { python3 -c "import json, sys; j = json.load(sys.stdin); print($1)"; }
 site_bytes_metric() { ctl metrics | grep hakmem_site_alloc_bytes_total; }
-settled() { ctl --json sites --top 0 | python3 scripts/settled.py >/dev/null; }
 generation() { ctl --json status | jget 'j["generation"]'; }
 took_a_run() { [ "$(ctl --json binaries | jget 'any(b["observations"] for b in j["binaries"])')" = True ]; }
+# settled_state: each site's published thresholds, one line, when the
+# daemon is settled (fails otherwise), from one view of its sites.
+settled_state() {
+  ctl --json sites --top 0 | python3 -c '
+import json, sys
+sys.path.insert(0, "scripts")
+from settled import sites_verdict
+sites = json.load(sys.stdin)["sites"]
+print(" ".join(sorted("%s=%s" % (s["site"], json.dumps(s["thresholds"], sort_keys=True)) for s in sites)))
+sys.exit(sites_verdict(sites)[0])'
+}
 
 # What a reader's run would print: this run's names replaced by theirs.
 reader_view() {
@@ -94,21 +104,9 @@ start_daemon "$W/a" "$SHM"
 LD_PRELOAD=$BUILD/libhakmem.so HAKMEM_SHM=$SHM HAKMEM_SOCKET=$SOCK "$W/myserver" 60 &
 SERVER=$!
 track_pid "$SERVER"
-wait_for 20 settled || die "the daemon did not settle within 20 s: $(ctl --json sites --top 0 | python3 scripts/settled.py)"
+wait_for 20 settled_state || die "the daemon did not settle within 20 s: $(ctl --json sites --top 0 | python3 scripts/settled.py)"
 # A little longer, so the samples show more than each arm's first pull.
 sleep 2
-
-# settled_state: each site's published thresholds, one line, when the
-# daemon is settled (fails otherwise), from one view of its sites.
-settled_state() {
-  ctl --json sites --top 0 | python3 -c '
-import json, sys
-sys.path.insert(0, "scripts")
-from settled import sites_verdict
-sites = json.load(sys.stdin)["sites"]
-print(" ".join(sorted("%s=%s" % (s["site"], json.dumps(s["thresholds"], sort_keys=True)) for s in sites)))
-sys.exit(sites_verdict(sites)[0])'
-}
 
 # steady NAME FN: sample NAME, made by FN, taken again (at most 10 times)
 # until the daemon published nothing new while FN ran and was settled, on

@@ -78,9 +78,13 @@ check() {
 }
 
 wait_for() {
-  local limit=$1 i
+  local limit=$1
   shift
-  for ((i = 0; i < limit * 10; i++)); do
+  # A deadline, not a count of tries: a check that takes a third of a
+  # second (a hakmemctl call and a python verdict) made 20 s of tries last
+  # 90 s, past the timeout of the suite that waited.
+  local deadline=$((${EPOCHREALTIME//[.,]/} + limit * 1000000))
+  while ((${EPOCHREALTIME//[.,]/} < deadline)); do
     "$@" >/dev/null 2>&1 && return 0
     sleep 0.1
   done

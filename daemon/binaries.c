@@ -225,8 +225,19 @@ static double since(uint64_t now, uint64_t start)
     return now >= start ? (double)(now - start) : -1.0;
 }
 
+/* Settled and running its choice: its entry is published even on the
+ * default, for the sampling its report_every asks for. */
+static int sampled(const hkd_binaries *b, const hkd_bin_learn *l)
+{
+    return b->cfg.learn.settled_report_every > 1 && l->pinned < 0 && hkd_bin_settled(l, &b->cfg.learn) &&
+           l->current == hkd_bin_choice(l, &b->cfg.learn);
+}
+
 /* The window from t to p as an observation; the learner rejects what does
- * not measure (a counter that ran backwards gives a negative value). */
+ * not measure (a counter that ran backwards gives a negative value).  1
+ * when the binary's published entry changes: its arm, or its sampling (a
+ * binary that settles on the default changes no arm, and its processes
+ * would go on registering every run until something else republished). */
 static int observe(hkd_binaries *b, binary *r, const track *t, const hkd_proc_info *p, int ended)
 {
     uint64_t peak = t->peak_sample;
@@ -240,7 +251,9 @@ static int observe(hkd_binaries *b, binary *r, const track *t, const hkd_proc_in
         .peak_mib = (double)peak / 1048576.0,
         .work_mib = since(p->proc[HKSHM_PROC_BYTES], t->bytes) / 1048576.0,
     };
-    return hkd_bin_observe(&r->learn, &b->cfg.learn, &o) == 1;
+    int was_sampled = sampled(b, &r->learn);
+    int moved = hkd_bin_observe(&r->learn, &b->cfg.learn, &o) == 1;
+    return moved || sampled(b, &r->learn) != was_sampled;
 }
 
 static uint32_t arm_of(uint32_t reported)
@@ -368,18 +381,15 @@ uint32_t hkd_binaries_fill(hkd_binaries *b, hkshm_binary_policy *out, uint32_t c
     for (uint32_t i = 0; v && i < b->n && n < cap; i++) {
         const hkd_bin_learn *l = &v[i]->learn;
         int arm = l->current;
-        /* Settled and running its choice: published even on the default,
-         * for the sampling its report_every asks for. */
-        int sampled = b->cfg.learn.settled_report_every > 1 && l->pinned < 0 && hkd_bin_settled(l, &b->cfg.learn) &&
-                      arm == hkd_bin_choice(l, &b->cfg.learn);
-        if (arm == HKD_BIN_DEFAULT_ARM && !sampled)
+        int sampling = sampled(b, l);
+        if (arm == HKD_BIN_DEFAULT_ARM && !sampling)
             continue;
         hkshm_binary_policy *e = &out[n++];
         memset(e, 0, sizeof *e);
         e->domain = v[i]->domain;
         e->binary_hash = v[i]->hash;
         e->command_hash = v[i]->command;
-        e->report_every = sampled ? b->cfg.learn.settled_report_every : 1;
+        e->report_every = sampling ? b->cfg.learn.settled_report_every : 1;
         e->arm = (uint32_t)arm;
         e->set = hkd_bin_arms[arm].set;
         memcpy(e->knob, hkd_bin_arms[arm].knob, sizeof e->knob);
@@ -450,8 +460,9 @@ int hkd_binaries_pin(hkd_binaries *b, const hkd_binary_sel *sel, int arm, int *c
         binary *r = &b->recs[i];
         if (!picked(r, sel))
             continue;
+        int was_sampled = sampled(b, &r->learn);
         rc = hkd_bin_pin(&r->learn, &b->cfg.learn, arm);
-        *changed |= rc == 1;
+        *changed |= rc == 1 || sampled(b, &r->learn) != was_sampled;
         found++;
     }
     pthread_mutex_unlock(&b->lock);

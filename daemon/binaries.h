@@ -45,7 +45,7 @@ void hkd_binaries_free(hkd_binaries *b);
 
 /* One registration as collected this interval (interval thread).  `serial`
  * tells registrations apart; `ended`: its final counters.  Returns 1 when
- * a binary's published arm changed. */
+ * a binary's published entry changed: its arm, or its sampling. */
 int  hkd_binaries_proc(hkd_binaries *b, uint64_t serial, const hkd_proc_info *p, uint32_t registration,
                        uint32_t arm_reported, int ended);
 /* Ends the interval: forgets registrations not seen in it (interval thread). */

@@ -261,31 +261,42 @@ static void the_box_learns_and_publishes(void **state)
 /* Settled on the default, the binary is published all the same, with no
  * knob set and the sampling of its registrations; while it explores an
  * arm, every process registers.  Before it settles, the default is not
- * published at all. */
-static void settled_default_is_published_for_sampling(void **state)
+ * published at all.  Every change of what is published is announced (the
+ * core republishes on it): settling on the default changes no arm where
+ * the default is the only arm (hakmemd --arms default), only the entry's
+ * sampling. */
+typedef struct sampling_seen {
+    int sampled, exploring, unsettled;
+} sampling_seen;
+
+static sampling_seen run_until_sampled(const hkd_binaries_cfg *cfg)
 {
-    (void)state;
-    hkd_binaries *b = hkd_binaries_new(NULL);
-    hkshm_binary_policy out[4];
-    uint64_t serial = 1;
-    int saw_sampled = 0, saw_exploring = 0, saw_unsettled = 0;
+    hkd_binaries *b = hkd_binaries_new(cfg);
+    hkshm_binary_policy out[4], before[4];
+    uint32_t n_before = 0;
+    int announced = 0;
+    sampling_seen seen = { 0 };
     uint64_t rng = 99;
-    for (; serial <= 200; serial++) {
+    for (uint64_t serial = 1; serial <= 200; serial++) {
         uint32_t n = hkd_binaries_fill(b, out, 4);
+        if (n != n_before || memcmp(out, before, n * sizeof out[0]) != 0)
+            assert_true(announced);
+        n_before = n;
+        memcpy(before, out, sizeof out);
         hkd_binary_info i = serial > 1 ? only(b) : (hkd_binary_info){ 0 };
         if (serial > 1 && !i.settled && i.current == HKD_BIN_DEFAULT_ARM) {
             assert_int_equal(n, 0);
-            saw_unsettled = 1;
+            seen.unsettled = 1;
         } else if (serial > 1 && i.settled && i.current == i.choice) {
             assert_int_equal(n, 1);
             assert_int_equal(out[0].arm, (uint32_t)i.choice);
             assert_int_equal(out[0].report_every, hkd_bin_default_cfg.settled_report_every);
             if (i.choice == HKD_BIN_DEFAULT_ARM)
                 assert_int_equal(out[0].set, 0);
-            saw_sampled = 1;
+            seen.sampled = 1;
         } else if (n == 1) {
             assert_int_equal(out[0].report_every, 1);
-            saw_exploring |= i.settled;
+            seen.exploring |= i.settled;
         }
         uint32_t arm = n ? out[0].arm : HKSHM_NO_ARM;
         /* other_arm() costs the same as the default (so rechecks still try it), the others more. */
@@ -293,12 +304,23 @@ static void settled_default_is_published_for_sampling(void **state)
         rng = rng * 6364136223846793005ull + 1442695040888963407ull;
         double noise = 1.0 + 0.05 * ((double)(rng >> 40) / (double)(1ull << 24) - 0.5);
         hkd_proc_info p = proc_at(0, 0xD0, 2.0, cost * noise, 40, 100);
-        hkd_binaries_proc(b, serial, &p, 1, arm, 1);
+        announced = hkd_binaries_proc(b, serial, &p, 1, arm, 1);
         hkd_binaries_end_interval(b);
     }
     assert_int_equal(only(b).choice, HKD_BIN_DEFAULT_ARM);
-    assert_true(saw_unsettled && saw_sampled && saw_exploring);
     hkd_binaries_free(b);
+    return seen;
+}
+
+static void settled_default_is_published_for_sampling(void **state)
+{
+    (void)state;
+    sampling_seen all = run_until_sampled(NULL);
+    assert_true(all.unsettled && all.sampled && all.exploring);
+    hkd_binaries_cfg alone = hkd_binaries_defaults();
+    alone.learn.arm_mask = 0;
+    sampling_seen only_default = run_until_sampled(&alone);
+    assert_true(only_default.unsettled && only_default.sampled && !only_default.exploring);
 }
 
 /* What taking part cost: a run drawn to register stands for

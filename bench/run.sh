@@ -32,8 +32,9 @@ usage: bash bench/run.sh [options]
                    and workloads 10, the suite 5; quick 3; smoke 1)
   --warmup N       scenarios and workloads: unmeasured runs before them (default 2)
   --learn-max S    hakmem-learning only: after the --learn passes, more passes until the
-                   daemon has settled (hakmemctl sites and binaries: "settled"), for at
-                   most S seconds (default 1800; quick 20; smoke 0)
+                   daemon has settled (hakmemctl sites and binaries: "settled", and no
+                   binary racing an arm against its choice), for at most S seconds
+                   (default 1800; quick 20; smoke 0)
   --learn N        hakmem-learning only: unmeasured passes over the benchmarks with the
                    daemon running, before measuring (default 3; quick 1, the suite 2;
                    smoke 1); the scenarios and the suite each have their own daemon,
@@ -246,15 +247,16 @@ start_daemon() {
 
 # Whether the daemon is done exploring: "settled ..." when every site that
 # carries a share of the bytes allocated is exploiting its best arm (every
-# arm that matters for its sizes tried once, the best mean published),
-# else "exploring ...".  Exploration does not stop there: UCB1 revisits an
+# arm that matters for its sizes tried once, the best mean published) and
+# every binary has tried every arm and races none against its choice (a
+# race still running may yet change the choice), else "exploring ...".  Exploration does not stop there: UCB1 revisits an
 # arm now and then, during measured runs too, as it would in production.
 learning_verdict() {
     # Clients report at exit; the daemon takes it in at its next interval.
     sleep "$(awk -v ms="$INTERVAL" 'BEGIN { printf "%.3f", 2 * ms / 1000 }')"
     local sites binaries
     sites=$("$BUILD/hakmemctl" --socket "$TMP/ctl.sock" --json sites --top 0 2>/dev/null | "$PY" "$ROOT/scripts/settled.py")
-    binaries=$("$BUILD/hakmemctl" --socket "$TMP/ctl.sock" --json binaries 2>/dev/null | "$PY" "$ROOT/scripts/settled.py")
+    binaries=$("$BUILD/hakmemctl" --socket "$TMP/ctl.sock" --json binaries 2>/dev/null | "$PY" "$ROOT/scripts/settled.py" --races)
     if [[ $sites == settled* && $binaries == settled* ]]; then
         echo "settled: ${sites#*: }; ${binaries#*: }"
     else

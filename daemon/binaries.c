@@ -426,6 +426,7 @@ int hkd_binaries_for_each(hkd_binaries *b, int (*fn)(const hkd_binary_info *, vo
         o->choice = hkd_bin_choice(&r->learn, &b->cfg.learn);
         o->pinned = r->learn.pinned;
         o->settled = hkd_bin_settled(&r->learn, &b->cfg.learn);
+        o->racing = hkd_bin_racing(&r->learn, &b->cfg.learn);
         memcpy(o->arms, r->learn.arm, sizeof o->arms);
     }
     free(v);

@@ -68,6 +68,7 @@ typedef struct hkd_binary_info {
                                       * flushing, reading policy), as they reported it */
     uint64_t observations, ignored;
     int      current, choice, pinned, settled;
+    int      racing;                 /* hkd_bin_racing's arm, or -1 */
     hkd_bin_stat arms[HKD_BIN_ARMS];
 } hkd_binary_info;
 

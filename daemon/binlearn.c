@@ -458,23 +458,38 @@ int hkd_bin_settled(const hkd_bin_learn *l, const hkd_bin_cfg *cfg)
 /* An arm that could be chosen (no guarded measure worse on the means,
  * not ruled out) and costs less than the choice by min_gain on the means,
  * without the evidence to show it yet: the cheapest such arm with fewer
- * than race_pulls runs, or -1.  It gets one run in `race` instead of one
- * in `recheck`: at this machine's noise a 6% gain takes some fifteen runs
- * of the arm to show, which one run in eight would spread over a hundred
- * and twenty, while a contender this close costs little to run if it
- * turns out no better. */
+ * than race_pulls runs; failing one, while the default is the choice, the
+ * leanest arm with fewer that looks leaner at the same cost; or -1.  It
+ * gets one run in `race` instead of one in `recheck`: at this machine's
+ * noise a 6% gain takes some fifteen runs of the arm to show, and showing
+ * a leaner arm's time the same about as many, which one run in eight (in
+ * sixteen for a leaner arm) would spread over a hundred and twenty (two
+ * hundred and forty), while a contender this close costs little to run
+ * if it turns out no better. */
 static int racing_contender(const hkd_bin_learn *l, const hkd_bin_cfg *cfg, int choice)
 {
     if (cfg->race == 0 || cfg->race >= cfg->recheck)
         return -1;
-    int best = -1;
-    for (int a = 0; a < HKD_BIN_ARMS; a++)
-        if (a != choice && may_run(cfg, a) && l->arm[a].n > 0.0 && l->arm[a].n < cfg->race_pulls &&
-            !ruled_out(l, cfg, a) && eligible(l, cfg, a) &&
-            compare(l->arm, a, choice, HKD_BIN_COST).d < -log1p(cfg->min_gain) &&
+    int best = -1, leanest = -1;
+    for (int a = 0; a < HKD_BIN_ARMS; a++) {
+        if (a == choice || !may_run(cfg, a) || !(l->arm[a].n > 0.0) || l->arm[a].n >= cfg->race_pulls ||
+            ruled_out(l, cfg, a) || !eligible(l, cfg, a))
+            continue;
+        if (compare(l->arm, a, choice, HKD_BIN_COST).d < -log1p(cfg->min_gain) &&
             (best < 0 || compare(l->arm, a, best, HKD_BIN_COST).d < 0.0))
             best = a;
-    return best;
+        if (choice == HKD_BIN_DEFAULT_ARM && looks_leaner(l, cfg, a) &&
+            (leanest < 0 || compare(l->arm, a, leanest, HKD_BIN_PEAK).d < 0.0))
+            leanest = a;
+    }
+    return best >= 0 ? best : leanest;
+}
+
+int hkd_bin_racing(const hkd_bin_learn *l, const hkd_bin_cfg *cfg)
+{
+    if (l->pinned >= 0 || !hkd_bin_settled(l, cfg))
+        return -1;
+    return racing_contender(l, cfg, hkd_bin_choice(l, cfg));
 }
 
 /* Before settling: rounds of one run of each arm not yet explored, the

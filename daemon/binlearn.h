@@ -147,6 +147,10 @@ int  hkd_bin_choice(const hkd_bin_learn *l, const hkd_bin_cfg *cfg);
 /* 1 once every arm that may run has min_pulls observations or has been
  * shown to cost more than the default (it then runs no more). */
 int  hkd_bin_settled(const hkd_bin_learn *l, const hkd_bin_cfg *cfg);
+/* Once settled and not pinned: the arm that gets one run in `race`
+ * because its mean undercuts the choice's without the evidence to show it
+ * yet, or -1.  Until its race is run the choice may still change. */
+int  hkd_bin_racing(const hkd_bin_learn *l, const hkd_bin_cfg *cfg);
 /* The ratio of an arm's geometric mean of measure m to the default arm's,
  * at equal work (1.0 when either has no observation). */
 double hkd_bin_ratio(const hkd_bin_learn *l, int arm, enum hkd_bin_measure m);

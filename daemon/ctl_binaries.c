@@ -72,6 +72,7 @@ int hkc_answer_binaries(const hkc_out *o)
         m->choice = b->choice;
         m->pinned = b->pinned;
         m->settled = b->settled != 0;
+        m->racing = (char *)(b->racing >= 0 && b->racing < HKD_BIN_ARMS ? hkd_bin_arms[b->racing].name : "");
         m->plane_share = b->plane_share;
         m->n_arms = HKD_BIN_ARMS;
         m->arms = &aptr[i * HKD_BIN_ARMS];

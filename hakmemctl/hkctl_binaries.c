@@ -39,6 +39,7 @@ static void binary_json(jw *w, const Hakmem__Ctl__Binary *b)
     jw_str(w, "choice", arm_name(b, b->choice));
     jw_str(w, "pinned", b->pinned >= 0 ? arm_name(b, b->pinned) : NULL);
     jw_bool(w, "settled", b->settled);
+    jw_str(w, "racing", b->racing && b->racing[0] ? b->racing : NULL);
     jw_dbl(w, "plane_share", b->plane_share);
     jw_arr(w, "arms");
     for (size_t a = 0; a < b->n_arms; a++) {
@@ -60,7 +61,7 @@ static void binary_json(jw *w, const Hakmem__Ctl__Binary *b)
 
 static void binary_human(const Hakmem__Ctl__Binary *b)
 {
-    char user[64], exe[SAFE_MAX], command[SAFE_MAX];
+    char user[64], exe[SAFE_MAX], command[SAFE_MAX], racing[SAFE_MAX];
     printf("%016" PRIx64 "  %-10s %-24s %-12s live %u  runs %" PRIu64 " (%" PRIu64 " not counted)  arm %s",
            b->binary_hash, user_text(b->domain, user, sizeof user), safe(base_name(b->exe), exe),
            b->command && b->command[0] ? safe(b->command, command) : "-", b->live, b->observations, b->ignored,
@@ -69,6 +70,8 @@ static void binary_human(const Hakmem__Ctl__Binary *b)
         printf(" (pinned)\n");
     else if (!b->settled)
         printf(" (exploring)\n");
+    else if (b->racing && b->racing[0])
+        printf(" (settled on %s, racing %s)\n", arm_name(b, b->choice), safe(b->racing, racing));
     else
         printf(" (settled on %s)\n", arm_name(b, b->choice));
     printf("     taking part cost its runs %.3f%% of their time\n", 100.0 * b->plane_share);

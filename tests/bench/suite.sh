@@ -309,6 +309,14 @@ v() { printf "%s" "$1" | "$0" scripts/settled.py; }
 v "{\"binaries\":[{\"observations\":2,\"settled\":false},{\"observations\":9,\"settled\":true}]}" | grep -q "^settled: 1 of 1 .*1 with fewer than 3 runs left aside" &&
 ! v "{\"binaries\":[{\"observations\":3,\"settled\":false},{\"observations\":9,\"settled\":true}]}" >/dev/null &&
 ! v "{\"binaries\":[{\"observations\":2,\"settled\":false}]}" >/dev/null' "$PY"
+# With --races (the bench's learning phase) a binary still racing an arm
+# against its choice holds the verdict at exploring; without, it is settled.
+check "bench: the learning phase waits for a binary racing an arm against its choice" bash -c '
+v() { printf "%s" "$1" | "$0" scripts/settled.py "${@:2}"; }
+j="{\"binaries\":[{\"observations\":30,\"settled\":true,\"racing\":\"populate\"},{\"observations\":9,\"settled\":true,\"racing\":null}]}"
+v "$j" | grep -q "^settled: 2 of 2" &&
+v "$j" --races | grep -q "^exploring: 2 of 2 binaries have tried every arm, 1 racing" &&
+v "{\"binaries\":[{\"observations\":9,\"settled\":true,\"racing\":null}]}" --races | grep -q "^settled"' "$PY"
 # The learning table's "shown": five runs all about 10% worse show it; a
 # median 10% worse among runs that spread from 0.9 to 1.3 does not; two
 # runs are too few to say.

@@ -490,13 +490,15 @@ static void a_leaner_arm_at_equal_time_is_chosen(void **state)
 
 /* An arm 12% leaner at the same time, the compact arm on the larson
  * workload, where peak RSS varies from run to run as much as time does
- * (5%): about two binaries in five choose it within 150 runs (44 of these
- * hundred; 173 of seeds 1-400), as showing the time the same takes many
- * runs of the arm, and a leaner arm gets one run in sixteen once every
- * arm is explored.  The lean gain must be 10% on the means and beyond the
- * noise in sign, as a cost gain must; to ask the noise to stay clear of
- * 10% itself would keep such an arm off for hundreds of runs.  One 8%
- * leaner is chosen by hardly any (2 of these hundred, 4 of 400). */
+ * (5%): about two binaries in three choose it within 150 runs (70 of these
+ * hundred; 263 of seeds 1-400).  Showing the time the same takes many
+ * runs of the arm: it races the default, one run in two, until it has
+ * race_pulls, then gets one in sixteen (with one in sixteen throughout,
+ * 44 of these hundred and 173 of 400 chose it).  The lean gain must be 10%
+ * on the means and beyond the noise in sign, as a cost gain must; to ask
+ * the noise to stay clear of 10% itself would keep such an arm off for
+ * hundreds of runs.  One 8% leaner is chosen by hardly any (1 of these
+ * hundred, 3 of 400). */
 static void a_lean_gain_just_past_the_bar_is_chosen(void **state)
 {
     (void)state;
@@ -518,7 +520,7 @@ static void a_lean_gain_just_past_the_bar_is_chosen(void **state)
         }
     }
     print_message("12%% leaner chosen by %d of 100 binaries, 8%% leaner by %d\n", chosen, short_of_bar);
-    assert_true(chosen >= 30);
+    assert_true(chosen >= 55);
     assert_true(short_of_bar <= 4);
 }
 
@@ -568,6 +570,47 @@ static void a_close_gain_is_raced(void **state)
     assert_true(raced >= 65);
     assert_true(raced >= not_raced + 15);
     assert_int_equal(found_in(&base_cfg, (truth){ 1.03, 1.03, 1.0, 1.0 }, 200), 0);
+}
+
+/* The arm shown as racing (hakmemctl binaries, and the bench's wait for
+ * races to end) is the one the next runs race: it is not the choice, it
+ * has fewer than race_pulls runs, and one of the next `race` runs goes to
+ * it unless the race ends first.  Nothing races before a binary settles,
+ * or while it is pinned. */
+static void the_raced_arm_is_shown(void **state)
+{
+    (void)state;
+    int raced = 0;
+    for (uint64_t seed = 1; seed <= 50; seed++) {
+        sim s = make_sim(seed, 0.06);
+        s.arm[2] = (truth){ 0.94, 0.94, 1.0, 1.0 };
+        hkd_bin_learn l;
+        hkd_bin_init(&l);
+        while (!hkd_bin_settled(&l, &base_cfg)) {
+            assert_int_equal(hkd_bin_racing(&l, &base_cfg), -1);
+            run(&s, &l, &base_cfg, 1, 0);
+        }
+        for (int i = 0; i < 60; i++) {
+            int r = hkd_bin_racing(&l, &base_cfg);
+            if (r < 0) {
+                run(&s, &l, &base_cfg, 1, 0);
+                continue;
+            }
+            raced++;
+            assert_int_not_equal(r, hkd_bin_choice(&l, &base_cfg));
+            assert_true(l.arm[r].n < base_cfg.race_pulls);
+            int ran = 0;
+            for (uint32_t k = 0; k < base_cfg.race && !ran && hkd_bin_racing(&l, &base_cfg) == r; k++) {
+                ran = l.current == r;
+                run(&s, &l, &base_cfg, 1, 0);
+            }
+            assert_true(ran || hkd_bin_racing(&l, &base_cfg) != r);
+        }
+        hkd_bin_pin(&l, &base_cfg, 1);
+        assert_int_equal(hkd_bin_racing(&l, &base_cfg), -1);
+    }
+    print_message("%d runs began with an arm racing\n", raced);
+    assert_true(raced >= 100);
 }
 
 /* Runs too short to measure, and garbage, change nothing. */
@@ -680,6 +723,7 @@ int main(void)
         cmocka_unit_test(equal_arms_keep_the_default),
         cmocka_unit_test(a_cheaper_arm_is_found),
         cmocka_unit_test(a_close_gain_is_raced),
+        cmocka_unit_test(the_raced_arm_is_shown),
         cmocka_unit_test(a_slower_arm_is_never_chosen),
         cmocka_unit_test(the_memory_weight_sets_the_price),
         cmocka_unit_test(a_tiny_gain_keeps_the_default),

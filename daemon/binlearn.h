@@ -148,8 +148,9 @@ int  hkd_bin_choice(const hkd_bin_learn *l, const hkd_bin_cfg *cfg);
  * shown to cost more than the default (it then runs no more). */
 int  hkd_bin_settled(const hkd_bin_learn *l, const hkd_bin_cfg *cfg);
 /* Once settled and not pinned: the arm that gets one run in `race`
- * because its mean undercuts the choice's without the evidence to show it
- * yet, or -1.  Until its race is run the choice may still change. */
+ * because its mean undercuts the choice's, or (the default chosen) looks
+ * leaner at the same cost, without the evidence to show it yet; or -1.
+ * Until its race is run the choice may still change. */
 int  hkd_bin_racing(const hkd_bin_learn *l, const hkd_bin_cfg *cfg);
 /* The ratio of an arm's geometric mean of measure m to the default arm's,
  * at equal work (1.0 when either has no observation). */

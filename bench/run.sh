@@ -249,8 +249,9 @@ start_daemon() {
 # carries a share of the bytes allocated is exploiting its best arm (every
 # arm that matters for its sizes tried once, the best mean published) and
 # every binary has tried every arm and races none against its choice (a
-# race still running may yet change the choice), else "exploring ...".  Exploration does not stop there: UCB1 revisits an
-# arm now and then, during measured runs too, as it would in production.
+# race still running may yet change the choice), else "exploring ...".
+# Exploration does not stop there: UCB1 revisits an arm now and then,
+# during measured runs too, as it would in production.
 learning_verdict() {
     # Clients report at exit; the daemon takes it in at its next interval.
     sleep "$(awk -v ms="$INTERVAL" 'BEGIN { printf "%.3f", 2 * ms / 1000 }')"

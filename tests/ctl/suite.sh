@@ -99,6 +99,10 @@ else
   C --json binaries >"$F/bin.json"
   check "binaries --json: two, the cheaper arm chosen, the price named" \
     $JC 'len(j["binaries"])==2 and j["memory_weight_ns"]>0 and j["binaries"][0]["choice"]=="compact" and j["binaries"][0]["settled"] and abs(j["binaries"][0]["arms"][4]["cost_ratio"]-0.7)<0.02 and j["binaries"][1]["choice"]=="default" and j["binaries"][1]["domain"]==1000' <"$F/bin.json"
+  # Nothing races here (the fake's first binary chose its cheapest arm, the
+  # other's arms cost the same): each says so with a null, not an arm.
+  check "binaries --json: no arm racing, as null" \
+    $JC 'all("racing" in b and b["racing"] is None for b in j["binaries"])' <"$F/bin.json"
   # The arm published now may be a recheck's (one run in eight), whichever
   # the choice.
   check "binaries human: the arms, the choice, the odd name escaped" \
